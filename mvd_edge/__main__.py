@@ -1,0 +1,3 @@
+from mvd_edge.cli import main
+
+main()

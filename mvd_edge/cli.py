@@ -1,0 +1,185 @@
+"""The ``mvd-edge`` command line (Typer).
+
+Heavy modules (torch, training) are imported inside the commands that need them, so the
+runtime commands stay torch-free. User errors end with a one-line message and exit code 2;
+set ``MVD_EDGE_DEBUG=1`` to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="MVD cross-modal (visible/infrared) person re-identification: train, evaluate, deploy.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from mvd_edge.config import ConfigError
+
+    return (ConfigError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError)
+
+
+def friendly(fn):
+    """Turn user-facing errors into one red line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except _user_errors() as exc:
+            if os.environ.get("MVD_EDGE_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"256x128"`` -> (256, 128) as (height, width)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"size must look like HEIGHTxWIDTH (e.g. 256x128), got {text!r}") from None
+    if h < 8 or w < 8:
+        raise typer.BadParameter(f"size too small: {text}")
+    return h, w
+
+
+@app.command()
+@friendly
+def synth(
+    out: Annotated[Path, typer.Option(help="folder to write the data set into")] = Path("runs/synthetic"),
+    ids: Annotated[int, typer.Option(help="number of identities")] = 100,
+    images_per_cam: Annotated[int, typer.Option(help="SYSU layout: images per identity per camera")] = 4,
+    size: Annotated[str, typer.Option(help="crop size HEIGHTxWIDTH")] = "128x64",
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same data set)")] = 0,
+    layout: Annotated[str, typer.Option(help="sysu, regdb, llcm or all")] = "sysu",
+) -> None:
+    """Write a synthetic cross-modal data set (RGB + thermal-like renders of the same people)."""
+    from mvd_edge.synth.dataset import write_llcm, write_regdb, write_sysu
+
+    h, w = parse_size(size)
+    layouts = ["sysu", "regdb", "llcm"] if layout == "all" else [layout]
+    for name in layouts:
+        if name not in ("sysu", "regdb", "llcm"):
+            raise typer.BadParameter(f"layout must be sysu, regdb, llcm or all, got {layout!r}")
+    for name in layouts:
+        root = out if len(layouts) == 1 else out / name
+        if name == "sysu":
+            summary = write_sysu(root, n_ids=ids, images_per_cam=images_per_cam, size=(h, w), seed=seed, progress=True)
+        elif name == "regdb":
+            summary = write_regdb(root, n_ids=ids, size=(h, w), seed=seed)
+        else:
+            summary = write_llcm(root, n_ids=ids, size=(h, w), seed=seed)
+        console.print(f"[green]wrote[/] {name} layout to {root}")
+        console.print_json(json.dumps(summary, default=str))
+
+
+@app.command()
+@friendly
+def train(
+    config: Annotated[Optional[Path], typer.Option(help="YAML config (see configs/)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set optim.lr=1e-3")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder (checkpoints, logs, results)")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="synthetic, sysu, regdb, llcm or folder")] = None,
+    root: Annotated[Optional[Path], typer.Option(help="data set root")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="resnet50, resnet18 or tiny")] = None,
+    pretrained: Annotated[Optional[Path], typer.Option(help="local ImageNet weights (.pth)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="number of epochs")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from <out>/last.pt")] = False,
+    test: Annotated[bool, typer.Option(help="evaluate best.pt on the test protocols at the end")] = True,
+) -> None:
+    """Train MVD (VSD + VCD + VML). Without options: synthetic data, tiny backbone, CPU-sized run."""
+    from mvd_edge.config import load_train_config
+
+    overrides = list(set_ or [])
+    for key, value in (("out", out), ("data.dataset", dataset), ("data.root", root), ("model.backbone", backbone),
+                       ("model.pretrained", pretrained), ("optim.epochs", epochs), ("device", device),
+                       ("seed", seed)):
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(str(value)) if isinstance(value, Path) else value}")
+    cfg = load_train_config(config, overrides)
+    from mvd_edge.train.trainer import run_training
+
+    summary = run_training(cfg, resume=resume, evaluate_test=test)
+    if "test" in summary:
+        _print_results(summary["test"], title=f"test: {cfg.data.dataset}, best epoch {summary['best']['epoch']}")
+        console.print(f"results: {Path(cfg.out) / 'test_results.json'}, CMC plot: {Path(cfg.out) / 'cmc.png'}")
+    console.print(f"checkpoint: {summary['best_checkpoint']}")
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint (.pt) written by `mvd-edge train`")],
+    dataset: Annotated[str, typer.Option(help="sysu, regdb, llcm or folder")] = "sysu",
+    root: Annotated[Path, typer.Option(help="data set root")] = Path("runs/train/synthetic"),
+    settings: Annotated[Optional[str], typer.Option(help="comma-separated protocol settings (default: the data set's)")] = None,
+    trials: Annotated[int, typer.Option(help="gallery sampling trials")] = 10,
+    trial: Annotated[int, typer.Option(help="RegDB split trial 1..10")] = 1,
+    recipe: Annotated[Optional[str], typer.Option(help="full, shared or z (default: the checkpoint's)")] = None,
+    batch_size: Annotated[int, typer.Option(help="feature extraction batch size")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    seed: Annotated[int, typer.Option(help="seed of the gallery sampling")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write results as JSON here")] = None,
+    png: Annotated[Optional[Path], typer.Option(help="write the CMC curves as PNG here")] = None,
+) -> None:
+    """Evaluate a checkpoint with the community's protocols (10 seeded trials, mean ± std)."""
+    from mvd_edge.preprocess import PreprocessSpec
+    from mvd_edge.train.data.registry import default_eval_settings, load_dataset
+    from mvd_edge.train.evaluate import evaluate_features, extract_features, save_results
+    from mvd_edge.train.trainer import model_from_checkpoint, resolve_device
+
+    if trials < 1:
+        raise typer.BadParameter("--trials must be >= 1")
+    dev = resolve_device(device)
+    model, state = model_from_checkpoint(checkpoint, recipe=recipe, map_location=dev)
+    model.to(dev)
+    spec = PreprocessSpec.from_dict(state["preprocess"])
+    data = load_dataset(dataset, root, trial=trial, use_val=True, seed=seed)
+    if not data.test:
+        raise ValueError(f"{root}: the test split of {dataset} is empty")
+    chosen = [s.strip() for s in settings.split(",")] if settings else default_eval_settings(dataset)
+    feats = extract_features(model, data.test, spec, model.recipe, batch_size, dev, progress=True)
+    results = evaluate_features(feats, data.test, chosen, n_trials=trials, seed=seed)
+    save_results(results, json_out, png, title=f"{dataset} ({model.recipe})")
+    _print_results(results, title=f"{dataset}: {checkpoint} ({model.recipe}, {trials} trials)")
+    if json_out:
+        console.print(f"wrote {json_out}")
+    if png:
+        console.print(f"wrote {png}")
+
+
+def _print_results(results: dict, title: str) -> None:
+    from mvd_edge.train.evaluate import summary_table
+
+    table = Table(title=title)
+    for col in ("setting", "Rank-1", "Rank-10", "Rank-20", "mAP", "mINP"):
+        table.add_column(col, justify="right" if col != "setting" else "left")
+    for row in summary_table(results):
+        table.add_row(*row)
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Typed config: YAML + overrides, unknown keys named, bad values rejected."""
+
+import pytest
+
+from mvd_edge.config import ConfigError, TrainConfig, load_train_config, to_dict
+
+
+def test_defaults_are_the_embedded_synthetic_cpu_run():
+    cfg = load_train_config()
+    assert cfg == TrainConfig()
+    assert cfg.data.dataset == "synthetic" and cfg.model.backbone == "tiny"
+
+
+def test_yaml_then_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("optim:\n  lr: 0.01\n  milestones: [3, 4]\nmodel:\n  backbone: resnet18\n")
+    cfg = load_train_config(p, ["optim.lr=0.5", "data.p_ids=4", "model.bottleneck_dims=[8, 8, 8]"])
+    assert cfg.optim.lr == 0.5 and cfg.optim.milestones == [3, 4]
+    assert cfg.model.backbone == "resnet18" and cfg.data.p_ids == 4
+    assert cfg.model.bottleneck_dims == [8, 8, 8]
+    assert to_dict(cfg)["optim"]["lr"] == 0.5
+
+
+@pytest.mark.parametrize("text, key", [
+    ("optim:\n  lrr: 0.1\n", "optim.lrr"),
+    ("epochs: 3\n", "epochs"),
+    ("data:\n  extra: {a: 1}\n", "data.extra"),
+])
+def test_unknown_keys_in_yaml_name_the_key(tmp_path, text, key):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_train_config(p)
+
+
+def test_unknown_override_and_bad_types_are_errors():
+    with pytest.raises(ConfigError, match=r"loss\.vsdd"):
+        load_train_config(None, ["loss.vsdd=1"])
+    with pytest.raises(ConfigError, match=r"optim\.epochs"):
+        load_train_config(None, ["optim.epochs=many"])
+    with pytest.raises(ConfigError, match=r"data\.use_val"):
+        load_train_config(None, ["data.use_val=3"])
+    with pytest.raises(ConfigError, match="key.path=value"):
+        load_train_config(None, ["optim.lr"])
+
+
+def test_choice_and_range_checks():
+    with pytest.raises(ConfigError, match=r"model\.backbone"):
+        load_train_config(None, ["model.backbone=vgg"])
+    with pytest.raises(ConfigError, match=r"data\.root is required"):
+        load_train_config(None, ["data.dataset=sysu"])
+    with pytest.raises(ConfigError, match=r"data\.p_ids"):
+        load_train_config(None, ["data.p_ids=1"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_train_config("/nonexistent/cfg.yaml")
