@@ -249,5 +249,5 @@ def validate_train_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"model.last_stride must be 1 or 2, got {cfg.model.last_stride}")
     if cfg.model.bottleneck_dims is not None and len(cfg.model.bottleneck_dims) != 3:
         raise ConfigError("model.bottleneck_dims must list three sizes, e.g. [1000, 500, 512]")
-    if cfg.optim.warmup_epochs < 0 or cfg.optim.warmup_epochs >= max(cfg.optim.epochs, 1) + 1:
-        raise ConfigError("optim.warmup_epochs must be in [0, epochs]")
+    if cfg.optim.warmup_epochs < 0:
+        raise ConfigError(f"optim.warmup_epochs must be >= 0, got {cfg.optim.warmup_epochs}")

@@ -244,7 +244,7 @@ class Trainer:
             "best": dict(self.best),
             "history": list(self.history),
             "config": to_dict(self.cfg),
-            "versions": {"torch": torch.__version__},
+            "versions": {"torch": str(torch.__version__)},
         }
 
     def _resume(self) -> None:
@@ -272,6 +272,7 @@ class Trainer:
         sums: dict[str, float] = {}
         n = 0
         replaced = 0
+        lr = self.optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
         it = self.loader
         bar = None
@@ -304,7 +305,7 @@ class Trainer:
         self.scheduler.step()
         elapsed = time.perf_counter() - t0
         row = {f"loss_{k}": v / max(n, 1) for k, v in sums.items()}
-        row.update({"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "seconds": elapsed,
+        row.update({"epoch": epoch + 1, "lr": lr, "seconds": elapsed,
                     "images_per_s": n * self.sampler.batch_size * self.distinfo.world_size / max(elapsed, 1e-9),
                     "replaced_images": replaced})
         if replaced:

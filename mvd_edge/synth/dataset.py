@@ -1,0 +1,400 @@
+"""Write synthetic cross-modal re-id data sets in the SYSU-MM01, RegDB and LLCM layouts.
+
+Every writer is deterministic for its ``seed``: identity ``i`` is
+``sample_identities(n, seed)[i]`` (independent of ``n``), every camera's look and
+every image come from their own ``numpy.random.default_rng([tag, seed, ...])``, so
+the output does not depend on the order of writing.
+
+A root written here carries a marker file :data:`MARKER` (generator parameters). A
+writer refuses a non-empty root without that marker (so a real data set is never
+overwritten); a root with it is cleared of the layout's folders and written anew.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from mvd_edge.modality import Modality
+from mvd_edge.synth.people import CameraStyle, Identity, VIEWS, render_crop, sample_camera_style, sample_identities
+
+__all__ = [
+    "LLCM_CAMS",
+    "MARKER",
+    "SYSU_CAMS",
+    "SYSU_IR_CAMS",
+    "write_llcm",
+    "write_regdb",
+    "write_sysu",
+]
+
+SYSU_CAMS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+SYSU_IR_CAMS: tuple[int, ...] = (3, 6)
+_SYSU_INDOOR_CAMS: tuple[int, ...] = (1, 2, 3)
+LLCM_CAMS: tuple[int, ...] = tuple(range(1, 10))
+MARKER = "synthetic.json"
+
+_CAM_TAG, _TRACK_TAG, _IMG_TAG, _SPLIT_TAG = 0xCA, 0x7C, 0x1A, 0x5B
+_JPEG = [int(cv2.IMWRITE_JPEG_QUALITY), 95]
+_PNG = [int(cv2.IMWRITE_PNG_COMPRESSION), 1]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_size(size: Any) -> tuple[int, int]:
+    try:
+        h, w = size
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (height, width), got {size!r}") from None
+    return _check_int("size height", h, 16), _check_int("size width", w, 8)
+
+
+def _split_counts(n: int, split: Sequence[float]) -> tuple[int, int, int]:
+    """Identities per (train, val, test): largest remainder, each at least 1."""
+    try:
+        fr = [float(x) for x in split]
+    except (TypeError, ValueError):
+        raise ValueError(f"split must be three fractions (train, val, test), got {split!r}") from None
+    if len(fr) != 3 or any(not np.isfinite(x) or x <= 0 for x in fr) or abs(sum(fr) - 1.0) > 1e-6:
+        raise ValueError(f"split must be three positive fractions summing to 1 (train, val, test), got {split!r}")
+    raw = [x * n for x in fr]
+    counts = [int(np.floor(r)) for r in raw]
+    for i in sorted(range(3), key=lambda i: raw[i] - counts[i], reverse=True)[: n - sum(counts)]:
+        counts[i] += 1
+    for i in range(3):
+        while counts[i] < 1:
+            j = int(np.argmax(counts))
+            counts[j] -= 1
+            counts[i] += 1
+    return counts[0], counts[1], counts[2]
+
+
+def _prepare_root(root: Path, layout_entries: Iterable[str], meta: dict[str, Any]) -> Path:
+    """Create/clear ``root`` for writing (see the module docstring) and write the marker."""
+    root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(f"{root} exists and is not a folder")
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / MARKER
+    if any(root.iterdir()):
+        if not marker.is_file():
+            raise FileExistsError(
+                f"{root} is not empty and was not written by mvd_edge.synth (no {MARKER}); "
+                "refusing to write a synthetic data set into it: choose an empty or new folder"
+            )
+        for name in (*layout_entries, MARKER):
+            path = root / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    marker.write_text(json.dumps({"generator": "mvd_edge.synth", **meta}, indent=1) + "\n")
+    return root
+
+
+def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:
+    if not cv2.imwrite(str(path), img, params):
+        raise OSError(f"cv2.imwrite failed for {path}")
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Callable[[int], None]:
+    if not enabled:
+        return lambda k: None
+    from tqdm import tqdm  # optional: only when asked for
+
+    bar = tqdm(total=total, desc=desc, unit="img")
+
+    def update(k: int) -> None:
+        bar.update(k)
+        if bar.n >= total:
+            bar.close()
+
+    return update
+
+
+def _camera(seed: int, dataset: int, cam: int, modality: Modality, indoor: bool | None) -> CameraStyle:
+    return sample_camera_style(modality, np.random.default_rng([_CAM_TAG, seed, dataset, cam, int(modality)]), indoor)
+
+
+def _track(seed: int, dataset: int, cam: int, pid: int, modality: Modality) -> tuple[str, int]:
+    """A tracklet's view and walking direction (one per identity and camera)."""
+    rng = np.random.default_rng([_TRACK_TAG, seed, dataset, cam, pid, int(modality)])
+    view = VIEWS[int(rng.choice(3, p=(0.4, 0.35, 0.25)))]
+    return view, (1 if rng.random() < 0.5 else -1)
+
+
+def _crop(identity: Identity, modality: Modality, rng: np.random.Generator, size: tuple[int, int],
+          style: CameraStyle, track: tuple[str, int] | None) -> np.ndarray:
+    if track is None:
+        return render_crop(identity, modality, rng, size, style)
+    view, facing = track
+    if rng.random() < 0.2:  # a tracklet turns now and then
+        view = VIEWS[int(rng.integers(3))]
+    return render_crop(identity, modality, rng, size, style, view=view, facing=facing)
+
+
+def _identity_split(n: int, counts: Sequence[int], rng: np.random.Generator) -> list[list[int]]:
+    """Ids 1..n randomly divided into groups of ``counts``; each group sorted."""
+    perm = rng.permutation(np.arange(1, n + 1))
+    out, start = [], 0
+    for c in counts:
+        out.append(sorted(int(x) for x in perm[start:start + c]))
+        start += c
+    return out
+
+
+# --------------------------------------------------------------------------- SYSU-MM01
+
+
+def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tuple[int, int] = (128, 64),
+               seed: int = 0, split: Sequence[float] = (0.6, 0.15, 0.25), progress: bool = False) -> dict[str, Any]:
+    """Write a synthetic data set in the SYSU-MM01 layout.
+
+    Layout::
+
+        root/cam1 .. cam6/<pid:04d>/<k:04d>.jpg     k = 1..images_per_cam, JPEG q95
+        root/exp/train_id.txt, val_id.txt, test_id.txt, available_id.txt
+        root/synthetic.json                         generator parameters
+
+    Cameras 1, 2, 4, 5 are visible, 3 and 6 infrared (:data:`SYSU_IR_CAMS`); 1-3 are
+    indoor, 4-6 outdoor. Each camera has its own look (background palette, lighting,
+    IR gain/offset). Every identity ``1..n_ids`` appears in every camera; the images
+    of one identity in one camera share a tracklet view and direction. The split
+    files hold one line of comma-separated ids (disjoint, together all ids, sizes by
+    ``split`` with at least one id each). The ``exp`` folder is written last, so
+    ``exp/test_id.txt`` existing means the set is complete.
+
+    Args:
+        root: output folder: new, empty, or one written earlier by this module.
+        n_ids: identities (>= 3).
+        images_per_cam: images per identity and camera (>= 1).
+        size: ``(height, width)`` of the crops (>= 16 x 8).
+        seed: non-negative integer; the output is a function of the arguments.
+        split: fractions of identities for (train, val, test), positive, sum 1.
+        progress: show a ``tqdm`` progress bar.
+
+    Returns:
+        ``{"root", "layout", "n_ids", "seed", "size", "visible_cams", "ir_cams",
+        "ids": {split: [pid, ...]}, "images": {split: {"cam1": n, ...}},
+        "images_per_camera": {"cam1": n, ...}, "total_images"}``.
+
+    Raises:
+        ValueError: bad arguments. FileExistsError: ``root`` holds other data.
+    """
+    n_ids = _check_int("n_ids", n_ids, 3)
+    images_per_cam = _check_int("images_per_cam", images_per_cam, 1)
+    size = _check_size(size)
+    seed = _check_int("seed", seed, 0)
+    counts = _split_counts(n_ids, split)
+    meta = {"layout": "sysu", "n_ids": n_ids, "images_per_cam": images_per_cam, "size": list(size), "seed": seed,
+            "split": [float(x) for x in split]}
+    root = _prepare_root(Path(root), [f"cam{c}" for c in SYSU_CAMS] + ["exp"], meta)
+
+    identities = sample_identities(n_ids, seed)
+    update = _progress(n_ids * len(SYSU_CAMS) * images_per_cam, progress, "synthetic SYSU-MM01")
+    for cam in SYSU_CAMS:
+        modality = Modality.INFRARED if cam in SYSU_IR_CAMS else Modality.VISIBLE
+        style = _camera(seed, 1, cam, modality, indoor=cam in _SYSU_INDOOR_CAMS)
+        for pid in range(1, n_ids + 1):
+            folder = root / f"cam{cam}" / f"{pid:04d}"
+            folder.mkdir(parents=True)
+            track = _track(seed, 1, cam, pid, modality)
+            for k in range(1, images_per_cam + 1):
+                rng = np.random.default_rng([_IMG_TAG, seed, 1, cam, pid, k])
+                img = _crop(identities[pid - 1], modality, rng, size, style, track)
+                _imwrite(folder / f"{k:04d}.jpg", img, _JPEG)
+            update(images_per_cam)
+
+    names = ("train", "val", "test")
+    groups = _identity_split(n_ids, counts, np.random.default_rng([_SPLIT_TAG, seed, 1]))
+    exp = root / "exp"
+    exp.mkdir()
+    (exp / "available_id.txt").write_text(",".join(str(i) for i in range(1, n_ids + 1)) + "\n")
+    for name, ids in zip(names, groups):
+        (exp / f"{name}_id.txt").write_text(",".join(str(i) for i in ids) + "\n")
+    per_cam = {f"cam{c}": n_ids * images_per_cam for c in SYSU_CAMS}
+    return {
+        "root": str(root),
+        "layout": "sysu",
+        "n_ids": n_ids,
+        "seed": seed,
+        "size": size,
+        "visible_cams": [c for c in SYSU_CAMS if c not in SYSU_IR_CAMS],
+        "ir_cams": list(SYSU_IR_CAMS),
+        "ids": dict(zip(names, groups)),
+        "images": {name: {f"cam{c}": len(ids) * images_per_cam for c in SYSU_CAMS} for name, ids in zip(names, groups)},
+        "images_per_camera": per_cam,
+        "total_images": sum(per_cam.values()),
+    }
+
+
+# --------------------------------------------------------------------------- RegDB
+
+
+def write_regdb(root: Path, n_ids: int = 40, images_per_modality: int = 10, size: tuple[int, int] = (128, 64),
+                seed: int = 0, n_trials: int = 10) -> dict[str, Any]:
+    """Write a synthetic data set in the RegDB layout.
+
+    Layout::
+
+        root/Visible/<pid:04d>/<k:04d>.png     k = 1..images_per_modality
+        root/Thermal/<pid:04d>/<k:04d>.png
+        root/idx/train_visible_{t}.txt, train_thermal_{t}.txt,
+                 test_visible_{t}.txt,  test_thermal_{t}.txt     t = 1..n_trials
+
+    One visible and one thermal camera. As in RegDB, image ``k`` of an identity is
+    a co-registered pair: the same pose and placement in both modalities. Index
+    lines are ``Visible/0007/0003.png 5`` (path relative to ``root``, label). In each
+    trial a seeded random half (``n_ids // 2``) of the identities is train and the
+    rest test; train labels run ``0..n_train-1`` and test labels ``0..n_test-1``, in
+    increasing pid order (as in the real idx files).
+
+    Returns:
+        ``{"root", "layout", "n_ids", "seed", "size", "images": {"Visible": n,
+        "Thermal": n}, "trials": [{"trial", "train": [pid...], "test": [pid...]}]}``.
+
+    Raises:
+        ValueError: bad arguments. FileExistsError: ``root`` holds other data.
+    """
+    n_ids = _check_int("n_ids", n_ids, 2)
+    images_per_modality = _check_int("images_per_modality", images_per_modality, 1)
+    size = _check_size(size)
+    seed = _check_int("seed", seed, 0)
+    n_trials = _check_int("n_trials", n_trials, 1)
+    meta = {"layout": "regdb", "n_ids": n_ids, "images_per_modality": images_per_modality, "size": list(size),
+            "seed": seed, "n_trials": n_trials}
+    root = _prepare_root(Path(root), ["Visible", "Thermal", "idx"], meta)
+
+    identities = sample_identities(n_ids, seed)
+    folders = {Modality.VISIBLE: "Visible", Modality.INFRARED: "Thermal"}
+    styles = {m: _camera(seed, 2, 1, m, indoor=False) for m in folders}
+    files: dict[Modality, dict[int, list[str]]] = {m: {} for m in folders}
+    for pid in range(1, n_ids + 1):
+        for modality, name in folders.items():
+            folder = root / name / f"{pid:04d}"
+            folder.mkdir(parents=True)
+            rels = []
+            for k in range(1, images_per_modality + 1):
+                # the same seed for both modalities: co-registered pairs
+                rng = np.random.default_rng([_IMG_TAG, seed, 2, pid, k])
+                img = render_crop(identities[pid - 1], modality, rng, size, styles[modality])
+                _imwrite(folder / f"{k:04d}.png", img, _PNG)
+                rels.append(f"{name}/{pid:04d}/{k:04d}.png")
+            files[modality][pid] = rels
+
+    idx = root / "idx"
+    idx.mkdir()
+    n_train = n_ids // 2
+    trials = []
+    for t in range(1, n_trials + 1):
+        train, test = _identity_split(n_ids, (n_train, n_ids - n_train), np.random.default_rng([_SPLIT_TAG, seed, 2, t]))
+        for part, pids in (("train", train), ("test", test)):
+            for modality, tag in ((Modality.VISIBLE, "visible"), (Modality.INFRARED, "thermal")):
+                lines = [f"{rel} {label}" for label, pid in enumerate(pids) for rel in files[modality][pid]]
+                (idx / f"{part}_{tag}_{t}.txt").write_text("\n".join(lines) + "\n")
+        trials.append({"trial": t, "train": train, "test": test})
+    return {
+        "root": str(root),
+        "layout": "regdb",
+        "n_ids": n_ids,
+        "seed": seed,
+        "size": size,
+        "images": {name: n_ids * images_per_modality for name in folders.values()},
+        "trials": trials,
+    }
+
+
+# --------------------------------------------------------------------------- LLCM
+
+
+def write_llcm(root: Path, n_ids: int = 40, cams_per_identity: int = 3, images_per_cam: int = 2,
+               size: tuple[int, int] = (128, 64), seed: int = 0, train_fraction: float = 2 / 3) -> dict[str, Any]:
+    """Write a synthetic data set in the LLCM layout.
+
+    Layout::
+
+        root/vis/<pid:04d>/<pid:04d>_c<cam:02d>_<k:04d>.jpg
+        root/nir/<pid:04d>/<pid:04d>_c<cam:02d>_<k:04d>.jpg
+        root/idx/train_vis.txt, train_nir.txt, test_vis.txt, test_nir.txt
+
+    LLCM's 9 cameras (:data:`LLCM_CAMS`) each film in visible and in near-infrared
+    mode; every identity is seen by ``cams_per_identity`` randomly chosen cameras in
+    each modality, ``images_per_cam`` images each. Index lines are ``relative/path
+    label``; ``round(train_fraction * n_ids)`` identities (at least 1, at most
+    ``n_ids - 1``) are train with labels ``0..n_train-1``, the rest test with labels
+    ``0..n_test-1``, in increasing pid order.
+
+    Returns:
+        ``{"root", "layout", "n_ids", "seed", "size", "images": {"vis": n, "nir": n},
+        "ids": {"train": [...], "test": [...]}}``.
+
+    Raises:
+        ValueError: bad arguments. FileExistsError: ``root`` holds other data.
+    """
+    n_ids = _check_int("n_ids", n_ids, 2)
+    cams_per_identity = _check_int("cams_per_identity", cams_per_identity, 1)
+    if cams_per_identity > len(LLCM_CAMS):
+        raise ValueError(f"cams_per_identity must be <= {len(LLCM_CAMS)}, got {cams_per_identity}")
+    images_per_cam = _check_int("images_per_cam", images_per_cam, 1)
+    size = _check_size(size)
+    seed = _check_int("seed", seed, 0)
+    if not 0.0 < float(train_fraction) < 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction!r}")
+    meta = {"layout": "llcm", "n_ids": n_ids, "cams_per_identity": cams_per_identity,
+            "images_per_cam": images_per_cam, "size": list(size), "seed": seed,
+            "train_fraction": float(train_fraction)}
+    root = _prepare_root(Path(root), ["vis", "nir", "idx"], meta)
+
+    identities = sample_identities(n_ids, seed)
+    folders = {Modality.VISIBLE: "vis", Modality.INFRARED: "nir"}
+    styles = {(m, c): _camera(seed, 3, c, m, indoor=c <= 4) for m in folders for c in LLCM_CAMS}
+    files: dict[Modality, dict[int, list[str]]] = {m: {} for m in folders}
+    for pid in range(1, n_ids + 1):
+        for modality, name in folders.items():
+            cam_rng = np.random.default_rng([_TRACK_TAG, seed, 3, pid, int(modality)])
+            cams = sorted(int(c) for c in cam_rng.choice(LLCM_CAMS, size=cams_per_identity, replace=False))
+            folder = root / name / f"{pid:04d}"
+            folder.mkdir(parents=True)
+            rels = []
+            for cam in cams:
+                track = _track(seed, 3, cam, pid, modality)
+                for k in range(1, images_per_cam + 1):
+                    rng = np.random.default_rng([_IMG_TAG, seed, 3, int(modality), cam, pid, k])
+                    img = _crop(identities[pid - 1], modality, rng, size, styles[(modality, cam)], track)
+                    fname = f"{pid:04d}_c{cam:02d}_{k:04d}.jpg"
+                    _imwrite(folder / fname, img, _JPEG)
+                    rels.append(f"{name}/{pid:04d}/{fname}")
+            files[modality][pid] = rels
+
+    n_train = min(max(1, int(round(float(train_fraction) * n_ids))), n_ids - 1)
+    train, test = _identity_split(n_ids, (n_train, n_ids - n_train), np.random.default_rng([_SPLIT_TAG, seed, 3]))
+    idx = root / "idx"
+    idx.mkdir()
+    for part, pids in (("train", train), ("test", test)):
+        for modality, tag in folders.items():
+            lines = [f"{rel} {label}" for label, pid in enumerate(pids) for rel in files[modality][pid]]
+            (idx / f"{part}_{tag}.txt").write_text("\n".join(lines) + "\n")
+    n_per = n_ids * cams_per_identity * images_per_cam
+    return {
+        "root": str(root),
+        "layout": "llcm",
+        "n_ids": n_ids,
+        "seed": seed,
+        "size": size,
+        "images": {name: n_per for name in folders.values()},
+        "ids": {"train": train, "test": test},
+    }

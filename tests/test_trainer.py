@@ -1,0 +1,170 @@
+"""Trainer: checkpoints, resume equivalence, atomic writes, validation-based selection, DDP (gloo)."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mvd_edge.config import load_train_config
+from mvd_edge.train import trainer as trainer_mod
+from mvd_edge.train.trainer import (
+    CheckpointError,
+    Trainer,
+    load_checkpoint,
+    lr_factor,
+    model_from_checkpoint,
+    run_training,
+    save_checkpoint,
+)
+
+SMALL = [
+    "synth.n_ids=12", "synth.images_per_cam=2", "synth.height=64", "synth.width=32",
+    "data.height=64", "data.width=32", "data.p_ids=3", "data.k_per_modality=2", "data.workers=0",
+    "data.batches_per_epoch=2", "eval.trials=2", "eval.batch_size=32", "device=cpu",
+]
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    """One small synthetic data set shared by the tests (written by the trainer's own path)."""
+    root = tmp_path_factory.mktemp("synth")
+    cfg = load_train_config(None, SMALL + [f"out={root / 'unused'}", f"data.root={root / 'data'}"])
+    trainer_mod.ensure_synthetic(root / "data", cfg)
+    return root / "data"
+
+
+def _cfg(out, synth_root, extra=()):
+    return load_train_config(None, SMALL + [f"out={out}", f"data.root={synth_root}", *extra])
+
+
+def test_run_writes_checkpoints_logs_and_test_results(tmp_path, synth_root):
+    cfg = _cfg(tmp_path / "run", synth_root, ["optim.epochs=2", "optim.warmup_epochs=1"])
+    summary = run_training(cfg, progress=False)
+    out = Path(cfg.out)
+    for name in ("last.pt", "best.pt", "log.csv", "test_results.json", "cmc.png"):
+        assert (out / name).is_file(), name
+    state = torch.load(out / "last.pt", weights_only=True)  # loads under weights_only
+    assert state["epoch"] == 1 and len(state["history"]) == 2
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(r["val_rank1"] not in ("", None) for r in rows)  # validated every epoch
+    results = json.loads((out / "test_results.json").read_text())
+    assert set(results) == {"sysu-all-single", "sysu-indoor-single"}
+    assert results["sysu-all-single"]["trials"] == 2
+    assert 1 <= summary["best"]["epoch"] <= 2
+    # best.pt is the epoch with the best validation Rank-1 (ties by mAP), never the test split
+    val = [(float(r["val_rank1"]), float(r["val_mAP"])) for r in rows]
+    assert summary["best"]["epoch"] == 1 + max(range(2), key=lambda i: val[i])
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path, synth_root):
+    extra = ["optim.epochs=2", "optim.warmup_epochs=1", "seed=5"]
+    straight = Trainer(_cfg(tmp_path / "a", synth_root, extra), progress=False)
+    straight.fit()
+    first = Trainer(_cfg(tmp_path / "b", synth_root, extra[1:] + ["optim.epochs=1"]), progress=False)
+    first.fit()
+    # the run was "killed" after epoch 1; resume with the full schedule
+    resumed = Trainer(_cfg(tmp_path / "b", synth_root, extra), resume=True, progress=False)
+    assert resumed.start_epoch == 1
+    resumed.fit()
+    a = straight.model.state_dict()
+    b = resumed.model.state_dict()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    assert len(resumed.history) == 2
+
+
+def test_resume_needs_a_checkpoint_and_the_same_model(tmp_path, synth_root):
+    with pytest.raises(CheckpointError, match="last.pt"):
+        Trainer(_cfg(tmp_path / "none", synth_root), resume=True, progress=False)
+    Trainer(_cfg(tmp_path / "c", synth_root, ["optim.epochs=1"]), progress=False).fit()
+    with pytest.raises(CheckpointError, match="different model"):
+        Trainer(_cfg(tmp_path / "c", synth_root, ["optim.epochs=2", "model.last_stride=2"]), resume=True,
+                progress=False)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"format": trainer_mod.CKPT_FORMAT, "epoch": 1}, path)
+
+    def broken_save(obj, fh):
+        fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trainer_mod.torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint({"format": trainer_mod.CKPT_FORMAT, "epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1  # the old checkpoint survived intact
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_checkpoint(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"a": torch.zeros(1)}, other)
+    with pytest.raises(CheckpointError, match="not an mvd-edge checkpoint"):
+        model_from_checkpoint(other)
+
+
+def test_lr_schedule_warmup_then_decay():
+    f = [lr_factor(e, 10, 2, 0.01, "cosine", [], 0.1) for e in range(10)]
+    assert f[0] == pytest.approx(0.01) and f[2] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[2:], f[3:]))
+    s = [lr_factor(e, 10, 0, 0.01, "step", [4, 8], 0.1) for e in range(10)]
+    assert s[3] == 1.0 and s[4] == pytest.approx(0.1) and s[9] == pytest.approx(0.01)
+
+
+def test_unreadable_images_are_counted_not_fatal(tmp_path, synth_root):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    victims = sorted((root / "cam1").rglob("*.jpg"))  # a quarter of every identity's RGB images
+    for v in victims:
+        v.write_bytes(b"corrupt")
+    cfg = _cfg(tmp_path / "run", root, ["optim.epochs=1", "data.batches_per_epoch=4"])
+    t = Trainer(cfg, progress=False)
+    with pytest.warns(UserWarning, match="unreadable"):
+        row = t.train_epoch(0)
+    assert row["replaced_images"] > 0  # the epoch finished and the replacements are counted in the log row
+    ds = t.loader.dataset
+    for i, s in enumerate(ds.samples):
+        if s.path in victims:
+            x, label, _, _, replaced = ds[i]
+            assert replaced == 1 and torch.isfinite(x).all() and label == t.labels[s.pid]
+            break
+    else:
+        pytest.fail("no corrupted sample in the training split")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes_gloo(tmp_path, synth_root):
+    out = tmp_path / "ddp"
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+            f"--master_port={_free_port()}", "-m", "mvd_edge", "train", "--no-test", "--out", str(out),
+            "--root", str(synth_root)]
+    for item in SMALL + ["optim.epochs=1", "data.batches_per_epoch=4"]:
+        args += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    state = load_checkpoint(out / "last.pt")
+    assert state["epoch"] == 0
+    assert not any(k.startswith("module.") for k in state["model"])  # saved unwrapped
+    assert (out / "log.csv").is_file()
