@@ -26,8 +26,9 @@ err_console = Console(stderr=True)
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from mvd_edge.config import ConfigError
+    from mvd_edge.runtime.sidecar import EngineError
 
-    return (ConfigError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError)
+    return (ConfigError, EngineError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError)
 
 
 def friendly(fn):
@@ -164,6 +165,89 @@ def eval_cmd(
         console.print(f"wrote {json_out}")
     if png:
         console.print(f"wrote {png}")
+
+
+@app.command()
+@friendly
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint (.pt) written by `mvd-edge train`")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write")] = Path("runs/export/model.onnx"),
+    recipe: Annotated[Optional[str], typer.Option(help="full, shared or z (default: the checkpoint's)")] = None,
+    fused_head: Annotated[bool, typer.Option(help="emit the head as one mvd::FusedHead op (TensorRT plugin)")] = False,
+    opset: Annotated[int, typer.Option(help="ONNX opset")] = 17,
+) -> None:
+    """Export a checkpoint to ONNX (FP32, dynamic batch) and check it against torch."""
+    from mvd_edge.export import export_onnx
+
+    report = export_onnx(checkpoint, out, recipe=recipe, opset=opset, fused_head=fused_head)
+    parity = report["parity"]
+    if "max_abs_err" in parity:
+        console.print(f"parity vs torch: max abs err {parity['max_abs_err']:.2e} (tol {parity['max_abs_tol']:.0e}), "
+                      f"min cosine {parity['min_cosine']:.7f}")
+    else:
+        console.print(f"parity check skipped: {parity['skipped']}")
+    console.print(f"[green]wrote[/] {out} ({report['recipe']}, {report['embedding_dim']}-d, "
+                  f"input {report['input_size'][0]}x{report['input_size'][1]})")
+
+
+@app.command("build-engine")
+@friendly
+def build_engine_cmd(
+    onnx_model: Annotated[Path, typer.Argument(help="ONNX graph (FP32, FP16 or INT8 Q/DQ) from export/fp16/int8")],
+    backend: Annotated[str, typer.Option(help="ort (ONNX Runtime) or trt (TensorRT)")] = "ort",
+    out: Annotated[Optional[Path], typer.Option(help="engine file (default: beside the ONNX file)")] = None,
+    device: Annotated[str, typer.Option(help="ort: cpu or cuda")] = "cpu",
+    batch: Annotated[str, typer.Option(help="batch profile min,opt,max (max also splits large calls)")] = "1,8,32",
+    workspace_mb: Annotated[int, typer.Option(help="TensorRT workspace (MiB)")] = 2048,
+    timing_cache: Annotated[Optional[Path], typer.Option(help="TensorRT timing cache file (reused across builds)")] = None,
+    verbose: Annotated[bool, typer.Option(help="TensorRT verbose build log")] = False,
+) -> None:
+    """Build an ONNX Runtime or TensorRT engine (+ sidecar JSON) from an ONNX graph."""
+    from mvd_edge.engine import build_engine
+
+    if out is None:
+        stem = onnx_model.name.removesuffix(".onnx")
+        out = onnx_model.with_name(f"{stem}.{backend}.onnx" if backend == "ort" else f"{stem}.engine")
+    info = build_engine(onnx_model, out, backend=backend, device=device, batch=batch, workspace_mb=workspace_mb,
+                        timing_cache=timing_cache, verbose=verbose)
+    console.print(f"[green]built[/] {out} ({info['backend']}, {info['precision']}"
+                  f"{' ' + info['int8_flavour'] if info.get('int8_flavour') else ''}, batch {info['batch_profile']}); "
+                  f"sidecar {out}.json")
+
+
+@app.command()
+@friendly
+def verify(
+    checkpoint: Annotated[Path, typer.Argument(help="the FP32 reference checkpoint")],
+    engines: Annotated[list[Path], typer.Argument(help="engines or ONNX graphs to measure")],
+    dataset: Annotated[str, typer.Option(help="sysu, regdb, llcm or folder")] = "sysu",
+    root: Annotated[Path, typer.Option(help="data set root")] = Path("runs/train/synthetic"),
+    settings: Annotated[Optional[str], typer.Option(help="comma-separated protocol settings")] = None,
+    trials: Annotated[int, typer.Option(help="gallery sampling trials")] = 10,
+    json_out: Annotated[Path, typer.Option("--json", help="report JSON")] = Path("runs/verify/verify.json"),
+    png: Annotated[Path, typer.Option(help="report chart")] = Path("runs/verify/verify.png"),
+) -> None:
+    """Accuracy cost of each engine: cosine vs FP32 torch and Rank-1/mAP/mINP on the test split."""
+    from mvd_edge.verify import save_report, verify_engines
+
+    chosen = [s.strip() for s in settings.split(",")] if settings else None
+    report = verify_engines(checkpoint, engines, dataset, root, settings=chosen, trials=trials)
+    save_report(report, json_out, png)
+    setting = report["settings"][0]
+    table = Table(title=f"verify on {dataset} ({setting}, {trials} trials)")
+    for col in ("engine", "precision", "cos mean", "cos min", "Rank-1", "ΔR1", "mAP", "ΔmAP", "mINP"):
+        table.add_column(col, justify="left" if col in ("engine", "precision") else "right")
+    ref = report["reference"]["metrics"]
+    table.add_row("torch (reference)", "fp32", "1", "1", f"{ref[setting + '/rank1']:.2f}", "", f"{ref[setting + '/mAP']:.2f}",
+                  "", f"{ref[setting + '/mINP']:.2f}")
+    for e in report["engines"]:
+        m, d = e["metrics"], e["drop_vs_fp32"]
+        prec = e["precision"] + (f" ({e['int8_flavour']})" if e.get("int8_flavour") else "")
+        table.add_row(Path(e["engine"]).name, prec, f"{e['cosine']['mean']:.5f}", f"{e['cosine']['min']:.5f}",
+                      f"{m[setting + '/rank1']:.2f}", f"{-d[setting + '/rank1']:+.2f}", f"{m[setting + '/mAP']:.2f}",
+                      f"{-d[setting + '/mAP']:+.2f}", f"{m[setting + '/mINP']:.2f}")
+    console.print(table)
+    console.print(f"wrote {json_out} and {png}")
 
 
 def _print_results(results: dict, title: str) -> None:

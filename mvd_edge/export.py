@@ -1,0 +1,160 @@
+"""Checkpoint -> ONNX (FP32, dynamic batch, fixed HxW, one input, one output, metadata).
+
+The graph's single input ``input`` is ``float32 [N, 3, H, W]``: RGB crops normalised as
+``mvd_edge.preprocess`` defines; the grayscale view is computed inside the graph. Its single
+output ``embedding`` is ``float32 [N, D]``, L2-normalised. Export asserts eval mode and
+checks ONNX Runtime's output against torch on fresh random crops before returning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mvd_edge import __version__
+from mvd_edge.preprocess import PreprocessSpec
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "embedding"
+DEFAULT_OPSET = 17
+# FP32 ONNX Runtime vs torch on the CPU: different kernels/summation order, same math.
+EXPORT_MAX_ABS_TOL = 1e-4
+EXPORT_MIN_COS = 0.99999
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not reproduce the torch model within tolerance."""
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_metadata(onnx_path: str | Path) -> dict[str, str]:
+    """``metadata_props`` of an ONNX file as a dict (values are JSON strings where structured)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _embed_module(model, recipe: str):
+    import torch
+
+    class Embed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model.embed(x, recipe)
+
+    return Embed().eval()
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, recipe: str | None = None, opset: int = DEFAULT_OPSET,
+                fused_head: bool = False, n_check: int = 6, seed: int = 0) -> dict:
+    """Export ``checkpoint`` to ``out`` and verify it; returns a report dict.
+
+    ``recipe`` defaults to the checkpoint's. ``fused_head=True`` emits the embedding head as
+    one ``mvd::FusedHead`` node (``mvd_edge.kernels``); such a graph runs on TensorRT with the
+    plugin, not on ONNX Runtime, so its parity check runs the graph's trunks only.
+    """
+    import onnx
+    import torch
+
+    from mvd_edge.model import check_recipe
+    from mvd_edge.train.trainer import model_from_checkpoint
+
+    ckpt = Path(checkpoint)
+    model, state = model_from_checkpoint(ckpt, recipe=recipe)
+    recipe = check_recipe(recipe or model.recipe)
+    spec = PreprocessSpec.from_dict(state["preprocess"])
+    model.eval()
+    assert not model.training, "export needs eval mode (BatchNorm running stats, no dropout)"
+    if fused_head:
+        from mvd_edge.kernels.onnx_op import FusedHeadExportWrapper
+
+        module = FusedHeadExportWrapper(model, recipe).eval()
+    else:
+        module = _embed_module(model, recipe)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.randn(2, 3, spec.height, spec.width)
+    t0 = time.perf_counter()
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(
+            module, (dummy,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            do_constant_folding=True,
+        )
+    proto = onnx.load_from_string(buf.getvalue())
+    dim = model.embedding_dim(recipe)
+    meta = {
+        "mvd_edge.version": __version__,
+        "mvd_edge.recipe": recipe,
+        "mvd_edge.input_size": json.dumps([spec.height, spec.width]),
+        "mvd_edge.preprocess": json.dumps(spec.to_dict()),
+        "mvd_edge.mean": json.dumps(list(spec.mean)),
+        "mvd_edge.std": json.dumps(list(spec.std)),
+        "mvd_edge.color_order": spec.color_order,
+        "mvd_edge.embedding_dim": str(dim),
+        "mvd_edge.checkpoint_sha256": sha256_file(ckpt),
+        "mvd_edge.backbone": model.spec.backbone,
+        "mvd_edge.fused_head": "1" if fused_head else "0",
+        "mvd_edge.precision": "fp32",
+    }
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    proto.doc_string = f"MVD embedding ({recipe}, {dim}-d) exported by mvd-edge {__version__}"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    seconds = time.perf_counter() - t0
+    report = {"onnx": str(out), "recipe": recipe, "embedding_dim": dim, "input_size": [spec.height, spec.width],
+              "opset": opset, "fused_head": fused_head, "export_seconds": seconds, "sha256": sha256_file(out)}
+    if fused_head:
+        report["parity"] = {"skipped": "fused-head graphs need the TensorRT plugin to run"}
+        return report
+    report["parity"] = check_parity(out, model, recipe, spec, n=n_check, seed=seed)
+    return report
+
+
+def check_parity(onnx_path: Path, model, recipe: str, spec: PreprocessSpec, n: int = 6, seed: int = 0,
+                 max_abs_tol: float = EXPORT_MAX_ABS_TOL, min_cos: float = EXPORT_MIN_COS) -> dict:
+    """ONNX Runtime (CPU) vs torch on fresh random crops at batch 1 and n; raise past tolerance."""
+    import onnxruntime as ort
+    import torch
+
+    from mvd_edge.preprocess import preprocess_batch
+
+    rng = np.random.default_rng(seed)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst_abs, worst_cos = 0.0, 1.0
+    for batch in (1, n):
+        crops = [rng.integers(0, 256, size=(int(rng.integers(40, 300)), int(rng.integers(20, 150)), 3),
+                              dtype=np.uint8) for _ in range(batch)]
+        x = preprocess_batch(crops, spec)
+        got = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        with torch.no_grad():
+            ref = model.embed(torch.from_numpy(x), recipe).numpy()
+        if got.shape != ref.shape:
+            raise ExportError(f"ONNX output shape {got.shape} != torch {ref.shape}")
+        worst_abs = max(worst_abs, float(np.abs(got - ref).max()))
+        cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+        worst_cos = min(worst_cos, float(cos.min()))
+    result = {"max_abs_err": worst_abs, "min_cosine": worst_cos, "max_abs_tol": max_abs_tol, "min_cos_tol": min_cos}
+    if worst_abs > max_abs_tol or worst_cos < min_cos:
+        raise ExportError(f"ONNX output differs from torch: max abs err {worst_abs:.2e} (tol {max_abs_tol:.0e}), "
+                          f"min cosine {worst_cos:.6f} (tol {min_cos})")
+    return result

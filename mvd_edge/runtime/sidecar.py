@@ -1,0 +1,89 @@
+"""Engine sidecar JSON: what was built, from what, for which machine; checked on load.
+
+Every engine file ``X`` has ``X.json`` beside it. Loading checks that the engine file is
+intact (size and SHA-256 as recorded) and, for TensorRT, that the GPU and TensorRT version
+are the ones it was built for: engines are not portable across either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from pathlib import Path
+
+SIDECAR_FORMAT = "mvd-edge-engine/1"
+
+
+class EngineError(RuntimeError):
+    """An engine cannot be used here; the message says why and how to rebuild it."""
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    p = Path(engine)
+    return p.with_name(p.name + ".json")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def rebuild_hint(info: dict) -> str:
+    src = info.get("source_onnx") or "model.onnx"
+    backend = info.get("backend", "ort")
+    batch = info.get("batch_profile")
+    extra = f" --batch {','.join(str(b) for b in batch)}" if batch and backend == "trt" else ""
+    return f"rebuild it with: mvd-edge build-engine {src} --backend {backend}{extra}"
+
+
+def write_sidecar(engine: str | Path, info: dict) -> Path:
+    """Write ``<engine>.json`` with ``info`` plus format, engine size/hash, host and time."""
+    p = Path(engine)
+    data = {"format": SIDECAR_FORMAT, **info, "engine_file": p.name, "engine_bytes": p.stat().st_size,
+            "engine_sha256": sha256_file(p), "host": {"machine": platform.machine(), "system": platform.system()},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    out = sidecar_path(p)
+    out.write_text(json.dumps(data, indent=2, sort_keys=True))
+    return out
+
+
+def read_sidecar(engine: str | Path, verify_hash: bool = True) -> dict:
+    """Read and check ``<engine>.json``: present, well-formed, engine intact."""
+    p = Path(engine)
+    if not p.is_file():
+        raise EngineError(f"engine not found: {p}")
+    sc = sidecar_path(p)
+    if not sc.is_file():
+        raise EngineError(f"no sidecar {sc} next to {p}: build engines with `mvd-edge build-engine`")
+    try:
+        info = json.loads(sc.read_text())
+    except json.JSONDecodeError as exc:
+        raise EngineError(f"sidecar {sc} is not valid JSON ({exc}); rebuild the engine") from exc
+    if info.get("format") != SIDECAR_FORMAT:
+        raise EngineError(f"{sc} is not an mvd-edge engine sidecar (format {info.get('format')!r})")
+    size = p.stat().st_size
+    if size != info.get("engine_bytes"):
+        raise EngineError(f"{p} is {size} bytes but was built as {info.get('engine_bytes')} (truncated or "
+                          f"replaced); {rebuild_hint(info)}")
+    if verify_hash and sha256_file(p) != info.get("engine_sha256"):
+        raise EngineError(f"{p} does not match the hash in its sidecar (corrupt or modified); {rebuild_hint(info)}")
+    return info
+
+
+def check_trt_compat(info: dict, trt_version: str, gpu_name: str, compute_capability: str) -> None:
+    """TensorRT engines only run on the GPU model and TensorRT version they were built with."""
+    built = info.get("versions", {}).get("tensorrt")
+    gpu = info.get("gpu", {})
+    if built and built != trt_version:
+        raise EngineError(f"engine was built with TensorRT {built}, this machine has {trt_version}; "
+                          f"{rebuild_hint(info)}")
+    if gpu.get("compute_capability") and gpu.get("compute_capability") != compute_capability:
+        raise EngineError(f"engine was built for {gpu.get('name')} (sm {gpu.get('compute_capability')}), this GPU is "
+                          f"{gpu_name} (sm {compute_capability}); {rebuild_hint(info)}")
+    if gpu.get("name") and gpu.get("name") != gpu_name:
+        raise EngineError(f"engine was built on {gpu.get('name')}, this GPU is {gpu_name}; {rebuild_hint(info)}")

@@ -1,0 +1,85 @@
+"""Everything TensorRT-version-specific, in one small module (TensorRT 10.x and 11.x).
+
+Precision lives in the ONNX graph (FP16 graph, or INT8 Q/DQ graph), so both versions build
+*strongly typed* networks and no precision builder flag is ever set:
+
+* TensorRT 10.x (JetPack 6 ships 10.3): ``create_network`` needs the
+  ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` flag.
+* TensorRT 11.x: strong typing is the only mode; FP16/INT8 builder flags and INT8
+  calibrators no longer exist, and ``create_network()`` takes no typing flag.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+INSTALL_HINT = ("TensorRT is not installed: install it with `pip install 'mvd-edge[trt]'` on a machine with an "
+                "NVIDIA GPU (or use JetPack's python3-libnvinfer on Jetson); or build an ONNX Runtime engine with "
+                "--backend ort")
+
+
+class TensorRTUnavailable(RuntimeError):
+    pass
+
+
+def import_tensorrt():
+    """``import tensorrt`` or a one-line error saying how to install it."""
+    try:
+        import tensorrt as trt  # noqa: PLC0415
+    except Exception as exc:  # ImportError, or the PyPI stub failing to find its libraries
+        raise TensorRTUnavailable(INSTALL_HINT) from exc
+    return trt
+
+
+def major_version(version: str) -> int:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        raise TensorRTUnavailable(f"cannot parse TensorRT version {version!r}") from None
+
+
+def network_flags(trt) -> int:
+    """Creation flags for a strongly typed network on this TensorRT."""
+    major = major_version(trt.__version__)
+    if major < 10:
+        raise TensorRTUnavailable(f"TensorRT {trt.__version__} is too old: mvd-edge needs 10.x (strongly typed) or 11.x")
+    if major == 10:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return 0
+
+
+def build_serialized_engine(onnx_path: Path, input_name: str, input_chw: tuple[int, int, int],
+                            batch: tuple[int, int, int], workspace_bytes: int, timing_cache: Path | None = None,
+                            verbose: bool = False) -> tuple[bytes, dict]:
+    """Parse ``onnx_path`` into a strongly typed network and build it; returns (engine bytes, facts).
+
+    ``batch`` is the optimisation profile (min, opt, max) of the dynamic batch axis. The
+    timing cache file is read if present and written back after the build.
+    """
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, "")
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
+    cache_bytes = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    profile = builder.create_optimization_profile()
+    c, h, w = input_chw
+    bmin, bopt, bmax = batch
+    profile.set_shape(input_name, (bmin, c, h, w), (bopt, c, h, w), (bmax, c, h, w))
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (run with --verbose for the log)")
+    if timing_cache is not None:
+        timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    facts = {"tensorrt": trt.__version__, "strongly_typed": True, "network_flags": network_flags(trt)}
+    return bytes(serialized), facts

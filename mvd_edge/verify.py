@@ -1,0 +1,112 @@
+"""Accuracy report of engines against the FP32 torch model: embedding cosine and Rank-1/mAP/mINP.
+
+For each engine: cosine between its embeddings and the FP32 torch embeddings of the same
+crops (mean, min), and the protocol metrics on the data set's test split; the drop
+against FP32 torch is reported per metric. Writes JSON and a PNG chart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mvd_edge.preprocess import read_image
+from mvd_edge.runtime import Embedder, load_embedder
+
+
+def embed_samples(embedder: Embedder, paths: Sequence[str], chunk: int = 256, progress: str | None = None) -> np.ndarray:
+    """Embed image files (decoded with OpenCV, unreadable ones are an error here) -> ``[N, D]``."""
+    out = []
+    it = range(0, len(paths), chunk)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=progress, unit="chunk", leave=False)
+    for start in it:
+        crops = []
+        for p in paths[start:start + chunk]:
+            img = read_image(p)
+            if img is None:
+                raise ValueError(f"unreadable image in the evaluation split: {p}")
+            crops.append(img)
+        out.append(embedder.embed(crops))
+    return np.concatenate(out) if out else np.zeros((0, embedder.dim), np.float32)
+
+
+def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict:
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+    return {"mean": float(cos.mean()), "min": float(cos.min()), "p01": float(np.percentile(cos, 1))}
+
+
+def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], dataset: str, root: str | Path,
+                   settings: Sequence[str] | None = None, trials: int = 10, seed: int = 0, trial: int = 1,
+                   device: str = "cpu") -> dict:
+    """Measure each engine against the FP32 torch model of ``checkpoint``; returns the report dict."""
+    from mvd_edge.train.data.registry import default_eval_settings, load_dataset
+    from mvd_edge.train.evaluate import evaluate_features
+
+    data = load_dataset(dataset, Path(root), trial=trial, seed=seed)
+    if not data.test:
+        raise ValueError(f"{root}: the test split of {dataset} is empty")
+    settings = list(settings or default_eval_settings(dataset))
+    paths = [str(s.path) for s in data.test]
+    ref_embedder = load_embedder(checkpoint, device=device, fused_head=False)
+    ref = embed_samples(ref_embedder, paths, progress="fp32 torch")
+    ref_metrics = evaluate_features(ref, data.test, settings, n_trials=trials, seed=seed)
+    report: dict = {"checkpoint": str(checkpoint), "dataset": dataset, "settings": settings, "trials": trials,
+                    "n_images": len(paths),
+                    "reference": {"name": "torch-fp32", "metrics": _flat(ref_metrics)}, "engines": []}
+    for engine in engines:
+        emb = load_embedder(engine)
+        if emb.dim != ref.shape[1]:
+            raise ValueError(f"{engine}: embedding dim {emb.dim} != checkpoint's {ref.shape[1]} (different recipe?)")
+        feats = embed_samples(emb, paths, progress=f"{Path(engine).name}")
+        metrics = _flat(evaluate_features(feats, data.test, settings, n_trials=trials, seed=seed))
+        drop = {k: report["reference"]["metrics"][k] - v for k, v in metrics.items()}
+        report["engines"].append({"engine": str(engine), "backend": emb.backend, "precision": emb.precision,
+                                  "int8_flavour": emb.info.get("int8_flavour"), "cosine": cosine_stats(feats, ref),
+                                  "metrics": metrics, "drop_vs_fp32": drop})
+        emb.close()
+    return report
+
+
+def _flat(results: dict) -> dict:
+    """``{setting: {rank1: {mean}}}`` -> ``{"setting/rank1": mean}`` for rank1, mAP, mINP."""
+    return {f"{s}/{k}": r[k]["mean"] for s, r in results.items() for k in ("rank1", "mAP", "mINP")}
+
+
+def save_report(report: dict, json_path: Path | None, png_path: Path | None) -> None:
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2))
+    if png_path is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    setting = report["settings"][0]
+    names = ["torch fp32"] + [f"{Path(e['engine']).name}\n{e['precision']}" for e in report["engines"]]
+    r1 = [report["reference"]["metrics"][f"{setting}/rank1"]] + [e["metrics"][f"{setting}/rank1"] for e in report["engines"]]
+    mAP = [report["reference"]["metrics"][f"{setting}/mAP"]] + [e["metrics"][f"{setting}/mAP"] for e in report["engines"]]
+    cos = [1.0] + [e["cosine"]["mean"] for e in report["engines"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    x = np.arange(len(names))
+    ax1.bar(x - 0.2, r1, 0.4, label="Rank-1")
+    ax1.bar(x + 0.2, mAP, 0.4, label="mAP")
+    ax1.set_xticks(x, names, fontsize=7)
+    ax1.set_ylabel("%")
+    ax1.set_title(f"accuracy ({setting})")
+    ax1.legend()
+    ax2.bar(x, cos, color="tab:green")
+    ax2.set_ylim(min(cos) - 0.01, 1.0005)
+    ax2.set_xticks(x, names, fontsize=7)
+    ax2.set_title("mean cosine vs FP32 torch")
+    fig.tight_layout()
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny random MVD checkpoint (trainer format) and its ONNX export."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mvd_edge.model import MVDNet
+from mvd_edge.preprocess import PreprocessSpec
+from mvd_edge.train.trainer import CKPT_FORMAT, save_checkpoint
+
+
+def make_checkpoint(path: Path, recipe: str = "full", seed: int = 0, height: int = 64, width: int = 32) -> Path:
+    """A tiny MVDNet with non-trivial BatchNorm statistics, saved like the trainer saves it."""
+    torch.manual_seed(seed)
+    model = MVDNet(num_classes=6, backbone="tiny", recipe=recipe)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            if m.weight.requires_grad:
+                m.weight.data.uniform_(0.5, 1.5)
+    state = {"format": CKPT_FORMAT, "epoch": 0, "model": model.state_dict(), "model_spec": model.spec.to_dict(),
+             "recipe": recipe, "preprocess": PreprocessSpec(height=height, width=width).to_dict()}
+    save_checkpoint(state, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory, tiny_ckpt) -> Path:
+    from mvd_edge.export import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export_onnx(tiny_ckpt, out)
+    return out
