@@ -8,7 +8,6 @@ checks ONNX Runtime's output against torch on fresh random crops before returnin
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -18,6 +17,7 @@ import numpy as np
 
 from mvd_edge import __version__
 from mvd_edge.preprocess import PreprocessSpec
+from mvd_edge.runtime.sidecar import sha256_file
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "embedding"
@@ -29,14 +29,6 @@ EXPORT_MIN_COS = 0.99999
 
 class ExportError(RuntimeError):
     """The exported graph does not reproduce the torch model within tolerance."""
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_metadata(onnx_path: str | Path) -> dict[str, str]:

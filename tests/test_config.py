@@ -53,3 +53,29 @@ def test_choice_and_range_checks():
         load_train_config(None, ["data.p_ids=1"])
     with pytest.raises(ConfigError, match="not found"):
         load_train_config("/nonexistent/cfg.yaml")
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_train_config(path, ["data.root=/data"])
+
+
+def test_every_python_package_folder_is_installed():
+    """pyproject lists packages explicitly (package-dir mapping): a new folder must be added there."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    tool = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping, listed = tool["package-dir"], set(tool["packages"])
+    found = set()
+    for pkg, folder in mapping.items():
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder)
+            name = ".".join([pkg, *rel.parts]) if rel.parts else pkg
+            found.add(name)
+    assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"
