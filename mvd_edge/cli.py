@@ -190,6 +190,83 @@ def export(
                   f"input {report['input_size'][0]}x{report['input_size'][1]})")
 
 
+@app.command()
+@friendly
+def fp16(
+    onnx_model: Annotated[Path, typer.Argument(help="FP32 ONNX graph from `mvd-edge export`")],
+    out: Annotated[Optional[Path], typer.Option(help="FP16 graph (default: <stem>.fp16.onnx beside it)")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="calibration manifest for the overflow check")] = None,
+) -> None:
+    """FP16 ONNX graph with FP32 input/output; reports values that overflow FP16."""
+    from mvd_edge.calib.api import to_fp16
+
+    out = out or onnx_model.with_name(onnx_model.name.removesuffix(".onnx") + ".fp16.onnx")
+    report = to_fp16(onnx_model, out, manifest=manifest)
+    console.print_json(json.dumps({k: v for k, v in report.items() if not isinstance(v, (list, dict)) or len(v) < 20},
+                                  default=str))
+    console.print(f"[green]wrote[/] {out}")
+
+
+@app.command()
+@friendly
+def int8(
+    onnx_model: Annotated[Path, typer.Argument(help="FP32 ONNX graph from `mvd-edge export`")],
+    out_dir: Annotated[Optional[Path], typer.Option(help="output folder (default: beside the ONNX file)")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="calibrate on this data set's TRAINING split")] = None,
+    root: Annotated[Optional[Path], typer.Option(help="data set root")] = None,
+    folder: Annotated[Optional[Path], typer.Option(help="or: calibrate on the images of this folder")] = None,
+    video: Annotated[Optional[Path], typer.Option(help="or: calibrate on person crops from this video")] = None,
+    boxes: Annotated[Optional[Path], typer.Option(help="MOT boxes for --video (default: HOG detector)")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="or: an existing calibration manifest JSON")] = None,
+    n: Annotated[int, typer.Option(help="calibration crops (warns below 300)")] = 512,
+    method: Annotated[str, typer.Option(help="minmax, entropy or percentile")] = "minmax",
+    flavours: Annotated[str, typer.Option(help="trt (TensorRT) and/or cpu (ONNX Runtime x86)")] = "trt,cpu",
+    include_head: Annotated[bool, typer.Option(help="also quantize the embedding head")] = False,
+    max_rank1_drop: Annotated[Optional[float], typer.Option(help="keep sensitive layers in FP32 until the "
+                                                                  "validation Rank-1 drop is within POINTS")] = None,
+    seed: Annotated[int, typer.Option(help="calibration sampling seed")] = 0,
+) -> None:
+    """Calibrated INT8 Q/DQ graphs (trt: symmetric int8; cpu: uint8 activations) from one set of ranges."""
+    from mvd_edge.calib import manifest as mf
+    from mvd_edge.calib.api import quantize
+
+    sources = [x for x in (dataset, folder, video, manifest) if x is not None]
+    if len(sources) != 1:
+        raise ValueError("give exactly one calibration source: --dataset (with --root), --folder, --video or --manifest")
+    if dataset is not None:
+        if root is None:
+            raise ValueError("--dataset needs --root")
+        man = mf.from_dataset(dataset, root, n=n, seed=seed)
+    elif folder is not None:
+        man = mf.from_folder(folder, n=n, seed=seed)
+    elif video is not None:
+        man = mf.from_video(video, boxes=boxes, n=n, seed=seed)
+    else:
+        man = mf.load_manifest(manifest)
+    val = None
+    if max_rank1_drop is not None:
+        if dataset is None:
+            raise ValueError("--max-rank1-drop measures Rank-1 on a validation split: calibrate with --dataset/--root")
+        from mvd_edge.train.data.registry import load_dataset
+
+        val = load_dataset(dataset, root, use_val=True, seed=seed).val
+        if not val:
+            raise ValueError(f"{root}: {dataset} has no validation split for --max-rank1-drop")
+    out_dir = out_dir or onnx_model.parent
+    report = quantize(onnx_model, out_dir, man, method=method, flavours=[f.strip() for f in flavours.split(",")],
+                      include_head=include_head, max_rank1_drop=max_rank1_drop, val_samples=val, seed=seed)
+    table = Table(title=f"INT8 ({method}, {len(man)} calibration crops)")
+    for col in ("flavour", "graph", "layers quantized", "kept back (fallback)", "mean cosine vs FP32"):
+        table.add_column(col)
+    for fl, r in report["flavours"].items():
+        counts = r["placement"]["counts"]
+        kept = r.get("fallback", {}).get("kept_back", [])
+        table.add_row(fl, Path(r["onnx"]).name, f"{counts['layers_quantized']}/{counts['layers']}", str(len(kept)),
+                      f"{r['parity']['mean_cosine']:.5f}")
+    console.print(table)
+    console.print(f"report: {out_dir / (onnx_model.name.removesuffix('.onnx') + '.int8-report.json')}")
+
+
 @app.command("build-engine")
 @friendly
 def build_engine_cmd(
