@@ -327,6 +327,108 @@ def verify(
     console.print(f"wrote {json_out} and {png}")
 
 
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise typer.BadParameter(f"{what} must be positive integers, got {text!r}")
+    return vals
+
+
+@app.command()
+@friendly
+def profile(
+    engine: Annotated[Path, typer.Argument(help="engine (+sidecar), exported .onnx, or checkpoint .pt (torch backend)")],
+    batch: Annotated[str, typer.Option(help="batch sizes to measure")] = "1,8,32",
+    iters: Annotated[int, typer.Option(help="timed calls per batch size")] = 50,
+    warmup: Annotated[int, typer.Option(help="untimed calls first")] = 10,
+    device: Annotated[Optional[str], typer.Option(help="cpu/cuda (ort), cuda:N (trt, torch)")] = None,
+    fused_head: Annotated[Optional[bool], typer.Option(help="torch backend: fused Triton head (default: on with CUDA)")] = None,
+    out: Annotated[Path, typer.Option(help="folder for profile.json and PNGs")] = Path("runs/profile"),
+) -> None:
+    """Per-stage latency (p50/p90/p99/max), throughput, peak memory; table, JSON and PNGs."""
+    from mvd_edge.profile import STAGES, profile_embedder, save_profile
+    from mvd_edge.runtime import load_embedder
+
+    batches = _int_list(batch, "--batch")
+    if iters < 1 or warmup < 0:
+        raise typer.BadParameter("--iters must be >= 1 and --warmup >= 0")
+    kwargs = {"fused_head": fused_head} if engine.suffix == ".pt" and fused_head is not None else {}
+    emb = load_embedder(engine, device=device, max_batch=max(batches) if engine.suffix in (".pt",) else None,
+                        **kwargs)
+    try:
+        res = profile_embedder(emb, batches, iters=iters, warmup=warmup)
+    finally:
+        emb.close()
+    paths = save_profile(res, out)
+    table = Table(title=f"{engine.name}: {res['backend']} {res['precision']} ({res.get('recipe')}), ms per call")
+    table.add_column("batch", justify="right")
+    table.add_column("stage")
+    for col in ("p50", "p90", "p99", "max"):
+        table.add_column(col, justify="right")
+    table.add_column("crops/s", justify="right")
+    for b, row in res["batches"].items():
+        for i, st in enumerate(s for s in STAGES if s in row):
+            r = row[st]
+            table.add_row(b if i == 0 else "", st, f"{r['p50']:.3f}", f"{r['p90']:.3f}", f"{r['p99']:.3f}",
+                          f"{r['max']:.3f}", f"{row['throughput_crops_per_s']:.0f}" if st == "total" else "")
+    console.print(table)
+    mem = f"peak host RSS {res['peak_host_rss_mb']:.0f} MiB"
+    if "peak_gpu_mb" in res:
+        mem += f", peak GPU {res['peak_gpu_mb']:.0f} MiB"
+    console.print(mem)
+    console.print(f"wrote {paths['json']}, {paths['latency_png']}, {paths['throughput_png']}")
+
+
+@app.command()
+@friendly
+def bench(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint (.pt) to build every variant from")],
+    dataset: Annotated[str, typer.Option(help="data set for accuracy (its test split) and INT8 calibration (train)")] = "sysu",
+    root: Annotated[Path, typer.Option(help="data set root")] = Path("runs/train/synthetic"),
+    backends: Annotated[str, typer.Option(help="torch,ort,trt")] = "torch,ort,trt",
+    precisions: Annotated[str, typer.Option(help="fp32,fp16,int8")] = "fp32,fp16,int8",
+    recipes: Annotated[str, typer.Option(help="full,shared,z")] = "full,shared,z",
+    fused_head: Annotated[str, typer.Option(help="fused head variants: off, on or on,off")] = "off,on",
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="add torch.compile variants of torch")] = False,
+    batch: Annotated[str, typer.Option(help="batch sizes")] = "1,32",
+    iters: Annotated[int, typer.Option(help="timed calls per batch size")] = 20,
+    trials: Annotated[int, typer.Option(help="gallery trials for Rank-1/mAP")] = 3,
+    calib_n: Annotated[int, typer.Option(help="INT8 calibration crops")] = 512,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N]")] = "cpu",
+    out: Annotated[Path, typer.Option(help="output folder (bench.json, bench_pareto.png, artifacts/)")] = Path("runs/bench"),
+) -> None:
+    """Build and measure backend x precision x recipe x fused-head variants side by side."""
+    from mvd_edge.bench import run_bench, summary_rows
+    from mvd_edge.model import RECIPES
+
+    fused = []
+    for f in fused_head.split(","):
+        if f.strip() not in ("on", "off"):
+            raise typer.BadParameter(f"--fused-head takes on, off or on,off; got {fused_head!r}")
+        fused.append(f.strip() == "on")
+    recipe_list = [r.strip() for r in recipes.split(",")]
+    for r in recipe_list:
+        if r not in RECIPES:
+            raise typer.BadParameter(f"unknown recipe {r!r}; choose from {', '.join(RECIPES)}")
+    batches = _int_list(batch, "--batch")
+    report = run_bench(checkpoint, out, dataset, root, backends=[b.strip() for b in backends.split(",")],
+                       precisions=[p.strip() for p in precisions.split(",")], recipes=recipe_list, fused=fused,
+                       compiled=compile, batches=batches, iters=iters, trials=trials, calib_n=calib_n, device=device)
+    table = Table(title=f"bench on {device}: {report['setting']} ({trials} trials); latency = ms per call (p50)")
+    for col in ["variant", "dim", *[f"ms@{b}" for b in batches], f"speedup@{batches[-1]}", f"crops/s@{batches[-1]}",
+                "Rank-1", "mAP", "cos vs fp32"]:
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for row in summary_rows(report):
+        table.add_row(*row)
+    console.print(table)
+    for s in report["skipped"]:
+        console.print(f"[yellow]skipped[/] {s['variant']}: {s['reason']}")
+    console.print(f"wrote {out / 'bench.json'} and {out / 'bench_pareto.png'}")
+
+
 def _print_results(results: dict, title: str) -> None:
     from mvd_edge.train.evaluate import summary_table
 

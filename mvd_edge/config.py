@@ -43,6 +43,7 @@ class DataConfig:
     p_ids: int = 8  # identities per batch
     k_per_modality: int = 4  # images per identity per modality in a batch
     workers: int = 2
+    gray_prob: float = 0.0  # training augmentation: chance of turning an image grayscale
     batches_per_epoch: int | None = None  # default: one pass over the training images
 
 
@@ -243,6 +244,8 @@ def validate_train_config(cfg: TrainConfig) -> None:
         raise ConfigError("data.p_ids must be >= 2 (the metric loss needs negatives)")
     if cfg.data.dataset != "synthetic" and not cfg.data.root:
         raise ConfigError(f"data.root is required for data.dataset={cfg.data.dataset!r}")
+    if not 0.0 <= cfg.data.gray_prob <= 1.0:
+        raise ConfigError(f"data.gray_prob must be in [0, 1], got {cfg.data.gray_prob}")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
     if cfg.model.last_stride not in (1, 2):

@@ -7,6 +7,7 @@ fused Triton embedding head by default (``fused_head=False`` turns it off; see
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,21 @@ class TorchEmbedder(Embedder):
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         torch = self.torch
+        cuda = self.device.type == "cuda"
         with torch.inference_mode():
-            xt = torch.from_numpy(x).to(self.device, self.dtype, non_blocking=True)
+            t0 = time.perf_counter()
+            xt = torch.from_numpy(x).to(self.device, self.dtype, non_blocking=False)
+            if cuda:  # split the stages for the profiler: copies and kernels, each synchronised
+                torch.cuda.synchronize(self.device)
+            t1 = time.perf_counter()
             y = self.forward(xt)
-            return y.float().cpu().numpy()
+            if cuda:
+                torch.cuda.synchronize(self.device)
+            t2 = time.perf_counter()
+            out = y.float().cpu().numpy()
+            t3 = time.perf_counter()
+        if cuda:
+            self._tick("h2d", t1 - t0)
+            self._tick("gpu", t2 - t1)
+            self._tick("d2h", t3 - t2)
+        return out

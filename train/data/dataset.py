@@ -20,9 +20,14 @@ from mvd_edge.preprocess import PreprocessSpec, normalize, read_image, resize_rg
 from mvd_edge.train.data.base import Sample
 
 
-def train_transform(spec: PreprocessSpec) -> v2.Compose:
-    """Augmentation on a uint8 RGB ``[3,H,W]`` tensor already at the spec's size -> float normalised."""
+def train_transform(spec: PreprocessSpec, gray_prob: float = 0.0) -> v2.Compose:
+    """Augmentation on a uint8 RGB ``[3,H,W]`` tensor already at the spec's size -> float normalised.
+
+    ``gray_prob``: probability of replacing an image by its grayscale (3 equal channels),
+    which pushes the colour branches towards colour-invariant cues (a no-op on IR images).
+    """
     return v2.Compose([
+        v2.RandomGrayscale(p=gray_prob),
         v2.RandomHorizontalFlip(p=0.5),
         v2.Pad(padding=max(2, spec.width // 16), padding_mode="constant"),
         v2.RandomCrop((spec.height, spec.width)),
@@ -41,11 +46,11 @@ class ReidImageDataset(Dataset):
     """
 
     def __init__(self, samples: Sequence[Sample], spec: PreprocessSpec, pid_to_label: dict[int, int] | None = None,
-                 augment: bool = False):
+                 augment: bool = False, gray_prob: float = 0.0):
         self.samples = list(samples)
         self.spec = spec
         self.pid_to_label = pid_to_label
-        self.transform = train_transform(spec) if augment else None
+        self.transform = train_transform(spec, gray_prob) if augment else None
         self.bad_paths: set[str] = set()
         groups: dict[tuple[int, int], list[int]] = {}
         for i, s in enumerate(self.samples):

@@ -1,0 +1,138 @@
+"""Stage-by-stage latency of an Embedder: preprocess, host-to-device, inference, device-to-host, postprocess.
+
+Each timed call embeds a batch of fresh random crops (sizes like real detections); the
+Embedder reports seconds per stage for that call (``Embedder.stage_times``), GPU backends
+synchronise before reading the clock. After ``warmup`` untimed calls, ``iters`` calls per
+batch size give p50/p90/p99/max per stage and throughput (crops/s). torch-free for ONNX
+Runtime / TensorRT engines.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mvd_edge.runtime import Embedder
+
+STAGES = ("preprocess", "h2d", "infer", "d2h", "postprocess", "total")
+
+
+def random_crops(n: int, rng: np.random.Generator, spec_hw: tuple[int, int]) -> list[np.ndarray]:
+    """``n`` uint8 BGR crops around 1-2.5x the network input size (typical detector crops)."""
+    h, w = spec_hw
+    out = []
+    for _ in range(n):
+        s = rng.uniform(1.0, 2.5)
+        out.append(rng.integers(0, 256, (int(h * s), int(w * s * rng.uniform(0.8, 1.2)), 3), dtype=np.uint8))
+    return out
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (MiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
+
+
+def _gpu_peak_mb(emb: Embedder) -> float | None:
+    if emb.backend == "torch" and str(getattr(emb, "device", "cpu")).startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    if emb.backend == "trt":
+        free, total = emb.cuda.mem_get_info()  # type: ignore[attr-defined]
+        return (total - free) / 2**20
+    return None
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64) * 1e3
+    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
+            "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean())}
+
+
+def profile_embedder(emb: Embedder, batches: Sequence[int] = (1, 8, 32), iters: int = 50, warmup: int = 10,
+                     seed: int = 0, progress: bool = True) -> dict:
+    """Per-stage latency distribution (ms) and throughput for each batch size."""
+    rng = np.random.default_rng(seed)
+    hw = (emb.spec.height, emb.spec.width)
+    results: dict = {"backend": emb.backend, "precision": emb.precision, "recipe": emb.info.get("recipe"),
+                     "embedding_dim": emb.dim, "iters": iters, "warmup": warmup, "batches": {}}
+    for batch in batches:
+        if batch < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {batch}")
+        pool = [random_crops(batch, rng, hw) for _ in range(4)]
+        for i in range(warmup):
+            emb.embed(pool[i % 4])
+        samples: dict[str, list[float]] = {s: [] for s in STAGES}
+        it = range(iters)
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc=f"batch {batch}", unit="call", leave=False)
+        for i in it:
+            crops = pool[i % 4]
+            emb.reset_times()
+            t0 = time.perf_counter()
+            emb.embed(crops)
+            total = time.perf_counter() - t0
+            st = dict(emb.stage_times)
+            infer = st.get("gpu", st.get("infer", 0.0))
+            if "gpu" in st:  # TensorRT: "infer" includes the copies; report them separately
+                st["infer"] = infer
+            for s in STAGES[:-1]:
+                samples[s].append(st.get(s, 0.0))
+            samples["total"].append(total)
+        row = {s: percentiles(v) for s, v in samples.items() if any(v)}
+        row["throughput_crops_per_s"] = batch / float(np.median(samples["total"]))
+        row["samples_ms"] = {s: [x * 1e3 for x in v] for s, v in samples.items() if any(v)}
+        results["batches"][str(batch)] = row
+    results["peak_host_rss_mb"] = peak_rss_mb()
+    gpu = _gpu_peak_mb(emb)
+    if gpu is not None:
+        results["peak_gpu_mb"] = gpu
+    return results
+
+
+def save_profile(results: dict, out_dir: Path, name: str = "profile") -> dict[str, Path]:
+    """JSON plus two PNGs: latency distribution per stage (per batch) and throughput vs batch."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{name}.json", "latency_png": out_dir / f"{name}_latency.png",
+             "throughput_png": out_dir / f"{name}_throughput.png"}
+    paths["json"].write_text(json.dumps(results, indent=1))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = list(results["batches"])
+    fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.6), squeeze=False)
+    for ax, b in zip(axes[0], batches):
+        data = results["batches"][b]["samples_ms"]
+        stages = [s for s in STAGES if s in data]
+        ax.boxplot([data[s] for s in stages], tick_labels=stages, showfliers=True)
+        ax.set_title(f"batch {b}")
+        ax.set_ylabel("ms")
+        ax.tick_params(axis="x", labelrotation=30)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{results['backend']} {results['precision']} ({results.get('recipe')})")
+    fig.tight_layout()
+    fig.savefig(paths["latency_png"], dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    xs = [int(b) for b in batches]
+    ax.plot(xs, [results["batches"][b]["throughput_crops_per_s"] for b in batches], marker="o")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("batch")
+    ax.set_ylabel("crops / s")
+    ax.grid(alpha=0.3)
+    ax.set_title("throughput")
+    fig.tight_layout()
+    fig.savefig(paths["throughput_png"], dpi=110)
+    plt.close(fig)
+    return paths

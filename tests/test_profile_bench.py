@@ -1,0 +1,85 @@
+"""profile and bench: stage timings, skip reasons, ratios, Pareto front, files written."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mvd_edge.bench import Variant, pareto_front, plan_variants
+from mvd_edge.cli import app
+from mvd_edge.engine import build_engine
+from mvd_edge.profile import STAGES, profile_embedder
+from mvd_edge.runtime import load_embedder
+
+runner = CliRunner()
+
+
+def test_profile_reports_each_stage_and_throughput(tmp_path, tiny_onnx):
+    engine = tmp_path / "m.ort.onnx"
+    build_engine(tiny_onnx, engine, backend="ort", batch="1,4,8")
+    emb = load_embedder(engine)
+    res = profile_embedder(emb, batches=(1, 8), iters=5, warmup=1, progress=False)
+    assert set(res["batches"]) == {"1", "8"}
+    for row in res["batches"].values():
+        for stage in ("preprocess", "infer", "postprocess", "total"):
+            r = row[stage]
+            assert 0 < r["p50"] <= r["p90"] <= r["p99"] <= r["max"]
+            assert len(row["samples_ms"][stage]) == 5
+        # the stages of one call add up to at most its total
+        assert sum(row[s]["mean"] for s in ("preprocess", "infer", "postprocess")) <= row["total"]["mean"] * 1.001
+        assert row["throughput_crops_per_s"] > 0
+    assert res["peak_host_rss_mb"] > 10
+
+
+def test_profile_cli_writes_json_and_pngs(tmp_path, tiny_onnx):
+    res = runner.invoke(app, ["profile", str(tiny_onnx), "--batch", "1,2", "--iters", "3", "--warmup", "1",
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "profile.json").read_text())
+    assert set(data["batches"]) == {"1", "2"}
+    assert (tmp_path / "profile_latency.png").stat().st_size > 1000
+    assert (tmp_path / "profile_throughput.png").stat().st_size > 1000
+    bad = runner.invoke(app, ["profile", str(tiny_onnx), "--batch", "0"])
+    assert bad.exit_code == 2 and "positive" in bad.output
+
+
+def test_plan_skips_with_reasons_on_cpu():
+    run, skipped = plan_variants(["torch", "ort", "trt"], ["fp32", "fp16", "int8"], ["full"], [False, True],
+                                 compiled=False, device="cpu")
+    names = {v.name for v in run}
+    assert names == {"torch-fp32-full", "ort-fp32-full", "ort-fp16-full", "ort-int8-full"}
+    reasons = {v.name: r for v, r in skipped}
+    assert "CUDA" in reasons["torch-fp16-full"]
+    assert "no INT8" in reasons["torch-int8-full"]
+    assert "FusedHead" in reasons["ort-fp32+fused-full"]
+    assert all(("TensorRT" in r) for n, r in reasons.items() if n.startswith("trt"))
+    with pytest.raises(ValueError, match="unknown backend"):
+        plan_variants(["tvm"], ["fp32"], ["full"], [False], False, "cpu")
+
+
+def test_pareto_front():
+    pts = [(1.0, 50.0), (2.0, 60.0), (3.0, 55.0), (0.5, 40.0), (2.0, 59.0)]
+    assert pareto_front(pts) == [0, 1, 3]
+
+
+def test_bench_end_to_end_on_cpu(tmp_path):
+    from conftest import make_checkpoint
+    from mvd_edge.synth.dataset import write_sysu
+
+    root = tmp_path / "data"
+    write_sysu(root, n_ids=12, images_per_cam=2, size=(64, 32), seed=0)
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    res = runner.invoke(app, ["bench", str(ckpt), "--root", str(root), "--recipes", "full,z", "--fused-head", "off",
+                              "--batch", "1,4", "--iters", "2", "--trials", "1", "--calib-n", "48",
+                              "--out", str(tmp_path / "bench")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    rows = {r["variant"]: r for r in rep["rows"]}
+    assert set(rows) == {f"{b}-{r}" for b in ("torch-fp32", "ort-fp32", "ort-fp16", "ort-int8") for r in ("full", "z")}
+    assert rows["torch-fp32-full"]["speedup_vs_torch_fp32"]["4"] == pytest.approx(1.0)
+    assert rows["ort-fp32-full"]["cosine_vs_torch_fp32"] > 0.9999
+    assert rows["ort-int8-z"]["cosine_vs_torch_fp32"] > 0.9
+    assert rows["ort-fp32-z"]["embedding_dim"] == 64 and rows["ort-fp32-full"]["embedding_dim"] == 512
+    assert any(s["variant"].startswith("trt") for s in rep["skipped"])
+    assert (tmp_path / "bench" / "bench_pareto.png").stat().st_size > 1000
+    assert "skipped" in res.output
