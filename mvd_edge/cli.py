@@ -429,6 +429,23 @@ def bench(
     console.print(f"wrote {out / 'bench.json'} and {out / 'bench_pareto.png'}")
 
 
+@app.command()
+@friendly
+def demo(
+    out: Annotated[Path, typer.Option(help="output folder for everything the demo makes")] = Path("runs/demo"),
+    epochs: Annotated[int, typer.Option(help="training epochs (about 10 s each on 2 CPU cores)")] = 25,
+    ids: Annotated[int, typer.Option(help="identities in the synthetic data set")] = 100,
+    video_seconds: Annotated[float, typer.Option(help="length of the synthetic IR/RGB video pair")] = 20.0,
+    seed: Annotated[int, typer.Option(help="seed of data, video and training")] = 0,
+) -> None:
+    """The whole product on a CPU: synthetic data -> train -> export -> INT8 -> verify -> match -> profile -> report."""
+    from mvd_edge.demo import run_demo
+
+    if epochs < 1 or ids < 12 or not video_seconds > 0:
+        raise typer.BadParameter("need --epochs >= 1, --ids >= 12 and --video-seconds > 0")
+    run_demo(out, epochs=epochs, ids=ids, video_seconds=video_seconds, seed=seed, console=console)
+
+
 def _print_results(results: dict, title: str) -> None:
     from mvd_edge.train.evaluate import summary_table
 
@@ -438,6 +455,15 @@ def _print_results(results: dict, title: str) -> None:
     for row in summary_table(results):
         table.add_row(*row)
     console.print(table)
+
+
+def _register_subcommands() -> None:
+    from mvd_edge.match.commands import register
+
+    register(app)
+
+
+_register_subcommands()
 
 
 def main() -> None:

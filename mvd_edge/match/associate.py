@@ -1,0 +1,203 @@
+"""Cross-modal association: which IR track is which RGB track, held steady over time.
+
+Each step (:meth:`CrossModalAssociator.update`):
+
+1. cosine similarity ``S[i, r]`` between the descriptors of the eligible IR tracks and
+   RGB tracks (their feature banks); pairs already reported get ``stickiness`` added, so
+   a held match is not flipped by noise;
+2. one-to-one assignment maximising the total similarity (Hungarian,
+   ``scipy.optimize.linear_sum_assignment``); assigned pairs with ``S >= threshold`` are
+   this step's *candidates*;
+3. hysteresis: a candidate pair is *reported* (gets a global id, ``start``) once it has
+   been a candidate in ``k`` consecutive steps and neither of its tracks is in another
+   reported pair; a reported pair is *dropped* (``end``) after it failed to be a
+   candidate in ``k`` consecutive steps in which both its tracks were eligible, or at
+   once when one of its tracks ends. While one of its tracks is not eligible (e.g. not
+   detected for a few frames) a reported pair is *dormant*: held as it is (no evidence
+   either way), but it gives way (``superseded``) to a new pair of its eligible track that
+   has held for k steps (the person came back into the other view as a new track).
+
+Global identities: a reported pair takes the global id one of its tracks carried in an
+earlier pair that ended because the *other* track ended (the older id if both did), so a
+person who leaves one camera and comes back keeps their id through the other camera's
+track; a pair dropped for low similarity was probably wrong and passes its id on to no one. A pair of two new tracks is also
+compared with recently ended global ids (same-modality cosine of each side, averaged):
+at or above ``reid_threshold`` it takes that id back; otherwise a new id is issued.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["CrossModalAssociator", "PairUpdate", "ReportedPair"]
+
+
+@dataclass
+class ReportedPair:
+    ir_track: int
+    rgb_track: int
+    global_id: int
+    similarity: float
+    fails: int = 0
+    steps: int = 0
+
+
+@dataclass(frozen=True)
+class PairUpdate:
+    """A change: ``kind`` is ``start`` or ``end``; ``reason`` for ends: ``similarity``
+    (failed k steps), ``track_ended`` (a track was removed), ``superseded`` (a dormant pair
+    replaced by a new pair of one of its tracks) or ``shutdown``."""
+
+    kind: str
+    ir_track: int
+    rgb_track: int
+    global_id: int
+    similarity: float
+    reason: str = ""
+
+
+class CrossModalAssociator:
+    """See the module docstring.
+
+    Args:
+        threshold: minimum cosine similarity for a candidate pair.
+        hysteresis: k, steps a pair must hold before it is reported / fail before dropped (>= 1).
+        stickiness: added to the similarity of reported pairs in the assignment.
+        reid_threshold: re-use an ended global id for a pair of new tracks at this similarity.
+        max_gallery: ended global ids remembered for re-use (oldest forgotten first).
+    """
+
+    def __init__(self, threshold: float = 0.5, hysteresis: int = 5, stickiness: float = 0.05,
+                 reid_threshold: float = 0.8, max_gallery: int = 256):
+        if hysteresis < 1:
+            raise ValueError(f"hysteresis must be >= 1, got {hysteresis}")
+        self.threshold, self.k, self.stickiness = float(threshold), int(hysteresis), float(stickiness)
+        self.reid_threshold, self.max_gallery = float(reid_threshold), int(max_gallery)
+        self.reported: dict[tuple[int, int], ReportedPair] = {}
+        self.streaks: dict[tuple[int, int], int] = {}
+        self.track_gid: dict[tuple[str, int], int] = {}
+        self._gallery: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()  # ended gids
+        self._active_desc: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._next_gid = 1
+
+    @property
+    def global_ids_issued(self) -> int:
+        return self._next_gid - 1
+
+    def pairs(self) -> list[ReportedPair]:
+        return list(self.reported.values())
+
+    def update(self, ir_ids: list[int], ir_desc: np.ndarray, rgb_ids: list[int], rgb_desc: np.ndarray) -> list[PairUpdate]:
+        """One step with the eligible tracks' descriptors (float32 ``[K, D]``, L2-normalised)."""
+        changes: list[PairUpdate] = []
+        sims: dict[tuple[int, int], float] = {}
+        cand: dict[tuple[int, int], float] = {}
+        if ir_ids and rgb_ids:
+            s = np.asarray(ir_desc, np.float32) @ np.asarray(rgb_desc, np.float32).T
+            bonus = np.zeros_like(s)
+            ir_pos = {t: i for i, t in enumerate(ir_ids)}
+            rgb_pos = {t: j for j, t in enumerate(rgb_ids)}
+            for (i, r) in self.reported:
+                if i in ir_pos and r in rgb_pos:
+                    bonus[ir_pos[i], rgb_pos[r]] = self.stickiness
+            rows, cols = linear_sum_assignment(-(s + bonus))
+            for a, b in zip(rows, cols):
+                key = (ir_ids[a], rgb_ids[b])
+                sims[key] = float(s[a, b])
+                if s[a, b] + bonus[a, b] >= self.threshold:
+                    cand[key] = float(s[a, b])
+            ir_d = {t: np.asarray(ir_desc[i], np.float32) for t, i in ir_pos.items()}
+            rgb_d = {t: np.asarray(rgb_desc[j], np.float32) for t, j in rgb_pos.items()}
+        else:
+            ir_d, rgb_d = {}, {}
+        # held pairs: refresh, count a failure, or wait (a track not eligible now: no evidence either way)
+        for key, p in list(self.reported.items()):
+            p.steps += 1
+            if key in cand:
+                p.fails = 0
+                p.similarity = cand[key]
+                self._active_desc[p.global_id] = (ir_d[key[0]], rgb_d[key[1]])
+            elif key[0] in ir_d and key[1] in rgb_d:
+                p.fails += 1
+                if key in sims:
+                    p.similarity = sims[key]
+                else:
+                    p.similarity = float(ir_d[key[0]] @ rgb_d[key[1]])
+                if p.fails >= self.k:
+                    changes.append(self._end(key, "similarity"))
+        # candidates: count streaks, promote
+        self.streaks = {key: self.streaks.get(key, 0) + 1 for key in cand if key not in self.reported}
+        # a track is busy while its reported pair is active (both tracks eligible now); a pair
+        # with a track not eligible is dormant and gives way to a new pair that has held k steps
+        active = {key for key in self.reported if key[0] in ir_d and key[1] in rgb_d}
+        busy_ir = {i for i, _ in active}
+        busy_rgb = {r for _, r in active}
+        for key in sorted(self.streaks, key=lambda k: -cand[k]):
+            i, r = key
+            if self.streaks[key] >= self.k and i not in busy_ir and r not in busy_rgb:
+                for old in [q for q in self.reported if q[0] == i or q[1] == r]:
+                    changes.append(self._end(old, "superseded"))
+                gid = self._global_id(i, r, ir_d.get(i), rgb_d.get(r))
+                self.reported[key] = ReportedPair(i, r, gid, cand[key])
+                self.track_gid[("ir", i)] = gid
+                self.track_gid[("rgb", r)] = gid
+                self._active_desc[gid] = (ir_d[i], rgb_d[r])
+                busy_ir.add(i)
+                busy_rgb.add(r)
+                del self.streaks[key]
+                changes.append(PairUpdate("start", i, r, gid, cand[key]))
+        return changes
+
+    def remove_track(self, stream: str, track_id: int) -> list[PairUpdate]:
+        """A tracker ended a track: end its pair and forget it (``stream``: ``ir``/``rgb``)."""
+        if stream not in ("ir", "rgb"):
+            raise ValueError(f"stream must be 'ir' or 'rgb', got {stream!r}")
+        idx = 0 if stream == "ir" else 1
+        changes = [self._end(key, "track_ended") for key in list(self.reported) if key[idx] == track_id]
+        self.streaks = {k: v for k, v in self.streaks.items() if k[idx] != track_id}
+        self.track_gid.pop((stream, track_id), None)
+        return changes
+
+    def close(self) -> list[PairUpdate]:
+        """End every reported pair (at the end of a run)."""
+        return [self._end(key, "shutdown") for key in list(self.reported)]
+
+    # ------------------------------------------------------------------ internals
+    def _end(self, key: tuple[int, int], reason: str) -> PairUpdate:
+        p = self.reported.pop(key)
+        if reason == "similarity":  # the pair was probably wrong: its tracks do not carry its id on
+            for k in (("ir", key[0]), ("rgb", key[1])):
+                if self.track_gid.get(k) == p.global_id:
+                    del self.track_gid[k]
+        desc = self._active_desc.pop(p.global_id, None)
+        if desc is not None and p.global_id not in {q.global_id for q in self.reported.values()}:
+            self._gallery[p.global_id] = desc
+            self._gallery.move_to_end(p.global_id)
+            while len(self._gallery) > self.max_gallery:
+                self._gallery.popitem(last=False)
+        return PairUpdate("end", p.ir_track, p.rgb_track, p.global_id, p.similarity, reason)
+
+    def _global_id(self, i: int, r: int, ir_desc: np.ndarray | None, rgb_desc: np.ndarray | None) -> int:
+        in_use = {p.global_id for p in self.reported.values()}
+        prior = [g for g in (self.track_gid.get(("ir", i)), self.track_gid.get(("rgb", r)))
+                 if g is not None and g not in in_use]
+        if prior:
+            gid = min(prior)
+            self._gallery.pop(gid, None)
+            return gid
+        if ir_desc is not None and rgb_desc is not None and self._gallery:
+            best, best_sim = None, self.reid_threshold
+            for gid, (gi, gr) in self._gallery.items():
+                sim = 0.5 * (float(gi @ ir_desc) + float(gr @ rgb_desc))
+                if sim >= best_sim:
+                    best, best_sim = gid, sim
+            if best is not None:
+                del self._gallery[best]
+                return best
+        gid = self._next_gid
+        self._next_gid += 1
+        return gid

@@ -1,0 +1,357 @@
+"""Person detectors: OpenCV HOG (default), an ONNX YOLO-style model, or boxes from a MOT file.
+
+Every detector has ``detect(image, frame_index) -> Detections``; ``image`` is uint8 BGR
+``[H, W, 3]`` and ``frame_index`` the source's 0-based frame number (only the MOT reader
+uses it). Boxes are float32 ``[N, 4]`` as ``x1, y1, x2, y2`` in the image's pixels.
+
+ONNX detector: expected model
+-----------------------------
+One float32 input ``[1, 3, H, W]`` (RGB, scaled to 0..1, letterboxed to ``H x W`` with grey
+114 padding; a dynamic ``H``/``W`` is taken as ``--detector-size``, default 640), and a
+first output in one of these layouts (``layout="auto"`` picks by shape):
+
+* ``v8``: ``[1, 4 + C, N]`` -- YOLOv8/YOLO11 (Ultralytics) export: rows ``cx, cy, w, h``
+  then C class scores (no objectness). Chosen when the middle axis is the smaller one.
+* ``v5``: ``[1, N, 5 + C]`` -- YOLOv5/YOLOv7 export: ``cx, cy, w, h, objectness`` then C
+  class scores; score = objectness x class score. Chosen for ``[1, N, K]`` with K >= 7.
+* ``e2e``: ``[1, N, 6]`` -- NMS already inside the model (e.g. Ultralytics ``nms=True``,
+  YOLOv10): ``x1, y1, x2, y2, score, class``. Chosen for K == 6 (a single-class v5 model
+  has K == 6 too: pass ``layout="v5"`` for it).
+
+Coordinates are in the letterboxed input's pixels. The person class is ``person_class``
+(0 in COCO). Score threshold, then class-wise NMS  unless ``e2e``.
+
+MOT box files
+-------------
+Lines ``frame,id,x,y,w,h[,score[,...]]`` (MOT-challenge det/gt style; frames 1-based,
+``x, y`` the top-left corner, comma or space separated, ``#`` comments). ``id = -1``
+means no identity (a detector's output): the matcher's tracker then links the boxes.
+When every row has an id >= 0 the file is taken as a tracker's output and, unless
+re-tracking is asked for, its ids are the track ids. Rows with ``score < min_score``
+are dropped (MOT ground truth uses score 0 for "ignore": use ``min_score=0.5`` there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "Detections",
+    "Detector",
+    "HogDetector",
+    "MotBoxes",
+    "OnnxDetector",
+    "box_iou",
+    "make_detector",
+    "nms",
+    "read_mot",
+]
+
+
+@dataclass
+class Detections:
+    """``boxes`` float32 ``[N, 4]`` x1, y1, x2, y2; ``scores`` float32 ``[N]`` in 0..1 (HOG's
+    SVM margin is mapped to ``1 - exp(-margin)``); ``ids`` int64 ``[N]`` external track ids or None."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    ids: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, np.float32).reshape(-1)
+        if self.ids is not None:
+            self.ids = np.asarray(self.ids, np.int64).reshape(-1)
+        if len(self.scores) != len(self.boxes) or (self.ids is not None and len(self.ids) != len(self.boxes)):
+            raise ValueError("Detections: boxes, scores and ids must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+
+
+class Detector:
+    """Interface: ``detect(image, frame_index) -> Detections``."""
+
+    name = "detector"
+
+    def detect(self, image: np.ndarray, frame_index: int) -> Detections:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of x1y1x2y2 boxes: ``[N, 4]`` x ``[M, 4]`` -> ``[N, M]`` float32."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression (x1y1x2y2 boxes), best score first."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    order = np.argsort(-np.asarray(scores, np.float32), kind="stable")
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        if order.size == 1:
+            break
+        rest = order[1:]
+        order = rest[box_iou(boxes[i:i + 1], boxes[rest])[0] <= iou]
+    return np.asarray(keep, np.int64)
+
+
+class HogDetector(Detector):
+    """OpenCV's HOG + linear SVM people detector (``cv2.HOGDescriptor_getDefaultPeopleDetector``).
+
+    Finds upright people about 100 px tall or more (the model's window is 64 x 128) at
+    ``upscale`` x the frame size (``upscale=2`` finds people down to ~50 px, 4x slower;
+    ``0.5`` is ~4x faster for large people).
+
+    Args:
+        hit_threshold: SVM margin a window needs (higher: fewer, surer detections).
+        win_stride: window step in pixels at each scale (8: standard; 4: finer, slower).
+        scale: pyramid step (1.05 standard; 1.1 faster).
+        upscale: resize factor applied to the frame before detection.
+        nms_iou: IoU above which overlapping detections are merged (kept: the strongest).
+        min_score: drop detections below this score (``1 - exp(-margin)``).
+        shrink: ``(left/right, top, bottom)`` fractions cut from the 64x128-shaped window so
+            the box hugs the person (HOG windows carry a margin around the body).
+    """
+
+    name = "hog"
+
+    def __init__(self, hit_threshold: float = 0.0, win_stride: int = 8, scale: float = 1.05, upscale: float = 1.0,
+                 nms_iou: float = 0.4, min_score: float = 0.0,
+                 shrink: tuple[float, float, float] = (0.2, 0.11, 0.11)):
+        if upscale <= 0:
+            raise ValueError(f"upscale must be > 0, got {upscale}")
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self.hit_threshold = float(hit_threshold)
+        self.win_stride = (int(win_stride), int(win_stride))
+        self.scale = float(scale)
+        self.upscale = float(upscale)
+        self.nms_iou = float(nms_iou)
+        self.min_score = float(min_score)
+        self.shrink = tuple(float(v) for v in shrink)
+
+    def detect(self, image: np.ndarray, frame_index: int = 0) -> Detections:
+        img = image
+        if self.upscale != 1.0:
+            img = cv2.resize(image, None, fx=self.upscale, fy=self.upscale,
+                             interpolation=cv2.INTER_LINEAR if self.upscale > 1 else cv2.INTER_AREA)
+        rects, weights = self.hog.detectMultiScale(img, hitThreshold=self.hit_threshold, winStride=self.win_stride,
+                                                   padding=(8, 8), scale=self.scale)
+        if len(rects) == 0:
+            return Detections.empty()
+        r = np.asarray(rects, np.float32).reshape(-1, 4) / self.upscale
+        w = np.asarray(weights, np.float32).reshape(-1)
+        sx, st, sb = self.shrink
+        boxes = np.stack([r[:, 0] + sx * r[:, 2], r[:, 1] + st * r[:, 3],
+                          r[:, 0] + (1 - sx) * r[:, 2], r[:, 1] + (1 - sb) * r[:, 3]], axis=1)
+        scores = 1.0 - np.exp(-np.clip(w, 0, None))
+        keep = scores >= self.min_score
+        boxes, scores = boxes[keep], scores[keep]
+        k = nms(boxes, scores, self.nms_iou)
+        return Detections(boxes[k], scores[k])
+
+
+class OnnxDetector(Detector):
+    """A YOLO-style person detector run with ONNX Runtime (see the module docstring for the
+    expected input and outputs).
+
+    Args:
+        path: the ``.onnx`` model.
+        conf: score threshold. iou: NMS IoU. person_class: class index of "person".
+        layout: ``auto``, ``v8``, ``v5`` or ``e2e``. size: ``(H, W)`` for a dynamic input.
+        device: ``cpu`` or ``cuda``. threads: ONNX Runtime intra-op threads.
+    """
+
+    name = "onnx"
+
+    def __init__(self, path: str | Path, conf: float = 0.35, iou: float = 0.5, person_class: int = 0,
+                 layout: str = "auto", size: tuple[int, int] = (640, 640), device: str = "cpu",
+                 threads: int | None = None):
+        from mvd_edge.runtime.ort_backend import make_session
+
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"detector model not found: {p}")
+        if layout not in ("auto", "v8", "v5", "e2e"):
+            raise ValueError(f"detector layout must be auto, v8, v5 or e2e, got {layout!r}")
+        self.session = make_session(p, device=device, threads=threads)
+        inp = self.session.get_inputs()[0]
+        shape = list(inp.shape)
+        if len(shape) != 4:
+            raise ValueError(f"{p}: expected one image input [1, 3, H, W], got {inp.name} {shape}")
+        h = shape[2] if isinstance(shape[2], int) and shape[2] > 0 else int(size[0])
+        w = shape[3] if isinstance(shape[3], int) and shape[3] > 0 else int(size[1])
+        self.input_name, self.input_hw = inp.name, (int(h), int(w))
+        self.conf, self.iou, self.person_class, self.layout = float(conf), float(iou), int(person_class), layout
+
+    def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+        H, W = self.input_hw
+        h, w = image.shape[:2]
+        r = min(H / h, W / w)
+        nh, nw = int(round(h * r)), int(round(w * r))
+        top, left = (H - nh) // 2, (W - nw) // 2
+        canvas = np.full((H, W, 3), 114, np.uint8)
+        canvas[top:top + nh, left:left + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        x = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(np.float32) * (1.0 / 255.0)
+        return np.ascontiguousarray(x), r, float(left), float(top)
+
+    def decode(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Raw first output -> (boxes x1y1x2y2 in input pixels, scores, nms_done)."""
+        out = np.asarray(out, np.float32)
+        if out.ndim == 3:
+            if out.shape[0] != 1:
+                raise ValueError(f"detector output batch must be 1, got shape {list(out.shape)}")
+            out = out[0]
+        if out.ndim != 2:
+            raise ValueError(f"detector output must be [1, C, N] or [1, N, K], got shape {list(out.shape)}")
+        layout = self.layout
+        if layout == "auto":
+            if out.shape[0] < out.shape[1] and out.shape[0] >= 5:
+                layout = "v8"
+            elif out.shape[1] == 6:
+                layout = "e2e"
+            elif out.shape[1] >= 7:
+                layout = "v5"
+            else:
+                raise ValueError(f"cannot tell the detector output layout from shape {list(out.shape)}; "
+                                 "pass --detector-layout v8, v5 or e2e")
+        if layout == "v8":
+            rows = out.T if out.shape[0] < out.shape[1] else out
+            if self.person_class >= rows.shape[1] - 4:
+                raise ValueError(f"person class {self.person_class} out of range for {rows.shape[1] - 4} classes")
+            scores = rows[:, 4 + self.person_class]
+            return _cxcywh(rows[:, :4]), scores, False
+        if layout == "v5":
+            if self.person_class >= out.shape[1] - 5:
+                raise ValueError(f"person class {self.person_class} out of range for {out.shape[1] - 5} classes")
+            scores = out[:, 4] * out[:, 5 + self.person_class]
+            return _cxcywh(out[:, :4]), scores, False
+        if out.shape[1] < 6:
+            raise ValueError(f"e2e detector output needs 6 columns (x1, y1, x2, y2, score, class), got {out.shape[1]}")
+        keep = np.round(out[:, 5]).astype(np.int64) == self.person_class
+        return out[keep, :4], out[keep, 4], True
+
+    def detect(self, image: np.ndarray, frame_index: int = 0) -> Detections:
+        x, r, left, top = self._letterbox(image)
+        out = self.session.run(None, {self.input_name: x})[0]
+        boxes, scores, done = self.decode(out)
+        keep = scores >= self.conf
+        boxes, scores = boxes[keep], scores[keep]
+        if not done and len(boxes):
+            k = nms(boxes, scores, self.iou)
+            boxes, scores = boxes[k], scores[k]
+        h, w = image.shape[:2]
+        boxes = (boxes - np.array([left, top, left, top], np.float32)) / r
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
+        ok = (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
+        return Detections(boxes[ok], np.clip(scores[ok], 0, 1))
+
+
+def _cxcywh(b: np.ndarray) -> np.ndarray:
+    return np.stack([b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2], axis=1)
+
+
+def read_mot(path: str | Path, min_score: float | None = None) -> dict[int, Detections]:
+    """Read a MOT box file -> ``{frame (0-based): Detections}`` (x1y1x2y2 boxes).
+
+    ``ids`` are set on every frame's Detections when all rows of the file carry an id >= 0.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"boxes file not found: {p}")
+    rows: dict[int, list[tuple[int, float, float, float, float, float]]] = {}
+    all_ids = True
+    for lineno, raw in enumerate(p.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = [v for v in line.replace(",", " ").split() if v]
+        try:
+            frame, tid = int(float(parts[0])), int(float(parts[1]))
+            x, y, w, h = (float(v) for v in parts[2:6])
+            score = float(parts[6]) if len(parts) > 6 else 1.0
+        except (ValueError, IndexError):
+            raise ValueError(f"{p}:{lineno}: expected MOT 'frame,id,x,y,w,h[,score,...]', got {raw!r}") from None
+        if frame < 1:
+            raise ValueError(f"{p}:{lineno}: MOT frames are 1-based, got {frame}")
+        if w <= 0 or h <= 0:
+            continue
+        if min_score is not None and score < min_score:
+            continue
+        all_ids &= tid >= 0
+        rows.setdefault(frame - 1, []).append((tid, x, y, w, h, score))
+    out: dict[int, Detections] = {}
+    for k, rs in rows.items():
+        a = np.asarray(rs, np.float64)
+        boxes = np.stack([a[:, 1], a[:, 2], a[:, 1] + a[:, 3], a[:, 2] + a[:, 4]], axis=1)
+        out[k] = Detections(boxes, np.clip(a[:, 5], 0, 1), a[:, 0].astype(np.int64) if all_ids else None)
+    return out
+
+
+class MotBoxes(Detector):
+    """Boxes from a MOT file, looked up by the source's frame index (see the module docstring).
+
+    ``use_ids=False`` drops the file's ids so the matcher's tracker links the boxes."""
+
+    name = "boxes"
+
+    def __init__(self, path: str | Path, min_score: float | None = None, use_ids: bool = True):
+        self.path = Path(path)
+        self.frames = read_mot(self.path, min_score)
+        if not self.frames:
+            raise ValueError(f"{self.path}: no boxes")
+        self.has_ids = use_ids and all(d.ids is not None for d in self.frames.values())
+        if not self.has_ids:
+            for d in self.frames.values():
+                d.ids = None
+
+    def detect(self, image: np.ndarray | None, frame_index: int) -> Detections:
+        d = self.frames.get(int(frame_index))
+        if d is None:
+            return Detections.empty()
+        if image is not None:  # clip to the frame
+            h, w = image.shape[:2]
+            b = d.boxes.copy()
+            b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
+            b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
+            ok = (b[:, 2] - b[:, 0] > 1) & (b[:, 3] - b[:, 1] > 1)
+            return Detections(b[ok], d.scores[ok], None if d.ids is None else d.ids[ok])
+        return d
+
+
+def make_detector(boxes: str | Path | None = None, detector: str | Path | None = None, *,
+                  retrack: bool = False, min_score: float | None = None, hog_upscale: float = 1.0,
+                  hog_threshold: float = 0.0, onnx_layout: str = "auto", onnx_size: Sequence[int] = (640, 640),
+                  onnx_conf: float = 0.35, device: str = "cpu") -> Detector:
+    """Boxes file if given, else the ONNX model if given, else HOG."""
+    if boxes is not None:
+        return MotBoxes(boxes, min_score=min_score, use_ids=not retrack)
+    if detector is not None and str(detector).lower() != "hog":
+        return OnnxDetector(detector, conf=onnx_conf, layout=onnx_layout, size=(int(onnx_size[0]), int(onnx_size[1])),
+                            device=device)
+    return HogDetector(hit_threshold=hog_threshold, upscale=hog_upscale)

@@ -1,0 +1,142 @@
+"""JSONL match events: one JSON object per line, ``"event"`` says which kind.
+
+Schema version 1. Boxes are ``[x, y, w, h]`` in the source frame's pixels (top-left
+corner, width, height; floats). ``frame`` is the matcher's step number (0-based, one step
+per pair of frames); ``ir_frame``/``rgb_frame`` are the sources' own 0-based frame
+numbers (for files: the decoded frame number). ``time`` is the IR frame's time in
+seconds: media time (``ir_frame / fps``) for files and folders, seconds since the
+source started for cameras and URLs.
+
+``start`` (first line)::
+
+    {"event": "start", "schema": 1, "ir_source": str, "rgb_source": str,
+     "fps": {"ir": float, "rgb": float}, "embedder": {"backend", "precision", "dim"},
+     "detector": {"ir": str, "rgb": str}, "config": {...MatchConfig...}}
+
+``match``: one per frame for each reported pair whose two tracks were both detected in
+that frame (so every match line has two observed boxes)::
+
+    {"event": "match", "frame": int, "ir_frame": int, "rgb_frame": int, "time": float,
+     "ir_track": int, "rgb_track": int, "global_id": int, "similarity": float,
+     "ir_box": [x, y, w, h], "rgb_box": [x, y, w, h]}
+
+``pair_start`` / ``pair_end``: a pair became reported (after k steps of hysteresis) or
+was dropped; same fields as ``match`` (boxes may be ``null`` when a track was not
+detected in that frame), plus ``"reason"`` on ``pair_end``: ``similarity`` (failed k
+steps), ``track_ended`` (the tracker ended one of the tracks), ``superseded`` (a dormant
+pair -- one track not seen lately -- replaced by a new pair of its other track) or ``shutdown``.
+
+``end`` (last line)::
+
+    {"event": "end", "frames": int, "steps": [[ir_first, rgb_first, count], ...],
+     "steps_truncated": bool, "summary": {...}}
+
+``steps`` lists the processed frame pairs compactly: each run ``[a, b, n]`` stands for
+the pairs ``(a, b), (a+1, b+1), ..., (a+n-1, b+n-1)`` of (ir_frame, rgb_frame).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["EVENT_SCHEMA_VERSION", "EventWriter", "StepRuns", "box_xywh", "read_events"]
+
+EVENT_SCHEMA_VERSION = 1
+
+
+def box_xywh(box: np.ndarray | None) -> list[float] | None:
+    """x1y1x2y2 -> ``[x, y, w, h]`` rounded to 0.1 px (None stays None)."""
+    if box is None:
+        return None
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return [round(x1, 1), round(y1, 1), round(x2 - x1, 1), round(y2 - y1, 1)]
+
+
+class StepRuns:
+    """Run-length record of processed (ir_frame, rgb_frame) pairs.
+
+    Memory grows with the number of gaps (dropped frames), at most ``max_runs`` runs; past
+    that ``truncated`` is set and later pairs are not recorded."""
+
+    def __init__(self, max_runs: int = 100_000) -> None:
+        self.runs: list[list[int]] = []
+        self.max_runs = int(max_runs)
+        self.truncated = False
+
+    def add(self, ir_frame: int, rgb_frame: int) -> None:
+        if self.runs:
+            a, b, n = self.runs[-1]
+            if ir_frame == a + n and rgb_frame == b + n:
+                self.runs[-1][2] += 1
+                return
+        if len(self.runs) >= self.max_runs:
+            self.truncated = True
+            return
+        self.runs.append([int(ir_frame), int(rgb_frame), 1])
+
+    def pairs(self) -> Iterator[tuple[int, int]]:
+        for a, b, n in self.runs:
+            for k in range(n):
+                yield a + k, b + k
+
+
+class EventWriter:
+    """Appends events to a JSONL file (flushed every ``flush_every`` lines and on close).
+
+    ``path=None`` writes nothing (the counts are still kept)."""
+
+    def __init__(self, path: str | Path | None, flush_every: int = 50):
+        self.path = Path(path) if path is not None else None
+        self.counts: dict[str, int] = {}
+        self._f = None
+        self._since_flush = 0
+        self.flush_every = int(flush_every)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = self.path.open("w")
+
+    def write(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("event", "?"))
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if self._f is None:
+            return
+        self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self._since_flush += 1
+        if self._since_flush >= self.flush_every:
+            self._f.flush()
+            self._since_flush = 0
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self) -> "EventWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Events of a JSONL file, in order (ValueError with the line number for a bad line)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"events file not found: {p}")
+    with p.open() as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{p}:{lineno}: not JSON ({exc.msg})") from None
+            if not isinstance(ev, dict) or "event" not in ev:
+                raise ValueError(f"{p}:{lineno}: expected an object with an 'event' key")
+            yield ev

@@ -1,0 +1,562 @@
+"""The matcher: :class:`MatchPipeline` (one step per pair of frames) and :func:`run_match` (the loop).
+
+A step: detect people in both frames, track them per stream, crop the tracks detected in
+this frame (skipping boxes that are too small or largely covered by another box), embed
+all crops of both streams in one batch, update the tracks' feature banks, and associate
+IR tracks with RGB tracks (:class:`~mvd_edge.match.associate.CrossModalAssociator`).
+Every stage is timed; the Embedder's own stage times (preprocess/infer/postprocess) are
+recorded as ``embed.<stage>``.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mvd_edge.match.associate import CrossModalAssociator, PairUpdate, ReportedPair
+from mvd_edge.match.bank import FeatureBank
+from mvd_edge.match.detect import Detections, Detector, box_iou
+from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, StepRuns, box_xywh
+from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, parse_source
+from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
+
+__all__ = ["MatchConfig", "MatchPipeline", "StageTimer", "StepResult", "rss_mb", "run_match"]
+
+STREAMS = ("ir", "rgb")
+
+
+@dataclass
+class MatchConfig:
+    """Matcher settings (all have working defaults).
+
+    Association: ``threshold`` (cosine), ``hysteresis`` (k steps), ``stickiness``,
+    ``reid_threshold`` (see :mod:`~mvd_edge.match.associate`). Banks: ``ema_momentum``,
+    ``last_n``. Crops: ``embed_every`` (embed each detected track every N-th step),
+    ``min_box_height`` (px), ``crop_margin`` and ``crop_aspect`` (each box is grown by
+    ``crop_margin`` of its height on every side, then widened or heightened about its centre to
+    the width/height ratio ``crop_aspect`` -- default: the embedder's input ratio -- so crops
+    look like re-id training crops, with the person centred and some context; parts outside
+    the frame are filled by replicating the border), ``max_occlusion`` (skip a crop when more than this fraction of
+    its box is covered by another detection; with ``occluded_bootstrap`` such crops are still
+    taken while the track has fewer than ``min_features`` features, so a track that starts
+    in a crowd can be matched without waiting to be clear), ``min_features`` (a track needs this many
+    features before it can be matched), ``max_gap`` (a track not detected for more than
+    this many steps is not matched). Tracking: ``track_high``, ``track_low``,
+    ``track_min_hits``, ``track_max_age`` (see :class:`~mvd_edge.match.track.ByteTracker`).
+    """
+
+    threshold: float = 0.5
+    hysteresis: int = 5
+    stickiness: float = 0.05
+    reid_threshold: float = 0.8
+    ema_momentum: float = 0.9
+    last_n: int = 30
+    embed_every: int = 1
+    min_box_height: int = 32
+    crop_margin: float = 0.08
+    crop_aspect: float | None = None
+    max_occlusion: float = 0.3
+    occluded_bootstrap: bool = True
+    min_features: int = 3
+    max_gap: int = 5
+    track_high: float = 0.5
+    track_low: float = 0.1
+    track_min_hits: int = 2
+    track_max_age: int = 30
+
+    def __post_init__(self) -> None:
+        if self.embed_every < 1:
+            raise ValueError(f"embed_every must be >= 1, got {self.embed_every}")
+        if self.min_features < 1:
+            raise ValueError(f"min_features must be >= 1, got {self.min_features}")
+        if not 0.0 < self.max_occlusion <= 1.0:
+            raise ValueError(f"max_occlusion must be in (0, 1], got {self.max_occlusion}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StageTimer:
+    """Seconds per stage: total, count, last and an exponential moving average (bounded memory)."""
+
+    def __init__(self, alpha: float = 0.1):
+        self.alpha = alpha
+        self.total: dict[str, float] = {}
+        self.count: dict[str, int] = {}
+        self.last: dict[str, float] = {}
+        self.ewma: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.total[stage] = self.total.get(stage, 0.0) + seconds
+        self.count[stage] = self.count.get(stage, 0) + 1
+        self.last[stage] = seconds
+        prev = self.ewma.get(stage)
+        self.ewma[stage] = seconds if prev is None else prev + self.alpha * (seconds - prev)
+
+    def mean_ms(self, stage: str) -> float:
+        n = self.count.get(stage, 0)
+        return 1000.0 * self.total.get(stage, 0.0) / n if n else 0.0
+
+    def stages(self) -> list[str]:
+        return list(self.total)
+
+
+@dataclass
+class StepResult:
+    frame: int
+    ir: FramePacket
+    rgb: FramePacket
+    tracks: dict[str, list[Track]]
+    pairs: list[ReportedPair]
+    events: list[dict[str, Any]]
+    n_crops: int
+    seconds: float
+
+
+def _occlusion(boxes: np.ndarray) -> np.ndarray:
+    """For each box, the largest fraction of its area covered by one other box."""
+    n = len(boxes)
+    if n < 2:
+        return np.zeros(n, np.float32)
+    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
+    np.fill_diagonal(inter, 0.0)
+    return (inter.max(axis=1) / area).astype(np.float32)
+
+
+class MatchPipeline:
+    """One matcher instance: detectors, trackers, banks and the associator for an IR/RGB pair.
+
+    Args:
+        embedder: an :class:`mvd_edge.runtime.Embedder` (any backend/precision).
+        detectors: ``{"ir": Detector, "rgb": Detector}``.
+        config: :class:`MatchConfig`.
+        trackers: ``{"ir": tracker, "rgb": tracker}``; default: :class:`PassthroughTracker`
+            for a detector that yields ids (a MOT file with track ids), else :class:`ByteTracker`.
+    """
+
+    def __init__(self, embedder, detectors: dict[str, Detector], config: MatchConfig | None = None,
+                 trackers: dict[str, Any] | None = None):
+        self.embedder = embedder
+        self.config = config or MatchConfig()
+        c = self.config
+        missing = set(STREAMS) - set(detectors)
+        if missing:
+            raise ValueError(f"detectors needed for {sorted(missing)}")
+        self.detectors = detectors
+        self.trackers = trackers or {s: self._default_tracker(detectors[s]) for s in STREAMS}
+        self.banks = {s: FeatureBank(embedder.dim, c.ema_momentum, c.last_n) for s in STREAMS}
+        self.associator = CrossModalAssociator(c.threshold, c.hysteresis, c.stickiness, c.reid_threshold)
+        self.timer = StageTimer()
+        spec = getattr(embedder, "spec", None)
+        self.aspect = c.crop_aspect or (spec.width / spec.height if spec is not None else None)
+        self.frame = 0
+        self.crops_embedded = 0
+        self.tracks_seen = {s: set() for s in STREAMS}  # ids, bounded: pruned when tracks end
+        self.n_tracks = {s: 0 for s in STREAMS}
+        self.last_tracks: dict[str, list[Track]] = {s: [] for s in STREAMS}
+
+    def _default_tracker(self, detector: Detector):
+        c = self.config
+        if getattr(detector, "has_ids", False):
+            return PassthroughTracker(max_age=c.track_max_age)
+        return ByteTracker(high=c.track_high, low=c.track_low, min_hits=c.track_min_hits, max_age=c.track_max_age)
+
+    def _crop(self, img: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        """The re-id crop of ``box`` (x1y1x2y2): margin, aspect, border replication; None if too small."""
+        c = self.config
+        h, w = img.shape[:2]
+        x1, y1, x2, y2 = (float(v) for v in box)
+        vx1, vy1, vx2, vy2 = max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
+        if vy2 - vy1 < c.min_box_height or vx2 - vx1 < 4:
+            return None
+        bw, bh = x2 - x1, y2 - y1
+        m = c.crop_margin * bh
+        x1, y1, x2, y2 = x1 - m, y1 - m, x2 + m, y2 + m
+        if self.aspect:
+            cx, cy, bw, bh = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+            if bw / bh < self.aspect:
+                bw = bh * self.aspect
+            else:
+                bh = bw / self.aspect
+            x1, y1, x2, y2 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
+        ix1, iy1, ix2, iy2 = int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))
+        cx1, cy1, cx2, cy2 = max(0, ix1), max(0, iy1), min(w, ix2), min(h, iy2)
+        crop = img[cy1:cy2, cx1:cx2]
+        pads = (cy1 - iy1, iy2 - cy2, cx1 - ix1, ix2 - cx2)
+        if any(pads):
+            crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE)
+        return crop
+
+    def _tick(self, stage: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        self.timer.add(stage, t1 - t0)
+        return t1
+
+    def step(self, ir: FramePacket, rgb: FramePacket) -> StepResult:
+        c = self.config
+        start = t = time.perf_counter()
+        packets = {"ir": ir, "rgb": rgb}
+        dets: dict[str, Detections] = {}
+        for s in STREAMS:
+            dets[s] = self.detectors[s].detect(packets[s].image, packets[s].index)
+            t = self._tick(f"detect.{s}", t)
+        events: list[dict[str, Any]] = []
+        changes: list[PairUpdate] = []
+        tracks: dict[str, list[Track]] = {}
+        for s in STREAMS:
+            tracker = self.trackers[s]
+            tracks[s] = tracker.update(dets[s])
+            for tid in tracker.removed:
+                self.banks[s].remove(tid)
+                self.tracks_seen[s].discard(tid)
+                changes.extend(self.associator.remove_track(s, tid))
+            for tr in tracks[s]:
+                if tr.id not in self.tracks_seen[s]:
+                    self.tracks_seen[s].add(tr.id)
+                    self.n_tracks[s] += 1
+        t = self._tick("track", t)
+        # crops of the tracks detected in this frame
+        crops: list[np.ndarray] = []
+        owners: list[tuple[str, int]] = []
+        for s in STREAMS:
+            img = packets[s].image
+            h, w = img.shape[:2]
+            visible = [tr for tr in tracks[s] if tr.time_since_update == 0]
+            if not visible:
+                continue
+            occ = _occlusion(np.concatenate([np.array([tr.box for tr in visible], np.float32).reshape(-1, 4),
+                                             _unmatched_boxes(dets[s], visible)]))[:len(visible)]
+            for tr, o in zip(visible, occ):
+                bank = self.banks[s]
+                if bank.count(tr.id) >= c.min_features and (self.frame + tr.id) % c.embed_every:
+                    continue
+                if o > c.max_occlusion and (not c.occluded_bootstrap or bank.count(tr.id) >= c.min_features):
+                    continue
+                crop = self._crop(img, tr.box)
+                if crop is None:
+                    continue
+                crops.append(crop)
+                owners.append((s, tr.id))
+        t = self._tick("crop", t)
+        if crops:
+            before = dict(self.embedder.stage_times)
+            feats = self.embedder.embed(crops)
+            for k, v in self.embedder.stage_times.items():
+                self.timer.add(f"embed.{k}", v - before.get(k, 0.0))
+            t = self._tick("embed", t)
+            for (s, tid), f in zip(owners, feats):
+                self.banks[s].update(tid, f)
+            self.crops_embedded += len(crops)
+            t = self._tick("bank", t)
+        # association
+        eligible = {s: [tr.id for tr in tracks[s] if tr.time_since_update <= c.max_gap
+                        and self.banks[s].count(tr.id) >= c.min_features] for s in STREAMS}
+        changes.extend(self.associator.update(eligible["ir"], self.banks["ir"].descriptors(eligible["ir"]),
+                                              eligible["rgb"], self.banks["rgb"].descriptors(eligible["rgb"])))
+        t = self._tick("associate", t)
+        by_id = {s: {tr.id: tr for tr in tracks[s]} for s in STREAMS}
+        for ch in changes:
+            events.append(self._event("pair_" + ch.kind, ir, rgb, ch.ir_track, ch.rgb_track, ch.global_id,
+                                      ch.similarity, by_id, reason=ch.reason if ch.kind == "end" else None))
+        pairs = self.associator.pairs()
+        for p in pairs:
+            ti, tr = by_id["ir"].get(p.ir_track), by_id["rgb"].get(p.rgb_track)
+            if ti is not None and tr is not None and ti.time_since_update == 0 and tr.time_since_update == 0:
+                events.append(self._event("match", ir, rgb, p.ir_track, p.rgb_track, p.global_id, p.similarity, by_id))
+        self._tick("events", t)
+        self.last_tracks = tracks
+        result = StepResult(self.frame, ir, rgb, tracks, pairs, events, len(crops), time.perf_counter() - start)
+        self.frame += 1
+        return result
+
+    def _event(self, kind: str, ir: FramePacket, rgb: FramePacket, i: int, r: int, gid: int, sim: float,
+               by_id: dict[str, dict[int, Track]], reason: str | None = None) -> dict[str, Any]:
+        ti, tr = by_id["ir"].get(i), by_id["rgb"].get(r)
+        ev = {"event": kind, "frame": self.frame, "ir_frame": ir.index, "rgb_frame": rgb.index,
+              "time": round(float(ir.time), 4), "ir_track": int(i), "rgb_track": int(r), "global_id": int(gid),
+              "similarity": round(float(sim), 4),
+              "ir_box": box_xywh(ti.box) if ti is not None and ti.time_since_update == 0 else None,
+              "rgb_box": box_xywh(tr.box) if tr is not None and tr.time_since_update == 0 else None}
+        if reason is not None:
+            ev["reason"] = reason
+        return ev
+
+    def finish(self, ir: FramePacket | None, rgb: FramePacket | None) -> list[dict[str, Any]]:
+        """``pair_end`` events (reason ``shutdown``) for the pairs still held."""
+        out = []
+        for ch in self.associator.close():
+            out.append({"event": "pair_end", "frame": self.frame, "ir_frame": ir.index if ir else None,
+                        "rgb_frame": rgb.index if rgb else None, "time": round(float(ir.time), 4) if ir else None,
+                        "ir_track": ch.ir_track, "rgb_track": ch.rgb_track, "global_id": ch.global_id,
+                        "similarity": round(ch.similarity, 4), "ir_box": None, "rgb_box": None, "reason": ch.reason})
+        return out
+
+
+def _unmatched_boxes(dets: Detections, visible: list[Track]) -> np.ndarray:
+    """Detections not used by a visible track (they still occlude)."""
+    if len(dets) == 0:
+        return np.zeros((0, 4), np.float32)
+    if not visible:
+        return dets.boxes
+    iou = box_iou(dets.boxes, np.array([t.box for t in visible], np.float32))
+    return dets.boxes[iou.max(axis=1) < 0.9]
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def _as_source(src: str | SourceSpec | FrameSource, name: str, cameras: dict | None, **kw) -> FrameSource:
+    if isinstance(src, FrameSource):
+        return src
+    spec = src if isinstance(src, SourceSpec) else parse_source(str(src), cameras)
+    return FrameSource(spec, name=name, **kw)
+
+
+def _status_text(pipe: MatchPipeline, srcs: dict[str, FrameSource], steps: int, fps: float, writer: EventWriter,
+                 profile: bool):
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    tm = pipe.timer
+    det = tm.ewma.get("detect.ir", 0.0) + tm.ewma.get("detect.rgb", 0.0)
+    emb = tm.ewma.get("embed", 0.0)
+    parts = [f"frame {steps}", f"{fps:5.1f} fps",
+             f"detect {1000 * det:5.1f} ms", f"track {1000 * tm.ewma.get('track', 0):4.1f}",
+             f"embed {1000 * emb:5.1f}", f"assoc {1000 * tm.ewma.get('associate', 0):4.1f}",
+             "queue " + " ".join(f"{s} {srcs[s].depth}/{srcs[s].queue.maxsize}" for s in STREAMS),
+             "drops " + " ".join(f"{s} {srcs[s].dropped}" for s in STREAMS),
+             f"pairs {len(pipe.associator.reported)}", f"matches {writer.counts.get('match', 0)}"]
+    bad = sum(srcs[s].stats.corrupt for s in STREAMS)
+    rec = sum(srcs[s].stats.reconnects for s in STREAMS)
+    if bad:
+        parts.append(f"corrupt {bad}")
+    if rec:
+        parts.append(f"reconnects {rec}")
+    line = Text(" | ".join(parts))
+    if not profile:
+        return line
+    table = Table(title="per stage (ms): moving average / mean / last", title_justify="left", show_edge=False)
+    for col in ("stage", "avg", "mean", "last", "rate (/s)"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for st in tm.stages():
+        avg = tm.ewma[st]
+        table.add_row(st, f"{1000 * avg:.2f}", f"{tm.mean_ms(st):.2f}", f"{1000 * tm.last[st]:.2f}",
+                      f"{1 / avg:.0f}" if avg > 0 else "-")
+    return Group(line, table)
+
+
+def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameSource, embedder,
+              detectors: dict[str, Detector], *, config: MatchConfig | None = None,
+              cameras: dict[str, SourceSpec] | None = None, events: str | Path | None = None,
+              save: str | Path | None = None, show: bool = False, max_frames: int | None = None,
+              duration: float | None = None, realtime: bool = False, queue_size: int = 8,
+              open_timeout: float = 10.0, max_offline: float | None = 30.0, render_height: int = 360,
+              status: bool = True, profile: bool = False, console=None,
+              on_step: Callable[[StepResult], None] | None = None) -> dict[str, Any]:
+    """Run the matcher on two sources until one ends, ``max_frames`` steps or ``duration`` seconds.
+
+    ``ir``/``rgb``: source text (see :func:`~mvd_edge.match.sources.parse_source`), a
+    :class:`SourceSpec` or a ready :class:`FrameSource` (not started). ``events``: JSONL
+    path (:mod:`~mvd_edge.match.events`). ``save``: annotated side-by-side video. ``show``:
+    a window (needs OpenCV with GUI and a display). ``status``: a live status line on
+    ``console`` (rich); ``profile``: per-stage figures live too. ``on_step``: called with
+    each :class:`StepResult` (tests, embedding in other programs).
+
+    Returns a summary dict (frames, fps, per-stage ms, sources' counters, pairs, global ids,
+    events written, reason the run ended). Raises :class:`SourceError` (a RuntimeError) when
+    a source never opens or fails for good; the summary is then in ``exc.summary``.
+    """
+    from mvd_edge.match.render import VideoSink, Window, render_side_by_side
+
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
+    if duration is not None and not duration > 0:
+        raise ValueError(f"--duration must be > 0, got {duration}")
+    window = Window() if show else None  # fail before opening anything
+    kw = dict(queue_size=queue_size, realtime=realtime, open_timeout=open_timeout, max_offline=max_offline)
+    srcs = {"ir": _as_source(ir, "ir", cameras, **kw), "rgb": _as_source(rgb, "rgb", cameras, **kw)}
+    pipe = MatchPipeline(embedder, detectors, config)
+    writer = EventWriter(events)
+    sink = None
+    steps = StepRuns()
+    live = None
+    reason = "?"
+    error: str | None = None
+    last: dict[str, FramePacket | None] = {"ir": None, "rgb": None}
+    lat = deque(maxlen=2000)
+    rss_start = rss_mb()
+    t_start = time.monotonic()
+    t_first = None
+    n = 0
+    try:
+        for s in STREAMS:
+            srcs[s].start()
+        for s in STREAMS:
+            srcs[s].wait_open()
+        if save is not None:
+            sink = VideoSink(save, srcs["ir"].fps)
+        writer.write({"event": "start", "schema": EVENT_SCHEMA_VERSION,
+                      "ir_source": srcs["ir"].spec.label, "rgb_source": srcs["rgb"].spec.label,
+                      "fps": {s: srcs[s].fps for s in STREAMS},
+                      "embedder": {"backend": getattr(embedder, "backend", "?"),
+                                   "precision": getattr(embedder, "precision", "?"), "dim": int(embedder.dim)},
+                      "detector": {s: getattr(detectors[s], "name", type(detectors[s]).__name__) for s in STREAMS},
+                      "config": pipe.config.as_dict()})
+        if status and console is not None:
+            from rich.live import Live
+
+            live = Live(console=console, auto_refresh=False, transient=False)
+            live.start()
+        last_refresh = 0.0
+
+        def refresh(force: bool = False) -> None:
+            nonlocal last_refresh
+            now = time.monotonic()
+            if live is not None and (force or now - last_refresh > 0.25):
+                el = now - (t_first or now)
+                live.update(_status_text(pipe, srcs, n, (n - 1) / el if el > 0 and n > 1 else 0.0, writer, profile),
+                            refresh=True)
+                last_refresh = now
+
+        def out_of_time() -> bool:
+            return duration is not None and time.monotonic() - t_start >= duration
+
+        def next_frame(s: str) -> FramePacket | None | bool:
+            t0 = time.perf_counter()
+            while True:
+                pkt = srcs[s].get(timeout=0.1)
+                if pkt is not False:
+                    pipe.timer.add("wait." + s, time.perf_counter() - t0)
+                    return pkt
+                refresh()
+                if out_of_time():
+                    return False
+
+        while True:
+            if max_frames is not None and n >= max_frames:
+                reason = f"--max-frames {max_frames} reached"
+                break
+            if out_of_time():
+                reason = f"--duration {duration:g} s reached"
+                break
+            pkts: dict[str, FramePacket] = {}
+            ended = timed_out = None
+            for s in STREAMS:
+                pkt = next_frame(s)
+                if pkt is False:
+                    timed_out = True
+                    break
+                if pkt is None:
+                    ended = s
+                    break
+                pkts[s] = pkt
+            if timed_out:
+                reason = f"--duration {duration:g} s reached"
+                break
+            if ended is not None:
+                error = srcs[ended].error
+                reason = f"{ended} source ended" + (f": {error}" if error else "")
+                break
+            if t_first is None:
+                t_first = time.monotonic()
+            res = pipe.step(pkts["ir"], pkts["rgb"])
+            lat.append(time.monotonic() - min(pkts["ir"].captured, pkts["rgb"].captured))
+            n += 1
+            last.update(pkts)
+            steps.add(pkts["ir"].index, pkts["rgb"].index)
+            t = time.perf_counter()
+            for ev in res.events:
+                writer.write(ev)
+            t = pipe._tick("write", t)
+            if sink is not None or window is not None:
+                header = (f"frame {res.frame}  ir {pkts['ir'].index}  rgb {pkts['rgb'].index}  "
+                          f"pairs {len(res.pairs)}")
+                canvas = render_side_by_side(pkts["ir"].image, pkts["rgb"].image, res.tracks["ir"], res.tracks["rgb"],
+                                             res.pairs, height=render_height, header=header)
+                t = pipe._tick("render", t)
+                if sink is not None:
+                    sink.write(canvas)
+                    t = pipe._tick("save", t)
+                if window is not None and not window.show(canvas):
+                    reason = "window closed"
+                    break
+            if on_step is not None:
+                on_step(res)
+            refresh()
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        for s in STREAMS:
+            srcs[s].stop()
+        elapsed = time.monotonic() - (t_first or time.monotonic())
+        for ev in pipe.finish(last["ir"], last["rgb"]):
+            writer.write(ev)
+        summary = _summary(pipe, srcs, n, elapsed, time.monotonic() - t_start, writer, reason, lat, rss_start, sink,
+                           events)
+        writer.write({"event": "end", "frames": n, "steps": steps.runs, "steps_truncated": steps.truncated,
+                      "summary": summary})
+        writer.close()
+        if sink is not None:
+            sink.close()
+        if window is not None:
+            window.close()
+        if live is not None:
+            refresh(force=True)
+            live.stop()
+    if error is not None:
+        exc = SourceError(error)
+        exc.summary = summary  # type: ignore[attr-defined]
+        raise exc
+    return summary
+
+
+def _summary(pipe: MatchPipeline, srcs: dict[str, FrameSource], n: int, elapsed: float, wall: float,
+             writer: EventWriter, reason: str, lat: deque, rss_start: float, sink, events) -> dict[str, Any]:
+    tm = pipe.timer
+    work = sum(tm.total.get(st, 0.0) for st in tm.stages() if not st.startswith(("wait.", "embed.")))
+    lat_ms = sorted(1000 * v for v in lat)
+    return {
+        "frames": n,
+        "ended": reason,
+        "seconds": round(elapsed, 3),
+        "wall_seconds": round(wall, 3),
+        "fps": round((n - 1) / elapsed, 2) if n > 1 and elapsed > 0 else 0.0,
+        "fps_compute": round(n / work, 2) if work > 0 else 0.0,
+        "stage_ms": {st: round(tm.mean_ms(st), 3) for st in tm.stages()},
+        "latency_ms": {"p50": round(lat_ms[len(lat_ms) // 2], 1), "p95": round(lat_ms[int(0.95 * (len(lat_ms) - 1))], 1)}
+        if lat_ms else {},
+        "crops_embedded": pipe.crops_embedded,
+        "tracks": dict(pipe.n_tracks),
+        "pairs_now": len(pipe.associator.reported),
+        "global_ids": pipe.associator.global_ids_issued,
+        "events": dict(writer.counts),
+        "events_path": str(events) if events is not None else None,
+        "video": str(sink.path_written) if sink is not None and sink.path_written else None,
+        "sources": {s: {"label": srcs[s].spec.label, "fps": srcs[s].fps, "dropped": srcs[s].dropped,
+                        **srcs[s].stats.as_dict(), "error": srcs[s].error} for s in STREAMS},
+        "rss_mb": {"start": round(rss_start, 1), "end": round(rss_mb(), 1)},
+    }

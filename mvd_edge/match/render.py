@@ -1,0 +1,137 @@
+"""Side-by-side annotated frames (IR left, RGB right), a video sink and an optional window."""
+
+from __future__ import annotations
+
+import colorsys
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = ["VideoSink", "Window", "gid_color", "gui_available", "render_side_by_side"]
+
+_GREY = (150, 150, 150)
+
+
+def gid_color(gid: int) -> tuple[int, int, int]:
+    """A distinct, stable BGR colour for a global id (golden-ratio hues)."""
+    h = (gid * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.85, 1.0)
+    return int(b * 255), int(g * 255), int(r * 255)
+
+
+def _fit(img: np.ndarray, height: int) -> tuple[np.ndarray, float]:
+    s = height / img.shape[0]
+    if abs(s - 1.0) < 1e-6:
+        return img.copy(), 1.0
+    return cv2.resize(img, (max(1, int(round(img.shape[1] * s))), height), interpolation=cv2.INTER_AREA), s
+
+
+def _label(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int]) -> None:
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    y = max(th + 2, y)
+    cv2.rectangle(img, (x, y - th - 3), (x + tw + 2, y + base - 2), color, -1)
+    cv2.putText(img, text, (x + 1, y - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def render_side_by_side(ir: np.ndarray, rgb: np.ndarray, ir_tracks: Sequence, rgb_tracks: Sequence,
+                        pairs: Sequence, height: int = 360, header: str = "") -> np.ndarray:
+    """Annotated canvas: uint8 BGR ``[height (+ header bar), W_ir + W_rgb, 3]``.
+
+    ``*_tracks``: objects with ``id``, ``box`` (x1y1x2y2) and ``time_since_update``;
+    ``pairs``: objects with ``ir_track``, ``rgb_track``, ``global_id``, ``similarity``.
+    Matched tracks are drawn in their global id's colour with ``G<gid> <sim>`` and joined by
+    a line across the two views; unmatched tracks are grey with ``T<track id>``.
+    """
+    a, sa = _fit(ir, height)
+    b, sb = _fit(rgb, height)
+    canvas = np.concatenate([a, b], axis=1)
+    off = a.shape[1]
+    ir_pair = {p.ir_track: p for p in pairs}
+    rgb_pair = {p.rgb_track: p for p in pairs}
+    centres: dict[tuple[str, int], tuple[int, int]] = {}
+    for stream, tracks, scale, dx, lookup in (("ir", ir_tracks, sa, 0, ir_pair), ("rgb", rgb_tracks, sb, off, rgb_pair)):
+        for t in tracks:
+            x1, y1, x2, y2 = (float(v) * scale for v in t.box)
+            p1, p2 = (int(x1) + dx, int(y1)), (int(x2) + dx, int(y2))
+            p = lookup.get(t.id)
+            color = gid_color(p.global_id) if p is not None else _GREY
+            thick = 2 if t.time_since_update == 0 else 1
+            cv2.rectangle(canvas, p1, p2, color, thick)
+            text = f"G{p.global_id} {p.similarity:.2f}" if p is not None else f"T{t.id}"
+            _label(canvas, text, p1[0], p1[1], color)
+            centres[(stream, t.id)] = ((p1[0] + p2[0]) // 2, (p1[1] + p2[1]) // 2)
+    for p in pairs:
+        ca, cb = centres.get(("ir", p.ir_track)), centres.get(("rgb", p.rgb_track))
+        if ca is not None and cb is not None:
+            cv2.line(canvas, ca, cb, gid_color(p.global_id), 1, cv2.LINE_AA)
+    cv2.line(canvas, (off, 0), (off, height), (255, 255, 255), 1)
+    if header:
+        bar = np.zeros((22, canvas.shape[1], 3), np.uint8)
+        cv2.putText(bar, header, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        canvas = np.concatenate([bar, canvas], axis=0)
+    return canvas
+
+
+class VideoSink:
+    """Writes canvases to ``path`` (.mp4 'mp4v', MJPG .avi fallback); opened at the first frame
+    (the canvas size is known then). ``path_written`` is the file actually written."""
+
+    def __init__(self, path: str | Path, fps: float):
+        self.path = Path(path)
+        self.fps = float(fps) if fps and fps > 0 else 15.0
+        self.writer = None
+        self.path_written: Path | None = None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def write(self, canvas: np.ndarray) -> None:
+        from mvd_edge.synth.video import open_video_writer
+
+        h, w = canvas.shape[:2]
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.writer, self.path_written = open_video_writer(self.path, self.fps, (w, h))
+            self.size = (w, h)
+        if (w, h) != self.size:
+            canvas = cv2.resize(canvas, self.size)
+        self.writer.write(canvas)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+
+
+def gui_available() -> tuple[bool, str]:
+    """(True, "") where ``cv2.imshow`` can open a window, else (False, why)."""
+    info = cv2.getBuildInformation()
+    gui = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.strip().startswith("GUI:")), "")
+    if not gui or gui.upper() == "NONE":
+        return False, ("this OpenCV has no GUI support (opencv-python-headless); install the GUI build with "
+                       "`pip install 'mvd-edge[gui]'` after `pip uninstall opencv-python-headless`, or use --save")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False, "no display here (DISPLAY is not set); use --save to write the annotated video instead"
+    return True, ""
+
+
+class Window:
+    """An OpenCV window; ``show`` returns False when the user pressed q or Esc."""
+
+    def __init__(self, title: str = "mvd-edge match"):
+        ok, why = gui_available()
+        if not ok:
+            raise RuntimeError(f"--show: {why}")
+        self.title = title
+
+    def show(self, canvas: np.ndarray) -> bool:
+        cv2.imshow(self.title, canvas)
+        key = cv2.waitKey(1) & 0xFF
+        return key not in (ord("q"), 27)
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)

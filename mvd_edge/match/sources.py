@@ -1,0 +1,554 @@
+"""Frame sources: each read in its own thread into a bounded queue.
+
+A source is given as text (``--ir``/``--rgb``) and parsed by :func:`parse_source`:
+
+* ``camN`` or a bare index ``N``: local camera N (``cv2.VideoCapture(N)``);
+* a name from a cameras file (:func:`load_cameras`);
+* ``rtsp://``, ``rtsps://``, ``http://``, ``https://``, ``rtmp://``, ``udp://``, ``tcp://`` URLs
+  (FFmpeg backend, with open/read time-outs);
+* an image folder (``*.jpg``/``*.png``/``*.bmp``/``*.tif``, sorted by name);
+* a video file.
+
+Cameras and URLs are *live*: when a read fails the source is released and reopened
+with exponential backoff (``backoff_start`` doubling up to ``backoff_max`` seconds) and
+gives up (error) after ``max_offline`` seconds without a frame; when the consumer falls
+behind, the oldest queued frame is dropped and counted. Files and folders are *offline*:
+the reader waits for the consumer (no drops, so frame ``k`` of the file is frame ``k``
+of the run) unless ``realtime=True`` (paced at the file's fps and dropping like a live
+camera), and the first failed read is the end of the file, which ends the source cleanly.
+
+A source that never opens is an error after ``open_timeout`` seconds (live) or at once
+(files, folders). Corrupt frames (``None``, empty, not uint8, wrong number of channels,
+or a size other than the stream's first frame) are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "URL_SCHEMES",
+    "Capture",
+    "FramePacket",
+    "FrameQueue",
+    "FrameSource",
+    "ImageFolderCapture",
+    "SourceError",
+    "SourceSpec",
+    "SourceStats",
+    "load_cameras",
+    "open_capture",
+    "parse_source",
+]
+
+URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_CAMERA_KEYS = {"source", "resolution", "fps"}
+
+
+class SourceError(RuntimeError):
+    """A source could not be opened, or stayed offline too long."""
+
+
+class Capture(Protocol):
+    """What :class:`FrameSource` needs from a capture (``cv2.VideoCapture`` has it)."""
+
+    def isOpened(self) -> bool: ...  # noqa: N802 - OpenCV's name
+    def read(self) -> tuple[bool, Any]: ...
+    def get(self, prop: int) -> float: ...
+    def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """A parsed source. ``kind``: ``camera`` (target: int index), ``url``, ``file`` or ``folder``."""
+
+    kind: str
+    target: str | int
+    label: str
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.kind in ("camera", "url")
+
+
+def _parse_resolution(text: Any, where: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{where}: resolution must look like WIDTHxHEIGHT (e.g. 640x480), got {text!r}") from None
+    if w < 1 or h < 1:
+        raise ValueError(f"{where}: resolution must be positive, got {text!r}")
+    return w, h
+
+
+def load_cameras(path: str | Path) -> dict[str, SourceSpec]:
+    """Read a cameras file: ``name -> source`` with optional resolution and fps.
+
+    YAML, either at top level or under a ``cameras:`` key::
+
+        cameras:
+          lobby_ir: cam0                      # short form: just the source
+          lobby_rgb:
+            source: rtsp://10.0.0.5/stream1   # camN, index, URL, file or folder
+            resolution: 1280x720              # WIDTHxHEIGHT, optional (cameras: requested size)
+            fps: 15                           # optional (cameras: requested; files: overrides)
+
+    Unknown keys are an error. Names may not themselves be names of other cameras.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"cameras file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{p}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if isinstance(data, dict) and set(data) == {"cameras"}:
+        data = data["cameras"]
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{p}: expected a mapping of camera name -> source (optionally under 'cameras:')")
+    out: dict[str, SourceSpec] = {}
+    for name, entry in data.items():
+        where = f"{p}: camera {name!r}"
+        if isinstance(entry, (str, int)):
+            entry = {"source": entry}
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a source string or a mapping with 'source'")
+        unknown = set(entry) - _CAMERA_KEYS
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_CAMERA_KEYS)}")
+        if "source" not in entry:
+            raise ValueError(f"{where}: missing 'source'")
+        base = parse_source(str(entry["source"]), cameras=None, check_exists=False)
+        width = height = None
+        if entry.get("resolution") is not None:
+            width, height = _parse_resolution(entry["resolution"], where)
+        fps = None
+        if entry.get("fps") is not None:
+            try:
+                fps = float(entry["fps"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: fps must be a number, got {entry['fps']!r}") from None
+            if not fps > 0:
+                raise ValueError(f"{where}: fps must be > 0, got {fps}")
+        out[str(name)] = SourceSpec(base.kind, base.target, f"{name} ({base.label})", width, height, fps)
+    return out
+
+
+def parse_source(text: str, cameras: dict[str, SourceSpec] | None = None, check_exists: bool = True) -> SourceSpec:
+    """``camN`` | ``N`` | camera name | URL | image folder | video file -> :class:`SourceSpec`.
+
+    Raises FileNotFoundError for a path that does not exist and ValueError for text that
+    is none of the above.
+    """
+    s = str(text).strip()
+    if not s:
+        raise ValueError("empty source")
+    if cameras and s in cameras:
+        return cameras[s]
+    low = s.lower()
+    if low.startswith("cam") and low[3:].isdigit():
+        return SourceSpec("camera", int(low[3:]), s)
+    if s.isdigit():
+        return SourceSpec("camera", int(s), f"cam{int(s)}")
+    if low.startswith(URL_SCHEMES):
+        return SourceSpec("url", s, s)
+    p = Path(s).expanduser()
+    if p.is_dir():
+        return SourceSpec("folder", str(p), s)
+    if p.is_file():
+        return SourceSpec("file", str(p), s)
+    if not check_exists:
+        return SourceSpec("folder" if s.endswith("/") else "file", str(p), s)
+    if p.suffix or "/" in s or "\\" in s:
+        raise FileNotFoundError(f"source not found: {s}")
+    names = f" (cameras file names: {', '.join(sorted(cameras))})" if cameras else ""
+    raise ValueError(f"unknown source {s!r}: use camN, a camera index, a name from --cameras{names}, "
+                     f"a video file, an image folder or an rtsp/http URL")
+
+
+class ImageFolderCapture:
+    """A folder of images read in name order, with the ``cv2.VideoCapture`` reading interface."""
+
+    def __init__(self, folder: str | Path, fps: float | None = None):
+        self.folder = Path(folder)
+        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
+            if self.folder.is_dir() else []
+        self.fps = float(fps) if fps else 15.0
+        self.pos = 0
+
+    def isOpened(self) -> bool:  # noqa: N802
+        return bool(self.files)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        if self.pos >= len(self.files):
+            return False, None
+        path = self.files[self.pos]
+        self.pos += 1
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        return True, img  # an unreadable image is a corrupt frame (None), not the end
+
+    def get(self, prop: int) -> float:
+        if prop == cv2.CAP_PROP_FPS:
+            return self.fps
+        if prop == cv2.CAP_PROP_FRAME_COUNT:
+            return float(len(self.files))
+        return 0.0
+
+    def release(self) -> None:
+        self.pos = len(self.files)
+
+
+def open_capture(spec: SourceSpec, timeout_s: float = 10.0) -> Capture:
+    """Open ``spec`` with OpenCV (or :class:`ImageFolderCapture`); the result may be not opened."""
+    if spec.kind == "folder":
+        return ImageFolderCapture(spec.target, spec.fps)
+    if spec.kind == "url":
+        ms = int(max(1.0, timeout_s) * 1000)
+        cap = cv2.VideoCapture(str(spec.target), cv2.CAP_FFMPEG,
+                               [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+    elif spec.kind == "camera":
+        cap = cv2.VideoCapture(int(spec.target))
+    else:
+        cap = cv2.VideoCapture(str(spec.target))
+    if cap.isOpened() and spec.kind == "camera":
+        if spec.width and spec.height:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, spec.width)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, spec.height)
+        if spec.fps:
+            cap.set(cv2.CAP_PROP_FPS, spec.fps)
+    return cap
+
+
+@dataclass
+class FramePacket:
+    """One frame: ``index`` (0-based count of frames read from the source, corrupt ones
+    included, so for a file it is the decoded frame number), ``time`` (seconds: media time
+    ``index / fps`` for files and folders; seconds since the source started for live
+    sources) and ``image`` (uint8 BGR ``[H, W, 3]``)."""
+
+    index: int
+    time: float
+    image: np.ndarray
+    captured: float = field(default_factory=time.monotonic)
+
+
+_END = object()
+
+
+class FrameQueue:
+    """A bounded FIFO of frames. ``put(drop_oldest=True)`` never blocks: when full, the
+    oldest frame is dropped and counted; ``put(drop_oldest=False)`` waits for room."""
+
+    def __init__(self, maxsize: int):
+        if maxsize < 1:
+            raise ValueError(f"queue size must be >= 1, got {maxsize}")
+        self.maxsize = int(maxsize)
+        self._items: deque = deque()
+        self._cond = threading.Condition()
+        self.dropped = 0
+        self._closed = False
+
+    def __len__(self) -> int:
+        with self._cond:
+            return sum(1 for x in self._items if x is not _END)
+
+    def put(self, item: FramePacket, drop_oldest: bool, stop: threading.Event | None = None) -> bool:
+        """False if the queue was closed (or ``stop`` set) before the item went in."""
+        with self._cond:
+            while len(self._items) >= self.maxsize and not drop_oldest:
+                if self._closed or (stop is not None and stop.is_set()):
+                    return False
+                self._cond.wait(0.1)
+            if self._closed:
+                return False
+            if len(self._items) >= self.maxsize:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def put_end(self) -> None:
+        with self._cond:
+            self._items.append(_END)  # may exceed maxsize by one: the end marker is never dropped
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> FramePacket | None | bool:
+        """The next frame; ``None`` at the end of the stream; ``False`` on time-out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._items:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            item = self._items[0]
+            if item is _END:
+                return None  # stays: every later get() also sees the end
+            self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._items.clear()
+            self._cond.notify_all()
+
+
+@dataclass
+class SourceStats:
+    frames: int = 0  # frames read (good and corrupt)
+    delivered: int = 0  # good frames put in the queue
+    corrupt: int = 0
+    read_failures: int = 0
+    outages: int = 0  # times a live source was lost
+    reconnects: int = 0  # times it came back (frames flowing again)
+    open_attempts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class FrameSource:
+    """Reads one source in a daemon thread into a :class:`FrameQueue`.
+
+    Args:
+        spec: what to open (see :func:`parse_source`).
+        name: label for messages (``"ir"``/``"rgb"``).
+        queue_size: frames held at most (>= 1).
+        open_fn: ``spec -> Capture`` (default :func:`open_capture`); tests inject fakes.
+        live: override ``spec.live`` (live: reconnect and drop-oldest; offline: EOF ends, no drops).
+        realtime: offline sources only: pace at the source fps and drop like a live source.
+        open_timeout: live: seconds to keep trying the first open (with backoff) before failing.
+        max_offline: live: seconds without a frame (reconnecting) before giving up; None = never.
+        backoff_start, backoff_max: reconnect delays (seconds), doubling.
+
+    Use :meth:`start`, then :meth:`get` until it returns ``None``; :attr:`error` holds why a
+    source ended early (also raised by :meth:`raise_if_failed`).
+    """
+
+    def __init__(self, spec: SourceSpec, name: str = "source", queue_size: int = 8,
+                 open_fn: Callable[[SourceSpec], Capture] | None = None, live: bool | None = None,
+                 realtime: bool = False, open_timeout: float = 10.0, max_offline: float | None = 30.0,
+                 backoff_start: float = 0.25, backoff_max: float = 4.0):
+        self.spec = spec
+        self.name = name
+        self.live = spec.live if live is None else bool(live)
+        self.realtime = bool(realtime) and not self.live
+        self.drop_oldest = self.live or self.realtime
+        self.queue = FrameQueue(queue_size)
+        self._open_fn = open_fn or (lambda s: open_capture(s, timeout_s=min(open_timeout, 10.0)))
+        self.open_timeout = float(open_timeout)
+        self.max_offline = max_offline
+        self.backoff_start = float(backoff_start)
+        self.backoff_max = float(backoff_max)
+        self.stats = SourceStats()
+        self.fps: float = float(spec.fps or 0.0)
+        self.error: str | None = None
+        self.opened = threading.Event()
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        self._shape: tuple[int, ...] | None = None
+        self._thread = threading.Thread(target=self._run, name=f"mvd-source-{name}", daemon=True)
+        self._t0 = time.monotonic()
+
+    # ------------------------------------------------------------------ control
+    def start(self) -> "FrameSource":
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self, join_timeout: float = 2.0) -> None:
+        self._stop.set()
+        self.queue.close()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(join_timeout)
+
+    def wait_open(self, timeout: float | None = None) -> None:
+        """Block until the first frame source opened; raise :class:`SourceError` if it failed.
+
+        ``timeout`` defaults to ``open_timeout`` plus a small margin (an OpenCV open call can
+        itself take a while)."""
+        limit = self.open_timeout + 5.0 if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while not self.opened.is_set():
+            if self.finished.is_set():
+                self.raise_if_failed()
+                raise SourceError(f"{self.name} source {self.spec.label} ended before it opened")
+            if time.monotonic() > deadline:
+                self.stop(0.1)
+                raise SourceError(f"{self.name} source {self.spec.label} did not open within {limit:.1f} s")
+            self.opened.wait(0.05)
+
+    def raise_if_failed(self) -> None:
+        if self.error:
+            raise SourceError(self.error)
+
+    def get(self, timeout: float | None = None) -> FramePacket | None | bool:
+        """Next frame, ``None`` when the source has ended, ``False`` on time-out."""
+        return self.queue.get(timeout)
+
+    @property
+    def depth(self) -> int:
+        return len(self.queue)
+
+    @property
+    def dropped(self) -> int:
+        return self.queue.dropped
+
+    # ------------------------------------------------------------------ thread
+    def _try_open(self) -> Capture | None:
+        self.stats.open_attempts += 1
+        try:
+            cap = self._open_fn(self.spec)
+        except Exception as exc:  # noqa: BLE001 - reported below, with the source's name
+            self._last_open_error = f"{type(exc).__name__}: {exc}"
+            return None
+        if cap is None or not cap.isOpened():
+            if cap is not None:
+                cap.release()
+            self._last_open_error = "OpenCV could not open it"
+            return None
+        fps = 0.0
+        try:
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        except Exception:  # noqa: BLE001 - some captures do not report fps
+            fps = 0.0
+        if self.spec.fps:
+            fps = float(self.spec.fps)
+        if not (fps > 0 and math.isfinite(fps)):
+            fps = 15.0 if not self.fps else self.fps
+        self.fps = fps
+        return cap
+
+    def _open_with_backoff(self, limit: float | None, what: str, start_delay: float | None = None) -> Capture | None:
+        """Open, retrying with backoff until ``limit`` seconds have passed (None: forever)."""
+        self._last_open_error = ""
+        start = time.monotonic()
+        delay = self.backoff_start if start_delay is None else start_delay
+        tries = 0
+        while not self._stop.is_set():
+            tries += 1
+            cap = self._try_open()
+            if cap is not None:
+                return cap
+            if not self.live:
+                break
+            elapsed = time.monotonic() - start
+            if limit is not None and elapsed + delay > limit:
+                break
+            self._stop.wait(delay)
+            delay = min(self.backoff_max, delay * 2)
+        if self._stop.is_set():
+            return None
+        elapsed = time.monotonic() - start
+        self.error = (f"{self.name} source {self.spec.label}: {what} ({self._last_open_error}; "
+                      f"{tries} attempt{'s' if tries != 1 else ''} in {elapsed:.1f} s)")
+        return None
+
+    def _check(self, frame: Any) -> np.ndarray | None:
+        """A valid uint8 BGR frame, or None (corrupt)."""
+        if not isinstance(frame, np.ndarray) or frame.size == 0 or frame.dtype != np.uint8:
+            return None
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        elif frame.ndim == 3 and frame.shape[2] == 4:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        elif frame.ndim == 3 and frame.shape[2] == 1:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 8 or frame.shape[1] < 8:
+            return None
+        if self._shape is None:
+            self._shape = frame.shape
+        elif frame.shape != self._shape:
+            return None
+        return frame
+
+    def _run(self) -> None:
+        cap = None
+        try:
+            what = "cannot open" if not self.live else f"cannot open within {self.open_timeout:.1f} s"
+            cap = self._open_with_backoff(self.open_timeout if self.live else None, what)
+            if cap is None:
+                return
+            self.opened.set()
+            offline_since: float | None = None
+            delay = self.backoff_start  # grows over consecutive outages, reset by a good frame
+            while not self._stop.is_set():
+                try:
+                    ok, frame = cap.read()
+                except Exception:  # noqa: BLE001 - a capture that throws is a failed read
+                    ok, frame = False, None
+                if not ok:
+                    if not self.live:
+                        return  # end of file / folder
+                    self.stats.read_failures += 1
+                    if offline_since is None:
+                        offline_since = time.monotonic()
+                        self.stats.outages += 1
+                    cap.release()
+                    cap = None
+                    limit = None
+                    if self.max_offline is not None:
+                        limit = self.max_offline - (time.monotonic() - offline_since)
+                        if limit <= 0:
+                            self.error = (f"{self.name} source {self.spec.label}: offline for more than "
+                                          f"{self.max_offline:.1f} s, giving up")
+                            return
+                    self._stop.wait(min(delay, limit) if limit is not None else delay)
+                    delay = min(self.backoff_max, delay * 2)
+                    cap = self._open_with_backoff(limit, f"lost and not back within {self.max_offline} s",
+                                                  start_delay=delay)
+                    if cap is None:
+                        return
+                    self._shape = None  # a reopened camera may come back at another size
+                    continue
+                if offline_since is not None:
+                    self.stats.reconnects += 1
+                    offline_since = None
+                    delay = self.backoff_start
+                index = self.stats.frames
+                self.stats.frames += 1
+                good = self._check(frame)
+                if good is None:
+                    self.stats.corrupt += 1
+                    continue
+                if self.live:
+                    t = time.monotonic() - self._t0
+                else:
+                    t = index / self.fps
+                    if self.realtime:
+                        lag = self._t0 + t - time.monotonic()
+                        if lag > 0:
+                            self._stop.wait(lag)
+                if not self.queue.put(FramePacket(index, t, good), self.drop_oldest, self._stop):
+                    return
+                self.stats.delivered += 1
+        except Exception as exc:  # noqa: BLE001 - surfaced to the consumer through .error
+            self.error = f"{self.name} source {self.spec.label}: {type(exc).__name__}: {exc}"
+        finally:
+            if cap is not None:
+                try:
+                    cap.release()
+                except Exception:  # noqa: BLE001
+                    pass
+            self.finished.set()
+            self.queue.put_end()

@@ -1,0 +1,73 @@
+"""The match, synth-video and score-matches commands, on a Typer app of their own."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from mvd_edge.match.commands import register
+
+
+@pytest.fixture(scope="module")
+def app():
+    a = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @a.callback()
+    def _root() -> None:
+        """test app"""
+
+    register(a)
+    return a
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, app):
+    out = tmp_path_factory.mktemp("clip")
+    r = CliRunner().invoke(app, ["synth-video", "--out", str(out), "--ids", "3", "--seconds", "2", "--fps", "10",
+                                 "--size", "240x426", "--ir-modality", "rgb"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_synth_match_score_round_trip(tmp_path, app, clip):
+    runner = CliRunner()
+    ev = tmp_path / "ev.jsonl"
+    r = runner.invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"), "--model", "colorhist",
+                            "--ir-boxes", str(clip / "ir.mot.txt"), "--rgb-boxes", str(clip / "rgb.mot.txt"),
+                            "--events", str(ev), "--no-status", "--summary-json", str(tmp_path / "s.json"),
+                            "--hysteresis", "3"])
+    assert r.exit_code == 0, r.output
+    assert "20 frame pairs" in r.output and "fps" in r.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["frames"] == 20 and summary["events"]["match"] > 0
+    r = runner.invoke(app, ["score-matches", str(ev), str(clip / "gt.json"), "--json", str(tmp_path / "score.json")])
+    assert r.exit_code == 0, r.output
+    assert "pair precision" in r.output.replace("\n", " ") or "precisi" in r.output
+    score = json.loads((tmp_path / "score.json").read_text())
+    assert score["precision"] >= 0.9 and score["recall"] > 0.3
+
+
+def test_profile_status_and_max_frames(tmp_path, app, clip):
+    r = CliRunner().invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"),
+                                 "--model", "colorhist", "--max-frames", "3", "--profile"])
+    assert r.exit_code == 0, r.output
+    assert "3 frame pairs" in r.output and "detect.ir" in r.output
+
+
+def test_user_errors_are_one_line(tmp_path, app, clip):
+    runner = CliRunner()
+    r = runner.invoke(app, ["match", "--ir", str(tmp_path / "none.mp4"), "--rgb", "cam1", "--model", "colorhist"])
+    assert r.exit_code == 2 and "source not found" in r.output
+    r = runner.invoke(app, ["match", "--ir", "lobby", "--rgb", "cam1", "--model", "colorhist"])
+    assert r.exit_code == 2 and "unknown source 'lobby'" in r.output
+    r = runner.invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"), "--model",
+                            str(tmp_path / "none.onnx")])
+    assert r.exit_code == 2 and "engine not found" in r.output
+    r = runner.invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"), "--model",
+                            "colorhist", "--show"])
+    assert r.exit_code == 2 and "--show" in r.output
+    r = runner.invoke(app, ["score-matches", str(tmp_path / "none.jsonl"), str(clip / "gt.json")])
+    assert r.exit_code == 2 and "events file not found" in r.output

@@ -1,0 +1,265 @@
+"""Detectors, MOT files, tracker, feature banks and cross-modal association."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mvd_edge.match.associate import CrossModalAssociator
+from mvd_edge.match.bank import FeatureBank
+from mvd_edge.match.detect import Detections, HogDetector, MotBoxes, OnnxDetector, box_iou, nms, read_mot
+from mvd_edge.match.track import ByteTracker, PassthroughTracker
+
+
+def test_box_iou_and_nms():
+    a = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], np.float32)
+    iou = box_iou(a, a)
+    assert iou[0, 0] == pytest.approx(1.0) and iou[0, 1] == pytest.approx(50 / 150)
+    assert box_iou(a, np.zeros((0, 4))).shape == (2, 0)
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60]], np.float32)
+    assert sorted(nms(boxes, np.array([0.9, 0.8, 0.7]), 0.5).tolist()) == [0, 2]
+
+
+def test_read_mot(tmp_path):
+    p = tmp_path / "boxes.txt"
+    p.write_text("# comment\n1,3,10,20,30,60,0.9\n1,4,100,20,30,60,0.2\n3 3 12 20 30 60 1 -1 -1 -1\n\n")
+    frames = read_mot(p)
+    assert sorted(frames) == [0, 2]
+    d0 = frames[0]
+    np.testing.assert_allclose(d0.boxes[0], [10, 20, 40, 80])
+    assert d0.ids.tolist() == [3, 4]
+    assert list(read_mot(p, min_score=0.5)[0].ids) == [3]
+    p.write_text("1,-1,10,20,30,60,0.9\n2,5,0,0,5,5\n")
+    assert all(d.ids is None for d in read_mot(p).values())  # not every row has an id: a detector's output
+    p.write_text("0,1,10,20,30,60\n")
+    with pytest.raises(ValueError, match="1-based"):
+        read_mot(p)
+    p.write_text("1,1,abc\n")
+    with pytest.raises(ValueError, match=":1: expected MOT"):
+        read_mot(p)
+    with pytest.raises(FileNotFoundError):
+        read_mot(tmp_path / "none.txt")
+
+
+def test_mot_boxes_clip_to_frame_and_retrack(tmp_path):
+    p = tmp_path / "b.txt"
+    p.write_text("1,7,-10,5,30,40\n1,8,90,5,30,40\n")
+    det = MotBoxes(p)
+    assert det.has_ids
+    d = det.detect(np.zeros((50, 100, 3), np.uint8), 0)
+    np.testing.assert_allclose(d.boxes, [[0, 5, 20, 45], [90, 5, 100, 45]])
+    assert len(det.detect(np.zeros((50, 100, 3), np.uint8), 5)) == 0
+    assert not MotBoxes(p, use_ids=False).has_ids
+
+
+def _onnx_detector(out: np.ndarray, layout: str = "auto") -> OnnxDetector:
+    det = OnnxDetector.__new__(OnnxDetector)
+    det.conf, det.iou, det.person_class, det.layout, det.input_hw = 0.3, 0.5, 0, layout, (64, 64)
+    return det
+
+
+def test_onnx_output_layouts_decode():
+    # v8: [1, 4 + C, N] cx, cy, w, h, class scores
+    v8 = np.zeros((1, 6, 10), np.float32)
+    v8[0, :, 0] = [32, 32, 10, 20, 0.9, 0.1]
+    boxes, scores, done = _onnx_detector(v8).decode(v8)
+    np.testing.assert_allclose(boxes[0], [27, 22, 37, 42])
+    assert scores[0] == pytest.approx(0.9) and not done
+    # v5: [1, N, 5 + C] with objectness
+    v5 = np.zeros((1, 10, 7), np.float32)
+    v5[0, 0] = [32, 32, 10, 20, 0.5, 0.8, 0.2]
+    boxes, scores, _ = _onnx_detector(v5).decode(v5)
+    assert scores[0] == pytest.approx(0.4)
+    # e2e: [1, N, 6] x1, y1, x2, y2, score, class; other classes dropped
+    e2e = np.array([[[1, 2, 3, 4, 0.9, 0], [5, 6, 7, 8, 0.8, 2]]], np.float32)
+    boxes, scores, done = _onnx_detector(e2e).decode(e2e)
+    assert done and boxes.tolist() == [[1, 2, 3, 4]]
+    with pytest.raises(ValueError, match="layout"):
+        _onnx_detector(np.zeros((1, 3, 4), np.float32)).decode(np.zeros((1, 3, 4), np.float32))
+
+
+def test_onnx_detector_end_to_end(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    # a "model" that ignores the image and outputs two v8-style candidates (one person, one other class)
+    const = np.zeros((1, 6, 8), np.float32)
+    const[0, :, 0] = [320, 320, 100, 200, 0.9, 0.0]
+    const[0, :, 1] = [100, 100, 50, 50, 0.1, 0.95]
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["images"], ["s"], keepdims=0),
+         helper.make_node("Mul", ["s", "zero"], ["z"]),
+         helper.make_node("Add", ["c", "z"], ["output0"])],
+        "fake_yolo",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 640, 640])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 8])],
+        [numpy_helper.from_array(const, "c"), numpy_helper.from_array(np.zeros((), np.float32), "zero")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "det.onnx"
+    onnx.save(model, path)
+    det = OnnxDetector(path)
+    d = det.detect(np.zeros((320, 640, 3), np.uint8))  # letterboxed: scale 1, 160 px pad on top
+    assert len(d) == 1
+    np.testing.assert_allclose(d.boxes[0], [270, 60, 370, 260], atol=1e-3)
+    with pytest.raises(FileNotFoundError):
+        OnnxDetector(tmp_path / "missing.onnx")
+
+
+def test_hog_finds_synthetic_people():
+    from mvd_edge.synth.video import SynthVideoRenderer
+
+    r = SynthVideoRenderer(n_ids=3, seed=1, size=(360, 640))
+    img, gt = r.render("rgb", 40)
+    d = HogDetector().detect(img, 40)
+    g = np.array([[b[1], b[2], b[1] + b[3], b[2] + b[4]] for b in gt if b[5] > 0.7])
+    assert len(g) and len(d)
+    assert (box_iou(d.boxes, g).max(axis=0) >= 0.4).sum() >= 1
+
+
+def _dets(boxes, scores=None):
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return Detections(boxes, np.ones(len(boxes)) if scores is None else scores)
+
+
+def test_tracker_keeps_ids_through_motion_and_misses():
+    tr = ByteTracker(min_hits=2, max_age=3)
+    ids = None
+    for k in range(12):
+        a = [10 + 3 * k, 10, 40 + 3 * k, 80]
+        b = [200 - 3 * k, 10, 230 - 3 * k, 80]
+        boxes = [a, b] if k not in (5, 6) else [a]  # b is missed for two frames
+        out = tr.update(_dets(boxes))
+        if k == 1:
+            ids = {t.id for t in out}
+            assert len(ids) == 2
+        if k >= 1:
+            assert {t.id for t in out} == ids
+        if k == 5:
+            coasting = [t for t in out if t.time_since_update > 0]
+            assert len(coasting) == 1
+    for _ in range(4):
+        tr.update(_dets([]))
+    assert tr.tracks == []
+
+
+def test_tracker_tentative_tracks_and_low_scores():
+    tr = ByteTracker(high=0.5, low=0.1, min_hits=2)
+    assert tr.update(_dets([[0, 0, 10, 20]], np.array([0.9]))) == []  # tentative
+    out = tr.update(_dets([[1, 0, 11, 20]], np.array([0.9])))
+    assert len(out) == 1 and out[0].confirmed
+    tid = out[0].id
+    out = tr.update(_dets([[2, 0, 12, 20]], np.array([0.3])))  # low score extends the track
+    assert [t.id for t in out] == [tid] and out[0].time_since_update == 0
+    assert tr.update(_dets([[100, 0, 110, 20]], np.array([0.3])))[0].time_since_update == 1  # but starts none
+    assert len(tr.tracks) == 1
+
+
+def test_passthrough_tracker():
+    tr = PassthroughTracker(max_age=1)
+    out = tr.update(Detections(np.array([[0, 0, 5, 5]]), np.ones(1), np.array([7])))
+    assert [t.id for t in out] == [7]
+    tr.update(Detections.empty())
+    tr.update(Detections.empty())
+    assert tr.removed == [7]
+    with pytest.raises(ValueError, match="ids"):
+        tr.update(_dets([[0, 0, 1, 1]]))
+
+
+def test_feature_bank():
+    bank = FeatureBank(3, momentum=0.5, last_n=2)
+    e = np.eye(3, dtype=np.float32)
+    bank.update(1, e[0])
+    bank.update(1, e[1])
+    bank.update(1, e[1])
+    assert bank.count(1) == 3
+    d = bank.descriptor(1)
+    assert np.linalg.norm(d) == pytest.approx(1.0)
+    # ema = [0.25, 0.75, 0]; last 2 = e1, e1
+    ema = np.array([0.25, 0.75, 0]) / np.linalg.norm([0.25, 0.75, 0])
+    want = (ema + e[1]) / np.linalg.norm(ema + e[1])
+    np.testing.assert_allclose(d, want, atol=1e-6)
+    assert bank.descriptors([1, 1]).shape == (2, 3) and bank.descriptors([]).shape == (0, 3)
+    bank.remove(1)
+    assert 1 not in bank and len(bank) == 0
+    with pytest.raises(ValueError):
+        bank.update(2, np.ones(4))
+
+
+def _unit(*v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+E = np.eye(4, dtype=np.float32)
+
+
+def test_association_hysteresis_and_one_to_one():
+    a = CrossModalAssociator(threshold=0.5, hysteresis=3)
+    ir, rgb = E[[0, 1]], E[[0, 1]]
+    assert a.update([1, 2], ir, [10, 20], rgb) == []
+    assert a.update([1, 2], ir, [10, 20], rgb) == []
+    ch = a.update([1, 2], ir, [10, 20], rgb)  # third step: reported
+    assert sorted((c.kind, c.ir_track, c.rgb_track) for c in ch) == [("start", 1, 10), ("start", 2, 20)]
+    assert {p.global_id for p in a.pairs()} == {1, 2}
+    # one-to-one: two IR tracks like the same RGB track -> only one gets it
+    b = CrossModalAssociator(threshold=0.5, hysteresis=1)
+    ch = b.update([1, 2], np.stack([E[0], _unit(1, 0.1, 0, 0)]), [10], E[[0]])
+    assert [(c.ir_track, c.rgb_track) for c in ch] == [(1, 10)]
+    # below threshold: never reported
+    c = CrossModalAssociator(threshold=0.9, hysteresis=1)
+    assert c.update([1], _unit(1, 1, 0, 0)[None], [10], E[[0]]) == []
+
+
+def test_association_drops_after_k_failures_and_holds_while_unseen():
+    a = CrossModalAssociator(threshold=0.5, hysteresis=2)
+    for _ in range(2):
+        a.update([1], E[[0]], [10], E[[0]])
+    assert len(a.pairs()) == 1
+    for _ in range(5):  # IR track not eligible (not seen): the pair is held
+        assert a.update([], E[:0], [10], E[[0]]) == []
+    assert len(a.pairs()) == 1
+    assert a.update([1], E[[1]], [10], E[[0]]) == []  # one failure
+    ch = a.update([1], E[[1]], [10], E[[0]])  # second: dropped
+    assert [(c.kind, c.reason) for c in ch] == [("end", "similarity")]
+    assert a.pairs() == []
+
+
+def test_global_id_survives_a_track_restart_and_a_dormant_pair_gives_way():
+    a = CrossModalAssociator(threshold=0.5, hysteresis=2)
+    for _ in range(2):
+        a.update([1], E[[0]], [10], E[[0]])
+    gid = a.pairs()[0].global_id
+    # the IR person walks out: IR track 1 is unseen (pair dormant); they come back as IR track 2
+    for _ in range(2):
+        ch = a.update([2], E[[0]], [10], E[[0]])
+    kinds = [(c.kind, c.reason, c.ir_track, c.global_id) for c in ch]
+    assert kinds == [("end", "superseded", 1, gid), ("start", "", 2, gid)]
+    # the tracker ends IR track 2: the pair ends; the RGB track keeps the id for its next partner
+    ch = a.remove_track("ir", 2)
+    assert [(c.kind, c.reason) for c in ch] == [("end", "track_ended")]
+    for _ in range(2):
+        ch = a.update([3], E[[0]], [10], E[[0]])
+    assert ch[0].kind == "start" and ch[0].global_id == gid
+
+
+def test_global_id_comes_back_by_appearance_and_wrong_pairs_pass_nothing_on():
+    a = CrossModalAssociator(threshold=0.5, hysteresis=1, reid_threshold=0.9)
+    a.update([1], E[[0]], [10], E[[0]])
+    gid = a.pairs()[0].global_id
+    a.remove_track("ir", 1)
+    a.remove_track("rgb", 10)
+    a.update([2], E[[1]], [20], E[[1]])  # someone else: a new id
+    assert a.pairs()[0].global_id != gid
+    ch = a.update([3, 2], E[[0, 1]], [30, 20], E[[0, 1]])  # the first person, both tracks new: id back
+    assert [c.global_id for c in ch if c.kind == "start"] == [gid]
+    # a pair dropped for low similarity does not hand its id to its tracks' next partners
+    b = CrossModalAssociator(threshold=0.5, hysteresis=1, reid_threshold=2.0)
+    b.update([1], E[[0]], [10], E[[0]])
+    wrong = b.pairs()[0].global_id
+    b.update([1], E[[1]], [10], E[[0]])  # fails: dropped
+    b.update([1, 2], E[[1, 0]], [10, 20], E[[2, 1]])
+    assert all(p.global_id != wrong for p in b.pairs()) and b.pairs()
+    assert a.close() and a.pairs() == []
+    with pytest.raises(ValueError):
+        a.remove_track("thermal", 1)

@@ -1,0 +1,82 @@
+"""score-matches: pair precision/recall and IDF1 on hand-made ground truth."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mvd_edge.scoring import load_ground_truth, score_matches
+
+A = [10, 10, 20, 40]  # x, y, w, h
+B = [100, 10, 20, 40]
+
+
+def _gt(frames_ir, frames_rgb):
+    return {"format": "mvd-edge-synth-video", "version": 1, "fps": 10.0, "frames": len(frames_ir), "size": [100, 200],
+            "streams": {"ir": {"boxes": frames_ir}, "rgb": {"boxes": frames_rgb}}}
+
+
+def _match(f, ir_box, rgb_box, gid, ir_track=1, rgb_track=1):
+    return {"event": "match", "frame": f, "ir_frame": f, "rgb_frame": f, "time": f / 10, "ir_track": ir_track,
+            "rgb_track": rgb_track, "global_id": gid, "similarity": 0.9, "ir_box": ir_box, "rgb_box": rgb_box}
+
+
+def _end(n):
+    return {"event": "end", "frames": n, "steps": [[0, 0, n]], "summary": {}}
+
+
+# two people, 4 frames; person 1 at A in IR and B in RGB, person 2 at B in IR and A in RGB
+GT = _gt([[[1, *A, 1.0], [2, *B, 1.0]]] * 4, [[[1, *B, 1.0], [2, *A, 0.9]]] * 4)
+
+
+def test_perfect_events_score_one():
+    evs = [_match(f, A, B, 7, 1, 1) for f in range(4)] + [_match(f, B, A, 8, 2, 2) for f in range(4)] + [_end(4)]
+    r = score_matches(evs, GT)
+    assert r["precision"] == r["recall"] == r["idf1"] == 1.0
+    assert r["opportunities"] == 8 and r["reported_pairs"] == 8 and r["global_ids"] == 2
+
+
+def test_wrong_pairs_missing_frames_and_id_switches():
+    evs = [
+        _match(0, A, B, 1), _match(1, A, B, 1),  # person 1, correct
+        _match(2, A, A, 2),                      # IR person 1 with RGB person 2: wrong
+        _match(3, A, B, 3),                      # person 1 again, correct, but a new global id
+        _end(4),
+    ]
+    r = score_matches(evs, GT)
+    assert r["precision"] == pytest.approx(3 / 4)
+    assert r["recall"] == pytest.approx(3 / 8)
+    # IDF1: predicted boxes: 8 (4 events x 2); true: 16 (8 opportunities x 2)
+    # gid 1 -> person 1 co-occurs 4 times; gid 3 -> person 1 twice (but person 1 is taken by gid 1);
+    # gid 2 -> person 1 once (IR), person 2 once (RGB): gid 2 <-> person 2 gives 1. IDTP = 5
+    assert r["idtp"] == 5 and r["idf1"] == pytest.approx(2 * 5 / (8 + 16))
+    assert r["per_identity"][1]["global_ids"] == [1, 2, 3]
+
+
+def test_boxes_need_iou_and_low_visibility_is_not_an_opportunity():
+    gt = _gt([[[1, *A, 1.0]], [[1, *A, 1.0]]], [[[1, *B, 1.0]], [[1, *B, 0.2]]])
+    off = [A[0] + 12, A[1], A[2], A[3]]  # IoU with A = 8*40 / (2*800 - 320) = 0.25
+    r = score_matches([_match(0, off, B, 1), _match(1, A, B, 1), _end(2)], gt)
+    assert r["opportunities"] == 1  # frame 1: the RGB view shows only 20 % of the person
+    assert r["precision"] == 0.5 and r["recall"] == 0.0
+    r = score_matches([_match(0, off, B, 1), _end(2)], gt, iou=0.2)
+    assert r["precision"] == 1.0 and r["recall"] == 1.0
+
+
+def test_events_without_end_use_aligned_frames_and_files(tmp_path):
+    ev_path = tmp_path / "ev.jsonl"
+    ev_path.write_text("\n".join(json.dumps(e) for e in [{"event": "start"}, _match(0, A, B, 1), _match(1, A, B, 1)]))
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(GT))
+    r = score_matches(ev_path, tmp_path)  # a folder means its gt.json
+    assert r["frames"] == 2 and r["opportunities"] == 4 and r["recall"] == 0.5
+    with pytest.raises(ValueError, match="not a synth-video ground truth"):
+        bad = tmp_path / "bad.json"
+        bad.write_text("{}")
+        load_ground_truth(bad)
+    with pytest.raises(FileNotFoundError):
+        load_ground_truth(tmp_path / "none.json")
+    ev_path.write_text("not json\n")
+    with pytest.raises(ValueError, match=":1: not JSON"):
+        score_matches(ev_path, GT)
