@@ -281,6 +281,18 @@ class MVDNet(nn.Module):
             return out
         return self.embed(x, recipe)
 
+    def recipe_observations(self, recipe: str | None = None) -> tuple[str, ...]:
+        """Observations whose backbone passes a recipe needs, in output order."""
+        recipe = check_recipe(recipe or self.recipe)
+        return FULL_ORDER if recipe == "full" else ("shared_x",)
+
+    def feature_maps(self, x: torch.Tensor, recipe: str | None = None) -> list[torch.Tensor]:
+        """Backbone feature maps ``[N, F, h, w]`` of the recipe's observations (input of the head)."""
+        names = self.recipe_observations(recipe)
+        g = self.grayscale(x) if any(OBSERVATION_SOURCES[n][1] == "g" for n in names) else None
+        views = {"x": x, "g": g}
+        return [self.branches[OBSERVATION_SOURCES[n][0]].trunk(views[OBSERVATION_SOURCES[n][1]]) for n in names]
+
     def embed(self, x: torch.Tensor, recipe: str | None = None) -> torch.Tensor:
         """Normalised RGB ``[N,3,H,W]`` float -> L2-normalised embedding ``[N, D]`` float."""
         recipe = check_recipe(recipe or self.recipe)
