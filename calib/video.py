@@ -1,4 +1,4 @@
-"""Person crops from video for calibration: MOT box files, OpenCV's HOG people detector, frame reading.
+"""Person crops from video for calibration (boxes from the matcher's MOT reader or HOG detector).
 
 Frames are read sequentially with ``cv2.VideoCapture`` (seeking is unreliable for many
 codecs), so a frame index always means "the k-th decoded frame, 0-based".
@@ -26,32 +26,6 @@ def _open(video: Path) -> cv2.VideoCapture:
     return cap
 
 
-def read_mot_boxes(path: Path) -> dict[int, list[tuple[int, tuple[float, float, float, float]]]]:
-    """MOT-format boxes ``frame,id,x,y,w,h[,...]`` (1-based frames) -> ``{frame0: [(id, (x, y, w, h))]}``.
-
-    Frame keys are converted to 0-based. Blank lines and ``#`` comments are skipped.
-    """
-    from mvd_edge.calib.manifest import ManifestError
-
-    if not path.is_file():
-        raise ManifestError(f"boxes file not found: {path}")
-    out: dict[int, list[tuple[int, tuple[float, float, float, float]]]] = {}
-    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = [p for p in line.replace(" ", ",").split(",") if p]
-        try:
-            frame, tid = int(float(parts[0])), int(float(parts[1]))
-            x, y, w, h = (float(v) for v in parts[2:6])
-        except (ValueError, IndexError):
-            raise ManifestError(f"{path}:{lineno}: expected MOT 'frame,id,x,y,w,h,...', got {raw!r}") from None
-        if frame < 1:
-            raise ManifestError(f"{path}:{lineno}: MOT frames are 1-based, got frame {frame}")
-        out.setdefault(frame - 1, []).append((tid, (x, y, w, h)))
-    return out
-
-
 def clip_box(box: Sequence[float], width: int, height: int) -> Box | None:
     """Round and clip ``(x, y, w, h)`` to the frame; ``None`` if nothing is left."""
     x0 = max(0, int(round(box[0])))
@@ -63,32 +37,16 @@ def clip_box(box: Sequence[float], width: int, height: int) -> Box | None:
     return (x0, y0, x1 - x0, y1 - y0)
 
 
-class HogPeopleDetector:
-    """OpenCV's default HOG + linear SVM people detector (64x128 window).
-
-    Frames shorter than ``min_height`` pixels are upscaled for detection so small frames
-    still fit the window; boxes are mapped back to the original frame.
-    """
-
-    def __init__(self, min_height: int = 256, hit_threshold: float = 0.0):
-        self.hog = cv2.HOGDescriptor()
-        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-        self.min_height = min_height
-        self.hit_threshold = hit_threshold
-
-    def __call__(self, frame: np.ndarray) -> list[tuple[float, float, float, float]]:
-        scale = max(1.0, self.min_height / frame.shape[0])
-        img = cv2.resize(frame, None, fx=scale, fy=scale) if scale > 1.0 else frame
-        rects, _ = self.hog.detectMultiScale(img, hitThreshold=self.hit_threshold, winStride=(8, 8),
-                                             padding=(8, 8), scale=1.05)
-        return [tuple(float(v) / scale for v in r) for r in rects]  # type: ignore[misc]
-
-
 def collect_video_boxes(video: Path, boxes: Path | None, every: int, min_size: tuple[int, int]
                         ) -> tuple[list[tuple[int, int | None, Box]], dict]:
     """Boxes on frames ``0, every, 2*every, ...`` -> ``([(frame, track_id | None, box)], info)``."""
-    mot = read_mot_boxes(boxes) if boxes is not None else None
-    detector = HogPeopleDetector() if mot is None else None
+    from mvd_edge.calib.manifest import ManifestError
+    from mvd_edge.match.detect import HogDetector, MotBoxes
+
+    try:  # the matcher's detectors: MOT box files (with their ids) or OpenCV's HOG people detector
+        detector = MotBoxes(boxes) if boxes is not None else HogDetector(upscale=2.0)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ManifestError(str(exc)) from None
     cap = _open(video)
     found: list[tuple[int, int | None, Box]] = []
     frame_idx, sampled, dropped = 0, 0, 0
@@ -102,8 +60,10 @@ def collect_video_boxes(video: Path, boxes: Path | None, every: int, min_size: t
                 sampled += 1
                 h, w = frame.shape[:2]
                 size = [h, w]
-                raw = [(tid, b) for tid, b in mot.get(frame_idx, [])] if mot is not None else \
-                    [(None, b) for b in detector(frame)]  # type: ignore[misc]
+                det = detector.detect(frame, frame_idx)
+                ids = det.ids if det.ids is not None else [None] * len(det.boxes)
+                raw = [(None if t is None else int(t), (float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])))
+                       for t, b in zip(ids, det.boxes)]
                 for tid, b in sorted(raw, key=lambda tb: (tb[0] if tb[0] is not None else -1, tb[1])):
                     cb = clip_box(b, w, h)
                     if cb is None or cb[3] < min_size[0] or cb[2] < min_size[1]:
@@ -114,8 +74,6 @@ def collect_video_boxes(video: Path, boxes: Path | None, every: int, min_size: t
     finally:
         cap.release()
     if frame_idx == 0:
-        from mvd_edge.calib.manifest import ManifestError
-
         raise ManifestError(f"no frame could be decoded from {video}")
     return found, {"frames_decoded": frame_idx, "frames_sampled": sampled, "boxes_dropped_small": dropped,
                    "frame_size": size}

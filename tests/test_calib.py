@@ -271,13 +271,6 @@ def test_video_manifest_from_mot_boxes(tmp_path):
         man_mod.from_video(video, boxes=tmp_path / "bad.txt")
 
 
-def test_hog_detector_runs_on_a_frame():
-    from mvd_edge.calib.video import HogPeopleDetector
-
-    boxes = HogPeopleDetector()(np.full((120, 160, 3), 90, np.uint8))
-    assert isinstance(boxes, list) and all(len(b) == 4 for b in boxes)
-
-
 # ----------------------------------------------------------------------------- ranges
 
 
