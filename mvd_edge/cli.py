@@ -433,8 +433,8 @@ def bench(
 @friendly
 def demo(
     out: Annotated[Path, typer.Option(help="output folder for everything the demo makes")] = Path("runs/demo"),
-    epochs: Annotated[int, typer.Option(help="training epochs (about 10 s each on 2 CPU cores)")] = 25,
-    ids: Annotated[int, typer.Option(help="identities in the synthetic data set")] = 100,
+    epochs: Annotated[int, typer.Option(help="training epochs (about 25 s each on 2 CPU cores)")] = 12,
+    ids: Annotated[int, typer.Option(help="identities in the synthetic data set")] = 200,
     video_seconds: Annotated[float, typer.Option(help="length of the synthetic IR/RGB video pair")] = 20.0,
     seed: Annotated[int, typer.Option(help="seed of data, video and training")] = 0,
 ) -> None:

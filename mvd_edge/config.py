@@ -24,7 +24,7 @@ class ConfigError(ValueError):
 class SynthConfig:
     """Synthetic data set generated when ``data.dataset == "synthetic"``."""
 
-    n_ids: int = 100
+    n_ids: int = 200
     images_per_cam: int = 4
     height: int = 128
     width: int = 64
@@ -44,6 +44,7 @@ class DataConfig:
     k_per_modality: int = 2  # images per identity per modality in a batch
     workers: int = 1
     gray_prob: float = 0.0  # training augmentation: chance of turning an image grayscale
+    channel_prob: float = 0.5  # training augmentation: chance of one random colour channel copied to all three
     batches_per_epoch: int | None = None  # default: one pass over the training images
 
 
@@ -74,8 +75,8 @@ class LossConfig:
 class OptimConfig:
     lr: float = 2e-3  # Adam; the release uses 2.6e-4 with ImageNet weights, the tiny backbone starts from scratch
     weight_decay: float = 5e-4
-    epochs: int = 25
-    warmup_epochs: int = 3
+    epochs: int = 12
+    warmup_epochs: int = 2
     warmup_factor: float = 0.01
     schedule: str = "cosine"  # cosine | step
     milestones: list[int] = field(default_factory=lambda: [8, 11])
@@ -244,8 +245,9 @@ def validate_train_config(cfg: TrainConfig) -> None:
         raise ConfigError("data.p_ids must be >= 2 (the metric loss needs negatives)")
     if cfg.data.dataset != "synthetic" and not cfg.data.root:
         raise ConfigError(f"data.root is required for data.dataset={cfg.data.dataset!r}")
-    if not 0.0 <= cfg.data.gray_prob <= 1.0:
-        raise ConfigError(f"data.gray_prob must be in [0, 1], got {cfg.data.gray_prob}")
+    for key in ("gray_prob", "channel_prob"):
+        if not 0.0 <= getattr(cfg.data, key) <= 1.0:
+            raise ConfigError(f"data.{key} must be in [0, 1], got {getattr(cfg.data, key)}")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
     if cfg.model.last_stride not in (1, 2):

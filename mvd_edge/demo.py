@@ -19,7 +19,7 @@ def _step(console: Console, title: str):
     return time.perf_counter()
 
 
-def run_demo(out: str | Path, epochs: int = 30, ids: int = 60, video_ids: int = 6, video_seconds: float = 20.0,
+def run_demo(out: str | Path, epochs: int = 12, ids: int = 200, video_ids: int = 6, video_seconds: float = 20.0,
              seed: int = 0, console: Console | None = None) -> dict:
     """Run every stage into ``out``; returns a summary (also ``out/summary.json``, ``out/report.md``)."""
     from mvd_edge.calib.api import quantize
@@ -99,6 +99,7 @@ def run_demo(out: str | Path, epochs: int = 30, ids: int = 60, video_ids: int = 
         console.print(f"{mode}: pair precision {score['precision']:.3f} recall {score['recall']:.3f} "
                       f"IDF1 {score['idf1']:.3f} at {res.get('fps', 0):.1f} fps")
     times["match"] = time.perf_counter() - t
+    summary["match_still"] = _still(out / "match-gt-boxes.mp4", out / "match-frame.jpg")
 
     t = _step(console, "6/7 profile the engines")
     summary["profile"] = {}
@@ -117,6 +118,23 @@ def run_demo(out: str | Path, epochs: int = 30, ids: int = 60, video_ids: int = 
     console.print(f"[green]done[/] in {sum(times.values()) / 60:.1f} min. Report: {out / 'report.md'}; "
                   f"match video: {summary['match']['gt-boxes']['video']}; checkpoint: {ckpt}; engines: {out / 'engine'}")
     return summary
+
+
+def _still(video: Path, dest: Path) -> str | None:
+    """Middle frame of the annotated match video as a JPEG for the report (None if unreadable)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.set(cv2.CAP_PROP_POS_FRAMES, max(0, n // 2))
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    if not ok or frame is None:
+        return None
+    cv2.imwrite(str(dest), frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return dest.name
 
 
 def render_report(s: dict) -> str:
@@ -140,7 +158,10 @@ def render_report(s: dict) -> str:
               "| boxes | pair precision | pair recall | IDF1 | pipeline fps |", "|---|---|---|---|---|"]
     for mode, m in s["match"].items():
         lines.append(f"| {mode} | {m['precision']:.3f} | {m['recall']:.3f} | {m['idf1']:.3f} | {m['fps']:.1f} |")
-    lines += ["", "Annotated video: `match-gt-boxes.mp4`.", "", "## Engine latency (ONNX Runtime, this CPU)", "",
+    lines += ["", "Annotated video: `match-gt-boxes.mp4`."]
+    if s.get("match_still"):
+        lines += ["", f"![match]({s['match_still']})"]
+    lines += ["", "## Engine latency (ONNX Runtime, this CPU)", "",
               "| engine | batch | p50 ms per call | crops/s |", "|---|---|---|---|"]
     for name, rows in s["profile"].items():
         for b, r in rows.items():

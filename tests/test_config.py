@@ -49,6 +49,8 @@ def test_choice_and_range_checks():
         load_train_config(None, ["model.backbone=vgg"])
     with pytest.raises(ConfigError, match=r"data\.root is required"):
         load_train_config(None, ["data.dataset=sysu"])
+    with pytest.raises(ConfigError, match=r"data\.channel_prob"):
+        load_train_config(None, ["data.channel_prob=1.5"])
     with pytest.raises(ConfigError, match=r"data\.p_ids"):
         load_train_config(None, ["data.p_ids=1"])
     with pytest.raises(ConfigError, match="not found"):

@@ -450,3 +450,24 @@ def test_perfect_features_give_perfect_scores_end_to_end(tmp_path, setting):
         dist = (pids[t.query][:, None] != pids[t.gallery][None, :]).astype(float)
         out = evaluate(dist, pids[t.query], pids[t.gallery], cams[t.query], cams[t.gallery], proto)
         assert out["cmc"][0] == 1.0 and out["mAP"] == 1.0 and out["mINP"] == 1.0
+
+
+def test_random_channel_augmentation_copies_one_channel():
+    import torch
+
+    from mvd_edge.train.data.dataset import RandomChannel
+
+    torch.manual_seed(0)
+    img = torch.randint(0, 256, (3, 16, 8), dtype=torch.uint8)
+    assert torch.equal(RandomChannel(0.0)(img), img)
+    picked = set()
+    for _ in range(60):
+        out = RandomChannel(1.0)(img)
+        assert out.shape == img.shape and out.dtype == img.dtype
+        assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+        matches = [c for c in range(3) if torch.equal(out[0], img[c])]
+        assert len(matches) == 1
+        picked.add(matches[0])
+    assert picked == {0, 1, 2}  # every channel gets chosen
+    gray = img[:1].expand(3, -1, -1).clone()  # an IR-like image is left as it is
+    assert torch.equal(RandomChannel(1.0)(gray), gray)

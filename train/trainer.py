@@ -208,7 +208,7 @@ class Trainer:
         self.use_amp = bool(o.amp and self.device.startswith("cuda"))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         train_ds = ReidImageDataset(self.data.train, self.spec, self.labels, augment=True,
-                                    gray_prob=cfg.data.gray_prob)
+                                    gray_prob=cfg.data.gray_prob, channel_prob=cfg.data.channel_prob)
         self.sampler = CrossModalIdentitySampler(
             [s.pid for s in self.data.train], [s.modality for s in self.data.train], cfg.data.p_ids,
             cfg.data.k_per_modality, seed=cfg.seed, batches_per_epoch=cfg.data.batches_per_epoch,

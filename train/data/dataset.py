@@ -20,14 +20,35 @@ from mvd_edge.preprocess import PreprocessSpec, normalize, read_image, resize_rg
 from mvd_edge.train.data.base import Sample
 
 
-def train_transform(spec: PreprocessSpec, gray_prob: float = 0.0) -> v2.Compose:
+class RandomChannel(torch.nn.Module):
+    """With probability ``p``, replace a uint8 ``[3,H,W]`` image by one of its channels
+    (chosen uniformly) copied to all three: channel augmentation in the spirit of CAJ
+    (Ye et al., ICCV 2021). Unlike grayscale, which keeps one fixed luminance mix, a random
+    channel changes the brightness order of differently coloured garments, so the network
+    cannot rely on it; that is exactly the cue a thermal image does not share with the
+    colour one. A no-op on IR images (B = G = R)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if self.p <= 0.0 or float(torch.rand(())) >= self.p:
+            return img
+        c = int(torch.randint(0, img.shape[-3], ()))
+        return img[..., c:c + 1, :, :].expand_as(img).clone()
+
+
+def train_transform(spec: PreprocessSpec, gray_prob: float = 0.0, channel_prob: float = 0.0) -> v2.Compose:
     """Augmentation on a uint8 RGB ``[3,H,W]`` tensor already at the spec's size -> float normalised.
 
     ``gray_prob``: probability of replacing an image by its grayscale (3 equal channels),
     which pushes the colour branches towards colour-invariant cues (a no-op on IR images).
+    ``channel_prob``: probability of :class:`RandomChannel` (applied after the grayscale draw).
     """
     return v2.Compose([
         v2.RandomGrayscale(p=gray_prob),
+        RandomChannel(p=channel_prob),
         v2.RandomHorizontalFlip(p=0.5),
         v2.Pad(padding=max(2, spec.width // 16), padding_mode="constant"),
         v2.RandomCrop((spec.height, spec.width)),
@@ -46,11 +67,11 @@ class ReidImageDataset(Dataset):
     """
 
     def __init__(self, samples: Sequence[Sample], spec: PreprocessSpec, pid_to_label: dict[int, int] | None = None,
-                 augment: bool = False, gray_prob: float = 0.0):
+                 augment: bool = False, gray_prob: float = 0.0, channel_prob: float = 0.0):
         self.samples = list(samples)
         self.spec = spec
         self.pid_to_label = pid_to_label
-        self.transform = train_transform(spec, gray_prob) if augment else None
+        self.transform = train_transform(spec, gray_prob, channel_prob) if augment else None
         self.bad_paths: set[str] = set()
         groups: dict[tuple[int, int], list[int]] = {}
         for i, s in enumerate(self.samples):

@@ -1,0 +1,39 @@
+"""`mvd-edge demo` end to end at toy size (the full-size run is in README / docs/demo)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from mvd_edge.cli import app
+
+
+def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(app, ["demo", "--out", str(out), "--ids", "24", "--epochs", "1",
+                                   "--video-seconds", "2"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["seconds"]) == {"data", "train", "export", "verify", "match", "profile"}
+    # both engines verified against torch FP32; the FP32 ORT engine is numerically the same model
+    by_precision = {e["precision"]: e for e in summary["verify"]}
+    assert set(by_precision) == {"fp32", "int8"}
+    assert by_precision["fp32"]["cosine"]["min"] > 0.9999
+    assert 0.5 < by_precision["int8"]["cosine"]["mean"] <= 1.0 + 1e-6
+    # matcher ran on both box sources and scored them against the ground truth
+    for mode in ("gt-boxes", "hog"):
+        m = summary["match"][mode]
+        assert 0.0 <= m["precision"] <= 1.0 and 0.0 <= m["recall"] <= 1.0 and m["fps"] > 0
+        events = [json.loads(line) for line in (out / f"events-{mode}.jsonl").read_text().splitlines()]
+        assert events[0]["event"] == "start" and events[-1]["event"] == "end"
+    assert (out / "match-gt-boxes.mp4").stat().st_size > 0
+    assert summary["match_still"] == "match-frame.jpg" and (out / "match-frame.jpg").stat().st_size > 0
+    for name in ("fp32", "int8"):
+        assert set(summary["profile"][name]) == {"1", "8", "32"} or set(summary["profile"][name]) == {1, 8, 32}
+        assert (out / "profile" / f"profile-{name}_latency.png").exists()
+    report = (out / "report.md").read_text()
+    for png in ("cmc.png", "verify.png", "match-frame.jpg"):
+        assert png in report and (out / png).exists()
+    assert "| model.int8-cpu.ort.onnx | int8 |" in report
+    assert str(out / "report.md") in " ".join(res.output.split())
