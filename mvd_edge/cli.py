@@ -433,15 +433,17 @@ def bench(
 @friendly
 def demo(
     out: Annotated[Path, typer.Option(help="output folder for everything the demo makes")] = Path("runs/demo"),
-    epochs: Annotated[int, typer.Option(help="training epochs (about 25 s each on 2 CPU cores)")] = 12,
-    ids: Annotated[int, typer.Option(help="identities in the synthetic data set")] = 200,
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs (about 25 s each on 2 CPU cores) "
+                                                        "(default: the training config's optim.epochs)")] = None,
+    ids: Annotated[Optional[int], typer.Option(help="identities in the synthetic data set "
+                                                    "(default: the training config's synth.n_ids)")] = None,
     video_seconds: Annotated[float, typer.Option(help="length of the synthetic IR/RGB video pair")] = 20.0,
     seed: Annotated[int, typer.Option(help="seed of data, video and training")] = 0,
 ) -> None:
     """The whole product on a CPU: synthetic data -> train -> export -> INT8 -> verify -> match -> profile -> report."""
     from mvd_edge.demo import run_demo
 
-    if epochs < 1 or ids < 12 or not video_seconds > 0:
+    if (epochs is not None and epochs < 1) or (ids is not None and ids < 12) or not video_seconds > 0:
         raise typer.BadParameter("need --epochs >= 1, --ids >= 12 and --video-seconds > 0")
     run_demo(out, epochs=epochs, ids=ids, video_seconds=video_seconds, seed=seed, console=console)
 

@@ -19,9 +19,12 @@ def _step(console: Console, title: str):
     return time.perf_counter()
 
 
-def run_demo(out: str | Path, epochs: int = 12, ids: int = 200, video_ids: int = 6, video_seconds: float = 20.0,
-             seed: int = 0, console: Console | None = None) -> dict:
-    """Run every stage into ``out``; returns a summary (also ``out/summary.json``, ``out/report.md``)."""
+def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None, video_ids: int = 6,
+             video_seconds: float = 20.0, seed: int = 0, console: Console | None = None) -> dict:
+    """Run every stage into ``out``; returns a summary (also ``out/summary.json``, ``out/report.md``).
+
+    ``epochs`` and ``ids`` default to the training config's (``optim.epochs``, ``synth.n_ids``).
+    """
     from mvd_edge.calib.api import quantize
     from mvd_edge.calib.manifest import from_dataset
     from mvd_edge.config import load_train_config
@@ -44,8 +47,10 @@ def run_demo(out: str | Path, epochs: int = 12, ids: int = 200, video_ids: int =
     summary: dict = {"out": str(out)}
 
     t = _step(console, "1/7 synthetic data set and video pair")
-    cfg = load_train_config(None, [f"out={out / 'train'}", f"data.root={out / 'data'}", f"synth.n_ids={ids}",
-                                   f"optim.epochs={epochs}", f"seed={seed}", "device=cpu"])
+    sizes = ([f"synth.n_ids={ids}"] if ids is not None else []) + ([f"optim.epochs={epochs}"] if epochs is not None else [])
+    cfg = load_train_config(None, [f"out={out / 'train'}", f"data.root={out / 'data'}", *sizes, f"seed={seed}",
+                                   "device=cpu"])
+    epochs = cfg.optim.epochs
     from mvd_edge.train.trainer import ensure_synthetic
 
     ensure_synthetic(out / "data", cfg)

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from mvd_edge.config import load_train_config
-from mvd_edge.train.evaluate import evaluate_features, extract_features
 from mvd_edge.train.trainer import Trainer, ensure_synthetic, run_training
 
 VARIANTS: dict[str, list[str]] = {
@@ -34,8 +33,12 @@ SETTING = "sysu-all-single"
 def untrained(cfg) -> dict:
     """The same network with its initial weights (the trainer's seeded init), scored like the rest."""
     tr = Trainer(cfg, progress=False)
-    feats = extract_features(tr.model, tr.data.test, tr.spec, cfg.eval.recipe, cfg.eval.batch_size, tr.device)
-    return evaluate_features(feats, tr.data.test, [SETTING], n_trials=cfg.eval.trials, seed=cfg.seed)[SETTING]
+    return tr.test_model(tr.model, [SETTING])[SETTING]
+
+
+def row(seed: int, r: dict, best_epoch: int) -> dict:
+    return {"seed": seed, "rank1": r["rank1"]["mean"], "mAP": r["mAP"]["mean"], "mINP": r["mINP"]["mean"],
+            "best_epoch": best_epoch}
 
 
 def main() -> None:
@@ -51,21 +54,19 @@ def main() -> None:
     ensure_synthetic(data_root, load_train_config(None, base + [f"out={args.out}"]))
     results: dict = {"untrained": []}
     for seed in seeds:
-        r = untrained(load_train_config(None, base + [f"seed={seed}", f"out={args.out / 'untrained' / f'seed{seed}'}"]))
-        results["untrained"].append({"seed": seed, "rank1": r["rank1"]["mean"], "mAP": r["mAP"]["mean"],
-                                     "mINP": r["mINP"]["mean"], "best_epoch": 0})
-        print(f"{'untrained':>20} seed {seed}: R1 {r['rank1']['mean']:.2f} mAP {r['mAP']['mean']:.2f}", flush=True)
+        r = row(seed, untrained(load_train_config(None, base + [f"seed={seed}",
+                                                                f"out={args.out / 'untrained' / f'seed{seed}'}"])), 0)
+        results["untrained"].append(r)
+        print(f"{'untrained':>20} seed {seed}: R1 {r['rank1']:.2f} mAP {r['mAP']:.2f}", flush=True)
     for name, extra in VARIANTS.items():
         results[name] = []
         for seed in seeds:
             out = args.out / name.replace(" ", "").replace("+", "_") / f"seed{seed}"
             cfg = load_train_config(None, base + extra + [f"seed={seed}", f"out={out}"])
             summary = run_training(cfg, progress=False)
-            r = summary["test"][SETTING]
-            row = {"seed": seed, "rank1": r["rank1"]["mean"], "mAP": r["mAP"]["mean"], "mINP": r["mINP"]["mean"],
-                   "best_epoch": summary["best"]["epoch"]}
-            results[name].append(row)
-            print(f"{name:>20} seed {seed}: R1 {row['rank1']:.2f} mAP {row['mAP']:.2f} mINP {row['mINP']:.2f}", flush=True)
+            r = row(seed, summary["test"][SETTING], summary["best"]["epoch"])
+            results[name].append(r)
+            print(f"{name:>20} seed {seed}: R1 {r['rank1']:.2f} mAP {r['mAP']:.2f} mINP {r['mINP']:.2f}", flush=True)
             (args.out / "ablation.json").write_text(json.dumps({"setting": SETTING, "base": base, "results": results},
                                                                indent=2))
     lines = [f"| variant | Rank-1 | mAP | mINP |  ({SETTING}, mean ± std over seeds {args.seeds})", "|---|---|---|---|"]

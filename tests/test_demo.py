@@ -30,7 +30,7 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert (out / "match-gt-boxes.mp4").stat().st_size > 0
     assert summary["match_still"] == "match-frame.jpg" and (out / "match-frame.jpg").stat().st_size > 0
     for name in ("fp32", "int8"):
-        assert set(summary["profile"][name]) == {"1", "8", "32"} or set(summary["profile"][name]) == {1, 8, 32}
+        assert set(summary["profile"][name]) == {"1", "8", "32"}  # JSON object keys
         assert (out / "profile" / f"profile-{name}_latency.png").exists()
     report = (out / "report.md").read_text()
     for png in ("cmc.png", "verify.png", "match-frame.jpg"):

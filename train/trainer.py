@@ -373,7 +373,10 @@ class Trainer:
         """Evaluate a checkpoint (default best.pt) on the test split with the data set's protocols."""
         path = checkpoint or self.out / "best.pt"
         model, _ = model_from_checkpoint(path, recipe=self.cfg.eval.recipe, map_location=self.device)
-        model.to(self.device)
+        return self.test_model(model.to(self.device), settings)
+
+    def test_model(self, model: torch.nn.Module, settings: list[str] | None = None) -> dict:
+        """Score ``model`` (already on the device) on the test split with the data set's protocols."""
         settings = settings or self.cfg.eval.settings or default_settings(self.cfg.data.dataset)
         feats = extract_features(model, self.data.test, self.spec, self.cfg.eval.recipe, self.cfg.eval.batch_size,
                                  self.device, progress=self.progress)
