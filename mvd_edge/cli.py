@@ -69,11 +69,17 @@ def synth(
     size: Annotated[str, typer.Option(help="crop size HEIGHTxWIDTH")] = "128x64",
     seed: Annotated[int, typer.Option(help="random seed (same seed, same data set)")] = 0,
     layout: Annotated[str, typer.Option(help="sysu, regdb, llcm or all")] = "sysu",
+    render: Annotated[str, typer.Option(help="SYSU layout: 'crops' (re-id style crops) or 'scenes' (people cut "
+                                             "out of synthetic camera scenes as the matcher sees them)")] = "crops",
 ) -> None:
     """Write a synthetic cross-modal data set (RGB + thermal-like renders of the same people)."""
-    from mvd_edge.synth.dataset import write_llcm, write_regdb, write_sysu
+    from mvd_edge.synth.dataset import RENDERS, write_llcm, write_regdb, write_sysu
 
     h, w = parse_size(size)
+    if render not in RENDERS:
+        raise typer.BadParameter(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
+    if render != "crops" and layout != "sysu":
+        raise typer.BadParameter(f"render={render!r} is for the SYSU layout only (got layout {layout!r})")
     layouts = ["sysu", "regdb", "llcm"] if layout == "all" else [layout]
     for name in layouts:
         if name not in ("sysu", "regdb", "llcm"):
@@ -81,7 +87,8 @@ def synth(
     for name in layouts:
         root = out if len(layouts) == 1 else out / name
         if name == "sysu":
-            summary = write_sysu(root, n_ids=ids, images_per_cam=images_per_cam, size=(h, w), seed=seed, progress=True)
+            summary = write_sysu(root, n_ids=ids, images_per_cam=images_per_cam, size=(h, w), seed=seed, progress=True,
+                                 render=render)
         elif name == "regdb":
             summary = write_regdb(root, n_ids=ids, size=(h, w), seed=seed)
         else:

@@ -29,6 +29,8 @@ class SynthConfig:
     height: int = 128
     width: int = 64
     seed: int = 0
+    render: str = "crops"  # crops | scenes (people cut out of synthetic camera scenes, as the matcher sees them)
+    scene_people: int = 6  # scenes: people walking through each scene
 
 
 @dataclass
@@ -219,6 +221,7 @@ def validate_train_config(cfg: TrainConfig) -> None:
     """Range and choice checks with messages that name the key."""
     choices = {
         "data.dataset": (cfg.data.dataset, ("synthetic", "sysu", "regdb", "llcm", "folder")),
+        "synth.render": (cfg.synth.render, ("crops", "scenes")),
         "model.backbone": (cfg.model.backbone, ("resnet50", "resnet18", "tiny")),
         "loss.metric_kind": (cfg.loss.metric_kind, ("triplet", "rll")),
         "optim.schedule": (cfg.optim.schedule, ("cosine", "step")),
@@ -241,6 +244,8 @@ def validate_train_config(cfg: TrainConfig) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
+    if cfg.synth.scene_people < 1:
+        raise ConfigError(f"synth.scene_people must be >= 1, got {cfg.synth.scene_people}")
     if cfg.data.p_ids < 2:
         raise ConfigError("data.p_ids must be >= 2 (the metric loss needs negatives)")
     if cfg.data.dataset != "synthetic" and not cfg.data.root:

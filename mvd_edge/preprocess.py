@@ -56,6 +56,56 @@ class PreprocessSpec:
         )
 
 
+def box_crop(img: np.ndarray, box: Sequence[float], margin: float = 0.08, aspect: float | None = 0.5,
+             min_height: float = 32.0) -> np.ndarray | None:
+    """The re-id crop of a person box, as the matcher takes it (None when too small).
+
+    ``box`` is ``x1, y1, x2, y2`` in pixels. The box is grown by ``margin`` of its height on
+    every side, then widened or heightened about its centre to the width/height ratio
+    ``aspect`` (``None``: keep the box's ratio), so the person is centred with some context
+    like a re-id training crop; parts outside the image are filled by replicating the border.
+    Returns None when the part of the box inside the image is lower than ``min_height`` or
+    narrower than 4 px. The crop is not resized.
+    """
+    h, w = img.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    vx1, vy1, vx2, vy2 = max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
+    if vy2 - vy1 < min_height or vx2 - vx1 < 4:
+        return None
+    m = margin * (y2 - y1)
+    x1, y1, x2, y2 = x1 - m, y1 - m, x2 + m, y2 + m
+    if aspect:
+        cx, cy, bw, bh = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+        if bw / bh < aspect:
+            bw = bh * aspect
+        else:
+            bh = bw / aspect
+        x1, y1, x2, y2 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
+    ix1, iy1, ix2, iy2 = int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))
+    cx1, cy1, cx2, cy2 = max(0, ix1), max(0, iy1), min(w, ix2), min(h, iy2)
+    crop = img[cy1:cy2, cx1:cx2]
+    pads = (cy1 - iy1, iy2 - cy2, cx1 - ix1, ix2 - cx2)
+    if any(pads):
+        crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE)
+    return crop
+
+
+def box_overlap(boxes: np.ndarray) -> np.ndarray:
+    """For each ``x1, y1, x2, y2`` box of ``[N, 4]``, the largest fraction of its area covered by one other box."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    n = len(boxes)
+    if n < 2:
+        return np.zeros(n, np.float32)
+    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
+    np.fill_diagonal(inter, 0.0)
+    return (inter.max(axis=1) / area).astype(np.float32)
+
+
 def check_crop(crop: np.ndarray, index: int = 0) -> np.ndarray:
     """Validate one crop: uint8 ``[H, W, 3]`` (or ``[H, W]`` grayscale, expanded to 3 channels)."""
     if not isinstance(crop, np.ndarray):

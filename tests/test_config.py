@@ -53,6 +53,10 @@ def test_choice_and_range_checks():
         load_train_config(None, ["data.channel_prob=1.5"])
     with pytest.raises(ConfigError, match=r"data\.p_ids"):
         load_train_config(None, ["data.p_ids=1"])
+    with pytest.raises(ConfigError, match=r"synth\.render"):
+        load_train_config(None, ["synth.render=video"])
+    with pytest.raises(ConfigError, match=r"synth\.scene_people"):
+        load_train_config(None, ["synth.render=scenes", "synth.scene_people=0"])
     with pytest.raises(ConfigError, match="not found"):
         load_train_config("/nonexistent/cfg.yaml")
 

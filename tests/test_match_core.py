@@ -263,3 +263,12 @@ def test_global_id_comes_back_by_appearance_and_wrong_pairs_pass_nothing_on():
     assert a.close() and a.pairs() == []
     with pytest.raises(ValueError):
         a.remove_track("thermal", 1)
+
+
+def test_box_overlap_is_the_largest_share_covered_by_one_other_box():
+    from mvd_edge.preprocess import box_overlap
+
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [0, 0, 4, 4], [100, 100, 110, 110]], np.float32)
+    ov = box_overlap(boxes)
+    assert np.allclose(ov, [0.5, 0.5, 1.0, 0.0])  # box 0 is half covered by 1 (and 16 % by 2): the max
+    assert box_overlap(boxes[:1]).tolist() == [0.0] and box_overlap(np.zeros((0, 4))).shape == (0,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -230,6 +231,64 @@ def test_write_sysu_overwrites_only_its_own_output(tmp_path):
     with pytest.raises(FileExistsError):
         write_sysu(foreign, n_ids=3, images_per_cam=1, size=SMALL)
     assert (foreign / "cam1").is_dir()
+
+
+def test_write_sysu_scenes_cuts_people_out_of_scenes_of_their_split(tmp_path, monkeypatch):
+    """render='scenes': each image is a cut-out of one person walking through a scene with the
+    others of its group; groups never mix splits; deterministic; a bad render is refused."""
+    import mvd_edge.synth.dataset as ds
+
+    scenes, real = [], ds._scene_images
+    monkeypatch.setattr(ds, "_scene_images", lambda people, *a: scenes.append(list(people)) or real(people, *a))
+    root = tmp_path / "sc"
+    info = write_sysu(root, n_ids=9, images_per_cam=2, size=(64, 32), seed=4, render="scenes", scene_people=3)
+    assert info["render"] == "scenes" and info["total_images"] == 9 * 6 * 2
+    meta = json.loads((root / MARKER).read_text())
+    assert meta["render"] == "scenes" and meta["scene_people"] == 3
+    crops = write_sysu(tmp_path / "cr", n_ids=9, images_per_cam=2, size=(64, 32), seed=4)
+    assert crops["ids"] == info["ids"]  # same identities and split as the crops set of the same seed
+    pid_of = {idt: k + 1 for k, idt in enumerate(sample_identities(9, 4))}
+    split_of = {pid: name for name, ids in info["ids"].items() for pid in ids}
+    assert len(scenes) == 6 * 4  # per camera: train 6 ids -> 2 scenes, val 1 -> 1, test 2 -> 1
+    for people in scenes:
+        assert 1 <= len(people) <= 3 and len({split_of[pid_of[p]] for p in people}) == 1
+    for cam in range(1, 7):
+        for pid in range(1, 10):
+            imgs = [cv2.imread(str(p)) for p in sorted((root / f"cam{cam}" / f"{pid:04d}").iterdir())]
+            assert len(imgs) == 2 and all(im.shape == (64, 32, 3) for im in imgs)
+            grey = max(int(np.abs(im[..., 0].astype(int) - im[..., 2]).max()) for im in imgs) <= 3
+            assert grey == (cam in SYSU_IR_CAMS)
+            assert not np.array_equal(imgs[0], imgs[1])  # two different frames of the scene
+    # deterministic
+    write_sysu(tmp_path / "sc2", n_ids=9, images_per_cam=2, size=(64, 32), seed=4, render="scenes", scene_people=3)
+    assert _files(root) == _files(tmp_path / "sc2")
+    with pytest.raises(ValueError, match="render"):
+        write_sysu(tmp_path / "bad", n_ids=3, images_per_cam=1, size=SMALL, render="video")
+
+
+def test_scene_images_prefer_clear_frames_and_look_like_the_matcher_crop():
+    """The chosen frames show the person >= 60 % visible with a box <= 30 % covered where such frames exist,
+    and a crop equals the matcher's own cut-out (box_crop with the pipeline's defaults) resized."""
+    from mvd_edge.preprocess import box_crop, box_overlap
+    from mvd_edge.synth.dataset import _scene_images
+    from mvd_edge.synth.video import SynthVideoRenderer
+
+    people = sample_identities(4, 11)
+    out = _scene_images(people, VIS, 12345678, 3, (128, 64))
+    assert [len(x) for x in out] == [3, 3, 3, 3]
+    r = SynthVideoRenderer(n_ids=4, seed=12345678, identities=people)
+    clear = {i: [] for i in range(4)}
+    for f in range(0, 300, 10):
+        img, boxes = r.render("rgb", f)
+        xyxy = np.array([[x, y, x + w, y + h] for _, x, y, w, h, _ in boxes], np.float32)
+        for (pid, *_rest, vis), box, ov in zip(boxes, xyxy, box_overlap(xyxy)):
+            c = box_crop(img, box, margin=0.08, aspect=0.5, min_height=32)
+            if c is not None and vis >= 0.6 and ov <= 0.3:
+                clear[pid - 1].append(cv2.resize(c, (64, 128), interpolation=cv2.INTER_AREA))
+    for i in range(4):
+        assert len(clear[i]) >= 3
+        for img in out[i]:
+            assert any(np.array_equal(img, c) for c in clear[i])
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,19 @@ def test_people_are_not_the_training_identities():
     assert r.identities != sample_identities(3, 0)
 
 
+def test_given_identities_are_the_people_and_the_seed_still_sets_the_scene():
+    from mvd_edge.synth.people import sample_identities
+
+    people = sample_identities(3, 5)
+    r = SynthVideoRenderer(n_ids=3, seed=0, identities=people)
+    assert r.identities == people and r.identity_seed is None
+    default = SynthVideoRenderer(n_ids=3, seed=0)
+    assert r.walks == default.walks and r.styles == default.styles  # same scene
+    assert not np.array_equal(r.render("rgb", 40)[0], default.render("rgb", 40)[0])  # other people
+    with pytest.raises(ValueError, match="identities"):
+        SynthVideoRenderer(n_ids=2, identities=people)
+
+
 def test_colour_ir_view_for_baseline_checks():
     r = SynthVideoRenderer(n_ids=2, seed=0, ir_modality="rgb")
     img, _ = r.render("ir", 0)

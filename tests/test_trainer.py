@@ -39,6 +39,33 @@ def synth_root(tmp_path_factory):
     return root / "data"
 
 
+def test_ensure_synthetic_rewrites_a_set_written_with_other_settings(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("mvd_edge.synth.dataset.write_sysu", lambda root, **kw: calls.append(kw) or _fake_set(root, kw))
+    root = tmp_path / "d"
+    cfg = load_train_config(None, SMALL + [f"out={tmp_path}"])
+    trainer_mod.ensure_synthetic(root, cfg)
+    trainer_mod.ensure_synthetic(root, cfg)  # complete and the same: kept
+    assert len(calls) == 1 and calls[0]["render"] == "crops"
+    scenes = load_train_config(None, SMALL + [f"out={tmp_path}", "synth.render=scenes"])
+    trainer_mod.ensure_synthetic(root, scenes)
+    assert len(calls) == 2 and calls[1]["render"] == "scenes"
+    trainer_mod.ensure_synthetic(root, scenes)
+    assert len(calls) == 2
+
+
+def _fake_set(root, kw):
+    from mvd_edge.synth.dataset import MARKER
+
+    (root / "exp").mkdir(parents=True, exist_ok=True)
+    (root / "exp" / "test_id.txt").write_text("1\n")
+    meta = {"n_ids": kw["n_ids"], "images_per_cam": kw["images_per_cam"], "size": list(kw["size"]),
+            "seed": kw["seed"], "render": kw["render"]}
+    if kw["render"] == "scenes":
+        meta["scene_people"] = kw["scene_people"]
+    (root / MARKER).write_text(json.dumps(meta))
+
+
 def _cfg(out, synth_root, extra=()):
     return load_train_config(None, SMALL + [f"out={out}", f"data.root={synth_root}", *extra])
 

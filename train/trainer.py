@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import random
@@ -143,14 +144,28 @@ def prepare_dataset(cfg: TrainConfig, distinfo: DistInfo | None = None) -> ReidD
 
 
 def ensure_synthetic(root: Path, cfg: TrainConfig) -> None:
-    """Write the synthetic SYSU-layout data set at ``root`` unless it is already complete."""
-    from mvd_edge.synth.dataset import write_sysu
+    """Write the synthetic SYSU-layout data set at ``root`` unless it is already complete and
+    was written with the same ``synth`` settings (a set written with other settings is rewritten)."""
+    from mvd_edge.synth.dataset import MARKER, write_sysu
 
-    if (root / "exp" / "test_id.txt").is_file():
-        return
     s = cfg.synth
+    want = {"n_ids": s.n_ids, "images_per_cam": s.images_per_cam, "size": [s.height, s.width], "seed": s.seed,
+            "render": s.render}
+    if s.render == "scenes":
+        want["scene_people"] = s.scene_people
+    if (root / "exp" / "test_id.txt").is_file():
+        try:
+            meta = json.loads((root / MARKER).read_text())
+        except (OSError, ValueError):
+            meta = None
+        if meta is None:
+            return  # a complete set without a marker: not ours to judge (write_sysu would refuse it anyway)
+        have = {k: meta.get(k, "crops" if k == "render" else None) for k in want}
+        if have == want:
+            return
+        print(f"synthetic set at {root} was written with {have}; rewriting it for {want}", flush=True)
     write_sysu(root, n_ids=s.n_ids, images_per_cam=s.images_per_cam, size=(s.height, s.width), seed=s.seed,
-               progress=True)
+               progress=True, render=s.render, scene_people=s.scene_people)
 
 
 def default_settings(dataset: str) -> list[str]:

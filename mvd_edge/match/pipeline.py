@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from mvd_edge.match.associate import CrossModalAssociator, PairUpdate, ReportedPair
@@ -26,6 +25,7 @@ from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector, box_iou
 from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, StepRuns, box_xywh
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, parse_source
+from mvd_edge.preprocess import box_crop, box_overlap
 from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
 
 __all__ = ["MatchConfig", "MatchPipeline", "StageTimer", "StepResult", "rss_mb", "run_match"]
@@ -121,21 +121,6 @@ class StepResult:
     seconds: float
 
 
-def _occlusion(boxes: np.ndarray) -> np.ndarray:
-    """For each box, the largest fraction of its area covered by one other box."""
-    n = len(boxes)
-    if n < 2:
-        return np.zeros(n, np.float32)
-    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
-    np.fill_diagonal(inter, 0.0)
-    return (inter.max(axis=1) / area).astype(np.float32)
-
-
 class MatchPipeline:
     """One matcher instance: detectors, trackers, banks and the associator for an IR/RGB pair.
 
@@ -177,28 +162,7 @@ class MatchPipeline:
     def _crop(self, img: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """The re-id crop of ``box`` (x1y1x2y2): margin, aspect, border replication; None if too small."""
         c = self.config
-        h, w = img.shape[:2]
-        x1, y1, x2, y2 = (float(v) for v in box)
-        vx1, vy1, vx2, vy2 = max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
-        if vy2 - vy1 < c.min_box_height or vx2 - vx1 < 4:
-            return None
-        bw, bh = x2 - x1, y2 - y1
-        m = c.crop_margin * bh
-        x1, y1, x2, y2 = x1 - m, y1 - m, x2 + m, y2 + m
-        if self.aspect:
-            cx, cy, bw, bh = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
-            if bw / bh < self.aspect:
-                bw = bh * self.aspect
-            else:
-                bh = bw / self.aspect
-            x1, y1, x2, y2 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
-        ix1, iy1, ix2, iy2 = int(round(x1)), int(round(y1)), int(round(x2)), int(round(y2))
-        cx1, cy1, cx2, cy2 = max(0, ix1), max(0, iy1), min(w, ix2), min(h, iy2)
-        crop = img[cy1:cy2, cx1:cx2]
-        pads = (cy1 - iy1, iy2 - cy2, cx1 - ix1, ix2 - cx2)
-        if any(pads):
-            crop = cv2.copyMakeBorder(crop, *pads, cv2.BORDER_REPLICATE)
-        return crop
+        return box_crop(img, box, c.crop_margin, self.aspect, c.min_box_height)
 
     def _tick(self, stage: str, t0: float) -> float:
         t1 = time.perf_counter()
@@ -237,7 +201,7 @@ class MatchPipeline:
             visible = [tr for tr in tracks[s] if tr.time_since_update == 0]
             if not visible:
                 continue
-            occ = _occlusion(np.concatenate([np.array([tr.box for tr in visible], np.float32).reshape(-1, 4),
+            occ = box_overlap(np.concatenate([np.array([tr.box for tr in visible], np.float32).reshape(-1, 4),
                                              _unmatched_boxes(dets[s], visible)]))[:len(visible)]
             for tr, o in zip(visible, occ):
                 bank = self.banks[s]

@@ -26,6 +26,7 @@ from mvd_edge.synth.people import CameraStyle, Identity, VIEWS, render_crop, sam
 __all__ = [
     "LLCM_CAMS",
     "MARKER",
+    "RENDERS",
     "SYSU_CAMS",
     "SYSU_IR_CAMS",
     "write_llcm",
@@ -39,7 +40,11 @@ _SYSU_INDOOR_CAMS: tuple[int, ...] = (1, 2, 3)
 LLCM_CAMS: tuple[int, ...] = tuple(range(1, 10))
 MARKER = "synthetic.json"
 
-_CAM_TAG, _TRACK_TAG, _IMG_TAG, _SPLIT_TAG = 0xCA, 0x7C, 0x1A, 0x5B
+_CAM_TAG, _TRACK_TAG, _IMG_TAG, _SPLIT_TAG, _SCENE_TAG = 0xCA, 0x7C, 0x1A, 0x5B, 0x5C
+RENDERS: tuple[str, ...] = ("crops", "scenes")
+# scenes: 20 s at 15 fps, every 10th frame; frames where the person is >= 60 % visible and its box is
+# <= 30 % covered by another box (the matcher's default max_occlusion) are preferred
+_SCENE_FRAMES, _SCENE_STEP, _SCENE_MIN_VIS, _SCENE_MAX_OVERLAP = 300, 10, 0.6, 0.3
 _JPEG = [int(cv2.IMWRITE_JPEG_QUALITY), 95]
 _PNG = [int(cv2.IMWRITE_PNG_COMPRESSION), 1]
 
@@ -147,6 +152,45 @@ def _crop(identity: Identity, modality: Modality, rng: np.random.Generator, size
     return render_crop(identity, modality, rng, size, style, view=view, facing=facing)
 
 
+def _chunks(items: Sequence[int], n: int) -> list[list[int]]:
+    return [list(items[i:i + n]) for i in range(0, len(items), n)]
+
+
+def _scene_images(people: Sequence[Identity], modality: Modality, scene_seed: int, n_images: int,
+                  size: tuple[int, int]) -> list[list[np.ndarray]]:
+    """``n_images`` matcher-style crops of each of ``people`` walking through one synthetic scene."""
+    from mvd_edge.preprocess import box_crop, box_overlap
+    from mvd_edge.synth.video import SynthVideoRenderer
+
+    H, W = size
+    stream = "ir" if modality is Modality.INFRARED else "rgb"
+    renderer = SynthVideoRenderer(n_ids=len(people), seed=scene_seed, identities=people)
+    seen: list[list[tuple[float, bool, np.ndarray]]] = [[] for _ in people]  # (visibility, clear, crop) in frame order
+    for frame in range(0, _SCENE_FRAMES, _SCENE_STEP):
+        img, boxes = renderer.render(stream, frame)
+        xyxy = np.array([[x, y, x + w, y + h] for _, x, y, w, h, _ in boxes], np.float32)
+        overlap = box_overlap(xyxy)
+        for (pid, x, y, w, h, vis), box, ov in zip(boxes, xyxy, overlap):
+            crop = box_crop(img, box, aspect=W / H, min_height=0.25 * H)
+            if crop is not None:
+                seen[int(pid) - 1].append((float(vis), bool(ov <= _SCENE_MAX_OVERLAP),
+                                           cv2.resize(crop, (W, H), interpolation=cv2.INTER_AREA)))
+    out = []
+    for i, cands in enumerate(seen):
+        good = [c for v, clear, c in cands if v >= _SCENE_MIN_VIS and clear]
+        if len(good) < n_images:
+            good = [c for v, _, c in cands if v >= _SCENE_MIN_VIS]
+        if len(good) < n_images:  # mostly hidden in this scene: take the most visible frames (in frame order)
+            keep = sorted(sorted(range(len(cands)), key=lambda j: -cands[j][0])[:n_images])
+            good = [cands[j][2] for j in keep]
+        if not good:  # never in view (cannot happen with the default walks): a plain crop
+            rng = np.random.default_rng([_SCENE_TAG, scene_seed, i])
+            good = [render_crop(people[i], modality, rng, size)]
+        pick = np.linspace(0, len(good) - 1, n_images).round().astype(int)
+        out.append([good[j] for j in pick])
+    return out
+
+
 def _identity_split(n: int, counts: Sequence[int], rng: np.random.Generator) -> list[list[int]]:
     """Ids 1..n randomly divided into groups of ``counts``; each group sorted."""
     perm = rng.permutation(np.arange(1, n + 1))
@@ -161,7 +205,8 @@ def _identity_split(n: int, counts: Sequence[int], rng: np.random.Generator) -> 
 
 
 def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tuple[int, int] = (128, 64),
-               seed: int = 0, split: Sequence[float] = (0.6, 0.15, 0.25), progress: bool = False) -> dict[str, Any]:
+               seed: int = 0, split: Sequence[float] = (0.6, 0.15, 0.25), progress: bool = False,
+               render: str = "crops", scene_people: int = 6) -> dict[str, Any]:
     """Write a synthetic data set in the SYSU-MM01 layout.
 
     Layout::
@@ -178,6 +223,21 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
     ``split`` with at least one id each). The ``exp`` folder is written last, so
     ``exp/test_id.txt`` existing means the set is complete.
 
+    ``render`` says how an image is made:
+
+    * ``crops`` (default): a re-id style crop of one person (:func:`render_crop`), a
+      random background of the camera's look, the person centred;
+    * ``scenes``: the way the camera-stream matcher sees people. The identities of each
+      split are taken in groups of ``scene_people``; each group walks through one
+      synthetic scene per camera (a :class:`~mvd_edge.synth.video.SynthVideoRenderer`
+      stream, 360x640, with its own camera look, walks and occlusions), and an identity's
+      images are its boxes in frames spread over 20 s, cut out exactly as ``mvd-edge
+      match`` cuts them (:func:`mvd_edge.preprocess.box_crop`: margin, aspect, so
+      neighbours show at the sides) and resized to ``size``. Frames where the person is
+      at least 60 % visible and its box at most 30 % covered by another box are preferred. The scene seeds are >= 10**6, so the scenes
+      share no camera or walk with a ``synth-video`` of a small seed, and the people are
+      ``sample_identities(n_ids, seed)``, never those of ``synth-video``.
+
     Args:
         root: output folder: new, empty, or one written earlier by this module.
         n_ids: identities (>= 3).
@@ -186,9 +246,11 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
         seed: non-negative integer; the output is a function of the arguments.
         split: fractions of identities for (train, val, test), positive, sum 1.
         progress: show a ``tqdm`` progress bar.
+        render: ``crops`` or ``scenes`` (above).
+        scene_people: ``scenes``: people per scene (>= 1).
 
     Returns:
-        ``{"root", "layout", "n_ids", "seed", "size", "visible_cams", "ir_cams",
+        ``{"root", "layout", "render", "n_ids", "seed", "size", "visible_cams", "ir_cams",
         "ids": {split: [pid, ...]}, "images": {split: {"cam1": n, ...}},
         "images_per_camera": {"cam1": n, ...}, "total_images"}``.
 
@@ -200,14 +262,32 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
     size = _check_size(size)
     seed = _check_int("seed", seed, 0)
     counts = _split_counts(n_ids, split)
-    meta = {"layout": "sysu", "n_ids": n_ids, "images_per_cam": images_per_cam, "size": list(size), "seed": seed,
-            "split": [float(x) for x in split]}
+    if render not in RENDERS:
+        raise ValueError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
+    scene_people = _check_int("scene_people", scene_people, 1)
+    meta = {"layout": "sysu", "render": render, "n_ids": n_ids, "images_per_cam": images_per_cam, "size": list(size),
+            "seed": seed, "split": [float(x) for x in split]}
+    if render == "scenes":
+        meta["scene_people"] = scene_people
     root = _prepare_root(Path(root), [f"cam{c}" for c in SYSU_CAMS] + ["exp"], meta)
 
     identities = sample_identities(n_ids, seed)
-    update = _progress(n_ids * len(SYSU_CAMS) * images_per_cam, progress, "synthetic SYSU-MM01")
+    names = ("train", "val", "test")
+    groups = _identity_split(n_ids, counts, np.random.default_rng([_SPLIT_TAG, seed, 1]))
+    update = _progress(n_ids * len(SYSU_CAMS) * images_per_cam, progress, f"synthetic SYSU-MM01 ({render})")
     for cam in SYSU_CAMS:
         modality = Modality.INFRARED if cam in SYSU_IR_CAMS else Modality.VISIBLE
+        if render == "scenes":
+            for g, pids in enumerate(p for ids in groups for p in _chunks(ids, scene_people)):
+                scene_seed = int(np.random.default_rng([_SCENE_TAG, seed, cam, g]).integers(10**6, 2**31))
+                images = _scene_images([identities[p - 1] for p in pids], modality, scene_seed, images_per_cam, size)
+                for pid, imgs in zip(pids, images):
+                    folder = root / f"cam{cam}" / f"{pid:04d}"
+                    folder.mkdir(parents=True)
+                    for k, img in enumerate(imgs, start=1):
+                        _imwrite(folder / f"{k:04d}.jpg", img, _JPEG)
+                update(len(pids) * images_per_cam)
+            continue
         style = _camera(seed, 1, cam, modality, indoor=cam in _SYSU_INDOOR_CAMS)
         for pid in range(1, n_ids + 1):
             folder = root / f"cam{cam}" / f"{pid:04d}"
@@ -219,8 +299,6 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
                 _imwrite(folder / f"{k:04d}.jpg", img, _JPEG)
             update(images_per_cam)
 
-    names = ("train", "val", "test")
-    groups = _identity_split(n_ids, counts, np.random.default_rng([_SPLIT_TAG, seed, 1]))
     exp = root / "exp"
     exp.mkdir()
     (exp / "available_id.txt").write_text(",".join(str(i) for i in range(1, n_ids + 1)) + "\n")
@@ -230,6 +308,7 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
     return {
         "root": str(root),
         "layout": "sysu",
+        "render": render,
         "n_ids": n_ids,
         "seed": seed,
         "size": size,

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,10 +115,12 @@ class SynthVideoRenderer:
         seed: non-negative integer.
         ir_modality: how the "ir" view is rendered: INFRARED (default) or VISIBLE (a colour
             rendering of the same view, to check the matcher with a colour-only embedder).
+        identities: the people (default: ``sample_identities(n_ids, IDENTITY_SEED_BASE + seed)``);
+            when given, ``n_ids`` must be their number. ``seed`` still sets the cameras and walks.
     """
 
     def __init__(self, n_ids: int = 6, fps: float = 15.0, size: tuple[int, int] = (360, 640), seed: int = 0,
-                 ir_modality: Modality | str = Modality.INFRARED):
+                 ir_modality: Modality | str = Modality.INFRARED, identities: Sequence[Identity] | None = None):
         if isinstance(n_ids, bool) or int(n_ids) < 1:
             raise ValueError(f"n_ids must be >= 1, got {n_ids!r}")
         if not fps > 0:
@@ -130,8 +132,13 @@ class SynthVideoRenderer:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.n_ids, self.fps, self.size, self.seed = int(n_ids), float(fps), (h, w), int(seed)
         self.modality = {"ir": Modality.parse(ir_modality), "rgb": Modality.VISIBLE}
-        self.identity_seed = IDENTITY_SEED_BASE + self.seed
-        self.identities: list[Identity] = sample_identities(self.n_ids, self.identity_seed)
+        if identities is None:
+            self.identity_seed: int | None = IDENTITY_SEED_BASE + self.seed
+            self.identities: list[Identity] = sample_identities(self.n_ids, self.identity_seed)
+        else:
+            if len(identities) != self.n_ids:
+                raise ValueError(f"n_ids is {self.n_ids} but {len(identities)} identities were given")
+            self.identity_seed, self.identities = None, list(identities)
         self.styles: dict[str, CameraStyle] = {}
         self.backgrounds: dict[str, np.ndarray] = {}
         self.walks: dict[str, list[_Walk]] = {}
