@@ -12,7 +12,7 @@ Prints a Markdown table and writes ``OUT/matcher_eval.json``.
 
     mvd-edge synth-video --out runs/mvid --seed 0 && mvd-edge synth-video --out runs/mvid1 --seed 1
     python scripts/matcher_eval.py --engine runs/demo/engine/model.int8-cpu.ort.onnx \\
-        --video runs/mvid --video runs/mvid1 --thresholds 0.3,0.5 --out runs/matcher_eval
+        --video runs/mvid --video runs/mvid1 --thresholds 0.3,0.5 --margins 0,0.1 --out runs/matcher_eval
 """
 
 from __future__ import annotations
@@ -27,20 +27,21 @@ from mvd_edge.runtime import load_embedder
 from mvd_edge.scoring import embedding_separability, load_ground_truth, score_matches
 
 
-def evaluate(engine: Path, video: Path, thresholds: list[float], out: Path) -> dict:
+def evaluate(engine: Path, video: Path, thresholds: list[float], margins: list[float], out: Path) -> dict:
     gt = load_ground_truth(video)
     mots = {s: video / gt["streams"][s]["mot"] for s in ("ir", "rgb")}
     vids = {s: video / gt["streams"][s]["video"] for s in ("ir", "rgb")}
     rows = []
-    for th in thresholds:
-        emb = load_embedder(engine)
-        dets = {s: make_detector(boxes=mots[s]) for s in ("ir", "rgb")}
-        events = out / f"events-{engine.stem}-{video.name}-{th}.jsonl"
-        res = run_match(str(vids["ir"]), str(vids["rgb"]), emb, dets, config=MatchConfig(threshold=th), events=events,
-                        status=False)
-        sc = score_matches(events, video / "gt.json")
-        rows.append({"threshold": th, "precision": sc["precision"], "recall": sc["recall"], "idf1": sc["idf1"],
-                     "fps": res.get("fps")})
+    for mg in margins:
+        for th in thresholds:
+            emb = load_embedder(engine)
+            dets = {s: make_detector(boxes=mots[s]) for s in ("ir", "rgb")}
+            events = out / f"events-{engine.stem}-{video.name}-{th}-{mg}.jsonl"
+            res = run_match(str(vids["ir"]), str(vids["rgb"]), emb, dets, config=MatchConfig(threshold=th, margin=mg),
+                            events=events, status=False)
+            sc = score_matches(events, video / "gt.json")
+            rows.append({"threshold": th, "margin": mg, "precision": sc["precision"], "recall": sc["recall"],
+                         "idf1": sc["idf1"], "fps": res.get("fps")})
     sep = embedding_separability(load_embedder(engine), video)
     return {"engine": str(engine), "video": str(video), "seed": gt.get("seed"), "people": gt.get("n_ids"),
             "match": rows, "separability": sep}
@@ -51,21 +52,24 @@ def main() -> None:
     ap.add_argument("--engine", type=Path, action="append", required=True, help="embedder file (repeatable)")
     ap.add_argument("--video", type=Path, action="append", required=True, help="synth-video folder (repeatable)")
     ap.add_argument("--thresholds", default="0.3,0.5", help="comma-separated cosine thresholds")
+    ap.add_argument("--margins", default="0", help="comma-separated margins over the runner-up (0 = off)")
     ap.add_argument("--out", type=Path, default=Path("runs/matcher_eval"))
     args = ap.parse_args()
     thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
+    margins = [float(t) for t in args.margins.split(",") if t.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
-    results = [evaluate(e, v, thresholds, args.out) for e in args.engine for v in args.video]
+    results = [evaluate(e, v, thresholds, margins, args.out) for e in args.engine for v in args.video]
     (args.out / "matcher_eval.json").write_text(json.dumps(results, indent=1) + "\n")
-    print("| engine | video seed | threshold | pair precision | pair recall | IDF1 | fps | crop top-1 IR→RGB / RGB→IR "
-          "| identities assigned |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| engine | video seed | threshold | margin | pair precision | pair recall | IDF1 | fps "
+          "| crop top-1 IR→RGB / RGB→IR | identities assigned |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         sep = r["separability"]
         top1 = f"{sep['crop_top1']['ir->rgb']:.2f} / {sep['crop_top1']['rgb->ir']:.2f} (chance {sep['chance']:.2f})"
         assigned = f"{round(sep['identity_assignment'] * sep['identities'])}/{sep['identities']}"
         for m in r["match"]:
             print(f"| {Path(r['engine']).parent.name}/{Path(r['engine']).name} | {r['seed']} | {m['threshold']} "
+                  f"| {m['margin']} "
                   f"| {m['precision']:.3f} | {m['recall']:.3f} | {m['idf1']:.3f} | {m['fps'] or 0:.0f} | {top1} "
                   f"| {assigned} |")
     print(f"\nJSON: {args.out / 'matcher_eval.json'}")

@@ -211,6 +211,25 @@ def test_association_hysteresis_and_one_to_one():
     assert c.update([1], _unit(1, 1, 0, 0)[None], [10], E[[0]]) == []
 
 
+def test_margin_refuses_a_pair_whose_track_has_a_close_runner_up():
+    # IR track 1 is 0.80 like RGB 10 and 0.72 like RGB 20 (whose own partner, IR 2, is clear):
+    # the assignment gives 1 -> 10 and 2 -> 20; with a margin of 0.1, 1 -> 10 is not clear enough
+    ir = np.stack([_unit(0.8, 0.72, 0.2, 0), E[1]])
+    rgb = E[[0, 1]]
+    s = ir @ rgb.T
+    assert s[0, 0] - s[0, 1] < 0.1 and s[1, 1] - max(s[0, 1], s[1, 0]) > 0.1
+    plain = CrossModalAssociator(threshold=0.3, hysteresis=1)
+    assert sorted((c.ir_track, c.rgb_track) for c in plain.update([1, 2], ir, [10, 20], rgb)) == [(1, 10), (2, 20)]
+    strict = CrossModalAssociator(threshold=0.3, hysteresis=1, margin=0.1)
+    assert [(c.ir_track, c.rgb_track) for c in strict.update([1, 2], ir, [10, 20], rgb)] == [(2, 20)]
+    # the column counts too: RGB 10 equally like two IR tracks -> no clear pair for it
+    twin = CrossModalAssociator(threshold=0.3, hysteresis=1, margin=0.05)
+    assert twin.update([1, 2], np.stack([E[0], E[0]]), [10], E[[0]]) == []
+    # a single pair has no runner-up: the threshold alone decides
+    solo = CrossModalAssociator(threshold=0.3, hysteresis=1, margin=0.5)
+    assert len(solo.update([1], E[[0]], [10], E[[0]])) == 1
+
+
 def test_association_drops_after_k_failures_and_holds_while_unseen():
     a = CrossModalAssociator(threshold=0.5, hysteresis=2)
     for _ in range(2):

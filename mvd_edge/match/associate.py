@@ -7,7 +7,9 @@ Each step (:meth:`CrossModalAssociator.update`):
    a held match is not flipped by noise;
 2. one-to-one assignment maximising the total similarity (Hungarian,
    ``scipy.optimize.linear_sum_assignment``); assigned pairs with ``S >= threshold`` are
-   this step's *candidates*;
+   this step's *candidates* (with ``margin`` > 0, a candidate must also beat every other
+   similarity of its IR track and of its RGB track by ``margin``: a relative test that
+   does not depend on the model's cosine scale);
 3. hysteresis: a candidate pair is *reported* (gets a global id, ``start``) once it has
    been a candidate in ``k`` consecutive steps and neither of its tracks is in another
    reported pair; a reported pair is *dropped* (``end``) after it failed to be a
@@ -60,6 +62,14 @@ class PairUpdate:
     reason: str = ""
 
 
+def _runner_up(s: np.ndarray, a: int, b: int) -> float:
+    """The best similarity of row ``a`` or column ``b`` other than ``s[a, b]`` (-inf if none)."""
+    row = np.delete(s[a], b)
+    col = np.delete(s[:, b], a)
+    rest = np.concatenate([row, col])
+    return float(rest.max()) if rest.size else float("-inf")
+
+
 class CrossModalAssociator:
     """See the module docstring.
 
@@ -69,13 +79,17 @@ class CrossModalAssociator:
         stickiness: added to the similarity of reported pairs in the assignment.
         reid_threshold: re-use an ended global id for a pair of new tracks at this similarity.
         max_gallery: ended global ids remembered for re-use (oldest forgotten first).
+        margin: an assigned pair is a candidate only if its similarity (with stickiness) also
+            beats every other similarity in its row and column (the IR track against the other
+            RGB tracks, the RGB track against the other IR tracks) by at least this much; 0 = off.
     """
 
     def __init__(self, threshold: float = 0.5, hysteresis: int = 5, stickiness: float = 0.05,
-                 reid_threshold: float = 0.8, max_gallery: int = 256):
+                 reid_threshold: float = 0.8, max_gallery: int = 256, margin: float = 0.0):
         if hysteresis < 1:
             raise ValueError(f"hysteresis must be >= 1, got {hysteresis}")
         self.threshold, self.k, self.stickiness = float(threshold), int(hysteresis), float(stickiness)
+        self.margin = float(margin)
         self.reid_threshold, self.max_gallery = float(reid_threshold), int(max_gallery)
         self.reported: dict[tuple[int, int], ReportedPair] = {}
         self.streaks: dict[tuple[int, int], int] = {}
@@ -108,7 +122,8 @@ class CrossModalAssociator:
             for a, b in zip(rows, cols):
                 key = (ir_ids[a], rgb_ids[b])
                 sims[key] = float(s[a, b])
-                if s[a, b] + bonus[a, b] >= self.threshold:
+                held = s[a, b] + bonus[a, b]
+                if held >= self.threshold and (self.margin <= 0.0 or held - _runner_up(s, a, b) >= self.margin):
                     cand[key] = float(s[a, b])
             ir_d = {t: np.asarray(ir_desc[i], np.float32) for t, i in ir_pos.items()}
             rgb_d = {t: np.asarray(rgb_desc[j], np.float32) for t, j in rgb_pos.items()}

@@ -97,6 +97,8 @@ def register(app: typer.Typer) -> None:
         retrack: Annotated[bool, typer.Option(help="ignore track ids in box files; link boxes with our tracker")] = False,
         min_box_score: Annotated[Optional[float], typer.Option(help="drop box-file rows with a lower score")] = None,
         threshold: Annotated[float, typer.Option(help="cosine similarity a cross-modal match needs")] = 0.5,
+        margin: Annotated[float, typer.Option(help="and by how much it must beat the runner-up of both its tracks "
+                                                   "(0 = off; a precision knob independent of the cosine scale)")] = 0.0,
         hysteresis: Annotated[int, typer.Option(help="frames a match must hold before it is reported / fail "
                                                      "before it is dropped")] = 5,
         embed_every: Annotated[int, typer.Option(help="embed each tracked person every N frames")] = 1,
@@ -125,7 +127,7 @@ def register(app: typer.Typer) -> None:
         console, err = _consoles()
         cams = load_cameras(cameras) if cameras is not None else None
         specs = {"ir": parse_source(ir, cams), "rgb": parse_source(rgb, cams)}  # fail early on bad sources
-        config = MatchConfig(threshold=threshold, hysteresis=hysteresis, embed_every=embed_every,
+        config = MatchConfig(threshold=threshold, margin=margin, hysteresis=hysteresis, embed_every=embed_every,
                              max_occlusion=max_occlusion)
         dsize = _size(detector_size, "--detector-size")
         detectors = {s: make_detector(b, detector, retrack=retrack, min_score=min_box_score, hog_upscale=hog_upscale,

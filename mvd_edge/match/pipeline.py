@@ -37,7 +37,7 @@ STREAMS = ("ir", "rgb")
 class MatchConfig:
     """Matcher settings (all have working defaults).
 
-    Association: ``threshold`` (cosine), ``hysteresis`` (k steps), ``stickiness``,
+    Association: ``threshold`` (cosine), ``margin`` (over the runner-up), ``hysteresis`` (k steps), ``stickiness``,
     ``reid_threshold`` (see :mod:`~mvd_edge.match.associate`). Banks: ``ema_momentum``,
     ``last_n``. Crops: ``embed_every`` (embed each detected track every N-th step),
     ``min_box_height`` (px), ``crop_margin`` and ``crop_aspect`` (each box is grown by
@@ -54,6 +54,7 @@ class MatchConfig:
     """
 
     threshold: float = 0.5
+    margin: float = 0.0
     hysteresis: int = 5
     stickiness: float = 0.05
     reid_threshold: float = 0.8
@@ -143,7 +144,8 @@ class MatchPipeline:
         self.detectors = detectors
         self.trackers = trackers or {s: self._default_tracker(detectors[s]) for s in STREAMS}
         self.banks = {s: FeatureBank(embedder.dim, c.ema_momentum, c.last_n) for s in STREAMS}
-        self.associator = CrossModalAssociator(c.threshold, c.hysteresis, c.stickiness, c.reid_threshold)
+        self.associator = CrossModalAssociator(c.threshold, c.hysteresis, c.stickiness, c.reid_threshold,
+                                               margin=c.margin)
         self.timer = StageTimer()
         spec = getattr(embedder, "spec", None)
         self.aspect = c.crop_aspect or (spec.width / spec.height if spec is not None else None)
