@@ -71,6 +71,7 @@ def synth(
     layout: Annotated[str, typer.Option(help="sysu, regdb, llcm or all")] = "sysu",
     render: Annotated[str, typer.Option(help="SYSU layout: 'crops' (re-id style crops) or 'scenes' (people cut "
                                              "out of synthetic camera scenes as the matcher sees them)")] = "crops",
+    scene_people: Annotated[int, typer.Option(help="--render scenes: people walking through each scene")] = 6,
 ) -> None:
     """Write a synthetic cross-modal data set (RGB + thermal-like renders of the same people)."""
     from mvd_edge.synth.dataset import RENDERS, write_llcm, write_regdb, write_sysu
@@ -88,7 +89,7 @@ def synth(
         root = out if len(layouts) == 1 else out / name
         if name == "sysu":
             summary = write_sysu(root, n_ids=ids, images_per_cam=images_per_cam, size=(h, w), seed=seed, progress=True,
-                                 render=render)
+                                 render=render, scene_people=scene_people)
         elif name == "regdb":
             summary = write_regdb(root, n_ids=ids, size=(h, w), seed=seed)
         else:

@@ -209,7 +209,7 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
     gt = load_ground_truth(root)
     root = root if root.is_dir() else root.parent
     spec = getattr(embedder, "spec", None)
-    aspect = spec.width / spec.height if spec is not None else 0.5
+    aspect = spec.width / spec.height if spec is not None else None  # as the matcher: the box's own ratio
     feats: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     for s in ("ir", "rgb"):

@@ -8,6 +8,7 @@ import pytest
 from mvd_edge.match.associate import CrossModalAssociator
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, HogDetector, MotBoxes, OnnxDetector, box_iou, nms, read_mot
+from mvd_edge.match.pipeline import MatchConfig
 from mvd_edge.match.track import ByteTracker, PassthroughTracker
 
 
@@ -228,6 +229,11 @@ def test_margin_refuses_a_pair_whose_track_has_a_close_runner_up():
     # a single pair has no runner-up: the threshold alone decides
     solo = CrossModalAssociator(threshold=0.3, hysteresis=1, margin=0.5)
     assert len(solo.update([1], E[[0]], [10], E[[0]])) == 1
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="margin"):
+            CrossModalAssociator(margin=bad)
+        with pytest.raises(ValueError, match="margin"):
+            MatchConfig(margin=bad)
 
 
 def test_association_drops_after_k_failures_and_holds_while_unseen():

@@ -119,6 +119,6 @@ def test_separability_of_a_random_embedder_is_near_chance(colour_pair):
             return self.rng.standard_normal((len(crops), 32)).astype(np.float32)
 
     r = embedding_separability(Noise(), colour_pair, every=1)
-    assert max(r["crop_top1"].values()) < 0.6  # chance is 1/3; a label mix-up in the scoring would not hide here
+    assert max(r["crop_top1"].values()) < 0.6  # chance is 1/3: a crop leaking into its own descriptor would show
     with pytest.raises(ValueError, match="every"):
         embedding_separability(Noise(), colour_pair, every=0)

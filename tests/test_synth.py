@@ -264,6 +264,9 @@ def test_write_sysu_scenes_cuts_people_out_of_scenes_of_their_split(tmp_path, mo
     assert _files(root) == _files(tmp_path / "sc2")
     with pytest.raises(ValueError, match="render"):
         write_sysu(tmp_path / "bad", n_ids=3, images_per_cam=1, size=SMALL, render="video")
+    with pytest.raises(ValueError, match="at most 30"):  # a scene offers 30 distinct frames per person
+        write_sysu(tmp_path / "bad", n_ids=3, images_per_cam=31, size=SMALL, render="scenes")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_scene_images_prefer_clear_frames_and_look_like_the_matcher_crop():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mvd_edge.config import load_train_config
+from mvd_edge.config import ConfigError, load_train_config
 from mvd_edge.train import trainer as trainer_mod
 from mvd_edge.train.trainer import (
     CheckpointError,
@@ -52,6 +52,17 @@ def test_ensure_synthetic_rewrites_a_set_written_with_other_settings(tmp_path, m
     assert len(calls) == 2 and calls[1]["render"] == "scenes"
     trainer_mod.ensure_synthetic(root, scenes)
     assert len(calls) == 2
+    fewer = load_train_config(None, SMALL + [f"out={tmp_path}", "synth.render=scenes", "synth.scene_people=3"])
+    trainer_mod.ensure_synthetic(root, fewer)  # one setting differs: rewritten
+    assert len(calls) == 3 and calls[2]["scene_people"] == 3
+    # a folder the user named is never rewritten: a clear error names what differs
+    with pytest.raises(ConfigError, match=r"synth\.render: 'scenes' there, 'crops' asked"):
+        trainer_mod.ensure_synthetic(root, cfg, rewrite=False)
+    assert len(calls) == 3
+    # a complete set without our marker is left as it is
+    (root / "synthetic.json").unlink()
+    trainer_mod.ensure_synthetic(root, cfg)
+    assert len(calls) == 3
 
 
 def _fake_set(root, kw):

@@ -135,7 +135,7 @@ def prepare_dataset(cfg: TrainConfig, distinfo: DistInfo | None = None) -> ReidD
     root = Path(cfg.data.root) if cfg.data.root else Path(cfg.out) / "synthetic"
     if name == "synthetic":
         if distinfo is None or distinfo.main:
-            ensure_synthetic(root, cfg)
+            ensure_synthetic(root, cfg, rewrite=not cfg.data.root)
         if distinfo is not None and distinfo.enabled:
             dist.barrier()
         name = "sysu"
@@ -143,9 +143,15 @@ def prepare_dataset(cfg: TrainConfig, distinfo: DistInfo | None = None) -> ReidD
                         val_fraction=cfg.data.val_fraction, seed=cfg.seed)
 
 
-def ensure_synthetic(root: Path, cfg: TrainConfig) -> None:
+def ensure_synthetic(root: Path, cfg: TrainConfig, rewrite: bool = True) -> None:
     """Write the synthetic SYSU-layout data set at ``root`` unless it is already complete and
-    was written with the same ``synth`` settings (a set written with other settings is rewritten)."""
+    was written with the same ``synth`` settings.
+
+    A complete set written with other settings is rewritten when ``rewrite`` (the folder is the
+    run's own, e.g. ``<out>/synthetic``); otherwise (a folder the user named) it is left alone
+    and a :class:`ConfigError` says what differs.
+    """
+    from mvd_edge.config import ConfigError
     from mvd_edge.synth.dataset import MARKER, write_sysu
 
     s = cfg.synth
@@ -157,13 +163,17 @@ def ensure_synthetic(root: Path, cfg: TrainConfig) -> None:
         try:
             meta = json.loads((root / MARKER).read_text())
         except (OSError, ValueError):
-            meta = None
-        if meta is None:
-            return  # a complete set without a marker: not ours to judge (write_sysu would refuse it anyway)
+            return  # a complete set without our marker: not ours to judge or touch
         have = {k: meta.get(k, "crops" if k == "render" else None) for k in want}
         if have == want:
             return
-        print(f"synthetic set at {root} was written with {have}; rewriting it for {want}", flush=True)
+        diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
+        if not rewrite:
+            raise ConfigError(
+                f"data.root {root} holds a synthetic set written with other settings "
+                f"({', '.join(f'synth.{k}: {a!r} there, {b!r} asked' for k, (a, b) in diff.items())}); "
+                "set those synth.* values, train on it as it is with --dataset sysu, or choose another data.root")
+        print(f"synthetic set at {root} was written with other settings ({diff}); rewriting it", flush=True)
     write_sysu(root, n_ids=s.n_ids, images_per_cam=s.images_per_cam, size=(s.height, s.width), seed=s.seed,
                progress=True, render=s.render, scene_people=s.scene_people)
 

@@ -90,6 +90,8 @@ class CrossModalAssociator:
             raise ValueError(f"hysteresis must be >= 1, got {hysteresis}")
         self.threshold, self.k, self.stickiness = float(threshold), int(hysteresis), float(stickiness)
         self.margin = float(margin)
+        if not (np.isfinite(self.margin) and self.margin >= 0.0):
+            raise ValueError(f"margin must be a finite number >= 0, got {margin}")
         self.reid_threshold, self.max_gallery = float(reid_threshold), int(max_gallery)
         self.reported: dict[tuple[int, int], ReportedPair] = {}
         self.streaks: dict[tuple[int, int], int] = {}

@@ -97,8 +97,9 @@ def register(app: typer.Typer) -> None:
         retrack: Annotated[bool, typer.Option(help="ignore track ids in box files; link boxes with our tracker")] = False,
         min_box_score: Annotated[Optional[float], typer.Option(help="drop box-file rows with a lower score")] = None,
         threshold: Annotated[float, typer.Option(help="cosine similarity a cross-modal match needs")] = 0.5,
-        margin: Annotated[float, typer.Option(help="and by how much it must beat the runner-up of both its tracks "
-                                                   "(0 = off; a precision knob independent of the cosine scale)")] = 0.0,
+        margin: Annotated[float, typer.Option(help="a match must also beat every other similarity of its IR track "
+                                                   "and of its RGB track by this much (0 = off; a precision knob "
+                                                   "independent of the model's cosine scale)")] = 0.0,
         hysteresis: Annotated[int, typer.Option(help="frames a match must hold before it is reported / fail "
                                                      "before it is dropped")] = 5,
         embed_every: Annotated[int, typer.Option(help="embed each tracked person every N frames")] = 1,

@@ -10,6 +10,7 @@ recorded as ``embed.<stage>``.
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from collections import deque
@@ -25,8 +26,8 @@ from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector, box_iou
 from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, StepRuns, box_xywh
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, parse_source
-from mvd_edge.preprocess import box_crop, box_overlap
 from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
+from mvd_edge.preprocess import box_crop, box_overlap
 
 __all__ = ["MatchConfig", "MatchPipeline", "StageTimer", "StepResult", "rss_mb", "run_match"]
 
@@ -74,6 +75,10 @@ class MatchConfig:
     track_max_age: int = 30
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.margin) and self.margin >= 0.0):
+            raise ValueError(f"margin must be a finite number >= 0, got {self.margin}")
+        if not math.isfinite(self.threshold):
+            raise ValueError(f"threshold must be a finite number, got {self.threshold}")
         if self.embed_every < 1:
             raise ValueError(f"embed_every must be >= 1, got {self.embed_every}")
         if self.min_features < 1:

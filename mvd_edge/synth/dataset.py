@@ -44,7 +44,9 @@ _CAM_TAG, _TRACK_TAG, _IMG_TAG, _SPLIT_TAG, _SCENE_TAG = 0xCA, 0x7C, 0x1A, 0x5B,
 RENDERS: tuple[str, ...] = ("crops", "scenes")
 # scenes: 20 s at 15 fps, every 10th frame; frames where the person is >= 60 % visible and its box is
 # <= 30 % covered by another box (the matcher's default max_occlusion) are preferred
-_SCENE_FRAMES, _SCENE_STEP, _SCENE_MIN_VIS, _SCENE_MAX_OVERLAP = 300, 10, 0.6, 0.3
+# (boxes lower than 32 frame pixels are skipped, as the matcher's default min_box_height does)
+_SCENE_FRAMES, _SCENE_STEP, _SCENE_MIN_VIS, _SCENE_MAX_OVERLAP, _SCENE_MIN_BOX = 300, 10, 0.6, 0.3, 32
+SCENE_MAX_IMAGES = _SCENE_FRAMES // _SCENE_STEP  # distinct frames a scene offers each person
 _JPEG = [int(cv2.IMWRITE_JPEG_QUALITY), 95]
 _PNG = [int(cv2.IMWRITE_PNG_COMPRESSION), 1]
 
@@ -171,18 +173,21 @@ def _scene_images(people: Sequence[Identity], modality: Modality, scene_seed: in
         xyxy = np.array([[x, y, x + w, y + h] for _, x, y, w, h, _ in boxes], np.float32)
         overlap = box_overlap(xyxy)
         for (pid, x, y, w, h, vis), box, ov in zip(boxes, xyxy, overlap):
-            crop = box_crop(img, box, aspect=W / H, min_height=0.25 * H)
+            crop = box_crop(img, box, aspect=W / H, min_height=_SCENE_MIN_BOX)
             if crop is not None:
                 seen[int(pid) - 1].append((float(vis), bool(ov <= _SCENE_MAX_OVERLAP),
                                            cv2.resize(crop, (W, H), interpolation=cv2.INTER_AREA)))
     out = []
     for i, cands in enumerate(seen):
-        good = [c for v, clear, c in cands if v >= _SCENE_MIN_VIS and clear]
-        if len(good) < n_images:
-            good = [c for v, _, c in cands if v >= _SCENE_MIN_VIS]
-        if len(good) < n_images:  # mostly hidden in this scene: take the most visible frames (in frame order)
-            keep = sorted(sorted(range(len(cands)), key=lambda j: -cands[j][0])[:n_images])
-            good = [cands[j][2] for j in keep]
+        # best first: clear (visible and not covered), then visible, then by visibility; then in frame order
+        order = sorted(range(len(cands)), key=lambda j: (-(cands[j][0] >= _SCENE_MIN_VIS and cands[j][1]),
+                                                          -(cands[j][0] >= _SCENE_MIN_VIS), -cands[j][0]))
+        clear = [j for j in order if cands[j][0] >= _SCENE_MIN_VIS and cands[j][1]]
+        if len(clear) >= n_images:  # spread the picks over the clear frames
+            keep = [clear[k] for k in np.linspace(0, len(clear) - 1, n_images).round().astype(int)]
+        else:
+            keep = order[:n_images]
+        good = [cands[j][2] for j in sorted(keep)]
         if not good:  # never in view (cannot happen with the default walks): a plain crop
             rng = np.random.default_rng([_SCENE_TAG, scene_seed, i])
             good = [render_crop(people[i], modality, rng, size)]
@@ -265,6 +270,9 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
     if render not in RENDERS:
         raise ValueError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
     scene_people = _check_int("scene_people", scene_people, 1)
+    if render == "scenes" and images_per_cam > SCENE_MAX_IMAGES:
+        raise ValueError(f"render='scenes' gives at most {SCENE_MAX_IMAGES} distinct images per identity and camera; "
+                         f"got images_per_cam={images_per_cam}")
     meta = {"layout": "sysu", "render": render, "n_ids": n_ids, "images_per_cam": images_per_cam, "size": list(size),
             "seed": seed, "split": [float(x) for x in split]}
     if render == "scenes":
