@@ -235,8 +235,7 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
                         pids.append(int(b[0]))
         finally:
             cap.release()
-        f = np.concatenate([embedder.embed(crops[i:i + 64]) for i in range(0, len(crops), 64)]) if crops \
-            else np.zeros((0, 1), np.float32)
+        f = np.asarray(embedder.embed(crops), np.float32)  # an Embedder batches by its max_batch itself
         feats[s] = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
         labels[s] = np.array(pids, np.int64)
     ids = sorted(set(labels["ir"].tolist()) & set(labels["rgb"].tolist()))

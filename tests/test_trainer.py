@@ -66,14 +66,12 @@ def test_ensure_synthetic_rewrites_a_set_written_with_other_settings(tmp_path, m
 
 
 def _fake_set(root, kw):
-    from mvd_edge.synth.dataset import MARKER
+    from mvd_edge.synth.dataset import MARKER, sysu_marker
 
     (root / "exp").mkdir(parents=True, exist_ok=True)
     (root / "exp" / "test_id.txt").write_text("1\n")
-    meta = {"n_ids": kw["n_ids"], "images_per_cam": kw["images_per_cam"], "size": list(kw["size"]),
-            "seed": kw["seed"], "render": kw["render"]}
-    if kw["render"] == "scenes":
-        meta["scene_people"] = kw["scene_people"]
+    meta = sysu_marker(kw["n_ids"], kw["images_per_cam"], kw["size"], kw["seed"], render=kw["render"],
+                       scene_people=kw["scene_people"])
     (root / MARKER).write_text(json.dumps(meta))
 
 

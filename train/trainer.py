@@ -152,19 +152,17 @@ def ensure_synthetic(root: Path, cfg: TrainConfig, rewrite: bool = True) -> None
     and a :class:`ConfigError` says what differs.
     """
     from mvd_edge.config import ConfigError
-    from mvd_edge.synth.dataset import MARKER, write_sysu
+    from mvd_edge.synth.dataset import MARKER, sysu_marker, write_sysu
 
     s = cfg.synth
-    want = {"n_ids": s.n_ids, "images_per_cam": s.images_per_cam, "size": [s.height, s.width], "seed": s.seed,
-            "render": s.render}
-    if s.render == "scenes":
-        want["scene_people"] = s.scene_people
+    want = sysu_marker(s.n_ids, s.images_per_cam, (s.height, s.width), s.seed, render=s.render,
+                       scene_people=s.scene_people)
     if (root / "exp" / "test_id.txt").is_file():
         try:
             meta = json.loads((root / MARKER).read_text())
         except (OSError, ValueError):
             return  # a complete set without our marker: not ours to judge or touch
-        have = {k: meta.get(k, "crops" if k == "render" else None) for k in want}
+        have = {k: meta.get(k, "crops" if k == "render" else None) for k in want}  # older markers: no render
         if have == want:
             return
         diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}

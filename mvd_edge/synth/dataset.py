@@ -31,6 +31,7 @@ __all__ = [
     "SYSU_IR_CAMS",
     "write_llcm",
     "write_regdb",
+    "sysu_marker",
     "write_sysu",
 ]
 
@@ -209,6 +210,24 @@ def _identity_split(n: int, counts: Sequence[int], rng: np.random.Generator) -> 
 # --------------------------------------------------------------------------- SYSU-MM01
 
 
+def sysu_marker(n_ids: int, images_per_cam: int, size: tuple[int, int], seed: int,
+                split: Sequence[float] = (0.6, 0.15, 0.25), render: str = "crops", scene_people: int = 6) -> dict[str, Any]:
+    """The generator parameters :func:`write_sysu` records in :data:`MARKER` (what makes two sets the same)."""
+    meta = {"layout": "sysu", "render": render, "n_ids": n_ids, "images_per_cam": images_per_cam, "size": list(size),
+            "seed": seed, "split": [float(x) for x in split]}
+    if render == "scenes":
+        meta["scene_people"] = scene_people
+    return meta
+
+
+def _write_sysu_images(root: Path, cam: int, pid: int, images: Iterable[np.ndarray]) -> None:
+    """``root/cam<cam>/<pid:04d>/0001.jpg, 0002.jpg, ...`` (the folder must not exist yet)."""
+    folder = root / f"cam{cam}" / f"{pid:04d}"
+    folder.mkdir(parents=True)
+    for k, img in enumerate(images, start=1):
+        _imwrite(folder / f"{k:04d}.jpg", img, _JPEG)
+
+
 def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tuple[int, int] = (128, 64),
                seed: int = 0, split: Sequence[float] = (0.6, 0.15, 0.25), progress: bool = False,
                render: str = "crops", scene_people: int = 6) -> dict[str, Any]:
@@ -273,10 +292,7 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
     if render == "scenes" and images_per_cam > SCENE_MAX_IMAGES:
         raise ValueError(f"render='scenes' gives at most {SCENE_MAX_IMAGES} distinct images per identity and camera; "
                          f"got images_per_cam={images_per_cam}")
-    meta = {"layout": "sysu", "render": render, "n_ids": n_ids, "images_per_cam": images_per_cam, "size": list(size),
-            "seed": seed, "split": [float(x) for x in split]}
-    if render == "scenes":
-        meta["scene_people"] = scene_people
+    meta = sysu_marker(n_ids, images_per_cam, size, seed, split, render, scene_people)
     root = _prepare_root(Path(root), [f"cam{c}" for c in SYSU_CAMS] + ["exp"], meta)
 
     identities = sample_identities(n_ids, seed)
@@ -290,21 +306,16 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
                 scene_seed = int(np.random.default_rng([_SCENE_TAG, seed, cam, g]).integers(10**6, 2**31))
                 images = _scene_images([identities[p - 1] for p in pids], modality, scene_seed, images_per_cam, size)
                 for pid, imgs in zip(pids, images):
-                    folder = root / f"cam{cam}" / f"{pid:04d}"
-                    folder.mkdir(parents=True)
-                    for k, img in enumerate(imgs, start=1):
-                        _imwrite(folder / f"{k:04d}.jpg", img, _JPEG)
+                    _write_sysu_images(root, cam, pid, imgs)
                 update(len(pids) * images_per_cam)
             continue
         style = _camera(seed, 1, cam, modality, indoor=cam in _SYSU_INDOOR_CAMS)
         for pid in range(1, n_ids + 1):
-            folder = root / f"cam{cam}" / f"{pid:04d}"
-            folder.mkdir(parents=True)
             track = _track(seed, 1, cam, pid, modality)
-            for k in range(1, images_per_cam + 1):
-                rng = np.random.default_rng([_IMG_TAG, seed, 1, cam, pid, k])
-                img = _crop(identities[pid - 1], modality, rng, size, style, track)
-                _imwrite(folder / f"{k:04d}.jpg", img, _JPEG)
+            _write_sysu_images(root, cam, pid, (
+                _crop(identities[pid - 1], modality, np.random.default_rng([_IMG_TAG, seed, 1, cam, pid, k]), size,
+                      style, track)
+                for k in range(1, images_per_cam + 1)))
             update(images_per_cam)
 
     exp = root / "exp"
