@@ -55,10 +55,20 @@ def main() -> None:
     ap.add_argument("--margins", default="0", help="comma-separated margins over the runner-up (0 = off)")
     ap.add_argument("--out", type=Path, default=Path("runs/matcher_eval"))
     args = ap.parse_args()
-    thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
-    margins = [float(t) for t in args.margins.split(",") if t.strip()]
+    try:
+        thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
+        margins = [float(t) for t in args.margins.split(",") if t.strip()]
+    except ValueError as exc:
+        raise SystemExit(f"error: --thresholds/--margins take comma-separated numbers ({exc})") from None
     args.out.mkdir(parents=True, exist_ok=True)
-    results = [evaluate(e, v, thresholds, margins, args.out) for e in args.engine for v in args.video]
+    results = []
+    for e in args.engine:
+        for v in args.video:
+            print(f"{e} on {v}: {len(thresholds) * len(margins)} matcher runs + the embedding diagnostic ...", flush=True)
+            try:
+                results.append(evaluate(e, v, thresholds, margins, args.out))
+            except (OSError, ValueError, RuntimeError) as exc:  # missing/corrupt engine or video, bad ground truth
+                raise SystemExit(f"error: {exc}") from None
     (args.out / "matcher_eval.json").write_text(json.dumps(results, indent=1) + "\n")
     print("| engine | video seed | threshold | margin | pair precision | pair recall | IDF1 | fps "
           "| crop top-1 IR→RGB / RGB→IR | identities assigned |")
