@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["load_ground_truth", "score_matches"]
+__all__ = ["best_setting", "embedding_separability", "load_ground_truth", "score_matches"]
 
 
 def load_ground_truth(path: str | Path) -> dict[str, Any]:
@@ -197,7 +197,9 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
     RGB descriptors gets right), ``"chance"`` (1 / identities), ``"same_cosine"`` (mean
     cosine of an identity's IR and RGB descriptors), ``"other_cosine"`` (mean over
     identities of the highest cosine to another identity's descriptor in the other stream),
-    ``"crops": {"ir", "rgb"}``, ``"identities"``}``.
+    ``"misassigned"`` (the ``[ir_id, rgb_id]`` pairs that assignment got wrong),
+    ``"look_alikes"`` (the ground truth's pairs of people with the same cross-modal traits,
+    ``[]`` for older files), ``"crops": {"ir", "rgb"}``, ``"identities"``}``.
     """
     import cv2
 
@@ -256,9 +258,35 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
     return {
         "crop_top1": top1,
         "identity_assignment": float(np.mean(rows == cols)),
+        "misassigned": [[ids[r], ids[c]] for r, c in zip(rows.tolist(), cols.tolist()) if r != c],
+        "look_alikes": [[int(a), int(b)] for a, b in gt.get("look_alikes", [])],
         "chance": 1.0 / len(ids),
         "same_cosine": float(np.mean(np.diag(sim))),
         "other_cosine": float(np.mean(off.max(axis=1))) if len(ids) > 1 else float("nan"),
         "crops": {s: int(np.isin(labels[s], ids).sum()) for s in ("ir", "rgb")},
         "identities": len(ids),
     }
+
+
+def best_setting(grids: list[list[dict[str, Any]]], key: str = "idf1") -> tuple[float, float]:
+    """The matcher setting to use, chosen on validation videos.
+
+    ``grids`` has one list per video of rows ``{"threshold", "margin", "precision", "recall",
+    "idf1"}`` (the same settings in each). Returns the ``(threshold, margin)`` of the best
+    mean ``key`` over the videos; ties go to the higher mean precision, then to the first
+    setting of the first video's order.
+    """
+    if not grids or not grids[0]:
+        raise ValueError("best_setting needs at least one video with at least one setting")
+    order = [(r["threshold"], r["margin"]) for r in grids[0]]
+    scores: dict[tuple[float, float], list[tuple[float, float]]] = {k: [] for k in order}
+    for rows in grids:
+        seen = {(r["threshold"], r["margin"]): r for r in rows}
+        if set(seen) != set(order):
+            raise ValueError("best_setting: every video must have been run with the same settings")
+        for k in order:
+            scores[k].append((float(seen[k][key]), float(seen[k]["precision"])))
+    # rounded so that means equal but for float noise count as a tie
+    mean = {k: (round(float(np.mean([a for a, _ in v])), 9), round(float(np.mean([b for _, b in v])), 9))
+            for k, v in scores.items()}
+    return max(order, key=lambda k: mean[k])  # max keeps the first of equal keys

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mvd_edge.scoring import load_ground_truth, score_matches
+from mvd_edge.scoring import best_setting, load_ground_truth, score_matches
 
 A = [10, 10, 20, 40]  # x, y, w, h
 B = [100, 10, 20, 40]
@@ -102,6 +102,26 @@ def test_separability_of_a_colour_embedder_on_a_colour_pair_is_high(colour_pair)
     assert min(r["crop_top1"].values()) > 0.8
     assert r["same_cosine"] > r["other_cosine"]
     assert r["crops"]["ir"] > 20 and r["crops"]["rgb"] > 20
+    assert r["misassigned"] == [] and r["look_alikes"] == json.loads((colour_pair / "gt.json").read_text())["look_alikes"]
+
+
+def test_separability_names_the_misassigned_people(colour_pair, tmp_path):
+    """Relabel people 1 and 2 in the RGB ground truth: a perfect embedder now 'assigns' IR 1 to RGB 2."""
+    import shutil
+
+    from mvd_edge.match.baselines import ColorHistogramEmbedder
+    from mvd_edge.scoring import embedding_separability
+
+    for f in colour_pair.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    gt = json.loads((tmp_path / "gt.json").read_text())
+    swap = {1: 2, 2: 1, 3: 3}
+    gt["streams"]["rgb"]["boxes"] = [[[swap[b[0]], *b[1:]] for b in frame] for frame in gt["streams"]["rgb"]["boxes"]]
+    gt["look_alikes"] = [[1, 2]]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    r = embedding_separability(ColorHistogramEmbedder(), tmp_path, every=1)
+    assert r["misassigned"] == [[1, 2], [2, 1]] and r["identity_assignment"] == pytest.approx(1 / 3)
+    assert r["look_alikes"] == [[1, 2]]
 
 
 def test_separability_of_a_random_embedder_is_near_chance(colour_pair):
@@ -122,3 +142,24 @@ def test_separability_of_a_random_embedder_is_near_chance(colour_pair):
     assert max(r["crop_top1"].values()) < 0.6  # chance is 1/3: a crop leaking into its own descriptor would show
     with pytest.raises(ValueError, match="every"):
         embedding_separability(Noise(), colour_pair, every=0)
+
+
+def _row(th, mg, idf1, precision=0.5):
+    return {"threshold": th, "margin": mg, "precision": precision, "recall": 0.5, "idf1": idf1}
+
+
+def test_best_setting_is_the_best_mean_over_validation_videos():
+    v1 = [_row(0.3, 0.0, 0.9), _row(0.4, 0.0, 0.5), _row(0.3, 0.1, 0.6)]
+    v2 = [_row(0.4, 0.0, 0.8), _row(0.3, 0.1, 0.7), _row(0.3, 0.0, 0.1)]  # other order: matched by setting
+    assert best_setting([v1]) == (0.3, 0.0)
+    assert best_setting([v1, v2]) == (0.4, 0.0)  # means 0.5, 0.65, 0.65 (+ float noise): a tie, the first wins
+    v2[1]["precision"] = 0.9  # ... unless the other has the higher precision
+    assert best_setting([v1, v2]) == (0.3, 0.1)
+    v2[1]["precision"], v2[0]["precision"] = 0.1, 0.9
+    assert best_setting([v1, v2]) == (0.4, 0.0)
+    assert best_setting([v1, v2], key="recall") == (0.4, 0.0)  # recall all 0.5: the best precision
+    assert best_setting([[_row(0.3, 0.0, 0.2), _row(0.4, 0.0, 0.2)]]) == (0.3, 0.0)  # all equal: the first
+    with pytest.raises(ValueError, match="same settings"):
+        best_setting([v1, v2[:2]])
+    with pytest.raises(ValueError, match="at least one"):
+        best_setting([])

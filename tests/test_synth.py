@@ -13,9 +13,12 @@ import pytest
 
 from mvd_edge.modality import Modality
 from mvd_edge.synth import (
+    COAT_LENGTH,
     MARKER,
     SYSU_IR_CAMS,
     Identity,
+    cross_modal_traits,
+    look_alike_pairs,
     render_crop,
     render_sprite,
     sample_camera_style,
@@ -59,6 +62,29 @@ def test_identity_i_does_not_depend_on_n_and_seed_matters():
     assert a == b[:3]
     assert sample_identities(3, 8) != a
     assert len(set(b)) == 6  # frozen dataclasses: hashable, and all different
+
+
+def test_look_alikes_share_every_cross_modal_trait_whatever_their_colours_and_materials():
+    a = sample_identities(1, 3)[0]
+    twin = dataclasses.replace(
+        _recolour(a),
+        body=dataclasses.replace(a.body, shoulder_width=a.body.shoulder_width + 0.01, skin=(30, 40, 50)),
+        upper=dataclasses.replace(_recolour(a).upper, emissivity=1.0 - a.upper.emissivity, material="other"),
+        lower=dataclasses.replace(_recolour(a).lower, emissivity=0.5),
+    )
+    assert cross_modal_traits(twin) == cross_modal_traits(a)
+    styles = [h for h in ("bald", "short", "long") if h != a.hair.style]
+    other_hair = dataclasses.replace(a, hair=dataclasses.replace(a.hair, style=styles[0]))
+    coat = COAT_LENGTH + 0.05 if a.upper.length <= COAT_LENGTH else 0.0
+    other_coat = dataclasses.replace(a, upper=dataclasses.replace(a.upper, length=coat))
+    bag = dataclasses.replace(a, accessory=dataclasses.replace(a.accessory, kind="shoulder_bag", side=1))
+    bag_other_side = dataclasses.replace(bag, accessory=dataclasses.replace(bag.accessory, side=-1))
+    people = [a, other_hair, twin, other_coat, bag, bag_other_side]
+    assert look_alike_pairs(people) == [(0, 2)]
+    # with the default video seeds: seed 2's people 1 and 2 (0-based 0 and 1) are such a pair, seed 0 has none
+    assert look_alike_pairs(sample_identities(6, 7919 + 2)) == [(0, 1)]
+    assert look_alike_pairs(sample_identities(6, 7919)) == []
+    assert look_alike_pairs([]) == []
 
 
 # --------------------------------------------------------------------------- rendering

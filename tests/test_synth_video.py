@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mvd_edge.match.detect import read_mot
+from mvd_edge.synth.people import look_alike_pairs, sample_identities
 from mvd_edge.synth.video import GT_FORMAT, SynthVideoRenderer, write_synth_video
 
 
@@ -17,6 +18,8 @@ def test_write_synth_video_files_and_ground_truth(tmp_path):
     assert s["frames"] == 10
     gt = json.loads((tmp_path / "v" / "gt.json").read_text())
     assert gt["format"] == GT_FORMAT and gt["frames"] == 10 and gt["size"] == [144, 256] and gt["n_ids"] == 4
+    people = sample_identities(4, gt["identity_seed"])
+    assert gt["look_alikes"] == s["look_alikes"] == [[i + 1, j + 1] for i, j in look_alike_pairs(people)]
     for stream in ("ir", "rgb"):
         cap = cv2.VideoCapture(s["videos"][stream])
         n = 0
@@ -91,3 +94,8 @@ def test_bad_arguments():
         SynthVideoRenderer(size=(32, 32))
     with pytest.raises(ValueError):
         SynthVideoRenderer().render("thermal", 0)
+
+
+def test_ground_truth_names_look_alikes(tmp_path):
+    gt = json.loads(open(write_synth_video(tmp_path / "v", n_ids=6, seconds=0.2, seed=2, size=(72, 128))["gt"]).read())
+    assert gt["look_alikes"] == [[1, 2]]  # 1-based ids, as the boxes

@@ -182,6 +182,10 @@ def register(app: typer.Typer) -> None:
                       f"{s['videos']['ir']}, {s['videos']['rgb']}, ground truth {s['gt']}")
         if s["mot"]:
             console.print(f"MOT boxes: {s['mot']['ir']}, {s['mot']['rgb']}")
+        if s["look_alikes"]:
+            pairs = ", ".join(f"{a} & {b}" for a, b in s["look_alikes"])
+            console.print(f"[yellow]look-alikes:[/] people {pairs} share every trait that shows in both modalities "
+                          "(hair, pattern, sleeves, coat, lower garment, accessory); a matcher may confuse them")
 
     @app.command("score-matches")
     @_friendly

@@ -17,6 +17,7 @@ from mvd_edge.synth.dataset import (
 )
 from mvd_edge.synth.people import (
     ACCESSORIES,
+    COAT_LENGTH,
     HAIR_STYLES,
     LOWER_KINDS,
     MATERIALS,
@@ -31,6 +32,8 @@ from mvd_edge.synth.people import (
     LowerGarment,
     Shoes,
     UpperGarment,
+    cross_modal_traits,
+    look_alike_pairs,
     render_background,
     render_crop,
     render_sprite,
@@ -41,6 +44,7 @@ from mvd_edge.synth.people import (
 
 __all__ = [
     "ACCESSORIES",
+    "COAT_LENGTH",
     "HAIR_STYLES",
     "LLCM_CAMS",
     "LOWER_KINDS",
@@ -59,6 +63,8 @@ __all__ = [
     "LowerGarment",
     "Shoes",
     "UpperGarment",
+    "cross_modal_traits",
+    "look_alike_pairs",
     "render_background",
     "render_crop",
     "render_sprite",

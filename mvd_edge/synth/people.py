@@ -35,6 +35,7 @@ from mvd_edge.modality import Modality
 
 __all__ = [
     "ACCESSORIES",
+    "COAT_LENGTH",
     "HAIR_STYLES",
     "LOWER_KINDS",
     "MATERIALS",
@@ -50,6 +51,8 @@ __all__ = [
     "LowerGarment",
     "Shoes",
     "UpperGarment",
+    "cross_modal_traits",
+    "look_alike_pairs",
     "render_background",
     "render_crop",
     "render_sprite",
@@ -274,7 +277,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         pattern_freq=float(rng.uniform(2.5, 4.5) if pattern == "checks" else rng.uniform(2.5, 6.0)),
         pattern_phase=float(rng.random()),
         sleeves=_pick(rng, SLEEVES, (0.1, 0.4, 0.5)),
-        length=float(rng.uniform(0.07, 0.17) if coat else rng.uniform(0.0, 0.035)),
+        length=float(rng.uniform(0.07, 0.17) if coat else rng.uniform(0.0, 0.035)),  # coat: > COAT_LENGTH
         material=mat,
         emissivity=emis,
         pattern_emissivity_delta=delta,
@@ -312,6 +315,33 @@ def sample_identities(n: int, seed: int) -> list[Identity]:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     seed = _check_seed(seed)
     return [sample_identity(np.random.default_rng([_IDENTITY_TAG, seed, i])) for i in range(int(n))]
+
+
+COAT_LENGTH = 0.06
+"""An upper garment whose hem reaches more than this below the hip (fraction of height) is a coat."""
+
+
+def cross_modal_traits(identity: Identity) -> tuple[str, ...]:
+    """The discrete traits of ``identity`` that show in both modalities.
+
+    Colours show only in RGB and emissivities only in IR, so across modalities people
+    can be told apart only by shape and pattern: hair style, upper-garment pattern,
+    sleeves, coat or not, lower-garment kind and accessory (with the side a shoulder
+    bag hangs on). Body proportions and pattern frequency also show in both, but only
+    as small continuous differences (a few percent of the height); they are left out.
+    """
+    acc = identity.accessory
+    return (identity.hair.style, identity.upper.pattern, identity.upper.sleeves,
+            "coat" if identity.upper.length > COAT_LENGTH else "no coat", identity.lower.kind,
+            acc.kind + (("-left" if acc.side < 0 else "-right") if acc.kind == "shoulder_bag" else ""))
+
+
+def look_alike_pairs(identities: Sequence[Identity]) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of people with the same :func:`cross_modal_traits`:
+    across modalities they differ only by a few percent in body proportions, so even a
+    good cross-modal model may confuse them (like two people in the same uniform)."""
+    traits = [cross_modal_traits(p) for p in identities]
+    return [(i, j) for i in range(len(traits)) for j in range(i + 1, len(traits)) if traits[i] == traits[j]]
 
 
 # --------------------------------------------------------------------------- drawing

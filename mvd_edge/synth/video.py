@@ -19,6 +19,7 @@ Ground truth JSON::
     {"format": "mvd-edge-synth-video", "version": 1,
      "fps": 15.0, "frames": 300, "size": [height, width], "seed": 0,
      "n_ids": 6, "identity_seed": 7919,
+     "look_alikes": [[1, 2], ...],   # pairs of ids with the same cross-modal traits
      "streams": {"ir":  {"modality": "ir",  "video": "ir.mp4",  "mot": "ir.mot.txt",
                          "boxes": [[[id, x, y, w, h, visibility], ...],   # frame 0
                                    ...]},                                  # one list per frame
@@ -33,6 +34,13 @@ whose visible part is narrower than 4 px are left out.
 The people are drawn from ``sample_identities(n_ids, IDENTITY_SEED_BASE + seed)``, so
 with the default seeds they are not the identities of the synthetic training set
 (which uses ``sample_identities(n, seed)`` with small seeds).
+
+``look_alikes`` lists the pairs of people that
+:func:`mvd_edge.synth.people.look_alike_pairs` finds: the same hair style, pattern,
+sleeves, coat, lower garment and accessory, so that across modalities (colour shows only
+in RGB, emissivity only in IR) they differ only by a few percent in body proportions. With
+6 people about 1 draw in 20 has such a pair (seed 2 among seeds 0-3); a matcher may
+confuse them, and a score on such a draw says more about the draw than about the model.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from mvd_edge.synth.people import (
     VIEWS,
     CameraStyle,
     Identity,
+    look_alike_pairs,
     render_background,
     render_sprite,
     sample_camera_style,
@@ -306,7 +315,7 @@ def write_synth_video(out: Path, n_ids: int = 6, seconds: float = 20.0, seed: in
 
     Returns:
         ``{"out", "frames", "fps", "size", "videos": {"ir": path, "rgb": path}, "gt": path,
-        "mot": {"ir": path, "rgb": path} | None, "boxes": {"ir": n, "rgb": n}}``.
+        "mot": {"ir": path, "rgb": path} | None, "boxes": {"ir": n, "rgb": n}, "look_alikes": [[id, id], ...]}``.
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
@@ -344,6 +353,7 @@ def write_synth_video(out: Path, n_ids: int = 6, seconds: float = 20.0, seed: in
     gt = {
         "format": GT_FORMAT, "version": 1, "fps": float(fps), "frames": n_frames, "size": [H, W], "seed": int(seed),
         "n_ids": int(n_ids), "identity_seed": renderer.identity_seed,
+        "look_alikes": [[i + 1, j + 1] for i, j in look_alike_pairs(renderer.identities)],
         "streams": {s: {"modality": renderer.modality[s].short, "video": paths[s].name,
                         "mot": mot_paths[s].name if mot_paths else None, "boxes": per_frame[s]} for s in STREAMS},
     }
@@ -352,4 +362,4 @@ def write_synth_video(out: Path, n_ids: int = 6, seconds: float = 20.0, seed: in
     return {"out": str(out), "frames": n_frames, "fps": float(fps), "size": [H, W],
             "videos": {s: str(paths[s]) for s in STREAMS}, "gt": str(gt_path),
             "mot": {s: str(p) for s, p in mot_paths.items()} if mot_paths else None,
-            "boxes": {s: sum(len(b) for b in per_frame[s]) for s in STREAMS}}
+            "boxes": {s: sum(len(b) for b in per_frame[s]) for s in STREAMS}, "look_alikes": gt["look_alikes"]}
