@@ -34,6 +34,7 @@ without one (a run that was killed) is scored on the pairs ``(k, k)`` for every 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -268,25 +269,35 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
     }
 
 
-def best_setting(grids: list[list[dict[str, Any]]], key: str = "idf1") -> tuple[float, float]:
+def best_setting(grids: list[list[dict[str, Any]]], key: str = "idf1",
+                 target: tuple[float, float] | None = None) -> tuple[float, float]:
     """The matcher setting to use, chosen on validation videos.
 
     ``grids`` has one list per video of rows ``{"threshold", "margin", "precision", "recall",
     "idf1"}`` (the same settings in each). Returns the ``(threshold, margin)`` of the best
-    mean ``key`` over the videos; ties go to the higher mean precision, then to the first
-    setting of the first video's order.
+    mean ``key`` over the videos; with ``target = (precision, recall)``, first of the most
+    videos on which the setting reaches both. Ties go to the higher mean precision, then to
+    the first setting in the first video's order. NaN scores count as the worst.
     """
     if not grids or not grids[0]:
         raise ValueError("best_setting needs at least one video with at least one setting")
     order = [(r["threshold"], r["margin"]) for r in grids[0]]
-    scores: dict[tuple[float, float], list[tuple[float, float]]] = {k: [] for k in order}
+    per: dict[tuple[float, float], list[dict[str, Any]]] = {k: [] for k in order}
     for rows in grids:
         seen = {(r["threshold"], r["margin"]): r for r in rows}
-        if set(seen) != set(order):
-            raise ValueError("best_setting: every video must have been run with the same settings")
+        if set(seen) != set(order) or len(rows) != len(order):
+            raise ValueError("best_setting: every video must have been run with the same settings, once each")
         for k in order:
-            scores[k].append((float(seen[k][key]), float(seen[k]["precision"])))
-    # rounded so that means equal but for float noise count as a tie
-    mean = {k: (round(float(np.mean([a for a, _ in v])), 9), round(float(np.mean([b for _, b in v])), 9))
-            for k, v in scores.items()}
-    return max(order, key=lambda k: mean[k])  # max keeps the first of equal keys
+            per[k].append(seen[k])
+
+    def mean(rows: list[dict[str, Any]], field: str) -> float:
+        m = float(np.mean([float(r[field]) for r in rows]))
+        return -math.inf if math.isnan(m) else round(m, 9)  # rounded: equal but for float noise is a tie
+
+    def rank(k: tuple[float, float]) -> tuple[float, float, float]:
+        rows = per[k]
+        met = 0.0 if target is None else float(sum(r["precision"] >= target[0] and r["recall"] >= target[1]
+                                                    for r in rows))
+        return (met, mean(rows, key), mean(rows, "precision"))
+
+    return max(order, key=rank)  # max keeps the first of equal keys

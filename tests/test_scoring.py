@@ -102,7 +102,7 @@ def test_separability_of_a_colour_embedder_on_a_colour_pair_is_high(colour_pair)
     assert min(r["crop_top1"].values()) > 0.8
     assert r["same_cosine"] > r["other_cosine"]
     assert r["crops"]["ir"] > 20 and r["crops"]["rgb"] > 20
-    assert r["misassigned"] == [] and r["look_alikes"] == json.loads((colour_pair / "gt.json").read_text())["look_alikes"]
+    assert r["misassigned"] == [] and r["look_alikes"] == []  # colour in both views
 
 
 def test_separability_names_the_misassigned_people(colour_pair, tmp_path):
@@ -117,11 +117,11 @@ def test_separability_names_the_misassigned_people(colour_pair, tmp_path):
     gt = json.loads((tmp_path / "gt.json").read_text())
     swap = {1: 2, 2: 1, 3: 3}
     gt["streams"]["rgb"]["boxes"] = [[[swap[b[0]], *b[1:]] for b in frame] for frame in gt["streams"]["rgb"]["boxes"]]
-    gt["look_alikes"] = [[1, 2]]
+    gt["look_alikes"] = [[2, 3]]  # copied from the ground truth as it is
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     r = embedding_separability(ColorHistogramEmbedder(), tmp_path, every=1)
     assert r["misassigned"] == [[1, 2], [2, 1]] and r["identity_assignment"] == pytest.approx(1 / 3)
-    assert r["look_alikes"] == [[1, 2]]
+    assert r["look_alikes"] == [[2, 3]]
 
 
 def test_separability_of_a_random_embedder_is_near_chance(colour_pair):
@@ -161,5 +161,18 @@ def test_best_setting_is_the_best_mean_over_validation_videos():
     assert best_setting([[_row(0.3, 0.0, 0.2), _row(0.4, 0.0, 0.2)]]) == (0.3, 0.0)  # all equal: the first
     with pytest.raises(ValueError, match="same settings"):
         best_setting([v1, v2[:2]])
+    with pytest.raises(ValueError, match="same settings"):
+        best_setting([v1, v2 + [v2[0]]])
     with pytest.raises(ValueError, match="at least one"):
         best_setting([])
+
+
+def test_best_setting_for_a_target_counts_the_videos_that_meet_it_and_nan_is_worst():
+    def row(th, p, r, idf1):
+        return {"threshold": th, "margin": 0.0, "precision": p, "recall": r, "idf1": idf1}
+
+    v1 = [row(0.2, 0.95, 0.85, 0.80), row(0.3, 0.99, 0.70, 0.95)]
+    v2 = [row(0.2, 0.92, 0.81, 0.80), row(0.3, 0.80, 0.95, 0.95)]
+    assert best_setting([v1, v2]) == (0.3, 0.0)  # best mean IDF1, but meets the target nowhere
+    assert best_setting([v1, v2], target=(0.9, 0.8)) == (0.2, 0.0)  # meets it on both
+    assert best_setting([[row(0.2, 0.5, 0.5, float("nan")), row(0.3, 0.5, 0.5, 0.1)]]) == (0.3, 0.0)

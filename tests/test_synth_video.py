@@ -99,3 +99,5 @@ def test_bad_arguments():
 def test_ground_truth_names_look_alikes(tmp_path):
     gt = json.loads(open(write_synth_video(tmp_path / "v", n_ids=6, seconds=0.2, seed=2, size=(72, 128))["gt"]).read())
     assert gt["look_alikes"] == [[1, 2]]  # 1-based ids, as the boxes
+    colour = write_synth_video(tmp_path / "c", n_ids=6, seconds=0.2, seed=2, size=(72, 128), ir_modality="rgb")
+    assert colour["look_alikes"] == []  # colour shows in both views: nobody looks alike

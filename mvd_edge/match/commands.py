@@ -185,7 +185,8 @@ def register(app: typer.Typer) -> None:
         if s["look_alikes"]:
             pairs = ", ".join(f"{a} & {b}" for a, b in s["look_alikes"])
             console.print(f"[yellow]look-alikes:[/] people {pairs} share every trait that shows in both modalities "
-                          "(hair, pattern, sleeves, coat, lower garment, accessory); a matcher may confuse them")
+                          "(hair, pattern, sleeves, coat, lower garment, accessory; similar stripes and lengths): "
+                          "a cross-modal matcher may confuse them")
 
     @app.command("score-matches")
     @_friendly

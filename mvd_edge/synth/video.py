@@ -19,7 +19,7 @@ Ground truth JSON::
     {"format": "mvd-edge-synth-video", "version": 1,
      "fps": 15.0, "frames": 300, "size": [height, width], "seed": 0,
      "n_ids": 6, "identity_seed": 7919,
-     "look_alikes": [[1, 2], ...],   # pairs of ids with the same cross-modal traits
+     "look_alikes": [[1, 2], ...],   # pairs of ids that look alike across modalities
      "streams": {"ir":  {"modality": "ir",  "video": "ir.mp4",  "mot": "ir.mot.txt",
                          "boxes": [[[id, x, y, w, h, visibility], ...],   # frame 0
                                    ...]},                                  # one list per frame
@@ -36,11 +36,13 @@ with the default seeds they are not the identities of the synthetic training set
 (which uses ``sample_identities(n, seed)`` with small seeds).
 
 ``look_alikes`` lists the pairs of people that
-:func:`mvd_edge.synth.people.look_alike_pairs` finds: the same hair style, pattern,
-sleeves, coat, lower garment and accessory, so that across modalities (colour shows only
-in RGB, emissivity only in IR) they differ only by a few percent in body proportions. With
-6 people about 1 draw in 20 has such a pair (seed 2 among seeds 0-3); a matcher may
-confuse them, and a score on such a draw says more about the draw than about the model.
+:func:`mvd_edge.synth.people.look_alike` (the same hair style, pattern, sleeves, coat,
+lower garment and accessory, with similar stripe frequency and garment lengths), so
+that across modalities (colour shows only in RGB, emissivity only in IR) they differ only
+by a few percent in body proportions. About 1 draw of 6 people in 35 has such a pair
+(seed 2 among seeds 0-15); a matcher may confuse them, and a score on such a draw says
+more about the draw than about the model. It is ``[]`` when the IR view is rendered in
+colour (``ir_modality="rgb"``): then colour tells everyone apart.
 """
 
 from __future__ import annotations
@@ -353,7 +355,8 @@ def write_synth_video(out: Path, n_ids: int = 6, seconds: float = 20.0, seed: in
     gt = {
         "format": GT_FORMAT, "version": 1, "fps": float(fps), "frames": n_frames, "size": [H, W], "seed": int(seed),
         "n_ids": int(n_ids), "identity_seed": renderer.identity_seed,
-        "look_alikes": [[i + 1, j + 1] for i, j in look_alike_pairs(renderer.identities)],
+        "look_alikes": [] if renderer.modality["ir"] is Modality.VISIBLE else
+        [[i + 1, j + 1] for i, j in look_alike_pairs(renderer.identities)],
         "streams": {s: {"modality": renderer.modality[s].short, "video": paths[s].name,
                         "mot": mot_paths[s].name if mot_paths else None, "boxes": per_frame[s]} for s in STREAMS},
     }
