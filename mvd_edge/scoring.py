@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["best_setting", "embedding_separability", "load_ground_truth", "score_matches"]
+__all__ = ["best_setting", "embedding_separability", "load_ground_truth", "meets_target", "score_matches"]
 
 
 def load_ground_truth(path: str | Path) -> dict[str, Any]:
@@ -199,7 +199,7 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
     cosine of an identity's IR and RGB descriptors), ``"other_cosine"`` (mean over
     identities of the highest cosine to another identity's descriptor in the other stream),
     ``"misassigned"`` (the ``[ir_id, rgb_id]`` pairs that assignment got wrong),
-    ``"look_alikes"`` (the ground truth's pairs of people with the same cross-modal traits,
+    ``"look_alikes"`` (the ground truth's pairs of people who look alike across modalities,
     ``[]`` for older files), ``"crops": {"ir", "rgb"}``, ``"identities"``}``.
     """
     import cv2
@@ -269,6 +269,11 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
     }
 
 
+def meets_target(row: dict[str, Any], target: tuple[float, float]) -> bool:
+    """Whether a scored matcher run (``{"precision", "recall", ...}``) reaches ``target = (precision, recall)``."""
+    return row["precision"] >= target[0] and row["recall"] >= target[1]
+
+
 def best_setting(grids: list[list[dict[str, Any]]], key: str = "idf1",
                  target: tuple[float, float] | None = None) -> tuple[float, float]:
     """The matcher setting to use, chosen on validation videos.
@@ -285,7 +290,7 @@ def best_setting(grids: list[list[dict[str, Any]]], key: str = "idf1",
     per: dict[tuple[float, float], list[dict[str, Any]]] = {k: [] for k in order}
     for rows in grids:
         seen = {(r["threshold"], r["margin"]): r for r in rows}
-        if set(seen) != set(order) or len(rows) != len(order):
+        if len(seen) != len(rows) or set(seen) != set(order):
             raise ValueError("best_setting: every video must have been run with the same settings, once each")
         for k in order:
             per[k].append(seen[k])
@@ -296,8 +301,7 @@ def best_setting(grids: list[list[dict[str, Any]]], key: str = "idf1",
 
     def rank(k: tuple[float, float]) -> tuple[float, float, float]:
         rows = per[k]
-        met = 0.0 if target is None else float(sum(r["precision"] >= target[0] and r["recall"] >= target[1]
-                                                    for r in rows))
+        met = 0.0 if target is None else float(sum(meets_target(r, target) for r in rows))
         return (met, mean(rows, key), mean(rows, "precision"))
 
     return max(order, key=rank)  # max keeps the first of equal keys

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mvd_edge.scoring import best_setting, load_ground_truth, score_matches
+from mvd_edge.scoring import best_setting, load_ground_truth, meets_target, score_matches
 
 A = [10, 10, 20, 40]  # x, y, w, h
 B = [100, 10, 20, 40]
@@ -176,3 +176,6 @@ def test_best_setting_for_a_target_counts_the_videos_that_meet_it_and_nan_is_wor
     assert best_setting([v1, v2]) == (0.3, 0.0)  # best mean IDF1, but meets the target nowhere
     assert best_setting([v1, v2], target=(0.9, 0.8)) == (0.2, 0.0)  # meets it on both
     assert best_setting([[row(0.2, 0.5, 0.5, float("nan")), row(0.3, 0.5, 0.5, 0.1)]]) == (0.3, 0.0)
+    assert meets_target(row(0.2, 0.9, 0.8, 0.0), (0.9, 0.8))  # the bounds themselves meet it
+    assert not meets_target(row(0.2, 0.899, 0.95, 0.0), (0.9, 0.8))
+    assert not meets_target(row(0.2, 0.95, 0.799, 0.0), (0.9, 0.8))

@@ -35,10 +35,9 @@ The people are drawn from ``sample_identities(n_ids, IDENTITY_SEED_BASE + seed)`
 with the default seeds they are not the identities of the synthetic training set
 (which uses ``sample_identities(n, seed)`` with small seeds).
 
-``look_alikes`` lists the pairs of people that
-:func:`mvd_edge.synth.people.look_alike` (the same hair style, pattern, sleeves, coat,
-lower garment and accessory, with similar stripe frequency and garment lengths), so
-that across modalities (colour shows only in RGB, emissivity only in IR) they differ only
+``look_alikes`` lists the pairs of people that :func:`mvd_edge.synth.people.look_alike`
+finds (the same hair style, pattern, sleeves, coat, lower garment and accessory, with
+similar stripe frequency and garment lengths), so that across modalities (colour shows only in RGB, emissivity only in IR) they differ only
 by a few percent in body proportions. About 1 draw of 6 people in 35 has such a pair
 (seed 2 among seeds 0-15); a matcher may confuse them, and a score on such a draw says
 more about the draw than about the model. It is ``[]`` when the IR view is rendered in
