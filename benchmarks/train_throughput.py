@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from mvd_edge.modality import Modality
 from mvd_edge.model import MVDNet
 from mvd_edge.train.losses import LossWeights, mvd_loss
 
@@ -34,6 +35,8 @@ def measure(backbone: str, batch: int, size: tuple[int, int], device: str, amp: 
     ids = max(2, batch // (2 * k))
     x = torch.randn(ids * 2 * k, 3, *size, device=device)
     labels = torch.arange(ids, device=device).repeat_interleave(2 * k)
+    # the sampler's layout: per identity k visible then k infrared images (cross-modal VCD/VML pair them)
+    mods = torch.tensor([int(Modality.VISIBLE)] * k + [int(Modality.INFRARED)] * k, device=device).repeat(ids)
     times = []
     for i in range(warmup + steps):
         if device.startswith("cuda"):
@@ -41,7 +44,7 @@ def measure(backbone: str, batch: int, size: tuple[int, int], device: str, amp: 
         t0 = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
             out = model(x)
-        loss, _ = mvd_loss(out, labels, LossWeights())
+        loss, _ = mvd_loss(out, labels, LossWeights(), mods)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

@@ -71,6 +71,12 @@ class LossConfig:
     vsd: float = 2.0
     vcd: float = 2.0
     vml: float = 2.0
+    vsd_on: str = "all"  # all (the four observations) | specific (rgb and ir only, as in the authors' release)
+    vcd_pairs: str = "both"  # shared | both | cross-modal | cross-all: where VCD and VML act (docs/method.md)
+    temperature: float = 1.0  # distillation temperature of VSD, VCD and VML (terms scaled by T^2)
+    ramp: float = 0.0  # VCD/VML ramp-in: 0 during optim.warmup_epochs, full weight at this fraction of training; 0 = off
+    kl_form: str = "correct"  # correct | release (the authors' probabilities-as-log-probabilities call, a control)
+    grad_log: bool = True  # log each term's shared-trunk gradient norm / CE's on the first batch of every epoch
 
 
 @dataclass
@@ -224,6 +230,9 @@ def validate_train_config(cfg: TrainConfig) -> None:
         "synth.render": (cfg.synth.render, ("crops", "scenes")),
         "model.backbone": (cfg.model.backbone, ("resnet50", "resnet18", "tiny")),
         "loss.metric_kind": (cfg.loss.metric_kind, ("triplet", "rll")),
+        "loss.vsd_on": (cfg.loss.vsd_on, ("all", "specific")),
+        "loss.vcd_pairs": (cfg.loss.vcd_pairs, ("shared", "both", "cross-modal", "cross-all")),
+        "loss.kl_form": (cfg.loss.kl_form, ("correct", "release")),
         "optim.schedule": (cfg.optim.schedule, ("cosine", "step")),
         "eval.recipe": (cfg.eval.recipe, ("full", "shared", "z")),
     }
@@ -259,5 +268,12 @@ def validate_train_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"model.last_stride must be 1 or 2, got {cfg.model.last_stride}")
     if cfg.model.bottleneck_dims is not None and len(cfg.model.bottleneck_dims) != 3:
         raise ConfigError("model.bottleneck_dims must list three sizes, e.g. [1000, 500, 512]")
+    if not cfg.loss.temperature > 0:
+        raise ConfigError(f"loss.temperature must be > 0, got {cfg.loss.temperature}")
+    if not 0.0 <= cfg.loss.ramp <= 1.0:
+        raise ConfigError(f"loss.ramp must be in [0, 1] (a fraction of training; 0 = off), got {cfg.loss.ramp}")
+    for key in ("ce", "metric", "dml", "vsd", "vcd", "vml"):
+        if getattr(cfg.loss, key) < 0:
+            raise ConfigError(f"loss.{key} must be >= 0, got {getattr(cfg.loss, key)}")
     if cfg.optim.warmup_epochs < 0:
         raise ConfigError(f"optim.warmup_epochs must be >= 0, got {cfg.optim.warmup_epochs}")

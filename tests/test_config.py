@@ -59,6 +59,11 @@ def test_choice_and_range_checks():
         load_train_config(None, ["synth.render=scenes", "synth.scene_people=0"])
     with pytest.raises(ConfigError, match="not found"):
         load_train_config("/nonexistent/cfg.yaml")
+    for bad, key in (("loss.vcd_pairs=pairs", r"loss\.vcd_pairs"), ("loss.vsd_on=none", r"loss\.vsd_on"),
+                     ("loss.kl_form=wrong", r"loss\.kl_form"), ("loss.temperature=0", r"loss\.temperature"),
+                     ("loss.ramp=1.5", r"loss\.ramp"), ("loss.vcd=-1", r"loss\.vcd")):
+        with pytest.raises(ConfigError, match=key):
+            load_train_config(None, [bad])
 
 
 def test_shipped_configs_load():

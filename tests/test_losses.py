@@ -174,3 +174,187 @@ def test_label_smoothing_is_applied():
     _, smooth = mvd_loss(out, labels, LossWeights(ce=1, metric=0, dml=0, vsd=0, vcd=0, vml=0, label_smoothing=0.1))
     assert sharp["ce"] < 1e-6
     assert smooth["ce"] > 1.0  # confident correct logits are penalised under eps=0.1
+
+
+# ---------------------------------------------------------------- pairing, placement, ramp, release form
+from mvd_edge.modality import Modality  # noqa: E402
+from mvd_edge.train.losses import (  # noqa: E402
+    cross_modal_rows,
+    kl_teacher_student,
+    loss_terms,
+    ramp_factor,
+    release_kl,
+    trunk_gradient_fractions,
+    view_pairs,
+)
+
+V, I = int(Modality.VISIBLE), int(Modality.INFRARED)
+
+
+def _np_vcd(v1, z1, v2, z2):
+    """Hand VCD over paired rows: mean_i KL(p(v2_i)||p(z1_i)) + mean_i KL(p(v1_i)||p(z2_i))."""
+    n = len(v1)
+    return (np.mean([_kl(_softmax(v2[i]), _softmax(z1[i])) for i in range(n)])
+            + np.mean([_kl(_softmax(v1[i]), _softmax(z2[i])) for i in range(n)]))
+
+
+def _np_jsd(a, b):
+    out = []
+    for i in range(len(a)):
+        p, q = _softmax(a[i]), _softmax(b[i])
+        m = (p + q) / 2
+        out.append(0.5 * _kl(p, m) + 0.5 * _kl(q, m))
+    return float(np.mean(out))
+
+
+def _batch(seed=0):
+    """8 samples, 2 identities; identity 0 laid out V V I I, identity 1 interleaved I V I V."""
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    mods = torch.tensor([V, V, I, I, I, V, I, V])
+    out = _fake_outputs(n=8, c=5, seed=seed)
+    return out, labels, mods
+
+
+def test_cross_modal_rows_pair_jth_visible_with_jth_infrared_of_the_same_identity():
+    _, labels, mods = _batch()
+    rv, ri = cross_modal_rows(labels, mods)
+    assert rv.tolist() == [0, 1, 5, 7]
+    assert ri.tolist() == [2, 3, 4, 6]
+    # an identity seen in one modality only contributes nothing; unequal counts pair min(a, b)
+    rv, ri = cross_modal_rows(torch.tensor([0, 0, 0, 1, 1]), torch.tensor([V, V, I, V, V]))
+    assert rv.tolist() == [0] and ri.tolist() == [2]
+    with pytest.raises(ValueError, match="both modalities"):
+        view_pairs("cross-modal", torch.tensor([0, 1]), torch.tensor([V, V]))
+
+
+@pytest.mark.parametrize("pairing", ["shared", "both", "cross-modal", "cross-all"])
+def test_each_pairing_pairs_exactly_the_tensors_it_names(pairing):
+    out, labels, mods = _batch()
+    lv = {n: out[n]["logits_v"].detach().numpy().astype(np.float64) for n in out}
+    lz = {n: out[n]["logits_z"].detach().numpy().astype(np.float64) for n in out}
+    rv, ri = [0, 1, 5, 7], [2, 3, 4, 6]
+    every = list(range(8))
+    hand = {  # (obs_a, rows_a, obs_b, rows_b) per pair, written out by hand
+        "shared": [("shared_x", every, "shared_g", every)],
+        "both": [("rgb", every, "ir", every), ("shared_x", every, "shared_g", every)],
+        "cross-modal": [("shared_x", rv, "shared_x", ri)],
+        "cross-all": [("rgb", rv, "ir", ri), ("shared_x", rv, "shared_x", ri)],
+    }
+    w = LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=1, vcd_pairs=pairing)
+    terms = loss_terms(out, labels, w, mods)
+    exp_vcd = np.mean([_np_vcd(lv[a][ra], lz[a][ra], lv[b][rb], lz[b][rb]) for a, ra, b, rb in hand[pairing]])
+    exp_vml = np.mean([_np_jsd(lz[a][ra], lz[b][rb]) for a, ra, b, rb in hand[pairing]])
+    assert float(terms["vcd"]) == pytest.approx(exp_vcd, rel=1e-5)
+    assert float(terms["vml"]) == pytest.approx(exp_vml, rel=1e-5)
+    # every other pairing gives a different value on this batch (the test can tell them apart)
+    for other in hand:
+        if other != pairing:
+            alt = loss_terms(out, labels, LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=1, vcd_pairs=other),
+                             mods)
+            assert abs(float(alt["vcd"]) - exp_vcd) > 1e-3
+
+
+@pytest.mark.parametrize("pairing", ["shared", "both", "cross-modal", "cross-all"])
+def test_vcd_gradient_reaches_only_the_students_and_vml_both_sides(pairing):
+    out, labels, mods = _batch(seed=3)
+    terms = loss_terms(out, labels, LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=0, vcd_pairs=pairing), mods)
+    terms["vcd"].backward()
+    for n in out:
+        assert out[n]["logits_v"].grad is None  # teachers: stop-gradient
+    involved = {o for a, b in [(p.obs_a, p.obs_b) for p in view_pairs(pairing, labels, mods)] for o in (a, b)}
+    for n in out:
+        g = out[n]["logits_z"].grad
+        assert (g is not None and torch.count_nonzero(g) > 0) == (n in involved)
+    out, labels, mods = _batch(seed=4)
+    terms = loss_terms(out, labels, LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=0, vml=1, vcd_pairs=pairing), mods)
+    terms["vml"].backward()
+    for p in view_pairs(pairing, labels, mods):  # VML trains both sides of every pair
+        for obs, rows in ((p.obs_a, p.rows_a), (p.obs_b, p.rows_b)):
+            g = out[obs]["logits_z"].grad
+            g = g if rows is None else g[rows]
+            assert torch.count_nonzero(g.abs().sum(1)) == len(g)
+
+
+def test_cross_modal_vml_is_symmetric_in_the_two_modalities():
+    out, labels, mods = _batch(seed=5)
+    w = LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=0, vml=1, vcd_pairs="cross-modal")
+    swapped = torch.where(mods == V, torch.tensor(I), torch.tensor(V))  # visible and infrared roles exchanged
+    a = float(loss_terms(out, labels, w, mods)["vml"])
+    b = float(loss_terms(out, labels, w, swapped)["vml"])
+    assert a == pytest.approx(b, rel=1e-6)
+    # VCD is not symmetric in general, but swapping roles swaps its two halves: same sum
+    w2 = LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=0, vcd_pairs="cross-modal")
+    assert float(loss_terms(out, labels, w2, mods)["vcd"]) == pytest.approx(
+        float(loss_terms(out, labels, w2, swapped)["vcd"]), rel=1e-6)
+
+
+def test_vsd_placement_specific_uses_rgb_and_ir_only():
+    out, labels, _ = _batch(seed=6)
+    spec = loss_terms(out, labels, LossWeights(ce=0, metric=0, dml=0, vsd=1, vcd=0, vml=0, vsd_on="specific"))
+    every = loss_terms(out, labels, LossWeights(ce=0, metric=0, dml=0, vsd=1, vcd=0, vml=0, vsd_on="all"))
+    each = {n: float(vsd_loss(out[n]["logits_v"], out[n]["logits_z"])) for n in out}
+    assert float(spec["vsd"]) == pytest.approx((each["rgb"] + each["ir"]) / 2, rel=1e-6)
+    assert float(every["vsd"]) == pytest.approx(np.mean(list(each.values())), rel=1e-6)
+
+
+def test_temperature_softens_and_scales_by_t_squared():
+    t, s = torch.tensor([[3.0, 0.0, -1.0]]), torch.tensor([[0.0, 1.0, 0.5]])
+    T = 4.0
+    expect = _kl(_softmax((t[0] / T).tolist()), _softmax((s[0] / T).tolist())) * T * T
+    assert float(kl_teacher_student(t, s, temperature=T)) == pytest.approx(expect, rel=1e-5)
+    p, q = _softmax((s[0] / T).tolist()), _softmax((t[0] / T).tolist())
+    m = (p + q) / 2
+    assert float(vml_loss(s, t, temperature=T)) == pytest.approx((0.5 * _kl(p, m) + 0.5 * _kl(q, m)) * T * T, rel=1e-5)
+
+
+def test_release_form_matches_a_hand_computation():
+    teacher = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    student = torch.tensor([[0.0, 1.0, 0.0], [1.0, -1.0, 2.0]], requires_grad=True)
+    # release: kl_div(input=softmax(student), target=softmax(teacher)), batchmean:
+    # (1/N) sum_i sum_c pt * (log pt - ps)   (probabilities where log-probabilities belong)
+    pt = [_softmax(r) for r in teacher.tolist()]
+    ps = [_softmax(r) for r in student.detach().tolist()]
+    expect = np.mean([sum(a * (math.log(a) - b) for a, b in zip(pt[i], ps[i])) for i in range(2)])
+    val = release_kl(teacher, student)
+    assert float(val) == pytest.approx(expect, rel=1e-6)
+    assert float(kl_teacher_student(teacher, student, form="release")) == pytest.approx(expect, rel=1e-6)
+    # it is not the KL, and it is not zero when the distributions agree (unlike the KL)
+    assert float(val) != pytest.approx(float(kl_teacher_student(teacher, student)), rel=1e-2)
+    assert abs(float(release_kl(teacher, teacher))) > 0.1
+    # its gradient on the student logits is that of -(1/N) sum pt*ps: far weaker than the KL's
+    val.backward()
+    g_release = student.grad.clone()
+    student.grad = None
+    kl_teacher_student(teacher, student).backward()
+    assert float(g_release.norm()) < 0.5 * float(student.grad.norm())
+
+
+def test_ramp_is_zero_during_warmup_then_linear_to_full():
+    assert ramp_factor(0.0, warmup=2, full_at=6) == 0.0
+    assert ramp_factor(1.99, warmup=2, full_at=6) == 0.0
+    assert ramp_factor(2.0, warmup=2, full_at=6) == 0.0
+    assert ramp_factor(4.0, warmup=2, full_at=6) == pytest.approx(0.5)
+    assert ramp_factor(6.0, warmup=2, full_at=6) == 1.0
+    assert ramp_factor(11.5, warmup=2, full_at=6) == 1.0
+    assert ramp_factor(2.5, warmup=2, full_at=1) == 1.0  # full_at inside the warm-up: a step at its end
+    # the ramp scales VCD and VML only
+    out, labels, mods = _batch(seed=7)
+    w = LossWeights(ce=1, metric=0, dml=0, vsd=1, vcd=1, vml=1)
+    t0, parts = mvd_loss(out, labels, w, mods, ramp=0.0)
+    assert parts["total"] == pytest.approx(parts["ce"] + parts["vsd"], rel=1e-6)
+    _, half = mvd_loss(out, labels, w, mods, ramp=0.5)
+    assert half["total"] == pytest.approx(parts["ce"] + parts["vsd"] + 0.5 * (parts["vcd"] + parts["vml"]), rel=1e-6)
+
+
+def test_trunk_gradient_fractions_are_norm_ratios():
+    torch.manual_seed(0)
+    wgt = torch.randn(4, 3, requires_grad=True)
+    x = torch.randn(5, 4)
+    y = x @ wgt
+    terms = {"ce": (y ** 2).sum(), "vcd": y.sum()}
+    w = LossWeights(ce=1, metric=0, dml=0, vsd=0, vcd=2, vml=0)
+    fr = trunk_gradient_fractions(terms, w, [wgt], ramp=0.5)
+    g_ce = torch.autograd.grad((y ** 2).sum(), wgt, retain_graph=True)[0]
+    g_vcd = torch.autograd.grad(y.sum(), wgt, retain_graph=True)[0]
+    assert fr["vcd"] == pytest.approx(float((2 * 0.5 * g_vcd).norm() / g_ce.norm()), rel=1e-5)
+    assert wgt.grad is None  # nothing accumulated: the training step's backward is untouched

@@ -99,6 +99,25 @@ def test_run_writes_checkpoints_logs_and_test_results(tmp_path, synth_root):
     assert summary["best"]["epoch"] == 1 + max(range(2), key=lambda i: val[i])
 
 
+def test_log_has_ramp_and_gradient_fractions_and_cross_modal_trains(tmp_path, synth_root):
+    """Ramp 0 through the warm-up epoch; each active term's shared-trunk gradient / CE's logged every epoch."""
+    cfg = _cfg(tmp_path / "run", synth_root, ["optim.epochs=3", "optim.warmup_epochs=1", "loss.ramp=1.0",
+                                               "loss.vcd_pairs=cross-modal", "loss.vcd=0.5", "loss.vml=0.5"])
+    Trainer(cfg, progress=False).fit()
+    rows = list(csv.DictReader(open(Path(cfg.out) / "log.csv")))
+    assert [float(r["ramp"]) for r in rows][0] == 0.0  # epoch 1 is the warm-up
+    assert 0.0 < float(rows[1]["ramp"]) < 1.0 and float(rows[1]["ramp"]) < float(rows[2]["ramp"])
+    for r in rows:
+        assert {"grad_metric", "grad_dml", "grad_vsd", "grad_vcd", "grad_vml"} <= set(r)
+        assert float(r["grad_vsd"]) > 0
+    assert float(rows[0]["grad_vcd"]) == 0.0 and float(rows[2]["grad_vcd"]) > 0  # ramped in after the warm-up
+    assert float(rows[2]["grad_dml"]) == 0.0  # DML acts on the specific branches, never the shared trunk
+    off = _cfg(tmp_path / "off", synth_root, ["optim.epochs=1", "loss.vcd=0", "loss.vml=0", "loss.grad_log=false"])
+    Trainer(off, progress=False).fit()
+    row = next(csv.DictReader(open(Path(off.out) / "log.csv")))
+    assert not any(k.startswith("grad_") for k in row) and float(row["ramp"]) == 1.0
+
+
 def test_resume_continues_exactly_where_it_stopped(tmp_path, synth_root):
     extra = ["optim.epochs=2", "optim.warmup_epochs=1", "seed=5"]
     straight = Trainer(_cfg(tmp_path / "a", synth_root, extra), progress=False)

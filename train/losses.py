@@ -1,7 +1,7 @@
-"""MVD losses, with the paper's formulas done right (PAPER.md).
+"""MVD losses, with the paper's formulas done right (PAPER.md, docs/method.md).
 
-Notation: ``p(y|v)`` and ``p(y|z)`` are the softmax predictions of the identity
-classifiers on an observation ``v`` and on its bottleneck representation ``z``.
+Notation: ``p(y|v)`` and ``p(y|z)`` are the softmax predictions (at temperature ``T``) of
+the identity classifiers on an observation ``v`` and on its bottleneck representation ``z``.
 
 * VSD (per observation):           KL( sg[p(y|v)] || p(y|z) )
 * VCD (across the two views 1, 2): KL( sg[p(y|v2)] || p(y|z1) ) + KL( sg[p(y|v1)] || p(y|z2) )
@@ -10,15 +10,31 @@ classifiers on an observation ``v`` and on its bottleneck representation ``z``.
 
 ``sg`` is stop-gradient: the teacher side receives no gradient. ``torch.nn.functional.
 kl_div(input, target)`` computes KL(target || input) and expects ``input`` as log-
-probabilities; the authors' release passed probabilities there, which we do not.
+probabilities; the authors' release passed probabilities there (``kl_form="release"``
+reproduces that form as a control; see :func:`release_kl`). With a temperature ``T`` the
+distillation terms (VSD, VCD, VML) compare ``softmax(logits / T)`` and are scaled by ``T**2``
+(Hinton et al.) so their gradient scale does not depend on ``T``.
 
-View pairs (``VIEW_PAIRS``): the two modality-specific observations (``rgb`` on x, ``ir`` on
-the grayscale view g) and the shared branch's two views (``shared_x``, ``shared_g``). VSD
-applies to all four observations.
+Where VCD and VML act (``VCD_PAIRINGS``, config ``loss.vcd_pairs``); a *view pair* names two
+observations and which rows (samples) of the batch stand for each side:
 
-Total: L = ce*CE + metric*Metric + dml*DML + vsd*VSD + vcd*VCD + vml*VML, each term
-averaged over the observations/pairs it applies to so the weights do not depend on how
-many there are. Defaults (``LossWeights``): ce 1, metric 1, dml 1, vsd 2, vcd 2, vml 2.
+* ``shared``:      the shared branch on an image ``x`` and on its own grayscale ``g``
+  (``shared_x`` row i with ``shared_g`` row i) - what the authors' release pairs;
+* ``both``:        ``shared`` plus the modality-specific pair on the same image
+  (``rgb`` on x row i with ``ir`` on g row i);
+* ``cross-modal``: the shared branch on visible sample j with the shared branch on infrared
+  sample j *of the same identity* (``shared_x`` rows; the j-th visible and j-th infrared
+  image of each identity in batch order, as the sampler lays them out) - two views of one
+  person through the two modalities, as the paper describes VCD/VML on the modal-shared branch;
+* ``cross-all``:   ``cross-modal`` plus each specific branch on its own modality
+  (``rgb`` on visible sample j with ``ir`` on infrared sample j).
+
+VSD placement (``VSD_PLACEMENTS``, config ``loss.vsd_on``): ``all`` four observations, or
+``specific`` (``rgb`` and ``ir`` only, as in the release).
+
+Total: L = ce*CE + metric*Metric + dml*DML + vsd*VSD + ramp*(vcd*VCD + vml*VML), each term
+averaged over the observations/pairs it applies to so the weights do not depend on how many
+there are. ``ramp`` in [0, 1] is the trainer's ramp-in factor (:func:`ramp_factor`).
 """
 
 from __future__ import annotations
@@ -28,41 +44,152 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-VIEW_PAIRS: tuple[tuple[str, str], ...] = (("rgb", "ir"), ("shared_x", "shared_g"))
+from mvd_edge.modality import Modality
+
+VCD_PAIRINGS: tuple[str, ...] = ("shared", "both", "cross-modal", "cross-all")
+VSD_PLACEMENTS: tuple[str, ...] = ("all", "specific")
+KL_FORMS: tuple[str, ...] = ("correct", "release")
 DML_PAIR: tuple[str, str] = ("rgb", "ir")
+SPECIFIC: tuple[str, ...] = ("rgb", "ir")
+# the terms whose gradient on the shared trunk the trainer logs as a fraction of CE's
+TERMS: tuple[str, ...] = ("ce", "metric", "dml", "vsd", "vcd", "vml")
 
 
-def kl_teacher_student(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
-    """KL( sg[softmax(teacher)] || softmax(student) ), mean over the batch. ``[N, C]`` -> scalar."""
+@dataclass(frozen=True)
+class ViewPair:
+    """Two observations and the batch rows that stand for each side (``None`` = every row, in order).
+
+    ``rows_a[j]`` and ``rows_b[j]`` are paired; both are ``LongTensor [M]`` or both ``None``.
+    """
+
+    obs_a: str
+    obs_b: str
+    rows_a: torch.Tensor | None = None
+    rows_b: torch.Tensor | None = None
+
+    def take(self, outputs: dict[str, dict[str, torch.Tensor]], key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = outputs[self.obs_a][key], outputs[self.obs_b][key]
+        if self.rows_a is not None:
+            a, b = a[self.rows_a], b[self.rows_b]
+        return a, b
+
+
+def cross_modal_rows(labels: torch.Tensor, modalities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair visible sample j with infrared sample j of the same identity, in batch order.
+
+    ``labels [N]`` identity labels, ``modalities [N]`` ``Modality`` values. Returns
+    ``(visible_rows [M], infrared_rows [M])``; an identity with ``a`` visible and ``b``
+    infrared samples contributes ``min(a, b)`` pairs. Identities seen in one modality only
+    contribute none.
+    """
+    labels_l = labels.tolist()
+    mods_l = [Modality(int(m)) for m in modalities.tolist()]
+    vis: dict[int, list[int]] = {}
+    ir: dict[int, list[int]] = {}
+    for i, (y, m) in enumerate(zip(labels_l, mods_l)):
+        (vis if m is Modality.VISIBLE else ir).setdefault(y, []).append(i)
+    rows_v: list[int] = []
+    rows_i: list[int] = []
+    for y in dict.fromkeys(labels_l):  # identities in order of first appearance
+        v, r = vis.get(y, []), ir.get(y, [])
+        m = min(len(v), len(r))
+        rows_v += v[:m]
+        rows_i += r[:m]
+    dev = labels.device
+    return torch.tensor(rows_v, dtype=torch.long, device=dev), torch.tensor(rows_i, dtype=torch.long, device=dev)
+
+
+def view_pairs(pairing: str, labels: torch.Tensor | None = None,
+               modalities: torch.Tensor | None = None) -> list[ViewPair]:
+    """The view pairs VCD and VML act on for ``pairing`` (see the module docstring)."""
+    if pairing == "shared":
+        return [ViewPair("shared_x", "shared_g")]
+    if pairing == "both":
+        return [ViewPair("rgb", "ir"), ViewPair("shared_x", "shared_g")]
+    if pairing in ("cross-modal", "cross-all"):
+        if labels is None or modalities is None:
+            raise ValueError(f"loss.vcd_pairs={pairing!r} needs the batch's labels and modalities")
+        rv, ri = cross_modal_rows(labels, modalities)
+        if len(rv) == 0:
+            raise ValueError(f"loss.vcd_pairs={pairing!r}: the batch holds no identity seen in both modalities")
+        pairs = [ViewPair("shared_x", "shared_x", rv, ri)]
+        if pairing == "cross-all":
+            pairs.insert(0, ViewPair("rgb", "ir", rv, ri))
+        return pairs
+    raise ValueError(f"unknown loss.vcd_pairs {pairing!r}; choose one of {', '.join(VCD_PAIRINGS)}")
+
+
+def release_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+    """The KL call of the authors' release, reproduced as a control (not the paper's KL).
+
+    The release calls the KL with *probabilities* where log-probabilities belong:
+    ``kl_div(softmax(student), softmax(teacher), reduction="batchmean")``, which computes
+    ``(1/N) * sum_i sum_c p_t[i,c] * (log p_t[i,c] - p_s[i,c])``. Teacher side stopped here as in
+    every other term. Its gradient with respect to the student probabilities is ``-p_t / N``:
+    a push towards the teacher's top class bounded by 1/N per sample, not the KL's
+    ``(p_s - p_t) / N`` on the logits. ``[N, C]`` -> scalar.
+    """
     target = F.softmax(teacher_logits.detach().float(), dim=1)
-    return F.kl_div(F.log_softmax(student_logits.float(), dim=1), target, reduction="batchmean")
+    return F.kl_div(F.softmax(student_logits.float(), dim=1), target, reduction="batchmean")
 
 
-def vsd_loss(logits_v: torch.Tensor, logits_z: torch.Tensor) -> torch.Tensor:
+def kl_teacher_student(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float = 1.0,
+                       form: str = "correct") -> torch.Tensor:
+    """KL( sg[softmax(teacher/T)] || softmax(student/T) ) * T**2, mean over the batch. ``[N, C]`` -> scalar.
+
+    ``form="release"`` gives :func:`release_kl` instead (temperature ignored: the release has none).
+    """
+    if form == "release":
+        return release_kl(teacher_logits, student_logits)
+    if form != "correct":
+        raise ValueError(f"unknown loss.kl_form {form!r}; choose one of {', '.join(KL_FORMS)}")
+    t = float(temperature)
+    target = F.softmax(teacher_logits.detach().float() / t, dim=1)
+    kl = F.kl_div(F.log_softmax(student_logits.float() / t, dim=1), target, reduction="batchmean")
+    return kl * (t * t)
+
+
+def vsd_loss(logits_v: torch.Tensor, logits_z: torch.Tensor, temperature: float = 1.0,
+             form: str = "correct") -> torch.Tensor:
     """Variational self-distillation: KL( sg[p(y|v)] || p(y|z) )."""
-    return kl_teacher_student(logits_v, logits_z)
+    return kl_teacher_student(logits_v, logits_z, temperature, form)
 
 
 def vcd_loss(logits_v1: torch.Tensor, logits_z1: torch.Tensor, logits_v2: torch.Tensor,
-             logits_z2: torch.Tensor) -> torch.Tensor:
+             logits_z2: torch.Tensor, temperature: float = 1.0, form: str = "correct") -> torch.Tensor:
     """Variational cross-distillation: KL( sg[p(y|v2)] || p(y|z1) ) + KL( sg[p(y|v1)] || p(y|z2) )."""
-    return kl_teacher_student(logits_v2, logits_z1) + kl_teacher_student(logits_v1, logits_z2)
+    return (kl_teacher_student(logits_v2, logits_z1, temperature, form)
+            + kl_teacher_student(logits_v1, logits_z2, temperature, form))
 
 
-def vml_loss(logits_z1: torch.Tensor, logits_z2: torch.Tensor) -> torch.Tensor:
-    """Variational mutual learning: Jensen-Shannon divergence JSD( p(y|z1) || p(y|z2) ), batch mean."""
-    logp1 = F.log_softmax(logits_z1.float(), dim=1)
-    logp2 = F.log_softmax(logits_z2.float(), dim=1)
+def vml_loss(logits_z1: torch.Tensor, logits_z2: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Variational mutual learning: Jensen-Shannon divergence JSD( p(y|z1) || p(y|z2) ) * T**2, batch mean."""
+    t = float(temperature)
+    logp1 = F.log_softmax(logits_z1.float() / t, dim=1)
+    logp2 = F.log_softmax(logits_z2.float() / t, dim=1)
     # log m = log((p1 + p2) / 2), computed stably
     logm = torch.logsumexp(torch.stack([logp1, logp2]), dim=0) - torch.log(torch.tensor(2.0, device=logp1.device))
     kl1 = (logp1.exp() * (logp1 - logm)).sum(dim=1)
     kl2 = (logp2.exp() * (logp2 - logm)).sum(dim=1)
-    return (0.5 * (kl1 + kl2)).mean()
+    return (0.5 * (kl1 + kl2)).mean() * (t * t)
 
 
 def dml_loss(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
     """Deep mutual learning between two branches: KL(sg[p_a] || p_b) + KL(sg[p_b] || p_a)."""
     return kl_teacher_student(logits_a, logits_b) + kl_teacher_student(logits_b, logits_a)
+
+
+def ramp_factor(progress: float, warmup: float, full_at: float) -> float:
+    """Ramp-in of VCD/VML: 0 before ``warmup`` (epochs), linear to 1 at ``full_at`` (epochs), then 1.
+
+    ``progress`` is the training position in epochs (fractional within an epoch). With
+    ``full_at <= warmup`` the weight steps from 0 to 1 at the end of the warm-up.
+    """
+    if progress < warmup:
+        return 0.0
+    if full_at <= warmup or progress >= full_at:
+        return 1.0
+    return (progress - warmup) / (full_at - warmup)
 
 
 def pairwise_distances(feats: torch.Tensor) -> torch.Tensor:
@@ -116,6 +243,8 @@ def ranked_list_loss(feats: torch.Tensor, pids: torch.Tensor, margin: float = 0.
 
 @dataclass(frozen=True)
 class LossWeights:
+    """Weights and placement of every loss term (built from ``LossConfig`` at the edge)."""
+
     ce: float = 1.0
     metric: float = 1.0
     dml: float = 1.0
@@ -125,16 +254,38 @@ class LossWeights:
     label_smoothing: float = 0.1
     metric_kind: str = "triplet"  # triplet | rll
     margin: float = 0.3
+    vcd_pairs: str = "both"  # VCD_PAIRINGS: where VCD and VML act
+    vsd_on: str = "all"  # VSD_PLACEMENTS
+    temperature: float = 1.0  # distillation temperature of VSD, VCD and VML
+    kl_form: str = "correct"  # KL_FORMS; "release" = the authors' probability-as-log-probability call
+
+    def __post_init__(self) -> None:
+        if self.vcd_pairs not in VCD_PAIRINGS:
+            raise ValueError(f"unknown vcd_pairs {self.vcd_pairs!r}; choose one of {', '.join(VCD_PAIRINGS)}")
+        if self.vsd_on not in VSD_PLACEMENTS:
+            raise ValueError(f"unknown vsd_on {self.vsd_on!r}; choose one of {', '.join(VSD_PLACEMENTS)}")
+        if self.kl_form not in KL_FORMS:
+            raise ValueError(f"unknown kl_form {self.kl_form!r}; choose one of {', '.join(KL_FORMS)}")
+        if self.metric_kind not in ("triplet", "rll"):
+            raise ValueError(f"unknown metric loss {self.metric_kind!r}; use 'triplet' or 'rll'")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def scale(self, term: str, ramp: float = 1.0) -> float:
+        """The factor a term enters the total with: its weight, times ``ramp`` for VCD and VML."""
+        return getattr(self, term) * (ramp if term in ("vcd", "vml") else 1.0)
 
 
-def mvd_loss(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor,
-             w: LossWeights) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total MVD loss from ``MVDNet`` training outputs; returns (loss, per-term floats).
+def loss_terms(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor, w: LossWeights,
+               modalities: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The unweighted MVD terms (``TERMS``) from ``MVDNet`` training outputs; weight-0 terms are skipped.
 
     ``outputs[obs]`` has ``f [N,F]``, ``logits_v [N,C]``, ``logits_z [N,C]``; ``labels [N]``
-    are identity labels 0..C-1. Terms with weight 0 are not computed.
+    are identity labels 0..C-1; ``modalities [N]`` (``Modality`` values) are needed by the
+    cross-modal pairings only.
     """
     names = list(outputs)
+    t, form = w.temperature, w.kl_form
     terms: dict[str, torch.Tensor] = {}
     if w.ce:
         terms["ce"] = torch.stack([
@@ -144,25 +295,62 @@ def mvd_loss(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor,
     if w.metric:
         if w.metric_kind == "triplet":
             fn = lambda f: batch_hard_triplet(f, labels, w.margin)  # noqa: E731
-        elif w.metric_kind == "rll":
-            fn = lambda f: ranked_list_loss(f, labels)  # noqa: E731
         else:
-            raise ValueError(f"unknown metric loss {w.metric_kind!r}; use 'triplet' or 'rll'")
+            fn = lambda f: ranked_list_loss(f, labels)  # noqa: E731
         terms["metric"] = torch.stack([fn(outputs[n]["f"]) for n in names]).mean()
     if w.dml:
         a, b = DML_PAIR
         terms["dml"] = dml_loss(outputs[a]["logits_v"], outputs[b]["logits_v"])
     if w.vsd:
-        terms["vsd"] = torch.stack([vsd_loss(outputs[n]["logits_v"], outputs[n]["logits_z"]) for n in names]).mean()
-    if w.vcd:
-        terms["vcd"] = torch.stack([
-            vcd_loss(outputs[a]["logits_v"], outputs[a]["logits_z"], outputs[b]["logits_v"], outputs[b]["logits_z"])
-            for a, b in VIEW_PAIRS
-        ]).mean()
-    if w.vml:
-        terms["vml"] = torch.stack([vml_loss(outputs[a]["logits_z"], outputs[b]["logits_z"]) for a, b in VIEW_PAIRS]).mean()
-    weights = {"ce": w.ce, "metric": w.metric, "dml": w.dml, "vsd": w.vsd, "vcd": w.vcd, "vml": w.vml}
-    total = sum(weights[k] * v for k, v in terms.items())
+        on = [n for n in names if w.vsd_on == "all" or n in SPECIFIC]
+        terms["vsd"] = torch.stack([vsd_loss(outputs[n]["logits_v"], outputs[n]["logits_z"], t, form)
+                                    for n in on]).mean()
+    if w.vcd or w.vml:
+        pairs = view_pairs(w.vcd_pairs, labels, modalities)
+        if w.vcd:
+            vcd = []
+            for pair in pairs:
+                (v1, v2), (z1, z2) = pair.take(outputs, "logits_v"), pair.take(outputs, "logits_z")
+                vcd.append(vcd_loss(v1, z1, v2, z2, t, form))
+            terms["vcd"] = torch.stack(vcd).mean()
+        if w.vml:
+            terms["vml"] = torch.stack([vml_loss(*pair.take(outputs, "logits_z"), temperature=t)
+                                        for pair in pairs]).mean()
+    return terms
+
+
+def mvd_loss(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor, w: LossWeights,
+             modalities: torch.Tensor | None = None, ramp: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total MVD loss (see the module docstring); returns (loss, per-term floats + ``total``).
+
+    ``ramp`` in [0, 1] scales VCD and VML (the trainer's ramp-in). Terms with weight 0 are not
+    computed. See :func:`loss_terms` for the inputs.
+    """
+    terms = loss_terms(outputs, labels, w, modalities)
+    total = sum(w.scale(k, ramp) * v for k, v in terms.items())
     logged = {k: float(v.detach()) for k, v in terms.items()}
     logged["total"] = float(total.detach())
     return total, logged
+
+
+def trunk_gradient_fractions(terms: dict[str, torch.Tensor], w: LossWeights, params: list[torch.Tensor],
+                             ramp: float = 1.0) -> dict[str, float]:
+    """Norm of each weighted term's gradient on ``params`` (e.g. the shared trunk), as a fraction of CE's.
+
+    Uses ``torch.autograd.grad`` with the graph retained, so the training step's own backward
+    still runs afterwards; nothing is accumulated into ``.grad``. Returns ``{term: fraction}``
+    for every term but ``ce`` (empty without a CE term or when CE's gradient there is 0).
+    """
+    if "ce" not in terms:
+        return {}
+    norms = {}
+    for k, v in terms.items():
+        scaled = w.scale(k, ramp) * v
+        if not scaled.requires_grad:
+            norms[k] = 0.0
+            continue
+        grads = torch.autograd.grad(scaled, params, retain_graph=True, allow_unused=True)
+        norms[k] = float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None) or torch.tensor(0.0)))
+    if norms["ce"] == 0.0:
+        return {}
+    return {k: n / norms["ce"] for k, n in norms.items() if k != "ce"}

@@ -36,7 +36,7 @@ from mvd_edge.train.data.base import ReidDataset
 from mvd_edge.train.data.dataset import ReidImageDataset, label_map
 from mvd_edge.train.data.sampler import CrossModalIdentitySampler
 from mvd_edge.train.evaluate import evaluate_features, extract_features, save_results
-from mvd_edge.train.losses import LossWeights, mvd_loss
+from mvd_edge.train.losses import TERMS, LossWeights, loss_terms, mvd_loss, ramp_factor, trunk_gradient_fractions
 
 CKPT_FORMAT = "mvd-edge-checkpoint/1"
 VAL_SETTING = "cross-i2v"
@@ -71,6 +71,14 @@ def init_distributed(device: str) -> DistInfo:
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend=backend)
     return info
+
+
+def loss_weights(cfg: TrainConfig) -> LossWeights:
+    """The loss weights and placement of a training config (config -> explicit arguments)."""
+    c = cfg.loss
+    return LossWeights(ce=c.ce, metric=c.metric, dml=c.dml, vsd=c.vsd, vcd=c.vcd, vml=c.vml,
+                       label_smoothing=c.label_smoothing, metric_kind=c.metric_kind, margin=c.margin,
+                       vcd_pairs=c.vcd_pairs, vsd_on=c.vsd_on, temperature=c.temperature, kl_form=c.kl_form)
 
 
 def resolve_device(device: str, local_rank: int = 0) -> str:
@@ -218,9 +226,7 @@ class Trainer:
         self.labels = label_map(self.data.train)
         self.model = MVDNet(len(self.labels), cfg.model.backbone, cfg.model.last_stride, cfg.model.pretrained,
                             cfg.model.bottleneck_dims, recipe=cfg.eval.recipe).to(self.device)
-        self.weights = LossWeights(ce=cfg.loss.ce, metric=cfg.loss.metric, dml=cfg.loss.dml, vsd=cfg.loss.vsd,
-                                   vcd=cfg.loss.vcd, vml=cfg.loss.vml, label_smoothing=cfg.loss.label_smoothing,
-                                   metric_kind=cfg.loss.metric_kind, margin=cfg.loss.margin)
+        self.weights = loss_weights(cfg)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         o = cfg.optim
@@ -289,6 +295,16 @@ class Trainer:
         self.history = list(state["history"])
         self.start_epoch = int(state["epoch"]) + 1
 
+    @property
+    def _active_terms(self) -> set[str]:
+        return {k for k in TERMS if getattr(self.weights, k)}
+
+    def ramp(self, progress: float) -> float:
+        """VCD/VML ramp-in factor at ``progress`` epochs (1 when ``loss.ramp`` is 0)."""
+        if not self.cfg.loss.ramp:
+            return 1.0
+        return ramp_factor(progress, self.cfg.optim.warmup_epochs, self.cfg.loss.ramp * self.cfg.optim.epochs)
+
     # ------------------------------------------------------------------ loop
     def train_epoch(self, epoch: int) -> dict:
         self.net.train()
@@ -305,12 +321,24 @@ class Trainer:
 
             bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}", unit="batch", leave=False)
             it = bar
-        for x, labels, _mods, _cams, rep in it:
+        n_batches = max(1, len(self.loader))
+        grad_fractions: dict[str, float] = {}
+        ramps: list[float] = []
+        for i, (x, labels, mods, _cams, rep) in enumerate(it):
             x = x.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
+            ramp = self.ramp(epoch + i / n_batches)
+            ramps.append(ramp)
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
                 outputs = self.net(x)
-            loss, terms = mvd_loss(outputs, labels, self.weights)
+            if i == 0 and self.cfg.loss.grad_log and not self.distinfo.enabled:
+                parts = loss_terms(outputs, labels, self.weights, mods)
+                shared = [p for p in self.model.branches["shared"].trunk.parameters() if p.requires_grad]
+                grad_fractions = trunk_gradient_fractions(parts, self.weights, shared, ramp)
+                loss = sum(self.weights.scale(k, ramp) * v for k, v in parts.items())
+                terms = {k: float(v.detach()) for k, v in parts.items()} | {"total": float(loss.detach())}
+            else:
+                loss, terms = mvd_loss(outputs, labels, self.weights, mods, ramp)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}; lower optim.lr")
             self.optimizer.zero_grad(set_to_none=True)
@@ -329,6 +357,12 @@ class Trainer:
         self.scheduler.step()
         elapsed = time.perf_counter() - t0
         row = {f"loss_{k}": v / max(n, 1) for k, v in sums.items()}
+        row["ramp"] = sum(ramps) / max(len(ramps), 1)
+        if self.cfg.loss.grad_log and not self.distinfo.enabled:
+            # same keys every epoch (log.csv): every weighted term's shared-trunk gradient / CE's
+            for k in TERMS[1:]:
+                if k in self._active_terms:
+                    row[f"grad_{k}"] = grad_fractions.get(k, float("nan"))
         row.update({"epoch": epoch + 1, "lr": lr, "seconds": elapsed,
                     "images_per_s": n * self.sampler.batch_size * self.distinfo.world_size / max(elapsed, 1e-9),
                     "replaced_images": replaced})
