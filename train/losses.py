@@ -120,17 +120,17 @@ def view_pairs(pairing: str, labels: torch.Tensor | None = None,
 
 
 def release_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
-    """The KL call of the authors' release, reproduced as a control (not the paper's KL).
+    """The KL call of the authors' release (``reid/trainers.py``), reproduced as a control.
 
-    The release calls the KL with *probabilities* where log-probabilities belong:
-    ``kl_div(softmax(student), softmax(teacher), reduction="batchmean")``, which computes
-    ``(1/N) * sum_i sum_c p_t[i,c] * (log p_t[i,c] - p_s[i,c])``. Teacher side stopped here as in
-    every other term. Its gradient with respect to the student probabilities is ``-p_t / N``:
-    a push towards the teacher's top class bounded by 1/N per sample, not the KL's
-    ``(p_s - p_t) / N`` on the logits. ``[N, C]`` -> scalar.
+    The release writes ``kl_div(input=softmax(teacher.detach()), target=softmax(student))`` with
+    PyTorch's default ``reduction="mean"``: probabilities where log-probabilities belong, the
+    student as the *target*, and a mean over all N*C elements. That computes
+    ``(1/(N*C)) * sum_i sum_c p_s[i,c] * (log p_s[i,c] - p_t[i,c])``: minus the student's entropy
+    (a confidence penalty) minus its overlap with the teacher, divided by the class count. It is
+    not a divergence (it is not 0 when the two agree) and its gradient is tiny. ``[N, C]`` -> scalar.
     """
-    target = F.softmax(teacher_logits.detach().float(), dim=1)
-    return F.kl_div(F.softmax(student_logits.float(), dim=1), target, reduction="batchmean")
+    teacher = F.softmax(teacher_logits.detach().float(), dim=1)
+    return F.kl_div(teacher, F.softmax(student_logits.float(), dim=1), reduction="mean")
 
 
 def kl_teacher_student(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float = 1.0,
