@@ -228,6 +228,9 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--untrained", action="store_true", help="add the untrained network as a floor row")
+    ap.add_argument("--report", action="store_true",
+                    help="train nothing: tabulate the finished runs under --out (rows may have fewer seeds)")
+    ap.add_argument("--dest", type=Path, default=None, help="where ablation.json/.md/.png go (default: --out)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value (all rows)")
     args = ap.parse_args()
     try:
@@ -239,6 +242,9 @@ def main() -> None:
         names.insert(0, args.ref)
     data_root = args.out / "synthetic"
     base = [f"optim.epochs={args.epochs}", f"data.root={data_root}", *args.overrides]
+    if args.report:
+        report(args.out, names, seeds, args.ref, base, args.overrides, args.dest or args.out)
+        return
     ensure_synthetic(data_root, load_train_config(None, base + [f"out={args.out}"]))
     rows: dict[str, list[dict]] = {}
     if args.untrained:
@@ -255,11 +261,43 @@ def main() -> None:
             (args.out / "ablation.json").write_text(json.dumps(
                 {"setting": SETTING, "base": base, "ref": args.ref, "rows": {n: row_overrides(n) for n in names},
                  "results": rows, **summary}, indent=2))
-    summary = summarise(rows, args.ref)
-    text = table(rows, summary, args.ref, header)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_outputs(args.dest or args.out, rows, args.ref, header, base, names)
+
+
+def write_outputs(out: Path, rows: dict[str, list[dict]], ref: str, header: str, base: list[str],
+                  names: list[str]) -> None:
+    summary = summarise(rows, ref)
+    (out / "ablation.json").write_text(json.dumps(
+        {"setting": SETTING, "base": base, "ref": ref, "rows": {n: row_overrides(n) for n in names if n in rows},
+         "results": rows, **summary}, indent=2))
+    text = table(rows, summary, ref, header)
     print(text)
-    (args.out / "ablation.md").write_text(text + "\n")
-    plot(summary, args.ref, args.out / "ablation.png", header[:120])
+    (out / "ablation.md").write_text(text + "\n")
+    plot(summary, ref, out / "ablation.png", header[:120])
+
+
+def collect(out: Path, names: list[str], seeds: list[int]) -> dict[str, list[dict]]:
+    """The finished runs (``result.json``) under ``out`` for these rows and seeds; rows with none are left out."""
+    rows: dict[str, list[dict]] = {}
+    for name in names:
+        for seed in seeds:
+            f = run_dir(out, name, seed) / "result.json"
+            if f.is_file():
+                rows.setdefault(name, []).append(json.loads(f.read_text()))
+    return rows
+
+
+def report(out: Path, names: list[str], seeds: list[int], ref: str, base: list[str], overrides: list[str],
+           dest: Path) -> None:
+    rows = collect(out, names, seeds)
+    if ref not in rows:
+        raise SystemExit(f"no finished runs of the reference row {ref!r} under {out}")
+    counts = ", ".join(f"{n} {len(r)}" for n, r in rows.items())
+    header = (f"Paired ablation, {SETTING}, test ids unseen, checkpoint chosen on validation ids; finished runs "
+              f"(seeds per row: {counts}); settings: {' '.join(base[:1] + overrides)}")
+    dest.mkdir(parents=True, exist_ok=True)
+    write_outputs(dest, rows, ref, header, base, names)
 
 
 if __name__ == "__main__":

@@ -65,3 +65,19 @@ def test_grad_means_reads_the_trainer_columns(abl, tmp_path):
     log.write_text("epoch,loss,grad_vsd,grad_vcd\n0,1,0.2,\n1,1,0.4,0.5\n")
     assert abl.grad_means(log) == {"vsd": pytest.approx(0.3), "vcd": pytest.approx(0.5)}
     assert abl.grad_means(tmp_path / "missing.csv") == {}
+
+
+def test_report_tabulates_finished_runs_only(abl, tmp_path):
+    import json
+    for name, seed, r1 in (("+vsd", 0, 20.0), ("+vsd", 1, 10.0), ("both:0.1:ramp", 0, 23.0)):
+        d = abl.run_dir(tmp_path, name, seed)
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"row": name, "seed": seed, "rank1": r1, "mAP": r1, "mINP": r1}))
+    rows = abl.collect(tmp_path, ["+vsd", "both:0.1:ramp", "reid"], [0, 1, 2])
+    assert set(rows) == {"+vsd", "both:0.1:ramp"} and len(rows["+vsd"]) == 2
+    abl.report(tmp_path, ["+vsd", "both:0.1:ramp", "reid"], [0, 1, 2], "+vsd", ["optim.epochs=1"], [], tmp_path / "o")
+    out = json.loads((tmp_path / "o" / "ablation.json").read_text())
+    assert out["paired_rank1"]["both:0.1:ramp"]["mean"] == pytest.approx(3.0)
+    assert "| both:0.1:ramp |" in (tmp_path / "o" / "ablation.md").read_text()
+    with pytest.raises(SystemExit):
+        abl.report(tmp_path, ["reid"], [0], "reid", [], [], tmp_path / "o2")
