@@ -69,12 +69,12 @@ class LossConfig:
     margin: float = 0.3
     dml: float = 1.0
     vsd: float = 2.0
-    vcd: float = 2.0
-    vml: float = 2.0
+    vcd: float = 0.1  # paired ablation (docs/ablation): weight 2 cost 6 Rank-1 points; 0.1 ramped in measured best
+    vml: float = 0.1
     vsd_on: str = "all"  # all (the four observations) | specific (rgb and ir only, as in the authors' release)
     vcd_pairs: str = "both"  # shared | both | cross-modal | cross-all: where VCD and VML act (docs/method.md)
     temperature: float = 1.0  # distillation temperature of VSD, VCD and VML (terms scaled by T^2)
-    ramp: float = 0.0  # VCD/VML ramp-in: 0 during optim.warmup_epochs, full weight at this fraction of training; 0 = off
+    ramp: float = 0.5  # VCD/VML ramp-in: 0 during optim.warmup_epochs, full weight at this fraction of training; 0 = off
     kl_form: str = "correct"  # correct | release (the authors' probabilities-as-log-probabilities call, a control)
     grad_log: bool = True  # log each term's shared-trunk gradient norm / CE's on the first batch of every epoch
 

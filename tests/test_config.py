@@ -90,3 +90,15 @@ def test_every_python_package_folder_is_installed():
             name = ".".join([pkg, *rel.parts]) if rel.parts else pkg
             found.add(name)
     assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"
+
+
+def test_default_recipe_is_the_full_method_and_the_trainer_passes_it_through():
+    # docs/ablation: every term on, VCD/VML at 0.1 on both pairs, ramped in over half of training
+    from mvd_edge.train.losses import LossWeights
+    from mvd_edge.train.trainer import loss_weights
+
+    cfg = load_train_config(None, [])
+    assert min(cfg.loss.vsd, cfg.loss.vcd, cfg.loss.vml) > 0 and cfg.loss.kl_form == "correct"
+    w = loss_weights(cfg)
+    assert w == LossWeights()  # the library default and the CLI default are the same recipe
+    assert (w.vcd, w.vml, w.vcd_pairs, cfg.loss.ramp) == (0.1, 0.1, "both", 0.5)

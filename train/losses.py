@@ -249,8 +249,8 @@ class LossWeights:
     metric: float = 1.0
     dml: float = 1.0
     vsd: float = 2.0
-    vcd: float = 2.0
-    vml: float = 2.0
+    vcd: float = 0.1
+    vml: float = 0.1
     label_smoothing: float = 0.1
     metric_kind: str = "triplet"  # triplet | rll
     margin: float = 0.3
