@@ -112,7 +112,7 @@ def test_log_has_ramp_and_gradient_fractions_and_cross_modal_trains(tmp_path, sy
         assert float(r["grad_vsd"]) > 0
     assert float(rows[0]["grad_vcd"]) == 0.0 and float(rows[2]["grad_vcd"]) > 0  # ramped in after the warm-up
     assert float(rows[2]["grad_dml"]) == 0.0  # DML acts on the specific branches, never the shared trunk
-    off = _cfg(tmp_path / "off", synth_root, ["optim.epochs=1", "loss.vcd=0", "loss.vml=0", "loss.grad_log=false"])
+    off = _cfg(tmp_path / "off", synth_root, ["optim.epochs=1", "loss.vcd=0", "loss.vml=0", "loss.ramp=0", "loss.grad_log=false"])
     Trainer(off, progress=False).fit()
     row = next(csv.DictReader(open(Path(off.out) / "log.csv")))
     assert not any(k.startswith("grad_") for k in row) and float(row["ramp"]) == 1.0
