@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from mvd_edge.modality import Modality
-from mvd_edge.model import MVDNet
+from mvd_edge.core.modality import Modality
+from mvd_edge.model.net import MVDNet
 from mvd_edge.train.losses import LossWeights, mvd_loss
 
 

@@ -65,7 +65,7 @@ def _skip_reason(v: Variant, cuda: bool) -> str | None:
     if v.backend == "ort" and v.fused:
         return "ONNX Runtime cannot run the mvd::FusedHead plugin op (TensorRT only)"
     if v.backend == "trt":
-        from mvd_edge.trt_compat import TensorRTUnavailable, import_tensorrt
+        from mvd_edge.runtime.trt_compat import TensorRTUnavailable, import_tensorrt
 
         try:
             import_tensorrt()
@@ -99,14 +99,14 @@ class Builder:
         if v.precision == "fp32":
             return base
         if v.precision == "fp16":
-            from mvd_edge.calib.api import to_fp16
+            from mvd_edge.quant.api import to_fp16
 
             path = self.work / f"{v.recipe}.fp16.onnx"
             if not path.is_file():
                 to_fp16(base, path)
             return path
-        from mvd_edge.calib.api import int8_path, quantize
-        from mvd_edge.calib.manifest import from_dataset
+        from mvd_edge.quant.api import int8_path, quantize
+        from mvd_edge.quant.manifest import from_dataset
 
         flavour = "cpu" if v.backend == "ort" and not self.device.startswith("cuda") else "trt"
         path = int8_path(self.work, v.recipe, flavour)
@@ -116,7 +116,7 @@ class Builder:
         return path
 
     def embedder(self, v: Variant):
-        from mvd_edge.engine import build_engine
+        from mvd_edge.runtime.engine import build_engine
         from mvd_edge.runtime import load_embedder
 
         if v.backend == "torch":
@@ -143,8 +143,8 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
               device: str = "cpu", progress: bool = True) -> dict:
     """Build, measure and compare every variant; returns the report (also written as JSON + PNG)."""
     from mvd_edge.profile import profile_embedder
-    from mvd_edge.train.data.registry import default_eval_settings, load_dataset
-    from mvd_edge.train.evaluate import evaluate_features
+    from mvd_edge.data.registry import default_eval_settings, load_dataset
+    from mvd_edge.eval.reid import evaluate_features
     from mvd_edge.verify import cosine_stats, embed_samples
 
     out, root, checkpoint = Path(out), Path(root), Path(checkpoint)

@@ -25,7 +25,7 @@ err_console = Console(stderr=True)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from mvd_edge.config import ConfigError
+    from mvd_edge.core.config import ConfigError
     from mvd_edge.runtime.sidecar import EngineError
 
     return (ConfigError, EngineError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError, RuntimeError)
@@ -115,7 +115,7 @@ def train(
     test: Annotated[bool, typer.Option(help="evaluate best.pt on the test protocols at the end")] = True,
 ) -> None:
     """Train MVD (VSD + VCD + VML). Without options: synthetic data, tiny backbone, CPU-sized run."""
-    from mvd_edge.config import load_train_config
+    from mvd_edge.core.config import load_train_config
 
     overrides = list(set_ or [])
     for key, value in (("out", out), ("data.dataset", dataset), ("data.root", root), ("model.backbone", backbone),
@@ -150,10 +150,11 @@ def eval_cmd(
     png: Annotated[Optional[Path], typer.Option(help="write the CMC curves as PNG here")] = None,
 ) -> None:
     """Evaluate a checkpoint with the community's protocols (10 seeded trials, mean ± std)."""
-    from mvd_edge.preprocess import PreprocessSpec
-    from mvd_edge.train.data.registry import default_eval_settings, load_dataset
-    from mvd_edge.train.evaluate import evaluate_features, extract_features, save_results
-    from mvd_edge.train.trainer import model_from_checkpoint, resolve_device
+    from mvd_edge.core.preprocess import PreprocessSpec
+    from mvd_edge.data.registry import default_eval_settings, load_dataset
+    from mvd_edge.eval.reid import evaluate_features, save_results
+    from mvd_edge.train.extract import extract_features
+    from mvd_edge.model.checkpoint import model_from_checkpoint, resolve_device
 
     if trials < 1:
         raise typer.BadParameter("--trials must be >= 1")
@@ -206,7 +207,7 @@ def fp16(
     manifest: Annotated[Optional[Path], typer.Option(help="calibration manifest for the overflow check")] = None,
 ) -> None:
     """FP16 ONNX graph with FP32 input/output; reports values that overflow FP16."""
-    from mvd_edge.calib.api import to_fp16
+    from mvd_edge.quant.api import to_fp16
 
     out = out or onnx_model.with_name(onnx_model.name.removesuffix(".onnx") + ".fp16.onnx")
     report = to_fp16(onnx_model, out, manifest=manifest)
@@ -235,8 +236,8 @@ def int8(
     seed: Annotated[int, typer.Option(help="calibration sampling seed")] = 0,
 ) -> None:
     """Calibrated INT8 Q/DQ graphs (trt: symmetric int8; cpu: uint8 activations) from one set of ranges."""
-    from mvd_edge.calib import manifest as mf
-    from mvd_edge.calib.api import quantize
+    from mvd_edge.quant import manifest as mf
+    from mvd_edge.quant.api import quantize
 
     sources = [x for x in (dataset, folder, video, manifest) if x is not None]
     if len(sources) != 1:
@@ -255,7 +256,7 @@ def int8(
     if max_rank1_drop is not None:
         if dataset is None:
             raise ValueError("--max-rank1-drop measures Rank-1 on a validation split: calibrate with --dataset/--root")
-        from mvd_edge.train.data.registry import load_dataset
+        from mvd_edge.data.registry import load_dataset
 
         val = load_dataset(dataset, root, use_val=True, seed=seed).val
         if not val:
@@ -288,7 +289,7 @@ def build_engine_cmd(
     verbose: Annotated[bool, typer.Option(help="TensorRT verbose build log")] = False,
 ) -> None:
     """Build an ONNX Runtime or TensorRT engine (+ sidecar JSON) from an ONNX graph."""
-    from mvd_edge.engine import build_engine
+    from mvd_edge.runtime.engine import build_engine
 
     if out is None:
         stem = onnx_model.name.removesuffix(".onnx")
@@ -410,7 +411,7 @@ def bench(
 ) -> None:
     """Build and measure backend x precision x recipe x fused-head variants side by side."""
     from mvd_edge.bench import run_bench, summary_rows
-    from mvd_edge.model import RECIPES
+    from mvd_edge.core.spec import RECIPES
 
     fused = []
     for f in fused_head.split(","):
@@ -457,7 +458,7 @@ def demo(
 
 
 def _print_results(results: dict, title: str) -> None:
-    from mvd_edge.train.evaluate import summary_table
+    from mvd_edge.eval.reid import summary_table
 
     table = Table(title=title)
     for col in ("setting", "Rank-1", "Rank-10", "Rank-20", "mAP", "mINP"):

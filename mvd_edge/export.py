@@ -1,7 +1,7 @@
 """Checkpoint -> ONNX (FP32, dynamic batch, fixed HxW, one input, one output, metadata).
 
 The graph's single input ``input`` is ``float32 [N, 3, H, W]``: RGB crops normalised as
-``mvd_edge.preprocess`` defines; the grayscale view is computed inside the graph. Its single
+``mvd_edge.core.preprocess`` defines; the grayscale view is computed inside the graph. Its single
 output ``embedding`` is ``float32 [N, D]``, L2-normalised. Export asserts eval mode and
 checks ONNX Runtime's output against torch on fresh random crops before returning.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from mvd_edge import __version__
-from mvd_edge.preprocess import PreprocessSpec
+from mvd_edge.core.preprocess import PreprocessSpec
+from mvd_edge.core.graphmeta import read_metadata  # noqa: F401
 from mvd_edge.runtime.sidecar import sha256_file
 
 INPUT_NAME = "input"
@@ -29,14 +30,6 @@ EXPORT_MIN_COS = 0.99999
 
 class ExportError(RuntimeError):
     """The exported graph does not reproduce the torch model within tolerance."""
-
-
-def read_metadata(onnx_path: str | Path) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file as a dict (values are JSON strings where structured)."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def _embed_module(model, recipe: str):
@@ -64,8 +57,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path, recipe: str | None = No
     import onnx
     import torch
 
-    from mvd_edge.model import check_recipe
-    from mvd_edge.train.trainer import model_from_checkpoint
+    from mvd_edge.core.spec import check_recipe
+    from mvd_edge.model.checkpoint import model_from_checkpoint
 
     ckpt = Path(checkpoint)
     model, state = model_from_checkpoint(ckpt, recipe=recipe)
@@ -128,7 +121,7 @@ def check_parity(onnx_path: Path, model, recipe: str, spec: PreprocessSpec, n: i
     import onnxruntime as ort
     import torch
 
-    from mvd_edge.preprocess import preprocess_batch
+    from mvd_edge.core.preprocess import preprocess_batch
 
     rng = np.random.default_rng(seed)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

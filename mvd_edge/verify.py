@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvd_edge.preprocess import read_image
+from mvd_edge.core.preprocess import read_image
 from mvd_edge.runtime import Embedder, load_embedder
 
 
@@ -45,8 +45,8 @@ def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], datase
                    settings: Sequence[str] | None = None, trials: int = 10, seed: int = 0, trial: int = 1,
                    device: str = "cpu") -> dict:
     """Measure each engine against the FP32 torch model of ``checkpoint``; returns the report dict."""
-    from mvd_edge.train.data.registry import default_eval_settings, load_dataset
-    from mvd_edge.train.evaluate import evaluate_features
+    from mvd_edge.data.registry import default_eval_settings, load_dataset
+    from mvd_edge.eval.reid import evaluate_features
 
     data = load_dataset(dataset, Path(root), trial=trial, seed=seed)
     if not data.test:

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvd_edge.config import load_train_config
+from mvd_edge.core.config import load_train_config
 from mvd_edge.train.trainer import Trainer, ensure_synthetic, run_training
 
 SETTING = "sysu-all-single"

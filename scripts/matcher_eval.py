@@ -4,7 +4,7 @@ For each engine and each ``synth-video`` folder (with its ``gt.json`` and MOT bo
 
 * ``mvd-edge match`` with the ground-truth boxes at each threshold, scored by
   ``score-matches`` (pair precision, pair recall, IDF1, pipeline fps);
-* the embedding-level diagnostic :func:`mvd_edge.scoring.embedding_separability`
+* the embedding-level diagnostic :func:`mvd_edge.eval.scoring.embedding_separability`
   (crop top-1 among the video's people across modalities, one-to-one identity
   assignment of whole-video descriptors): what any matcher could get out of the engine.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 from mvd_edge.match.detect import make_detector
 from mvd_edge.match.pipeline import MatchConfig, run_match
 from mvd_edge.runtime import load_embedder
-from mvd_edge.scoring import best_setting, embedding_separability, load_ground_truth, meets_target, score_matches
+from mvd_edge.eval.scoring import best_setting, embedding_separability, load_ground_truth, meets_target, score_matches
 
 TARGET = (0.9, 0.8)  # pair precision, pair recall
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mvd_edge.config import load_train_config
+from mvd_edge.core.config import load_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mvd_edge.config import ConfigError, TrainConfig, load_train_config, to_dict
+from mvd_edge.core.config import ConfigError, TrainConfig, load_train_config, to_dict
 
 
 def test_defaults_are_the_embedded_synthetic_cpu_run():
@@ -75,21 +75,20 @@ def test_shipped_configs_load():
         load_train_config(path, ["data.root=/data"])
 
 
-def test_every_python_package_folder_is_installed():
-    """pyproject lists packages explicitly (package-dir mapping): a new folder must be added there."""
+def test_every_python_folder_is_a_package_that_setuptools_finds():
+    """One tree: every folder of mvd_edge/ holding Python files is a package found by packages.find."""
     import tomllib
     from pathlib import Path
 
+    from setuptools import find_packages
+
     root = Path(__file__).parent.parent
-    tool = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
-    mapping, listed = tool["package-dir"], set(tool["packages"])
-    found = set()
-    for pkg, folder in mapping.items():
-        for init in (root / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(root / folder)
-            name = ".".join([pkg, *rel.parts]) if rel.parts else pkg
-            found.add(name)
-    assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"
+    find = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    found = set(find_packages(str(root), include=find["include"]))
+    folders = {".".join(d.relative_to(root).parts) for d in (root / "mvd_edge").rglob("*")
+               if d.is_dir() and any(d.glob("*.py"))} | {"mvd_edge"}
+    assert folders <= found, f"folders without __init__.py (not installed): {sorted(folders - found)}"
+    assert not any((root / old).exists() for old in ("train", "kernels", "calib")), "code outside mvd_edge/"
 
 
 def test_default_recipe_is_the_full_method_and_the_trainer_passes_it_through():

@@ -11,21 +11,21 @@ import numpy as np
 import pytest
 import scipy.io
 
-from mvd_edge.metrics import evaluate
-from mvd_edge.modality import Modality
-from mvd_edge.train.data.base import DatasetError, Sample
-from mvd_edge.train.data.folder import load_folder
-from mvd_edge.train.data.llcm import load_llcm, parse_llcm_camera
-from mvd_edge.train.data.regdb import load_regdb
-from mvd_edge.train.data.registry import (
+from mvd_edge.eval.metrics import evaluate
+from mvd_edge.core.modality import Modality
+from mvd_edge.data.base import DatasetError, Sample
+from mvd_edge.data.folder import load_folder
+from mvd_edge.data.llcm import load_llcm, parse_llcm_camera
+from mvd_edge.data.regdb import load_regdb
+from mvd_edge.data.registry import (
     DATASETS,
     TEST_PID_OFFSET,
     default_eval_settings,
     holdout_identities,
     load_dataset,
 )
-from mvd_edge.train.data.sysu import load_sysu
-from mvd_edge.train.protocols import (
+from mvd_edge.data.sysu import load_sysu
+from mvd_edge.data.protocols import (
     PROTOCOLS,
     Trial,
     llcm_trials,
@@ -455,7 +455,7 @@ def test_perfect_features_give_perfect_scores_end_to_end(tmp_path, setting):
 def test_random_channel_augmentation_copies_one_channel():
     import torch
 
-    from mvd_edge.train.data.dataset import RandomChannel
+    from mvd_edge.train.dataset import RandomChannel
 
     torch.manual_seed(0)
     img = torch.randint(0, 256, (3, 16, 8), dtype=torch.uint8)

@@ -9,12 +9,13 @@ import onnx
 import pytest
 
 from conftest import make_checkpoint
-from mvd_edge.engine import build_engine, parse_batch
-from mvd_edge.export import ExportError, check_parity, export_onnx, read_metadata
-from mvd_edge.preprocess import PreprocessSpec, preprocess_batch
+from mvd_edge.runtime.engine import build_engine, parse_batch
+from mvd_edge.export import ExportError, check_parity, export_onnx
+from mvd_edge.core.graphmeta import read_metadata
+from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
 from mvd_edge.runtime import EngineError, load_embedder
 from mvd_edge.runtime.sidecar import check_trt_compat, read_sidecar, sidecar_path
-from mvd_edge.trt_compat import INSTALL_HINT
+from mvd_edge.runtime.trt_compat import INSTALL_HINT
 
 
 def _crops(n, seed=1):
@@ -41,7 +42,7 @@ def test_export_each_recipe_matches_torch_and_carries_metadata(tmp_path, recipe,
 
 
 def test_parity_check_fails_past_tolerance(tmp_path, tiny_onnx):
-    from mvd_edge.train.trainer import model_from_checkpoint
+    from mvd_edge.model.checkpoint import model_from_checkpoint
 
     other = make_checkpoint(tmp_path / "other.pt", seed=7)  # different weights than the exported graph
     model, state = model_from_checkpoint(other)
@@ -150,9 +151,9 @@ def test_preprocess_is_shared_by_runtime_and_evaluation(tmp_path):
     import cv2
     import torch  # noqa: F401
 
-    from mvd_edge.modality import Modality
-    from mvd_edge.train.data.base import Sample
-    from mvd_edge.train.data.dataset import ReidImageDataset
+    from mvd_edge.core.modality import Modality
+    from mvd_edge.data.base import Sample
+    from mvd_edge.train.dataset import ReidImageDataset
 
     spec = PreprocessSpec(64, 32)
     img = _crops(1)[0]

@@ -31,7 +31,7 @@ from mvd_edge.kernels.fold import (
     reference_head,
 )
 from mvd_edge.kernels.interp_check import TOLERANCE, fast_cases, head_model, randomize_head_model, slow_cases
-from mvd_edge.model import MVDNet
+from mvd_edge.model.net import MVDNet
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ("full", "shared", "z")

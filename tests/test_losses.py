@@ -177,7 +177,7 @@ def test_label_smoothing_is_applied():
 
 
 # ---------------------------------------------------------------- pairing, placement, ramp, release form
-from mvd_edge.modality import Modality  # noqa: E402
+from mvd_edge.core.modality import Modality  # noqa: E402
 from mvd_edge.train.losses import (  # noqa: E402
     cross_modal_rows,
     kl_teacher_student,

@@ -291,7 +291,7 @@ def test_global_id_comes_back_by_appearance_and_wrong_pairs_pass_nothing_on():
 
 
 def test_box_overlap_is_the_largest_share_covered_by_one_other_box():
-    from mvd_edge.preprocess import box_overlap
+    from mvd_edge.core.preprocess import box_overlap
 
     boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [0, 0, 4, 4], [100, 100, 110, 110]], np.float32)
     ov = box_overlap(boxes)

@@ -1,4 +1,4 @@
-"""mvd_edge.metrics against a brute-force reference and hand-worked examples."""
+"""mvd_edge.eval.metrics against a brute-force reference and hand-worked examples."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from mvd_edge.metrics import evaluate
+from mvd_edge.eval.metrics import evaluate
 
 # ----------------------------------------------------------------------------------
 # Independent reference: plain Python loops, written from the AGW eval_metrics.py
@@ -249,5 +249,5 @@ def test_no_valid_query_raises():
 
 
 def test_metrics_module_does_not_import_torch():
-    code = "import sys, mvd_edge.metrics; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = "import sys, mvd_edge.eval.metrics; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

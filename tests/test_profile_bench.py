@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from mvd_edge.bench import pareto_front, plan_variants
 from mvd_edge.cli import app
-from mvd_edge.engine import build_engine
+from mvd_edge.runtime.engine import build_engine
 from mvd_edge.profile import profile_embedder
 from mvd_edge.runtime import load_embedder
 

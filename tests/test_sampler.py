@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mvd_edge.modality import Modality
-from mvd_edge.train.data.sampler import CrossModalIdentitySampler
+from mvd_edge.core.modality import Modality
+from mvd_edge.train.sampler import CrossModalIdentitySampler
 
 
 def _data(n_ids=10, n_rgb=5, n_ir=3):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mvd_edge.scoring import best_setting, load_ground_truth, meets_target, score_matches
+from mvd_edge.eval.scoring import best_setting, load_ground_truth, meets_target, score_matches
 
 A = [10, 10, 20, 40]  # x, y, w, h
 B = [100, 10, 20, 40]
@@ -94,7 +94,7 @@ def colour_pair(tmp_path_factory):
 
 def test_separability_of_a_colour_embedder_on_a_colour_pair_is_high(colour_pair):
     from mvd_edge.match.baselines import ColorHistogramEmbedder
-    from mvd_edge.scoring import embedding_separability
+    from mvd_edge.eval.scoring import embedding_separability
 
     r = embedding_separability(ColorHistogramEmbedder(), colour_pair, every=1)
     assert r["identities"] == 3 and r["chance"] == pytest.approx(1 / 3)
@@ -110,7 +110,7 @@ def test_separability_names_the_misassigned_people(colour_pair, tmp_path):
     import shutil
 
     from mvd_edge.match.baselines import ColorHistogramEmbedder
-    from mvd_edge.scoring import embedding_separability
+    from mvd_edge.eval.scoring import embedding_separability
 
     for f in colour_pair.iterdir():
         shutil.copy(f, tmp_path / f.name)
@@ -127,7 +127,7 @@ def test_separability_names_the_misassigned_people(colour_pair, tmp_path):
 def test_separability_of_a_random_embedder_is_near_chance(colour_pair):
     import numpy as np
 
-    from mvd_edge.scoring import embedding_separability
+    from mvd_edge.eval.scoring import embedding_separability
 
     class Noise:
         spec = None

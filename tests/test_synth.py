@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mvd_edge.modality import Modality
+from mvd_edge.core.modality import Modality
 from mvd_edge.synth import (
     COAT_LENGTH,
     MARKER,
@@ -314,7 +314,7 @@ def test_write_sysu_scenes_cuts_people_out_of_scenes_of_their_split(tmp_path, mo
 def test_scene_images_prefer_clear_frames_and_look_like_the_matcher_crop():
     """The chosen frames show the person >= 60 % visible with a box <= 30 % covered where such frames exist,
     and a crop equals the matcher's own cut-out (box_crop with the pipeline's defaults) resized."""
-    from mvd_edge.preprocess import box_crop, box_overlap
+    from mvd_edge.core.preprocess import box_crop, box_overlap
     from mvd_edge.synth.dataset import _scene_images
     from mvd_edge.synth.video import SynthVideoRenderer
 

@@ -11,17 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mvd_edge.config import ConfigError, load_train_config
+from mvd_edge.core.config import ConfigError, load_train_config
 from mvd_edge.train import trainer as trainer_mod
-from mvd_edge.train.trainer import (
-    CheckpointError,
-    Trainer,
-    load_checkpoint,
-    lr_factor,
-    model_from_checkpoint,
-    run_training,
-    save_checkpoint,
-)
+from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from mvd_edge.train.trainer import Trainer, lr_factor, run_training
 
 SMALL = [
     "synth.n_ids=12", "synth.images_per_cam=2", "synth.height=64", "synth.width=32",

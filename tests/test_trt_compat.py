@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from mvd_edge import trt_compat
+from mvd_edge.runtime import trt_compat
 
 
 def fake_tensorrt(version: str, parse_ok: bool = True, build_ok: bool = True):

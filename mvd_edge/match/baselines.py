@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mvd_edge.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
+from mvd_edge.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 from mvd_edge.runtime.base import Embedder
 
 __all__ = ["ColorHistogramEmbedder"]

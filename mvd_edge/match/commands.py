@@ -200,7 +200,7 @@ def register(app: typer.Typer) -> None:
         """Pair precision/recall and IDF1 of global identities against synthetic ground truth."""
         from rich.table import Table
 
-        from mvd_edge.scoring import score_matches
+        from mvd_edge.eval.scoring import score_matches
 
         console, _ = _consoles()
         r = score_matches(events, gt, iou=iou, min_visibility=min_visibility)

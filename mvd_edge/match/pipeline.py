@@ -27,7 +27,7 @@ from mvd_edge.match.detect import Detections, Detector, box_iou
 from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, StepRuns, box_xywh
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, parse_source
 from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
-from mvd_edge.preprocess import box_crop, box_overlap
+from mvd_edge.core.preprocess import box_crop, box_overlap
 
 __all__ = ["MatchConfig", "MatchPipeline", "StageTimer", "StepResult", "rss_mb", "run_match"]
 

@@ -23,7 +23,7 @@ def load_embedder(path: str | Path, device: str | None = None, max_batch: int | 
     if not p.exists():
         raise EngineError(f"engine not found: {p}")
     if p.suffix == ".pt":
-        from mvd_edge.runtime.torch_backend import TorchEmbedder
+        from mvd_edge.model.embedder import TorchEmbedder
 
         return TorchEmbedder(p, device=device or "cpu", max_batch=max_batch or 64, **kwargs)
     if sidecar_path(p).is_file():

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mvd_edge.preprocess import PreprocessSpec, preprocess_batch
+from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
 
 
 class Embedder(ABC):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvd_edge.preprocess import PreprocessSpec
+from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.runtime.base import Embedder
 from mvd_edge.runtime.sidecar import EngineError
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mvd_edge.preprocess import PreprocessSpec
+from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.runtime.base import Embedder
 from mvd_edge.runtime.sidecar import EngineError, check_trt_compat, rebuild_hint
-from mvd_edge.trt_compat import import_tensorrt
+from mvd_edge.runtime.trt_compat import import_tensorrt
 
 
 def _import_pycuda():

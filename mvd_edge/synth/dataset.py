@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from mvd_edge.modality import Modality
+from mvd_edge.core.modality import Modality
 from mvd_edge.synth.people import CameraStyle, Identity, VIEWS, render_crop, sample_camera_style, sample_identities
 
 __all__ = [
@@ -162,7 +162,7 @@ def _chunks(items: Sequence[int], n: int) -> list[list[int]]:
 def _scene_images(people: Sequence[Identity], modality: Modality, scene_seed: int, n_images: int,
                   size: tuple[int, int]) -> list[list[np.ndarray]]:
     """``n_images`` matcher-style crops of each of ``people`` walking through one synthetic scene."""
-    from mvd_edge.preprocess import box_crop, box_overlap
+    from mvd_edge.core.preprocess import box_crop, box_overlap
     from mvd_edge.synth.video import SynthVideoRenderer
 
     H, W = size
@@ -256,7 +256,7 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
       synthetic scene per camera (a :class:`~mvd_edge.synth.video.SynthVideoRenderer`
       stream, 360x640, with its own camera look, walks and occlusions), and an identity's
       images are its boxes in frames spread over 20 s, cut out exactly as ``mvd-edge
-      match`` cuts them (:func:`mvd_edge.preprocess.box_crop`: margin, aspect, so
+      match`` cuts them (:func:`mvd_edge.core.preprocess.box_crop`: margin, aspect, so
       neighbours show at the sides) and resized to ``size``. Frames where the person is
       at least 60 % visible and its box at most 30 % covered by another box are preferred. The scene seeds are >= 10**6, so the scenes
       share no camera or walk with a ``synth-video`` of a small seed, and the people are

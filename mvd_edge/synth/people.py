@@ -31,7 +31,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from mvd_edge.modality import Modality
+from mvd_edge.core.modality import Modality
 
 __all__ = [
     "ACCESSORIES",

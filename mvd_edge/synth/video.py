@@ -56,7 +56,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mvd_edge.modality import Modality
+from mvd_edge.core.modality import Modality
 from mvd_edge.synth.people import (
     VIEWS,
     CameraStyle,

@@ -1,0 +1,274 @@
+"""Evaluation protocols: which test samples are queries and which form the gallery.
+
+A :class:`Trial` is one query/gallery draw, given as integer indices into a data set's
+``test`` list; protocols with random gallery sampling give several trials whose metrics
+are averaged. Everything is deterministic for a given ``seed`` (trial ``t`` draws with
+``numpy.random.default_rng(seed + t)``), independent of global random state.
+
+Sources of the protocol facts (public reference code, consulted for facts only):
+
+* SYSU-MM01 (Wu et al., ICCV 2017; AGW ``data_manager.py`` of
+  ``mangye16/Cross-Modal-Re-ID-baseline``): query = every IR image (cameras 3 and 6)
+  of the test identities, in both all-search and indoor-search; gallery = RGB cameras
+  1, 2, 4, 5 (all-search) or 1, 2 (indoor-search), drawing per identity and camera one
+  image (single-shot) or ten (multi-shot); ten trials, metrics averaged. The SYSU
+  authors draw from a fixed ``rand_perm_cam.mat`` and AGW with ``random.seed(trial)``;
+  we draw with numpy's seeded generator, so individual galleries differ from both
+  while the protocol is the same. Metric protocol ``"sysu"`` (cam-2 gallery removal
+  for cam-3 queries, unique-identity CMC).
+* RegDB (Nguyen et al., 2017; AGW ``test.py``): every test image is used; visible ->
+  thermal puts visible images in the query and thermal in the gallery, thermal ->
+  visible the reverse. The ten RegDB "trials" are ten different train/test splits
+  (``idx/*_{t}.txt``), i.e. ten trainings, so each split yields one :class:`Trial`.
+  Metric protocol ``"regdb"`` (nothing removed, plain CMC).
+* LLCM (Zhang & Wang, CVPR 2023; ``ZYK100/LLCM`` ``DEEN/data_manager.py`` and
+  ``test.py``): query = every test image of one modality; gallery = one image per
+  identity per camera of the other modality (``random.choice`` per folder), redrawn for
+  ten trials and averaged. Metric protocol ``"llcm"`` (``eval_llcm``: gallery items with
+  the query's identity and camera are removed; unique-identity CMC). Note: in that
+  code the VIS->IR mode (``test_mode=[2, 1]``) transposes the distance matrix, so the
+  rows it scores are the *sampled infrared* images against *all* visible images; here
+  ``llcm-v2i`` means what its name says (all visible queries, sampled infrared gallery).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from mvd_edge.core.modality import Modality
+from mvd_edge.data.base import Sample
+
+__all__ = [
+    "PROTOCOLS",
+    "SYSU_GALLERY_CAMS",
+    "SYSU_QUERY_CAMS",
+    "Trial",
+    "cross_trials",
+    "llcm_trials",
+    "make_trials",
+    "protocol_names",
+    "regdb_trials",
+    "sysu_trials",
+]
+
+#: SYSU-MM01 infrared cameras (the query side in both search modes).
+SYSU_QUERY_CAMS: tuple[int, ...] = (3, 6)
+#: SYSU-MM01 visible gallery cameras per search mode.
+SYSU_GALLERY_CAMS: dict[str, tuple[int, ...]] = {"all": (1, 2, 4, 5), "indoor": (1, 2)}
+
+#: Evaluation settings: name -> one-line description.
+PROTOCOLS: dict[str, str] = {
+    "sysu-all-single": "SYSU-MM01 all-search, single-shot: IR cams 3,6 query vs 1 RGB image/id/cam from cams 1,2,4,5; 10 trials",
+    "sysu-all-multi": "SYSU-MM01 all-search, multi-shot: IR cams 3,6 query vs 10 RGB images/id/cam from cams 1,2,4,5; 10 trials",
+    "sysu-indoor-single": "SYSU-MM01 indoor-search, single-shot: IR cams 3,6 query vs 1 RGB image/id/cam from cams 1,2; 10 trials",
+    "sysu-indoor-multi": "SYSU-MM01 indoor-search, multi-shot: IR cams 3,6 query vs 10 RGB images/id/cam from cams 1,2; 10 trials",
+    "regdb-v2t": "RegDB visible -> thermal: all visible test images query vs all thermal test images",
+    "regdb-t2v": "RegDB thermal -> visible: all thermal test images query vs all visible test images",
+    "llcm-v2i": "LLCM visible -> infrared: all visible test images query vs 1 IR image/id/cam; 10 trials",
+    "llcm-i2v": "LLCM infrared -> visible: all IR test images query vs 1 visible image/id/cam; 10 trials",
+    "cross-i2v": "any data set: all IR test images query vs all visible test images (plain metrics)",
+    "cross-v2i": "any data set: all visible test images query vs all IR test images (plain metrics)",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Trial:
+    """One query/gallery draw over a data set's ``test`` list.
+
+    Attributes:
+        name: e.g. ``"sysu-all-single-t3"``.
+        query: int64 ``[Q]`` indices into the test list (read-only).
+        gallery: int64 ``[G]`` indices into the test list (read-only).
+    """
+
+    name: str
+    query: np.ndarray
+    gallery: np.ndarray
+
+    def __post_init__(self) -> None:
+        for field_name in ("query", "gallery"):
+            arr = np.array(getattr(self, field_name), dtype=np.int64).reshape(-1)
+            arr.setflags(write=False)
+            object.__setattr__(self, field_name, arr)
+
+
+def protocol_names() -> list[str]:
+    """Names of every evaluation setting accepted by :func:`make_trials`."""
+    return list(PROTOCOLS)
+
+
+def _check_trials(n_trials: int, shots: int) -> None:
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if shots < 1:
+        raise ValueError(f"shots must be >= 1, got {shots}")
+
+
+def _sample_gallery(
+    candidates: dict[tuple[int, int], list[int]], shots: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``shots`` indices (all if fewer) per (pid, cam) group, groups in sorted order."""
+    picked: list[int] = []
+    for key in sorted(candidates):
+        idx = candidates[key]
+        if len(idx) <= shots:
+            picked.extend(idx)
+        else:
+            chosen = rng.choice(len(idx), size=shots, replace=False)
+            picked.extend(idx[i] for i in sorted(chosen.tolist()))
+    return np.asarray(picked, dtype=np.int64)
+
+
+def sysu_trials(
+    test: Sequence[Sample], mode: str = "all", shots: int = 1, n_trials: int = 10, seed: int = 0
+) -> list[Trial]:
+    """SYSU-MM01 all-/indoor-search trials.
+
+    Args:
+        test: the data set's test samples (SYSU camera numbering).
+        mode: ``"all"`` (gallery cams 1,2,4,5) or ``"indoor"`` (cams 1,2).
+        shots: gallery images per identity per camera (1 single-shot, 10 multi-shot);
+            a camera with fewer images contributes all of them.
+        n_trials: number of gallery draws; trial ``t`` uses seed ``seed + t``.
+        seed: base seed.
+
+    Returns:
+        ``n_trials`` trials sharing the same query (all infrared cam 3/6 images).
+    """
+    if mode not in SYSU_GALLERY_CAMS:
+        raise ValueError(f"unknown SYSU-MM01 search mode {mode!r}: use 'all' or 'indoor'")
+    _check_trials(n_trials, shots)
+    gallery_cams = SYSU_GALLERY_CAMS[mode]
+    query = [
+        i for i, s in enumerate(test) if s.modality is Modality.INFRARED and s.cam in SYSU_QUERY_CAMS
+    ]
+    candidates: dict[tuple[int, int], list[int]] = {}
+    for i, s in enumerate(test):
+        if s.modality is Modality.VISIBLE and s.cam in gallery_cams:
+            candidates.setdefault((s.pid, s.cam), []).append(i)
+    if not query:
+        raise ValueError("SYSU-MM01 protocol: no infrared (cam 3 / cam 6) test image for the query")
+    if not candidates:
+        raise ValueError(f"SYSU-MM01 protocol: no visible test image in cams {gallery_cams} for the gallery")
+    shot_name = {1: "single", 10: "multi"}.get(shots, f"{shots}shot")
+    return [
+        Trial(
+            name=f"sysu-{mode}-{shot_name}-t{t}",
+            query=np.asarray(query, dtype=np.int64),
+            gallery=_sample_gallery(candidates, shots, np.random.default_rng(seed + t)),
+        )
+        for t in range(n_trials)
+    ]
+
+
+_DIRECTIONS: dict[str, tuple[Modality, Modality]] = {
+    # direction -> (query modality, gallery modality)
+    "v2t": (Modality.VISIBLE, Modality.INFRARED),
+    "t2v": (Modality.INFRARED, Modality.VISIBLE),
+    "v2i": (Modality.VISIBLE, Modality.INFRARED),
+    "i2v": (Modality.INFRARED, Modality.VISIBLE),
+}
+
+
+def _modalities(direction: str, allowed: tuple[str, ...]) -> tuple[Modality, Modality]:
+    if direction not in allowed:
+        raise ValueError(f"unknown direction {direction!r}: use {' or '.join(repr(d) for d in allowed)}")
+    return _DIRECTIONS[direction]
+
+
+def _all_of(test: Sequence[Sample], modality: Modality) -> np.ndarray:
+    return np.asarray([i for i, s in enumerate(test) if s.modality is modality], dtype=np.int64)
+
+
+def cross_trials(test: Sequence[Sample], direction: str, name: str | None = None) -> list[Trial]:
+    """One trial: every test image of one modality against every one of the other.
+
+    Args:
+        test: test samples of any data set.
+        direction: ``"v2i"``/``"v2t"`` (visible query) or ``"i2v"``/``"t2v"`` (IR query).
+        name: trial name (default ``"cross-<direction>"``).
+    """
+    q_mod, g_mod = _modalities(direction, tuple(_DIRECTIONS))
+    query, gallery = _all_of(test, q_mod), _all_of(test, g_mod)
+    if query.size == 0:
+        raise ValueError(f"no {q_mod.name.lower()} test image for the query")
+    if gallery.size == 0:
+        raise ValueError(f"no {g_mod.name.lower()} test image for the gallery")
+    return [Trial(name=name or f"cross-{direction}", query=query, gallery=gallery)]
+
+
+def regdb_trials(test: Sequence[Sample], direction: str) -> list[Trial]:
+    """RegDB: one trial using all test images.
+
+    Args:
+        test: test samples of one RegDB split (``idx/test_*_{t}.txt``).
+        direction: ``"v2t"`` (visible query, thermal gallery) or ``"t2v"``.
+    """
+    _modalities(direction, ("v2t", "t2v"))
+    return cross_trials(test, direction, name=f"regdb-{direction}")
+
+
+def llcm_trials(
+    test: Sequence[Sample], direction: str, n_trials: int = 10, seed: int = 0, shots: int = 1
+) -> list[Trial]:
+    """LLCM: all test images of one modality as query, sampled gallery of the other.
+
+    Args:
+        test: LLCM test samples.
+        direction: ``"v2i"`` (visible query, infrared gallery) or ``"i2v"``.
+        n_trials: number of gallery draws; trial ``t`` uses seed ``seed + t``.
+        seed: base seed.
+        shots: gallery images per identity per camera (1 in the LLCM protocol).
+    """
+    q_mod, g_mod = _modalities(direction, ("v2i", "i2v"))
+    _check_trials(n_trials, shots)
+    query = _all_of(test, q_mod)
+    candidates: dict[tuple[int, int], list[int]] = {}
+    for i, s in enumerate(test):
+        if s.modality is g_mod:
+            candidates.setdefault((s.pid, s.cam), []).append(i)
+    if query.size == 0:
+        raise ValueError(f"LLCM protocol: no {q_mod.name.lower()} test image for the query")
+    if not candidates:
+        raise ValueError(f"LLCM protocol: no {g_mod.name.lower()} test image for the gallery")
+    return [
+        Trial(
+            name=f"llcm-{direction}-t{t}",
+            query=query,
+            gallery=_sample_gallery(candidates, shots, np.random.default_rng(seed + t)),
+        )
+        for t in range(n_trials)
+    ]
+
+
+def make_trials(
+    setting: str, test: Sequence[Sample], n_trials: int = 10, seed: int = 0
+) -> tuple[str, list[Trial]]:
+    """Trials of a named evaluation setting (see :data:`PROTOCOLS`).
+
+    Args:
+        setting: one of :func:`protocol_names`.
+        test: the data set's test samples.
+        n_trials: gallery draws for the sampled protocols (SYSU, LLCM); the RegDB and
+            ``cross-*`` settings always give one trial.
+        seed: base seed of the draws.
+
+    Returns:
+        ``(metric_protocol, trials)`` where ``metric_protocol`` is the ``protocol``
+        argument for :func:`mvd_edge.eval.metrics.evaluate` (``"sysu"``, ``"regdb"`` or
+        ``"llcm"``); average the metrics over the trials.
+    """
+    if setting not in PROTOCOLS:
+        raise ValueError(f"unknown evaluation setting {setting!r}: choose one of {', '.join(PROTOCOLS)}")
+    family, rest = setting.split("-", 1)
+    if family == "sysu":
+        mode, shot = rest.split("-")
+        return "sysu", sysu_trials(test, mode=mode, shots=1 if shot == "single" else 10, n_trials=n_trials, seed=seed)
+    if family == "regdb":
+        return "regdb", regdb_trials(test, rest)
+    if family == "llcm":
+        return "llcm", llcm_trials(test, rest, n_trials=n_trials, seed=seed)
+    return "regdb", cross_trials(test, rest)

@@ -1,0 +1,307 @@
+"""Score matcher events against synthetic ground truth (``mvd-edge score-matches EVENTS GT``).
+
+Definitions (all over the frame pairs the matcher processed; ``iou`` = 0.5 and
+``min_visibility`` = 0.5 by default):
+
+* **Ground-truth identity of a reported box.** In frame ``f`` of stream ``s``, a box
+  reported by the matcher takes the identity of the ground-truth box of that frame with
+  the highest IoU, if that IoU is >= ``iou`` (any visibility); otherwise it has none.
+* **Reported pair.** Each ``match`` event: ``(ir_frame, rgb_frame, ir_box, rgb_box,
+  global_id)``. It is **correct** when both boxes have a ground-truth identity and it is
+  the same one.
+* **Opportunity.** A processed frame pair ``(ir_frame, rgb_frame)`` and an identity ``p``
+  that is visible in both frames with ``visibility >= min_visibility``.
+* **Pair precision** = correct reported pairs / reported pairs.
+* **Pair recall** = opportunities covered by at least one correct reported pair of that
+  identity in that frame pair / opportunities.
+* **IDF1 of global identities** (cross-modal). Observations: for every opportunity, its
+  two ground-truth boxes (IR and RGB) form the truth set, labelled with the identity; for
+  every reported pair, its two boxes form the prediction set, labelled with the global id
+  (a box reported twice in a frame counts once), except the boxes of correct pairs that
+  are not opportunities (the person is less than ``min_visibility`` visible in one of the
+  frames): those are "don't care", neither true nor false. A predicted observation and a true one
+  *co-occur* when they are in the same stream and frame and the predicted box has that
+  true identity (IoU rule above). Global ids are mapped one-to-one onto identities so as
+  to maximise the co-occurrences (Hungarian); ``IDTP`` is that maximum,
+  ``IDF1 = 2 IDTP / (|predicted| + |true|)``, with ``IDP = IDTP / |predicted|`` and
+  ``IDR = IDTP / |true|`` (as in Ristani et al., 2016, on these observation sets).
+
+The processed frame pairs come from the ``end`` event's ``steps``; an events file
+without one (a run that was killed) is scored on the pairs ``(k, k)`` for every frame
+``k`` from 0 to the last reported frame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["best_setting", "embedding_separability", "load_ground_truth", "meets_target", "score_matches"]
+
+
+def load_ground_truth(path: str | Path) -> dict[str, Any]:
+    """Read a ``gt.json`` written by ``mvd-edge synth-video`` (see :mod:`mvd_edge.synth.video`)."""
+    from mvd_edge.synth.video import GT_FORMAT
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "gt.json"
+    if not p.is_file():
+        raise FileNotFoundError(f"ground truth not found: {p}")
+    try:
+        gt = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}: not JSON ({exc.msg})") from None
+    if not isinstance(gt, dict) or gt.get("format") != GT_FORMAT:
+        raise ValueError(f"{p}: not a synth-video ground truth (format {GT_FORMAT!r})")
+    for s in ("ir", "rgb"):
+        if s not in gt.get("streams", {}):
+            raise ValueError(f"{p}: no '{s}' stream")
+    return gt
+
+
+def _xyxy(box: list[float]) -> np.ndarray:
+    x, y, w, h = (float(v) for v in box[:4])
+    return np.array([x, y, x + w, y + h], np.float32)
+
+
+def _gt_identity(box: list[float] | None, gts: list[list[float]], iou_min: float) -> int | None:
+    if box is None or not gts:
+        return None
+    from mvd_edge.match.detect import box_iou
+
+    g = np.array([_xyxy(b[1:5]) for b in gts], np.float32)
+    iou = box_iou(_xyxy(box)[None], g)[0]
+    j = int(iou.argmax())
+    return int(gts[j][0]) if iou[j] >= iou_min else None
+
+
+def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[str, Any], iou: float = 0.5,
+                  min_visibility: float = 0.5) -> dict[str, Any]:
+    """Pair precision/recall and IDF1 of global identities (definitions in the module docstring).
+
+    Returns ``{"precision", "recall", "idf1", "idp", "idr", "reported_pairs", "correct_pairs",
+    "opportunities", "covered", "frames", "global_ids", "identities", "idtp", "per_identity":
+    {id: {"opportunities", "covered", "recall", "global_ids"}}, "iou", "min_visibility"}``.
+    """
+    from mvd_edge.match.events import StepRuns, read_events
+
+    if not isinstance(gt, dict):
+        gt = load_ground_truth(gt)
+    evs = list(read_events(events)) if not isinstance(events, list) else events
+    boxes = {s: gt["streams"][s]["boxes"] for s in ("ir", "rgb")}
+    n_gt = min(len(boxes["ir"]), len(boxes["rgb"]))
+
+    def frame_boxes(s: str, f: int) -> list[list[float]]:
+        return boxes[s][f] if 0 <= f < len(boxes[s]) else []
+
+    matches = [e for e in evs if e.get("event") == "match"]
+    end = next((e for e in reversed(evs) if e.get("event") == "end"), None)
+    if end is not None and end.get("steps") is not None:
+        runs = StepRuns()
+        runs.runs = [list(map(int, r)) for r in end["steps"]]
+        frame_pairs = list(runs.pairs())
+    else:
+        last = max((int(e["ir_frame"]) for e in matches), default=-1)
+        frame_pairs = [(k, k) for k in range(min(last + 1, n_gt))]
+    # opportunities
+    opp: dict[tuple[int, int], set[int]] = {}
+    for fi, fr in frame_pairs:
+        vis_ir = {int(b[0]) for b in frame_boxes("ir", fi) if b[5] >= min_visibility}
+        vis_rgb = {int(b[0]) for b in frame_boxes("rgb", fr) if b[5] >= min_visibility}
+        both = vis_ir & vis_rgb
+        if both:
+            opp[(fi, fr)] = both
+    n_opp = sum(len(v) for v in opp.values())
+    # reported pairs
+    correct = 0
+    covered: set[tuple[int, int, int]] = set()
+    pred_obs: dict[tuple[str, int, tuple[float, ...]], tuple[int, int | None]] = {}
+    for e in matches:
+        fi, fr = int(e["ir_frame"]), int(e["rgb_frame"])
+        pi = _gt_identity(e.get("ir_box"), frame_boxes("ir", fi), iou)
+        pr = _gt_identity(e.get("rgb_box"), frame_boxes("rgb", fr), iou)
+        if pi is not None and pi == pr:
+            correct += 1
+            if pi in opp.get((fi, fr), ()):
+                covered.add((fi, fr, pi))
+        gid = int(e["global_id"])
+        if pi is not None and pi == pr and pi not in opp.get((fi, fr), ()):
+            continue  # a correct pair of a person not visible enough in both frames: don't care
+        for s, f, b, p in (("ir", fi, e.get("ir_box"), pi), ("rgb", fr, e.get("rgb_box"), pr)):
+            if b is not None:
+                pred_obs.setdefault((s, f, tuple(round(float(v), 1) for v in b)), (gid, p))
+    # IDF1: co-occurrence of (global id, identity) among true observations
+    true_obs = {(s, f, pid) for (fi, fr), ids in opp.items() for pid in ids for s, f in (("ir", fi), ("rgb", fr))}
+    co: dict[tuple[int, int], int] = defaultdict(int)
+    for (s, f, _), (gid, pid) in pred_obs.items():
+        if pid is not None and (s, f, pid) in true_obs:
+            co[(gid, pid)] += 1
+    gids = sorted({g for g, _ in pred_obs.values()})
+    pids = sorted({pid for ids in opp.values() for pid in ids})
+    idtp = 0
+    if gids and pids:
+        m = np.zeros((len(gids), len(pids)))
+        gi, pi_ = {g: k for k, g in enumerate(gids)}, {p: k for k, p in enumerate(pids)}
+        for (g, p), c in co.items():
+            if p in pi_:
+                m[gi[g], pi_[p]] = c
+        r, c = linear_sum_assignment(-m)
+        idtp = int(m[r, c].sum())
+    n_pred, n_true = len(pred_obs), len(true_obs)
+    per_id: dict[int, dict[str, Any]] = {}
+    for pid in pids:
+        n_o = sum(1 for ids in opp.values() if pid in ids)
+        n_c = sum(1 for (_, _, p) in covered if p == pid)
+        per_id[pid] = {"opportunities": n_o, "covered": n_c, "recall": n_c / n_o if n_o else 0.0,
+                       "global_ids": sorted({g for (g, p) in co if p == pid})}
+    return {
+        "precision": correct / len(matches) if matches else 0.0,
+        "recall": len(covered) / n_opp if n_opp else 0.0,
+        "idf1": 2 * idtp / (n_pred + n_true) if n_pred + n_true else 0.0,
+        "idp": idtp / n_pred if n_pred else 0.0,
+        "idr": idtp / n_true if n_true else 0.0,
+        "reported_pairs": len(matches),
+        "correct_pairs": correct,
+        "opportunities": n_opp,
+        "covered": len(covered),
+        "frames": len(frame_pairs),
+        "global_ids": len(gids),
+        "identities": len(pids),
+        "idtp": idtp,
+        "per_identity": per_id,
+        "iou": iou,
+        "min_visibility": min_visibility,
+    }
+
+
+def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_overlap: float = 0.3,
+                           min_visibility: float = 0.6, crop_margin: float = 0.08) -> dict[str, Any]:
+    """How well an embedder tells the people of a synth-video pair apart across modalities,
+    independent of tracking, thresholds and hysteresis (an upper bound on what the matcher
+    can do with it).
+
+    Every ``every``-th frame of both streams, each ground-truth person box that is at least
+    ``min_visibility`` visible and at most ``max_overlap`` covered by another box is cut out
+    as the matcher cuts it (:func:`mvd_edge.core.preprocess.box_crop`) and embedded. Per stream
+    and identity, the mean of its L2-normalised features is its *identity descriptor*.
+
+    Returns ``{"crop_top1": {"ir->rgb", "rgb->ir"}`` (share of crops whose nearest identity
+    descriptor of the other stream, by cosine, is their own), ``"identity_assignment"``
+    (share of identities that a one-to-one Hungarian assignment of the IR descriptors to the
+    RGB descriptors gets right), ``"chance"`` (1 / identities), ``"same_cosine"`` (mean
+    cosine of an identity's IR and RGB descriptors), ``"other_cosine"`` (mean over
+    identities of the highest cosine to another identity's descriptor in the other stream),
+    ``"misassigned"`` (the ``[ir_id, rgb_id]`` pairs that assignment got wrong),
+    ``"look_alikes"`` (the ground truth's pairs of people who look alike across modalities,
+    ``[]`` for older files), ``"crops": {"ir", "rgb"}``, ``"identities"``}``.
+    """
+    import cv2
+
+    from mvd_edge.core.preprocess import box_crop, box_overlap
+
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    root = Path(video)
+    gt = load_ground_truth(root)
+    root = root if root.is_dir() else root.parent
+    spec = getattr(embedder, "spec", None)
+    aspect = spec.width / spec.height if spec is not None else None  # as the matcher: the box's own ratio
+    feats: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray] = {}
+    for s in ("ir", "rgb"):
+        path = root / gt["streams"][s]["video"]
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise FileNotFoundError(f"cannot open {path}")
+        crops, pids = [], []
+        try:
+            for k, boxes in enumerate(gt["streams"][s]["boxes"]):
+                ok, img = cap.read()
+                if not ok:
+                    break
+                if k % every or not boxes:
+                    continue
+                xyxy = np.array([_xyxy(b[1:5]) for b in boxes], np.float32)
+                for b, box, ov in zip(boxes, xyxy, box_overlap(xyxy)):
+                    if b[5] < min_visibility or ov > max_overlap:
+                        continue
+                    crop = box_crop(img, box, crop_margin, aspect)
+                    if crop is not None:
+                        crops.append(crop)
+                        pids.append(int(b[0]))
+        finally:
+            cap.release()
+        f = np.asarray(embedder.embed(crops), np.float32)  # an Embedder batches by its max_batch itself
+        feats[s] = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        labels[s] = np.array(pids, np.int64)
+    ids = sorted(set(labels["ir"].tolist()) & set(labels["rgb"].tolist()))
+    if not ids:
+        raise ValueError(f"{root}: no identity has a clear crop in both streams")
+    desc = {}
+    for s in ("ir", "rgb"):
+        m = np.stack([feats[s][labels[s] == p].mean(axis=0) for p in ids])
+        desc[s] = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    top1 = {}
+    for s, o in (("ir", "rgb"), ("rgb", "ir")):
+        keep = np.isin(labels[s], ids)
+        nearest = np.asarray(ids)[(feats[s][keep] @ desc[o].T).argmax(axis=1)]
+        top1[f"{s}->{o}"] = float((nearest == labels[s][keep]).mean())
+    sim = desc["ir"] @ desc["rgb"].T
+    rows, cols = linear_sum_assignment(-sim)
+    off = sim - 2.0 * np.eye(len(ids))
+    return {
+        "crop_top1": top1,
+        "identity_assignment": float(np.mean(rows == cols)),
+        "misassigned": [[ids[r], ids[c]] for r, c in zip(rows.tolist(), cols.tolist()) if r != c],
+        "look_alikes": [[int(a), int(b)] for a, b in gt.get("look_alikes", [])],
+        "chance": 1.0 / len(ids),
+        "same_cosine": float(np.mean(np.diag(sim))),
+        "other_cosine": float(np.mean(off.max(axis=1))) if len(ids) > 1 else float("nan"),
+        "crops": {s: int(np.isin(labels[s], ids).sum()) for s in ("ir", "rgb")},
+        "identities": len(ids),
+    }
+
+
+def meets_target(row: dict[str, Any], target: tuple[float, float]) -> bool:
+    """Whether a scored matcher run (``{"precision", "recall", ...}``) reaches ``target = (precision, recall)``."""
+    return row["precision"] >= target[0] and row["recall"] >= target[1]
+
+
+def best_setting(grids: list[list[dict[str, Any]]], key: str = "idf1",
+                 target: tuple[float, float] | None = None) -> tuple[float, float]:
+    """The matcher setting to use, chosen on validation videos.
+
+    ``grids`` has one list per video of rows ``{"threshold", "margin", "precision", "recall",
+    "idf1"}`` (the same settings in each). Returns the ``(threshold, margin)`` of the best
+    mean ``key`` over the videos; with ``target = (precision, recall)``, first of the most
+    videos on which the setting reaches both. Ties go to the higher mean precision, then to
+    the first setting in the first video's order. NaN scores count as the worst.
+    """
+    if not grids or not grids[0]:
+        raise ValueError("best_setting needs at least one video with at least one setting")
+    order = [(r["threshold"], r["margin"]) for r in grids[0]]
+    per: dict[tuple[float, float], list[dict[str, Any]]] = {k: [] for k in order}
+    for rows in grids:
+        seen = {(r["threshold"], r["margin"]): r for r in rows}
+        if len(seen) != len(rows) or set(seen) != set(order):
+            raise ValueError("best_setting: every video must have been run with the same settings, once each")
+        for k in order:
+            per[k].append(seen[k])
+
+    def mean(rows: list[dict[str, Any]], field: str) -> float:
+        m = float(np.mean([float(r[field]) for r in rows]))
+        return -math.inf if math.isnan(m) else round(m, 9)  # rounded: equal but for float noise is a tie
+
+    def rank(k: tuple[float, float]) -> tuple[float, float, float]:
+        rows = per[k]
+        met = 0.0 if target is None else float(sum(meets_target(r, target) for r in rows))
+        return (met, mean(rows, key), mean(rows, "precision"))
+
+    return max(order, key=rank)  # max keeps the first of equal keys

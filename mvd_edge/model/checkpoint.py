@@ -1,0 +1,65 @@
+"""Checkpoint I/O: the mvd-edge checkpoint format, atomic save, safe load, rebuild the network.
+
+Checkpoints hold only tensors and plain Python values and load with ``weights_only=True``.
+The trainer writes them; export, the torch embedder and the CLI read them through here,
+so nothing outside training depends on the trainer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from mvd_edge.core.spec import ModelSpec
+from mvd_edge.model.net import MVDNet
+
+CKPT_FORMAT = "mvd-edge-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, truncated or not an mvd-edge checkpoint."""
+
+
+def resolve_device(device: str, local_rank: int = 0) -> str:
+    if device == "auto":
+        return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+    if device == "cuda":
+        return f"cuda:{local_rank}"
+    return device
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Atomic write: temp file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
+    """Load an mvd-edge checkpoint with ``weights_only=True``; clear errors for bad files."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {p} (truncated or not a torch file?): {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
+        raise CheckpointError(f"{p} is not an mvd-edge checkpoint (expected format {CKPT_FORMAT})")
+    return state
+
+
+def model_from_checkpoint(path: str | Path, recipe: str | None = None, map_location: str = "cpu") -> tuple[MVDNet, dict]:
+    """Rebuild the model of a checkpoint in eval mode -> (model, checkpoint dict)."""
+    state = load_checkpoint(path, map_location)
+    model = MVDNet.from_spec(ModelSpec.from_dict(state["model_spec"]), recipe=recipe or state.get("recipe", "full"))
+    model.load_state_dict(state["model"])
+    return model.eval(), state

@@ -1,0 +1,273 @@
+"""MVDNet: the three-branch network of MVD (Tian et al., CVPR 2021), as PAPER.md describes it.
+
+Branches (nothing shared between them): ``rgb`` (visible-specific), ``ir`` (infrared-
+specific) and ``shared`` (modality-shared), each a torchvision ResNet trunk with last
+stride 1, then GAP -> BatchNorm1d "BN neck" -> observation ``v`` (classifier on v), and an
+information bottleneck MLP ``v -> z`` (classifier on z).
+
+The network input is one tensor of normalised RGB crops ``[N, 3, H, W]`` (see
+``mvd_edge.core.preprocess``). The grayscale view ``g`` is computed inside the network, so an
+exported graph has a single input. The RGB branch sees ``x``, the IR branch sees ``g``,
+the shared branch sees both. The four *observations* are named
+
+    ``rgb`` = branch rgb on x,  ``ir`` = branch ir on g,
+    ``shared_x`` = branch shared on x,  ``shared_g`` = branch shared on g.
+
+Test-time recipes (``RECIPES``), all L2-normalised:
+
+* ``full``   - concat ``[v_ir, v_shared_g, v_rgb, v_shared_x]`` (4 x F dims, 4 backbone
+  passes): the paper's 8192-d feature for ResNet-50.
+* ``shared`` - ``v_shared_x`` (F dims, 1 pass).
+* ``z``      - ``z_shared_x``, the shared branch's bottleneck representation (512 dims for
+  the paper's sizes, 1 pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet18, resnet50
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from mvd_edge.core.preprocess import GRAY_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD
+from mvd_edge.core.spec import (  # noqa: F401  (re-exported: the network's vocabulary)
+    BACKBONES,
+    BRANCHES,
+    FULL_ORDER,
+    OBSERVATION_SOURCES,
+    OBSERVATIONS,
+    PAPER_BOTTLENECK,
+    RECIPES,
+    TINY_WIDTHS,
+    ModelSpec,
+    check_recipe,
+)
+
+class WeightsError(ValueError):
+    """Pretrained weights are missing or do not fit the backbone; the message says which file."""
+
+
+def _set_last_stride(trunk: nn.Sequential, stride: int) -> None:
+    """Set the stride of the first block of the last stage (layer4) to ``stride``."""
+    block = trunk[-1][0]
+    if isinstance(block, Bottleneck):
+        block.conv2.stride = (stride, stride)
+    elif isinstance(block, BasicBlock):
+        block.conv1.stride = (stride, stride)
+    if block.downsample is not None:
+        block.downsample[0].stride = (stride, stride)
+
+
+def _tiny_trunk(widths: Sequence[int] = TINY_WIDTHS) -> nn.Sequential:
+    """A narrow ResNet of torchvision BasicBlocks, one per stage, for CPU tests and demos."""
+    stem = nn.Sequential(
+        nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(widths[0]),
+        nn.ReLU(inplace=True),
+    )
+    stages = []
+    in_ch = widths[0]
+    for i, w in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        down = None
+        if stride != 1 or in_ch != w:
+            down = nn.Sequential(nn.Conv2d(in_ch, w, 1, stride=stride, bias=False), nn.BatchNorm2d(w))
+        stages.append(nn.Sequential(BasicBlock(in_ch, w, stride=stride, downsample=down)))
+        in_ch = w
+    return nn.Sequential(stem, *stages)
+
+
+def build_trunk(backbone: str, last_stride: int = 1, pretrained: str | Path | None = None) -> tuple[nn.Sequential, int]:
+    """Return ``(trunk, feat_dim)``; the trunk maps ``[N,3,H,W]`` to feature maps ``[N,F,h,w]``.
+
+    ``pretrained`` is a local path to a torchvision ImageNet state dict (resnet50/resnet18
+    only); nothing is downloaded.
+    """
+    if backbone == "tiny":
+        if pretrained is not None:
+            raise WeightsError("the 'tiny' backbone has no ImageNet weights; drop model.pretrained")
+        trunk = _tiny_trunk()
+        _set_last_stride(trunk, last_stride)
+        return trunk, TINY_WIDTHS[-1]
+    if backbone not in ("resnet50", "resnet18"):
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    net = resnet50(weights=None) if backbone == "resnet50" else resnet18(weights=None)
+    if pretrained is not None:
+        load_imagenet_weights(net, pretrained)
+    trunk = nn.Sequential(
+        nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool),
+        net.layer1,
+        net.layer2,
+        net.layer3,
+        net.layer4,
+    )
+    _set_last_stride(trunk, last_stride)
+    return trunk, net.fc.in_features
+
+
+def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
+    """Load a torchvision ImageNet state dict from a local file into ``net`` (fc ignored)."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(
+            f"pretrained weights not found: {p} (give a local torchvision .pth file, e.g. resnet50-11ad3fa6.pth)"
+        )
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt or not a torch file
+        raise WeightsError(f"cannot read pretrained weights {p}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{p} does not hold a state dict")
+    state = {k.removeprefix("module."): v for k, v in state.items() if not k.removeprefix("module.").startswith("fc.")}
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise WeightsError(
+            f"{p} does not fit this backbone: {len(missing)} missing keys (e.g. {missing[:2]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:2]})"
+        )
+    bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if bad:
+        raise WeightsError(f"{p} does not fit this backbone: shape mismatch at {bad[0]}")
+    net.load_state_dict(state, strict=False)
+
+
+def default_bottleneck(feat_dim: int) -> tuple[int, int, int]:
+    """The paper's 2048-1000-500-512 bottleneck, scaled to a narrower backbone."""
+    if feat_dim == 2048:
+        return PAPER_BOTTLENECK
+    scale = feat_dim / 2048.0
+    return tuple(max(16, round(d * scale * 2)) for d in PAPER_BOTTLENECK)  # type: ignore[return-value]
+
+
+class BranchHead(nn.Module):
+    """GAP -> BN neck -> v (+ classifier), bottleneck MLP v -> z (+ classifier)."""
+
+    def __init__(self, feat_dim: int, num_classes: int, dims: tuple[int, int, int]):
+        super().__init__()
+        d1, d2, d3 = dims
+        self.bn_neck = nn.BatchNorm1d(feat_dim)
+        self.bn_neck.bias.requires_grad_(False)  # BNNeck convention: no shift before the classifier
+        self.cls_v = nn.Linear(feat_dim, num_classes, bias=False)
+        self.bottleneck = nn.Sequential(
+            nn.Linear(feat_dim, d1),
+            nn.BatchNorm1d(d1),
+            nn.ReLU(inplace=True),
+            nn.Linear(d1, d2),
+            nn.BatchNorm1d(d2),
+            nn.ReLU(inplace=True),
+            nn.Linear(d2, d3),
+        )
+        hidden = 256 if d3 >= 256 else max(32, d3)
+        self.cls_z = nn.Sequential(
+            nn.Linear(d3, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.LeakyReLU(0.1),
+            nn.Dropout(0.5),
+            nn.Linear(hidden, num_classes),
+        )
+
+
+class Branch(nn.Module):
+    def __init__(self, backbone: str, last_stride: int, pretrained: str | Path | None, num_classes: int,
+                 dims: tuple[int, int, int] | None):
+        super().__init__()
+        self.trunk, self.feat_dim = build_trunk(backbone, last_stride, pretrained)
+        self.dims = dims or default_bottleneck(self.feat_dim)
+        self.head = BranchHead(self.feat_dim, num_classes, self.dims)
+
+    def observe(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[N,3,H,W]`` -> (pooled pre-BN feature f ``[N,F]``, observation v ``[N,F]``)."""
+        f = F.adaptive_avg_pool2d(self.trunk(x), 1).flatten(1)
+        return f, self.head.bn_neck(f)
+
+
+class MVDNet(nn.Module):
+    """The MVD network. See the module docstring for branches, observations and recipes.
+
+    ``forward(x)`` in training mode returns a dict ``{observation: {"f", "v", "z",
+    "logits_v", "logits_z"}}`` (all ``[N, *]`` float). In eval mode it returns the L2-
+    normalised embedding ``[N, D]`` of ``self.recipe`` (or of the ``recipe`` argument).
+    """
+
+    def __init__(self, num_classes: int, backbone: str = "resnet50", last_stride: int = 1,
+                 pretrained: str | Path | None = None, bottleneck_dims: Sequence[int] | None = None,
+                 recipe: str = "full"):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        dims = tuple(int(d) for d in bottleneck_dims) if bottleneck_dims else None
+        self.spec = ModelSpec(num_classes, backbone, last_stride, dims)  # type: ignore[arg-type]
+        self.branches = nn.ModuleDict(
+            {name: Branch(backbone, last_stride, pretrained, num_classes, dims) for name in BRANCHES}
+        )
+        self.feat_dim = self.branches["rgb"].feat_dim
+        self.z_dim = self.branches["rgb"].dims[2]
+        self.recipe = check_recipe(recipe)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+        self.register_buffer("gray_w", torch.tensor(GRAY_WEIGHTS).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, recipe: str = "full") -> "MVDNet":
+        return cls(spec.num_classes, spec.backbone, spec.last_stride, None, spec.bottleneck_dims, recipe)
+
+    def embedding_dim(self, recipe: str | None = None) -> int:
+        recipe = check_recipe(recipe or self.recipe)
+        return {"full": 4 * self.feat_dim, "shared": self.feat_dim, "z": self.z_dim}[recipe]
+
+    def grayscale(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised RGB ``[N,3,H,W]`` -> normalised grayscale view, 3 equal channels before normalisation."""
+        raw = x * self.std + self.mean
+        gray = (raw * self.gray_w).sum(dim=1, keepdim=True)
+        return (gray - self.mean) / self.std
+
+    def observe(self, x: torch.Tensor, names: Sequence[str] = OBSERVATIONS) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Run only the backbone passes needed for ``names``; returns ``{name: (f, v)}``."""
+        g = self.grayscale(x) if any(OBSERVATION_SOURCES[n][1] == "g" for n in names) else None
+        views = {"x": x, "g": g}
+        return {n: self.branches[OBSERVATION_SOURCES[n][0]].observe(views[OBSERVATION_SOURCES[n][1]]) for n in names}
+
+    def forward(self, x: torch.Tensor, recipe: str | None = None):
+        if self.training:
+            out = {}
+            for name, (f, v) in self.observe(x).items():
+                head = self.branches[OBSERVATION_SOURCES[name][0]].head
+                z = head.bottleneck(v)
+                out[name] = {"f": f, "v": v, "z": z, "logits_v": head.cls_v(v), "logits_z": head.cls_z(z)}
+            return out
+        return self.embed(x, recipe)
+
+    def recipe_observations(self, recipe: str | None = None) -> tuple[str, ...]:
+        """Observations whose backbone passes a recipe needs, in output order."""
+        recipe = check_recipe(recipe or self.recipe)
+        return FULL_ORDER if recipe == "full" else ("shared_x",)
+
+    def feature_maps(self, x: torch.Tensor, recipe: str | None = None) -> list[torch.Tensor]:
+        """Backbone feature maps ``[N, F, h, w]`` of the recipe's observations (input of the head)."""
+        names = self.recipe_observations(recipe)
+        g = self.grayscale(x) if any(OBSERVATION_SOURCES[n][1] == "g" for n in names) else None
+        views = {"x": x, "g": g}
+        return [self.branches[OBSERVATION_SOURCES[n][0]].trunk(views[OBSERVATION_SOURCES[n][1]]) for n in names]
+
+    def embed(self, x: torch.Tensor, recipe: str | None = None) -> torch.Tensor:
+        """Normalised RGB ``[N,3,H,W]`` float -> L2-normalised embedding ``[N, D]`` float."""
+        recipe = check_recipe(recipe or self.recipe)
+        if recipe == "full":
+            obs = self.observe(x, FULL_ORDER)
+            feat = torch.cat([obs[n][1] for n in FULL_ORDER], dim=1)
+        elif recipe == "shared":
+            feat = self.observe(x, ("shared_x",))["shared_x"][1]
+        else:
+            v = self.observe(x, ("shared_x",))["shared_x"][1]
+            feat = self.branches["shared"].head.bottleneck(v)
+        return F.normalize(feat, dim=1)

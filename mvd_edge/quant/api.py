@@ -1,0 +1,236 @@
+"""Entry points: ``quantize`` (INT8 Q/DQ graphs) and ``to_fp16`` (FP16 graph).
+
+``quantize(model.onnx, out_dir, manifest)`` writes into ``out_dir``:
+
+* ``<stem>.int8-trt.onnx`` - symmetric int8 Q/DQ graph for TensorRT (strongly typed builds);
+* ``<stem>.int8-cpu.onnx`` - uint8-activation Q/DQ graph for ONNX Runtime on x86;
+* ``<stem>.int8-report.json`` - the returned report (ranges, placement, fallback, parity);
+* ``<stem>.calib-manifest.json`` - the calibration manifest that was used;
+
+where ``<stem>`` is the FP32 file's name without ``.onnx``. Ranges are cached in
+``cache_dir`` (default ``out_dir/calib-cache``). Each graph carries the FP32 graph's
+``mvd_edge.*`` metadata plus ``mvd_edge.precision=int8``, ``mvd_edge.int8_flavour``,
+``mvd_edge.calib_method``, ``mvd_edge.calib_manifest_sha256`` and the details listed in
+:func:`_int8_metadata`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from mvd_edge.quant import graph as graph_mod
+from mvd_edge.quant.manifest import Manifest, load_manifest
+from mvd_edge.quant.qdq import FLAVOURS, build_qdq, load_for_quantization
+from mvd_edge.quant.ranges import compute_ranges, spec_from_onnx
+from mvd_edge.quant.sensitivity import embed, fallback, load_samples, mean_cosine, session
+
+#: Parity check of every written graph: seeded random crops, cosine vs the FP32 graph.
+PARITY_CROPS = 16
+PARITY_SEED = 1234
+
+
+def int8_path(out_dir: Path, stem: str, flavour: str) -> Path:
+    return Path(out_dir) / f"{stem}.int8-{flavour}.onnx"
+
+
+def _stem(onnx_fp32: Path) -> str:
+    name = Path(onnx_fp32).name
+    return name[: -len(".onnx")] if name.endswith(".onnx") else Path(onnx_fp32).stem
+
+
+def _random_batch(spec, n: int = PARITY_CROPS, seed: int = PARITY_SEED) -> np.ndarray:
+    from mvd_edge.core.preprocess import preprocess_batch
+
+    rng = np.random.default_rng(seed)
+    crops = [rng.integers(0, 256, size=(int(rng.integers(48, 300)), int(rng.integers(24, 150)), 3), dtype=np.uint8)
+             for _ in range(n)]
+    return preprocess_batch(crops, spec)
+
+
+def _set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, str(v)
+
+
+def _fp32_metadata(onnx_fp32: Path) -> dict[str, str]:
+    """The ``mvd_edge.*`` metadata of an FP32 export; refuses graphs this module cannot run."""
+    from mvd_edge.core.graphmeta import read_metadata
+
+    meta = {k: v for k, v in read_metadata(onnx_fp32).items() if k.startswith("mvd_edge.")}
+    if meta.get("mvd_edge.precision", "fp32") != "fp32":
+        raise ValueError(f"{onnx_fp32} is already a {meta['mvd_edge.precision']} graph; start from the FP32 export")
+    if meta.get("mvd_edge.fused_head") == "1":
+        raise ValueError(f"{onnx_fp32} holds the fused-head plugin op, which ONNX Runtime cannot run for "
+                         f"calibration; export without the fused head to make the FP16/INT8 graph")
+    return meta
+
+
+def _int8_metadata(base: dict[str, str], fp32_sha: str, flavour: str, placement: dict, ranges: Any,
+                   manifest: Manifest) -> dict[str, str]:
+    return {**base,
+            "mvd_edge.precision": "int8",
+            "mvd_edge.int8_flavour": flavour,
+            "mvd_edge.int8_activation_type": placement["activation_type"],
+            "mvd_edge.int8_weight_bits": str(placement["weight_bits"]),
+            "mvd_edge.int8_include_head": "1" if placement["include_head"] else "0",
+            "mvd_edge.int8_excluded_layers": json.dumps(placement["excluded_layers"]),
+            "mvd_edge.calib_method": ranges.method,
+            "mvd_edge.calib_params": json.dumps(ranges.params, sort_keys=True),
+            "mvd_edge.calib_ranges_key": ranges.key,
+            "mvd_edge.calib_manifest_sha256": manifest.sha256,
+            "mvd_edge.calib_crops": str(ranges.n_crops),
+            "mvd_edge.source_onnx_sha256": fp32_sha}
+
+
+def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | str | Path", method: str = "minmax",
+             flavours: Sequence[str] = FLAVOURS, include_head: bool = False, max_rank1_drop: float | None = None,
+             val_samples: Sequence[Any] | None = None, cache_dir: str | Path | None = None,
+             method_params: dict[str, Any] | None = None, reduce_range: bool = True, min_cosine: float | None = None,
+             holdout_fraction: float = 0.2, seed: int = 0, progress: bool = True) -> dict:
+    """Calibrate ``onnx_fp32`` on ``manifest`` and write one INT8 Q/DQ graph per flavour.
+
+    Args:
+        onnx_fp32: FP32 graph from ``mvd_edge.export.export_onnx``.
+        out_dir: output folder (see the module docstring for file names).
+        manifest: calibration :class:`Manifest` or the path of its JSON.
+        method: ``minmax`` | ``entropy`` | ``percentile`` (``method_params``: its parameters).
+        flavours: any of ``trt``, ``cpu``.
+        include_head: also quantize the embedding head (default: kept in FP32).
+        max_rank1_drop: accuracy budget in Rank-1 points; needs ``val_samples`` (a validation
+            split's ``Sample`` list with both modalities, never the test split). A seeded
+            ``holdout_fraction`` of the manifest is then held out of the ranges for the
+            per-layer sensitivity (:mod:`mvd_edge.quant.sensitivity`).
+        min_cosine: a second (or the only) fallback budget: mean embedding cosine vs FP32 on
+            the held-out crops at least this.
+        cache_dir: range cache (default ``out_dir/calib-cache``).
+        reduce_range: ``cpu`` flavour: 7-bit weights (ORT's advice for x86 without VNNI).
+
+    Returns the report dict (also written to ``<stem>.int8-report.json``).
+    """
+    from mvd_edge.runtime.sidecar import sha256_file
+
+    t0 = time.perf_counter()
+    onnx_fp32 = Path(onnx_fp32)
+    if not onnx_fp32.is_file():
+        raise FileNotFoundError(f"FP32 ONNX graph not found: {onnx_fp32}")
+    bad = [f for f in flavours if f not in FLAVOURS]
+    if bad or not flavours:
+        raise ValueError(f"unknown INT8 flavour(s) {bad}; choose from {', '.join(FLAVOURS)}")
+    if max_rank1_drop is not None:
+        from mvd_edge.core.modality import Modality
+
+        mods = {Modality.parse(s.modality) for s in (val_samples or [])}
+        if mods != {Modality.VISIBLE, Modality.INFRARED}:
+            raise ValueError("max_rank1_drop needs val_samples: a validation split with both RGB and IR images "
+                             "(e.g. load_dataset(...).val)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "calib-cache"
+    stem = _stem(onnx_fp32)
+    manifest = load_manifest(manifest)
+    spec = spec_from_onnx(onnx_fp32)
+    fp32_sha = sha256_file(onnx_fp32)
+    base_meta = _fp32_metadata(onnx_fp32)
+    use_fallback = max_rank1_drop is not None or min_cosine is not None
+    ranges_manifest, held = manifest.split_holdout(holdout_fraction, seed) if use_fallback else (manifest, None)
+    manifest.save(out_dir / f"{stem}.calib-manifest.json")
+    fp32_sess = session(str(onnx_fp32))
+    rand_x = _random_batch(spec)
+    ref_rand = embed(fp32_sess, rand_x)
+    report: dict[str, Any] = {"source": str(onnx_fp32), "source_sha256": fp32_sha,
+                              "manifest": {"sha256": manifest.sha256, "counts": manifest.counts,
+                                           "source": manifest.source},
+                              "include_head": include_head, "flavours": {}}
+    with tempfile.TemporaryDirectory(prefix="mvd-quant-") as tmp:
+        prepared = graph_mod.prepare(onnx_fp32, Path(tmp) / "prepared.onnx")
+        ranges = compute_ranges(prepared, ranges_manifest, method=method, params=method_params, spec=spec,
+                                cache_dir=cache_dir, model_sha256=fp32_sha, progress=progress)
+        base = load_for_quantization(prepared)
+    report["ranges"] = ranges.summary()
+    fb: dict[str, Any] | None = None
+    if use_fallback:
+        held_x = _preprocess_all(held, spec)  # type: ignore[arg-type]
+        fb = {"held_x": held_x, "ref_held": embed(fp32_sess, held_x), "max_rank1_drop": max_rank1_drop,
+              "min_cosine": min_cosine}
+        if max_rank1_drop is not None:
+            val_x = load_samples(val_samples, spec)  # type: ignore[arg-type]
+            fb.update(val_x=val_x, val_samples=list(val_samples),  # type: ignore[arg-type]
+                      ref_val=embed(fp32_sess, val_x))
+        report["holdout"] = {"fraction": holdout_fraction, "seed": seed,
+                             "held_out": len(held),  # type: ignore[arg-type]
+                             "ranges_crops": len(ranges_manifest)}
+    for fl in flavours:
+        exclude: list[str] = []
+        entry: dict[str, Any] = {}
+        if fb is not None:
+            exclude, entry["fallback"] = fallback(base, ranges, fl, include_head=include_head,
+                                                  reduce_range=reduce_range, progress=progress, **fb)
+        model, placement = build_qdq(base, ranges, fl, include_head=include_head, exclude=exclude,
+                                     reduce_range=reduce_range)
+        _set_metadata(model, _int8_metadata(base_meta, fp32_sha, fl, placement, ranges, manifest))
+        model.doc_string = f"MVD embedding, INT8 Q/DQ ({fl} flavour) calibrated by mvd-edge ({ranges.method})"
+        path = int8_path(out_dir, stem, fl)
+        onnx.save(model, str(path))
+        cos_mean, cos_min = mean_cosine(embed(session(str(path), exact_qdq=fl == "trt"), rand_x), ref_rand)
+        entry.update(onnx=str(path), sha256=sha256_file(path), placement=placement,
+                     parity={"inputs": f"{PARITY_CROPS} random crops (seed {PARITY_SEED})",
+                             "arithmetic": "exact Q/DQ (TensorRT's)" if fl == "trt" else "ORT fused QLinear kernels",
+                             "mean_cosine": cos_mean, "min_cosine": cos_min})
+        report["flavours"][fl] = entry
+    report["seconds"] = time.perf_counter() - t0
+    (out_dir / f"{stem}.int8-report.json").write_text(json.dumps(report, indent=1, default=str))
+    return report
+
+
+def _preprocess_all(manifest: Manifest, spec, batch: int = 64) -> np.ndarray:
+    from mvd_edge.core.preprocess import preprocess_batch
+
+    crops = list(manifest.crops())
+    return np.concatenate([preprocess_batch(crops[i:i + batch], spec) for i in range(0, len(crops), batch)])
+
+
+def to_fp16(onnx_fp32: str | Path, out: str | Path, manifest: "Manifest | str | Path | None" = None,
+            keep_overflow_fp32: bool = True, max_check_crops: int = 128) -> dict:
+    """Write an FP16 graph with FP32 input/output at ``out``; returns a report.
+
+    Overflow is checked on up to ``max_check_crops`` crops of ``manifest`` (or on seeded
+    random crops without one); see :mod:`mvd_edge.quant.fp16`. Metadata: the FP32 graph's
+    plus ``mvd_edge.precision=fp16`` and ``mvd_edge.fp16_kept_fp32`` (JSON node list).
+    """
+    import itertools
+
+    from mvd_edge.quant.fp16 import fp16_graph
+    from mvd_edge.runtime.sidecar import sha256_file
+
+    onnx_fp32, out = Path(onnx_fp32), Path(out)
+    if not onnx_fp32.is_file():
+        raise FileNotFoundError(f"FP32 ONNX graph not found: {onnx_fp32}")
+    base_meta = _fp32_metadata(onnx_fp32)
+    spec = spec_from_onnx(onnx_fp32)
+    crops = None
+    if manifest is not None:
+        crops = list(itertools.islice(load_manifest(manifest).crops(), max_check_crops))
+    model = onnx.load(str(onnx_fp32))
+    converted, report = fp16_graph(model, crops, spec, keep_overflow_fp32=keep_overflow_fp32)
+    _set_metadata(converted, {**base_meta, "mvd_edge.precision": "fp16",
+                              "mvd_edge.fp16_kept_fp32": json.dumps([k["node"] for k in report["kept_fp32"]]),
+                              "mvd_edge.source_onnx_sha256": sha256_file(onnx_fp32)})
+    converted.doc_string = "MVD embedding, FP16 graph with FP32 input/output (mvd-edge)"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(converted, str(out))
+    rand_x = _random_batch(spec)
+    cos_mean, cos_min = mean_cosine(embed(str(out), rand_x), embed(str(onnx_fp32), rand_x))
+    report.update(onnx=str(out), sha256=sha256_file(out), source=str(onnx_fp32),
+                  parity={"inputs": f"{PARITY_CROPS} random crops (seed {PARITY_SEED})", "mean_cosine": cos_mean,
+                          "min_cosine": cos_min})
+    return report

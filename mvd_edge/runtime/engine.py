@@ -1,0 +1,149 @@
+"""Engine building: an exported (precision) ONNX graph -> an ONNX Runtime or TensorRT engine + sidecar.
+
+torch-free. The precision is whatever the ONNX graph carries (FP32, FP16 graph, INT8 Q/DQ
+graph); the sidecar records what was actually built.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from mvd_edge import __version__
+from mvd_edge.runtime.sidecar import EngineError, sha256_file, write_sidecar
+
+BACKENDS = ("ort", "trt")
+
+
+def graph_facts(onnx_path: Path) -> dict:
+    """Metadata and I/O names of an mvd-edge ONNX graph (read with onnxruntime, no torch)."""
+    import onnxruntime as ort
+
+    if not onnx_path.is_file():
+        raise EngineError(f"ONNX file not found: {onnx_path}")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        sess = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        meta = dict(sess.get_modelmeta().custom_metadata_map)
+        inputs, outputs = sess.get_inputs(), sess.get_outputs()
+    except Exception as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "mvd" in text and "FusedHead" in text:
+            return _facts_without_ort(onnx_path)
+        raise EngineError(f"{onnx_path} is not a loadable ONNX graph: {text}") from exc
+    if "mvd_edge.preprocess" not in meta:
+        raise EngineError(f"{onnx_path} has no mvd-edge metadata: export it with `mvd-edge export`")
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise EngineError(f"{onnx_path}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
+    return {"meta": meta, "input_name": inputs[0].name, "output_name": outputs[0].name}
+
+
+def _facts_without_ort(onnx_path: Path) -> dict:
+    """Fused-head graphs hold an ``mvd::FusedHead`` node ONNX Runtime cannot load: read them with onnx."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    return {"meta": meta, "input_name": model.graph.input[0].name, "output_name": model.graph.output[0].name}
+
+
+def parse_batch(text: str | tuple[int, int, int]) -> tuple[int, int, int]:
+    """``"1,8,32"`` -> (min, opt, max) with 1 <= min <= opt <= max."""
+    vals = tuple(int(v) for v in text.split(",")) if isinstance(text, str) else tuple(text)
+    if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
+        raise ValueError(f"--batch must be min,opt,max with 1 <= min <= opt <= max, got {text!r}")
+    return vals  # type: ignore[return-value]
+
+
+def build_engine(onnx_path: str | Path, out: str | Path, backend: str = "ort", device: str = "cpu",
+                 batch: str | tuple[int, int, int] = (1, 8, 32), workspace_mb: int = 2048,
+                 timing_cache: str | Path | None = None, verbose: bool = False) -> dict:
+    """Build an engine for ``backend`` from ``onnx_path`` at ``out``; writes ``out.json``; returns the sidecar dict."""
+    onnx_path, out = Path(onnx_path), Path(out)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    bmin, bopt, bmax = parse_batch(batch)
+    facts = graph_facts(onnx_path)
+    meta = facts["meta"]
+    precision = meta.get("mvd_edge.precision", "fp32")
+    flavour = meta.get("mvd_edge.int8_flavour")
+    fused = meta.get("mvd_edge.fused_head") == "1"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    info = {
+        "backend": backend,
+        "precision": precision,
+        "int8_flavour": flavour,
+        "recipe": meta.get("mvd_edge.recipe"),
+        "fused_head": fused,
+        "preprocess": json.loads(meta["mvd_edge.preprocess"]),
+        "embedding_dim": int(meta["mvd_edge.embedding_dim"]),
+        "input_name": facts["input_name"],
+        "output_name": facts["output_name"],
+        "batch_profile": [bmin, bopt, bmax],
+        "max_batch": bmax,
+        "source_onnx": str(onnx_path),
+        "hashes": {"source_onnx_sha256": sha256_file(onnx_path),
+                   "checkpoint_sha256": meta.get("mvd_edge.checkpoint_sha256")},
+        "versions": {"mvd_edge": __version__},
+    }
+    if backend == "ort":
+        if fused:
+            raise EngineError("fused-head graphs hold the mvd::FusedHead TensorRT plugin op; export without "
+                              "--fused-head for ONNX Runtime")
+        if flavour == "trt" and device == "cpu":
+            warnings.warn("this INT8 graph has symmetric int8 activations (TensorRT flavour); on x86 CPUs the "
+                          "'cpu' flavour (uint8 activations) is much faster", stacklevel=2)
+        _build_ort(onnx_path, out, device)
+        import onnxruntime as ort
+
+        info.update({"device": device, "ort_optimization": "disable", "ort_built_with": "extended"})
+        info["versions"]["onnxruntime"] = ort.__version__
+    else:
+        if flavour == "cpu":
+            raise EngineError("this INT8 graph has uint8 (asymmetric) activations, which TensorRT does not accept; "
+                              "use the 'trt' flavour (model.int8-trt.onnx)")
+        info.update(_build_trt(onnx_path, out, facts, info, (bmin, bopt, bmax), workspace_mb, timing_cache, verbose))
+    write_sidecar(out, info)
+    return json.loads(Path(str(out) + ".json").read_text())
+
+
+def _build_ort(onnx_path: Path, out: Path, device: str) -> None:
+    """Save ONNX Runtime's offline-optimised graph (extended level: portable across x86 CPUs)."""
+    from mvd_edge.runtime.ort_backend import make_session
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    make_session(onnx_path, device=device, optimization="extended", optimized_out=tmp)
+    tmp.replace(out)
+
+
+def _build_trt(onnx_path: Path, out: Path, facts: dict, info: dict, batch: tuple[int, int, int], workspace_mb: int,
+               timing_cache: str | Path | None, verbose: bool) -> dict:
+    from mvd_edge.runtime.trt_compat import build_serialized_engine, import_tensorrt
+
+    import_tensorrt()  # the install hint comes first when TensorRT is absent
+    gpu = _gpu_facts()
+    if info["fused_head"]:
+        from mvd_edge.kernels.trt_plugin import register_trt_plugin
+
+        register_trt_plugin()
+    pp = info["preprocess"]
+    cache = Path(timing_cache) if timing_cache else out.parent / "timing.cache"
+    data, trt_facts = build_serialized_engine(onnx_path, facts["input_name"], (3, int(pp["height"]), int(pp["width"])),
+                                              batch, workspace_mb << 20, cache, verbose)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    return {"gpu": gpu, "workspace_mb": workspace_mb, "timing_cache": str(cache),
+            "versions": {**info["versions"], "tensorrt": trt_facts["tensorrt"]}, "strongly_typed": True}
+
+
+def _gpu_facts() -> dict:
+    try:
+        import pycuda.driver as cuda  # noqa: PLC0415
+    except Exception as exc:
+        raise EngineError("pycuda is not installed: `pip install 'mvd-edge[trt]'`") from exc
+    cuda.init()
+    dev = cuda.Device(0)
+    return {"name": dev.name(), "compute_capability": "%d.%d" % dev.compute_capability()}

@@ -1,0 +1,435 @@
+"""The MVD trainer: data, model, losses, schedule, checkpoints, validation, final test evaluation.
+
+* AMP (fp16 autocast + GradScaler) on CUDA when ``optim.amp``; fp32 on the CPU.
+* Linear warm-up from ``warmup_factor * lr``, then cosine or step decay, per epoch.
+* ``last.pt`` written atomically (temp file + ``os.replace``) after every epoch with
+  model, optimizer, scheduler, scaler, sampler and RNG state; ``resume=True`` continues
+  after the last finished epoch, so a killed run loses at most one epoch.
+* ``best.pt``: chosen on the *validation* identities (never the test split): Rank-1 of IR
+  queries against the RGB gallery, ties broken by mAP. Without a validation split the last
+  epoch is kept and a warning says so.
+* DistributedDataParallel when launched by ``torchrun`` (NCCL on CUDA, gloo on the CPU);
+  rank 0 writes checkpoints, logs and evaluates.
+* Checkpoints hold only tensors and plain Python values and load with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from mvd_edge.core.config import TrainConfig, to_dict
+from mvd_edge.model.net import MVDNet
+from mvd_edge.core.spec import ModelSpec
+from mvd_edge.core.preprocess import PreprocessSpec
+from mvd_edge.data.base import ReidDataset
+from mvd_edge.train.dataset import ReidImageDataset, label_map
+from mvd_edge.train.sampler import CrossModalIdentitySampler
+from mvd_edge.eval.reid import evaluate_features, save_results
+from mvd_edge.train.extract import extract_features
+from mvd_edge.model.checkpoint import (  # noqa: F401  (the trainer writes this format)
+    CKPT_FORMAT,
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_device,
+    save_checkpoint,
+)
+from mvd_edge.train.losses import TERMS, LossWeights, loss_terms, mvd_loss, ramp_factor, trunk_gradient_fractions
+
+VAL_SETTING = "cross-i2v"
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend=backend)
+    return info
+
+
+def loss_weights(cfg: TrainConfig) -> LossWeights:
+    """The loss weights and placement of a training config (config -> explicit arguments)."""
+    c = cfg.loss
+    return LossWeights(ce=c.ce, metric=c.metric, dml=c.dml, vsd=c.vsd, vcd=c.vcd, vml=c.vml,
+                       label_smoothing=c.label_smoothing, metric_kind=c.metric_kind, margin=c.margin,
+                       vcd_pairs=c.vcd_pairs, vsd_on=c.vsd_on, temperature=c.temperature, kl_form=c.kl_form)
+
+
+def lr_factor(epoch: int, epochs: int, warmup: int, warmup_factor: float, schedule: str,
+              milestones: list[int], gamma: float) -> float:
+    """Multiplier of the base learning rate for 0-based ``epoch``."""
+    if warmup > 0 and epoch < warmup:
+        return warmup_factor + (1.0 - warmup_factor) * epoch / warmup
+    if schedule == "cosine":
+        span = max(1, epochs - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / span))
+    return gamma ** sum(epoch >= m for m in milestones)
+
+
+def prepare_dataset(cfg: TrainConfig, distinfo: DistInfo | None = None) -> ReidDataset:
+    """Load the configured data set; for ``synthetic``, write it first if absent (rank 0 only)."""
+    from mvd_edge.data.registry import load_dataset
+
+    name = cfg.data.dataset
+    root = Path(cfg.data.root) if cfg.data.root else Path(cfg.out) / "synthetic"
+    if name == "synthetic":
+        if distinfo is None or distinfo.main:
+            ensure_synthetic(root, cfg, rewrite=not cfg.data.root)
+        if distinfo is not None and distinfo.enabled:
+            dist.barrier()
+        name = "sysu"
+    return load_dataset(name, root, trial=cfg.data.trial, use_val=cfg.data.use_val,
+                        val_fraction=cfg.data.val_fraction, seed=cfg.seed)
+
+
+def ensure_synthetic(root: Path, cfg: TrainConfig, rewrite: bool = True) -> None:
+    """Write the synthetic SYSU-layout data set at ``root`` unless it is already complete and
+    was written with the same ``synth`` settings.
+
+    A complete set written with other settings is rewritten when ``rewrite`` (the folder is the
+    run's own, e.g. ``<out>/synthetic``); otherwise (a folder the user named) it is left alone
+    and a :class:`ConfigError` says what differs.
+    """
+    from mvd_edge.core.config import ConfigError
+    from mvd_edge.synth.dataset import MARKER, sysu_marker, write_sysu
+
+    s = cfg.synth
+    want = sysu_marker(s.n_ids, s.images_per_cam, (s.height, s.width), s.seed, render=s.render,
+                       scene_people=s.scene_people)
+    if (root / "exp" / "test_id.txt").is_file():
+        try:
+            meta = json.loads((root / MARKER).read_text())
+        except (OSError, ValueError):
+            return  # a complete set without our marker: not ours to judge or touch
+        have = {k: meta.get(k, "crops" if k == "render" else None) for k in want}  # older markers: no render
+        if have == want:
+            return
+        diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
+        if not rewrite:
+            raise ConfigError(
+                f"data.root {root} holds a synthetic set written with other settings "
+                f"({', '.join(f'synth.{k}: {a!r} there, {b!r} asked' for k, (a, b) in diff.items())}); "
+                "set those synth.* values, train on it as it is with --dataset sysu, or choose another data.root")
+        print(f"synthetic set at {root} was written with other settings ({diff}); rewriting it", flush=True)
+    write_sysu(root, n_ids=s.n_ids, images_per_cam=s.images_per_cam, size=(s.height, s.width), seed=s.seed,
+               progress=True, render=s.render, scene_people=s.scene_people)
+
+
+def default_settings(dataset: str) -> list[str]:
+    from mvd_edge.data.registry import default_eval_settings
+
+    return default_eval_settings("sysu" if dataset == "synthetic" else dataset)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Train MVD with explicit configuration (built from YAML/CLI at the edge)."""
+
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.resume = resume
+        self.progress = progress
+        self.distinfo = init_distributed(cfg.device if cfg.device != "auto" else
+                                         ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(cfg.device, self.distinfo.local_rank)
+        if self.device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(self.device))
+        torch.manual_seed(cfg.seed + self.distinfo.rank)
+        random.seed(cfg.seed + self.distinfo.rank)
+        self.spec = PreprocessSpec(height=cfg.data.height, width=cfg.data.width)
+        self.data = prepare_dataset(cfg, self.distinfo)
+        if not self.data.train:
+            raise ValueError(f"the training split of {cfg.data.dataset} is empty")
+        self.labels = label_map(self.data.train)
+        self.model = MVDNet(len(self.labels), cfg.model.backbone, cfg.model.last_stride, cfg.model.pretrained,
+                            cfg.model.bottleneck_dims, recipe=cfg.eval.recipe).to(self.device)
+        self.weights = loss_weights(cfg)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        o = cfg.optim
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda e: lr_factor(e, o.epochs, o.warmup_epochs, o.warmup_factor, o.schedule, o.milestones, o.gamma),
+        )
+        self.use_amp = bool(o.amp and self.device.startswith("cuda"))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        train_ds = ReidImageDataset(self.data.train, self.spec, self.labels, augment=True,
+                                    gray_prob=cfg.data.gray_prob, channel_prob=cfg.data.channel_prob)
+        self.sampler = CrossModalIdentitySampler(
+            [s.pid for s in self.data.train], [s.modality for s in self.data.train], cfg.data.p_ids,
+            cfg.data.k_per_modality, seed=cfg.seed, batches_per_epoch=cfg.data.batches_per_epoch,
+            rank=self.distinfo.rank, world_size=self.distinfo.world_size)
+        self.loader = DataLoader(train_ds, batch_size=self.sampler.batch_size, sampler=self.sampler,
+                                 num_workers=cfg.data.workers, drop_last=True,
+                                 persistent_workers=cfg.data.workers > 0,
+                                 pin_memory=self.device.startswith("cuda"))
+        self.net: torch.nn.Module = self.model
+        if self.distinfo.enabled:
+            ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.start_epoch = 0
+        self.best = {"rank1": -1.0, "mAP": -1.0, "epoch": -1}
+        self.history: list[dict] = []
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, epoch: int) -> dict:
+        return {
+            "format": CKPT_FORMAT,
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "model_spec": self.model.spec.to_dict(),
+            "recipe": self.model.recipe,
+            "preprocess": self.spec.to_dict(),
+            "label_map": dict(self.labels),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": _rng_state(),
+            "best": dict(self.best),
+            "history": list(self.history),
+            "config": to_dict(self.cfg),
+            "versions": {"torch": str(torch.__version__)},
+        }
+
+    def _resume(self) -> None:
+        path = self.out / "last.pt"
+        if not path.is_file():
+            raise CheckpointError(f"--resume: no checkpoint to resume from at {path}")
+        state = load_checkpoint(path, map_location=self.device)
+        if ModelSpec.from_dict(state["model_spec"]) != self.model.spec:
+            raise CheckpointError(f"{path} was trained with a different model ({state['model_spec']}); "
+                                  f"use the same config or another --out")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["sampler"])
+        _set_rng_state(state["rng"])
+        self.best = dict(state["best"])
+        self.history = list(state["history"])
+        self.start_epoch = int(state["epoch"]) + 1
+
+    @property
+    def _active_terms(self) -> set[str]:
+        return {k for k in TERMS if getattr(self.weights, k)}
+
+    def ramp(self, progress: float) -> float:
+        """VCD/VML ramp-in factor at ``progress`` epochs (1 when ``loss.ramp`` is 0)."""
+        if not self.cfg.loss.ramp:
+            return 1.0
+        return ramp_factor(progress, self.cfg.optim.warmup_epochs, self.cfg.loss.ramp * self.cfg.optim.epochs)
+
+    # ------------------------------------------------------------------ loop
+    def train_epoch(self, epoch: int) -> dict:
+        self.net.train()
+        self.sampler.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        n = 0
+        replaced = 0
+        lr = self.optimizer.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        it = self.loader
+        bar = None
+        if self.progress and self.distinfo.main:
+            from tqdm import tqdm
+
+            bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}", unit="batch", leave=False)
+            it = bar
+        n_batches = max(1, len(self.loader))
+        grad_fractions: dict[str, float] = {}
+        ramps: list[float] = []
+        for i, (x, labels, mods, _cams, rep) in enumerate(it):
+            x = x.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            ramp = self.ramp(epoch + i / n_batches)
+            ramps.append(ramp)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
+                outputs = self.net(x)
+            if i == 0 and self.cfg.loss.grad_log and not self.distinfo.enabled:
+                parts = loss_terms(outputs, labels, self.weights, mods)
+                shared = [p for p in self.model.branches["shared"].trunk.parameters() if p.requires_grad]
+                grad_fractions = trunk_gradient_fractions(parts, self.weights, shared, ramp)
+                loss = sum(self.weights.scale(k, ramp) * v for k, v in parts.items())
+                terms = {k: float(v.detach()) for k, v in parts.items()} | {"total": float(loss.detach())}
+            else:
+                loss, terms = mvd_loss(outputs, labels, self.weights, mods, ramp)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}; lower optim.lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.cfg.optim.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            replaced += int(rep.sum())
+            if bar is not None:
+                bar.set_postfix(loss=f"{terms['total']:.3f}")
+        self.scheduler.step()
+        elapsed = time.perf_counter() - t0
+        row = {f"loss_{k}": v / max(n, 1) for k, v in sums.items()}
+        row["ramp"] = sum(ramps) / max(len(ramps), 1)
+        if self.cfg.loss.grad_log and not self.distinfo.enabled:
+            # same keys every epoch (log.csv): every weighted term's shared-trunk gradient / CE's
+            for k in TERMS[1:]:
+                if k in self._active_terms:
+                    row[f"grad_{k}"] = grad_fractions.get(k, float("nan"))
+        row.update({"epoch": epoch + 1, "lr": lr, "seconds": elapsed,
+                    "images_per_s": n * self.sampler.batch_size * self.distinfo.world_size / max(elapsed, 1e-9),
+                    "replaced_images": replaced})
+        if replaced:
+            warnings.warn(f"epoch {epoch + 1}: {replaced} unreadable images were replaced by others of the same "
+                          f"identity", stacklevel=2)
+        return row
+
+    def validate(self) -> dict | None:
+        """Rank-1/mAP/mINP of IR queries vs RGB gallery on the validation identities (percent)."""
+        if not self.data.val:
+            return None
+        feats = extract_features(self.model, self.data.val, self.spec, self.cfg.eval.recipe,
+                                 self.cfg.eval.batch_size, self.device)
+        res = evaluate_features(feats, self.data.val, [VAL_SETTING], n_trials=1, seed=self.cfg.seed)[VAL_SETTING]
+        return {"val_rank1": res["rank1"]["mean"], "val_mAP": res["mAP"]["mean"], "val_mINP": res["mINP"]["mean"]}
+
+    def fit(self) -> dict:
+        """Train to ``optim.epochs``; returns a summary with the best checkpoint path."""
+        cfg = self.cfg
+        main = self.distinfo.main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if main and not self.data.val:
+            warnings.warn("no validation split: best.pt will be the last epoch (the test split is never used "
+                          "for model selection)", stacklevel=2)
+        tb = _tensorboard(self.out) if main else None
+        for epoch in range(self.start_epoch, cfg.optim.epochs):
+            row = self.train_epoch(epoch)
+            if main:
+                is_last = epoch + 1 == cfg.optim.epochs
+                val = self.validate() if ((epoch + 1) % cfg.eval.eval_every == 0 or is_last) else None
+                row.update(val or {"val_rank1": None, "val_mAP": None, "val_mINP": None})
+                self.history.append(row)
+                improved = False
+                if val is None and not self.data.val:
+                    improved = True
+                elif val is not None and (val["val_rank1"], val["val_mAP"]) > (self.best["rank1"], self.best["mAP"]):
+                    improved = True
+                if improved:
+                    self.best = {"rank1": val["val_rank1"] if val else -1.0, "mAP": val["val_mAP"] if val else -1.0,
+                                 "epoch": epoch + 1}
+                state = self._state(epoch)
+                save_checkpoint(state, self.out / "last.pt")
+                if improved:
+                    save_checkpoint(state, self.out / "best.pt")
+                _append_csv(self.out / "log.csv", row)
+                if tb is not None:
+                    for k, v in row.items():
+                        if v is not None:
+                            tb.add_scalar(k, v, epoch + 1)
+                msg = (f"epoch {epoch + 1}/{cfg.optim.epochs} loss {row.get('loss_total', float('nan')):.3f} "
+                       f"lr {row['lr']:.2e} {row['images_per_s']:.0f} img/s")
+                if val:
+                    msg += f" | val R1 {val['val_rank1']:.1f} mAP {val['val_mAP']:.1f}"
+                print(msg, flush=True)
+            if self.distinfo.enabled:
+                dist.barrier()
+        if tb is not None:
+            tb.close()
+        return {"out": str(self.out), "best": dict(self.best), "history": self.history,
+                "best_checkpoint": str(self.out / "best.pt")}
+
+    def test(self, checkpoint: Path | None = None, settings: list[str] | None = None) -> dict:
+        """Evaluate a checkpoint (default best.pt) on the test split with the data set's protocols."""
+        path = checkpoint or self.out / "best.pt"
+        model, _ = model_from_checkpoint(path, recipe=self.cfg.eval.recipe, map_location=self.device)
+        return self.test_model(model.to(self.device), settings)
+
+    def test_model(self, model: torch.nn.Module, settings: list[str] | None = None) -> dict:
+        """Score ``model`` (already on the device) on the test split with the data set's protocols."""
+        settings = settings or self.cfg.eval.settings or default_settings(self.cfg.data.dataset)
+        feats = extract_features(model, self.data.test, self.spec, self.cfg.eval.recipe, self.cfg.eval.batch_size,
+                                 self.device, progress=self.progress)
+        return evaluate_features(feats, self.data.test, settings, n_trials=self.cfg.eval.trials, seed=self.cfg.seed)
+
+
+def _append_csv(path: Path, row: dict) -> None:
+    """Append one epoch row (every row has the same keys: see ``Trainer.fit``)."""
+    exists = path.is_file()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        if not exists:
+            w.writeheader()
+        w.writerow(row)
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: CSV only
+        return None
+    return SummaryWriter(str(out / "tb"))
+
+
+def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True, evaluate_test: bool = True) -> dict:
+    """Train, then (rank 0) evaluate best.pt on the test protocols and save results/PNG."""
+    trainer = Trainer(cfg, resume=resume, progress=progress)
+    summary = trainer.fit()
+    if trainer.distinfo.main and evaluate_test and trainer.data.test:
+        results = trainer.test()
+        save_results(results, Path(cfg.out) / "test_results.json", Path(cfg.out) / "cmc.png",
+                     title=f"{cfg.data.dataset} ({cfg.model.backbone}, {cfg.eval.recipe})")
+        summary["test"] = results
+    if trainer.distinfo.enabled:
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
