@@ -138,6 +138,20 @@ def test_ir_brightness_ignores_colour_but_not_material_or_pattern():
         assert diff.max() > 40 and diff.min() >= 0
 
 
+def test_ir_lookup_gives_every_part_its_thermal_brightness():
+    # thermal.part_brightness names the parts, raster maps them to labels: none may be left black
+    from mvd_edge.synth.raster import _N_LABELS, _thermal_lut
+    from mvd_edge.synth.thermal import apparent, part_brightness
+
+    for idt in sample_identities(8, 5):
+        parts, lut = part_brightness(idt), _thermal_lut(idt)
+        assert lut[0] == 0.0 and len(parts) == _N_LABELS - 1
+        assert sorted(lut[1:].tolist()) == sorted(float(np.float32(v)) for v in parts.values())
+        assert all(0.0 < v < 1.0 for v in parts.values()) and parts["skin"] == max(parts.values())
+    # emitted + reflected: a black body shows its surface, a mirror the cold surroundings
+    assert apparent(1.0, 0.7) == 0.7 and apparent(0.0, 0.7) == apparent(0.0, 0.9) < apparent(0.5, 0.7)
+
+
 def test_pattern_shows_in_both_modalities():
     idt = sample_identities(1, 3)[0]
     striped = dataclasses.replace(idt, upper=dataclasses.replace(

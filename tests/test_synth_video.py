@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mvd_edge.match.detect import read_mot
-from mvd_edge.synth.people import look_alike_pairs, sample_identities
+from mvd_edge.synth import look_alike_pairs, sample_identities
 from mvd_edge.synth.video import GT_FORMAT, SynthVideoRenderer, write_synth_video
 
 
@@ -62,14 +62,14 @@ def test_renderer_is_deterministic_thermal_and_shows_everyone():
 
 
 def test_people_are_not_the_training_identities():
-    from mvd_edge.synth.people import sample_identities
+    from mvd_edge.synth import sample_identities
 
     r = SynthVideoRenderer(n_ids=3, seed=0)
     assert r.identities != sample_identities(3, 0)
 
 
 def test_given_identities_are_the_people_and_the_seed_still_sets_the_scene():
-    from mvd_edge.synth.people import sample_identities
+    from mvd_edge.synth import sample_identities
 
     people = sample_identities(3, 5)
     r = SynthVideoRenderer(n_ids=3, seed=0, identities=people)

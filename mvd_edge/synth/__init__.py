@@ -1,11 +1,20 @@
 """Procedural synthetic cross-modal (visible / infrared) person data.
 
-The embedded default for demos and tests: needs only numpy and OpenCV.
+The embedded default for demos and tests: needs only numpy and OpenCV. One module a
+responsibility, from who a person is to the files written:
 
-* :mod:`mvd_edge.synth.people`: identities, sprites (for videos) and re-id crops.
+* :mod:`mvd_edge.synth.identity`: trait vocabularies, the :class:`Identity` dataclasses
+  and the seeded draw of a population (:func:`sample_identities`).
+* :mod:`mvd_edge.synth.lookalike`: which people look alike across modalities.
+* :mod:`mvd_edge.synth.color`: the BGR colour type, clothing palette and colour draws.
+* :mod:`mvd_edge.synth.thermal`: materials, emissivities and the IR brightness of each part.
+* :mod:`mvd_edge.synth.raster`: drawing a person (sprites, RGB and IR) and alpha compositing.
+* :mod:`mvd_edge.synth.camera`: camera looks, backgrounds and re-id crops.
 * :mod:`mvd_edge.synth.dataset`: writers for the SYSU-MM01, RegDB and LLCM layouts.
+* :mod:`mvd_edge.synth.video`: synthetic IR/RGB video pairs with ground truth.
 """
 
+from mvd_edge.synth.camera import CameraStyle, render_background, render_crop, sample_camera_style
 from mvd_edge.synth.dataset import (
     LLCM_CAMS,
     MARKER,
@@ -15,34 +24,26 @@ from mvd_edge.synth.dataset import (
     write_regdb,
     write_sysu,
 )
-from mvd_edge.synth.people import (
+from mvd_edge.synth.identity import (
     ACCESSORIES,
     COAT_LENGTH,
     HAIR_STYLES,
-    LOOK_ALIKE_TOLERANCE,
     LOWER_KINDS,
-    MATERIALS,
     PATTERNS,
     SLEEVES,
-    VIEWS,
     Accessory,
     Body,
-    CameraStyle,
     Hair,
     Identity,
     LowerGarment,
     Shoes,
     UpperGarment,
-    cross_modal_traits,
-    look_alike,
-    look_alike_pairs,
-    render_background,
-    render_crop,
-    render_sprite,
-    sample_camera_style,
     sample_identities,
     sample_identity,
 )
+from mvd_edge.synth.lookalike import LOOK_ALIKE_TOLERANCE, cross_modal_traits, look_alike, look_alike_pairs
+from mvd_edge.synth.raster import VIEWS, render_sprite
+from mvd_edge.synth.thermal import MATERIALS
 
 __all__ = [
     "ACCESSORIES",

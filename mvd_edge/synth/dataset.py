@@ -21,7 +21,9 @@ import cv2
 import numpy as np
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.synth.people import CameraStyle, Identity, VIEWS, render_crop, sample_camera_style, sample_identities
+from mvd_edge.synth.camera import CameraStyle, render_crop, sample_camera_style, sample_crop_view
+from mvd_edge.synth.identity import Identity, sample_identities
+from mvd_edge.synth.raster import VIEWS
 
 __all__ = [
     "LLCM_CAMS",
@@ -141,7 +143,7 @@ def _camera(seed: int, dataset: int, cam: int, modality: Modality, indoor: bool 
 def _track(seed: int, dataset: int, cam: int, pid: int, modality: Modality) -> tuple[str, int]:
     """A tracklet's view and walking direction (one per identity and camera)."""
     rng = np.random.default_rng([_TRACK_TAG, seed, dataset, cam, pid, int(modality)])
-    view = VIEWS[int(rng.choice(3, p=(0.4, 0.35, 0.25)))]
+    view = sample_crop_view(rng)
     return view, (1 if rng.random() < 0.5 else -1)
 
 

@@ -2,7 +2,7 @@
 
 The same ``n_ids`` people walk through two different views at the same time: one
 rendered as a visible (RGB) camera, one as a thermal-like infrared camera (B == G == R,
-as in :mod:`mvd_edge.synth.people`). Each person paces back and forth across each view
+as in :mod:`mvd_edge.synth.raster`). Each person paces back and forth across each view
 at their own depth, speed and timing, leaves the frame at the ends of each pass and
 comes back (so tracks end and restart), and people occlude each other.
 
@@ -35,7 +35,7 @@ The people are drawn from ``sample_identities(n_ids, IDENTITY_SEED_BASE + seed)`
 with the default seeds they are not the identities of the synthetic training set
 (which uses ``sample_identities(n, seed)`` with small seeds).
 
-``look_alikes`` lists the pairs of people that :func:`mvd_edge.synth.people.look_alike`
+``look_alikes`` lists the pairs of people that :func:`mvd_edge.synth.lookalike.look_alike`
 finds (the same hair style, pattern, sleeves, coat, lower garment and accessory, with
 similar stripe frequency and garment lengths), so that across modalities (colour shows only in RGB, emissivity only in IR) they differ only
 by a few percent in body proportions. About 1 draw of 6 people in 35 has such a pair
@@ -57,16 +57,10 @@ import cv2
 import numpy as np
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.synth.people import (
-    VIEWS,
-    CameraStyle,
-    Identity,
-    look_alike_pairs,
-    render_background,
-    render_sprite,
-    sample_camera_style,
-    sample_identities,
-)
+from mvd_edge.synth.camera import CameraStyle, render_background, sample_camera_style
+from mvd_edge.synth.identity import Identity, sample_identities
+from mvd_edge.synth.lookalike import look_alike_pairs
+from mvd_edge.synth.raster import VIEWS, paste, render_sprite
 
 __all__ = [
     "GT_FORMAT",
@@ -241,7 +235,7 @@ class SynthVideoRenderer:
                           round(min(1.0, vis), 4)])
         for _, _pid, bgr, alpha, x0, y0 in people:
             src = bgr.astype(np.float32) if modality is Modality.VISIBLE else bgr[..., 0].astype(np.float32)
-            _paste(img, src, alpha, y0, x0)
+            paste(img, src, alpha, y0, x0)
         boxes.sort(key=lambda b: b[0])
         return self._camera(stream, img, frame), boxes
 
@@ -273,21 +267,6 @@ class SynthVideoRenderer:
             for s in STREAMS:
                 images[s], boxes[s] = self.render(s, k)
             yield k, images, boxes
-
-
-def _paste(dst: np.ndarray, src: np.ndarray, alpha: np.ndarray, y: int, x: int) -> None:
-    """Alpha-blend ``src`` (straight colour, float) into ``dst`` (float) at top-left (y, x), clipped."""
-    h, w = alpha.shape
-    H, W = dst.shape[:2]
-    y0, x0, y1, x1 = max(0, y), max(0, x), min(H, y + h), min(W, x + w)
-    if y0 >= y1 or x0 >= x1:
-        return
-    a = alpha[y0 - y:y1 - y, x0 - x:x1 - x]
-    s = src[y0 - y:y1 - y, x0 - x:x1 - x]
-    d = dst[y0:y1, x0:x1]
-    if d.ndim == 3:
-        a = a[..., None]
-    d += a * (s - d)
 
 
 def write_mot(path: Path, per_frame_boxes: list[list[list[float]]]) -> Path:
