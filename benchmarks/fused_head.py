@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             for r in rows[-len(variants):]:
                 r["speedup_vs_eager"] = results["eager"] / r["median_us"]
                 r["speedup_vs_compile"] = results["compile"] / r["median_us"] if "compile" in results else None
-            del maps, out
+            maps = out = None  # free the device memory before the next batch size
     if bar is not None:
         bar.close()
     return rows

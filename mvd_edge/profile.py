@@ -18,19 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from mvd_edge.core import plots
+from mvd_edge.core.util import random_crops
 from mvd_edge.runtime import Embedder
 
 STAGES = ("preprocess", "h2d", "infer", "d2h", "postprocess", "total")
 
 
-def random_crops(n: int, rng: np.random.Generator, spec_hw: tuple[int, int]) -> list[np.ndarray]:
-    """``n`` uint8 BGR crops around 1-2.5x the network input size (typical detector crops)."""
+def detector_crops(n: int, rng: np.random.Generator, spec_hw: tuple[int, int]) -> list[np.ndarray]:
+    """``n`` uint8 BGR crops of 1-2.5x the network input size (typical detector crops)."""
     h, w = spec_hw
-    out = []
-    for _ in range(n):
-        s = rng.uniform(1.0, 2.5)
-        out.append(rng.integers(0, 256, (int(h * s), int(w * s * rng.uniform(0.8, 1.2)), 3), dtype=np.uint8))
-    return out
+    return random_crops(n, rng, heights=(h, int(2.5 * h) + 1), widths=(int(0.8 * w), int(3 * w) + 1))
 
 
 def peak_rss_mb() -> float:
@@ -66,7 +64,7 @@ def profile_embedder(emb: Embedder, batches: Sequence[int] = (1, 8, 32), iters: 
     for batch in batches:
         if batch < 1:
             raise ValueError(f"batch sizes must be >= 1, got {batch}")
-        pool = [random_crops(batch, rng, hw) for _ in range(4)]
+        pool = [detector_crops(batch, rng, hw) for _ in range(4)]
         for i in range(warmup):
             emb.embed(pool[i % 4])
         samples: dict[str, list[float]] = {s: [] for s in STAGES}
@@ -100,18 +98,18 @@ def profile_embedder(emb: Embedder, batches: Sequence[int] = (1, 8, 32), iters: 
 
 
 def save_profile(results: dict, out_dir: Path, name: str = "profile") -> dict[str, Path]:
-    """JSON plus two PNGs: latency distribution per stage (per batch) and throughput vs batch."""
+    """JSON plus two PNGs: latency distribution per stage (per batch) and throughput vs batch.
+
+    Without matplotlib only the JSON is written (and returned).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{name}.json", "latency_png": out_dir / f"{name}_latency.png",
              "throughput_png": out_dir / f"{name}_throughput.png"}
     paths["json"].write_text(json.dumps(results, indent=1))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     batches = list(results["batches"])
-    fig, axes = plt.subplots(1, len(batches), figsize=(4 * len(batches), 3.6), squeeze=False)
+    fig, axes = plots.figure(ncols=len(batches), figsize=(4 * len(batches), 3.6), squeeze=False)
+    if fig is None:
+        return {"json": paths["json"]}
     for ax, b in zip(axes[0], batches):
         data = results["batches"][b]["samples_ms"]
         stages = [s for s in STAGES if s in data]
@@ -121,10 +119,8 @@ def save_profile(results: dict, out_dir: Path, name: str = "profile") -> dict[st
         ax.tick_params(axis="x", labelrotation=30)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{results['backend']} {results['precision']} ({results.get('recipe')})")
-    fig.tight_layout()
-    fig.savefig(paths["latency_png"], dpi=110)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    plots.save(fig, paths["latency_png"])
+    fig, ax = plots.figure(figsize=(5, 3.6))
     xs = [int(b) for b in batches]
     ax.plot(xs, [results["batches"][b]["throughput_crops_per_s"] for b in batches], marker="o")
     ax.set_xscale("log", base=2)
@@ -132,7 +128,5 @@ def save_profile(results: dict, out_dir: Path, name: str = "profile") -> dict[st
     ax.set_ylabel("crops / s")
     ax.grid(alpha=0.3)
     ax.set_title("throughput")
-    fig.tight_layout()
-    fig.savefig(paths["throughput_png"], dpi=110)
-    plt.close(fig)
+    plots.save(fig, paths["throughput_png"])
     return paths

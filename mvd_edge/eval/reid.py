@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mvd_edge.core import plots
 from mvd_edge.eval.metrics import evaluate
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.data.base import Sample
@@ -72,12 +73,9 @@ def save_results(results: dict, json_path: Path | None = None, png_path: Path | 
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(results, indent=2))
     if png_path is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plots.figure(figsize=(6, 4))
+        if fig is None:
+            return
         for setting, r in results.items():
             cmc = r["cmc"]
             ax.plot(range(1, len(cmc) + 1), cmc, marker="o", ms=3,
@@ -88,7 +86,4 @@ def save_results(results: dict, json_path: Path | None = None, png_path: Path | 
         ax.grid(alpha=0.3)
         ax.set_title(title)
         ax.legend(fontsize=8, loc="lower right")
-        fig.tight_layout()
-        png_path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(png_path, dpi=120)
-        plt.close(fig)
+        plots.save(fig, png_path, dpi=120)

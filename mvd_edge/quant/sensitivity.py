@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import onnx
 
+from mvd_edge.core.errors import UsageError
 from mvd_edge.quant.qdq import build_qdq
+from mvd_edge.core.util import row_cosine
 
 SETTING = "cross-i2v"
 
@@ -59,7 +61,7 @@ def embed(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
 
 def mean_cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(mean, min) row-wise cosine of two ``[N, D]`` arrays."""
-    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    cos = row_cosine(a, b)
     return float(cos.mean()), float(cos.min())
 
 
@@ -117,7 +119,7 @@ def fallback(prepared: onnx.ModelProto, ranges: Any, flavour: str, held_x: np.nd
         raise ValueError("give max_rank1_drop and/or min_cosine")
     if max_rank1_drop is not None:
         if max_rank1_drop < 0:
-            raise ValueError(f"max_rank1_drop must be >= 0 points, got {max_rank1_drop}")
+            raise UsageError(f"max_rank1_drop must be >= 0 points, got {max_rank1_drop}")
         if val_x is None or val_samples is None or ref_val is None:
             raise ValueError("max_rank1_drop needs validation inputs (val_x, val_samples, ref_val)")
     if min_cosine is not None and not 0.0 < min_cosine <= 1.0:

@@ -1,0 +1,65 @@
+"""Small helpers that several layers share, kept in one place.
+
+* :func:`random_crops` - fresh random uint8 BGR crops of detector-like sizes (parity checks,
+  calibration smoke inputs, latency profiles).
+* :func:`row_cosine` / :func:`cosine_summary` - per-row cosine of two embedding matrices.
+* :func:`read_json` - read a JSON file the project wrote, with one clear error when it is
+  missing, unreadable, not JSON or of another format.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# crop heights / widths drawn by random_crops (pixels): person boxes from a detector
+CROP_HEIGHTS = (48, 300)
+CROP_WIDTHS = (24, 150)
+
+
+def random_crops(n: int, rng: np.random.Generator | int, heights: tuple[int, int] = CROP_HEIGHTS,
+                 widths: tuple[int, int] = CROP_WIDTHS) -> list[np.ndarray]:
+    """``n`` uniform-noise uint8 BGR crops, height in ``heights``, width in ``widths`` (half-open)."""
+    rng = np.random.default_rng(rng) if isinstance(rng, (int, np.integer)) else rng
+    return [rng.integers(0, 256, size=(int(rng.integers(*heights)), int(rng.integers(*widths)), 3), dtype=np.uint8)
+            for _ in range(n)]
+
+
+def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``a`` with the same row of ``b`` (float64 ``[N]``)."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"row_cosine needs two [N, D] arrays of one shape, got {a.shape} and {b.shape}")
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
+def cosine_summary(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """``{"mean", "min", "p01"}`` of :func:`row_cosine` (``p01``: the 1st percentile)."""
+    cos = row_cosine(a, b)
+    return {"mean": float(cos.mean()), "min": float(cos.min()), "p01": float(np.percentile(cos, 1))}
+
+
+def read_json(path: str | Path, error: type[Exception], what: str, fmt: str | None = None,
+              hint: str = "") -> Any:
+    """Parse the JSON file ``path``; every failure raises ``error`` with a message naming ``what``.
+
+    ``fmt``: the object's ``"format"`` field must equal it. ``hint``: what the user should do.
+    """
+    p = Path(path)
+    tail = f"; {hint}" if hint else ""
+    if not p.is_file():
+        raise error(f"{what} not found: {p}{tail}")
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{what} {p} is unreadable ({exc}){tail}") from exc
+    except json.JSONDecodeError as exc:
+        raise error(f"{what} {p} is not valid JSON ({exc.msg}, line {exc.lineno}){tail}") from exc
+    if fmt is not None and (not isinstance(data, dict) or data.get("format") != fmt):
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise error(f"{p} is not {what} (format {got!r}, expected {fmt!r}){tail}")
+    return data
