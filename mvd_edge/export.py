@@ -9,15 +9,16 @@ checks ONNX Runtime's output against torch on fresh random crops before returnin
 from __future__ import annotations
 
 import io
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from mvd_edge import __version__
+from mvd_edge.core.errors import MvdEdgeError
+from mvd_edge.core.graphmeta import GraphMeta, read_metadata  # noqa: F401
 from mvd_edge.core.preprocess import PreprocessSpec
-from mvd_edge.core.graphmeta import read_metadata  # noqa: F401
+from mvd_edge.core.util import random_crops, row_cosine
 from mvd_edge.runtime.sidecar import sha256_file
 
 INPUT_NAME = "input"
@@ -28,7 +29,7 @@ EXPORT_MAX_ABS_TOL = 1e-4
 EXPORT_MIN_COS = 0.99999
 
 
-class ExportError(RuntimeError):
+class ExportError(MvdEdgeError, RuntimeError):
     """The exported graph does not reproduce the torch model within tolerance."""
 
 
@@ -59,11 +60,13 @@ def export_onnx(checkpoint: str | Path, out: str | Path, recipe: str | None = No
 
     from mvd_edge.core.spec import check_recipe
     from mvd_edge.model.checkpoint import model_from_checkpoint
+    from mvd_edge.model.net import check_graph_spec
 
     ckpt = Path(checkpoint)
     model, state = model_from_checkpoint(ckpt, recipe=recipe)
     recipe = check_recipe(recipe or model.recipe)
     spec = PreprocessSpec.from_dict(state["preprocess"])
+    check_graph_spec(spec, where=f"checkpoint {ckpt}")
     model.eval()
     assert not model.training, "export needs eval mode (BatchNorm running stats, no dropout)"
     if fused_head:
@@ -85,23 +88,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, recipe: str | None = No
         )
     proto = onnx.load_from_string(buf.getvalue())
     dim = model.embedding_dim(recipe)
-    meta = {
-        "mvd_edge.version": __version__,
-        "mvd_edge.recipe": recipe,
-        "mvd_edge.input_size": json.dumps([spec.height, spec.width]),
-        "mvd_edge.preprocess": json.dumps(spec.to_dict()),
-        "mvd_edge.mean": json.dumps(list(spec.mean)),
-        "mvd_edge.std": json.dumps(list(spec.std)),
-        "mvd_edge.color_order": spec.color_order,
-        "mvd_edge.embedding_dim": str(dim),
-        "mvd_edge.checkpoint_sha256": sha256_file(ckpt),
-        "mvd_edge.backbone": model.spec.backbone,
-        "mvd_edge.fused_head": "1" if fused_head else "0",
-        "mvd_edge.precision": "fp32",
-    }
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
+    GraphMeta(version=__version__, recipe=recipe, preprocess=spec, embedding_dim=dim,
+              checkpoint_sha256=sha256_file(ckpt), backbone=model.spec.backbone, fused_head=fused_head,
+              precision="fp32").write_to(proto)
     proto.doc_string = f"MVD embedding ({recipe}, {dim}-d) exported by mvd-edge {__version__}"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))
@@ -127,8 +116,7 @@ def check_parity(onnx_path: Path, model, recipe: str, spec: PreprocessSpec, n: i
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     worst_abs, worst_cos = 0.0, 1.0
     for batch in (1, n):
-        crops = [rng.integers(0, 256, size=(int(rng.integers(40, 300)), int(rng.integers(20, 150)), 3),
-                              dtype=np.uint8) for _ in range(batch)]
+        crops = random_crops(batch, rng, heights=(40, 300), widths=(20, 150))
         x = preprocess_batch(crops, spec)
         got = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
         with torch.no_grad():
@@ -136,8 +124,7 @@ def check_parity(onnx_path: Path, model, recipe: str, spec: PreprocessSpec, n: i
         if got.shape != ref.shape:
             raise ExportError(f"ONNX output shape {got.shape} != torch {ref.shape}")
         worst_abs = max(worst_abs, float(np.abs(got - ref).max()))
-        cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
-        worst_cos = min(worst_cos, float(cos.min()))
+        worst_cos = min(worst_cos, float(row_cosine(got, ref).min()))
     result = {"max_abs_err": worst_abs, "min_cosine": worst_cos, "max_abs_tol": max_abs_tol, "min_cos_tol": min_cos}
     if worst_abs > max_abs_tol or worst_cos < min_cos:
         raise ExportError(f"ONNX output differs from torch: max abs err {worst_abs:.2e} (tol {max_abs_tol:.0e}), "

@@ -12,6 +12,7 @@ embeddings of different crops are nearly orthogonal, like a trained model's), ex
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections import Counter
@@ -25,14 +26,16 @@ import pytest
 import torch
 from onnx import helper, numpy_helper
 
-from mvd_edge.quant import api, graph, manifest as man_mod, qdq, ranges as ranges_mod
+from mvd_edge.core.graphmeta import GraphMeta, read_metadata
+from mvd_edge.core.modality import Modality
+from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
+from mvd_edge.export import export_onnx
+from mvd_edge.model.net import MVDNet
+from mvd_edge.quant import api, graph, qdq
+from mvd_edge.quant import manifest as man_mod
+from mvd_edge.quant import ranges as ranges_mod
 from mvd_edge.quant.fp16 import fp16_graph
 from mvd_edge.quant.manifest import CalibrationSetWarning, Manifest, ManifestError
-from mvd_edge.export import export_onnx
-from mvd_edge.core.graphmeta import read_metadata
-from mvd_edge.core.modality import Modality
-from mvd_edge.model.net import MVDNet
-from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
 from mvd_edge.train import trainer
 
 FP16_MIN_COS = 0.999
@@ -396,6 +399,13 @@ def test_int8_metadata_and_report(quantized, fp32_onnx, small_manifest, work):
         for key in ("mvd_edge.recipe", "mvd_edge.preprocess", "mvd_edge.embedding_dim", "mvd_edge.checkpoint_sha256"):
             assert meta[key] == fp32_meta[key]
         assert json.loads(meta["mvd_edge.int8_excluded_layers"]) == []
+        typed = GraphMeta.from_onnx(quantized["flavours"][flavour]["onnx"])  # the typed view of the same graph
+        assert typed == GraphMeta.from_onnx(fp32_onnx).derive_int8(
+            flavour=flavour, activation_type=typed.int8_activation_type, weight_bits=typed.int8_weight_bits,
+            include_head=False, excluded_layers=[], calib_method="minmax", calib_params=typed.calib_params,
+            calib_ranges_key=typed.calib_ranges_key, calib_manifest_sha256=small_manifest.sha256, calib_crops=96,
+            source_onnx_sha256=quantized["source_sha256"])
+        assert set(meta) == set(typed.to_props())  # nothing but the contract's keys
     assert meta["mvd_edge.int8_activation_type"] == "uint8"
     report = json.loads((work / "int8" / "model.int8-report.json").read_text())
     assert report["ranges"]["n_crops"] == 96 and set(report["flavours"]) == {"trt", "cpu"}
@@ -438,6 +448,10 @@ def test_fp16_graph_keeps_fp32_io_and_matches(work, fp32_onnx, small_manifest):
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
     assert report["overflow"] == [] and report["checked_on"]["crops"] == 96
     assert read_metadata(out)["mvd_edge.precision"] == "fp16"
+    fp16 = GraphMeta.from_onnx(out)
+    assert fp16.fp16_kept_fp32 == tuple(k["node"] for k in report["kept_fp32"])
+    assert dataclasses.replace(fp16, precision="fp32", fp16_kept_fp32=None, source_onnx_sha256=None) == \
+        GraphMeta.from_onnx(fp32_onnx)
     x = _random_batch(24, seed=11)
     cos = _cos(_run(out, x), _run(fp32_onnx, x))
     assert cos.mean() >= FP16_MIN_COS, cos.mean()

@@ -4,15 +4,18 @@ Used by training evaluation, calibration and every runtime backend. numpy + Open
 (the edge runtime must not import torch).
 
 The network input is float32 ``[N, 3, H, W]``, RGB channel order, scaled to [0, 1] and
-normalised with the ImageNet mean/std below. The grayscale view the infrared and shared
-branches also see is computed inside the network (``MVDNet``), not here.
+normalised with the ImageNet mean/std below (the defaults of :class:`PreprocessSpec`, whose
+every field :func:`preprocess_batch` honours). The grayscale view the infrared and shared
+branches also see is computed inside the network (``MVDNet``), not here; it is why exported
+models need the default channel order and mean/std.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
@@ -23,9 +26,32 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 GRAY_WEIGHTS: tuple[float, float, float] = (0.2989, 0.5870, 0.1140)
 
 
+#: ``PreprocessSpec.interpolation`` names -> OpenCV resize flags.
+INTERPOLATIONS: dict[str, int] = {
+    "nearest": cv2.INTER_NEAREST,
+    "nearest_exact": cv2.INTER_NEAREST_EXACT,
+    "linear": cv2.INTER_LINEAR,
+    "linear_exact": cv2.INTER_LINEAR_EXACT,
+    "cubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "lanczos4": cv2.INTER_LANCZOS4,
+}
+#: ``PreprocessSpec.color_order`` values: the channel order of the network input.
+COLOR_ORDERS: tuple[str, ...] = ("RGB", "BGR")
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """Everything needed to reproduce the network input from a BGR crop."""
+    """Everything needed to reproduce the network input from a BGR crop.
+
+    Every field is honoured by :func:`preprocess_batch`: the crop is resized to
+    ``height`` x ``width`` with ``interpolation`` (a key of :data:`INTERPOLATIONS`), put in
+    ``color_order`` (``"RGB"`` or ``"BGR"``, case-insensitive, stored upper-case), scaled to
+    [0, 1] and normalised per network-input channel with ``mean``/``std`` (given in
+    ``color_order``). Values that cannot be honoured are refused here, at construction.
+    Exported models additionally need RGB order and the ImageNet mean/std, because the
+    network's in-graph grayscale view assumes them (``mvd_edge.model.net.check_graph_spec``).
+    """
 
     height: int = 256
     width: int = 128
@@ -33,6 +59,37 @@ class PreprocessSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     color_order: str = "RGB"  # channel order the network expects
     interpolation: str = "linear"  # cv2.INTER_LINEAR
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or int(value) < 1:
+                raise ValueError(f"PreprocessSpec.{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        for name in ("mean", "std"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 3:
+                raise ValueError(f"PreprocessSpec.{name} needs one value per channel (3), got {len(value)}")
+            if not all(math.isfinite(v) for v in value):
+                raise ValueError(f"PreprocessSpec.{name} must be finite, got {value}")
+            object.__setattr__(self, name, value)
+        if min(self.std) <= 0:
+            raise ValueError(f"PreprocessSpec.std must be positive, got {self.std}")
+        order = str(self.color_order).upper()
+        if order not in COLOR_ORDERS:
+            raise ValueError(f"unsupported color_order {self.color_order!r}; preprocessing produces "
+                             f"{' or '.join(COLOR_ORDERS)}")
+        object.__setattr__(self, "color_order", order)
+        interp = str(self.interpolation).lower()
+        if interp not in INTERPOLATIONS:
+            raise ValueError(f"unsupported interpolation {self.interpolation!r}; choose one of "
+                             f"{', '.join(INTERPOLATIONS)}")
+        object.__setattr__(self, "interpolation", interp)
+
+    @property
+    def cv2_interpolation(self) -> int:
+        """The OpenCV flag for :attr:`interpolation`."""
+        return INTERPOLATIONS[self.interpolation]
 
     def to_dict(self) -> dict:
         return {
@@ -46,6 +103,11 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessSpec":
+        """Inverse of :meth:`to_dict`; unknown keys are refused (a field nobody would honour)."""
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown preprocessing field(s) {sorted(unknown)}; known: "
+                             f"{', '.join(f.name for f in fields(cls))}")
         return cls(
             height=int(d["height"]),
             width=int(d["width"]),
@@ -121,27 +183,34 @@ def check_crop(crop: np.ndarray, index: int = 0) -> np.ndarray:
     return crop
 
 
-def resize_rgb(crop_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """uint8 BGR ``[h, w, 3]`` -> uint8 RGB ``[H, W, 3]`` at the spec's size."""
+def resize_crop(crop_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 BGR ``[h, w, 3]`` -> uint8 ``[H, W, 3]`` at the spec's size, interpolation and channel order."""
     crop_bgr = check_crop(crop_bgr)
-    resized = cv2.resize(crop_bgr, (spec.width, spec.height), interpolation=cv2.INTER_LINEAR)
+    resized = cv2.resize(crop_bgr, (spec.width, spec.height), interpolation=spec.cv2_interpolation)
+    if spec.color_order == "BGR":
+        return resized
     return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
 
 
+def resize_rgb(crop_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """:func:`resize_crop` under its historical name (RGB is the order of every exportable spec)."""
+    return resize_crop(crop_bgr, spec)
+
+
 def normalize(rgb_uint8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """uint8 RGB ``[..., H, W, 3]`` -> float32 ``[..., 3, H, W]`` normalised."""
+    """uint8 ``[..., H, W, 3]`` in the spec's channel order -> float32 ``[..., 3, H, W]`` normalised."""
     x = rgb_uint8.astype(np.float32) * (1.0 / 255.0)
     x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 
 
 def preprocess_batch(crops: Sequence[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
-    """List of uint8 BGR crops of any size -> float32 ``[N, 3, H, W]`` network input."""
+    """List of uint8 BGR crops of any size -> float32 ``[N, 3, H, W]`` network input (see :class:`PreprocessSpec`)."""
     if len(crops) == 0:
         return np.zeros((0, 3, spec.height, spec.width), np.float32)
     batch = np.empty((len(crops), spec.height, spec.width, 3), np.uint8)
     for i, crop in enumerate(crops):
-        batch[i] = resize_rgb(check_crop(crop, i), spec)
+        batch[i] = resize_crop(check_crop(crop, i), spec)
     return normalize(batch, spec)
 
 

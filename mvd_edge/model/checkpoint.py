@@ -12,13 +12,15 @@ from pathlib import Path
 
 import torch
 
+from mvd_edge.core.errors import DeviceUnavailable, MvdEdgeError
+from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.core.spec import ModelSpec
-from mvd_edge.model.net import MVDNet
+from mvd_edge.model.net import MVDNet, check_graph_spec
 
 CKPT_FORMAT = "mvd-edge-checkpoint/1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MvdEdgeError, ValueError):
     """A checkpoint is missing, truncated or not an mvd-edge checkpoint."""
 
 
@@ -26,7 +28,7 @@ def resolve_device(device: str, local_rank: int = 0) -> str:
     if device == "auto":
         return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        raise DeviceUnavailable(f"device {device!r} requested but CUDA is not available; use --device cpu")
     if device == "cuda":
         return f"cuda:{local_rank}"
     return device
@@ -60,6 +62,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
 def model_from_checkpoint(path: str | Path, recipe: str | None = None, map_location: str = "cpu") -> tuple[MVDNet, dict]:
     """Rebuild the model of a checkpoint in eval mode -> (model, checkpoint dict)."""
     state = load_checkpoint(path, map_location)
+    if "preprocess" in state:  # a preprocessing the in-graph grayscale would get wrong is refused here
+        check_graph_spec(PreprocessSpec.from_dict(state["preprocess"]), where=f"checkpoint {path}")
     model = MVDNet.from_spec(ModelSpec.from_dict(state["model_spec"]), recipe=recipe or state.get("recipe", "full"))
     model.load_state_dict(state["model"])
     return model.eval(), state

@@ -33,6 +33,7 @@ from torch import nn
 from torchvision.models import resnet18, resnet50
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.preprocess import GRAY_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD
 from mvd_edge.core.spec import (  # noqa: F401  (re-exported: the network's vocabulary)
     BACKBONES,
@@ -47,7 +48,8 @@ from mvd_edge.core.spec import (  # noqa: F401  (re-exported: the network's voca
     check_recipe,
 )
 
-class WeightsError(ValueError):
+
+class WeightsError(MvdEdgeError, ValueError):
     """Pretrained weights are missing or do not fit the backbone; the message says which file."""
 
 
@@ -94,7 +96,7 @@ def build_trunk(backbone: str, last_stride: int = 1, pretrained: str | Path | No
         _set_last_stride(trunk, last_stride)
         return trunk, TINY_WIDTHS[-1]
     if backbone not in ("resnet50", "resnet18"):
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+        raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     net = resnet50(weights=None) if backbone == "resnet50" else resnet18(weights=None)
     if pretrained is not None:
         load_imagenet_weights(net, pretrained)
@@ -189,6 +191,28 @@ class Branch(nn.Module):
         return f, self.head.bn_neck(f)
 
 
+def check_graph_spec(spec, where: str = "this model") -> None:
+    """Refuse a ``PreprocessSpec`` the network's in-graph grayscale view would silently get wrong.
+
+    :meth:`MVDNet.grayscale` undoes the input normalisation with the ImageNet mean/std and
+    weighs channels 0, 1, 2 as R, G, B (``GRAY_WEIGHTS``). Those constants are fixed in the
+    network (and in every exported graph), so a checkpoint or graph whose preprocessing
+    records another channel order or mean/std would feed the infrared and shared branches a
+    wrong grayscale image without any error. Raises ValueError saying so.
+    """
+    problems = []
+    if spec.color_order != "RGB":
+        problems.append(f"color_order {spec.color_order!r} (the luma weights are applied as R, G, B)")
+    for name, want in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
+        got = tuple(getattr(spec, name))
+        if len(got) != 3 or any(abs(g - w) > 1e-6 for g, w in zip(got, want)):
+            problems.append(f"{name} {list(got)} (ImageNet {list(want)} is what the grayscale view un-normalises with)")
+    if problems:
+        raise ValueError(f"{where} records preprocessing the network's in-graph grayscale view cannot honour: "
+                         f"{'; '.join(problems)}. MVDNet computes the grayscale view from an RGB input "
+                         f"normalised with the ImageNet mean/std; train and export with those")
+
+
 class MVDNet(nn.Module):
     """The MVD network. See the module docstring for branches, observations and recipes.
 
@@ -226,7 +250,11 @@ class MVDNet(nn.Module):
         return {"full": 4 * self.feat_dim, "shared": self.feat_dim, "z": self.z_dim}[recipe]
 
     def grayscale(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised RGB ``[N,3,H,W]`` -> normalised grayscale view, 3 equal channels before normalisation."""
+        """Normalised RGB ``[N,3,H,W]`` -> normalised grayscale view, 3 equal channels before normalisation.
+
+        The un-normalisation and the luma weights assume RGB order and the ImageNet
+        mean/std; :func:`check_graph_spec` refuses any other preprocessing for a model.
+        """
         raw = x * self.std + self.mean
         gray = (raw * self.gray_w).sum(dim=1, keepdim=True)
         return (gray - self.mean) / self.std

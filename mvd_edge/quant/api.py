@@ -9,9 +9,8 @@
 
 where ``<stem>`` is the FP32 file's name without ``.onnx``. Ranges are cached in
 ``cache_dir`` (default ``out_dir/calib-cache``). Each graph carries the FP32 graph's
-``mvd_edge.*`` metadata plus ``mvd_edge.precision=int8``, ``mvd_edge.int8_flavour``,
-``mvd_edge.calib_method``, ``mvd_edge.calib_manifest_sha256`` and the details listed in
-:func:`_int8_metadata`.
+:class:`~mvd_edge.core.graphmeta.GraphMeta` derived with :meth:`~GraphMeta.derive_int8`
+(``precision="int8"``, flavour, calibration method, manifest hash and placement details).
 """
 
 from __future__ import annotations
@@ -26,10 +25,13 @@ from typing import Any
 import numpy as np
 import onnx
 
+from mvd_edge.core.errors import UsageError
+from mvd_edge.core.graphmeta import GraphMeta
+from mvd_edge.core.util import random_crops
 from mvd_edge.quant import graph as graph_mod
 from mvd_edge.quant.manifest import Manifest, load_manifest
 from mvd_edge.quant.qdq import FLAVOURS, build_qdq, load_for_quantization
-from mvd_edge.quant.ranges import compute_ranges, spec_from_onnx
+from mvd_edge.quant.ranges import compute_ranges
 from mvd_edge.quant.sensitivity import embed, fallback, load_samples, mean_cosine, session
 
 #: Parity check of every written graph: seeded random crops, cosine vs the FP32 graph.
@@ -49,47 +51,36 @@ def _stem(onnx_fp32: Path) -> str:
 def _random_batch(spec, n: int = PARITY_CROPS, seed: int = PARITY_SEED) -> np.ndarray:
     from mvd_edge.core.preprocess import preprocess_batch
 
-    rng = np.random.default_rng(seed)
-    crops = [rng.integers(0, 256, size=(int(rng.integers(48, 300)), int(rng.integers(24, 150)), 3), dtype=np.uint8)
-             for _ in range(n)]
-    return preprocess_batch(crops, spec)
+    return preprocess_batch(random_crops(n, seed), spec)
 
 
-def _set_metadata(model: onnx.ModelProto, meta: dict[str, str]) -> None:
+def _set_metadata(model: onnx.ModelProto, meta: GraphMeta) -> None:
+    """Give a written precision graph exactly ``meta``: all earlier entries go, including the
+    ``onnx.infer``/``onnx.quant.pre_process`` markers ONNX Runtime's pre-processing leaves (they
+    describe the tooling, not the model, and these graphs never carried them)."""
     del model.metadata_props[:]
-    for k, v in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, str(v)
+    meta.write_to(model)
 
 
-def _fp32_metadata(onnx_fp32: Path) -> dict[str, str]:
-    """The ``mvd_edge.*`` metadata of an FP32 export; refuses graphs this module cannot run."""
-    from mvd_edge.core.graphmeta import read_metadata
-
-    meta = {k: v for k, v in read_metadata(onnx_fp32).items() if k.startswith("mvd_edge.")}
-    if meta.get("mvd_edge.precision", "fp32") != "fp32":
-        raise ValueError(f"{onnx_fp32} is already a {meta['mvd_edge.precision']} graph; start from the FP32 export")
-    if meta.get("mvd_edge.fused_head") == "1":
-        raise ValueError(f"{onnx_fp32} holds the fused-head plugin op, which ONNX Runtime cannot run for "
+def _fp32_metadata(onnx_fp32: Path) -> GraphMeta:
+    """The metadata of an FP32 export; refuses graphs this module cannot run."""
+    meta = GraphMeta.from_onnx(onnx_fp32)
+    if meta.precision != "fp32":
+        raise UsageError(f"{onnx_fp32} is already a {meta.precision} graph; start from the FP32 export")
+    if meta.fused_head:
+        raise UsageError(f"{onnx_fp32} holds the fused-head plugin op, which ONNX Runtime cannot run for "
                          f"calibration; export without the fused head to make the FP16/INT8 graph")
     return meta
 
 
-def _int8_metadata(base: dict[str, str], fp32_sha: str, flavour: str, placement: dict, ranges: Any,
-                   manifest: Manifest) -> dict[str, str]:
-    return {**base,
-            "mvd_edge.precision": "int8",
-            "mvd_edge.int8_flavour": flavour,
-            "mvd_edge.int8_activation_type": placement["activation_type"],
-            "mvd_edge.int8_weight_bits": str(placement["weight_bits"]),
-            "mvd_edge.int8_include_head": "1" if placement["include_head"] else "0",
-            "mvd_edge.int8_excluded_layers": json.dumps(placement["excluded_layers"]),
-            "mvd_edge.calib_method": ranges.method,
-            "mvd_edge.calib_params": json.dumps(ranges.params, sort_keys=True),
-            "mvd_edge.calib_ranges_key": ranges.key,
-            "mvd_edge.calib_manifest_sha256": manifest.sha256,
-            "mvd_edge.calib_crops": str(ranges.n_crops),
-            "mvd_edge.source_onnx_sha256": fp32_sha}
+def _int8_metadata(base: GraphMeta, fp32_sha: str, flavour: str, placement: dict, ranges: Any,
+                   manifest: Manifest) -> GraphMeta:
+    return base.derive_int8(flavour=flavour, activation_type=placement["activation_type"],
+                            weight_bits=placement["weight_bits"], include_head=placement["include_head"],
+                            excluded_layers=placement["excluded_layers"], calib_method=ranges.method,
+                            calib_params=ranges.params, calib_ranges_key=ranges.key,
+                            calib_manifest_sha256=manifest.sha256, calib_crops=ranges.n_crops,
+                            source_onnx_sha256=fp32_sha)
 
 
 def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | str | Path", method: str = "minmax",
@@ -125,22 +116,22 @@ def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | s
         raise FileNotFoundError(f"FP32 ONNX graph not found: {onnx_fp32}")
     bad = [f for f in flavours if f not in FLAVOURS]
     if bad or not flavours:
-        raise ValueError(f"unknown INT8 flavour(s) {bad}; choose from {', '.join(FLAVOURS)}")
+        raise UsageError(f"unknown INT8 flavour(s) {bad}; choose from {', '.join(FLAVOURS)}")
     if max_rank1_drop is not None:
         from mvd_edge.core.modality import Modality
 
         mods = {Modality.parse(s.modality) for s in (val_samples or [])}
         if mods != {Modality.VISIBLE, Modality.INFRARED}:
-            raise ValueError("max_rank1_drop needs val_samples: a validation split with both RGB and IR images "
+            raise UsageError("max_rank1_drop needs val_samples: a validation split with both RGB and IR images "
                              "(e.g. load_dataset(...).val)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "calib-cache"
     stem = _stem(onnx_fp32)
     manifest = load_manifest(manifest)
-    spec = spec_from_onnx(onnx_fp32)
-    fp32_sha = sha256_file(onnx_fp32)
     base_meta = _fp32_metadata(onnx_fp32)
+    spec = base_meta.preprocess
+    fp32_sha = sha256_file(onnx_fp32)
     use_fallback = max_rank1_drop is not None or min_cosine is not None
     ranges_manifest, held = manifest.split_holdout(holdout_fraction, seed) if use_fallback else (manifest, None)
     manifest.save(out_dir / f"{stem}.calib-manifest.json")
@@ -216,15 +207,14 @@ def to_fp16(onnx_fp32: str | Path, out: str | Path, manifest: "Manifest | str | 
     if not onnx_fp32.is_file():
         raise FileNotFoundError(f"FP32 ONNX graph not found: {onnx_fp32}")
     base_meta = _fp32_metadata(onnx_fp32)
-    spec = spec_from_onnx(onnx_fp32)
+    spec = base_meta.preprocess
     crops = None
     if manifest is not None:
         crops = list(itertools.islice(load_manifest(manifest).crops(), max_check_crops))
     model = onnx.load(str(onnx_fp32))
     converted, report = fp16_graph(model, crops, spec, keep_overflow_fp32=keep_overflow_fp32)
-    _set_metadata(converted, {**base_meta, "mvd_edge.precision": "fp16",
-                              "mvd_edge.fp16_kept_fp32": json.dumps([k["node"] for k in report["kept_fp32"]]),
-                              "mvd_edge.source_onnx_sha256": sha256_file(onnx_fp32)})
+    _set_metadata(converted, base_meta.derive_fp16(kept_fp32=[k["node"] for k in report["kept_fp32"]],
+                                                   source_onnx_sha256=sha256_file(onnx_fp32)))
     converted.doc_string = "MVD embedding, FP16 graph with FP32 input/output (mvd-edge)"
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(converted, str(out))

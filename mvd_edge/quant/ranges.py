@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from mvd_edge.quant.manifest import Manifest, load_manifest
+from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
+from mvd_edge.core.util import read_json
+from mvd_edge.quant.manifest import Manifest, load_manifest
 
 METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
 #: Parameters each method accepts (names of ``create_calibrator``'s ``extra_options``) and their defaults.
@@ -42,7 +44,7 @@ CACHE_FORMAT = "mvd-edge-calib-ranges/1"
 INPUT_NAME = "input"
 
 
-class RangesError(RuntimeError):
+class RangesError(MvdEdgeError, RuntimeError):
     """Ranges cannot be computed or a cache file is unusable."""
 
 
@@ -79,7 +81,7 @@ def method_enum(method: str):
     from onnxruntime.quantization import CalibrationMethod
 
     if method not in METHODS:
-        raise ValueError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
+        raise UsageError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
             "percentile": CalibrationMethod.Percentile}[method]
 
@@ -90,21 +92,20 @@ def resolve_params(method: str, params: dict[str, Any] | None) -> dict[str, Any]
     out = dict(DEFAULT_PARAMS[method])
     unknown = set(params or {}) - set(out)
     if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)} for calibration method {method!r}; "
+        raise UsageError(f"unknown parameter(s) {sorted(unknown)} for calibration method {method!r}; "
                          f"allowed: {sorted(out)}")
     out.update(params or {})
     return out
 
 
 def spec_from_onnx(onnx_path: str | Path) -> PreprocessSpec:
-    """The preprocessing spec recorded in an exported graph's metadata (``mvd_edge.preprocess``)."""
-    from mvd_edge.core.graphmeta import read_metadata
+    """The preprocessing spec recorded in an exported graph's metadata (``GraphMeta.preprocess``)."""
+    from mvd_edge.core.graphmeta import GraphMeta, MetadataError
 
-    meta = read_metadata(onnx_path)
-    if "mvd_edge.preprocess" not in meta:
-        raise RangesError(f"{onnx_path} has no 'mvd_edge.preprocess' metadata (not exported by mvd-edge?); "
-                          f"pass the preprocessing spec explicitly")
-    return PreprocessSpec.from_dict(json.loads(meta["mvd_edge.preprocess"]))
+    try:
+        return GraphMeta.from_onnx(onnx_path).preprocess
+    except MetadataError as exc:
+        raise RangesError(f"{exc}; or pass the preprocessing spec explicitly") from exc
 
 
 def range_key(model_sha256: str, spec: PreprocessSpec, manifest: Manifest, method: str,
@@ -184,11 +185,8 @@ def _save_cache(path: Path, ranges: Ranges) -> None:
 def _load_cache(path: Path, key: str) -> dict[str, Any]:
     from onnxruntime.quantization.calibrate import TensorsData
 
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RangesError(f"calibration cache {path} is unreadable ({exc}); delete it to recompute") from exc
-    if payload.get("format") != CACHE_FORMAT or payload.get("key") != key:
+    payload = read_json(path, RangesError, "a calibration cache", fmt=CACHE_FORMAT, hint="delete it to recompute")
+    if payload.get("key") != key:
         raise RangesError(f"calibration cache {path} does not hold the ranges for key {key[:12]}; delete it")
     payload["tensors"] = TensorsData.from_dict(payload["tensors"])
     return payload

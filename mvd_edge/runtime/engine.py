@@ -6,18 +6,24 @@ graph); the sidecar records what was actually built.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 from mvd_edge import __version__
-from mvd_edge.runtime.sidecar import EngineError, sha256_file, write_sidecar
+from mvd_edge.core.errors import UsageError
+from mvd_edge.core.graphmeta import GraphMeta, MetadataError, read_onnx_header
+from mvd_edge.runtime.sidecar import EngineError, read_sidecar, sha256_file, write_sidecar
 
 BACKENDS = ("ort", "trt")
 
 
 def graph_facts(onnx_path: Path) -> dict:
-    """Metadata and I/O names of an mvd-edge ONNX graph (read with onnxruntime, no torch)."""
+    """Metadata (a :class:`GraphMeta`) and I/O names of an mvd-edge ONNX graph.
+
+    Read through an onnxruntime session (no torch, no ``onnx`` package: the edge install has
+    neither); graphs onnxruntime cannot load because they hold the fused-head plugin op are
+    read with the protobuf header reader of :mod:`mvd_edge.core.graphmeta`.
+    """
     import onnxruntime as ort
 
     if not onnx_path.is_file():
@@ -26,34 +32,32 @@ def graph_facts(onnx_path: Path) -> dict:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         sess = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
-        meta = dict(sess.get_modelmeta().custom_metadata_map)
-        inputs, outputs = sess.get_inputs(), sess.get_outputs()
+        props = dict(sess.get_modelmeta().custom_metadata_map)
+        inputs = [i.name for i in sess.get_inputs()]
+        outputs = [o.name for o in sess.get_outputs()]
     except Exception as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "mvd" in text and "FusedHead" in text:
-            return _facts_without_ort(onnx_path)
-        raise EngineError(f"{onnx_path} is not a loadable ONNX graph: {text}") from exc
-    if "mvd_edge.preprocess" not in meta:
-        raise EngineError(f"{onnx_path} has no mvd-edge metadata: export it with `mvd-edge export`")
+        if not ("mvd" in text and "FusedHead" in text):
+            raise EngineError(f"{onnx_path} is not a loadable ONNX graph: {text}") from exc
+        try:
+            header = read_onnx_header(onnx_path)
+        except ValueError as exc2:
+            raise EngineError(f"{onnx_path} is not a loadable ONNX graph: {exc2}") from exc
+        props, inputs, outputs = header.metadata, list(header.inputs), list(header.outputs)
+    try:
+        meta = GraphMeta.from_props(props, source=onnx_path)
+    except MetadataError as exc:
+        raise EngineError(str(exc)) from exc
     if len(inputs) != 1 or len(outputs) != 1:
         raise EngineError(f"{onnx_path}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
-    return {"meta": meta, "input_name": inputs[0].name, "output_name": outputs[0].name}
-
-
-def _facts_without_ort(onnx_path: Path) -> dict:
-    """Fused-head graphs hold an ``mvd::FusedHead`` node ONNX Runtime cannot load: read them with onnx."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    meta = {p.key: p.value for p in model.metadata_props}
-    return {"meta": meta, "input_name": model.graph.input[0].name, "output_name": model.graph.output[0].name}
+    return {"meta": meta, "input_name": inputs[0], "output_name": outputs[0]}
 
 
 def parse_batch(text: str | tuple[int, int, int]) -> tuple[int, int, int]:
     """``"1,8,32"`` -> (min, opt, max) with 1 <= min <= opt <= max."""
     vals = tuple(int(v) for v in text.split(",")) if isinstance(text, str) else tuple(text)
     if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
-        raise ValueError(f"--batch must be min,opt,max with 1 <= min <= opt <= max, got {text!r}")
+        raise UsageError(f"--batch must be min,opt,max with 1 <= min <= opt <= max, got {text!r}")
     return vals  # type: ignore[return-value]
 
 
@@ -63,29 +67,27 @@ def build_engine(onnx_path: str | Path, out: str | Path, backend: str = "ort", d
     """Build an engine for ``backend`` from ``onnx_path`` at ``out``; writes ``out.json``; returns the sidecar dict."""
     onnx_path, out = Path(onnx_path), Path(out)
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     bmin, bopt, bmax = parse_batch(batch)
     facts = graph_facts(onnx_path)
-    meta = facts["meta"]
-    precision = meta.get("mvd_edge.precision", "fp32")
-    flavour = meta.get("mvd_edge.int8_flavour")
-    fused = meta.get("mvd_edge.fused_head") == "1"
+    meta: GraphMeta = facts["meta"]
+    precision, flavour, fused = meta.precision, meta.int8_flavour, meta.fused_head
     out.parent.mkdir(parents=True, exist_ok=True)
     info = {
         "backend": backend,
         "precision": precision,
         "int8_flavour": flavour,
-        "recipe": meta.get("mvd_edge.recipe"),
+        "recipe": meta.recipe,
         "fused_head": fused,
-        "preprocess": json.loads(meta["mvd_edge.preprocess"]),
-        "embedding_dim": int(meta["mvd_edge.embedding_dim"]),
+        "preprocess": meta.preprocess.to_dict(),
+        "embedding_dim": meta.embedding_dim,
         "input_name": facts["input_name"],
         "output_name": facts["output_name"],
         "batch_profile": [bmin, bopt, bmax],
         "max_batch": bmax,
         "source_onnx": str(onnx_path),
         "hashes": {"source_onnx_sha256": sha256_file(onnx_path),
-                   "checkpoint_sha256": meta.get("mvd_edge.checkpoint_sha256")},
+                   "checkpoint_sha256": meta.checkpoint_sha256},
         "versions": {"mvd_edge": __version__},
     }
     if backend == "ort":
@@ -106,7 +108,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, backend: str = "ort", d
                               "use the 'trt' flavour (model.int8-trt.onnx)")
         info.update(_build_trt(onnx_path, out, facts, info, (bmin, bopt, bmax), workspace_mb, timing_cache, verbose))
     write_sidecar(out, info)
-    return json.loads(Path(str(out) + ".json").read_text())
+    return read_sidecar(out, verify_hash=False)
 
 
 def _build_ort(onnx_path: Path, out: Path, device: str) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from mvd_edge.core.errors import UsageError
+from mvd_edge.core.graphmeta import GraphMeta, MetadataError
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.runtime.base import Embedder
 from mvd_edge.runtime.sidecar import EngineError
@@ -15,6 +16,7 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
 def onnx_metadata(session) -> dict[str, str]:
+    """Raw ``metadata_props`` of a session's graph (typed: :meth:`GraphMeta.from_session`)."""
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
@@ -24,7 +26,7 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
     import onnxruntime as ort
 
     if device not in PROVIDERS:
-        raise ValueError(f"unknown ONNX Runtime device {device!r}; use cpu or cuda")
+        raise UsageError(f"unknown ONNX Runtime device {device!r}; use cpu or cuda")
     provider = PROVIDERS[device]
     if provider not in ort.get_available_providers():
         raise EngineError(f"ONNX Runtime here has no {provider} (available: {', '.join(ort.get_available_providers())}); "
@@ -54,13 +56,18 @@ class OrtEmbedder(Embedder):
         info = dict(info or {})
         self.session = make_session(path, device=device, threads=threads,
                                     optimization=info.get("ort_optimization", "disable" if info else "extended"))
-        meta = onnx_metadata(self.session)
-        if "mvd_edge.preprocess" not in meta and "preprocess" not in info:
-            raise EngineError(f"{path} has no mvd-edge metadata: export it with `mvd-edge export`")
-        spec = PreprocessSpec.from_dict(info["preprocess"] if "preprocess" in info else json.loads(meta["mvd_edge.preprocess"]))
-        dim = int(info.get("embedding_dim") or meta["mvd_edge.embedding_dim"])
-        info.setdefault("precision", meta.get("mvd_edge.precision", "fp32"))
-        info.setdefault("recipe", meta.get("mvd_edge.recipe"))
+        if "preprocess" in info and info.get("embedding_dim"):
+            # a built engine: its sidecar records what was built (the optimised graph keeps the metadata too)
+            spec = PreprocessSpec.from_dict(info["preprocess"])
+            dim = int(info["embedding_dim"])
+        else:
+            try:
+                meta = GraphMeta.from_session(self.session, source=path)
+            except MetadataError as exc:
+                raise EngineError(str(exc)) from exc
+            spec, dim = meta.preprocess, meta.embedding_dim
+            info.setdefault("precision", meta.precision)
+            info.setdefault("recipe", meta.recipe)
         info["device"] = device
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
