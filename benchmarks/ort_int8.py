@@ -24,9 +24,9 @@ import numpy as np
 def _random_checkpoint(path: Path, backbone: str, recipe: str, height: int, width: int) -> Path:
     import torch
 
-    from mvd_edge.model.net import MVDNet
     from mvd_edge.core.preprocess import PreprocessSpec
     from mvd_edge.model.checkpoint import CKPT_FORMAT, save_checkpoint
+    from mvd_edge.model.net import MVDNet
 
     torch.manual_seed(0)
     model = MVDNet(num_classes=395, backbone=backbone, recipe=recipe)
@@ -66,9 +66,9 @@ def main() -> None:
     args = ap.parse_args()
     import onnxruntime as ort
 
+    from mvd_edge.export import export_onnx
     from mvd_edge.quant.api import quantize, to_fp16
     from mvd_edge.quant.manifest import from_dataset
-    from mvd_edge.export import export_onnx
     from mvd_edge.synth.dataset import write_sysu
 
     h, w = (int(v) for v in args.size.split("x"))

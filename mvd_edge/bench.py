@@ -15,6 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mvd_edge.core import plots
+from mvd_edge.core.errors import UsageError
+from mvd_edge.data.base import DatasetError
+
 BACKENDS = ("torch", "ort", "trt")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -38,10 +42,10 @@ def plan_variants(backends: Sequence[str], precisions: Sequence[str], recipes: S
     """All requested combinations -> (runnable, [(skipped, reason)]) on this machine."""
     for b in backends:
         if b not in BACKENDS:
-            raise ValueError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
+            raise UsageError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
     for p in precisions:
         if p not in PRECISIONS:
-            raise ValueError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
+            raise UsageError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
     cuda = device.startswith("cuda")
     run, skipped = [], []
     for b, p, r, f in itertools.product(backends, precisions, recipes, fused):
@@ -116,8 +120,8 @@ class Builder:
         return path
 
     def embedder(self, v: Variant):
-        from mvd_edge.runtime.engine import build_engine
         from mvd_edge.runtime import load_embedder
+        from mvd_edge.runtime.engine import build_engine
 
         if v.backend == "torch":
             return load_embedder(self.checkpoint, device=self.device, recipe=v.recipe, precision=v.precision,
@@ -142,16 +146,17 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
               batches: Sequence[int] = (1, 32), iters: int = 20, warmup: int = 5, trials: int = 3, calib_n: int = 512,
               device: str = "cpu", progress: bool = True) -> dict:
     """Build, measure and compare every variant; returns the report (also written as JSON + PNG)."""
-    from mvd_edge.profile import profile_embedder
+    from mvd_edge.core.util import cosine_summary
     from mvd_edge.data.registry import default_eval_settings, load_dataset
     from mvd_edge.eval.reid import evaluate_features
-    from mvd_edge.verify import cosine_stats, embed_samples
+    from mvd_edge.profile import profile_embedder
+    from mvd_edge.verify import embed_samples
 
     out, root, checkpoint = Path(out), Path(root), Path(checkpoint)
     runnable, skipped = plan_variants(backends, precisions, recipes, fused, compiled, device)
     data = load_dataset(dataset, root)
     if not data.test:
-        raise ValueError(f"{root}: the test split of {dataset} is empty")
+        raise DatasetError(f"{root}: the test split of {dataset} is empty")
     setting = default_eval_settings(dataset)[0]
     paths = [str(s.path) for s in data.test]
     builder = Builder(checkpoint, out / "artifacts", dataset, root, calib_n, device)
@@ -177,7 +182,7 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
         rows.append(row)
     for row in rows:
         ref = refs.get(row["recipe"])
-        row["cosine_vs_torch_fp32"] = cosine_stats(row.pop("_feats"), ref)["mean"] if ref is not None else None
+        row["cosine_vs_torch_fp32"] = cosine_summary(row.pop("_feats"), ref)["mean"] if ref is not None else None
         base = next((r for r in rows if r["backend"] == "torch" and r["precision"] == "fp32" and not r["fused"]
                      and not r["compiled"] and r["recipe"] == row["recipe"]), None)
         row["speedup_vs_torch_fp32"] = ({b: base["latency_ms"][b] / row["latency_ms"][b] for b in batches}
@@ -203,15 +208,13 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def plot_pareto(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_pareto(report: dict, path: Path) -> bool:
+    """Rank-1 vs latency PNG with the Pareto front; False (nothing written) without matplotlib."""
     b = report["batches"][0]
     rows = report["rows"]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plots.figure(figsize=(6.5, 4.2))
+    if fig is None:
+        return False
     for i, r in enumerate(rows):
         on = i in report["pareto"]
         ax.scatter(r["latency_ms"][b], r["rank1"], s=60 if on else 30, c="tab:red" if on else "tab:blue", zorder=3)
@@ -226,9 +229,7 @@ def plot_pareto(report: dict, path: Path) -> None:
     ax.set_ylabel(f"Rank-1 (%) {report['setting']}")
     ax.grid(alpha=0.3)
     ax.set_title(f"accuracy vs latency ({report['device']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return plots.save(fig, path, dpi=120)
 
 
 def summary_rows(report: dict) -> list[list[str]]:

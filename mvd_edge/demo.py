@@ -25,18 +25,18 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
 
     ``epochs`` and ``ids`` default to the training config's (``optim.epochs``, ``synth.n_ids``).
     """
-    from mvd_edge.quant.api import quantize
-    from mvd_edge.quant.manifest import from_dataset
     from mvd_edge.core.config import load_train_config
-    from mvd_edge.runtime.engine import build_engine
+    from mvd_edge.eval.reid import save_results
+    from mvd_edge.eval.scoring import score_matches
     from mvd_edge.export import export_onnx
     from mvd_edge.match.detect import make_detector
     from mvd_edge.match.pipeline import run_match
     from mvd_edge.profile import profile_embedder, save_profile
+    from mvd_edge.quant.api import quantize
+    from mvd_edge.quant.manifest import from_dataset
     from mvd_edge.runtime import load_embedder
-    from mvd_edge.eval.scoring import score_matches
+    from mvd_edge.runtime.engine import build_engine
     from mvd_edge.synth.video import write_synth_video
-    from mvd_edge.eval.reid import save_results
     from mvd_edge.train.trainer import run_training
     from mvd_edge.verify import save_report, verify_engines
 

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mvd_edge.core import plots
+from mvd_edge.core.errors import UsageError
 from mvd_edge.core.preprocess import read_image
+from mvd_edge.core.util import cosine_summary
+from mvd_edge.data.base import DatasetError
 from mvd_edge.runtime import Embedder, load_embedder
 
 
@@ -30,15 +34,10 @@ def embed_samples(embedder: Embedder, paths: Sequence[str], chunk: int = 256, pr
         for p in paths[start:start + chunk]:
             img = read_image(p)
             if img is None:
-                raise ValueError(f"unreadable image in the evaluation split: {p}")
+                raise DatasetError(f"unreadable image in the evaluation split: {p}")
             crops.append(img)
         out.append(embedder.embed(crops))
     return np.concatenate(out) if out else np.zeros((0, embedder.dim), np.float32)
-
-
-def cosine_stats(a: np.ndarray, b: np.ndarray) -> dict:
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-    return {"mean": float(cos.mean()), "min": float(cos.min()), "p01": float(np.percentile(cos, 1))}
 
 
 def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], dataset: str, root: str | Path,
@@ -50,7 +49,7 @@ def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], datase
 
     data = load_dataset(dataset, Path(root), trial=trial, seed=seed)
     if not data.test:
-        raise ValueError(f"{root}: the test split of {dataset} is empty")
+        raise DatasetError(f"{root}: the test split of {dataset} is empty")
     settings = list(settings or default_eval_settings(dataset))
     paths = [str(s.path) for s in data.test]
     ref_embedder = load_embedder(checkpoint, device=device, fused_head=False)
@@ -62,12 +61,12 @@ def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], datase
     for engine in engines:
         emb = load_embedder(engine)
         if emb.dim != ref.shape[1]:
-            raise ValueError(f"{engine}: embedding dim {emb.dim} != checkpoint's {ref.shape[1]} (different recipe?)")
+            raise UsageError(f"{engine}: embedding dim {emb.dim} != checkpoint's {ref.shape[1]} (different recipe?)")
         feats = embed_samples(emb, paths, progress=f"{Path(engine).name}")
         metrics = _flat(evaluate_features(feats, data.test, settings, n_trials=trials, seed=seed))
         drop = {k: report["reference"]["metrics"][k] - v for k, v in metrics.items()}
         report["engines"].append({"engine": str(engine), "backend": emb.backend, "precision": emb.precision,
-                                  "int8_flavour": emb.info.get("int8_flavour"), "cosine": cosine_stats(feats, ref),
+                                  "int8_flavour": emb.info.get("int8_flavour"), "cosine": cosine_summary(feats, ref),
                                   "metrics": metrics, "drop_vs_fp32": drop})
         emb.close()
     return report
@@ -84,17 +83,15 @@ def save_report(report: dict, json_path: Path | None, png_path: Path | None) -> 
         json_path.write_text(json.dumps(report, indent=2))
     if png_path is None:
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     setting = report["settings"][0]
     names = ["torch fp32"] + [f"{Path(e['engine']).name}\n{e['precision']}" for e in report["engines"]]
     r1 = [report["reference"]["metrics"][f"{setting}/rank1"]] + [e["metrics"][f"{setting}/rank1"] for e in report["engines"]]
     mAP = [report["reference"]["metrics"][f"{setting}/mAP"]] + [e["metrics"][f"{setting}/mAP"] for e in report["engines"]]
     cos = [1.0] + [e["cosine"]["mean"] for e in report["engines"]]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plots.figure(ncols=2, figsize=(10, 4))
+    if fig is None:
+        return
+    ax1, ax2 = axes
     x = np.arange(len(names))
     ax1.bar(x - 0.2, r1, 0.4, label="Rank-1")
     ax1.bar(x + 0.2, mAP, 0.4, label="mAP")
@@ -106,7 +103,4 @@ def save_report(report: dict, json_path: Path | None, png_path: Path | None) -> 
     ax2.set_ylim(min(cos) - 0.01, 1.0005)
     ax2.set_xticks(x, names, fontsize=7)
     ax2.set_title("mean cosine vs FP32 torch")
-    fig.tight_layout()
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
+    plots.save(fig, png_path, dpi=120)

@@ -30,10 +30,10 @@ import argparse
 import json
 from pathlib import Path
 
+from mvd_edge.eval.scoring import best_setting, embedding_separability, load_ground_truth, meets_target, score_matches
 from mvd_edge.match.detect import make_detector
 from mvd_edge.match.pipeline import MatchConfig, run_match
 from mvd_edge.runtime import load_embedder
-from mvd_edge.eval.scoring import best_setting, embedding_separability, load_ground_truth, meets_target, score_matches
 
 TARGET = (0.9, 0.8)  # pair precision, pair recall
 

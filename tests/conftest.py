@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mvd_edge.model.net import MVDNet
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.model.checkpoint import CKPT_FORMAT, save_checkpoint
+from mvd_edge.model.net import MVDNet
 
 
 def make_checkpoint(path: Path, recipe: str = "full", seed: int = 0, height: int = 64, width: int = 32) -> Path:

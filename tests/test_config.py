@@ -77,9 +77,9 @@ def test_shipped_configs_load():
 
 def test_every_python_folder_is_a_package_that_setuptools_finds():
     """One tree: every folder of mvd_edge/ holding Python files is a package found by packages.find."""
-    import tomllib
     from pathlib import Path
 
+    import tomllib
     from setuptools import find_packages
 
     root = Path(__file__).parent.parent

@@ -11,20 +11,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from mvd_edge.eval.metrics import evaluate
 from mvd_edge.core.modality import Modality
 from mvd_edge.data.base import DatasetError, Sample
 from mvd_edge.data.folder import load_folder
 from mvd_edge.data.llcm import load_llcm, parse_llcm_camera
-from mvd_edge.data.regdb import load_regdb
-from mvd_edge.data.registry import (
-    DATASETS,
-    TEST_PID_OFFSET,
-    default_eval_settings,
-    holdout_identities,
-    load_dataset,
-)
-from mvd_edge.data.sysu import load_sysu
 from mvd_edge.data.protocols import (
     PROTOCOLS,
     Trial,
@@ -34,6 +24,16 @@ from mvd_edge.data.protocols import (
     regdb_trials,
     sysu_trials,
 )
+from mvd_edge.data.regdb import load_regdb
+from mvd_edge.data.registry import (
+    DATASETS,
+    TEST_PID_OFFSET,
+    default_eval_settings,
+    holdout_identities,
+    load_dataset,
+)
+from mvd_edge.data.sysu import load_sysu
+from mvd_edge.eval.metrics import evaluate
 
 
 def _write_image(path: Path, value: int = 0) -> None:

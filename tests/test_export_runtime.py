@@ -7,13 +7,13 @@ import sys
 import numpy as np
 import onnx
 import pytest
-
 from conftest import make_checkpoint
-from mvd_edge.runtime.engine import build_engine, parse_batch
-from mvd_edge.export import ExportError, check_parity, export_onnx
+
 from mvd_edge.core.graphmeta import read_metadata
 from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
+from mvd_edge.export import ExportError, check_parity, export_onnx
 from mvd_edge.runtime import EngineError, load_embedder
+from mvd_edge.runtime.engine import build_engine, parse_batch
 from mvd_edge.runtime.sidecar import check_trt_compat, read_sidecar, sidecar_path
 from mvd_edge.runtime.trt_compat import INSTALL_HINT
 

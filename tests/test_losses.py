@@ -188,7 +188,7 @@ from mvd_edge.train.losses import (  # noqa: E402
     view_pairs,
 )
 
-V, I = int(Modality.VISIBLE), int(Modality.INFRARED)
+V, I = int(Modality.VISIBLE), int(Modality.INFRARED)  # noqa: E741 (the paper's V / I)
 
 
 def _np_vcd(v1, z1, v2, z2):

@@ -1,26 +1,18 @@
-"""The match, synth-video and score-matches commands, on a Typer app of their own."""
+"""The match, synth-video and score-matches commands (mvd_edge.cli.match), through the root CLI app."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
-
-from mvd_edge.match.commands import register
 
 
 @pytest.fixture(scope="module")
 def app():
-    a = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    from mvd_edge.cli import app as root
 
-    @a.callback()
-    def _root() -> None:
-        """test app"""
-
-    register(a)
-    return a
+    return root
 
 
 @pytest.fixture(scope="module")

@@ -214,7 +214,7 @@ def test_crops_match_the_model_aspect_and_skip_tiny_boxes():
 
 
 def test_matcher_is_torch_free():
-    code = ("import sys, mvd_edge.match, mvd_edge.match.commands, mvd_edge.eval.scoring, mvd_edge.synth.video;"
+    code = ("import sys, mvd_edge.match, mvd_edge.cli.match, mvd_edge.eval.scoring, mvd_edge.synth.video;"
             "from mvd_edge.match.baselines import ColorHistogramEmbedder;"
             "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -233,10 +233,10 @@ def synth_clip(tmp_path_factory):
 def test_synthetic_video_with_an_oracle_embedder(tmp_path, monkeypatch, synth_clip, retrack):
     """Detection, tracking, banks and association measured apart from the re-id model: the crops carry
     their ground-truth identity and a one-hot 'embedding' of it, so every remaining error is the matcher's."""
-    from mvd_edge.match.detect import MotBoxes
     from mvd_edge.core.preprocess import PreprocessSpec
-    from mvd_edge.runtime.base import Embedder
     from mvd_edge.eval.scoring import load_ground_truth, score_matches
+    from mvd_edge.match.detect import MotBoxes
+    from mvd_edge.runtime.base import Embedder
 
     gt = load_ground_truth(synth_clip["gt"])
     current: dict[int, str] = {}

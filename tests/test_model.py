@@ -4,9 +4,9 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
+from mvd_edge.core.preprocess import GRAY_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD
 from mvd_edge.core.spec import FULL_ORDER, ModelSpec
 from mvd_edge.model.net import MVDNet, WeightsError, default_bottleneck
-from mvd_edge.core.preprocess import GRAY_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD
 
 
 @pytest.fixture(scope="module")

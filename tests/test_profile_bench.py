@@ -7,9 +7,9 @@ from typer.testing import CliRunner
 
 from mvd_edge.bench import pareto_front, plan_variants
 from mvd_edge.cli import app
-from mvd_edge.runtime.engine import build_engine
 from mvd_edge.profile import profile_embedder
 from mvd_edge.runtime import load_embedder
+from mvd_edge.runtime.engine import build_engine
 
 runner = CliRunner()
 
@@ -64,6 +64,7 @@ def test_pareto_front():
 
 def test_bench_end_to_end_on_cpu(tmp_path):
     from conftest import make_checkpoint
+
     from mvd_edge.synth.dataset import write_sysu
 
     root = tmp_path / "data"

@@ -93,8 +93,8 @@ def colour_pair(tmp_path_factory):
 
 
 def test_separability_of_a_colour_embedder_on_a_colour_pair_is_high(colour_pair):
-    from mvd_edge.match.baselines import ColorHistogramEmbedder
     from mvd_edge.eval.scoring import embedding_separability
+    from mvd_edge.match.baselines import ColorHistogramEmbedder
 
     r = embedding_separability(ColorHistogramEmbedder(), colour_pair, every=1)
     assert r["identities"] == 3 and r["chance"] == pytest.approx(1 / 3)
@@ -109,8 +109,8 @@ def test_separability_names_the_misassigned_people(colour_pair, tmp_path):
     """Relabel people 1 and 2 in the RGB ground truth: a perfect embedder now 'assigns' IR 1 to RGB 2."""
     import shutil
 
-    from mvd_edge.match.baselines import ColorHistogramEmbedder
     from mvd_edge.eval.scoring import embedding_separability
+    from mvd_edge.match.baselines import ColorHistogramEmbedder
 
     for f in colour_pair.iterdir():
         shutil.copy(f, tmp_path / f.name)

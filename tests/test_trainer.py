@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from mvd_edge.core.config import ConfigError, load_train_config
-from mvd_edge.train import trainer as trainer_mod
 from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from mvd_edge.train import trainer as trainer_mod
 from mvd_edge.train.trainer import Trainer, lr_factor, run_training
 
 SMALL = [

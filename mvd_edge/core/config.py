@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from mvd_edge.core.errors import MvdEdgeError
 
-class ConfigError(ValueError):
+
+class ConfigError(MvdEdgeError, ValueError):
     """A configuration file or override is invalid; the message names the key."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from mvd_edge.core.errors import UsageError
+
 
 class Modality(IntEnum):
     """Imaging modality of a crop or a camera.
@@ -27,7 +29,7 @@ class Modality(IntEnum):
             return cls.VISIBLE
         if key in {"ir", "nir", "infrared", "thermal", "tir"}:
             return cls.INFRARED
-        raise ValueError(f"unknown modality {value!r}: use 'rgb' or 'ir'")
+        raise UsageError(f"unknown modality {value!r}: use 'rgb' or 'ir'")
 
     @property
     def short(self) -> str:

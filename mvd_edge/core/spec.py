@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mvd_edge.core.errors import UsageError
+
 RECIPES: tuple[str, ...] = ("full", "shared", "z")
 BACKBONES: tuple[str, ...] = ("resnet50", "resnet18", "tiny")
 BRANCHES: tuple[str, ...] = ("rgb", "ir", "shared")
@@ -55,5 +57,5 @@ class ModelSpec:
 
 def check_recipe(recipe: str) -> str:
     if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        raise UsageError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     return recipe

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mvd_edge.core.errors import MvdEdgeError
 from mvd_edge.core.modality import Modality
 
 
@@ -42,5 +43,5 @@ class ReidDataset:
         return sorted({s.pid for s in self.train})
 
 
-class DatasetError(ValueError):
+class DatasetError(MvdEdgeError, ValueError):
     """A data set on disk is missing, incomplete or malformed; the message says what and where."""

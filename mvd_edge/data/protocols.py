@@ -38,8 +38,9 @@ from typing import Sequence
 
 import numpy as np
 
+from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
-from mvd_edge.data.base import Sample
+from mvd_edge.data.base import DatasetError, Sample
 
 __all__ = [
     "PROTOCOLS",
@@ -102,7 +103,7 @@ def protocol_names() -> list[str]:
 
 def _check_trials(n_trials: int, shots: int) -> None:
     if n_trials < 1:
-        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+        raise UsageError(f"n_trials must be >= 1, got {n_trials}")
     if shots < 1:
         raise ValueError(f"shots must be >= 1, got {shots}")
 
@@ -150,9 +151,9 @@ def sysu_trials(
         if s.modality is Modality.VISIBLE and s.cam in gallery_cams:
             candidates.setdefault((s.pid, s.cam), []).append(i)
     if not query:
-        raise ValueError("SYSU-MM01 protocol: no infrared (cam 3 / cam 6) test image for the query")
+        raise DatasetError("SYSU-MM01 protocol: no infrared (cam 3 / cam 6) test image for the query")
     if not candidates:
-        raise ValueError(f"SYSU-MM01 protocol: no visible test image in cams {gallery_cams} for the gallery")
+        raise DatasetError(f"SYSU-MM01 protocol: no visible test image in cams {gallery_cams} for the gallery")
     shot_name = {1: "single", 10: "multi"}.get(shots, f"{shots}shot")
     return [
         Trial(
@@ -194,9 +195,9 @@ def cross_trials(test: Sequence[Sample], direction: str, name: str | None = None
     q_mod, g_mod = _modalities(direction, tuple(_DIRECTIONS))
     query, gallery = _all_of(test, q_mod), _all_of(test, g_mod)
     if query.size == 0:
-        raise ValueError(f"no {q_mod.name.lower()} test image for the query")
+        raise DatasetError(f"no {q_mod.name.lower()} test image for the query")
     if gallery.size == 0:
-        raise ValueError(f"no {g_mod.name.lower()} test image for the gallery")
+        raise DatasetError(f"no {g_mod.name.lower()} test image for the gallery")
     return [Trial(name=name or f"cross-{direction}", query=query, gallery=gallery)]
 
 
@@ -231,9 +232,9 @@ def llcm_trials(
         if s.modality is g_mod:
             candidates.setdefault((s.pid, s.cam), []).append(i)
     if query.size == 0:
-        raise ValueError(f"LLCM protocol: no {q_mod.name.lower()} test image for the query")
+        raise DatasetError(f"LLCM protocol: no {q_mod.name.lower()} test image for the query")
     if not candidates:
-        raise ValueError(f"LLCM protocol: no {g_mod.name.lower()} test image for the gallery")
+        raise DatasetError(f"LLCM protocol: no {g_mod.name.lower()} test image for the gallery")
     return [
         Trial(
             name=f"llcm-{direction}-t{t}",
@@ -262,7 +263,7 @@ def make_trials(
         ``"llcm"``); average the metrics over the trials.
     """
     if setting not in PROTOCOLS:
-        raise ValueError(f"unknown evaluation setting {setting!r}: choose one of {', '.join(PROTOCOLS)}")
+        raise UsageError(f"unknown evaluation setting {setting!r}: choose one of {', '.join(PROTOCOLS)}")
     family, rest = setting.split("-", 1)
     if family == "sysu":
         mode, shot = rest.split("-")

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mvd_edge.core.errors import UsageError
 from mvd_edge.data.base import DatasetError, ReidDataset, Sample
 
 __all__ = [
@@ -110,7 +111,7 @@ def holdout_identities(
     preserved. ``fraction == 0`` gives an empty ``val``.
     """
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {fraction}")
+        raise UsageError(f"val_fraction must be in [0, 1), got {fraction}")
     pids = sorted({s.pid for s in samples})
     if fraction == 0.0 or len(pids) < 2:
         return list(samples), []
@@ -145,7 +146,7 @@ def load_dataset(
         seed: seed of the identity hold-out.
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
+        raise UsageError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
     root = Path(root)
     fraction = val_fraction if use_val else 0.0
     if name == "sysu":
@@ -168,5 +169,5 @@ def load_dataset(
 def default_eval_settings(name: str) -> list[str]:
     """Evaluation settings (names from ``mvd_edge.data.protocols``) reported by default."""
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
+        raise UsageError(f"unknown data set {name!r}: choose one of {', '.join(DATASETS)}")
     return list(_DEFAULT_EVAL[name])

@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mvd_edge.core.errors import UsageError
+
 __all__ = ["PROTOCOLS", "evaluate"]
 
 #: Metric protocols understood by :func:`evaluate`.
@@ -199,7 +201,7 @@ def evaluate(
         inps.append(inp)
 
     if not first_ranks:
-        raise ValueError(
+        raise UsageError(
             "no valid query: no query identity has a positive in the gallery"
             + (" (after the cam-3 / cam-2 removal)" if protocol == "sysu" else "")
             + (" (after removing same-identity same-camera items)" if protocol == "llcm" else "")

@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from mvd_edge.core import plots
-from mvd_edge.eval.metrics import evaluate
-from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.data.base import Sample
 from mvd_edge.data.protocols import make_trials
+from mvd_edge.eval.metrics import evaluate
 
 RANKS = (1, 5, 10, 20)
 

@@ -33,7 +33,6 @@ without one (a run that was killed) is scored on the pairs ``(k, k)`` for every 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -41,6 +40,9 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from mvd_edge.core.errors import UsageError
+from mvd_edge.core.util import read_json
 
 __all__ = ["best_setting", "embedding_separability", "load_ground_truth", "meets_target", "score_matches"]
 
@@ -54,15 +56,10 @@ def load_ground_truth(path: str | Path) -> dict[str, Any]:
         p = p / "gt.json"
     if not p.is_file():
         raise FileNotFoundError(f"ground truth not found: {p}")
-    try:
-        gt = json.loads(p.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{p}: not JSON ({exc.msg})") from None
-    if not isinstance(gt, dict) or gt.get("format") != GT_FORMAT:
-        raise ValueError(f"{p}: not a synth-video ground truth (format {GT_FORMAT!r})")
+    gt = read_json(p, UsageError, "a synth-video ground truth", fmt=GT_FORMAT)
     for s in ("ir", "rgb"):
         if s not in gt.get("streams", {}):
-            raise ValueError(f"{p}: no '{s}' stream")
+            raise UsageError(f"{p}: no '{s}' stream")
     return gt
 
 
@@ -243,7 +240,7 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
         labels[s] = np.array(pids, np.int64)
     ids = sorted(set(labels["ir"].tolist()) & set(labels["rgb"].tolist()))
     if not ids:
-        raise ValueError(f"{root}: no identity has a clear crop in both streams")
+        raise UsageError(f"{root}: no identity has a clear crop in both streams")
     desc = {}
     for s in ("ir", "rgb"):
         m = np.stack([feats[s][labels[s] == p].mean(axis=0) for p in ids])

@@ -48,9 +48,9 @@ import torch
 import triton
 import triton.language as tl
 
+from mvd_edge.core.spec import check_recipe
 from mvd_edge.kernels.fold import PARAM_ALIGN, FoldedHead, _check_maps, fold_head, reference_head
 from mvd_edge.model.net import MVDNet
-from mvd_edge.core.spec import check_recipe
 
 INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0").strip().lower() not in ("", "0", "false", "no")
 

@@ -36,9 +36,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mvd_edge.core.spec import check_recipe
 from mvd_edge.kernels.fold import fold_head, folded_math
 from mvd_edge.model.net import MVDNet
-from mvd_edge.core.spec import check_recipe
 
 DOMAIN = "mvd"
 OP_TYPE = "FusedHead"

@@ -31,6 +31,7 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 import numpy.typing as npt
 
+from mvd_edge.core.errors import DeviceUnavailable, TensorRTUnavailable  # TensorRTUnavailable: one class, see core
 from mvd_edge.core.spec import RECIPES
 
 PLUGIN_ID = "mvd::FusedHead"
@@ -41,10 +42,6 @@ INSTALL_HINT = (
 )
 
 _STATE = {"registered": False, "arch": None, "ptx_version": None}
-
-
-class TensorRTUnavailable(ImportError):
-    """TensorRT (or its Python plugin API) is not installed or too old; the message says how to install it."""
 
 
 def _version_tuple(v: str) -> tuple:
@@ -100,7 +97,7 @@ def _build_arch() -> int:
     import torch
 
     if not torch.cuda.is_available():
-        raise RuntimeError("FusedHead AOT: no CUDA device to read the architecture from; pass register_trt_plugin(arch=...)")
+        raise DeviceUnavailable("FusedHead AOT: no CUDA device to read the architecture from; pass register_trt_plugin(arch=...)")
     major, minor = torch.cuda.get_device_capability()
     return major * 10 + minor
 

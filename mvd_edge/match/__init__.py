@@ -15,21 +15,49 @@ Pipeline, one step per pair of frames::
 * :mod:`.associate`: cross-modal association with global identities.
 * :mod:`.pipeline`: :class:`MatchPipeline` (one step) and :func:`run_match` (the loop).
 * :mod:`.events`: the JSONL event schema. :mod:`.render`: side-by-side annotated video.
+
+The names below are loaded on first use (PEP 562 module ``__getattr__``): importing
+``mvd_edge.match`` or one of its light sub-modules does not pull in OpenCV, scipy and the
+whole pipeline, which keeps ``mvd-edge --help`` fast.
 """
 
-from mvd_edge.match.associate import CrossModalAssociator, PairUpdate
-from mvd_edge.match.bank import FeatureBank
-from mvd_edge.match.detect import Detections, HogDetector, MotBoxes, OnnxDetector, make_detector
-from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, read_events
-from mvd_edge.match.pipeline import MatchConfig, MatchPipeline, run_match
-from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, load_cameras, parse_source
-from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# public name -> the sub-module that defines it
+_EXPORTS = {
+    "CrossModalAssociator": "associate",
+    "PairUpdate": "associate",
+    "FeatureBank": "bank",
+    "Detections": "detect",
+    "HogDetector": "detect",
+    "MotBoxes": "detect",
+    "OnnxDetector": "detect",
+    "make_detector": "detect",
+    "EVENT_SCHEMA_VERSION": "events",
+    "EventWriter": "events",
+    "read_events": "events",
+    "MatchConfig": "pipeline",
+    "MatchPipeline": "pipeline",
+    "run_match": "pipeline",
+    "FramePacket": "sources",
+    "FrameSource": "sources",
+    "SourceError": "sources",
+    "SourceSpec": "sources",
+    "load_cameras": "sources",
+    "parse_source": "sources",
+    "ByteTracker": "track",
+    "PassthroughTracker": "track",
+    "Track": "track",
+}
 
 __all__ = [
-    "EVENT_SCHEMA_VERSION",
     "ByteTracker",
     "CrossModalAssociator",
     "Detections",
+    "EVENT_SCHEMA_VERSION",
     "EventWriter",
     "FeatureBank",
     "FramePacket",
@@ -50,3 +78,26 @@ __all__ = [
     "read_events",
     "run_match",
 ]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__
+    from mvd_edge.match.associate import CrossModalAssociator, PairUpdate
+    from mvd_edge.match.bank import FeatureBank
+    from mvd_edge.match.detect import Detections, HogDetector, MotBoxes, OnnxDetector, make_detector
+    from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, read_events
+    from mvd_edge.match.pipeline import MatchConfig, MatchPipeline, run_match
+    from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, load_cameras, parse_source
+    from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
+
+
+def __getattr__(name: str):
+    """Import the sub-module that defines ``name`` on first access and cache the value here."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

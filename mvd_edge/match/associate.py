@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from mvd_edge.core.errors import UsageError
+
 __all__ = ["CrossModalAssociator", "PairUpdate", "ReportedPair"]
 
 
@@ -87,11 +89,11 @@ class CrossModalAssociator:
     def __init__(self, threshold: float = 0.5, hysteresis: int = 5, stickiness: float = 0.05,
                  reid_threshold: float = 0.8, max_gallery: int = 256, margin: float = 0.0):
         if hysteresis < 1:
-            raise ValueError(f"hysteresis must be >= 1, got {hysteresis}")
+            raise UsageError(f"hysteresis must be >= 1, got {hysteresis}")
         self.threshold, self.k, self.stickiness = float(threshold), int(hysteresis), float(stickiness)
         self.margin = float(margin)
         if not (np.isfinite(self.margin) and self.margin >= 0.0):
-            raise ValueError(f"margin must be a finite number >= 0, got {margin}")
+            raise UsageError(f"margin must be a finite number >= 0, got {margin}")
         self.reid_threshold, self.max_gallery = float(reid_threshold), int(max_gallery)
         self.reported: dict[tuple[int, int], ReportedPair] = {}
         self.streaks: dict[tuple[int, int], int] = {}

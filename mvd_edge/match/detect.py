@@ -40,6 +40,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mvd_edge.core.errors import UsageError
+
 __all__ = [
     "Detections",
     "Detector",
@@ -143,7 +145,7 @@ class HogDetector(Detector):
                  nms_iou: float = 0.4, min_score: float = 0.0,
                  shrink: tuple[float, float, float] = (0.2, 0.11, 0.11)):
         if upscale <= 0:
-            raise ValueError(f"upscale must be > 0, got {upscale}")
+            raise UsageError(f"upscale must be > 0, got {upscale}")
         self.hog = cv2.HOGDescriptor()
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
         self.hit_threshold = float(hit_threshold)
@@ -197,12 +199,12 @@ class OnnxDetector(Detector):
         if not p.is_file():
             raise FileNotFoundError(f"detector model not found: {p}")
         if layout not in ("auto", "v8", "v5", "e2e"):
-            raise ValueError(f"detector layout must be auto, v8, v5 or e2e, got {layout!r}")
+            raise UsageError(f"detector layout must be auto, v8, v5 or e2e, got {layout!r}")
         self.session = make_session(p, device=device, threads=threads)
         inp = self.session.get_inputs()[0]
         shape = list(inp.shape)
         if len(shape) != 4:
-            raise ValueError(f"{p}: expected one image input [1, 3, H, W], got {inp.name} {shape}")
+            raise UsageError(f"{p}: expected one image input [1, 3, H, W], got {inp.name} {shape}")
         h = shape[2] if isinstance(shape[2], int) and shape[2] > 0 else int(size[0])
         w = shape[3] if isinstance(shape[3], int) and shape[3] > 0 else int(size[1])
         self.input_name, self.input_hw = inp.name, (int(h), int(w))
@@ -224,10 +226,10 @@ class OnnxDetector(Detector):
         out = np.asarray(out, np.float32)
         if out.ndim == 3:
             if out.shape[0] != 1:
-                raise ValueError(f"detector output batch must be 1, got shape {list(out.shape)}")
+                raise UsageError(f"detector output batch must be 1, got shape {list(out.shape)}")
             out = out[0]
         if out.ndim != 2:
-            raise ValueError(f"detector output must be [1, C, N] or [1, N, K], got shape {list(out.shape)}")
+            raise UsageError(f"detector output must be [1, C, N] or [1, N, K], got shape {list(out.shape)}")
         layout = self.layout
         if layout == "auto":
             if out.shape[0] < out.shape[1] and out.shape[0] >= 5:
@@ -237,21 +239,21 @@ class OnnxDetector(Detector):
             elif out.shape[1] >= 7:
                 layout = "v5"
             else:
-                raise ValueError(f"cannot tell the detector output layout from shape {list(out.shape)}; "
+                raise UsageError(f"cannot tell the detector output layout from shape {list(out.shape)}; "
                                  "pass --detector-layout v8, v5 or e2e")
         if layout == "v8":
             rows = out.T if out.shape[0] < out.shape[1] else out
             if self.person_class >= rows.shape[1] - 4:
-                raise ValueError(f"person class {self.person_class} out of range for {rows.shape[1] - 4} classes")
+                raise UsageError(f"person class {self.person_class} out of range for {rows.shape[1] - 4} classes")
             scores = rows[:, 4 + self.person_class]
             return _cxcywh(rows[:, :4]), scores, False
         if layout == "v5":
             if self.person_class >= out.shape[1] - 5:
-                raise ValueError(f"person class {self.person_class} out of range for {out.shape[1] - 5} classes")
+                raise UsageError(f"person class {self.person_class} out of range for {out.shape[1] - 5} classes")
             scores = out[:, 4] * out[:, 5 + self.person_class]
             return _cxcywh(out[:, :4]), scores, False
         if out.shape[1] < 6:
-            raise ValueError(f"e2e detector output needs 6 columns (x1, y1, x2, y2, score, class), got {out.shape[1]}")
+            raise UsageError(f"e2e detector output needs 6 columns (x1, y1, x2, y2, score, class), got {out.shape[1]}")
         keep = np.round(out[:, 5]).astype(np.int64) == self.person_class
         return out[keep, :4], out[keep, 4], True
 
@@ -296,9 +298,9 @@ def read_mot(path: str | Path, min_score: float | None = None) -> dict[int, Dete
             x, y, w, h = (float(v) for v in parts[2:6])
             score = float(parts[6]) if len(parts) > 6 else 1.0
         except (ValueError, IndexError):
-            raise ValueError(f"{p}:{lineno}: expected MOT 'frame,id,x,y,w,h[,score,...]', got {raw!r}") from None
+            raise UsageError(f"{p}:{lineno}: expected MOT 'frame,id,x,y,w,h[,score,...]', got {raw!r}") from None
         if frame < 1:
-            raise ValueError(f"{p}:{lineno}: MOT frames are 1-based, got {frame}")
+            raise UsageError(f"{p}:{lineno}: MOT frames are 1-based, got {frame}")
         if w <= 0 or h <= 0:
             continue
         if min_score is not None and score < min_score:
@@ -324,7 +326,7 @@ class MotBoxes(Detector):
         self.path = Path(path)
         self.frames = read_mot(self.path, min_score)
         if not self.frames:
-            raise ValueError(f"{self.path}: no boxes")
+            raise UsageError(f"{self.path}: no boxes")
         self.has_ids = use_ids and all(d.ids is not None for d in self.frames.values())
         if not self.has_ids:
             for d in self.frames.values():

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from mvd_edge.core.errors import UsageError
+
 __all__ = ["EVENT_SCHEMA_VERSION", "EventWriter", "StepRuns", "box_xywh", "read_events"]
 
 EVENT_SCHEMA_VERSION = 1
@@ -136,7 +138,7 @@ def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
             try:
                 ev = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{p}:{lineno}: not JSON ({exc.msg})") from None
+                raise UsageError(f"{p}:{lineno}: not JSON ({exc.msg})") from None
             if not isinstance(ev, dict) or "event" not in ev:
-                raise ValueError(f"{p}:{lineno}: expected an object with an 'event' key")
+                raise UsageError(f"{p}:{lineno}: expected an object with an 'event' key")
             yield ev

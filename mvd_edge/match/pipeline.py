@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from mvd_edge.core.errors import UsageError
+from mvd_edge.core.preprocess import box_crop, box_overlap
 from mvd_edge.match.associate import CrossModalAssociator, PairUpdate, ReportedPair
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector, box_iou
 from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, StepRuns, box_xywh
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, parse_source
 from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
-from mvd_edge.core.preprocess import box_crop, box_overlap
 
 __all__ = ["MatchConfig", "MatchPipeline", "StageTimer", "StepResult", "rss_mb", "run_match"]
 
@@ -76,15 +77,15 @@ class MatchConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.margin) and self.margin >= 0.0):
-            raise ValueError(f"margin must be a finite number >= 0, got {self.margin}")
+            raise UsageError(f"margin must be a finite number >= 0, got {self.margin}")
         if not math.isfinite(self.threshold):
-            raise ValueError(f"threshold must be a finite number, got {self.threshold}")
+            raise UsageError(f"threshold must be a finite number, got {self.threshold}")
         if self.embed_every < 1:
-            raise ValueError(f"embed_every must be >= 1, got {self.embed_every}")
+            raise UsageError(f"embed_every must be >= 1, got {self.embed_every}")
         if self.min_features < 1:
-            raise ValueError(f"min_features must be >= 1, got {self.min_features}")
+            raise UsageError(f"min_features must be >= 1, got {self.min_features}")
         if not 0.0 < self.max_occlusion <= 1.0:
-            raise ValueError(f"max_occlusion must be in (0, 1], got {self.max_occlusion}")
+            raise UsageError(f"max_occlusion must be in (0, 1], got {self.max_occlusion}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -364,9 +365,9 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
     from mvd_edge.match.render import VideoSink, Window, render_side_by_side
 
     if max_frames is not None and max_frames < 1:
-        raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
+        raise UsageError(f"--max-frames must be >= 1, got {max_frames}")
     if duration is not None and not duration > 0:
-        raise ValueError(f"--duration must be > 0, got {duration}")
+        raise UsageError(f"--duration must be > 0, got {duration}")
     window = Window() if show else None  # fail before opening anything
     kw = dict(queue_size=queue_size, realtime=realtime, open_timeout=open_timeout, max_offline=max_offline)
     srcs = {"ir": _as_source(ir, "ir", cameras, **kw), "rgb": _as_source(rgb, "rgb", cameras, **kw)}

@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mvd_edge.core.errors import DeviceUnavailable
+
 __all__ = ["VideoSink", "Window", "gid_color", "gui_available", "render_side_by_side"]
 
 _GREY = (150, 150, 150)
@@ -125,7 +127,7 @@ class Window:
     def __init__(self, title: str = "mvd-edge match"):
         ok, why = gui_available()
         if not ok:
-            raise RuntimeError(f"--show: {why}")
+            raise DeviceUnavailable(f"--show: {why}")
         self.title = title
 
     def show(self, canvas: np.ndarray) -> bool:

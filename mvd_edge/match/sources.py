@@ -36,6 +36,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from mvd_edge.core.errors import MvdEdgeError, UsageError
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "URL_SCHEMES",
@@ -57,7 +59,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _CAMERA_KEYS = {"source", "resolution", "fps"}
 
 
-class SourceError(RuntimeError):
+class SourceError(MvdEdgeError, RuntimeError):
     """A source could not be opened, or stayed offline too long."""
 
 
@@ -90,9 +92,9 @@ def _parse_resolution(text: Any, where: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in str(text).lower().split("x"))
     except ValueError:
-        raise ValueError(f"{where}: resolution must look like WIDTHxHEIGHT (e.g. 640x480), got {text!r}") from None
+        raise UsageError(f"{where}: resolution must look like WIDTHxHEIGHT (e.g. 640x480), got {text!r}") from None
     if w < 1 or h < 1:
-        raise ValueError(f"{where}: resolution must be positive, got {text!r}")
+        raise UsageError(f"{where}: resolution must be positive, got {text!r}")
     return w, h
 
 
@@ -118,23 +120,23 @@ def load_cameras(path: str | Path) -> dict[str, SourceSpec]:
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise ValueError(f"{p}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"{p}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if isinstance(data, dict) and set(data) == {"cameras"}:
         data = data["cameras"]
     if not isinstance(data, dict) or not data:
-        raise ValueError(f"{p}: expected a mapping of camera name -> source (optionally under 'cameras:')")
+        raise UsageError(f"{p}: expected a mapping of camera name -> source (optionally under 'cameras:')")
     out: dict[str, SourceSpec] = {}
     for name, entry in data.items():
         where = f"{p}: camera {name!r}"
         if isinstance(entry, (str, int)):
             entry = {"source": entry}
         if not isinstance(entry, dict):
-            raise ValueError(f"{where}: expected a source string or a mapping with 'source'")
+            raise UsageError(f"{where}: expected a source string or a mapping with 'source'")
         unknown = set(entry) - _CAMERA_KEYS
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_CAMERA_KEYS)}")
+            raise UsageError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_CAMERA_KEYS)}")
         if "source" not in entry:
-            raise ValueError(f"{where}: missing 'source'")
+            raise UsageError(f"{where}: missing 'source'")
         base = parse_source(str(entry["source"]), cameras=None, check_exists=False)
         width = height = None
         if entry.get("resolution") is not None:
@@ -144,9 +146,9 @@ def load_cameras(path: str | Path) -> dict[str, SourceSpec]:
             try:
                 fps = float(entry["fps"])
             except (TypeError, ValueError):
-                raise ValueError(f"{where}: fps must be a number, got {entry['fps']!r}") from None
+                raise UsageError(f"{where}: fps must be a number, got {entry['fps']!r}") from None
             if not fps > 0:
-                raise ValueError(f"{where}: fps must be > 0, got {fps}")
+                raise UsageError(f"{where}: fps must be > 0, got {fps}")
         out[str(name)] = SourceSpec(base.kind, base.target, f"{name} ({base.label})", width, height, fps)
     return out
 
@@ -159,7 +161,7 @@ def parse_source(text: str, cameras: dict[str, SourceSpec] | None = None, check_
     """
     s = str(text).strip()
     if not s:
-        raise ValueError("empty source")
+        raise UsageError("empty source")
     if cameras and s in cameras:
         return cameras[s]
     low = s.lower()
@@ -179,7 +181,7 @@ def parse_source(text: str, cameras: dict[str, SourceSpec] | None = None, check_
     if p.suffix or "/" in s or "\\" in s:
         raise FileNotFoundError(f"source not found: {s}")
     names = f" (cameras file names: {', '.join(sorted(cameras))})" if cameras else ""
-    raise ValueError(f"unknown source {s!r}: use camN, a camera index, a name from --cameras{names}, "
+    raise UsageError(f"unknown source {s!r}: use camN, a camera index, a name from --cameras{names}, "
                      f"a video file, an image folder or an rtsp/http URL")
 
 
@@ -258,7 +260,7 @@ class FrameQueue:
 
     def __init__(self, maxsize: int):
         if maxsize < 1:
-            raise ValueError(f"queue size must be >= 1, got {maxsize}")
+            raise UsageError(f"queue size must be >= 1, got {maxsize}")
         self.maxsize = int(maxsize)
         self._items: deque = deque()
         self._cond = threading.Condition()

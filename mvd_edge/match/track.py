@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from mvd_edge.core.errors import UsageError
 from mvd_edge.match.detect import Detections, box_iou
 
 __all__ = ["ByteTracker", "KalmanBox", "PassthroughTracker", "Track"]
@@ -203,7 +204,7 @@ class PassthroughTracker:
 
     def update(self, dets: Detections) -> list[Track]:
         if len(dets) and dets.ids is None:
-            raise ValueError("PassthroughTracker needs detections with ids (a MOT file with track ids)")
+            raise UsageError("PassthroughTracker needs detections with ids (a MOT file with track ids)")
         self.frame += 1
         self.removed = []
         for t in self.by_id.values():

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mvd_edge.core.errors import DeviceUnavailable, UsageError
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.runtime.base import Embedder
 
@@ -26,11 +27,11 @@ class TorchEmbedder(Embedder):
         from mvd_edge.model.checkpoint import model_from_checkpoint
 
         if precision not in ("fp32", "fp16"):
-            raise ValueError(f"torch backend precision must be fp32 or fp16, got {precision!r}")
+            raise UsageError(f"torch backend precision must be fp32 or fp16, got {precision!r}")
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+            raise DeviceUnavailable(f"device {device!r} requested but CUDA is not available")
         if precision == "fp16" and not device.startswith("cuda"):
-            raise ValueError("fp16 on the torch backend needs --device cuda (CPU fp16 convolutions are not a fast path)")
+            raise UsageError("fp16 on the torch backend needs --device cuda (CPU fp16 convolutions are not a fast path)")
         model, state = model_from_checkpoint(checkpoint, recipe=recipe, map_location="cpu")
         self.torch = torch
         self.device = torch.device(device)
@@ -38,7 +39,7 @@ class TorchEmbedder(Embedder):
         self.model = model.to(self.device, self.dtype).eval()
         use_fused = device.startswith("cuda") if fused_head is None else fused_head
         if use_fused and not device.startswith("cuda"):
-            raise ValueError("the fused Triton head runs on CUDA (use --no-fused-head on the CPU)")
+            raise UsageError("the fused Triton head runs on CUDA (use --no-fused-head on the CPU)")
         self.forward = self._make_forward(use_fused)
         if compile:
             self.forward = torch.compile(self.forward)

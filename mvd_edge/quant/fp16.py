@@ -17,13 +17,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import onnx
 
+from mvd_edge.core.util import random_crops
+
 FP16_MAX = 65504.0
-
-
-def _random_crops(n: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, size=(int(rng.integers(48, 300)), int(rng.integers(24, 150)), 3), dtype=np.uint8)
-            for _ in range(n)]
 
 
 def tensor_absmax(model: onnx.ModelProto, batches: Iterable[np.ndarray], input_name: str = "input") -> dict[str, float]:
@@ -72,7 +68,7 @@ def fp16_graph(model: onnx.ModelProto, crops: Sequence[np.ndarray] | None, spec,
 
     source = "calibration crops"
     if crops is None:
-        crops = _random_crops(n_random, seed)
+        crops = random_crops(n_random, seed)
         source = f"{n_random} random crops (seed {seed}): no calibration crops given"
     crops = list(crops)
     batches = [preprocess_batch(crops[i:i + batch_size], spec) for i in range(0, len(crops), batch_size)]

@@ -42,8 +42,10 @@ from typing import Any
 
 import numpy as np
 
+from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.core.preprocess import read_image
+from mvd_edge.core.util import read_json
 
 __all__ = [
     "CALIB_SPLITS",
@@ -75,7 +77,7 @@ _ENTRY_KEYS = frozenset({"path", "modality", "cam", "frame", "box", "track"})
 _TOP_KEYS = frozenset({"format", "sha256", "content_sha256", "root", "seed", "source", "counts", "entries"})
 
 
-class ManifestError(ValueError):
+class ManifestError(MvdEdgeError, ValueError):
     """A calibration manifest cannot be built or read; the message says why and what to do."""
 
 
@@ -226,13 +228,7 @@ class Manifest:
     @classmethod
     def load(cls, path: str | Path) -> "Manifest":
         path = Path(path)
-        if not path.is_file():
-            raise ManifestError(f"calibration manifest not found: {path}")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
-        return cls.from_dict(d, str(path))
+        return cls.from_dict(read_json(path, ManifestError, "calibration manifest"), str(path))
 
     def subset(self, indices: Sequence[int], note: str) -> "Manifest":
         """A manifest of ``entries[i] for i in indices`` (source records the parent and ``note``)."""
@@ -357,7 +353,7 @@ def _warn_if_small(count: int, requested: int | None, available: int, what: str)
 
 def _check_n(n: int | None) -> None:
     if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+        raise UsageError(f"n must be a positive integer, got {n!r}")
 
 
 def from_dataset(name: str, root: str | Path, n: int = DEFAULT_N, seed: int = 0, split: str = "train",

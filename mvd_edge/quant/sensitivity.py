@@ -24,8 +24,8 @@ import numpy as np
 import onnx
 
 from mvd_edge.core.errors import UsageError
-from mvd_edge.quant.qdq import build_qdq
 from mvd_edge.core.util import row_cosine
+from mvd_edge.quant.qdq import build_qdq
 
 SETTING = "cross-i2v"
 

@@ -40,8 +40,8 @@ def clip_box(box: Sequence[float], width: int, height: int) -> Box | None:
 def collect_video_boxes(video: Path, boxes: Path | None, every: int, min_size: tuple[int, int]
                         ) -> tuple[list[tuple[int, int | None, Box]], dict]:
     """Boxes on frames ``0, every, 2*every, ...`` -> ``([(frame, track_id | None, box)], info)``."""
-    from mvd_edge.quant.manifest import ManifestError
     from mvd_edge.match.detect import HogDetector, MotBoxes
+    from mvd_edge.quant.manifest import ManifestError
 
     try:  # the matcher's detectors: MOT box files (with their ids) or OpenCV's HOG people detector
         detector = MotBoxes(boxes) if boxes is not None else HogDetector(upscale=2.0)

@@ -13,10 +13,13 @@ import platform
 import time
 from pathlib import Path
 
+from mvd_edge.core.errors import MvdEdgeError
+from mvd_edge.core.util import read_json
+
 SIDECAR_FORMAT = "mvd-edge-engine/1"
 
 
-class EngineError(RuntimeError):
+class EngineError(MvdEdgeError, RuntimeError):
     """An engine cannot be used here; the message says why and how to rebuild it."""
 
 
@@ -60,12 +63,7 @@ def read_sidecar(engine: str | Path, verify_hash: bool = True) -> dict:
     sc = sidecar_path(p)
     if not sc.is_file():
         raise EngineError(f"no sidecar {sc} next to {p}: build engines with `mvd-edge build-engine`")
-    try:
-        info = json.loads(sc.read_text())
-    except json.JSONDecodeError as exc:
-        raise EngineError(f"sidecar {sc} is not valid JSON ({exc}); rebuild the engine") from exc
-    if info.get("format") != SIDECAR_FORMAT:
-        raise EngineError(f"{sc} is not an mvd-edge engine sidecar (format {info.get('format')!r})")
+    info = read_json(sc, EngineError, "an mvd-edge engine sidecar", fmt=SIDECAR_FORMAT, hint="rebuild the engine")
     size = p.stat().st_size
     if size != info.get("engine_bytes"):
         raise EngineError(f"{p} is {size} bytes but was built as {info.get('engine_bytes')} (truncated or "

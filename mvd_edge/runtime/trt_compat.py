@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mvd_edge.core.errors import TensorRTUnavailable  # one class for the engine builder and the plugin
+from mvd_edge.runtime.sidecar import EngineError
+
 INSTALL_HINT = ("TensorRT is not installed: install it with `pip install 'mvd-edge[trt]'` on a machine with an "
                 "NVIDIA GPU (or use JetPack's python3-libnvinfer on Jetson); or build an ONNX Runtime engine with "
                 "--backend ort")
-
-
-class TensorRTUnavailable(RuntimeError):
-    pass
 
 
 def import_tensorrt():
@@ -64,7 +63,7 @@ def build_serialized_engine(onnx_path: Path, input_name: str, input_chw: tuple[i
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+        raise EngineError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
     cache_bytes = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
@@ -77,7 +76,7 @@ def build_serialized_engine(onnx_path: Path, input_name: str, input_chw: tuple[i
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (run with --verbose for the log)")
+        raise EngineError(f"TensorRT failed to build an engine from {onnx_path} (run with --verbose for the log)")
     if timing_cache is not None:
         timing_cache.parent.mkdir(parents=True, exist_ok=True)
         timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
+from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.synth.camera import CameraStyle, render_crop, sample_camera_style, sample_crop_view
 from mvd_edge.synth.identity import Identity, sample_identities
@@ -59,9 +60,9 @@ _PNG = [int(cv2.IMWRITE_PNG_COMPRESSION), 1]
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise UsageError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise UsageError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
@@ -69,7 +70,7 @@ def _check_size(size: Any) -> tuple[int, int]:
     try:
         h, w = size
     except (TypeError, ValueError):
-        raise ValueError(f"size must be (height, width), got {size!r}") from None
+        raise UsageError(f"size must be (height, width), got {size!r}") from None
     return _check_int("size height", h, 16), _check_int("size width", w, 8)
 
 
@@ -78,9 +79,9 @@ def _split_counts(n: int, split: Sequence[float]) -> tuple[int, int, int]:
     try:
         fr = [float(x) for x in split]
     except (TypeError, ValueError):
-        raise ValueError(f"split must be three fractions (train, val, test), got {split!r}") from None
+        raise UsageError(f"split must be three fractions (train, val, test), got {split!r}") from None
     if len(fr) != 3 or any(not np.isfinite(x) or x <= 0 for x in fr) or abs(sum(fr) - 1.0) > 1e-6:
-        raise ValueError(f"split must be three positive fractions summing to 1 (train, val, test), got {split!r}")
+        raise UsageError(f"split must be three positive fractions summing to 1 (train, val, test), got {split!r}")
     raw = [x * n for x in fr]
     counts = [int(np.floor(r)) for r in raw]
     for i in sorted(range(3), key=lambda i: raw[i] - counts[i], reverse=True)[: n - sum(counts)]:
@@ -289,10 +290,10 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
     seed = _check_int("seed", seed, 0)
     counts = _split_counts(n_ids, split)
     if render not in RENDERS:
-        raise ValueError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
+        raise UsageError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
     scene_people = _check_int("scene_people", scene_people, 1)
     if render == "scenes" and images_per_cam > SCENE_MAX_IMAGES:
-        raise ValueError(f"render='scenes' gives at most {SCENE_MAX_IMAGES} distinct images per identity and camera; "
+        raise UsageError(f"render='scenes' gives at most {SCENE_MAX_IMAGES} distinct images per identity and camera; "
                          f"got images_per_cam={images_per_cam}")
     meta = sysu_marker(n_ids, images_per_cam, size, seed, split, render, scene_people)
     root = _prepare_root(Path(root), [f"cam{c}" for c in SYSU_CAMS] + ["exp"], meta)
@@ -448,12 +449,12 @@ def write_llcm(root: Path, n_ids: int = 40, cams_per_identity: int = 3, images_p
     n_ids = _check_int("n_ids", n_ids, 2)
     cams_per_identity = _check_int("cams_per_identity", cams_per_identity, 1)
     if cams_per_identity > len(LLCM_CAMS):
-        raise ValueError(f"cams_per_identity must be <= {len(LLCM_CAMS)}, got {cams_per_identity}")
+        raise UsageError(f"cams_per_identity must be <= {len(LLCM_CAMS)}, got {cams_per_identity}")
     images_per_cam = _check_int("images_per_cam", images_per_cam, 1)
     size = _check_size(size)
     seed = _check_int("seed", seed, 0)
     if not 0.0 < float(train_fraction) < 1.0:
-        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction!r}")
+        raise UsageError(f"train_fraction must be in (0, 1), got {train_fraction!r}")
     meta = {"layout": "llcm", "n_ids": n_ids, "cams_per_identity": cams_per_identity,
             "images_per_cam": images_per_cam, "size": list(size), "seed": seed,
             "train_fraction": float(train_fraction)}

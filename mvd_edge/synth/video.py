@@ -56,6 +56,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.synth.camera import CameraStyle, render_background, sample_camera_style
 from mvd_edge.synth.identity import Identity, sample_identities
@@ -93,6 +94,10 @@ class _Walk:
     views: tuple[str, ...]  # rendered view per pass (cycled)
 
 
+class VideoWriteError(MvdEdgeError, RuntimeError):
+    """OpenCV on this machine cannot encode video (no mp4v or MJPG writer)."""
+
+
 def open_video_writer(path: Path, fps: float, size_wh: tuple[int, int]) -> tuple[cv2.VideoWriter, Path]:
     """A ``cv2.VideoWriter`` for ``path`` (.mp4 'mp4v'); falls back to MJPG ``.avi`` beside it.
 
@@ -106,7 +111,7 @@ def open_video_writer(path: Path, fps: float, size_wh: tuple[int, int]) -> tuple
         if writer.isOpened():
             return writer, p
         writer.release()
-    raise RuntimeError(f"OpenCV here cannot write video to {path} (tried mp4v .mp4 and MJPG .avi)")
+    raise VideoWriteError(f"OpenCV here cannot write video to {path} (tried mp4v .mp4 and MJPG .avi)")
 
 
 class SynthVideoRenderer:
@@ -126,14 +131,14 @@ class SynthVideoRenderer:
     def __init__(self, n_ids: int = 6, fps: float = 15.0, size: tuple[int, int] = (360, 640), seed: int = 0,
                  ir_modality: Modality | str = Modality.INFRARED, identities: Sequence[Identity] | None = None):
         if isinstance(n_ids, bool) or int(n_ids) < 1:
-            raise ValueError(f"n_ids must be >= 1, got {n_ids!r}")
+            raise UsageError(f"n_ids must be >= 1, got {n_ids!r}")
         if not fps > 0:
-            raise ValueError(f"fps must be > 0, got {fps!r}")
+            raise UsageError(f"fps must be > 0, got {fps!r}")
         h, w = int(size[0]), int(size[1])
         if h < 64 or w < 64:
-            raise ValueError(f"size must be at least 64x64, got {size!r}")
+            raise UsageError(f"size must be at least 64x64, got {size!r}")
         if isinstance(seed, bool) or int(seed) < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+            raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
         self.n_ids, self.fps, self.size, self.seed = int(n_ids), float(fps), (h, w), int(seed)
         self.modality = {"ir": Modality.parse(ir_modality), "rgb": Modality.VISIBLE}
         if identities is None:
@@ -298,7 +303,7 @@ def write_synth_video(out: Path, n_ids: int = 6, seconds: float = 20.0, seed: in
         "mot": {"ir": path, "rgb": path} | None, "boxes": {"ir": n, "rgb": n}, "look_alikes": [[id, id], ...]}``.
     """
     if not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+        raise UsageError(f"seconds must be > 0, got {seconds!r}")
     renderer = SynthVideoRenderer(n_ids=n_ids, fps=fps, size=size, seed=seed, ir_modality=ir_modality)
     n_frames = max(1, int(round(seconds * fps)))
     out = Path(out).expanduser()

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from torch.utils.data import Sampler
 
+from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
 
 
@@ -27,7 +28,7 @@ class CrossModalIdentitySampler(Sampler[int]):
     def __init__(self, pids: Sequence[int], modalities: Sequence[Modality], p_ids: int, k: int, seed: int = 0,
                  batches_per_epoch: int | None = None, rank: int = 0, world_size: int = 1):
         if p_ids < 2 or k < 1:
-            raise ValueError(f"need p_ids >= 2 and k >= 1, got p_ids={p_ids}, k={k}")
+            raise UsageError(f"need p_ids >= 2 and k >= 1, got p_ids={p_ids}, k={k}")
         self.p, self.k, self.seed = p_ids, k, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -41,7 +42,7 @@ class CrossModalIdentitySampler(Sampler[int]):
             warnings.warn(f"sampler: {dropped} identities lack one modality and are not sampled", stacklevel=2)
         self.pids = np.array(sorted(self.index))
         if len(self.pids) < p_ids:
-            raise ValueError(
+            raise UsageError(
                 f"only {len(self.pids)} identities have both modalities; a batch needs p_ids={p_ids}"
             )
         n_images = sum(len(a) + len(b) for a, b in self.index.values())

@@ -30,14 +30,10 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from mvd_edge.core.config import TrainConfig, to_dict
-from mvd_edge.model.net import MVDNet
-from mvd_edge.core.spec import ModelSpec
 from mvd_edge.core.preprocess import PreprocessSpec
-from mvd_edge.data.base import ReidDataset
-from mvd_edge.train.dataset import ReidImageDataset, label_map
-from mvd_edge.train.sampler import CrossModalIdentitySampler
+from mvd_edge.core.spec import ModelSpec
+from mvd_edge.data.base import DatasetError, ReidDataset
 from mvd_edge.eval.reid import evaluate_features, save_results
-from mvd_edge.train.extract import extract_features
 from mvd_edge.model.checkpoint import (  # noqa: F401  (the trainer writes this format)
     CKPT_FORMAT,
     CheckpointError,
@@ -46,7 +42,11 @@ from mvd_edge.model.checkpoint import (  # noqa: F401  (the trainer writes this 
     resolve_device,
     save_checkpoint,
 )
+from mvd_edge.model.net import MVDNet
+from mvd_edge.train.dataset import ReidImageDataset, label_map
+from mvd_edge.train.extract import extract_features
 from mvd_edge.train.losses import TERMS, LossWeights, loss_terms, mvd_loss, ramp_factor, trunk_gradient_fractions
+from mvd_edge.train.sampler import CrossModalIdentitySampler
 
 VAL_SETTING = "cross-i2v"
 
@@ -184,7 +184,7 @@ class Trainer:
         self.spec = PreprocessSpec(height=cfg.data.height, width=cfg.data.width)
         self.data = prepare_dataset(cfg, self.distinfo)
         if not self.data.train:
-            raise ValueError(f"the training split of {cfg.data.dataset} is empty")
+            raise DatasetError(f"the training split of {cfg.data.dataset} is empty")
         self.labels = label_map(self.data.train)
         self.model = MVDNet(len(self.labels), cfg.model.backbone, cfg.model.last_stride, cfg.model.pretrained,
                             cfg.model.bottleneck_dims, recipe=cfg.eval.recipe).to(self.device)

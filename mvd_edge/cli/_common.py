@@ -1,0 +1,66 @@
+"""What every sub-app of the CLI shares: the consoles, the ``friendly`` error decorator and option parsers.
+
+Imports only typer, rich and :mod:`mvd_edge.core` (no numpy, torch, OpenCV, ...), so that
+``mvd-edge --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from mvd_edge.core import sizes
+from mvd_edge.core.errors import MvdEdgeError, UsageError
+
+__all__ = ["USER_ERRORS", "console", "err_console", "friendly", "parse_int_list", "parse_size"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+USER_ERRORS: tuple[type[BaseException], ...] = (MvdEdgeError, FileNotFoundError, NotADirectoryError, PermissionError)
+"""Errors about the user's input or machine: shown as one line. The OS errors are about the user's files."""
+
+
+def friendly(fn):
+    """Turn user errors (:data:`USER_ERRORS`) into one red line on stderr and exit code 2.
+
+    Anything else (a ``ValueError``, ``KeyError``, ... from a bug) propagates with its traceback:
+    hiding it behind one line would hide the bug. ``MVD_EDGE_DEBUG=1`` shows the traceback of
+    user errors too. Typer's own ``BadParameter`` passes through and is reported by Typer.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as exc:
+            if os.environ.get("MVD_EDGE_DEBUG"):
+                raise
+            # escape: messages hold text like "mvd-edge[trt]" that rich would take for markup
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def parse_size(text: str, what: str = "size") -> tuple[int, int]:
+    """:func:`mvd_edge.core.sizes.parse_size` as a Typer usage error: ``"256x128"`` -> (256, 128)."""
+    try:
+        return sizes.parse_size(text, what)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    """``"1,8,32"`` -> ``[1, 8, 32]``: comma-separated positive integers, or a Typer usage error."""
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise typer.BadParameter(f"{what} must be positive integers, got {text!r}")
+    return vals

@@ -1,0 +1,185 @@
+"""Camera-matcher commands: ``match``, ``synth-video`` and ``score-matches``.
+
+torch-free; OpenCV, scipy, onnxruntime and the matcher pipeline are imported inside the
+commands, so ``--help`` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from mvd_edge.cli._common import console, err_console, friendly, parse_size
+
+app = typer.Typer()
+
+
+def _print_summary(console, summary: dict) -> None:
+    console.print(f"[bold]{summary['frames']} frame pairs[/] in {summary['seconds']:.1f} s: "
+                  f"[bold]{summary['fps']:.1f} fps[/] end to end ({summary['fps_compute']:.1f} fps of compute); "
+                  f"ended: {summary['ended']}")
+    table = Table(title="stages (mean ms per frame pair)", title_justify="left", show_edge=False)
+    table.add_column("stage")
+    table.add_column("ms", justify="right")
+    for st, ms in summary["stage_ms"].items():
+        table.add_row(st, f"{ms:.2f}")
+    console.print(table)
+    src = summary["sources"]
+    console.print("sources: " + "; ".join(
+        f"{s} {v['label']}: {v['delivered']} frames, {v['dropped']} dropped, {v['corrupt']} corrupt, "
+        f"{v['reconnects']} reconnects" for s, v in src.items()))
+    console.print(f"tracks: ir {summary['tracks']['ir']}, rgb {summary['tracks']['rgb']}; "
+                  f"global ids: {summary['global_ids']}; crops embedded: {summary['crops_embedded']}; "
+                  f"events: {summary['events']}")
+    if summary.get("latency_ms"):
+        console.print(f"latency capture -> matched: p50 {summary['latency_ms']['p50']} ms, "
+                      f"p95 {summary['latency_ms']['p95']} ms; memory {summary['rss_mb']['end']} MiB")
+    if summary.get("events_path"):
+        console.print(f"events: {summary['events_path']}")
+    if summary.get("video"):
+        console.print(f"video: {summary['video']}")
+
+
+@app.command("match")
+@friendly
+def match_cmd(
+    ir: Annotated[str, typer.Option("--ir", help="IR source: camN, index, --cameras name, video file, "
+                                                 "image folder or rtsp/http URL")],
+    rgb: Annotated[str, typer.Option("--rgb", help="RGB source (same forms as --ir)")],
+    model: Annotated[str, typer.Option(help="re-id engine: .onnx/.engine with sidecar, or an exported .onnx; "
+                                            "'colorhist' = a colour-histogram baseline (RGB/RGB checks only)")],
+    cameras: Annotated[Optional[Path], typer.Option(help="cameras YAML: name -> source (+ resolution, fps)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="engine device (default: the engine's)")] = None,
+    detector: Annotated[str, typer.Option(help="'hog' (OpenCV HOG people detector) or a YOLO-style .onnx")] = "hog",
+    detector_layout: Annotated[str, typer.Option(help="ONNX detector output: auto, v8, v5 or e2e")] = "auto",
+    detector_size: Annotated[str, typer.Option(help="ONNX detector input HEIGHTxWIDTH if dynamic")] = "640x640",
+    detector_conf: Annotated[float, typer.Option(help="ONNX detector score threshold")] = 0.35,
+    hog_upscale: Annotated[float, typer.Option(help="HOG: resize frames by this before detecting "
+                                                    "(2 finds ~50 px people, 4x slower)")] = 1.0,
+    hog_threshold: Annotated[float, typer.Option(help="HOG: SVM margin a window needs")] = 0.0,
+    ir_boxes: Annotated[Optional[Path], typer.Option(help="MOT box file for the IR stream "
+                                                          "(replaces the detector)")] = None,
+    rgb_boxes: Annotated[Optional[Path], typer.Option(help="MOT box file for the RGB stream")] = None,
+    retrack: Annotated[bool, typer.Option(help="ignore track ids in box files; link boxes with our tracker")] = False,
+    min_box_score: Annotated[Optional[float], typer.Option(help="drop box-file rows with a lower score")] = None,
+    threshold: Annotated[float, typer.Option(help="cosine similarity a cross-modal match needs")] = 0.5,
+    margin: Annotated[float, typer.Option(help="a match must also beat every other similarity of its IR track "
+                                               "and of its RGB track by this much (0 = off; a precision knob "
+                                               "independent of the model's cosine scale)")] = 0.0,
+    hysteresis: Annotated[int, typer.Option(help="frames a match must hold before it is reported / fail "
+                                                 "before it is dropped")] = 5,
+    embed_every: Annotated[int, typer.Option(help="embed each tracked person every N frames")] = 1,
+    max_occlusion: Annotated[float, typer.Option(help="skip crops covered more than this by another box")] = 0.3,
+    events: Annotated[Optional[Path], typer.Option(help="write JSONL match events here")] = None,
+    save: Annotated[Optional[Path], typer.Option(help="write the annotated side-by-side video here (.mp4)")] = None,
+    show: Annotated[bool, typer.Option(help="show the annotated video in a window (needs GUI OpenCV)")] = False,
+    max_frames: Annotated[Optional[int], typer.Option(help="stop after this many frame pairs")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds")] = None,
+    realtime: Annotated[bool, typer.Option(help="files: play at their fps and drop frames when behind, "
+                                                "like a live camera")] = False,
+    queue_size: Annotated[int, typer.Option(help="frames buffered per source")] = 8,
+    open_timeout: Annotated[float, typer.Option(help="seconds to keep trying to open a live source")] = 10.0,
+    max_offline: Annotated[float, typer.Option(help="seconds a live source may stay lost before the run "
+                                                    "fails (reconnecting with backoff meanwhile)")] = 30.0,
+    profile: Annotated[bool, typer.Option(help="show per-stage timings live")] = False,
+    status: Annotated[bool, typer.Option(help="live status line")] = True,
+    summary_json: Annotated[Optional[Path], typer.Option("--summary-json", help="write the run summary here")] = None,
+) -> None:
+    """Match people across an IR and an RGB stream (detect, track, embed, associate)."""
+    from mvd_edge.match.detect import make_detector
+    from mvd_edge.match.pipeline import MatchConfig, run_match
+    from mvd_edge.match.sources import SourceError, load_cameras, parse_source
+    from mvd_edge.runtime import load_embedder
+
+    cams = load_cameras(cameras) if cameras is not None else None
+    specs = {"ir": parse_source(ir, cams), "rgb": parse_source(rgb, cams)}  # fail early on bad sources
+    config = MatchConfig(threshold=threshold, margin=margin, hysteresis=hysteresis, embed_every=embed_every,
+                         max_occlusion=max_occlusion)
+    dsize = parse_size(detector_size, "--detector-size")
+    detectors = {s: make_detector(b, detector, retrack=retrack, min_score=min_box_score, hog_upscale=hog_upscale,
+                                  hog_threshold=hog_threshold, onnx_layout=detector_layout, onnx_size=dsize,
+                                  onnx_conf=detector_conf)
+                 for s, b in (("ir", ir_boxes), ("rgb", rgb_boxes))}
+    if model == "colorhist":
+        from mvd_edge.match.baselines import ColorHistogramEmbedder
+
+        embedder = ColorHistogramEmbedder()
+    else:
+        embedder = load_embedder(model, device=device)
+    err_console.print(f"model {model} ({embedder.backend}, {embedder.precision}, {embedder.dim}-d); detectors: "
+                      f"ir {detectors['ir'].name}, rgb {detectors['rgb'].name}; "
+                      f"sources: ir {specs['ir'].label}, rgb {specs['rgb'].label}", highlight=False)
+    try:
+        summary = run_match(specs["ir"], specs["rgb"], embedder, detectors, config=config, events=events, save=save,
+                            show=show, max_frames=max_frames, duration=duration, realtime=realtime,
+                            queue_size=queue_size, open_timeout=open_timeout, max_offline=max_offline,
+                            status=status, profile=profile, console=err_console)
+    except SourceError as exc:
+        if getattr(exc, "summary", None):
+            _print_summary(console, exc.summary)
+        raise
+    _print_summary(console, summary)
+    if summary_json is not None:
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        summary_json.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+@app.command("synth-video")
+@friendly
+def synth_video_cmd(
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/synth-video"),
+    ids: Annotated[int, typer.Option(help="number of people")] = 6,
+    seconds: Annotated[float, typer.Option(help="duration")] = 20.0,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    fps: Annotated[float, typer.Option(help="frame rate")] = 15.0,
+    size: Annotated[str, typer.Option(help="frame HEIGHTxWIDTH")] = "360x640",
+    mot: Annotated[bool, typer.Option(help="also write MOT box files (for match --ir-boxes/--rgb-boxes)")] = True,
+    ir_modality: Annotated[str, typer.Option(help="'ir' (thermal-like) or 'rgb' (render the IR view in colour, "
+                                                  "to check the matcher with --model colorhist)")] = "ir",
+) -> None:
+    """Render a synthetic IR/RGB video pair of the same people walking, with ground truth."""
+    from mvd_edge.synth.video import write_synth_video
+
+    h, w = parse_size(size)
+    s = write_synth_video(out, n_ids=ids, seconds=seconds, seed=seed, fps=fps, size=(h, w), mot=mot, progress=True,
+                          ir_modality=ir_modality)
+    console.print(f"[green]wrote[/] {s['frames']} frames at {s['fps']:g} fps ({w}x{h}): "
+                  f"{s['videos']['ir']}, {s['videos']['rgb']}, ground truth {s['gt']}")
+    if s["mot"]:
+        console.print(f"MOT boxes: {s['mot']['ir']}, {s['mot']['rgb']}")
+    if s["look_alikes"]:
+        pairs = ", ".join(f"{a} & {b}" for a, b in s["look_alikes"])
+        console.print(f"[yellow]look-alikes:[/] people {pairs} share every trait that shows in both modalities "
+                      "(hair, pattern, sleeves, coat, lower garment, accessory; similar stripes and lengths): "
+                      "a cross-modal matcher may confuse them")
+
+
+@app.command("score-matches")
+@friendly
+def score_matches_cmd(
+    events: Annotated[Path, typer.Argument(help="JSONL events from `mvd-edge match --events`")],
+    gt: Annotated[Path, typer.Argument(help="gt.json from `mvd-edge synth-video` (or its folder)")],
+    iou: Annotated[float, typer.Option(help="IoU a reported box needs with a ground-truth box")] = 0.5,
+    min_visibility: Annotated[float, typer.Option(help="visibility a person needs to count for recall")] = 0.5,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the scores as JSON here")] = None,
+) -> None:
+    """Pair precision/recall and IDF1 of global identities against synthetic ground truth."""
+    from mvd_edge.eval.scoring import score_matches
+
+    r = score_matches(events, gt, iou=iou, min_visibility=min_visibility)
+    table = Table(title=f"{events} vs {gt}", title_justify="left")
+    for col in ("pair precision", "pair recall", "IDF1", "IDP", "IDR", "reported", "opportunities", "global ids"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['idf1']:.3f}", f"{r['idp']:.3f}",
+                  f"{r['idr']:.3f}", str(r["reported_pairs"]), str(r["opportunities"]), str(r["global_ids"]))
+    console.print(table)
+    per = ", ".join(f"{pid}: {v['recall']:.2f} (gids {v['global_ids']})" for pid, v in r["per_identity"].items())
+    console.print(f"recall per identity: {per}", highlight=False)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(r, indent=1) + "\n")
+        console.print(f"wrote {json_out}")

@@ -1,0 +1,168 @@
+"""Training-side commands: ``synth``, ``train``, ``eval`` and the end-to-end ``demo``.
+
+torch, the trainer and the data sets are imported inside the commands, so ``--help`` stays light.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from mvd_edge.cli._common import console, friendly, parse_size
+from mvd_edge.core.errors import require
+
+app = typer.Typer()
+
+
+@app.command("synth")
+@friendly
+def synth(
+    out: Annotated[Path, typer.Option(help="folder to write the data set into")] = Path("runs/synthetic"),
+    ids: Annotated[int, typer.Option(help="number of identities")] = 100,
+    images_per_cam: Annotated[int, typer.Option(help="SYSU layout: images per identity per camera")] = 4,
+    size: Annotated[str, typer.Option(help="crop size HEIGHTxWIDTH")] = "128x64",
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same data set)")] = 0,
+    layout: Annotated[str, typer.Option(help="sysu, regdb, llcm or all")] = "sysu",
+    render: Annotated[str, typer.Option(help="SYSU layout: 'crops' (re-id style crops) or 'scenes' (people cut "
+                                             "out of synthetic camera scenes as the matcher sees them)")] = "crops",
+    scene_people: Annotated[int, typer.Option(help="--render scenes: people walking through each scene")] = 6,
+) -> None:
+    """Write a synthetic cross-modal data set (RGB + thermal-like renders of the same people)."""
+    from mvd_edge.synth.dataset import RENDERS, write_llcm, write_regdb, write_sysu
+
+    h, w = parse_size(size)
+    if render not in RENDERS:
+        raise typer.BadParameter(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
+    if render != "crops" and layout != "sysu":
+        raise typer.BadParameter(f"render={render!r} is for the SYSU layout only (got layout {layout!r})")
+    layouts = ["sysu", "regdb", "llcm"] if layout == "all" else [layout]
+    for name in layouts:
+        if name not in ("sysu", "regdb", "llcm"):
+            raise typer.BadParameter(f"layout must be sysu, regdb, llcm or all, got {layout!r}")
+    for name in layouts:
+        root = out if len(layouts) == 1 else out / name
+        if name == "sysu":
+            summary = write_sysu(root, n_ids=ids, images_per_cam=images_per_cam, size=(h, w), seed=seed, progress=True,
+                                 render=render, scene_people=scene_people)
+        elif name == "regdb":
+            summary = write_regdb(root, n_ids=ids, size=(h, w), seed=seed)
+        else:
+            summary = write_llcm(root, n_ids=ids, size=(h, w), seed=seed)
+        console.print(f"[green]wrote[/] {name} layout to {root}")
+        console.print_json(json.dumps(summary, default=str))
+
+
+@app.command("train")
+@friendly
+def train(
+    config: Annotated[Optional[Path], typer.Option(help="YAML config (see configs/)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set optim.lr=1e-3")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder (checkpoints, logs, results)")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="synthetic, sysu, regdb, llcm or folder")] = None,
+    root: Annotated[Optional[Path], typer.Option(help="data set root")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="resnet50, resnet18 or tiny")] = None,
+    pretrained: Annotated[Optional[Path], typer.Option(help="local ImageNet weights (.pth)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="number of epochs")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from <out>/last.pt")] = False,
+    test: Annotated[bool, typer.Option(help="evaluate best.pt on the test protocols at the end")] = True,
+) -> None:
+    """Train MVD (VSD + VCD + VML). Without options: synthetic data, tiny backbone, CPU-sized run."""
+    from mvd_edge.core.config import load_train_config
+
+    overrides = list(set_ or [])
+    for key, value in (("out", out), ("data.dataset", dataset), ("data.root", root), ("model.backbone", backbone),
+                       ("model.pretrained", pretrained), ("optim.epochs", epochs), ("device", device),
+                       ("seed", seed)):
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(str(value)) if isinstance(value, Path) else value}")
+    cfg = load_train_config(config, overrides)
+    require("torch", "train")
+    from mvd_edge.train.trainer import run_training
+
+    summary = run_training(cfg, resume=resume, evaluate_test=test)
+    if "test" in summary:
+        _print_results(summary["test"], title=f"test: {cfg.data.dataset}, best epoch {summary['best']['epoch']}")
+        console.print(f"results: {Path(cfg.out) / 'test_results.json'}, CMC plot: {Path(cfg.out) / 'cmc.png'}")
+    console.print(f"checkpoint: {summary['best_checkpoint']}")
+
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint (.pt) written by `mvd-edge train`")],
+    dataset: Annotated[str, typer.Option(help="sysu, regdb, llcm or folder")] = "sysu",
+    root: Annotated[Path, typer.Option(help="data set root")] = Path("runs/train/synthetic"),
+    settings: Annotated[Optional[str], typer.Option(help="comma-separated protocol settings (default: the data set's)")] = None,
+    trials: Annotated[int, typer.Option(help="gallery sampling trials")] = 10,
+    trial: Annotated[int, typer.Option(help="RegDB split trial 1..10")] = 1,
+    recipe: Annotated[Optional[str], typer.Option(help="full, shared or z (default: the checkpoint's)")] = None,
+    batch_size: Annotated[int, typer.Option(help="feature extraction batch size")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+    seed: Annotated[int, typer.Option(help="seed of the gallery sampling")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write results as JSON here")] = None,
+    png: Annotated[Optional[Path], typer.Option(help="write the CMC curves as PNG here")] = None,
+) -> None:
+    """Evaluate a checkpoint with the community's protocols (10 seeded trials, mean ± std)."""
+    require("torch", "train")
+    from mvd_edge.core.preprocess import PreprocessSpec
+    from mvd_edge.data.base import DatasetError
+    from mvd_edge.data.registry import default_eval_settings, load_dataset
+    from mvd_edge.eval.reid import evaluate_features, save_results
+    from mvd_edge.model.checkpoint import model_from_checkpoint, resolve_device
+    from mvd_edge.train.extract import extract_features
+
+    if trials < 1:
+        raise typer.BadParameter("--trials must be >= 1")
+    dev = resolve_device(device)
+    model, state = model_from_checkpoint(checkpoint, recipe=recipe, map_location=dev)
+    model.to(dev)
+    spec = PreprocessSpec.from_dict(state["preprocess"])
+    data = load_dataset(dataset, root, trial=trial, use_val=True, seed=seed)
+    if not data.test:
+        raise DatasetError(f"{root}: the test split of {dataset} is empty")
+    chosen = [s.strip() for s in settings.split(",")] if settings else default_eval_settings(dataset)
+    feats = extract_features(model, data.test, spec, model.recipe, batch_size, dev, progress=True)
+    results = evaluate_features(feats, data.test, chosen, n_trials=trials, seed=seed)
+    save_results(results, json_out, png, title=f"{dataset} ({model.recipe})")
+    _print_results(results, title=f"{dataset}: {checkpoint} ({model.recipe}, {trials} trials)")
+    if json_out:
+        console.print(f"wrote {json_out}")
+    if png:
+        console.print(f"wrote {png}")
+
+
+@app.command("demo")
+@friendly
+def demo(
+    out: Annotated[Path, typer.Option(help="output folder for everything the demo makes")] = Path("runs/demo"),
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs (about 25 s each on 2 CPU cores) "
+                                                        "(default: the training config's optim.epochs)")] = None,
+    ids: Annotated[Optional[int], typer.Option(help="identities in the synthetic data set "
+                                                    "(default: the training config's synth.n_ids)")] = None,
+    video_seconds: Annotated[float, typer.Option(help="length of the synthetic IR/RGB video pair")] = 20.0,
+    seed: Annotated[int, typer.Option(help="seed of data, video and training")] = 0,
+) -> None:
+    """The whole product on a CPU: synthetic data -> train -> export -> INT8 -> verify -> match -> profile -> report."""
+    require("torch", "train")
+    from mvd_edge.demo import run_demo
+
+    if (epochs is not None and epochs < 1) or (ids is not None and ids < 12) or not video_seconds > 0:
+        raise typer.BadParameter("need --epochs >= 1, --ids >= 12 and --video-seconds > 0")
+    run_demo(out, epochs=epochs, ids=ids, video_seconds=video_seconds, seed=seed, console=console)
+
+
+def _print_results(results: dict, title: str) -> None:
+    from mvd_edge.eval.reid import summary_table
+
+    table = Table(title=title)
+    for col in ("setting", "Rank-1", "Rank-10", "Rank-20", "mAP", "mINP"):
+        table.add_column(col, justify="right" if col != "setting" else "left")
+    for row in summary_table(results):
+        table.add_row(*row)
+    console.print(table)
