@@ -27,6 +27,14 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
         assert 0.0 <= m["precision"] <= 1.0 and 0.0 <= m["recall"] <= 1.0 and m["fps"] > 0
         events = [json.loads(line) for line in (out / f"events-{mode}.jsonl").read_text().splitlines()]
         assert events[0]["event"] == "start" and events[-1]["event"] == "end"
+    # the INT8 engine carries its operating point, and the matcher used it (no hand-set threshold)
+    from mvd_edge.runtime.sidecar import read_sidecar
+
+    point = read_sidecar(out / "engine" / "model.int8-cpu.ort.onnx")["operating_point"]
+    assert point["data"]["root"] == str(out / "calib-ids") and point["target_precision"] == 0.9
+    assert summary["match"]["gt-boxes"]["threshold"] == point["threshold"]
+    assert summary["match"]["gt-boxes"]["threshold_source"].startswith("engine sidecar")
+    assert summary["match"]["gt-boxes@0.5"]["threshold"] == 0.5
     assert (out / "match-gt-boxes.mp4").stat().st_size > 0
     assert summary["match_still"] == "match-frame.jpg" and (out / "match-frame.jpg").stat().st_size > 0
     for name in ("fp32", "int8"):

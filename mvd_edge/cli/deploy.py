@@ -183,6 +183,34 @@ def verify(
     console.print(f"wrote {json_out} and {png}")
 
 
+@app.command("calibrate-threshold")
+@friendly
+def calibrate_threshold_cmd(
+    engine: Annotated[Path, typer.Argument(help="engine (+sidecar) from build-engine")],
+    dataset: Annotated[str, typer.Option(help="sysu, regdb, llcm or folder")] = "sysu",
+    root: Annotated[Path, typer.Option(help="data set root: identities the checkpoint was neither trained nor "
+                                            "selected on")] = Path("runs/calib-ids"),
+    split: Annotated[str, typer.Option(help="all, train, val or test (all: a data set kept for this)")] = "all",
+    precision: Annotated[float, typer.Option(help="pair precision the operating point must reach")] = 0.9,
+    people: Annotated[int, typer.Option(help="people in view at once in the simulated scenes")] = 6,
+    scenes: Annotated[int, typer.Option(help="simulated scenes")] = 300,
+    seed: Annotated[int, typer.Option(help="random seed of the scenes")] = 0,
+    device: Annotated[Optional[str], typer.Option(help="engine device (default: the engine's)")] = None,
+) -> None:
+    """Measure the match threshold (and margin) that reaches a pair precision; store it in the engine's sidecar."""
+    from mvd_edge.verify import calibrate_threshold
+
+    point = calibrate_threshold(engine, dataset, root, split=split, target_precision=precision, people=people,
+                                scenes=scenes, seed=seed, device=device, progress=True)
+    state = "reached" if point["reached"] else "NOT reached (best precision kept)"
+    console.print(f"operating point for {engine}: threshold {point['threshold']:.4f}, margin {point['margin']:.3f}; "
+                  f"pair precision {point['precision']:.3f} ({state}, target {precision}), pair recall "
+                  f"{point['recall']:.3f} on {point['identities']} identities, {point['people_per_scene']} people "
+                  f"per scene; at 0.5: precision {point['at_default_0.5']['precision']:.3f}, recall "
+                  f"{point['at_default_0.5']['recall']:.3f}", highlight=False)
+    console.print(f"written to {engine}.json; `mvd-edge match` uses it unless --threshold is given", highlight=False)
+
+
 @app.command("profile")
 @friendly
 def profile(

@@ -66,10 +66,12 @@ def match_cmd(
     rgb_boxes: Annotated[Optional[Path], typer.Option(help="MOT box file for the RGB stream")] = None,
     retrack: Annotated[bool, typer.Option(help="ignore track ids in box files; link boxes with our tracker")] = False,
     min_box_score: Annotated[Optional[float], typer.Option(help="drop box-file rows with a lower score")] = None,
-    threshold: Annotated[float, typer.Option(help="cosine similarity a cross-modal match needs")] = 0.5,
-    margin: Annotated[float, typer.Option(help="a match must also beat every other similarity of its IR track "
-                                               "and of its RGB track by this much (0 = off; a precision knob "
-                                               "independent of the model's cosine scale)")] = 0.0,
+    threshold: Annotated[Optional[float], typer.Option(help="cosine similarity a cross-modal match needs "
+                                                            "(default: the engine's operating point from "
+                                                            "`calibrate-threshold`, else 0.5)")] = None,
+    margin: Annotated[Optional[float], typer.Option(help="a match must also beat every other similarity of its IR "
+                                                         "track and of its RGB track by this much (0 = off; default: "
+                                                         "the engine's operating point, else 0)")] = None,
     hysteresis: Annotated[int, typer.Option(help="frames a match must hold before it is reported / fail "
                                                  "before it is dropped")] = 5,
     embed_every: Annotated[int, typer.Option(help="embed each tracked person every N frames")] = 1,
@@ -94,11 +96,10 @@ def match_cmd(
     from mvd_edge.match.pipeline import MatchConfig, run_match
     from mvd_edge.match.sources import SourceError, load_cameras, parse_source
     from mvd_edge.runtime import load_embedder
+    from mvd_edge.runtime.sidecar import match_settings
 
     cams = load_cameras(cameras) if cameras is not None else None
     specs = {"ir": parse_source(ir, cams), "rgb": parse_source(rgb, cams)}  # fail early on bad sources
-    config = MatchConfig(threshold=threshold, margin=margin, hysteresis=hysteresis, embed_every=embed_every,
-                         max_occlusion=max_occlusion)
     dsize = parse_size(detector_size, "--detector-size")
     detectors = {s: make_detector(b, detector, retrack=retrack, min_score=min_box_score, hog_upscale=hog_upscale,
                                   hog_threshold=hog_threshold, onnx_layout=detector_layout, onnx_size=dsize,
@@ -110,6 +111,12 @@ def match_cmd(
         embedder = ColorHistogramEmbedder()
     else:
         embedder = load_embedder(model, device=device)
+    op = match_settings(getattr(embedder, "info", None), threshold, margin)
+    if op["warning"]:
+        err_console.print(f"[yellow]warning:[/] {op['warning']}", highlight=False)
+    err_console.print(f"threshold {op['threshold']:.3f}, margin {op['margin']:.3f} ({op['source']})", highlight=False)
+    config = MatchConfig(threshold=op["threshold"], margin=op["margin"], hysteresis=hysteresis,
+                         embed_every=embed_every, max_occlusion=max_occlusion)
     err_console.print(f"model {model} ({embedder.backend}, {embedder.precision}, {embedder.dim}-d); detectors: "
                       f"ir {detectors['ir'].name}, rgb {detectors['rgb'].name}; "
                       f"sources: ir {specs['ir'].label}, rgb {specs['rgb'].label}", highlight=False)
@@ -123,6 +130,7 @@ def match_cmd(
             _print_summary(console, exc.summary)
         raise
     _print_summary(console, summary)
+    summary["threshold_source"] = op["source"]
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=1) + "\n")

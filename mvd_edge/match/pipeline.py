@@ -531,4 +531,5 @@ def _summary(pipe: MatchPipeline, srcs: dict[str, FrameSource], n: int, elapsed:
         "sources": {s: {"label": srcs[s].spec.label, "fps": srcs[s].fps, "dropped": srcs[s].dropped,
                         **srcs[s].stats.as_dict(), "error": srcs[s].error} for s in STREAMS},
         "rss_mb": {"start": round(rss_start, 1), "end": round(rss_mb(), 1)},
+        "config": pipe.config.as_dict(),
     }

@@ -85,3 +85,45 @@ def check_trt_compat(info: dict, trt_version: str, gpu_name: str, compute_capabi
                           f"{gpu_name} (sm {compute_capability}); {rebuild_hint(info)}")
     if gpu.get("name") and gpu.get("name") != gpu_name:
         raise EngineError(f"engine was built on {gpu.get('name')}, this GPU is {gpu_name}; {rebuild_hint(info)}")
+
+
+# ---------------------------------------------------------------- the matcher's operating point
+
+OPERATING_POINT_KEY = "operating_point"
+DEFAULT_THRESHOLD = 0.5  # the matcher's historical default, used only for engines without an operating point
+
+
+def set_operating_point(engine: str | Path, point: dict) -> Path:
+    """Store the matcher's operating point (``threshold``, ``margin`` and how they were obtained) in the sidecar."""
+    for key in ("threshold", "margin"):
+        if not isinstance(point.get(key), (int, float)):
+            raise EngineError(f"an operating point needs a numeric {key!r}, got {point.get(key)!r}")
+    info = read_sidecar(engine)
+    for k in ("format", "engine_file", "engine_bytes", "engine_sha256", "host", "created"):
+        info.pop(k, None)
+    info[OPERATING_POINT_KEY] = point
+    return write_sidecar(engine, info)
+
+
+def match_settings(info: dict | None, threshold: float | None = None, margin: float | None = None) -> dict:
+    """The threshold and margin ``match`` uses: given values win, else the engine's operating point, else defaults.
+
+    Returns ``{"threshold", "margin", "source", "warning"}``; ``warning`` is set (and ``source``
+    says "default") when neither a value nor an operating point is there.
+    """
+    point = (info or {}).get(OPERATING_POINT_KEY) or {}
+    out = {"threshold": threshold, "margin": margin, "source": "command line", "warning": None}
+    if threshold is None:
+        if "threshold" in point:
+            out["threshold"] = float(point["threshold"])
+            target = point.get("target_precision")
+            out["source"] = "engine sidecar" + (f" (pair precision {target:g} on {point.get('identities', '?')} "
+                                                f"held-out identities)" if target else "")
+        else:
+            out["threshold"] = DEFAULT_THRESHOLD
+            out["source"] = "default"
+            out["warning"] = (f"the engine has no operating point: using the default threshold {DEFAULT_THRESHOLD} "
+                              "(calibrate one with `mvd-edge calibrate-threshold`)")
+    if margin is None:
+        out["margin"] = float(point.get("margin", 0.0)) if threshold is None else 0.0
+    return out

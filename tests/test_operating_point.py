@@ -1,0 +1,75 @@
+"""The matcher's operating point: threshold/margin search on hand-built pairs and feature sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mvd_edge.core.errors import UsageError
+from mvd_edge.core.modality import Modality
+from mvd_edge.eval.operating_point import choose, operating_point, precision_recall, scene_pairs
+
+IR, RGB = int(Modality.INFRARED), int(Modality.VISIBLE)
+
+
+def _pairs():
+    return {"sim": np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4]),
+            "gap": np.array([0.3, 0.2, 0.01, 0.1, 0.02, 0.3]),
+            "correct": np.array([True, True, False, True, False, False]),
+            "opportunities": np.asarray(5), "people": np.asarray(5)}
+
+
+def test_precision_recall_by_hand():
+    pairs = _pairs()
+    assert precision_recall(pairs, 0.4) == (0.5, 0.6, 6)
+    assert precision_recall(pairs, 0.6) == (0.75, 0.6, 4)
+    assert precision_recall(pairs, 0.8) == (1.0, 0.4, 2)
+    assert precision_recall(pairs, 0.4, margin=0.05) == (0.75, 0.6, 4)
+    assert precision_recall(pairs, 0.95) == (1.0, 0.0, 0)
+
+
+def test_choose_finds_the_known_answer():
+    pairs = _pairs()
+    no_margin = choose(pairs, 0.9, margins=(0.0,))
+    assert (no_margin["threshold"], no_margin["precision"], no_margin["recall"]) == (0.8, 1.0, 0.4)
+    assert choose(pairs, 0.7, margins=(0.0,))["threshold"] == 0.6
+    both = choose(pairs, 0.9, margins=(0.0, 0.05))  # the margin filters the two near-tie false pairs
+    assert (both["threshold"], both["margin"], both["precision"], both["recall"]) == (0.5, 0.05, 1.0, 0.6)
+    assert both["reached"] and len(both["per_margin"]) == 2
+    unreachable = choose({**pairs, "correct": np.zeros(6, bool)}, 0.9, margins=(0.0,))
+    assert not unreachable["reached"]
+    with pytest.raises(UsageError):
+        choose(pairs, 0.0)
+
+
+def _orthogonal_set(cos_same):
+    """Identity p: IR crop e_p, RGB crop cos*e_p + sin*e_(n+p); different people are orthogonal."""
+    n = len(cos_same)
+    feats, pids, mods = [], [], []
+    for p, c in enumerate(cos_same):
+        ir = np.zeros(2 * n)
+        ir[p] = 1.0
+        rgb = np.zeros(2 * n)
+        rgb[p], rgb[n + p] = c, np.sqrt(1 - c * c)
+        feats += [ir, rgb]
+        pids += [p, p]
+        mods += [IR, RGB]
+    return np.stack(feats), pids, mods
+
+
+def test_operating_point_on_a_feature_set_with_a_known_answer():
+    cos_same = [0.35, 0.5, 0.62, 0.7, 0.8, 0.9, 0.55, 0.41]
+    feats, pids, mods = _orthogonal_set(cos_same)
+    op = operating_point(feats, pids, mods, people=4, scenes=50, track_images=1, seed=1)
+    # every assigned pair is right, so the lowest similarity ever assigned is the threshold
+    assert op["reached"] and op["precision"] == 1.0 and op["recall"] == 1.0
+    assert op["threshold"] == pytest.approx(min(cos_same)) and op["margin"] == 0.0
+    assert op["at_default_0.5"]["recall"] < 1.0  # 0.5 would drop the people below it
+
+
+def test_scene_pairs_count_and_random_rgb_order():
+    feats, pids, mods = _orthogonal_set([0.9] * 6)
+    pairs = scene_pairs(feats, pids, mods, people=6, scenes=10, track_images=1, seed=0)
+    assert len(pairs["sim"]) == 60 and int(pairs["opportunities"]) == 60 and pairs["correct"].all()
+    with pytest.raises(UsageError, match="both modalities"):
+        scene_pairs(feats[:1], pids[:1], mods[:1])

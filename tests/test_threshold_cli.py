@@ -1,0 +1,97 @@
+"""The operating point travels with the engine: calibrate-threshold writes it, match uses it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mvd_edge.runtime.sidecar import (
+    DEFAULT_THRESHOLD,
+    EngineError,
+    match_settings,
+    read_sidecar,
+    set_operating_point,
+)
+
+EDGE = Path(__file__).parent / "data" / "edge"
+
+
+@pytest.fixture(scope="module")
+def app():
+    from mvd_edge.cli import app as root
+
+    return root
+
+
+@pytest.fixture()
+def engine(tmp_path):
+    from mvd_edge.runtime.engine import build_engine
+
+    src = tmp_path / "model.onnx"
+    shutil.copy(EDGE / "tiny.onnx", src)
+    out = tmp_path / "model.ort.onnx"
+    build_engine(src, out, backend="ort", device="cpu")
+    return out
+
+
+def test_match_settings_order_of_precedence():
+    point = {"operating_point": {"threshold": 0.17, "margin": 0.02, "target_precision": 0.9, "identities": 40}}
+    s = match_settings(point)
+    assert (s["threshold"], s["margin"], s["warning"]) == (0.17, 0.02, None) and "sidecar" in s["source"]
+    s = match_settings(point, threshold=0.3)
+    assert (s["threshold"], s["margin"], s["source"]) == (0.3, 0.0, "command line")
+    assert match_settings(point, margin=0.1)["margin"] == 0.1
+    s = match_settings({"backend": "ort"})
+    assert s["threshold"] == DEFAULT_THRESHOLD and s["source"] == "default" and "calibrate-threshold" in s["warning"]
+    assert match_settings(None)["threshold"] == DEFAULT_THRESHOLD
+
+
+def test_operating_point_is_stored_and_the_sidecar_stays_valid(engine):
+    before = read_sidecar(engine)
+    set_operating_point(engine, {"threshold": 0.123, "margin": 0.0, "target_precision": 0.9})
+    after = read_sidecar(engine)  # hash and size checks still pass
+    assert after["operating_point"]["threshold"] == 0.123
+    assert after["engine_sha256"] == before["engine_sha256"] and after["backend"] == before["backend"]
+    with pytest.raises(EngineError, match="numeric 'threshold'"):
+        set_operating_point(engine, {"margin": 0.0})
+
+
+def _match(app, engine, tmp_path, *extra):
+    v = EDGE / "video"
+    summary = tmp_path / "summary.json"
+    r = CliRunner().invoke(app, ["match", "--ir", str(v / "ir.mp4"), "--rgb", str(v / "rgb.mp4"), "--model", str(engine),
+                                 "--ir-boxes", str(v / "ir.mot.txt"), "--rgb-boxes", str(v / "rgb.mot.txt"),
+                                 "--no-status", "--summary-json", str(summary), *extra])
+    assert r.exit_code == 0, r.output
+    return r.output, json.loads(summary.read_text())["config"]
+
+
+def test_match_uses_the_sidecar_threshold_unless_given(app, engine, tmp_path):
+    out, config = _match(app, engine, tmp_path)
+    assert config["threshold"] == DEFAULT_THRESHOLD and "no operating point" in out  # warned fallback
+    set_operating_point(engine, {"threshold": 0.123, "margin": 0.01, "target_precision": 0.9, "identities": 12})
+    out, config = _match(app, engine, tmp_path)
+    assert (config["threshold"], config["margin"]) == (0.123, 0.01)
+    assert "threshold 0.123, margin 0.010 (engine sidecar" in " ".join(out.split())
+    out, config = _match(app, engine, tmp_path, "--threshold", "0.4")
+    assert (config["threshold"], config["margin"]) == (0.4, 0.0) and "(command line)" in out
+
+
+def test_calibrate_threshold_end_to_end(app, engine, tmp_path):
+    from mvd_edge.synth.dataset import write_sysu
+
+    root = tmp_path / "ids"
+    write_sysu(root, n_ids=12, images_per_cam=2, size=(64, 32), seed=5)
+    r = CliRunner().invoke(app, ["calibrate-threshold", str(engine), "--dataset", "sysu", "--root", str(root),
+                                 "--scenes", "40", "--people", "4", "--precision", "0.5"])
+    assert r.exit_code == 0, r.output
+    point = read_sidecar(engine)["operating_point"]
+    assert point["data"]["split"] == "all" and point["data"]["images"] > 0 and point["people_per_scene"] == 4
+    assert -1.0 <= point["threshold"] <= 1.0 and point["target_precision"] == 0.5
+    assert point["reached"] == (point["precision"] >= 0.5)
+    r = CliRunner().invoke(app, ["calibrate-threshold", str(engine), "--root", str(root), "--split", "nope"])
+    assert r.exit_code == 2 and "unknown split" in r.output
