@@ -180,7 +180,9 @@ def render_report(s: dict) -> str:
     lines += ["", "![verify](verify.png)", "", "## Matching the synthetic IR and RGB videos (INT8 engine)", "",
               "| boxes | threshold | pair precision | pair recall | IDF1 | pipeline fps |", "|---|---|---|---|---|---|"]
     for mode, m in s["match"].items():
-        thr = f"{m['threshold']:.3f} ({m.get('threshold_source', '?').split(' (')[0]})" if "threshold" in m else "-"
+        src = m.get("threshold_source", "")
+        label = "engine sidecar" if "engine sidecar" in src else "given" if "command line" in src else "default"
+        thr = f"{m['threshold']:.3f} ({label})" if "threshold" in m else "-"
         lines.append(f"| {mode} | {thr} | {m['precision']:.3f} | {m['recall']:.3f} | {m['idf1']:.3f} | {m['fps']:.1f} |")
     op = s.get("operating_point")
     if op:

@@ -122,7 +122,7 @@ def calibrate_threshold(engine: str | Path, dataset: str, root: str | Path, spli
     """
     from mvd_edge.data.registry import load_dataset
     from mvd_edge.eval.operating_point import operating_point
-    from mvd_edge.runtime.sidecar import set_operating_point
+    from mvd_edge.runtime.sidecar import read_sidecar, set_operating_point
 
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -130,8 +130,15 @@ def calibrate_threshold(engine: str | Path, dataset: str, root: str | Path, spli
     samples = {"all": ds.train + ds.val + ds.test, "train": ds.train, "val": ds.val, "test": ds.test}[split]
     if not samples:
         raise UsageError(f"the {split} split of {dataset} at {root} is empty")
+    if write:
+        read_sidecar(engine)  # fail before the embedding work: the point is stored in the engine's sidecar
     emb = load_embedder(engine, device=device)
-    feats = embed_samples(emb, [str(s.path) for s in samples], progress="embedding" if progress else None)
+    try:
+        feats = embed_samples(emb, [str(s.path) for s in samples], progress="embedding" if progress else None)
+    finally:
+        close = getattr(emb, "close", None)
+        if callable(close):
+            close()
     point = operating_point(feats, [s.pid for s in samples], [int(s.modality) for s in samples],
                             target_precision=target_precision, people=people, scenes=scenes,
                             track_images=track_images, seed=seed)

@@ -280,3 +280,12 @@ def test_cli_wraps_the_parser_as_a_typer_usage_error():
     for bad in ("1,x", "0,2", ""):
         with pytest.raises(typer.BadParameter, match="--batch"):
             parse_int_list(bad, "--batch")
+
+
+@pytest.mark.parametrize("batch", ["1,a,32", "1,8", "8,1,32"])
+def test_a_malformed_batch_profile_is_one_line(tmp_path, batch):
+    from pathlib import Path
+
+    model = Path(__file__).parent / "data" / "edge" / "tiny.onnx"
+    r = runner.invoke(app, ["build-engine", str(model), "--out", str(tmp_path / "x.onnx"), "--batch", batch])
+    assert r.exit_code == 2 and "--batch" in r.output and "Traceback" not in r.output, r.output

@@ -33,7 +33,7 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     point = read_sidecar(out / "engine" / "model.int8-cpu.ort.onnx")["operating_point"]
     assert point["data"]["root"] == str(out / "calib-ids") and point["target_precision"] == 0.9
     assert summary["match"]["gt-boxes"]["threshold"] == point["threshold"]
-    assert summary["match"]["gt-boxes"]["threshold_source"].startswith("engine sidecar")
+    assert summary["match"]["gt-boxes"]["threshold_source"].startswith("threshold from the engine sidecar")
     assert summary["match"]["gt-boxes@0.5"]["threshold"] == 0.5
     assert (out / "match-gt-boxes.mp4").stat().st_size > 0
     assert summary["match_still"] == "match-frame.jpg" and (out / "match-frame.jpg").stat().st_size > 0

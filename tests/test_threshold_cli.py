@@ -43,11 +43,23 @@ def test_match_settings_order_of_precedence():
     s = match_settings(point)
     assert (s["threshold"], s["margin"], s["warning"]) == (0.17, 0.02, None) and "sidecar" in s["source"]
     s = match_settings(point, threshold=0.3)
-    assert (s["threshold"], s["margin"], s["source"]) == (0.3, 0.0, "command line")
-    assert match_settings(point, margin=0.1)["margin"] == 0.1
+    assert (s["threshold"], s["margin"]) == (0.3, 0.0)
+    assert s["source"] == "threshold from the command line; margin 0 (default)"
+    s = match_settings(point, margin=0.1)
+    assert (s["threshold"], s["margin"]) == (0.17, 0.1) and s["source"].endswith("margin from the command line")
     s = match_settings({"backend": "ort"})
-    assert s["threshold"] == DEFAULT_THRESHOLD and s["source"] == "default" and "calibrate-threshold" in s["warning"]
+    assert s["threshold"] == DEFAULT_THRESHOLD and s["source"].startswith("default threshold")
+    assert "calibrate-threshold" in s["warning"]
     assert match_settings(None)["threshold"] == DEFAULT_THRESHOLD
+
+
+def test_an_unreached_or_malformed_operating_point_is_not_passed_off_as_good():
+    s = match_settings({"operating_point": {"threshold": 0.93, "margin": 0.0, "reached": False, "precision": 0.6,
+                                            "target_precision": 0.9}})
+    assert s["threshold"] == 0.93 and "did not reach" in s["warning"] and "not reached" in s["source"]
+    for bad in ({"operating_point": {"threshold": "0.2", "margin": 0}}, {"operating_point": [0.2]}):
+        with pytest.raises(EngineError, match="operating_point"):
+            match_settings(bad)
 
 
 def test_operating_point_is_stored_and_the_sidecar_stays_valid(engine):
@@ -56,6 +68,8 @@ def test_operating_point_is_stored_and_the_sidecar_stays_valid(engine):
     after = read_sidecar(engine)  # hash and size checks still pass
     assert after["operating_point"]["threshold"] == 0.123
     assert after["engine_sha256"] == before["engine_sha256"] and after["backend"] == before["backend"]
+    assert after["created"] == before["created"]  # the build time is kept
+    assert not list(engine.parent.glob(".*.tmp-*"))  # atomic write, no temp left
     with pytest.raises(EngineError, match="numeric 'threshold'"):
         set_operating_point(engine, {"margin": 0.0})
 
@@ -76,9 +90,9 @@ def test_match_uses_the_sidecar_threshold_unless_given(app, engine, tmp_path):
     set_operating_point(engine, {"threshold": 0.123, "margin": 0.01, "target_precision": 0.9, "identities": 12})
     out, config = _match(app, engine, tmp_path)
     assert (config["threshold"], config["margin"]) == (0.123, 0.01)
-    assert "threshold 0.123, margin 0.010 (engine sidecar" in " ".join(out.split())
+    assert "threshold 0.123, margin 0.010 (threshold from the engine sidecar" in " ".join(out.split())
     out, config = _match(app, engine, tmp_path, "--threshold", "0.4")
-    assert (config["threshold"], config["margin"]) == (0.4, 0.0) and "(command line)" in out
+    assert (config["threshold"], config["margin"]) == (0.4, 0.0) and "threshold from the command line" in out
 
 
 def test_calibrate_threshold_end_to_end(app, engine, tmp_path):
@@ -95,3 +109,5 @@ def test_calibrate_threshold_end_to_end(app, engine, tmp_path):
     assert point["reached"] == (point["precision"] >= 0.5)
     r = CliRunner().invoke(app, ["calibrate-threshold", str(engine), "--root", str(root), "--split", "nope"])
     assert r.exit_code == 2 and "unknown split" in r.output
+    r = CliRunner().invoke(app, ["calibrate-threshold", str(EDGE / "tiny.onnx"), "--root", str(root)])
+    assert r.exit_code == 2 and "no sidecar" in r.output  # refused before any embedding work

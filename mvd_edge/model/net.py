@@ -208,7 +208,7 @@ def check_graph_spec(spec, where: str = "this model") -> None:
         if len(got) != 3 or any(abs(g - w) > 1e-6 for g, w in zip(got, want)):
             problems.append(f"{name} {list(got)} (ImageNet {list(want)} is what the grayscale view un-normalises with)")
     if problems:
-        raise ValueError(f"{where} records preprocessing the network's in-graph grayscale view cannot honour: "
+        raise UsageError(f"{where} records preprocessing the network's in-graph grayscale view cannot honour: "
                          f"{'; '.join(problems)}. MVDNet computes the grayscale view from an RGB input "
                          f"normalised with the ImageNet mean/std; train and export with those")
 

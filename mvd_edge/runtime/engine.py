@@ -55,7 +55,10 @@ def graph_facts(onnx_path: Path) -> dict:
 
 def parse_batch(text: str | tuple[int, int, int]) -> tuple[int, int, int]:
     """``"1,8,32"`` -> (min, opt, max) with 1 <= min <= opt <= max."""
-    vals = tuple(int(v) for v in text.split(",")) if isinstance(text, str) else tuple(text)
+    try:
+        vals = tuple(int(v) for v in text.split(",")) if isinstance(text, str) else tuple(int(v) for v in text)
+    except ValueError:
+        raise UsageError(f"--batch must be three integers min,opt,max (e.g. 1,8,32), got {text!r}") from None
     if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
         raise UsageError(f"--batch must be min,opt,max with 1 <= min <= opt <= max, got {text!r}")
     return vals  # type: ignore[return-value]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -51,7 +52,12 @@ def write_sidecar(engine: str | Path, info: dict) -> Path:
             "engine_sha256": sha256_file(p), "host": {"machine": platform.machine(), "system": platform.system()},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out = sidecar_path(p)
-    out.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")  # atomic: a kill never leaves half a sidecar
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(data, indent=2, sort_keys=True))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, out)
     return out
 
 
@@ -94,36 +100,80 @@ DEFAULT_THRESHOLD = 0.5  # the matcher's historical default, used only for engin
 
 
 def set_operating_point(engine: str | Path, point: dict) -> Path:
-    """Store the matcher's operating point (``threshold``, ``margin`` and how they were obtained) in the sidecar."""
+    """Store the matcher's operating point (``threshold``, ``margin`` and how they were obtained) in the sidecar.
+
+    The sidecar is rewritten atomically; its build time (``created``) is kept.
+    """
     for key in ("threshold", "margin"):
-        if not isinstance(point.get(key), (int, float)):
+        if isinstance(point.get(key), bool) or not isinstance(point.get(key), (int, float)):
             raise EngineError(f"an operating point needs a numeric {key!r}, got {point.get(key)!r}")
     info = read_sidecar(engine)
+    created = info.get("created")
     for k in ("format", "engine_file", "engine_bytes", "engine_sha256", "host", "created"):
         info.pop(k, None)
     info[OPERATING_POINT_KEY] = point
-    return write_sidecar(engine, info)
+    out = write_sidecar(engine, info)
+    if created:
+        data = json.loads(out.read_text())
+        data["created"] = created
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        os.replace(tmp, out)
+    return out
+
+
+def _number(point: dict, key: str, where: str) -> float:
+    value = point.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise EngineError(f"{where}: operating_point.{key} must be a number, got {value!r}; "
+                          "re-run `mvd-edge calibrate-threshold`")
+    return float(value)
 
 
 def match_settings(info: dict | None, threshold: float | None = None, margin: float | None = None) -> dict:
     """The threshold and margin ``match`` uses: given values win, else the engine's operating point, else defaults.
 
-    Returns ``{"threshold", "margin", "source", "warning"}``; ``warning`` is set (and ``source``
-    says "default") when neither a value nor an operating point is there.
+    Returns ``{"threshold", "margin", "source", "warning"}``. ``warning`` is set when there is no
+    operating point (``source`` "default") or when the stored one did not reach its target precision.
+    The sidecar's margin was chosen together with its threshold, so a ``threshold`` given alone
+    comes with margin 0 unless ``margin`` is given too.
     """
-    point = (info or {}).get(OPERATING_POINT_KEY) or {}
+    where = (info or {}).get("engine_file", "the engine's sidecar")
+    point = (info or {}).get(OPERATING_POINT_KEY)
+    if point is not None and not isinstance(point, dict):
+        raise EngineError(f"{where}: operating_point must be an object, got {type(point).__name__}; "
+                          "re-run `mvd-edge calibrate-threshold`")
+    point = point or {}
     out = {"threshold": threshold, "margin": margin, "source": "command line", "warning": None}
+    parts = []
     if threshold is None:
-        if "threshold" in point:
-            out["threshold"] = float(point["threshold"])
+        if point:
+            out["threshold"] = _number(point, "threshold", where)
             target = point.get("target_precision")
-            out["source"] = "engine sidecar" + (f" (pair precision {target:g} on {point.get('identities', '?')} "
-                                                f"held-out identities)" if target else "")
+            if point.get("reached") is False:
+                got = point.get("precision")
+                out["warning"] = (f"the engine's operating point did not reach its target pair precision {target} "
+                                  f"(measured {got}); its threshold is the most precise one found")
+                parts.append(f"threshold from the engine sidecar, pair precision {got} (target {target} not reached)")
+            else:
+                parts.append(f"threshold from the engine sidecar (pair precision {target} on "
+                             f"{point.get('identities', '?')} held-out identities)" if target is not None
+                             else "threshold from the engine sidecar")
         else:
             out["threshold"] = DEFAULT_THRESHOLD
-            out["source"] = "default"
+            parts.append("default threshold")
             out["warning"] = (f"the engine has no operating point: using the default threshold {DEFAULT_THRESHOLD} "
                               "(calibrate one with `mvd-edge calibrate-threshold`)")
+    else:
+        parts.append("threshold from the command line")
     if margin is None:
-        out["margin"] = float(point.get("margin", 0.0)) if threshold is None else 0.0
+        if threshold is None and "margin" in point:
+            out["margin"] = _number(point, "margin", where)
+            parts.append("margin from the engine sidecar")
+        else:
+            out["margin"] = 0.0
+            parts.append("margin 0 (default)")
+    else:
+        parts.append("margin from the command line")
+    out["source"] = "; ".join(parts)
     return out
