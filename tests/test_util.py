@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mvd_edge.core.util import cosine_summary, random_crops, read_json, row_cosine
+from mvd_edge.core.util import cosine_summary, random_crops, read_json, row_cosine, write_json
 
 
 class Boom(ValueError):
@@ -49,3 +49,13 @@ def test_read_json_errors_name_the_file_and_what_it_is(tmp_path):
         read_json(p, Boom, "a manifest", fmt="mine/1")
     p.write_text(json.dumps({"format": "mine/1", "k": 2}))
     assert read_json(p, Boom, "a manifest", fmt="mine/1")["k"] == 2
+
+
+def test_write_json_is_atomic_and_reads_back(tmp_path):
+    p = tmp_path / "x.json"
+    write_json(p, {"format": "mine/1", "k": [1, 2]}, indent=1)
+    assert read_json(p, Boom, "x", fmt="mine/1")["k"] == [1, 2]
+    with pytest.raises(TypeError):
+        write_json(p, {"format": "mine/1", "k": object()})  # fails while serialising
+    assert read_json(p, Boom, "x", fmt="mine/1")["k"] == [1, 2]  # the old file is intact
+    assert [q.name for q in tmp_path.iterdir()] == ["x.json"]  # and no temp is left behind

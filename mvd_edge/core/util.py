@@ -4,12 +4,13 @@
   calibration smoke inputs, latency profiles).
 * :func:`row_cosine` / :func:`cosine_summary` - per-row cosine of two embedding matrices.
 * :func:`read_json` - read a JSON file the project wrote, with one clear error when it is
-  missing, unreadable, not JSON or of another format.
+  missing, unreadable, not JSON or of another format; :func:`write_json` - its atomic twin.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,22 @@ def read_json(path: str | Path, error: type[Exception], what: str, fmt: str | No
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise error(f"{p} is not {what} (format {got!r}, expected {fmt!r}){tail}")
     return data
+
+
+def write_json(path: str | Path, data: Any, **dumps_kwargs: Any) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically: a temp file beside it, fsync, then rename over it.
+
+    A kill or a full disk leaves the old file or the new one, never half of one.
+    ``dumps_kwargs`` go to :func:`json.dumps` (``indent``, ``sort_keys``, ``cls``).
+    """
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(data, **dumps_kwargs))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p

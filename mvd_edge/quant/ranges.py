@@ -28,7 +28,7 @@ from onnxruntime.quantization import CalibrationDataReader
 
 from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
-from mvd_edge.core.util import read_json
+from mvd_edge.core.util import read_json, write_json
 from mvd_edge.quant.manifest import Manifest, load_manifest
 
 METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
@@ -177,9 +177,7 @@ def _save_cache(path: Path, ranges: Ranges) -> None:
     payload = {"format": CACHE_FORMAT, "key": ranges.key, "key_material": ranges.key_material,
                "n_crops": ranges.n_crops, "seconds": ranges.seconds, "tensors": ranges.tensors.to_dict()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, cls=CalibrationCacheEncoder))
-    tmp.replace(path)
+    write_json(path, payload, cls=CalibrationCacheEncoder)
 
 
 def _load_cache(path: Path, key: str) -> dict[str, Any]:

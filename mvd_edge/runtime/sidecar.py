@@ -8,14 +8,12 @@ are the ones it was built for: engines are not portable across either.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import platform
 import time
 from pathlib import Path
 
 from mvd_edge.core.errors import MvdEdgeError
-from mvd_edge.core.util import read_json
+from mvd_edge.core.util import read_json, write_json
 
 SIDECAR_FORMAT = "mvd-edge-engine/1"
 
@@ -51,14 +49,7 @@ def write_sidecar(engine: str | Path, info: dict) -> Path:
     data = {"format": SIDECAR_FORMAT, **info, "engine_file": p.name, "engine_bytes": p.stat().st_size,
             "engine_sha256": sha256_file(p), "host": {"machine": platform.machine(), "system": platform.system()},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    out = sidecar_path(p)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")  # atomic: a kill never leaves half a sidecar
-    with open(tmp, "w") as fh:
-        fh.write(json.dumps(data, indent=2, sort_keys=True))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out)
-    return out
+    return write_json(sidecar_path(p), data, indent=2, sort_keys=True)  # atomic: never half a sidecar
 
 
 def read_sidecar(engine: str | Path, verify_hash: bool = True) -> dict:
@@ -107,19 +98,9 @@ def set_operating_point(engine: str | Path, point: dict) -> Path:
     for key in ("threshold", "margin"):
         if isinstance(point.get(key), bool) or not isinstance(point.get(key), (int, float)):
             raise EngineError(f"an operating point needs a numeric {key!r}, got {point.get(key)!r}")
-    info = read_sidecar(engine)
-    created = info.get("created")
-    for k in ("format", "engine_file", "engine_bytes", "engine_sha256", "host", "created"):
-        info.pop(k, None)
+    info = read_sidecar(engine)  # checks the engine is the one the sidecar describes
     info[OPERATING_POINT_KEY] = point
-    out = write_sidecar(engine, info)
-    if created:
-        data = json.loads(out.read_text())
-        data["created"] = created
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-        os.replace(tmp, out)
-    return out
+    return write_json(sidecar_path(engine), info, indent=2, sort_keys=True)  # same engine: hashes stay valid
 
 
 def _number(point: dict, key: str, where: str) -> float:
