@@ -56,11 +56,8 @@ def parse_size(text: str, what: str = "size") -> tuple[int, int]:
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
-    """``"1,8,32"`` -> ``[1, 8, 32]``: comma-separated positive integers, or a Typer usage error."""
+    """:func:`mvd_edge.core.sizes.parse_int_list` as a Typer usage error: ``"1,8,32"`` -> ``[1, 8, 32]``."""
     try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
-    if not vals or min(vals) < 1:
-        raise typer.BadParameter(f"{what} must be positive integers, got {text!r}")
-    return vals
+        return sizes.parse_int_list(text, what)
+    except UsageError as exc:
+        raise typer.BadParameter(str(exc)) from None

@@ -1,4 +1,4 @@
-"""The one parser for ``HEIGHTxWIDTH`` sizes given on the command line (crop, frame and detector input sizes).
+"""The parsers for sizes given on the command line: ``HEIGHTxWIDTH`` (crop, frame, detector input) and batch lists.
 
 One rule set for every size option, so ``--size`` means the same thing everywhere: two integers
 joined by ``x`` (case-insensitive, spaces around the numbers allowed), height first, each side at
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from mvd_edge.core.errors import UsageError
 
-__all__ = ["MIN_SIDE", "parse_size"]
+__all__ = ["MIN_SIDE", "parse_int_list", "parse_size"]
 
 MIN_SIDE = 8
 """Smallest height or width accepted: below it no crop, frame or detector input is usable."""
@@ -28,3 +28,14 @@ def parse_size(text: str, what: str = "size") -> tuple[int, int]:
     if h < MIN_SIDE or w < MIN_SIDE:
         raise UsageError(f"{what} too small: {text!r} (height and width must be >= {MIN_SIDE})")
     return h, w
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    """``"1,8,32"`` -> ``[1, 8, 32]``: comma-separated positive integers (batch sizes, ...)."""
+    try:
+        vals = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise UsageError(f"{what} must be positive integers, got {text!r}")
+    return vals

@@ -12,6 +12,7 @@ from pathlib import Path
 from mvd_edge import __version__
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.graphmeta import GraphMeta, MetadataError, read_onnx_header
+from mvd_edge.core.sizes import parse_int_list
 from mvd_edge.runtime.sidecar import EngineError, read_sidecar, sha256_file, write_sidecar
 
 BACKENDS = ("ort", "trt")
@@ -55,10 +56,7 @@ def graph_facts(onnx_path: Path) -> dict:
 
 def parse_batch(text: str | tuple[int, int, int]) -> tuple[int, int, int]:
     """``"1,8,32"`` -> (min, opt, max) with 1 <= min <= opt <= max."""
-    try:
-        vals = tuple(int(v) for v in text.split(",")) if isinstance(text, str) else tuple(int(v) for v in text)
-    except ValueError:
-        raise UsageError(f"--batch must be three integers min,opt,max (e.g. 1,8,32), got {text!r}") from None
+    vals = tuple(parse_int_list(text, "--batch")) if isinstance(text, str) else tuple(int(v) for v in text)
     if len(vals) != 3 or not (1 <= vals[0] <= vals[1] <= vals[2]):
         raise UsageError(f"--batch must be min,opt,max with 1 <= min <= opt <= max, got {text!r}")
     return vals  # type: ignore[return-value]
