@@ -265,3 +265,22 @@ def test_from_onnx_needs_no_onnx_in_process(monkeypatch, tiny_onnx):
     with_onnx = GraphMeta.from_props(props)
     monkeypatch.setitem(sys.modules, "onnx", None)
     assert GraphMeta.from_onnx(tiny_onnx) == with_onnx
+
+
+def test_header_inputs_leave_out_weights_listed_as_inputs(tmp_path):
+    """Old-style graphs list initializers among graph.input; like ONNX Runtime, the reader drops them."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((3,), np.float32), name="w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3]),
+                               helper.make_tensor_value_info("w", TensorProto.FLOAT, [3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], initializer=[w])
+    path = tmp_path / "old.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    header = read_onnx_header(path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert header.inputs == tuple(i.name for i in sess.get_inputs()) == ("x",)
+    assert header.outputs == ("y",)

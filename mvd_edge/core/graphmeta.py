@@ -388,9 +388,11 @@ class OnnxHeader:
 
 
 # protobuf field numbers (onnx.proto3): ModelProto.graph = 7, ModelProto.metadata_props = 14,
-# StringStringEntryProto.key/value = 1/2, GraphProto.input/output = 11/12, ValueInfoProto.name = 1
+# StringStringEntryProto.key/value = 1/2, GraphProto.initializer/input/output = 5/11/12,
+# ValueInfoProto.name = 1, TensorProto.name = 8
 _MODEL_GRAPH, _MODEL_METADATA = 7, 14
-_GRAPH_INPUT, _GRAPH_OUTPUT = 11, 12
+_GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT = 5, 11, 12
+_TENSOR_NAME = 8
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
@@ -432,8 +434,8 @@ def _fields(buf: memoryview):
         yield num, wire, value
 
 
-def _name_of(value_info: memoryview) -> str:
-    return next((bytes(v).decode() for n, w, v in _fields(value_info) if n == 1 and w == 2), "")
+def _name_of(message: memoryview, field: int = 1) -> str:
+    return next((bytes(v).decode() for n, w, v in _fields(message) if n == field and w == 2), "")
 
 
 def read_onnx_header(onnx_path: str | Path) -> OnnxHeader:
@@ -447,6 +449,7 @@ def read_onnx_header(onnx_path: str | Path) -> OnnxHeader:
     meta: dict[str, str] = {}
     inputs: list[str] = []
     outputs: list[str] = []
+    weights: set[str] = set()
     saw_graph = False
     for num, wire, value in _fields(data):
         if wire != 2:
@@ -461,6 +464,9 @@ def read_onnx_header(onnx_path: str | Path) -> OnnxHeader:
                     inputs.append(_name_of(gval))
                 elif gwire == 2 and gnum == _GRAPH_OUTPUT:
                     outputs.append(_name_of(gval))
+                elif gwire == 2 and gnum == _GRAPH_INITIALIZER:
+                    weights.add(_name_of(gval, _TENSOR_NAME))
     if not saw_graph:
         raise ValueError(f"{onnx_path} holds no ONNX graph")
-    return OnnxHeader(meta, tuple(inputs), tuple(outputs))
+    # older exporters list the weights among the graph inputs too; like ONNX Runtime, they are not inputs
+    return OnnxHeader(meta, tuple(i for i in inputs if i not in weights), tuple(outputs))
