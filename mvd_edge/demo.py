@@ -101,13 +101,13 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
                   f"(pair precision {point['precision']:.3f}, recall {point['recall']:.3f} on {point['identities']} "
                   f"held-out identities)")
     summary["match"] = {}
-    for mode in ("gt-boxes", "gt-boxes@0.5", "hog"):
+    for mode in ("gt-boxes", "gt-boxes@0.5", "auto", "hog"):
         emb = load_embedder(engines[1])
         op = match_settings(emb.info, threshold=0.5 if mode.endswith("@0.5") else None)
         if mode.startswith("gt-boxes"):
             dets = {s: make_detector(boxes=video["mot"][s]) for s in ("ir", "rgb")}
-        else:
-            dets = {s: make_detector() for s in ("ir", "rgb")}
+        else:  # "auto": the default detector of each stream's modality
+            dets = {s: make_detector(detector=mode, modality=s) for s in ("ir", "rgb")}
         events = out / f"events-{mode}.jsonl"
         save = out / f"match-{mode}.mp4" if mode == "gt-boxes" else None
         res = run_match(str(video["videos"]["ir"]), str(video["videos"]["rgb"]), emb, dets, events=events, save=save,

@@ -54,7 +54,12 @@ def match_cmd(
                                             "'colorhist' = a colour-histogram baseline (RGB/RGB checks only)")],
     cameras: Annotated[Optional[Path], typer.Option(help="cameras YAML: name -> source (+ resolution, fps)")] = None,
     device: Annotated[Optional[str], typer.Option(help="engine device (default: the engine's)")] = None,
-    detector: Annotated[str, typer.Option(help="'hog' (OpenCV HOG people detector) or a YOLO-style .onnx")] = "hog",
+    detector: Annotated[str, typer.Option(help="both streams: 'auto' (the best measured per modality: mog2+warm for "
+                                               "IR, knn for RGB), mog2, knn, warm, mog2+warm, knn+warm "
+                                               "(background subtraction: fixed cameras), hog, or a YOLO-style "
+                                               ".onnx")] = "auto",
+    ir_detector: Annotated[Optional[str], typer.Option(help="IR stream detector (overrides --detector)")] = None,
+    rgb_detector: Annotated[Optional[str], typer.Option(help="RGB stream detector (overrides --detector)")] = None,
     detector_layout: Annotated[str, typer.Option(help="ONNX detector output: auto, v8, v5 or e2e")] = "auto",
     detector_size: Annotated[str, typer.Option(help="ONNX detector input HEIGHTxWIDTH if dynamic")] = "640x640",
     detector_conf: Annotated[float, typer.Option(help="ONNX detector score threshold")] = 0.35,
@@ -101,9 +106,10 @@ def match_cmd(
     cams = load_cameras(cameras) if cameras is not None else None
     specs = {"ir": parse_source(ir, cams), "rgb": parse_source(rgb, cams)}  # fail early on bad sources
     dsize = parse_size(detector_size, "--detector-size")
-    detectors = {s: make_detector(b, detector, retrack=retrack, min_score=min_box_score, hog_upscale=hog_upscale,
-                                  hog_threshold=hog_threshold, onnx_layout=detector_layout, onnx_size=dsize,
-                                  onnx_conf=detector_conf)
+    chosen = {"ir": ir_detector or detector, "rgb": rgb_detector or detector}
+    detectors = {s: make_detector(b, chosen[s], modality=s, retrack=retrack, min_score=min_box_score,
+                                  hog_upscale=hog_upscale, hog_threshold=hog_threshold, onnx_layout=detector_layout,
+                                  onnx_size=dsize, onnx_conf=detector_conf)
                  for s, b in (("ir", ir_boxes), ("rgb", rgb_boxes))}
     if model == "colorhist":
         from mvd_edge.match.baselines import ColorHistogramEmbedder
@@ -148,13 +154,19 @@ def synth_video_cmd(
     mot: Annotated[bool, typer.Option(help="also write MOT box files (for match --ir-boxes/--rgb-boxes)")] = True,
     ir_modality: Annotated[str, typer.Option(help="'ir' (thermal-like) or 'rgb' (render the IR view in colour, "
                                                   "to check the matcher with --model colorhist)")] = "ir",
+    shake: Annotated[float, typer.Option(help="camera shake, pixels (0 = a fixed camera)")] = 0.0,
+    illumination: Annotated[float, typer.Option(help="RGB day/night: light falls to 1 - this over the clip, "
+                                                     "with a light switch at 60 %")] = 0.0,
+    thermal_drift: Annotated[float, typer.Option(help="IR drift: offset drifts up to this many grey levels, "
+                                                      "gain this many %, flat-field jumps every 8 s")] = 0.0,
 ) -> None:
     """Render a synthetic IR/RGB video pair of the same people walking, with ground truth."""
     from mvd_edge.synth.video import write_synth_video
 
     h, w = parse_size(size)
     s = write_synth_video(out, n_ids=ids, seconds=seconds, seed=seed, fps=fps, size=(h, w), mot=mot, progress=True,
-                          ir_modality=ir_modality)
+                          ir_modality=ir_modality, shake=shake, illumination=illumination,
+                          thermal_drift=thermal_drift)
     console.print(f"[green]wrote[/] {s['frames']} frames at {s['fps']:g} fps ({w}x{h}): "
                   f"{s['videos']['ir']}, {s['videos']['rgb']}, ground truth {s['gt']}")
     if s["mot"]:

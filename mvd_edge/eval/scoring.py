@@ -44,7 +44,8 @@ from scipy.optimize import linear_sum_assignment
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.util import read_json
 
-__all__ = ["best_setting", "embedding_separability", "load_ground_truth", "meets_target", "score_matches"]
+__all__ = ["best_setting", "box_counts", "embedding_separability", "load_ground_truth", "meets_target", "score_boxes",
+           "score_matches"]
 
 
 def load_ground_truth(path: str | Path) -> dict[str, Any]:
@@ -77,6 +78,56 @@ def _gt_identity(box: list[float] | None, gts: list[list[float]], iou_min: float
     iou = box_iou(_xyxy(box)[None], g)[0]
     j = int(iou.argmax())
     return int(gts[j][0]) if iou[j] >= iou_min else None
+
+
+def box_counts(pred: np.ndarray, gts: list[list[float]], iou: float = 0.5,
+               min_visibility: float = 0.5) -> tuple[int, int, int]:
+    """``(tp, fp, fn)`` of one frame's predicted boxes against its ground truth.
+
+    ``pred``: ``[N, 4]`` x1, y1, x2, y2. ``gts``: ``[[id, x, y, w, h, visibility], ...]``.
+    Predictions and ground-truth boxes are paired one to one (Hungarian on IoU, pairs below
+    ``iou`` dropped). A ground-truth box less than ``min_visibility`` visible is "don't
+    care": missing it is no miss, and a prediction paired with it is neither true nor false.
+    """
+    from mvd_edge.match.detect import box_iou
+
+    pred = np.asarray(pred, np.float32).reshape(-1, 4)
+    g = np.array([_xyxy(b[1:5]) for b in gts], np.float32).reshape(-1, 4)
+    care = np.array([float(b[5]) >= min_visibility for b in gts], bool)
+    tp = fp = 0
+    matched_p = np.zeros(len(pred), bool)
+    matched_g = np.zeros(len(g), bool)
+    if len(pred) and len(g):
+        m = box_iou(pred, g)
+        rows, cols = linear_sum_assignment(-m)
+        for r, c in zip(rows, cols):
+            if m[r, c] >= iou:
+                matched_p[r], matched_g[c] = True, True
+                tp += int(care[c])
+    fp = int((~matched_p).sum())
+    fn = int((care & ~matched_g).sum())
+    return tp, fp, fn
+
+
+def score_boxes(pred: dict[int, np.ndarray], gt_boxes: list[list[list[float]]], iou: float = 0.5,
+                min_visibility: float = 0.5, frames: list[int] | None = None) -> dict[str, Any]:
+    """Box precision / recall of a detector over frames (see :func:`box_counts`).
+
+    ``pred``: ``{frame (0-based): [N, 4] x1y1x2y2}``; ``gt_boxes``: one stream's ``boxes``
+    from ``gt.json``; ``frames``: the frames scored (default: every frame in ``pred``).
+    """
+    if not 0 < iou <= 1:
+        raise UsageError(f"iou must be in (0, 1], got {iou}")
+    if not 0 <= min_visibility <= 1:
+        raise UsageError(f"min_visibility must be in [0, 1], got {min_visibility}")
+    tp = fp = fn = 0
+    for f in (sorted(pred) if frames is None else frames):
+        if not 0 <= f < len(gt_boxes):
+            raise UsageError(f"frame {f} is not in the ground truth ({len(gt_boxes)} frames)")
+        a, b, c = box_counts(pred.get(f, np.zeros((0, 4), np.float32)), gt_boxes[f], iou, min_visibility)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    return {"precision": tp / (tp + fp) if tp + fp else 0.0, "recall": tp / (tp + fn) if tp + fn else 0.0,
+            "tp": tp, "fp": fp, "fn": fn, "iou": iou, "min_visibility": min_visibility}
 
 
 def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[str, Any], iou: float = 0.5,

@@ -9,7 +9,8 @@ Pipeline, one step per pair of frames::
       -> cross-modal assignment (cosine + Hungarian + threshold + hysteresis) -> events
 
 * :mod:`.sources`: camera/file/URL/folder sources with reconnect and drop counting.
-* :mod:`.detect`: HOG people detector, ONNX YOLO-style detector, MOT box files.
+* :mod:`.detect`: detector choice, HOG people detector, ONNX YOLO-style detector, MOT box files.
+* :mod:`.foreground`: background-subtraction (MOG2/KNN) and thermal warm-blob detectors.
 * :mod:`.track`: a small IoU + Kalman multi-object tracker (ByteTrack-style two-stage).
 * :mod:`.bank`: per-track feature banks (EMA plus the last N features).
 * :mod:`.associate`: cross-modal association with global identities.
@@ -31,6 +32,7 @@ _EXPORTS = {
     "CrossModalAssociator": "associate",
     "PairUpdate": "associate",
     "FeatureBank": "bank",
+    "ForegroundDetector": "foreground",
     "Detections": "detect",
     "HogDetector": "detect",
     "MotBoxes": "detect",
@@ -60,6 +62,7 @@ __all__ = [
     "EVENT_SCHEMA_VERSION",
     "EventWriter",
     "FeatureBank",
+    "ForegroundDetector",
     "FramePacket",
     "FrameSource",
     "HogDetector",
@@ -84,6 +87,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from
     from mvd_edge.match.bank import FeatureBank
     from mvd_edge.match.detect import Detections, HogDetector, MotBoxes, OnnxDetector, make_detector
     from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, read_events
+    from mvd_edge.match.foreground import ForegroundDetector
     from mvd_edge.match.pipeline import MatchConfig, MatchPipeline, run_match
     from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, load_cameras, parse_source
     from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track

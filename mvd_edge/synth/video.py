@@ -19,6 +19,7 @@ Ground truth JSON::
     {"format": "mvd-edge-synth-video", "version": 1,
      "fps": 15.0, "frames": 300, "size": [height, width], "seed": 0,
      "n_ids": 6, "identity_seed": 7919,
+     "effects": {"shake": 0.0, "illumination": 0.0, "thermal_drift": 0.0},  # SynthVideoRenderer
      "look_alikes": [[1, 2], ...],   # pairs of ids that look alike across modalities
      "streams": {"ir":  {"modality": "ir",  "video": "ir.mp4",  "mot": "ir.mot.txt",
                          "boxes": [[[id, x, y, w, h, visibility], ...],   # frame 0
@@ -76,7 +77,7 @@ __all__ = [
 GT_FORMAT = "mvd-edge-synth-video"
 IDENTITY_SEED_BASE = 7919
 STREAMS: tuple[str, ...] = ("ir", "rgb")
-_WALK_TAG, _CAM_TAG, _NOISE_TAG, _POSE_TAG = 0x3A1, 0x3A2, 0x3A3, 0x3A4
+_WALK_TAG, _CAM_TAG, _NOISE_TAG, _POSE_TAG, _SHAKE_TAG = 0x3A1, 0x3A2, 0x3A3, 0x3A4, 0x3A5
 # per stream: (person height at the far depth, height gained at the near depth, foot y far, foot y near), / frame height
 _GEOMETRY = {"ir": (0.40, 0.28, 0.60, 0.95), "rgb": (0.36, 0.30, 0.63, 0.96)}
 
@@ -126,10 +127,25 @@ class SynthVideoRenderer:
             rendering of the same view, to check the matcher with a colour-only embedder).
         identities: the people (default: ``sample_identities(n_ids, IDENTITY_SEED_BASE + seed)``);
             when given, ``n_ids`` must be their number. ``seed`` still sets the cameras and walks.
+
+    Camera effects (all 0 = off, the default), to test detectors that model a fixed background:
+
+    * ``shake``: camera shake, in pixels: every frame of both streams is shifted by a vibration
+      (two sines of random frequency) plus jitter, up to about ``shake`` px each way; the
+      ground-truth boxes move with it.
+    * ``illumination``: RGB day/night: the light level ramps down to ``1 - illumination`` of
+      its start over the clip, and at 60 % of the clip the lights switch (a step of half that
+      ramp back up). IR is not affected.
+    * ``thermal_drift``: IR drift in grey levels: the offset drifts by up to ``thermal_drift``
+      levels and the gain by ``thermal_drift`` % over the clip, with a flat-field correction
+      jump (offset step of ``thermal_drift / 2``) every 8 s, as uncooled cameras do. RGB is
+      not affected.
     """
 
     def __init__(self, n_ids: int = 6, fps: float = 15.0, size: tuple[int, int] = (360, 640), seed: int = 0,
-                 ir_modality: Modality | str = Modality.INFRARED, identities: Sequence[Identity] | None = None):
+                 ir_modality: Modality | str = Modality.INFRARED, identities: Sequence[Identity] | None = None,
+                 shake: float = 0.0, illumination: float = 0.0, thermal_drift: float = 0.0,
+                 duration: float = 20.0):
         if isinstance(n_ids, bool) or int(n_ids) < 1:
             raise UsageError(f"n_ids must be >= 1, got {n_ids!r}")
         if not fps > 0:
@@ -139,6 +155,14 @@ class SynthVideoRenderer:
             raise UsageError(f"size must be at least 64x64, got {size!r}")
         if isinstance(seed, bool) or int(seed) < 0:
             raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+        for name, v, hi in (("shake", shake, 0.2 * min(h, w)), ("illumination", illumination, 0.95),
+                            ("thermal_drift", thermal_drift, 120.0)):
+            if not 0 <= float(v) <= hi:
+                raise UsageError(f"{name} must be in [0, {hi:g}], got {v!r}")
+        if not duration > 0:
+            raise UsageError(f"duration must be > 0, got {duration!r}")
+        self.shake, self.illumination, self.thermal_drift = float(shake), float(illumination), float(thermal_drift)
+        self.duration = float(duration)  # seconds over which the illumination / drift effects run
         self.n_ids, self.fps, self.size, self.seed = int(n_ids), float(fps), (h, w), int(seed)
         self.modality = {"ir": Modality.parse(ir_modality), "rgb": Modality.VISIBLE}
         if identities is None:
@@ -242,22 +266,58 @@ class SynthVideoRenderer:
             src = bgr.astype(np.float32) if modality is Modality.VISIBLE else bgr[..., 0].astype(np.float32)
             paste(img, src, alpha, y0, x0)
         boxes.sort(key=lambda b: b[0])
+        if self.shake > 0:
+            img, boxes = self._shake(img, boxes, frame)
         return self._camera(stream, img, frame), boxes
+
+    def shake_offset(self, frame: int) -> tuple[float, float]:
+        """The camera's ``(dx, dy)`` shift in pixels at ``frame`` (both streams shake alike)."""
+        if self.shake <= 0:
+            return 0.0, 0.0
+        p = np.random.default_rng([_SHAKE_TAG, self.seed]).uniform(0.0, 1.0, 6)
+        j = np.random.default_rng([_SHAKE_TAG, self.seed, frame]).standard_normal(2)
+        t = frame / self.fps
+        dx = 0.45 * math.sin(2 * math.pi * (1.5 + 3 * p[0]) * t + 6.3 * p[1]) + 0.25 * math.sin(
+            2 * math.pi * (0.2 + 0.3 * p[2]) * t) + 0.15 * float(j[0])
+        dy = 0.45 * math.sin(2 * math.pi * (1.5 + 3 * p[3]) * t + 6.3 * p[4]) + 0.25 * math.sin(
+            2 * math.pi * (0.2 + 0.3 * p[5]) * t + 1.0) + 0.15 * float(j[1])
+        return self.shake * dx, self.shake * dy
+
+    def _shake(self, img: np.ndarray, boxes: list[list[float]], frame: int) -> tuple[np.ndarray, list[list[float]]]:
+        H, W = self.size
+        dx, dy = self.shake_offset(frame)
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        img = cv2.warpAffine(img, m, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        moved = []
+        for pid, x, y, w, h, vis in boxes:
+            x0, y0 = max(0.0, x + dx), max(0.0, y + dy)
+            x1, y1 = min(float(W), x + w + dx), min(float(H), y + h + dy)
+            if x1 - x0 >= 4 and y1 - y0 >= 1:
+                moved.append([pid, round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2), vis])
+        return img, moved
 
     def _camera(self, stream: str, img: np.ndarray, frame: int) -> np.ndarray:
         style = self.styles[stream]
         rng = np.random.default_rng([_NOISE_TAG, self.seed, STREAMS.index(stream), frame])
         scale = self.size[0] / 360.0 * 1.5  # the styles' blur is given at 128 px crop height
         t = frame / self.fps
+        u = min(1.0, t / self.duration)  # 0 .. 1 over the clip
         if style.modality is Modality.VISIBLE:
             img = (img - 128.0) * style.contrast + (128.0 + style.brightness + 3.0 * math.sin(0.7 * t))
+            if self.illumination > 0:  # day -> night ramp, lights switched on at 60 %
+                light = 1.0 - self.illumination * u + (0.5 * self.illumination * 0.6 if u >= 0.6 else 0.0)
+                img = img * light
             img *= np.asarray(style.tint, np.float32)
             if style.blur * scale > 0.25:
                 img = cv2.GaussianBlur(img, (0, 0), style.blur * scale)
             img += rng.standard_normal(img.shape, dtype=np.float32) * style.noise
             return np.clip(img + 0.5, 0, 255).astype(np.uint8)
         gain = style.gain * (1.0 + 0.03 * math.sin(0.5 * t))  # slow AGC drift
-        img = img * gain + style.offset
+        offset = style.offset
+        if self.thermal_drift > 0:  # housing warms up; flat-field correction every 8 s
+            gain *= 1.0 + 0.01 * self.thermal_drift * u
+            offset += self.thermal_drift * (math.sin(1.3 * math.pi * u) + 0.5 * (int(t // 8.0) % 2))
+        img = img * gain + offset
         img = cv2.GaussianBlur(img, (0, 0), style.blur * scale)
         fpn = np.random.default_rng([_NOISE_TAG, self.seed, 99]).standard_normal(img.shape[1], dtype=np.float32)
         img += (fpn * style.fpn)[None, :]
@@ -289,14 +349,16 @@ def write_mot(path: Path, per_frame_boxes: list[list[list[float]]]) -> Path:
 
 def write_synth_video(out: Path, n_ids: int = 6, seconds: float = 20.0, seed: int = 0, fps: float = 15.0,
                       size: tuple[int, int] = (360, 640), mot: bool = True, progress: bool = False,
-                      ir_modality: Modality | str = Modality.INFRARED) -> dict[str, Any]:
+                      ir_modality: Modality | str = Modality.INFRARED, shake: float = 0.0,
+                      illumination: float = 0.0, thermal_drift: float = 0.0) -> dict[str, Any]:
     """Render and write a synthetic IR/RGB video pair with ground truth (see the module docstring).
 
     Args:
         out: output folder (created; files of the same names are overwritten).
         n_ids: people (>= 1). seconds: duration (> 0). seed: non-negative integer.
         fps: frame rate. size: ``(height, width)``. mot: also write MOT box files.
-        progress: show a tqdm bar. ir_modality: see :class:`SynthVideoRenderer`.
+        progress: show a tqdm bar. ir_modality, shake, illumination, thermal_drift: see
+            :class:`SynthVideoRenderer`.
 
     Returns:
         ``{"out", "frames", "fps", "size", "videos": {"ir": path, "rgb": path}, "gt": path,
@@ -304,7 +366,8 @@ def write_synth_video(out: Path, n_ids: int = 6, seconds: float = 20.0, seed: in
     """
     if not seconds > 0:
         raise UsageError(f"seconds must be > 0, got {seconds!r}")
-    renderer = SynthVideoRenderer(n_ids=n_ids, fps=fps, size=size, seed=seed, ir_modality=ir_modality)
+    renderer = SynthVideoRenderer(n_ids=n_ids, fps=fps, size=size, seed=seed, ir_modality=ir_modality, shake=shake,
+                                  illumination=illumination, thermal_drift=thermal_drift, duration=seconds)
     n_frames = max(1, int(round(seconds * fps)))
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
@@ -338,6 +401,8 @@ def write_synth_video(out: Path, n_ids: int = 6, seconds: float = 20.0, seed: in
     gt = {
         "format": GT_FORMAT, "version": 1, "fps": float(fps), "frames": n_frames, "size": [H, W], "seed": int(seed),
         "n_ids": int(n_ids), "identity_seed": renderer.identity_seed,
+        "effects": {"shake": renderer.shake, "illumination": renderer.illumination,
+                    "thermal_drift": renderer.thermal_drift},
         "look_alikes": [] if renderer.modality["ir"] is Modality.VISIBLE else
         [[i + 1, j + 1] for i, j in look_alike_pairs(renderer.identities)],
         "streams": {s: {"modality": renderer.modality[s].short, "video": paths[s].name,
