@@ -152,7 +152,7 @@ def main() -> None:
     table: dict[str, dict[str, dict]] = {s: {} for s in STREAMS}
     for stream in STREAMS:
         for name in names:
-            if name == "warm" and stream == "rgb":
+            if name.endswith("warm") and stream == "rgb":
                 continue  # warm blobs are a thermal idea
             rows = [score_detector(name, v, stream) for v in videos]
             for v, r in zip(videos, rows):

@@ -24,7 +24,7 @@ runner = CliRunner()
 
 # every command of the single-module CLI (mvd_edge/cli.py + match/commands.py) before the split
 OLD_COMMANDS = ["synth", "train", "eval", "export", "fp16", "int8", "build-engine", "verify", "calibrate-threshold",
-                "profile", "bench", "demo", "match", "synth-video", "score-matches"]
+                "profile", "bench", "demo", "match", "synth-video", "train-detector", "score-matches"]
 HEAVY = ["cv2", "torch", "onnxruntime", "onnx", "scipy", "matplotlib"]
 
 
@@ -90,6 +90,7 @@ print(json.dumps({"before": before, "after": "cv2" in sys.modules, "names": sort
     assert out["run_match"] == "mvd_edge.match.pipeline"
     assert out["names"] == sorted([
         "EVENT_SCHEMA_VERSION", "ByteTracker", "CrossModalAssociator", "Detections", "EventWriter", "FeatureBank",
+            "ForegroundDetector",
         "FramePacket", "FrameSource", "HogDetector", "MatchConfig", "MatchPipeline", "MotBoxes", "OnnxDetector",
         "PairUpdate", "PassthroughTracker", "SourceError", "SourceSpec", "Track", "load_cameras", "make_detector",
         "parse_source", "read_events", "run_match"])

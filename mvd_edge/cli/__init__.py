@@ -5,7 +5,7 @@ The commands live in sub-apps by area and are merged into the root app as top-le
 
 * :mod:`.train`: ``synth``, ``train``, ``eval``, ``demo``
 * :mod:`.deploy`: ``export``, ``fp16``, ``int8``, ``build-engine``, ``verify``, ``profile``, ``bench``
-* :mod:`.match`: ``match``, ``synth-video``, ``score-matches``
+* :mod:`.match`: ``match``, ``synth-video``, ``train-detector``, ``score-matches``
 * :mod:`._common`: consoles, the ``friendly`` error decorator, option parsers
 
 Heavy modules (torch, onnx, onnxruntime, OpenCV, scipy, matplotlib) are imported inside the
@@ -28,7 +28,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 COMMANDS = ("synth", "train", "eval", "export", "fp16", "int8", "build-engine", "verify", "calibrate-threshold",
             "profile", "bench", "demo",
-            "match", "synth-video", "score-matches")
+            "match", "synth-video", "train-detector", "score-matches")
 """Every command, in the order ``mvd-edge --help`` lists them (the pipeline's order: data, train, deploy, match)."""
 
 

@@ -1,4 +1,4 @@
-"""Camera-matcher commands: ``match``, ``synth-video`` and ``score-matches``.
+"""Camera-matcher commands: ``match``, ``synth-video``, ``train-detector`` and ``score-matches``.
 
 torch-free; OpenCV, scipy, onnxruntime and the matcher pipeline are imported inside the
 commands, so ``--help`` stays light.
@@ -176,6 +176,81 @@ def synth_video_cmd(
         console.print(f"[yellow]look-alikes:[/] people {pairs} share every trait that shows in both modalities "
                       "(hair, pattern, sleeves, coat, lower garment, accessory; similar stripes and lengths): "
                       "a cross-modal matcher may confuse them")
+
+
+@app.command("train-detector")
+@friendly
+def train_detector_cmd(
+    out: Annotated[Path, typer.Option(help="output folder: detector.onnx, detector.pt, report.json")] = Path(
+        "runs/detector"),
+    synth: Annotated[Optional[list[Path]], typer.Option(help="a synth-video folder (both streams and their MOT boxes; "
+                                                             "repeatable)")] = None,
+    video: Annotated[Optional[list[Path]], typer.Option(help="a video of one camera (repeatable, each with --boxes)")
+                     ] = None,
+    boxes: Annotated[Optional[list[Path]], typer.Option(help="the MOT box file of the --video at the same position")
+                     ] = None,
+    layout: Annotated[str, typer.Option(help="ONNX output layout: v8, v5 or e2e (see `match --detector-layout`)")
+                      ] = "v8",
+    steps: Annotated[int, typer.Option(help="training steps")] = 1500,
+    batch: Annotated[int, typer.Option(help="frames per step")] = 16,
+    size: Annotated[str, typer.Option(help="network input HEIGHTxWIDTH (multiples of 16; frames are letterboxed)")
+                    ] = "192x320",
+    every: Annotated[int, typer.Option(help="use every N-th frame")] = 2,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing detector in --out")] = False,
+) -> None:
+    """Train a small person detector on frames with MOT boxes and export it to ONNX for `match --detector`.
+
+    Without --synth and --video, it renders six synthetic IR/RGB pairs (seeds 100-105) into OUT/videos
+    and trains on those: a detector for the synthetic scenes, not for your cameras.
+    """
+    from mvd_edge.core.errors import UsageError, require
+
+    torch = require("torch", "train")
+    from mvd_edge.synth.video import write_synth_video
+    from mvd_edge.train.detector import DetectorTrainConfig, export_detector, load_frames, train_detector, write_report
+
+    h, w = parse_size(size)
+    video, boxes, synth = list(video or []), list(boxes or []), list(synth or [])
+    if len(video) != len(boxes):
+        raise UsageError(f"give one --boxes per --video ({len(video)} videos, {len(boxes)} box files)")
+    if every < 1:
+        raise UsageError(f"--every must be >= 1, got {every}")
+    onnx_path = out / "detector.onnx"
+    if onnx_path.exists() and not overwrite:
+        raise UsageError(f"{onnx_path} exists: pass --overwrite to replace it, or another --out")
+    if not video and not synth:
+        for s in range(100, 106):
+            d = out / "videos" / f"seed{s}"
+            if not (d / "gt.json").is_file():
+                err_console.print(f"rendering synthetic training pair seed {s} into {d}", highlight=False)
+                write_synth_video(d, seed=s)
+            synth.append(d)
+    pairs = list(zip(video, boxes))
+    for d in synth:
+        from mvd_edge.eval.scoring import load_ground_truth
+
+        gt = load_ground_truth(d)
+        for st in ("ir", "rgb"):
+            if not gt["streams"][st].get("mot"):
+                raise UsageError(f"{d}: no MOT file for the {st} stream (render it with `synth-video --mot`)")
+            pairs.append((d / gt["streams"][st]["video"], d / gt["streams"][st]["mot"]))
+    data = [load_frames(v, b, (h, w), every=every) for v, b in pairs]
+    err_console.print(f"{sum(len(f) for f in data)} frames from {len(pairs)} videos", highlight=False)
+    cfg = DetectorTrainConfig(size=(h, w), steps=steps, batch=batch, seed=seed)
+    net, report = train_detector(data, cfg, progress=True, log=lambda m: err_console.print(m, highlight=False))
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), out / "detector.pt")
+    export_detector(net, onnx_path, (h, w), layout)
+    report.update(layout=layout, onnx=str(onnx_path), videos=[[str(v), str(b)] for v, b in pairs])
+    write_report(out / "report.json", report)
+    b = report["best"]
+    console.print(f"[green]wrote[/] {onnx_path} ({layout}); validation box precision {b['precision']:.3f}, "
+                  f"recall {b['recall']:.3f} at step {b['step']} (last {cfg.val_fraction:.0%} of each video)",
+                  highlight=False)
+    hint = f" --detector-layout {layout}" if layout == "v5" else ""
+    console.print(f"use it: mvd-edge match --ir ... --rgb ... --model ... --detector {onnx_path}{hint}",
+                  highlight=False)
 
 
 @app.command("score-matches")

@@ -58,6 +58,7 @@ __all__ = [
     "MotBoxes",
     "OnnxDetector",
     "box_iou",
+    "letterbox",
     "make_detector",
     "nms",
     "read_mot",
@@ -226,15 +227,9 @@ class OnnxDetector(Detector):
         self.conf, self.iou, self.person_class, self.layout = float(conf), float(iou), int(person_class), layout
 
     def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float, float, float]:
-        H, W = self.input_hw
-        h, w = image.shape[:2]
-        r = min(H / h, W / w)
-        nh, nw = int(round(h * r)), int(round(w * r))
-        top, left = (H - nh) // 2, (W - nw) // 2
-        canvas = np.full((H, W, 3), 114, np.uint8)
-        canvas[top:top + nh, left:left + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        x = cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)[None].astype(np.float32) * (1.0 / 255.0)
-        return np.ascontiguousarray(x), r, float(left), float(top)
+        rgb, r, left, top = letterbox(image, self.input_hw)
+        x = rgb.transpose(2, 0, 1)[None].astype(np.float32) * (1.0 / 255.0)
+        return np.ascontiguousarray(x), r, left, top
 
     def decode(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """Raw first output -> (boxes x1y1x2y2 in input pixels, scores, nms_done)."""
@@ -287,6 +282,19 @@ class OnnxDetector(Detector):
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
         ok = (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
         return Detections(boxes[ok], np.clip(scores[ok], 0, 1))
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, float, float]:
+    """BGR uint8 frame -> (RGB uint8 ``[H, W, 3]`` of ``size``, scale, left, top): resized to fit,
+    centred, padded with grey 114 (the YOLO convention; the ONNX detector's input)."""
+    H, W = size
+    h, w = image.shape[:2]
+    r = min(H / h, W / w)
+    nh, nw = int(round(h * r)), int(round(w * r))
+    top, left = (H - nh) // 2, (W - nw) // 2
+    canvas = np.full((H, W, 3), 114, np.uint8)
+    canvas[top:top + nh, left:left + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    return cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB), r, float(left), float(top)
 
 
 def _cxcywh(b: np.ndarray) -> np.ndarray:

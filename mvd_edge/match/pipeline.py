@@ -532,4 +532,5 @@ def _summary(pipe: MatchPipeline, srcs: dict[str, FrameSource], n: int, elapsed:
                         **srcs[s].stats.as_dict(), "error": srcs[s].error} for s in STREAMS},
         "rss_mb": {"start": round(rss_start, 1), "end": round(rss_mb(), 1)},
         "config": pipe.config.as_dict(),
+        "detector": {s: getattr(pipe.detectors[s], "name", type(pipe.detectors[s]).__name__) for s in STREAMS},
     }
