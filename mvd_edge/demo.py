@@ -29,7 +29,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     from mvd_edge.eval.reid import save_results
     from mvd_edge.eval.scoring import score_matches
     from mvd_edge.export import export_onnx
-    from mvd_edge.match.detect import make_detector
+    from mvd_edge.match.detect import UNTRAINED_DEFAULTS, make_detector
     from mvd_edge.match.pipeline import MatchConfig, run_match
     from mvd_edge.profile import profile_embedder, save_profile
     from mvd_edge.quant.api import quantize
@@ -101,13 +101,14 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
                   f"(pair precision {point['precision']:.3f}, recall {point['recall']:.3f} on {point['identities']} "
                   f"held-out identities)")
     summary["match"] = {}
-    for mode in ("gt-boxes", "gt-boxes@0.5", "auto", "hog"):
+    for mode in ("gt-boxes", "gt-boxes@0.5", "auto", "untrained", "hog"):
         emb = load_embedder(engines[1])
         op = match_settings(emb.info, threshold=0.5 if mode.endswith("@0.5") else None)
         if mode.startswith("gt-boxes"):
             dets = {s: make_detector(boxes=video["mot"][s]) for s in ("ir", "rgb")}
-        else:  # "auto": the default detector of each stream's modality
-            dets = {s: make_detector(detector=mode, modality=s) for s in ("ir", "rgb")}
+        else:  # "auto": the default detectors (the packaged CNN); the best ones that need no training; HOG
+            dets = {s: make_detector(detector=UNTRAINED_DEFAULTS[s] if mode == "untrained" else mode, modality=s)
+                    for s in ("ir", "rgb")}
         events = out / f"events-{mode}.jsonl"
         save = out / f"match-{mode}.mp4" if mode == "gt-boxes" else None
         res = run_match(str(video["videos"]["ir"]), str(video["videos"]["rgb"]), emb, dets, events=events, save=save,

@@ -22,11 +22,17 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert by_precision["fp32"]["cosine"]["min"] > 0.9999
     assert 0.5 < by_precision["int8"]["cosine"]["mean"] <= 1.0 + 1e-6
     # matcher ran on both box sources and scored them against the ground truth
-    for mode in ("gt-boxes", "hog"):
+    for mode in ("gt-boxes", "auto", "untrained", "hog"):
         m = summary["match"][mode]
         assert 0.0 <= m["precision"] <= 1.0 and 0.0 <= m["recall"] <= 1.0 and m["fps"] > 0
         events = [json.loads(line) for line in (out / f"events-{mode}.jsonl").read_text().splitlines()]
         assert events[0]["event"] == "start" and events[-1]["event"] == "end"
+    want = {"gt-boxes": "boxes", "auto": "person-synth", "hog": "hog"}
+    for mode, name in want.items():
+        start = json.loads((out / f"events-{mode}.jsonl").read_text().splitlines()[0])
+        assert start["detector"] == {"ir": name, "rgb": name}
+    start = json.loads((out / "events-untrained.jsonl").read_text().splitlines()[0])
+    assert start["detector"] == {"ir": "mog2+warm", "rgb": "knn"}
     # the INT8 engine carries its operating point, and the matcher used it (no hand-set threshold)
     from mvd_edge.runtime.sidecar import read_sidecar
 

@@ -175,3 +175,15 @@ def test_train_detector_command_and_match(tmp_path):
     assert json.loads((tmp_path / "s.json").read_text())["detector"] == {"ir": "onnx", "rgb": "onnx"}
     r = runner.invoke(app, ["train-detector", "--video", str(clip / "ir.mp4"), "--out", str(tmp_path / "d2")])
     assert r.exit_code == 2 and "one --boxes per --video" in r.output
+    # fine-tuning on one camera's own boxes, from the first run's weights: it starts where that one ended
+    ft = tmp_path / "ft"
+    r = runner.invoke(app, ["train-detector", "--video", str(clip / "rgb.mp4"), "--boxes", str(clip / "rgb.mot.txt"),
+                            "--out", str(ft), "--steps", "2", "--batch", "2", "--size", "96x160", "--every", "1",
+                            "--init", str(out / "detector.pt")])
+    assert r.exit_code == 0, r.output
+    hist = json.loads((ft / "report.json").read_text())["history"]
+    assert [h["step"] for h in hist] == [0, 2]
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    r = runner.invoke(app, ["train-detector", "--synth", str(clip), "--out", str(tmp_path / "d3"), "--init",
+                            str(tmp_path / "junk.pt")])
+    assert r.exit_code == 2 and "is not a train-detector detector.pt" in r.output

@@ -197,18 +197,28 @@ def train_detector_cmd(
                     ] = "192x320",
     every: Annotated[int, typer.Option(help="use every N-th frame")] = 2,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    init: Annotated[Optional[str], typer.Option(help="fine-tune: start from a detector.pt of an earlier run, or "
+                                                     "'person-synth' (the packaged detector)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing detector in --out")] = False,
 ) -> None:
     """Train a small person detector on frames with MOT boxes and export it to ONNX for `match --detector`.
 
     Without --synth and --video, it renders six synthetic IR/RGB pairs (seeds 100-105) into OUT/videos
-    and trains on those: a detector for the synthetic scenes, not for your cameras.
+    and trains on those: a detector for the synthetic scenes, not for your cameras. For your cameras:
+    --video/--boxes pairs, and --init person-synth to fine-tune the packaged detector.
     """
     from mvd_edge.core.errors import UsageError, require
 
     torch = require("torch", "train")
     from mvd_edge.synth.video import write_synth_video
-    from mvd_edge.train.detector import DetectorTrainConfig, export_detector, load_frames, train_detector, write_report
+    from mvd_edge.train.detector import (
+        DetectorTrainConfig,
+        export_detector,
+        load_detector,
+        load_frames,
+        train_detector,
+        write_report,
+    )
 
     h, w = parse_size(size)
     video, boxes, synth = list(video or []), list(boxes or []), list(synth or [])
@@ -235,10 +245,17 @@ def train_detector_cmd(
             if not gt["streams"][st].get("mot"):
                 raise UsageError(f"{d}: no MOT file for the {st} stream (render it with `synth-video --mot`)")
             pairs.append((d / gt["streams"][st]["video"], d / gt["streams"][st]["mot"]))
+    net0 = None
+    if init is not None:
+        from mvd_edge.match.detect import PERSON_SYNTH
+
+        net0 = load_detector(PERSON_SYNTH.with_suffix(".pt") if init == "person-synth" else Path(init))
     data = [load_frames(v, b, (h, w), every=every) for v, b in pairs]
     err_console.print(f"{sum(len(f) for f in data)} frames from {len(pairs)} videos", highlight=False)
     cfg = DetectorTrainConfig(size=(h, w), steps=steps, batch=batch, seed=seed)
-    net, report = train_detector(data, cfg, progress=True, log=lambda m: err_console.print(m, highlight=False))
+    net, report = train_detector(data, cfg, progress=True, log=lambda m: err_console.print(m, highlight=False),
+                                 init=net0)
+    report["init"] = init
     out.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), out / "detector.pt")
     export_detector(net, onnx_path, (h, w), layout)

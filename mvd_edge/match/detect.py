@@ -3,9 +3,10 @@ YOLO-style model, or boxes from a MOT file.
 
 Detector names (``make_detector(detector=...)``, ``mvd-edge match --detector/--ir-detector/
 --rgb-detector``): ``auto`` -- the best measured one for the stream's modality
-(:data:`DEFAULT_DETECTORS`: ``mog2+warm`` for IR, ``knn`` for RGB; ``docs/detectors``);
+(:data:`DEFAULT_DETECTORS`: ``person-synth`` for both; ``docs/detectors``);
 ``mog2``, ``knn``, ``warm``, ``mog2+warm``, ``knn+warm`` (:class:`~.foreground.ForegroundDetector`);
-``hog``; or the path of a YOLO-style ``.onnx`` model.
+``hog``; ``person-synth`` (the packaged detector trained on synthetic scenes, :data:`PERSON_SYNTH`);
+or the path of a YOLO-style ``.onnx`` model.
 
 Every detector has ``detect(image, frame_index) -> Detections``; ``image`` is uint8 BGR
 ``[H, W, 3]`` and ``frame_index`` the source's 0-based frame number (only the MOT reader
@@ -52,6 +53,8 @@ from mvd_edge.core.errors import UsageError
 __all__ = [
     "DEFAULT_DETECTORS",
     "DETECTOR_NAMES",
+    "PERSON_SYNTH",
+    "UNTRAINED_DEFAULTS",
     "Detections",
     "Detector",
     "HogDetector",
@@ -66,9 +69,15 @@ __all__ = [
 
 
 #: The default detector per stream modality, chosen from the measured table in docs/detectors
-#: (box precision / recall on held-out synthetic video seeds).
-DEFAULT_DETECTORS = {"ir": "mog2+warm", "rgb": "knn"}
-DETECTOR_NAMES = ("auto", "hog", "mog2", "knn", "warm", "mog2+warm", "knn+warm")
+#: (box precision / recall on held-out synthetic video seeds): the packaged CNN on both. It was
+#: trained on synthetic scenes only; the best detectors that need no training are ``mog2+warm``
+#: (IR) and ``knn`` (RGB), see :data:`UNTRAINED_DEFAULTS`.
+DEFAULT_DETECTORS = {"ir": "person-synth", "rgb": "person-synth"}
+UNTRAINED_DEFAULTS = {"ir": "mog2+warm", "rgb": "knn"}
+DETECTOR_NAMES = ("auto", "hog", "mog2", "knn", "warm", "mog2+warm", "knn+warm", "person-synth")
+#: ``person-synth``: the packaged detector ``mvd-edge train-detector`` trained on synthetic scenes
+#: (``mvd_edge/assets/person-synth.onnx``, how it was made in ``person-synth.json`` beside it).
+PERSON_SYNTH = Path(__file__).resolve().parent.parent / "assets" / "person-synth.onnx"
 
 
 @dataclass
@@ -384,6 +393,13 @@ def make_detector(boxes: str | Path | None = None, detector: str | Path | None =
         name = DEFAULT_DETECTORS[modality]
     if name.lower() == "hog":
         return HogDetector(hit_threshold=hog_threshold, upscale=hog_upscale)
+    if name.lower() == "person-synth":
+        if not PERSON_SYNTH.is_file():
+            raise UsageError(f"the packaged detector is missing ({PERSON_SYNTH}): reinstall mvd-edge, or train one "
+                             "with `mvd-edge train-detector`")
+        det = OnnxDetector(PERSON_SYNTH, conf=onnx_conf, layout="auto", device=device)
+        det.name = "person-synth"
+        return det
     if name.lower() in DETECTOR_NAMES:
         from mvd_edge.match.foreground import ForegroundDetector
 

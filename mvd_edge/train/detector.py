@@ -44,8 +44,8 @@ from torch import nn
 from mvd_edge.core.errors import UsageError
 from mvd_edge.match.detect import letterbox, nms
 
-__all__ = ["DetectorTrainConfig", "PersonNet", "decode", "export_detector", "load_frames", "targets", "train_detector",
-           "write_report"]
+__all__ = ["DetectorTrainConfig", "PersonNet", "decode", "export_detector", "load_detector", "load_frames", "targets",
+           "train_detector", "write_report"]
 
 STRIDE = 8
 LAYOUTS = ("v8", "v5", "e2e")
@@ -294,11 +294,27 @@ def _loss(raw: torch.Tensor, label: torch.Tensor, weight: torch.Tensor, reg: tor
     return cls + box
 
 
+def load_detector(path: str | Path) -> PersonNet:
+    """A :class:`PersonNet` from a ``detector.pt`` written by ``train-detector`` (its state dict)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"detector weights not found: {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+        net = PersonNet(width=int(state["stem.0.0.weight"].shape[0]) * 2)
+        net.load_state_dict(state)
+    except Exception as exc:  # a truncated file, another model's weights
+        raise UsageError(f"{p} is not a train-detector detector.pt ({type(exc).__name__})") from None
+    return net
+
+
 def train_detector(train: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], config: DetectorTrainConfig,
-                   progress: bool = False, log=None) -> tuple[PersonNet, dict[str, Any]]:
+                   progress: bool = False, log=None, init: PersonNet | None = None) -> tuple[PersonNet, dict[str, Any]]:
     """Train on per-video frame lists (from :func:`load_frames`); returns the best net and a report.
 
-    The last ``val_fraction`` of each video's frames (at least one) are the validation set."""
+    The last ``val_fraction`` of each video's frames (at least one) are the validation set.
+    ``init``: start from this net (fine-tuning; its width replaces ``config.width``) instead of
+    random weights; its score on the validation frames before training is the first history entry."""
     cfg = config
     if cfg.steps < 1 or cfg.batch < 1:
         raise UsageError(f"steps and batch must be >= 1, got {cfg.steps}, {cfg.batch}")
@@ -314,12 +330,19 @@ def train_detector(train: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], con
     if not tr:
         raise UsageError("no training frames")
     grid = (cfg.size[0] // STRIDE, cfg.size[1] // STRIDE)
-    net = PersonNet(cfg.width)
+    net = PersonNet(cfg.width) if init is None else init
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     best: dict[str, Any] = {"f1": -1.0}
     best_state = None
     history = []
+    if init is not None and va:  # fine-tuning must beat where it started
+        m = evaluate(net, va, cfg.conf)
+        history.append({"step": 0, "loss": float("nan"), **m})
+        best = {"step": 0, **m}
+        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        if log is not None:
+            log(f"start: val box P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f}")
     bar = None
     if progress:
         from tqdm import tqdm
