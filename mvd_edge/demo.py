@@ -192,6 +192,10 @@ def render_report(s: dict) -> str:
                       f"recall {op['recall']:.3f} on {op['identities']} fresh synthetic identities "
                       f"({op['people_per_scene']} people per simulated scene, target precision "
                       f"{op['target_precision']}). `gt-boxes@0.5` is the old fixed default, for comparison."]
+    lines += ["", "Boxes: `gt-boxes` the ground truth; `auto` the default detector (`person-synth`, the packaged "
+                  "detector trained on synthetic scenes of seeds 100-105; this video's seed is not among them); "
+                  "`untrained` the best detectors that need no training (background subtraction: mog2+warm on IR, knn "
+                  "on RGB); `hog` OpenCV's HOG people detector."]
     lines += ["", "Annotated video: `match-gt-boxes.mp4`."]
     if s.get("match_still"):
         lines += ["", f"![match]({s['match_still']})"]

@@ -225,7 +225,8 @@ class OnnxDetector(Detector):
             raise FileNotFoundError(f"detector model not found: {p}")
         if layout not in ("auto", "v8", "v5", "e2e"):
             raise UsageError(f"detector layout must be auto, v8, v5 or e2e, got {layout!r}")
-        self.session = make_session(p, device=device, threads=threads)
+        # no spinning: in the matcher the detector takes turns with the embedder on the same cores
+        self.session = make_session(p, device=device, threads=threads, spin=False)
         inp = self.session.get_inputs()[0]
         shape = list(inp.shape)
         if len(shape) != 4:

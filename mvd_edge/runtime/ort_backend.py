@@ -21,8 +21,11 @@ def onnx_metadata(session) -> dict[str, str]:
 
 
 def make_session(path: str | Path, device: str = "cpu", threads: int | None = None,
-                 optimization: str = "extended", optimized_out: str | Path | None = None):
-    """An ``InferenceSession`` on the requested provider; never silently falls back to another."""
+                 optimization: str = "extended", optimized_out: str | Path | None = None, spin: bool = True):
+    """An ``InferenceSession`` on the requested provider; never silently falls back to another.
+
+    ``spin=False``: the intra-op threads sleep between runs instead of spinning, for a session that
+    shares the CPU with others in one loop (the matcher's detector next to its embedder)."""
     import onnxruntime as ort
 
     if device not in PROVIDERS:
@@ -37,6 +40,8 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
     opts.graph_optimization_level = levels[optimization]
     if threads:
         opts.intra_op_num_threads = int(threads)
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if optimized_out is not None:
         opts.optimized_model_filepath = str(optimized_out)
     try:
