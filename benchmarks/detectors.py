@@ -44,7 +44,7 @@ EFFECTS = {"shake 6 px": {"shake": 6.0}, "day/night 0.6": {"illumination": 0.6},
 
 def _video(work: Path, seed: int, seconds: float, **effects) -> Path:
     tag = "".join(f"-{k}{v:g}" for k, v in sorted(effects.items()))
-    out = work / f"seed{seed}{tag}"
+    out = work / f"seed{seed}{tag}" if seconds == 20.0 else work / f"seed{seed}-{seconds:g}s{tag}"
     if not (out / "gt.json").is_file():
         write_synth_video(out, seed=seed, seconds=seconds, **effects)
     return out

@@ -61,18 +61,44 @@ def _frames(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 @pytest.fixture(scope="module")
 def trained():
     cfg = DetectorTrainConfig(size=SIZE, width=16, steps=80, batch=4, lr=1e-2, val_every=40, seed=0)
-    net, report = train_detector([_frames(12, 5)], cfg)
-    return net, report
+    frames = _frames(12, 5)
+    net, report = train_detector([frames], cfg)
+    return net, report, frames
 
 
 def test_training_lowers_the_loss_and_keeps_the_best_validation_step(trained):
-    net, report = trained
+    from mvd_edge.train.detector import evaluate
+
+    net, report, frames = trained
     assert report["last_loss"] < 0.7 * report["first_loss"], report
+    # the returned weights are the ones that scored best on the held-out last 20 % of the video
+    assert evaluate(net, frames[-report["val_frames"]:], 0.35)["f1"] == pytest.approx(report["best"]["f1"])
+    assert report["config"]["width"] == 16
     steps = [h["step"] for h in report["history"]]
     assert steps == [40, 80]
     assert report["best"]["f1"] == max(h["f1"] for h in report["history"])
     assert report["val_frames"] >= 1 and report["train_frames"] >= 10
     assert not net.training
+
+
+def test_mot_files_without_visibility_and_with_bad_frames(tmp_path):
+    from mvd_edge.synth.video import write_synth_video
+    from mvd_edge.train.detector import load_frames
+
+    clip = write_synth_video(tmp_path / "clip", n_ids=2, seconds=1.0, fps=5, size=(180, 320))
+    rows = [line.split(",") for line in open(clip["mot"]["rgb"]).read().splitlines()]
+    mot15 = tmp_path / "mot15.txt"  # MOT15 / detector-output style: -1 in the visibility column
+    mot15.write_text("".join(",".join(r[:6] + ["1", "-1", "-1", "-1"]) + "\n" for r in rows))
+    frames = load_frames(clip["videos"]["rgb"], mot15, SIZE)
+    assert sum(len(b) for _, b in frames) == len(rows) and all((b[:, 4] == 1.0).all() for _, b in frames)
+    zero_based = tmp_path / "zero.txt"
+    zero_based.write_text("0,1,10,10,20,40\n")
+    with pytest.raises(UsageError, match="1-based"):
+        load_frames(clip["videos"]["rgb"], zero_based, SIZE)
+    ignored = tmp_path / "ignored.txt"
+    ignored.write_text("1,1,10,10,20,40,0\n")
+    with pytest.raises(UsageError, match="ignore"):
+        load_frames(clip["videos"]["rgb"], ignored, SIZE)
 
 
 def test_bad_training_settings():
@@ -82,7 +108,7 @@ def test_bad_training_settings():
         train_detector([_frames(2, 1)], DetectorTrainConfig(size=SIZE, steps=0))
 
 
-def _torch_boxes(net, image: np.ndarray, conf: float) -> np.ndarray:
+def _torch_boxes(net, image: np.ndarray, conf: float, suppress: bool = True) -> np.ndarray:
     """The torch model's own detections on a BGR frame, with OnnxDetector's post-processing written out."""
     lb, r, left, top = letterbox(image, SIZE)
     x = torch.from_numpy(lb).permute(2, 0, 1)[None].float() / 255.0
@@ -92,7 +118,8 @@ def _torch_boxes(net, image: np.ndarray, conf: float) -> np.ndarray:
     keep = s >= conf
     b, s = b[keep], s[keep]
     xyxy = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=1)
-    xyxy = xyxy[nms(xyxy, s, 0.5)]
+    if suppress:
+        xyxy = xyxy[nms(xyxy, s, 0.5)]
     xyxy = (xyxy - np.array([left, top, left, top], np.float32)) / r
     h, w = image.shape[:2]
     xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, w)
@@ -110,9 +137,7 @@ def exported(trained, tmp_path_factory):
 def test_each_layout_decodes_to_the_torch_models_boxes(trained, exported):
     net = trained[0]
     conf = 0.05  # the briefly trained model is unsure: a low bar gives boxes to compare
-    dets = {"v8": OnnxDetector(exported["v8"], conf=conf, layout="auto"),
-            "v5": OnnxDetector(exported["v5"], conf=conf, layout="v5"),
-            "e2e": OnnxDetector(exported["e2e"], conf=conf, layout="auto")}
+    dets = {lay: OnnxDetector(exported[lay], conf=conf, layout="auto") for lay in ("v8", "v5", "e2e")}
     assert all(d.input_hw == SIZE for d in dets.values())
     renderer = SynthVideoRenderer(n_ids=3, seed=99, size=(180, 320))  # frames the detector never saw
     seen = 0
@@ -124,8 +149,13 @@ def test_each_layout_decodes_to_the_torch_models_boxes(trained, exported):
             seen += len(ref)
             assert len(v8) == len(ref) and np.allclose(v8.boxes, ref, atol=0.05), (v8.boxes, ref)
             assert np.allclose(v5.boxes, v8.boxes, atol=1e-3) and np.allclose(v5.scores, v8.scores, atol=1e-4)
-            # e2e suppresses inside the graph (3x3 peaks): each of its boxes is one of the torch model's
-            # cells, and the best box is the same as after NMS
+            # e2e suppresses inside the graph (3x3 peaks), then NMS: each of its boxes is one of the torch
+            # model's cells, no two overlap, and the best box is the same as after NMS over every cell
+            cells = _torch_boxes(net, img, conf, suppress=False)
+            for b in e2e.boxes:
+                assert np.abs(cells - b).max(axis=1).min() < 0.05, b
+            iou = box_iou(e2e.boxes, e2e.boxes)
+            assert (iou[~np.eye(len(iou), dtype=bool)] <= 0.5).all()
             if len(ref):
                 assert len(e2e) >= 1
                 assert box_iou(e2e.boxes[:1], v8.boxes[:1])[0, 0] > 0.99

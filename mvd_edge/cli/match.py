@@ -54,10 +54,10 @@ def match_cmd(
                                             "'colorhist' = a colour-histogram baseline (RGB/RGB checks only)")],
     cameras: Annotated[Optional[Path], typer.Option(help="cameras YAML: name -> source (+ resolution, fps)")] = None,
     device: Annotated[Optional[str], typer.Option(help="engine device (default: the engine's)")] = None,
-    detector: Annotated[str, typer.Option(help="both streams: 'auto' (the best measured per modality: mog2+warm for "
-                                               "IR, knn for RGB), mog2, knn, warm, mog2+warm, knn+warm "
-                                               "(background subtraction: fixed cameras), hog, or a YOLO-style "
-                                               ".onnx")] = "auto",
+    detector: Annotated[str, typer.Option(help="both streams: 'auto' (the best measured: person-synth, the packaged "
+                                               "CNN trained on synthetic scenes), mog2, knn, warm, mog2+warm, "
+                                               "knn+warm (background subtraction: fixed cameras, no training), hog, "
+                                               "or a YOLO-style .onnx")] = "auto",
     ir_detector: Annotated[Optional[str], typer.Option(help="IR stream detector (overrides --detector)")] = None,
     rgb_detector: Annotated[Optional[str], typer.Option(help="RGB stream detector (overrides --detector)")] = None,
     detector_layout: Annotated[str, typer.Option(help="ONNX detector output: auto, v8, v5 or e2e")] = "auto",
@@ -212,6 +212,7 @@ def train_detector_cmd(
     torch = require("torch", "train")
     from mvd_edge.synth.video import write_synth_video
     from mvd_edge.train.detector import (
+        LAYOUTS,
         DetectorTrainConfig,
         export_detector,
         load_detector,
@@ -221,6 +222,12 @@ def train_detector_cmd(
     )
 
     h, w = parse_size(size)
+    if layout not in LAYOUTS:
+        raise UsageError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if steps < 1 or batch < 1:
+        raise UsageError(f"--steps and --batch must be >= 1, got {steps} and {batch}")
+    if h % 16 or w % 16:
+        raise UsageError(f"--size must be multiples of 16, got {h}x{w}")
     video, boxes, synth = list(video or []), list(boxes or []), list(synth or [])
     if len(video) != len(boxes):
         raise UsageError(f"give one --boxes per --video ({len(video)} videos, {len(boxes)} box files)")
@@ -265,9 +272,7 @@ def train_detector_cmd(
     console.print(f"[green]wrote[/] {onnx_path} ({layout}); validation box precision {b['precision']:.3f}, "
                   f"recall {b['recall']:.3f} at step {b['step']} (last {cfg.val_fraction:.0%} of each video)",
                   highlight=False)
-    hint = f" --detector-layout {layout}" if layout == "v5" else ""
-    console.print(f"use it: mvd-edge match --ir ... --rgb ... --model ... --detector {onnx_path}{hint}",
-                  highlight=False)
+    console.print(f"use it: mvd-edge match --ir ... --rgb ... --model ... --detector {onnx_path}", highlight=False)
 
 
 @app.command("score-matches")

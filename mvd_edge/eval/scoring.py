@@ -99,7 +99,7 @@ def box_counts(pred: np.ndarray, gts: list[list[float]], iou: float = 0.5,
     matched_g = np.zeros(len(g), bool)
     if len(pred) and len(g):
         m = box_iou(pred, g)
-        rows, cols = linear_sum_assignment(-m)
+        rows, cols = linear_sum_assignment(-np.where(m >= iou, m, 0.0))  # pairs below iou cannot count
         for r, c in zip(rows, cols):
             if m[r, c] >= iou:
                 matched_p[r], matched_g[c] = True, True

@@ -1,5 +1,5 @@
-"""Person detectors: background subtraction (default, :mod:`.foreground`), OpenCV HOG, an ONNX
-YOLO-style model, or boxes from a MOT file.
+"""Person detectors: the packaged CNN (default), background subtraction (:mod:`.foreground`),
+OpenCV HOG, an ONNX YOLO-style model, or boxes from a MOT file.
 
 Detector names (``make_detector(detector=...)``, ``mvd-edge match --detector/--ir-detector/
 --rgb-detector``): ``auto`` -- the best measured one for the stream's modality
@@ -22,12 +22,13 @@ first output in one of these layouts (``layout="auto"`` picks by shape):
   then C class scores (no objectness). Chosen when the middle axis is the smaller one.
 * ``v5``: ``[1, N, 5 + C]`` -- YOLOv5/YOLOv7 export: ``cx, cy, w, h, objectness`` then C
   class scores; score = objectness x class score. Chosen for ``[1, N, K]`` with K >= 7.
-* ``e2e``: ``[1, N, 6]`` -- NMS already inside the model (e.g. Ultralytics ``nms=True``,
-  YOLOv10): ``x1, y1, x2, y2, score, class``. Chosen for K == 6 (a single-class v5 model
-  has K == 6 too: pass ``layout="v5"`` for it).
+* ``e2e``: ``[1, N, 6]`` -- suppression already inside the model (e.g. Ultralytics ``nms=True``,
+  YOLOv10, the peak suppression of ``train-detector --layout e2e``): ``x1, y1, x2, y2, score,
+  class``. Chosen for K == 6 (a single-class v5 model has K == 6 too: pass ``layout="v5"``
+  for it). NMS runs on it too (a no-op on outputs an NMS already cleaned).
 
 Coordinates are in the letterboxed input's pixels. The person class is ``person_class``
-(0 in COCO). Score threshold, then class-wise NMS  unless ``e2e``.
+(0 in COCO). Score threshold, then NMS on the person boxes.
 
 MOT box files
 -------------
@@ -280,10 +281,10 @@ class OnnxDetector(Detector):
     def detect(self, image: np.ndarray, frame_index: int = 0) -> Detections:
         x, r, left, top = self._letterbox(image)
         out = self.session.run(None, {self.input_name: x})[0]
-        boxes, scores, done = self.decode(out)
+        boxes, scores, _ = self.decode(out)
         keep = scores >= self.conf
         boxes, scores = boxes[keep], scores[keep]
-        if not done and len(boxes):
+        if len(boxes):  # e2e outputs too: in-graph peak suppression can leave duplicates, and NMS is idempotent
             k = nms(boxes, scores, self.iou)
             boxes, scores = boxes[k], scores[k]
         h, w = image.shape[:2]

@@ -5,7 +5,7 @@ file per camera, or ``synth-video`` folders, which carry both) and writes an ONN
 ``mvd-edge match --detector det.onnx`` runs through :class:`mvd_edge.match.detect.OnnxDetector`,
 in any of the three output layouts that class reads (``v8``, ``v5``, ``e2e``).
 
-Network (:class:`PersonNet`, about 0.2 M parameters): a plain conv-BN-ReLU backbone to stride 8
+Network (:class:`PersonNet`, 0.37 M parameters at the default width 32): a plain conv-BN-ReLU backbone to stride 8
 and stride 16, the stride-16 map upsampled and added back (so a stride-8 cell sees a whole
 person), and one 1x1 head per stride-8 cell: a person logit and the box (centre offset in
 cells, log width and log height in cells). Input: ``[1, 3, H, W]`` RGB in 0..1, letterboxed
@@ -19,11 +19,13 @@ horizontal flip, brightness/contrast jitter, scale jitter. The last ``val_fracti
 video's frames are held out; the checkpoint kept is the one with the best box F1 on them.
 
 Decoded outputs (all in input pixels): ``v8`` ``[1, 5, N]`` (cx, cy, w, h, person score);
-``v5`` ``[1, N, 6]`` (cx, cy, w, h, objectness = score, person class score = 1: pass
-``--detector-layout v5``, a single-class v5 model has 6 columns like an e2e one); ``e2e``
-``[1, K, 6]`` (x1, y1, x2, y2, score, class 0) with the suppression inside the graph: a cell is
-kept only where its score is the maximum of its 3x3 neighbourhood (the centre-point
-suppression of CenterNet), then the top ``K`` scores.
+``v5`` ``[1, N, 7]`` (cx, cy, w, h, objectness = score, then class scores 1 for person and 0
+for a second, unused class: 7 columns, so ``--detector-layout auto`` tells it from an e2e
+output); ``e2e`` ``[1, K, 6]`` (x1, y1, x2, y2, score, class 0) with the suppression inside
+the graph: a cell is kept only where its score is the maximum of its 3x3 neighbourhood (the
+centre-point suppression of CenterNet), then the top ``K`` scores. That keeps a few
+duplicates on tall people, so :class:`~mvd_edge.match.detect.OnnxDetector` runs its NMS on
+e2e outputs too.
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ class _Export(nn.Module):
         if self.layout == "v8":
             return torch.cat([boxes, scores[..., None]], dim=-1).transpose(1, 2)
         if self.layout == "v5":
-            return torch.cat([boxes, scores[..., None], torch.ones_like(scores)[..., None]], dim=-1)
+            one = torch.ones_like(scores)[..., None]
+            return torch.cat([boxes, scores[..., None], one, torch.zeros_like(one)], dim=-1)
         k = min(self.top_k, scores.shape[1])
         top, idx = torch.topk(scores, k, dim=1)
         sel = torch.gather(boxes, 1, idx[..., None].expand(-1, -1, 4))
@@ -156,6 +159,9 @@ def load_frames(video: str | Path, mot: str | Path, size: tuple[int, int], every
             vis = float(parts[8]) if len(parts) > 8 else 1.0
         except (ValueError, IndexError):
             raise UsageError(f"{mot}:{lineno}: expected MOT 'frame,id,x,y,w,h[,score,class,visibility]'") from None
+        if f < 1:
+            raise UsageError(f"{mot}:{lineno}: MOT frames are 1-based, got {f}")
+        vis = 1.0 if vis < 0 else min(vis, 1.0)  # MOT15 / detector files write -1 there: no visibility given
         if w > 0 and h > 0:
             rows.setdefault(f - 1, []).append([x, y, x + w, y + h, vis if score > 0 else 0.0])
     cap = cv2.VideoCapture(str(video))
@@ -177,6 +183,8 @@ def load_frames(video: str | Path, mot: str | Path, size: tuple[int, int], every
         raise UsageError(f"{video}: no frames")
     if not any(len(b) for _, b in out):
         raise UsageError(f"{mot}: no boxes for the frames of {video} (frames are 1-based in MOT files)")
+    if not any((b[:, 4] > 0).any() for _, b in out):
+        raise UsageError(f"{mot}: every box is marked 'ignore' (score 0 or visibility 0): nothing to learn from")
     return out
 
 
@@ -301,7 +309,7 @@ def load_detector(path: str | Path) -> PersonNet:
         raise FileNotFoundError(f"detector weights not found: {p}")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
-        net = PersonNet(width=int(state["stem.0.0.weight"].shape[0]) * 2)
+        net = PersonNet(width=int(state["stem.1.0.weight"].shape[0]))
         net.load_state_dict(state)
     except Exception as exc:  # a truncated file, another model's weights
         raise UsageError(f"{p} is not a train-detector detector.pt ({type(exc).__name__})") from None
@@ -382,10 +390,12 @@ def train_detector(train: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], con
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     if bar is not None:
         bar.close()
-    if best_state is not None:
+    if best_state is not None and va:  # without validation frames there is nothing to choose by: the last step
         net.load_state_dict(best_state)
+    if not va:
+        best = {"step": cfg.steps, "precision": float("nan"), "recall": float("nan"), "f1": float("nan")}
     net.eval()
-    report = {"config": {**asdict(cfg), "size": list(cfg.size)}, "train_frames": len(tr), "val_frames": len(va),
+    report = {"config": {**asdict(cfg), "size": list(cfg.size), "width": int(net.stem[1][0].out_channels)}, "train_frames": len(tr), "val_frames": len(va),
               "best": best, "history": history, "first_loss": losses[0], "last_loss": float(np.mean(losses[-20:]))}
     return net, report
 
