@@ -126,11 +126,14 @@ def match_cmd(
     err_console.print(f"model {model} ({embedder.backend}, {embedder.precision}, {embedder.dim}-d); detectors: "
                       f"ir {detectors['ir'].name}, rgb {detectors['rgb'].name}; "
                       f"sources: ir {specs['ir'].label}, rgb {specs['rgb'].label}", highlight=False)
+    from mvd_edge.core.signals import sigterm_as_interrupt
+
     try:
-        summary = run_match(specs["ir"], specs["rgb"], embedder, detectors, config=config, events=events, save=save,
-                            show=show, max_frames=max_frames, duration=duration, realtime=realtime,
-                            queue_size=queue_size, open_timeout=open_timeout, max_offline=max_offline,
-                            status=status, profile=profile, console=err_console)
+        with sigterm_as_interrupt():  # docker stop / systemd: close the video and the events like Ctrl-C
+            summary = run_match(specs["ir"], specs["rgb"], embedder, detectors, config=config, events=events,
+                                save=save, show=show, max_frames=max_frames, duration=duration, realtime=realtime,
+                                queue_size=queue_size, open_timeout=open_timeout, max_offline=max_offline,
+                                status=status, profile=profile, console=err_console)
     except SourceError as exc:
         if getattr(exc, "summary", None):
             _print_summary(console, exc.summary)
@@ -140,6 +143,8 @@ def match_cmd(
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=1) + "\n")
+    if summary["ended"].startswith(("terminated", "interrupted")):  # finished cleanly, but not done: say so
+        raise typer.Exit(143 if summary["ended"].startswith("terminated") else 130)
 
 
 @app.command("synth-video")

@@ -479,8 +479,10 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
             if on_step is not None:
                 on_step(res)
             refresh()
-    except KeyboardInterrupt:
-        reason = "interrupted"
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through sigterm_as_interrupt: finish the run cleanly
+        from mvd_edge.core.signals import Terminated
+
+        reason = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (SIGINT)"
     finally:
         for s in STREAMS:
             srcs[s].stop()
