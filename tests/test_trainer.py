@@ -216,3 +216,92 @@ def test_ddp_two_cpu_processes_gloo(tmp_path, synth_root):
     assert state["epoch"] == 0
     assert not any(k.startswith("module.") for k in state["model"])  # saved unwrapped
     assert (out / "log.csv").is_file()
+
+
+class _Killed(BaseException):
+    """Stands for the process being killed at a write point (not an Exception: nothing catches it)."""
+
+
+def _kill_at(monkeypatch, n: int) -> list[str]:
+    """Make the n-th write point of the trainer (1-based) die; returns the log of write points."""
+    calls: list[str] = []
+    real_save, real_log, real_promote = trainer_mod.save_checkpoint, trainer_mod._write_log, trainer_mod._promote_best
+
+    def point(name, fn, partial=None):
+        def wrapped(*args, **kwargs):
+            calls.append(name)
+            if len(calls) == n:
+                if partial is not None:
+                    partial(*args)
+                raise _Killed(name)
+            return fn(*args, **kwargs)
+        return wrapped
+
+    def half_written(state, path):  # the temp file a killed torch.save leaves behind
+        path.with_name(f".{path.name}.tmp-{os.getpid()}").write_bytes(b"partial")
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint",
+                        point("save", real_save, half_written))
+    monkeypatch.setattr(trainer_mod, "_write_log", point("log", real_log))
+    monkeypatch.setattr(trainer_mod, "_promote_best", point("promote", real_promote))
+    return calls
+
+
+def test_a_run_killed_at_any_write_point_resumes_to_a_valid_best_and_complete_log(tmp_path, synth_root, monkeypatch):
+    extra = ["optim.epochs=3", "optim.warmup_epochs=1", "seed=3"]
+    ref = Trainer(_cfg(tmp_path / "ref", synth_root, extra), progress=False)
+    ref.fit()
+    ref_last = load_checkpoint(tmp_path / "ref" / "last.pt")
+    points = 0
+    n = 1
+    while True:
+        out = tmp_path / f"kill{n}"
+        calls = _kill_at(monkeypatch, n)
+        try:
+            Trainer(_cfg(out, synth_root, extra), progress=False).fit()
+            killed = False
+        except _Killed:
+            killed = True
+        monkeypatch.undo()
+        if not killed:
+            points = n - 1
+            break
+        assert calls[-1] in ("save", "log", "promote")
+        resume = (out / "last.pt").is_file()
+        Trainer(_cfg(out, synth_root, extra), resume=resume, progress=False).fit()
+        last = load_checkpoint(out / "last.pt")
+        best = load_checkpoint(out / "best.pt")
+        assert best["epoch"] + 1 == last["best"]["epoch"] == ref_last["best"]["epoch"], (n, calls)
+        rows = list(csv.DictReader(open(out / "log.csv")))
+        assert [int(r["epoch"]) for r in rows] == [1, 2, 3], (n, calls)
+        assert [r["val_rank1"] for r in rows] == [str(h["val_rank1"]) for h in ref_last["history"]]
+        assert not list(out.glob(".*")), (n, list(out.glob(".*")))  # no pending best, no temp files
+        n += 1
+    assert points >= 9  # every epoch has at least log + last.pt; improved ones also pending + promote
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_stops_training_cleanly_and_resume_finishes_it(tmp_path, synth_root):
+    import shutil
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    exe = shutil.which("mvd-edge")
+    cmd = ([exe] if exe else [sys.executable, "-m", "mvd_edge"]) + ["train", "--out", str(out), "--no-test"]
+    for kv in SMALL + [f"data.root={synth_root}", "optim.epochs=40", "optim.warmup_epochs=1"]:
+        cmd += ["--set", kv]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "last.pt").is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, text
+    assert "stopped by SIGTERM" in text and "--resume" in text
+    last = load_checkpoint(out / "last.pt")
+    assert last["epoch"] + 1 < 40  # it stopped early
+    done = last["epoch"] + 1
+    assert [int(r["epoch"]) for r in csv.DictReader(open(out / "log.csv"))] == list(range(1, done + 1))
+    assert load_checkpoint(out / "best.pt")["epoch"] + 1 == last["best"]["epoch"]
+    assert not list(out.glob(".*.tmp-*"))

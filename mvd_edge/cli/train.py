@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mvd_edge.cli._common import console, friendly, parse_size
+from mvd_edge.cli._common import console, err_console, friendly, parse_size
 from mvd_edge.core.errors import require
 
 app = typer.Typer()
@@ -83,9 +83,19 @@ def train(
             overrides.append(f"{key}={json.dumps(str(value)) if isinstance(value, Path) else value}")
     cfg = load_train_config(config, overrides)
     require("torch", "train")
+    from mvd_edge.core.signals import Terminated, interrupt_exit_code, sigterm_as_interrupt
     from mvd_edge.train.trainer import run_training
 
-    summary = run_training(cfg, resume=resume, evaluate_test=test)
+    try:
+        with sigterm_as_interrupt():  # docker stop / systemd stop like Ctrl-C: the checkpoints stay consistent
+            summary = run_training(cfg, resume=resume, evaluate_test=test)
+    except KeyboardInterrupt as exc:
+        last = Path(cfg.out) / "last.pt"
+        where = f"{last} holds the last finished epoch; continue with --resume" if last.is_file() else \
+            "no epoch finished yet"
+        err_console.print(f"stopped by {'SIGTERM' if isinstance(exc, Terminated) else 'SIGINT'}: {where}",
+                          highlight=False)
+        raise typer.Exit(interrupt_exit_code(exc)) from None
     if "test" in summary:
         _print_results(summary["test"], title=f"test: {cfg.data.dataset}, best epoch {summary['best']['epoch']}")
         console.print(f"results: {Path(cfg.out) / 'test_results.json'}, CMC plot: {Path(cfg.out) / 'cmc.png'}")

@@ -8,6 +8,13 @@
 * ``best.pt``: chosen on the *validation* identities (never the test split): Rank-1 of IR
   queries against the RGB gallery, ties broken by mAP. Without a validation split the last
   epoch is kept and a warning says so.
+* Crash safety, in this order per epoch: a new best goes to ``.best.pt.pending``, ``log.csv`` is
+  rewritten (atomically) from the history, ``last.pt`` is written (the commit point: it
+  records the epoch and which epoch is best), then the pending best is renamed over
+  ``best.pt``. A resume after a kill at any of these points ends with a ``best.pt`` that is
+  the epoch ``last.pt`` names and a ``log.csv`` with every epoch once: a pending best that
+  ``last.pt`` already records is put in place, one it does not is dropped (its epoch runs
+  again), the log is rewritten from ``last.pt``'s history, and temp files are removed.
 * DistributedDataParallel when launched by ``torchrun`` (NCCL on CUDA, gloo on the CPU);
   rank 0 writes checkpoints, logs and evaluates.
 * Checkpoints hold only tensors and plain Python values and load with ``weights_only=True``.
@@ -256,6 +263,23 @@ class Trainer:
         self.best = dict(state["best"])
         self.history = list(state["history"])
         self.start_epoch = int(state["epoch"]) + 1
+        self._recover(int(state["epoch"]))
+
+    def _recover(self, last_epoch: int) -> None:
+        """Finish or undo the epoch a kill interrupted (see the module docstring)."""
+        pending = self.out / PENDING_BEST
+        if pending.is_file():
+            try:
+                epoch = int(load_checkpoint(pending)["epoch"])
+            except CheckpointError:  # killed while writing it
+                epoch = None
+            if epoch is not None and epoch <= last_epoch and self.best.get("epoch") == epoch + 1:
+                _promote_best(self.out)  # committed by last.pt, not yet renamed
+            else:
+                pending.unlink()  # not committed: that epoch runs again
+        for tmp in self.out.glob(".*.tmp-*"):  # half-written files of a killed writer
+            tmp.unlink()
+        _write_log(self.out / "log.csv", self.history)
 
     @property
     def _active_terms(self) -> set[str]:
@@ -368,10 +392,12 @@ class Trainer:
                     self.best = {"rank1": val["val_rank1"] if val else -1.0, "mAP": val["val_mAP"] if val else -1.0,
                                  "epoch": epoch + 1}
                 state = self._state(epoch)
+                if improved:  # crash-safe order: see the module docstring
+                    save_checkpoint(state, self.out / PENDING_BEST)
+                _write_log(self.out / "log.csv", self.history)
                 save_checkpoint(state, self.out / "last.pt")
                 if improved:
-                    save_checkpoint(state, self.out / "best.pt")
-                _append_csv(self.out / "log.csv", row)
+                    _promote_best(self.out)
                 if tb is not None:
                     for k, v in row.items():
                         if v is not None:
@@ -402,14 +428,30 @@ class Trainer:
         return evaluate_features(feats, self.data.test, settings, n_trials=self.cfg.eval.trials, seed=self.cfg.seed)
 
 
-def _append_csv(path: Path, row: dict) -> None:
-    """Append one epoch row (every row has the same keys: see ``Trainer.fit``)."""
-    exists = path.is_file()
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row))
-        if not exists:
+PENDING_BEST = ".best.pt.pending"
+
+
+def _promote_best(out: Path) -> None:
+    """The pending best becomes ``best.pt`` (one rename: atomic)."""
+    os.replace(out / PENDING_BEST, out / "best.pt")
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    """Write every epoch row (all rows have the same keys: see ``Trainer.fit``) atomically."""
+    if not rows:
+        return
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
-        w.writerow(row)
+            w.writerows(rows)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _tensorboard(out: Path):
