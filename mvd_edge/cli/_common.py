@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -16,7 +17,8 @@ from rich.markup import escape
 from mvd_edge.core import sizes
 from mvd_edge.core.errors import MvdEdgeError, UsageError
 
-__all__ = ["USER_ERRORS", "console", "err_console", "friendly", "parse_int_list", "parse_size"]
+__all__ = ["USER_ERRORS", "console", "err_console", "friendly", "parse_int_list", "parse_size",
+           "refuse_overwriting_inputs"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -45,6 +47,26 @@ def friendly(fn):
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def refuse_overwriting_inputs(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str | None]) -> None:
+    """A :class:`UsageError` when an output path is (or resolves to, through links or ``..``) one
+    of the inputs: writing it would destroy what the command reads. Non-path inputs (a camera
+    index, a URL) and unset options are ignored."""
+    def resolved(p):
+        if p is None or "://" in str(p):
+            return None
+        try:
+            return Path(p).expanduser().resolve()
+        except (OSError, RuntimeError):
+            return None
+
+    ins = {resolved(p): name for name, p in inputs.items() if resolved(p) is not None}
+    for name, p in outputs.items():
+        r = resolved(p)
+        if r is not None and r in ins:
+            raise UsageError(f"{name} {p} is the {ins[r]} itself: writing it would destroy the input; "
+                             f"choose another path")
 
 
 def parse_size(text: str, what: str = "size") -> tuple[int, int]:

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mvd_edge.cli._common import console, friendly, parse_int_list
+from mvd_edge.cli._common import console, friendly, parse_int_list, refuse_overwriting_inputs
 from mvd_edge.core.errors import UsageError, require
 
 app = typer.Typer()
@@ -29,6 +29,7 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset")] = 17,
 ) -> None:
     """Export a checkpoint to ONNX (FP32, dynamic batch) and check it against torch."""
+    refuse_overwriting_inputs({"--out": out}, {"checkpoint": checkpoint})
     require("torch", "train")
     from mvd_edge.export import export_onnx
 
@@ -51,10 +52,11 @@ def fp16(
     manifest: Annotated[Optional[Path], typer.Option(help="calibration manifest for the overflow check")] = None,
 ) -> None:
     """FP16 ONNX graph with FP32 input/output; reports values that overflow FP16."""
+    out = out or onnx_model.with_name(onnx_model.name.removesuffix(".onnx") + ".fp16.onnx")
+    refuse_overwriting_inputs({"--out": out}, {"ONNX graph": onnx_model, "--manifest": manifest})
     require("onnx", "quant")
     from mvd_edge.quant.api import to_fp16
 
-    out = out or onnx_model.with_name(onnx_model.name.removesuffix(".onnx") + ".fp16.onnx")
     report = to_fp16(onnx_model, out, manifest=manifest)
     console.print_json(json.dumps({k: v for k, v in report.items() if not isinstance(v, (list, dict)) or len(v) < 20},
                                   default=str))
@@ -140,6 +142,8 @@ def build_engine_cmd(
     if out is None:
         stem = onnx_model.name.removesuffix(".onnx")
         out = onnx_model.with_name(f"{stem}.{backend}.onnx" if backend == "ort" else f"{stem}.engine")
+    refuse_overwriting_inputs({"--out": out, "the sidecar": Path(f"{out}.json")},
+                              {"ONNX graph": onnx_model, "--timing-cache": timing_cache})
     info = build_engine(onnx_model, out, backend=backend, device=device, batch=batch, workspace_mb=workspace_mb,
                         timing_cache=timing_cache, verbose=verbose)
     console.print(f"[green]built[/] {out} ({info['backend']}, {info['precision']}"

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mvd_edge.cli._common import console, err_console, friendly, parse_size
+from mvd_edge.cli._common import console, err_console, friendly, parse_size, refuse_overwriting_inputs
 
 app = typer.Typer()
 
@@ -103,6 +103,9 @@ def match_cmd(
     from mvd_edge.runtime import load_embedder
     from mvd_edge.runtime.sidecar import match_settings
 
+    refuse_overwriting_inputs({"--events": events, "--save": save, "--summary-json": summary_json},
+                              {"--ir source": ir, "--rgb source": rgb, "--model": None if model == "colorhist" else model,
+                               "--ir-boxes": ir_boxes, "--rgb-boxes": rgb_boxes, "--cameras": cameras})
     cams = load_cameras(cameras) if cameras is not None else None
     specs = {"ir": parse_source(ir, cams), "rgb": parse_source(rgb, cams)}  # fail early on bad sources
     dsize = parse_size(detector_size, "--detector-size")
@@ -239,6 +242,9 @@ def train_detector_cmd(
     if every < 1:
         raise UsageError(f"--every must be >= 1, got {every}")
     onnx_path = out / "detector.onnx"
+    refuse_overwriting_inputs({"--out's detector.onnx": onnx_path, "--out's detector.pt": out / "detector.pt"},
+                              {"--init weights": None if init in (None, "person-synth") else init,
+                               **{f"--video {v}": v for v in video or []}, **{f"--boxes {b}": b for b in boxes or []}})
     if onnx_path.exists() and not overwrite:
         raise UsageError(f"{onnx_path} exists: pass --overwrite to replace it, or another --out")
     if not video and not synth:
@@ -292,6 +298,7 @@ def score_matches_cmd(
     """Pair precision/recall and IDF1 of global identities against synthetic ground truth."""
     from mvd_edge.eval.scoring import score_matches
 
+    refuse_overwriting_inputs({"--json": json_out}, {"events file": events, "ground truth": gt})
     r = score_matches(events, gt, iou=iou, min_visibility=min_visibility)
     table = Table(title=f"{events} vs {gt}", title_justify="left")
     for col in ("pair precision", "pair recall", "IDF1", "IDP", "IDR", "reported", "opportunities", "global ids"):

@@ -1,0 +1,67 @@
+"""An output path that is (or resolves to) one of the command's inputs is refused before anything is
+written: the input survives byte for byte and the error is one line naming both."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from typer.testing import CliRunner
+
+from mvd_edge.cli import app
+from mvd_edge.cli._common import refuse_overwriting_inputs
+from mvd_edge.core.errors import UsageError
+
+
+def _run(args):
+    r = CliRunner().invoke(app, args)
+    return r.exit_code, r.output
+
+
+@pytest.fixture()
+def files(tmp_path):
+    made = {}
+    for name in ("ck.pt", "m.onnx", "ir.mp4", "rgb.mp4", "gt.json", "ev.jsonl"):
+        p = tmp_path / name
+        p.write_bytes(os.urandom(64))
+        made[name] = p
+    return made
+
+
+def _intact(path, before):
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, victim", [
+    (["export", "{ck.pt}", "--out", "{ck.pt}"], "ck.pt"),
+    (["fp16", "{m.onnx}", "--out", "{m.onnx}"], "m.onnx"),
+    (["build-engine", "{m.onnx}", "--out", "{m.onnx}"], "m.onnx"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--events", "{ir.mp4}"], "ir.mp4"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--save", "{rgb.mp4}"], "rgb.mp4"),
+    (["score-matches", "{ev.jsonl}", "{gt.json}", "--json", "{gt.json}"], "gt.json"),
+], ids=["export", "fp16", "build-engine", "match-events", "match-save", "score-matches"])
+def test_output_equal_to_an_input_is_refused(files, args, victim):
+    before = files[victim].read_bytes()
+    code, out = _run([str(files[a[1:-1]]) if a.startswith("{") else a for a in args])
+    assert code == 2 and "would destroy the input" in out, out
+    _intact(files[victim], before)
+
+
+def test_paths_that_resolve_to_an_input_are_refused_too(files, tmp_path):
+    link = tmp_path / "link.mp4"
+    link.symlink_to(files["ir.mp4"])
+    before = files["ir.mp4"].read_bytes()
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    for alias in (link, sub / ".." / "ir.mp4"):
+        code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model",
+                          "colorhist", "--save", str(alias)])
+        assert code == 2 and "would destroy the input" in out, out
+    _intact(files["ir.mp4"], before)
+
+
+def test_the_check_ignores_cameras_urls_and_unset_options(tmp_path):
+    refuse_overwriting_inputs({"--events": tmp_path / "ev.jsonl", "--save": None},
+                              {"--ir source": "cam0", "--rgb source": "rtsp://10.0.0.6/main", "--cameras": None})
+    with pytest.raises(UsageError, match="--events .* is the --ir source itself"):
+        refuse_overwriting_inputs({"--events": tmp_path / "a"}, {"--ir source": tmp_path / "a"})
