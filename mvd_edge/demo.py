@@ -60,7 +60,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     times["data"] = time.perf_counter() - t
 
     t = _step(console, f"2/7 train MVD (tiny backbone, {epochs} epochs, CPU)")
-    trained = run_training(cfg)
+    trained = run_training(cfg, overwrite=True)  # the demo's own folder: a rerun replaces it
     ckpt = Path(trained["best_checkpoint"])
     save_results(trained["test"], None, out / "cmc.png", title="synthetic SYSU protocols (best epoch on val)")
     summary["train"] = {"best": trained["best"], "test": {k: {m: v[m]["mean"] for m in ("rank1", "mAP", "mINP")}

@@ -120,7 +120,7 @@ def train_row(base: list[str], out: Path, name: str, seed: int) -> dict:
         return json.loads(done.read_text())
     cfg = load_train_config(None, base + row_overrides(name) + [f"seed={seed}", f"out={d}"])
     t0 = time.perf_counter()
-    summary = run_training(cfg, progress=False)
+    summary = run_training(cfg, progress=False, overwrite=True)  # an unfinished row (no result.json) starts over
     r = summary["test"][SETTING]
     res = {"row": name, "seed": seed, "rank1": r["rank1"]["mean"], "mAP": r["mAP"]["mean"],
            "mINP": r["mINP"]["mean"], "best_epoch": summary["best"]["epoch"], "val_rank1": summary["best"]["rank1"],

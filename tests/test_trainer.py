@@ -305,3 +305,25 @@ def test_sigterm_stops_training_cleanly_and_resume_finishes_it(tmp_path, synth_r
     assert [int(r["epoch"]) for r in csv.DictReader(open(out / "log.csv"))] == list(range(1, done + 1))
     assert load_checkpoint(out / "best.pt")["epoch"] + 1 == last["best"]["epoch"]
     assert not list(out.glob(".*.tmp-*"))
+
+
+def test_training_into_an_existing_run_needs_resume_or_overwrite(tmp_path, synth_root):
+    out = tmp_path / "run"
+    Trainer(_cfg(out, synth_root, ["optim.epochs=1"]), progress=False).fit()
+    before = {n: (out / n).read_bytes() for n in ("last.pt", "best.pt", "log.csv")}
+    with pytest.raises(CheckpointError, match=r"already holds a run \(last.pt, best.pt\): --resume .*--overwrite"):
+        Trainer(_cfg(out, synth_root, ["optim.epochs=1"]), progress=False)
+    assert {n: (out / n).read_bytes() for n in before} == before  # nothing of the first run was touched
+    from typer.testing import CliRunner
+
+    from mvd_edge.cli import app
+
+    args = ["train", "--out", str(out), "--no-test"]
+    for kv in SMALL + [f"data.root={synth_root}", "optim.epochs=1"]:
+        args += ["--set", kv]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "already holds a run" in r.output
+    r = CliRunner().invoke(app, args + ["--overwrite", "--seed", "9"])
+    assert r.exit_code == 0, r.output
+    assert (out / "last.pt").read_bytes() != before["last.pt"]
+    assert len(list(csv.DictReader(open(out / "log.csv")))) == 1  # the new run's log, not appended to the old one

@@ -70,6 +70,8 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
     resume: Annotated[bool, typer.Option(help="continue from <out>/last.pt")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace the run already in --out (its checkpoints and log)")
+                         ] = False,
     test: Annotated[bool, typer.Option(help="evaluate best.pt on the test protocols at the end")] = True,
 ) -> None:
     """Train MVD (VSD + VCD + VML). Without options: synthetic data, tiny backbone, CPU-sized run."""
@@ -88,7 +90,7 @@ def train(
 
     try:
         with sigterm_as_interrupt():  # docker stop / systemd stop like Ctrl-C: the checkpoints stay consistent
-            summary = run_training(cfg, resume=resume, evaluate_test=test)
+            summary = run_training(cfg, resume=resume, evaluate_test=test, overwrite=overwrite)
     except KeyboardInterrupt as exc:
         last = Path(cfg.out) / "last.pt"
         where = f"{last} holds the last finished epoch; continue with --resume" if last.is_file() else \

@@ -176,11 +176,17 @@ def _set_rng_state(state: dict) -> None:
 class Trainer:
     """Train MVD with explicit configuration (built from YAML/CLI at the edge)."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False):
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.resume = resume
         self.progress = progress
+        if not resume and not overwrite:  # never replace another run's checkpoints or log silently
+            # (a log.csv without checkpoints is a first epoch that never finished: nothing to keep)
+            held = [n for n in ("last.pt", "best.pt") if (self.out / n).is_file()]
+            if held:
+                raise CheckpointError(f"{self.out} already holds a run ({', '.join(held)}): --resume to continue it, "
+                                      f"--overwrite to replace it, or another --out")
         self.distinfo = init_distributed(cfg.device if cfg.device != "auto" else
                                          ("cuda" if torch.cuda.is_available() else "cpu"))
         self.device = resolve_device(cfg.device, self.distinfo.local_rank)
@@ -462,9 +468,12 @@ def _tensorboard(out: Path):
     return SummaryWriter(str(out / "tb"))
 
 
-def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True, evaluate_test: bool = True) -> dict:
-    """Train, then (rank 0) evaluate best.pt on the test protocols and save results/PNG."""
-    trainer = Trainer(cfg, resume=resume, progress=progress)
+def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True, evaluate_test: bool = True,
+                 overwrite: bool = False) -> dict:
+    """Train, then (rank 0) evaluate best.pt on the test protocols and save results/PNG.
+
+    Into a folder that already holds a run only with ``resume`` (continue it) or ``overwrite``."""
+    trainer = Trainer(cfg, resume=resume, progress=progress, overwrite=overwrite)
     summary = trainer.fit()
     if trainer.distinfo.main and evaluate_test and trainer.data.test:
         results = trainer.test()
