@@ -65,3 +65,26 @@ def test_the_check_ignores_cameras_urls_and_unset_options(tmp_path):
                               {"--ir source": "cam0", "--rgb source": "rtsp://10.0.0.6/main", "--cameras": None})
     with pytest.raises(UsageError, match="--events .* is the --ir source itself"):
         refuse_overwriting_inputs({"--events": tmp_path / "a"}, {"--ir source": tmp_path / "a"})
+
+
+@pytest.mark.parametrize("opt, value", [("--threshold", "5"), ("--threshold", "-1.5"), ("--margin", "-0.1"),
+                                        ("--detector-conf", "1.5"), ("--max-occlusion", "0"), ("--hysteresis", "0"),
+                                        ("--queue-size", "0"), ("--threshold", "nan")])
+def test_match_numeric_options_are_bounded(files, opt, value):
+    code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", "colorhist",
+                      opt, value])
+    assert code == 2 and f"{opt} must be in" in out, out
+
+
+def test_score_matches_refuses_bad_bounds_and_empty_events(tmp_path):
+    from mvd_edge.synth.video import write_synth_video
+
+    clip = write_synth_video(tmp_path / "clip", n_ids=2, seconds=0.5, fps=4, size=(90, 160))
+    events = tmp_path / "ev.jsonl"
+    events.write_text("")
+    code, out = _run(["score-matches", str(events), clip["gt"]])
+    assert code == 2 and "no events" in out
+    events.write_text('{"event": "start"}\n')
+    for opt, value in (("--iou", "1.5"), ("--iou", "0"), ("--min-visibility", "7")):
+        code, out = _run(["score-matches", str(events), clip["gt"], opt, value])
+        assert code == 2 and "must be in" in out, out

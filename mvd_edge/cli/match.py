@@ -44,6 +44,17 @@ def _print_summary(console, summary: dict) -> None:
         console.print(f"video: {summary['video']}")
 
 
+def _check_bounds(values: dict[str, tuple]) -> None:
+    """One-line errors for numeric options outside their range (``None`` = not given)."""
+    import math
+
+    from mvd_edge.core.errors import UsageError
+
+    for name, (v, lo, hi) in values.items():
+        if v is not None and not (math.isfinite(v) and lo <= v <= hi):
+            raise UsageError(f"{name} must be in [{lo:g}, {hi:g}], got {v}")
+
+
 @app.command("match")
 @friendly
 def match_cmd(
@@ -103,6 +114,12 @@ def match_cmd(
     from mvd_edge.runtime import load_embedder
     from mvd_edge.runtime.sidecar import match_settings
 
+    _check_bounds({"--threshold": (threshold, -1.0, 1.0), "--margin": (margin, 0.0, 2.0),
+                   "--detector-conf": (detector_conf, 0.0, 1.0), "--max-occlusion": (max_occlusion, 1e-9, 1.0),
+                   "--min-box-score": (min_box_score, 0.0, 1.0), "--hog-upscale": (hog_upscale, 1e-9, 8.0),
+                   "--hysteresis": (hysteresis, 1, 10_000), "--embed-every": (embed_every, 1, 10_000),
+                   "--queue-size": (queue_size, 1, 10_000), "--open-timeout": (open_timeout, 0.0, 1e6),
+                   "--max-offline": (max_offline, 0.0, 1e6)})
     refuse_overwriting_inputs({"--events": events, "--save": save, "--summary-json": summary_json},
                               {"--ir source": ir, "--rgb source": rgb, "--model": None if model == "colorhist" else model,
                                "--ir-boxes": ir_boxes, "--rgb-boxes": rgb_boxes, "--cameras": cameras})

@@ -140,9 +140,15 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
     """
     from mvd_edge.match.events import StepRuns, read_events
 
+    if not 0 < iou <= 1:
+        raise UsageError(f"iou must be in (0, 1], got {iou}")
+    if not 0 <= min_visibility <= 1:
+        raise UsageError(f"min_visibility must be in [0, 1], got {min_visibility}")
     if not isinstance(gt, dict):
         gt = load_ground_truth(gt)
     evs = list(read_events(events)) if not isinstance(events, list) else events
+    if not evs:
+        raise UsageError(f"{events}: no events (an empty file: did `mvd-edge match --events` run to its first frame?)")
     boxes = {s: gt["streams"][s]["boxes"] for s in ("ir", "rgb")}
     n_gt = min(len(boxes["ir"]), len(boxes["rgb"]))
 
