@@ -42,7 +42,7 @@ are dropped (MOT ground truth uses score 0 for "ignore": use ``min_score=0.5`` t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +61,9 @@ __all__ = [
     "HogDetector",
     "MotBoxes",
     "OnnxDetector",
+    "MotRow",
     "box_iou",
+    "iter_mot",
     "letterbox",
     "make_detector",
     "nms",
@@ -312,16 +314,29 @@ def _cxcywh(b: np.ndarray) -> np.ndarray:
     return np.stack([b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2], axis=1)
 
 
-def read_mot(path: str | Path, min_score: float | None = None) -> dict[int, Detections]:
-    """Read a MOT box file -> ``{frame (0-based): Detections}`` (x1y1x2y2 boxes).
+@dataclass(frozen=True)
+class MotRow:
+    """One MOT line: ``frame`` 0-based, ``x, y`` the top-left corner; ``score`` 1 and ``visibility``
+    None when the line does not give them (``visibility`` is column 9, ``-1`` there means none)."""
 
-    ``ids`` are set on every frame's Detections when all rows of the file carry an id >= 0.
-    """
+    frame: int
+    id: int
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+    visibility: float | None
+
+
+def iter_mot(path: str | Path) -> Iterator[MotRow]:
+    """The rows of a MOT box file with a positive width and height (see the module docstring).
+
+    A line that does not parse, or a frame below 1 (MOT frames are 1-based), is a
+    :class:`UsageError` naming the line."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"boxes file not found: {p}")
-    rows: dict[int, list[tuple[int, float, float, float, float, float]]] = {}
-    all_ids = True
     for lineno, raw in enumerate(p.read_text().splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -331,16 +346,27 @@ def read_mot(path: str | Path, min_score: float | None = None) -> dict[int, Dete
             frame, tid = int(float(parts[0])), int(float(parts[1]))
             x, y, w, h = (float(v) for v in parts[2:6])
             score = float(parts[6]) if len(parts) > 6 else 1.0
+            vis = float(parts[8]) if len(parts) > 8 else None
         except (ValueError, IndexError):
             raise UsageError(f"{p}:{lineno}: expected MOT 'frame,id,x,y,w,h[,score,...]', got {raw!r}") from None
         if frame < 1:
             raise UsageError(f"{p}:{lineno}: MOT frames are 1-based, got {frame}")
-        if w <= 0 or h <= 0:
+        if w > 0 and h > 0:
+            yield MotRow(frame - 1, tid, x, y, w, h, score, None if vis is None or vis < 0 else min(vis, 1.0))
+
+
+def read_mot(path: str | Path, min_score: float | None = None) -> dict[int, Detections]:
+    """Read a MOT box file -> ``{frame (0-based): Detections}`` (x1y1x2y2 boxes).
+
+    ``ids`` are set on every frame's Detections when all rows of the file carry an id >= 0.
+    """
+    rows: dict[int, list[tuple[int, float, float, float, float, float]]] = {}
+    all_ids = True
+    for r in iter_mot(path):
+        if min_score is not None and r.score < min_score:
             continue
-        if min_score is not None and score < min_score:
-            continue
-        all_ids &= tid >= 0
-        rows.setdefault(frame - 1, []).append((tid, x, y, w, h, score))
+        all_ids &= r.id >= 0
+        rows.setdefault(r.frame, []).append((r.id, r.x, r.y, r.w, r.h, r.score))
     out: dict[int, Detections] = {}
     for k, rs in rows.items():
         a = np.asarray(rs, np.float64)

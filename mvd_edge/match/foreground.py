@@ -106,6 +106,7 @@ class ForegroundDetector(Detector):
         self._fast = self.relearn_frames
         self._frames = 0
         self._correcting = False
+        self._kernel_cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ state
     def _new_model(self, grey: bool):
@@ -194,11 +195,18 @@ class ForegroundDetector(Detector):
             self._ref = ref
             mask[:] = 0
         self._frames += 1
-        k = max(1, int(round(3 * self.scale * 2)))
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-        kw, kh = max(3, k + 2), max(5, int(round(mask.shape[0] * self.close_height)) | 1)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kw, kh)))
-        return mask
+        opening, closing = self._kernels(mask.shape[0])
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, opening)
+        return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, closing)
+
+    def _kernels(self, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """(opening, closing) structuring elements for a work image ``height`` rows high (built once)."""
+        if self._kernel_cache is None or self._kernel_cache[0] != height:
+            k = max(1, int(round(3 * self.scale * 2)))
+            kw, kh = max(3, k + 2), max(5, int(round(height * self.close_height)) | 1)
+            self._kernel_cache = (height, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)),
+                                  cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kw, kh)))
+        return self._kernel_cache[1], self._kernel_cache[2]
 
     def _boxes(self, mask: np.ndarray) -> tuple[list[list[float]], list[float]]:
         H = mask.shape[0]

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mvd_edge.core.errors import UsageError
-from mvd_edge.match.detect import letterbox, nms
+from mvd_edge.match.detect import iter_mot, letterbox, nms
 
 __all__ = ["DetectorTrainConfig", "PersonNet", "decode", "export_detector", "load_detector", "load_frames", "targets",
            "train_detector", "write_report"]
@@ -145,25 +145,10 @@ def load_frames(video: str | Path, mot: str | Path, size: tuple[int, int], every
     video, mot = Path(video), Path(mot)
     if not video.is_file():
         raise FileNotFoundError(f"video not found: {video}")
-    if not mot.is_file():
-        raise FileNotFoundError(f"boxes file not found: {mot}")
     rows: dict[int, list[list[float]]] = {}
-    for lineno, raw in enumerate(mot.read_text().splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        parts = line.replace(",", " ").split()
-        try:
-            f, x, y, w, h = int(float(parts[0])), *(float(v) for v in parts[2:6])
-            score = float(parts[6]) if len(parts) > 6 else 1.0
-            vis = float(parts[8]) if len(parts) > 8 else 1.0
-        except (ValueError, IndexError):
-            raise UsageError(f"{mot}:{lineno}: expected MOT 'frame,id,x,y,w,h[,score,class,visibility]'") from None
-        if f < 1:
-            raise UsageError(f"{mot}:{lineno}: MOT frames are 1-based, got {f}")
-        vis = 1.0 if vis < 0 else min(vis, 1.0)  # MOT15 / detector files write -1 there: no visibility given
-        if w > 0 and h > 0:
-            rows.setdefault(f - 1, []).append([x, y, x + w, y + h, vis if score > 0 else 0.0])
+    for r in iter_mot(mot):  # no visibility given (absent, or -1 as MOT15 / detector files write): fully visible
+        vis = 1.0 if r.visibility is None else r.visibility
+        rows.setdefault(r.frame, []).append([r.x, r.y, r.x + r.w, r.y + r.h, vis if r.score > 0 else 0.0])
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():
         raise UsageError(f"cannot read video {video}")
@@ -269,24 +254,23 @@ def _nms_boxes(boxes: np.ndarray, scores: np.ndarray, conf: float) -> np.ndarray
 
 def evaluate(net: PersonNet, frames: Sequence[tuple[np.ndarray, np.ndarray]], conf: float = 0.35,
              min_visibility: float = 0.5) -> dict[str, float]:
-    """Box precision / recall / F1 (IoU 0.5) of ``net`` on letterboxed frames with boxes."""
-    from mvd_edge.eval.scoring import box_counts
+    """Box precision / recall / F1 (IoU 0.5) of ``net`` on letterboxed frames with boxes
+    (:func:`mvd_edge.eval.scoring.score_boxes`, plus F1)."""
+    from mvd_edge.eval.scoring import score_boxes
 
     net.eval()
-    tp = fp = fn = 0
+    pred: dict[int, np.ndarray] = {}
     with torch.no_grad():
         for i in range(0, len(frames), 32):
-            chunk = frames[i:i + 32]
-            x = torch.from_numpy(np.stack([f for f, _ in chunk])).permute(0, 3, 1, 2).float() / 255.0
+            x = torch.from_numpy(np.stack([f for f, _ in frames[i:i + 32]])).permute(0, 3, 1, 2).float() / 255.0
             boxes, scores = decode(net(x))
-            for k, (_, gt) in enumerate(chunk):
-                pred = _nms_boxes(boxes[k].numpy(), scores[k].numpy(), conf)
-                g = [[0, b[0], b[1], b[2] - b[0], b[3] - b[1], b[4]] for b in gt]
-                a, b, c = box_counts(pred, g, 0.5, min_visibility)
-                tp, fp, fn = tp + a, fp + b, fn + c
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "tp": tp, "fp": fp, "fn": fn}
+            for k in range(len(boxes)):
+                pred[i + k] = _nms_boxes(boxes[k].numpy(), scores[k].numpy(), conf)
+    gts = [[[0, b[0], b[1], b[2] - b[0], b[3] - b[1], b[4]] for b in gt] for _, gt in frames]
+    r = score_boxes(pred, gts, 0.5, min_visibility)
+    p, rec = r["precision"], r["recall"]
+    return {"precision": p, "recall": rec, "f1": 2 * p * rec / (p + rec) if p + rec else 0.0,
+            "tp": r["tp"], "fp": r["fp"], "fn": r["fn"]}
 
 
 def _loss(raw: torch.Tensor, label: torch.Tensor, weight: torch.Tensor, reg: torch.Tensor) -> torch.Tensor:
