@@ -30,16 +30,22 @@ class Variant:
     recipe: str
     fused: bool = False
     compiled: bool = False
+    model: str = "teacher"  # "teacher" (the checkpoint) or "student" / "student2"... (--student checkpoints)
 
     @property
     def name(self) -> str:
         extra = ("+fused" if self.fused else "") + ("+compile" if self.compiled else "")
-        return f"{self.backend}-{self.precision}{extra}-{self.recipe}"
+        who = "" if self.model == "teacher" else f"{self.model}-"
+        return f"{who}{self.backend}-{self.precision}{extra}-{self.recipe}"
 
 
 def plan_variants(backends: Sequence[str], precisions: Sequence[str], recipes: Sequence[str], fused: Sequence[bool],
-                  compiled: bool, device: str) -> tuple[list[Variant], list[tuple[Variant, str]]]:
-    """All requested combinations -> (runnable, [(skipped, reason)]) on this machine."""
+                  compiled: bool, device: str, model: str = "teacher", model_recipes: Sequence[str] | None = None
+                  ) -> tuple[list[Variant], list[tuple[Variant, str]]]:
+    """All requested combinations -> (runnable, [(skipped, reason)]) on this machine.
+
+    ``model_recipes``: the recipes the model can compute (a one-pass student has no ``full``);
+    the others are skipped with that reason."""
     for b in backends:
         if b not in BACKENDS:
             raise UsageError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
@@ -49,11 +55,12 @@ def plan_variants(backends: Sequence[str], precisions: Sequence[str], recipes: S
     cuda = device.startswith("cuda")
     run, skipped = [], []
     for b, p, r, f in itertools.product(backends, precisions, recipes, fused):
-        variants = [Variant(b, p, r, f, False)]
+        variants = [Variant(b, p, r, f, False, model)]
         if compiled and b == "torch":
-            variants.append(Variant(b, p, r, f, True))
+            variants.append(Variant(b, p, r, f, True, model))
         for v in variants:
-            reason = _skip_reason(v, cuda)
+            reason = (f"a one-pass student has no {r!r} recipe (recipes: {', '.join(model_recipes)})"
+                      if model_recipes is not None and r not in model_recipes else _skip_reason(v, cuda))
             (skipped.append((v, reason)) if reason else run.append(v))
     return run, skipped
 
@@ -140,55 +147,100 @@ class Builder:
         return load_embedder(engine, device=self.device if ":" in self.device else "cuda:0")
 
 
+def embedding_macs(checkpoint: str | Path, recipe: str) -> int:
+    """Multiply-accumulates of one crop's embedding (``torch.utils.flop_counter``: FLOPs / 2) at the
+    checkpoint's input size: every backbone pass the recipe needs, plus its head."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mvd_edge.model.checkpoint import model_from_checkpoint
+
+    model, state = model_from_checkpoint(checkpoint, recipe=recipe)
+    pp = state["preprocess"]
+    x = torch.zeros(1, 3, int(pp["height"]), int(pp["width"]))
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.embed(x, recipe)
+    return int(counter.get_total_flops() // 2)
+
+
 def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str | Path,
               backends: Sequence[str] = ("torch", "ort", "trt"), precisions: Sequence[str] = ("fp32", "fp16", "int8"),
               recipes: Sequence[str] = ("full",), fused: Sequence[bool] = (False,), compiled: bool = False,
               batches: Sequence[int] = (1, 32), iters: int = 20, warmup: int = 5, trials: int = 3, calib_n: int = 512,
-              device: str = "cpu", progress: bool = True) -> dict:
-    """Build, measure and compare every variant; returns the report (also written as JSON + PNG)."""
+              device: str = "cpu", progress: bool = True, students: Sequence[str | Path] = ()) -> dict:
+    """Build, measure and compare every variant; returns the report (also written as JSON + PNG).
+
+    ``students``: one-pass student checkpoints (``mvd-edge distill``) measured in the same run
+    with the same backends and precisions, on the recipes they have. Every row has its GMACs
+    per crop and its cost relative to the teacher's ``full`` recipe."""
     from mvd_edge.core.util import cosine_summary
     from mvd_edge.data.registry import default_eval_settings, load_dataset
     from mvd_edge.eval.reid import evaluate_features
+    from mvd_edge.model.checkpoint import model_from_checkpoint
     from mvd_edge.profile import profile_embedder
     from mvd_edge.verify import embed_samples
 
     out, root, checkpoint = Path(out), Path(root), Path(checkpoint)
-    runnable, skipped = plan_variants(backends, precisions, recipes, fused, compiled, device)
+    models = {"teacher": checkpoint}
+    for i, s in enumerate(students):
+        models["student" if i == 0 else f"student{i + 1}"] = Path(s)
+    runnable, skipped = [], []
+    for name, ckpt in models.items():
+        spec = model_from_checkpoint(ckpt)[0].spec
+        run, skip = plan_variants(backends, precisions, recipes, fused, compiled, device, model=name,
+                                  model_recipes=spec.recipes)
+        runnable += run
+        skipped += skip
     data = load_dataset(dataset, root)
     if not data.test:
         raise DatasetError(f"{root}: the test split of {dataset} is empty")
     setting = default_eval_settings(dataset)[0]
     paths = [str(s.path) for s in data.test]
-    builder = Builder(checkpoint, out / "artifacts", dataset, root, calib_n, device)
+    builders = {name: Builder(ckpt, out / "artifacts" / (name if students else ""), dataset, root, calib_n, device)
+                for name, ckpt in models.items()}
+    macs = {(v.model, v.recipe): embedding_macs(models[v.model], v.recipe) for v in runnable}
     rows, refs = [], {}
     for v in runnable:
         if progress:
             print(f"[bench] {v.name}", flush=True)
-        emb = builder.embedder(v)
+        emb = builders[v.model].embedder(v)
         try:
             prof = profile_embedder(emb, batches=batches, iters=iters, warmup=warmup, progress=False)
             feats = embed_samples(emb, paths)
         finally:
             emb.close()
         metrics = evaluate_features(feats, data.test, [setting], n_trials=trials)[setting]
-        row = {"variant": v.name, "backend": v.backend, "precision": v.precision, "recipe": v.recipe,
-               "fused": v.fused, "compiled": v.compiled, "embedding_dim": int(feats.shape[1]),
-               "latency_ms": {b: prof["batches"][str(b)]["total"]["p50"] for b in batches},
+        lat = {b: prof["batches"][str(b)]["total"]["p50"] for b in batches}
+        row = {"variant": v.name, "model": v.model, "checkpoint": str(models[v.model]), "backend": v.backend,
+               "precision": v.precision, "recipe": v.recipe, "fused": v.fused, "compiled": v.compiled,
+               "embedding_dim": int(feats.shape[1]), "gmacs_per_crop": macs[(v.model, v.recipe)] / 1e9,
+               "latency_ms": lat, "ms_per_crop": {b: lat[b] / b for b in batches},
                "throughput": {b: prof["batches"][str(b)]["throughput_crops_per_s"] for b in batches},
-               "rank1": metrics["rank1"]["mean"], "mAP": metrics["mAP"]["mean"]}
-        if v == Variant("torch", "fp32", v.recipe):
-            refs[v.recipe] = feats
+               "rank1": metrics["rank1"]["mean"], "rank1_std": metrics["rank1"]["std"],
+               "mAP": metrics["mAP"]["mean"], "mINP": metrics["mINP"]["mean"]}
+        if (v.backend, v.precision, v.fused, v.compiled) == ("torch", "fp32", False, False):
+            refs[(v.model, v.recipe)] = feats
         row["_feats"] = feats
         rows.append(row)
+    full = macs.get(("teacher", "full"))
     for row in rows:
-        ref = refs.get(row["recipe"])
-        row["cosine_vs_torch_fp32"] = cosine_summary(row.pop("_feats"), ref)["mean"] if ref is not None else None
+        ref = refs.get((row["model"], row["recipe"]))
+        feats = row.pop("_feats")
+        row["cosine_vs_torch_fp32"] = cosine_summary(feats, ref)["mean"] if ref is not None else None
         base = next((r for r in rows if r["backend"] == "torch" and r["precision"] == "fp32" and not r["fused"]
-                     and not r["compiled"] and r["recipe"] == row["recipe"]), None)
+                     and not r["compiled"] and r["recipe"] == row["recipe"] and r["model"] == row["model"]), None)
         row["speedup_vs_torch_fp32"] = ({b: base["latency_ms"][b] / row["latency_ms"][b] for b in batches}
                                         if base else None)
-    report = {"checkpoint": str(checkpoint), "device": device, "dataset": dataset, "setting": setting,
-              "trials": trials, "batches": list(batches), "rows": rows,
+        row["macs_vs_teacher_full"] = row["gmacs_per_crop"] * 1e9 / full if full else None
+        same = next((r for r in rows if r["model"] == "teacher" and r["recipe"] == "full"
+                     and (r["backend"], r["precision"], r["fused"], r["compiled"])
+                     == (row["backend"], row["precision"], row["fused"], row["compiled"])), None)
+        row["latency_vs_teacher_full"] = ({b: row["latency_ms"][b] / same["latency_ms"][b] for b in batches}
+                                          if same else None)
+        row["rank1_vs_teacher_full"] = row["rank1"] - same["rank1"] if same else None
+    report = {"checkpoint": str(checkpoint), "students": [str(s) for s in students], "device": device,
+              "dataset": dataset, "setting": setting, "trials": trials, "batches": list(batches), "rows": rows,
               "skipped": [{"variant": v.name, "reason": r} for v, r in skipped]}
     report["pareto"] = pareto_front([(r["latency_ms"][batches[0]], r["rank1"]) for r in rows])
     out.mkdir(parents=True, exist_ok=True)
@@ -232,16 +284,37 @@ def plot_pareto(report: dict, path: Path) -> bool:
     return plots.save(fig, path, dpi=120)
 
 
+SUMMARY_COLUMNS = ("variant", "dim", "GMACs/crop", "MACs vs full")
+
+
+def summary_columns(batches: Sequence[int]) -> list[str]:
+    """Column titles of :func:`summary_rows`."""
+    return [*SUMMARY_COLUMNS, *[f"ms/crop@{b}" for b in batches], f"ms vs full@{batches[-1]}",
+            f"speedup@{batches[-1]}", f"crops/s@{batches[-1]}", "Rank-1", "mAP", "mINP", "cos vs fp32"]
+
+
 def summary_rows(report: dict) -> list[list[str]]:
-    """Table rows: variant, dim, latency per batch, speedup, throughput at the largest batch, R1, mAP, cosine."""
+    """Table rows, in :func:`summary_columns` order: variant, dim, GMACs per crop and relative to the
+    teacher's full recipe, ms per crop per batch size, latency relative to the teacher's full recipe
+    (same backend and precision), speedup vs torch FP32 and throughput at the largest batch, Rank-1,
+    mAP, mINP, cosine vs torch FP32."""
     out = []
     bs = report["batches"]
+
+    def at(d: dict, b: int):  # in memory the batch keys are ints, read back from bench.json strings
+        return d[b] if b in d else d[str(b)]
+
     for r in report["rows"]:
         sp = r["speedup_vs_torch_fp32"]
         cos = r["cosine_vs_torch_fp32"]
-        out.append([r["variant"], str(r["embedding_dim"])]
-                   + [f"{r['latency_ms'][b]:.2f}" for b in bs]
-                   + [f"{sp[bs[-1]]:.2f}x" if sp else "-", f"{r['throughput'][bs[-1]]:.0f}",
-                      f"{r['rank1']:.2f}", f"{r['mAP']:.2f}", f"{cos:.5f}" if cos is not None else "-"])
+        rel = r.get("macs_vs_teacher_full")
+        lat = r.get("latency_vs_teacher_full")
+        out.append([r["variant"], str(r["embedding_dim"]), f"{r['gmacs_per_crop']:.4f}",
+                    f"{rel:.2f}" if rel is not None else "-"]
+                   + [f"{at(r['ms_per_crop'], b):.3f}" for b in bs]
+                   + [f"{at(lat, bs[-1]):.2f}" if lat else "-",
+                      f"{at(sp, bs[-1]):.2f}x" if sp else "-", f"{at(r['throughput'], bs[-1]):.0f}",
+                      f"{r['rank1']:.2f}", f"{r['mAP']:.2f}", f"{r['mINP']:.2f}",
+                      f"{cos:.5f}" if cos is not None else "-"])
     return out
 

@@ -90,7 +90,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, recipe: str | None = No
     dim = model.embedding_dim(recipe)
     GraphMeta(version=__version__, recipe=recipe, preprocess=spec, embedding_dim=dim,
               checkpoint_sha256=sha256_file(ckpt), backbone=model.spec.backbone, fused_head=fused_head,
-              precision="fp32").write_to(proto)
+              precision="fp32", student_of=student_facts(state)).write_to(proto)
     proto.doc_string = f"MVD embedding ({recipe}, {dim}-d) exported by mvd-edge {__version__}"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))
@@ -102,6 +102,15 @@ def export_onnx(checkpoint: str | Path, out: str | Path, recipe: str | None = No
         return report
     report["parity"] = check_parity(out, model, recipe, spec, n=n_check, seed=seed)
     return report
+
+
+def student_facts(state: dict) -> dict | None:
+    """What a one-pass student's checkpoint says it was distilled from (None for MVD itself)."""
+    rec = state.get("student_of")
+    if not isinstance(rec, dict):
+        return None
+    keys = ("teacher_sha256", "teacher_backbone", "teacher_recipe", "teacher_embedding_dim", "init")
+    return {"student": True, **{k: rec[k] for k in keys if k in rec}}
 
 
 def check_parity(onnx_path: Path, model, recipe: str, spec: PreprocessSpec, n: int = 6, seed: int = 0,

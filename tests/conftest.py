@@ -10,10 +10,15 @@ from mvd_edge.model.checkpoint import CKPT_FORMAT, save_checkpoint
 from mvd_edge.model.net import MVDNet
 
 
-def make_checkpoint(path: Path, recipe: str = "full", seed: int = 0, height: int = 64, width: int = 32) -> Path:
-    """A tiny MVDNet with non-trivial BatchNorm statistics, saved like the trainer saves it."""
+def make_checkpoint(path: Path, recipe: str = "full", seed: int = 0, height: int = 64, width: int = 32,
+                    student: bool = False) -> Path:
+    """A tiny MVDNet with non-trivial BatchNorm statistics, saved like the trainer saves it
+    (``student``: the one-branch network ``mvd-edge distill`` trains, recipe ``shared``)."""
     torch.manual_seed(seed)
-    model = MVDNet(num_classes=6, backbone="tiny", recipe=recipe)
+    if student:
+        recipe = "shared" if recipe == "full" else recipe
+    model = MVDNet(num_classes=6, backbone="tiny", recipe=recipe, branches=("shared",) if student else
+                   ("rgb", "ir", "shared"))
     for m in model.modules():
         if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -22,6 +27,9 @@ def make_checkpoint(path: Path, recipe: str = "full", seed: int = 0, height: int
                 m.weight.data.uniform_(0.5, 1.5)
     state = {"format": CKPT_FORMAT, "epoch": 0, "model": model.state_dict(), "model_spec": model.spec.to_dict(),
              "recipe": recipe, "preprocess": PreprocessSpec(height=height, width=width).to_dict()}
+    if student:
+        state["student_of"] = {"teacher_sha256": "0" * 64, "teacher_backbone": "tiny", "teacher_recipe": "full",
+                               "teacher_embedding_dim": 512, "init": "scratch"}
     save_checkpoint(state, path)
     return path
 

@@ -23,7 +23,7 @@ from mvd_edge.core.sizes import MIN_SIDE, parse_size
 runner = CliRunner()
 
 # every command of the single-module CLI (mvd_edge/cli.py + match/commands.py) before the split
-OLD_COMMANDS = ["synth", "train", "eval", "export", "fp16", "int8", "build-engine", "verify", "calibrate-threshold",
+OLD_COMMANDS = ["synth", "train", "distill", "eval", "export", "fp16", "int8", "build-engine", "verify", "calibrate-threshold",
                 "profile", "bench", "demo", "match", "synth-video", "train-detector", "score-matches"]
 HEAVY = ["cv2", "torch", "onnxruntime", "onnx", "scipy", "matplotlib"]
 

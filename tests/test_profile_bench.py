@@ -84,3 +84,40 @@ def test_bench_end_to_end_on_cpu(tmp_path):
     assert any(s["variant"].startswith("trt") for s in rep["skipped"])
     assert (tmp_path / "bench" / "bench_pareto.png").stat().st_size > 1000
     assert "skipped" in res.output
+
+
+def test_bench_measures_a_student_beside_its_teacher_with_macs_and_ratios(tmp_path):
+    from conftest import make_checkpoint
+
+    from mvd_edge.bench import embedding_macs
+    from mvd_edge.synth.dataset import write_sysu
+
+    root = tmp_path / "data"
+    write_sysu(root, n_ids=12, images_per_cam=2, size=(64, 32), seed=0)
+    ckpt = make_checkpoint(tmp_path / "t.pt")
+    student = make_checkpoint(tmp_path / "s.pt", seed=1, student=True)
+    res = runner.invoke(app, ["bench", str(ckpt), "--student", str(student), "--root", str(root), "--backends", "ort",
+                              "--precisions", "fp32,int8", "--recipes", "full,shared", "--fused-head", "off",
+                              "--batch", "1,4", "--iters", "2", "--trials", "1", "--calib-n", "48",
+                              "--out", str(tmp_path / "bench")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    rows = {r["variant"]: r for r in rep["rows"]}
+    assert set(rows) == {f"{who}ort-{p}-{r}" for p in ("fp32", "int8") for who, r in
+                         (("", "full"), ("", "shared"), ("student-", "shared"))}
+    assert any(s["variant"] == "student-ort-fp32-full" and "no 'full' recipe" in s["reason"] for s in rep["skipped"])
+    # four backbone passes vs one: the MACs say so; the student is the teacher's one-pass architecture
+    full, shared = embedding_macs(ckpt, "full"), embedding_macs(ckpt, "shared")
+    assert 3.9 < full / shared <= 4.0
+    assert rows["student-ort-fp32-shared"]["gmacs_per_crop"] * 1e9 == embedding_macs(student, "shared") == shared
+    assert rows["student-ort-int8-shared"]["macs_vs_teacher_full"] == pytest.approx(shared / full)
+    assert rows["ort-fp32-full"]["latency_vs_teacher_full"]["4"] == pytest.approx(1.0)
+    assert rows["student-ort-fp32-shared"]["embedding_dim"] == 128
+    assert {"mINP", "rank1_std", "ms_per_crop"} <= set(rows["ort-int8-full"])
+    assert rows["student-ort-fp32-shared"]["ms_per_crop"]["4"] == pytest.approx(
+        rows["student-ort-fp32-shared"]["latency_ms"]["4"] / 4)
+    from mvd_edge.bench import summary_columns, summary_rows
+
+    table = {r[0]: r for r in summary_rows(rep)}
+    assert all(len(r) == len(summary_columns([1, 4])) for r in table.values())
+    assert table["student-ort-int8-shared"][3] == f"{shared / full:.2f}" and table["ort-fp32-full"][3] == "1.00"

@@ -26,7 +26,7 @@ __all__ = ["COMMANDS", "app", "console", "err_console", "friendly", "main", "par
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="MVD cross-modal (visible/infrared) person re-identification: train, evaluate, deploy.")
 
-COMMANDS = ("synth", "train", "eval", "export", "fp16", "int8", "build-engine", "verify", "calibrate-threshold",
+COMMANDS = ("synth", "train", "distill", "eval", "export", "fp16", "int8", "build-engine", "verify", "calibrate-threshold",
             "profile", "bench", "demo",
             "match", "synth-video", "train-detector", "score-matches")
 """Every command, in the order ``mvd-edge --help`` lists them (the pipeline's order: data, train, deploy, match)."""

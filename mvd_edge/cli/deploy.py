@@ -277,10 +277,12 @@ def bench(
     calib_n: Annotated[int, typer.Option(help="INT8 calibration crops")] = 512,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N]")] = "cpu",
     out: Annotated[Path, typer.Option(help="output folder (bench.json, bench_pareto.png, artifacts/)")] = Path("runs/bench"),
+    student: Annotated[Optional[list[Path]], typer.Option(help="one-pass student checkpoint(s) from `mvd-edge distill` "
+                                                               "to measure beside the checkpoint (repeatable)")] = None,
 ) -> None:
-    """Build and measure backend x precision x recipe x fused-head variants side by side."""
+    """Build and measure backend x precision x recipe x fused-head variants side by side (and students)."""
     require("torch", "train")
-    from mvd_edge.bench import run_bench, summary_rows
+    from mvd_edge.bench import run_bench, summary_columns, summary_rows
     from mvd_edge.core.spec import RECIPES
 
     fused = []
@@ -295,10 +297,11 @@ def bench(
     batches = parse_int_list(batch, "--batch")
     report = run_bench(checkpoint, out, dataset, root, backends=[b.strip() for b in backends.split(",")],
                        precisions=[p.strip() for p in precisions.split(",")], recipes=recipe_list, fused=fused,
-                       compiled=compile, batches=batches, iters=iters, trials=trials, calib_n=calib_n, device=device)
-    table = Table(title=f"bench on {device}: {report['setting']} ({trials} trials); latency = ms per call (p50)")
-    for col in ["variant", "dim", *[f"ms@{b}" for b in batches], f"speedup@{batches[-1]}", f"crops/s@{batches[-1]}",
-                "Rank-1", "mAP", "cos vs fp32"]:
+                       compiled=compile, batches=batches, iters=iters, trials=trials, calib_n=calib_n, device=device,
+                       students=list(student or []))
+    table = Table(title=f"bench on {device}: {report['setting']} ({trials} trials); ms per crop = p50 call / batch; "
+                        f"'vs full' = relative to the teacher's full recipe")
+    for col in summary_columns(batches):
         table.add_column(col, justify="left" if col == "variant" else "right")
     for row in summary_rows(report):
         table.add_row(*row)

@@ -1,4 +1,4 @@
-"""Training-side commands: ``synth``, ``train``, ``eval`` and the end-to-end ``demo``.
+"""Training-side commands: ``synth``, ``train``, ``distill``, ``eval`` and the end-to-end ``demo``.
 
 torch, the trainer and the data sets are imported inside the commands, so ``--help`` stays light.
 """
@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mvd_edge.cli._common import console, err_console, friendly, parse_size
+from mvd_edge.cli._common import console, err_console, friendly, parse_size, refuse_overwriting_inputs
 from mvd_edge.core.errors import require
 
 app = typer.Typer()
@@ -102,6 +102,57 @@ def train(
         _print_results(summary["test"], title=f"test: {cfg.data.dataset}, best epoch {summary['best']['epoch']}")
         console.print(f"results: {Path(cfg.out) / 'test_results.json'}, CMC plot: {Path(cfg.out) / 'cmc.png'}")
     console.print(f"checkpoint: {summary['best_checkpoint']}")
+
+
+@app.command("distill")
+@friendly
+def distill(
+    teacher: Annotated[Path, typer.Argument(help="the teacher: an MVD checkpoint (best.pt) from `mvd-edge train`")],
+    out: Annotated[Path, typer.Option(help="output folder (the student's checkpoints, log, results)")
+                   ] = Path("runs/student"),
+    backbone: Annotated[Optional[str], typer.Option(help="the student's backbone: resnet50, resnet18 or tiny "
+                                                         "(default: the teacher's)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="epochs (default: the teacher's optim.epochs)")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML overrides on top of the teacher's config")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set distill.rel=20")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from <out>/last.pt")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace the run already in --out")] = False,
+    test: Annotated[bool, typer.Option(help="evaluate the student's best.pt on the test protocols at the end")
+                    ] = True,
+) -> None:
+    """Distil a one-pass student (one backbone, recipe `shared`) from an MVD teacher's 4-pass `full` feature.
+
+    The student trains on the teacher's data with the identity losses plus cosine and relational
+    distillation onto the teacher's full feature; best.pt is chosen on the validation identities.
+    It exports, calibrates, verifies and matches with the same commands as the teacher."""
+    require("torch", "train")
+    from mvd_edge.core.signals import Terminated, interrupt_exit_code, sigterm_as_interrupt
+    from mvd_edge.train.distill import distill_config, run_distill
+
+    overrides = list(set_ or [])
+    for key, value in (("out", out), ("model.backbone", backbone), ("optim.epochs", epochs), ("device", device)):
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(str(value)) if isinstance(value, Path) else value}")
+    refuse_overwriting_inputs({"--out best.pt": out / "best.pt", "--out last.pt": out / "last.pt"},
+                              {"teacher checkpoint": teacher})
+    cfg = distill_config(teacher, config, overrides)
+    try:
+        with sigterm_as_interrupt():
+            summary = run_distill(cfg, resume=resume, evaluate_test=test, overwrite=overwrite)
+    except KeyboardInterrupt as exc:
+        last = Path(cfg.out) / "last.pt"
+        where = f"{last} holds the last finished epoch; continue with --resume" if last.is_file() else \
+            "no epoch finished yet"
+        err_console.print(f"stopped by {'SIGTERM' if isinstance(exc, Terminated) else 'SIGINT'}: {where}",
+                          highlight=False)
+        raise typer.Exit(interrupt_exit_code(exc)) from None
+    rec = summary["student_of"]
+    console.print(f"student: {cfg.model.backbone}, one pass, recipe {cfg.eval.recipe}; teacher {teacher} "
+                  f"({rec['teacher_backbone']}, full, {rec['teacher_embedding_dim']}-d); start: {rec['init']}")
+    if "test" in summary:
+        _print_results(summary["test"], title=f"test: {cfg.data.dataset}, student best epoch {summary['best']['epoch']}")
+    console.print(f"checkpoint: {summary['best_checkpoint']} (export it like the teacher's: mvd-edge export)")
 
 
 @app.command("eval")

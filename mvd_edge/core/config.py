@@ -105,6 +105,16 @@ class EvalConfig:
 
 
 @dataclass
+class DistillConfig:
+    """``mvd-edge distill``: a one-pass student trained from a trained MVD checkpoint (the teacher)."""
+
+    teacher: str | None = None  # the teacher's checkpoint (set by `mvd-edge distill TEACHER`)
+    init: str = "auto"  # teacher: start from the teacher's shared branch (same backbone) | scratch | auto: teacher if it can
+    cos: float = 1.0  # cosine distillation of the student's feature (projected) onto the teacher's full feature
+    rel: float = 10.0  # relational: the batch's cosine-similarity matrix, student vs teacher full (MSE)
+
+
+@dataclass
 class TrainConfig:
     out: str = "runs/train"
     seed: int = 0
@@ -115,6 +125,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -277,5 +288,10 @@ def validate_train_config(cfg: TrainConfig) -> None:
     for key in ("ce", "metric", "dml", "vsd", "vcd", "vml"):
         if getattr(cfg.loss, key) < 0:
             raise ConfigError(f"loss.{key} must be >= 0, got {getattr(cfg.loss, key)}")
+    if cfg.distill.init not in ("auto", "teacher", "scratch"):
+        raise ConfigError(f"distill.init: {cfg.distill.init!r} is not one of auto, teacher, scratch")
+    for key in ("cos", "rel"):
+        if getattr(cfg.distill, key) < 0:
+            raise ConfigError(f"distill.{key} must be >= 0, got {getattr(cfg.distill, key)}")
     if cfg.optim.warmup_epochs < 0:
         raise ConfigError(f"optim.warmup_epochs must be >= 0, got {cfg.optim.warmup_epochs}")

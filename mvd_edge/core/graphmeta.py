@@ -62,6 +62,7 @@ K_CALIB_MANIFEST = "mvd_edge.calib_manifest_sha256"
 K_CALIB_CROPS = "mvd_edge.calib_crops"
 K_FP16_KEPT = "mvd_edge.fp16_kept_fp32"
 K_SOURCE_SHA = "mvd_edge.source_onnx_sha256"
+K_STUDENT = "mvd_edge.student_of"  # optional: a one-pass student's teacher (JSON; see mvd_edge.train.distill)
 
 #: Written by every export; a graph lacking one of them was not exported by mvd-edge.
 REQUIRED_KEYS = (K_VERSION, K_RECIPE, K_PREPROCESS, K_EMBEDDING_DIM, K_CHECKPOINT_SHA, K_BACKBONE, K_FUSED_HEAD,
@@ -117,6 +118,8 @@ class GraphMeta:
     fp16_kept_fp32: tuple[str, ...] | None = None
     # INT8 and FP16
     source_onnx_sha256: str | None = None
+    # a one-pass student (``mvd-edge distill``): what it was distilled from; None for MVD itself
+    student_of: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         """Normalise containers (lists -> tuples, params -> read-only mapping) and check consistency."""
@@ -133,8 +136,9 @@ class GraphMeta:
                 if isinstance(value, str):
                     raise TypeError(f"GraphMeta.{name} must be a sequence of node names, not a string")
                 object.__setattr__(self, name, tuple(str(v) for v in value))
-        if self.calib_params is not None:
-            object.__setattr__(self, "calib_params", MappingProxyType(dict(self.calib_params)))
+        for name in ("calib_params", "student_of"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         int8_set = [n for n in _INT8_FIELDS if getattr(self, n) is not None]
         if self.precision == "int8":
             missing = [n for n in _INT8_FIELDS if getattr(self, n) is None]
@@ -183,6 +187,8 @@ class GraphMeta:
             props[K_FP16_KEPT] = json.dumps(list(self.fp16_kept_fp32 or ()))
         if self.source_onnx_sha256 is not None:
             props[K_SOURCE_SHA] = self.source_onnx_sha256
+        if self.student_of is not None:
+            props[K_STUDENT] = json.dumps(dict(self.student_of), sort_keys=True)
         props[SCHEMA_KEY] = str(self.SCHEMA_VERSION)
         return props
 
@@ -218,6 +224,8 @@ class GraphMeta:
         elif precision == "fp16":
             r.require(FP16_KEYS, "an fp16 graph")
             kw = dict(fp16_kept_fp32=r.str_list(K_FP16_KEPT), source_onnx_sha256=r.text(K_SOURCE_SHA))
+        if K_STUDENT in props:
+            kw["student_of"] = r.json(K_STUDENT, dict)
         dim = r.integer(K_EMBEDDING_DIM)
         if dim <= 0:
             raise MetadataError(f"{source}: metadata key {K_EMBEDDING_DIM!r} must be positive, got {dim}")

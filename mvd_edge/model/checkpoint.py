@@ -65,9 +65,17 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
 
 def model_from_checkpoint(path: str | Path, recipe: str | None = None, map_location: str = "cpu") -> tuple[MVDNet, dict]:
     """Rebuild the model of a checkpoint in eval mode -> (model, checkpoint dict)."""
-    state = load_checkpoint(path, map_location)
+    p = Path(path)
+    state = load_checkpoint(p, map_location)
     if "preprocess" in state:  # a preprocessing the in-graph grayscale would get wrong is refused here
         check_graph_spec(PreprocessSpec.from_dict(state["preprocess"]), where=f"checkpoint {path}")
-    model = MVDNet.from_spec(ModelSpec.from_dict(state["model_spec"]), recipe=recipe or state.get("recipe", "full"))
-    model.load_state_dict(state["model"])
+    try:
+        spec = ModelSpec.from_dict(state["model_spec"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{p}: its model_spec is damaged or from another program ({exc!r})") from exc
+    model = MVDNet.from_spec(spec, recipe=recipe or state.get("recipe"))
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{p}: its weights do not fit its model_spec ({str(exc).splitlines()[0]})") from exc
     return model.eval(), state

@@ -20,6 +20,11 @@ Test-time recipes (``RECIPES``), all L2-normalised:
 * ``shared`` - ``v_shared_x`` (F dims, 1 pass).
 * ``z``      - ``z_shared_x``, the shared branch's bottleneck representation (512 dims for
   the paper's sizes, 1 pass).
+
+A one-pass *student* (``mvd-edge distill``) is the same class built with the shared branch only
+(``branches=STUDENT_BRANCHES``): one backbone on the crop as it comes, whatever its modality, with
+the ``shared`` and ``z`` recipes; export, quantisation, engines and the matcher treat it like any
+one-pass recipe of the teacher.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from mvd_edge.core.spec import (  # noqa: F401  (re-exported: the network's voca
     OBSERVATIONS,
     PAPER_BOTTLENECK,
     RECIPES,
+    STUDENT_BRANCHES,
     TINY_WIDTHS,
     ModelSpec,
     check_recipe,
@@ -223,18 +229,20 @@ class MVDNet(nn.Module):
 
     def __init__(self, num_classes: int, backbone: str = "resnet50", last_stride: int = 1,
                  pretrained: str | Path | None = None, bottleneck_dims: Sequence[int] | None = None,
-                 recipe: str = "full"):
+                 recipe: str = "full", branches: Sequence[str] = BRANCHES):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         dims = tuple(int(d) for d in bottleneck_dims) if bottleneck_dims else None
-        self.spec = ModelSpec(num_classes, backbone, last_stride, dims)  # type: ignore[arg-type]
+        self.spec = ModelSpec(num_classes, backbone, last_stride, dims, tuple(branches))  # type: ignore[arg-type]
         self.branches = nn.ModuleDict(
-            {name: Branch(backbone, last_stride, pretrained, num_classes, dims) for name in BRANCHES}
+            {name: Branch(backbone, last_stride, pretrained, num_classes, dims) for name in self.spec.branches}
         )
-        self.feat_dim = self.branches["rgb"].feat_dim
-        self.z_dim = self.branches["rgb"].dims[2]
-        self.recipe = check_recipe(recipe)
+        self.feat_dim = self.branches["shared"].feat_dim
+        self.z_dim = self.branches["shared"].dims[2]
+        #: observations this network can make (a student: ``shared_x`` and ``shared_g``)
+        self.observations = tuple(n for n in OBSERVATIONS if OBSERVATION_SOURCES[n][0] in self.branches)
+        self.recipe = self.spec.check_recipe(recipe)
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
@@ -242,11 +250,17 @@ class MVDNet(nn.Module):
         self.register_buffer("gray_w", torch.tensor(GRAY_WEIGHTS).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec, recipe: str = "full") -> "MVDNet":
-        return cls(spec.num_classes, spec.backbone, spec.last_stride, None, spec.bottleneck_dims, recipe)
+    def from_spec(cls, spec: ModelSpec, recipe: str | None = None) -> "MVDNet":
+        recipe = recipe or ("full" if "full" in spec.recipes else "shared")
+        return cls(spec.num_classes, spec.backbone, spec.last_stride, None, spec.bottleneck_dims, recipe,
+                   spec.branches)
+
+    @property
+    def is_student(self) -> bool:
+        return self.spec.is_student
 
     def embedding_dim(self, recipe: str | None = None) -> int:
-        recipe = check_recipe(recipe or self.recipe)
+        recipe = self.spec.check_recipe(recipe or self.recipe)
         return {"full": 4 * self.feat_dim, "shared": self.feat_dim, "z": self.z_dim}[recipe]
 
     def grayscale(self, x: torch.Tensor) -> torch.Tensor:
@@ -259,8 +273,10 @@ class MVDNet(nn.Module):
         gray = (raw * self.gray_w).sum(dim=1, keepdim=True)
         return (gray - self.mean) / self.std
 
-    def observe(self, x: torch.Tensor, names: Sequence[str] = OBSERVATIONS) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Run only the backbone passes needed for ``names``; returns ``{name: (f, v)}``."""
+    def observe(self, x: torch.Tensor, names: Sequence[str] | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Run only the backbone passes needed for ``names`` (default: every observation this
+        network has; a student trains on ``shared_x`` only, see :meth:`forward`); returns ``{name: (f, v)}``."""
+        names = self.observations if names is None else names
         g = self.grayscale(x) if any(OBSERVATION_SOURCES[n][1] == "g" for n in names) else None
         views = {"x": x, "g": g}
         return {n: self.branches[OBSERVATION_SOURCES[n][0]].observe(views[OBSERVATION_SOURCES[n][1]]) for n in names}
@@ -268,7 +284,8 @@ class MVDNet(nn.Module):
     def forward(self, x: torch.Tensor, recipe: str | None = None):
         if self.training:
             out = {}
-            for name, (f, v) in self.observe(x).items():
+            # a student sees the crop as it comes (one pass); MVD makes all four observations
+            for name, (f, v) in self.observe(x, ("shared_x",) if self.is_student else None).items():
                 head = self.branches[OBSERVATION_SOURCES[name][0]].head
                 z = head.bottleneck(v)
                 out[name] = {"f": f, "v": v, "z": z, "logits_v": head.cls_v(v), "logits_z": head.cls_z(z)}
@@ -277,7 +294,7 @@ class MVDNet(nn.Module):
 
     def recipe_observations(self, recipe: str | None = None) -> tuple[str, ...]:
         """Observations whose backbone passes a recipe needs, in output order."""
-        recipe = check_recipe(recipe or self.recipe)
+        recipe = self.spec.check_recipe(recipe or self.recipe)
         return FULL_ORDER if recipe == "full" else ("shared_x",)
 
     def feature_maps(self, x: torch.Tensor, recipe: str | None = None) -> list[torch.Tensor]:
@@ -289,7 +306,7 @@ class MVDNet(nn.Module):
 
     def embed(self, x: torch.Tensor, recipe: str | None = None) -> torch.Tensor:
         """Normalised RGB ``[N,3,H,W]`` float -> L2-normalised embedding ``[N, D]`` float."""
-        recipe = check_recipe(recipe or self.recipe)
+        recipe = self.spec.check_recipe(recipe or self.recipe)
         if recipe == "full":
             obs = self.observe(x, FULL_ORDER)
             feat = torch.cat([obs[n][1] for n in FULL_ORDER], dim=1)

@@ -79,6 +79,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, backend: str = "ort", d
                    "checkpoint_sha256": meta.checkpoint_sha256},
         "versions": {"mvd_edge": __version__},
     }
+    if meta.student_of is not None:  # a one-pass student: the sidecar says so, and of what
+        info["student_of"] = dict(meta.student_of)
     if backend == "ort":
         if fused:
             raise EngineError("fused-head graphs hold the mvd::FusedHead TensorRT plugin op; export without "

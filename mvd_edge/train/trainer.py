@@ -199,10 +199,9 @@ class Trainer:
         if not self.data.train:
             raise DatasetError(f"the training split of {cfg.data.dataset} is empty")
         self.labels = label_map(self.data.train)
-        self.model = MVDNet(len(self.labels), cfg.model.backbone, cfg.model.last_stride, cfg.model.pretrained,
-                            cfg.model.bottleneck_dims, recipe=cfg.eval.recipe).to(self.device)
+        self.model = self.build_model().to(self.device)
         self.weights = loss_weights(cfg)
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = self.trainable_parameters()
         self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         o = cfg.optim
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -231,6 +230,36 @@ class Trainer:
         if resume:
             self._resume()
 
+    # ------------------------------------------------------------------ what a subclass changes
+    def build_model(self) -> MVDNet:
+        """The network to train (the distiller builds a one-branch student instead)."""
+        m = self.cfg.model
+        return MVDNet(len(self.labels), m.backbone, m.last_stride, m.pretrained, m.bottleneck_dims,
+                      recipe=self.cfg.eval.recipe)
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def compute_loss(self, step: int, x: torch.Tensor, outputs: dict, labels: torch.Tensor, mods: torch.Tensor,
+                     ramp: float) -> tuple[torch.Tensor, dict[str, float], dict[str, float] | None]:
+        """-> (loss, per-term floats + ``total``, shared-trunk gradient fractions or None)."""
+        if step == 0 and self.cfg.loss.grad_log and not self.distinfo.enabled:
+            parts = loss_terms(outputs, labels, self.weights, mods)
+            shared = [p for p in self.model.branches["shared"].trunk.parameters() if p.requires_grad]
+            grad_fractions = trunk_gradient_fractions(parts, self.weights, shared, ramp)
+            loss = sum(self.weights.scale(k, ramp) * v for k, v in parts.items())
+            terms = {k: float(v.detach()) for k, v in parts.items()} | {"total": float(loss.detach())}
+            return loss, terms, grad_fractions
+        loss, terms = mvd_loss(outputs, labels, self.weights, mods, ramp)
+        return loss, terms, None
+
+    def extra_state(self) -> dict:
+        """More checkpoint entries (the distiller: its projection head and teacher facts)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore :meth:`extra_state` on ``--resume``."""
+
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int) -> dict:
         return {
@@ -250,6 +279,7 @@ class Trainer:
             "history": list(self.history),
             "config": to_dict(self.cfg),
             "versions": {"torch": str(torch.__version__)},
+            **self.extra_state(),
         }
 
     def _resume(self) -> None:
@@ -268,6 +298,7 @@ class Trainer:
         _set_rng_state(state["rng"])
         self.best = dict(state["best"])
         self.history = list(state["history"])
+        self.load_extra_state(state)
         self.start_epoch = int(state["epoch"]) + 1
         self._recover(int(state["epoch"]))
 
@@ -323,21 +354,16 @@ class Trainer:
             ramps.append(ramp)
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.use_amp):
                 outputs = self.net(x)
-            if i == 0 and self.cfg.loss.grad_log and not self.distinfo.enabled:
-                parts = loss_terms(outputs, labels, self.weights, mods)
-                shared = [p for p in self.model.branches["shared"].trunk.parameters() if p.requires_grad]
-                grad_fractions = trunk_gradient_fractions(parts, self.weights, shared, ramp)
-                loss = sum(self.weights.scale(k, ramp) * v for k, v in parts.items())
-                terms = {k: float(v.detach()) for k, v in parts.items()} | {"total": float(loss.detach())}
-            else:
-                loss, terms = mvd_loss(outputs, labels, self.weights, mods, ramp)
+            loss, terms, fractions = self.compute_loss(i, x, outputs, labels, mods, ramp)
+            if fractions is not None:
+                grad_fractions = fractions
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}; lower optim.lr")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if self.cfg.optim.grad_clip:
                 self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+                torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.cfg.optim.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             for k, v in terms.items():
@@ -474,11 +500,16 @@ def run_training(cfg: TrainConfig, resume: bool = False, progress: bool = True, 
 
     Into a folder that already holds a run only with ``resume`` (continue it) or ``overwrite``."""
     trainer = Trainer(cfg, resume=resume, progress=progress, overwrite=overwrite)
+    return _finish_run(trainer, cfg, evaluate_test, title=f"{cfg.data.dataset} ({cfg.model.backbone}, "
+                                                          f"{cfg.eval.recipe})")
+
+
+def _finish_run(trainer: Trainer, cfg: TrainConfig, evaluate_test: bool, title: str) -> dict:
+    """Fit, then (rank 0) evaluate best.pt on the test protocols and save results/PNG."""
     summary = trainer.fit()
     if trainer.distinfo.main and evaluate_test and trainer.data.test:
         results = trainer.test()
-        save_results(results, Path(cfg.out) / "test_results.json", Path(cfg.out) / "cmc.png",
-                     title=f"{cfg.data.dataset} ({cfg.model.backbone}, {cfg.eval.recipe})")
+        save_results(results, Path(cfg.out) / "test_results.json", Path(cfg.out) / "cmc.png", title=title)
         summary["test"] = results
     if trainer.distinfo.enabled:
         dist.barrier()
