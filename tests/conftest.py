@@ -9,6 +9,13 @@ from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.model.checkpoint import CKPT_FORMAT, save_checkpoint
 from mvd_edge.model.net import MVDNet
 
+#: a training config small enough for a test: 12 synthetic ids at 64x32, two batches an epoch, CPU
+SMALL_TRAIN = [
+    "synth.n_ids=12", "synth.images_per_cam=2", "synth.height=64", "synth.width=32",
+    "data.height=64", "data.width=32", "data.p_ids=3", "data.k_per_modality=2", "data.workers=0",
+    "data.batches_per_epoch=2", "eval.trials=2", "eval.batch_size=32", "device=cpu",
+]
+
 
 def make_checkpoint(path: Path, recipe: str = "full", seed: int = 0, height: int = 64, width: int = 32,
                     student: bool = False) -> Path:

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL_TRAIN
 from typer.testing import CliRunner
 
 from mvd_edge.cli import app
@@ -16,11 +17,7 @@ from mvd_edge.train import trainer as trainer_mod
 from mvd_edge.train.distill import Distiller, distill_config, kd_cosine, kd_relational, run_distill
 from mvd_edge.train.trainer import run_training
 
-SMALL = [
-    "synth.n_ids=12", "synth.images_per_cam=2", "synth.height=64", "synth.width=32",
-    "data.height=64", "data.width=32", "data.p_ids=3", "data.k_per_modality=2", "data.workers=0",
-    "data.batches_per_epoch=2", "eval.trials=2", "eval.batch_size=32", "device=cpu",
-]
+SMALL = SMALL_TRAIN
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SMALL_TRAIN
 
 from mvd_edge.core.config import ConfigError, load_train_config
 from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from mvd_edge.train import trainer as trainer_mod
 from mvd_edge.train.trainer import Trainer, lr_factor, run_training
 
-SMALL = [
-    "synth.n_ids=12", "synth.images_per_cam=2", "synth.height=64", "synth.width=32",
-    "data.height=64", "data.width=32", "data.p_ids=3", "data.k_per_modality=2", "data.workers=0",
-    "data.batches_per_epoch=2", "eval.trials=2", "eval.batch_size=32", "device=cpu",
-]
+SMALL = SMALL_TRAIN
 
 
 @pytest.fixture(scope="module")

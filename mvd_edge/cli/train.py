@@ -85,19 +85,9 @@ def train(
             overrides.append(f"{key}={json.dumps(str(value)) if isinstance(value, Path) else value}")
     cfg = load_train_config(config, overrides)
     require("torch", "train")
-    from mvd_edge.core.signals import Terminated, interrupt_exit_code, sigterm_as_interrupt
     from mvd_edge.train.trainer import run_training
 
-    try:
-        with sigterm_as_interrupt():  # docker stop / systemd stop like Ctrl-C: the checkpoints stay consistent
-            summary = run_training(cfg, resume=resume, evaluate_test=test, overwrite=overwrite)
-    except KeyboardInterrupt as exc:
-        last = Path(cfg.out) / "last.pt"
-        where = f"{last} holds the last finished epoch; continue with --resume" if last.is_file() else \
-            "no epoch finished yet"
-        err_console.print(f"stopped by {'SIGTERM' if isinstance(exc, Terminated) else 'SIGINT'}: {where}",
-                          highlight=False)
-        raise typer.Exit(interrupt_exit_code(exc)) from None
+    summary = _stoppable(lambda: run_training(cfg, resume=resume, evaluate_test=test, overwrite=overwrite), cfg.out)
     if "test" in summary:
         _print_results(summary["test"], title=f"test: {cfg.data.dataset}, best epoch {summary['best']['epoch']}")
         console.print(f"results: {Path(cfg.out) / 'test_results.json'}, CMC plot: {Path(cfg.out) / 'cmc.png'}")
@@ -127,7 +117,6 @@ def distill(
     distillation onto the teacher's full feature; best.pt is chosen on the validation identities.
     It exports, calibrates, verifies and matches with the same commands as the teacher."""
     require("torch", "train")
-    from mvd_edge.core.signals import Terminated, interrupt_exit_code, sigterm_as_interrupt
     from mvd_edge.train.distill import distill_config, run_distill
 
     overrides = list(set_ or [])
@@ -137,16 +126,7 @@ def distill(
     refuse_overwriting_inputs({"--out best.pt": out / "best.pt", "--out last.pt": out / "last.pt"},
                               {"teacher checkpoint": teacher})
     cfg = distill_config(teacher, config, overrides)
-    try:
-        with sigterm_as_interrupt():
-            summary = run_distill(cfg, resume=resume, evaluate_test=test, overwrite=overwrite)
-    except KeyboardInterrupt as exc:
-        last = Path(cfg.out) / "last.pt"
-        where = f"{last} holds the last finished epoch; continue with --resume" if last.is_file() else \
-            "no epoch finished yet"
-        err_console.print(f"stopped by {'SIGTERM' if isinstance(exc, Terminated) else 'SIGINT'}: {where}",
-                          highlight=False)
-        raise typer.Exit(interrupt_exit_code(exc)) from None
+    summary = _stoppable(lambda: run_distill(cfg, resume=resume, evaluate_test=test, overwrite=overwrite), cfg.out)
     rec = summary["student_of"]
     console.print(f"student: {cfg.model.backbone}, one pass, recipe {cfg.eval.recipe}; teacher {teacher} "
                   f"({rec['teacher_backbone']}, full, {rec['teacher_embedding_dim']}-d); start: {rec['init']}")
@@ -218,6 +198,23 @@ def demo(
     if (epochs is not None and epochs < 1) or (ids is not None and ids < 12) or not video_seconds > 0:
         raise typer.BadParameter("need --epochs >= 1, --ids >= 12 and --video-seconds > 0")
     run_demo(out, epochs=epochs, ids=ids, video_seconds=video_seconds, seed=seed, console=console)
+
+
+def _stoppable(run, out: str | Path):
+    """``run()`` with SIGTERM (docker stop, systemd) handled like Ctrl-C: the checkpoints stay
+    consistent, the message says what was kept, the exit code is 130 / 143."""
+    from mvd_edge.core.signals import Terminated, interrupt_exit_code, sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():
+            return run()
+    except KeyboardInterrupt as exc:
+        last = Path(out) / "last.pt"
+        where = f"{last} holds the last finished epoch; continue with --resume" if last.is_file() else \
+            "no epoch finished yet"
+        err_console.print(f"stopped by {'SIGTERM' if isinstance(exc, Terminated) else 'SIGINT'}: {where}",
+                          highlight=False)
+        raise typer.Exit(interrupt_exit_code(exc)) from None
 
 
 def _print_results(results: dict, title: str) -> None:
