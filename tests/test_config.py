@@ -101,3 +101,18 @@ def test_default_recipe_is_the_full_method_and_the_trainer_passes_it_through():
     w = loss_weights(cfg)
     assert w == LossWeights()  # the library default and the CLI default are the same recipe
     assert (w.vcd, w.vml, w.vcd_pairs, cfg.loss.ramp) == (0.1, 0.1, "both", 0.5)
+
+
+def test_yaml_syntax_errors_and_odd_files_are_config_errors_naming_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lr: [1,\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML at line 3"):
+        load_train_config(bad)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_train_config(listing)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match="bin.yaml"):
+        load_train_config(binary)

@@ -105,6 +105,21 @@ def test_reference_head_matches_model_embed():
             assert torch.allclose(reference_head(maps, model, recipe), model.embed(x, recipe), atol=1e-6)
 
 
+@pytest.mark.parametrize("recipe", ("shared", "z"))
+def test_a_one_pass_students_head_folds_exactly(recipe):
+    """`mvd-edge distill` students (shared branch only) take the same folded head and kernels."""
+    model = MVDNet(num_classes=5, backbone="tiny", recipe="shared", branches=("shared",))
+    randomize_head_model(model, torch.Generator().manual_seed(7))
+    model = model.eval().to(torch.float64)
+    x = torch.randn(4, 3, 64, 32, dtype=torch.float64)
+    with torch.no_grad():
+        maps = model.feature_maps(x, recipe)
+        out = folded_head_torch(maps, fold_head(model, recipe, dtype=torch.float64))
+        ref = model.embed(x, recipe)
+    assert len(maps) == 1 and out.shape == ref.shape == (4, model.embedding_dim(recipe))
+    assert torch.allclose(out, ref, rtol=0, atol=1e-10), float((out - ref).abs().max())
+
+
 def test_fold_layout_segments_are_aligned_views():
     model = _random_model(seed=6)
     z = fold_head(model, "z", dtype=torch.float32)

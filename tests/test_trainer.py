@@ -160,6 +160,22 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
     torch.save({"a": torch.zeros(1)}, other)
     with pytest.raises(CheckpointError, match="not an mvd-edge checkpoint"):
         model_from_checkpoint(other)
+    pickled = tmp_path / "pickled.pt"  # a pickle weights_only refuses: one clear line, not torch's essay
+    torch.save({"x": ConfigError("a class weights_only does not allow")}, pickled)
+    with pytest.raises(CheckpointError, match="loads with weights_only=True$"):
+        load_checkpoint(pickled)
+    # an mvd-edge checkpoint whose model_spec or weights are damaged
+    from conftest import make_checkpoint
+
+    good = load_checkpoint(make_checkpoint(tmp_path / "good.pt"))
+    for name, damage in (("spec", lambda st: st["model_spec"].pop("backbone")),
+                         ("weights", lambda st: st["model"].pop(next(iter(st["model"]))))):
+        st = load_checkpoint(tmp_path / "good.pt")
+        damage(st)
+        save_checkpoint(st, tmp_path / f"{name}.pt")
+        with pytest.raises(CheckpointError, match="model_spec is damaged" if name == "spec" else "do not fit"):
+            model_from_checkpoint(tmp_path / f"{name}.pt")
+    assert good["model_spec"]["backbone"] == "tiny"
 
 
 def test_lr_schedule_warmup_then_decay():

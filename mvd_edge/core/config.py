@@ -213,17 +213,31 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
     """Defaults, then the YAML file (if any), then overrides; every key is validated."""
     data: dict = to_dict(TrainConfig())
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: top level must be a mapping")
-        _merge(data, loaded, "")
+        _merge(data, read_yaml_mapping(path), "")
     apply_overrides(data, overrides or [])
     cfg = from_dict(TrainConfig, data)
     validate_train_config(cfg)
     return cfg
+
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A YAML config file's top-level mapping; a missing file, a syntax error or another top
+    level is a :class:`ConfigError` naming the file (and the line)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    return loaded
 
 
 def _merge(base: dict, new: dict, prefix: str) -> None:

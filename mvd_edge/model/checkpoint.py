@@ -57,7 +57,10 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {p} (truncated or not a torch file?): {exc}") from exc
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        if "weights_only" in str(exc) or "Weights only load failed" in first:
+            first = "not a torch checkpoint that loads with weights_only=True"
+        raise CheckpointError(f"cannot read checkpoint {p} (truncated or not a torch file?): {first}") from exc
     if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
         raise CheckpointError(f"{p} is not an mvd-edge checkpoint (expected format {CKPT_FORMAT})")
     return state

@@ -41,6 +41,7 @@ from mvd_edge.core.config import (
     _merge,
     apply_overrides,
     from_dict,
+    read_yaml_mapping,
     to_dict,
     validate_train_config,
 )
@@ -66,8 +67,6 @@ def distill_config(teacher: str | Path, config: str | Path | None = None, overri
     synthetic teacher without ``data.root`` trained on ``<its out>/synthetic``: the student
     reads the same folder. ``model.pretrained`` is kept only for the teacher's backbone.
     """
-    import yaml
-
     tpath = Path(teacher)
     _, tstate = model_from_checkpoint(tpath)
     data: dict = to_dict(TrainConfig())
@@ -84,16 +83,7 @@ def distill_config(teacher: str | Path, config: str | Path | None = None, overri
         data["loss"][k] = 0.0
     data["loss"]["grad_log"] = False
     if config is not None:
-        p = Path(config)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: top level must be a mapping")
-        _merge(data, loaded, "")
+        _merge(data, read_yaml_mapping(config), "")
     apply_overrides(data, overrides or [])
     if data["model"]["backbone"] != t_backbone and data["model"]["pretrained"] == (tcfg or {}).get("model", {}).get(
             "pretrained"):
