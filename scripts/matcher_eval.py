@@ -34,25 +34,37 @@ from mvd_edge.eval.scoring import best_setting, embedding_separability, load_gro
 from mvd_edge.match.detect import make_detector
 from mvd_edge.match.pipeline import MatchConfig, run_match
 from mvd_edge.runtime import load_embedder
+from mvd_edge.runtime.sidecar import match_settings
 
 TARGET = (0.9, 0.8)  # pair precision, pair recall
 
 
-def evaluate(engine: Path, emb, video: Path, thresholds: list[float], margins: list[float], out: Path) -> dict:
-    """The matcher grid and the embedding diagnostic of one engine (``emb``, loaded from ``engine``) on one video."""
+def evaluate(engine: Path, emb, video: Path, thresholds: list[float] | None, margins: list[float], out: Path,
+             detector: str | None = None) -> dict:
+    """The matcher grid and the embedding diagnostic of one engine (``emb``, loaded from ``engine``) on one video.
+
+    ``thresholds=None``: the engine's own operating point (its sidecar, as ``mvd-edge match``
+    uses it without ``--threshold``). ``detector``: boxes from that detector (e.g. ``auto``)
+    instead of the ground truth."""
     gt = load_ground_truth(video)
     mots = {s: video / gt["streams"][s]["mot"] for s in ("ir", "rgb")}
     vids = {s: video / gt["streams"][s]["video"] for s in ("ir", "rgb")}
     rows = []
-    for mg in margins:
-        for th in thresholds:
-            dets = {s: make_detector(boxes=mots[s]) for s in ("ir", "rgb")}
-            events = out / f"events-{engine.stem}-{video.name}-{th}-{mg}.jsonl"
-            res = run_match(str(vids["ir"]), str(vids["rgb"]), emb, dets, config=MatchConfig(threshold=th, margin=mg),
-                            events=events, status=False)
-            sc = score_matches(events, video / "gt.json")
-            rows.append({"threshold": th, "margin": mg, "precision": sc["precision"], "recall": sc["recall"],
-                         "idf1": sc["idf1"], "fps": res.get("fps")})
+    if thresholds is None:
+        op = match_settings(emb.info)
+        grid = [(op["threshold"], op["margin"])]
+    else:
+        grid = [(th, mg) for mg in margins for th in thresholds]
+    for th, mg in grid:
+        dets = {s: make_detector(detector=detector, modality=s) if detector else make_detector(boxes=mots[s])
+                for s in ("ir", "rgb")}
+        events = out / f"events-{engine.parent.name}-{engine.stem}-{video.name}-{detector or 'gt'}-{th}-{mg}.jsonl"
+        res = run_match(str(vids["ir"]), str(vids["rgb"]), emb, dets, config=MatchConfig(threshold=th, margin=mg),
+                        events=events, status=False)
+        sc = score_matches(events, video / "gt.json")
+        rows.append({"threshold": th, "margin": mg, "precision": sc["precision"], "recall": sc["recall"],
+                     "idf1": sc["idf1"], "fps": res.get("fps"), "boxes": detector or "ground truth",
+                     "threshold_source": "engine sidecar" if thresholds is None else "grid"})
     sep = embedding_separability(emb, video)
     return {"engine": str(engine), "video": str(video), "seed": gt.get("seed"), "people": gt.get("n_ids"),
             "match": rows, "separability": sep}
@@ -78,7 +90,11 @@ def main() -> None:
     ap.add_argument("--video", type=Path, action="append", required=True, help="synth-video folder (repeatable)")
     ap.add_argument("--val-video", type=Path, action="append", default=[],
                     help="validation synth-video folder (repeatable): choose the setting on these, report --video")
-    ap.add_argument("--thresholds", default="0.3,0.5", help="comma-separated cosine thresholds")
+    ap.add_argument("--thresholds", default="0.3,0.5",
+                    help="comma-separated cosine thresholds, or 'sidecar': each engine's own operating point "
+                         "(threshold and margin from calibrate-threshold; --margins is then ignored)")
+    ap.add_argument("--detector", default=None,
+                    help="detect people with this detector (e.g. auto) instead of the ground-truth boxes")
     ap.add_argument("--margins", default="0", help="comma-separated margins over the runner-up (0 = off)")
     ap.add_argument("--select", choices=("target", "idf1"), default="target",
                     help="how the setting is chosen on the validation videos (see above)")
@@ -88,7 +104,8 @@ def main() -> None:
     if overlap:
         raise SystemExit(f"error: a video cannot be both --video and --val-video: {', '.join(map(str, overlap))}")
     try:
-        thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
+        thresholds = None if args.thresholds == "sidecar" else \
+            [float(t) for t in args.thresholds.split(",") if t.strip()]
         margins = [float(t) for t in args.margins.split(",") if t.strip()]
     except ValueError as exc:
         raise SystemExit(f"error: --thresholds/--margins take comma-separated numbers ({exc})") from None
@@ -101,9 +118,10 @@ def main() -> None:
             raise SystemExit(f"error: {exc}") from None
         for v, into, role in [(v, results, "test") for v in args.video] + \
                 [(v, validation, "validation") for v in args.val_video]:
-            print(f"{e} on {v}: {len(thresholds) * len(margins)} matcher runs + the embedding diagnostic ...", flush=True)
+            n = 1 if thresholds is None else len(thresholds) * len(margins)
+            print(f"{e} on {v}: {n} matcher runs + the embedding diagnostic ...", flush=True)
             try:
-                into.append({**evaluate(e, emb, v, thresholds, margins, args.out), "role": role})
+                into.append({**evaluate(e, emb, v, thresholds, margins, args.out, args.detector), "role": role})
             except (OSError, ValueError, RuntimeError) as exc:  # missing/corrupt video, bad ground truth
                 raise SystemExit(f"error: {exc}") from None
     chosen = []

@@ -116,3 +116,24 @@ def test_yaml_syntax_errors_and_odd_files_are_config_errors_naming_the_line(tmp_
     binary.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ConfigError, match="bin.yaml"):
         load_train_config(binary)
+
+
+def test_resume_keeps_the_runs_settings_and_refuses_contradicting_ones(tmp_path):
+    from mvd_edge.core.config import explicit_keys, resume_config
+
+    stored = to_dict(load_train_config(None, ["optim.lr=0.001", "synth.n_ids=50", "optim.epochs=4"]))
+    # resumed without repeating the original options: the run's own settings come back
+    cfg = resume_config(load_train_config(None, ["optim.epochs=8"]), stored, explicit_keys(None, ["optim.epochs=8"]))
+    assert cfg.optim.lr == 0.001 and cfg.synth.n_ids == 50 and cfg.optim.epochs == 8  # epochs may grow
+    # a setting given now that contradicts the run names the key
+    with pytest.raises(ConfigError, match=r"--resume: optim.lr is 0.002 here but 0.001"):
+        resume_config(load_train_config(None, ["optim.lr=0.002"]), stored, explicit_keys(None, ["optim.lr=0.002"]))
+    # keys set in a YAML file count as given
+    y = tmp_path / "c.yaml"
+    y.write_text("synth:\n  n_ids: 60\n")
+    with pytest.raises(ConfigError, match="synth.n_ids"):
+        resume_config(load_train_config(y), stored, explicit_keys(y, []))
+    # where things are and how long the run goes may change
+    moved = resume_config(load_train_config(None, ["out=elsewhere", "device=cpu"]), stored,
+                          explicit_keys(None, ["out=elsewhere", "device=cpu"]))
+    assert moved.out == "elsewhere" and moved.device == "cpu" and moved.optim.lr == 0.001

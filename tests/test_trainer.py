@@ -340,3 +340,12 @@ def test_training_into_an_existing_run_needs_resume_or_overwrite(tmp_path, synth
     assert r.exit_code == 0, r.output
     assert (out / "last.pt").read_bytes() != before["last.pt"]
     assert len(list(csv.DictReader(open(out / "log.csv")))) == 1  # the new run's log, not appended to the old one
+    # --resume continues with the run's own config: only the new epoch count is needed on the command line
+    r = CliRunner().invoke(app, ["train", "--out", str(out), "--no-test", "--resume", "--epochs", "2"])
+    assert r.exit_code == 0, r.output
+    state = load_checkpoint(out / "last.pt")
+    assert state["epoch"] == 1 and state["config"]["seed"] == 9 and state["config"]["data"]["root"] == str(synth_root)
+    # ... and a setting that contradicts the run is refused, naming it
+    r = CliRunner().invoke(app, ["train", "--out", str(out), "--no-test", "--resume", "--epochs", "3",
+                                 "--set", "optim.lr=0.5"])
+    assert r.exit_code == 2 and "optim.lr is 0.5 here" in r.output

@@ -87,6 +87,8 @@ def train(
     require("torch", "train")
     from mvd_edge.train.trainer import run_training
 
+    cfg = _resumed(cfg, config, overrides, resume)
+
     summary = _stoppable(lambda: run_training(cfg, resume=resume, evaluate_test=test, overwrite=overwrite), cfg.out)
     if "test" in summary:
         _print_results(summary["test"], title=f"test: {cfg.data.dataset}, best epoch {summary['best']['epoch']}")
@@ -125,7 +127,7 @@ def distill(
             overrides.append(f"{key}={json.dumps(str(value)) if isinstance(value, Path) else value}")
     refuse_overwriting_inputs({"--out best.pt": out / "best.pt", "--out last.pt": out / "last.pt"},
                               {"teacher checkpoint": teacher})
-    cfg = distill_config(teacher, config, overrides)
+    cfg = _resumed(distill_config(teacher, config, overrides), config, overrides, resume)
     summary = _stoppable(lambda: run_distill(cfg, resume=resume, evaluate_test=test, overwrite=overwrite), cfg.out)
     rec = summary["student_of"]
     console.print(f"student: {cfg.model.backbone}, one pass, recipe {cfg.eval.recipe}; teacher {teacher} "
@@ -198,6 +200,21 @@ def demo(
     if (epochs is not None and epochs < 1) or (ids is not None and ids < 12) or not video_seconds > 0:
         raise typer.BadParameter("need --epochs >= 1, --ids >= 12 and --video-seconds > 0")
     run_demo(out, epochs=epochs, ids=ids, video_seconds=video_seconds, seed=seed, console=console)
+
+
+def _resumed(cfg, config: Path | None, overrides: list[str], resume: bool):
+    """``--resume``: continue with the run's own config (from ``last.pt``) where the user set
+    nothing; a setting the user gave that contradicts it is an error naming the key."""
+    if not resume:
+        return cfg
+    from mvd_edge.core.config import explicit_keys, resume_config
+    from mvd_edge.model.checkpoint import load_checkpoint
+
+    last = Path(cfg.out) / "last.pt"
+    if not last.is_file():
+        return cfg  # the trainer says there is nothing to resume
+    stored = load_checkpoint(last).get("config")
+    return resume_config(cfg, stored, explicit_keys(config, overrides)) if isinstance(stored, dict) else cfg
 
 
 def _stoppable(run, out: str | Path):

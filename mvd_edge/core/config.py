@@ -240,6 +240,55 @@ def read_yaml_mapping(path: str | Path) -> dict:
     return loaded
 
 
+#: settings a resumed run may change: how long it runs, where things are, how it is evaluated
+RESUMABLE_CHANGES = ("out", "device", "optim.epochs", "data.root", "data.workers", "eval.batch_size", "eval.trials",
+                     "eval.eval_every", "eval.settings", "loss.grad_log")
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def explicit_keys(path: str | Path | None, overrides: list[str] | None) -> set[str]:
+    """The config keys a user set: every key of the YAML file and of the ``key=value`` overrides."""
+    keys = set(flatten(read_yaml_mapping(path))) if path is not None else set()
+    return keys | {o.split("=", 1)[0].strip() for o in overrides or [] if "=" in o}
+
+
+def resume_config(cfg: TrainConfig, stored: dict, explicit: set[str]) -> TrainConfig:
+    """The config a ``--resume`` continues with: the run's own (``stored``, from ``last.pt``) where
+    the user set nothing, the user's value where it set one of :data:`RESUMABLE_CHANGES`. A setting the user gave
+    that contradicts the run (another learning rate, data set, backbone...) is a
+    :class:`ConfigError` naming the key: resuming would mix two configurations in one run."""
+    have = flatten(to_dict(cfg))
+    was = flatten(stored)
+    merged = dict(have)
+    for key, value in have.items():
+        if key not in was or was[key] == value or (key in RESUMABLE_CHANGES and key in explicit):
+            continue
+        if key in explicit:
+            raise ConfigError(f"--resume: {key} is {value!r} here but {was[key]!r} in the run being resumed; "
+                              f"resume with the run's settings (drop that option) or start a new --out")
+        merged[key] = was[key]
+    data: dict = {}
+    for key, value in merged.items():
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    out = from_dict(TrainConfig, data)
+    validate_train_config(out)
+    return out
+
+
 def _merge(base: dict, new: dict, prefix: str) -> None:
     for key, value in new.items():
         if key not in base:
