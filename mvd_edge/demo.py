@@ -1,8 +1,10 @@
 """``mvd-edge demo``: the whole product on a laptop CPU, no data set, no camera, no GPU.
 
 synthetic data set + synthetic IR/RGB video pair -> train (bounded) -> export -> INT8
-calibration -> verify against FP32 -> match the videos (ground-truth boxes and HOG) ->
-profile the engine -> Markdown report with the numbers and PNGs.
+calibration -> verify against FP32 -> distil a one-pass student from the trained model (its own
+export, INT8 and verify) -> match the videos with both INT8 engines (ground-truth boxes, the
+default detector, detectors without training, HOG) -> profile the engines -> Markdown report
+with the numbers and PNGs.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     from mvd_edge.runtime.sidecar import match_settings
     from mvd_edge.synth.dataset import write_sysu
     from mvd_edge.synth.video import write_synth_video
+    from mvd_edge.train.distill import distill_config, run_distill
     from mvd_edge.train.trainer import run_training
     from mvd_edge.verify import calibrate_threshold, save_report, verify_engines
 
@@ -48,7 +51,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     times: dict[str, float] = {}
     summary: dict = {"out": str(out)}
 
-    t = _step(console, "1/7 synthetic data set and video pair")
+    t = _step(console, "1/8 synthetic data set and video pair")
     sizes = ([f"synth.n_ids={ids}"] if ids is not None else []) + ([f"optim.epochs={epochs}"] if epochs is not None else [])
     cfg = load_train_config(None, [f"out={out / 'train'}", f"data.root={out / 'data'}", *sizes, f"seed={seed}",
                                    "device=cpu"])
@@ -59,7 +62,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     video = write_synth_video(out / "video", n_ids=video_ids, seconds=video_seconds, seed=seed, progress=True)
     times["data"] = time.perf_counter() - t
 
-    t = _step(console, f"2/7 train MVD (tiny backbone, {epochs} epochs, CPU)")
+    t = _step(console, f"2/8 train MVD (tiny backbone, {epochs} epochs, CPU)")
     trained = run_training(cfg, overwrite=True)  # the demo's own folder: a rerun replaces it
     ckpt = Path(trained["best_checkpoint"])
     save_results(trained["test"], None, out / "cmc.png", title="synthetic SYSU protocols (best epoch on val)")
@@ -67,7 +70,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
                                                           for k, v in trained["test"].items()}}
     times["train"] = time.perf_counter() - t
 
-    t = _step(console, "3/7 export ONNX and calibrate INT8")
+    t = _step(console, "3/8 export ONNX and calibrate INT8")
     onnx_path = out / "engine" / "model.onnx"
     exp = export_onnx(ckpt, onnx_path)
     quantize(onnx_path, out / "engine", from_dataset("sysu", out / "data", n=512, seed=seed), progress=True)
@@ -77,7 +80,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     summary["export"] = {"parity": exp["parity"], "engines": [fp32_engine["engine_file"], int8_engine["engine_file"]]}
     times["export"] = time.perf_counter() - t
 
-    t = _step(console, "4/7 verify engines against FP32 torch")
+    t = _step(console, "4/8 verify engines against FP32 torch")
     engines = [out / "engine" / "model.ort.onnx", out / "engine" / "model.int8-cpu.ort.onnx"]
     report = verify_engines(ckpt, engines, "sysu", out / "data", trials=10)
     save_report(report, out / "verify.json", out / "verify.png")
@@ -88,28 +91,49 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     summary["verify_reference_rank1"] = report["reference"]["metrics"][f"{report['settings'][0]}/rank1"]
     times["verify"] = time.perf_counter() - t
 
-    t = _step(console, "5/7 calibrate the match threshold, match the IR and RGB videos (INT8 engine)")
+    t = _step(console, f"5/8 distil a one-pass student from the trained model ({epochs} epochs, CPU)")
+    student_cfg = distill_config(ckpt, None, [f"out={out / 'student'}", f"optim.epochs={epochs}", "device=cpu"])
+    distilled = run_distill(student_cfg, overwrite=True)  # the demo's own folder: a rerun replaces it
+    student_ckpt = Path(distilled["best_checkpoint"])
+    student_onnx = out / "engine" / "student.onnx"
+    export_onnx(student_ckpt, student_onnx)
+    quantize(student_onnx, out / "engine", from_dataset("sysu", out / "data", n=512, seed=seed), progress=True)
+    student_engine = out / "engine" / "student.int8-cpu.ort.onnx"
+    build_engine(out / "engine" / "student.int8-cpu.onnx", student_engine, backend="ort")
+    s_report = verify_engines(student_ckpt, [student_engine], "sysu", out / "data", trials=10)
+    setting = s_report["settings"][0]
+    summary["student"] = {"best": distilled["best"], "student_of": distilled["student_of"],
+                          "test": {k: {m: v[m]["mean"] for m in ("rank1", "mAP", "mINP")}
+                                   for k, v in distilled["test"].items()},
+                          "int8_rank1": s_report["engines"][0]["metrics"][f"{setting}/rank1"],
+                          "int8_cosine": s_report["engines"][0]["cosine"]}
+    times["student"] = time.perf_counter() - t
+
+    t = _step(console, "6/8 calibrate the match thresholds, match the IR and RGB videos (INT8 engines)")
     # fresh identities (another seed), cut out of synthetic scenes as the matcher sees people:
     # neither trained on nor used to choose the checkpoint
     calib_root = out / "calib-ids"
     write_sysu(calib_root, n_ids=40, images_per_cam=4, size=(cfg.data.height, cfg.data.width), seed=seed + 1000,
                render="scenes")
-    point = calibrate_threshold(engines[1], "sysu", calib_root, split="all", target_precision=0.9, seed=seed)
-    summary["operating_point"] = {k: point[k] for k in ("threshold", "margin", "precision", "recall", "reached",
-                                                         "target_precision", "identities", "people_per_scene")}
-    console.print(f"operating point: threshold {point['threshold']:.3f}, margin {point['margin']:.3f} "
-                  f"(pair precision {point['precision']:.3f}, recall {point['recall']:.3f} on {point['identities']} "
-                  f"held-out identities)")
+    keys = ("threshold", "margin", "precision", "recall", "reached", "target_precision", "identities",
+            "people_per_scene")
+    for name, engine in (("operating_point", engines[1]), ("student_operating_point", student_engine)):
+        point = calibrate_threshold(engine, "sysu", calib_root, split="all", target_precision=0.9, seed=seed)
+        summary[name] = {k: point[k] for k in keys}
+        console.print(f"{'student ' if name.startswith('student') else ''}operating point: threshold "
+                      f"{point['threshold']:.3f}, margin {point['margin']:.3f} (pair precision {point['precision']:.3f}, "
+                      f"recall {point['recall']:.3f} on {point['identities']} held-out identities)")
     summary["match"] = {}
-    for mode in ("gt-boxes", "gt-boxes@0.5", "auto", "untrained", "hog"):
-        emb = load_embedder(engines[1])
+    for mode in ("gt-boxes", "gt-boxes@0.5", "auto", "untrained", "hog", "student:gt-boxes", "student:auto"):
+        emb = load_embedder(student_engine if mode.startswith("student:") else engines[1])
+        mode_boxes = mode.removeprefix("student:")
         op = match_settings(emb.info, threshold=0.5 if mode.endswith("@0.5") else None)
-        if mode.startswith("gt-boxes"):
+        if mode_boxes.startswith("gt-boxes"):
             dets = {s: make_detector(boxes=video["mot"][s]) for s in ("ir", "rgb")}
         else:  # "auto": the default detectors (the packaged CNN); the best ones that need no training; HOG
-            dets = {s: make_detector(detector=UNTRAINED_DEFAULTS[s] if mode == "untrained" else mode, modality=s)
-                    for s in ("ir", "rgb")}
-        events = out / f"events-{mode}.jsonl"
+            dets = {s: make_detector(detector=UNTRAINED_DEFAULTS[s] if mode_boxes == "untrained" else mode_boxes,
+                                     modality=s) for s in ("ir", "rgb")}
+        events = out / f"events-{mode.replace(':', '-')}.jsonl"
         save = out / f"match-{mode}.mp4" if mode == "gt-boxes" else None
         res = run_match(str(video["videos"]["ir"]), str(video["videos"]["rgb"]), emb, dets, events=events, save=save,
                         config=MatchConfig(threshold=op["threshold"], margin=op["margin"]), status=False,
@@ -118,16 +142,17 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
         summary["match"][mode] = {"fps": res.get("fps"), "precision": score["precision"], "recall": score["recall"],
                                   "idf1": score["idf1"], "threshold": op["threshold"], "margin": op["margin"],
                                   "threshold_source": op["source"], "events": str(events),
-                                  "video": str(save) if save else None}
+                                  "video": str(save) if save else None,
+                                  "engine": "student INT8" if mode.startswith("student:") else "MVD INT8"}
         console.print(f"{mode}: pair precision {score['precision']:.3f} recall {score['recall']:.3f} "
                       f"IDF1 {score['idf1']:.3f} at {res.get('fps', 0):.1f} fps (threshold {op['threshold']:.3f}, "
                       f"{op['source']})")
     times["match"] = time.perf_counter() - t
     summary["match_still"] = _still(out / "match-gt-boxes.mp4", out / "match-frame.jpg")
 
-    t = _step(console, "6/7 profile the engines")
+    t = _step(console, "7/8 profile the engines")
     summary["profile"] = {}
-    for name, path in (("fp32", engines[0]), ("int8", engines[1])):
+    for name, path in (("fp32", engines[0]), ("int8", engines[1]), ("student-int8", student_engine)):
         emb = load_embedder(path)
         prof = profile_embedder(emb, batches=(1, 8, 32), iters=20, warmup=3)
         save_profile(prof, out / "profile", name=f"profile-{name}")
@@ -135,7 +160,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
                                     for b, r in prof["batches"].items()}
     times["profile"] = time.perf_counter() - t
 
-    _step(console, "7/7 report")
+    _step(console, "8/8 report")
     summary["seconds"] = times
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "report.md").write_text(render_report(summary))
@@ -178,13 +203,35 @@ def render_report(s: dict) -> str:
     for e in s["verify"]:
         lines.append(f"| {e['engine']} | {e['precision']} | {e['cosine']['mean']:.5f} | {e['cosine']['min']:.5f} | "
                      f"{e['rank1']:.2f} | {e['drop_rank1']:+.2f} |")
-    lines += ["", "![verify](verify.png)", "", "## Matching the synthetic IR and RGB videos (INT8 engine)", "",
-              "| boxes | threshold | pair precision | pair recall | IDF1 | pipeline fps |", "|---|---|---|---|---|---|"]
+    lines += ["", "![verify](verify.png)", ""]
+    st = s.get("student")
+    if st:
+        rec = st["student_of"]
+        lines += ["## One-pass student (`mvd-edge distill`)", "",
+                  f"One backbone pass per crop (recipe `shared`) instead of the four of `full`, distilled from the "
+                  f"trained model's {rec['teacher_embedding_dim']}-d `full` feature (cosine + relational) with the "
+                  f"identity losses, starting from its {'shared branch' if rec['init'] == 'teacher' else 'scratch'}; "
+                  f"best epoch on the validation identities: {st['best']['epoch']} (val Rank-1 "
+                  f"{st['best']['rank1']:.1f}). INT8 engine Rank-1 {st['int8_rank1']:.2f} (mean cosine to its FP32 "
+                  f"torch model {st['int8_cosine']['mean']:.5f}).", "",
+                  "| model | protocol | Rank-1 | mAP | mINP |", "|---|---|---|---|---|"]
+        for who, res in (("MVD (4 passes)", s["train"]["test"]), ("student (1 pass)", st["test"])):
+            for k, v in res.items():
+                lines.append(f"| {who} | {k} | {v['rank1']:.2f} | {v['mAP']:.2f} | {v['mINP']:.2f} |")
+        lines.append("")
+    lines += ["## Matching the synthetic IR and RGB videos (INT8 engines)", "",
+              "| engine | boxes | threshold | pair precision | pair recall | IDF1 | pipeline fps |",
+              "|---|---|---|---|---|---|---|"]
     for mode, m in s["match"].items():
         src = m.get("threshold_source", "")
         label = "engine sidecar" if "engine sidecar" in src else "given" if "command line" in src else "default"
         thr = f"{m['threshold']:.3f} ({label})" if "threshold" in m else "-"
-        lines.append(f"| {mode} | {thr} | {m['precision']:.3f} | {m['recall']:.3f} | {m['idf1']:.3f} | {m['fps']:.1f} |")
+        lines.append(f"| {m.get('engine', 'MVD INT8')} | {mode.removeprefix('student:')} | {thr} | {m['precision']:.3f} "
+                     f"| {m['recall']:.3f} | {m['idf1']:.3f} | {m['fps']:.1f} |")
+    sop = s.get("student_operating_point")
+    if sop:
+        lines += ["", f"Student operating point: threshold {sop['threshold']:.3f}, margin {sop['margin']:.3f}, pair "
+                      f"precision {sop['precision']:.3f} / recall {sop['recall']:.3f} on the same identities."]
     op = s.get("operating_point")
     if op:
         lines += ["", f"Operating point (stored in the engine's sidecar by `calibrate-threshold`): threshold "

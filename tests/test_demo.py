@@ -15,7 +15,7 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
                                    "--video-seconds", "2"])
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["seconds"]) == {"data", "train", "export", "verify", "match", "profile"}
+    assert set(summary["seconds"]) == {"data", "train", "export", "verify", "student", "match", "profile"}
     # both engines verified against torch FP32; the FP32 ORT engine is numerically the same model
     by_precision = {e["precision"]: e for e in summary["verify"]}
     assert set(by_precision) == {"fp32", "int8"}
@@ -43,7 +43,16 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert summary["match"]["gt-boxes@0.5"]["threshold"] == 0.5
     assert (out / "match-gt-boxes.mp4").stat().st_size > 0
     assert summary["match_still"] == "match-frame.jpg" and (out / "match-frame.jpg").stat().st_size > 0
-    for name in ("fp32", "int8"):
+    # the one-pass student: distilled, exported, calibrated, verified, matched with its own operating point
+    st = summary["student"]
+    assert st["student_of"]["teacher_recipe"] == "full" and st["student_of"]["init"] == "teacher"
+    assert set(st["test"]) == set(summary["train"]["test"]) and 0.5 < st["int8_cosine"]["mean"] <= 1.0 + 1e-6
+    s_info = read_sidecar(out / "engine" / "student.int8-cpu.ort.onnx")
+    assert s_info["recipe"] == "shared" and s_info["student_of"]["student"] is True
+    assert summary["match"]["student:gt-boxes"]["threshold"] == s_info["operating_point"]["threshold"]
+    assert summary["match"]["student:auto"]["engine"] == "student INT8"
+    assert (out / "events-student-auto.jsonl").is_file() and "| student INT8 | auto |" in (out / "report.md").read_text()
+    for name in ("fp32", "int8", "student-int8"):
         assert set(summary["profile"][name]) == {"1", "8", "32"}  # JSON object keys
         assert (out / "profile" / f"profile-{name}_latency.png").exists()
     report = (out / "report.md").read_text()
