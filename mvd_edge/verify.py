@@ -41,35 +41,73 @@ def embed_samples(embedder: Embedder, paths: Sequence[str], chunk: int = 256, pr
     return np.concatenate(out) if out else np.zeros((0, embedder.dim), np.float32)
 
 
+def engine_checkpoint_sha256(engine: str | Path, emb: Embedder) -> str | None:
+    """The sha256 of the checkpoint an engine was built from: its sidecar's, else its graph
+    metadata's; None when neither records one."""
+    sha = (emb.info.get("hashes") or {}).get("checkpoint_sha256") or emb.info.get("checkpoint_sha256")
+    if sha or Path(engine).suffix != ".onnx":
+        return sha
+    from mvd_edge.core.graphmeta import GraphMeta, MetadataError
+
+    try:
+        return GraphMeta.from_onnx(engine).checkpoint_sha256
+    except (MetadataError, OSError, ValueError):
+        return None
+
+
 def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], dataset: str, root: str | Path,
                    settings: Sequence[str] | None = None, trials: int = 10, seed: int = 0, trial: int = 1,
-                   device: str = "cpu") -> dict:
-    """Measure each engine against the FP32 torch model of ``checkpoint``; returns the report dict."""
+                   device: str = "cpu", allow_foreign: bool = False) -> dict:
+    """Measure each engine against the FP32 torch model of ``checkpoint`` (in the engine's own
+    recipe); returns the report dict.
+
+    An engine built from another checkpoint (its sidecar or graph records another sha256) is
+    refused unless ``allow_foreign``: the comparison would measure two models, not a precision."""
     from mvd_edge.data.registry import default_eval_settings, load_dataset
     from mvd_edge.eval.reid import evaluate_features
+    from mvd_edge.runtime.sidecar import sha256_file
 
+    ckpt_sha = sha256_file(checkpoint) if Path(checkpoint).is_file() else None
     data = load_dataset(dataset, Path(root), trial=trial, seed=seed)
     if not data.test:
         raise DatasetError(f"{root}: the test split of {dataset} is empty")
     settings = list(settings or default_eval_settings(dataset))
     paths = [str(s.path) for s in data.test]
-    ref_embedder = load_embedder(checkpoint, device=device, fused_head=False)
-    ref = embed_samples(ref_embedder, paths, progress="fp32 torch")
-    ref_metrics = evaluate_features(ref, data.test, settings, n_trials=trials, seed=seed)
+    refs: dict[str | None, tuple[np.ndarray, dict]] = {}
+
+    def reference(recipe: str | None) -> tuple[np.ndarray, dict]:
+        if recipe not in refs:
+            ref_embedder = load_embedder(checkpoint, device=device, fused_head=False, recipe=recipe)
+            feats = embed_samples(ref_embedder, paths, progress=f"fp32 torch ({ref_embedder.info.get('recipe')})")
+            refs[recipe] = (feats, _flat(evaluate_features(feats, data.test, settings, n_trials=trials, seed=seed)))
+        return refs[recipe]
+
     report: dict = {"checkpoint": str(checkpoint), "dataset": dataset, "settings": settings, "trials": trials,
-                    "n_images": len(paths),
-                    "reference": {"name": "torch-fp32", "metrics": _flat(ref_metrics)}, "engines": []}
+                    "n_images": len(paths), "engines": []}
     for engine in engines:
         emb = load_embedder(engine)
+        sha = engine_checkpoint_sha256(engine, emb)
+        foreign = sha is not None and ckpt_sha is not None and sha != ckpt_sha
+        if foreign and not allow_foreign:
+            emb.close()
+            raise UsageError(f"{engine} was built from another checkpoint (sha256 {sha[:12]}..., {checkpoint} is "
+                             f"{ckpt_sha[:12]}...): verifying it against this one compares two models, not a "
+                             f"precision; give its own checkpoint, or --allow-foreign to compare anyway")
+        recipe = emb.info.get("recipe")
+        ref, ref_metrics = reference(recipe)
+        report.setdefault("reference", {"name": "torch-fp32", "recipe": recipe, "metrics": ref_metrics})
         if emb.dim != ref.shape[1]:
             raise UsageError(f"{engine}: embedding dim {emb.dim} != checkpoint's {ref.shape[1]} (different recipe?)")
         feats = embed_samples(emb, paths, progress=f"{Path(engine).name}")
         metrics = _flat(evaluate_features(feats, data.test, settings, n_trials=trials, seed=seed))
-        drop = {k: report["reference"]["metrics"][k] - v for k, v in metrics.items()}
+        drop = {k: ref_metrics[k] - v for k, v in metrics.items()}
         report["engines"].append({"engine": str(engine), "backend": emb.backend, "precision": emb.precision,
                                   "int8_flavour": emb.info.get("int8_flavour"), "cosine": cosine_summary(feats, ref),
+                                  "recipe": recipe, "reference_metrics": ref_metrics, "foreign": foreign,
                                   "metrics": metrics, "drop_vs_fp32": drop})
         emb.close()
+    if "reference" not in report:  # no engines
+        report["reference"] = {"name": "torch-fp32", "recipe": None, "metrics": reference(None)[1]}
     return report
 
 

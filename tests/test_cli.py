@@ -66,6 +66,25 @@ def test_deploy_path_export_int8_engine_verify(run, tmp_path):
     assert by_prec["fp16"]["cosine"]["mean"] > 0.999
     assert by_prec["int8"]["cosine"]["mean"] > 0.95
     assert (tmp_path / "v.png").stat().st_size > 1000
+    # an engine of another recipe is measured against the checkpoint in that recipe
+    res = invoke("export", run / "best.pt", "--out", tmp_path / "z.onnx", "--recipe", "z")
+    assert res.exit_code == 0, res.output
+    res = invoke("verify", run / "best.pt", tmp_path / "z.onnx", "--root", run / "synthetic", "--trials", 2,
+                 "--json", tmp_path / "vz.json", "--png", tmp_path / "vz.png")
+    assert res.exit_code == 0, res.output
+    z = json.loads((tmp_path / "vz.json").read_text())["engines"][0]
+    assert z["recipe"] == "z" and z["cosine"]["min"] > 0.9999 and not z["foreign"]
+    # an engine built from another checkpoint is refused, unless asked for
+    from conftest import make_checkpoint
+
+    other = make_checkpoint(tmp_path / "other.pt", height=128, width=64)
+    args = ["verify", other, engine, "--root", run / "synthetic", "--trials", 2, "--json", tmp_path / "vo.json",
+            "--png", tmp_path / "vo.png"]
+    res = invoke(*args)
+    assert res.exit_code == 2 and "built from another checkpoint" in res.output and "--allow-foreign" in res.output
+    res = invoke(*args, "--allow-foreign")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "vo.json").read_text())["engines"][0]["foreign"] is True
 
 
 @pytest.mark.parametrize("args, message", [

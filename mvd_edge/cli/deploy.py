@@ -162,13 +162,15 @@ def verify(
     trials: Annotated[int, typer.Option(help="gallery sampling trials")] = 10,
     json_out: Annotated[Path, typer.Option("--json", help="report JSON")] = Path("runs/verify/verify.json"),
     png: Annotated[Path, typer.Option(help="report chart")] = Path("runs/verify/verify.png"),
+    allow_foreign: Annotated[bool, typer.Option(help="measure engines built from another checkpoint too")] = False,
 ) -> None:
-    """Accuracy cost of each engine: cosine vs FP32 torch and Rank-1/mAP/mINP on the test split."""
+    """Accuracy cost of each engine: cosine vs FP32 torch (same recipe) and Rank-1/mAP/mINP on the test split."""
     require("torch", "train")
     from mvd_edge.verify import save_report, verify_engines
 
     chosen = [s.strip() for s in settings.split(",")] if settings else None
-    report = verify_engines(checkpoint, engines, dataset, root, settings=chosen, trials=trials)
+    report = verify_engines(checkpoint, engines, dataset, root, settings=chosen, trials=trials,
+                            allow_foreign=allow_foreign)
     save_report(report, json_out, png)
     setting = report["settings"][0]
     table = Table(title=f"verify on {dataset} ({setting}, {trials} trials)")
