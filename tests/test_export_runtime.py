@@ -96,6 +96,24 @@ def test_sidecar_detects_truncated_and_corrupt_engines(tmp_path, tiny_onnx):
         load_embedder(tmp_path / "missing.engine")
 
 
+@pytest.mark.parametrize("field, edit", [
+    ("preprocess.mean", lambda d: d["preprocess"].__setitem__("mean", [0.5, 0.5, 0.5])),
+    ("preprocess.color_order", lambda d: d["preprocess"].__setitem__("color_order", "BGR")),
+    ("preprocess.height", lambda d: d["preprocess"].__setitem__("height", 96)),
+    ("recipe", lambda d: d.__setitem__("recipe", "z")),
+    ("embedding_dim", lambda d: d.__setitem__("embedding_dim", 64)),
+])
+def test_an_edited_sidecar_that_contradicts_the_graph_is_refused_naming_the_field(tmp_path, tiny_onnx, field, edit):
+    engine = tmp_path / "e.ort.onnx"
+    build_engine(tiny_onnx, engine, backend="ort")
+    load_embedder(engine).close()  # as built: sidecar and graph agree
+    info = json.loads(sidecar_path(engine).read_text())
+    edit(info)
+    sidecar_path(engine).write_text(json.dumps(info))
+    with pytest.raises(EngineError, match=rf"sidecar and its graph disagree on {field}.*rebuild it"):
+        load_embedder(engine)
+
+
 def test_trt_engines_are_tied_to_gpu_and_version():
     info = {"backend": "trt", "source_onnx": "m.onnx", "batch_profile": [1, 8, 32],
             "versions": {"tensorrt": "10.3.0"}, "gpu": {"name": "Orin", "compute_capability": "8.7"}}

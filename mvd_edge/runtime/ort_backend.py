@@ -53,6 +53,30 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
     return sess
 
 
+def check_sidecar_matches_graph(session, info: dict, spec: PreprocessSpec, path: str | Path) -> None:
+    """Raise :class:`EngineError` naming the field where an engine's sidecar and its graph's own
+    metadata (or its input shape) disagree. Graphs without mvd-edge metadata are not checked."""
+    try:
+        meta = GraphMeta.from_session(session, source=path)
+    except MetadataError:
+        return
+    where = f"{path}: its sidecar and its graph disagree on"
+    fix = "the sidecar was edited or belongs to another engine; rebuild it with `mvd-edge build-engine`"
+    sidecar_pp, graph_pp = spec.to_dict(), meta.preprocess.to_dict()
+    for key in sorted(set(sidecar_pp) | set(graph_pp)):
+        if sidecar_pp.get(key) != graph_pp.get(key):
+            raise EngineError(f"{where} preprocess.{key} (sidecar {sidecar_pp.get(key)!r}, graph "
+                              f"{graph_pp.get(key)!r}): {fix}")
+    for key, graph_value in (("embedding_dim", meta.embedding_dim), ("recipe", meta.recipe),
+                             ("precision", meta.precision)):
+        if key in info and info[key] != graph_value:
+            raise EngineError(f"{where} {key} (sidecar {info[key]!r}, graph {graph_value!r}): {fix}")
+    shape = session.get_inputs()[0].shape
+    if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]) and tuple(shape[2:]) != (spec.height, spec.width):
+        raise EngineError(f"{where} the input size (sidecar {spec.height}x{spec.width}, graph input "
+                          f"{shape[2]}x{shape[3]}): {fix}")
+
+
 class OrtEmbedder(Embedder):
     backend = "ort"
 
@@ -62,9 +86,11 @@ class OrtEmbedder(Embedder):
         self.session = make_session(path, device=device, threads=threads,
                                     optimization=info.get("ort_optimization", "disable" if info else "extended"))
         if "preprocess" in info and info.get("embedding_dim"):
-            # a built engine: its sidecar records what was built (the optimised graph keeps the metadata too)
+            # a built engine: its sidecar records what was built; the optimised graph keeps the metadata
+            # too, and the two must agree (an edited or swapped sidecar would silently embed wrongly)
             spec = PreprocessSpec.from_dict(info["preprocess"])
             dim = int(info["embedding_dim"])
+            check_sidecar_matches_graph(self.session, info, spec, path)
         else:
             try:
                 meta = GraphMeta.from_session(self.session, source=path)
