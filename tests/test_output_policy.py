@@ -88,3 +88,39 @@ def test_score_matches_refuses_bad_bounds_and_empty_events(tmp_path):
     for opt, value in (("--iou", "1.5"), ("--iou", "0"), ("--min-visibility", "7")):
         code, out = _run(["score-matches", str(events), clip["gt"], opt, value])
         assert code == 2 and "must be in" in out, out
+
+
+@pytest.mark.parametrize("args, existing", [
+    (["export", "{ck.pt}", "--out", "{old.onnx}"], "old.onnx"),
+    (["fp16", "{m.onnx}", "--out", "{old.onnx}"], "old.onnx"),
+    (["build-engine", "{m.onnx}", "--out", "{old.onnx}"], "old.onnx"),
+    (["int8", "{m.onnx}", "--out-dir", "{dir}", "--manifest", "{ev.jsonl}", "--flavours", "cpu"], "m.int8-cpu.onnx"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--events", "{old.jsonl}"],
+     "old.jsonl"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--save", "{old.mp4}"], "old.mp4"),
+    (["score-matches", "{ev.jsonl}", "{gt.json}", "--json", "{old.json}"], "old.json"),
+    (["synth", "--out", "{dir}"], "m.int8-cpu.onnx"),
+    (["synth-video", "--out", "{dir}"], "m.int8-cpu.onnx"),
+])
+def test_an_existing_output_is_kept_unless_overwrite_is_given(files, tmp_path, args, existing):
+    """Nothing a user already has is replaced without asking; with --overwrite the check steps aside."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    olds = {n: tmp_path / n for n in ("old.onnx", "old.jsonl", "old.mp4", "old.json")}
+    olds["m.int8-cpu.onnx"] = folder / "m.int8-cpu.onnx"
+    for p in olds.values():
+        p.write_bytes(b"the user's")
+    names = {**{k: str(v) for k, v in files.items()}, **{k: str(v) for k, v in olds.items()}, "dir": str(folder)}
+    argv = [names[a[1:-1]] if a.startswith("{") else a for a in args]
+    code, out = _run(argv)
+    assert code == 2 and ("already exists" in out or "folder is not empty" in out) and "--overwrite" in out, out
+    assert olds[existing].read_bytes() == b"the user's"
+    code, out = _run(argv + ["--overwrite"])
+    assert "already exists" not in out and "folder is not empty" not in out  # (the random inputs may fail later)
+
+
+def test_synth_onto_a_file_is_one_line_not_a_traceback(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    code, out = _run(["synth", "--out", str(f), "--ids", "12", "--overwrite"])
+    assert code == 2 and "exists and is not a folder" in out and "Traceback" not in out

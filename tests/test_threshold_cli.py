@@ -79,7 +79,7 @@ def _match(app, engine, tmp_path, *extra):
     summary = tmp_path / "summary.json"
     r = CliRunner().invoke(app, ["match", "--ir", str(v / "ir.mp4"), "--rgb", str(v / "rgb.mp4"), "--model", str(engine),
                                  "--ir-boxes", str(v / "ir.mot.txt"), "--rgb-boxes", str(v / "rgb.mot.txt"),
-                                 "--no-status", "--summary-json", str(summary), *extra])
+                                 "--no-status", "--summary-json", str(summary), "--overwrite", *extra])
     assert r.exit_code == 0, r.output
     return r.output, json.loads(summary.read_text())["config"]
 

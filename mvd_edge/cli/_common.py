@@ -69,6 +69,33 @@ def refuse_overwriting_inputs(outputs: dict[str, Path | str | None], inputs: dic
                              f"choose another path")
 
 
+def refuse_existing(outputs: dict[str, Path | str | None], overwrite: bool) -> None:
+    """A :class:`UsageError` when an output file already exists (or an output folder is not empty)
+    and ``overwrite`` is not given: nothing a user has is replaced without asking."""
+    if overwrite:
+        return
+    for name, p in outputs.items():
+        if p is None or "://" in str(p):
+            continue
+        path = Path(p).expanduser()
+        if path.is_file() or (path.is_dir() and any(path.iterdir())):
+            kind = "folder is not empty" if path.is_dir() else "already exists"
+            raise UsageError(f"{name} {p}: {kind}; add --overwrite to replace it, or choose another path")
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{name} {p} exists and is not a regular file or folder; choose another path")
+
+
+def check_outputs(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str | None],
+                  overwrite: bool) -> None:
+    """The output policy of every command: never an input (:func:`refuse_overwriting_inputs`),
+    never an existing file or non-empty folder without ``--overwrite`` (:func:`refuse_existing`)."""
+    refuse_overwriting_inputs(outputs, inputs)
+    refuse_existing(outputs, overwrite)
+
+
+OVERWRITE_HELP = "replace outputs that already exist (without it, an existing output is an error)"
+
+
 def parse_size(text: str, what: str = "size") -> tuple[int, int]:
     """:func:`mvd_edge.core.sizes.parse_size` as a Typer usage error: ``"256x128"`` -> (256, 128)."""
     try:

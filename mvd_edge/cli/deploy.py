@@ -13,7 +13,13 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mvd_edge.cli._common import console, friendly, parse_int_list, refuse_overwriting_inputs
+from mvd_edge.cli._common import (
+    OVERWRITE_HELP,
+    check_outputs,
+    console,
+    friendly,
+    parse_int_list,
+)
 from mvd_edge.core.errors import UsageError, require
 
 app = typer.Typer()
@@ -27,9 +33,10 @@ def export(
     recipe: Annotated[Optional[str], typer.Option(help="full, shared or z (default: the checkpoint's)")] = None,
     fused_head: Annotated[bool, typer.Option(help="emit the head as one mvd::FusedHead op (TensorRT plugin)")] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset")] = 17,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Export a checkpoint to ONNX (FP32, dynamic batch) and check it against torch."""
-    refuse_overwriting_inputs({"--out": out}, {"checkpoint": checkpoint})
+    check_outputs({"--out": out}, {"checkpoint": checkpoint}, overwrite)
     require("torch", "train")
     from mvd_edge.export import export_onnx
 
@@ -50,10 +57,11 @@ def fp16(
     onnx_model: Annotated[Path, typer.Argument(help="FP32 ONNX graph from `mvd-edge export`")],
     out: Annotated[Optional[Path], typer.Option(help="FP16 graph (default: <stem>.fp16.onnx beside it)")] = None,
     manifest: Annotated[Optional[Path], typer.Option(help="calibration manifest for the overflow check")] = None,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """FP16 ONNX graph with FP32 input/output; reports values that overflow FP16."""
     out = out or onnx_model.with_name(onnx_model.name.removesuffix(".onnx") + ".fp16.onnx")
-    refuse_overwriting_inputs({"--out": out}, {"ONNX graph": onnx_model, "--manifest": manifest})
+    check_outputs({"--out": out}, {"ONNX graph": onnx_model, "--manifest": manifest}, overwrite)
     require("onnx", "quant")
     from mvd_edge.quant.api import to_fp16
 
@@ -81,15 +89,21 @@ def int8(
     max_rank1_drop: Annotated[Optional[float], typer.Option(help="keep sensitive layers in FP32 until the "
                                                                   "validation Rank-1 drop is within POINTS")] = None,
     seed: Annotated[int, typer.Option(help="calibration sampling seed")] = 0,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Calibrated INT8 Q/DQ graphs (trt: symmetric int8; cpu: uint8 activations) from one set of ranges."""
     require("onnx", "quant")
     from mvd_edge.quant import manifest as mf
-    from mvd_edge.quant.api import quantize
+    from mvd_edge.quant.api import int8_path, quantize
 
     sources = [x for x in (dataset, folder, video, manifest) if x is not None]
     if len(sources) != 1:
         raise UsageError("give exactly one calibration source: --dataset (with --root), --folder, --video or --manifest")
+    out_dir = out_dir or onnx_model.parent
+    stem = onnx_model.name.removesuffix(".onnx")
+    check_outputs({**{f"the {fl.strip()} INT8 graph": int8_path(out_dir, stem, fl.strip()) for fl in flavours.split(",")},
+                   "the INT8 report": out_dir / f"{stem}.int8-report.json"},
+                  {"ONNX graph": onnx_model, "--manifest": manifest}, overwrite)
     if dataset is not None:
         if root is None:
             raise UsageError("--dataset needs --root")
@@ -109,7 +123,6 @@ def int8(
         val = load_dataset(dataset, root, use_val=True, seed=seed).val
         if not val:
             raise UsageError(f"{root}: {dataset} has no validation split for --max-rank1-drop")
-    out_dir = out_dir or onnx_model.parent
     report = quantize(onnx_model, out_dir, man, method=method, flavours=[f.strip() for f in flavours.split(",")],
                       include_head=include_head, max_rank1_drop=max_rank1_drop, val_samples=val, seed=seed)
     table = Table(title=f"INT8 ({method}, {len(man)} calibration crops)")
@@ -135,6 +148,7 @@ def build_engine_cmd(
     workspace_mb: Annotated[int, typer.Option(help="TensorRT workspace (MiB)")] = 2048,
     timing_cache: Annotated[Optional[Path], typer.Option(help="TensorRT timing cache file (reused across builds)")] = None,
     verbose: Annotated[bool, typer.Option(help="TensorRT verbose build log")] = False,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Build an ONNX Runtime or TensorRT engine (+ sidecar JSON) from an ONNX graph."""
     from mvd_edge.runtime.engine import build_engine
@@ -142,8 +156,8 @@ def build_engine_cmd(
     if out is None:
         stem = onnx_model.name.removesuffix(".onnx")
         out = onnx_model.with_name(f"{stem}.{backend}.onnx" if backend == "ort" else f"{stem}.engine")
-    refuse_overwriting_inputs({"--out": out, "the sidecar": Path(f"{out}.json")},
-                              {"ONNX graph": onnx_model, "--timing-cache": timing_cache})
+    check_outputs({"--out": out, "the sidecar": Path(f"{out}.json")},
+                  {"ONNX graph": onnx_model, "--timing-cache": timing_cache}, overwrite)
     info = build_engine(onnx_model, out, backend=backend, device=device, batch=batch, workspace_mb=workspace_mb,
                         timing_cache=timing_cache, verbose=verbose)
     console.print(f"[green]built[/] {out} ({info['backend']}, {info['precision']}"

@@ -13,7 +13,16 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mvd_edge.cli._common import console, err_console, friendly, parse_size, refuse_overwriting_inputs
+from mvd_edge.cli._common import (
+    OVERWRITE_HELP,
+    check_outputs,
+    console,
+    err_console,
+    friendly,
+    parse_size,
+    refuse_existing,
+    refuse_overwriting_inputs,
+)
 
 app = typer.Typer()
 
@@ -106,6 +115,7 @@ def match_cmd(
     profile: Annotated[bool, typer.Option(help="show per-stage timings live")] = False,
     status: Annotated[bool, typer.Option(help="live status line")] = True,
     summary_json: Annotated[Optional[Path], typer.Option("--summary-json", help="write the run summary here")] = None,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Match people across an IR and an RGB stream (detect, track, embed, associate)."""
     from mvd_edge.match.detect import make_detector
@@ -120,9 +130,9 @@ def match_cmd(
                    "--hysteresis": (hysteresis, 1, 10_000), "--embed-every": (embed_every, 1, 10_000),
                    "--queue-size": (queue_size, 1, 10_000), "--open-timeout": (open_timeout, 0.0, 1e6),
                    "--max-offline": (max_offline, 0.0, 1e6)})
-    refuse_overwriting_inputs({"--events": events, "--save": save, "--summary-json": summary_json},
-                              {"--ir source": ir, "--rgb source": rgb, "--model": None if model == "colorhist" else model,
-                               "--ir-boxes": ir_boxes, "--rgb-boxes": rgb_boxes, "--cameras": cameras})
+    check_outputs({"--events": events, "--save": save, "--summary-json": summary_json},
+                  {"--ir source": ir, "--rgb source": rgb, "--model": None if model == "colorhist" else model,
+                   "--ir-boxes": ir_boxes, "--rgb-boxes": rgb_boxes, "--cameras": cameras}, overwrite)
     cams = load_cameras(cameras) if cameras is not None else None
     specs = {"ir": parse_source(ir, cams), "rgb": parse_source(rgb, cams)}  # fail early on bad sources
     dsize = parse_size(detector_size, "--detector-size")
@@ -184,9 +194,13 @@ def synth_video_cmd(
                                                      "with a light switch at 60 %")] = 0.0,
     thermal_drift: Annotated[float, typer.Option(help="IR drift: offset drifts up to this many grey levels, "
                                                       "gain this many %, flat-field jumps every 8 s")] = 0.0,
+    overwrite: Annotated[bool, typer.Option(help="write into a folder that is not empty (replacing a pair there)")
+                         ] = False,
 ) -> None:
     """Render a synthetic IR/RGB video pair of the same people walking, with ground truth."""
     from mvd_edge.synth.video import write_synth_video
+
+    refuse_existing({"--out": out}, overwrite)
 
     h, w = parse_size(size)
     s = write_synth_video(out, n_ids=ids, seconds=seconds, seed=seed, fps=fps, size=(h, w), mot=mot, progress=True,
@@ -311,11 +325,12 @@ def score_matches_cmd(
     iou: Annotated[float, typer.Option(help="IoU a reported box needs with a ground-truth box")] = 0.5,
     min_visibility: Annotated[float, typer.Option(help="visibility a person needs to count for recall")] = 0.5,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the scores as JSON here")] = None,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Pair precision/recall and IDF1 of global identities against synthetic ground truth."""
     from mvd_edge.eval.scoring import score_matches
 
-    refuse_overwriting_inputs({"--json": json_out}, {"events file": events, "ground truth": gt})
+    check_outputs({"--json": json_out}, {"events file": events, "ground truth": gt}, overwrite)
     r = score_matches(events, gt, iou=iou, min_visibility=min_visibility)
     table = Table(title=f"{events} vs {gt}", title_justify="left")
     for col in ("pair precision", "pair recall", "IDF1", "IDP", "IDR", "reported", "opportunities", "global ids"):

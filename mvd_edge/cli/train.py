@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mvd_edge.cli._common import console, err_console, friendly, parse_size, refuse_overwriting_inputs
+from mvd_edge.cli._common import console, err_console, friendly, parse_size, refuse_existing, refuse_overwriting_inputs
 from mvd_edge.core.errors import require
 
 app = typer.Typer()
@@ -30,9 +30,13 @@ def synth(
     render: Annotated[str, typer.Option(help="SYSU layout: 'crops' (re-id style crops) or 'scenes' (people cut "
                                              "out of synthetic camera scenes as the matcher sees them)")] = "crops",
     scene_people: Annotated[int, typer.Option(help="--render scenes: people walking through each scene")] = 6,
+    overwrite: Annotated[bool, typer.Option(help="write into a folder that is not empty (replacing a synthetic "
+                                                 "set there)")] = False,
 ) -> None:
     """Write a synthetic cross-modal data set (RGB + thermal-like renders of the same people)."""
     from mvd_edge.synth.dataset import RENDERS, write_llcm, write_regdb, write_sysu
+
+    refuse_existing({"--out": out}, overwrite)
 
     h, w = parse_size(size)
     if render not in RENDERS:

@@ -32,6 +32,11 @@ class UsageError(MvdEdgeError, ValueError):
     """A bad value given by the user (an option, a config entry, a file's contents): unknown recipe, bad list, ..."""
 
 
+class OutputExists(MvdEdgeError, FileExistsError):
+    """An output path holds something the command will not replace (another program's data, a file
+    where a folder is needed)."""
+
+
 class DeviceUnavailable(MvdEdgeError, RuntimeError):
     """Something the user asked for is not on this machine: a CUDA device, a GUI window for ``--show``."""
 

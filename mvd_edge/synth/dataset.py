@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
-from mvd_edge.core.errors import UsageError
+from mvd_edge.core.errors import OutputExists, UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.synth.camera import CameraStyle, render_crop, sample_camera_style, sample_crop_view
 from mvd_edge.synth.identity import Identity, sample_identities
@@ -98,12 +98,12 @@ def _prepare_root(root: Path, layout_entries: Iterable[str], meta: dict[str, Any
     """Create/clear ``root`` for writing (see the module docstring) and write the marker."""
     root = Path(root).expanduser()
     if root.exists() and not root.is_dir():
-        raise FileExistsError(f"{root} exists and is not a folder")
+        raise OutputExists(f"{root} exists and is not a folder")
     root.mkdir(parents=True, exist_ok=True)
     marker = root / MARKER
     if any(root.iterdir()):
         if not marker.is_file():
-            raise FileExistsError(
+            raise OutputExists(
                 f"{root} is not empty and was not written by mvd_edge.synth (no {MARKER}); "
                 "refusing to write a synthetic data set into it: choose an empty or new folder"
             )
@@ -282,7 +282,7 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
         "images_per_camera": {"cam1": n, ...}, "total_images"}``.
 
     Raises:
-        ValueError: bad arguments. FileExistsError: ``root`` holds other data.
+        ValueError: bad arguments. OutputExists (a FileExistsError): ``root`` holds other data.
     """
     n_ids = _check_int("n_ids", n_ids, 3)
     images_per_cam = _check_int("images_per_cam", images_per_cam, 1)
@@ -369,7 +369,7 @@ def write_regdb(root: Path, n_ids: int = 40, images_per_modality: int = 10, size
         "Thermal": n}, "trials": [{"trial", "train": [pid...], "test": [pid...]}]}``.
 
     Raises:
-        ValueError: bad arguments. FileExistsError: ``root`` holds other data.
+        ValueError: bad arguments. OutputExists (a FileExistsError): ``root`` holds other data.
     """
     n_ids = _check_int("n_ids", n_ids, 2)
     images_per_modality = _check_int("images_per_modality", images_per_modality, 1)
@@ -444,7 +444,7 @@ def write_llcm(root: Path, n_ids: int = 40, cams_per_identity: int = 3, images_p
         "ids": {"train": [...], "test": [...]}}``.
 
     Raises:
-        ValueError: bad arguments. FileExistsError: ``root`` holds other data.
+        ValueError: bad arguments. OutputExists (a FileExistsError): ``root`` holds other data.
     """
     n_ids = _check_int("n_ids", n_ids, 2)
     cams_per_identity = _check_int("cams_per_identity", cams_per_identity, 1)
