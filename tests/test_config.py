@@ -137,3 +137,8 @@ def test_resume_keeps_the_runs_settings_and_refuses_contradicting_ones(tmp_path)
     moved = resume_config(load_train_config(None, ["out=elsewhere", "device=cpu"]), stored,
                           explicit_keys(None, ["out=elsewhere", "device=cpu"]))
     assert moved.out == "elsewhere" and moved.device == "cpu" and moved.optim.lr == 0.001
+
+
+def test_zero_batches_per_epoch_is_refused():
+    with pytest.raises(ConfigError, match="data.batches_per_epoch must be >= 1"):
+        load_train_config(None, ["data.batches_per_epoch=0"])

@@ -471,3 +471,24 @@ def test_random_channel_augmentation_copies_one_channel():
     assert picked == {0, 1, 2}  # every channel gets chosen
     gray = img[:1].expand(3, -1, -1).clone()  # an IR-like image is left as it is
     assert torch.equal(RandomChannel(1.0)(gray), gray)
+
+
+def test_sysu_protocol_warns_loudly_when_a_camera_has_no_test_images():
+    from mvd_edge.data.protocols import DataSetWarning, sysu_trials
+
+    def sample(pid, cam):
+        mod = Modality.INFRARED if cam in (3, 6) else Modality.VISIBLE
+        return Sample(path=Path(f"{pid}_{cam}.jpg"), pid=pid, cam=cam, modality=mod)
+
+    full = [sample(p, c) for p in (1, 2) for c in (1, 2, 3, 4, 5, 6)]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a complete split: no warning
+        sysu_trials(full, "all", n_trials=1)
+    no_cam6 = [s for s in full if s.cam != 6]
+    with pytest.warns(DataSetWarning, match="no images in query cam 6.*not the protocol's number"):
+        trials = sysu_trials(no_cam6, "all", n_trials=1)
+    assert len(trials[0].query) == 2
+    with pytest.warns(DataSetWarning, match="gallery cam 4, gallery cam 5"):
+        sysu_trials([s for s in full if s.cam not in (4, 5)], "all", n_trials=1)

@@ -329,6 +329,9 @@ def validate_train_config(cfg: TrainConfig) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
+    if cfg.data.batches_per_epoch is not None and cfg.data.batches_per_epoch < 1:
+        raise ConfigError(f"data.batches_per_epoch must be >= 1 (or unset: one pass over the training images), "
+                          f"got {cfg.data.batches_per_epoch}")
     if cfg.synth.scene_people < 1:
         raise ConfigError(f"synth.scene_people must be >= 1, got {cfg.synth.scene_people}")
     if cfg.data.p_ids < 2:

@@ -33,6 +33,7 @@ Sources of the protocol facts (public reference code, consulted for facts only):
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -96,6 +97,10 @@ class Trial:
             object.__setattr__(self, field_name, arr)
 
 
+class DataSetWarning(UserWarning):
+    """The test split does not fill a protocol (a camera without images): its numbers are partial."""
+
+
 def protocol_names() -> list[str]:
     """Names of every evaluation setting accepted by :func:`make_trials`."""
     return list(PROTOCOLS)
@@ -154,6 +159,12 @@ def sysu_trials(
         raise DatasetError("SYSU-MM01 protocol: no infrared (cam 3 / cam 6) test image for the query")
     if not candidates:
         raise DatasetError(f"SYSU-MM01 protocol: no visible test image in cams {gallery_cams} for the gallery")
+    missing = [f"query cam {c}" for c in SYSU_QUERY_CAMS if not any(test[i].cam == c for i in query)]
+    missing += [f"gallery cam {c}" for c in gallery_cams if not any(k[1] == c for k in candidates)]
+    if missing:  # the numbers would carry the protocol's name for a part of it: say so loudly
+        warnings.warn(f"SYSU-MM01 {mode}-search: the test split has no images in {', '.join(missing)}; the "
+                      f"result covers the other cameras only and is not the protocol's number", DataSetWarning,
+                      stacklevel=2)
     shot_name = {1: "single", 10: "multi"}.get(shots, f"{shots}shot")
     return [
         Trial(
