@@ -179,3 +179,29 @@ def test_best_setting_for_a_target_counts_the_videos_that_meet_it_and_nan_is_wor
     assert meets_target(row(0.2, 0.9, 0.8, 0.0), (0.9, 0.8))  # the bounds themselves meet it
     assert not meets_target(row(0.2, 0.899, 0.95, 0.0), (0.9, 0.8))
     assert not meets_target(row(0.2, 0.95, 0.799, 0.0), (0.9, 0.8))
+
+
+def test_events_of_another_video_are_an_error_or_a_loud_warning(tmp_path):
+    from mvd_edge.eval.scoring import GroundTruthWarning
+
+    for name, gt in (("short", GT), ("here", GT)):
+        (tmp_path / name).mkdir()
+        g = json.loads(json.dumps(gt))
+        for s in ("ir", "rgb"):
+            g["streams"][s]["video"] = f"{s}.mp4"
+        (tmp_path / name / "gt.json").write_text(json.dumps(g))
+    # events that run past the ground truth's frames
+    long = [_match(f, A, B, 1) for f in range(6)]
+    with pytest.raises(ValueError, match="reach frame 5 but the ground truth .* has 4 frames"):
+        score_matches(long, tmp_path / "short")
+    # events whose sources are other files than the videos beside gt.json
+    start = {"event": "start", "ir_source": str(tmp_path / "elsewhere" / "ir.mp4"),
+             "rgb_source": str(tmp_path / "here" / "rgb.mp4")}
+    with pytest.warns(GroundTruthWarning, match="ir source .*elsewhere.* meaningless"):
+        score_matches([start, _match(0, A, B, 1), _end(1)], tmp_path / "here")
+    ok = {"event": "start", "ir_source": str(tmp_path / "here" / "ir.mp4"), "rgb_source": str(tmp_path / "here" / "rgb.mp4")}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GroundTruthWarning)
+        assert score_matches([ok, _match(0, A, B, 1), _end(1)], tmp_path / "here")["reported_pairs"] == 1

@@ -61,7 +61,36 @@ def load_ground_truth(path: str | Path) -> dict[str, Any]:
     for s in ("ir", "rgb"):
         if s not in gt.get("streams", {}):
             raise UsageError(f"{p}: no '{s}' stream")
+    gt["_path"] = str(p)  # where it was read from: score_matches checks the events came from its videos
     return gt
+
+
+class GroundTruthWarning(UserWarning):
+    """The events do not seem to come from the videos this ground truth describes."""
+
+
+def check_events_match_ground_truth(evs: list[dict[str, Any]], gt: dict[str, Any], n_gt: int) -> None:
+    """Refuse events that run past the ground truth's last frame; warn when the events' sources
+    are other files than the videos beside ``gt.json`` (scores of another video's ground truth
+    are meaningless)."""
+    last = max((int(e.get(f"{s}_frame", -1)) for e in evs if e.get("event") == "match" for s in ("ir", "rgb")),
+               default=-1)
+    if last >= n_gt:
+        raise UsageError(f"the events reach frame {last} but the ground truth {gt.get('_path', '')} has {n_gt} "
+                         f"frames: these events are from another video")
+    start = next((e for e in evs if e.get("event") == "start"), None)
+    if start is None or "_path" not in gt:
+        return
+    for s in ("ir", "rgb"):
+        src, name = start.get(f"{s}_source"), gt["streams"][s].get("video")
+        if not src or not name or "://" in str(src) or str(src).isdigit():
+            continue
+        want = (Path(gt["_path"]).parent / name).resolve()
+        if Path(src).resolve() != want:
+            import warnings
+
+            warnings.warn(f"the events' {s} source is {src}, but this ground truth describes {want}: scores "
+                          f"against another video's ground truth are meaningless", GroundTruthWarning, stacklevel=3)
 
 
 def _xyxy(box: list[float]) -> np.ndarray:
@@ -151,6 +180,7 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
         raise UsageError(f"{events}: no events (an empty file: did `mvd-edge match --events` run to its first frame?)")
     boxes = {s: gt["streams"][s]["boxes"] for s in ("ir", "rgb")}
     n_gt = min(len(boxes["ir"]), len(boxes["rgb"]))
+    check_events_match_ground_truth(evs, gt, n_gt)
 
     def frame_boxes(s: str, f: int) -> list[list[float]]:
         return boxes[s][f] if 0 <= f < len(boxes[s]) else []
