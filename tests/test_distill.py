@@ -168,3 +168,26 @@ def test_cli_distill_runs_and_refuses_writing_over_its_teacher(teacher, tmp_path
     res = runner.invoke(app, ["distill", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and "checkpoint not found" in res.output
     assert np.isfinite(rec["teacher_embedding_dim"])
+
+
+def test_distill_under_torchrun_two_cpu_processes(teacher, tmp_path):
+    """Under DDP (gloo, two processes) the student and its training-only projection train, and
+    rank 0 saves both unwrapped."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+            f"--master_port={port}", "-m", "mvd_edge", "distill", str(teacher), "--no-test", "--out", str(out),
+            "--epochs", "1", "--set", "data.batches_per_epoch=3", "--set", "optim.warmup_epochs=0"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    state = load_checkpoint(out / "last.pt")
+    assert state["model_spec"]["branches"] == ["shared"]
+    assert not any(k.startswith("module.") for k in state["model"])
+    assert set(state["distill_state"]["kd_proj"]) == {"weight"}  # saved unwrapped

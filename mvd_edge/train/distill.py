@@ -142,6 +142,10 @@ class Distiller(Trainer):
         }
         self._teacher_state = tstate
         super().__init__(cfg, resume=resume, progress=progress, overwrite=overwrite)
+        self.proj = self.kd_proj  # under torchrun its gradients are all-reduced like the student's
+        if self.distinfo.enabled:
+            ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
+            self.proj = torch.nn.parallel.DistributedDataParallel(self.kd_proj, device_ids=ids)
 
     def build_model(self) -> MVDNet:
         m, d = self.cfg.model, self.cfg.distill
@@ -183,7 +187,7 @@ class Distiller(Trainer):
         t = self.teacher_targets(x)
         v = outputs["shared_x"]["v"].float()
         if d.cos:
-            terms["kd_cos"] = kd_cosine(self.kd_proj(v), t)
+            terms["kd_cos"] = kd_cosine(self.proj(v), t)
             weights["kd_cos"] = d.cos
         if d.rel:
             terms["kd_rel"] = kd_relational(v, t)
