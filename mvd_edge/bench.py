@@ -147,17 +147,13 @@ class Builder:
         return load_embedder(engine, device=self.device if ":" in self.device else "cuda:0")
 
 
-def embedding_macs(checkpoint: str | Path, recipe: str) -> int:
-    """Multiply-accumulates of one crop's embedding (``torch.utils.flop_counter``: FLOPs / 2) at the
-    checkpoint's input size: every backbone pass the recipe needs, plus its head."""
+def embedding_macs(model, recipe: str, size: tuple[int, int]) -> int:
+    """Multiply-accumulates of one ``size`` (height, width) crop's embedding by ``model`` in eval
+    mode (``torch.utils.flop_counter``: FLOPs / 2): every backbone pass the recipe needs, plus its head."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from mvd_edge.model.checkpoint import model_from_checkpoint
-
-    model, state = model_from_checkpoint(checkpoint, recipe=recipe)
-    pp = state["preprocess"]
-    x = torch.zeros(1, 3, int(pp["height"]), int(pp["width"]))
+    x = torch.zeros(1, 3, *size)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model.embed(x, recipe)
@@ -185,11 +181,13 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
     models = {"teacher": checkpoint}
     for i, s in enumerate(students):
         models["student" if i == 0 else f"student{i + 1}"] = Path(s)
-    runnable, skipped = [], []
+    runnable, skipped, macs = [], [], {}
     for name, ckpt in models.items():
-        spec = model_from_checkpoint(ckpt)[0].spec
+        model, state = model_from_checkpoint(ckpt)  # once per model: its recipes and the MACs of each
         run, skip = plan_variants(backends, precisions, recipes, fused, compiled, device, model=name,
-                                  model_recipes=spec.recipes)
+                                  model_recipes=model.spec.recipes)
+        size = (int(state["preprocess"]["height"]), int(state["preprocess"]["width"]))
+        macs.update({(name, r): embedding_macs(model, r, size) for r in {v.recipe for v in run}})
         runnable += run
         skipped += skip
     data = load_dataset(dataset, root)
@@ -199,7 +197,6 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
     paths = [str(s.path) for s in data.test]
     builders = {name: Builder(ckpt, out / "artifacts" / (name if students else ""), dataset, root, calib_n, device)
                 for name, ckpt in models.items()}
-    macs = {(v.model, v.recipe): embedding_macs(models[v.model], v.recipe) for v in runnable}
     rows, refs = [], {}
     for v in runnable:
         if progress:
@@ -284,12 +281,9 @@ def plot_pareto(report: dict, path: Path) -> bool:
     return plots.save(fig, path, dpi=120)
 
 
-SUMMARY_COLUMNS = ("variant", "dim", "GMACs/crop", "MACs vs full")
-
-
 def summary_columns(batches: Sequence[int]) -> list[str]:
     """Column titles of :func:`summary_rows`."""
-    return [*SUMMARY_COLUMNS, *[f"ms/crop@{b}" for b in batches], f"ms vs full@{batches[-1]}",
+    return ["variant", "dim", "GMACs/crop", "MACs vs full", *[f"ms/crop@{b}" for b in batches], f"ms vs full@{batches[-1]}",
             f"speedup@{batches[-1]}", f"crops/s@{batches[-1]}", "Rank-1", "mAP", "mINP", "cos vs fp32"]
 
 

@@ -73,7 +73,8 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     t = _step(console, "3/8 export ONNX and calibrate INT8")
     onnx_path = out / "engine" / "model.onnx"
     exp = export_onnx(ckpt, onnx_path)
-    quantize(onnx_path, out / "engine", from_dataset("sysu", out / "data", n=512, seed=seed), progress=True)
+    calib_set = from_dataset("sysu", out / "data", n=512, seed=seed)  # the student's INT8 calibrates on it too
+    quantize(onnx_path, out / "engine", calib_set, progress=True)
     fp32_engine = build_engine(onnx_path, out / "engine" / "model.ort.onnx", backend="ort")
     int8_engine = build_engine(out / "engine" / "model.int8-cpu.onnx", out / "engine" / "model.int8-cpu.ort.onnx",
                                backend="ort")
@@ -97,7 +98,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     student_ckpt = Path(distilled["best_checkpoint"])
     student_onnx = out / "engine" / "student.onnx"
     export_onnx(student_ckpt, student_onnx)
-    quantize(student_onnx, out / "engine", from_dataset("sysu", out / "data", n=512, seed=seed), progress=True)
+    quantize(student_onnx, out / "engine", calib_set, progress=True)
     student_engine = out / "engine" / "student.int8-cpu.ort.onnx"
     build_engine(out / "engine" / "student.int8-cpu.onnx", student_engine, backend="ort")
     s_report = verify_engines(student_ckpt, [student_engine], "sysu", out / "data", trials=10)

@@ -107,9 +107,13 @@ def test_bench_measures_a_student_beside_its_teacher_with_macs_and_ratios(tmp_pa
                          (("", "full"), ("", "shared"), ("student-", "shared"))}
     assert any(s["variant"] == "student-ort-fp32-full" and "no 'full' recipe" in s["reason"] for s in rep["skipped"])
     # four backbone passes vs one: the MACs say so; the student is the teacher's one-pass architecture
-    full, shared = embedding_macs(ckpt, "full"), embedding_macs(ckpt, "shared")
+    from mvd_edge.model.checkpoint import model_from_checkpoint
+
+    teacher_model, student_model = model_from_checkpoint(ckpt)[0], model_from_checkpoint(student)[0]
+    full, shared = embedding_macs(teacher_model, "full", (64, 32)), embedding_macs(teacher_model, "shared", (64, 32))
     assert 3.9 < full / shared <= 4.0
-    assert rows["student-ort-fp32-shared"]["gmacs_per_crop"] * 1e9 == embedding_macs(student, "shared") == shared
+    assert rows["student-ort-fp32-shared"]["gmacs_per_crop"] * 1e9 == embedding_macs(student_model, "shared",
+                                                                                      (64, 32)) == shared
     assert rows["student-ort-int8-shared"]["macs_vs_teacher_full"] == pytest.approx(shared / full)
     assert rows["ort-fp32-full"]["latency_vs_teacher_full"]["4"] == pytest.approx(1.0)
     assert rows["student-ort-fp32-shared"]["embedding_dim"] == 128

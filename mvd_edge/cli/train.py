@@ -81,12 +81,9 @@ def train(
     """Train MVD (VSD + VCD + VML). Without options: synthetic data, tiny backbone, CPU-sized run."""
     from mvd_edge.core.config import load_train_config
 
-    overrides = list(set_ or [])
-    for key, value in (("out", out), ("data.dataset", dataset), ("data.root", root), ("model.backbone", backbone),
-                       ("model.pretrained", pretrained), ("optim.epochs", epochs), ("device", device),
-                       ("seed", seed)):
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(str(value)) if isinstance(value, Path) else value}")
+    overrides = _overrides(set_, (("out", out), ("data.dataset", dataset), ("data.root", root),
+                                  ("model.backbone", backbone), ("model.pretrained", pretrained),
+                                  ("optim.epochs", epochs), ("device", device), ("seed", seed)))
     cfg = load_train_config(config, overrides)
     require("torch", "train")
     from mvd_edge.train.trainer import run_training
@@ -125,10 +122,8 @@ def distill(
     require("torch", "train")
     from mvd_edge.train.distill import distill_config, run_distill
 
-    overrides = list(set_ or [])
-    for key, value in (("out", out), ("model.backbone", backbone), ("optim.epochs", epochs), ("device", device)):
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(str(value)) if isinstance(value, Path) else value}")
+    overrides = _overrides(set_, (("out", out), ("model.backbone", backbone), ("optim.epochs", epochs),
+                                  ("device", device)))
     refuse_overwriting_inputs({"--out best.pt": out / "best.pt", "--out last.pt": out / "last.pt"},
                               {"teacher checkpoint": teacher})
     cfg = _resumed(distill_config(teacher, config, overrides), config, overrides, resume)
@@ -204,6 +199,15 @@ def demo(
     if (epochs is not None and epochs < 1) or (ids is not None and ids < 12) or not video_seconds > 0:
         raise typer.BadParameter("need --epochs >= 1, --ids >= 12 and --video-seconds > 0")
     run_demo(out, epochs=epochs, ids=ids, video_seconds=video_seconds, seed=seed, console=console)
+
+
+def _overrides(set_: list[str] | None, flags) -> list[str]:
+    """``--set`` items, then the flags that were given as ``key=value`` overrides (paths JSON-quoted)."""
+    out = list(set_ or [])
+    for key, value in flags:
+        if value is not None:
+            out.append(f"{key}={json.dumps(str(value)) if isinstance(value, Path) else value}")
+    return out
 
 
 def _resumed(cfg, config: Path | None, overrides: list[str], resume: bool):

@@ -311,6 +311,7 @@ def validate_train_config(cfg: TrainConfig) -> None:
         "loss.kl_form": (cfg.loss.kl_form, ("correct", "release")),
         "optim.schedule": (cfg.optim.schedule, ("cosine", "step")),
         "eval.recipe": (cfg.eval.recipe, ("full", "shared", "z")),
+        "distill.init": (cfg.distill.init, ("auto", "teacher", "scratch")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -354,8 +355,6 @@ def validate_train_config(cfg: TrainConfig) -> None:
     for key in ("ce", "metric", "dml", "vsd", "vcd", "vml"):
         if getattr(cfg.loss, key) < 0:
             raise ConfigError(f"loss.{key} must be >= 0, got {getattr(cfg.loss, key)}")
-    if cfg.distill.init not in ("auto", "teacher", "scratch"):
-        raise ConfigError(f"distill.init: {cfg.distill.init!r} is not one of auto, teacher, scratch")
     for key in ("cos", "rel"):
         if getattr(cfg.distill, key) < 0:
             raise ConfigError(f"distill.{key} must be >= 0, got {getattr(cfg.distill, key)}")

@@ -34,6 +34,7 @@ without one (a run that was killed) is scored on the pairs ``(k, k)`` for every 
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,6 @@ def check_events_match_ground_truth(evs: list[dict[str, Any]], gt: dict[str, Any
             continue
         want = (Path(gt["_path"]).parent / name).resolve()
         if Path(src).resolve() != want:
-            import warnings
-
             warnings.warn(f"the events' {s} source is {src}, but this ground truth describes {want}: scores "
                           f"against another video's ground truth are meaningless", GroundTruthWarning, stacklevel=3)
 

@@ -47,7 +47,7 @@ from mvd_edge.core.config import (
 )
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.spec import STUDENT_BRANCHES
-from mvd_edge.model.checkpoint import CheckpointError, model_from_checkpoint
+from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from mvd_edge.model.net import MVDNet
 from mvd_edge.runtime.sidecar import sha256_file
 from mvd_edge.train.losses import loss_terms
@@ -68,9 +68,8 @@ def distill_config(teacher: str | Path, config: str | Path | None = None, overri
     reads the same folder. ``model.pretrained`` is kept only for the teacher's backbone.
     """
     tpath = Path(teacher)
-    _, tstate = model_from_checkpoint(tpath)
+    tcfg = load_checkpoint(tpath).get("config")  # the config only: the Distiller builds the network
     data: dict = to_dict(TrainConfig())
-    tcfg = tstate.get("config")
     if isinstance(tcfg, dict):
         _merge_known(data, tcfg)
     t_backbone = data["model"]["backbone"]
@@ -90,13 +89,18 @@ def distill_config(teacher: str | Path, config: str | Path | None = None, overri
         data["model"]["pretrained"] = None  # the teacher's ImageNet file is for the teacher's backbone
     cfg = from_dict(TrainConfig, data)
     validate_train_config(cfg)
+    check_student_config(cfg)
+    return cfg
+
+
+def check_student_config(cfg: TrainConfig) -> None:
+    """What a one-branch student cannot train with: the two-branch MVD terms, the ``full`` recipe."""
     bad = [k for k in TWO_BRANCH_TERMS if getattr(cfg.loss, k)]
     if bad:
         raise ConfigError(f"loss.{bad[0]} needs two branches; a one-pass student has one (leave "
                           f"{', '.join('loss.' + k for k in TWO_BRANCH_TERMS)} at 0)")
     if cfg.eval.recipe == "full":
         raise ConfigError("eval.recipe: a one-pass student has the shared and z recipes, not full")
-    return cfg
 
 
 def _merge_known(base: dict, new: dict) -> None:
@@ -118,9 +122,7 @@ class Distiller(Trainer):
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False):
         if not cfg.distill.teacher:
             raise ConfigError("distill.teacher: give the teacher's checkpoint (mvd-edge distill TEACHER)")
-        bad = [k for k in TWO_BRANCH_TERMS if getattr(cfg.loss, k)]
-        if bad:
-            raise ConfigError(f"loss.{bad[0]} needs two branches; a one-pass student has one")
+        check_student_config(cfg)
         self.teacher_path = Path(cfg.distill.teacher)
         teacher, tstate = model_from_checkpoint(self.teacher_path)
         if teacher.is_student:
@@ -140,7 +142,6 @@ class Distiller(Trainer):
             "losses": {"cos": cfg.distill.cos, "rel": cfg.distill.rel, "ce": cfg.loss.ce, "metric": cfg.loss.metric,
                        "vsd": cfg.loss.vsd},
         }
-        self._teacher_state = tstate
         super().__init__(cfg, resume=resume, progress=progress, overwrite=overwrite)
         self.proj = self.kd_proj  # under torchrun its gradients are all-reduced like the student's
         if self.distinfo.enabled:
