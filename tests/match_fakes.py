@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
+import cv2
 import numpy as np
 
 from mvd_edge.match.detect import Detections, Detector
@@ -23,8 +24,9 @@ class ScriptedCapture:
     """A capture whose reads follow a script: a list of frames, ``None`` items are corrupt
     frames (read OK, image None), ``"fail"`` items are failed reads."""
 
-    def __init__(self, script: Sequence, fps: float = 15.0):
+    def __init__(self, script: Sequence, fps: float = 15.0, declare_count: bool = True, seekable: bool = True):
         self.script = list(script)
+        self.declare_count, self.seekable = declare_count, seekable
         self.pos = 0
         self.fps = fps
         self.released = False
@@ -42,7 +44,17 @@ class ScriptedCapture:
         return True, item
 
     def get(self, prop: int) -> float:
+        if prop == cv2.CAP_PROP_FRAME_COUNT:
+            return float(len(self.script)) if self.declare_count else 0.0
+        if prop == cv2.CAP_PROP_POS_FRAMES:
+            return float(self.pos)
         return self.fps
+
+    def set(self, prop: int, value: float) -> bool:
+        if prop != cv2.CAP_PROP_POS_FRAMES or not self.seekable:
+            return False
+        self.pos = int(value)
+        return True
 
     def release(self) -> None:
         self.released = True
@@ -144,7 +156,7 @@ class BlockCapture:
         return True, img
 
     def get(self, prop: int) -> float:
-        return self.fps
+        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
 
     def release(self) -> None:
         pass

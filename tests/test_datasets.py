@@ -492,3 +492,30 @@ def test_sysu_protocol_warns_loudly_when_a_camera_has_no_test_images():
     assert len(trials[0].query) == 2
     with pytest.warns(DataSetWarning, match="gallery cam 4, gallery cam 5"):
         sysu_trials([s for s in full if s.cam not in (4, 5)], "all", n_trials=1)
+
+
+@pytest.mark.parametrize("setting", ["regdb-v2t", "llcm-v2i", "cross-v2i"])
+def test_queries_whose_identity_has_no_gallery_image_are_counted_and_warned(setting):
+    """A folder/RegDB/LLCM split whose infrared side lacks some identities: those visible
+    queries can never match; the evaluation says how many were left out, loudly."""
+    import warnings
+
+    from mvd_edge.data.protocols import DataSetWarning
+    from mvd_edge.eval.reid import evaluate_features
+
+    def sample(pid, cam, mod):
+        return Sample(path=Path(f"{pid}_{cam}.jpg"), pid=pid, cam=cam, modality=mod)
+
+    full = [sample(p, c, Modality.VISIBLE) for p in range(4) for c in (1, 2)]
+    full += [sample(p, c, Modality.INFRARED) for p in range(4) for c in (3, 4)]
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(len(full), 8)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every identity on both sides: no warning
+        res = evaluate_features(feats, full, [setting], n_trials=1)
+    assert res[setting]["n_query_unmatched"] == 0
+    keep = [i for i, s in enumerate(full) if not (s.modality is Modality.INFRARED and s.pid >= 2)]
+    with pytest.warns(DataSetWarning, match=r"4 of 8 queries \(2 identities\) have no image.*not the protocol's"):
+        res = evaluate_features(feats[keep], [full[i] for i in keep], [setting], n_trials=1)
+    assert res[setting]["n_query_unmatched"] == 4

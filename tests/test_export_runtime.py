@@ -14,7 +14,7 @@ from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
 from mvd_edge.export import ExportError, check_parity, export_onnx
 from mvd_edge.runtime import EngineError, load_embedder
 from mvd_edge.runtime.engine import build_engine, parse_batch
-from mvd_edge.runtime.sidecar import check_trt_compat, read_sidecar, sidecar_path
+from mvd_edge.runtime.sidecar import check_sidecar_facts, check_trt_compat, read_sidecar, sidecar_path, write_sidecar
 from mvd_edge.runtime.trt_compat import INSTALL_HINT
 
 
@@ -112,6 +112,92 @@ def test_an_edited_sidecar_that_contradicts_the_graph_is_refused_naming_the_fiel
     sidecar_path(engine).write_text(json.dumps(info))
     with pytest.raises(EngineError, match=rf"sidecar and its graph disagree on {field}.*rebuild it"):
         load_embedder(engine)
+
+
+def test_an_edited_sidecar_field_the_graph_does_not_hold_is_refused_naming_it(tmp_path, tiny_onnx):
+    engine = tmp_path / "e.ort.onnx"
+    build_engine(tiny_onnx, engine, backend="ort")
+    info = json.loads(sidecar_path(engine).read_text())
+    info["input_name"] = "pixels"  # the graph check cannot see this one; the field hashes can
+    sidecar_path(engine).write_text(json.dumps(info))
+    with pytest.raises(EngineError, match="sidecar field input_name is changed since the engine was built"):
+        load_embedder(engine)
+
+
+def _fake_trt_engine(tmp_path, **edit):
+    """A TensorRT-style engine file with a sidecar written by the builder's own writer."""
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"not a real plan")
+    info = {"backend": "trt", "precision": "fp16", "recipe": "full", "input_name": "images", "output_name": "emb",
+            "embedding_dim": 64, "batch_profile": [1, 8, 32], "source_onnx": "m.onnx",
+            "preprocess": {"height": 128, "width": 64, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                           "color_order": "RGB"}}
+    write_sidecar(engine, info)
+    data = json.loads(sidecar_path(engine).read_text())
+    for key, value in edit.items():
+        if key.startswith("preprocess."):
+            data["preprocess"][key.split(".", 1)[1]] = value
+        else:
+            data[key] = value
+    sidecar_path(engine).write_text(json.dumps(data))
+    return engine
+
+
+@pytest.mark.parametrize("field, value", [("preprocess.std", [0.5, 0.5, 0.5]), ("preprocess.color_order", "BGR"),
+                                          ("embedding_dim", 32), ("recipe", "z"), ("batch_profile", [1, 1, 64])])
+def test_edited_trt_sidecar_is_refused_before_tensorrt_is_needed(tmp_path, field, value):
+    """A TensorRT plan carries no metadata: the sidecar's field hashes catch the edit by name,
+    before TensorRT or a GPU is touched (so this runs here)."""
+    untouched = _fake_trt_engine(tmp_path)
+    assert check_sidecar_facts(read_sidecar(untouched), untouched) is True
+    engine = _fake_trt_engine(tmp_path, **{field: value})
+    with pytest.raises(EngineError, match=rf"sidecar field {field} is changed.*build-engine m.onnx --backend trt"):
+        load_embedder(engine)
+
+
+def test_sidecars_without_field_hashes_are_not_checked():
+    assert check_sidecar_facts({"recipe": "full"}, "old.engine") is False
+
+
+class _FakeTrt:
+    class TensorIOMode:
+        INPUT, OUTPUT = "in", "out"
+
+
+class _FakePlan:
+    """The slice of ``trt.ICudaEngine`` that :func:`check_engine_io` reads."""
+
+    def __init__(self, tensors):
+        self.tensors = tensors  # [(name, mode, shape)]
+        self.num_io_tensors = len(tensors)
+
+    def get_tensor_name(self, i):
+        return self.tensors[i][0]
+
+    def get_tensor_mode(self, name):
+        return next(m for n, m, _ in self.tensors if n == name)
+
+    def get_tensor_shape(self, name):
+        return next(s for n, _, s in self.tensors if n == name)
+
+
+@pytest.mark.parametrize("tensors, message", [
+    ([("images", "in", (-1, 3, 128, 64)), ("emb", "out", (-1, 64))], None),
+    ([("input", "in", (-1, 3, 128, 64)), ("emb", "out", (-1, 64))], "input_name"),
+    ([("images", "in", (-1, 3, 128, 64)), ("feat", "out", (-1, 64))], "output_name"),
+    ([("images", "in", (-1, 3, 256, 128)), ("emb", "out", (-1, 64))], "the input size"),
+    ([("images", "in", (-1, 3, 128, 64)), ("emb", "out", (-1, 8192))], "embedding_dim"),
+])
+def test_trt_engine_io_is_checked_against_its_sidecar(tensors, message):
+    from mvd_edge.runtime.trt_backend import check_engine_io
+
+    info = {"backend": "trt", "input_name": "images", "output_name": "emb", "embedding_dim": 64,
+            "preprocess": {"height": 128, "width": 64}, "source_onnx": "m.onnx", "batch_profile": [1, 8, 32]}
+    if message is None:
+        check_engine_io(_FakePlan(tensors), _FakeTrt, info, "m.engine")
+    else:
+        with pytest.raises(EngineError, match=rf"sidecar and the engine disagree on {message}"):
+            check_engine_io(_FakePlan(tensors), _FakeTrt, info, "m.engine")
 
 
 def test_trt_engines_are_tied_to_gpu_and_version():

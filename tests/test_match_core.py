@@ -236,6 +236,28 @@ def test_margin_refuses_a_pair_whose_track_has_a_close_runner_up():
             MatchConfig(margin=bad)
 
 
+@pytest.mark.parametrize("field, bad", [
+    ("threshold", 5.0), ("threshold", -1.5), ("reid_threshold", 2.0), ("hysteresis", 0), ("hysteresis", 2.5),
+    ("ema_momentum", 1.0), ("last_n", 0), ("embed_every", 0), ("crop_margin", -0.1), ("crop_aspect", 0.0),
+    ("max_occlusion", 0.0), ("max_occlusion", 1.5), ("min_features", 0), ("max_gap", -1), ("track_high", 1.2),
+    ("track_min_hits", 0), ("track_max_age", 0), ("stickiness", float("inf")), ("threshold", True),
+])
+def test_match_config_checks_every_range_naming_the_field(field, bad):
+    from mvd_edge.core.errors import UsageError
+
+    with pytest.raises(UsageError, match=rf"^{field} must be"):
+        MatchConfig(**{field: bad})
+
+
+def test_match_config_accepts_edges_and_orders_track_thresholds():
+    from mvd_edge.core.errors import UsageError
+
+    MatchConfig(threshold=-1.0, margin=2.0, ema_momentum=0.0, max_occlusion=1.0, max_gap=0, min_box_height=0,
+                crop_aspect=None, track_low=0.5, track_high=0.5)
+    with pytest.raises(UsageError, match="track_low .* must not exceed track_high"):
+        MatchConfig(track_low=0.6, track_high=0.5)
+
+
 def test_association_drops_after_k_failures_and_holds_while_unseen():
     a = CrossModalAssociator(threshold=0.5, hysteresis=2)
     for _ in range(2):

@@ -199,3 +199,60 @@ def test_realtime_file_source_is_paced():
     src.start()
     got = _drain(src)
     assert len(got) == 6 and time.monotonic() - t0 >= 0.2  # 6 frames at 20 fps: >= 0.25 s
+
+
+def test_failed_read_inside_a_file_is_skipped_by_seeking_and_reported():
+    """A file whose container declares more frames than were read is damaged, not ended: the
+    source seeks past the failure, counts the skipped frames and lists the gap."""
+    script = [_frame(k) for k in range(5)] + ["fail", "fail", "fail"] + [_frame(k) for k in range(8, 12)]
+    src = FrameSource(SourceSpec("file", "x", "fake"), "rgb", open_fn=opener([ScriptedCapture(script)]))
+    src.start()
+    got = _drain(src)
+    assert [p.index for p in got] == [0, 1, 2, 3, 4, 8, 9, 10, 11]  # indices stay true to the file's frames
+    assert [int(p.image[0, 0, 0]) for p in got] == [0, 1, 2, 3, 4, 8, 9, 10, 11]
+    assert src.gaps == [(5, 8)] and src.stats.unreadable == 3 and src.stats.corrupt == 3
+    assert src.error is None
+
+
+def test_file_that_breaks_off_before_its_declared_end_is_an_error_not_an_end():
+    script = [_frame(k) for k in range(5)] + ["fail"] * 7
+    src = FrameSource(SourceSpec("file", "x", "fake"), "rgb",
+                      open_fn=opener([ScriptedCapture(script, seekable=False)]))
+    src.start()
+    assert len(_drain(src)) == 5
+    assert src.error and "breaks off at frame 5 of the 12" in src.error
+    # a capture that declares no count (or a clean end of file) ends quietly, as before
+    for cap in (ScriptedCapture(script, declare_count=False), ScriptedCapture([_frame(k) for k in range(5)])):
+        src = FrameSource(SourceSpec("file", "x", "fake"), "rgb", open_fn=opener([cap]))
+        src.start()
+        assert len(_drain(src)) == 5 and src.error is None and src.gaps == []
+
+
+def _damaged_video(tmp_path, fourcc: str, ext: str, n: int = 60):
+    path = tmp_path / f"clip.{ext}"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 15, (64, 48))
+    for k in range(n):
+        writer.write(np.full((48, 64, 3), 4 * k, np.uint8))
+    writer.release()
+    data = bytearray(path.read_bytes())
+    lo, hi = len(data) * 2 // 5, len(data) * 3 // 5
+    data[lo:hi] = bytes(hi - lo)  # the middle fifth of the file zeroed
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_real_damaged_videos_never_end_as_if_complete(tmp_path):
+    """OpenCV on real files: a damaged MJPG AVI resumes after the damage; a damaged MP4 either
+    resumes or ends with an error naming the frame. Neither passes for a complete video."""
+    avi = _damaged_video(tmp_path, "MJPG", "avi")
+    src = FrameSource(parse_source(str(avi)), "rgb")
+    src.start()
+    got = _drain(src, 30.0)
+    assert src.error is None and src.gaps and src.stats.unreadable > 0
+    assert 20 < len(got) < 60 and got[-1].index == 59  # read to the end, past the damage
+    mp4 = _damaged_video(tmp_path, "mp4v", "mp4")
+    src = FrameSource(parse_source(str(mp4)), "rgb")
+    src.start()
+    got = _drain(src, 30.0)
+    assert len(got) < 60
+    assert src.gaps or (src.error and "breaks off" in src.error)

@@ -124,3 +124,27 @@ def test_synth_onto_a_file_is_one_line_not_a_traceback(tmp_path):
     f.write_text("x")
     code, out = _run(["synth", "--out", str(f), "--ids", "12", "--overwrite"])
     assert code == 2 and "exists and is not a folder" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("args, report", [
+    (["verify", "{ck.pt}", "{m.onnx}", "--json", "{out}", "--png", "{dir}/v.png"], "out"),
+    (["verify", "{ck.pt}", "{m.onnx}", "--json", "{dir}/v.json", "--png", "{out}"], "out"),
+    (["eval", "{ck.pt}", "--json", "{out}"], "out"),
+    (["eval", "{ck.pt}", "--png", "{out}"], "out"),
+    (["profile", "{m.onnx}", "--out", "{dir}"], "dir/profile.json"),
+    (["bench", "{ck.pt}", "--out", "{dir}"], "dir/bench.json"),
+], ids=["verify-json", "verify-png", "eval-json", "eval-png", "profile", "bench"])
+def test_reports_are_not_rewritten_without_overwrite(files, tmp_path, args, report):
+    """A report a user already has (an earlier verify, eval, profile or bench) is refused before
+    any work; with --overwrite the command goes on (and here fails on the fake inputs instead)."""
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    target = tmp_path / "old-report" if report == "out" else folder / report.split("/", 1)[1]
+    target.write_text("an earlier report\n")
+    argv = [str(files[a[1:-1]]) if a[1:-1] in files else a for a in args]
+    argv = [a.replace("{out}", str(target)).replace("{dir}", str(folder)) for a in argv]
+    code, out = _run(argv)
+    assert code == 2 and "already exists; add --overwrite" in out, out
+    assert target.read_text() == "an earlier report\n"
+    code, out = _run(argv + ["--overwrite"])
+    assert "already exists" not in out and code != 0  # past the policy: the fake checkpoint/engine is refused

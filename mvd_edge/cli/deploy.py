@@ -177,8 +177,11 @@ def verify(
     json_out: Annotated[Path, typer.Option("--json", help="report JSON")] = Path("runs/verify/verify.json"),
     png: Annotated[Path, typer.Option(help="report chart")] = Path("runs/verify/verify.png"),
     allow_foreign: Annotated[bool, typer.Option(help="measure engines built from another checkpoint too")] = False,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Accuracy cost of each engine: cosine vs FP32 torch (same recipe) and Rank-1/mAP/mINP on the test split."""
+    check_outputs({"--json": json_out, "--png": png},
+                  {"checkpoint": checkpoint, **{f"engine {e}": e for e in engines}}, overwrite)
     require("torch", "train")
     from mvd_edge.verify import save_report, verify_engines
 
@@ -241,8 +244,10 @@ def profile(
     device: Annotated[Optional[str], typer.Option(help="cpu/cuda (ort), cuda:N (trt, torch)")] = None,
     fused_head: Annotated[Optional[bool], typer.Option(help="torch backend: fused Triton head (default: on with CUDA)")] = None,
     out: Annotated[Path, typer.Option(help="folder for profile.json and PNGs")] = Path("runs/profile"),
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Per-stage latency (p50/p90/p99/max), throughput, peak memory; table, JSON and PNGs."""
+    check_outputs({f"--out {out}: the report": out / "profile.json"}, {"engine": engine}, overwrite)
     from mvd_edge.profile import STAGES, profile_embedder, save_profile
     from mvd_edge.runtime import load_embedder
 
@@ -295,8 +300,11 @@ def bench(
     out: Annotated[Path, typer.Option(help="output folder (bench.json, bench_pareto.png, artifacts/)")] = Path("runs/bench"),
     student: Annotated[Optional[list[Path]], typer.Option(help="one-pass student checkpoint(s) from `mvd-edge distill` "
                                                                "to measure beside the checkpoint (repeatable)")] = None,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Build and measure backend x precision x recipe x fused-head variants side by side (and students)."""
+    check_outputs({f"--out {out}: the report": out / "bench.json"},
+                  {"checkpoint": checkpoint, **{f"student {s}": s for s in student or []}}, overwrite)
     require("torch", "train")
     from mvd_edge.bench import run_bench, summary_columns, summary_rows
     from mvd_edge.core.spec import RECIPES

@@ -41,6 +41,11 @@ def _print_summary(console, summary: dict) -> None:
     console.print("sources: " + "; ".join(
         f"{s} {v['label']}: {v['delivered']} frames, {v['dropped']} dropped, {v['corrupt']} corrupt, "
         f"{v['reconnects']} reconnects" for s, v in src.items()))
+    for s, v in src.items():
+        if v.get("gaps"):
+            err_console.print(f"[yellow]warning:[/] {s} source {v['label']}: {v.get('unreadable', 0)} damaged frames "
+                              "skipped (frames " + ", ".join(f"{a}-{b - 1}" for a, b in v["gaps"]) + ")",
+                              highlight=False)
     console.print(f"tracks: ir {summary['tracks']['ir']}, rgb {summary['tracks']['rgb']}; "
                   f"global ids: {summary['global_ids']}; crops embedded: {summary['crops_embedded']}; "
                   f"events: {summary['events']}")

@@ -12,7 +12,16 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mvd_edge.cli._common import console, err_console, friendly, parse_size, refuse_existing, refuse_overwriting_inputs
+from mvd_edge.cli._common import (
+    OVERWRITE_HELP,
+    check_outputs,
+    console,
+    err_console,
+    friendly,
+    parse_size,
+    refuse_existing,
+    refuse_overwriting_inputs,
+)
 from mvd_edge.core.errors import require
 
 app = typer.Typer()
@@ -151,8 +160,10 @@ def eval_cmd(
     seed: Annotated[int, typer.Option(help="seed of the gallery sampling")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write results as JSON here")] = None,
     png: Annotated[Optional[Path], typer.Option(help="write the CMC curves as PNG here")] = None,
+    overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Evaluate a checkpoint with the community's protocols (10 seeded trials, mean ± std)."""
+    check_outputs({"--json": json_out, "--png": png}, {"checkpoint": checkpoint}, overwrite)
     require("torch", "train")
     from mvd_edge.core.preprocess import PreprocessSpec
     from mvd_edge.data.base import DatasetError

@@ -8,6 +8,7 @@ query/gallery indices from them (``mvd_edge.data.protocols``) and is scored by
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from mvd_edge.core import plots
 from mvd_edge.data.base import Sample
-from mvd_edge.data.protocols import make_trials
+from mvd_edge.data.protocols import DataSetWarning, make_trials
 from mvd_edge.eval.metrics import evaluate
 
 RANKS = (1, 5, 10, 20)
@@ -27,7 +28,9 @@ def evaluate_features(feats: np.ndarray, test: Sequence[Sample], settings: Seque
 
     Returns ``{setting: {"rank1","rank5","rank10","rank20","mAP","mINP": {"mean","std"},
     "cmc": [max_rank floats, mean over trials], "trials": n, "n_query", "n_gallery"}}``,
-    all values in percent.
+    all values in percent; ``"n_query_unmatched"`` counts queries whose identity has no image
+    in the gallery at all (left out of every metric, with a :class:`DataSetWarning`: a test
+    split with a half-empty modality must not pass for the protocol's number).
     """
     pids = np.array([s.pid for s in test])
     cams = np.array([s.cam for s in test])
@@ -52,6 +55,14 @@ def evaluate_features(feats: np.ndarray, test: Sequence[Sample], settings: Seque
         res["trials"] = len(trials)
         res["n_query"] = int(len(trials[0].query))
         res["n_gallery"] = int(len(trials[0].gallery))
+        unmatched = ~np.isin(pids[trials[0].query], pids[trials[0].gallery])
+        res["n_query_unmatched"] = int(unmatched.sum())
+        if unmatched.any():
+            n_ids = np.unique(pids[trials[0].query][unmatched]).size
+            warnings.warn(f"{setting}: {int(unmatched.sum())} of {unmatched.size} queries ({n_ids} identities) have no "
+                          f"image of their identity in the gallery's modality; they are left out of every metric, so "
+                          f"the result is not the protocol's number (is a camera folder of that modality empty?)",
+                          DataSetWarning, stacklevel=2)
         out[setting] = res
     return out
 

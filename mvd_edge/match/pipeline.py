@@ -75,17 +75,35 @@ class MatchConfig:
     track_min_hits: int = 2
     track_max_age: int = 30
 
+    # field -> (low, high, low_open, high_open): every numeric setting is checked here, where the
+    # matcher is configured, so a bad value from any caller (CLI, demo, scripts, API) is one line
+    _RANGES = {
+        "threshold": (-1.0, 1.0, False, False), "margin": (0.0, 2.0, False, False),
+        "hysteresis": (1, 10_000, False, False), "stickiness": (0.0, 2.0, False, False),
+        "reid_threshold": (-1.0, 1.0, False, False), "ema_momentum": (0.0, 1.0, False, True),
+        "last_n": (1, 100_000, False, False), "embed_every": (1, 10_000, False, False),
+        "min_box_height": (0, 100_000, False, False), "crop_margin": (0.0, 2.0, False, False),
+        "crop_aspect": (0.0, 100.0, True, False), "max_occlusion": (0.0, 1.0, True, False),
+        "min_features": (1, 100_000, False, False), "max_gap": (0, 100_000, False, False),
+        "track_high": (0.0, 1.0, False, False), "track_low": (0.0, 1.0, False, False),
+        "track_min_hits": (1, 100_000, False, False), "track_max_age": (1, 100_000, False, False),
+    }
+
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.margin) and self.margin >= 0.0):
-            raise UsageError(f"margin must be a finite number >= 0, got {self.margin}")
-        if not math.isfinite(self.threshold):
-            raise UsageError(f"threshold must be a finite number, got {self.threshold}")
-        if self.embed_every < 1:
-            raise UsageError(f"embed_every must be >= 1, got {self.embed_every}")
-        if self.min_features < 1:
-            raise UsageError(f"min_features must be >= 1, got {self.min_features}")
-        if not 0.0 < self.max_occlusion <= 1.0:
-            raise UsageError(f"max_occlusion must be in (0, 1], got {self.max_occlusion}")
+        for name, (lo, hi, lo_open, hi_open) in self._RANGES.items():
+            v = getattr(self, name)
+            if v is None and name == "crop_aspect":
+                continue
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            ok = ok and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+            if ok and type(lo) is int:
+                ok = float(v).is_integer()
+            if not ok:
+                interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+                kind = "an integer" if type(lo) is int else "a finite number"
+                raise UsageError(f"{name} must be {kind} in {interval}, got {v!r}")
+        if self.track_low > self.track_high:
+            raise UsageError(f"track_low ({self.track_low}) must not exceed track_high ({self.track_high})")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -531,7 +549,8 @@ def _summary(pipe: MatchPipeline, srcs: dict[str, FrameSource], n: int, elapsed:
         "events_path": str(events) if events is not None else None,
         "video": str(sink.path_written) if sink is not None and sink.path_written else None,
         "sources": {s: {"label": srcs[s].spec.label, "fps": srcs[s].fps, "dropped": srcs[s].dropped,
-                        **srcs[s].stats.as_dict(), "error": srcs[s].error} for s in STREAMS},
+                        **srcs[s].stats.as_dict(), "gaps": [list(g) for g in srcs[s].gaps],
+                        "error": srcs[s].error} for s in STREAMS},
         "rss_mb": {"start": round(rss_start, 1), "end": round(rss_mb(), 1)},
         "config": pipe.config.as_dict(),
         "detector": {s: getattr(pipe.detectors[s], "name", type(pipe.detectors[s]).__name__) for s in STREAMS},

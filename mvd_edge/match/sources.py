@@ -321,6 +321,7 @@ class SourceStats:
     delivered: int = 0  # good frames put in the queue
     corrupt: int = 0
     read_failures: int = 0
+    unreadable: int = 0  # frames of a damaged file skipped by seeking past them (also counted in corrupt)
     outages: int = 0  # times a live source was lost
     reconnects: int = 0  # times it came back (frames flowing again)
     open_attempts: int = 0
@@ -369,6 +370,8 @@ class FrameSource:
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._shape: tuple[int, ...] | None = None
+        self.declared_frames = 0  # files: the frame count the container declares (0: unknown)
+        self.gaps: list[tuple[int, int]] = []  # files: [first, last) frame ranges that could not be read
         self._thread = threading.Thread(target=self._run, name=f"mvd-source-{name}", daemon=True)
         self._t0 = time.monotonic()
 
@@ -439,7 +442,44 @@ class FrameSource:
         if not (fps > 0 and math.isfinite(fps)):
             fps = 15.0 if not self.fps else self.fps
         self.fps = fps
+        if not self.live:
+            try:
+                count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
+            except Exception:  # noqa: BLE001 - some captures do not report a count
+                count = 0.0
+            self.declared_frames = int(count) if math.isfinite(count) and count > 0 else 0
         return cap
+
+    def _resync(self, cap: Capture) -> tuple[bool, Any]:
+        """A file read failed: end of file, or a damaged section?
+
+        When the container declares more frames than were read, seek past the failure (frame by
+        frame for 8 frames, then in doubling steps: 16, 32, ...) and go on from the first frame
+        that decodes; the frames skipped count as corrupt and are listed in :attr:`gaps`. When
+        nothing after the failure decodes, the source ends with an :attr:`error` that says where the file broke,
+        rather than as a normal end of file. Returns ``(ok, frame)`` like ``cap.read()``.
+        """
+        start = self.stats.frames
+        if not self.declared_frames or start >= self.declared_frames - 1:  # the last frame may be short
+            return False, None
+        jump = 1
+        while start + jump < self.declared_frames and not self._stop.is_set():
+            target = start + jump
+            try:
+                ok = bool(cap.set(cv2.CAP_PROP_POS_FRAMES, target))
+                ok, frame = cap.read() if ok else (False, None)
+            except Exception:  # noqa: BLE001 - a capture that throws is a failed seek
+                ok, frame = False, None
+            if ok:
+                self.stats.unreadable += target - start
+                self.stats.corrupt += target - start
+                self.stats.frames = target
+                self.gaps.append((start, target))
+                return True, frame
+            jump = jump + 1 if jump < 8 else jump * 2
+        self.error = (f"{self.name} source {self.spec.label}: the file breaks off at frame {start} of the "
+                      f"{self.declared_frames} it declares (damaged or truncated); nothing after it could be read")
+        return False, None
 
     def _open_with_backoff(self, limit: float | None, what: str, start_delay: float | None = None) -> Capture | None:
         """Open, retrying with backoff until ``limit`` seconds have passed (None: forever)."""
@@ -499,9 +539,11 @@ class FrameSource:
                     ok, frame = cap.read()
                 except Exception:  # noqa: BLE001 - a capture that throws is a failed read
                     ok, frame = False, None
+                if not ok and not self.live:
+                    ok, frame = self._resync(cap)  # end of file / folder, or a damaged section to skip
+                    if not ok:
+                        return
                 if not ok:
-                    if not self.live:
-                        return  # end of file / folder
                     self.stats.read_failures += 1
                     if offline_since is None:
                         offline_since = time.monotonic()

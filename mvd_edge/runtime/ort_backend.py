@@ -10,7 +10,7 @@ from mvd_edge.core.errors import UsageError
 from mvd_edge.core.graphmeta import GraphMeta, MetadataError
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.runtime.base import Embedder
-from mvd_edge.runtime.sidecar import EngineError
+from mvd_edge.runtime.sidecar import EngineError, check_sidecar_facts
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -91,6 +91,7 @@ class OrtEmbedder(Embedder):
             spec = PreprocessSpec.from_dict(info["preprocess"])
             dim = int(info["embedding_dim"])
             check_sidecar_matches_graph(self.session, info, spec, path)
+            check_sidecar_facts(info, path)  # fields the graph does not hold (tensor names, batch profile, ...)
         else:
             try:
                 meta = GraphMeta.from_session(self.session, source=path)

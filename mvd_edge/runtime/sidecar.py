@@ -3,11 +3,17 @@
 Every engine file ``X`` has ``X.json`` beside it. Loading checks that the engine file is
 intact (size and SHA-256 as recorded) and, for TensorRT, that the GPU and TensorRT version
 are the ones it was built for: engines are not portable across either.
+
+The sidecar also records a short hash of each field that decides what an embedding means
+(``facts_sha256``: preprocessing, dimension, recipe, precision, tensor names, ...), so an
+edited field is caught by name on engines that carry no metadata of their own (TensorRT
+plans); ONNX Runtime engines are also checked against their graph's metadata.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import time
 from pathlib import Path
@@ -43,12 +49,47 @@ def rebuild_hint(info: dict) -> str:
     return f"rebuild it with: mvd-edge build-engine {src} --backend {backend}{extra}"
 
 
+FACT_FIELDS = ("backend", "precision", "int8_flavour", "recipe", "fused_head", "preprocess", "embedding_dim",
+               "input_name", "output_name", "batch_profile", "student_of")
+"""Sidecar fields that decide what the engine's output means (``preprocess`` is hashed key by key)."""
+
+
+def sidecar_facts(info: dict) -> dict[str, str]:
+    """``{field: first 16 hex digits of the SHA-256 of its canonical JSON}`` for :data:`FACT_FIELDS`."""
+    flat: dict[str, object] = {}
+    for key in FACT_FIELDS:
+        if key not in info:
+            continue
+        value = info[key]
+        if key == "preprocess" and isinstance(value, dict):
+            flat.update({f"preprocess.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    return {k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:16] for k, v in sorted(flat.items())}
+
+
+def check_sidecar_facts(info: dict, engine: str | Path) -> bool:
+    """Raise :class:`EngineError` naming the first field whose value is not the one the engine
+    was built with. Returns False (nothing checked) for sidecars written before the hashes were."""
+    stored = info.get("facts_sha256")
+    if not isinstance(stored, dict):
+        return False
+    now = sidecar_facts(info)
+    for key in sorted(set(stored) | set(now)):
+        if stored.get(key) != now.get(key):
+            state = "missing" if key not in now else "added" if key not in stored else "changed"
+            raise EngineError(f"{engine}: its sidecar field {key} is {state} since the engine was built (the sidecar "
+                              f"was edited or belongs to another engine); restore it or {rebuild_hint(info)}")
+    return True
+
+
 def write_sidecar(engine: str | Path, info: dict) -> Path:
-    """Write ``<engine>.json`` with ``info`` plus format, engine size/hash, host and time."""
+    """Write ``<engine>.json`` with ``info`` plus format, engine size/hash, field hashes, host and time."""
     p = Path(engine)
     data = {"format": SIDECAR_FORMAT, **info, "engine_file": p.name, "engine_bytes": p.stat().st_size,
             "engine_sha256": sha256_file(p), "host": {"machine": platform.machine(), "system": platform.system()},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    data["facts_sha256"] = sidecar_facts(data)
     return write_json(sidecar_path(p), data, indent=2, sort_keys=True)  # atomic: never half a sidecar
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.runtime.base import Embedder
-from mvd_edge.runtime.sidecar import EngineError, check_trt_compat, rebuild_hint
+from mvd_edge.runtime.sidecar import EngineError, check_sidecar_facts, check_trt_compat, rebuild_hint
 from mvd_edge.runtime.trt_compat import import_tensorrt
 
 
@@ -25,10 +25,37 @@ def _import_pycuda():
     return cuda
 
 
+def check_engine_io(engine, trt, info: dict, path: str | Path) -> None:
+    """Raise :class:`EngineError` naming the field where a deserialised engine's own I/O tensors
+    (names, input height/width, output dimension) contradict its sidecar.
+
+    ``engine`` is a ``trt.ICudaEngine`` (any object with TensorRT 10/11's name-based tensor
+    API: ``num_io_tensors``, ``get_tensor_name``, ``get_tensor_mode``, ``get_tensor_shape``).
+    """
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if n not in inputs]
+    where = f"{path}: its sidecar and the engine disagree on"
+    fix = f"the sidecar was edited or belongs to another engine; {rebuild_hint(info)}"
+    for key, found in (("input_name", inputs), ("output_name", outputs)):
+        if found != [info.get(key)]:
+            raise EngineError(f"{where} {key} (sidecar {info.get(key)!r}, engine {', '.join(found) or 'none'}): {fix}")
+    pp = info.get("preprocess") or {}
+    shape = tuple(int(d) for d in engine.get_tensor_shape(inputs[0]))
+    want = (int(pp.get("height", -1)), int(pp.get("width", -1)))
+    if len(shape) != 4 or any(d not in (-1, w) for d, w in zip(shape[2:], want)):
+        raise EngineError(f"{where} the input size (sidecar {want[0]}x{want[1]}, engine input shape {shape}): {fix}")
+    out_shape = tuple(int(d) for d in engine.get_tensor_shape(outputs[0]))
+    if not out_shape or out_shape[-1] not in (-1, int(info.get("embedding_dim", -1))):
+        raise EngineError(f"{where} embedding_dim (sidecar {info.get('embedding_dim')!r}, engine output shape "
+                          f"{out_shape}): {fix}")
+
+
 class TrtEmbedder(Embedder):
     backend = "trt"
 
     def __init__(self, path: str | Path, info: dict, device: str = "cuda:0"):
+        check_sidecar_facts(info, path)  # a plan carries no metadata: the sidecar's own field hashes
         trt = import_tensorrt()
         cuda = _import_pycuda()
         cuda.init()
@@ -49,6 +76,7 @@ class TrtEmbedder(Embedder):
             engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
             if engine is None:
                 raise EngineError(f"TensorRT could not deserialize {path}; {rebuild_hint(info)}")
+            check_engine_io(engine, trt, info, path)
             self.engine = engine
             self.context = engine.create_execution_context()
             self.stream = cuda.Stream()
