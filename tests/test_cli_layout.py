@@ -24,7 +24,7 @@ runner = CliRunner()
 
 # every command of the single-module CLI (mvd_edge/cli.py + match/commands.py) before the split
 OLD_COMMANDS = ["synth", "train", "distill", "eval", "export", "fp16", "int8", "build-engine", "verify", "calibrate-threshold",
-                "profile", "bench", "demo", "match", "synth-video", "train-detector", "score-matches"]
+                "profile", "bench", "export-triton", "demo", "match", "synth-video", "train-detector", "score-matches"]
 HEAVY = ["cv2", "torch", "onnxruntime", "onnx", "scipy", "matplotlib"]
 
 

@@ -63,3 +63,25 @@ def test_user_errors_are_one_line(tmp_path, app, clip):
     assert r.exit_code == 2 and "--show" in r.output
     r = runner.invoke(app, ["score-matches", str(tmp_path / "none.jsonl"), str(clip / "gt.json")])
     assert r.exit_code == 2 and "events file not found" in r.output
+
+
+def test_match_sends_events_to_a_webhook_and_reports_the_delivery(tmp_path, app, clip):
+    from test_sinks import Receiver
+
+    rx = Receiver()
+    try:
+        r = CliRunner().invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"),
+                                     "--model", "colorhist", "--ir-boxes", str(clip / "ir.mot.txt"), "--rgb-boxes",
+                                     str(clip / "rgb.mot.txt"), "--no-status", "--webhook", rx.url,
+                                     "--events", str(tmp_path / "ev.jsonl"), "--metrics-port", "0"])
+    finally:
+        rx.stop()
+    assert r.exit_code == 0, r.output
+    n = sum(1 for _ in open(tmp_path / "ev.jsonl"))
+    assert len(rx.got) == n and f"{n} of {n} events delivered" in r.output
+    assert "metrics: http://127.0.0.1:" in r.output
+    for bad, msg in ((["--webhook", "ftp://x/y"], "expected an http"), (["--mqtt", "mqtt://host"], "expected mqtt://"),
+                     (["--sink-queue", "0"], "--sink-queue must be in")):
+        r = CliRunner().invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"),
+                                     "--model", "colorhist", "--no-status", *bad])
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output

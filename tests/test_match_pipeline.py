@@ -20,7 +20,7 @@ from mvd_edge.match.render import render_side_by_side
 from mvd_edge.match.sources import FrameSource, SourceError, SourceSpec
 
 MATCH_KEYS = {"event", "frame", "ir_frame", "rgb_frame", "time", "ir_track", "rgb_track", "global_id", "similarity",
-              "ir_box", "rgb_box"}
+              "ir_box", "rgb_box", "run_id", "seq"}
 
 
 def _identity(world: BlockWorld, stream: str, frame: int, box) -> int | None:

@@ -5,6 +5,7 @@ The commands live in sub-apps by area and are merged into the root app as top-le
 
 * :mod:`.train`: ``synth``, ``train``, ``eval``, ``demo``
 * :mod:`.deploy`: ``export``, ``fp16``, ``int8``, ``build-engine``, ``verify``, ``profile``, ``bench``
+* :mod:`.serve`: ``export-triton``
 * :mod:`.match`: ``match``, ``synth-video``, ``train-detector``, ``score-matches``
 * :mod:`._common`: consoles, the ``friendly`` error decorator, option parsers
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import typer
 
-from mvd_edge.cli import deploy, match, train
+from mvd_edge.cli import deploy, match, serve, train
 from mvd_edge.cli._common import console, err_console, friendly, parse_int_list, parse_size
 
 __all__ = ["COMMANDS", "app", "console", "err_console", "friendly", "main", "parse_int_list", "parse_size"]
@@ -27,7 +28,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="MVD cross-modal (visible/infrared) person re-identification: train, evaluate, deploy.")
 
 COMMANDS = ("synth", "train", "distill", "eval", "export", "fp16", "int8", "build-engine", "verify", "calibrate-threshold",
-            "profile", "bench", "demo",
+            "profile", "bench", "export-triton", "demo",
             "match", "synth-video", "train-detector", "score-matches")
 """Every command, in the order ``mvd-edge --help`` lists them (the pipeline's order: data, train, deploy, match)."""
 
@@ -45,7 +46,7 @@ def _merge(*subs: typer.Typer) -> None:
     app.registered_commands.extend(sorted(commands, key=lambda c: COMMANDS.index(c.name)))
 
 
-_merge(train.app, deploy.app, match.app)
+_merge(train.app, deploy.app, serve.app, match.app)
 
 
 def main() -> None:

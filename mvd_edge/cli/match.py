@@ -54,6 +54,13 @@ def _print_summary(console, summary: dict) -> None:
                       f"p95 {summary['latency_ms']['p95']} ms; memory {summary['rss_mb']['end']} MiB")
     if summary.get("events_path"):
         console.print(f"events: {summary['events_path']}")
+    for sk in summary.get("sinks", []):
+        line = f"{sk['sink']}: {sk['delivered']} of {sk['queued']} events delivered, {sk['retries']} retries"
+        if sk["dropped"]:
+            err_console.print(f"[yellow]warning:[/] {line}; {sk['dropped']} LOST (queue full or receiver away at the "
+                              f"end; last error: {sk['last_error']})", highlight=False)
+        else:
+            console.print(line, highlight=False)
     if summary.get("video"):
         console.print(f"video: {summary['video']}")
 
@@ -120,6 +127,13 @@ def match_cmd(
     profile: Annotated[bool, typer.Option(help="show per-stage timings live")] = False,
     status: Annotated[bool, typer.Option(help="live status line")] = True,
     summary_json: Annotated[Optional[Path], typer.Option("--summary-json", help="write the run summary here")] = None,
+    webhook: Annotated[Optional[list[str]], typer.Option(help="also POST every event as JSON to this http(s) URL "
+                                                              "(repeatable; retried, bounded queue)")] = None,
+    mqtt: Annotated[Optional[list[str]], typer.Option(help="also publish every event to mqtt://host[:port]/topic "
+                                                           "(QoS 1; repeatable; needs mvd-edge[site])")] = None,
+    sink_queue: Annotated[int, typer.Option(help="events a network sink holds while its receiver is away")] = 10_000,
+    metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus metrics on 127.0.0.1:PORT/metrics "
+                                                             "(needs mvd-edge[site])")] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Match people across an IR and an RGB stream (detect, track, embed, associate)."""
@@ -134,7 +148,14 @@ def match_cmd(
                    "--min-box-score": (min_box_score, 0.0, 1.0), "--hog-upscale": (hog_upscale, 1e-9, 8.0),
                    "--hysteresis": (hysteresis, 1, 10_000), "--embed-every": (embed_every, 1, 10_000),
                    "--queue-size": (queue_size, 1, 10_000), "--open-timeout": (open_timeout, 0.0, 1e6),
-                   "--max-offline": (max_offline, 0.0, 1e6)})
+                   "--max-offline": (max_offline, 0.0, 1e6), "--sink-queue": (sink_queue, 1, 10_000_000),
+                   "--metrics-port": (metrics_port, 0, 65535)})
+    from mvd_edge.match.sinks import MqttSink, WebhookSink
+
+    for url in webhook or []:
+        WebhookSink.check_url(url)
+    for url in mqtt or []:
+        MqttSink.parse_url(url)
     check_outputs({"--events": events, "--save": save, "--summary-json": summary_json},
                   {"--ir source": ir, "--rgb source": rgb, "--model": None if model == "colorhist" else model,
                    "--ir-boxes": ir_boxes, "--rgb-boxes": rgb_boxes, "--cameras": cameras}, overwrite)
@@ -162,17 +183,26 @@ def match_cmd(
                       f"ir {detectors['ir'].name}, rgb {detectors['rgb'].name}; "
                       f"sources: ir {specs['ir'].label}, rgb {specs['rgb'].label}", highlight=False)
     from mvd_edge.core.signals import sigterm_as_interrupt
+    from mvd_edge.match.sinks import MatchMetrics
 
+    sinks = [*(WebhookSink(u, max_queue=sink_queue) for u in webhook or []),
+             *(MqttSink(u, max_queue=sink_queue) for u in mqtt or [])]
+    metrics = MatchMetrics(metrics_port) if metrics_port is not None else None
+    if metrics is not None:
+        err_console.print(f"metrics: http://127.0.0.1:{metrics.port}/metrics", highlight=False)
     try:
         with sigterm_as_interrupt():  # docker stop / systemd: close the video and the events like Ctrl-C
             summary = run_match(specs["ir"], specs["rgb"], embedder, detectors, config=config, events=events,
                                 save=save, show=show, max_frames=max_frames, duration=duration, realtime=realtime,
                                 queue_size=queue_size, open_timeout=open_timeout, max_offline=max_offline,
-                                status=status, profile=profile, console=err_console)
+                                status=status, profile=profile, console=err_console, sinks=sinks, metrics=metrics)
     except SourceError as exc:
         if getattr(exc, "summary", None):
             _print_summary(console, exc.summary)
         raise
+    finally:
+        if metrics is not None:
+            metrics.close()
     _print_summary(console, summary)
     summary["threshold_source"] = op["source"]
     if summary_json is not None:

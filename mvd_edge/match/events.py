@@ -33,12 +33,16 @@ pair -- one track not seen lately -- replaced by a new pair of its other track) 
 
 ``steps`` lists the processed frame pairs compactly: each run ``[a, b, n]`` stands for
 the pairs ``(a, b), (a+1, b+1), ..., (a+n-1, b+n-1)`` of (ir_frame, rgb_frame).
+
+Every event also carries ``run_id`` (one per matcher run) and ``seq`` (0, 1, 2, ... in write
+order), the same in the file and in every network sink (:mod:`~mvd_edge.match.sinks`), so a
+receiver can drop a resent event and join what it got with the file.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,12 +92,22 @@ class StepRuns:
 
 
 class EventWriter:
-    """Appends events to a JSONL file (flushed every ``flush_every`` lines and on close).
+    """Appends events to a JSONL file (flushed every ``flush_every`` lines and on close) and
+    hands each to the ``sinks`` (objects with ``write(event)`` and ``close(timeout)``, see
+    :mod:`~mvd_edge.match.sinks`), stamped with ``run_id`` and ``seq``.
 
-    ``path=None`` writes nothing (the counts are still kept)."""
+    ``path=None`` writes no file (the counts are still kept, the sinks still get the events)."""
 
-    def __init__(self, path: str | Path | None, flush_every: int = 50):
+    def __init__(self, path: str | Path | None, flush_every: int = 50, sinks: Sequence = (),
+                 run_id: str | None = None, sink_close_timeout: float = 10.0):
+        from mvd_edge.match.sinks import new_run_id
+
         self.path = Path(path) if path is not None else None
+        self.sinks = list(sinks)
+        self.run_id = run_id or new_run_id()
+        self.seq = 0
+        self.sink_close_timeout = float(sink_close_timeout)
+        self.undelivered: dict[str, int] = {}
         self.counts: dict[str, int] = {}
         self._f = None
         self._since_flush = 0
@@ -105,6 +119,10 @@ class EventWriter:
     def write(self, event: dict[str, Any]) -> None:
         kind = str(event.get("event", "?"))
         self.counts[kind] = self.counts.get(kind, 0) + 1
+        event = {**event, "run_id": self.run_id, "seq": self.seq}
+        self.seq += 1
+        for sink in self.sinks:
+            sink.write(event)
         if self._f is None:
             return
         self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
@@ -114,9 +132,14 @@ class EventWriter:
             self._since_flush = 0
 
     def close(self) -> None:
+        """Close the file, then give each sink up to ``sink_close_timeout`` s to deliver its
+        backlog (:attr:`undelivered` records what was left, by sink)."""
         if self._f is not None:
             self._f.close()
             self._f = None
+        sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            self.undelivered[getattr(sink, "name", repr(sink))] = int(sink.close(self.sink_close_timeout) or 0)
 
     def __enter__(self) -> "EventWriter":
         return self

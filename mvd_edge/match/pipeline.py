@@ -14,7 +14,7 @@ import math
 import resource
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -366,7 +366,8 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
               duration: float | None = None, realtime: bool = False, queue_size: int = 8,
               open_timeout: float = 10.0, max_offline: float | None = 30.0, render_height: int = 360,
               status: bool = True, profile: bool = False, console=None,
-              on_step: Callable[[StepResult], None] | None = None) -> dict[str, Any]:
+              on_step: Callable[[StepResult], None] | None = None, sinks: Sequence = (),
+              metrics=None) -> dict[str, Any]:
     """Run the matcher on two sources until one ends, ``max_frames`` steps or ``duration`` seconds.
 
     ``ir``/``rgb``: source text (see :func:`~mvd_edge.match.sources.parse_source`), a
@@ -374,7 +375,10 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
     path (:mod:`~mvd_edge.match.events`). ``save``: annotated side-by-side video. ``show``:
     a window (needs OpenCV with GUI and a display). ``status``: a live status line on
     ``console`` (rich); ``profile``: per-stage figures live too. ``on_step``: called with
-    each :class:`StepResult` (tests, embedding in other programs).
+    each :class:`StepResult` (tests, embedding in other programs). ``sinks``: network event
+    sinks (:mod:`~mvd_edge.match.sinks`) that get every event the file gets; closed (with up to
+    10 s to deliver their backlog) at the end, their counters in ``summary["sinks"]``.
+    ``metrics``: a :class:`~mvd_edge.match.sinks.MatchMetrics` updated a few times per second.
 
     Returns a summary dict (frames, fps, per-stage ms, sources' counters, pairs, global ids,
     events written, reason the run ended). Raises :class:`SourceError` (a RuntimeError) when
@@ -390,7 +394,7 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
     kw = dict(queue_size=queue_size, realtime=realtime, open_timeout=open_timeout, max_offline=max_offline)
     srcs = {"ir": _as_source(ir, "ir", cameras, **kw), "rgb": _as_source(rgb, "rgb", cameras, **kw)}
     pipe = MatchPipeline(embedder, detectors, config)
-    writer = EventWriter(events)
+    writer = EventWriter(events, sinks=sinks)
     sink = None
     steps = StepRuns()
     live = None
@@ -402,6 +406,14 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
     t_start = time.monotonic()
     t_first = None
     n = 0
+
+    def push_metrics() -> None:
+        if metrics is not None:
+            metrics.update(cameras={s: {"fps": srcs[s].fps, "depth": srcs[s].depth, "dropped": srcs[s].dropped,
+                                        "corrupt": srcs[s].stats.corrupt} for s in STREAMS},
+                           frames=n, stage_ms={st: pipe.timer.mean_ms(st) for st in pipe.timer.stages()},
+                           events=dict(writer.counts), sinks=list(sinks))
+
     try:
         for s in STREAMS:
             srcs[s].start()
@@ -421,11 +433,14 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
 
             live = Live(console=console, auto_refresh=False, transient=False)
             live.start()
-        last_refresh = 0.0
+        last_refresh = last_metrics = 0.0
 
         def refresh(force: bool = False) -> None:
-            nonlocal last_refresh
+            nonlocal last_refresh, last_metrics
             now = time.monotonic()
+            if metrics is not None and (force or now - last_metrics > 0.25):
+                push_metrics()
+                last_metrics = now
             if live is not None and (force or now - last_refresh > 0.25):
                 el = now - (t_first or now)
                 live.update(_status_text(pipe, srcs, n, (n - 1) / el if el > 0 and n > 1 else 0.0, writer, profile),
@@ -511,7 +526,10 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
                            events)
         writer.write({"event": "end", "frames": n, "steps": steps.runs, "steps_truncated": steps.truncated,
                       "summary": summary})
-        writer.close()
+        writer.close()  # the network sinks deliver their backlog here
+        if sinks:
+            summary["sinks"] = [s.summary() for s in sinks]
+        push_metrics()
         if sink is not None:
             sink.close()
         if window is not None:

@@ -18,7 +18,19 @@ def load_embedder(path: str | Path, device: str | None = None, max_batch: int | 
 
     ``device``: ``cpu``/``cuda`` for ONNX Runtime (default: what the engine was built for),
     ``cuda:N`` for TensorRT/torch. Extra keyword arguments go to the backend.
+
+    A ``triton://HOST:PORT/NAME`` string opens a model served by Triton Inference Server
+    (:class:`mvd_edge.runtime.triton_backend.TritonEmbedder`; the server decides the device).
     """
+    if isinstance(path, str) and path.startswith(("triton://", "triton+")):
+        if device is not None:
+            from mvd_edge.core.errors import UsageError
+
+            raise UsageError(f"--device does not apply to {path}: the Triton model's instance_group decides "
+                             "where it runs")
+        from mvd_edge.runtime.triton_backend import TritonEmbedder
+
+        return TritonEmbedder(path, max_batch=max_batch, **kwargs)
     p = Path(path)
     if not p.exists():
         raise EngineError(f"engine not found: {p}")
