@@ -44,6 +44,12 @@ class Embedder(ABC):
     def infer(self, x: np.ndarray) -> np.ndarray:
         """float32 ``[n, 3, H, W]`` (n <= max_batch) -> float32 ``[n, D]``."""
 
+    def prepare(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Crops -> what :meth:`infer` takes (default: the shared preprocessing, float32 NCHW).
+
+        A backend whose server preprocesses (a Triton ensemble) overrides it."""
+        return preprocess_batch(crops, self.spec)
+
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """List of uint8 ``[h, w, 3]`` BGR crops -> float32 ``[N, D]``, L2-normalised.
 
@@ -55,7 +61,7 @@ class Embedder(ABC):
         for start in range(0, len(crops), self.max_batch):
             chunk = crops[start:start + self.max_batch]
             t0 = time.perf_counter()
-            x = preprocess_batch(chunk, self.spec)
+            x = self.prepare(chunk)
             t1 = time.perf_counter()
             y = self.infer(x)
             t2 = time.perf_counter()

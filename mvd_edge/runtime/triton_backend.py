@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -236,29 +235,9 @@ class TritonEmbedder(Embedder):
                                   interpolation=self.spec.cv2_interpolation)
         return batch
 
-    def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """As :meth:`Embedder.embed`; for an ensemble the crops are only resized here (the server normalises)."""
-        if not self.uint8_input:
-            return super().embed(crops)
-        if isinstance(crops, np.ndarray) and crops.ndim == 3:
-            raise TypeError("embed() takes a list of crops; wrap a single crop as [crop]")
-        out = np.empty((len(crops), self.dim), np.float32)
-        for start in range(0, len(crops), self.max_batch):
-            chunk = crops[start:start + self.max_batch]
-            t0 = time.perf_counter()
-            x = self._resize_bgr(chunk)
-            t1 = time.perf_counter()
-            y = self.infer(x)
-            t2 = time.perf_counter()
-            self._tick("preprocess", t1 - t0)
-            self._tick("infer", t2 - t1)
-            if y.shape != (len(chunk), self.dim):
-                raise RuntimeError(f"{self.backend} engine returned shape {y.shape}, expected {(len(chunk), self.dim)}")
-            out[start:start + len(chunk)] = y
-        t3 = time.perf_counter()
-        np.divide(out, np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12), out=out)
-        self._tick("postprocess", time.perf_counter() - t3)
-        return out
+    def prepare(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """For an ensemble the crops are only resized here (the server normalises); otherwise as every backend."""
+        return self._resize_bgr(crops) if self.uint8_input else super().prepare(crops)
 
     def close(self) -> None:
         """Close this thread's connection (clients of other threads close when they are collected)."""
