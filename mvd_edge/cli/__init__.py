@@ -6,6 +6,7 @@ The commands live in sub-apps by area and are merged into the root app as top-le
 * :mod:`.train`: ``synth``, ``train``, ``eval``, ``demo``
 * :mod:`.deploy`: ``export``, ``fp16``, ``int8``, ``build-engine``, ``verify``, ``profile``, ``bench``
 * :mod:`.serve`: ``export-triton``
+* :mod:`.gallery`: the ``gallery`` group (``gallery build``, ``gallery search``)
 * :mod:`.match`: ``match``, ``synth-video``, ``train-detector``, ``score-matches``
 * :mod:`._common`: consoles, the ``friendly`` error decorator, option parsers
 
@@ -19,10 +20,10 @@ from __future__ import annotations
 
 import typer
 
-from mvd_edge.cli import deploy, match, serve, train
+from mvd_edge.cli import deploy, gallery, match, serve, train
 from mvd_edge.cli._common import console, err_console, friendly, parse_int_list, parse_size
 
-__all__ = ["COMMANDS", "app", "console", "err_console", "friendly", "main", "parse_int_list", "parse_size"]
+__all__ = ["COMMANDS", "GROUPS", "app", "console", "err_console", "friendly", "main", "parse_int_list", "parse_size"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="MVD cross-modal (visible/infrared) person re-identification: train, evaluate, deploy.")
@@ -32,6 +33,9 @@ COMMANDS = ("synth", "train", "distill", "eval", "export", "fp16", "int8", "buil
             "match", "synth-video", "train-detector", "score-matches")
 """Every command, in the order ``mvd-edge --help`` lists them (the pipeline's order: data, train, deploy, match)."""
 
+GROUPS = ("gallery",)
+"""Command groups (``mvd-edge gallery build ...``), listed after the commands."""
+
 
 def _merge(*subs: typer.Typer) -> None:
     """Register the sub-apps' commands on the root app itself, in :data:`COMMANDS` order.
@@ -40,13 +44,17 @@ def _merge(*subs: typer.Typer) -> None:
     Typer) keeps every command top-level with its own name, options and help on any Typer >= 0.12.
     """
     commands = [c for sub in subs for c in sub.registered_commands]
+    groups = [g for sub in subs for g in sub.registered_groups]
     names = [c.name for c in commands]
     if sorted(names) != sorted(COMMANDS):
         raise RuntimeError(f"CLI commands {names} do not match COMMANDS {list(COMMANDS)}")  # a developer's mistake
+    if sorted(g.name for g in groups) != sorted(GROUPS):
+        raise RuntimeError(f"CLI groups {[g.name for g in groups]} do not match GROUPS {list(GROUPS)}")
     app.registered_commands.extend(sorted(commands, key=lambda c: COMMANDS.index(c.name)))
+    app.registered_groups.extend(groups)
 
 
-_merge(train.app, deploy.app, serve.app, match.app)
+_merge(train.app, deploy.app, serve.app, match.app, gallery.app)
 
 
 def main() -> None:

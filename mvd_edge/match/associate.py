@@ -24,18 +24,20 @@ earlier pair that ended because the *other* track ended (the older id if both di
 person who leaves one camera and comes back keeps their id through the other camera's
 track; a pair dropped for low similarity was probably wrong and passes its id on to no one. A pair of two new tracks is also
 compared with recently ended global ids (same-modality cosine of each side, averaged):
-at or above ``reid_threshold`` it takes that id back; otherwise a new id is issued.
+at or above ``reid_threshold`` it takes that id back; otherwise a new id is issued. The ended
+ids live in a :class:`mvd_edge.gallery.IdentityMemory` (exact numpy search; a faiss index past
+``memory_faiss_above`` entries, with the same answers for ``memory_kind="flat"``).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from mvd_edge.core.errors import UsageError
+from mvd_edge.gallery.memory import IdentityMemory
 
 __all__ = ["CrossModalAssociator", "PairUpdate", "ReportedPair"]
 
@@ -84,10 +86,14 @@ class CrossModalAssociator:
         margin: an assigned pair is a candidate only if its similarity (with stickiness) also
             beats every other similarity in its row and column (the IR track against the other
             RGB tracks, the RGB track against the other IR tracks) by at least this much; 0 = off.
+        memory_faiss_above: past this many remembered ids, search them with a faiss index
+            (``pip install 'mvd-edge[gallery]'``); exact numpy below.
+        memory_kind: ``flat`` (exact, the same answers as numpy) or ``hnsw`` (approximate) for that index.
     """
 
     def __init__(self, threshold: float = 0.5, hysteresis: int = 5, stickiness: float = 0.05,
-                 reid_threshold: float = 0.8, max_gallery: int = 256, margin: float = 0.0):
+                 reid_threshold: float = 0.8, max_gallery: int = 256, margin: float = 0.0,
+                 memory_faiss_above: int = 4096, memory_kind: str = "flat"):
         if hysteresis < 1:
             raise UsageError(f"hysteresis must be >= 1, got {hysteresis}")
         self.threshold, self.k, self.stickiness = float(threshold), int(hysteresis), float(stickiness)
@@ -98,7 +104,8 @@ class CrossModalAssociator:
         self.reported: dict[tuple[int, int], ReportedPair] = {}
         self.streaks: dict[tuple[int, int], int] = {}
         self.track_gid: dict[tuple[str, int], int] = {}
-        self._gallery: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()  # ended gids
+        self._memory_faiss_above, self._memory_kind = int(memory_faiss_above), memory_kind
+        self._gallery: IdentityMemory | None = None  # ended gids (made at the first one: it knows the dim)
         self._active_desc: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._next_gid = 1
 
@@ -194,10 +201,11 @@ class CrossModalAssociator:
                     del self.track_gid[k]
         desc = self._active_desc.pop(p.global_id, None)
         if desc is not None and p.global_id not in {q.global_id for q in self.reported.values()}:
-            self._gallery[p.global_id] = desc
-            self._gallery.move_to_end(p.global_id)
-            while len(self._gallery) > self.max_gallery:
-                self._gallery.popitem(last=False)
+            if self.max_gallery > 0:
+                if self._gallery is None:
+                    self._gallery = IdentityMemory(desc[0].shape[0], parts=2, capacity=self.max_gallery,
+                                                   faiss_above=self._memory_faiss_above, kind=self._memory_kind)
+                self._gallery.put(p.global_id, *desc)
         return PairUpdate("end", p.ir_track, p.rgb_track, p.global_id, p.similarity, reason)
 
     def _global_id(self, i: int, r: int, ir_desc: np.ndarray | None, rgb_desc: np.ndarray | None) -> int:
@@ -206,17 +214,13 @@ class CrossModalAssociator:
                  if g is not None and g not in in_use]
         if prior:
             gid = min(prior)
-            self._gallery.pop(gid, None)
+            if self._gallery is not None:
+                self._gallery.pop(gid)
             return gid
-        if ir_desc is not None and rgb_desc is not None and self._gallery:
-            best, best_sim = None, self.reid_threshold
-            for gid, (gi, gr) in self._gallery.items():
-                sim = 0.5 * (float(gi @ ir_desc) + float(gr @ rgb_desc))
-                if sim >= best_sim:
-                    best, best_sim = gid, sim
-            if best is not None:
-                del self._gallery[best]
-                return best
+        if ir_desc is not None and rgb_desc is not None and self._gallery is not None and len(self._gallery):
+            hit = self._gallery.take(ir_desc, rgb_desc, threshold=self.reid_threshold)
+            if hit is not None:
+                return hit[0]
         gid = self._next_gid
         self._next_gid += 1
         return gid

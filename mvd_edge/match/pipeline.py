@@ -40,7 +40,9 @@ class MatchConfig:
     """Matcher settings (all have working defaults).
 
     Association: ``threshold`` (cosine), ``margin`` (over the runner-up), ``hysteresis`` (k steps), ``stickiness``,
-    ``reid_threshold`` (see :mod:`~mvd_edge.match.associate`). Banks: ``ema_momentum``,
+    ``reid_threshold`` (see :mod:`~mvd_edge.match.associate`), ``reid_memory`` (ended global ids
+    remembered for re-use) and ``reid_memory_faiss_above`` (past that many, they are searched with a
+    faiss index: ``pip install 'mvd-edge[gallery]'``). Banks: ``ema_momentum``,
     ``last_n``. Crops: ``embed_every`` (embed each detected track every N-th step),
     ``min_box_height`` (px), ``crop_margin`` and ``crop_aspect`` (each box is grown by
     ``crop_margin`` of its height on every side, then widened or heightened about its centre to
@@ -60,6 +62,8 @@ class MatchConfig:
     hysteresis: int = 5
     stickiness: float = 0.05
     reid_threshold: float = 0.8
+    reid_memory: int = 256
+    reid_memory_faiss_above: int = 4096
     ema_momentum: float = 0.9
     last_n: int = 30
     embed_every: int = 1
@@ -81,6 +85,7 @@ class MatchConfig:
         "threshold": (-1.0, 1.0, False, False), "margin": (0.0, 2.0, False, False),
         "hysteresis": (1, 10_000, False, False), "stickiness": (0.0, 2.0, False, False),
         "reid_threshold": (-1.0, 1.0, False, False), "ema_momentum": (0.0, 1.0, False, True),
+        "reid_memory": (0, 10_000_000, False, False), "reid_memory_faiss_above": (1, 10**9, False, False),
         "last_n": (1, 100_000, False, False), "embed_every": (1, 10_000, False, False),
         "min_box_height": (0, 100_000, False, False), "crop_margin": (0.0, 2.0, False, False),
         "crop_aspect": (0.0, 100.0, True, False), "max_occlusion": (0.0, 1.0, True, False),
@@ -169,7 +174,8 @@ class MatchPipeline:
         self.trackers = trackers or {s: self._default_tracker(detectors[s]) for s in STREAMS}
         self.banks = {s: FeatureBank(embedder.dim, c.ema_momentum, c.last_n) for s in STREAMS}
         self.associator = CrossModalAssociator(c.threshold, c.hysteresis, c.stickiness, c.reid_threshold,
-                                               margin=c.margin)
+                                               max_gallery=c.reid_memory, margin=c.margin,
+                                               memory_faiss_above=c.reid_memory_faiss_above)
         self.timer = StageTimer()
         spec = getattr(embedder, "spec", None)
         self.aspect = c.crop_aspect or (spec.width / spec.height if spec is not None else None)
@@ -222,24 +228,10 @@ class MatchPipeline:
         crops: list[np.ndarray] = []
         owners: list[tuple[str, int]] = []
         for s in STREAMS:
-            img = packets[s].image
-            h, w = img.shape[:2]
-            visible = [tr for tr in tracks[s] if tr.time_since_update == 0]
-            if not visible:
-                continue
-            occ = box_overlap(np.concatenate([np.array([tr.box for tr in visible], np.float32).reshape(-1, 4),
-                                             _unmatched_boxes(dets[s], visible)]))[:len(visible)]
-            for tr, o in zip(visible, occ):
-                bank = self.banks[s]
-                if bank.count(tr.id) >= c.min_features and (self.frame + tr.id) % c.embed_every:
-                    continue
-                if o > c.max_occlusion and (not c.occluded_bootstrap or bank.count(tr.id) >= c.min_features):
-                    continue
-                crop = self._crop(img, tr.box)
-                if crop is None:
-                    continue
+            for tid, crop in track_crops(packets[s].image, tracks[s], dets[s], self.banks[s], c, self.frame,
+                                         self._crop):
                 crops.append(crop)
-                owners.append((s, tr.id))
+                owners.append((s, tid))
         t = self._tick("crop", t)
         if crops:
             before = dict(self.embedder.stage_times)
@@ -293,6 +285,31 @@ class MatchPipeline:
                         "ir_track": ch.ir_track, "rgb_track": ch.rgb_track, "global_id": ch.global_id,
                         "similarity": round(ch.similarity, 4), "ir_box": None, "rgb_box": None, "reason": ch.reason})
         return out
+
+
+def track_crops(img: np.ndarray, tracks: list[Track], dets: Detections, bank: FeatureBank, c: MatchConfig,
+                step: int, crop: Callable[[np.ndarray, np.ndarray], np.ndarray | None]) -> list[tuple[int, np.ndarray]]:
+    """``(track id, re-id crop)`` for the tracks of one frame that should be embedded now.
+
+    A track is embedded when it was detected in this frame, its box is not more than
+    ``max_occlusion`` covered by another detection (unless it still bootstraps its first
+    ``min_features``), and, once it has ``min_features``, on every ``embed_every``-th step.
+    ``crop(img, box)`` cuts the re-id crop (None: too small)."""
+    visible = [tr for tr in tracks if tr.time_since_update == 0]
+    if not visible:
+        return []
+    occ = box_overlap(np.concatenate([np.array([tr.box for tr in visible], np.float32).reshape(-1, 4),
+                                      _unmatched_boxes(dets, visible)]))[:len(visible)]
+    out = []
+    for tr, o in zip(visible, occ):
+        if bank.count(tr.id) >= c.min_features and (step + tr.id) % c.embed_every:
+            continue
+        if o > c.max_occlusion and (not c.occluded_bootstrap or bank.count(tr.id) >= c.min_features):
+            continue
+        piece = crop(img, tr.box)
+        if piece is not None:
+            out.append((tr.id, piece))
+    return out
 
 
 def _unmatched_boxes(dets: Detections, visible: list[Track]) -> np.ndarray:
