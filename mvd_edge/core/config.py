@@ -44,12 +44,12 @@ class DataConfig:
     val_fraction: float = 0.1  # RegDB/LLCM/folder: share of training ids held out
     height: int = 128
     width: int = 64
-    p_ids: int = 8  # identities per batch
+    p_ids: int = 8  # identities per batch (per process under torchrun: a step has world_size x p_ids)
     k_per_modality: int = 2  # images per identity per modality in a batch
     workers: int = 1
     gray_prob: float = 0.0  # training augmentation: chance of turning an image grayscale
     channel_prob: float = 0.5  # training augmentation: chance of one random colour channel copied to all three
-    batches_per_epoch: int | None = None  # default: one pass over the training images
+    batches_per_epoch: int | None = None  # optimisation steps an epoch; default: one pass over the training images
 
 
 @dataclass
@@ -115,6 +115,13 @@ class DistillConfig:
 
 
 @dataclass
+class DistConfig:
+    """Distributed training (``torchrun``); no effect in a single process."""
+
+    sync_bn: bool = True  # BatchNorm statistics over the global batch (SyncBatchNorm; the CPU/gloo fallback too)
+
+
+@dataclass
 class TrainConfig:
     out: str = "runs/train"
     seed: int = 0
@@ -126,6 +133,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

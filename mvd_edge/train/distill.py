@@ -51,7 +51,7 @@ from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_fr
 from mvd_edge.model.net import MVDNet
 from mvd_edge.runtime.sidecar import sha256_file
 from mvd_edge.train.losses import loss_terms
-from mvd_edge.train.trainer import Trainer, _finish_run
+from mvd_edge.train.trainer import Trainer, _finish_run, gather_rows
 
 #: MVD terms that need two branches: a one-branch student cannot have them
 TWO_BRANCH_TERMS = ("dml", "vcd", "vml")
@@ -183,9 +183,12 @@ class Distiller(Trainer):
 
     def compute_loss(self, step, x, outputs, labels, mods, ramp):
         d = self.cfg.distill
+        t = self.teacher_targets(x)
+        if self.distinfo.enabled:  # the loss of the global batch, teacher targets included (trainer docstring)
+            outputs, labels, mods = self.global_batch(outputs, labels, mods)
+            t = gather_rows([t])[0]
         terms = loss_terms(outputs, labels, self.weights, mods)
         weights = {k: self.weights.scale(k, ramp) for k in terms}
-        t = self.teacher_targets(x)
         v = outputs["shared_x"]["v"].float()
         if d.cos:
             terms["kd_cos"] = kd_cosine(self.proj(v), t)

@@ -16,7 +16,26 @@
   ``last.pt`` already records is put in place, one it does not is dropped (its epoch runs
   again), the log is rewritten from ``last.pt``'s history, and temp files are removed.
 * DistributedDataParallel when launched by ``torchrun`` (NCCL on CUDA, gloo on the CPU);
-  rank 0 writes checkpoints, logs and evaluates.
+  rank 0 writes checkpoints, logs and evaluates. Built so that ``W`` processes with
+  ``data.p_ids = P`` train like one process with ``data.p_ids = W * P`` (same steps, same
+  parameters up to floating-point summation order; tests/test_ddp.py measures it):
+
+  - the sampler's identity split: each step's global batch of ``W * P`` identities is the one a
+    single process draws, rank ``r`` takes identities ``r*P ... r*P+P-1`` (``batches_per_epoch``
+    counts steps);
+  - the loss sees the global batch: every rank all-gathers the network outputs, labels and
+    modalities of all ranks (with gradient: :func:`gather_rows`) and computes the loss of the
+    whole batch, so batch-coupled terms (batch-hard triplet / ranked list, cross-modal pairs)
+    are those of the large batch; with DDP's gradient averaging the gradient is exactly the
+    large batch's (see :func:`gather_rows`). A subclass that overrides :meth:`Trainer.compute_loss`
+    (the distiller) computes its loss on its own rank's rows unless it calls :meth:`Trainer.global_batch`;
+  - ``dist.sync_bn`` (default on): BatchNorm statistics over the global batch, with
+    ``torch.nn.SyncBatchNorm`` where torch runs it (CUDA, XPU, HPU) and :class:`AllReduceBatchNorm`
+    elsewhere (torch's SyncBatchNorm refuses CPU tensors);
+  - what is *not* equal: random draws. Augmentation and dropout use each rank's own stream
+    (seeded ``seed + rank``), so they are statistically, not draw for draw, those of one process.
+    Every rank's RNG state is saved in ``last.pt``, so a resumed distributed run on the same
+    number of processes continues draw for draw.
 * Checkpoints hold only tensors and plain Python values and load with ``weights_only=True``.
 """
 
@@ -166,11 +185,153 @@ def _rng_state() -> dict:
     return state
 
 
+def _rank_rng_states(distinfo: DistInfo) -> list[dict] | None:
+    """Every rank's :func:`_rng_state`, in rank order, on every rank (a collective); None in one process."""
+    if not distinfo.enabled:
+        return None
+    states: list = [None] * distinfo.world_size
+    dist.all_gather_object(states, _rng_state())
+    return states
+
+
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate((3, tuple(state["python"]), None))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class _GatherRows(torch.autograd.Function):
+    """``x [n, D]`` of every rank -> ``[world_size * n, D]`` in rank order (equal ``n`` on every rank)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        x = x.contiguous()
+        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # sum over ranks of d(rank's loss)/d(gathered); all_reduce runs on gloo and NCCL
+        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks, differentiable: the backward sums the gradients over ranks too."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        x = x.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        return grad
+
+
+def gather_rows(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """All-gather each ``[n, ...]`` tensor along dim 0 over the process group: ``[world_size * n, ...]``,
+    rows in rank order, differentiable. One collective per dtype (the tensors are packed side by side).
+
+    Gradient: the backward sums, over ranks, the gradient every rank's loss sends to the gathered
+    tensor and keeps this rank's rows. When every rank computes the same loss ``L`` of the gathered
+    batch, rank ``r``'s parameters get ``W * dL/dx_r * dx_r/dθ``; DDP averages over the ``W`` ranks,
+    so the step uses ``sum_r dL/dx_r * dx_r/dθ = dL/dθ``: the gradient of the large batch.
+    """
+    out: list[torch.Tensor | None] = [None] * len(tensors)
+    groups: dict[torch.dtype, list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(t.dtype, []).append(i)
+    for idx in groups.values():
+        n = tensors[idx[0]].shape[0]
+        flat = [tensors[i].reshape(n, -1) for i in idx]
+        widths = [f.shape[1] for f in flat]
+        whole = _GatherRows.apply(torch.cat(flat, dim=1))
+        for i, part in zip(idx, torch.split(whole, widths, dim=1)):
+            out[i] = part.reshape(whole.shape[0], *tensors[i].shape[1:])
+    return out  # type: ignore[return-value]
+
+
+#: device types torch.nn.SyncBatchNorm runs on (it raises ValueError for others, the CPU among them)
+TORCH_SYNC_BN_DEVICES = ("cuda", "hpu", "xpu", torch._C._get_privateuse1_backend_name())
+
+
+class AllReduceBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm (any ``[N, C, ...]`` input) whose training-mode statistics are those of the
+    global batch over the process group: what ``torch.nn.SyncBatchNorm`` does, for the devices it
+    refuses (the CPU under gloo). Per call: one differentiable all-reduce of the per-channel
+    sums and counts, one of the centred squares (two passes, float64 accumulation like ATen's
+    CPU batch norm); normalisation with the biased variance, running statistics updated with the
+    unbiased one, momentum and ``num_batches_tracked`` as ``torch.nn.BatchNorm*d``. In eval mode,
+    or without a process group of more than one rank, it is plain BatchNorm. The backward's
+    all-reduces sum the statistics' gradients over ranks (the same convention as SyncBatchNorm
+    and :func:`gather_rows`), so with DDP's averaging the gradient is that of BatchNorm on the
+    concatenated batch. State dict keys are BatchNorm's: checkpoints load into the plain model.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(input)
+        self._check_input_dim(input)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        c = input.shape[1]
+        dims = [0, *range(2, input.dim())]
+        shape = [1, c] + [1] * (input.dim() - 2)
+        x = input.double()
+        sums = _AllReduceSum.apply(torch.cat([x.sum(dims), x.new_full((1,), input.numel() // c)]))
+        count = sums[c].detach()
+        if float(count) <= 1:
+            raise ValueError(f"expected more than 1 value per channel when training, got input size {list(input.shape)}"
+                             f" on each of {dist.get_world_size()} processes")
+        mean = sums[:c] / count
+        var = _AllReduceSum.apply(((x - mean.view(shape)) ** 2).sum(dims)) / count
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight.double()
+        shift = -mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias.double()
+        if self.training and self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                n = float(count)
+                self.running_mean.mul_(1.0 - factor).add_(mean.detach().to(self.running_mean.dtype), alpha=factor)
+                self.running_var.mul_(1.0 - factor).add_((var.detach() * n / (n - 1)).to(self.running_var.dtype),
+                                                         alpha=factor)
+        return input * scale.to(input.dtype).view(shape) + shift.to(input.dtype).view(shape)
+
+
+def convert_sync_batchnorm(module: torch.nn.Module, device: str) -> torch.nn.Module:
+    """Every ``BatchNorm*d`` of ``module`` -> ``torch.nn.SyncBatchNorm`` on the devices torch runs it
+    on (``TORCH_SYNC_BN_DEVICES``), :class:`AllReduceBatchNorm` elsewhere. Parameters are shared (the
+    same ``Parameter`` objects, ``requires_grad`` kept), buffers and train/eval mode carried over."""
+    if torch.device(device).type in TORCH_SYNC_BN_DEVICES:
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(
+            module, (AllReduceBatchNorm, torch.nn.SyncBatchNorm)):
+        new = AllReduceBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                 module.track_running_stats)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        new.running_mean, new.running_var = module.running_mean, module.running_var
+        new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, device))
+    return module
 
 
 class Trainer:
@@ -200,6 +361,8 @@ class Trainer:
             raise DatasetError(f"the training split of {cfg.data.dataset} is empty")
         self.labels = label_map(self.data.train)
         self.model = self.build_model().to(self.device)
+        if self.distinfo.enabled and cfg.dist.sync_bn:
+            self.model = convert_sync_batchnorm(self.model, self.device)
         self.weights = loss_weights(cfg)
         params = self.trainable_parameters()
         self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -215,7 +378,7 @@ class Trainer:
         self.sampler = CrossModalIdentitySampler(
             [s.pid for s in self.data.train], [s.modality for s in self.data.train], cfg.data.p_ids,
             cfg.data.k_per_modality, seed=cfg.seed, batches_per_epoch=cfg.data.batches_per_epoch,
-            rank=self.distinfo.rank, world_size=self.distinfo.world_size)
+            rank=self.distinfo.rank, world_size=self.distinfo.world_size, split="identities")
         self.loader = DataLoader(train_ds, batch_size=self.sampler.batch_size, sampler=self.sampler,
                                  num_workers=cfg.data.workers, drop_last=True,
                                  persistent_workers=cfg.data.workers > 0,
@@ -250,8 +413,26 @@ class Trainer:
             loss = sum(self.weights.scale(k, ramp) * v for k, v in parts.items())
             terms = {k: float(v.detach()) for k, v in parts.items()} | {"total": float(loss.detach())}
             return loss, terms, grad_fractions
+        if self.distinfo.enabled:  # the loss of the global batch (module docstring)
+            outputs, labels, mods = self.global_batch(outputs, labels, mods)
         loss, terms = mvd_loss(outputs, labels, self.weights, mods, ramp)
         return loss, terms, None
+
+    def global_batch(self, outputs: dict, labels: torch.Tensor, mods: torch.Tensor
+                     ) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """This rank's training outputs (``{obs: {key: [n, ...]}}``), labels ``[n]`` and modalities ``[n]``
+        -> those of every rank, ``[world_size * n, ...]`` in rank order: the batch one process with
+        ``world_size * p_ids`` identities sees (the sampler's identity split). Differentiable
+        (:func:`gather_rows`); the same tensors in one process."""
+        if not self.distinfo.enabled:
+            return outputs, labels, mods
+        keys = [(o, k) for o in outputs for k in outputs[o]]
+        tensors = [outputs[o][k] for o, k in keys] + [labels, mods.to(labels.device)]
+        gathered = gather_rows(tensors)
+        out: dict = {o: {} for o in outputs}
+        for (o, k), t in zip(keys, gathered):
+            out[o][k] = t
+        return out, gathered[-2], gathered[-1]
 
     def extra_state(self) -> dict:
         """More checkpoint entries (the distiller: its projection head and teacher facts)."""
@@ -261,7 +442,8 @@ class Trainer:
         """Restore :meth:`extra_state` on ``--resume``."""
 
     # ------------------------------------------------------------------ checkpoints
-    def _state(self, epoch: int) -> dict:
+    def _state(self, epoch: int, rank_rngs: list[dict] | None = None) -> dict:
+        """``last.pt``'s content; ``rank_rngs``: every rank's RNG state under DDP (:func:`_rank_rng_states`)."""
         return {
             "format": CKPT_FORMAT,
             "epoch": epoch,
@@ -275,6 +457,8 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "rng": _rng_state(),
+            "world_size": self.distinfo.world_size,
+            **({"rng_ranks": rank_rngs} if rank_rngs is not None else {}),
             "best": dict(self.best),
             "history": list(self.history),
             "config": to_dict(self.cfg),
@@ -295,12 +479,37 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
-        _set_rng_state(state["rng"])
+        self._resume_rng(state, path)
         self.best = dict(state["best"])
         self.history = list(state["history"])
         self.load_extra_state(state)
         self.start_epoch = int(state["epoch"]) + 1
-        self._recover(int(state["epoch"]))
+        if self.distinfo.main:  # one process tidies the folder (others would race it)
+            self._recover(int(state["epoch"]))
+
+    def _resume_rng(self, state: dict, path: Path) -> None:
+        """Each rank continues its own random stream (augmentation, dropout) where ``last.pt`` saved it."""
+        world, rank = self.distinfo.world_size, self.distinfo.rank
+        was = state.get("world_size")  # None: a checkpoint from before it was recorded
+        ranks = state.get("rng_ranks")
+        if ranks is not None and len(ranks) == world:
+            _set_rng_state(ranks[rank])
+        elif world == 1 or rank == 0:
+            _set_rng_state(state["rng"])
+        else:  # no saved stream for this rank: a fresh one, distinct per rank and epoch
+            fresh = self.cfg.seed + rank + 1_000_003 * (int(state["epoch"]) + 1)
+            torch.manual_seed(fresh)
+            random.seed(fresh)
+        if not self.distinfo.main:
+            return
+        if was is not None and int(was) != world:
+            warnings.warn(f"{path} was written by a run on {was} process(es), resumed on {world}: a step now has "
+                          f"{world} x data.p_ids identities instead of {was} x, and ranks other than 0 draw "
+                          f"(augmentation, dropout) from fresh random streams; the run continues, but not as the "
+                          f"uninterrupted one would", stacklevel=3)
+        elif world > 1 and ranks is None:
+            warnings.warn(f"{path} holds no per-rank random state (an older checkpoint): ranks other than 0 draw "
+                          f"from fresh random streams", stacklevel=3)
 
     def _recover(self, last_epoch: int) -> None:
         """Finish or undo the epoch a kill interrupted (see the module docstring)."""
@@ -423,7 +632,9 @@ class Trainer:
                 if improved:
                     self.best = {"rank1": val["val_rank1"] if val else -1.0, "mAP": val["val_mAP"] if val else -1.0,
                                  "epoch": epoch + 1}
-                state = self._state(epoch)
+            rank_rngs = _rank_rng_states(self.distinfo)  # all ranks, after rank 0's validation (which draws too)
+            if main:
+                state = self._state(epoch, rank_rngs)
                 if improved:  # crash-safe order: see the module docstring
                     save_checkpoint(state, self.out / PENDING_BEST)
                 _write_log(self.out / "log.csv", self.history)
