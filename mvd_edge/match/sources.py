@@ -56,7 +56,7 @@ __all__ = [
 
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-_CAMERA_KEYS = {"source", "resolution", "fps"}
+_CAMERA_KEYS = {"source", "resolution", "fps", "modality", "boxes"}
 
 
 class SourceError(MvdEdgeError, RuntimeError):
@@ -82,6 +82,8 @@ class SourceSpec:
     width: int | None = None
     height: int | None = None
     fps: float | None = None
+    modality: str | None = None  # cameras file: "rgb" or "ir" (a site's cameras need it)
+    boxes: str | None = None  # cameras file: a MOT box file for this camera (instead of a detector)
 
     @property
     def live(self) -> bool:
@@ -109,8 +111,11 @@ def load_cameras(path: str | Path) -> dict[str, SourceSpec]:
             source: rtsp://10.0.0.5/stream1   # camN, index, URL, file or folder
             resolution: 1280x720              # WIDTHxHEIGHT, optional (cameras: requested size)
             fps: 15                           # optional (cameras: requested; files: overrides)
+            modality: rgb                     # rgb or ir: needed by a site (`match --cameras` alone)
+            boxes: lobby_rgb.mot.txt          # optional: MOT boxes instead of a detector
 
-    Unknown keys are an error. Names may not themselves be names of other cameras.
+    Relative ``source`` and ``boxes`` paths are taken from the cameras file's folder when
+    they exist there. Unknown keys are an error. Names may not themselves be names of other cameras.
     """
     import yaml
 
@@ -137,7 +142,10 @@ def load_cameras(path: str | Path) -> dict[str, SourceSpec]:
             raise UsageError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_CAMERA_KEYS)}")
         if "source" not in entry:
             raise UsageError(f"{where}: missing 'source'")
-        base = parse_source(str(entry["source"]), cameras=None, check_exists=False)
+        source = str(entry["source"])
+        if not Path(source).is_absolute() and (p.parent / source).exists():
+            source = str(p.parent / source)
+        base = parse_source(source, cameras=None, check_exists=False)
         width = height = None
         if entry.get("resolution") is not None:
             width, height = _parse_resolution(entry["resolution"], where)
@@ -149,7 +157,20 @@ def load_cameras(path: str | Path) -> dict[str, SourceSpec]:
                 raise UsageError(f"{where}: fps must be a number, got {entry['fps']!r}") from None
             if not fps > 0:
                 raise UsageError(f"{where}: fps must be > 0, got {fps}")
-        out[str(name)] = SourceSpec(base.kind, base.target, f"{name} ({base.label})", width, height, fps)
+        modality = None
+        if entry.get("modality") is not None:
+            from mvd_edge.core.modality import Modality
+
+            try:
+                modality = Modality.parse(str(entry["modality"])).short
+            except UsageError:
+                raise UsageError(f"{where}: modality must be rgb or ir, got {entry['modality']!r}") from None
+        boxes = None
+        if entry.get("boxes") is not None:
+            b = Path(str(entry["boxes"]))
+            boxes = str(b if b.is_absolute() or not (p.parent / b).exists() else p.parent / b)
+        out[str(name)] = SourceSpec(base.kind, base.target, f"{name} ({base.label})", width, height, fps, modality,
+                                    boxes)
     return out
 
 

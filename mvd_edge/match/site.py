@@ -1,0 +1,609 @@
+"""The matcher for a site: N cameras of either modality, frames paired by capture time, one
+global gallery of people.
+
+* :class:`TimeSync` pairs frames by timestamp, not by queue order. Steps run on a clock of
+  period ``1 / step_fps`` (default: the fastest camera's fps). At step time ``T`` a camera
+  contributes its frame whose timestamp is within ``tolerance`` of ``T`` (default: half the
+  step period); frames older than that are skipped (counted as ``late``), a newer one waits
+  for its step. A camera that runs slower simply contributes to fewer steps, and a live
+  camera that stalls or drops out contributes nothing until it is back: it never blocks the
+  others (each live camera is waited for at most ``tolerance`` past ``T``). Files are read
+  frame by frame without drops; a file that ends leaves the run, the run ends when all have.
+  Timestamps: media time (``frame / fps``) for files and folders, capture time (monotonic
+  clock) for cameras and URLs.
+* :class:`SiteMatcher` (the Python API: ``Matcher.step(frames_by_camera)``): per camera a
+  detector and a tracker, one embedding batch per step across all cameras, a feature bank per
+  track, and a gallery of global identities. Each identity keeps one descriptor per modality
+  (the EMA of its tracks' descriptors). A track that has ``min_features`` features is
+  compared with every identity: with the identity's descriptor of the *other* modality
+  (cross-modal, IR <-> RGB, threshold ``threshold``) and of its *own* modality
+  (same-modality, RGB <-> RGB or IR <-> IR, threshold ``same_threshold``); its score for an
+  identity is the larger of the two similarities minus their thresholds. Tracks of one
+  camera are assigned to distinct identities (Hungarian, scipy), and never to an identity
+  held by another visible track of the same camera. Hysteresis: a track takes an identity
+  after it was the best candidate ``hysteresis`` steps in a row; a track with no candidate
+  for ``hysteresis`` steps founds a new identity; a held identity is given up for another
+  only when that one beats it by ``margin`` for ``hysteresis`` steps in a row (a split /
+  merge). Identities are remembered for ``gallery_size`` people (the least recently seen is
+  forgotten first), so people are recognised across cameras and across hours.
+* :class:`SiteRunner`: sources, time pairing, matcher, events and sinks with ``start`` /
+  ``step`` / ``close`` (and :meth:`SiteRunner.run`).
+
+Events (JSONL, schema ``site/1``; every line also has ``run_id`` and ``seq``)::
+
+    {"event": "start", "schema": "site/1", "cameras": {name: {"modality", "source", "fps"}}, "config": {...}}
+    {"event": "sighting", "step", "camera", "frame", "time", "track", "global_id", "box": [x, y, w, h]}
+    {"event": "identity", "step", "camera", "frame", "track", "global_id", "similarity", "via": "new"|"cross"|"same"}
+    {"event": "end", "frames": {camera: [[first, count], ...]}, "summary": {...}}
+
+``sighting``: each step, each track with a global id that was detected in that camera's
+frame. ``identity``: a track's global id was set or changed (``via``: a new identity, or
+matched to an existing one cross-modally or within its modality). ``end.frames``: the
+frames each camera contributed, as runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from mvd_edge.core.errors import UsageError
+from mvd_edge.core.modality import Modality
+from mvd_edge.match.bank import FeatureBank
+from mvd_edge.match.detect import Detections, Detector
+from mvd_edge.match.events import EventWriter, box_xywh
+from mvd_edge.match.pipeline import MatchConfig, StageTimer, rss_mb, track_crops
+from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
+from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
+
+__all__ = ["SITE_SCHEMA", "IdentityTable", "SiteCamera", "SiteConfig", "SiteMatcher", "SiteRunner", "TimeSync"]
+
+SITE_SCHEMA = "site/1"
+
+
+@dataclass
+class SiteConfig(MatchConfig):
+    """:class:`MatchConfig` (``threshold`` is the cross-modal one) plus the site's settings:
+    ``same_threshold`` (same-modality cosine), ``gallery_size`` (identities remembered),
+    ``identity_momentum`` (EMA weight of an identity's old descriptor)."""
+
+    same_threshold: float = 0.6
+    gallery_size: int = 10_000
+    identity_momentum: float = 0.8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (np.isfinite(self.same_threshold) and -1.0 <= self.same_threshold <= 1.0):
+            raise UsageError(f"same_threshold must be a finite number in [-1, 1], got {self.same_threshold!r}")
+        if isinstance(self.gallery_size, bool) or not isinstance(self.gallery_size, int) or self.gallery_size < 1:
+            raise UsageError(f"gallery_size must be an integer >= 1, got {self.gallery_size!r}")
+        if not (np.isfinite(self.identity_momentum) and 0.0 <= self.identity_momentum < 1.0):
+            raise UsageError(f"identity_momentum must be in [0, 1), got {self.identity_momentum!r}")
+
+
+@dataclass(frozen=True)
+class SiteCamera:
+    """One camera of a site: ``name``, ``modality`` and what to read (``spec``)."""
+
+    name: str
+    modality: Modality
+    spec: SourceSpec | None = None
+
+
+def _normalize(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-12 else v
+
+
+class IdentityTable:
+    """The gallery of global identities: per modality, one L2-normalised descriptor per identity
+    (the EMA of its tracks' descriptors), kept in growing ``[rows, D]`` arrays updated in place,
+    so scoring a track against the whole gallery is one matrix product per modality.
+
+    At most ``capacity`` identities are kept; the least recently seen is forgotten first.
+    """
+
+    def __init__(self, dim: int, capacity: int):
+        self.dim, self.capacity = int(dim), int(capacity)
+        self.row: dict[int, int] = {}
+        self.recency: OrderedDict[int, None] = OrderedDict()  # least recently seen first
+        n = 64
+        self._free: list[int] = list(range(n - 1, -1, -1))  # pop() takes the lowest free row
+        self.gid = np.full(n, -1, np.int64)
+        self.mat = {m: np.zeros((n, self.dim), np.float32) for m in Modality}
+        self.have = {m: np.zeros(n, bool) for m in Modality}
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def __contains__(self, gid: int) -> bool:
+        return gid in self.row
+
+    def add(self, gid: int) -> None:
+        if gid in self.row:
+            return
+        if not self._free:
+            n = len(self.gid)
+            self.gid = np.concatenate([self.gid, np.full(n, -1, np.int64)])
+            for m in Modality:
+                self.mat[m] = np.concatenate([self.mat[m], np.zeros((n, self.dim), np.float32)])
+                self.have[m] = np.concatenate([self.have[m], np.zeros(n, bool)])
+            self._free = list(range(2 * n - 1, n - 1, -1))  # every old row is in use (none was free)
+        r = self._free.pop()
+        self.row[gid] = r
+        self.gid[r] = gid
+        for m in Modality:
+            self.have[m][r] = False
+        self.recency[gid] = None
+        while len(self.row) > self.capacity:
+            old, _ = self.recency.popitem(last=False)
+            self._drop(old)
+
+    def _drop(self, gid: int) -> None:
+        r = self.row.pop(gid)
+        self.gid[r] = -1
+        for m in Modality:
+            self.have[m][r] = False
+        self._free.append(r)
+
+    def update(self, gid: int, modality: Modality, d: np.ndarray, momentum: float) -> None:
+        """Fold descriptor ``d`` ``[D]`` into ``gid``'s descriptor of ``modality``; marks it seen."""
+        self.add(gid)  # an identity forgotten while a track still held it comes back
+        r = self.row[gid]
+        if self.have[modality][r]:
+            v = momentum * self.mat[modality][r] + (1.0 - momentum) * d
+            self.mat[modality][r] = v / max(float(np.linalg.norm(v)), 1e-12)
+        else:
+            self.mat[modality][r] = d
+            self.have[modality][r] = True
+        self.recency.move_to_end(gid)
+
+    def descriptor(self, gid: int, modality: Modality) -> np.ndarray | None:
+        r = self.row.get(gid)
+        return None if r is None or not self.have[modality][r] else self.mat[modality][r]
+
+    def similarities(self, modality: Modality, desc: np.ndarray) -> np.ndarray:
+        """Cosine of each query ``[T, D]`` with every row's ``modality`` descriptor: ``[T, rows]``,
+        ``-inf`` where a row has none."""
+        sim = desc @ self.mat[modality].T
+        return np.where(self.have[modality][None], sim, -np.inf)
+
+
+@dataclass
+class _TrackState:
+    gid: int | None = None
+    candidate: int | None = None  # identity id, or -1 for "none": a new identity
+    streak: int = 0
+
+
+class SiteMatcher:
+    """Detect, track, embed and identify across N cameras; one :meth:`step` per time step.
+
+    Args:
+        embedder: an :class:`~mvd_edge.runtime.Embedder`.
+        cameras: the site's cameras (names unique).
+        detectors: ``{camera name: Detector}``.
+        config: :class:`SiteConfig`.
+    """
+
+    def __init__(self, embedder, cameras: list[SiteCamera], detectors: dict[str, Detector],
+                 config: SiteConfig | None = None):
+        names = [c.name for c in cameras]
+        if len(set(names)) != len(names) or not names:
+            raise UsageError(f"camera names must be unique and at least one, got {names}")
+        missing = set(names) - set(detectors)
+        if missing:
+            raise UsageError(f"no detector for camera(s) {sorted(missing)}")
+        self.embedder, self.cameras = embedder, {c.name: c for c in cameras}
+        self.config = c = config or SiteConfig()
+        self.detectors = detectors
+        self.trackers = {n: (PassthroughTracker(max_age=c.track_max_age) if getattr(detectors[n], "has_ids", False)
+                             else ByteTracker(high=c.track_high, low=c.track_low, min_hits=c.track_min_hits,
+                                              max_age=c.track_max_age)) for n in names}
+        self.banks = {n: FeatureBank(embedder.dim, c.ema_momentum, c.last_n) for n in names}
+        self.states: dict[str, dict[int, _TrackState]] = {n: {} for n in names}
+        self.gallery = IdentityTable(embedder.dim, c.gallery_size)
+        self.next_gid = 1
+        self.step_index = 0
+        self.timer = StageTimer()
+        self.crops_embedded = 0
+        self.tracks_started = {n: 0 for n in names}
+        spec = getattr(embedder, "spec", None)
+        self.aspect = c.crop_aspect or (spec.width / spec.height if spec is not None else None)
+
+    # ------------------------------------------------------------------ public API
+    def step(self, frames: dict[str, FramePacket | np.ndarray]) -> list[dict[str, Any]]:
+        """One time step with the frames of the cameras that have one (others are left out).
+
+        ``frames``: ``{camera name: FramePacket or uint8 BGR image}``. Returns this step's
+        events (``identity`` and ``sighting``)."""
+        from mvd_edge.core.preprocess import box_crop
+
+        c = self.config
+        unknown = set(frames) - set(self.cameras)
+        if unknown:
+            raise UsageError(f"frames for unknown camera(s) {sorted(unknown)}; cameras: {sorted(self.cameras)}")
+        packets = {n: f if isinstance(f, FramePacket) else FramePacket(self.step_index, float(self.step_index), f)
+                   for n, f in frames.items()}
+        t = time.perf_counter()
+        dets: dict[str, Detections] = {}
+        for n, p in packets.items():
+            dets[n] = self.detectors[n].detect(p.image, p.index)
+        t = self._tick("detect", t)
+        tracks: dict[str, list[Track]] = {}
+        for n in packets:
+            tracker = self.trackers[n]
+            tracks[n] = tracker.update(dets[n])
+            for tid in tracker.removed:
+                self.banks[n].remove(tid)
+                self.states[n].pop(tid, None)
+            for tr in tracks[n]:
+                if tr.id not in self.states[n]:
+                    self.states[n][tr.id] = _TrackState()
+                    self.tracks_started[n] += 1
+        t = self._tick("track", t)
+        crops, owners = [], []
+        crop_fn = lambda img, box: box_crop(img, box, c.crop_margin, self.aspect, c.min_box_height)  # noqa: E731
+        for n in packets:
+            for tid, crop in track_crops(packets[n].image, tracks[n], dets[n], self.banks[n], c, self.step_index,
+                                         crop_fn):
+                crops.append(crop)
+                owners.append((n, tid))
+        if crops:
+            feats = self.embedder.embed(crops)
+            for (n, tid), f in zip(owners, feats):
+                self.banks[n].update(tid, f)
+            self.crops_embedded += len(crops)
+        t = self._tick("embed", t)
+        events: list[dict[str, Any]] = []
+        for n in packets:
+            events.extend(self._identify(n, packets[n], tracks[n]))
+        t = self._tick("identify", t)
+        for n, p in packets.items():
+            for tr in tracks[n]:
+                st = self.states[n].get(tr.id)
+                if st is not None and st.gid is not None and tr.time_since_update == 0:
+                    events.append({"event": "sighting", "step": self.step_index, "camera": n, "frame": p.index,
+                                   "time": round(float(p.time), 4), "track": int(tr.id), "global_id": int(st.gid),
+                                   "box": box_xywh(tr.box)})
+        self._tick("events", t)
+        self.step_index += 1
+        return events
+
+    def _tick(self, stage: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        self.timer.add(stage, t1 - t0)
+        return t1
+
+    @property
+    def identities(self) -> int:
+        return self.next_gid - 1
+
+    # ------------------------------------------------------------------ identification
+    def _scores(self, modality: Modality, desc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Gallery rows' ids ``[R]`` (-1: free row), scores ``[T, R]`` (the better of the cross-modal
+        and same-modality similarity minus its threshold; -inf where neither exists) and which
+        kind won (True: same modality)."""
+        c = self.config
+        other = Modality.INFRARED if modality is Modality.VISIBLE else Modality.VISIBLE
+        cross = self.gallery.similarities(other, desc) - c.threshold
+        same = self.gallery.similarities(modality, desc) - c.same_threshold
+        return self.gallery.gid, np.maximum(cross, same), same > cross
+
+    def _identify(self, cam: str, packet: FramePacket, tracks: list[Track]) -> list[dict[str, Any]]:
+        c = self.config
+        modality = self.cameras[cam].modality
+        bank, states = self.banks[cam], self.states[cam]
+        eligible = [tr for tr in tracks if tr.time_since_update <= c.max_gap and bank.count(tr.id) >= c.min_features]
+        if not eligible:
+            return []
+        desc = bank.descriptors([tr.id for tr in eligible])
+        gids, score, same = self._scores(modality, desc)
+        live = np.flatnonzero(np.isfinite(score).any(axis=0))  # rows some track can match at all
+        # one identity per track of this camera: assign the best identities jointly
+        best: dict[int, tuple[int, float, bool]] = {}
+        if live.size:
+            sub = score[:, live]
+            rows, cols = linear_sum_assignment(np.where(np.isfinite(sub), -sub, 1e6))
+            for r, j in zip(rows, cols):
+                if np.isfinite(sub[r, j]) and sub[r, j] >= 0:
+                    best[r] = (int(gids[live[j]]), float(sub[r, j]), bool(same[r, live[j]]))
+        held = {states[tr.id].gid for tr in tracks if tr.time_since_update == 0 and states[tr.id].gid is not None}
+        events = []
+        for r, tr in enumerate(eligible):
+            st = states[tr.id]
+            cand = best.get(r)
+            if st.gid is not None:
+                # keep the identity unless another beats it by the margin for k steps (a split / merge)
+                own = score[r, self.gallery.row[st.gid]] if st.gid in self.gallery else -np.inf
+                if cand is not None and cand[0] != st.gid and cand[1] > own + max(c.margin, c.stickiness):
+                    st.streak = st.streak + 1 if st.candidate == cand[0] else 1
+                    st.candidate = cand[0]
+                    if st.streak >= c.hysteresis:
+                        events.append(self._assign(cam, packet, tr, st, cand[0], cand, "same" if cand[2] else "cross"))
+                else:
+                    st.candidate, st.streak = None, 0
+                self._refresh(st.gid, modality, desc[r])
+                continue
+            want = -1 if cand is None or (cand[0] in held) else cand[0]
+            st.streak = st.streak + 1 if st.candidate == want else 1
+            st.candidate = want
+            if st.streak < c.hysteresis:
+                continue
+            if want == -1:
+                gid = self._new_identity()
+                events.append(self._assign(cam, packet, tr, st, gid, None, "new"))
+            else:
+                events.append(self._assign(cam, packet, tr, st, want, cand, "same" if cand[2] else "cross"))
+            held.add(st.gid)
+            self._refresh(st.gid, modality, desc[r])
+        return events
+
+    def _new_identity(self) -> int:
+        gid = self.next_gid
+        self.next_gid += 1
+        self.gallery.add(gid)
+        return gid
+
+    def _refresh(self, gid: int, modality: Modality, d: np.ndarray) -> None:
+        self.gallery.update(gid, modality, d, self.config.identity_momentum)
+
+    def _assign(self, cam: str, packet: FramePacket, tr: Track, st: _TrackState, gid: int,
+                cand: tuple[int, float, bool] | None, via: str) -> dict[str, Any]:
+        st.gid, st.candidate, st.streak = gid, None, 0
+        sim = None
+        if cand is not None:
+            thr = self.config.same_threshold if cand[2] else self.config.threshold
+            sim = round(cand[1] + thr, 4)
+        return {"event": "identity", "step": self.step_index, "camera": cam, "frame": packet.index,
+                "track": int(tr.id), "global_id": int(gid), "similarity": sim, "via": via}
+
+
+# ---------------------------------------------------------------------------- time pairing
+
+
+class TimeSync:
+    """Frames of N sources paired by timestamp (see the module docstring).
+
+    Args:
+        sources: ``{camera name: FrameSource}`` (started).
+        step_fps: steps per second (default: the fastest source's fps).
+        tolerance: seconds a frame may be off its step time (default: half a step period).
+        live_wait: live sources: at most this many seconds past a step's time are waited for
+            a frame (default: ``tolerance``).
+    """
+
+    def __init__(self, sources: dict[str, FrameSource], step_fps: float | None = None,
+                 tolerance: float | None = None, live_wait: float | None = None):
+        if not sources:
+            raise UsageError("TimeSync needs at least one source")
+        self.sources = sources
+        fps = step_fps or max(float(s.fps or 0.0) for s in sources.values()) or 15.0
+        if not fps > 0:
+            raise UsageError(f"step fps must be > 0, got {fps}")
+        self.period = 1.0 / fps
+        self.tolerance = self.period / 2 if tolerance is None else float(tolerance)
+        self.live_wait = self.tolerance if live_wait is None else float(live_wait)
+        self.pending: dict[str, FramePacket | None] = {n: None for n in sources}
+        self.ended: set[str] = set()
+        self.late = {n: 0 for n in sources}
+        self.used = {n: 0 for n in sources}
+        self.runs: dict[str, list[list[int]]] = {n: [] for n in sources}
+        self.t0: float | None = None  # live: monotonic time of step 0
+        self.step = 0
+
+    def stamp(self, name: str, pkt: FramePacket) -> float:
+        """A frame's timestamp on the common clock (seconds)."""
+        src = self.sources[name]
+        return float(pkt.captured) if src.live else float(pkt.time)
+
+    @property
+    def done(self) -> bool:
+        return len(self.ended) == len(self.sources)
+
+    def _origin(self) -> float:
+        """Step 0's time: the earliest first frame of all sources (files: media time 0)."""
+        if all(not s.live for s in self.sources.values()):
+            return 0.0
+        first = []
+        for n in self.sources:
+            pkt = self._peek(n, time.monotonic() + 30.0)
+            if pkt is not None:
+                first.append(self.stamp(n, pkt))
+        return min(first) if first else time.monotonic()
+
+    def _peek(self, name: str, deadline: float) -> FramePacket | None:
+        """The next frame of ``name`` (kept pending), waiting until ``deadline``; None if none."""
+        if self.pending[name] is not None:
+            return self.pending[name]
+        if name in self.ended:
+            return None
+        src = self.sources[name]
+        while True:
+            wait = max(0.0, deadline - time.monotonic())
+            pkt = src.get(timeout=min(wait, 0.1) if src.live else 0.1)
+            if pkt is None:
+                self.ended.add(name)
+                return None
+            if pkt is not False:
+                self.pending[name] = pkt
+                return pkt
+            if src.live and time.monotonic() >= deadline:
+                return None
+            if not src.live and time.monotonic() >= deadline:
+                return None  # a file that delivers nothing for this long: leave it out of this step
+
+    def next(self) -> tuple[float, dict[str, FramePacket]] | None:
+        """The next step's time and its frames (cameras without a frame for it are absent);
+        None when every source has ended."""
+        if self.t0 is None:
+            self.t0 = self._origin()
+        while not self.done:
+            T = self.t0 + self.step * self.period
+            frames: dict[str, FramePacket] = {}
+            for n, src in self.sources.items():
+                # files: wait as long as it takes (a file never stalls); live: until T + live_wait
+                deadline = (T + self.live_wait) if src.live else time.monotonic() + 60.0
+                while True:
+                    pkt = self._peek(n, deadline)
+                    if pkt is None:
+                        break
+                    ts = self.stamp(n, pkt)
+                    if ts < T - self.tolerance:
+                        self.pending[n] = None
+                        self.late[n] += 1
+                        continue
+                    if ts <= T + self.tolerance:
+                        frames[n] = pkt
+                        self.pending[n] = None
+                        self._record(n, pkt.index)
+                    break
+            self.step += 1
+            if frames:
+                return T - self.t0, frames
+            if all(self.sources[n].live for n in self.sources) and time.monotonic() > T + 1.0:
+                # the whole site stalled: resume at the present rather than replay empty steps
+                self.step = max(self.step, int((time.monotonic() - self.t0) / self.period))
+        return None
+
+    def _record(self, name: str, index: int) -> None:
+        self.used[name] += 1
+        runs = self.runs[name]
+        if runs and runs[-1][0] + runs[-1][1] == index:
+            runs[-1][1] += 1
+        else:
+            runs.append([int(index), 1])
+
+
+# ---------------------------------------------------------------------------- the runner
+
+
+class SiteRunner:
+    """Sources + :class:`TimeSync` + :class:`SiteMatcher` + events and sinks.
+
+    ``start()`` opens the sources and writes the ``start`` event; ``step()`` runs one time step
+    (False when every source has ended); ``close()`` stops the sources, writes the ``end``
+    event, closes the file and the sinks and returns the summary. :meth:`run` does all three.
+    """
+
+    def __init__(self, cameras: list[SiteCamera], embedder, detectors: dict[str, Detector], *,
+                 config: SiteConfig | None = None, events: str | Path | None = None, sinks=(), metrics=None,
+                 sources: dict[str, FrameSource] | None = None, step_fps: float | None = None,
+                 tolerance: float | None = None, queue_size: int = 8, open_timeout: float = 10.0,
+                 max_offline: float | None = 30.0, realtime: bool = False):
+        self.cameras = cameras
+        self.matcher = SiteMatcher(embedder, cameras, detectors, config)
+        if sources is None:
+            sources = {c.name: FrameSource(c.spec, c.name, queue_size=queue_size, realtime=realtime,
+                                           open_timeout=open_timeout, max_offline=max_offline) for c in cameras}
+        self.sources = sources
+        self.step_fps, self.tolerance = step_fps, tolerance
+        self.writer = EventWriter(events, sinks=sinks)
+        self.sinks, self.metrics = list(sinks), metrics
+        self.sync: TimeSync | None = None
+        self.steps = 0
+        self.reason = "?"
+        self._t_start = self._t_first = None
+        self._rss_start = rss_mb()
+        self._last_metrics = 0.0
+
+    def start(self) -> "SiteRunner":
+        self._t_start = time.monotonic()
+        for s in self.sources.values():
+            s.start()
+        for s in self.sources.values():
+            s.wait_open()
+        self.sync = TimeSync(self.sources, self.step_fps, self.tolerance)
+        emb = self.matcher.embedder
+        self.writer.write({"event": "start", "schema": SITE_SCHEMA,
+                           "cameras": {c.name: {"modality": c.modality.short,
+                                                "source": self.sources[c.name].spec.label,
+                                                "fps": self.sources[c.name].fps} for c in self.cameras},
+                           "embedder": {"backend": getattr(emb, "backend", "?"),
+                                        "precision": getattr(emb, "precision", "?"), "dim": int(emb.dim)},
+                           "config": asdict(self.matcher.config)})
+        return self
+
+    def step(self) -> bool:
+        nxt = self.sync.next()
+        if nxt is None:
+            errors = [f"{n}: {s.error}" for n, s in self.sources.items() if s.error]
+            self.reason = "all sources ended" + (f" ({'; '.join(errors)})" if errors else "")
+            return False
+        if self._t_first is None:
+            self._t_first = time.monotonic()
+        _, frames = nxt
+        for ev in self.matcher.step(frames):
+            self.writer.write(ev)
+        self.steps += 1
+        self._push_metrics()
+        return True
+
+    def _push_metrics(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.metrics is None or (not force and now - self._last_metrics < 0.25):
+            return
+        self._last_metrics = now
+        self.metrics.update(cameras={n: {"fps": s.fps, "depth": s.depth, "dropped": s.dropped,
+                                         "corrupt": s.stats.corrupt} for n, s in self.sources.items()},
+                            frames=self.steps, stage_ms={st: self.matcher.timer.mean_ms(st)
+                                                         for st in self.matcher.timer.stages()},
+                            events=dict(self.writer.counts), sinks=self.sinks)
+
+    def summary(self) -> dict[str, Any]:
+        elapsed = time.monotonic() - (self._t_first or time.monotonic())
+        sync = self.sync
+        m = self.matcher
+        return {
+            "steps": self.steps, "ended": self.reason, "seconds": round(elapsed, 3),
+            "steps_per_s": round((self.steps - 1) / elapsed, 2) if self.steps > 1 and elapsed > 0 else 0.0,
+            "stage_ms": {st: round(m.timer.mean_ms(st), 3) for st in m.timer.stages()},
+            "crops_embedded": m.crops_embedded, "global_ids": m.identities, "gallery": len(m.gallery),
+            "tracks": dict(m.tracks_started), "events": dict(self.writer.counts),
+            "cameras": {n: {"label": s.spec.label, "modality": m.cameras[n].modality.short, "fps": s.fps,
+                            "frames_used": sync.used[n] if sync else 0, "late": sync.late[n] if sync else 0,
+                            "dropped": s.dropped, "queue_depth": s.depth, **s.stats.as_dict(), "error": s.error}
+                        for n, s in self.sources.items()},
+            "rss_mb": {"start": round(self._rss_start, 1), "end": round(rss_mb(), 1)},
+        }
+
+    def close(self) -> dict[str, Any]:
+        for s in self.sources.values():
+            s.stop()
+        summary = self.summary()
+        self.writer.write({"event": "end", "frames": self.sync.runs if self.sync else {}, "summary": summary})
+        self.writer.close()
+        if self.sinks:
+            summary["sinks"] = [s.summary() for s in self.sinks]
+        self._push_metrics(force=True)
+        return summary
+
+    def run(self, max_steps: int | None = None, duration: float | None = None, on_step=None) -> dict[str, Any]:
+        """Start, step until the sources end (or ``max_steps`` / ``duration``), close; Ctrl-C
+        and SIGTERM (through :func:`mvd_edge.core.signals.sigterm_as_interrupt`) end it cleanly."""
+        try:
+            self.start()
+            while True:
+                if max_steps is not None and self.steps >= max_steps:
+                    self.reason = f"--max-frames {max_steps} reached"
+                    break
+                if duration is not None and time.monotonic() - self._t_start >= duration:
+                    self.reason = f"--duration {duration:g} s reached"
+                    break
+                if not self.step():
+                    break
+                if on_step is not None:
+                    on_step(self)
+        except KeyboardInterrupt as exc:
+            from mvd_edge.core.signals import Terminated
+
+            self.reason = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (SIGINT)"
+        finally:
+            summary = self.close()
+        return summary
