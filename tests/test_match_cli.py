@@ -85,3 +85,38 @@ def test_match_sends_events_to_a_webhook_and_reports_the_delivery(tmp_path, app,
         r = CliRunner().invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"),
                                      "--model", "colorhist", "--no-status", *bad])
         assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
+
+
+def test_site_round_trip_synth_match_score(tmp_path, app):
+    """`synth-video --site` -> `match --cameras site-boxes.yaml` (4 cameras, one at half rate) ->
+    `score-matches` on the site's ground truth."""
+    runner = CliRunner()
+    site = tmp_path / "site"
+    r = runner.invoke(app, ["synth-video", "--site", "--out", str(site), "--ids", "3", "--seconds", "4", "--fps", "10",
+                            "--size", "144x256", "--camera-fps", "ir1=5"])
+    assert r.exit_code == 0, r.output
+    assert (site / "site.yaml").is_file() and (site / "site-boxes.yaml").is_file()
+    ev, summ = tmp_path / "site.jsonl", tmp_path / "summary.json"
+    r = runner.invoke(app, ["match", "--cameras", str(site / "site-boxes.yaml"), "--model", "colorhist",
+                            "--events", str(ev), "--summary-json", str(summ), "--hysteresis", "2",
+                            "--same-threshold", "0.9"])
+    assert r.exit_code == 0, r.output
+    assert "site of 4 cameras" in r.output and "same-modality 0.900" in r.output
+    summary = json.loads(summ.read_text())
+    assert summary["steps"] == 40 and summary["ended"] == "all sources ended"
+    used = {c: v["frames_used"] for c, v in summary["cameras"].items()}
+    assert used == {"rgb0": 40, "rgb1": 40, "ir0": 40, "ir1": 20}
+    lines = [json.loads(x) for x in ev.read_text().splitlines()]
+    assert lines[0]["schema"] == "site/1" and lines[-1]["event"] == "end"
+    assert {e["camera"] for e in lines if e["event"] == "sighting"} == {"rgb0", "rgb1", "ir0", "ir1"}
+    r = runner.invoke(app, ["score-matches", str(ev), str(site), "--json", str(tmp_path / "score.json")])
+    assert r.exit_code == 0, r.output
+    assert "camera pairs" in r.output and "global IDF1" in r.output
+    score = json.loads((tmp_path / "score.json").read_text())
+    assert len(score["pairs"]) == 6 and 0.0 <= score["idf1"] <= 1.0
+    # a cameras file without modalities cannot run as a site
+    (tmp_path / "plain.yaml").write_text(f"cameras:\n  a: {site / 'rgb0.mp4'}\n")
+    r = runner.invoke(app, ["match", "--cameras", str(tmp_path / "plain.yaml"), "--model", "colorhist"])
+    assert r.exit_code == 2 and "no 'modality: rgb|ir'" in r.output
+    r = runner.invoke(app, ["match", "--ir", "cam0", "--model", "colorhist"])
+    assert r.exit_code == 2 and "both --ir and --rgb" in r.output

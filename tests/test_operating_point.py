@@ -73,3 +73,38 @@ def test_scene_pairs_count_and_random_rgb_order():
     assert len(pairs["sim"]) == 60 and int(pairs["opportunities"]) == 60 and pairs["correct"].all()
     with pytest.raises(UsageError, match="both modalities"):
         scene_pairs(feats[:1], pids[:1], mods[:1])
+
+
+def test_same_modality_pairs_come_from_one_modality_and_disjoint_crops():
+    """Hand-built features: a person's RGB crops lie at cosine 0.9 to each other, their IR crops
+    at 0.9 too, the two modalities of one person at 0.3 and different people at 0. The
+    same-modality point must find ~0.9 (cross-modal: ~0.3) at precision 1."""
+    rng = np.random.default_rng(0)
+    n_ids, per = 8, 6
+    dim = 4 * n_ids
+    feats, pids, mods = [], [], []
+    for p in range(n_ids):
+        base = np.zeros(dim)
+        base[4 * p] = 1.0
+        for m, axis in ((RGB, 1), (IR, 2)):
+            side = np.zeros(dim)
+            side[4 * p + axis] = 1.0
+            for _ in range(per):
+                v = np.sqrt(0.3) * base + np.sqrt(0.6) * side + np.sqrt(0.1) * rng.normal(size=dim) / np.sqrt(dim)
+                feats.append(v / np.linalg.norm(v))
+                pids.append(p)
+                mods.append(m)
+    feats = np.asarray(feats)
+    same = scene_pairs(feats, pids, mods, people=4, scenes=50, track_images=3, kind="same")
+    assert same["correct"].all() and same["sim"].min() > 0.8
+    cross = scene_pairs(feats, pids, mods, people=4, scenes=50, track_images=3)
+    assert cross["correct"].all() and 0.2 < cross["sim"].mean() < 0.45
+    point = operating_point(feats, pids, mods, people=4, scenes=50, track_images=3)
+    assert point["same_modality"]["precision"] == 1.0 and point["same_modality"]["threshold"] > 0.8
+    assert point["threshold"] < 0.45
+    # one crop per person and modality: no same-modality pairs to learn from
+    one = [i for i in range(len(pids)) if i % per == 0]
+    single = operating_point(feats[one], [pids[i] for i in one], [mods[i] for i in one], people=4, scenes=20)
+    assert single["same_modality"] is None
+    with pytest.raises(UsageError, match="2 or more crops"):
+        scene_pairs(feats[one], [pids[i] for i in one], [mods[i] for i in one], kind="same")

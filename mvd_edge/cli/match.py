@@ -23,6 +23,7 @@ from mvd_edge.cli._common import (
     refuse_existing,
     refuse_overwriting_inputs,
 )
+from mvd_edge.core.errors import UsageError
 
 app = typer.Typer()
 
@@ -79,12 +80,21 @@ def _check_bounds(values: dict[str, tuple]) -> None:
 @app.command("match")
 @friendly
 def match_cmd(
-    ir: Annotated[str, typer.Option("--ir", help="IR source: camN, index, --cameras name, video file, "
-                                                 "image folder or rtsp/http URL")],
-    rgb: Annotated[str, typer.Option("--rgb", help="RGB source (same forms as --ir)")],
     model: Annotated[str, typer.Option(help="re-id engine: .onnx/.engine with sidecar, or an exported .onnx; "
                                             "'colorhist' = a colour-histogram baseline (RGB/RGB checks only)")],
-    cameras: Annotated[Optional[Path], typer.Option(help="cameras YAML: name -> source (+ resolution, fps)")] = None,
+    ir: Annotated[Optional[str], typer.Option("--ir", help="IR source: camN, index, --cameras name, video file, "
+                                                           "image folder or rtsp/http URL (without --ir and "
+                                                           "--rgb: every camera of --cameras, a site)")] = None,
+    rgb: Annotated[Optional[str], typer.Option("--rgb", help="RGB source (same forms as --ir)")] = None,
+    cameras: Annotated[Optional[Path], typer.Option(help="cameras YAML: name -> source (+ resolution, fps, modality, "
+                                                         "boxes); alone (no --ir/--rgb): run all its cameras")] = None,
+    same_threshold: Annotated[Optional[float], typer.Option(help="site: cosine a same-modality match (RGB-RGB, IR-IR) "
+                                                                 "needs (default: the engine's same-modality "
+                                                                 "operating point)")] = None,
+    step_fps: Annotated[Optional[float], typer.Option(help="site: time steps per second (default: the fastest "
+                                                           "camera's fps)")] = None,
+    sync_tolerance: Annotated[Optional[float], typer.Option(help="site: seconds a frame may be off its step's time "
+                                                                 "(default: half a step)")] = None,
     device: Annotated[Optional[str], typer.Option(help="engine device (default: the engine's)")] = None,
     detector: Annotated[str, typer.Option(help="both streams: 'auto' (the best measured: person-synth, the packaged "
                                                "CNN trained on synthetic scenes), mog2, knn, warm, mog2+warm, "
@@ -149,13 +159,37 @@ def match_cmd(
                    "--hysteresis": (hysteresis, 1, 10_000), "--embed-every": (embed_every, 1, 10_000),
                    "--queue-size": (queue_size, 1, 10_000), "--open-timeout": (open_timeout, 0.0, 1e6),
                    "--max-offline": (max_offline, 0.0, 1e6), "--sink-queue": (sink_queue, 1, 10_000_000),
-                   "--metrics-port": (metrics_port, 0, 65535)})
+                   "--metrics-port": (metrics_port, 0, 65535), "--same-threshold": (same_threshold, -1.0, 1.0),
+                   "--step-fps": (step_fps, 1e-3, 1000.0), "--sync-tolerance": (sync_tolerance, 0.0, 60.0)})
     from mvd_edge.match.sinks import MqttSink, WebhookSink
 
     for url in webhook or []:
         WebhookSink.check_url(url)
     for url in mqtt or []:
         MqttSink.parse_url(url)
+    if ir is None and rgb is None:
+        if cameras is None:
+            raise UsageError("give --ir and --rgb (two cameras), or --cameras FILE alone (every camera of a site)")
+        for flag, value in (("--save", save), ("--show", show or None), ("--ir-boxes", ir_boxes),
+                            ("--rgb-boxes", rgb_boxes), ("--ir-detector", ir_detector), ("--rgb-detector", rgb_detector)):
+            if value is not None:
+                raise UsageError(f"{flag} is for two-camera runs; a site takes boxes per camera from the cameras file "
+                                 "('boxes:') and --detector for all")
+        check_outputs({"--events": events, "--summary-json": summary_json},
+                      {"--cameras": cameras, "--model": None if model == "colorhist" else model}, overwrite)
+        _run_site(cameras, model, device=device, detector=detector, threshold=threshold, margin=margin,
+                  same_threshold=same_threshold, hysteresis=hysteresis, embed_every=embed_every,
+                  max_occlusion=max_occlusion, events=events, summary_json=summary_json, max_frames=max_frames,
+                  duration=duration, realtime=realtime, queue_size=queue_size, open_timeout=open_timeout,
+                  max_offline=max_offline, step_fps=step_fps, sync_tolerance=sync_tolerance, webhook=webhook,
+                  mqtt=mqtt, sink_queue=sink_queue, metrics_port=metrics_port, retrack=retrack,
+                  min_box_score=min_box_score, detector_kw=dict(hog_upscale=hog_upscale, hog_threshold=hog_threshold,
+                                                               onnx_layout=detector_layout,
+                                                               onnx_size=parse_size(detector_size, "--detector-size"),
+                                                               onnx_conf=detector_conf))
+        return
+    if ir is None or rgb is None:
+        raise UsageError("give both --ir and --rgb (or neither, with --cameras, for a site)")
     check_outputs({"--events": events, "--save": save, "--summary-json": summary_json},
                   {"--ir source": ir, "--rgb source": rgb, "--model": None if model == "colorhist" else model,
                    "--ir-boxes": ir_boxes, "--rgb-boxes": rgb_boxes, "--cameras": cameras}, overwrite)
@@ -212,6 +246,83 @@ def match_cmd(
         raise typer.Exit(143 if summary["ended"].startswith("terminated") else 130)
 
 
+def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin, same_threshold, hysteresis,
+              embed_every, max_occlusion, events, summary_json, max_frames, duration, realtime, queue_size,
+              open_timeout, max_offline, step_fps, sync_tolerance, webhook, mqtt, sink_queue, metrics_port, retrack,
+              min_box_score, detector_kw) -> None:
+    """``match --cameras site.yaml``: every camera of the file, paired by time (mvd_edge.match.site)."""
+    from mvd_edge.core.modality import Modality
+    from mvd_edge.core.signals import sigterm_as_interrupt
+    from mvd_edge.match.detect import make_detector
+    from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
+    from mvd_edge.match.site import SiteCamera, SiteConfig, SiteRunner
+    from mvd_edge.match.sources import load_cameras
+    from mvd_edge.runtime import load_embedder
+    from mvd_edge.runtime.sidecar import site_settings
+
+    specs = load_cameras(cameras)
+    missing = [n for n, sp in specs.items() if sp.modality is None]
+    if missing:
+        raise UsageError(f"{cameras}: camera(s) {', '.join(missing)} have no 'modality: rgb|ir'; a site needs it for "
+                         "every camera")
+    cams = [SiteCamera(n, Modality.parse(sp.modality), sp) for n, sp in specs.items()]
+    detectors = {c.name: make_detector(c.spec.boxes, detector, modality=c.modality.short, retrack=retrack,
+                                       min_score=min_box_score, **detector_kw) for c in cams}
+    if model == "colorhist":
+        from mvd_edge.match.baselines import ColorHistogramEmbedder
+
+        embedder = ColorHistogramEmbedder()
+    else:
+        embedder = load_embedder(model, device=device)
+    op = site_settings(getattr(embedder, "info", None), threshold, margin, same_threshold)
+    for w in op["warnings"]:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    err_console.print(f"cross-modal threshold {op['threshold']:.3f}, same-modality {op['same_threshold']:.3f}, margin "
+                      f"{op['margin']:.3f} ({op['source']})", highlight=False)
+    config = SiteConfig(threshold=op["threshold"], margin=op["margin"], same_threshold=op["same_threshold"],
+                        hysteresis=hysteresis, embed_every=embed_every, max_occlusion=max_occlusion)
+    err_console.print(f"site of {len(cams)} cameras: " + ", ".join(
+        f"{c.name} ({c.modality.short}, {detectors[c.name].name})" for c in cams), highlight=False)
+    sinks = [*(WebhookSink(u, max_queue=sink_queue) for u in webhook or []),
+             *(MqttSink(u, max_queue=sink_queue) for u in mqtt or [])]
+    metrics = MatchMetrics(metrics_port) if metrics_port is not None else None
+    if metrics is not None:
+        err_console.print(f"metrics: http://127.0.0.1:{metrics.port}/metrics", highlight=False)
+    runner = SiteRunner(cams, embedder, detectors, config=config, events=events, sinks=sinks, metrics=metrics,
+                        step_fps=step_fps, tolerance=sync_tolerance, queue_size=queue_size,
+                        open_timeout=open_timeout, max_offline=max_offline, realtime=realtime)
+    try:
+        with sigterm_as_interrupt():
+            summary = runner.run(max_steps=max_frames, duration=duration)
+    finally:
+        if metrics is not None:
+            metrics.close()
+    summary["thresholds"] = op
+    table = Table(title=f"{summary['steps']} time steps in {summary['seconds']:.1f} s ({summary['steps_per_s']:.1f} "
+                        f"steps/s); {summary['global_ids']} people; ended: {summary['ended']}",
+                  title_justify="left", show_edge=False)
+    for col in ("camera", "modality", "fps", "frames used", "late", "dropped", "corrupt", "tracks", "error"):
+        table.add_column(col, justify="left" if col in ("camera", "modality", "error") else "right")
+    for n, v in summary["cameras"].items():
+        table.add_row(n, v["modality"], f"{v['fps']:.1f}", str(v["frames_used"]), str(v["late"]), str(v["dropped"]),
+                      str(v["corrupt"]), str(summary["tracks"][n]), v["error"] or "")
+    console.print(table)
+    console.print("stages (mean ms per step): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_ms"].items()),
+                  highlight=False)
+    console.print(f"events: {summary['events']}" + (f" -> {events}" if events else ""), highlight=False)
+    for sk in summary.get("sinks", []):
+        console.print(f"{sk['sink']}: {sk['delivered']} of {sk['queued']} events delivered, {sk['dropped']} lost",
+                      highlight=False)
+    if summary_json is not None:
+        summary_json.parent.mkdir(parents=True, exist_ok=True)
+        summary_json.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    errors = [f"{n}: {v['error']}" for n, v in summary["cameras"].items() if v["error"]]
+    if summary["ended"].startswith(("terminated", "interrupted")):
+        raise typer.Exit(143 if summary["ended"].startswith("terminated") else 130)
+    if errors and len(errors) == len(summary["cameras"]):
+        raise UsageError("every camera failed: " + "; ".join(errors))
+
+
 @app.command("synth-video")
 @friendly
 def synth_video_cmd(
@@ -229,13 +340,40 @@ def synth_video_cmd(
                                                      "with a light switch at 60 %")] = 0.0,
     thermal_drift: Annotated[float, typer.Option(help="IR drift: offset drifts up to this many grey levels, "
                                                       "gain this many %, flat-field jumps every 8 s")] = 0.0,
+    site: Annotated[bool, typer.Option(help="render a multi-camera site instead of a pair: --rgb-cameras RGB and "
+                                            "--ir-cameras IR cameras at --locations places, people walking between "
+                                            "them (site.yaml, site-boxes.yaml, gt.json)")] = False,
+    rgb_cameras: Annotated[int, typer.Option(help="site: RGB cameras")] = 2,
+    ir_cameras: Annotated[int, typer.Option(help="site: IR cameras")] = 2,
+    locations: Annotated[int, typer.Option(help="site: places (co-located cameras see the same people)")] = 2,
+    camera_fps: Annotated[Optional[list[str]], typer.Option(help="site: NAME=FPS for a camera at another rate "
+                                                                 "(repeatable, e.g. ir1=7.5)")] = None,
     overwrite: Annotated[bool, typer.Option(help="write into a folder that is not empty (replacing a pair there)")
                          ] = False,
 ) -> None:
-    """Render a synthetic IR/RGB video pair of the same people walking, with ground truth."""
+    """Render a synthetic IR/RGB video pair of the same people walking, with ground truth (or a site: --site)."""
     from mvd_edge.synth.video import write_synth_video
 
     refuse_existing({"--out": out}, overwrite)
+    if site:
+        from mvd_edge.synth.site import write_synth_site
+
+        rates: dict[str, float] = {}
+        for item in camera_fps or []:
+            name, _, value = item.partition("=")
+            try:
+                rates[name.strip()] = float(value)
+            except ValueError:
+                raise UsageError(f"--camera-fps takes NAME=FPS, got {item!r}") from None
+        h, w = parse_size(size)
+        gt = write_synth_site(out, rgb_cameras=rgb_cameras, ir_cameras=ir_cameras, locations=locations, n_ids=ids,
+                              seconds=seconds, fps={**{c: fps for c in _site_names(rgb_cameras, ir_cameras)}, **rates},
+                              size=(h, w), seed=seed, progress=True, overwrite=overwrite)
+        cams = ", ".join(f"{n} ({c['modality']}, place {c['location']}, {c['fps']:g} fps)" for n, c in gt["cameras"].items())
+        console.print(f"[green]wrote[/] a site of {len(gt['cameras'])} cameras: {cams}; {gt['n_ids']} people; "
+                      f"{out / 'site.yaml'} (detectors), {out / 'site-boxes.yaml'} (ground-truth boxes), "
+                      f"{out / 'gt.json'}", highlight=False)
+        return
 
     h, w = parse_size(size)
     s = write_synth_video(out, n_ids=ids, seconds=seconds, seed=seed, fps=fps, size=(h, w), mot=mot, progress=True,
@@ -250,6 +388,12 @@ def synth_video_cmd(
         console.print(f"[yellow]look-alikes:[/] people {pairs} share every trait that shows in both modalities "
                       "(hair, pattern, sleeves, coat, lower garment, accessory; similar stripes and lengths): "
                       "a cross-modal matcher may confuse them")
+
+
+def _site_names(rgb: int, ir: int) -> list[str]:
+    from mvd_edge.synth.site import camera_names
+
+    return camera_names(rgb, ir)
 
 
 @app.command("train-detector")
@@ -362,10 +506,28 @@ def score_matches_cmd(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the scores as JSON here")] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
-    """Pair precision/recall and IDF1 of global identities against synthetic ground truth."""
+    """Pair precision/recall and IDF1 of global identities against synthetic ground truth (pairs or sites)."""
     from mvd_edge.eval.scoring import score_matches
 
     check_outputs({"--json": json_out}, {"events file": events, "ground truth": gt}, overwrite)
+    if _is_site_ground_truth(gt):
+        from mvd_edge.eval.site_scoring import format_site_table, score_site
+
+        r = score_site(events, gt, iou=iou, min_visibility=min_visibility)
+        for name, title in (("pairs", "camera pairs"), ("cameras", "cameras")):
+            rows = format_site_table(r, name)
+            table = Table(title=f"{events} vs {gt}: {title}", title_justify="left")
+            for col in rows[0]:
+                table.add_column(col, justify="right")
+            for row in rows[1:]:
+                table.add_row(*row)
+            console.print(table)
+        console.print(f"global IDF1 {r['idf1']}, IDP {r['idp']}, IDR {r['idr']}", highlight=False)
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(r, indent=1, default=str) + "\n")
+            console.print(f"wrote {json_out}")
+        return
     r = score_matches(events, gt, iou=iou, min_visibility=min_visibility)
     table = Table(title=f"{events} vs {gt}", title_justify="left")
     for col in ("pair precision", "pair recall", "IDF1", "IDP", "IDR", "reported", "opportunities", "global ids"):
@@ -379,3 +541,15 @@ def score_matches_cmd(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(r, indent=1) + "\n")
         console.print(f"wrote {json_out}")
+
+
+def _is_site_ground_truth(gt: Path) -> bool:
+    """A site's gt.json (``mvd-edge-site-gt/1``) rather than a video pair's."""
+    from mvd_edge.synth.site import SITE_GT_FORMAT
+
+    p = gt / "gt.json" if gt.is_dir() else gt
+    if not p.is_file():
+        return False
+    with p.open() as f:
+        head = f.read(4096)
+    return SITE_GT_FORMAT in head

@@ -16,6 +16,12 @@ column, and whether the two tracks are the same person. For each margin of a sma
 lowest threshold whose pair precision reaches ``target_precision`` is found; the
 (threshold, margin) with the highest pair recall wins. When no threshold reaches the target the
 one with the highest precision is returned with ``reached: False``.
+
+The site matcher (:mod:`mvd_edge.match.site`) also matches tracks of the *same* modality (a
+person seen by one RGB camera and later by another): ``kind="same"`` draws each scene's two
+sides from one modality (RGB or IR, alternating scene by scene), the two tracks of a person
+from disjoint crops, and gives the same-modality operating point (``same_modality`` in the
+sidecar's operating point).
 """
 
 from __future__ import annotations
@@ -39,8 +45,11 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def scene_pairs(feats: np.ndarray, pids: Sequence[int], modalities: Sequence[int], people: int = 6,
-                scenes: int = 300, track_images: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
+                scenes: int = 300, track_images: int = 4, seed: int = 0, kind: str = "cross") -> dict[str, np.ndarray]:
     """Assigned pairs over random scenes -> ``{"sim", "gap", "correct"}`` arrays and the pair count.
+
+    ``kind``: ``cross`` (IR tracks x RGB tracks) or ``same`` (two tracks of one modality per
+    person, from disjoint crops; needs 2 crops of a person in that modality).
 
     ``gap``: the pair's similarity minus the best other similarity of its IR row and RGB column
     (``+inf`` when the scene has one person). ``opportunities``: people per scene x scenes, the
@@ -52,19 +61,27 @@ def scene_pairs(feats: np.ndarray, pids: Sequence[int], modalities: Sequence[int
     if feats.ndim != 2 or len(feats) != len(pids) or len(pids) != len(mods):
         raise UsageError(f"need [N, D] features with N identities and modalities, got {feats.shape}, "
                          f"{len(pids)}, {len(mods)}")
-    ir_idx: dict[int, np.ndarray] = {}
-    rgb_idx: dict[int, np.ndarray] = {}
-    for p in np.unique(pids):
-        ir = np.flatnonzero((pids == p) & (mods == int(Modality.INFRARED)))
-        rgb = np.flatnonzero((pids == p) & (mods == int(Modality.VISIBLE)))
-        if len(ir) and len(rgb):
-            ir_idx[int(p)], rgb_idx[int(p)] = ir, rgb
-    both = sorted(ir_idx)
-    if len(both) < 2:
-        raise UsageError(f"the operating point needs at least 2 identities seen in both modalities, got {len(both)}")
+    if kind not in ("cross", "same"):
+        raise UsageError(f"kind must be 'cross' or 'same', got {kind!r}")
     if people < 1 or scenes < 1 or track_images < 1:
         raise UsageError(f"people, scenes and track_images must be >= 1, got {people}, {scenes}, {track_images}")
-    k = min(people, len(both))
+    by_mod: dict[Modality, dict[int, np.ndarray]] = {m: {} for m in Modality}
+    for p in np.unique(pids):
+        for m in Modality:
+            idx = np.flatnonzero((pids == p) & (mods == int(m)))
+            if len(idx) >= (2 if kind == "same" else 1):
+                by_mod[m][int(p)] = idx
+    if kind == "cross":
+        pools = [sorted(set(by_mod[Modality.INFRARED]) & set(by_mod[Modality.VISIBLE]))]
+        what = "seen in both modalities"
+    else:
+        pools = [sorted(by_mod[m]) for m in Modality if len(by_mod[m]) >= 2]
+        what = "with 2 or more crops of one modality"
+    if not pools or max(len(pool) for pool in pools) < 2:
+        raise UsageError(f"the operating point needs at least 2 identities {what}, got "
+                         f"{max((len(pool) for pool in pools), default=0)}")
+    pools = [pool for pool in pools if len(pool) >= 2]
+    k = min(people, min(len(pool) for pool in pools))
     rng = np.random.default_rng(seed)
     sims, gaps, correct = [], [], []
 
@@ -72,10 +89,22 @@ def scene_pairs(feats: np.ndarray, pids: Sequence[int], modalities: Sequence[int
         pick = rng.choice(idx, size=min(track_images, len(idx)), replace=False)
         return _unit(feats[pick].mean(0))
 
-    for _ in range(scenes):
-        who = rng.choice(both, size=k, replace=False)
-        ir = np.stack([track(ir_idx[int(p)]) for p in who])
-        rgb = np.stack([track(rgb_idx[int(p)]) for p in who])
+    def two_tracks(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        perm = rng.permutation(idx)
+        half = len(perm) // 2
+        return _unit(feats[perm[:min(track_images, half)]].mean(0)), _unit(feats[perm[half:][:track_images]].mean(0))
+
+    for n_scene in range(scenes):
+        if kind == "cross":
+            who = rng.choice(pools[0], size=k, replace=False)
+            ir = np.stack([track(by_mod[Modality.INFRARED][int(p)]) for p in who])
+            rgb = np.stack([track(by_mod[Modality.VISIBLE][int(p)]) for p in who])
+        else:  # one modality per scene, alternating; "ir"/"rgb" below are just the two sides
+            mods_here = [m for m in Modality if len(by_mod[m]) >= 2]
+            m = mods_here[n_scene % len(mods_here)]
+            who = rng.choice(sorted(by_mod[m]), size=k, replace=False)
+            sides = [two_tracks(by_mod[m][int(p)]) for p in who]
+            ir, rgb = np.stack([a for a, _ in sides]), np.stack([b for _, b in sides])
         # RGB tracks in a random order: the assignment must not be able to lean on positions
         order = rng.permutation(k)
         rgb = rgb[order]
@@ -87,7 +116,8 @@ def scene_pairs(feats: np.ndarray, pids: Sequence[int], modalities: Sequence[int
             gaps.append(s[r, c] - others.max() if len(others) else np.inf)
             correct.append(order[c] == r)
     return {"sim": np.asarray(sims), "gap": np.asarray(gaps), "correct": np.asarray(correct, bool),
-            "opportunities": np.asarray(k * scenes), "people": np.asarray(k), "identities": np.asarray(len(both))}
+            "opportunities": np.asarray(k * scenes), "people": np.asarray(k),
+            "identities": np.asarray(len(set().union(*pools)))}
 
 
 def precision_recall(pairs: dict[str, np.ndarray], threshold: float, margin: float = 0.0) -> tuple[float, float, int]:
@@ -130,10 +160,19 @@ def choose(pairs: dict[str, np.ndarray], target_precision: float = DEFAULT_PRECI
 def operating_point(feats: np.ndarray, pids: Sequence[int], modalities: Sequence[int],
                     target_precision: float = DEFAULT_PRECISION, margins: Sequence[float] = DEFAULT_MARGINS,
                     people: int = 6, scenes: int = 300, track_images: int = 4, seed: int = 0) -> dict[str, Any]:
-    """The (threshold, margin) with the highest pair recall whose pair precision reaches ``target_precision``."""
+    """The (threshold, margin) with the highest pair recall whose pair precision reaches ``target_precision``;
+    ``same_modality``: the same for same-modality pairs (``kind="same"``), or None when the data
+    has too few crops per person for it."""
     pairs = scene_pairs(feats, pids, modalities, people=people, scenes=scenes, track_images=track_images, seed=seed)
     chosen = choose(pairs, target_precision, margins)
     at_half = precision_recall(pairs, 0.5, 0.0)
+    try:
+        same_pairs = scene_pairs(feats, pids, modalities, people=people, scenes=scenes, track_images=track_images,
+                                 seed=seed + 1, kind="same")
+        same = choose(same_pairs, target_precision, margins)
+        same = {k: same[k] for k in ("threshold", "margin", "precision", "recall", "reached")}
+    except UsageError:
+        same = None
     return {
         **chosen,
         "method": METHOD,
@@ -143,4 +182,5 @@ def operating_point(feats: np.ndarray, pids: Sequence[int], modalities: Sequence
         "seed": int(seed),
         "identities": int(pairs["identities"]),  # seen in both modalities
         "at_default_0.5": {"precision": at_half[0], "recall": at_half[1]},
+        "same_modality": same,
     }

@@ -199,3 +199,31 @@ def match_settings(info: dict | None, threshold: float | None = None, margin: fl
         parts.append("margin from the command line")
     out["source"] = "; ".join(parts)
     return out
+
+
+DEFAULT_SAME_THRESHOLD = 0.6  # same-modality threshold for engines without a same-modality operating point
+
+
+def site_settings(info: dict | None, threshold: float | None = None, margin: float | None = None,
+                  same_threshold: float | None = None) -> dict:
+    """:func:`match_settings` plus the same-modality threshold of the site matcher: given value,
+    else the engine's ``operating_point.same_modality.threshold``, else
+    :data:`DEFAULT_SAME_THRESHOLD` with a warning. Returns ``{"threshold", "margin",
+    "same_threshold", "source", "warnings"}``."""
+    out = match_settings(info, threshold, margin)
+    warnings = [out["warning"]] if out["warning"] else []
+    where = (info or {}).get("engine_file", "the engine's sidecar")
+    same = ((info or {}).get(OPERATING_POINT_KEY) or {}).get("same_modality")
+    if same_threshold is not None:
+        value, src = float(same_threshold), "same-modality threshold from the command line"
+    elif isinstance(same, dict):
+        value, src = _number(same, "threshold", where), "same-modality threshold from the engine sidecar"
+        if same.get("reached") is False:
+            warnings.append(f"the engine's same-modality threshold did not reach its target precision "
+                            f"(precision {same.get('precision')})")
+    else:
+        value, src = DEFAULT_SAME_THRESHOLD, f"default same-modality threshold {DEFAULT_SAME_THRESHOLD}"
+        warnings.append(f"the engine has no same-modality operating point: using {DEFAULT_SAME_THRESHOLD} "
+                        "(re-run `mvd-edge calibrate-threshold` to measure one)")
+    return {"threshold": out["threshold"], "margin": out["margin"], "same_threshold": value,
+            "source": f"{out['source']}; {src}", "warnings": warnings}

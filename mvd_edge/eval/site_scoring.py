@@ -1,0 +1,376 @@
+"""Score the N-camera matcher's events against a synthetic site's ground truth.
+
+The events are the JSONL of the site matcher (``"schema": "site/1"``): a ``start`` line
+naming the cameras (``{name: {"modality", "source", "fps"}}``), one ``sighting`` per
+camera per processed frame for each track that has a global id and was detected in that
+frame (``camera``, ``frame`` -- that camera's own 0-based frame index --, ``track``,
+``global_id``, ``box`` ``[x, y, w, h]``), ``identity`` lines (informational, not scored)
+and an ``end`` line whose ``frames`` gives each camera's processed frames as runs
+``[[first_frame, count], ...]``. Without an ``end`` line (a run that was killed) a camera's
+processed frames are 0 .. its last sighted frame (none when it has no sighting). The
+ground truth is a ``gt.json`` of :func:`mvd_edge.synth.site.write_synth_site`.
+
+Definitions (``iou`` = 0.5 and ``min_visibility`` = 0.5 by default):
+
+* **Ground-truth identity of a sighting.** The person of the ground-truth box of that
+  camera and frame with the highest IoU with the sighting's box, if that IoU is >= ``iou``
+  (any visibility); otherwise it has none (a false detection). As in ``score-matches``
+  (:mod:`mvd_edge.eval.scoring`), a sighting whose ground-truth box is less than
+  ``min_visibility`` visible is **don't care** for IDF1: it is neither a true nor a false
+  prediction there (it still counts for the pair scores and the box scores below).
+* **Global IDF1** (all cameras together). True observations: the ground-truth boxes at
+  least ``min_visibility`` visible in the processed frames, labelled with their person
+  id. Predicted observations: the sightings that have a global id, less the don't-care
+  ones, labelled with their global id (a track sighted twice in one frame counts once). A
+  prediction and a true observation *co-occur* when they are on the same camera and frame
+  and the prediction's ground-truth identity is the true observation's person; each
+  ``(camera, frame, person, global id)`` counts once. Global ids are mapped one-to-one onto
+  persons so as to maximise the co-occurrences (Hungarian, ``scipy.optimize.
+  linear_sum_assignment``); ``IDTP`` is that maximum, ``IDF1 = 2 IDTP / (|predicted| +
+  |true|)``, ``IDP = IDTP / |predicted|``, ``IDR = IDTP / |true|``. Per camera, the same
+  three numbers on that camera's observations under the global mapping.
+* **Per camera pair** ``(a, b)``, ``a < b`` by name, every pair of the events' cameras
+  (co-located or not, same modality or not). For camera ``c`` and person ``p``,
+  ``g_c(p)`` is the most frequent global id among ``c``'s sightings whose ground-truth
+  identity is ``p`` (ties: the smallest id). For a global id ``g`` and camera ``c``, its
+  *dominant person* on ``c`` is the most frequent ground-truth identity among its sightings
+  on ``c`` that have one (ties: the smallest id; none when no sighting has one).
+
+  - **Pair recall** = persons with ``g_a(p) == g_b(p)`` (both existing) / persons at least
+    ``min_visibility`` visible in some processed frame of ``a`` and in some processed
+    frame of ``b`` (not necessarily at the same time: cameras at different places see a
+    person at different times).
+  - **Pair precision** = global ids sighted on both ``a`` and ``b`` whose dominant persons on
+    ``a`` and on ``b`` exist and are the same / global ids sighted on both.
+
+  Each pair has ``kind`` (``cross-modal`` when the two cameras' modalities differ, else
+  ``same-modality``) and ``co_located`` (same place). A score with nothing to count is
+  ``None``. **Totals** are micro-averages over pairs (sums of the counts), for all pairs,
+  per kind, and for co-located pairs vs pairs across places.
+* **Per camera boxes.** Box precision / recall of the sightings against the ground truth
+  in the processed frames (:func:`mvd_edge.eval.scoring.score_boxes`: one-to-one on IoU,
+  boxes below ``min_visibility`` are don't care) and the share of sightings that carry a
+  global id.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from mvd_edge.core.errors import UsageError
+from mvd_edge.core.util import read_json
+from mvd_edge.eval.scoring import GroundTruthWarning, _gt_identity, _xyxy, score_boxes
+
+__all__ = ["SITE_EVENT_SCHEMA", "format_site_table", "load_site_ground_truth", "score_site"]
+
+SITE_EVENT_SCHEMA = "site/1"
+KINDS = ("cross-modal", "same-modality")
+
+
+def _check_site_gt(gt: dict[str, Any], where: str) -> None:
+    cams, frames = gt.get("cameras"), gt.get("frames")
+    if not isinstance(cams, dict) or not cams or not isinstance(frames, dict):
+        raise UsageError(f"{where}: a site ground truth needs 'cameras' and 'frames' mappings")
+    for name, cam in cams.items():
+        if not isinstance(frames.get(name), list):
+            raise UsageError(f"{where}: camera {name!r} has no frames")
+        if int(cam.get("n_frames", -1)) != len(frames[name]):
+            raise UsageError(f"{where}: camera {name!r} says {cam.get('n_frames')} frames but lists "
+                             f"{len(frames[name])}")
+
+
+def load_site_ground_truth(path: str | Path) -> dict[str, Any]:
+    """Read the ``gt.json`` of a synthetic site (the file or its folder), checking its format
+    (:data:`mvd_edge.synth.site.SITE_GT_FORMAT`). A two-camera ``synth-video`` ground truth is
+    refused with a message that says so."""
+    from mvd_edge.synth.site import SITE_GT_FORMAT
+    from mvd_edge.synth.video import GT_FORMAT
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "gt.json"
+    gt = read_json(p, UsageError, "a site ground truth")
+    fmt = gt.get("format") if isinstance(gt, dict) else type(gt).__name__
+    if fmt == GT_FORMAT:
+        raise UsageError(f"{p} is the ground truth of a two-camera synth-video pair, not of a site (format "
+                         f"{SITE_GT_FORMAT!r}): score two-stream events with score-matches, or render a site")
+    if fmt != SITE_GT_FORMAT:
+        raise UsageError(f"{p} is not a site ground truth (format {fmt!r}, expected {SITE_GT_FORMAT!r})")
+    _check_site_gt(gt, str(p))
+    gt["_path"] = str(p)
+    return gt
+
+
+def _read_site_events(events: str | Path | list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    from mvd_edge.match.events import read_events
+
+    where = "the events" if isinstance(events, list) else str(events)
+    evs = events if isinstance(events, list) else list(read_events(events))
+    if not evs:
+        raise UsageError(f"{where}: no events (an empty file: did the site matcher run to its first frame?)")
+    start = next((e for e in evs if e.get("event") == "start"), None)
+    schema = None if start is None else start.get("schema")
+    if schema != SITE_EVENT_SCHEMA:
+        two = schema == 1 or any(e.get("event") == "match" for e in evs[:1000])
+        why = ("two-stream `mvd-edge match --ir/--rgb` events: score them against a synth-video gt.json"
+               if two else "no site 'start' line")
+        raise UsageError(f"{where} are not site matcher events (schema {schema!r}, expected "
+                         f"{SITE_EVENT_SCHEMA!r}): {why}")
+    return evs, where
+
+
+def _most_common(counts: Counter) -> int | None:
+    """The most frequent key, the smallest on ties; None for no counts."""
+    if not counts:
+        return None
+    top = max(counts.values())
+    return min(k for k, v in counts.items() if v == top)
+
+
+def _ratio(hits: int, n: int) -> float | None:
+    return hits / n if n else None
+
+
+def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[str, Any], iou: float = 0.5,
+               min_visibility: float = 0.5) -> dict[str, Any]:
+    """Global IDF1, per camera pair precision/recall and per camera box scores of site matcher
+    events (definitions in the module docstring).
+
+    ``events``: a ``site/1`` JSONL path or its events as dicts. ``gt``: a site ``gt.json`` (or
+    its folder) or its dict.
+
+    Returns ``{"idf1", "idp", "idr", "idtp", "predicted", "true", "dont_care", "global_ids",
+    "identities", "complete" (the events have an end line), "cameras": {name: {"modality",
+    "location", "frames", "sightings", "with_global_id", "identified", "box_precision",
+    "box_recall", "tp", "fp", "fn", "idf1", "idp", "idr"}}, "pairs": [{"a", "b", "kind",
+    "co_located", "precision", "recall", "precision_hits", "precision_n", "recall_hits",
+    "recall_n"}, ...], "totals": {"all" | "cross-modal" | "same-modality" | "co-located" |
+    "across-locations": {"precision", "recall", "precision_hits", "precision_n",
+    "recall_hits", "recall_n"}}, "iou", "min_visibility"}``.
+    """
+    for name, value, ok, span in (("iou", iou, 0 < iou <= 1, "(0, 1]"),
+                                  ("min_visibility", min_visibility, 0 <= min_visibility <= 1, "[0, 1]")):
+        if not ok:
+            raise UsageError(f"{name} must be in {span}, got {value}")
+    if not isinstance(gt, dict):
+        gt = load_site_ground_truth(gt)
+    else:
+        _check_site_gt(gt, "the ground truth")
+    evs, where = _read_site_events(events)
+    start = next(e for e in evs if e.get("event") == "start")
+    gt_cams, gt_frames = gt["cameras"], gt["frames"]
+    ev_cams = dict(start.get("cameras") or {})
+
+    # sightings, deduplicated by (camera, frame, track)
+    sightings: dict[tuple[str, int, int], tuple[int | None, list[float]]] = {}
+    for i, e in enumerate(evs):
+        if e.get("event") != "sighting":
+            continue
+        try:
+            key = (str(e["camera"]), int(e["frame"]), int(e["track"]))
+            gid = None if e.get("global_id") is None else int(e["global_id"])
+            box = [float(v) for v in e["box"]][:4]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{where}: sighting event #{i} is malformed ({exc!r}): it needs camera, frame, track, "
+                             f"global_id and box [x, y, w, h]") from None
+        sightings.setdefault(key, (gid, box))
+    end = next((e for e in reversed(evs) if e.get("event") == "end"), None)
+    end_frames = end.get("frames") if end is not None else None
+    if end_frames is not None and not isinstance(end_frames, dict):
+        raise UsageError(f"{where}: the end event's 'frames' must map camera -> [[first_frame, count], ...]")
+    names = set(ev_cams) | {c for c, _, _ in sightings} | set(end_frames or {})
+    unknown = sorted(names - set(gt_cams))
+    if unknown:
+        raise UsageError(f"{where}: camera(s) {unknown} are not in the ground truth {gt.get('_path', '')} "
+                         f"(its cameras: {sorted(gt_cams)}): these events are from another site")
+    for c, spec in ev_cams.items():
+        m = spec.get("modality") if isinstance(spec, dict) else None
+        if m is not None and str(m) != gt_cams[c]["modality"]:
+            raise UsageError(f"{where}: camera {c!r} is {m} in the events but {gt_cams[c]['modality']} in the "
+                             f"ground truth: these events are from another site")
+    _check_sources(ev_cams, gt)
+    cams = sorted(names)
+
+    # processed frames
+    processed: dict[str, list[int]] = {}
+    for c in cams:
+        if end_frames is not None:
+            frames: set[int] = set()
+            for run in end_frames.get(c) or []:
+                first, count = int(run[0]), int(run[1])
+                frames.update(range(first, first + count))
+        else:
+            last = max((f for cc, f, _ in sightings if cc == c), default=-1)
+            frames = set(range(last + 1))
+        processed[c] = sorted(frames)
+    n_gt = {c: len(gt_frames[c]) for c in cams}
+    for c in cams:
+        reached = max([*processed[c], *(f for cc, f, _ in sightings if cc == c)], default=-1)
+        low = min([*processed[c], *(f for cc, f, _ in sightings if cc == c)], default=0)
+        if reached >= n_gt[c] or low < 0:
+            bad = reached if reached >= n_gt[c] else low
+            raise UsageError(f"{where}: the events reach frame {bad} of camera {c!r} but the ground truth has "
+                             f"{n_gt[c]} frames (0..{n_gt[c] - 1}) there: these events are from another site")
+
+    # ground-truth identity of each sighting, and whether it is don't care
+    labelled = []  # (camera, frame, global id or None, pid or None, care)
+    for (c, f, _track), (gid, box) in sightings.items():
+        boxes = gt_frames[c][f]
+        pid = _gt_identity(box, boxes, iou)
+        vis = next((float(b[5]) for b in boxes if int(b[0]) == pid), 1.0) if pid is not None else 1.0
+        labelled.append((c, f, gid, pid, pid is None or vis >= min_visibility))
+
+    # global IDF1
+    true_obs = {(c, f, int(b[0])) for c in cams for f in processed[c] for b in gt_frames[c][f]
+                if float(b[5]) >= min_visibility}
+    preds = [s for s in labelled if s[2] is not None and s[4]]
+    co_keys = {(c, f, pid, gid) for c, f, gid, pid, _ in preds if pid is not None and (c, f, pid) in true_obs}
+    co: dict[tuple[int, int], int] = defaultdict(int)
+    for _, _, pid, gid in co_keys:
+        co[(gid, pid)] += 1
+    gids = sorted({s[2] for s in labelled if s[2] is not None})
+    pids = sorted({p for _, _, p in true_obs})
+    mapping: dict[int, int] = {}
+    if gids and pids:
+        gi, pi = {g: k for k, g in enumerate(gids)}, {p: k for k, p in enumerate(pids)}
+        m = np.zeros((len(gids), len(pids)))
+        for (g, p), n in co.items():
+            m[gi[g], pi[p]] = n
+        rows, cols = linear_sum_assignment(-m)
+        mapping = {gids[r]: pids[k] for r, k in zip(rows, cols) if m[r, k] > 0}
+    hits = [(c, f, pid, gid) for c, f, pid, gid in co_keys if mapping.get(gid) == pid]
+    idtp, n_pred, n_true = len(hits), len(preds), len(true_obs)
+
+    # per camera
+    per_cam: dict[str, dict[str, Any]] = {}
+    for c in cams:
+        mine = [s for s in labelled if s[0] == c]
+        pred_boxes: dict[int, list[np.ndarray]] = defaultdict(list)
+        for (cc, f, _), (_, box) in sightings.items():
+            if cc == c:
+                pred_boxes[f].append(_xyxy(box))
+        boxes = score_boxes({f: np.stack(b) for f, b in pred_boxes.items()}, gt_frames[c], iou, min_visibility,
+                            frames=processed[c])
+        c_tp = sum(1 for h in hits if h[0] == c)
+        c_pred = sum(1 for s in preds if s[0] == c)
+        c_true = sum(1 for o in true_obs if o[0] == c)
+        per_cam[c] = {
+            "modality": gt_cams[c]["modality"], "location": gt_cams[c].get("location"),
+            "frames": len(processed[c]), "sightings": len(mine),
+            "with_global_id": _ratio(sum(1 for s in mine if s[2] is not None), len(mine)),
+            "identified": _ratio(sum(1 for s in mine if s[3] is not None), len(mine)),
+            "box_precision": boxes["precision"], "box_recall": boxes["recall"],
+            "tp": boxes["tp"], "fp": boxes["fp"], "fn": boxes["fn"],
+            "idf1": 2 * c_tp / (c_pred + c_true) if c_pred + c_true else None,
+            "idp": _ratio(c_tp, c_pred), "idr": _ratio(c_tp, c_true),
+        }
+
+    # per camera pair
+    gid_of_pid: dict[str, dict[int, Counter]] = {c: defaultdict(Counter) for c in cams}
+    pid_of_gid: dict[str, dict[int, Counter]] = {c: defaultdict(Counter) for c in cams}
+    for c, _f, gid, pid, _care in labelled:
+        if gid is None:
+            continue
+        counts = pid_of_gid[c][gid]  # created even when pid is None: the id was sighted on c
+        if pid is not None:
+            counts[pid] += 1
+            gid_of_pid[c][pid][gid] += 1
+    visible = {c: {p for cc, _, p in true_obs if cc == c} for c in cams}
+    pairs = []
+    for i, a in enumerate(cams):
+        for b in cams[i + 1:]:
+            both = visible[a] & visible[b]
+            r_hits = sum(1 for p in both if _most_common(gid_of_pid[a].get(p, Counter())) is not None
+                         and _most_common(gid_of_pid[a][p]) == _most_common(gid_of_pid[b].get(p, Counter())))
+            shared = set(pid_of_gid[a]) & set(pid_of_gid[b])
+            p_hits = sum(1 for g in shared if _most_common(pid_of_gid[a][g]) is not None
+                         and _most_common(pid_of_gid[a][g]) == _most_common(pid_of_gid[b][g]))
+            kind = KINDS[0] if gt_cams[a]["modality"] != gt_cams[b]["modality"] else KINDS[1]
+            pairs.append({"a": a, "b": b, "kind": kind,
+                          "co_located": gt_cams[a].get("location") == gt_cams[b].get("location"),
+                          "precision": _ratio(p_hits, len(shared)), "recall": _ratio(r_hits, len(both)),
+                          "precision_hits": p_hits, "precision_n": len(shared), "recall_hits": r_hits,
+                          "recall_n": len(both)})
+    groups = {"all": pairs, **{k: [p for p in pairs if p["kind"] == k] for k in KINDS},
+              "co-located": [p for p in pairs if p["co_located"]],
+              "across-locations": [p for p in pairs if not p["co_located"]]}
+    totals = {}
+    for name, rows in groups.items():
+        t = {k: sum(p[k] for p in rows) for k in ("precision_hits", "precision_n", "recall_hits", "recall_n")}
+        totals[name] = {"precision": _ratio(t["precision_hits"], t["precision_n"]),
+                        "recall": _ratio(t["recall_hits"], t["recall_n"]), **t}
+    return {
+        "idf1": 2 * idtp / (n_pred + n_true) if n_pred + n_true else 0.0,
+        "idp": idtp / n_pred if n_pred else 0.0,
+        "idr": idtp / n_true if n_true else 0.0,
+        "idtp": idtp, "predicted": n_pred, "true": n_true,
+        "dont_care": sum(1 for s in labelled if s[2] is not None and not s[4]),
+        "global_ids": len(gids), "identities": len(pids), "complete": end is not None,
+        "cameras": per_cam, "pairs": pairs, "totals": totals, "iou": iou, "min_visibility": min_visibility,
+    }
+
+
+def _check_sources(ev_cams: dict[str, Any], gt: dict[str, Any]) -> None:
+    """Warn (:class:`~mvd_edge.eval.scoring.GroundTruthWarning`) when a camera's source in the
+    events is an existing file other than the video this ground truth describes."""
+    if "_path" not in gt:
+        return
+    root = Path(gt["_path"]).parent
+    for c, spec in ev_cams.items():
+        src = spec.get("source") if isinstance(spec, dict) else None
+        video = gt["cameras"][c].get("video")
+        if not src or not video or "://" in str(src) or not Path(str(src)).is_file():
+            continue
+        want = (root / video).resolve()
+        if Path(str(src)).resolve() != want:
+            warnings.warn(f"the events' camera {c} source is {src}, but this ground truth describes {want}: "
+                          f"scores against another site's ground truth are meaningless", GroundTruthWarning,
+                          stacklevel=3)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def format_site_table(result: dict[str, Any], table: str = "pairs") -> list[list[str]]:
+    """Rows of a table of :func:`score_site`'s result, the column names first.
+
+    ``table="pairs"``: one row per camera pair, then one per total (``all``, per kind,
+    co-located, across locations): pair, kind, co-located, precision (hits/n), recall (hits/n).
+    ``table="cameras"``: one row per camera: modality, place, frames, sightings, box
+    precision, box recall, IDF1 / IDP / IDR under the global mapping; then an ``all`` row with
+    the global IDF1.
+
+    For rich: ``t = Table(*rows[0]); [t.add_row(*r) for r in rows[1:]]``.
+    """
+    def counted(v: float | None, hits: int, n: int) -> str:
+        return f"{_fmt(v)} ({hits}/{n})"
+
+    if table == "pairs":
+        rows = [["pair", "kind", "co-located", "precision", "recall"]]
+        for p in result["pairs"]:
+            rows.append([f"{p['a']}-{p['b']}", p["kind"], "yes" if p["co_located"] else "no",
+                         counted(p["precision"], p["precision_hits"], p["precision_n"]),
+                         counted(p["recall"], p["recall_hits"], p["recall_n"])])
+        for name, t in result["totals"].items():
+            rows.append([f"total: {name}", "", "", counted(t["precision"], t["precision_hits"], t["precision_n"]),
+                         counted(t["recall"], t["recall_hits"], t["recall_n"])])
+        return rows
+    if table == "cameras":
+        rows = [["camera", "modality", "place", "frames", "sightings", "box precision", "box recall", "IDF1", "IDP",
+                 "IDR"]]
+        for c, s in result["cameras"].items():
+            rows.append([c, s["modality"], str(s["location"]), str(s["frames"]), str(s["sightings"]),
+                         _fmt(s["box_precision"]), _fmt(s["box_recall"]), _fmt(s["idf1"]), _fmt(s["idp"]),
+                         _fmt(s["idr"])])
+        rows.append(["all", "", "", "", str(sum(s["sightings"] for s in result["cameras"].values())), "", "",
+                     _fmt(result["idf1"]), _fmt(result["idp"]), _fmt(result["idr"])])
+        return rows
+    raise ValueError(f"table must be 'pairs' or 'cameras', got {table!r}")

@@ -1,0 +1,147 @@
+"""Soak test of the site matcher: N cameras played in real time, looped, for a long run.
+
+Renders a short synthetic site (``mvd_edge.synth.site``), then plays each camera's video in a
+loop at its frame rate (``realtime``: frames are dropped like a live camera's when the matcher
+falls behind) with its ground-truth boxes, through :class:`mvd_edge.match.site.SiteRunner`, for
+``--minutes``. Every ``--every`` seconds it records the process's resident memory, each camera's
+queue depth and dropped frames, the gallery size and the steps per second. Writes
+``OUT/soak.json`` and ``OUT/soak.png`` and prints a table; the verdict lines say whether memory
+stayed flat (last third vs first third after warm-up) and whether any queue grew.
+
+    python scripts/site_soak.py --engine runs/demo/engine/student.int8-cpu.ort.onnx --minutes 10 --out docs/site
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+
+from mvd_edge.core.modality import Modality
+from mvd_edge.match.detect import MotBoxes
+from mvd_edge.match.pipeline import rss_mb
+from mvd_edge.match.site import SiteCamera, SiteConfig, SiteRunner
+from mvd_edge.match.sources import FrameSource, load_cameras
+from mvd_edge.runtime import load_embedder
+from mvd_edge.runtime.sidecar import site_settings
+from mvd_edge.synth.site import write_synth_site
+
+
+class LoopCapture:
+    """A video file played again and again (frame indices keep counting)."""
+
+    def __init__(self, path: str):
+        self.path, self.cap = path, cv2.VideoCapture(path)
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return self.cap.isOpened()
+
+    def read(self):
+        ok, frame = self.cap.read()
+        if not ok:
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self.cap.read()
+        return ok, frame
+
+    def get(self, prop: int) -> float:
+        return 0.0 if prop == cv2.CAP_PROP_FRAME_COUNT else self.cap.get(prop)
+
+    def release(self) -> None:
+        self.cap.release()
+
+
+class LoopBoxes(MotBoxes):
+    """Ground-truth boxes of a looped video: frame ``k`` of the loop is frame ``k mod n``."""
+
+    def __init__(self, path, n_frames: int):
+        super().__init__(path)
+        self.n_frames = n_frames
+
+    def detect(self, image, frame_index: int):
+        return super().detect(image, frame_index % self.n_frames)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--engine", type=Path, required=True)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--every", type=float, default=10.0)
+    ap.add_argument("--seconds", type=float, default=30.0, help="length of the rendered clip that is looped")
+    ap.add_argument("--size", default="240x426")
+    ap.add_argument("--seed", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=Path("runs/site_soak"))
+    args = ap.parse_args()
+    h, w = (int(v) for v in args.size.split("x"))
+    site = args.out / "soak-site"
+    gt = write_synth_site(site, rgb_cameras=2, ir_cameras=2, locations=2, n_ids=6, seconds=args.seconds,
+                          size=(h, w), seed=args.seed, overwrite=True)
+    specs = load_cameras(site / "site-boxes.yaml")
+    cams = [SiteCamera(n, Modality.parse(sp.modality), sp) for n, sp in specs.items()]
+    sources = {c.name: FrameSource(c.spec, c.name, open_fn=lambda sp: LoopCapture(str(sp.target)), live=False,
+                                   realtime=True) for c in cams}
+    dets = {c.name: LoopBoxes(c.spec.boxes, gt["cameras"][c.name]["n_frames"]) for c in cams}
+    emb = load_embedder(args.engine)
+    op = site_settings(emb.info)
+    cfg = SiteConfig(threshold=op["threshold"], margin=op["margin"], same_threshold=op["same_threshold"])
+    runner = SiteRunner(cams, emb, dets, config=cfg, events=None, sources=sources)
+    samples = []
+    t_start = time.monotonic()
+    last = {"t": t_start, "steps": 0}
+
+    def record(r: SiteRunner) -> None:
+        now = time.monotonic()
+        if now - last["t"] < args.every:
+            return
+        steps_per_s = (r.steps - last["steps"]) / (now - last["t"])
+        last.update(t=now, steps=r.steps)
+        row = {"t": round(now - t_start, 1), "rss_mb": round(rss_mb(), 1), "steps": r.steps,
+               "steps_per_s": round(steps_per_s, 2), "gallery": len(r.matcher.gallery),
+               "global_ids": r.matcher.identities,
+               "queue": {n: s.depth for n, s in r.sources.items()},
+               "dropped": {n: s.dropped for n, s in r.sources.items()}}
+        samples.append(row)
+        print(f"{row['t']:7.1f} s  rss {row['rss_mb']:7.1f} MiB  {row['steps_per_s']:5.1f} steps/s  "
+              f"queues {row['queue']}  dropped {sum(row['dropped'].values())}  ids {row['global_ids']}", flush=True)
+
+    summary = runner.run(duration=args.minutes * 60.0, on_step=record)
+    warm = [s for s in samples if s["t"] >= 60.0] or samples
+    third = max(1, len(warm) // 3)
+    first, last_rows = warm[:third], warm[-third:]
+    mem_first = sum(s["rss_mb"] for s in first) / len(first)
+    mem_last = sum(s["rss_mb"] for s in last_rows) / len(last_rows)
+    max_queue = max(max(s["queue"].values()) for s in samples) if samples else 0
+    verdict = {"rss_mb_first_third": round(mem_first, 1), "rss_mb_last_third": round(mem_last, 1),
+               "rss_growth_mb": round(mem_last - mem_first, 1), "max_queue_depth": max_queue,
+               "queue_size": 8, "steps_per_s_mean": round(sum(s["steps_per_s"] for s in warm) / len(warm), 2),
+               "camera_fps": {n: sp.fps for n, sp in specs.items()},
+               "dropped_total": {n: sources[n].dropped for n in sources}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "soak.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                    "verdict": verdict, "samples": samples,
+                                                    "summary": summary}, indent=1, default=str))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+        ts = [s["t"] / 60 for s in samples]
+        ax[0].plot(ts, [s["rss_mb"] for s in samples])
+        ax[0].set(xlabel="minutes", ylabel="resident memory (MiB)", title="memory")
+        for n in sources:
+            ax[1].plot(ts, [s["queue"][n] for s in samples], label=n)
+        ax[1].set(xlabel="minutes", ylabel="frames queued", title="queue depth per camera")
+        ax[1].legend()
+        fig.tight_layout()
+        fig.savefig(args.out / "soak.png", dpi=110)
+    except ImportError:
+        print("matplotlib not installed: no PNG")
+    print(json.dumps(verdict, indent=1))
+
+
+if __name__ == "__main__":
+    main()
