@@ -99,8 +99,19 @@ def test_site_round_trip_synth_match_score(tmp_path, app):
     ev, summ = tmp_path / "site.jsonl", tmp_path / "summary.json"
     r = runner.invoke(app, ["match", "--cameras", str(site / "site-boxes.yaml"), "--model", "colorhist",
                             "--events", str(ev), "--summary-json", str(summ), "--hysteresis", "2",
-                            "--same-threshold", "0.9"])
+                            "--same-threshold", "0.9", "--save", str(tmp_path / "grid.mp4")])
     assert r.exit_code == 0, r.output
+    import cv2
+
+    cap = cv2.VideoCapture(str(tmp_path / "grid.mp4"))
+    n_video = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        n_video += 1
+        assert frame.shape[0] == 22 + 2 * 240  # header + a 2x2 grid of 240-px tiles
+    assert n_video == 40
     assert "site of 4 cameras" in r.output and "same-modality 0.900" in r.output
     summary = json.loads(summ.read_text())
     assert summary["steps"] == 40 and summary["ended"] == "all sources ended"

@@ -170,16 +170,19 @@ def match_cmd(
     if ir is None and rgb is None:
         if cameras is None:
             raise UsageError("give --ir and --rgb (two cameras), or --cameras FILE alone (every camera of a site)")
-        for flag, value in (("--save", save), ("--show", show or None), ("--ir-boxes", ir_boxes),
+        for flag, value in (("--show", show or None), ("--ir-boxes", ir_boxes),
                             ("--rgb-boxes", rgb_boxes), ("--ir-detector", ir_detector), ("--rgb-detector", rgb_detector)):
             if value is not None:
                 raise UsageError(f"{flag} is for two-camera runs; a site takes boxes per camera from the cameras file "
                                  "('boxes:') and --detector for all")
-        check_outputs({"--events": events, "--summary-json": summary_json},
-                      {"--cameras": cameras, "--model": None if model == "colorhist" else model}, overwrite)
+        check_outputs({"--events": events, "--summary-json": summary_json, "--save": save},
+                      {"--cameras": cameras, "--model": None if model == "colorhist" else model,
+                       **{f"camera {n}": sp.target for n, sp in load_cameras(cameras).items() if sp.kind == "file"}},
+                      overwrite)
         _run_site(cameras, model, device=device, detector=detector, threshold=threshold, margin=margin,
                   same_threshold=same_threshold, hysteresis=hysteresis, embed_every=embed_every,
-                  max_occlusion=max_occlusion, events=events, summary_json=summary_json, max_frames=max_frames,
+                  max_occlusion=max_occlusion, events=events, save=save, summary_json=summary_json,
+                  max_frames=max_frames,
                   duration=duration, realtime=realtime, queue_size=queue_size, open_timeout=open_timeout,
                   max_offline=max_offline, step_fps=step_fps, sync_tolerance=sync_tolerance, webhook=webhook,
                   mqtt=mqtt, sink_queue=sink_queue, metrics_port=metrics_port, retrack=retrack,
@@ -247,7 +250,7 @@ def match_cmd(
 
 
 def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin, same_threshold, hysteresis,
-              embed_every, max_occlusion, events, summary_json, max_frames, duration, realtime, queue_size,
+              embed_every, max_occlusion, events, save, summary_json, max_frames, duration, realtime, queue_size,
               open_timeout, max_offline, step_fps, sync_tolerance, webhook, mqtt, sink_queue, metrics_port, retrack,
               min_box_score, detector_kw) -> None:
     """``match --cameras site.yaml``: every camera of the file, paired by time (mvd_edge.match.site)."""
@@ -290,7 +293,7 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
         err_console.print(f"metrics: http://127.0.0.1:{metrics.port}/metrics", highlight=False)
     runner = SiteRunner(cams, embedder, detectors, config=config, events=events, sinks=sinks, metrics=metrics,
                         step_fps=step_fps, tolerance=sync_tolerance, queue_size=queue_size,
-                        open_timeout=open_timeout, max_offline=max_offline, realtime=realtime)
+                        open_timeout=open_timeout, max_offline=max_offline, realtime=realtime, save=save)
     try:
         with sigterm_as_interrupt():
             summary = runner.run(max_steps=max_frames, duration=duration)
@@ -310,6 +313,8 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
     console.print("stages (mean ms per step): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_ms"].items()),
                   highlight=False)
     console.print(f"events: {summary['events']}" + (f" -> {events}" if events else ""), highlight=False)
+    if summary.get("video"):
+        console.print(f"video: {summary['video']}", highlight=False)
     for sk in summary.get("sinks", []):
         console.print(f"{sk['sink']}: {sk['delivered']} of {sk['queued']} events delivered, {sk['dropped']} lost",
                       highlight=False)

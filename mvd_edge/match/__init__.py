@@ -16,6 +16,10 @@ Pipeline, one step per pair of frames::
 * :mod:`.associate`: cross-modal association with global identities.
 * :mod:`.pipeline`: :class:`MatchPipeline` (one step) and :func:`run_match` (the loop).
 * :mod:`.events`: the JSONL event schema. :mod:`.render`: side-by-side annotated video.
+* :mod:`.sinks`: webhook and MQTT event sinks, Prometheus metrics.
+* :mod:`.site`: N cameras of either modality: :class:`TimeSync` (frames paired by capture
+  time), :class:`SiteMatcher` (``step(frames_by_camera)``: one global gallery of people),
+  :class:`SiteRunner` (start / step / close).
 
 The names below are loaded on first use (PEP 562 module ``__getattr__``): importing
 ``mvd_edge.match`` or one of its light sub-modules does not pull in OpenCV, scipy and the
@@ -50,6 +54,14 @@ _EXPORTS = {
     "SourceSpec": "sources",
     "load_cameras": "sources",
     "parse_source": "sources",
+    "SiteCamera": "site",
+    "SiteConfig": "site",
+    "SiteMatcher": "site",
+    "SiteRunner": "site",
+    "TimeSync": "site",
+    "MatchMetrics": "sinks",
+    "MqttSink": "sinks",
+    "WebhookSink": "sinks",
     "ByteTracker": "track",
     "PassthroughTracker": "track",
     "Track": "track",
@@ -67,14 +79,22 @@ __all__ = [
     "FrameSource",
     "HogDetector",
     "MatchConfig",
+    "MatchMetrics",
     "MatchPipeline",
     "MotBoxes",
+    "MqttSink",
     "OnnxDetector",
     "PairUpdate",
     "PassthroughTracker",
+    "SiteCamera",
+    "SiteConfig",
+    "SiteMatcher",
+    "SiteRunner",
     "SourceError",
     "SourceSpec",
+    "TimeSync",
     "Track",
+    "WebhookSink",
     "load_cameras",
     "make_detector",
     "parse_source",
@@ -89,6 +109,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from
     from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, read_events
     from mvd_edge.match.foreground import ForegroundDetector
     from mvd_edge.match.pipeline import MatchConfig, MatchPipeline, run_match
+    from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
+    from mvd_edge.match.site import SiteCamera, SiteConfig, SiteMatcher, SiteRunner, TimeSync
     from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, load_cameras, parse_source
     from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
 

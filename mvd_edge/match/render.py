@@ -78,6 +78,50 @@ def render_side_by_side(ir: np.ndarray, rgb: np.ndarray, ir_tracks: Sequence, rg
     return canvas
 
 
+def render_site_grid(views: Sequence[tuple[str, np.ndarray | None, Sequence, dict[int, int]]], tile_height: int = 240,
+                     cols: int | None = None, header: str = "") -> np.ndarray:
+    """All cameras of a site in one canvas: uint8 BGR, ``cols`` tiles per row (default: about square).
+
+    ``views``: ``(label, image or None, tracks, {track id: global id})`` per camera, in order;
+    a camera without an image yet is a black tile. Tracks with a global id are drawn in its
+    colour with ``G<gid>``, the others grey with ``T<track id>``.
+    """
+    n = max(1, len(views))
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    tiles = []
+    width = None
+    for label, img, tracks, gids in views:
+        if img is None:
+            tile = np.zeros((tile_height, width or int(tile_height * 16 / 9), 3), np.uint8)
+            scale = 1.0
+            tracks = []
+        else:
+            tile, scale = _fit(img, tile_height)
+            tile = tile.copy()
+        width = width or tile.shape[1]
+        if tile.shape[1] != width:  # cameras of other aspect ratios: pad or crop to the first one's width
+            pad = np.zeros((tile_height, width, 3), np.uint8)
+            pad[:, :min(width, tile.shape[1])] = tile[:, :width]
+            tile = pad
+        for t in tracks:
+            x1, y1, x2, y2 = (int(float(v) * scale) for v in t.box)
+            gid = gids.get(t.id)
+            color = gid_color(gid) if gid is not None else _GREY
+            cv2.rectangle(tile, (x1, y1), (x2, y2), color, 2 if t.time_since_update == 0 else 1)
+            _label(tile, f"G{gid}" if gid is not None else f"T{t.id}", x1, y1, color)
+        cv2.putText(tile, label, (6, tile_height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.rectangle(tile, (0, 0), (tile.shape[1] - 1, tile_height - 1), (255, 255, 255), 1)
+        tiles.append(tile)
+    while len(tiles) % cols:
+        tiles.append(np.zeros_like(tiles[0]))
+    canvas = np.concatenate([np.concatenate(tiles[r:r + cols], axis=1) for r in range(0, len(tiles), cols)], axis=0)
+    if header:
+        bar = np.zeros((22, canvas.shape[1], 3), np.uint8)
+        cv2.putText(bar, header, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        canvas = np.concatenate([bar, canvas], axis=0)
+    return canvas
+
+
 class VideoSink:
     """Writes canvases to ``path`` (.mp4 'mp4v', MJPG .avi fallback); opened at the first frame
     (the canvas size is known then). ``path_written`` is the file actually written."""

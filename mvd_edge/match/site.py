@@ -214,6 +214,7 @@ class SiteMatcher:
         self.timer = StageTimer()
         self.crops_embedded = 0
         self.tracks_started = {n: 0 for n in names}
+        self.last_tracks: dict[str, list[Track]] = {n: [] for n in names}  # each camera's tracks at its last frame
         spec = getattr(embedder, "spec", None)
         self.aspect = c.crop_aspect or (spec.width / spec.height if spec is not None else None)
 
@@ -247,6 +248,7 @@ class SiteMatcher:
                 if tr.id not in self.states[n]:
                     self.states[n][tr.id] = _TrackState()
                     self.tracks_started[n] += 1
+        self.last_tracks.update(tracks)
         t = self._tick("track", t)
         crops, owners = [], []
         crop_fn = lambda img, box: box_crop(img, box, c.crop_margin, self.aspect, c.min_box_height)  # noqa: E731
@@ -284,6 +286,10 @@ class SiteMatcher:
     @property
     def identities(self) -> int:
         return self.next_gid - 1
+
+    def global_ids(self, camera: str) -> dict[int, int]:
+        """``{track id: global id}`` of a camera's tracks that have one."""
+        return {tid: st.gid for tid, st in self.states[camera].items() if st.gid is not None}
 
     # ------------------------------------------------------------------ identification
     def _scores(self, modality: Modality, desc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -496,7 +502,8 @@ class SiteRunner:
                  config: SiteConfig | None = None, events: str | Path | None = None, sinks=(), metrics=None,
                  sources: dict[str, FrameSource] | None = None, step_fps: float | None = None,
                  tolerance: float | None = None, queue_size: int = 8, open_timeout: float = 10.0,
-                 max_offline: float | None = 30.0, realtime: bool = False):
+                 max_offline: float | None = 30.0, realtime: bool = False, save: str | Path | None = None,
+                 tile_height: int = 240):
         self.cameras = cameras
         self.matcher = SiteMatcher(embedder, cameras, detectors, config)
         if sources is None:
@@ -512,6 +519,9 @@ class SiteRunner:
         self._t_start = self._t_first = None
         self._rss_start = rss_mb()
         self._last_metrics = 0.0
+        self.save, self.tile_height = save, int(tile_height)
+        self.video = None
+        self._last_image: dict[str, np.ndarray | None] = {c.name: None for c in cameras}
 
     def start(self) -> "SiteRunner":
         self._t_start = time.monotonic()
@@ -520,6 +530,10 @@ class SiteRunner:
         for s in self.sources.values():
             s.wait_open()
         self.sync = TimeSync(self.sources, self.step_fps, self.tolerance)
+        if self.save is not None:
+            from mvd_edge.match.render import VideoSink
+
+            self.video = VideoSink(self.save, 1.0 / self.sync.period)
         emb = self.matcher.embedder
         self.writer.write({"event": "start", "schema": SITE_SCHEMA,
                            "cameras": {c.name: {"modality": c.modality.short,
@@ -538,12 +552,29 @@ class SiteRunner:
             return False
         if self._t_first is None:
             self._t_first = time.monotonic()
-        _, frames = nxt
+        t_step, frames = nxt
         for ev in self.matcher.step(frames):
             self.writer.write(ev)
+        if self.video is not None:
+            self._render(t_step, frames)
         self.steps += 1
         self._push_metrics()
         return True
+
+    def _render(self, t_step: float, frames: dict[str, FramePacket]) -> None:
+        from mvd_edge.match.render import render_site_grid
+
+        t0 = time.perf_counter()
+        for n, pkt in frames.items():
+            self._last_image[n] = pkt.image
+        m = self.matcher
+        views = [(f"{c.name} ({c.modality.short})" + ("" if c.name in frames else " [no frame]"),
+                  self._last_image[c.name], m.last_tracks[c.name] if c.name in frames else [],
+                  m.global_ids(c.name)) for c in self.cameras]
+        canvas = render_site_grid(views, self.tile_height,
+                                  header=f"step {self.steps}  t {t_step:.2f} s  people {m.identities}")
+        self.video.write(canvas)
+        m.timer.add("render", time.perf_counter() - t0)
 
     def _push_metrics(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -579,6 +610,9 @@ class SiteRunner:
         summary = self.summary()
         self.writer.write({"event": "end", "frames": self.sync.runs if self.sync else {}, "summary": summary})
         self.writer.close()
+        if self.video is not None:
+            self.video.close()
+            summary["video"] = str(self.video.path_written) if self.video.path_written else None
         if self.sinks:
             summary["sinks"] = [s.summary() for s in self.sinks]
         self._push_metrics(force=True)
