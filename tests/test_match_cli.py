@@ -131,3 +131,31 @@ def test_site_round_trip_synth_match_score(tmp_path, app):
     assert r.exit_code == 2 and "no 'modality: rgb|ir'" in r.output
     r = runner.invoke(app, ["match", "--ir", "cam0", "--model", "colorhist"])
     assert r.exit_code == 2 and "both --ir and --rgb" in r.output
+
+
+def test_matched_people_crops_feed_a_gallery(tmp_path, app, clip):
+    """`match --save-crops DIR` keeps crops of matched people by global id; `gallery build DIR`
+    indexes them (ids = global ids, modality from the folder)."""
+    pytest.importorskip("faiss", reason="faiss-cpu (mvd-edge[gallery]) is not installed")
+    from pathlib import Path
+
+    crops = tmp_path / "crops"
+    r = CliRunner().invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"),
+                                 "--model", "colorhist", "--ir-boxes", str(clip / "ir.mot.txt"), "--rgb-boxes",
+                                 str(clip / "rgb.mot.txt"), "--no-status", "--hysteresis", "3",
+                                 "--save-crops", str(crops)])
+    assert r.exit_code == 0, r.output
+    files = sorted(crops.rglob("*.jpg"))
+    assert files and {f.parts[-3] for f in files} == {"ir", "rgb"}
+    gids = {f.parent.name for f in files}
+    assert all(g.isdigit() for g in gids)
+    per_camera_gid: dict[tuple[str, str], list[int]] = {}
+    for f in files:  # at most one crop per 10 frames per camera and person
+        per_camera_gid.setdefault((f.parts[-3], f.parent.name), []).append(int(f.stem.split("_f")[1]))
+    assert all(min((b - a for a, b in zip(v, v[1:])), default=10) >= 10 for v in per_camera_gid.values())
+    engine = Path(__file__).parent / "data" / "edge" / "tiny.onnx"
+    r = CliRunner().invoke(app, ["gallery", "build", str(crops), "--model", str(engine), "--out", str(tmp_path / "g"),
+                                 "--index", "flat"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "g" / "gallery.json").read_text())
+    assert meta["count"] == len(files) and {str(i) for i in meta["ids"]} == gids

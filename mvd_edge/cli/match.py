@@ -144,6 +144,9 @@ def match_cmd(
     sink_queue: Annotated[int, typer.Option(help="events a network sink holds while its receiver is away")] = 10_000,
     metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus metrics on 127.0.0.1:PORT/metrics "
                                                              "(needs mvd-edge[site])")] = None,
+    save_crops: Annotated[Optional[Path], typer.Option(help="keep crops of matched people here, "
+                                                            "DIR/<modality>/<global id>/..., for `mvd-edge gallery "
+                                                            "build DIR`")] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Match people across an IR and an RGB stream (detect, track, embed, associate)."""
@@ -175,13 +178,14 @@ def match_cmd(
             if value is not None:
                 raise UsageError(f"{flag} is for two-camera runs; a site takes boxes per camera from the cameras file "
                                  "('boxes:') and --detector for all")
-        check_outputs({"--events": events, "--summary-json": summary_json, "--save": save},
+        check_outputs({"--events": events, "--summary-json": summary_json, "--save": save, "--save-crops": save_crops},
                       {"--cameras": cameras, "--model": None if model == "colorhist" else model,
                        **{f"camera {n}": sp.target for n, sp in load_cameras(cameras).items() if sp.kind == "file"}},
                       overwrite)
         _run_site(cameras, model, device=device, detector=detector, threshold=threshold, margin=margin,
                   same_threshold=same_threshold, hysteresis=hysteresis, embed_every=embed_every,
-                  max_occlusion=max_occlusion, events=events, save=save, summary_json=summary_json,
+                  max_occlusion=max_occlusion, events=events, save=save, save_crops=save_crops,
+                  summary_json=summary_json,
                   max_frames=max_frames,
                   duration=duration, realtime=realtime, queue_size=queue_size, open_timeout=open_timeout,
                   max_offline=max_offline, step_fps=step_fps, sync_tolerance=sync_tolerance, webhook=webhook,
@@ -193,7 +197,7 @@ def match_cmd(
         return
     if ir is None or rgb is None:
         raise UsageError("give both --ir and --rgb (or neither, with --cameras, for a site)")
-    check_outputs({"--events": events, "--save": save, "--summary-json": summary_json},
+    check_outputs({"--events": events, "--save": save, "--summary-json": summary_json, "--save-crops": save_crops},
                   {"--ir source": ir, "--rgb source": rgb, "--model": None if model == "colorhist" else model,
                    "--ir-boxes": ir_boxes, "--rgb-boxes": rgb_boxes, "--cameras": cameras}, overwrite)
     cams = load_cameras(cameras) if cameras is not None else None
@@ -220,7 +224,7 @@ def match_cmd(
                       f"ir {detectors['ir'].name}, rgb {detectors['rgb'].name}; "
                       f"sources: ir {specs['ir'].label}, rgb {specs['rgb'].label}", highlight=False)
     from mvd_edge.core.signals import sigterm_as_interrupt
-    from mvd_edge.match.sinks import MatchMetrics
+    from mvd_edge.match.sinks import CropSaver, MatchMetrics
 
     sinks = [*(WebhookSink(u, max_queue=sink_queue) for u in webhook or []),
              *(MqttSink(u, max_queue=sink_queue) for u in mqtt or [])]
@@ -232,7 +236,8 @@ def match_cmd(
             summary = run_match(specs["ir"], specs["rgb"], embedder, detectors, config=config, events=events,
                                 save=save, show=show, max_frames=max_frames, duration=duration, realtime=realtime,
                                 queue_size=queue_size, open_timeout=open_timeout, max_offline=max_offline,
-                                status=status, profile=profile, console=err_console, sinks=sinks, metrics=metrics)
+                                status=status, profile=profile, console=err_console, sinks=sinks, metrics=metrics,
+                                crops=CropSaver(save_crops) if save_crops is not None else None)
     except SourceError as exc:
         if getattr(exc, "summary", None):
             _print_summary(console, exc.summary)
@@ -250,14 +255,15 @@ def match_cmd(
 
 
 def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin, same_threshold, hysteresis,
-              embed_every, max_occlusion, events, save, summary_json, max_frames, duration, realtime, queue_size,
+              embed_every, max_occlusion, events, save, save_crops, summary_json, max_frames, duration, realtime,
+              queue_size,
               open_timeout, max_offline, step_fps, sync_tolerance, webhook, mqtt, sink_queue, metrics_port, retrack,
               min_box_score, detector_kw) -> None:
     """``match --cameras site.yaml``: every camera of the file, paired by time (mvd_edge.match.site)."""
     from mvd_edge.core.modality import Modality
     from mvd_edge.core.signals import sigterm_as_interrupt
     from mvd_edge.match.detect import make_detector
-    from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
+    from mvd_edge.match.sinks import CropSaver, MatchMetrics, MqttSink, WebhookSink
     from mvd_edge.match.site import SiteCamera, SiteConfig, SiteRunner
     from mvd_edge.match.sources import load_cameras
     from mvd_edge.runtime import load_embedder
@@ -293,7 +299,8 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
         err_console.print(f"metrics: http://127.0.0.1:{metrics.port}/metrics", highlight=False)
     runner = SiteRunner(cams, embedder, detectors, config=config, events=events, sinks=sinks, metrics=metrics,
                         step_fps=step_fps, tolerance=sync_tolerance, queue_size=queue_size,
-                        open_timeout=open_timeout, max_offline=max_offline, realtime=realtime, save=save)
+                        open_timeout=open_timeout, max_offline=max_offline, realtime=realtime, save=save,
+                        crops=CropSaver(save_crops) if save_crops is not None else None)
     try:
         with sigterm_as_interrupt():
             summary = runner.run(max_steps=max_frames, duration=duration)

@@ -384,7 +384,7 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
               open_timeout: float = 10.0, max_offline: float | None = 30.0, render_height: int = 360,
               status: bool = True, profile: bool = False, console=None,
               on_step: Callable[[StepResult], None] | None = None, sinks: Sequence = (),
-              metrics=None) -> dict[str, Any]:
+              metrics=None, crops=None) -> dict[str, Any]:
     """Run the matcher on two sources until one ends, ``max_frames`` steps or ``duration`` seconds.
 
     ``ir``/``rgb``: source text (see :func:`~mvd_edge.match.sources.parse_source`), a
@@ -396,6 +396,8 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
     sinks (:mod:`~mvd_edge.match.sinks`) that get every event the file gets; closed (with up to
     10 s to deliver their backlog) at the end, their counters in ``summary["sinks"]``.
     ``metrics``: a :class:`~mvd_edge.match.sinks.MatchMetrics` updated a few times per second.
+    ``crops``: a :class:`~mvd_edge.match.sinks.CropSaver` that keeps crops of matched people
+    (both modalities) for ``mvd-edge gallery build``.
 
     Returns a summary dict (frames, fps, per-stage ms, sources' counters, pairs, global ids,
     events written, reason the run ended). Raises :class:`SourceError` (a RuntimeError) when
@@ -513,6 +515,9 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
             t = time.perf_counter()
             for ev in res.events:
                 writer.write(ev)
+                if crops is not None and ev["event"] == "match":
+                    for s in STREAMS:
+                        crops.save(s, s, ev[f"{s}_frame"], ev["global_id"], pkts[s].image, ev[f"{s}_box"])
             t = pipe._tick("write", t)
             if sink is not None or window is not None:
                 header = (f"frame {res.frame}  ir {pkts['ir'].index}  rgb {pkts['rgb'].index}  "

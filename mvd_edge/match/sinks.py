@@ -33,12 +33,15 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import deque
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from mvd_edge.core.errors import UsageError
 
-__all__ = ["EventSink", "MatchMetrics", "MqttSink", "WebhookSink", "make_sink", "new_run_id"]
+__all__ = ["CropSaver", "EventSink", "MatchMetrics", "MqttSink", "WebhookSink", "make_sink", "new_run_id"]
 
 
 def new_run_id() -> str:
@@ -307,3 +310,45 @@ class MatchMetrics:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class CropSaver:
+    """Re-id crops of matched people, written for a gallery: ``DIR/<modality>/<global id>/<camera>_f<frame>.jpg``.
+
+    ``mvd-edge gallery build DIR`` indexes them (the id is the crop's folder: the global id; the
+    modality comes from the folder above). At most one crop per ``every`` frames per (camera,
+    global id) and ``per_id`` crops per (modality, global id) are written, so a long run stays bounded.
+    """
+
+    def __init__(self, folder: str | Path, every: int = 10, per_id: int = 50, margin: float = 0.08):
+        if every < 1 or per_id < 1:
+            raise UsageError(f"crop saving needs every >= 1 and per_id >= 1, got {every}, {per_id}")
+        self.folder, self.every, self.per_id, self.margin = Path(folder), int(every), int(per_id), float(margin)
+        self._last: dict[tuple[str, int], int] = {}
+        self._count: dict[tuple[str, int], int] = {}
+        self.written = 0
+
+    def save(self, modality: str, camera: str, frame: int, gid: int, image, box_xywh) -> bool:
+        """Write the crop of ``box_xywh`` (``[x, y, w, h]``) from ``image`` if it is due; True if written."""
+        import cv2
+
+        from mvd_edge.core.preprocess import box_crop
+
+        key = (camera, int(gid))
+        last = self._last.get(key)
+        if box_xywh is None or image is None or (last is not None and frame - last < self.every):
+            return False
+        if self._count.get((modality, int(gid)), 0) >= self.per_id:
+            return False
+        x, y, w, h = (float(v) for v in box_xywh)
+        crop = box_crop(image, np.array([x, y, x + w, y + h], np.float32), self.margin, 0.5, 8)
+        if crop is None:
+            return False
+        out = self.folder / modality / str(int(gid)) / f"{camera}_f{int(frame):07d}.jpg"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(out), crop):
+            raise UsageError(f"cannot write {out}")
+        self._last[key] = int(frame)
+        self._count[(modality, int(gid))] = self._count.get((modality, int(gid)), 0) + 1
+        self.written += 1
+        return True

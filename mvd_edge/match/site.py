@@ -503,7 +503,7 @@ class SiteRunner:
                  sources: dict[str, FrameSource] | None = None, step_fps: float | None = None,
                  tolerance: float | None = None, queue_size: int = 8, open_timeout: float = 10.0,
                  max_offline: float | None = 30.0, realtime: bool = False, save: str | Path | None = None,
-                 tile_height: int = 240):
+                 tile_height: int = 240, crops=None):
         self.cameras = cameras
         self.matcher = SiteMatcher(embedder, cameras, detectors, config)
         if sources is None:
@@ -520,6 +520,7 @@ class SiteRunner:
         self._rss_start = rss_mb()
         self._last_metrics = 0.0
         self.save, self.tile_height = save, int(tile_height)
+        self.crops = crops  # a sinks.CropSaver: crops of sighted people for `mvd-edge gallery build`
         self.video = None
         self._last_image: dict[str, np.ndarray | None] = {c.name: None for c in cameras}
 
@@ -555,6 +556,10 @@ class SiteRunner:
         t_step, frames = nxt
         for ev in self.matcher.step(frames):
             self.writer.write(ev)
+            if self.crops is not None and ev["event"] == "sighting":
+                cam = ev["camera"]
+                self.crops.save(self.matcher.cameras[cam].modality.short, cam, ev["frame"], ev["global_id"],
+                                frames[cam].image, ev["box"])
         if self.video is not None:
             self._render(t_step, frames)
         self.steps += 1
