@@ -148,3 +148,96 @@ def test_reports_are_not_rewritten_without_overwrite(files, tmp_path, args, repo
     assert target.read_text() == "an earlier report\n"
     code, out = _run(argv + ["--overwrite"])
     assert "already exists" not in out and code != 0  # past the policy: the fake checkpoint/engine is refused
+
+
+# ---------------------------------------------------------------- cases an independent tester found
+
+
+def test_an_engine_s_sidecar_counts_as_part_of_the_engine(files, tmp_path):
+    sidecar = files["m.onnx"].with_name("m.onnx.json")
+    sidecar.write_text('{"format": "x"}')
+    before = sidecar.read_bytes()
+    for args in (["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", str(files["m.onnx"]),
+                  "--events", str(sidecar), "--overwrite"],
+                 ["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", str(files["m.onnx"]),
+                  "--summary-json", str(sidecar), "--overwrite"],
+                 ["verify", str(files["ck.pt"]), str(files["m.onnx"]), "--json", str(sidecar), "--overwrite"]):
+        code, out = _run(args)
+        assert code == 2 and "sidecar of the" in out and "would destroy the input" in out, out
+    assert sidecar.read_bytes() == before
+
+
+def test_an_onnx_detector_is_an_input_too(files):
+    det = files["m.onnx"]
+    before = det.read_bytes()
+    code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", "colorhist",
+                      "--detector", str(det), "--events", str(det), "--overwrite"])
+    assert code == 2 and "--detector" in out and "would destroy the input" in out, out
+    assert det.read_bytes() == before
+
+
+def test_two_outputs_on_one_path_are_refused(files, tmp_path):
+    same = tmp_path / "same.png"
+    for args in (["eval", str(files["ck.pt"]), "--json", str(same), "--png", str(same)],
+                 ["verify", str(files["ck.pt"]), str(files["m.onnx"]), "--json", str(same), "--png", str(same)]):
+        code, out = _run(args)
+        assert code == 2 and "are the same file" in out, out
+    assert not same.exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["export", "{ck.pt}", "--out", "{ck.pt}/x.onnx"],
+    ["fp16", "{m.onnx}", "--out", "{ck.pt}/x.onnx"],
+    ["build-engine", "{m.onnx}", "--out", "{ck.pt}/x.onnx"],
+    ["eval", "{ck.pt}", "--json", "{gt.json}/e.json"],
+    ["profile", "{m.onnx}", "--out", "{gt.json}"],
+    ["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--events", "{ck.pt}/e.jsonl"],
+], ids=["export", "fp16", "build-engine", "eval", "profile", "match"])
+def test_an_output_inside_a_file_is_one_line(files, command):
+    argv = [a.replace("{ck.pt}", str(files["ck.pt"])).replace("{m.onnx}", str(files["m.onnx"]))
+            .replace("{gt.json}", str(files["gt.json"])).replace("{ir.mp4}", str(files["ir.mp4"]))
+            .replace("{rgb.mp4}", str(files["rgb.mp4"])) for a in command]
+    code, out = _run(argv)
+    assert code == 2 and "is a file, not a folder" in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "{ck.pt}", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["eval", "{ck.pt}", "--png", "{dir}/chart.x"], "a chart is written as .png"),
+    (["eval", "{ck.pt}", "--device", "tpu"], "unknown device 'tpu'"),
+    (["train", "--out", "{dir}/r", "--set", "device=tpu"], "device: unknown device 'tpu'"),
+    (["train", "--out", "{dir}/r", "--set", "data.workers=-1"], "data.workers must be >= 0"),
+    (["train", "--out", "{dir}/r", "--resume", "--overwrite"], "choose one"),
+    (["synth-video", "--out", "{dir}/v", "--fps", "inf"], "--fps must be in"),
+    (["synth-video", "--out", "{dir}/v", "--seconds", "1e12"], "--seconds must be in"),
+    (["bench", "{ck.pt}", "--out", "{dir}/b", "--iters", "0"], "--iters must be >= 1"),
+    (["profile", "{m.onnx}", "--out", "{dir}/p", "--batch", "100000"], "at most 4096"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--hog-threshold", "nan"],
+     "--hog-threshold must be in"),
+], ids=["batch-size", "png-suffix", "eval-device", "train-device", "workers", "resume-overwrite", "fps-inf",
+        "seconds-huge", "bench-iters", "profile-batch", "hog-nan"])
+def test_bad_options_are_one_line(files, tmp_path, args, message):
+    argv = [a.replace("{ck.pt}", str(files["ck.pt"])).replace("{m.onnx}", str(files["m.onnx"]))
+            .replace("{ir.mp4}", str(files["ir.mp4"])).replace("{rgb.mp4}", str(files["rgb.mp4"]))
+            .replace("{dir}", str(tmp_path)) for a in args]
+    code, out = _run(argv)
+    assert code == 2 and message in out and "Traceback" not in out, out
+
+
+def test_binary_box_files_and_non_detector_models_are_one_line(files, tmp_path):
+    from pathlib import Path
+
+    binary = tmp_path / "bin.mot"
+    binary.write_bytes(bytes(range(256)) * 4)
+    code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", "colorhist",
+                      "--ir-boxes", str(binary), "--rgb-boxes", str(binary)])
+    assert code == 2 and "not a text file" in out, out
+    nan_rows = tmp_path / "nan.mot"
+    nan_rows.write_text("1,1,10,10,nan,40,1\n")
+    code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", "colorhist",
+                      "--ir-boxes", str(nan_rows), "--rgb-boxes", str(nan_rows)])
+    assert code == 2 and "not a finite number" in out, out
+    reid = Path(__file__).parent / "data" / "edge" / "tiny.onnx"  # an embedding model, not a detector
+    code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", "colorhist",
+                      "--detector", str(reid)])
+    assert code == 2 and "is not a detector's" in out, out

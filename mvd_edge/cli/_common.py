@@ -61,17 +61,40 @@ def refuse_overwriting_inputs(outputs: dict[str, Path | str | None], inputs: dic
         except (OSError, RuntimeError):
             return None
 
-    ins = {resolved(p): name for name, p in inputs.items() if resolved(p) is not None}
+    ins: dict[Path, str] = {}
+    for name, p in inputs.items():
+        r = resolved(p)
+        if r is None:
+            continue
+        ins.setdefault(r, name)
+        companion = r.with_name(r.name + ".json")  # an engine's sidecar belongs to the engine
+        if companion.is_file():
+            ins.setdefault(companion, f"sidecar of the {name}")
+    seen: dict[Path, str] = {}
     for name, p in outputs.items():
         r = resolved(p)
-        if r is not None and r in ins:
+        if r is None:
+            continue
+        if r in ins:
             raise UsageError(f"{name} {p} is the {ins[r]} itself: writing it would destroy the input; "
                              f"choose another path")
+        if r in seen:
+            raise UsageError(f"{name} and {seen[r]} are the same file {p}: one would overwrite the other; "
+                             "give them different paths")
+        seen[r] = name
 
 
 def refuse_existing(outputs: dict[str, Path | str | None], overwrite: bool) -> None:
     """A :class:`UsageError` when an output file already exists (or an output folder is not empty)
     and ``overwrite`` is not given: nothing a user has is replaced without asking."""
+    for name, p in outputs.items():
+        if p is None or "://" in str(p):
+            continue
+        for parent in Path(p).expanduser().absolute().parents:  # a folder that cannot be made
+            if parent.exists():
+                if not parent.is_dir():
+                    raise UsageError(f"{name} {p}: {parent} is a file, not a folder; choose another path")
+                break
     if overwrite:
         return
     for name, p in outputs.items():
@@ -91,6 +114,24 @@ def check_outputs(outputs: dict[str, Path | str | None], inputs: dict[str, Path 
     never an existing file or non-empty folder without ``--overwrite`` (:func:`refuse_existing`)."""
     refuse_overwriting_inputs(outputs, inputs)
     refuse_existing(outputs, overwrite)
+
+
+def check_image_path(name: str, path: Path | None) -> None:
+    """A chart output must have an image suffix matplotlib writes (``.png``, ``.jpg``, ``.svg``, ``.pdf``)."""
+    if path is not None and path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".svg", ".pdf"):
+        raise UsageError(f"{name} {path}: a chart is written as .png, .jpg, .svg or .pdf; got {path.suffix or 'no suffix'}")
+
+
+def check_device_option(device: str | None, allow_auto: bool = True) -> None:
+    """``--device`` checked before any model is loaded (torch's own message misleads: it blames the file)."""
+    from mvd_edge.core.util import check_device
+
+    if device is None:
+        return
+    try:
+        check_device(device, allow_auto=allow_auto)
+    except ValueError as exc:
+        raise UsageError(f"--device: {exc}") from None
 
 
 OVERWRITE_HELP = "replace outputs that already exist (without it, an existing output is an error)"

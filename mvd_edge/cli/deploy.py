@@ -15,6 +15,7 @@ from rich.table import Table
 
 from mvd_edge.cli._common import (
     OVERWRITE_HELP,
+    check_image_path,
     check_outputs,
     console,
     friendly,
@@ -182,6 +183,9 @@ def verify(
     """Accuracy cost of each engine: cosine vs FP32 torch (same recipe) and Rank-1/mAP/mINP on the test split."""
     check_outputs({"--json": json_out, "--png": png},
                   {"checkpoint": checkpoint, **{f"engine {e}": e for e in engines}}, overwrite)
+    check_image_path("--png", png)
+    if trials < 1:
+        raise UsageError(f"--trials must be >= 1, got {trials}")
     require("torch", "train")
     from mvd_edge.verify import save_report, verify_engines
 
@@ -252,6 +256,8 @@ def profile(
     from mvd_edge.runtime import load_embedder
 
     batches = parse_int_list(batch, "--batch")
+    if max(batches) > 4096:
+        raise UsageError(f"--batch {max(batches)}: at most 4096 crops per call")
     if iters < 1 or warmup < 0:
         raise typer.BadParameter("--iters must be >= 1 and --warmup >= 0")
     kwargs = {"fused_head": fused_head} if engine.suffix == ".pt" and fused_head is not None else {}
@@ -319,6 +325,11 @@ def bench(
         if r not in RECIPES:
             raise typer.BadParameter(f"unknown recipe {r!r}; choose from {', '.join(RECIPES)}")
     batches = parse_int_list(batch, "--batch")
+    for flag, value, lo in (("--iters", iters, 1), ("--trials", trials, 1), ("--calib-n", calib_n, 1)):
+        if value < lo:
+            raise UsageError(f"{flag} must be >= {lo}, got {value}")
+    if max(batches) > 4096:
+        raise UsageError(f"--batch {max(batches)}: at most 4096 crops per call")
     report = run_bench(checkpoint, out, dataset, root, backends=[b.strip() for b in backends.split(",")],
                        precisions=[p.strip() for p in precisions.split(",")], recipes=recipe_list, fused=fused,
                        compiled=compile, batches=batches, iters=iters, trials=trials, calib_n=calib_n, device=device,

@@ -159,6 +159,7 @@ def match_cmd(
     _check_bounds({"--threshold": (threshold, -1.0, 1.0), "--margin": (margin, 0.0, 2.0),
                    "--detector-conf": (detector_conf, 0.0, 1.0), "--max-occlusion": (max_occlusion, 1e-9, 1.0),
                    "--min-box-score": (min_box_score, 0.0, 1.0), "--hog-upscale": (hog_upscale, 1e-9, 8.0),
+                   "--hog-threshold": (hog_threshold, -100.0, 100.0),
                    "--hysteresis": (hysteresis, 1, 10_000), "--embed-every": (embed_every, 1, 10_000),
                    "--queue-size": (queue_size, 1, 10_000), "--open-timeout": (open_timeout, 0.0, 1e6),
                    "--max-offline": (max_offline, 0.0, 1e6), "--sink-queue": (sink_queue, 1, 10_000_000),
@@ -180,6 +181,7 @@ def match_cmd(
                                  "('boxes:') and --detector for all")
         check_outputs({"--events": events, "--summary-json": summary_json, "--save": save, "--save-crops": save_crops},
                       {"--cameras": cameras, "--model": None if model == "colorhist" else model,
+                       "--detector": detector if Path(detector).suffix == ".onnx" else None,
                        **{f"camera {n}": sp.target for n, sp in load_cameras(cameras).items() if sp.kind == "file"}},
                       overwrite)
         _run_site(cameras, model, device=device, detector=detector, threshold=threshold, margin=margin,
@@ -199,7 +201,10 @@ def match_cmd(
         raise UsageError("give both --ir and --rgb (or neither, with --cameras, for a site)")
     check_outputs({"--events": events, "--save": save, "--summary-json": summary_json, "--save-crops": save_crops},
                   {"--ir source": ir, "--rgb source": rgb, "--model": None if model == "colorhist" else model,
-                   "--ir-boxes": ir_boxes, "--rgb-boxes": rgb_boxes, "--cameras": cameras}, overwrite)
+                   "--ir-boxes": ir_boxes, "--rgb-boxes": rgb_boxes, "--cameras": cameras,
+                   **{flag: d for flag, d in (("--detector", detector), ("--ir-detector", ir_detector),
+                                              ("--rgb-detector", rgb_detector)) if d and Path(d).suffix == ".onnx"}},
+                  overwrite)
     cams = load_cameras(cameras) if cameras is not None else None
     specs = {"ir": parse_source(ir, cams), "rgb": parse_source(rgb, cams)}  # fail early on bad sources
     dsize = parse_size(detector_size, "--detector-size")
@@ -367,6 +372,7 @@ def synth_video_cmd(
     from mvd_edge.synth.video import write_synth_video
 
     refuse_existing({"--out": out}, overwrite)
+    _check_bounds({"--fps": (fps, 0.1, 1000.0), "--seconds": (seconds, 0.01, 86_400.0), "--ids": (ids, 1, 10_000)})
     if site:
         from mvd_edge.synth.site import write_synth_site
 

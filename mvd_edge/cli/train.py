@@ -14,6 +14,8 @@ from rich.table import Table
 
 from mvd_edge.cli._common import (
     OVERWRITE_HELP,
+    check_device_option,
+    check_image_path,
     check_outputs,
     console,
     err_console,
@@ -22,7 +24,7 @@ from mvd_edge.cli._common import (
     refuse_existing,
     refuse_overwriting_inputs,
 )
-from mvd_edge.core.errors import require
+from mvd_edge.core.errors import UsageError, require
 
 app = typer.Typer()
 
@@ -90,6 +92,8 @@ def train(
     """Train MVD (VSD + VCD + VML). Without options: synthetic data, tiny backbone, CPU-sized run."""
     from mvd_edge.core.config import load_train_config
 
+    if resume and overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it: choose one")
     overrides = _overrides(set_, (("out", out), ("data.dataset", dataset), ("data.root", root),
                                   ("model.backbone", backbone), ("model.pretrained", pretrained),
                                   ("optim.epochs", epochs), ("device", device), ("seed", seed)))
@@ -128,6 +132,8 @@ def distill(
     The student trains on the teacher's data with the identity losses plus cosine and relational
     distillation onto the teacher's full feature; best.pt is chosen on the validation identities.
     It exports, calibrates, verifies and matches with the same commands as the teacher."""
+    if resume and overwrite:
+        raise UsageError("--resume continues the run in --out and --overwrite replaces it: choose one")
     require("torch", "train")
     from mvd_edge.train.distill import distill_config, run_distill
 
@@ -164,6 +170,10 @@ def eval_cmd(
 ) -> None:
     """Evaluate a checkpoint with the community's protocols (10 seeded trials, mean ± std)."""
     check_outputs({"--json": json_out, "--png": png}, {"checkpoint": checkpoint}, overwrite)
+    check_image_path("--png", png)
+    check_device_option(device)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     require("torch", "train")
     from mvd_edge.core.preprocess import PreprocessSpec
     from mvd_edge.data.base import DatasetError

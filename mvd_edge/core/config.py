@@ -338,6 +338,14 @@ def validate_train_config(cfg: TrainConfig) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
+    if cfg.data.workers < 0:
+        raise ConfigError(f"data.workers must be >= 0 (0: load in the main process), got {cfg.data.workers}")
+    from mvd_edge.core.util import check_device
+
+    try:
+        check_device(cfg.device)
+    except ValueError as exc:
+        raise ConfigError(f"device: {exc}") from None
     if cfg.data.batches_per_epoch is not None and cfg.data.batches_per_epoch < 1:
         raise ConfigError(f"data.batches_per_epoch must be >= 1 (or unset: one pass over the training images), "
                           f"got {cfg.data.batches_per_epoch}")

@@ -83,3 +83,13 @@ def write_json(path: str | Path, data: Any, **dumps_kwargs: Any) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return p
+
+
+def check_device(device: str, allow_auto: bool = True) -> str:
+    """``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``, else ValueError saying so (before torch sees it)."""
+    import re
+
+    text = str(device).strip()
+    if (allow_auto and text == "auto") or text in ("cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise ValueError(f"unknown device {device!r}: use {'auto, ' if allow_auto else ''}cpu, cuda, cuda:N or mps")

@@ -234,6 +234,11 @@ class OnnxDetector(Detector):
         shape = list(inp.shape)
         if len(shape) != 4:
             raise UsageError(f"{p}: expected one image input [1, 3, H, W], got {inp.name} {shape}")
+        out0 = self.session.get_outputs()[0]
+        if len(out0.shape) != 3:
+            raise UsageError(f"{p}: its output {out0.name} {list(out0.shape)} is not a detector's ([1, 4+C, N], "
+                             "[1, N, 5+C] or [1, N, 6]); is it a re-id engine? Pass it as --model, and a detector "
+                             "as --detector")
         h = shape[2] if isinstance(shape[2], int) and shape[2] > 0 else int(size[0])
         w = shape[3] if isinstance(shape[3], int) and shape[3] > 0 else int(size[1])
         self.input_name, self.input_hw = inp.name, (int(h), int(w))
@@ -337,7 +342,11 @@ def iter_mot(path: str | Path) -> Iterator[MotRow]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"boxes file not found: {p}")
-    for lineno, raw in enumerate(p.read_text().splitlines(), start=1):
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError:
+        raise UsageError(f"{p}: not a text file; expected MOT rows 'frame,id,x,y,w,h[,score,...]'") from None
+    for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -348,7 +357,10 @@ def iter_mot(path: str | Path) -> Iterator[MotRow]:
             score = float(parts[6]) if len(parts) > 6 else 1.0
             vis = float(parts[8]) if len(parts) > 8 else None
         except (ValueError, IndexError):
-            raise UsageError(f"{p}:{lineno}: expected MOT 'frame,id,x,y,w,h[,score,...]', got {raw!r}") from None
+            shown = raw if len(raw) <= 80 else raw[:77] + "..."
+            raise UsageError(f"{p}:{lineno}: expected MOT 'frame,id,x,y,w,h[,score,...]', got {shown!r}") from None
+        if not all(np.isfinite(v) for v in (x, y, w, h, score)):
+            raise UsageError(f"{p}:{lineno}: a box value is not a finite number: {raw[:80]!r}")
         if frame < 1:
             raise UsageError(f"{p}:{lineno}: MOT frames are 1-based, got {frame}")
         if w > 0 and h > 0:
