@@ -159,3 +159,15 @@ def test_matched_people_crops_feed_a_gallery(tmp_path, app, clip):
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "g" / "gallery.json").read_text())
     assert meta["count"] == len(files) and {str(i) for i in meta["ids"]} == gids
+
+
+def test_a_box_file_of_another_video_is_warned_about(tmp_path, app, clip):
+    far = tmp_path / "far.mot.txt"
+    far.write_text("".join(f"{k},1,10,10,30,60,1\n" for k in range(5000, 5010)))
+    r = CliRunner().invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"),
+                                 "--model", "colorhist", "--ir-boxes", str(far), "--rgb-boxes",
+                                 str(clip / "rgb.mot.txt"), "--no-status"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "the ir boxes file" in text and "no boxes for any of the 20 frames" in text and "5000-5009" in text
+    assert "the rgb boxes file" not in text

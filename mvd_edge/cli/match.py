@@ -251,6 +251,11 @@ def match_cmd(
         if metrics is not None:
             metrics.close()
     _print_summary(console, summary)
+    for s, det in detectors.items():
+        if getattr(det, "frames_asked", 0) and not det.frames_hit:
+            err_console.print(f"[yellow]warning:[/] the {s} boxes file {det.path} has no boxes for any of the "
+                              f"{det.frames_asked} frames processed (its frames: {min(det.frames) + 1}-"
+                              f"{max(det.frames) + 1}, 1-based): is it the box file of another video?", highlight=False)
     summary["threshold_source"] = op["source"]
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)

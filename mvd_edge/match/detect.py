@@ -403,11 +403,14 @@ class MotBoxes(Detector):
         if not self.has_ids:
             for d in self.frames.values():
                 d.ids = None
+        self.frames_asked = self.frames_hit = 0  # how many frames were looked up, and how many had boxes
 
     def detect(self, image: np.ndarray | None, frame_index: int) -> Detections:
+        self.frames_asked += 1
         d = self.frames.get(int(frame_index))
         if d is None:
             return Detections.empty()
+        self.frames_hit += 1
         if image is not None:  # clip to the frame
             h, w = image.shape[:2]
             b = d.boxes.copy()
