@@ -9,6 +9,7 @@ checks ONNX Runtime's output against torch on fresh random crops before returnin
 from __future__ import annotations
 
 import io
+import os
 import time
 from pathlib import Path
 
@@ -59,13 +60,13 @@ def export_onnx(checkpoint: str | Path, out: str | Path, recipe: str | None = No
     import torch
 
     from mvd_edge.core.spec import check_recipe
-    from mvd_edge.model.checkpoint import model_from_checkpoint
+    from mvd_edge.model.checkpoint import checkpoint_preprocess, model_from_checkpoint
     from mvd_edge.model.net import check_graph_spec
 
     ckpt = Path(checkpoint)
     model, state = model_from_checkpoint(ckpt, recipe=recipe)
     recipe = check_recipe(recipe or model.recipe)
-    spec = PreprocessSpec.from_dict(state["preprocess"])
+    spec = checkpoint_preprocess(state, ckpt)
     check_graph_spec(spec, where=f"checkpoint {ckpt}")
     model.eval()
     assert not model.training, "export needs eval mode (BatchNorm running stats, no dropout)"
@@ -93,14 +94,21 @@ def export_onnx(checkpoint: str | Path, out: str | Path, recipe: str | None = No
               precision="fp32", student_of=student_facts(state)).write_to(proto)
     proto.doc_string = f"MVD embedding ({recipe}, {dim}-d) exported by mvd-edge {__version__}"
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(out))
-    seconds = time.perf_counter() - t0
-    report = {"onnx": str(out), "recipe": recipe, "embedding_dim": dim, "input_size": [spec.height, spec.width],
-              "opset": opset, "fused_head": fused_head, "export_seconds": seconds, "sha256": sha256_file(out)}
-    if fused_head:
-        report["parity"] = {"skipped": "fused-head graphs need the TensorRT plugin to run"}
-        return report
-    report["parity"] = check_parity(out, model, recipe, spec, n=n_check, seed=seed)
+    # written beside ``out`` and renamed over it once checked: a graph that fails its parity check
+    # (damaged weights, an exporter bug) never lands at ``out``, nor replaces what was there
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.onnx")
+    try:
+        onnx.save(proto, str(tmp))
+        seconds = time.perf_counter() - t0
+        report = {"onnx": str(out), "recipe": recipe, "embedding_dim": dim, "input_size": [spec.height, spec.width],
+                  "opset": opset, "fused_head": fused_head, "export_seconds": seconds, "sha256": sha256_file(tmp)}
+        if fused_head:
+            report["parity"] = {"skipped": "fused-head graphs need the TensorRT plugin to run"}
+        else:
+            report["parity"] = check_parity(tmp, model, recipe, spec, n=n_check, seed=seed, source=ckpt)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return report
 
 
@@ -114,8 +122,13 @@ def student_facts(state: dict) -> dict | None:
 
 
 def check_parity(onnx_path: Path, model, recipe: str, spec: PreprocessSpec, n: int = 6, seed: int = 0,
-                 max_abs_tol: float = EXPORT_MAX_ABS_TOL, min_cos: float = EXPORT_MIN_COS) -> dict:
-    """ONNX Runtime (CPU) vs torch on fresh random crops at batch 1 and n; raise past tolerance."""
+                 max_abs_tol: float = EXPORT_MAX_ABS_TOL, min_cos: float = EXPORT_MIN_COS,
+                 source: str | Path | None = None) -> dict:
+    """ONNX Runtime (CPU) vs torch on fresh random crops at batch 1 and n; raise past tolerance.
+
+    Outputs that are not finite (NaN/inf) are an :class:`ExportError` of their own, and never
+    count as agreement (a NaN compares as the worst error, not as none). ``source`` (the
+    checkpoint) is named in that message."""
     import onnxruntime as ort
     import torch
 
@@ -132,10 +145,20 @@ def check_parity(onnx_path: Path, model, recipe: str, spec: PreprocessSpec, n: i
             ref = model.embed(torch.from_numpy(x), recipe).numpy()
         if got.shape != ref.shape:
             raise ExportError(f"ONNX output shape {got.shape} != torch {ref.shape}")
-        worst_abs = max(worst_abs, float(np.abs(got - ref).max()))
-        worst_cos = min(worst_cos, float(row_cosine(got, ref).min()))
+        where = source if source is not None else onnx_path
+        if not np.isfinite(ref).all():
+            raise ExportError(f"{where}: the model's outputs are not finite (NaN/inf): the checkpoint's weights are "
+                              "damaged; export an intact checkpoint (the run's best.pt or last.pt) or retrain")
+        if not np.isfinite(got).all():
+            raise ExportError(f"{where}: the exported graph's outputs under ONNX Runtime are not finite (NaN/inf) "
+                              "where torch's are: the export is broken; try another --opset")
+        err = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+        cos = row_cosine(got, ref)
+        worst_abs = max(worst_abs, float(err.max()) if np.isfinite(err).all() else float("inf"))
+        worst_cos = min(worst_cos, float(cos.min()) if np.isfinite(cos).all() else -1.0)
     result = {"max_abs_err": worst_abs, "min_cosine": worst_cos, "max_abs_tol": max_abs_tol, "min_cos_tol": min_cos}
-    if worst_abs > max_abs_tol or worst_cos < min_cos:
+    if not (worst_abs <= max_abs_tol and worst_cos >= min_cos):  # NaN never passes
         raise ExportError(f"ONNX output differs from torch: max abs err {worst_abs:.2e} (tol {max_abs_tol:.0e}), "
                           f"min cosine {worst_cos:.6f} (tol {min_cos})")
     return result
+

@@ -42,17 +42,32 @@ def embed_samples(embedder: Embedder, paths: Sequence[str], chunk: int = 256, pr
 
 
 def engine_checkpoint_sha256(engine: str | Path, emb: Embedder) -> str | None:
-    """The sha256 of the checkpoint an engine was built from: its sidecar's, else its graph
-    metadata's; None when neither records one."""
-    sha = (emb.info.get("hashes") or {}).get("checkpoint_sha256") or emb.info.get("checkpoint_sha256")
-    if sha or Path(engine).suffix != ".onnx":
-        return sha
+    """The sha256 of the checkpoint an engine was built from; None when nothing records one.
+
+    A checkpoint (``.pt``, the torch backend) is its own source: its file's hash. Otherwise the
+    graph's own metadata (an ONNX Runtime engine's session or a bare ``.onnx``: covered by the
+    engine's hash in its sidecar) wins over the sidecar's ``hashes.checkpoint_sha256``."""
+    from mvd_edge.runtime.sidecar import sha256_file
+
+    if emb.backend == "torch" or Path(engine).suffix == ".pt":
+        return sha256_file(engine)
     from mvd_edge.core.graphmeta import GraphMeta, MetadataError
 
+    session = getattr(emb, "session", None)
     try:
-        return GraphMeta.from_onnx(engine).checkpoint_sha256
+        if session is not None:
+            sha = GraphMeta.from_session(session, source=engine).checkpoint_sha256
+        elif Path(engine).suffix == ".onnx":
+            sha = GraphMeta.from_onnx(engine).checkpoint_sha256
+        else:
+            sha = None
     except (MetadataError, OSError, ValueError):
-        return None
+        sha = None
+    hashes = emb.info.get("hashes")
+    recorded = (hashes.get("checkpoint_sha256") if isinstance(hashes, dict) else None) or \
+        emb.info.get("checkpoint_sha256")
+    value = sha or recorded
+    return value if isinstance(value, str) and value else None
 
 
 def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], dataset: str, root: str | Path,
@@ -61,13 +76,17 @@ def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], datase
     """Measure each engine against the FP32 torch model of ``checkpoint`` (in the engine's own
     recipe); returns the report dict.
 
-    An engine built from another checkpoint (its sidecar or graph records another sha256) is
-    refused unless ``allow_foreign``: the comparison would measure two models, not a precision."""
+    An engine built from another checkpoint (its graph or sidecar records another sha256; a
+    ``.pt`` "engine" whose file hash is not the checkpoint's) is refused unless ``allow_foreign``:
+    the comparison would measure two models, not a precision. So is an engine whose source
+    checkpoint nothing records (reported with ``"foreign": None`` when allowed)."""
     from mvd_edge.data.registry import default_eval_settings, load_dataset
     from mvd_edge.eval.reid import evaluate_features
     from mvd_edge.runtime.sidecar import sha256_file
 
-    ckpt_sha = sha256_file(checkpoint) if Path(checkpoint).is_file() else None
+    if not Path(checkpoint).is_file():
+        raise UsageError(f"checkpoint not found: {checkpoint}")
+    ckpt_sha = sha256_file(checkpoint)
     data = load_dataset(dataset, Path(root), trial=trial, seed=seed)
     if not data.test:
         raise DatasetError(f"{root}: the test split of {dataset} is empty")
@@ -87,12 +106,20 @@ def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], datase
     for engine in engines:
         emb = load_embedder(engine)
         sha = engine_checkpoint_sha256(engine, emb)
-        foreign = sha is not None and ckpt_sha is not None and sha != ckpt_sha
+        # None: its source checkpoint is unknown (measured only with --allow-foreign)
+        foreign = None if sha is None or ckpt_sha is None else sha != ckpt_sha
         if foreign and not allow_foreign:
             emb.close()
-            raise UsageError(f"{engine} was built from another checkpoint (sha256 {sha[:12]}..., {checkpoint} is "
+            what = "is another checkpoint" if emb.backend == "torch" else "was built from another checkpoint"
+            raise UsageError(f"{engine} {what} (sha256 {sha[:12]}..., {checkpoint} is "
                              f"{ckpt_sha[:12]}...): verifying it against this one compares two models, not a "
                              f"precision; give its own checkpoint, or --allow-foreign to compare anyway")
+        if foreign is None and not allow_foreign:
+            emb.close()
+            raise UsageError(f"{engine}: its source checkpoint is unknown (no hashes.checkpoint_sha256 in its sidecar "
+                             f"nor in its graph's metadata), so measuring it against {checkpoint} may compare two "
+                             f"models, not a precision; rebuild it from {checkpoint} (mvd-edge export, then "
+                             f"build-engine), or --allow-foreign to compare anyway")
         recipe = emb.info.get("recipe")
         ref, ref_metrics = reference(recipe)
         report.setdefault("reference", {"name": "torch-fp32", "recipe": recipe, "metrics": ref_metrics})

@@ -142,7 +142,8 @@ def distill(
     refuse_overwriting_inputs({"--out best.pt": out / "best.pt", "--out last.pt": out / "last.pt"},
                               {"teacher checkpoint": teacher})
     cfg = _resumed(distill_config(teacher, config, overrides), config, overrides, resume)
-    summary = _stoppable(lambda: run_distill(cfg, resume=resume, evaluate_test=test, overwrite=overwrite), cfg.out)
+    summary = _stoppable(lambda: run_distill(cfg, resume=resume, evaluate_test=test, overwrite=overwrite,
+                                             teacher=teacher), cfg.out)
     rec = summary["student_of"]
     console.print(f"student: {cfg.model.backbone}, one pass, recipe {cfg.eval.recipe}; teacher {teacher} "
                   f"({rec['teacher_backbone']}, full, {rec['teacher_embedding_dim']}-d); start: {rec['init']}")

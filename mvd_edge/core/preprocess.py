@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import cv2
@@ -116,6 +116,47 @@ class PreprocessSpec:
             color_order=str(d.get("color_order", "RGB")),
             interpolation=str(d.get("interpolation", "linear")),
         )
+
+
+def preprocess_from_record(d: object) -> PreprocessSpec:
+    """:meth:`PreprocessSpec.from_dict` for a stored record (a checkpoint's or an engine sidecar's
+    ``preprocess``), strict about types: any fault is a ``ValueError`` whose message names the field
+    (``preprocess.std must be positive, got [0, 1, 1]``), for the reader to prefix with the file."""
+    names = [f.name for f in fields(PreprocessSpec)]
+    if not isinstance(d, Mapping):
+        raise ValueError(f"preprocess must be a mapping of {', '.join(names)}, got {type(d).__name__} {_short(d)}")
+    unknown = sorted(str(k) for k in d if k not in names)
+    if unknown:
+        raise ValueError(f"preprocess has unknown field(s) {unknown}; known: {', '.join(names)}")
+    for key in ("height", "width"):
+        if key not in d:
+            raise ValueError(f"preprocess.{key} is missing")
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v) or v < 1:
+            raise ValueError(f"preprocess.{key} must be a positive integer, got {_short(v)}")
+    for key in ("mean", "std"):
+        if key not in d:
+            raise ValueError(f"preprocess.{key} is missing")
+        v = d[key]
+        if (not isinstance(v, (list, tuple)) or len(v) != 3
+                or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in v)):
+            raise ValueError(f"preprocess.{key} must be three finite numbers (one per channel), got {_short(v)}")
+    if min(d["std"]) <= 0:
+        raise ValueError(f"preprocess.std must be positive, got {_short(d['std'])}")
+    for key, choices in (("color_order", COLOR_ORDERS), ("interpolation", tuple(INTERPOLATIONS))):
+        v = d.get(key, "RGB" if key == "color_order" else "linear")
+        ok = isinstance(v, str) and (v.upper() if key == "color_order" else v.lower()) in choices
+        if not ok:
+            raise ValueError(f"preprocess.{key} must be one of {', '.join(choices)}, got {_short(v)}")
+    try:
+        return PreprocessSpec.from_dict(dict(d))
+    except (KeyError, TypeError, ValueError) as exc:  # a check above missed a case: still one line, still named
+        raise ValueError(str(exc).replace("PreprocessSpec.", "preprocess.")) from exc
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def box_crop(img: np.ndarray, box: Sequence[float], margin: float = 0.08, aspect: float | None = 0.5,

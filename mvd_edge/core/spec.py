@@ -6,6 +6,7 @@ matcher only need these names, so they live here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mvd_edge.core.errors import UsageError
@@ -79,14 +80,39 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
+        """Inverse of :meth:`to_dict`. A record that is not one (not a mapping, a field missing or of the
+        wrong type) raises ``ValueError`` (``UsageError``) naming the field, ``model_spec.<field> ...``."""
+        if not isinstance(d, Mapping):
+            raise UsageError(f"model_spec must be a mapping (num_classes, backbone, last_stride, ...), "
+                             f"got {type(d).__name__}")
+        for key in ("num_classes", "backbone", "last_stride"):
+            if key not in d:
+                raise UsageError(f"model_spec.{key} is missing")
+        num_classes, last_stride = d["num_classes"], d["last_stride"]
+        if not _is_int(num_classes) or num_classes < 1:
+            raise UsageError(f"model_spec.num_classes must be a positive integer, got {num_classes!r}")
+        if d["backbone"] not in BACKBONES:
+            raise UsageError(f"model_spec.backbone must be one of {', '.join(BACKBONES)}, got {d['backbone']!r}")
+        if last_stride not in (1, 2) or isinstance(last_stride, bool):
+            raise UsageError(f"model_spec.last_stride must be 1 or 2, got {last_stride!r}")
         dims = d.get("bottleneck_dims")
+        if dims is not None and (not isinstance(dims, (list, tuple)) or len(dims) != 3
+                                 or not all(_is_int(x) and x >= 1 for x in dims)):
+            raise UsageError(f"model_spec.bottleneck_dims must be three positive integers or null, got {dims!r}")
+        branches = d.get("branches", BRANCHES)
+        if not isinstance(branches, (list, tuple)):
+            raise UsageError(f"model_spec.branches must be a list of branch names, got {branches!r}")
         return cls(
-            num_classes=int(d["num_classes"]),
+            num_classes=int(num_classes),
             backbone=str(d["backbone"]),
-            last_stride=int(d["last_stride"]),
+            last_stride=int(last_stride),
             bottleneck_dims=tuple(int(x) for x in dims) if dims else None,  # type: ignore[arg-type]
-            branches=tuple(str(b) for b in d.get("branches", BRANCHES)),
+            branches=tuple(str(b) for b in branches),
         )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_recipe(recipe: str) -> str:

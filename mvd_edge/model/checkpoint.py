@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from mvd_edge.core.errors import DeviceUnavailable, MvdEdgeError
-from mvd_edge.core.preprocess import PreprocessSpec
+from mvd_edge.core.preprocess import PreprocessSpec, preprocess_from_record
 from mvd_edge.core.spec import ModelSpec
 from mvd_edge.model.net import MVDNet, check_graph_spec
 
@@ -63,19 +63,48 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
         raise CheckpointError(f"cannot read checkpoint {p} (truncated or not a torch file?): {first}") from exc
     if not isinstance(state, dict) or state.get("format") != CKPT_FORMAT:
         raise CheckpointError(f"{p} is not an mvd-edge checkpoint (expected format {CKPT_FORMAT})")
+    # the records every reader builds from (export, eval, verify, distill, bench, resume): checked once, here
+    if "preprocess" in state:
+        checkpoint_preprocess(state, p)
+    if "model_spec" in state:
+        checkpoint_model_spec(state, p)
     return state
+
+
+_DAMAGED_FIX = "the file was edited or damaged: use an intact copy of it (the run's best.pt or last.pt) or retrain"
+
+
+def checkpoint_preprocess(state: dict, path: str | Path) -> PreprocessSpec:
+    """The checkpoint's ``preprocess`` record as a :class:`PreprocessSpec`; :class:`CheckpointError`
+    naming the file and the field when it is missing or damaged."""
+    if "preprocess" not in state:
+        raise CheckpointError(f"{path}: it has no preprocess record (not written by `mvd-edge train`?); {_DAMAGED_FIX}")
+    try:
+        return preprocess_from_record(state["preprocess"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its preprocess is damaged ({exc}); {_DAMAGED_FIX}") from exc
+
+
+def checkpoint_model_spec(state: dict, path: str | Path) -> ModelSpec:
+    """The checkpoint's ``model_spec`` record as a :class:`ModelSpec`; :class:`CheckpointError`
+    naming the file and the field when it is missing or damaged."""
+    if "model_spec" not in state:
+        raise CheckpointError(f"{path}: it has no model_spec record (not written by `mvd-edge train`?); "
+                              f"{_DAMAGED_FIX}")
+    try:
+        return ModelSpec.from_dict(state["model_spec"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: its model_spec is damaged or from another program ({exc}); "
+                              f"{_DAMAGED_FIX}") from exc
 
 
 def model_from_checkpoint(path: str | Path, recipe: str | None = None, map_location: str = "cpu") -> tuple[MVDNet, dict]:
     """Rebuild the model of a checkpoint in eval mode -> (model, checkpoint dict)."""
     p = Path(path)
     state = load_checkpoint(p, map_location)
-    if "preprocess" in state:  # a preprocessing the in-graph grayscale would get wrong is refused here
-        check_graph_spec(PreprocessSpec.from_dict(state["preprocess"]), where=f"checkpoint {path}")
-    try:
-        spec = ModelSpec.from_dict(state["model_spec"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{p}: its model_spec is damaged or from another program ({exc!r})") from exc
+    # a preprocessing the in-graph grayscale would get wrong is refused here
+    check_graph_spec(checkpoint_preprocess(state, p), where=f"checkpoint {path}")
+    spec = checkpoint_model_spec(state, p)
     model = MVDNet.from_spec(spec, recipe=recipe or state.get("recipe"))
     try:
         model.load_state_dict(state["model"])

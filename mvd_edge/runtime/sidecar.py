@@ -108,7 +108,59 @@ def read_sidecar(engine: str | Path, verify_hash: bool = True) -> dict:
                           f"replaced); {rebuild_hint(info)}")
     if verify_hash and sha256_file(p) != info.get("engine_sha256"):
         raise EngineError(f"{p} does not match the hash in its sidecar (corrupt or modified); {rebuild_hint(info)}")
+    validate_sidecar(info, sc)
     return info
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def validate_sidecar(info: dict, where: str | Path) -> None:
+    """Raise :class:`EngineError` naming the first field of a sidecar (``where``: its path) whose
+    type or range no engine could have been built with: ``preprocess`` (a record
+    :meth:`PreprocessSpec.from_dict` accepts), ``embedding_dim`` (int >= 1), ``max_batch`` (int
+    >= 1, when present), ``batch_profile`` (three ints ``1 <= min <= opt <= max``, when present).
+
+    Only types and ranges: a well-typed value that is not the one the engine was built with is
+    caught by the field hashes (:func:`check_sidecar_facts`) and the backends' own checks, which
+    name what it contradicts."""
+    from mvd_edge.core.preprocess import preprocess_from_record
+
+    def bad(detail: str) -> EngineError:
+        return EngineError(f"{where}: {detail} (the sidecar was edited or damaged); {rebuild_hint(_hintable(info))}")
+
+    if "preprocess" not in info:
+        raise bad("preprocess is missing")
+    try:
+        preprocess_from_record(info["preprocess"])
+    except ValueError as exc:
+        raise bad(str(exc)) from exc
+    if "embedding_dim" not in info:
+        raise bad("embedding_dim is missing")
+    if not _positive_int(info["embedding_dim"]):
+        raise bad(f"embedding_dim must be an integer >= 1, got {info['embedding_dim']!r}")
+    if "max_batch" in info and not _positive_int(info["max_batch"]):
+        raise bad(f"max_batch must be an integer >= 1, got {info['max_batch']!r}")
+    if "batch_profile" in info:
+        bp = info["batch_profile"]
+        if (not isinstance(bp, (list, tuple)) or len(bp) != 3 or not all(_positive_int(b) for b in bp)
+                or not bp[0] <= bp[1] <= bp[2]):
+            raise bad(f"batch_profile must be three integers 1 <= min <= opt <= max, got {bp!r}")
+    if "max_batch" in info and "batch_profile" in info and info["max_batch"] > info["batch_profile"][2]:
+        raise bad(f"max_batch {info['max_batch']} is above the batch profile's max {info['batch_profile'][2]}")
+
+
+def _hintable(info: dict) -> dict:
+    """``info`` with the fields :func:`rebuild_hint` formats dropped where they are not what it expects."""
+    out = dict(info)
+    bp = out.get("batch_profile")
+    if not isinstance(bp, (list, tuple)) or not all(isinstance(b, (int, float, str)) for b in bp):
+        out.pop("batch_profile", None)
+    for key in ("source_onnx", "backend"):
+        if not isinstance(out.get(key), str):
+            out.pop(key, None)
+    return out
 
 
 def check_trt_compat(info: dict, trt_version: str, gpu_name: str, compute_capability: str) -> None:

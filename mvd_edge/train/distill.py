@@ -119,10 +119,15 @@ class Distiller(Trainer):
     the distillation terms (see the module docstring); checkpoints, resume, validation, DDP and
     crash safety are the trainer's."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False,
+                 teacher: str | Path | None = None):
+        """``teacher``: the teacher the user named, checked on ``resume`` against the one the run was
+        distilled from (a ``--resume`` config is the run's own, whose ``distill.teacher`` is the run's
+        teacher, so the one on the command line must be passed here to be checked at all)."""
         if not cfg.distill.teacher:
             raise ConfigError("distill.teacher: give the teacher's checkpoint (mvd-edge distill TEACHER)")
         check_student_config(cfg)
+        self.given_teacher = Path(teacher) if teacher is not None else None
         self.teacher_path = Path(cfg.distill.teacher)
         teacher, tstate = model_from_checkpoint(self.teacher_path)
         if teacher.is_student:
@@ -204,7 +209,15 @@ class Distiller(Trainer):
         return {"student_of": dict(self.student_of), "distill_state": {"kd_proj": self.kd_proj.state_dict()}}
 
     def load_extra_state(self, state: dict) -> None:
-        was = (state.get("student_of") or {}).get("teacher_sha256")
+        rec = state.get("student_of") if isinstance(state.get("student_of"), dict) else {}
+        was = rec.get("teacher_sha256")
+        given = self.given_teacher
+        given_sha = sha256_file(given) if given is not None and was is not None and given.is_file() else was
+        if given_sha != was:  # the teacher on the command line is not the run's (a --resume config holds the run's)
+            old = rec.get("teacher_checkpoint", "the run's teacher")
+            raise CheckpointError(f"--resume: {self.out / 'last.pt'} was distilled from another teacher: {old} "
+                                  f"(sha256 {str(was)[:12]}...), not {given} (sha256 {given_sha[:12]}...); resume "
+                                  f"with {old}, or distill from {given} into another --out")
         if was != self.student_of["teacher_sha256"]:
             raise CheckpointError(f"{self.out / 'last.pt'} was distilled from another teacher "
                                   f"(sha256 {str(was)[:12]}..., now {self.student_of['teacher_sha256'][:12]}...); "
@@ -229,10 +242,10 @@ def kd_relational(student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def run_distill(cfg: TrainConfig, resume: bool = False, progress: bool = True, evaluate_test: bool = True,
-                overwrite: bool = False) -> dict:
+                overwrite: bool = False, teacher: str | Path | None = None) -> dict:
     """Distil, then (rank 0) evaluate the student's ``best.pt`` on the test protocols; writes
-    ``student.json`` (the ``student_of`` record) beside the checkpoints."""
-    trainer = Distiller(cfg, resume=resume, progress=progress, overwrite=overwrite)
+    ``student.json`` (the ``student_of`` record) beside the checkpoints. ``teacher``: see :class:`Distiller`."""
+    trainer = Distiller(cfg, resume=resume, progress=progress, overwrite=overwrite, teacher=teacher)
     summary = _finish_run(trainer, cfg, evaluate_test, title=f"{cfg.data.dataset} (student {cfg.model.backbone}, "
                                                              f"{cfg.eval.recipe})")
     summary["student_of"] = dict(trainer.student_of)
