@@ -176,7 +176,7 @@ SPLITS = ("all", "train", "val", "test")
 
 
 def calibrate_threshold(engine: str | Path, dataset: str, root: str | Path, split: str = "all",
-                        target_precision: float = 0.9, people: int = 6, scenes: int = 300, track_images: int = 4,
+                        target_precision: float = 0.9, people: int = 6, scenes: int = 300, track_images: int | None = None,
                         seed: int = 0, device: str | None = None, write: bool = True,
                         progress: bool = False) -> dict:
     """Measure the matcher's operating point of ``engine`` on ``split`` of a data set; store it in the sidecar.
@@ -186,7 +186,7 @@ def calibrate_threshold(engine: str | Path, dataset: str, root: str | Path, spli
     the selection identities is optimistic. See :mod:`mvd_edge.eval.operating_point`.
     """
     from mvd_edge.data.registry import load_dataset
-    from mvd_edge.eval.operating_point import operating_point
+    from mvd_edge.eval.operating_point import DEFAULT_TRACK_IMAGES, operating_point
     from mvd_edge.runtime.sidecar import read_sidecar, set_operating_point
 
     if split not in SPLITS:
@@ -206,7 +206,7 @@ def calibrate_threshold(engine: str | Path, dataset: str, root: str | Path, spli
             close()
     point = operating_point(feats, [s.pid for s in samples], [int(s.modality) for s in samples],
                             target_precision=target_precision, people=people, scenes=scenes,
-                            track_images=track_images, seed=seed)
+                            track_images=track_images or DEFAULT_TRACK_IMAGES, seed=seed)
     point["data"] = {"dataset": dataset, "root": str(root), "split": split, "images": len(samples)}
     point["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if write:

@@ -222,13 +222,15 @@ def calibrate_threshold_cmd(
     people: Annotated[int, typer.Option(help="people in view at once in the simulated scenes")] = 6,
     scenes: Annotated[int, typer.Option(help="simulated scenes")] = 300,
     seed: Annotated[int, typer.Option(help="random seed of the scenes")] = 0,
+    track_images: Annotated[int, typer.Option(help="crops averaged into each simulated track (the matcher's "
+                                                   "banks average up to 30)")] = 16,
     device: Annotated[Optional[str], typer.Option(help="engine device (default: the engine's)")] = None,
 ) -> None:
     """Measure the match threshold (and margin) that reaches a pair precision; store it in the engine's sidecar."""
     from mvd_edge.verify import calibrate_threshold
 
     point = calibrate_threshold(engine, dataset, root, split=split, target_precision=precision, people=people,
-                                scenes=scenes, seed=seed, device=device, progress=True)
+                                scenes=scenes, seed=seed, device=device, progress=True, track_images=track_images)
     state = "reached" if point["reached"] else "NOT reached (best precision kept)"
     console.print(f"operating point for {engine}: threshold {point['threshold']:.4f}, margin {point['margin']:.3f}; "
                   f"pair precision {point['precision']:.3f} ({state}, target {precision}), pair recall "
