@@ -53,3 +53,24 @@ def tiny_onnx(tmp_path_factory, tiny_ckpt) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_onnx(tiny_ckpt, out)
     return out
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for torchrun's rendezvous and local stand-in servers)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    """One small synthetic data set per test module (written by the trainer's own path)."""
+    from mvd_edge.core.config import load_train_config
+    from mvd_edge.train import trainer as trainer_mod
+
+    root = tmp_path_factory.mktemp("synth")
+    cfg = load_train_config(None, SMALL_TRAIN + [f"out={root / 'unused'}", f"data.root={root / 'data'}"])
+    trainer_mod.ensure_synthetic(root / "data", cfg)
+    return root / "data"

@@ -35,14 +35,13 @@ Tolerances, and why (measured on 2 CPU cores, torch 2.14.1):
 
 import csv
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL_TRAIN
+from conftest import SMALL_TRAIN, free_port
 
 from mvd_edge.core.config import load_train_config
 from mvd_edge.model.checkpoint import load_checkpoint
@@ -68,18 +67,8 @@ main()
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    cfg = load_train_config(None, SMALL + [f"out={root / 'unused'}", f"data.root={root / 'data'}"])
-    trainer_mod.ensure_synthetic(root / "data", cfg)
-    return root / "data"
 
 
 def _train(out: Path, root: Path, sets: list[str], nproc: int = 1, script: Path | None = None,
@@ -89,7 +78,7 @@ def _train(out: Path, root: Path, sets: list[str], nproc: int = 1, script: Path 
     target = [str(script)] if script else ["-m", "mvd_edge"]
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
-               f"--master_port={_free_port()}", *target]
+               f"--master_port={free_port()}", *target]
     else:
         cmd = [sys.executable, *target]
     cmd += ["train", "--no-test", "--out", str(out), "--root", str(root), *extra]
@@ -261,7 +250,7 @@ def test_all_reduce_batchnorm_and_gather_equal_one_process():
     DDP-averaged parameter gradients, input gradients, running statistics (float32, rtol 1e-4)."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_blocks_worker, args=(2, _free_port()), nprocs=2, join=True)
+    mp.spawn(_blocks_worker, args=(2, free_port()), nprocs=2, join=True)
 
 
 def test_sync_batchnorm_conversion_picks_torch_where_it_runs_and_ours_on_the_cpu():

@@ -3,14 +3,13 @@
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL_TRAIN
+from conftest import SMALL_TRAIN, free_port
 
 from mvd_edge.core.config import ConfigError, load_train_config
 from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -20,13 +19,6 @@ from mvd_edge.train.trainer import Trainer, lr_factor, run_training
 SMALL = SMALL_TRAIN
 
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory):
-    """One small synthetic data set shared by the tests (written by the trainer's own path)."""
-    root = tmp_path_factory.mktemp("synth")
-    cfg = load_train_config(None, SMALL + [f"out={root / 'unused'}", f"data.root={root / 'data'}"])
-    trainer_mod.ensure_synthetic(root / "data", cfg)
-    return root / "data"
 
 
 def test_ensure_synthetic_rewrites_a_set_written_with_other_settings(tmp_path, monkeypatch):
@@ -209,16 +201,12 @@ def test_unreadable_images_are_counted_not_fatal(tmp_path, synth_root):
         pytest.fail("no corrupted sample in the training split")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ddp_two_cpu_processes_gloo(tmp_path, synth_root):
     out = tmp_path / "ddp"
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-            f"--master_port={_free_port()}", "-m", "mvd_edge", "train", "--no-test", "--out", str(out),
+            f"--master_port={free_port()}", "-m", "mvd_edge", "train", "--no-test", "--out", str(out),
             "--root", str(synth_root)]
     for item in SMALL + ["optim.epochs=1", "data.batches_per_epoch=4"]:
         args += ["--set", item]
