@@ -229,13 +229,9 @@ def match_cmd(
                       f"ir {detectors['ir'].name}, rgb {detectors['rgb'].name}; "
                       f"sources: ir {specs['ir'].label}, rgb {specs['rgb'].label}", highlight=False)
     from mvd_edge.core.signals import sigterm_as_interrupt
-    from mvd_edge.match.sinks import CropSaver, MatchMetrics
+    from mvd_edge.match.sinks import CropSaver
 
-    sinks = [*(WebhookSink(u, max_queue=sink_queue) for u in webhook or []),
-             *(MqttSink(u, max_queue=sink_queue) for u in mqtt or [])]
-    metrics = MatchMetrics(metrics_port) if metrics_port is not None else None
-    if metrics is not None:
-        err_console.print(f"metrics: http://127.0.0.1:{metrics.port}/metrics", highlight=False)
+    sinks, metrics = _network_outputs(webhook, mqtt, sink_queue, metrics_port)
     try:
         with sigterm_as_interrupt():  # docker stop / systemd: close the video and the events like Ctrl-C
             summary = run_match(specs["ir"], specs["rgb"], embedder, detectors, config=config, events=events,
@@ -264,6 +260,18 @@ def match_cmd(
         raise typer.Exit(143 if summary["ended"].startswith("terminated") else 130)
 
 
+def _network_outputs(webhook, mqtt, sink_queue: int, metrics_port: int | None):
+    """The ``--webhook`` / ``--mqtt`` sinks and the ``--metrics-port`` server (URLs checked earlier)."""
+    from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
+
+    sinks = [*(WebhookSink(u, max_queue=sink_queue) for u in webhook or []),
+             *(MqttSink(u, max_queue=sink_queue) for u in mqtt or [])]
+    metrics = MatchMetrics(metrics_port) if metrics_port is not None else None
+    if metrics is not None:
+        err_console.print(f"metrics: http://127.0.0.1:{metrics.port}/metrics", highlight=False)
+    return sinks, metrics
+
+
 def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin, same_threshold, hysteresis,
               embed_every, max_occlusion, events, save, save_crops, summary_json, max_frames, duration, realtime,
               queue_size,
@@ -273,7 +281,7 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
     from mvd_edge.core.modality import Modality
     from mvd_edge.core.signals import sigterm_as_interrupt
     from mvd_edge.match.detect import make_detector
-    from mvd_edge.match.sinks import CropSaver, MatchMetrics, MqttSink, WebhookSink
+    from mvd_edge.match.sinks import CropSaver
     from mvd_edge.match.site import SiteCamera, SiteConfig, SiteRunner
     from mvd_edge.match.sources import load_cameras
     from mvd_edge.runtime import load_embedder
@@ -302,11 +310,7 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
                         hysteresis=hysteresis, embed_every=embed_every, max_occlusion=max_occlusion)
     err_console.print(f"site of {len(cams)} cameras: " + ", ".join(
         f"{c.name} ({c.modality.short}, {detectors[c.name].name})" for c in cams), highlight=False)
-    sinks = [*(WebhookSink(u, max_queue=sink_queue) for u in webhook or []),
-             *(MqttSink(u, max_queue=sink_queue) for u in mqtt or [])]
-    metrics = MatchMetrics(metrics_port) if metrics_port is not None else None
-    if metrics is not None:
-        err_console.print(f"metrics: http://127.0.0.1:{metrics.port}/metrics", highlight=False)
+    sinks, metrics = _network_outputs(webhook, mqtt, sink_queue, metrics_port)
     runner = SiteRunner(cams, embedder, detectors, config=config, events=events, sinks=sinks, metrics=metrics,
                         step_fps=step_fps, tolerance=sync_tolerance, queue_size=queue_size,
                         open_timeout=open_timeout, max_offline=max_offline, realtime=realtime, save=save,

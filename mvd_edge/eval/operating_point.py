@@ -81,13 +81,13 @@ def scene_pairs(feats: np.ndarray, pids: Sequence[int], modalities: Sequence[int
         pools = [sorted(set(by_mod[Modality.INFRARED]) & set(by_mod[Modality.VISIBLE]))]
         what = "seen in both modalities"
     else:
-        pools = [sorted(by_mod[m]) for m in Modality if len(by_mod[m]) >= 2]
+        same_mods = [m for m in Modality if len(by_mod[m]) >= 2]
+        pools = [sorted(by_mod[m]) for m in same_mods]
         what = "with 2 or more crops of one modality"
     if not pools or max(len(pool) for pool in pools) < 2:
         raise UsageError(f"the operating point needs at least 2 identities {what}, got "
                          f"{max((len(pool) for pool in pools), default=0)}")
-    pools = [pool for pool in pools if len(pool) >= 2]
-    k = min(people, min(len(pool) for pool in pools))
+    k = min(people, min(len(pool) for pool in pools))  # every pool has >= 2 identities here
     rng = np.random.default_rng(seed)
     sims, gaps, correct = [], [], []
 
@@ -106,8 +106,7 @@ def scene_pairs(feats: np.ndarray, pids: Sequence[int], modalities: Sequence[int
             ir = np.stack([track(by_mod[Modality.INFRARED][int(p)]) for p in who])
             rgb = np.stack([track(by_mod[Modality.VISIBLE][int(p)]) for p in who])
         else:  # one modality per scene, alternating; "ir"/"rgb" below are just the two sides
-            mods_here = [m for m in Modality if len(by_mod[m]) >= 2]
-            m = mods_here[n_scene % len(mods_here)]
+            m = same_mods[n_scene % len(same_mods)]
             who = rng.choice(sorted(by_mod[m]), size=k, replace=False)
             sides = [two_tracks(by_mod[m][int(p)]) for p in who]
             ir, rgb = np.stack([a for a, _ in sides]), np.stack([b for _, b in sides])

@@ -171,7 +171,7 @@ class MatchPipeline:
         if missing:
             raise ValueError(f"detectors needed for {sorted(missing)}")
         self.detectors = detectors
-        self.trackers = trackers or {s: self._default_tracker(detectors[s]) for s in STREAMS}
+        self.trackers = trackers or {s: default_tracker(detectors[s], c) for s in STREAMS}
         self.banks = {s: FeatureBank(embedder.dim, c.ema_momentum, c.last_n) for s in STREAMS}
         self.associator = CrossModalAssociator(c.threshold, c.hysteresis, c.stickiness, c.reid_threshold,
                                                max_gallery=c.reid_memory, margin=c.margin,
@@ -184,12 +184,6 @@ class MatchPipeline:
         self.tracks_seen = {s: set() for s in STREAMS}  # ids, bounded: pruned when tracks end
         self.n_tracks = {s: 0 for s in STREAMS}
         self.last_tracks: dict[str, list[Track]] = {s: [] for s in STREAMS}
-
-    def _default_tracker(self, detector: Detector):
-        c = self.config
-        if getattr(detector, "has_ids", False):
-            return PassthroughTracker(max_age=c.track_max_age)
-        return ByteTracker(high=c.track_high, low=c.track_low, min_hits=c.track_min_hits, max_age=c.track_max_age)
 
     def _crop(self, img: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """The re-id crop of ``box`` (x1y1x2y2): margin, aspect, border replication; None if too small."""
@@ -285,6 +279,13 @@ class MatchPipeline:
                         "ir_track": ch.ir_track, "rgb_track": ch.rgb_track, "global_id": ch.global_id,
                         "similarity": round(ch.similarity, 4), "ir_box": None, "rgb_box": None, "reason": ch.reason})
         return out
+
+
+def default_tracker(detector: Detector, c: MatchConfig):
+    """:class:`PassthroughTracker` for a detector that yields ids (a MOT file with track ids), else :class:`ByteTracker`."""
+    if getattr(detector, "has_ids", False):
+        return PassthroughTracker(max_age=c.track_max_age)
+    return ByteTracker(high=c.track_high, low=c.track_low, min_hits=c.track_min_hits, max_age=c.track_max_age)
 
 
 def track_crops(img: np.ndarray, tracks: list[Track], dets: Detections, bank: FeatureBank, c: MatchConfig,
@@ -426,12 +427,9 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
     t_first = None
     n = 0
 
-    def push_metrics() -> None:
+    def push_metrics(force: bool = False) -> None:
         if metrics is not None:
-            metrics.update(cameras={s: {"fps": srcs[s].fps, "depth": srcs[s].depth, "dropped": srcs[s].dropped,
-                                        "corrupt": srcs[s].stats.corrupt} for s in STREAMS},
-                           frames=n, stage_ms={st: pipe.timer.mean_ms(st) for st in pipe.timer.stages()},
-                           events=dict(writer.counts), sinks=list(sinks))
+            metrics.observe(srcs, n, pipe.timer, writer.counts, sinks, force=force)
 
     try:
         for s in STREAMS:
@@ -452,14 +450,12 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
 
             live = Live(console=console, auto_refresh=False, transient=False)
             live.start()
-        last_refresh = last_metrics = 0.0
+        last_refresh = 0.0
 
         def refresh(force: bool = False) -> None:
-            nonlocal last_refresh, last_metrics
+            nonlocal last_refresh
             now = time.monotonic()
-            if metrics is not None and (force or now - last_metrics > 0.25):
-                push_metrics()
-                last_metrics = now
+            push_metrics(force)
             if live is not None and (force or now - last_refresh > 0.25):
                 el = now - (t_first or now)
                 live.update(_status_text(pipe, srcs, n, (n - 1) / el if el > 0 and n > 1 else 0.0, writer, profile),
@@ -551,7 +547,7 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
         writer.close()  # the network sinks deliver their backlog here
         if sinks:
             summary["sinks"] = [s.summary() for s in sinks]
-        push_metrics()
+        push_metrics(force=True)
         if sink is not None:
             sink.close()
         if window is not None:

@@ -289,6 +289,7 @@ class MatchMetrics:
         except OSError as exc:
             raise UsageError(f"--metrics-port {port}: cannot listen on {addr}:{port} ({exc.strerror or exc})") from None
         self.port = int(self._server.server_port)
+        self._last_observed = float("-inf")
 
     def update(self, *, cameras: dict[str, dict[str, float]], frames: int, stage_ms: dict[str, float],
                events: dict[str, int], sinks: list[EventSink] = ()) -> None:
@@ -306,6 +307,20 @@ class MatchMetrics:
         for s in sinks:
             self.backlog.labels(s.name).set(s.backlog)
             self.sink_dropped.labels(s.name).set(s.stats["dropped"])
+
+    def observe(self, sources: dict, frames: int, timer, events: dict[str, int], sinks=(),
+                force: bool = False) -> None:
+        """:meth:`update` from a run's state: ``sources`` ``{camera: FrameSource}``, ``timer`` a
+        :class:`~mvd_edge.match.pipeline.StageTimer`, ``events`` counts by kind. At most every
+        0.25 s unless ``force`` (the matcher calls it every step)."""
+        now = time.monotonic()
+        if not force and now - self._last_observed < 0.25:
+            return
+        self._last_observed = now
+        self.update(cameras={n: {"fps": src.fps, "depth": src.depth, "dropped": src.dropped,
+                                 "corrupt": src.stats.corrupt} for n, src in sources.items()},
+                    frames=frames, stage_ms={st: timer.mean_ms(st) for st in timer.stages()},
+                    events=dict(events), sinks=list(sinks))
 
     def close(self) -> None:
         self._server.shutdown()

@@ -55,12 +55,13 @@ from scipy.optimize import linear_sum_assignment
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
+from mvd_edge.core.preprocess import box_crop
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector
 from mvd_edge.match.events import EventWriter, box_xywh
-from mvd_edge.match.pipeline import MatchConfig, StageTimer, rss_mb, track_crops
+from mvd_edge.match.pipeline import MatchConfig, StageTimer, default_tracker, rss_mb, track_crops
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
-from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
+from mvd_edge.match.track import Track
 
 __all__ = ["SITE_SCHEMA", "IdentityTable", "SiteCamera", "SiteConfig", "SiteMatcher", "SiteRunner", "TimeSync"]
 
@@ -164,10 +165,6 @@ class IdentityTable:
             self.have[modality][r] = True
         self.recency.move_to_end(gid)
 
-    def descriptor(self, gid: int, modality: Modality) -> np.ndarray | None:
-        r = self.row.get(gid)
-        return None if r is None or not self.have[modality][r] else self.mat[modality][r]
-
     def similarities(self, modality: Modality, desc: np.ndarray) -> np.ndarray:
         """Cosine of each query ``[T, D]`` with every row's ``modality`` descriptor: ``[T, rows]``,
         ``-inf`` where a row has none."""
@@ -203,9 +200,7 @@ class SiteMatcher:
         self.embedder, self.cameras = embedder, {c.name: c for c in cameras}
         self.config = c = config or SiteConfig()
         self.detectors = detectors
-        self.trackers = {n: (PassthroughTracker(max_age=c.track_max_age) if getattr(detectors[n], "has_ids", False)
-                             else ByteTracker(high=c.track_high, low=c.track_low, min_hits=c.track_min_hits,
-                                              max_age=c.track_max_age)) for n in names}
+        self.trackers = {n: default_tracker(detectors[n], c) for n in names}
         self.banks = {n: FeatureBank(embedder.dim, c.ema_momentum, c.last_n) for n in names}
         self.states: dict[str, dict[int, _TrackState]] = {n: {} for n in names}
         self.gallery = IdentityTable(embedder.dim, c.gallery_size)
@@ -224,7 +219,6 @@ class SiteMatcher:
 
         ``frames``: ``{camera name: FramePacket or uint8 BGR image}``. Returns this step's
         events (``identity`` and ``sighting``)."""
-        from mvd_edge.core.preprocess import box_crop
 
         c = self.config
         unknown = set(frames) - set(self.cameras)
@@ -251,10 +245,9 @@ class SiteMatcher:
         self.last_tracks.update(tracks)
         t = self._tick("track", t)
         crops, owners = [], []
-        crop_fn = lambda img, box: box_crop(img, box, c.crop_margin, self.aspect, c.min_box_height)  # noqa: E731
         for n in packets:
             for tid, crop in track_crops(packets[n].image, tracks[n], dets[n], self.banks[n], c, self.step_index,
-                                         crop_fn):
+                                         self._crop):
                 crops.append(crop)
                 owners.append((n, tid))
         if crops:
@@ -277,6 +270,10 @@ class SiteMatcher:
         self._tick("events", t)
         self.step_index += 1
         return events
+
+    def _crop(self, img: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        c = self.config
+        return box_crop(img, box, c.crop_margin, self.aspect, c.min_box_height)
 
     def _tick(self, stage: str, t0: float) -> float:
         t1 = time.perf_counter()
@@ -440,10 +437,8 @@ class TimeSync:
             if pkt is not False:
                 self.pending[name] = pkt
                 return pkt
-            if src.live and time.monotonic() >= deadline:
-                return None
-            if not src.live and time.monotonic() >= deadline:
-                return None  # a file that delivers nothing for this long: leave it out of this step
+            if time.monotonic() >= deadline:
+                return None  # nothing by the deadline: leave the source out of this step
 
     def next(self) -> tuple[float, dict[str, FramePacket]] | None:
         """The next step's time and its frames (cameras without a frame for it are absent);
@@ -518,7 +513,6 @@ class SiteRunner:
         self.reason = "?"
         self._t_start = self._t_first = None
         self._rss_start = rss_mb()
-        self._last_metrics = 0.0
         self.save, self.tile_height = save, int(tile_height)
         self.crops = crops  # a sinks.CropSaver: crops of sighted people for `mvd-edge gallery build`
         self.video = None
@@ -582,15 +576,9 @@ class SiteRunner:
         m.timer.add("render", time.perf_counter() - t0)
 
     def _push_metrics(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.metrics is None or (not force and now - self._last_metrics < 0.25):
-            return
-        self._last_metrics = now
-        self.metrics.update(cameras={n: {"fps": s.fps, "depth": s.depth, "dropped": s.dropped,
-                                         "corrupt": s.stats.corrupt} for n, s in self.sources.items()},
-                            frames=self.steps, stage_ms={st: self.matcher.timer.mean_ms(st)
-                                                         for st in self.matcher.timer.stages()},
-                            events=dict(self.writer.counts), sinks=self.sinks)
+        if self.metrics is not None:
+            self.metrics.observe(self.sources, self.steps, self.matcher.timer, self.writer.counts, self.sinks,
+                                 force=force)
 
     def summary(self) -> dict[str, Any]:
         elapsed = time.monotonic() - (self._t_first or time.monotonic())
