@@ -187,7 +187,7 @@ def match_cmd(
         _run_site(cameras, model, device=device, detector=detector, threshold=threshold, margin=margin,
                   same_threshold=same_threshold, hysteresis=hysteresis, embed_every=embed_every,
                   max_occlusion=max_occlusion, events=events, save=save, save_crops=save_crops,
-                  summary_json=summary_json,
+                  summary_json=summary_json, status=status,
                   max_frames=max_frames,
                   duration=duration, realtime=realtime, queue_size=queue_size, open_timeout=open_timeout,
                   max_offline=max_offline, step_fps=step_fps, sync_tolerance=sync_tolerance, webhook=webhook,
@@ -260,6 +260,26 @@ def match_cmd(
         raise typer.Exit(143 if summary["ended"].startswith("terminated") else 130)
 
 
+def _run_with_status(runner, max_steps, duration) -> dict:
+    """:meth:`SiteRunner.run` with a live status line (steps, rate, frames per camera, people)."""
+    import time
+
+    from rich.live import Live
+
+    t0, last = time.monotonic(), [0.0]
+    with Live(console=err_console, auto_refresh=False, transient=True) as live:
+        def show(r) -> None:
+            now = time.monotonic()
+            if now - last[0] < 0.25:
+                return
+            last[0] = now
+            used = ", ".join(f"{n} {r.sync.used[n]}" for n in r.sources)
+            live.update(f"step {r.steps}  {r.steps / max(now - t0, 1e-9):.1f} steps/s  frames: {used}  "
+                        f"people {r.matcher.identities}", refresh=True)
+
+        return runner.run(max_steps=max_steps, duration=duration, on_step=show)
+
+
 def _network_outputs(webhook, mqtt, sink_queue: int, metrics_port: int | None):
     """The ``--webhook`` / ``--mqtt`` sinks and the ``--metrics-port`` server (URLs checked earlier)."""
     from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
@@ -273,7 +293,7 @@ def _network_outputs(webhook, mqtt, sink_queue: int, metrics_port: int | None):
 
 
 def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin, same_threshold, hysteresis,
-              embed_every, max_occlusion, events, save, save_crops, summary_json, max_frames, duration, realtime,
+              embed_every, max_occlusion, events, save, save_crops, summary_json, status, max_frames, duration, realtime,
               queue_size,
               open_timeout, max_offline, step_fps, sync_tolerance, webhook, mqtt, sink_queue, metrics_port, retrack,
               min_box_score, detector_kw) -> None:
@@ -317,7 +337,8 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
                         crops=CropSaver(save_crops) if save_crops is not None else None)
     try:
         with sigterm_as_interrupt():
-            summary = runner.run(max_steps=max_frames, duration=duration)
+            summary = _run_with_status(runner, max_frames, duration) if status else \
+                runner.run(max_steps=max_frames, duration=duration)
     finally:
         if metrics is not None:
             metrics.close()
