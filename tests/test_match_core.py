@@ -319,3 +319,149 @@ def test_box_overlap_is_the_largest_share_covered_by_one_other_box():
     ov = box_overlap(boxes)
     assert np.allclose(ov, [0.5, 0.5, 1.0, 0.0])  # box 0 is half covered by 1 (and 16 % by 2): the max
     assert box_overlap(boxes[:1]).tolist() == [0.0] and box_overlap(np.zeros((0, 4))).shape == (0,)
+
+
+def test_conflicts_are_the_gated_pairs_with_an_alternative():
+    from mvd_edge.match.track import conflicts
+
+    gated = np.array([[1, 1, 0, 0],   # track 0 overlaps detections 0 and 1: ambiguous
+                      [0, 1, 0, 0],   # track 1 only det 1, but det 1 is shared: in the group
+                      [0, 0, 1, 0],   # track 2 / det 2: alone, decided by IoU
+                      [0, 0, 0, 0]], bool)
+    rows, cols = conflicts(gated)
+    assert rows.tolist() == [0, 1] and cols.tolist() == [0, 1]
+    rows, cols = conflicts(np.eye(3, dtype=bool))
+    assert rows.size == 0 and cols.size == 0
+
+
+def _crossing(weight):
+    """Two people side by side swap places between two frames, so IoU alone prefers the swap."""
+    person = {}  # track id -> person, learnt from the first frame
+    feat = {0: np.array([1.0, 0.0], np.float32), 1: np.array([0.0, 1.0], np.float32)}
+    calls = []
+    det_person = [0, 1]
+
+    def appearance(track_ids, det_idx):
+        calls.append((list(track_ids), [int(j) for j in det_idx]))
+        tf = [feat[person[t]] if t in person else np.zeros(2, np.float32) for t in track_ids]  # unknown yet: zero
+        return np.stack(tf), np.stack([feat[det_person[j]] for j in det_idx])
+
+    tr = ByteTracker(min_hits=1, appearance_weight=weight)
+    a, b = [0, 0, 20, 40], [10, 0, 30, 40]
+    for _ in range(3):
+        out = tr.update(_dets([a, b]), appearance)
+    for t in out:
+        person[t.id] = 0 if t.box[0] < 5 else 1
+    calls.clear()
+    a2, b2 = [8, 0, 28, 40], [2, 0, 22, 40]  # A moved right by 8, B left by 8
+    out = tr.update(_dets([a2, b2]), appearance)
+    got = {person[t.id]: (0 if t.box[0] > 5 else 1) for t in out}  # person -> whose detection it took
+    return got, calls
+
+
+def test_tracker_uses_appearance_where_iou_is_ambiguous():
+    got, calls = _crossing(weight=1.0)
+    assert got == {0: 0, 1: 1}  # each track kept its person
+    assert len(calls) == 1 and sorted(calls[0][1]) == [0, 1]  # asked once, for the two contested detections
+    swapped, calls0 = _crossing(weight=0.0)
+    assert swapped == {0: 1, 1: 0} and calls0 == []  # IoU alone swaps them: the test can fail
+
+
+def test_tracker_asks_for_no_appearance_without_a_conflict():
+    calls = []
+
+    def appearance(track_ids, det_idx):  # pragma: no cover - must not be called
+        calls.append(track_ids)
+        raise AssertionError
+
+    tr = ByteTracker(min_hits=1)
+    for k in range(5):
+        tr.update(_dets([[10 + 2 * k, 10, 40 + 2 * k, 80], [200, 10, 230, 80]]), appearance)
+    assert calls == [] and len(tr.tracks) == 2 and tr.appearance_decisions == 0
+
+
+def test_detection_features_are_embedded_once_per_frame():
+    from mvd_edge.match.pipeline import DetectionFeatures, embed_tracks
+    from mvd_edge.match.track import Track
+
+    class Counting:
+        def __init__(self):
+            self.seen = 0
+
+        def embed(self, crops):
+            self.seen += len(crops)
+            out = np.zeros((len(crops), 4), np.float32)
+            for i, c in enumerate(crops):
+                out[i, int(c[0, 0, 0]) % 4] = 1.0
+            return out
+
+    emb, bank = Counting(), FeatureBank(4)
+    img = np.zeros((100, 100, 3), np.uint8)
+    for i in range(3):
+        img[:, 30 * i:30 * i + 20] = i + 1
+    dets = _dets([[0, 0, 20, 50], [30, 0, 50, 50], [60, 0, 80, 50]])
+    crop = lambda im, box: im[int(box[1]):int(box[3]), int(box[0]):int(box[2])].copy()  # noqa: E731
+    feats = DetectionFeatures(emb, img, dets, bank, crop)
+    tf, df = feats([5], np.array([0, 1]))
+    assert emb.seen == 2 and not tf.any() and df.argmax(axis=1).tolist() == [1, 2]  # unknown track: a zero row
+    tracks = {1: Track(1, dets.boxes[0], 1.0, det_index=0), 2: Track(2, dets.boxes[2], 1.0, det_index=2)}
+    chosen = [(1, crop(img, dets.boxes[0])), (2, crop(img, dets.boxes[2]))]
+    assert embed_tracks(emb, [("s", chosen, feats, tracks, bank, 0.0)]) == (1, [])  # det 0 reused, det 2 embedded
+    assert emb.seen == 3
+    assert bank.descriptor(1).argmax() == 1 and bank.descriptor(2).argmax() == 3
+
+
+def test_bank_flags_a_feature_far_below_its_own_agreement():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=16).astype(np.float32)
+    other = rng.normal(size=16).astype(np.float32)
+    unit = lambda v: (v / np.linalg.norm(v)).astype(np.float32)  # noqa: E731
+    bank = FeatureBank(16)
+    for _ in range(8):
+        bank.update(1, unit(base + 0.05 * rng.normal(size=16)))
+    n, mean, std = bank.agreement(1)
+    assert n == 7 and 0.95 < mean <= 1.0 and std < 0.05
+    assert not bank.is_outlier(1, unit(base + 0.05 * rng.normal(size=16)), sigmas=4.0)
+    assert bank.is_outlier(1, unit(other), sigmas=4.0)
+    assert not bank.is_outlier(1, unit(other), sigmas=4.0, min_count=10)  # too little history yet
+    assert not bank.is_outlier(2, unit(other), sigmas=4.0)  # unknown track
+
+
+def test_split_gives_a_switched_track_a_new_id_and_ends_its_pair():
+    """A track the tracker moved onto another person is split: new id, fresh bank, pair ended."""
+    from mvd_edge.match.pipeline import MatchPipeline
+    from mvd_edge.match.sources import FramePacket
+
+    feat = {"a": np.eye(8, dtype=np.float32)[0], "b": np.eye(8, dtype=np.float32)[1]}
+    who = {"ir": "a", "rgb": "a"}
+
+    class Emb:
+        dim, spec, stage_times = 8, None, {}
+
+        def embed(self, crops):
+            return np.stack([feat[who[str(c[0, 0, 0] and "rgb" or "ir")]] for c in crops])
+
+    class Box:
+        name = "box"
+
+        def __init__(self, value):
+            self.value = value
+
+        def detect(self, image, k):
+            return _dets([[10, 10, 60, 130]])
+
+    pipe = MatchPipeline(Emb(), {"ir": Box(0), "rgb": Box(1)}, MatchConfig(threshold=0.5, hysteresis=1, min_features=1))
+    imgs = {"ir": np.zeros((200, 200, 3), np.uint8), "rgb": np.ones((200, 200, 3), np.uint8)}
+    events = []
+    for k in range(12):
+        if k == 8:
+            who["rgb"] = "b"  # the RGB track now covers someone else (split on the 3rd such crop: k = 10)
+        r = pipe.step(FramePacket(k, k / 15, imgs["ir"]), FramePacket(k, k / 15, imgs["rgb"]))
+        events += r.events
+    starts = [e for e in events if e["event"] == "pair_start"]
+    ends = [e for e in events if e["event"] == "pair_end"]
+    assert len(starts) == 1 and len(ends) == 1 and ends[0]["reason"] == "track_split"
+    assert ends[0]["rgb_track"] == starts[0]["rgb_track"]
+    assert pipe.trackers["rgb"].splits == 1 and pipe.trackers["ir"].splits == 0
+    assert r.tracks["rgb"][0].id != starts[0]["rgb_track"]  # the track goes on under a new id
+    assert not [e for e in r.events if e["event"] == "match"]  # and is not matched to the IR person

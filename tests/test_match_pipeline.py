@@ -288,7 +288,8 @@ def test_synthetic_video_with_an_oracle_embedder(tmp_path, monkeypatch, synth_cl
     events = tmp_path / "ev.jsonl"
     run_match(synth_clip["videos"]["ir"], synth_clip["videos"]["rgb"], Oracle(), dets, events=events, status=False)
     r = score_matches(events, gt)
-    # measured on this clip: GT boxes P 1.00 R 0.93 / 0.87 (own tracker); the packaged detector P 0.93
-    # R 0.71 IDF1 0.78; the untrained ones (mog2+warm, knn) P 0.96 R 0.55 IDF1 0.69
-    bounds = {"auto": (0.85, 0.6, 0.65), "untrained": (0.9, 0.45, 0.6)}.get(retrack, (0.98, 0.85, 0.85))
+    # measured on this clip: GT boxes P 1.00 R 0.93 / 0.87 (own tracker); the packaged detector P 0.97
+    # R 0.74 IDF1 0.85 (IoU-only tracking: P 0.93 R 0.71 IDF1 0.78); the untrained ones (mog2+warm,
+    # knn) P 0.97 R 0.55 IDF1 0.71
+    bounds = {"auto": (0.93, 0.7, 0.8), "untrained": (0.9, 0.5, 0.65)}.get(retrack, (0.98, 0.85, 0.85))
     assert r["precision"] >= bounds[0] and r["recall"] >= bounds[1] and r["idf1"] >= bounds[2], r

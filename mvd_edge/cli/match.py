@@ -123,6 +123,11 @@ def match_cmd(
                                                  "before it is dropped")] = 5,
     embed_every: Annotated[int, typer.Option(help="embed each tracked person every N frames")] = 1,
     max_occlusion: Annotated[float, typer.Option(help="skip crops covered more than this by another box")] = 0.3,
+    track_appearance: Annotated[float, typer.Option(help="weight of re-id appearance where the tracker's IoU is "
+                                                         "ambiguous (people crossing); 0 = IoU only")] = 1.0,
+    track_split: Annotated[float, typer.Option(help="give a track a new id when 3 crops in a row agree with its "
+                                                    "feature bank this many standard deviations below its usual "
+                                                    "agreement (the tracker followed someone else); 0 = never")] = 4.0,
     events: Annotated[Optional[Path], typer.Option(help="write JSONL match events here")] = None,
     save: Annotated[Optional[Path], typer.Option(help="write the annotated side-by-side video here (.mp4)")] = None,
     show: Annotated[bool, typer.Option(help="show the annotated video in a window (needs GUI OpenCV)")] = False,
@@ -164,7 +169,8 @@ def match_cmd(
                    "--queue-size": (queue_size, 1, 10_000), "--open-timeout": (open_timeout, 0.0, 1e6),
                    "--max-offline": (max_offline, 0.0, 1e6), "--sink-queue": (sink_queue, 1, 10_000_000),
                    "--metrics-port": (metrics_port, 0, 65535), "--same-threshold": (same_threshold, -1.0, 1.0),
-                   "--step-fps": (step_fps, 1e-3, 1000.0), "--sync-tolerance": (sync_tolerance, 0.0, 60.0)})
+                   "--step-fps": (step_fps, 1e-3, 1000.0), "--sync-tolerance": (sync_tolerance, 0.0, 60.0),
+                   "--track-appearance": (track_appearance, 0.0, 100.0), "--track-split": (track_split, 0.0, 100.0)})
     from mvd_edge.match.sinks import MqttSink, WebhookSink
 
     for url in webhook or []:
@@ -186,7 +192,8 @@ def match_cmd(
                       overwrite)
         _run_site(cameras, model, device=device, detector=detector, threshold=threshold, margin=margin,
                   same_threshold=same_threshold, hysteresis=hysteresis, embed_every=embed_every,
-                  max_occlusion=max_occlusion, events=events, save=save, save_crops=save_crops,
+                  max_occlusion=max_occlusion, tracking=dict(track_appearance=track_appearance, track_split=track_split),
+                  events=events, save=save, save_crops=save_crops,
                   summary_json=summary_json, status=status,
                   max_frames=max_frames,
                   duration=duration, realtime=realtime, queue_size=queue_size, open_timeout=open_timeout,
@@ -224,7 +231,8 @@ def match_cmd(
         err_console.print(f"[yellow]warning:[/] {op['warning']}", highlight=False)
     err_console.print(f"threshold {op['threshold']:.3f}, margin {op['margin']:.3f} ({op['source']})", highlight=False)
     config = MatchConfig(threshold=op["threshold"], margin=op["margin"], hysteresis=hysteresis,
-                         embed_every=embed_every, max_occlusion=max_occlusion)
+                         embed_every=embed_every, max_occlusion=max_occlusion, track_appearance=track_appearance,
+                         track_split=track_split)
     err_console.print(f"model {model} ({embedder.backend}, {embedder.precision}, {embedder.dim}-d); detectors: "
                       f"ir {detectors['ir'].name}, rgb {detectors['rgb'].name}; "
                       f"sources: ir {specs['ir'].label}, rgb {specs['rgb'].label}", highlight=False)
@@ -293,8 +301,8 @@ def _network_outputs(webhook, mqtt, sink_queue: int, metrics_port: int | None):
 
 
 def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin, same_threshold, hysteresis,
-              embed_every, max_occlusion, events, save, save_crops, summary_json, status, max_frames, duration, realtime,
-              queue_size,
+              embed_every, max_occlusion, tracking, events, save, save_crops, summary_json, status, max_frames,
+              duration, realtime, queue_size,
               open_timeout, max_offline, step_fps, sync_tolerance, webhook, mqtt, sink_queue, metrics_port, retrack,
               min_box_score, detector_kw) -> None:
     """``match --cameras site.yaml``: every camera of the file, paired by time (mvd_edge.match.site)."""
@@ -327,7 +335,7 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
     err_console.print(f"cross-modal threshold {op['threshold']:.3f}, same-modality {op['same_threshold']:.3f}, margin "
                       f"{op['margin']:.3f} ({op['source']})", highlight=False)
     config = SiteConfig(threshold=op["threshold"], margin=op["margin"], same_threshold=op["same_threshold"],
-                        hysteresis=hysteresis, embed_every=embed_every, max_occlusion=max_occlusion)
+                        hysteresis=hysteresis, embed_every=embed_every, max_occlusion=max_occlusion, **tracking)
     err_console.print(f"site of {len(cams)} cameras: " + ", ".join(
         f"{c.name} ({c.modality.short}, {detectors[c.name].name})" for c in cams), highlight=False)
     sinks, metrics = _network_outputs(webhook, mqtt, sink_queue, metrics_port)

@@ -55,8 +55,9 @@ class ReportedPair:
 @dataclass(frozen=True)
 class PairUpdate:
     """A change: ``kind`` is ``start`` or ``end``; ``reason`` for ends: ``similarity``
-    (failed k steps), ``track_ended`` (a track was removed), ``superseded`` (a dormant pair
-    replaced by a new pair of one of its tracks) or ``shutdown``."""
+    (failed k steps), ``track_ended`` (a track was removed), ``track_split`` (a track was given a
+    new id: its appearance changed), ``superseded`` (a dormant pair replaced by a new pair of one
+    of its tracks) or ``shutdown``."""
 
     kind: str
     ir_track: int
@@ -178,12 +179,13 @@ class CrossModalAssociator:
                 changes.append(PairUpdate("start", i, r, gid, cand[key]))
         return changes
 
-    def remove_track(self, stream: str, track_id: int) -> list[PairUpdate]:
-        """A tracker ended a track: end its pair and forget it (``stream``: ``ir``/``rgb``)."""
+    def remove_track(self, stream: str, track_id: int, reason: str = "track_ended") -> list[PairUpdate]:
+        """A tracker ended a track (or split it: ``reason="track_split"``): end its pair and forget it
+        (``stream``: ``ir``/``rgb``)."""
         if stream not in ("ir", "rgb"):
             raise ValueError(f"stream must be 'ir' or 'rgb', got {stream!r}")
         idx = 0 if stream == "ir" else 1
-        changes = [self._end(key, "track_ended") for key in list(self.reported) if key[idx] == track_id]
+        changes = [self._end(key, reason) for key in list(self.reported) if key[idx] == track_id]
         self.streaks = {k: v for k, v in self.streaks.items() if k[idx] != track_id}
         self.track_gid.pop((stream, track_id), None)
         return changes

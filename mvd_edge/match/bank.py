@@ -4,6 +4,11 @@ A track's descriptor is ``normalize(normalize(ema) + normalize(mean(last N)))``:
 remembers the track's whole history (weighted to the recent past), the window of the
 last N features reacts to a change of view; both average out the per-crop noise of a
 re-id embedding. Cosine similarity between descriptors is their dot product.
+
+Each bank also keeps how well its own new features agree with it (the running mean and
+spread of ``cosine(new feature, descriptor before it)``): :meth:`FeatureBank.is_outlier`
+tells when a new feature is far below that, the sign that the tracker moved the track onto
+another person.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ def _normalize(v: np.ndarray) -> np.ndarray:
 
 
 class _Entry:
-    __slots__ = ("ema", "last", "count", "desc")
+    __slots__ = ("ema", "last", "count", "desc", "n_sim", "mean_sim", "m2_sim", "outliers")
 
     def __init__(self, last_n: int):
         self.ema: np.ndarray | None = None
         self.last: deque = deque(maxlen=last_n)
         self.count = 0
         self.desc: np.ndarray | None = None  # cached descriptor, reset by update()
+        self.n_sim, self.mean_sim, self.m2_sim = 0, 0.0, 0.0  # Welford over the self-agreement cosines
+        self.outliers = 0  # consecutive outlier features seen by is_outlier()
 
 
 class FeatureBank:
@@ -60,18 +67,54 @@ class FeatureBank:
         e = self._entries.get(track_id)
         return 0 if e is None else e.count
 
-    def update(self, track_id: int, feature: np.ndarray) -> None:
-        """Add one L2-normalised float32 ``[D]`` feature to the track's bank."""
+    def update(self, track_id: int, feature: np.ndarray) -> float | None:
+        """Add one L2-normalised float32 ``[D]`` feature to the track's bank; returns its cosine with
+        the descriptor before it (None for the first feature)."""
         f = np.asarray(feature, np.float32).reshape(-1)
         if f.shape[0] != self.dim:
             raise ValueError(f"feature has dimension {f.shape[0]}, the bank {self.dim}")
         e = self._entries.get(track_id)
+        sim = None
         if e is None:
             e = self._entries[track_id] = _Entry(self.last_n)
+        else:
+            sim = float(self.descriptor(track_id) @ f)
+            e.n_sim += 1
+            delta = sim - e.mean_sim
+            e.mean_sim += delta / e.n_sim
+            e.m2_sim += delta * (sim - e.mean_sim)
         e.ema = f.copy() if e.ema is None else self.momentum * e.ema + (1.0 - self.momentum) * f
         e.last.append(f)
         e.count += 1
         e.desc = None
+        return sim
+
+    def outliers(self, track_id: int) -> int:
+        """Consecutive outlier features :meth:`is_outlier` has seen for the track (0: unknown track)."""
+        e = self._entries.get(track_id)
+        return 0 if e is None else e.outliers
+
+    def agreement(self, track_id: int) -> tuple[int, float, float]:
+        """``(n, mean, std)`` of the cosines :meth:`update` returned for the track so far."""
+        e = self._entries[track_id]
+        std = (e.m2_sim / (e.n_sim - 1)) ** 0.5 if e.n_sim > 1 else 0.0
+        return e.n_sim, e.mean_sim, std
+
+    def is_outlier(self, track_id: int, feature: np.ndarray, sigmas: float, floor: float = 0.1,
+                   min_count: int = 5, confirm: int = 1) -> bool:
+        """Whether ``feature`` agrees with the track's bank far less than its own features did:
+        ``cosine < mean - max(sigmas * std, floor)`` over at least ``min_count`` earlier cosines,
+        for the ``confirm``-th time in a row (a call with an agreeing feature resets the count)."""
+        e = self._entries.get(track_id)
+        if e is None or e.n_sim < min_count:
+            return False
+        n, mean, std = self.agreement(track_id)
+        sim = float(self.descriptor(track_id) @ np.asarray(feature, np.float32).reshape(-1))
+        if sim < mean - max(sigmas * std, floor):
+            e.outliers += 1
+        else:
+            e.outliers = 0
+        return e.outliers >= confirm
 
     def remove(self, track_id: int) -> None:
         self._entries.pop(track_id, None)

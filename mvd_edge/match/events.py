@@ -23,7 +23,8 @@ that frame (so every match line has two observed boxes)::
 ``pair_start`` / ``pair_end``: a pair became reported (after k steps of hysteresis) or
 was dropped; same fields as ``match`` (boxes may be ``null`` when a track was not
 detected in that frame), plus ``"reason"`` on ``pair_end``: ``similarity`` (failed k
-steps), ``track_ended`` (the tracker ended one of the tracks), ``superseded`` (a dormant
+steps), ``track_ended`` (the tracker ended one of the tracks), ``track_split`` (one of the
+tracks went on under a new id: its crops stopped agreeing with it), ``superseded`` (a dormant
 pair -- one track not seen lately -- replaced by a new pair of its other track) or ``shutdown``.
 
 ``end`` (last line)::

@@ -54,7 +54,10 @@ class MatchConfig:
     in a crowd can be matched without waiting to be clear), ``min_features`` (a track needs this many
     features before it can be matched), ``max_gap`` (a track not detected for more than
     this many steps is not matched). Tracking: ``track_high``, ``track_low``,
-    ``track_min_hits``, ``track_max_age`` (see :class:`~mvd_edge.match.track.ByteTracker`).
+    ``track_min_hits``, ``track_max_age``, ``track_appearance`` (the weight of re-id appearance where
+    IoU is ambiguous, 0: IoU only; see :class:`~mvd_edge.match.track.ByteTracker`), ``track_split`` (a
+    track whose new crop agrees with its bank this many standard deviations, and at least 0.1, below
+    its own usual agreement gets a new id: the tracker moved it onto someone else; 0: never).
     """
 
     threshold: float = 0.5
@@ -78,6 +81,8 @@ class MatchConfig:
     track_low: float = 0.1
     track_min_hits: int = 2
     track_max_age: int = 30
+    track_appearance: float = 1.0
+    track_split: float = 4.0
 
     # field -> (low, high, low_open, high_open): every numeric setting is checked here, where the
     # matcher is configured, so a bad value from any caller (CLI, demo, scripts, API) is one line
@@ -92,6 +97,7 @@ class MatchConfig:
         "min_features": (1, 100_000, False, False), "max_gap": (0, 100_000, False, False),
         "track_high": (0.0, 1.0, False, False), "track_low": (0.0, 1.0, False, False),
         "track_min_hits": (1, 100_000, False, False), "track_max_age": (1, 100_000, False, False),
+        "track_appearance": (0.0, 100.0, False, False), "track_split": (0.0, 100.0, False, False),
     }
 
     def __post_init__(self) -> None:
@@ -206,9 +212,12 @@ class MatchPipeline:
         events: list[dict[str, Any]] = []
         changes: list[PairUpdate] = []
         tracks: dict[str, list[Track]] = {}
+        before = dict(self.embedder.stage_times)
+        feats = {s: DetectionFeatures(self.embedder, packets[s].image, dets[s], self.banks[s], self._crop)
+                 for s in STREAMS}
         for s in STREAMS:
             tracker = self.trackers[s]
-            tracks[s] = tracker.update(dets[s])
+            tracks[s] = tracker.update(dets[s], feats[s] if c.track_appearance > 0 else None)
             for tid in tracker.removed:
                 self.banks[s].remove(tid)
                 self.tracks_seen[s].discard(tid)
@@ -217,33 +226,37 @@ class MatchPipeline:
                 if tr.id not in self.tracks_seen[s]:
                     self.tracks_seen[s].add(tr.id)
                     self.n_tracks[s] += 1
-        t = self._tick("track", t)
+        appearance_s = sum(f.seconds for f in feats.values())
+        t1 = time.perf_counter()
+        self.timer.add("track", t1 - t - appearance_s)
+        t = t1
+        by_id = {s: {tr.id: tr for tr in tracks[s]} for s in STREAMS}
         # crops of the tracks detected in this frame
-        crops: list[np.ndarray] = []
-        owners: list[tuple[str, int]] = []
-        for s in STREAMS:
-            for tid, crop in track_crops(packets[s].image, tracks[s], dets[s], self.banks[s], c, self.frame,
-                                         self._crop):
-                crops.append(crop)
-                owners.append((s, tid))
+        chosen = {s: track_crops(packets[s].image, tracks[s], dets[s], self.banks[s], c, self.frame, self._crop)
+                  for s in STREAMS}
+        n_crops = sum(len(v) for v in chosen.values())
         t = self._tick("crop", t)
-        if crops:
-            before = dict(self.embedder.stage_times)
-            feats = self.embedder.embed(crops)
+        n_embedded, splits = embed_tracks(self.embedder, [(s, chosen[s], feats[s], by_id[s], self.banks[s],
+                                                           split_sigmas(self.trackers[s], c)) for s in STREAMS])
+        for s, tid, f in splits:
+            changes.extend(self._split(s, tid, f))
+        if splits:
+            by_id = {s: {tr.id: tr for tr in tracks[s]} for s in STREAMS}
+        n_embedded += sum(f.crops_embedded for f in feats.values())
+        if n_embedded:
             for k, v in self.embedder.stage_times.items():
                 self.timer.add(f"embed.{k}", v - before.get(k, 0.0))
-            t = self._tick("embed", t)
-            for (s, tid), f in zip(owners, feats):
-                self.banks[s].update(tid, f)
-            self.crops_embedded += len(crops)
-            t = self._tick("bank", t)
+        t1 = time.perf_counter()
+        if n_embedded or n_crops:
+            self.timer.add("embed", t1 - t + appearance_s)
+        t = t1
+        self.crops_embedded += n_embedded
         # association
         eligible = {s: [tr.id for tr in tracks[s] if tr.time_since_update <= c.max_gap
                         and self.banks[s].count(tr.id) >= c.min_features] for s in STREAMS}
         changes.extend(self.associator.update(eligible["ir"], self.banks["ir"].descriptors(eligible["ir"]),
                                               eligible["rgb"], self.banks["rgb"].descriptors(eligible["rgb"])))
         t = self._tick("associate", t)
-        by_id = {s: {tr.id: tr for tr in tracks[s]} for s in STREAMS}
         for ch in changes:
             events.append(self._event("pair_" + ch.kind, ir, rgb, ch.ir_track, ch.rgb_track, ch.global_id,
                                       ch.similarity, by_id, reason=ch.reason if ch.kind == "end" else None))
@@ -254,9 +267,20 @@ class MatchPipeline:
                 events.append(self._event("match", ir, rgb, p.ir_track, p.rgb_track, p.global_id, p.similarity, by_id))
         self._tick("events", t)
         self.last_tracks = tracks
-        result = StepResult(self.frame, ir, rgb, tracks, pairs, events, len(crops), time.perf_counter() - start)
+        result = StepResult(self.frame, ir, rgb, tracks, pairs, events, n_embedded, time.perf_counter() - start)
         self.frame += 1
         return result
+
+    def _split(self, s: str, tid: int, feature: np.ndarray) -> list[PairUpdate]:
+        """Track ``tid`` of stream ``s`` now follows someone else: a new id, a new bank starting from
+        ``feature``, and the old id's pair ended (reason ``track_split``)."""
+        new = self.trackers[s].split(tid)
+        self.banks[s].remove(tid)
+        self.banks[s].update(new, feature)
+        self.tracks_seen[s].discard(tid)
+        self.tracks_seen[s].add(new)
+        self.n_tracks[s] += 1
+        return self.associator.remove_track(s, tid, reason="track_split")
 
     def _event(self, kind: str, ir: FramePacket, rgb: FramePacket, i: int, r: int, gid: int, sim: float,
                by_id: dict[str, dict[int, Track]], reason: str | None = None) -> dict[str, Any]:
@@ -285,7 +309,85 @@ def default_tracker(detector: Detector, c: MatchConfig):
     """:class:`PassthroughTracker` for a detector that yields ids (a MOT file with track ids), else :class:`ByteTracker`."""
     if getattr(detector, "has_ids", False):
         return PassthroughTracker(max_age=c.track_max_age)
-    return ByteTracker(high=c.track_high, low=c.track_low, min_hits=c.track_min_hits, max_age=c.track_max_age)
+    return ByteTracker(high=c.track_high, low=c.track_low, min_hits=c.track_min_hits, max_age=c.track_max_age,
+                       appearance_weight=c.track_appearance)
+
+
+def split_sigmas(tracker, c: MatchConfig) -> float:
+    """``c.track_split`` for a tracker that can split tracks, 0 for one that cannot (ids from a box file)."""
+    return c.track_split if hasattr(tracker, "split") else 0.0
+
+
+class DetectionFeatures:
+    """Re-id features of one frame's detections, embedded on demand and kept for the frame.
+
+    It is the tracker's ``appearance`` callback (:meth:`ByteTracker.update`): asked for the
+    detections of ambiguous pairs, it crops and embeds them (``crop(img, box)``, None: too
+    small, an unknown zero feature) and returns them with the tracks' bank descriptors (zero
+    for a track with no bank yet). :meth:`feature` then gives a track the feature of the
+    detection it was matched to, so the banks do not embed the same crop again."""
+
+    def __init__(self, embedder, img: np.ndarray, dets: Detections, bank: FeatureBank,
+                 crop: Callable[[np.ndarray, np.ndarray], np.ndarray | None]):
+        self.embedder, self.img, self.dets, self.bank, self.crop = embedder, img, dets, bank, crop
+        self.cache: dict[int, np.ndarray] = {}
+        self.crops_embedded = 0
+        self.seconds = 0.0
+
+    def __call__(self, track_ids: list[int], det_indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        zero = np.zeros(self.bank.dim, np.float32)
+        tf = np.stack([self.bank.descriptor(t) if t in self.bank else zero for t in track_ids])
+        need = [int(j) for j in det_indices if int(j) not in self.cache]
+        pieces = [(j, self.crop(self.img, self.dets.boxes[j])) for j in need]
+        ok = [(j, c) for j, c in pieces if c is not None]
+        if ok:
+            for (j, _), f in zip(ok, self.embedder.embed([c for _, c in ok])):
+                self.cache[j] = np.asarray(f, np.float32)
+            self.crops_embedded += len(ok)
+        for j, c in pieces:
+            if c is None:
+                self.cache[j] = zero
+        self.seconds += time.perf_counter() - t0
+        return tf, np.stack([self.cache[int(j)] for j in det_indices])
+
+    def feature(self, track: Track) -> np.ndarray | None:
+        """The embedding of the detection ``track`` was matched to in this frame, if one was made."""
+        f = self.cache.get(track.det_index) if track.det_index >= 0 else None
+        return f if f is not None and f.any() else None
+
+
+def embed_tracks(embedder, jobs: list[tuple[Any, list[tuple[int, np.ndarray]], DetectionFeatures,
+                                            dict[int, Track], FeatureBank, float]],
+                 split_confirm: int = 3) -> tuple[int, list[tuple[Any, int, np.ndarray]]]:
+    """Update the banks with the crops :func:`track_crops` chose, in one embedding batch; a crop
+    whose detection the tracker already embedded (:class:`DetectionFeatures`) is not embedded
+    again. ``jobs``: ``(key, [(track id, crop)], features, tracks by id, bank, split_sigmas)`` per
+    stream or camera. ``split_sigmas`` > 0: a feature that is an outlier for its bank
+    (:meth:`FeatureBank.is_outlier`) is kept out of it, and the ``split_confirm``-th outlier in
+    a row is returned as a split (0: every feature goes into its bank).
+
+    Returns ``(crops embedded here, [(key, track id, feature)] to split)``."""
+    found: list[tuple[Any, FeatureBank, float, int, np.ndarray]] = []
+    crops: list[np.ndarray] = []
+    owners: list[tuple[Any, FeatureBank, float, int]] = []
+    for key, chosen, feats, by_id, bank, sigmas in jobs:
+        for tid, crop in chosen:
+            f = feats.feature(by_id[tid])
+            if f is not None:
+                found.append((key, bank, sigmas, tid, f))
+            else:
+                crops.append(crop)
+                owners.append((key, bank, sigmas, tid))
+    if crops:
+        found.extend((*owner, f) for owner, f in zip(owners, embedder.embed(crops)))
+    splits = []
+    for key, bank, sigmas, tid, f in found:
+        if sigmas > 0 and bank.is_outlier(tid, f, sigmas, confirm=split_confirm):
+            splits.append((key, tid, f))
+        elif not (sigmas > 0 and bank.outliers(tid)):  # a feature under suspicion stays out of the bank
+            bank.update(tid, f)
+    return len(crops), splits
 
 
 def track_crops(img: np.ndarray, tracks: list[Track], dets: Detections, bank: FeatureBank, c: MatchConfig,

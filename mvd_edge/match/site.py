@@ -56,10 +56,20 @@ from scipy.optimize import linear_sum_assignment
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.core.preprocess import box_crop
+from mvd_edge.gallery.index import faiss_module
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector
 from mvd_edge.match.events import EventWriter, box_xywh
-from mvd_edge.match.pipeline import MatchConfig, StageTimer, default_tracker, rss_mb, track_crops
+from mvd_edge.match.pipeline import (
+    DetectionFeatures,
+    MatchConfig,
+    StageTimer,
+    default_tracker,
+    embed_tracks,
+    rss_mb,
+    split_sigmas,
+    track_crops,
+)
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
 from mvd_edge.match.track import Track
 
@@ -72,11 +82,14 @@ SITE_SCHEMA = "site/1"
 class SiteConfig(MatchConfig):
     """:class:`MatchConfig` (``threshold`` is the cross-modal one) plus the site's settings:
     ``same_threshold`` (same-modality cosine), ``gallery_size`` (identities remembered),
-    ``identity_momentum`` (EMA weight of an identity's old descriptor)."""
+    ``identity_momentum`` (EMA weight of an identity's old descriptor), ``faiss_above`` (past
+    this many identities the gallery is searched through a faiss shortlist, see
+    :class:`IdentityTable`; 0: always, a huge number: never; ``pip install 'mvd-edge[gallery]'``)."""
 
     same_threshold: float = 0.6
     gallery_size: int = 10_000
     identity_momentum: float = 0.8
+    faiss_above: int = 4096
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,6 +99,8 @@ class SiteConfig(MatchConfig):
             raise UsageError(f"gallery_size must be an integer >= 1, got {self.gallery_size!r}")
         if not (np.isfinite(self.identity_momentum) and 0.0 <= self.identity_momentum < 1.0):
             raise UsageError(f"identity_momentum must be in [0, 1), got {self.identity_momentum!r}")
+        if isinstance(self.faiss_above, bool) or not isinstance(self.faiss_above, int) or self.faiss_above < 0:
+            raise UsageError(f"faiss_above must be an integer >= 0, got {self.faiss_above!r}")
 
 
 @dataclass(frozen=True)
@@ -108,10 +123,24 @@ class IdentityTable:
     so scoring a track against the whole gallery is one matrix product per modality.
 
     At most ``capacity`` identities are kept; the least recently seen is forgotten first.
+
+    Search: up to ``faiss_above`` identities every row is scored exactly (numpy; faiss is never
+    imported). Above it, per modality a faiss inner-product index (``IndexIDMap2`` over
+    ``IndexFlatIP``, keyed by row) over the rows that have that modality's descriptor gives, for
+    each query, its ``shortlist`` best rows (at least as many as there are queries); only those
+    rows (the union over the queries and the modalities asked for, plus the caller's ``always``
+    rows) are scored, exactly, by the same numpy product. The index is brought up to date
+    lazily: :meth:`add`, :meth:`update` and eviction mark rows dirty, and a search first removes
+    and re-adds them. ``IndexFlatIP`` is exact, so the shortlist holds the best rows of every
+    query unless more than ``shortlist`` of them tie within float rounding.
     """
 
-    def __init__(self, dim: int, capacity: int):
+    def __init__(self, dim: int, capacity: int, faiss_above: int = 4096, shortlist: int = 32):
+        if dim < 1 or capacity < 1 or shortlist < 1 or faiss_above < 0:
+            raise UsageError(f"IdentityTable needs dim, capacity, shortlist >= 1 and faiss_above >= 0, got "
+                             f"{dim}, {capacity}, {shortlist}, {faiss_above}")
         self.dim, self.capacity = int(dim), int(capacity)
+        self.faiss_above, self.shortlist = int(faiss_above), int(shortlist)
         self.row: dict[int, int] = {}
         self.recency: OrderedDict[int, None] = OrderedDict()  # least recently seen first
         n = 64
@@ -119,12 +148,24 @@ class IdentityTable:
         self.gid = np.full(n, -1, np.int64)
         self.mat = {m: np.zeros((n, self.dim), np.float32) for m in Modality}
         self.have = {m: np.zeros(n, bool) for m in Modality}
+        self._index: dict[Modality, Any] = {m: None for m in Modality}  # faiss index per modality (labels: rows)
+        self._dirty: dict[Modality, set[int]] = {m: set() for m in Modality}  # rows whose index entry is stale
 
     def __len__(self) -> int:
         return len(self.row)
 
     def __contains__(self, gid: int) -> bool:
         return gid in self.row
+
+    @property
+    def uses_faiss(self) -> bool:
+        """True while searches go through the faiss shortlist (more than ``faiss_above`` identities)."""
+        return len(self.row) > self.faiss_above
+
+    def _touch(self, r: int, modalities=tuple(Modality)) -> None:
+        for m in modalities:
+            if self._index[m] is not None:
+                self._dirty[m].add(r)
 
     def add(self, gid: int) -> None:
         if gid in self.row:
@@ -141,6 +182,7 @@ class IdentityTable:
         self.gid[r] = gid
         for m in Modality:
             self.have[m][r] = False
+        self._touch(r)
         self.recency[gid] = None
         while len(self.row) > self.capacity:
             old, _ = self.recency.popitem(last=False)
@@ -151,6 +193,7 @@ class IdentityTable:
         self.gid[r] = -1
         for m in Modality:
             self.have[m][r] = False
+        self._touch(r)
         self._free.append(r)
 
     def update(self, gid: int, modality: Modality, d: np.ndarray, momentum: float) -> None:
@@ -163,13 +206,64 @@ class IdentityTable:
         else:
             self.mat[modality][r] = d
             self.have[modality][r] = True
+        self._touch(r, (modality,))
         self.recency.move_to_end(gid)
 
-    def similarities(self, modality: Modality, desc: np.ndarray) -> np.ndarray:
+    # ------------------------------------------------------------------ search
+    def similarities(self, modality: Modality, desc: np.ndarray, always: np.ndarray | None = None) -> np.ndarray:
         """Cosine of each query ``[T, D]`` with every row's ``modality`` descriptor: ``[T, rows]``,
-        ``-inf`` where a row has none."""
-        sim = desc @ self.mat[modality].T
-        return np.where(self.have[modality][None], sim, -np.inf)
+        ``-inf`` where a row has none. Through the faiss shortlist (:attr:`uses_faiss`) only the
+        shortlisted rows and the ``always`` rows are scored; the others are ``-inf`` too."""
+        rows = self.candidates((modality,), desc, always)
+        if rows is None:
+            sim = desc @ self.mat[modality].T
+            return np.where(self.have[modality][None], sim, -np.inf)
+        out = np.full((len(desc), len(self.gid)), -np.inf, np.float32)
+        out[:, rows] = self.similarities_at(modality, desc, rows)
+        return out
+
+    def similarities_at(self, modality: Modality, desc: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Cosine of each query ``[T, D]`` with the ``modality`` descriptor of ``rows`` ``[K]``:
+        ``[T, K]``, ``-inf`` where a row has none."""
+        sim = desc @ self.mat[modality][rows].T
+        return np.where(self.have[modality][rows][None], sim, -np.inf)
+
+    def candidates(self, modalities, desc: np.ndarray, always: np.ndarray | None = None) -> np.ndarray | None:
+        """The rows worth scoring for queries ``desc`` ``[T, D]`` against the ``modalities``
+        descriptors: None while every row is scored (exact search, up to ``faiss_above``
+        identities); above it the sorted union of each query's ``max(shortlist, T)`` best rows
+        per modality (faiss) and the ``always`` rows."""
+        if not self.uses_faiss:
+            if any(i is not None for i in self._index.values()):  # back to exact search: no index to keep up
+                self._index = {m: None for m in Modality}
+                self._dirty = {m: set() for m in Modality}
+            return None
+        q = np.ascontiguousarray(desc, np.float32)
+        found = [np.asarray([] if always is None else always, np.int64).reshape(-1)]
+        for m in modalities:
+            index = self._synced(m)
+            k = min(max(self.shortlist, len(q)), index.ntotal)
+            if k > 0 and len(q):
+                _, labels = index.search(q, k)
+                found.append(labels[labels >= 0])
+        return np.unique(np.concatenate(found))
+
+    def _synced(self, m: Modality):
+        """The faiss index of modality ``m``, built at first use and with its dirty rows re-indexed."""
+        if self._index[m] is None:
+            faiss = faiss_module()
+            self._index[m] = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            self._dirty[m] = set()
+            stale = np.flatnonzero(self.have[m])
+        else:
+            stale = np.fromiter(self._dirty[m], np.int64, len(self._dirty[m]))
+            self._dirty[m].clear()
+            if stale.size:
+                self._index[m].remove_ids(stale)
+        fresh = stale[self.have[m][stale]]
+        if fresh.size:
+            self._index[m].add_with_ids(np.ascontiguousarray(self.mat[m][fresh]), fresh)
+        return self._index[m]
 
 
 @dataclass
@@ -203,7 +297,7 @@ class SiteMatcher:
         self.trackers = {n: default_tracker(detectors[n], c) for n in names}
         self.banks = {n: FeatureBank(embedder.dim, c.ema_momentum, c.last_n) for n in names}
         self.states: dict[str, dict[int, _TrackState]] = {n: {} for n in names}
-        self.gallery = IdentityTable(embedder.dim, c.gallery_size)
+        self.gallery = IdentityTable(embedder.dim, c.gallery_size, c.faiss_above)
         self.next_gid = 1
         self.step_index = 0
         self.timer = StageTimer()
@@ -232,9 +326,11 @@ class SiteMatcher:
             dets[n] = self.detectors[n].detect(p.image, p.index)
         t = self._tick("detect", t)
         tracks: dict[str, list[Track]] = {}
+        feats = {n: DetectionFeatures(self.embedder, packets[n].image, dets[n], self.banks[n], self._crop)
+                 for n in packets}
         for n in packets:
             tracker = self.trackers[n]
-            tracks[n] = tracker.update(dets[n])
+            tracks[n] = tracker.update(dets[n], feats[n] if c.track_appearance > 0 else None)
             for tid in tracker.removed:
                 self.banks[n].remove(tid)
                 self.states[n].pop(tid, None)
@@ -244,17 +340,18 @@ class SiteMatcher:
                     self.tracks_started[n] += 1
         self.last_tracks.update(tracks)
         t = self._tick("track", t)
-        crops, owners = [], []
-        for n in packets:
-            for tid, crop in track_crops(packets[n].image, tracks[n], dets[n], self.banks[n], c, self.step_index,
-                                         self._crop):
-                crops.append(crop)
-                owners.append((n, tid))
-        if crops:
-            feats = self.embedder.embed(crops)
-            for (n, tid), f in zip(owners, feats):
-                self.banks[n].update(tid, f)
-            self.crops_embedded += len(crops)
+        jobs = [(n, track_crops(packets[n].image, tracks[n], dets[n], self.banks[n], c, self.step_index, self._crop),
+                 feats[n], {tr.id: tr for tr in tracks[n]}, self.banks[n], split_sigmas(self.trackers[n], c))
+                for n in packets]
+        n_embedded, splits = embed_tracks(self.embedder, jobs)
+        self.crops_embedded += n_embedded + sum(f.crops_embedded for f in feats.values())
+        for n, tid, f in splits:  # the tracker moved the track onto someone else: a new track from here
+            new = self.trackers[n].split(tid)
+            self.banks[n].remove(tid)
+            self.banks[n].update(new, f)
+            self.states[n].pop(tid, None)
+            self.states[n][new] = _TrackState()
+            self.tracks_started[n] += 1
         t = self._tick("embed", t)
         events: list[dict[str, Any]] = []
         for n in packets:
@@ -289,15 +386,23 @@ class SiteMatcher:
         return {tid: st.gid for tid, st in self.states[camera].items() if st.gid is not None}
 
     # ------------------------------------------------------------------ identification
-    def _scores(self, modality: Modality, desc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Gallery rows' ids ``[R]`` (-1: free row), scores ``[T, R]`` (the better of the cross-modal
-        and same-modality similarity minus its threshold; -inf where neither exists) and which
-        kind won (True: same modality)."""
+    def _scores(self, modality: Modality, desc: np.ndarray,
+                always: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The gallery rows scored ``[K]`` (ascending; every row on the exact path, else the faiss
+        shortlist of both modalities plus the ``always`` rows: the tracks' own identities), their
+        scores ``[T, K]`` (the better of the cross-modal and same-modality similarity minus its
+        threshold; -inf where neither exists) and which kind won (True: same modality)."""
         c = self.config
         other = Modality.INFRARED if modality is Modality.VISIBLE else Modality.VISIBLE
-        cross = self.gallery.similarities(other, desc) - c.threshold
-        same = self.gallery.similarities(modality, desc) - c.same_threshold
-        return self.gallery.gid, np.maximum(cross, same), same > cross
+        rows = self.gallery.candidates((other, modality), desc, always)
+        if rows is None:  # exact search: every row
+            cross = self.gallery.similarities(other, desc) - c.threshold
+            same = self.gallery.similarities(modality, desc) - c.same_threshold
+            rows = np.arange(cross.shape[1])
+        else:
+            cross = self.gallery.similarities_at(other, desc, rows) - c.threshold
+            same = self.gallery.similarities_at(modality, desc, rows) - c.same_threshold
+        return rows, np.maximum(cross, same), same > cross
 
     def _identify(self, cam: str, packet: FramePacket, tracks: list[Track]) -> list[dict[str, Any]]:
         c = self.config
@@ -307,14 +412,17 @@ class SiteMatcher:
         if not eligible:
             return []
         desc = bank.descriptors([tr.id for tr in eligible])
-        gids, score, same = self._scores(modality, desc)
+        own_rows = np.array([self.gallery.row[g] for g in (states[tr.id].gid for tr in eligible) if g in self.gallery],
+                            np.int64)
+        rows, score, same = self._scores(modality, desc, own_rows)
+        gids = self.gallery.gid[rows]
         live = np.flatnonzero(np.isfinite(score).any(axis=0))  # rows some track can match at all
         # one identity per track of this camera: assign the best identities jointly
         best: dict[int, tuple[int, float, bool]] = {}
         if live.size:
             sub = score[:, live]
-            rows, cols = linear_sum_assignment(np.where(np.isfinite(sub), -sub, 1e6))
-            for r, j in zip(rows, cols):
+            rs, cols = linear_sum_assignment(np.where(np.isfinite(sub), -sub, 1e6))
+            for r, j in zip(rs, cols):
                 if np.isfinite(sub[r, j]) and sub[r, j] >= 0:
                     best[r] = (int(gids[live[j]]), float(sub[r, j]), bool(same[r, live[j]]))
         held = {states[tr.id].gid for tr in tracks if tr.time_since_update == 0 and states[tr.id].gid is not None}
@@ -324,7 +432,7 @@ class SiteMatcher:
             cand = best.get(r)
             if st.gid is not None:
                 # keep the identity unless another beats it by the margin for k steps (a split / merge)
-                own = score[r, self.gallery.row[st.gid]] if st.gid in self.gallery else -np.inf
+                own = self._own_score(score[r], rows, st.gid)
                 if cand is not None and cand[0] != st.gid and cand[1] > own + max(c.margin, c.stickiness):
                     st.streak = st.streak + 1 if st.candidate == cand[0] else 1
                     st.candidate = cand[0]
@@ -347,6 +455,14 @@ class SiteMatcher:
             held.add(st.gid)
             self._refresh(st.gid, modality, desc[r])
         return events
+
+    def _own_score(self, score: np.ndarray, rows: np.ndarray, gid: int) -> float:
+        """A track's score ``[K]`` (over gallery ``rows``, ascending) for the identity ``gid`` it holds; -inf if gone."""
+        if gid not in self.gallery:
+            return -np.inf
+        r = self.gallery.row[gid]
+        j = int(np.searchsorted(rows, r))
+        return score[j] if j < len(rows) and rows[j] == r else -np.inf
 
     def _new_identity(self) -> int:
         gid = self.next_gid

@@ -7,6 +7,14 @@ rounds: high-score detections first, then the low-score ones (which only extend 
 tracks, never start new ones). A new track is *tentative* until it has been matched in
 ``min_hits`` consecutive frames; a track not matched for ``max_age`` frames is removed.
 
+Appearance (optional, ``update(dets, appearance=...)``): where IoU alone is ambiguous -- a
+track whose predicted box overlaps two detections, or a detection two tracks overlap, as
+when people cross -- the cost of those candidate pairs (in either round) adds
+``appearance_weight * (1 - cosine)`` between the track's re-id descriptor and the
+detection's embedding (the idea of DeepSORT / BoT-SORT, applied only inside such conflicts,
+so the decision is relative and needs no absolute similarity threshold). Pairs without an
+alternative are decided by IoU alone, and nothing is embedded for them.
+
 Why our own (about 200 lines) rather than a package: the maintained torch-free options do
 not install cleanly beside this project's pins (checked with ``pip install --dry-run``):
 ``norfair`` 2.3 requires numpy < 2 (would downgrade numpy); ``supervision`` 0.31 no longer
@@ -20,6 +28,7 @@ unmaintained since 2021.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +37,7 @@ from scipy.optimize import linear_sum_assignment
 from mvd_edge.core.errors import UsageError
 from mvd_edge.match.detect import Detections, box_iou
 
-__all__ = ["ByteTracker", "KalmanBox", "PassthroughTracker", "Track"]
+__all__ = ["Appearance", "ByteTracker", "KalmanBox", "PassthroughTracker", "Track", "conflicts"]
 
 
 @dataclass
@@ -46,6 +55,7 @@ class Track:
     age: int = 1
     time_since_update: int = 0
     confirmed: bool = False
+    det_index: int = -1  # index of the detection matched in the last frame (-1: none)
     kalman: "KalmanBox | None" = field(default=None, repr=False)
 
     @property
@@ -102,16 +112,46 @@ class KalmanBox:
         return _xyah_to_xyxy(self.mean)
 
 
-def _assign(iou: np.ndarray, min_iou: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
-    """Hungarian assignment on 1 - IoU, keeping pairs with IoU >= min_iou."""
+def conflicts(gated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the gated pairs that have an alternative: a row with two or more
+    gated columns, a column with two or more gated rows, and everything gated to them."""
+    amb_r = gated.sum(axis=1) >= 2
+    amb_c = gated.sum(axis=0) >= 2
+    cols = amb_c | gated[amb_r].any(axis=0)
+    rows = amb_r | gated[:, cols].any(axis=1)
+    cols = cols | gated[rows].any(axis=0)
+    return np.flatnonzero(rows), np.flatnonzero(cols)
+
+
+def _assign(iou: np.ndarray, min_iou: float,
+            extra: np.ndarray | None = None) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Hungarian assignment on ``1 - IoU (+ extra)``, keeping the pairs with IoU >= min_iou.
+
+    (Solving over all pairs and dropping those under the gate afterwards measured better on the
+    synthetic pairs than forbidding them in the solve: precision 0.89 vs 0.87 with appearance.)"""
     n, m = iou.shape
     if n == 0 or m == 0:
         return [], list(range(n)), list(range(m))
-    rows, cols = linear_sum_assignment(-iou)
-    pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
+    gated = iou >= min_iou
+    cost = 1.0 - iou.astype(np.float64)
+    if extra is not None:
+        cost = cost + extra
+    rows, cols = linear_sum_assignment(cost)
+    pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if gated[r, c]]
     used_r = {r for r, _ in pairs}
     used_c = {c for _, c in pairs}
     return pairs, [i for i in range(n) if i not in used_r], [j for j in range(m) if j not in used_c]
+
+
+Appearance = Callable[[list[int], np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _appearance_cost(tf: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """``1 - cosine`` of L2-normalised rows; 0.5 (a neutral cosine of 0.5) where either is unknown (a zero row)."""
+    tf, df = np.asarray(tf, np.float64), np.asarray(df, np.float64)
+    cost = 1.0 - tf @ df.T
+    known = (np.abs(tf).sum(axis=1) > 0)[:, None] & (np.abs(df).sum(axis=1) > 0)[None, :]
+    return np.where(known, cost, 0.5)
 
 
 class ByteTracker:
@@ -124,23 +164,34 @@ class ByteTracker:
         low_iou: minimum IoU for the second (low-score) round.
         min_hits: consecutive matched frames before a track is confirmed (reported).
         max_age: frames a track survives without a match (then removed).
+        appearance_weight: weight of ``1 - cosine`` in the cost of ambiguous pairs
+            when ``update`` gets an ``appearance`` callback (0: IoU only).
     """
 
     def __init__(self, high: float = 0.5, low: float = 0.1, match_iou: float = 0.2, low_iou: float = 0.4,
-                 min_hits: int = 2, max_age: int = 30):
+                 min_hits: int = 2, max_age: int = 30, appearance_weight: float = 1.0):
         if not 0 <= low <= high:
             raise ValueError(f"need 0 <= low <= high, got low={low}, high={high}")
         if min_hits < 1 or max_age < 0:
             raise ValueError("min_hits must be >= 1 and max_age >= 0")
+        if not appearance_weight >= 0:
+            raise ValueError(f"appearance_weight must be >= 0, got {appearance_weight}")
         self.high, self.low, self.match_iou, self.low_iou = float(high), float(low), float(match_iou), float(low_iou)
         self.min_hits, self.max_age = int(min_hits), int(max_age)
+        self.appearance_weight = float(appearance_weight)
+        self.appearance_decisions = 0  # ambiguous groups decided with appearance (counter)
+        self.splits = 0  # tracks given a new id by split() (counter)
         self.tracks: list[Track] = []
         self.removed: list[int] = []  # ids removed during the last update
         self._next_id = 1
         self.frame = 0
 
-    def update(self, dets: Detections) -> list[Track]:
-        """Advance one frame with ``dets``; returns the confirmed tracks (visible or coasting)."""
+    def update(self, dets: Detections, appearance: Appearance | None = None) -> list[Track]:
+        """Advance one frame with ``dets``; returns the confirmed tracks (visible or coasting).
+
+        ``appearance(track_ids, det_indices) -> (track_features [T, D], det_features [K, D])``:
+        L2-normalised re-id features (a zero row: unknown), asked for only for the tracks and
+        detections of ambiguous pairs (see the module docstring)."""
         self.frame += 1
         self.removed = []
         for t in self.tracks:
@@ -148,24 +199,28 @@ class ByteTracker:
             t.box = t.kalman.box
             t.age += 1
             t.time_since_update += 1
+            t.det_index = -1
         scores = dets.scores
         hi = np.flatnonzero(scores >= self.high)
         lo = np.flatnonzero((scores >= self.low) & (scores < self.high))
         tboxes = np.array([t.box for t in self.tracks], np.float32).reshape(-1, 4)
-        # round 1: high-score detections vs all tracks
-        pairs, un_t, un_d = _assign(box_iou(tboxes, dets.boxes[hi]), self.match_iou)
+        # round 1: high-score detections vs all tracks (both rounds: appearance inside ambiguous groups)
+        iou = box_iou(tboxes, dets.boxes[hi])
+        pairs, un_t, un_d = _assign(iou, self.match_iou, self._appearance(iou, self.match_iou, self.tracks, hi, appearance))
         for ti, di in pairs:
-            self._hit(self.tracks[ti], dets.boxes[hi[di]], float(scores[hi[di]]))
+            self._hit(self.tracks[ti], dets.boxes[hi[di]], float(scores[hi[di]]), int(hi[di]))
         # round 2: low-score detections vs the remaining tracks that were confirmed
         rest = [ti for ti in un_t if self.tracks[ti].confirmed]
-        pairs2, _, _ = _assign(box_iou(tboxes[rest], dets.boxes[lo]), self.low_iou)
+        iou2 = box_iou(tboxes[rest], dets.boxes[lo])
+        pairs2, _, _ = _assign(iou2, self.low_iou,
+                               self._appearance(iou2, self.low_iou, [self.tracks[ti] for ti in rest], lo, appearance))
         for ri, di in pairs2:
-            self._hit(self.tracks[rest[ri]], dets.boxes[lo[di]], float(scores[lo[di]]))
+            self._hit(self.tracks[rest[ri]], dets.boxes[lo[di]], float(scores[lo[di]]), int(lo[di]))
         # new tracks from unmatched high-score detections
         for di in un_d:
             j = hi[di]
             t = Track(self._next_id, dets.boxes[j].astype(np.float32), float(scores[j]), kalman=KalmanBox(dets.boxes[j]),
-                      confirmed=self.min_hits <= 1)
+                      confirmed=self.min_hits <= 1, det_index=int(j))
             self._next_id += 1
             self.tracks.append(t)
         # prune: tentative tracks die at their first miss, confirmed ones after max_age
@@ -180,10 +235,34 @@ class ByteTracker:
         self.tracks = alive
         return [t for t in self.tracks if t.confirmed]
 
-    def _hit(self, t: Track, box: np.ndarray, score: float) -> None:
+    def split(self, track_id: int) -> int:
+        """Give track ``track_id`` a new id from here on (it now follows someone else: the matcher saw
+        its appearance change) and return the new id; the old id counts as removed."""
+        t = next(t for t in self.tracks if t.id == track_id)
+        t.id, self._next_id = self._next_id, self._next_id + 1
+        t.hits, t.age = 1, 1
+        self.splits += 1
+        return t.id
+
+    def _appearance(self, iou: np.ndarray, gate: float, tracks: list[Track], det_idx: np.ndarray,
+                    appearance: Appearance | None) -> np.ndarray | None:
+        """The appearance term of the cost inside the ambiguous groups of ``iou`` (None: none)."""
+        if appearance is None or self.appearance_weight <= 0 or not iou.size:
+            return None
+        rows, cols = conflicts(iou >= gate)
+        if not len(rows):
+            return None
+        tf, df = appearance([tracks[r].id for r in rows], det_idx[cols])
+        extra = np.zeros(iou.shape, np.float64)
+        extra[np.ix_(rows, cols)] = self.appearance_weight * _appearance_cost(tf, df)
+        self.appearance_decisions += 1
+        return extra
+
+    def _hit(self, t: Track, box: np.ndarray, score: float, det_index: int) -> None:
         t.kalman.update(box)
         t.box = np.asarray(box, np.float32).copy()
         t.score = score
+        t.det_index = det_index
         t.hits += 1
         t.time_since_update = 0
         if not t.confirmed and t.hits >= self.min_hits:
@@ -202,7 +281,8 @@ class PassthroughTracker:
         self.removed: list[int] = []
         self.frame = 0
 
-    def update(self, dets: Detections) -> list[Track]:
+    def update(self, dets: Detections, appearance: Appearance | None = None) -> list[Track]:
+        """``appearance`` is ignored: the ids come with the boxes."""
         if len(dets) and dets.ids is None:
             raise UsageError("PassthroughTracker needs detections with ids (a MOT file with track ids)")
         self.frame += 1
@@ -210,12 +290,14 @@ class PassthroughTracker:
         for t in self.by_id.values():
             t.age += 1
             t.time_since_update += 1
-        for box, score, tid in zip(dets.boxes, dets.scores, dets.ids if dets.ids is not None else []):
+        for t in self.by_id.values():
+            t.det_index = -1
+        for j, (box, score, tid) in enumerate(zip(dets.boxes, dets.scores, dets.ids if dets.ids is not None else [])):
             t = self.by_id.get(int(tid))
             if t is None:
-                self.by_id[int(tid)] = Track(int(tid), box.copy(), float(score), confirmed=True)
+                self.by_id[int(tid)] = Track(int(tid), box.copy(), float(score), confirmed=True, det_index=j)
             else:
-                t.box, t.score, t.time_since_update = box.copy(), float(score), 0
+                t.box, t.score, t.time_since_update, t.det_index = box.copy(), float(score), 0, j
                 t.hits += 1
         for tid in [i for i, t in self.by_id.items() if t.time_since_update > self.max_age]:
             del self.by_id[tid]
