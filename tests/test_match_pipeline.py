@@ -293,3 +293,27 @@ def test_synthetic_video_with_an_oracle_embedder(tmp_path, monkeypatch, synth_cl
     # knn) P 0.97 R 0.55 IDF1 0.71
     bounds = {"auto": (0.93, 0.7, 0.8), "untrained": (0.9, 0.5, 0.65)}.get(retrack, (0.98, 0.85, 0.85))
     assert r["precision"] >= bounds[0] and r["recall"] >= bounds[1] and r["idf1"] >= bounds[2], r
+
+
+def test_pair_runner_start_step_close_for_callers_with_their_own_loop(tmp_path):
+    """The two-camera runner has the site runner's life cycle: start, step until False, close."""
+    from mvd_edge.core.errors import UsageError
+    from mvd_edge.match.pipeline import PairRunner
+
+    world = BlockWorld(n=2)
+    srcs = block_sources(world, 9)
+    runner = PairRunner(srcs["ir"], srcs["rgb"], ColorHistogramEmbedder(),
+                        {s: BlockDetector(world, s) for s in ("ir", "rgb")}, events=tmp_path / "ev.jsonl",
+                        status=False, config=MatchConfig(hysteresis=2, min_features=1))
+    runner.start()
+    steps = 0
+    while runner.step():
+        steps += 1
+        assert runner.result.frame == steps - 1 and runner.steps == steps
+    summary = runner.close()
+    assert steps == 9 and summary["frames"] == 9 and runner.reason == "ir source ended"
+    evs = list(read_events(tmp_path / "ev.jsonl"))
+    assert evs[0]["event"] == "start" and evs[-1]["event"] == "end" and evs[-1]["frames"] == 9
+    assert any(e["event"] == "match" for e in evs)
+    with pytest.raises(UsageError, match="already closed"):
+        runner.close()

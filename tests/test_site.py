@@ -232,9 +232,143 @@ def test_identity_table_forgets_the_least_recently_seen_and_grows():
 
 
 def test_site_config_checks_its_own_settings():
-    for bad in ({"same_threshold": 2.0}, {"gallery_size": 0}, {"identity_momentum": 1.0}, {"threshold": 3.0}):
+    for bad in ({"same_threshold": 2.0}, {"gallery_size": 0}, {"identity_momentum": 1.0}, {"threshold": 3.0},
+                {"faiss_above": -1}, {"faiss_above": 1.5}, {"faiss_above": True}):
         with pytest.raises(UsageError):
             SiteConfig(**bad)
+    assert SiteConfig(faiss_above=0).faiss_above == 0 and SiteConfig(faiss_above=10**12).faiss_above == 10**12
+
+
+# ---------------------------------------------------------------- the gallery on faiss
+
+
+def _unit(rng, n: int, dim: int) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _index_rows(table: IdentityTable, m: Modality) -> np.ndarray:
+    """The rows the faiss index of ``m`` holds (brought up to date first)."""
+    import faiss
+
+    return np.sort(faiss.vector_to_array(table._synced(m).id_map))
+
+
+def test_the_faiss_shortlist_finds_what_exact_search_finds_and_follows_every_change():
+    """3000 random identities: the faiss path (faiss_above=0) gives every query the same best row
+    as exact search, scores its shortlisted rows exactly and the rest -inf, and stays in sync
+    when identities are evicted, their rows reused and their descriptors updated."""
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(7)
+    n, dim = 3000, 64
+    ir, rgb = _unit(rng, n + 300, dim), _unit(rng, n + 300, dim)
+    exact, fast = IdentityTable(dim, n), IdentityTable(dim, n, faiss_above=0)
+    for t in (exact, fast):
+        for g in range(n):
+            t.update(g, Modality.VISIBLE, rgb[g], 0.5)
+            if g % 3:  # a third of the people were never seen in IR
+                t.update(g, Modality.INFRARED, ir[g], 0.5)
+    assert fast.uses_faiss and not exact.uses_faiss
+
+    def agree(queries: np.ndarray, m: Modality, always=None) -> np.ndarray:
+        e, f = exact.similarities(m, queries), fast.similarities(m, queries, always)
+        assert e.shape == f.shape == (len(queries), len(exact.gid))
+        assert (e.argmax(axis=1) == f.argmax(axis=1)).all()
+        shown = np.isfinite(f)
+        assert np.allclose(f[shown], e[shown], atol=1e-5)  # shortlisted rows are scored exactly
+        assert (shown.sum(axis=1) < 0.2 * len(fast)).all()  # and only they are
+        assert np.isneginf(e[~np.isfinite(e)]).all() and not shown[~np.isfinite(e)].any()
+        return f
+
+    noisy = rgb[rng.choice(n, 8)] + 0.3 * _unit(rng, 8, dim) / np.sqrt(2)
+    for q in (noisy / np.linalg.norm(noisy, axis=1, keepdims=True), _unit(rng, 8, dim)):  # near someone; anywhere
+        for m in Modality:
+            agree(q, m)
+    always = np.array([fast.row[5], fast.row[2999]])
+    assert np.isfinite(agree(_unit(rng, 8, dim), Modality.VISIBLE, always)[:, always]).all()  # always scored
+    assert np.array_equal(_index_rows(fast, Modality.INFRARED), np.flatnonzero(fast.have[Modality.INFRARED]))
+
+    # eviction: 300 newcomers (IR only) push the 300 least recently seen out; they take their rows
+    for t in (exact, fast):
+        for g in range(n, n + 300):
+            t.update(g, Modality.INFRARED, ir[g], 0.5)
+    assert len(fast) == n and 0 not in fast and 299 not in fast and n + 299 in fast
+    for m in Modality:
+        assert np.array_equal(_index_rows(fast, m), np.flatnonzero(fast.have[m]))
+    gone = rgb[:300]  # the evicted people's descriptors are found no more: their rows hold the newcomers (IR only)
+    f = agree(gone[:8], Modality.VISIBLE)
+    assert not np.isin(fast.gid[f.argmax(axis=1)], np.arange(300)).any()
+    assert np.isneginf(f[:, [fast.row[g] for g in range(n, n + 8)]]).all()  # no RGB descriptor: never a candidate
+    free = fast._free[-1]  # the last evicted row stays free: faiss never returns it
+    assert fast.gid[free] == -1 and not np.isin(fast.candidates(tuple(Modality), np.vstack([ir, rgb])[::50]),
+                                                [free]).any()
+    agree(ir[n:n + 8], Modality.INFRARED)
+
+    # an update moves a descriptor: it is found at its new value, and no longer at its old one
+    moved = _unit(rng, 1, dim)[0]
+    for t in (exact, fast):
+        t.update(1000, Modality.VISIBLE, moved, 0.0)
+    f = agree(np.vstack([moved, rgb[1000]]), Modality.VISIBLE)
+    assert f[0].argmax() == fast.row[1000] and f[0].max() == pytest.approx(1.0, abs=1e-5)
+    assert f[1].argmax() != fast.row[1000]
+
+
+def test_the_gallery_imports_no_faiss_below_its_threshold():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, mvd_edge.match; from mvd_edge.core.modality import Modality;"
+            "from mvd_edge.match.site import IdentityTable;"
+            "t = IdentityTable(8, 100); [t.update(g, Modality.VISIBLE, np.eye(8, dtype=np.float32)[g % 8], 0.5)"
+            " for g in range(50)];"
+            "assert t.similarities(Modality.VISIBLE, np.eye(8, dtype=np.float32)[:2]).shape == (2, 64);"
+            "assert t.candidates(tuple(Modality), np.eye(8, dtype=np.float32)) is None;"
+            "assert 'faiss' not in sys.modules, 'faiss imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@pytest.mark.parametrize("shortlist", [32, 1])
+def test_a_site_on_the_faiss_shortlist_makes_the_same_identities_as_exact_search(shortlist):
+    """The four-camera world with 400 strangers in the gallery: searched through faiss (a shortlist
+    that leaves most of the gallery out) it gives the same events as exact search."""
+    pytest.importorskip("faiss")
+    world = SiteWorld()
+    cams = [SiteCamera(n, Modality.parse(s)) for n, (_, s) in world.cams.items()]
+    strangers = _unit(np.random.default_rng(3), 800, ColorHistogramEmbedder().dim)
+    runs = []
+    for faiss_above in (10**9, 0):
+        matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
+                              SiteConfig(threshold=0.7, same_threshold=0.8, hysteresis=3, faiss_above=faiss_above))
+        matcher.gallery.shortlist = shortlist
+        asked, candidates = [], matcher.gallery.candidates
+
+        def spy(modalities, desc, always=None, candidates=candidates, asked=asked):
+            rows = candidates(modalities, desc, always)
+            asked.append((always, rows))
+            return rows
+
+        matcher.gallery.candidates = spy
+        for k in range(400):
+            matcher.gallery.update(10**6 + k, Modality.INFRARED, strangers[k], 0.8)
+            matcher.gallery.update(10**6 + k, Modality.VISIBLE, strangers[400 + k], 0.8)
+        events = []
+        for k in range(95):
+            events.extend(matcher.step({c.name: FramePacket(k, k / 15, world.frame(c.name, k)) for c in cams}))
+        assert matcher.gallery.uses_faiss == (faiss_above == 0) and len(matcher.gallery) == 404
+        assert matcher.identities == 4  # the four people, none of them taken for a stranger
+        if faiss_above == 0:  # the tracks' own identities are always scored, shortlisted or not
+            held = [(a, r) for a, r in asked if a.size]
+            assert held and all(np.isin(a, r).all() and len(r) < len(matcher.gallery) for a, r in held)
+        runs.append(events)
+    exact, fast = runs
+    assert {e["via"] for e in exact if e["event"] == "identity"} >= {"new", "cross"}
+    assert len(exact) == len(fast)
+    for a, b in zip(exact, fast):
+        # the same events; a similarity may differ by float32 rounding of a smaller matrix product
+        sim_a, sim_b = a.pop("similarity", None), b.pop("similarity", None)
+        assert a == b
+        assert (sim_a is None) == (sim_b is None) and (sim_a is None or abs(sim_a - sim_b) <= 1e-4)
 
 
 # ---------------------------------------------------------------- the runner
@@ -285,3 +419,18 @@ def test_runner_stops_cleanly_on_interrupt(tmp_path):
     summary = runner.run(on_step=interrupt)
     assert summary["ended"] == "interrupted (SIGINT)" and summary["steps"] == 5
     assert list(read_events(tmp_path / "e.jsonl"))[-1]["event"] == "end"
+
+
+def test_the_faiss_search_leaves_faiss_settings_as_it_found_them():
+    """The table lowers faiss's process-wide BLAS threshold for its own search only."""
+    faiss = pytest.importorskip("faiss")
+    rng = np.random.default_rng(1)
+    table = IdentityTable(16, 100, faiss_above=0)
+    for gid in range(50):
+        v = rng.normal(size=16).astype(np.float32)
+        table.update(gid, Modality.VISIBLE, v / np.linalg.norm(v), momentum=0.8)
+    before = faiss.cvar.distance_compute_blas_threshold
+    q = table.mat[Modality.VISIBLE][:3].copy()
+    rows = table.candidates([Modality.VISIBLE], q)
+    assert faiss.cvar.distance_compute_blas_threshold == before
+    assert {table.row[g] for g in (0, 1, 2)} <= set(rows.tolist())

@@ -11,7 +11,6 @@ recorded as ``embed.<stage>``.
 from __future__ import annotations
 
 import math
-import resource
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from mvd_edge.match.associate import CrossModalAssociator, PairUpdate, ReportedP
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector, box_iou
 from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, StepRuns, box_xywh
+from mvd_edge.match.runner import Runner, rss_mb
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, parse_source
 from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
 
@@ -425,16 +425,6 @@ def _unmatched_boxes(dets: Detections, visible: list[Track]) -> np.ndarray:
     return dets.boxes[iou.max(axis=1) < 0.9]
 
 
-def rss_mb() -> float:
-    """Resident memory of this process in MiB (Linux /proc; peak RSS elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * resource.getpagesize() / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 # ---------------------------------------------------------------------------- the loop
 
 
@@ -479,6 +469,160 @@ def _status_text(pipe: MatchPipeline, srcs: dict[str, FrameSource], steps: int, 
     return Group(line, table)
 
 
+class PairRunner(Runner):
+    """One IR and one RGB source + :class:`MatchPipeline`: frames taken in lockstep, one from each
+    source per step, until one source ends (see :class:`~mvd_edge.match.runner.Runner` for the life
+    cycle, :func:`run_match` for the arguments). ``result``: the last step's :class:`StepResult`;
+    ``error``: the message of a source that failed for good (``run`` then raises it)."""
+
+    def __init__(self, ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameSource, embedder,
+                 detectors: dict[str, Detector], *, config: MatchConfig | None = None,
+                 cameras: dict[str, SourceSpec] | None = None, events: str | Path | None = None,
+                 save: str | Path | None = None, show: bool = False, realtime: bool = False, queue_size: int = 8,
+                 open_timeout: float = 10.0, max_offline: float | None = 30.0, render_height: int = 360,
+                 status: bool = True, profile: bool = False, console=None, sinks: Sequence = (), metrics=None,
+                 crops=None):
+        from mvd_edge.match.render import Window
+
+        window = Window() if show else None  # fail before opening anything
+        kw = dict(queue_size=queue_size, realtime=realtime, open_timeout=open_timeout, max_offline=max_offline)
+        srcs = {"ir": _as_source(ir, "ir", cameras, **kw), "rgb": _as_source(rgb, "rgb", cameras, **kw)}
+        super().__init__(srcs, events=events, sinks=sinks, metrics=metrics)
+        self.pipe = MatchPipeline(embedder, detectors, config)
+        self.embedder, self.detectors, self.events_path = embedder, detectors, events
+        self.save, self.window, self.render_height = save, window, render_height
+        self.status, self.profile, self.console = status and console is not None, profile, console
+        self.crops = crops
+        self.video = None
+        self.live = None
+        self.runs = StepRuns()
+        self.error: str | None = None
+        self.result: StepResult | None = None
+        self.last: dict[str, FramePacket | None] = {"ir": None, "rgb": None}
+        self.lat: deque = deque(maxlen=2000)
+        self._last_refresh = 0.0
+
+    def _timer(self) -> StageTimer:
+        return self.pipe.timer
+
+    def step_result(self) -> StepResult | None:
+        return self.result
+
+    def _started(self) -> None:
+        srcs = self.sources
+        if self.save is not None:
+            from mvd_edge.match.render import VideoSink
+
+            self.video = VideoSink(self.save, srcs["ir"].fps)
+        self.writer.write({"event": "start", "schema": EVENT_SCHEMA_VERSION,
+                           "ir_source": srcs["ir"].spec.label, "rgb_source": srcs["rgb"].spec.label,
+                           "fps": {s: srcs[s].fps for s in STREAMS},
+                           "embedder": {"backend": getattr(self.embedder, "backend", "?"),
+                                        "precision": getattr(self.embedder, "precision", "?"),
+                                        "dim": int(self.embedder.dim)},
+                           "detector": {s: getattr(self.detectors[s], "name", type(self.detectors[s]).__name__)
+                                        for s in STREAMS},
+                           "config": self.pipe.config.as_dict()})
+        if self.status:
+            from rich.live import Live
+
+            self.live = Live(console=self.console, auto_refresh=False, transient=False)
+            self.live.start()
+
+    def _refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        self.push_metrics(force)
+        if self.live is not None and (force or now - self._last_refresh > 0.25):
+            el, n = self.elapsed(), self.steps
+            self.live.update(_status_text(self.pipe, self.sources, n, (n - 1) / el if el > 0 and n > 1 else 0.0,
+                                          self.writer, self.profile), refresh=True)
+            self._last_refresh = now
+
+    def _next_frame(self, s: str) -> FramePacket | None | bool:
+        """The next frame of stream ``s``; None: the source ended; False: the run's time is up."""
+        t0 = time.perf_counter()
+        while True:
+            pkt = self.sources[s].get(timeout=0.1)
+            if pkt is not False:
+                self.pipe.timer.add("wait." + s, time.perf_counter() - t0)
+                return pkt
+            self._refresh()
+            if self.out_of_time():
+                return False
+
+    def step(self) -> bool:
+        pkts: dict[str, FramePacket] = {}
+        for s in STREAMS:
+            pkt = self._next_frame(s)
+            if pkt is False:
+                self.reason = f"--duration {self.deadline - self._t_start:g} s reached"
+                return False
+            if pkt is None:
+                self.error = self.sources[s].error
+                self.reason = f"{s} source ended" + (f": {self.error}" if self.error else "")
+                return False
+            pkts[s] = pkt
+        self.first_step()
+        pipe = self.pipe
+        res = pipe.step(pkts["ir"], pkts["rgb"])
+        self.lat.append(time.monotonic() - min(pkts["ir"].captured, pkts["rgb"].captured))
+        self.steps += 1
+        self.last.update(pkts)
+        self.runs.add(pkts["ir"].index, pkts["rgb"].index)
+        t = time.perf_counter()
+        for ev in res.events:
+            self.writer.write(ev)
+            if self.crops is not None and ev["event"] == "match":
+                for s in STREAMS:
+                    self.crops.save(s, s, ev[f"{s}_frame"], ev["global_id"], pkts[s].image, ev[f"{s}_box"])
+        t = pipe._tick("write", t)
+        self.result = res
+        if self.video is not None or self.window is not None:
+            from mvd_edge.match.render import render_side_by_side
+
+            header = f"frame {res.frame}  ir {pkts['ir'].index}  rgb {pkts['rgb'].index}  pairs {len(res.pairs)}"
+            canvas = render_side_by_side(pkts["ir"].image, pkts["rgb"].image, res.tracks["ir"], res.tracks["rgb"],
+                                         res.pairs, height=self.render_height, header=header)
+            t = pipe._tick("render", t)
+            if self.video is not None:
+                self.video.write(canvas)
+                t = pipe._tick("save", t)
+            if self.window is not None and not self.window.show(canvas):
+                self.reason = "window closed"
+                return False
+        self._refresh()
+        return True
+
+    def _closing(self) -> dict[str, Any]:
+        elapsed = self.elapsed()
+        for ev in self.pipe.finish(self.last["ir"], self.last["rgb"]):
+            self.writer.write(ev)
+        return _summary(self.pipe, self.sources, self.steps, elapsed, time.monotonic() - (self._t_start or 0.0),
+                        self.writer, self.reason, self.lat, self._rss_start, self.video, self.events_path)
+
+    def _end_event(self, summary: dict[str, Any]) -> dict[str, Any]:
+        return {"event": "end", "frames": self.steps, "steps": self.runs.runs, "steps_truncated": self.runs.truncated,
+                "summary": summary}
+
+    def _closed_outputs(self, summary: dict[str, Any]) -> None:
+        if self.video is not None:
+            self.video.close()
+        if self.window is not None:
+            self.window.close()
+        if self.live is not None:
+            self._refresh(force=True)
+            self.live.stop()
+
+    def run(self, max_steps: int | None = None, duration: float | None = None,
+            on_step: Callable[[StepResult], None] | None = None) -> dict[str, Any]:
+        summary = super().run(max_steps, duration, on_step)
+        if self.error is not None:
+            exc = SourceError(self.error)
+            exc.summary = summary  # type: ignore[attr-defined]
+            raise exc
+        return summary
+
+
 def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameSource, embedder,
               detectors: dict[str, Detector], *, config: MatchConfig | None = None,
               cameras: dict[str, SourceSpec] | None = None, events: str | Path | None = None,
@@ -488,7 +632,8 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
               status: bool = True, profile: bool = False, console=None,
               on_step: Callable[[StepResult], None] | None = None, sinks: Sequence = (),
               metrics=None, crops=None) -> dict[str, Any]:
-    """Run the matcher on two sources until one ends, ``max_frames`` steps or ``duration`` seconds.
+    """Run the matcher on two sources until one ends, ``max_frames`` steps or ``duration`` seconds
+    (a :class:`PairRunner`'s ``run``).
 
     ``ir``/``rgb``: source text (see :func:`~mvd_edge.match.sources.parse_source`), a
     :class:`SourceSpec` or a ready :class:`FrameSource` (not started). ``events``: JSONL
@@ -506,162 +651,15 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
     events written, reason the run ended). Raises :class:`SourceError` (a RuntimeError) when
     a source never opens or fails for good; the summary is then in ``exc.summary``.
     """
-    from mvd_edge.match.render import VideoSink, Window, render_side_by_side
-
     if max_frames is not None and max_frames < 1:
         raise UsageError(f"--max-frames must be >= 1, got {max_frames}")
     if duration is not None and not duration > 0:
         raise UsageError(f"--duration must be > 0, got {duration}")
-    window = Window() if show else None  # fail before opening anything
-    kw = dict(queue_size=queue_size, realtime=realtime, open_timeout=open_timeout, max_offline=max_offline)
-    srcs = {"ir": _as_source(ir, "ir", cameras, **kw), "rgb": _as_source(rgb, "rgb", cameras, **kw)}
-    pipe = MatchPipeline(embedder, detectors, config)
-    writer = EventWriter(events, sinks=sinks)
-    sink = None
-    steps = StepRuns()
-    live = None
-    reason = "?"
-    error: str | None = None
-    last: dict[str, FramePacket | None] = {"ir": None, "rgb": None}
-    lat = deque(maxlen=2000)
-    rss_start = rss_mb()
-    t_start = time.monotonic()
-    t_first = None
-    n = 0
-
-    def push_metrics(force: bool = False) -> None:
-        if metrics is not None:
-            metrics.observe(srcs, n, pipe.timer, writer.counts, sinks, force=force)
-
-    try:
-        for s in STREAMS:
-            srcs[s].start()
-        for s in STREAMS:
-            srcs[s].wait_open()
-        if save is not None:
-            sink = VideoSink(save, srcs["ir"].fps)
-        writer.write({"event": "start", "schema": EVENT_SCHEMA_VERSION,
-                      "ir_source": srcs["ir"].spec.label, "rgb_source": srcs["rgb"].spec.label,
-                      "fps": {s: srcs[s].fps for s in STREAMS},
-                      "embedder": {"backend": getattr(embedder, "backend", "?"),
-                                   "precision": getattr(embedder, "precision", "?"), "dim": int(embedder.dim)},
-                      "detector": {s: getattr(detectors[s], "name", type(detectors[s]).__name__) for s in STREAMS},
-                      "config": pipe.config.as_dict()})
-        if status and console is not None:
-            from rich.live import Live
-
-            live = Live(console=console, auto_refresh=False, transient=False)
-            live.start()
-        last_refresh = 0.0
-
-        def refresh(force: bool = False) -> None:
-            nonlocal last_refresh
-            now = time.monotonic()
-            push_metrics(force)
-            if live is not None and (force or now - last_refresh > 0.25):
-                el = now - (t_first or now)
-                live.update(_status_text(pipe, srcs, n, (n - 1) / el if el > 0 and n > 1 else 0.0, writer, profile),
-                            refresh=True)
-                last_refresh = now
-
-        def out_of_time() -> bool:
-            return duration is not None and time.monotonic() - t_start >= duration
-
-        def next_frame(s: str) -> FramePacket | None | bool:
-            t0 = time.perf_counter()
-            while True:
-                pkt = srcs[s].get(timeout=0.1)
-                if pkt is not False:
-                    pipe.timer.add("wait." + s, time.perf_counter() - t0)
-                    return pkt
-                refresh()
-                if out_of_time():
-                    return False
-
-        while True:
-            if max_frames is not None and n >= max_frames:
-                reason = f"--max-frames {max_frames} reached"
-                break
-            if out_of_time():
-                reason = f"--duration {duration:g} s reached"
-                break
-            pkts: dict[str, FramePacket] = {}
-            ended = timed_out = None
-            for s in STREAMS:
-                pkt = next_frame(s)
-                if pkt is False:
-                    timed_out = True
-                    break
-                if pkt is None:
-                    ended = s
-                    break
-                pkts[s] = pkt
-            if timed_out:
-                reason = f"--duration {duration:g} s reached"
-                break
-            if ended is not None:
-                error = srcs[ended].error
-                reason = f"{ended} source ended" + (f": {error}" if error else "")
-                break
-            if t_first is None:
-                t_first = time.monotonic()
-            res = pipe.step(pkts["ir"], pkts["rgb"])
-            lat.append(time.monotonic() - min(pkts["ir"].captured, pkts["rgb"].captured))
-            n += 1
-            last.update(pkts)
-            steps.add(pkts["ir"].index, pkts["rgb"].index)
-            t = time.perf_counter()
-            for ev in res.events:
-                writer.write(ev)
-                if crops is not None and ev["event"] == "match":
-                    for s in STREAMS:
-                        crops.save(s, s, ev[f"{s}_frame"], ev["global_id"], pkts[s].image, ev[f"{s}_box"])
-            t = pipe._tick("write", t)
-            if sink is not None or window is not None:
-                header = (f"frame {res.frame}  ir {pkts['ir'].index}  rgb {pkts['rgb'].index}  "
-                          f"pairs {len(res.pairs)}")
-                canvas = render_side_by_side(pkts["ir"].image, pkts["rgb"].image, res.tracks["ir"], res.tracks["rgb"],
-                                             res.pairs, height=render_height, header=header)
-                t = pipe._tick("render", t)
-                if sink is not None:
-                    sink.write(canvas)
-                    t = pipe._tick("save", t)
-                if window is not None and not window.show(canvas):
-                    reason = "window closed"
-                    break
-            if on_step is not None:
-                on_step(res)
-            refresh()
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through sigterm_as_interrupt: finish the run cleanly
-        from mvd_edge.core.signals import Terminated
-
-        reason = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (SIGINT)"
-    finally:
-        for s in STREAMS:
-            srcs[s].stop()
-        elapsed = time.monotonic() - (t_first or time.monotonic())
-        for ev in pipe.finish(last["ir"], last["rgb"]):
-            writer.write(ev)
-        summary = _summary(pipe, srcs, n, elapsed, time.monotonic() - t_start, writer, reason, lat, rss_start, sink,
-                           events)
-        writer.write({"event": "end", "frames": n, "steps": steps.runs, "steps_truncated": steps.truncated,
-                      "summary": summary})
-        writer.close()  # the network sinks deliver their backlog here
-        if sinks:
-            summary["sinks"] = [s.summary() for s in sinks]
-        push_metrics(force=True)
-        if sink is not None:
-            sink.close()
-        if window is not None:
-            window.close()
-        if live is not None:
-            refresh(force=True)
-            live.stop()
-    if error is not None:
-        exc = SourceError(error)
-        exc.summary = summary  # type: ignore[attr-defined]
-        raise exc
-    return summary
+    runner = PairRunner(ir, rgb, embedder, detectors, config=config, cameras=cameras, events=events, save=save,
+                        show=show, realtime=realtime, queue_size=queue_size, open_timeout=open_timeout,
+                        max_offline=max_offline, render_height=render_height, status=status, profile=profile,
+                        console=console, sinks=sinks, metrics=metrics, crops=crops)
+    return runner.run(max_frames, duration, on_step)
 
 
 def _summary(pipe: MatchPipeline, srcs: dict[str, FrameSource], n: int, elapsed: float, wall: float,

@@ -59,17 +59,17 @@ from mvd_edge.core.preprocess import box_crop
 from mvd_edge.gallery.index import faiss_module
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector
-from mvd_edge.match.events import EventWriter, box_xywh
+from mvd_edge.match.events import box_xywh
 from mvd_edge.match.pipeline import (
     DetectionFeatures,
     MatchConfig,
     StageTimer,
     default_tracker,
     embed_tracks,
-    rss_mb,
     split_sigmas,
     track_crops,
 )
+from mvd_edge.match.runner import Runner, rss_mb
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
 from mvd_edge.match.track import Track
 
@@ -89,7 +89,7 @@ class SiteConfig(MatchConfig):
     same_threshold: float = 0.6
     gallery_size: int = 10_000
     identity_momentum: float = 0.8
-    faiss_above: int = 4096
+    faiss_above: int = 5_000
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -132,10 +132,14 @@ class IdentityTable:
     rows) are scored, exactly, by the same numpy product. The index is brought up to date
     lazily: :meth:`add`, :meth:`update` and eviction mark rows dirty, and a search first removes
     and re-adds them. ``IndexFlatIP`` is exact, so the shortlist holds the best rows of every
-    query unless more than ``shortlist`` of them tie within float rounding.
+    query unless more than ``shortlist`` of them tie within float rounding. That is all the
+    site matcher needs: a track's best score is its best cross-modal or its best same-modality
+    row, and a best one-to-one assignment of T tracks never gives a track a row outside its own
+    T best, so the Hungarian assignment over the shortlist is the one over every row (up to
+    exact ties).
     """
 
-    def __init__(self, dim: int, capacity: int, faiss_above: int = 4096, shortlist: int = 32):
+    def __init__(self, dim: int, capacity: int, faiss_above: int = 5_000, shortlist: int = 32):
         if dim < 1 or capacity < 1 or shortlist < 1 or faiss_above < 0:
             raise UsageError(f"IdentityTable needs dim, capacity, shortlist >= 1 and faiss_above >= 0, got "
                              f"{dim}, {capacity}, {shortlist}, {faiss_above}")
@@ -218,8 +222,9 @@ class IdentityTable:
         if rows is None:
             sim = desc @ self.mat[modality].T
             return np.where(self.have[modality][None], sim, -np.inf)
-        out = np.full((len(desc), len(self.gid)), -np.inf, np.float32)
-        out[:, rows] = self.similarities_at(modality, desc, rows)
+        sim = self.similarities_at(modality, desc, rows)
+        out = np.full((len(desc), len(self.gid)), -np.inf, sim.dtype)
+        out[:, rows] = sim
         return out
 
     def similarities_at(self, modality: Modality, desc: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -240,12 +245,20 @@ class IdentityTable:
             return None
         q = np.ascontiguousarray(desc, np.float32)
         found = [np.asarray([] if always is None else always, np.int64).reshape(-1)]
-        for m in modalities:
-            index = self._synced(m)
-            k = min(max(self.shortlist, len(q)), index.ntotal)
-            if k > 0 and len(q):
-                _, labels = index.search(q, k)
-                found.append(labels[labels >= 0])
+        faiss = faiss_module()
+        # faiss scans query by query below 20 queries; a step's few tracks go through one BLAS product
+        # instead (measured 1.5x faster at 100k identities, docs/site_gallery); restored after
+        blas = faiss.cvar.distance_compute_blas_threshold
+        faiss.cvar.distance_compute_blas_threshold = 1
+        try:
+            for m in modalities:
+                index = self._synced(m)
+                k = min(max(self.shortlist, len(q)), index.ntotal)
+                if k > 0 and len(q):
+                    _, labels = index.search(q, k)
+                    found.append(labels[labels >= 0])
+        finally:
+            faiss.cvar.distance_compute_blas_threshold = blas
         return np.unique(np.concatenate(found))
 
     def _synced(self, m: Modality):
@@ -601,12 +614,14 @@ class TimeSync:
 # ---------------------------------------------------------------------------- the runner
 
 
-class SiteRunner:
-    """Sources + :class:`TimeSync` + :class:`SiteMatcher` + events and sinks.
+class SiteRunner(Runner):
+    """Sources + :class:`TimeSync` + :class:`SiteMatcher` + events and sinks (the life cycle of
+    :class:`~mvd_edge.match.runner.Runner`).
 
     ``start()`` opens the sources and writes the ``start`` event; ``step()`` runs one time step
     (False when every source has ended); ``close()`` stops the sources, writes the ``end``
-    event, closes the file and the sinks and returns the summary. :meth:`run` does all three.
+    event, closes the file and the sinks and returns the summary. :meth:`run` does all three;
+    its ``on_step`` gets the runner.
     """
 
     def __init__(self, cameras: list[SiteCamera], embedder, detectors: dict[str, Detector], *,
@@ -620,26 +635,18 @@ class SiteRunner:
         if sources is None:
             sources = {c.name: FrameSource(c.spec, c.name, queue_size=queue_size, realtime=realtime,
                                            open_timeout=open_timeout, max_offline=max_offline) for c in cameras}
-        self.sources = sources
+        super().__init__(sources, events=events, sinks=sinks, metrics=metrics)
         self.step_fps, self.tolerance = step_fps, tolerance
-        self.writer = EventWriter(events, sinks=sinks)
-        self.sinks, self.metrics = list(sinks), metrics
         self.sync: TimeSync | None = None
-        self.steps = 0
-        self.reason = "?"
-        self._t_start = self._t_first = None
-        self._rss_start = rss_mb()
         self.save, self.tile_height = save, int(tile_height)
         self.crops = crops  # a sinks.CropSaver: crops of sighted people for `mvd-edge gallery build`
         self.video = None
         self._last_image: dict[str, np.ndarray | None] = {c.name: None for c in cameras}
 
-    def start(self) -> "SiteRunner":
-        self._t_start = time.monotonic()
-        for s in self.sources.values():
-            s.start()
-        for s in self.sources.values():
-            s.wait_open()
+    def _timer(self) -> StageTimer:
+        return self.matcher.timer
+
+    def _started(self) -> None:
         self.sync = TimeSync(self.sources, self.step_fps, self.tolerance)
         if self.save is not None:
             from mvd_edge.match.render import VideoSink
@@ -653,7 +660,6 @@ class SiteRunner:
                            "embedder": {"backend": getattr(emb, "backend", "?"),
                                         "precision": getattr(emb, "precision", "?"), "dim": int(emb.dim)},
                            "config": asdict(self.matcher.config)})
-        return self
 
     def step(self) -> bool:
         nxt = self.sync.next()
@@ -661,8 +667,7 @@ class SiteRunner:
             errors = [f"{n}: {s.error}" for n, s in self.sources.items() if s.error]
             self.reason = "all sources ended" + (f" ({'; '.join(errors)})" if errors else "")
             return False
-        if self._t_first is None:
-            self._t_first = time.monotonic()
+        self.first_step()
         t_step, frames = nxt
         for ev in self.matcher.step(frames):
             self.writer.write(ev)
@@ -673,7 +678,7 @@ class SiteRunner:
         if self.video is not None:
             self._render(t_step, frames)
         self.steps += 1
-        self._push_metrics()
+        self.push_metrics()
         return True
 
     def _render(self, t_step: float, frames: dict[str, FramePacket]) -> None:
@@ -691,13 +696,8 @@ class SiteRunner:
         self.video.write(canvas)
         m.timer.add("render", time.perf_counter() - t0)
 
-    def _push_metrics(self, force: bool = False) -> None:
-        if self.metrics is not None:
-            self.metrics.observe(self.sources, self.steps, self.matcher.timer, self.writer.counts, self.sinks,
-                                 force=force)
-
     def summary(self) -> dict[str, Any]:
-        elapsed = time.monotonic() - (self._t_first or time.monotonic())
+        elapsed = self.elapsed()
         sync = self.sync
         m = self.matcher
         return {
@@ -713,40 +713,13 @@ class SiteRunner:
             "rss_mb": {"start": round(self._rss_start, 1), "end": round(rss_mb(), 1)},
         }
 
-    def close(self) -> dict[str, Any]:
-        for s in self.sources.values():
-            s.stop()
-        summary = self.summary()
-        self.writer.write({"event": "end", "frames": self.sync.runs if self.sync else {}, "summary": summary})
-        self.writer.close()
+    def _closing(self) -> dict[str, Any]:
+        return self.summary()
+
+    def _end_event(self, summary: dict[str, Any]) -> dict[str, Any]:
+        return {"event": "end", "frames": self.sync.runs if self.sync else {}, "summary": summary}
+
+    def _closed_outputs(self, summary: dict[str, Any]) -> None:
         if self.video is not None:
             self.video.close()
             summary["video"] = str(self.video.path_written) if self.video.path_written else None
-        if self.sinks:
-            summary["sinks"] = [s.summary() for s in self.sinks]
-        self._push_metrics(force=True)
-        return summary
-
-    def run(self, max_steps: int | None = None, duration: float | None = None, on_step=None) -> dict[str, Any]:
-        """Start, step until the sources end (or ``max_steps`` / ``duration``), close; Ctrl-C
-        and SIGTERM (through :func:`mvd_edge.core.signals.sigterm_as_interrupt`) end it cleanly."""
-        try:
-            self.start()
-            while True:
-                if max_steps is not None and self.steps >= max_steps:
-                    self.reason = f"--max-frames {max_steps} reached"
-                    break
-                if duration is not None and time.monotonic() - self._t_start >= duration:
-                    self.reason = f"--duration {duration:g} s reached"
-                    break
-                if not self.step():
-                    break
-                if on_step is not None:
-                    on_step(self)
-        except KeyboardInterrupt as exc:
-            from mvd_edge.core.signals import Terminated
-
-            self.reason = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (SIGINT)"
-        finally:
-            summary = self.close()
-        return summary
