@@ -10,11 +10,13 @@ compared at the default), ``match`` runs and ``score-matches``
 scores it (pair precision, recall, IDF1, pipeline fps, and the tracks' identity switches
 and splits counted against the ground truth):
 
-* ``iou``: IoU-only tracking (``track_appearance=0, track_split=0``, the tracker before
-  appearance was added);
+* ``iou``: IoU-only tracking (``track_appearance=0, track_split=0, track_min_hits=2``, the
+  tracker before appearance was added);
 * ``appearance``: re-id appearance decides the ambiguous pairs (``track_appearance=1``);
 * ``appearance+split``: and a track whose new crop disagrees with its own bank gets a new id
-  (``track_split=4``, the default).
+  (``track_split=4``);
+* ``default``: :class:`MatchConfig`'s defaults: appearance, split, and a track confirmed at its
+  first detection (``track_min_hits=1``).
 
 Embedders: ``oracle`` (each crop's "embedding" is a one-hot code of the ground-truth person
 its box covers, IoU >= 0.3: a perfect re-id model, so every error left is detection,
@@ -45,9 +47,10 @@ from mvd_edge.runtime.base import Embedder
 from mvd_edge.synth.video import write_synth_video
 
 STREAMS = ("ir", "rgb")
-VARIANTS = {"iou": {"track_appearance": 0.0, "track_split": 0.0},
-            "appearance": {"track_appearance": 1.0, "track_split": 0.0},
-            "appearance+split": {"track_appearance": 1.0, "track_split": 4.0}}
+VARIANTS = {"iou": {"track_appearance": 0.0, "track_split": 0.0, "track_min_hits": 2},
+            "appearance": {"track_appearance": 1.0, "track_split": 0.0, "track_min_hits": 2},
+            "appearance+split": {"track_appearance": 1.0, "track_split": 4.0, "track_min_hits": 2},
+            "default": {}}
 
 
 def _gt_person(gt: dict, stream: str, frame: int, box, min_iou: float) -> int | None:

@@ -79,7 +79,7 @@ class MatchConfig:
     max_gap: int = 5
     track_high: float = 0.5
     track_low: float = 0.1
-    track_min_hits: int = 2
+    track_min_hits: int = 1  # measured (benchmarks/tracking.py, README): more recall with oracle and student
     track_max_age: int = 30
     track_appearance: float = 1.0
     track_split: float = 4.0
