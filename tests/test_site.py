@@ -434,3 +434,28 @@ def test_the_faiss_search_leaves_faiss_settings_as_it_found_them():
     rows = table.candidates([Modality.VISIBLE], q)
     assert faiss.cvar.distance_compute_blas_threshold == before
     assert {table.row[g] for g in (0, 1, 2)} <= set(rows.tolist())
+
+
+def test_global_ids_hold_over_many_passes_of_a_looped_site():
+    """The site world played three times in a row (people leave every camera at the loop's end and
+    come back at its start): with an embedding that tells the people apart the gallery keeps one
+    id per person; the ids do not grow with time."""
+    world = SiteWorld()
+    cams = [SiteCamera(n, Modality.parse(s)) for n, (_, s) in world.cams.items()]
+
+    class Looped(SiteDetector):
+        def detect(self, image, frame_index):
+            return super().detect(image, frame_index % 95)
+
+    matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: Looped(world, c.name) for c in cams},
+                          SiteConfig(threshold=0.7, same_threshold=0.8, hysteresis=3))
+    gids: dict[int, set[int]] = {}
+    after_pass = []
+    for k in range(3 * 95):
+        for e in matcher.step({c.name: FramePacket(k, k / 15, world.frame(c.name, k % 95)) for c in cams}):
+            if e["event"] == "sighting":
+                gids.setdefault(_identity_of(world, e["camera"], k % 95, e["box"]), set()).add(e["global_id"])
+        if k % 95 == 94:
+            after_pass.append(matcher.identities)
+    assert after_pass == [4, 4, 4]
+    assert None not in gids and all(len(g) == 1 for g in gids.values()), gids

@@ -6,6 +6,11 @@ no notion of infrared, so it only makes sense when both streams are colour, e.g.
 ``mvd-edge synth-video --ir-modality rgb`` (the "IR" view rendered in colour): then the
 matcher's detection, tracking, banks and association can be measured apart from the
 re-id model. Same interface and stage timings as every :class:`~mvd_edge.runtime.Embedder`.
+
+:class:`OracleEmbedder` is a perfect re-id model for measuring everything else (detection,
+tracking, banks, association, the site gallery): the measuring script replaces each crop by
+:func:`label_crop` of the ground-truth person its box covers, and the oracle embeds that
+label as a unit vector. ``benchmarks/tracking.py`` and ``scripts/site_soak.py --oracle`` use it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 from mvd_edge.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessSpec
 from mvd_edge.runtime.base import Embedder
 
-__all__ = ["ColorHistogramEmbedder"]
+__all__ = ["ColorHistogramEmbedder", "OracleEmbedder", "label_crop"]
 
 
 class ColorHistogramEmbedder(Embedder):
@@ -56,3 +61,30 @@ class ColorHistogramEmbedder(Embedder):
                 out[i, b * self.per_band:(b + 1) * self.per_band] = hist / max(1.0, float(hist.sum()))
         out = np.sqrt(out)  # Hellinger-style: damp dominant bins
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def label_crop(person: int) -> np.ndarray:
+    """The crop :class:`OracleEmbedder` reads as ground-truth person ``person`` (0..255; 0: nobody)."""
+    if not 0 <= int(person) <= 255:
+        raise ValueError(f"person label must be in [0, 255], got {person}")
+    return np.full((4, 4, 3), int(person), np.uint8)
+
+
+class OracleEmbedder(Embedder):
+    """A perfect re-id model: a :func:`label_crop` of person ``p`` embeds as the unit vector
+    ``e_(p mod dim)``, so two crops are alike (cosine 1) exactly when they show the same person.
+    Only for crops made by :func:`label_crop` (see the module docstring)."""
+
+    backend = "oracle"
+
+    def __init__(self, dim: int = 128):
+        super().__init__(PreprocessSpec(256, 128), int(dim), 64, {"precision": "fp32", "recipe": "oracle"})
+
+    def infer(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - embed is overridden
+        raise AssertionError("OracleEmbedder reads label crops in embed(), never preprocessed tensors")
+
+    def embed(self, crops) -> np.ndarray:
+        out = np.zeros((len(crops), self.dim), np.float32)
+        for i, c in enumerate(crops):
+            out[i, int(np.asarray(c)[0, 0, 0]) % self.dim] = 1.0
+        return out

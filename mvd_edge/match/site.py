@@ -421,7 +421,11 @@ class SiteMatcher:
         c = self.config
         modality = self.cameras[cam].modality
         bank, states = self.banks[cam], self.states[cam]
-        eligible = [tr for tr in tracks if tr.time_since_update <= c.max_gap and bank.count(tr.id) >= c.min_features]
+        # identities are decided on tracks detected in this step: a track the tracker is only predicting
+        # keeps its identity but neither claims nor blocks one, or a person whose old track still coasts
+        # (lost when they vanished and came back elsewhere in the view) would found a second identity
+        # for their new track (measured: a looped site grew by one id a pass; test_site)
+        eligible = [tr for tr in tracks if tr.time_since_update == 0 and bank.count(tr.id) >= c.min_features]
         if not eligible:
             return []
         desc = bank.descriptors([tr.id for tr in eligible])
@@ -629,9 +633,10 @@ class SiteRunner(Runner):
                  sources: dict[str, FrameSource] | None = None, step_fps: float | None = None,
                  tolerance: float | None = None, queue_size: int = 8, open_timeout: float = 10.0,
                  max_offline: float | None = 30.0, realtime: bool = False, save: str | Path | None = None,
-                 tile_height: int = 240, crops=None):
+                 tile_height: int = 240, crops=None, matcher: SiteMatcher | None = None):
         self.cameras = cameras
-        self.matcher = SiteMatcher(embedder, cameras, detectors, config)
+        # ``matcher``: one made by the caller (a subclass, e.g. a measuring script's oracle) for these cameras
+        self.matcher = matcher if matcher is not None else SiteMatcher(embedder, cameras, detectors, config)
         if sources is None:
             sources = {c.name: FrameSource(c.spec, c.name, queue_size=queue_size, realtime=realtime,
                                            open_timeout=open_timeout, max_offline=max_offline) for c in cameras}
