@@ -98,7 +98,7 @@ def matcher_rows(engine: Path, videos: list[Path], work: Path) -> list[dict]:
                     for s in STREAMS}
             events = work / f"events-{video.name}-{mode}.jsonl"
             res = run_match(vids["ir"], vids["rgb"], emb, dets, events=events, status=False,
-                            config=MatchConfig(threshold=op["threshold"], margin=op["margin"]))
+                            config=MatchConfig.from_settings(op))
             sc = score_matches(events, video / "gt.json")
             rows.append({"video": video.name, "seed": gt["seed"], "boxes": mode, "precision": sc["precision"],
                          "recall": sc["recall"], "idf1": sc["idf1"], "fps": res.get("fps"),

@@ -15,8 +15,14 @@ and splits counted against the ground truth):
 * ``appearance``: re-id appearance decides the ambiguous pairs (``track_appearance=1``);
 * ``appearance+split``: and a track whose new crop disagrees with its own bank gets a new id
   (``track_split=4``);
-* ``default``: :class:`MatchConfig`'s defaults: appearance, split, and a track confirmed at its
-  first detection (``track_min_hits=1``).
+* ``hits1``: and a track confirmed at its first detection (``track_min_hits=1``): the default
+  before fast pairing; these four wait ``hysteresis`` steps for every pair and report a pair only
+  in frames where both its people were detected;
+* ``fast``: and fast pairing: a pair at or above the engine's calibrated fast point is reported
+  at its first candidate step (``fast_threshold``; engines whose sidecar has no reached fast
+  point are unchanged by it);
+* ``default``: :class:`MatchConfig`'s defaults: all of the above, and a held pair still reported
+  for one frame the detector missed, with the tracker's predicted box (``report_coast=1``).
 
 Embedders: ``oracle`` (each crop's "embedding" is a one-hot code of the ground-truth person
 its box covers, IoU >= 0.3: a perfect re-id model, so every error left is detection,
@@ -39,17 +45,19 @@ from pathlib import Path
 import numpy as np
 
 import mvd_edge.match.pipeline as pipeline_module
-from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.eval.scoring import load_ground_truth, score_matches
+from mvd_edge.match.baselines import OracleEmbedder, label_crop
 from mvd_edge.match.detect import UNTRAINED_DEFAULTS, box_iou, make_detector
 from mvd_edge.match.pipeline import MatchConfig, run_match
-from mvd_edge.runtime.base import Embedder
 from mvd_edge.synth.video import write_synth_video
 
 STREAMS = ("ir", "rgb")
-VARIANTS = {"iou": {"track_appearance": 0.0, "track_split": 0.0, "track_min_hits": 2},
-            "appearance": {"track_appearance": 1.0, "track_split": 0.0, "track_min_hits": 2},
-            "appearance+split": {"track_appearance": 1.0, "track_split": 4.0, "track_min_hits": 2},
+NO_FAST = {"fast_threshold": None, "report_coast": 0}
+VARIANTS = {"iou": {"track_appearance": 0.0, "track_split": 0.0, "track_min_hits": 2, **NO_FAST},
+            "appearance": {"track_appearance": 1.0, "track_split": 0.0, "track_min_hits": 2, **NO_FAST},
+            "appearance+split": {"track_appearance": 1.0, "track_split": 4.0, "track_min_hits": 2, **NO_FAST},
+            "hits1": dict(NO_FAST),
+            "fast": {"report_coast": 0},
             "default": {}}
 
 
@@ -60,24 +68,6 @@ def _gt_person(gt: dict, stream: str, frame: int, box, min_iou: float) -> int | 
     iou = box_iou(np.asarray(box, np.float32)[None],
                   np.array([[b[1], b[2], b[1] + b[3], b[2] + b[4]] for b in g], np.float32))[0]
     return int(g[int(iou.argmax())][0]) if iou.max() >= min_iou else None
-
-
-class OracleEmbedder(Embedder):
-    """A perfect re-id model: the crop carries its ground-truth person (see :func:`oracle`)."""
-
-    backend = "oracle"
-
-    def __init__(self, dim: int = 128):
-        super().__init__(PreprocessSpec(256, 128), dim, 64)
-
-    def infer(self, x):  # pragma: no cover - embed is overridden
-        raise AssertionError
-
-    def embed(self, crops):
-        out = np.zeros((len(crops), self.dim), np.float32)
-        for i, c in enumerate(crops):
-            out[i, int(c[0, 0, 0]) % self.dim] = 1.0
-        return out
 
 
 @contextlib.contextmanager
@@ -95,7 +85,7 @@ def oracle(gt: dict):
             if super()._crop(img, box) is None:
                 return None
             stream, frame = self._where[id(img)]
-            return np.full((4, 4, 3), _gt_person(gt, stream, frame, box, 0.3) or 0, np.uint8)
+            return label_crop(_gt_person(gt, stream, frame, box, 0.3) or 0)
 
     pipeline_module.MatchPipeline = OraclePipeline
     try:
@@ -136,11 +126,12 @@ def run_one(video: Path, boxes: str, embedder_name: str, engine: Path | None, va
         dets = {s: make_detector(detector=UNTRAINED_DEFAULTS[s] if boxes == "untrained" else boxes, modality=s)
                 for s in STREAMS}
     if engine is None:
-        emb, op = OracleEmbedder(), {"threshold": 0.5, "margin": 0.0}
+        # a perfect embedder is precise at any cosine in (0, 1): its fast-pairing point is its threshold
+        emb, op = OracleEmbedder(), {"threshold": 0.5, "margin": 0.0, "fast_threshold": 0.5, "fast_margin": 0.0}
     else:
         emb = load_embedder(engine)
         op = match_settings(emb.info, None, None)
-    config = MatchConfig(threshold=op["threshold"], margin=op["margin"], **VARIANTS[variant])
+    config = MatchConfig.from_settings(op, **VARIANTS[variant])
     events = work / f"events-{video.name}-{boxes}-{embedder_name}-{variant}.jsonl"
     switches = SwitchCounter(gt)
     ctx = oracle(gt) if engine is None else contextlib.nullcontext()

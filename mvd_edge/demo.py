@@ -137,7 +137,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
         events = out / f"events-{mode.replace(':', '-')}.jsonl"
         save = out / f"match-{mode}.mp4" if mode == "gt-boxes" else None
         res = run_match(str(video["videos"]["ir"]), str(video["videos"]["rgb"]), emb, dets, events=events, save=save,
-                        config=MatchConfig(threshold=op["threshold"], margin=op["margin"]), status=False,
+                        config=MatchConfig.from_settings(op), status=False,
                         console=console)
         score = score_matches(events, video["gt"])
         summary["match"][mode] = {"fps": res.get("fps"), "precision": score["precision"], "recall": score["recall"],

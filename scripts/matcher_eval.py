@@ -50,17 +50,18 @@ def evaluate(engine: Path, emb, video: Path, thresholds: list[float] | None, mar
     mots = {s: video / gt["streams"][s]["mot"] for s in ("ir", "rgb")}
     vids = {s: video / gt["streams"][s]["video"] for s in ("ir", "rgb")}
     rows = []
-    if thresholds is None:
+    if thresholds is None:  # the sidecar's point, fast pairing included
         op = match_settings(emb.info)
         grid = [(op["threshold"], op["margin"])]
     else:
+        op = {}
         grid = [(th, mg) for mg in margins for th in thresholds]
     for th, mg in grid:
         dets = {s: make_detector(detector=detector, modality=s) if detector else make_detector(boxes=mots[s])
                 for s in ("ir", "rgb")}
         events = out / f"events-{engine.parent.name}-{engine.stem}-{video.name}-{detector or 'gt'}-{th}-{mg}.jsonl"
-        res = run_match(str(vids["ir"]), str(vids["rgb"]), emb, dets, config=MatchConfig(threshold=th, margin=mg),
-                        events=events, status=False)
+        config = MatchConfig.from_settings({**op, "threshold": th, "margin": mg})
+        res = run_match(str(vids["ir"]), str(vids["rgb"]), emb, dets, config=config, events=events, status=False)
         sc = score_matches(events, video / "gt.json")
         rows.append({"threshold": th, "margin": mg, "precision": sc["precision"], "recall": sc["recall"],
                      "idf1": sc["idf1"], "fps": res.get("fps"), "boxes": detector or "ground truth",

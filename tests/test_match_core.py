@@ -465,3 +465,43 @@ def test_split_gives_a_switched_track_a_new_id_and_ends_its_pair():
     assert pipe.trackers["rgb"].splits == 1 and pipe.trackers["ir"].splits == 0
     assert r.tracks["rgb"][0].id != starts[0]["rgb_track"]  # the track goes on under a new id
     assert not [e for e in r.events if e["event"] == "match"]  # and is not matched to the IR person
+
+
+def test_fast_pairing_reports_a_strong_pair_at_once_and_makes_weak_ones_wait():
+    # IR 1 ~ RGB 10 at cosine 1 (above the fast point); IR 2 ~ RGB 20 at 0.6 (above the threshold only)
+    rgb = np.stack([E[0], _unit(0, 0.6, 0.8, 0)])
+    ir = np.stack([E[0], _unit(0, 1, 0, 0)])
+    s = ir @ rgb.T
+    assert s[0, 0] == pytest.approx(1.0) and s[1, 1] == pytest.approx(0.6)
+    a = CrossModalAssociator(threshold=0.5, hysteresis=3, fast_threshold=0.9)
+    first = a.update([1, 2], ir, [10, 20], rgb)
+    assert [(c.kind, c.ir_track, c.rgb_track) for c in first] == [("start", 1, 10)]
+    assert a.update([1, 2], ir, [10, 20], rgb) == []
+    assert [(c.ir_track, c.rgb_track) for c in a.update([1, 2], ir, [10, 20], rgb)] == [(2, 20)]  # k = 3 steps
+    # without a fast point every pair waits k steps (the default: engines without one are unchanged)
+    b = CrossModalAssociator(threshold=0.5, hysteresis=3)
+    assert b.update([1, 2], ir, [10, 20], rgb) == [] and b.update([1, 2], ir, [10, 20], rgb) == []
+    assert len(b.update([1, 2], ir, [10, 20], rgb)) == 2
+    # the fast margin: a strong pair whose RGB track is nearly as like another IR track waits
+    twin_ir = np.stack([E[0], _unit(0.95, 0.31, 0, 0)])
+    c = CrossModalAssociator(threshold=0.5, hysteresis=2, fast_threshold=0.9, fast_margin=0.1)
+    assert c.update([1, 2], twin_ir, [10], E[[0]]) == []
+    assert [(u.ir_track, u.rgb_track) for u in c.update([1, 2], twin_ir, [10], E[[0]])] == [(1, 10)]
+    d = CrossModalAssociator(threshold=0.5, hysteresis=2, fast_threshold=0.9)  # no fast margin: at once
+    assert [(u.ir_track, u.rgb_track) for u in d.update([1, 2], twin_ir, [10], E[[0]])] == [(1, 10)]
+    for bad in ({"fast_hysteresis": 0}, {"fast_threshold": float("nan")}):
+        with pytest.raises(ValueError):
+            CrossModalAssociator(**bad)
+
+
+def test_match_config_from_settings_takes_the_fast_point_and_overrides_win():
+    from mvd_edge.core.errors import UsageError
+
+    op = {"threshold": 0.2, "margin": 0.02, "fast_threshold": 0.45, "fast_margin": 0.05, "source": "x"}
+    c = MatchConfig.from_settings(op, hysteresis=7)
+    assert (c.threshold, c.margin, c.fast_threshold, c.fast_margin, c.hysteresis) == (0.2, 0.02, 0.45, 0.05, 7)
+    assert MatchConfig.from_settings(op, fast_threshold=None).fast_threshold is None
+    assert MatchConfig.from_settings({"threshold": 0.3, "margin": 0.0, "fast_threshold": None}).fast_threshold is None
+    for field, bad in (("fast_threshold", 1.5), ("fast_margin", -0.1), ("fast_hysteresis", 0), ("report_coast", -1)):
+        with pytest.raises(UsageError, match=rf"^{field} must be"):
+            MatchConfig(**{field: bad})

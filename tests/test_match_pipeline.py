@@ -317,3 +317,52 @@ def test_pair_runner_start_step_close_for_callers_with_their_own_loop(tmp_path):
     assert any(e["event"] == "match" for e in evs)
     with pytest.raises(UsageError, match="already closed"):
         runner.close()
+
+
+class _MissingDetector(BlockDetector):
+    """The world's blocks, but person 0 is not detected in the IR frames ``missed``."""
+
+    def __init__(self, world, stream, missed, with_ids=False):
+        super().__init__(world, stream, with_ids)
+        self.missed = set(missed)
+
+    def detect(self, image, frame_index):
+        d = super().detect(image, frame_index)
+        if self.stream != "ir" or frame_index not in self.missed:
+            return d
+        keep = [j for j, (i, _) in enumerate(self.world.boxes("ir", frame_index)) if i != 0]
+        return type(d)(d.boxes[keep], d.scores[keep], None if d.ids is None else d.ids[keep])
+
+
+@pytest.mark.parametrize("coast", [0, 1, 2])
+def test_a_held_pair_coasts_through_missed_detections_with_the_predicted_box(tmp_path, coast):
+    world = BlockWorld(n=3, seed=5)
+    missed = {40, 50, 51, 52}
+    srcs = block_sources(world, 60)
+    dets = {"ir": _MissingDetector(world, "ir", missed), "rgb": BlockDetector(world, "rgb")}
+    events = tmp_path / "ev.jsonl"
+    run_match(srcs["ir"], srcs["rgb"], ColorHistogramEmbedder(), dets, events=events, status=False,
+              config=MatchConfig(hysteresis=3, report_coast=coast))
+    ev = [e for e in read_events(events) if e["event"] == "match"]
+    person0 = {e["frame"]: e for e in ev if _identity(world, "rgb", e["rgb_frame"], e["rgb_box"]) == 0}
+    assert set(range(20, 40)) <= set(person0)  # the pair is held before the misses
+    coasted = {f for f in missed if f in person0}
+    # a run of misses is bridged for at most `coast` frames: 40 (a single miss), then 50..50+coast-1
+    assert coasted == ({40} | set(range(50, 50 + min(coast, 3))) if coast else set())
+    for f in coasted:
+        e = person0[f]
+        assert e["predicted"] == ["ir"] and _identity(world, "ir", f, e["ir_box"]) == 0  # the prediction is on them
+    assert all("predicted" not in e for f, e in person0.items() if f not in missed)
+    assert {41, 53} <= set(person0)  # detected again: reported again
+
+
+def test_ids_from_a_box_file_never_coast(tmp_path):
+    world = BlockWorld(n=3, seed=5)
+    srcs = block_sources(world, 50)
+    dets = {"ir": _MissingDetector(world, "ir", {40}, with_ids=True), "rgb": BlockDetector(world, "rgb", True)}
+    events = tmp_path / "ev.jsonl"
+    run_match(srcs["ir"], srcs["rgb"], ColorHistogramEmbedder(), dets, events=events, status=False,
+              config=MatchConfig(hysteresis=3, report_coast=3))
+    ev = [e for e in read_events(events) if e["event"] == "match"]
+    assert ev and all("predicted" not in e for e in ev)  # a passthrough track has no motion model to predict with
+    assert not [e for e in ev if e["frame"] == 40 and _identity(world, "rgb", 40, e["rgb_box"]) == 0]

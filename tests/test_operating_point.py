@@ -7,7 +7,14 @@ import pytest
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
-from mvd_edge.eval.operating_point import choose, operating_point, precision_recall, scene_pairs
+from mvd_edge.eval.operating_point import (
+    FAST_PRECISION,
+    FAST_TRACK_IMAGES,
+    choose,
+    operating_point,
+    precision_recall,
+    scene_pairs,
+)
 
 IR, RGB = int(Modality.INFRARED), int(Modality.VISIBLE)
 
@@ -108,3 +115,27 @@ def test_same_modality_pairs_come_from_one_modality_and_disjoint_crops():
     assert single["same_modality"] is None
     with pytest.raises(UsageError, match="2 or more crops"):
         scene_pairs(feats[one], [pids[i] for i in one], [mods[i] for i in one], kind="same")
+
+
+def test_fast_point_needs_high_precision_on_three_crop_tracks():
+    # well separated people: every 3-crop track is assigned right, so the fast point is reached
+    rng = np.random.default_rng(0)
+    n, d = 12, 64
+    centres = np.linalg.qr(rng.normal(size=(d, d)))[0][:n]
+    feats, pids, mods = [], [], []
+    for p in range(n):
+        for m in (IR, RGB):
+            for _ in range(6):
+                f = centres[p] + 0.2 * rng.normal(size=d) / np.sqrt(d)
+                feats.append(f / np.linalg.norm(f))
+                pids.append(p)
+                mods.append(m)
+    op = operating_point(np.stack(feats), pids, mods, people=4, scenes=60, seed=0)
+    fast = op["fast"]
+    assert fast["reached"] and fast["precision"] >= FAST_PRECISION
+    assert fast["track_images"] == FAST_TRACK_IMAGES and fast["target_precision"] == FAST_PRECISION
+    # noise features: nobody is separable, no threshold gets 0.99 -> not reached, match keeps waiting
+    noise = rng.normal(size=(len(feats), d))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    op = operating_point(noise, pids, mods, people=4, scenes=60, seed=0)
+    assert not op["fast"]["reached"] and op["fast"]["precision"] < FAST_PRECISION

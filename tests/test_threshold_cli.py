@@ -111,3 +111,16 @@ def test_calibrate_threshold_end_to_end(app, engine, tmp_path):
     assert r.exit_code == 2 and "unknown split" in r.output
     r = CliRunner().invoke(app, ["calibrate-threshold", str(EDGE / "tiny.onnx"), "--root", str(root)])
     assert r.exit_code == 2 and "no sidecar" in r.output  # refused before any embedding work
+
+
+def test_match_settings_carries_the_fast_point_only_when_it_was_reached():
+    base = {"threshold": 0.17, "margin": 0.02, "target_precision": 0.9}
+    s = match_settings({"operating_point": {**base, "fast": {"threshold": 0.4, "margin": 0.05, "reached": True}}})
+    assert (s["fast_threshold"], s["fast_margin"]) == (0.4, 0.05) and "fast pairing at 0.400" in s["source"]
+    s = match_settings({"operating_point": {**base, "fast": {"threshold": 0.9, "margin": 0.1, "reached": False}}})
+    assert s["fast_threshold"] is None and "fast" not in s["source"]
+    assert match_settings({"operating_point": base})["fast_threshold"] is None  # calibrated before fast points
+    assert match_settings(None)["fast_threshold"] is None
+    for bad in ([0.4], {"threshold": "0.4", "margin": 0, "reached": True}):
+        with pytest.raises(EngineError, match="operating_point"):
+            match_settings({"operating_point": {**base, "fast": bad}})

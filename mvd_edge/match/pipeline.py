@@ -53,7 +53,11 @@ class MatchConfig:
     taken while the track has fewer than ``min_features`` features, so a track that starts
     in a crowd can be matched without waiting to be clear), ``min_features`` (a track needs this many
     features before it can be matched), ``max_gap`` (a track not detected for more than
-    this many steps is not matched). Tracking: ``track_high``, ``track_low``,
+    this many steps is not matched), ``fast_threshold`` / ``fast_margin`` / ``fast_hysteresis`` (a
+    pair this similar is reported after ``fast_hysteresis`` steps instead of ``hysteresis``; None:
+    never; from the engine's calibrated operating point, see :meth:`from_settings`),
+    ``report_coast`` (report a held pair while the detector has missed one of its people for up to
+    this many frames, with the tracker's predicted box: ``predicted`` in the event). Tracking: ``track_high``, ``track_low``,
     ``track_min_hits``, ``track_max_age``, ``track_appearance`` (the weight of re-id appearance where
     IoU is ambiguous, 0: IoU only; see :class:`~mvd_edge.match.track.ByteTracker`), ``track_split`` (a
     track whose new crop agrees with its bank this many standard deviations, and at least 0.1, below
@@ -83,6 +87,10 @@ class MatchConfig:
     track_max_age: int = 30
     track_appearance: float = 1.0
     track_split: float = 4.0
+    report_coast: int = 1  # chosen on validation pairs (benchmarks/tracking.py, README): +0.02 recall, -0.02 precision
+    fast_threshold: float | None = None
+    fast_margin: float = 0.0
+    fast_hysteresis: int = 1
 
     # field -> (low, high, low_open, high_open): every numeric setting is checked here, where the
     # matcher is configured, so a bad value from any caller (CLI, demo, scripts, API) is one line
@@ -98,12 +106,15 @@ class MatchConfig:
         "track_high": (0.0, 1.0, False, False), "track_low": (0.0, 1.0, False, False),
         "track_min_hits": (1, 100_000, False, False), "track_max_age": (1, 100_000, False, False),
         "track_appearance": (0.0, 100.0, False, False), "track_split": (0.0, 100.0, False, False),
+        "report_coast": (0, 100_000, False, False),
+        "fast_threshold": (-1.0, 1.0, False, False), "fast_margin": (0.0, 2.0, False, False),
+        "fast_hysteresis": (1, 10_000, False, False),
     }
 
     def __post_init__(self) -> None:
         for name, (lo, hi, lo_open, hi_open) in self._RANGES.items():
             v = getattr(self, name)
-            if v is None and name == "crop_aspect":
+            if v is None and name in ("crop_aspect", "fast_threshold"):
                 continue
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             ok = ok and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
@@ -118,6 +129,13 @@ class MatchConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_settings(cls, op: dict[str, Any], **overrides: Any) -> MatchConfig:
+        """A config from :func:`mvd_edge.runtime.sidecar.match_settings`'s answer (threshold, margin and the
+        fast-pairing point the engine carries), with ``overrides`` for any other field."""
+        keys = ("threshold", "margin", "fast_threshold", "fast_margin")
+        return cls(**{**{k: op[k] for k in keys if op.get(k) is not None}, **overrides})
 
 
 class StageTimer:
@@ -181,7 +199,9 @@ class MatchPipeline:
         self.banks = {s: FeatureBank(embedder.dim, c.ema_momentum, c.last_n) for s in STREAMS}
         self.associator = CrossModalAssociator(c.threshold, c.hysteresis, c.stickiness, c.reid_threshold,
                                                max_gallery=c.reid_memory, margin=c.margin,
-                                               memory_faiss_above=c.reid_memory_faiss_above)
+                                               memory_faiss_above=c.reid_memory_faiss_above,
+                                               fast_threshold=c.fast_threshold, fast_margin=c.fast_margin,
+                                               fast_hysteresis=c.fast_hysteresis)
         self.timer = StageTimer()
         spec = getattr(embedder, "spec", None)
         self.aspect = c.crop_aspect or (spec.width / spec.height if spec is not None else None)
@@ -263,8 +283,9 @@ class MatchPipeline:
         pairs = self.associator.pairs()
         for p in pairs:
             ti, tr = by_id["ir"].get(p.ir_track), by_id["rgb"].get(p.rgb_track)
-            if ti is not None and tr is not None and ti.time_since_update == 0 and tr.time_since_update == 0:
-                events.append(self._event("match", ir, rgb, p.ir_track, p.rgb_track, p.global_id, p.similarity, by_id))
+            if reportable(ti, c.report_coast) and reportable(tr, c.report_coast):
+                events.append(self._event("match", ir, rgb, p.ir_track, p.rgb_track, p.global_id, p.similarity, by_id,
+                                          coast=c.report_coast))
         self._tick("events", t)
         self.last_tracks = tracks
         result = StepResult(self.frame, ir, rgb, tracks, pairs, events, n_embedded, time.perf_counter() - start)
@@ -283,13 +304,16 @@ class MatchPipeline:
         return self.associator.remove_track(s, tid, reason="track_split")
 
     def _event(self, kind: str, ir: FramePacket, rgb: FramePacket, i: int, r: int, gid: int, sim: float,
-               by_id: dict[str, dict[int, Track]], reason: str | None = None) -> dict[str, Any]:
+               by_id: dict[str, dict[int, Track]], reason: str | None = None, coast: int = 0) -> dict[str, Any]:
         ti, tr = by_id["ir"].get(i), by_id["rgb"].get(r)
         ev = {"event": kind, "frame": self.frame, "ir_frame": ir.index, "rgb_frame": rgb.index,
               "time": round(float(ir.time), 4), "ir_track": int(i), "rgb_track": int(r), "global_id": int(gid),
               "similarity": round(float(sim), 4),
-              "ir_box": box_xywh(ti.box) if ti is not None and ti.time_since_update == 0 else None,
-              "rgb_box": box_xywh(tr.box) if tr is not None and tr.time_since_update == 0 else None}
+              "ir_box": box_xywh(ti.box) if reportable(ti, coast) else None,
+              "rgb_box": box_xywh(tr.box) if reportable(tr, coast) else None}
+        predicted = [s for s, t in (("ir", ti), ("rgb", tr)) if reportable(t, coast) and t.time_since_update > 0]
+        if predicted:
+            ev["predicted"] = predicted
         if reason is not None:
             ev["reason"] = reason
         return ev
@@ -303,6 +327,15 @@ class MatchPipeline:
                         "ir_track": ch.ir_track, "rgb_track": ch.rgb_track, "global_id": ch.global_id,
                         "similarity": round(ch.similarity, 4), "ir_box": None, "rgb_box": None, "reason": ch.reason})
         return out
+
+
+def reportable(t: Track | None, coast: int) -> bool:
+    """Whether track ``t`` has a box to report this frame: it was detected, or the detector has
+    missed it for at most ``coast`` frames and the tracker predicts where it is (a Kalman track;
+    ids from a box file predict nothing)."""
+    if t is None:
+        return False
+    return t.time_since_update == 0 or (t.kalman is not None and t.time_since_update <= coast)
 
 
 def default_tracker(detector: Detector, c: MatchConfig):

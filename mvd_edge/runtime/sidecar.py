@@ -207,7 +207,9 @@ def _number(point: dict, key: str, where: str) -> float:
 def match_settings(info: dict | None, threshold: float | None = None, margin: float | None = None) -> dict:
     """The threshold and margin ``match`` uses: given values win, else the engine's operating point, else defaults.
 
-    Returns ``{"threshold", "margin", "source", "warning"}``. ``warning`` is set when there is no
+    Returns ``{"threshold", "margin", "fast_threshold", "fast_margin", "source", "warning"}``
+    (``fast_threshold`` None unless the sidecar's ``fast`` point reached its precision: see
+    :mod:`mvd_edge.eval.operating_point`). ``warning`` is set when there is no
     operating point (``source`` "default") or when the stored one did not reach its target precision.
     The sidecar's margin was chosen together with its threshold, so a ``threshold`` given alone
     comes with margin 0 unless ``margin`` is given too.
@@ -249,6 +251,15 @@ def match_settings(info: dict | None, threshold: float | None = None, margin: fl
             parts.append("margin 0 (default)")
     else:
         parts.append("margin from the command line")
+    out.update(fast_threshold=None, fast_margin=0.0)
+    fast = point.get("fast")
+    if fast is not None and not isinstance(fast, dict):
+        raise EngineError(f"{where}: operating_point.fast must be an object, got {type(fast).__name__}; "
+                          "re-run `mvd-edge calibrate-threshold`")
+    if fast and fast.get("reached") is True:
+        out["fast_threshold"] = _number(fast, "threshold", where)
+        out["fast_margin"] = _number(fast, "margin", where)
+        parts.append(f"fast pairing at {out['fast_threshold']:.3f} (margin {out['fast_margin']:.3f}) from the sidecar")
     out["source"] = "; ".join(parts)
     return out
 
