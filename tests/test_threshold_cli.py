@@ -107,6 +107,9 @@ def test_calibrate_threshold_end_to_end(app, engine, tmp_path):
     assert point["data"]["split"] == "all" and point["data"]["images"] > 0 and point["people_per_scene"] == 4
     assert -1.0 <= point["threshold"] <= 1.0 and point["target_precision"] == 0.5
     assert point["reached"] == (point["precision"] >= 0.5)
+    fast = point["fast"]  # the fast-pairing point: its own search on 3-crop tracks at precision 0.99
+    assert fast["track_images"] == 3 and fast["target_precision"] == 0.99
+    assert fast["reached"] == (fast["precision"] >= 0.99)
     r = CliRunner().invoke(app, ["calibrate-threshold", str(engine), "--root", str(root), "--split", "nope"])
     assert r.exit_code == 2 and "unknown split" in r.output
     r = CliRunner().invoke(app, ["calibrate-threshold", str(EDGE / "tiny.onnx"), "--root", str(root)])
@@ -124,3 +127,15 @@ def test_match_settings_carries_the_fast_point_only_when_it_was_reached():
     for bad in ([0.4], {"threshold": "0.4", "margin": 0, "reached": True}):
         with pytest.raises(EngineError, match="operating_point"):
             match_settings({"operating_point": {**base, "fast": bad}})
+
+
+def test_match_takes_the_fast_point_from_the_sidecar_and_can_be_told_not_to(app, engine, tmp_path):
+    set_operating_point(engine, {"threshold": 0.2, "margin": 0.0, "target_precision": 0.9,
+                                 "fast": {"threshold": 0.6, "margin": 0.05, "reached": True}})
+    out, config = _match(app, engine, tmp_path)
+    assert (config["fast_threshold"], config["fast_margin"], config["report_coast"]) == (0.6, 0.05, 1)
+    assert "fast pairing at 0.600" in " ".join(out.split())
+    out, config = _match(app, engine, tmp_path, "--no-fast-pairing", "--report-coast", "0")
+    assert config["fast_threshold"] is None and config["report_coast"] == 0
+    r = CliRunner().invoke(app, ["match", "--ir", "cam0", "--rgb", "cam1", "--model", str(engine), "--report-coast", "-1"])
+    assert r.exit_code == 2 and "--report-coast must be in [0, 100000]" in r.output
