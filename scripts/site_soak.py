@@ -9,6 +9,15 @@ queue depth and dropped frames, the gallery size and the steps per second. Write
 stayed flat (last third vs first third after warm-up) and whether any queue grew.
 
     python scripts/site_soak.py --engine runs/demo/engine/student.int8-cpu.ort.onnx --minutes 10 --out docs/site
+
+Are global ids stable over time, given an embedding that can tell people apart? ``--oracle``
+replaces the engine by a perfect re-id model (:class:`mvd_edge.match.baselines.OracleEmbedder`:
+each crop carries the ground-truth person its box covers), ``--passes N`` stops after N passes of
+the clip and ``--no-realtime`` runs as fast as it can; ``--boxes auto`` uses the default detectors
+instead of the ground-truth boxes. The global ids after each pass are in ``ids_per_pass``.
+
+    python scripts/site_soak.py --oracle --passes 20 --no-realtime --out docs/site/oracle-gt
+    python scripts/site_soak.py --oracle --passes 20 --no-realtime --boxes auto --out docs/site/oracle-auto
 """
 
 from __future__ import annotations
@@ -19,11 +28,13 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.match.detect import MotBoxes
+from mvd_edge.match.baselines import OracleEmbedder, label_crop
+from mvd_edge.match.detect import MotBoxes, box_iou, make_detector
 from mvd_edge.match.pipeline import rss_mb
-from mvd_edge.match.site import SiteCamera, SiteConfig, SiteRunner
+from mvd_edge.match.site import SiteCamera, SiteConfig, SiteMatcher, SiteRunner
 from mvd_edge.match.sources import FrameSource, load_cameras
 from mvd_edge.runtime import load_embedder
 from mvd_edge.runtime.sidecar import site_settings
@@ -64,9 +75,36 @@ class LoopBoxes(MotBoxes):
         return super().detect(image, frame_index % self.n_frames)
 
 
+class OracleSiteMatcher(SiteMatcher):
+    """A site matcher whose crops are :func:`label_crop` of the ground-truth person their box covers
+    (IoU >= 0.3 with a ground-truth box of that camera and frame; 0: nobody), for :class:`OracleEmbedder`."""
+
+    def __init__(self, embedder, cameras, detectors, config, truth: dict[str, LoopBoxes]):
+        super().__init__(embedder, cameras, detectors, config)
+        self.truth = truth
+
+    def step(self, frames):
+        self._where = {id(p.image): (n, p.index) for n, p in frames.items()}
+        return super().step(frames)
+
+    def _crop(self, img, box):
+        if super()._crop(img, box) is None:
+            return None
+        cam, k = self._where[id(img)]
+        rows = self.truth[cam].detect(None, k)
+        if not len(rows):
+            return label_crop(0)
+        iou = box_iou(np.asarray(box, np.float32)[None], rows.boxes)[0]
+        return label_crop(int(rows.ids[iou.argmax()]) if iou.max() >= 0.3 else 0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--engine", type=Path, required=True)
+    ap.add_argument("--engine", type=Path, help="the embedding engine (or --oracle)")
+    ap.add_argument("--oracle", action="store_true", help="a perfect re-id model instead of an engine")
+    ap.add_argument("--boxes", choices=("gt", "auto"), default="gt", help="ground-truth boxes or the default detectors")
+    ap.add_argument("--passes", type=int, default=None, help="stop after this many passes of the clip")
+    ap.add_argument("--no-realtime", action="store_true", help="as fast as it goes (no frames dropped)")
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--every", type=float, default=10.0)
     ap.add_argument("--seconds", type=float, default=30.0, help="length of the rendered clip that is looped")
@@ -74,6 +112,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20)
     ap.add_argument("--out", type=Path, default=Path("runs/site_soak"))
     args = ap.parse_args()
+    if (args.engine is None) == (not args.oracle):
+        raise SystemExit("give --engine or --oracle (one of them)")
     h, w = (int(v) for v in args.size.split("x"))
     site = args.out / "soak-site"
     gt = write_synth_site(site, rgb_cameras=2, ir_cameras=2, locations=2, n_ids=6, seconds=args.seconds,
@@ -81,17 +121,28 @@ def main() -> None:
     specs = load_cameras(site / "site-boxes.yaml")
     cams = [SiteCamera(n, Modality.parse(sp.modality), sp) for n, sp in specs.items()]
     sources = {c.name: FrameSource(c.spec, c.name, open_fn=lambda sp: LoopCapture(str(sp.target)), live=False,
-                                   realtime=True) for c in cams}
-    dets = {c.name: LoopBoxes(c.spec.boxes, gt["cameras"][c.name]["n_frames"]) for c in cams}
-    emb = load_embedder(args.engine)
-    op = site_settings(emb.info)
+                                   realtime=not args.no_realtime) for c in cams}
+    n_frames = {c.name: gt["cameras"][c.name]["n_frames"] for c in cams}
+    truth = {c.name: LoopBoxes(c.spec.boxes, n_frames[c.name]) for c in cams}
+    dets = truth if args.boxes == "gt" else {c.name: make_detector(None, "auto", modality=c.modality.short)
+                                             for c in cams}
+    if args.oracle:  # a perfect embedder is precise at any cosine in (0, 1)
+        emb, op = OracleEmbedder(), {"threshold": 0.5, "margin": 0.0, "same_threshold": 0.5}
+    else:
+        emb = load_embedder(args.engine)
+        op = site_settings(emb.info)
     cfg = SiteConfig(threshold=op["threshold"], margin=op["margin"], same_threshold=op["same_threshold"])
-    runner = SiteRunner(cams, emb, dets, config=cfg, events=None, sources=sources)
+    matcher = OracleSiteMatcher(emb, cams, dets, cfg, truth) if args.oracle else None
+    runner = SiteRunner(cams, emb, dets, config=cfg, events=None, sources=sources, matcher=matcher)
+    steps_per_pass = max(n_frames.values())
+    ids_per_pass = []
     samples = []
     t_start = time.monotonic()
     last = {"t": t_start, "steps": 0}
 
     def record(r: SiteRunner) -> None:
+        if r.steps % steps_per_pass == 0:
+            ids_per_pass.append(r.matcher.identities)
         now = time.monotonic()
         if now - last["t"] < args.every:
             return
@@ -106,7 +157,8 @@ def main() -> None:
         print(f"{row['t']:7.1f} s  rss {row['rss_mb']:7.1f} MiB  {row['steps_per_s']:5.1f} steps/s  "
               f"queues {row['queue']}  dropped {sum(row['dropped'].values())}  ids {row['global_ids']}", flush=True)
 
-    summary = runner.run(duration=args.minutes * 60.0, on_step=record)
+    max_steps = None if args.passes is None else args.passes * steps_per_pass
+    summary = runner.run(max_steps=max_steps, duration=args.minutes * 60.0, on_step=record)
     warm = [s for s in samples if s["t"] >= 60.0] or samples
     third = max(1, len(warm) // 3)
     first, last_rows = warm[:third], warm[-third:]
@@ -117,7 +169,9 @@ def main() -> None:
                "rss_growth_mb": round(mem_last - mem_first, 1), "max_queue_depth": max_queue,
                "queue_size": 8, "steps_per_s_mean": round(sum(s["steps_per_s"] for s in warm) / len(warm), 2),
                "camera_fps": {n: sp.fps for n, sp in specs.items()},
-               "dropped_total": {n: sources[n].dropped for n in sources}}
+               "dropped_total": {n: sources[n].dropped for n in sources},
+               "embedder": "oracle" if args.oracle else str(args.engine), "boxes": args.boxes,
+               "people": 6, "ids_per_pass": ids_per_pass}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                     "verdict": verdict, "samples": samples,
