@@ -98,6 +98,31 @@ class OracleSiteMatcher(SiteMatcher):
         return label_crop(int(rows.ids[iou.argmax()]) if iou.max() >= 0.3 else 0)
 
 
+def plot(samples: list[dict], cameras: list[str], out: Path) -> bool:
+    """Memory, queue depth per camera and global ids over the run, as a PNG (False without matplotlib)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(14, 3.5))
+    ts = [s["t"] / 60 for s in samples]
+    ax[0].plot(ts, [s["rss_mb"] for s in samples])
+    ax[0].set(xlabel="minutes", ylabel="resident memory (MiB)", title="memory")
+    for n in cameras:
+        ax[1].plot(ts, [s["queue"][n] for s in samples], label=n)
+    ax[1].set(xlabel="minutes", ylabel="frames queued", title="queue depth per camera")
+    ax[1].legend()
+    ax[2].plot(ts, [s["global_ids"] for s in samples])
+    ax[2].set(xlabel="minutes", ylabel="global ids", title="global ids (people: 6)", ylim=(0, None))
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engine", type=Path, help="the embedding engine (or --oracle)")
@@ -176,23 +201,7 @@ def main() -> None:
     (args.out / "soak.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                     "verdict": verdict, "samples": samples,
                                                     "summary": summary}, indent=1, default=str))
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-        ts = [s["t"] / 60 for s in samples]
-        ax[0].plot(ts, [s["rss_mb"] for s in samples])
-        ax[0].set(xlabel="minutes", ylabel="resident memory (MiB)", title="memory")
-        for n in sources:
-            ax[1].plot(ts, [s["queue"][n] for s in samples], label=n)
-        ax[1].set(xlabel="minutes", ylabel="frames queued", title="queue depth per camera")
-        ax[1].legend()
-        fig.tight_layout()
-        fig.savefig(args.out / "soak.png", dpi=110)
-    except ImportError:
+    if not plot(samples, list(sources), args.out / "soak.png"):
         print("matplotlib not installed: no PNG")
     print(json.dumps(verdict, indent=1))
 
