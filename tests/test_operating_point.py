@@ -139,3 +139,14 @@ def test_fast_point_needs_high_precision_on_three_crop_tracks():
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     op = operating_point(noise, pids, mods, people=4, scenes=60, seed=0)
     assert not op["fast"]["reached"] and op["fast"]["precision"] < FAST_PRECISION
+
+
+def test_a_precision_measured_on_too_few_pairs_does_not_reach_the_target():
+    # 5 very similar right pairs on top, then a mix at 60 % precision: 0.99 holds on the 5 only
+    sim = np.array([0.95] * 5 + [0.5] * 100)
+    correct = np.array([True] * 5 + [True] * 60 + [False] * 40)
+    pairs = {"sim": sim, "gap": np.full(len(sim), 1.0), "correct": correct, "opportunities": np.asarray(105)}
+    few = choose(pairs, 0.99, margins=(0.0,))
+    assert few["reached"] and few["threshold"] == 0.95 and few["accepted"] == 5
+    enough = choose(pairs, 0.99, margins=(0.0,), min_pairs=20)
+    assert not enough["reached"] and enough["precision"] == 1.0  # the best found is still reported, not reached
