@@ -27,7 +27,10 @@ Tolerances, and why (measured on 2 CPU cores, torch 2.14.1):
   about ``lr`` whatever the size of its gradient, so an entry whose gradient is at rounding level
   moves by +-lr on the rounding's whim, and later steps build on that. Measured 3.8e-3 .. 9.9e-3
   over seeds 1, 2, 7 (one process on 2 threads instead of 1: 1.0e-3); BatchNorm per rank: 0.17;
-  a structural mismatch (another batch, epoch or learning rate) would be of order 1.
+  a structural mismatch (another batch, epoch or learning rate) would be of order 1. The two
+  runs' epoch mean losses agree to ``LOSS_REL`` = ``5e-3``: measured 1.7e-3 for seed 7 on a 2-core
+  AMD EPYC with AVX2 only (its CPU kernels round differently; below 1e-3 on the AVX-512 machine the
+  test was written on).
 * Resume: a 2-process run stopped after epoch 1 and resumed to epoch 2 against an uninterrupted
   2-process run, augmentation and dropout on (each rank's RNG state is saved in ``last.pt``): the
   same computation in the same order, so equal to ``1e-6`` (measured: bitwise).
@@ -49,6 +52,7 @@ from mvd_edge.train import trainer as trainer_mod
 
 SMALL = SMALL_TRAIN  # data.p_ids=3, k=2: a DDP step on 2 ranks has 6 identities, like one process with p_ids=6
 GRAD_REL, BN_REL, TRAJ_REL, RESUME_ATOL = 1e-4, 1e-5, 5e-2, 1e-6  # see the module docstring
+LOSS_REL = 5e-3  # epoch mean losses of the six-step runs (module docstring)
 
 #: the real CLI with the per-rank random draws (dropout, augmentation) switched off
 _LAUNCHER = '''\
@@ -148,7 +152,7 @@ def test_six_steps_on_two_processes_follow_the_one_process_trajectory(tmp_path, 
     moved = sum(float(((one[k].double() - init[k].double()) ** 2).sum()) for k in floats) ** 0.5
     print(f"six steps: |theta_ddp - theta_one| / |theta_one - theta_0| = {apart / moved:.1e}")
     assert apart <= TRAJ_REL * moved, (apart, moved)
-    assert _losses(tmp_path / "ddp") == pytest.approx(_losses(tmp_path / "one"), rel=1e-3)
+    assert _losses(tmp_path / "ddp") == pytest.approx(_losses(tmp_path / "one"), rel=LOSS_REL)
 
 
 def test_resumed_two_process_run_equals_the_uninterrupted_one(tmp_path, synth_root):
