@@ -230,11 +230,11 @@ def render_report(s: dict) -> str:
         lines.append(f"| {m.get('engine', 'MVD INT8')} | {mode.removeprefix('student:')} | {thr} | {m['precision']:.3f} "
                      f"| {m['recall']:.3f} | {m['idf1']:.3f} | {m['fps']:.1f} |")
     fast = [f"{who} at {p['fast']['threshold']:.3f} (margin {p['fast']['margin']:.3f}, pair precision "
-            f"{p['fast']['precision']:.3f} on {p['fast']['accepted']} pairs of 3-crop tracks)"
+            f"{p['fast']['precision']:.3f} on {p['fast']['accepted']} pairs of {p['fast']['track_images']}-crop tracks)"
             for who, p in (("MVD", s.get("operating_point")), ("student", s.get("student_operating_point")))
             if p and (p.get("fast") or {}).get("reached")]
     lines += ["", "Fast pairing (a pair this similar is reported at once instead of after `--hysteresis` frames): "
-                  + ("; ".join(fast) if fast else "none: no engine reached pair precision 0.99 on 100+ pairs") + "."]
+                  + ("; ".join(fast) if fast else "none: no engine reached its fast point's precision on enough pairs") + "."]
     sop = s.get("student_operating_point")
     if sop:
         lines += ["", f"Student operating point: threshold {sop['threshold']:.3f}, margin {sop['margin']:.3f}, pair "
