@@ -467,6 +467,39 @@ def test_split_gives_a_switched_track_a_new_id_and_ends_its_pair():
     assert not [e for e in r.events if e["event"] == "match"]  # and is not matched to the IR person
 
 
+def test_pipeline_pairs_young_tracks_only_with_an_early_point():
+    """With ``early_threshold`` a pair of tracks with one crop each is reported at the first frame;
+    without, it waits for ``min_features`` crops."""
+    from mvd_edge.match.pipeline import MatchPipeline
+    from mvd_edge.match.sources import FramePacket
+
+    class Emb:
+        dim, spec, stage_times = 8, None, {}
+
+        def embed(self, crops):
+            return np.stack([np.eye(8, dtype=np.float32)[0] for _ in crops])
+
+    class Box:
+        name = "box"
+
+        def detect(self, image, k):
+            return _dets([[10, 10, 60, 130]])
+
+    def first_start(**kw):
+        pipe = MatchPipeline(Emb(), {"ir": Box(), "rgb": Box()},
+                             MatchConfig(**{"threshold": 0.5, "hysteresis": 1, "min_features": 3, **kw}))
+        img = np.zeros((200, 200, 3), np.uint8)
+        for k in range(6):
+            r = pipe.step(FramePacket(k, k / 15, img), FramePacket(k, k / 15, img))
+            if any(e["event"] == "pair_start" for e in r.events):
+                return k
+        return None
+
+    assert first_start() == 2  # the third frame: both tracks have min_features crops
+    assert first_start(early_threshold=0.9) == 0
+    assert first_start(min_features=1) == 0  # one crop is enough for an ordinary match here
+
+
 def test_fast_pairing_reports_a_strong_pair_at_once_and_makes_weak_ones_wait():
     # IR 1 ~ RGB 10 at cosine 1 (above the fast point); IR 2 ~ RGB 20 at 0.6 (above the threshold only)
     rgb = np.stack([E[0], _unit(0, 0.6, 0.8, 0)])
@@ -494,6 +527,48 @@ def test_fast_pairing_reports_a_strong_pair_at_once_and_makes_weak_ones_wait():
             CrossModalAssociator(**bad)
 
 
+def test_early_tracks_pair_at_the_early_point_and_nowhere_else():
+    # RGB 10 is an early track (1 crop) of the person IR 1 is: paired at once at the early point
+    a = CrossModalAssociator(threshold=0.5, hysteresis=3, early_threshold=0.9)
+    assert [(c.kind, c.ir_track, c.rgb_track) for c in a.update([1], E[[0]], [10], E[[0]], early=(set(), {10}))] \
+        == [("start", 1, 10)]
+    # without an early point (the default; engines that do not reach one) early tracks are never paired
+    b = CrossModalAssociator(threshold=0.5, hysteresis=1)
+    assert all(b.update([1], E[[0]], [10], E[[0]], early=(set(), {10})) == [] for _ in range(5))
+    # an early track under the early point does not take an established track's assignment:
+    # IR 1 ~ RGB 20 (early) at 0.85 would win the assignment against RGB 10 (established) at 0.8
+    rgb = np.stack([_unit(0.8, 0.6, 0, 0), _unit(0.85, 0, 0.53, 0)])
+    c = CrossModalAssociator(threshold=0.5, hysteresis=2, early_threshold=0.9)
+    assert c.update([1], E[[0]], [10, 20], rgb, early=(set(), {20})) == []
+    assert [(u.ir_track, u.rgb_track) for u in c.update([1], E[[0]], [10, 20], rgb, early=(set(), {20}))] == [(1, 10)]
+    # the early margin: two early RGB tracks alike to IR 1 -> neither is sure enough
+    twins = np.stack([E[0], _unit(0.99, 0.14, 0, 0)])
+    d = CrossModalAssociator(threshold=0.5, hysteresis=1, early_threshold=0.9, early_margin=0.05)
+    assert d.update([1], E[[0]], [10, 20], twins, early=(set(), {10, 20})) == []
+    e = CrossModalAssociator(threshold=0.5, hysteresis=1, early_threshold=0.9)
+    assert [(u.ir_track, u.rgb_track) for u in e.update([1], E[[0]], [10, 20], twins, early=(set(), {10, 20}))] \
+        == [(1, 10)]
+    for bad in ({"early_threshold": float("inf")}, {"early_margin": -0.1}):
+        with pytest.raises(ValueError):
+            CrossModalAssociator(**bad)
+
+
+def test_a_new_pair_keeps_the_id_of_a_pair_lost_in_both_streams():
+    a = CrossModalAssociator(threshold=0.5, hysteresis=1)
+    assert [(c.kind, c.global_id) for c in a.update([1], E[[0]], [10], E[[0]])] == [("start", 1)]
+    assert a.update([], E[:0], [], E[:0]) == []  # out of sight in both streams: the pair is held, dormant
+    # the person comes back as two new tracks while the old ones still coast: same id, old pair superseded
+    ch = a.update([2], E[[0]], [20], E[[0]])
+    assert [(c.kind, c.ir_track, c.rgb_track, c.global_id, c.reason) for c in ch] == \
+        [("end", 1, 10, 1, "superseded"), ("start", 2, 20, 1, "")]
+    # someone else coming in gets a new id and leaves a dormant pair of another person alone
+    b = CrossModalAssociator(threshold=0.5, hysteresis=1)
+    b.update([1], E[[0]], [10], E[[0]])
+    b.update([], E[:0], [], E[:0])
+    ch = b.update([2], E[[1]], [20], E[[1]])
+    assert [(c.kind, c.global_id) for c in ch] == [("start", 2)] and (1, 10) in b.reported
+
+
 def test_match_config_from_settings_takes_the_fast_point_and_overrides_win():
     from mvd_edge.core.errors import UsageError
 
@@ -502,6 +577,11 @@ def test_match_config_from_settings_takes_the_fast_point_and_overrides_win():
     assert (c.threshold, c.margin, c.fast_threshold, c.fast_margin, c.hysteresis) == (0.2, 0.02, 0.45, 0.05, 7)
     assert MatchConfig.from_settings(op, fast_threshold=None).fast_threshold is None
     assert MatchConfig.from_settings({"threshold": 0.3, "margin": 0.0, "fast_threshold": None}).fast_threshold is None
-    for field, bad in (("fast_threshold", 1.5), ("fast_margin", -0.1), ("fast_hysteresis", 0), ("report_coast", -1)):
+    op = {**op, "early_threshold": 0.7, "early_margin": 0.1}
+    c = MatchConfig.from_settings(op)
+    assert (c.early_threshold, c.early_margin) == (0.7, 0.1)
+    assert MatchConfig.from_settings({**op, "early_threshold": None}).early_threshold is None
+    for field, bad in (("fast_threshold", 1.5), ("fast_margin", -0.1), ("fast_hysteresis", 0), ("report_coast", -1),
+                       ("early_threshold", -2.0), ("early_margin", 3.0)):
         with pytest.raises(UsageError, match=rf"^{field} must be"):
             MatchConfig(**{field: bad})

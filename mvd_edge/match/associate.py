@@ -23,14 +23,24 @@ Each step (:meth:`CrossModalAssociator.update`):
    steps: evidence strong enough that waiting adds nothing. ``calibrate-threshold`` measures
    that point per engine (pair precision 0.99 on tracks of 3 crops); an engine that never
    reaches it keeps the k-step wait for every pair.
+   *Early* tracks (``update(..., early=...)``: tracks that have not yet gathered the features an
+   ordinary match needs) take part only where their similarity reaches ``early_threshold`` (and
+   beats the runner-up by ``early_margin``): such a pair is a candidate reported after
+   ``fast_hysteresis`` steps, any other pair of an early track is left out of the assignment,
+   so a young track never takes an established track's assignment on weak evidence. The
+   engine's ``fast_early`` point (pair precision 0.99 on single-crop tracks) sets it; None
+   (the default, and engines that do not reach it) leaves early tracks out altogether.
 
 Global identities: a reported pair takes the global id one of its tracks carried in an
 earlier pair that ended because the *other* track ended (the older id if both did), so a
 person who leaves one camera and comes back keeps their id through the other camera's
-track; a pair dropped for low similarity was probably wrong and passes its id on to no one. A pair of two new tracks is also
-compared with recently ended global ids (same-modality cosine of each side, averaged):
-at or above ``reid_threshold`` it takes that id back; otherwise a new id is issued. The ended
-ids live in a :class:`mvd_edge.gallery.IdentityMemory` (exact numpy search; a faiss index past
+track; a pair dropped for low similarity was probably wrong and passes its id on to no one.
+A pair of two new tracks is compared with the held pairs whose two tracks are both out of
+sight (same-modality cosine of each side, averaged): at or above ``reid_threshold`` it
+supersedes the most similar one and keeps its id (the person's tracks restarted in both
+streams while the old ones still coast). Otherwise it is compared the same way with recently
+ended global ids and takes the best one back; otherwise a new id is issued. The ended ids
+live in a :class:`mvd_edge.gallery.IdentityMemory` (exact numpy search; a faiss index past
 ``memory_faiss_above`` entries, with the same answers for ``memory_kind="flat"``).
 """
 
@@ -97,18 +107,27 @@ class CrossModalAssociator:
         memory_kind: ``flat`` (exact, the same answers as numpy) or ``hnsw`` (approximate) for that index.
         fast_threshold: a candidate at or above this similarity (and ``fast_margin`` over the
             runner-up, 0 = off) is reported after ``fast_hysteresis`` steps instead of k; None = never.
+        early_threshold: the similarity a pair with an early track needs (and ``early_margin``
+            over the runner-up); None = early tracks are never paired.
     """
 
     def __init__(self, threshold: float = 0.5, hysteresis: int = 5, stickiness: float = 0.05,
                  reid_threshold: float = 0.8, max_gallery: int = 256, margin: float = 0.0,
                  memory_faiss_above: int = 4096, memory_kind: str = "flat", fast_threshold: float | None = None,
-                 fast_margin: float = 0.0, fast_hysteresis: int = 1):
+                 fast_margin: float = 0.0, fast_hysteresis: int = 1, early_threshold: float | None = None,
+                 early_margin: float = 0.0):
         if hysteresis < 1 or fast_hysteresis < 1:
             raise UsageError(f"hysteresis and fast_hysteresis must be >= 1, got {hysteresis}, {fast_hysteresis}")
         if fast_threshold is not None and not np.isfinite(fast_threshold):
             raise UsageError(f"fast_threshold must be a finite number or None, got {fast_threshold}")
         self.fast_threshold = None if fast_threshold is None else float(fast_threshold)
         self.fast_margin, self.fast_k = float(fast_margin), int(fast_hysteresis)
+        if early_threshold is not None and not np.isfinite(early_threshold):
+            raise UsageError(f"early_threshold must be a finite number or None, got {early_threshold}")
+        if not (np.isfinite(early_margin) and early_margin >= 0.0):
+            raise UsageError(f"early_margin must be a finite number >= 0, got {early_margin}")
+        self.early_threshold = None if early_threshold is None else float(early_threshold)
+        self.early_margin = float(early_margin)
         self.threshold, self.k, self.stickiness = float(threshold), int(hysteresis), float(stickiness)
         self.margin = float(margin)
         if not (np.isfinite(self.margin) and self.margin >= 0.0):
@@ -129,8 +148,11 @@ class CrossModalAssociator:
     def pairs(self) -> list[ReportedPair]:
         return list(self.reported.values())
 
-    def update(self, ir_ids: list[int], ir_desc: np.ndarray, rgb_ids: list[int], rgb_desc: np.ndarray) -> list[PairUpdate]:
-        """One step with the eligible tracks' descriptors (float32 ``[K, D]``, L2-normalised)."""
+    def update(self, ir_ids: list[int], ir_desc: np.ndarray, rgb_ids: list[int], rgb_desc: np.ndarray,
+               early: tuple[set[int], set[int]] | None = None) -> list[PairUpdate]:
+        """One step with the eligible tracks' descriptors (float32 ``[K, D]``, L2-normalised); ``early``:
+        the ids among them (IR, RGB) that are early tracks (see the module docstring)."""
+        early_ir, early_rgb = early if early is not None else (set(), set())
         changes: list[PairUpdate] = []
         sims: dict[tuple[int, int], float] = {}
         cand: dict[tuple[int, int], float] = {}
@@ -143,13 +165,23 @@ class CrossModalAssociator:
             for (i, r) in self.reported:
                 if i in ir_pos and r in rgb_pos:
                     bonus[ir_pos[i], rgb_pos[r]] = self.stickiness
-            rows, cols = linear_sum_assignment(-(s + bonus))
+            young = (np.array([t in early_ir for t in ir_ids])[:, None]
+                     | np.array([t in early_rgb for t in rgb_ids])[None, :])
+            # an early track's pairs below the early point are kept out of the assignment
+            barred = young & ~(s >= self.early_threshold) if self.early_threshold is not None else young
+            rows, cols = linear_sum_assignment(np.where(barred, 1e3, -(s + bonus)))
             for a, b in zip(rows, cols):
+                if barred[a, b]:
+                    continue
                 key = (ir_ids[a], rgb_ids[b])
                 sims[key] = float(s[a, b])
                 held = s[a, b] + bonus[a, b]
                 gap = held - _runner_up(s, a, b)
-                if held >= self.threshold and (self.margin <= 0.0 or gap >= self.margin):
+                if young[a, b]:
+                    if self.early_margin <= 0.0 or gap >= self.early_margin:
+                        cand[key] = float(s[a, b])
+                        fast.add(key)
+                elif held >= self.threshold and (self.margin <= 0.0 or gap >= self.margin):
                     cand[key] = float(s[a, b])
                     if (self.fast_threshold is not None and s[a, b] >= self.fast_threshold
                             and (self.fast_margin <= 0.0 or gap >= self.fast_margin)):
@@ -186,7 +218,15 @@ class CrossModalAssociator:
             if self.streaks[key] >= need and i not in busy_ir and r not in busy_rgb:
                 for old in [q for q in self.reported if q[0] == i or q[1] == r]:
                     changes.append(self._end(old, "superseded"))
-                gid = self._global_id(i, r, ir_d.get(i), rgb_d.get(r))
+                gid = None
+                if (("ir", i) not in self.track_gid and ("rgb", r) not in self.track_gid
+                        and (lost := self._lost_pair(ir_d[i], rgb_d[r], ir_d, rgb_d)) is not None):
+                    gid = self.reported[lost].global_id  # the person's two tracks both restarted
+                    changes.append(self._end(lost, "superseded"))
+                    if self._gallery is not None:
+                        self._gallery.pop(gid)
+                if gid is None:
+                    gid = self._global_id(i, r, ir_d.get(i), rgb_d.get(r))
                 self.reported[key] = ReportedPair(i, r, gid, cand[key])
                 self.track_gid[("ir", i)] = gid
                 self.track_gid[("rgb", r)] = gid
@@ -227,6 +267,20 @@ class CrossModalAssociator:
                                                    faiss_above=self._memory_faiss_above, kind=self._memory_kind)
                 self._gallery.put(p.global_id, *desc)
         return PairUpdate("end", p.ir_track, p.rgb_track, p.global_id, p.similarity, reason)
+
+    def _lost_pair(self, ir_desc: np.ndarray, rgb_desc: np.ndarray, ir_d: dict, rgb_d: dict) -> tuple[int, int] | None:
+        """The held pair neither of whose tracks is eligible now (the person is out of sight in both
+        streams) that looks most like a new pair of two new tracks -- the same-modality cosine of each
+        side, averaged, at or above ``reid_threshold`` -- or None."""
+        best, best_score = None, self.reid_threshold
+        for key, p in self.reported.items():
+            desc = self._active_desc.get(p.global_id)
+            if key[0] in ir_d or key[1] in rgb_d or desc is None:
+                continue
+            score = 0.5 * (float(ir_desc @ desc[0]) + float(rgb_desc @ desc[1]))
+            if score >= best_score:
+                best, best_score = key, score
+        return best
 
     def _global_id(self, i: int, r: int, ir_desc: np.ndarray | None, rgb_desc: np.ndarray | None) -> int:
         in_use = {p.global_id for p in self.reported.values()}

@@ -56,6 +56,10 @@ class MatchConfig:
     this many steps is not matched), ``fast_threshold`` / ``fast_margin`` / ``fast_hysteresis`` (a
     pair this similar is reported after ``fast_hysteresis`` steps instead of ``hysteresis``; None:
     never; from the engine's calibrated operating point, see :meth:`from_settings`),
+    ``early_threshold`` / ``early_margin`` (a track detected in this step that has not yet gathered
+    ``min_features`` features may already be paired, reported after ``fast_hysteresis`` steps, when
+    its similarity reaches this; None: such tracks wait for ``min_features``; the engine's
+    ``fast_early`` point, calibrated on single-crop tracks),
     ``report_coast`` (report a held pair while the detector has missed one of its people for up to
     this many frames, with the tracker's predicted box: ``predicted`` in the event). Tracking: ``track_high``, ``track_low``,
     ``track_min_hits``, ``track_max_age``, ``track_appearance`` (the weight of re-id appearance where
@@ -91,6 +95,8 @@ class MatchConfig:
     fast_threshold: float | None = None
     fast_margin: float = 0.0
     fast_hysteresis: int = 1
+    early_threshold: float | None = None
+    early_margin: float = 0.0
 
     # field -> (low, high, low_open, high_open): every numeric setting is checked here, where the
     # matcher is configured, so a bad value from any caller (CLI, demo, scripts, API) is one line
@@ -109,12 +115,13 @@ class MatchConfig:
         "report_coast": (0, 100_000, False, False),
         "fast_threshold": (-1.0, 1.0, False, False), "fast_margin": (0.0, 2.0, False, False),
         "fast_hysteresis": (1, 10_000, False, False),
+        "early_threshold": (-1.0, 1.0, False, False), "early_margin": (0.0, 2.0, False, False),
     }
 
     def __post_init__(self) -> None:
         for name, (lo, hi, lo_open, hi_open) in self._RANGES.items():
             v = getattr(self, name)
-            if v is None and name in ("crop_aspect", "fast_threshold"):
+            if v is None and name in ("crop_aspect", "fast_threshold", "early_threshold"):
                 continue
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             ok = ok and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
@@ -133,8 +140,8 @@ class MatchConfig:
     @classmethod
     def from_settings(cls, op: dict[str, Any], **overrides: Any) -> MatchConfig:
         """A config from :func:`mvd_edge.runtime.sidecar.match_settings`'s answer (threshold, margin and the
-        fast-pairing point the engine carries), with ``overrides`` for any other field."""
-        keys = ("threshold", "margin", "fast_threshold", "fast_margin")
+        fast-pairing and early-pairing points the engine carries), with ``overrides`` for any other field."""
+        keys = ("threshold", "margin", "fast_threshold", "fast_margin", "early_threshold", "early_margin")
         return cls(**{**{k: op[k] for k in keys if op.get(k) is not None}, **overrides})
 
 
@@ -201,7 +208,8 @@ class MatchPipeline:
                                                max_gallery=c.reid_memory, margin=c.margin,
                                                memory_faiss_above=c.reid_memory_faiss_above,
                                                fast_threshold=c.fast_threshold, fast_margin=c.fast_margin,
-                                               fast_hysteresis=c.fast_hysteresis)
+                                               fast_hysteresis=c.fast_hysteresis, early_threshold=c.early_threshold,
+                                               early_margin=c.early_margin)
         self.timer = StageTimer()
         spec = getattr(embedder, "spec", None)
         self.aspect = c.crop_aspect or (spec.width / spec.height if spec is not None else None)
@@ -274,8 +282,14 @@ class MatchPipeline:
         # association
         eligible = {s: [tr.id for tr in tracks[s] if tr.time_since_update <= c.max_gap
                         and self.banks[s].count(tr.id) >= c.min_features] for s in STREAMS}
-        changes.extend(self.associator.update(eligible["ir"], self.banks["ir"].descriptors(eligible["ir"]),
-                                              eligible["rgb"], self.banks["rgb"].descriptors(eligible["rgb"])))
+        early = {s: [] for s in STREAMS}
+        if c.early_threshold is not None:  # tracks detected now, still gathering their first features
+            early = {s: [tr.id for tr in tracks[s] if tr.time_since_update == 0
+                         and 0 < self.banks[s].count(tr.id) < c.min_features] for s in STREAMS}
+        ids = {s: eligible[s] + early[s] for s in STREAMS}
+        changes.extend(self.associator.update(ids["ir"], self.banks["ir"].descriptors(ids["ir"]),
+                                              ids["rgb"], self.banks["rgb"].descriptors(ids["rgb"]),
+                                              early=(set(early["ir"]), set(early["rgb"]))))
         t = self._tick("associate", t)
         for ch in changes:
             events.append(self._event("pair_" + ch.kind, ir, rgb, ch.ir_track, ch.rgb_track, ch.global_id,

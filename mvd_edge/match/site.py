@@ -85,7 +85,7 @@ class SiteConfig(MatchConfig):
     ``identity_momentum`` (EMA weight of an identity's old descriptor), ``faiss_above`` (past
     this many identities the gallery is searched through a faiss shortlist, see
     :class:`IdentityTable`; 0: always, a huge number: never; ``pip install 'mvd-edge[gallery]'``).
-    The two-camera pairing settings ``max_gap``, ``report_coast`` and ``fast_*`` do not apply here:
+    The two-camera pairing settings ``max_gap``, ``report_coast``, ``fast_*`` and ``early_*`` do not apply here:
     identities are decided on the tracks detected in each step (see :meth:`SiteMatcher._identify`)."""
 
     same_threshold: float = 0.6
