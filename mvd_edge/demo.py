@@ -120,7 +120,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
             "people_per_scene")
     for name, engine in (("operating_point", engines[1]), ("student_operating_point", student_engine)):
         point = calibrate_threshold(engine, "sysu", calib_root, split="all", target_precision=0.9, seed=seed)
-        summary[name] = {**{k: point[k] for k in keys}, "fast": point["fast"]}
+        summary[name] = {**{k: point[k] for k in keys}, "fast": point["fast"], "fast_early": point["fast_early"]}
         console.print(f"{'student ' if name.startswith('student') else ''}operating point: threshold "
                       f"{point['threshold']:.3f}, margin {point['margin']:.3f} (pair precision {point['precision']:.3f}, "
                       f"recall {point['recall']:.3f} on {point['identities']} held-out identities)")
@@ -229,12 +229,16 @@ def render_report(s: dict) -> str:
         thr = f"{m['threshold']:.3f} ({label})" if "threshold" in m else "-"
         lines.append(f"| {m.get('engine', 'MVD INT8')} | {mode.removeprefix('student:')} | {thr} | {m['precision']:.3f} "
                      f"| {m['recall']:.3f} | {m['idf1']:.3f} | {m['fps']:.1f} |")
-    fast = [f"{who} at {p['fast']['threshold']:.3f} (margin {p['fast']['margin']:.3f}, pair precision "
-            f"{p['fast']['precision']:.3f} on {p['fast']['accepted']} pairs of {p['fast']['track_images']}-crop tracks)"
-            for who, p in (("MVD", s.get("operating_point")), ("student", s.get("student_operating_point")))
-            if p and (p.get("fast") or {}).get("reached")]
-    lines += ["", "Fast pairing (a pair this similar is reported at once instead of after `--hysteresis` frames): "
-                  + ("; ".join(fast) if fast else "none: no engine reached its fast point's precision on enough pairs") + "."]
+    pairs = (("MVD", s.get("operating_point")), ("student", s.get("student_operating_point")))
+    for key, what, when in (("fast", "Fast pairing", "a pair this similar is reported at once instead of after "
+                                                     "`--hysteresis` frames"),
+                            ("fast_early", "Early pairing", "a new track this similar is paired at its first crop "
+                                                            "instead of after 3")):
+        fast = [f"{who} at {p[key]['threshold']:.3f} (margin {p[key]['margin']:.3f}, pair precision "
+                f"{p[key]['precision']:.3f} on {p[key]['accepted']} pairs of {p[key]['track_images']}-crop tracks)"
+                for who, p in pairs if p and (p.get(key) or {}).get("reached")]
+        lines += ["", f"{what} ({when}): "
+                      + ("; ".join(fast) if fast else "none: no engine reached its precision on enough pairs") + "."]
     sop = s.get("student_operating_point")
     if sop:
         lines += ["", f"Student operating point: threshold {sop['threshold']:.3f}, margin {sop['margin']:.3f}, pair "

@@ -8,6 +8,7 @@ import pytest
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.eval.operating_point import (
+    FAST_EARLY_TRACK_IMAGES,
     FAST_PRECISION,
     FAST_TRACK_IMAGES,
     choose,
@@ -117,28 +118,45 @@ def test_same_modality_pairs_come_from_one_modality_and_disjoint_crops():
         scene_pairs(feats[one], [pids[i] for i in one], [mods[i] for i in one], kind="same")
 
 
-def test_fast_point_needs_high_precision_on_three_crop_tracks():
-    # well separated people: every 3-crop track is assigned right, so the fast point is reached
-    rng = np.random.default_rng(0)
-    n, d = 12, 64
+def _people(noise: float, crops: int, seed: int, n: int = 12, d: int = 64):
+    """``n`` people with orthonormal centres; each crop (per modality) = centre + ``noise`` x unit noise."""
+    rng = np.random.default_rng(seed)
     centres = np.linalg.qr(rng.normal(size=(d, d)))[0][:n]
     feats, pids, mods = [], [], []
     for p in range(n):
         for m in (IR, RGB):
-            for _ in range(6):
-                f = centres[p] + 0.2 * rng.normal(size=d) / np.sqrt(d)
+            for _ in range(crops):
+                f = centres[p] + noise * rng.normal(size=d) / np.sqrt(d)
                 feats.append(f / np.linalg.norm(f))
                 pids.append(p)
                 mods.append(m)
-    op = operating_point(np.stack(feats), pids, mods, people=4, scenes=60, seed=0)
+    return np.stack(feats), pids, mods
+
+
+def test_fast_point_needs_high_precision_on_three_crop_tracks():
+    # well separated people: every 3-crop track is assigned right, so the fast point is reached
+    feats, pids, mods = _people(0.2, 6, seed=0)
+    op = operating_point(feats, pids, mods, people=4, scenes=60, seed=0)
     fast = op["fast"]
     assert fast["reached"] and fast["precision"] >= FAST_PRECISION
     assert fast["track_images"] == FAST_TRACK_IMAGES and fast["target_precision"] == FAST_PRECISION
+    early = op["fast_early"]  # single crops of these people are separable too
+    assert early["reached"] and early["precision"] >= FAST_PRECISION and early["track_images"] == FAST_EARLY_TRACK_IMAGES
     # noise features: nobody is separable, no threshold gets 0.99 -> not reached, match keeps waiting
-    noise = rng.normal(size=(len(feats), d))
+    noise = np.random.default_rng(0).normal(size=feats.shape)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     op = operating_point(noise, pids, mods, people=4, scenes=60, seed=0)
     assert not op["fast"]["reached"] and op["fast"]["precision"] < FAST_PRECISION
+    assert not op["fast_early"]["reached"]
+
+
+def test_early_point_is_missed_where_single_crops_are_too_noisy_but_three_are_not():
+    # each crop = centre + strong noise: one crop is often nearer another person, the mean of 3 rarely
+    feats, pids, mods = _people(2.5, 8, seed=1)
+    op = operating_point(feats, pids, mods, people=6, scenes=200, seed=0)
+    assert op["fast"]["reached"] and op["fast"]["recall"] > 0.9
+    assert not op["fast_early"]["reached"]  # (its best precision comes from a handful of pairs)
+    assert op["fast_early"]["accepted"] < op["fast_early"]["min_pairs"] or op["fast_early"]["precision"] < FAST_PRECISION
 
 
 def test_a_precision_measured_on_too_few_pairs_does_not_reach_the_target():

@@ -111,6 +111,10 @@ def test_calibrate_threshold_end_to_end(app, engine, tmp_path):
     assert fast["track_images"] == 3 and fast["target_precision"] == 0.99
     assert fast["reached"] == (fast["precision"] >= 0.99 and fast["accepted"] >= fast["min_pairs"])
     assert "fast pairing: " in r.output
+    early = point["fast_early"]  # the same on single-crop tracks
+    assert early["track_images"] == 1 and early["reached"] == (early["precision"] >= 0.99
+                                                               and early["accepted"] >= early["min_pairs"])
+    assert "early pairing: " in r.output
     r = CliRunner().invoke(app, ["calibrate-threshold", str(engine), "--root", str(root), "--split", "nope"])
     assert r.exit_code == 2 and "unknown split" in r.output
     r = CliRunner().invoke(app, ["calibrate-threshold", str(EDGE / "tiny.onnx"), "--root", str(root)])
@@ -128,15 +132,24 @@ def test_match_settings_carries_the_fast_point_only_when_it_was_reached():
     for bad in ([0.4], {"threshold": "0.4", "margin": 0, "reached": True}):
         with pytest.raises(EngineError, match="operating_point"):
             match_settings({"operating_point": {**base, "fast": bad}})
+        with pytest.raises(EngineError, match="operating_point.fast_early"):
+            match_settings({"operating_point": {**base, "fast_early": bad}})
+    s = match_settings({"operating_point": {**base, "fast_early": {"threshold": 0.7, "margin": 0.1, "reached": True}}})
+    assert (s["early_threshold"], s["early_margin"], s["fast_threshold"]) == (0.7, 0.1, None)
+    assert "early pairing at 0.700" in s["source"]
+    s = match_settings({"operating_point": {**base, "fast_early": {"threshold": 0.7, "margin": 0.1, "reached": False}}})
+    assert s["early_threshold"] is None and match_settings(None)["early_threshold"] is None
 
 
 def test_match_takes_the_fast_point_from_the_sidecar_and_can_be_told_not_to(app, engine, tmp_path):
     set_operating_point(engine, {"threshold": 0.2, "margin": 0.0, "target_precision": 0.9,
-                                 "fast": {"threshold": 0.6, "margin": 0.05, "reached": True}})
+                                 "fast": {"threshold": 0.6, "margin": 0.05, "reached": True},
+                                 "fast_early": {"threshold": 0.8, "margin": 0.0, "reached": True}})
     out, config = _match(app, engine, tmp_path)
     assert (config["fast_threshold"], config["fast_margin"], config["report_coast"]) == (0.6, 0.05, 1)
+    assert config["early_threshold"] == 0.8
     assert "fast pairing at 0.600" in " ".join(out.split())
     out, config = _match(app, engine, tmp_path, "--no-fast-pairing", "--report-coast", "0")
-    assert config["fast_threshold"] is None and config["report_coast"] == 0
+    assert config["fast_threshold"] is None and config["early_threshold"] is None and config["report_coast"] == 0
     r = CliRunner().invoke(app, ["match", "--ir", "cam0", "--rgb", "cam1", "--model", str(engine), "--report-coast", "-1"])
     assert r.exit_code == 2 and "--report-coast must be in [0, 100000]" in r.output

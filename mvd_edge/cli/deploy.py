@@ -237,15 +237,17 @@ def calibrate_threshold_cmd(
                   f"{point['recall']:.3f} on {point['identities']} identities, {point['people_per_scene']} people "
                   f"per scene; at 0.5: precision {point['at_default_0.5']['precision']:.3f}, recall "
                   f"{point['at_default_0.5']['recall']:.3f}", highlight=False)
-    fast = point["fast"]
-    if fast["reached"]:
-        console.print(f"fast pairing: threshold {fast['threshold']:.4f}, margin {fast['margin']:.3f} (pair precision "
-                      f"{fast['precision']:.3f} on {fast['accepted']} pairs of {fast['track_images']}-crop tracks, "
-                      f"recall {fast['recall']:.3f})", highlight=False)
-    else:
-        console.print(f"fast pairing: none (no threshold reaches pair precision {fast['target_precision']} on "
-                      f"{fast['min_pairs']}+ pairs of {fast['track_images']}-crop tracks): `match` waits "
-                      "--hysteresis frames for every pair", highlight=False)
+    for key, what, otherwise in (("fast", "fast pairing", "waits --hysteresis frames for every pair"),
+                                 ("fast_early", "early pairing", "pairs a new track once it has 3 crops")):
+        fast = point[key]
+        if fast["reached"]:
+            console.print(f"{what}: threshold {fast['threshold']:.4f}, margin {fast['margin']:.3f} (pair precision "
+                          f"{fast['precision']:.3f} on {fast['accepted']} pairs of {fast['track_images']}-crop "
+                          f"tracks, recall {fast['recall']:.3f})", highlight=False)
+        else:
+            console.print(f"{what}: none (no threshold reaches pair precision {fast['target_precision']} on "
+                          f"{fast['min_pairs']}+ pairs of {fast['track_images']}-crop tracks): `match` {otherwise}",
+                          highlight=False)
     console.print(f"written to {engine}.json; `mvd-edge match` uses it unless --threshold is given", highlight=False)
 
 

@@ -123,7 +123,9 @@ def match_cmd(
                                                  "before it is dropped")] = 5,
     fast_pairing: Annotated[bool, typer.Option(help="report a pair after one frame when its similarity reaches the "
                                                     "engine's calibrated fast point (pair precision 0.99 on 3-crop "
-                                                    "tracks; engines without one always wait --hysteresis)")] = True,
+                                                    "tracks; engines without one always wait --hysteresis), and pair a "
+                                                    "new track at its first crop at the early point (the same on "
+                                                    "1-crop tracks), if the engine has one")] = True,
     report_coast: Annotated[Optional[int], typer.Option(help="keep reporting a held pair for up to this many frames "
                                                              "in which the detector missed one of its people, with "
                                                              "the tracker's predicted box (default: 1; 0 = off)")] = None,
@@ -238,7 +240,7 @@ def match_cmd(
         err_console.print(f"[yellow]warning:[/] {op['warning']}", highlight=False)
     err_console.print(f"threshold {op['threshold']:.3f}, margin {op['margin']:.3f} ({op['source']})", highlight=False)
     if not fast_pairing:
-        op = {**op, "fast_threshold": None}
+        op = {**op, "fast_threshold": None, "early_threshold": None}
     coast = {} if report_coast is None else {"report_coast": report_coast}
     config = MatchConfig.from_settings(op, **coast, hysteresis=hysteresis, embed_every=embed_every,
                                        max_occlusion=max_occlusion, track_appearance=track_appearance,

@@ -196,10 +196,10 @@ def set_operating_point(engine: str | Path, point: dict) -> Path:
     return write_json(sidecar_path(engine), info, indent=2, sort_keys=True)  # same engine: hashes stay valid
 
 
-def _number(point: dict, key: str, where: str) -> float:
+def _number(point: dict, key: str, where: str, path: str = "operating_point") -> float:
     value = point.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise EngineError(f"{where}: operating_point.{key} must be a number, got {value!r}; "
+        raise EngineError(f"{where}: {path}.{key} must be a number, got {value!r}; "
                           "re-run `mvd-edge calibrate-threshold`")
     return float(value)
 
@@ -207,8 +207,9 @@ def _number(point: dict, key: str, where: str) -> float:
 def match_settings(info: dict | None, threshold: float | None = None, margin: float | None = None) -> dict:
     """The threshold and margin ``match`` uses: given values win, else the engine's operating point, else defaults.
 
-    Returns ``{"threshold", "margin", "fast_threshold", "fast_margin", "source", "warning"}``
-    (``fast_threshold`` None unless the sidecar's ``fast`` point reached its precision: see
+    Returns ``{"threshold", "margin", "fast_threshold", "fast_margin", "early_threshold",
+    "early_margin", "source", "warning"}`` (``fast_threshold`` None unless the sidecar's ``fast``
+    point reached its precision, ``early_threshold`` likewise for ``fast_early``: see
     :mod:`mvd_edge.eval.operating_point`). ``warning`` is set when there is no
     operating point (``source`` "default") or when the stored one did not reach its target precision.
     The sidecar's margin was chosen together with its threshold, so a ``threshold`` given alone
@@ -251,15 +252,17 @@ def match_settings(info: dict | None, threshold: float | None = None, margin: fl
             parts.append("margin 0 (default)")
     else:
         parts.append("margin from the command line")
-    out.update(fast_threshold=None, fast_margin=0.0)
-    fast = point.get("fast")
-    if fast is not None and not isinstance(fast, dict):
-        raise EngineError(f"{where}: operating_point.fast must be an object, got {type(fast).__name__}; "
-                          "re-run `mvd-edge calibrate-threshold`")
-    if fast and fast.get("reached") is True:
-        out["fast_threshold"] = _number(fast, "threshold", where)
-        out["fast_margin"] = _number(fast, "margin", where)
-        parts.append(f"fast pairing at {out['fast_threshold']:.3f} (margin {out['fast_margin']:.3f}) from the sidecar")
+    out.update(fast_threshold=None, fast_margin=0.0, early_threshold=None, early_margin=0.0)
+    for key, prefix, what in (("fast", "fast", "fast pairing"), ("fast_early", "early", "early pairing")):
+        fast = point.get(key)
+        if fast is not None and not isinstance(fast, dict):
+            raise EngineError(f"{where}: operating_point.{key} must be an object, got {type(fast).__name__}; "
+                              "re-run `mvd-edge calibrate-threshold`")
+        if fast and fast.get("reached") is True:
+            out[f"{prefix}_threshold"] = _number(fast, "threshold", where, f"operating_point.{key}")
+            out[f"{prefix}_margin"] = _number(fast, "margin", where, f"operating_point.{key}")
+            parts.append(f"{what} at {out[f'{prefix}_threshold']:.3f} (margin {out[f'{prefix}_margin']:.3f}) "
+                         "from the sidecar")
     out["source"] = "; ".join(parts)
     return out
 
