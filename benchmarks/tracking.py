@@ -21,6 +21,9 @@ and splits counted against the ground truth):
 * ``fast``: and fast pairing: a pair at or above the engine's calibrated fast point is reported
   at its first candidate step (``fast_threshold``; engines whose sidecar has no reached fast
   point are unchanged by it);
+* ``early``: and early pairing: a track that has not yet gathered ``min_features`` crops is paired
+  at the engine's early point (``early_threshold``, the fast point of 1-crop tracks; engines
+  without a reached one are unchanged);
 * ``default``: :class:`MatchConfig`'s defaults: all of the above, and a held pair still reported
   for one frame the detector missed, with the tracker's predicted box (``report_coast=1``).
 
@@ -30,7 +33,7 @@ tracking, banks or association) and each ``--engine`` at its sidecar operating p
 
 Prints a table and writes ``OUT/tracking.json``.
 
-    python benchmarks/tracking.py --out-dir docs/tracking --engine runs/demo/engine/student.int8-cpu.ort.onnx
+    python benchmarks/tracking.py --out-dir docs/tracking --jobs 2 --engine runs/demo/engine/student.int8-cpu.ort.onnx
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +57,13 @@ from mvd_edge.match.pipeline import MatchConfig, run_match
 from mvd_edge.synth.video import write_synth_video
 
 STREAMS = ("ir", "rgb")
-NO_FAST = {"fast_threshold": None, "report_coast": 0}
+NO_FAST = {"fast_threshold": None, "early_threshold": None, "report_coast": 0}
 VARIANTS = {"iou": {"track_appearance": 0.0, "track_split": 0.0, "track_min_hits": 2, **NO_FAST},
             "appearance": {"track_appearance": 1.0, "track_split": 0.0, "track_min_hits": 2, **NO_FAST},
             "appearance+split": {"track_appearance": 1.0, "track_split": 4.0, "track_min_hits": 2, **NO_FAST},
             "hits1": dict(NO_FAST),
-            "fast": {"report_coast": 0},
+            "fast": {"early_threshold": None, "report_coast": 0},
+            "early": {"report_coast": 0},
             "default": {}}
 
 
@@ -127,7 +133,8 @@ def run_one(video: Path, boxes: str, embedder_name: str, engine: Path | None, va
                 for s in STREAMS}
     if engine is None:
         # a perfect embedder is precise at any cosine in (0, 1): its fast-pairing point is its threshold
-        emb, op = OracleEmbedder(), {"threshold": 0.5, "margin": 0.0, "fast_threshold": 0.5, "fast_margin": 0.0}
+        emb, op = OracleEmbedder(), {"threshold": 0.5, "margin": 0.0, "fast_threshold": 0.5, "fast_margin": 0.0,
+                                     "early_threshold": 0.5, "early_margin": 0.0}
     else:
         emb = load_embedder(engine)
         op = match_settings(emb.info, None, None)
@@ -165,6 +172,7 @@ def main() -> None:
                     help="comma-separated: gt-ids, gt, untrained and/or detector names")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--no-oracle", action="store_true", help="skip the oracle embedder")
+    ap.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (fps are then not comparable)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,15 +187,19 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
-    rows = []
-    for name, engine in embedders:
-        for boxes in args.boxes.split(","):
-            for variant in _variants_for(boxes, variants):
-                for v in videos:
-                    r = run_one(v, boxes, name, engine, variant, args.work)
-                    rows.append(r)
-                    print(f"  {name} {boxes} {variant} {v.name}: P {r['precision']:.3f} R {r['recall']:.3f} "
-                          f"IDF1 {r['idf1']:.3f} switches {r['switches']} {r['fps']:.0f} fps", flush=True)
+    jobs = [(v, boxes, name, engine, variant, args.work) for name, engine in embedders
+            for boxes in args.boxes.split(",") for variant in _variants_for(boxes, variants) for v in videos]
+    with contextlib.ExitStack() as stack:
+        if args.jobs > 1:  # runs are independent and deterministic: the same rows, in the same order
+            pool = stack.enter_context(ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")))
+            results = pool.map(run_one, *zip(*jobs))
+        else:
+            results = (run_one(*job) for job in jobs)
+        rows = []
+        for r in results:
+            rows.append(r)
+            print(f"  {r['embedder']} {r['boxes']} {r['variant']} {r['video']}: P {r['precision']:.3f} "
+                  f"R {r['recall']:.3f} IDF1 {r['idf1']:.3f} switches {r['switches']} {r['fps']:.0f} fps", flush=True)
     print("\n| embedder | boxes | tracker | pair P | pair R | IDF1 | P per seed | R per seed | switches | fps |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     summary = []
@@ -202,7 +214,7 @@ def main() -> None:
                 rs = " ".join(f"{r['recall']:.2f}" for r in sel)
                 print(f"| {name} | {boxes} | {variant} | {s['precision']:.3f} | {s['recall']:.3f} | {s['idf1']:.3f} | "
                       f"{ps} | {rs} | {s['switches']} | {s['fps']:.0f} |")
-    out = {"version": 1, "machine": platform.processor() or platform.machine(), "seeds": args.seeds,
+    out = {"version": 1, "machine": platform.processor() or platform.machine(), "seeds": args.seeds, "jobs": args.jobs,
            "variants": {k: VARIANTS[k] for k in variants}, "summary": summary, "rows": rows}
     (args.out_dir / "tracking.json").write_text(json.dumps(out, indent=1))
     print(f"\nwrote {args.out_dir / 'tracking.json'}")
