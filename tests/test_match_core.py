@@ -548,6 +548,16 @@ def test_early_tracks_pair_at_the_early_point_and_nowhere_else():
     e = CrossModalAssociator(threshold=0.5, hysteresis=1, early_threshold=0.9)
     assert [(u.ir_track, u.rgb_track) for u in e.update([1], E[[0]], [10, 20], twins, early=(set(), {10, 20}))] \
         == [(1, 10)]
+    # a young track only takes tracks the established assignment left free: IR 1 ~ RGB 10 at 0.99 holds
+    # although early IR 2 is at 0.92 with RGB 10 (above the early point) and barred from RGB 20 (0.30)
+    ir = np.stack([_unit(0.99, 0.10, 0.0995, 0), _unit(0.92, 0.30, 0.252, 0)])
+    f = CrossModalAssociator(threshold=0.5, hysteresis=2, early_threshold=0.9)
+    for _ in range(2):
+        ch = f.update([1, 2], ir, [10, 20], E[[0, 1]], early=({2}, set()))
+    assert [(u.kind, u.ir_track, u.rgb_track) for u in ch] == [("start", 1, 10)] and len(f.reported) == 1
+    # an early point below the threshold does not lower it: 0.6 is under threshold 0.7
+    g = CrossModalAssociator(threshold=0.7, hysteresis=1, early_threshold=0.2)
+    assert g.update([1], E[[0]], [10], _unit(0.6, 0.8, 0, 0)[None], early=(set(), {10})) == []
     for bad in ({"early_threshold": float("inf")}, {"early_margin": -0.1}):
         with pytest.raises(ValueError):
             CrossModalAssociator(**bad)
@@ -567,6 +577,20 @@ def test_a_new_pair_keeps_the_id_of_a_pair_lost_in_both_streams():
     b.update([], E[:0], [], E[:0])
     ch = b.update([2], E[[1]], [20], E[[1]])
     assert [(c.kind, c.global_id) for c in ch] == [("start", 2)] and (1, 10) in b.reported
+    # a held pair with a track still in sight is not taken over (its person is still there)
+    c = CrossModalAssociator(threshold=0.5, hysteresis=1)
+    c.update([1], E[[0]], [10], E[[0]])
+    ch = c.update([1, 2], np.stack([E[1], E[0]]), [20], E[[0]])  # IR 1 in sight (looking elsewhere)
+    assert (1, 10) in c.reported and [(u.kind, u.global_id) for u in ch] == [("start", 2)]
+    # the id taken over does not pass through the memory of ended ids: with room for one, the
+    # remembered id of someone else stays there, and they get it back
+    d = CrossModalAssociator(threshold=0.5, hysteresis=1, max_gallery=1)
+    d.update([1, 2], E[[0, 1]], [10, 20], E[[0, 1]])  # ids 1 (person E0) and 2 (person E1)
+    d.remove_track("ir", 2)
+    d.remove_track("rgb", 20)  # id 2 ends: remembered
+    d.update([], E[:0], [], E[:0])
+    assert [(u.kind, u.global_id) for u in d.update([3], E[[0]], [30], E[[0]])] == [("end", 1), ("start", 1)]
+    assert [(u.kind, u.global_id) for u in d.update([3, 4], E[[0, 1]], [30, 40], E[[0, 1]])] == [("start", 2)]
 
 
 def test_match_config_from_settings_takes_the_fast_point_and_overrides_win():

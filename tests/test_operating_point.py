@@ -155,8 +155,7 @@ def test_early_point_is_missed_where_single_crops_are_too_noisy_but_three_are_no
     feats, pids, mods = _people(2.5, 8, seed=1)
     op = operating_point(feats, pids, mods, people=6, scenes=200, seed=0)
     assert op["fast"]["reached"] and op["fast"]["recall"] > 0.9
-    assert not op["fast_early"]["reached"]  # (its best precision comes from a handful of pairs)
-    assert op["fast_early"]["accepted"] < op["fast_early"]["min_pairs"] or op["fast_early"]["precision"] < FAST_PRECISION
+    assert not op["fast_early"]["reached"]
 
 
 def test_a_precision_measured_on_too_few_pairs_does_not_reach_the_target():

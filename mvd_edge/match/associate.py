@@ -24,12 +24,13 @@ Each step (:meth:`CrossModalAssociator.update`):
    that point per engine (pair precision 0.99 on tracks of 3 crops); an engine that never
    reaches it keeps the k-step wait for every pair.
    *Early* tracks (``update(..., early=...)``: tracks that have not yet gathered the features an
-   ordinary match needs) take part only where their similarity reaches ``early_threshold`` (and
-   beats the runner-up by ``early_margin``): such a pair is a candidate reported after
-   ``fast_hysteresis`` steps, any other pair of an early track is left out of the assignment,
-   so a young track never takes an established track's assignment on weak evidence. The
-   engine's ``fast_early`` point (pair precision 0.99 on single-crop tracks) sets it; None
-   (the default, and engines that do not reach it) leaves early tracks out altogether.
+   ordinary match needs) are left out of that assignment. After it, an early track may pair
+   with a track no candidate claimed, where their similarity reaches ``early_threshold`` (and
+   ``threshold``) and beats the runner-up by ``early_margin``, the most similar such pairs
+   first: a candidate reported after ``fast_hysteresis`` steps. So a young track never changes
+   the established tracks' assignment. The engine's ``fast_early`` point (pair precision 0.99 on
+   single-crop tracks) sets it; None (the default, and engines that do not reach it) leaves
+   early tracks out altogether.
 
 Global identities: a reported pair takes the global id one of its tracks carried in an
 earlier pair that ended because the *other* track ended (the older id if both did), so a
@@ -72,7 +73,8 @@ class PairUpdate:
     """A change: ``kind`` is ``start`` or ``end``; ``reason`` for ends: ``similarity``
     (failed k steps), ``track_ended`` (a track was removed), ``track_split`` (a track was given a
     new id: its appearance changed), ``superseded`` (a dormant pair replaced by a new pair of one
-    of its tracks) or ``shutdown``."""
+    of its tracks, or, with both its tracks out of sight, by a new pair of two new tracks that
+    takes its global id) or ``shutdown``."""
 
     kind: str
     ir_track: int
@@ -165,27 +167,39 @@ class CrossModalAssociator:
             for (i, r) in self.reported:
                 if i in ir_pos and r in rgb_pos:
                     bonus[ir_pos[i], rgb_pos[r]] = self.stickiness
-            young = (np.array([t in early_ir for t in ir_ids])[:, None]
-                     | np.array([t in early_rgb for t in rgb_ids])[None, :])
-            # an early track's pairs below the early point are kept out of the assignment
-            barred = young & ~(s >= self.early_threshold) if self.early_threshold is not None else young
-            rows, cols = linear_sum_assignment(np.where(barred, 1e3, -(s + bonus)))
-            for a, b in zip(rows, cols):
-                if barred[a, b]:
-                    continue
-                key = (ir_ids[a], rgb_ids[b])
-                sims[key] = float(s[a, b])
-                held = s[a, b] + bonus[a, b]
-                gap = held - _runner_up(s, a, b)
-                if young[a, b]:
-                    if self.early_margin <= 0.0 or gap >= self.early_margin:
+            y_ir = np.array([t in early_ir for t in ir_ids], bool)
+            y_rgb = np.array([t in early_rgb for t in rgb_ids], bool)
+            # 1. the established tracks, assigned as if there were no early tracks
+            er, ec = np.flatnonzero(~y_ir), np.flatnonzero(~y_rgb)
+            claimed_ir, claimed_rgb = set(), set()  # tracks of this step's candidates
+            if len(er) and len(ec):
+                rows, cols = linear_sum_assignment(-(s + bonus)[np.ix_(er, ec)])
+                for a, b in zip(er[rows], ec[cols]):
+                    key = (ir_ids[a], rgb_ids[b])
+                    sims[key] = float(s[a, b])
+                    held = s[a, b] + bonus[a, b]
+                    gap = held - _runner_up(s, a, b)
+                    if held >= self.threshold and (self.margin <= 0.0 or gap >= self.margin):
                         cand[key] = float(s[a, b])
-                        fast.add(key)
-                elif held >= self.threshold and (self.margin <= 0.0 or gap >= self.margin):
-                    cand[key] = float(s[a, b])
-                    if (self.fast_threshold is not None and s[a, b] >= self.fast_threshold
-                            and (self.fast_margin <= 0.0 or gap >= self.fast_margin)):
-                        fast.add(key)
+                        claimed_ir.add(a)
+                        claimed_rgb.add(b)
+                        if (self.fast_threshold is not None and s[a, b] >= self.fast_threshold
+                                and (self.fast_margin <= 0.0 or gap >= self.fast_margin)):
+                            fast.add(key)
+            # 2. early tracks: only with tracks no candidate claimed, only at the early point (and the
+            # threshold), strongest first; such a pair needs only the short wait
+            if self.early_threshold is not None and (y_ir.any() or y_rgb.any()):
+                ok = (y_ir[:, None] | y_rgb[None, :]) & (s >= max(self.threshold, self.early_threshold))
+                for a, b in sorted(zip(*np.nonzero(ok)), key=lambda ab: (-s[ab], ab)):
+                    if a in claimed_ir or b in claimed_rgb:
+                        continue
+                    if self.early_margin > 0.0 and s[a, b] - _runner_up(s, a, b) < self.early_margin:
+                        continue
+                    key = (ir_ids[a], rgb_ids[b])
+                    sims[key] = cand[key] = float(s[a, b])
+                    fast.add(key)
+                    claimed_ir.add(a)
+                    claimed_rgb.add(b)
             ir_d = {t: np.asarray(ir_desc[i], np.float32) for t, i in ir_pos.items()}
             rgb_d = {t: np.asarray(rgb_desc[j], np.float32) for t, j in rgb_pos.items()}
         else:
@@ -222,9 +236,8 @@ class CrossModalAssociator:
                 if (("ir", i) not in self.track_gid and ("rgb", r) not in self.track_gid
                         and (lost := self._lost_pair(ir_d[i], rgb_d[r], ir_d, rgb_d)) is not None):
                     gid = self.reported[lost].global_id  # the person's two tracks both restarted
+                    self._active_desc.pop(gid, None)  # the id goes on: not into the memory of ended ids
                     changes.append(self._end(lost, "superseded"))
-                    if self._gallery is not None:
-                        self._gallery.pop(gid)
                 if gid is None:
                     gid = self._global_id(i, r, ir_d.get(i), rgb_d.get(r))
                 self.reported[key] = ReportedPair(i, r, gid, cand[key])
