@@ -120,20 +120,18 @@ class CrossModalAssociator:
                  early_margin: float = 0.0):
         if hysteresis < 1 or fast_hysteresis < 1:
             raise UsageError(f"hysteresis and fast_hysteresis must be >= 1, got {hysteresis}, {fast_hysteresis}")
-        if fast_threshold is not None and not np.isfinite(fast_threshold):
-            raise UsageError(f"fast_threshold must be a finite number or None, got {fast_threshold}")
+        for name, v in (("fast_threshold", fast_threshold), ("early_threshold", early_threshold)):
+            if v is not None and not np.isfinite(v):
+                raise UsageError(f"{name} must be a finite number or None, got {v}")
+        for name, v in (("margin", margin), ("early_margin", early_margin)):
+            if not (np.isfinite(v) and v >= 0.0):
+                raise UsageError(f"{name} must be a finite number >= 0, got {v}")
         self.fast_threshold = None if fast_threshold is None else float(fast_threshold)
         self.fast_margin, self.fast_k = float(fast_margin), int(fast_hysteresis)
-        if early_threshold is not None and not np.isfinite(early_threshold):
-            raise UsageError(f"early_threshold must be a finite number or None, got {early_threshold}")
-        if not (np.isfinite(early_margin) and early_margin >= 0.0):
-            raise UsageError(f"early_margin must be a finite number >= 0, got {early_margin}")
         self.early_threshold = None if early_threshold is None else float(early_threshold)
         self.early_margin = float(early_margin)
         self.threshold, self.k, self.stickiness = float(threshold), int(hysteresis), float(stickiness)
         self.margin = float(margin)
-        if not (np.isfinite(self.margin) and self.margin >= 0.0):
-            raise UsageError(f"margin must be a finite number >= 0, got {margin}")
         self.reid_threshold, self.max_gallery = float(reid_threshold), int(max_gallery)
         self.reported: dict[tuple[int, int], ReportedPair] = {}
         self.streaks: dict[tuple[int, int], int] = {}
