@@ -23,12 +23,24 @@ Definitions (``iou`` = 0.5 and ``min_visibility`` = 0.5 by default):
   id. Predicted observations: the sightings that have a global id, less the don't-care
   ones, labelled with their global id (a track sighted twice in one frame counts once). A
   prediction and a true observation *co-occur* when they are on the same camera and frame
-  and the prediction's ground-truth identity is the true observation's person; each
-  ``(camera, frame, person, global id)`` counts once. Global ids are mapped one-to-one onto
-  persons so as to maximise the co-occurrences (Hungarian, ``scipy.optimize.
-  linear_sum_assignment``); ``IDTP`` is that maximum, ``IDF1 = 2 IDTP / (|predicted| +
-  |true|)``, ``IDP = IDTP / |predicted|``, ``IDR = IDTP / |true|``. Per camera, the same
-  three numbers on that camera's observations under the global mapping.
+  and their boxes' IoU is >= ``iou`` (the standard rule: a prediction may co-occur with two
+  persons whose boxes overlap); each ``(camera, frame, person, global id)`` counts once.
+  Global ids are mapped one-to-one onto persons so as to maximise the co-occurrences
+  (Hungarian, :func:`mvd_edge.eval.mot.id_mapping`); ``IDTP`` is that maximum, ``IDF1 =
+  2 IDTP / (|predicted| + |true|)``, ``IDP = IDTP / |predicted|``, ``IDR = IDTP / |true|``.
+  Per camera, the same three numbers on that camera's observations under the global
+  mapping.
+* **MOTA** (CLEAR-MOT, :mod:`mvd_edge.eval.mot`), per camera: the true observations are
+  the objects and the predicted observations the hypotheses, the global id being the
+  hypothesis id, frame by frame in the camera's frame order; an identity switch is a
+  person whose matched global id on that camera changes. Overall: the counts (misses,
+  false positives, switches, objects) summed over the cameras.
+* **The standard scores.** The don't-care rule above is this project's (synthetic
+  occlusions); without it -- one camera, ``min_visibility=0`` or every ground-truth box
+  visible -- the global IDF1 / IDP / IDR and MOTA are the standard ones of a tracker whose
+  track ids are the global ids (Ristani et al. 2016; Bernardin & Stiefelhagen 2008), as
+  motmetrics and TrackEval compute them (``tests/test_mot_reference.py``);
+  :func:`mvd_edge.eval.mot.score_mot` scores MOT-style rows directly.
 * **Per camera pair** ``(a, b)``, ``a < b`` by name, every pair of the events' cameras
   (co-located or not, same modality or not). For camera ``c`` and person ``p``,
   ``g_c(p)`` is the most frequent global id among ``c``'s sightings whose ground-truth
@@ -62,10 +74,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.util import read_json
+from mvd_edge.eval.mot import Frame, MotCounts, accumulate, id_mapping, id_scores
 from mvd_edge.eval.scoring import GroundTruthWarning, _gt_identity, _xyxy, score_boxes
 
 __all__ = ["SITE_EVENT_SCHEMA", "format_site_table", "load_site_ground_truth", "score_site"]
@@ -140,16 +152,18 @@ def _ratio(hits: int, n: int) -> float | None:
 
 def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[str, Any], iou: float = 0.5,
                min_visibility: float = 0.5) -> dict[str, Any]:
-    """Global IDF1, per camera pair precision/recall and per camera box scores of site matcher
-    events (definitions in the module docstring).
+    """Global IDF1 and MOTA, per camera pair precision/recall and per camera box, IDF1 and MOTA
+    scores of site matcher events (definitions in the module docstring).
 
     ``events``: a ``site/1`` JSONL path or its events as dicts. ``gt``: a site ``gt.json`` (or
     its folder) or its dict.
 
     Returns ``{"idf1", "idp", "idr", "idtp", "predicted", "true", "dont_care", "global_ids",
-    "identities", "complete" (the events have an end line), "cameras": {name: {"modality",
-    "location", "frames", "sightings", "with_global_id", "identified", "box_precision",
-    "box_recall", "tp", "fp", "fn", "idf1", "idp", "idr"}}, "pairs": [{"a", "b", "kind",
+    "identities", "complete" (the events have an end line), "mota", "mot": {"matches", "fp",
+    "fn", "num_switches", "objects", "predictions"} (CLEAR-MOT counts, summed over cameras;
+    ``matches`` without the switches), "cameras": {name: {"modality", "location", "frames",
+    "sightings", "with_global_id", "identified", "box_precision", "box_recall", "tp", "fp",
+    "fn" (box scores), "idf1", "idp", "idr", "mota", "mot"}}, "pairs": [{"a", "b", "kind",
     "co_located", "precision", "recall", "precision_hits", "precision_n", "recall_hits",
     "recall_n"}, ...], "totals": {"all" | "cross-modal" | "same-modality" | "co-located" |
     "across-locations": {"precision", "recall", "precision_hits", "precision_n",
@@ -220,33 +234,34 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
                              f"{n_gt[c]} frames (0..{n_gt[c] - 1}) there: these events are from another site")
 
     # ground-truth identity of each sighting, and whether it is don't care
-    labelled = []  # (camera, frame, global id or None, pid or None, care)
+    labelled = []  # (camera, frame, global id or None, pid or None, care, box)
     for (c, f, _track), (gid, box) in sightings.items():
         boxes = gt_frames[c][f]
         pid = _gt_identity(box, boxes, iou)
         vis = next((float(b[5]) for b in boxes if int(b[0]) == pid), 1.0) if pid is not None else 1.0
-        labelled.append((c, f, gid, pid, pid is None or vis >= min_visibility))
+        labelled.append((c, f, gid, pid, pid is None or vis >= min_visibility, box))
 
-    # global IDF1
-    true_obs = {(c, f, int(b[0])) for c in cams for f in processed[c] for b in gt_frames[c][f]
-                if float(b[5]) >= min_visibility}
-    preds = [s for s in labelled if s[2] is not None and s[4]]
-    co_keys = {(c, f, pid, gid) for c, f, gid, pid, _ in preds if pid is not None and (c, f, pid) in true_obs}
-    co: dict[tuple[int, int], int] = defaultdict(int)
-    for _, _, pid, gid in co_keys:
-        co[(gid, pid)] += 1
+    # true and predicted observations, per camera and frame; CLEAR-MOT and co-occurrences
+    true_obs: dict[tuple[str, int], dict[int, list[float]]] = defaultdict(dict)
+    for c in cams:
+        for f in processed[c]:
+            for b in gt_frames[c][f]:
+                if float(b[5]) >= min_visibility:
+                    true_obs[(c, f)].setdefault(int(b[0]), [float(v) for v in b[1:5]])
+    preds: dict[tuple[str, int], list[tuple[int, list[float]]]] = defaultdict(list)
+    for c, f, gid, _pid, care, box in labelled:
+        if gid is not None and care:
+            preds[(c, f)].append((gid, box))
+    mot = {c: accumulate(_camera_frames(c, true_obs, preds), iou) for c in cams}
+    total = sum(mot.values(), MotCounts())
+    mapping = id_mapping(total.pairs)
+
+    def idtp_of(counts: MotCounts) -> int:
+        return sum(counts.pairs[hg] for hg in mapping.items())
+
+    idtp, n_pred, n_true = idtp_of(total), total.predictions, total.objects
     gids = sorted({s[2] for s in labelled if s[2] is not None})
-    pids = sorted({p for _, _, p in true_obs})
-    mapping: dict[int, int] = {}
-    if gids and pids:
-        gi, pi = {g: k for k, g in enumerate(gids)}, {p: k for k, p in enumerate(pids)}
-        m = np.zeros((len(gids), len(pids)))
-        for (g, p), n in co.items():
-            m[gi[g], pi[p]] = n
-        rows, cols = linear_sum_assignment(-m)
-        mapping = {gids[r]: pids[k] for r, k in zip(rows, cols) if m[r, k] > 0}
-    hits = [(c, f, pid, gid) for c, f, pid, gid in co_keys if mapping.get(gid) == pid]
-    idtp, n_pred, n_true = len(hits), len(preds), len(true_obs)
+    pids = sorted({p for obs in true_obs.values() for p in obs})
 
     # per camera
     per_cam: dict[str, dict[str, Any]] = {}
@@ -258,9 +273,7 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
                 pred_boxes[f].append(_xyxy(box))
         boxes = score_boxes({f: np.stack(b) for f, b in pred_boxes.items()}, gt_frames[c], iou, min_visibility,
                             frames=processed[c])
-        c_tp = sum(1 for h in hits if h[0] == c)
-        c_pred = sum(1 for s in preds if s[0] == c)
-        c_true = sum(1 for o in true_obs if o[0] == c)
+        ids = id_scores(idtp_of(mot[c]), mot[c].predictions, mot[c].objects)
         per_cam[c] = {
             "modality": gt_cams[c]["modality"], "location": gt_cams[c].get("location"),
             "frames": len(processed[c]), "sightings": len(mine),
@@ -268,21 +281,21 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
             "identified": _ratio(sum(1 for s in mine if s[3] is not None), len(mine)),
             "box_precision": boxes["precision"], "box_recall": boxes["recall"],
             "tp": boxes["tp"], "fp": boxes["fp"], "fn": boxes["fn"],
-            "idf1": 2 * c_tp / (c_pred + c_true) if c_pred + c_true else None,
-            "idp": _ratio(c_tp, c_pred), "idr": _ratio(c_tp, c_true),
+            "idf1": ids["idf1"], "idp": ids["idp"], "idr": ids["idr"],
+            "mota": mot[c].mota, "mot": _mot_counts(mot[c]),
         }
 
     # per camera pair
     gid_of_pid: dict[str, dict[int, Counter]] = {c: defaultdict(Counter) for c in cams}
     pid_of_gid: dict[str, dict[int, Counter]] = {c: defaultdict(Counter) for c in cams}
-    for c, _f, gid, pid, _care in labelled:
+    for c, _f, gid, pid, _care, _box in labelled:
         if gid is None:
             continue
         counts = pid_of_gid[c][gid]  # created even when pid is None: the id was sighted on c
         if pid is not None:
             counts[pid] += 1
             gid_of_pid[c][pid][gid] += 1
-    visible = {c: {p for cc, _, p in true_obs if cc == c} for c in cams}
+    visible = {c: {p for (cc, _), obs in true_obs.items() if cc == c for p in obs} for c in cams}
     pairs = []
     for i, a in enumerate(cams):
         for b in cams[i + 1:]:
@@ -310,11 +323,28 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
         "idf1": 2 * idtp / (n_pred + n_true) if n_pred + n_true else 0.0,
         "idp": idtp / n_pred if n_pred else 0.0,
         "idr": idtp / n_true if n_true else 0.0,
-        "idtp": idtp, "predicted": n_pred, "true": n_true,
+        "idtp": idtp, "predicted": n_pred, "true": n_true, "mota": total.mota, "mot": _mot_counts(total),
         "dont_care": sum(1 for s in labelled if s[2] is not None and not s[4]),
         "global_ids": len(gids), "identities": len(pids), "complete": end is not None,
         "cameras": per_cam, "pairs": pairs, "totals": totals, "iou": iou, "min_visibility": min_visibility,
     }
+
+
+def _camera_frames(c: str, true_obs: dict[tuple[str, int], dict[int, list[float]]],
+                   preds: dict[tuple[str, int], list[tuple[int, list[float]]]]) -> list[Frame]:
+    """Camera ``c``'s frames for :func:`mvd_edge.eval.mot.accumulate`, in frame order: the true
+    observations (person id, box) and the predictions (global id, box) of each frame."""
+    out = []
+    for f in sorted({f for cc, f in (*true_obs, *preds) if cc == c}):
+        obs, pred = true_obs.get((c, f), {}), preds.get((c, f), [])
+        out.append((list(obs), np.array(list(obs.values()), np.float64).reshape(-1, 4),
+                    [g for g, _ in pred], np.array([b for _, b in pred], np.float64).reshape(-1, 4)))
+    return out
+
+
+def _mot_counts(m: MotCounts) -> dict[str, int]:
+    return {"matches": m.matches, "fp": m.fp, "fn": m.fn, "num_switches": m.num_switches, "objects": m.objects,
+            "predictions": m.predictions}
 
 
 def _check_sources(ev_cams: dict[str, Any], gt: dict[str, Any]) -> None:
@@ -345,8 +375,8 @@ def format_site_table(result: dict[str, Any], table: str = "pairs") -> list[list
     ``table="pairs"``: one row per camera pair, then one per total (``all``, per kind,
     co-located, across locations): pair, kind, co-located, precision (hits/n), recall (hits/n).
     ``table="cameras"``: one row per camera: modality, place, frames, sightings, box
-    precision, box recall, IDF1 / IDP / IDR under the global mapping; then an ``all`` row with
-    the global IDF1.
+    precision, box recall, MOTA, identity switches, IDF1 / IDP / IDR under the global mapping;
+    then an ``all`` row with the overall MOTA and switches and the global IDF1.
 
     For rich: ``t = Table(*rows[0]); [t.add_row(*r) for r in rows[1:]]``.
     """
@@ -364,13 +394,14 @@ def format_site_table(result: dict[str, Any], table: str = "pairs") -> list[list
                          counted(t["recall"], t["recall_hits"], t["recall_n"])])
         return rows
     if table == "cameras":
-        rows = [["camera", "modality", "place", "frames", "sightings", "box precision", "box recall", "IDF1", "IDP",
-                 "IDR"]]
+        rows = [["camera", "modality", "place", "frames", "sightings", "box precision", "box recall", "MOTA",
+                 "ID switches", "IDF1", "IDP", "IDR"]]
         for c, s in result["cameras"].items():
             rows.append([c, s["modality"], str(s["location"]), str(s["frames"]), str(s["sightings"]),
-                         _fmt(s["box_precision"]), _fmt(s["box_recall"]), _fmt(s["idf1"]), _fmt(s["idp"]),
-                         _fmt(s["idr"])])
+                         _fmt(s["box_precision"]), _fmt(s["box_recall"]), _fmt(s["mota"]),
+                         str(s["mot"]["num_switches"]), _fmt(s["idf1"]), _fmt(s["idp"]), _fmt(s["idr"])])
         rows.append(["all", "", "", "", str(sum(s["sightings"] for s in result["cameras"].values())), "", "",
-                     _fmt(result["idf1"]), _fmt(result["idp"]), _fmt(result["idr"])])
+                     _fmt(result["mota"]), str(result["mot"]["num_switches"]), _fmt(result["idf1"]),
+                     _fmt(result["idp"]), _fmt(result["idr"])])
         return rows
     raise ValueError(f"table must be 'pairs' or 'cameras', got {table!r}")
