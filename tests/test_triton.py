@@ -307,11 +307,75 @@ def test_the_engines_operating_point_reaches_the_matcher_through_triton(tmp_path
     assert "engine sidecar" in op["source"]
 
 
+def test_a_triton_server_gets_binary_tensors_and_its_config_is_read(repo, engine):
+    pytest.importorskip("tritonclient.http")
+    with StandInServer(repo) as server, load_embedder(server.url("reid") + "/1") as remote:
+        got = remote.embed(_crops(5, 6))
+        assert remote.info["settings_from"] == "the model config" and remote.info["binary_tensors"] is True
+        assert remote.url_version == "1"  # Triton takes version URLs
+    assert server.wire == ["binary", "binary"]
+    _close(got, load_embedder(engine).embed(_crops(5, 6)))
+
+
+@pytest.mark.parametrize("model", ["reid", "reid_ensemble"])
+def test_a_plain_v2_server_gets_json_and_the_settings_come_from_the_metadata(repo, engine, model):
+    """No /config (404), no binary tensors (422), no version URLs (501): what MLServer and KServe answer."""
+    pytest.importorskip("tritonclient.http")
+    crops = _crops(21, 9)
+    want = load_embedder(engine).embed(crops)
+    with StandInServer(repo, plain=True) as server:
+        with load_embedder(server.url(model) + "/1") as remote:  # the version URL is refused: unversioned
+            assert remote.info["settings_from"] == "the model metadata" and remote.info["binary_tensors"] is False
+            assert remote.url_version == "" and remote.max_batch == MAX_BATCH and remote.spec == load_embedder(
+                engine).spec
+            got = remote.embed(crops)
+        with pytest.raises(EngineError, match="refuses version URLs .* versions \\['1'\\]") as exc:
+            load_embedder(server.url(model) + "/2")
+        assert "\n" not in str(exc.value)
+    assert set(server.wire) == {"json"} and [n for m, n in server.log if m == model] == [4, 4, 1]
+    _close(got, want)
+
+
+def test_a_plain_v2_server_without_settings_needs_the_sidecar(repo, engine, tmp_path):
+    pytest.importorskip("tritonclient.http")
+    crops = _crops(31, 5)
+    want = load_embedder(engine).embed(crops)
+    other = _fake_trt_engine(tmp_path / "other.engine")  # a valid sidecar of another engine (256x128, 2048-d)
+    with StandInServer(repo, plain=True, metadata_params=False) as server:
+        with pytest.raises(EngineError, match=r"no mvd_edge\.preprocess parameter in its metadata; .*"
+                                              r"\?sidecar=/path/to/ENGINE\.json") as exc:
+            load_embedder(server.url("reid"))
+        assert "\n" not in str(exc.value)
+        for sidecar in (f"{engine}.json", str(engine)):  # the sidecar, or the engine with its sidecar beside it
+            with load_embedder(f"{server.url('reid')}?sidecar={sidecar}") as remote:
+                assert remote.info["settings_from"] == f"the sidecar {sidecar}"
+                assert remote.max_batch == MAX_BATCH and remote.precision == "fp32"
+                _close(remote.embed(crops), want)
+        with pytest.raises(EngineError, match="height is 256|256x128|says 256"):
+            load_embedder(server.url("reid"), sidecar=f"{other}.json")  # the served model is 64x32
+        with pytest.raises(EngineError, match="sidecar not found"):
+            load_embedder(server.url("reid"), sidecar=tmp_path / "missing.json")
+    with StandInServer(repo, plain=True) as server:  # served settings and a sidecar: they must agree
+        with pytest.raises(EngineError, match=r"disagree on mvd_edge\.preprocess"):
+            load_embedder(server.url("reid"), sidecar=f"{other}.json")
+        with load_embedder(server.url("reid"), sidecar=f"{engine}.json") as remote:
+            assert remote.info["settings_from"] == "the model metadata"
+
+
+def test_a_version_triton_does_not_have_is_not_ready(repo):
+    pytest.importorskip("tritonclient.http")
+    with StandInServer(repo) as server:
+        with pytest.raises(EngineError, match="no ready model 'reid' version 2"):
+            load_embedder(server.url("reid") + "/2")
+
+
 @pytest.mark.parametrize("url, message", [
     ("triton+grpc://127.0.0.1:8001/reid", "gRPC is not implemented"),
     ("triton://127.0.0.1:8000/", "triton://HOST:PORT/NAME"),
     ("triton://127.0.0.1:8000/reid/latest", "version must be a number"),
     ("triton://127.0.0.1:99999/reid", "bad port"),
+    ("triton://127.0.0.1:8000/reid?model=x", "only query a Triton URL takes is \\?sidecar=PATH"),
+    ("triton://127.0.0.1:8000/reid?sidecar=", "only query"),
 ])
 def test_bad_triton_urls(url, message):
     pytest.importorskip("tritonclient.http")

@@ -7,14 +7,20 @@ It serves what :func:`mvd_edge.runtime.triton_repo.export_triton` writes, the wa
   and call its ``TritonPythonModel.initialize``/``execute``;
 * ``ensemble`` models run their ``ensemble_scheduling`` steps, mapping tensors by name.
 
-Endpoints: ``GET /v2/health/live|ready``, ``GET /v2/models/NAME[/versions/V][/ready|/config]``,
+Endpoints: ``GET /v2`` (server metadata: Triton's extensions), ``GET /v2/health/live|ready``,
+``GET /v2/models/NAME[/versions/V][/ready|/config]``,
 ``POST /v2/models/NAME[/versions/V]/infer`` with JSON tensors (``data``) and the binary tensor
 extension (``Inference-Header-Content-Length``, ``binary_data_size``, ``binary_data`` /
 ``binary_data_output``) that ``tritonclient.http`` uses. Every tensor is checked against the
 model's config as Triton checks it (names, datatype, dims, batch <= ``max_batch_size``); errors
 are ``{"error": ...}`` with status 400. ``log`` records ``(model, batch size)`` of every
-inference, including the ensemble's steps. Not a real server: no scheduling, no batching
-across requests, one version.
+inference, including the ensemble's steps; ``wire`` records ``"binary"`` or ``"json"`` for every
+request. Not a real server: no scheduling, no batching across requests, one version.
+
+``plain=True`` makes it a server with nothing but the v2 protocol, like MLServer or KServe:
+no ``/config`` (404), no binary tensors (not listed in ``GET /v2``; a binary request gets 422),
+version URLs refused (501), and the model metadata carries the ``mvd_edge.*`` parameters of the
+config as plain strings, and ``mvd_edge.max_batch``, unless ``metadata_params=False``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,12 @@ from mvd_edge.runtime.triton_repo import read_config
 
 DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "UINT8": np.uint8, "INT8": np.int8,
           "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_}
+
+
+#: what Triton 2.5x lists in its server metadata (``GET /v2``)
+TRITON_EXTENSIONS = ["classification", "sequence", "model_repository", "model_repository(unload_dependents)",
+                     "schedule_policy", "model_configuration", "system_shared_memory", "cuda_shared_memory",
+                     "binary_tensor_data", "parameters", "statistics", "trace", "logging"]
 
 
 class StandInError(Exception):
@@ -116,8 +128,10 @@ def load_python_model(model_py: Path, pb_utils: types.ModuleType | None = None):
 class StandInServer:
     """Serve a model repository on ``127.0.0.1:port`` (port 0: any free port) in a background thread."""
 
-    def __init__(self, repo: str | Path, port: int = 0):
+    def __init__(self, repo: str | Path, port: int = 0, plain: bool = False, metadata_params: bool = True):
         self.repo = Path(repo)
+        self.plain, self.metadata_params = plain, metadata_params
+        self.wire: list[str] = []
         self.configs: dict[str, dict] = {}
         self._runners: dict[str, object] = {}
         self.log: list[tuple[str, int]] = []
@@ -170,8 +184,13 @@ class StandInServer:
             return [{"name": t["name"], "datatype": t["data_type"].removeprefix("TYPE_"),
                      "shape": batch + [int(d) for d in t["dims"]]} for t in cfg.get(field, [])]
 
-        return {"name": name, "versions": ["1"], "platform": cfg.get("platform") or cfg.get("backend"),
+        meta = {"name": name, "versions": ["1"], "platform": cfg.get("platform") or cfg.get("backend"),
                 "inputs": tensors("input"), "outputs": tensors("output")}
+        if self.plain and self.metadata_params:
+            meta["parameters"] = {k: v["string_value"] for k, v in (cfg.get("parameters") or {}).items()
+                                  if k.startswith("mvd_edge.")}
+            meta["parameters"]["mvd_edge.max_batch"] = str(cfg.get("max_batch_size", 0))
+        return meta
 
     def _check(self, name: str, field: str, tensors: dict[str, np.ndarray]) -> int:
         cfg = self.configs[name]
@@ -249,6 +268,9 @@ def _make_handler(server: StandInServer):
             m = route.match(self.path.split("?")[0])
             if not m:
                 return None
+            if m["version"] is not None and server.plain:
+                self._json(501, {"error": "model versions are not supported"})
+                return False
             if m["name"] not in server.configs or (m["version"] not in (None, "1")):
                 self._json(400, {"error": f"Request for unknown model: '{m['name']}' is not found"})
                 return False
@@ -257,6 +279,10 @@ def _make_handler(server: StandInServer):
         def do_GET(self):
             if self.path in ("/v2/health/live", "/v2/health/ready"):
                 return self._send(200, b"", {})
+            if self.path == "/v2":
+                extensions = ["parameters"] if server.plain else TRITON_EXTENSIONS
+                return self._json(200, {"name": "standin" if server.plain else "triton", "version": "0",
+                                        "extensions": extensions})
             m = self._match()
             if m is None:
                 return self._json(404, {"error": "Not Found"})
@@ -265,6 +291,8 @@ def _make_handler(server: StandInServer):
             if m["rest"] == "/ready":
                 return self._send(200, b"", {})
             if m["rest"] == "/config":
+                if server.plain:
+                    return self._json(404, {"error": "Not Found"})
                 return self._json(200, server.configs[m["name"]])
             if m["rest"] is None:
                 return self._json(200, server.metadata(m["name"]))
@@ -282,6 +310,9 @@ def _make_handler(server: StandInServer):
                 if self.headers.get("Content-Encoding"):
                     raise StandInError("the stand-in does not decompress request bodies")
                 header_len = self.headers.get("Inference-Header-Content-Length")
+                if header_len is not None and server.plain:
+                    return self._json(422, {"error": "the request body is not JSON"})
+                server.wire.append("json" if header_len is None else "binary")
                 header_len = int(header_len) if header_len is not None else len(body)
                 request = json.loads(body[:header_len])
                 binary, offset = memoryview(body)[header_len:], 0

@@ -1,14 +1,29 @@
-"""Triton Inference Server backend: an :class:`Embedder` whose engine runs on a Triton server.
+"""KServe v2 backend: an :class:`Embedder` whose engine runs on Triton or another v2 HTTP server.
 
 ``load_embedder("triton://HOST:PORT/NAME")`` (port 8000 by default; ``.../NAME/VERSION`` for one
-version) talks the KServe v2 HTTP protocol through ``tritonclient[http]`` (the ``triton`` extra).
-On open it checks the server is ready and reads the model's metadata and config: input/output
-names, shapes, ``max_batch_size`` and the ``mvd_edge.*`` parameters written by
-:func:`mvd_edge.runtime.triton_repo.export_triton` (the preprocessing spec, the embedding size,
-the engine's precision and operating point), so :meth:`embed` preprocesses exactly like every
-other backend. Any disagreement between them is an :class:`EngineError` naming it.
+version; ``?sidecar=PATH`` for the engine's sidecar, see below) talks the KServe v2 (Open
+Inference) HTTP protocol through ``tritonclient[http]`` (the ``triton`` extra). Only what the
+protocol requires is assumed; Triton's extensions are used where the server has them:
 
-Two model kinds are served:
+* **settings**: the preprocessing spec, the embedding size and the engine facts (precision,
+  operating point, ...) are the ``mvd_edge.*`` parameters written by
+  :func:`mvd_edge.runtime.triton_repo.export_triton`. They are read from the model's config
+  (``GET /v2/models/NAME/config``, Triton's model configuration extension) when the server
+  answers it, else from the ``parameters`` of the model metadata (values: JSON strings, as v2
+  parameters are; ``mvd_edge.max_batch`` may give the batch limit there), else from the engine
+  sidecar named by ``?sidecar=PATH`` or ``sidecar=`` (the ``.json`` beside the engine, or the
+  engine itself with its sidecar beside it). A sidecar given with a server that also has the
+  settings must agree with it;
+* **tensors**: binary (the ``binary_tensor_data`` extension) when the server metadata
+  (``GET /v2``) lists it, else JSON;
+* **versions**: a URL with a version uses the versioned endpoints; a server that refuses them
+  (404/501) while its unversioned model is that version (or lists none) is used unversioned;
+* **batching**: at most the config's ``max_batch_size``; without a config, the settings'
+  ``max_batch``, else :data:`DEFAULT_MAX_BATCH` (``max_batch=`` sets it).
+
+The model's metadata (input/output names and shapes) is checked against the settings (and the
+config, when there is one); any disagreement is an :class:`EngineError` naming it. Two model
+kinds are served:
 
 * the engine model ``NAME`` (float32 ``[N, 3, H, W]`` in): crops are preprocessed here, as in
   every backend, and sent as float32;
@@ -24,32 +39,57 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
 from mvd_edge.core.errors import MissingExtra, UsageError
 from mvd_edge.core.preprocess import check_crop
+from mvd_edge.core.util import read_json
 from mvd_edge.runtime.base import Embedder
-from mvd_edge.runtime.sidecar import EngineError
-from mvd_edge.runtime.triton_repo import KEY_ENGINE, spec_from_config
+from mvd_edge.runtime.sidecar import (
+    SIDECAR_FORMAT,
+    EngineError,
+    check_sidecar_facts,
+    read_sidecar,
+    sidecar_path,
+    validate_sidecar,
+)
+from mvd_edge.runtime.triton_repo import ENGINE_FIELDS, KEY_EMBEDDING_DIM, KEY_ENGINE, KEY_PREPROCESS, spec_from_config
 
-__all__ = ["DEFAULT_PORT", "TRITON_SCHEMES", "TritonEmbedder", "parse_triton_url"]
+__all__ = ["BINARY_EXTENSION", "DEFAULT_MAX_BATCH", "DEFAULT_PORT", "KEY_MAX_BATCH", "TRITON_SCHEMES",
+           "TritonEmbedder", "parse_triton_url", "url_sidecar"]
 
 TRITON_SCHEMES = ("triton://", "triton+grpc://", "triton+http://")
 DEFAULT_PORT = 8000
+DEFAULT_MAX_BATCH = 32  # crops a request when neither a config nor the settings give a limit
+BINARY_EXTENSION = "binary_tensor_data"  # listed in GET /v2 "extensions" by servers that take binary tensors
+KEY_MAX_BATCH = "mvd_edge.max_batch"  # optional model-metadata parameter: the batch limit of a config-less server
 INSTALL_HINT = "pip install 'mvd-edge[triton]'"
+SETTINGS_HINT = (f"serve them as the model metadata's parameters {KEY_PREPROCESS}, {KEY_EMBEDDING_DIM} and "
+                 f"{KEY_ENGINE} (JSON strings, as `mvd-edge export-triton` writes them in config.pbtxt), or give the "
+                 "engine's sidecar: triton://HOST:PORT/NAME?sidecar=/path/to/ENGINE.json")
+_ABSENT = ("400", "404", "405", "501")  # HTTP statuses of a server without an optional endpoint
 
 
-def parse_triton_url(url: str) -> tuple[str, str, str]:
-    """``triton://host[:port]/name[/version]`` -> (``host:port``, model name, version or "")."""
+def _split(url: str):
     parts = urlsplit(url)
     if parts.scheme == "triton+grpc":
         raise UsageError(f"{url}: gRPC is not implemented; use the HTTP endpoint, triton://HOST:8000/NAME")
     if parts.scheme not in ("triton", "triton+http"):
         raise UsageError(f"{url}: not a Triton URL; use triton://HOST:PORT/NAME")
-    if parts.query or parts.fragment:
-        raise UsageError(f"{url}: a Triton URL takes no ?query or #fragment")
+    if parts.fragment:
+        raise UsageError(f"{url}: a Triton URL takes no #fragment")
+    query = parse_qs(parts.query, keep_blank_values=True) if parts.query else {}
+    if set(query) - {"sidecar"} or any(len(v) != 1 or not v[0] for v in query.values()):
+        raise UsageError(f"{url}: the only query a Triton URL takes is ?sidecar=PATH (the engine's sidecar)")
+    return parts, query
+
+
+def parse_triton_url(url: str) -> tuple[str, str, str]:
+    """``triton://host[:port]/name[/version][?sidecar=PATH]`` -> (``host:port``, model name, version or "")."""
+    parts, _ = _split(url)
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError as exc:
@@ -64,6 +104,11 @@ def parse_triton_url(url: str) -> tuple[str, str, str]:
     return f"{host}:{port}", path[0], path[1] if len(path) == 2 else ""
 
 
+def url_sidecar(url: str) -> str | None:
+    """The ``?sidecar=PATH`` of a Triton URL, or None."""
+    return _split(url)[1].get("sidecar", [None])[0]
+
+
 def _import_http():
     """``tritonclient.http`` and the errors a request can end with (the server's, the socket's, the HTTP parser's)."""
     try:
@@ -76,29 +121,74 @@ def _import_http():
     return httpclient, (InferenceServerException, OSError, HTTPParseError)
 
 
+def _status(exc: BaseException) -> str | None:
+    """The HTTP status of a server's error answer (None for socket and parser errors)."""
+    status = getattr(exc, "status", None)
+    return status() if callable(status) else None
+
+
 def _first_line(exc: BaseException) -> str:
     msg = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
-    text = str(msg or type(exc).__name__).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    msg = str(msg or "")
+    status = _status(exc)
+    if status and msg.startswith("an exception occurred in the client while decoding"):
+        details = exc.debug_details() if callable(getattr(exc, "debug_details", None)) else None
+        msg = str(details or "")  # an error body that is not v2's {"error": ...}: show it as it came
+    text = msg.strip().splitlines()
+    line = text[0][:300] if text else type(exc).__name__
+    return f"HTTP {status}: {line}" if status else line
 
 
 def _shape(entry: dict) -> list[int]:
     return [int(d) for d in entry.get("shape", entry.get("dims", []))]
 
 
+def _as_string_params(params: object) -> dict[str, dict[str, str]]:
+    """v2 metadata parameters (plain values; objects kept as JSON) -> the config form ``{key: {"string_value": s}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in (params or {}).items() if isinstance(params, dict) else ():
+        if isinstance(value, dict) and isinstance(value.get("string_value"), str):
+            out[key] = {"string_value": value["string_value"]}
+        elif isinstance(value, str):
+            out[key] = {"string_value": value}
+        elif value is not None:
+            out[key] = {"string_value": json.dumps(value, sort_keys=True)}
+    return out
+
+
+def _sidecar_settings(path: str | Path) -> tuple[dict, dict]:
+    """An engine sidecar (the ``.json``, or the engine with its sidecar beside it) -> (settings params, sidecar)."""
+    p = Path(path)
+    if p.suffix != ".json" or sidecar_path(p).is_file():
+        info = read_sidecar(p)  # the engine is here too: check it is the one the sidecar describes
+    else:
+        info = read_json(p, EngineError, "an mvd-edge engine sidecar", fmt=SIDECAR_FORMAT,
+                         hint="give the .json written beside the engine by `mvd-edge build-engine`")
+        validate_sidecar(info, p)
+        check_sidecar_facts(info, p)
+    engine = {k: info[k] for k in ENGINE_FIELDS if info.get(k) is not None}
+    params = {KEY_PREPROCESS: info["preprocess"], KEY_EMBEDDING_DIM: str(info["embedding_dim"]), KEY_ENGINE: engine}
+    if "max_batch" in info:
+        params[KEY_MAX_BATCH] = info["max_batch"]
+    return _as_string_params(params), info
+
+
 class TritonEmbedder(Embedder):
-    """An engine served by Triton (``triton://HOST:PORT/NAME``); see the module docstring.
+    """An engine served by Triton or another KServe v2 server (``triton://HOST:PORT/NAME``); see the module docstring.
 
     ``max_batch``: requests hold at most this many crops (default and upper bound: the model's
-    ``max_batch_size``; larger lists are split). ``timeout``: seconds for connecting and for
-    each request.
+    ``max_batch_size``, or the settings' ``max_batch``; larger lists are split). ``timeout``:
+    seconds for connecting and for each request. ``sidecar``: the engine's sidecar, for servers
+    that do not serve the ``mvd_edge.*`` settings (also ``?sidecar=PATH`` in the URL).
     """
 
     backend = "triton"
 
-    def __init__(self, url: str, max_batch: int | None = None, timeout: float = 60.0):
+    def __init__(self, url: str, max_batch: int | None = None, timeout: float = 60.0,
+                 sidecar: str | Path | None = None):
         self.url = url
         self.address, self.model, self.version = parse_triton_url(url)
+        sidecar = sidecar if sidecar is not None else url_sidecar(url)
         self.timeout = float(timeout)
         self._http, self._errors = _import_http()
         self._local = threading.local()
@@ -107,27 +197,17 @@ class TritonEmbedder(Embedder):
         try:
             ready = client.is_server_ready()
         except self._errors as exc:  # connection refused, DNS, timeouts, an HTTP error status
-            raise EngineError(f"cannot reach {where} ({_first_line(exc)}); is tritonserver running and serving "
-                              f"HTTP on that port?") from exc
+            raise EngineError(f"cannot reach {where} ({_first_line(exc)}); is tritonserver (or another KServe v2 "
+                              "server) running and serving HTTP on that port?") from exc
         if not ready:
             raise EngineError(f"{where} is up but not ready (/v2/health/ready); wait for its models to load")
-        try:
-            model_ready = client.is_model_ready(self.model, self.version)
-        except self._errors as exc:
-            raise EngineError(f"{where}: cannot ask for model {self.model!r} ({_first_line(exc)})") from exc
-        if not model_ready:
-            raise EngineError(f"{where} has no ready model {self.model!r}"
-                              f"{f' version {self.version}' if self.version else ''}: check the name and "
-                              "the server's model repository (export one with `mvd-edge export-triton`)")
-        try:
-            meta = client.get_model_metadata(self.model, self.version)
-            config = client.get_model_config(self.model, self.version)
-        except self._errors as exc:
-            raise EngineError(f"{where}: cannot read model {self.model!r}'s metadata/config "
-                              f"({_first_line(exc)})") from exc
-        config = config.get("config", config)  # the gRPC-style wrapper, should a proxy add it
-        spec, dim, info, batch = self._describe(meta, config)
-        if max_batch is not None and max_batch > batch:
+        self.extensions = self._extensions(client)
+        self.binary = BINARY_EXTENSION in self.extensions
+        self.url_version = self.version  # "" when the server takes no version URLs (see _open_model)
+        meta = self._open_model(client)
+        config = self._config(client)
+        spec, dim, info, batch, limited = self._describe(meta, config, sidecar)
+        if max_batch is not None and limited and max_batch > batch:
             raise EngineError(f"Triton model {self.model} takes at most {batch} crops a request (max_batch_size), "
                               f"{max_batch} were asked for")
         super().__init__(spec, dim, max_batch or batch, info)
@@ -143,27 +223,123 @@ class TritonEmbedder(Embedder):
             self._local.client = client
         return client
 
-    def _describe(self, meta: dict, config: dict):
-        """Check the model's metadata against its config and ``mvd_edge.*`` parameters; name any mismatch."""
+    def _extensions(self, client) -> frozenset[str]:
+        """The protocol extensions the server metadata (``GET /v2``) lists; none if it does not answer."""
+        try:
+            meta = client.get_server_metadata()
+        except self._errors:
+            return frozenset()
+        ext = meta.get("extensions") if isinstance(meta, dict) else None
+        return frozenset(str(e) for e in ext) if isinstance(ext, list) else frozenset()
+
+    def _not_ready(self, version: str = "") -> EngineError:
+        return EngineError(f"Triton at {self.address} has no ready model {self.model!r}"
+                           f"{f' version {version}' if version else ''}: check the name and the server's model "
+                           "repository (export one with `mvd-edge export-triton`)")
+
+    def _ask(self, call, what: str):
+        try:
+            return call()
+        except self._errors as exc:
+            raise EngineError(f"Triton at {self.address}: cannot read {what} of model {self.model!r} "
+                              f"({_first_line(exc)})") from exc
+
+    def _open_model(self, client) -> dict:
+        """Check the model is ready and return its metadata; settles the URLs' version (:attr:`url_version`)."""
+        if self.version:
+            if self._ask(lambda: client.is_model_ready(self.model, self.version), "the readiness"):
+                return self._ask(lambda: client.get_model_metadata(self.model, self.version), "the metadata")
+            try:  # not ready under its version URL: is it that the server takes no version URLs?
+                client.get_model_metadata(self.model, self.version)
+            except self._errors as exc:
+                refused = _status(exc) in ("404", "501")
+            else:
+                refused = False
+            if not refused or not self._ask(lambda: client.is_model_ready(self.model), "the readiness"):
+                raise self._not_ready(self.version)
+            meta = self._ask(lambda: client.get_model_metadata(self.model), "the metadata")
+            versions = [str(v) for v in meta.get("versions") or []]
+            if versions and versions != [self.version]:  # the unversioned URLs might reach another version
+                raise EngineError(f"Triton at {self.address} refuses version URLs and model {self.model!r} has "
+                                  f"versions {versions}: cannot ask for version {self.version}; drop the "
+                                  "version from the URL to use the server's choice")
+            self.url_version = ""
+            return meta
+        if not self._ask(lambda: client.is_model_ready(self.model), "the readiness"):
+            raise self._not_ready()
+        return self._ask(lambda: client.get_model_metadata(self.model), "the metadata")
+
+    def _config(self, client) -> dict | None:
+        """Triton's model configuration (``/config``), or None where the server has no such endpoint."""
+        try:
+            config = client.get_model_config(self.model, self.url_version)
+        except self._errors as exc:
+            if _status(exc) in _ABSENT:
+                return None
+            raise EngineError(f"Triton at {self.address}: cannot read model {self.model!r}'s config "
+                              f"({_first_line(exc)})") from exc
+        config = config.get("config", config) if isinstance(config, dict) else None  # a proxy's gRPC-style wrapper
+        return config or None
+
+    def _settings(self, meta: dict, config: dict | None, sidecar: str | Path | None, where: str):
+        """The ``mvd_edge.*`` parameters (config form) and where they came from: the config, the metadata, a sidecar."""
+        found = None
+        for source, params in (("config", (config or {}).get("parameters")), ("metadata", meta.get("parameters"))):
+            params = _as_string_params(params)
+            if KEY_PREPROCESS in params:
+                found = (params, f"the model {source}")
+                break
+        if sidecar is None:
+            if found is None:
+                raise EngineError(f"{where} has no {KEY_PREPROCESS} parameter in its "
+                                  f"{'config or ' if config is not None else ''}metadata; {SETTINGS_HINT}")
+            return found
+        side, _ = _sidecar_settings(sidecar)
+        if found is not None:  # both: they must describe the same engine
+            served, given = spec_from_config({"parameters": found[0]}, where), spec_from_config({"parameters": side},
+                                                                                                str(sidecar))
+            for key, same in ((KEY_PREPROCESS, served[0] == given[0]),
+                              (KEY_EMBEDDING_DIM, served[1] is None or served[1] == given[1])):
+                if not same:
+                    raise EngineError(f"{where}: the sidecar {sidecar} and {found[1]} disagree on {key}; give the "
+                                      "sidecar of the served engine, or none")
+            return found
+        return side, f"the sidecar {sidecar}"
+
+    def _describe(self, meta: dict, config: dict | None, sidecar: str | Path | None):
+        """Check the model's metadata against its config and ``mvd_edge.*`` settings; name any mismatch."""
         where = f"Triton model {self.model} at {self.address}"
-        spec, dim = spec_from_config(config, where)
-        ins, outs = meta.get("inputs", []), meta.get("outputs", [])
+        params, source = self._settings(meta, config, sidecar, where)
+        spec, dim = spec_from_config({"parameters": params}, where)
+        ins, outs = meta.get("inputs") or [], meta.get("outputs") or []
         if len(ins) != 1 or len(outs) != 1:
-            raise EngineError(f"{where} has {len(ins)} inputs and {len(outs)} outputs; an mvd-edge engine has one each")
-        cfg_ins, cfg_outs = config.get("input", []), config.get("output", [])
-        batch = int(config.get("max_batch_size", 0))
-        if batch < 1:
-            raise EngineError(f"{where} has max_batch_size {batch}: it does not batch, and mvd-edge engines "
-                              "take a batch dimension; re-export it with `mvd-edge export-triton`")
+            raise EngineError(f"{where} has {len(ins)} inputs and {len(outs)} outputs in its metadata; an mvd-edge "
+                              "engine has one each (a v2 server must describe both)")
         (inp,), (out,) = ins, outs
-        for kind, m, c in (("input", inp, cfg_ins), ("output", out, cfg_outs)):
-            if len(c) != 1 or c[0].get("name") != m.get("name"):
-                raise EngineError(f"{where}: its metadata names {kind} {m.get('name')!r} but its config "
-                                  f"{[e.get('name') for e in c]}")
-            cfg_shape = [-1] + [int(d) for d in c[0].get("dims", [])]
-            if _shape(m) != cfg_shape:
-                raise EngineError(f"{where}: {kind} {m.get('name')} has shape {_shape(m)} in its metadata but "
-                                  f"{cfg_shape} in its config")
+        if config is not None:
+            cfg_ins, cfg_outs = config.get("input", []), config.get("output", [])
+            batch = int(config.get("max_batch_size", 0))
+            if batch < 1:
+                raise EngineError(f"{where} has max_batch_size {batch}: it does not batch, and mvd-edge engines "
+                                  "take a batch dimension; re-export it with `mvd-edge export-triton`")
+            for kind, m, c in (("input", inp, cfg_ins), ("output", out, cfg_outs)):
+                if len(c) != 1 or c[0].get("name") != m.get("name"):
+                    raise EngineError(f"{where}: its metadata names {kind} {m.get('name')!r} but its config "
+                                      f"{[e.get('name') for e in c]}")
+                cfg_shape = [-1] + [int(d) for d in c[0].get("dims", [])]
+                if _shape(m) != cfg_shape:
+                    raise EngineError(f"{where}: {kind} {m.get('name')} has shape {_shape(m)} in its metadata but "
+                                      f"{cfg_shape} in its config")
+            limited = True
+        else:
+            batch, limited = DEFAULT_MAX_BATCH, False
+            if KEY_MAX_BATCH in params:
+                try:
+                    batch, limited = int(params[KEY_MAX_BATCH]["string_value"]), True
+                except ValueError as exc:
+                    raise EngineError(f"{where}: its {KEY_MAX_BATCH} parameter is not an integer") from exc
+                if batch < 1:
+                    raise EngineError(f"{where}: its {KEY_MAX_BATCH} parameter is {batch}; it must be >= 1")
         datatype, shape = inp.get("datatype"), _shape(inp)
         hw = (spec.height, spec.width)
         if datatype == "FP32":
@@ -177,10 +353,15 @@ class TritonEmbedder(Embedder):
         else:
             raise EngineError(f"{where}: input {inp.get('name')} is {datatype}; expected FP32 (the engine) or "
                               "UINT8 (the ensemble)")
+        if shape[1:] == want[1:] and shape[:1] != [-1]:
+            raise EngineError(f"{where}: input {inp.get('name')} has shape {shape}: a fixed batch size, but mvd-edge "
+                              "sends batches of any size; serve it with a variable (-1) first dimension")
+        fix = ("give the sidecar of the engine the server runs" if source.startswith("the sidecar")
+               else "re-export with `mvd-edge export-triton`")
         if shape != want:
-            raise EngineError(f"{where}: input {inp.get('name')} has shape {shape} but its mvd_edge.preprocess "
-                              f"parameter says {hw[0]}x{hw[1]} ({layout}: {want}); the parameter and the model "
-                              "disagree: re-export with `mvd-edge export-triton`")
+            raise EngineError(f"{where}: input {inp.get('name')} has shape {shape} but its {KEY_PREPROCESS} "
+                              f"parameter says {hw[0]}x{hw[1]} ({layout}: {want}; from {source}); the parameter and "
+                              f"the model disagree: {fix}")
         out_shape = _shape(out)
         if out.get("datatype") != "FP32" or len(out_shape) != 2:
             raise EngineError(f"{where}: output {out.get('name')} is {out.get('datatype')} {out_shape}; expected "
@@ -189,20 +370,24 @@ class TritonEmbedder(Embedder):
             dim = out_shape[1]
         if out_shape[1] != dim or dim < 1:
             raise EngineError(f"{where}: output {out.get('name')} has {out_shape[1]} features but its "
-                              f"mvd_edge.embedding_dim parameter says {dim}")
+                              f"{KEY_EMBEDDING_DIM} parameter says {dim} (from {source}); {fix}")
         self.input_name, self.output_name = inp["name"], out["name"]
         info: dict = {}
-        engine_entry = (config.get("parameters") or {}).get(KEY_ENGINE)
-        if isinstance(engine_entry, dict) and "string_value" in engine_entry:
+        engine_entry = params.get(KEY_ENGINE)
+        if engine_entry is not None:
             try:
-                info.update(json.loads(engine_entry["string_value"]))
+                engine = json.loads(engine_entry["string_value"])
             except ValueError as exc:
                 raise EngineError(f"{where}: its {KEY_ENGINE} parameter is not JSON ({exc})") from exc
+            if not isinstance(engine, dict):
+                raise EngineError(f"{where}: its {KEY_ENGINE} parameter is not a JSON object")
+            info.update(engine)
         info.setdefault("precision", "fp32")
+        platform = (config or {}).get("platform") or (config or {}).get("backend") or meta.get("platform")
         info.update({"embedding_dim": dim, "max_batch": batch, "server": self.address, "triton_model": self.model,
-                     "triton_platform": config.get("platform") or config.get("backend"),
-                     "input": "uint8" if self.uint8_input else "float32", "device": "triton"})
-        return spec, dim, info, batch
+                     "triton_platform": platform, "input": "uint8" if self.uint8_input else "float32",
+                     "device": "triton", "settings_from": source, "binary_tensors": self.binary})
+        return spec, dim, info, batch, limited
 
     # -------------------------------------------------------------------------------- inference
 
@@ -212,10 +397,10 @@ class TritonEmbedder(Embedder):
         if x.dtype != want:
             raise TypeError(f"Triton model {self.model} takes {np.dtype(want).name} input, got {x.dtype}")
         inp = self._http.InferInput(self.input_name, list(x.shape), "UINT8" if self.uint8_input else "FP32")
-        inp.set_data_from_numpy(np.ascontiguousarray(x), binary_data=True)
-        out = self._http.InferRequestedOutput(self.output_name, binary_data=True)
+        inp.set_data_from_numpy(np.ascontiguousarray(x), binary_data=self.binary)
+        out = self._http.InferRequestedOutput(self.output_name, binary_data=self.binary)
         try:
-            result = self._client().infer(self.model, [inp], model_version=self.version, outputs=[out])
+            result = self._client().infer(self.model, [inp], model_version=self.url_version, outputs=[out])
             y = result.as_numpy(self.output_name)
         except self._errors as exc:
             raise EngineError(f"Triton at {self.address}, model {self.model}: inference failed "
