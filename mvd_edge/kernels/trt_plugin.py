@@ -66,6 +66,18 @@ def import_tensorrt():
     return trt, trtp
 
 
+def attr_str(value: Union[str, bytes]) -> str:
+    """A string attribute as a plugin function receives it, without the ONNX parser's NUL terminator.
+
+    onnx-tensorrt copies a string attribute *with* its terminating NUL (``copyField(std::string)``,
+    onnx-tensorrt issue #921) and ``tensorrt.plugin`` decodes the whole field, so ``"full"``
+    arrives as ``"full\\x00"``.
+    """
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    return value.rstrip("\x00")
+
+
 def out_dim(recipe: str, dims) -> int:
     """Embedding width of a ``FusedHead`` node: ``dims[1]`` (full/shared) or ``dims[-1]`` (z)."""
     dims = [int(d) for d in np.asarray(dims).reshape(-1)]
@@ -122,7 +134,7 @@ def register_trt_plugin(arch: Optional[int] = None, ptx_version: Optional[int] =
     def fused_head_desc(x0: trtp.TensorDesc, x1: trtp.TensorDesc, x2: trtp.TensorDesc, x3: trtp.TensorDesc,
                         params: trtp.TensorDesc, recipe: str, num_maps: int,
                         dims: npt.NDArray[np.int32]) -> trtp.TensorDesc:
-        return trtp.from_shape_expr((x0.shape_expr[0], out_dim(recipe, dims)), dtype=trt.float32)
+        return trtp.from_shape_expr((x0.shape_expr[0], out_dim(attr_str(recipe), dims)), dtype=trt.float32)
 
     @trtp.autotune(PLUGIN_ID)
     def fused_head_autotune(x0: trtp.TensorDesc, x1: trtp.TensorDesc, x2: trtp.TensorDesc, x3: trtp.TensorDesc,
@@ -136,6 +148,7 @@ def register_trt_plugin(arch: Optional[int] = None, ptx_version: Optional[int] =
                        ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
         from mvd_edge.kernels.fused_head import compile_head_kernel
 
+        recipe = attr_str(recipe)
         dims_t = tuple(int(d) for d in np.asarray(dims).reshape(-1))
         out_dim(recipe, dims_t)  # validates recipe/dims
         if int(num_maps) != (4 if recipe == "full" else 1):
@@ -157,4 +170,4 @@ def register_trt_plugin(arch: Optional[int] = None, ptx_version: Optional[int] =
     return PLUGIN_ID
 
 
-__all__ = ["INSTALL_HINT", "PLUGIN_ID", "TensorRTUnavailable", "import_tensorrt", "out_dim", "register_trt_plugin"]
+__all__ = ["INSTALL_HINT", "PLUGIN_ID", "TensorRTUnavailable", "attr_str", "import_tensorrt", "out_dim", "register_trt_plugin"]

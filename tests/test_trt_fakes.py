@@ -1,0 +1,64 @@
+"""mvd-edge's TensorRT layer driven through stand-ins of the documented TensorRT 10/11, tensorrt.plugin
+and CUDA Python APIs (tests/trt_fake.py); the tests marked ``trt`` at the end run the same paths on a real
+TensorRT whenever one is installed with a GPU."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from trt_fake import fake_plugin_api, fake_tensorrt, onnx_plugin_fields
+
+
+@pytest.fixture
+def plugin_api(monkeypatch):
+    """A fake TensorRT 10.13 with ``tensorrt.plugin``; ``mvd::FusedHead`` registered against it."""
+    from mvd_edge.kernels import trt_plugin
+
+    trt, _ = fake_tensorrt("10.13.0")
+    trtp, registry = fake_plugin_api(trt)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
+    for key, value in (("registered", False), ("arch", None), ("ptx_version", None)):
+        monkeypatch.setitem(trt_plugin._STATE, key, value)
+    trt_plugin.register_trt_plugin(arch=90)
+    return trt, trtp
+
+
+@pytest.mark.parametrize("recipe,dims,num_maps,width", [("full", [2048, 8192], 4, 8192), ("shared", [2048, 512], 1, 512),
+                                                         ("z", [2048, 1000, 500, 512], 1, 512)])
+def test_plugin_string_attributes_arrive_nul_terminated_from_the_onnx_parser(plugin_api, recipe, dims, num_maps, width):
+    """onnx-tensorrt copies a string attribute with its NUL (copyField(std::string), its issue #921) and
+    tensorrt.plugin decodes the whole buffer: the recipe arrives as "full\\x00" and must still be understood."""
+    trt, trtp = plugin_api
+    x = trtp.TensorDesc(trt.float16, (5, dims[0], 16, 8))
+    p = trtp.TensorDesc(trt.float16, (99,))
+    fields = onnx_plugin_fields({"recipe": recipe, "num_maps": num_maps, "dims": dims})
+    assert bytes(fields[0].data.tobytes()).endswith(b"\x00")
+    assert trtp.create_plugin("mvd::FusedHead", fields, [x, x, x, x, p]) == ("out", (5, width), trt.float32)
+
+
+def test_plugin_still_refuses_an_unknown_recipe(plugin_api):
+    trt, trtp = plugin_api
+    x = trtp.TensorDesc(trt.float16, (5, 64, 16, 8))
+    fields = onnx_plugin_fields({"recipe": "fulll", "num_maps": 4, "dims": [64, 32]})
+    with pytest.raises(ValueError, match="unknown recipe 'fulll'"):
+        trtp.create_plugin("mvd::FusedHead", fields, [x, x, x, x, x])
+
+
+def _triton_or_skip():
+    from mvd_edge.kernels import fused_head as fh
+
+    pytest.importorskip("triton", reason="the AOT kernel is compiled with Triton (pip install 'mvd-edge[train]')")
+    if fh.INTERPRET:
+        pytest.skip("TRITON_INTERPRET is set in this process: kernels are interpreted, not compiled")
+
+
+def test_plugin_aot_compile_reads_the_nul_terminated_recipe(plugin_api):
+    _triton_or_skip()
+    trt, trtp = plugin_api
+    x = trtp.TensorDesc(trt.float16, (7, 64, 16, 8))
+    p = trtp.TensorDesc(trt.float16, (99,))
+    fields = onnx_plugin_fields({"recipe": "shared", "num_maps": 1, "dims": [64, 32]})
+    name, ptx, launch, extra = trtp.aot_compile("mvd::FusedHead", fields, [x, x, x, x, p])
+    assert f".entry {name}(" in ptx and list(extra) == [("i32", 7), ("i32", 16 * 8)]
