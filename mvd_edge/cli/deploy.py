@@ -138,32 +138,164 @@ def int8(
     console.print(f"report: {out_dir / (onnx_model.name.removesuffix('.onnx') + '.int8-report.json')}")
 
 
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _calibration_manifest(calib: Path, dataset: Optional[str], n: int, seed: int):
+    """``--calib`` as a calibration manifest: a data set root (with ``--calib-dataset``), a folder of
+    images, a manifest JSON (from ``mvd-edge int8``) or a video."""
+    from mvd_edge.quant import manifest as mf
+
+    if dataset is not None:
+        return mf.from_dataset(dataset, calib, n=n, seed=seed)
+    if calib.is_dir():
+        return mf.from_folder(calib, n=n, seed=seed)
+    if calib.suffix.lower() == ".json":
+        return mf.load_manifest(calib)
+    return mf.from_video(calib, n=n, seed=seed)
+
+
 @app.command("build-engine")
 @friendly
 def build_engine_cmd(
-    onnx_model: Annotated[Path, typer.Argument(help="ONNX graph (FP32, FP16 or INT8 Q/DQ) from export/fp16/int8")],
+    model: Annotated[Path, typer.Argument(help="ONNX graph (FP32, FP16 or INT8 Q/DQ) from export/fp16/int8, or a "
+                                               "checkpoint (.pt, exported first)")],
     backend: Annotated[str, typer.Option(help="ort (ONNX Runtime) or trt (TensorRT)")] = "ort",
-    out: Annotated[Optional[Path], typer.Option(help="engine file (default: beside the ONNX file)")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8: make that graph from the FP32 "
+                                                          "export first (default: the graph's own precision)")] = None,
+    calib: Annotated[Optional[Path], typer.Option(help="--precision int8: calibration images (a folder), a video, "
+                                                       "a manifest JSON, or a data set root with --calib-dataset")] = None,
+    calib_dataset: Annotated[Optional[str], typer.Option(help="--calib is this data set's root (sysu, regdb, llcm): "
+                                                              "calibrate on its TRAINING split")] = None,
+    calib_n: Annotated[int, typer.Option(help="calibration crops (warns below 300)")] = 512,
+    recipe: Annotated[Optional[str], typer.Option(help="checkpoint: full, shared or z (default: the checkpoint's)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="engine file (default: beside the model; the intermediate "
+                                                     "graphs go beside the engine)")] = None,
     device: Annotated[str, typer.Option(help="ort: cpu or cuda")] = "cpu",
     batch: Annotated[str, typer.Option(help="batch profile min,opt,max (max also splits large calls)")] = "1,8,32",
     workspace_mb: Annotated[int, typer.Option(help="TensorRT workspace (MiB)")] = 2048,
     timing_cache: Annotated[Optional[Path], typer.Option(help="TensorRT timing cache file (reused across builds)")] = None,
     verbose: Annotated[bool, typer.Option(help="TensorRT verbose build log")] = False,
+    seed: Annotated[int, typer.Option(help="calibration sampling seed")] = 0,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
-    """Build an ONNX Runtime or TensorRT engine (+ sidecar JSON) from an ONNX graph."""
+    """Build an ONNX Runtime or TensorRT engine (+ sidecar JSON); with --precision, export/fp16/int8 first.
+
+    One command from a checkpoint or FP32 ONNX to an engine, e.g.
+    `mvd-edge build-engine model.pt --backend trt --precision int8 --calib crops/`: it runs
+    `export` (for a .pt), then `fp16` or `int8`, then the build. The intermediate graphs keep
+    the names those commands give them (model.onnx, model.fp16.onnx, model.int8-trt.onnx, ...)
+    and are written beside the engine.
+    """
+    from mvd_edge.runtime.engine import BACKENDS, graph_facts, parse_batch
+
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if precision is not None and precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "int8" and calib is None:
+        raise UsageError("--precision int8 needs calibration data: --calib FOLDER (images), a video, a calibration "
+                         "manifest JSON, or a data set root with --calib-dataset sysu|regdb|llcm")
+    if calib is not None and precision != "int8":
+        raise UsageError("--calib is the calibration data of --precision int8; add --precision int8 or drop --calib")
+    if calib_dataset is not None and calib is None:
+        raise UsageError("--calib-dataset needs --calib ROOT (the data set's root folder)")
+    if calib is not None and not calib.exists():
+        raise UsageError(f"--calib {calib}: not found; give an image folder, a video or a calibration manifest JSON")
+    if calib_n < 1:
+        raise UsageError(f"--calib-n must be >= 1, got {calib_n}")
+    parse_batch(batch)
+    if backend == "trt":
+        _check_tensorrt()  # before minutes of export and calibration
+    checkpoint = model.suffix == ".pt"
+    if not model.is_file():
+        raise FileNotFoundError(f"model not found: {model}")
+    if checkpoint:
+        precision = precision or "fp32"
+    else:
+        if recipe is not None:
+            raise UsageError("--recipe applies to a checkpoint (.pt); an ONNX graph has its recipe already")
+        have = graph_facts(model)["meta"].precision if precision is not None else None
+        if precision is not None and precision != have and have != "fp32":
+            raise UsageError(f"{model} is already a {have} graph; --precision {precision} starts from the FP32 "
+                             "export (`mvd-edge export`) or the checkpoint")
+        if precision == have:
+            precision = None  # the graph is what was asked for: build it as it is
+    folder = out.parent if out is not None else model.parent
+    stem = model.name.removesuffix(".onnx").removesuffix(".pt")
+    fp32 = folder / f"{stem}.onnx" if checkpoint else model
+    flavour = "trt" if backend == "trt" else "cpu"
+    steps: list[tuple[str, Path]] = []  # (what, graph it writes)
+    outputs: dict[str, Path | None] = {}
+    if checkpoint:
+        steps.append(("export", fp32))
+        outputs["the exported FP32 graph"] = fp32
+    final = fp32
+    if precision == "fp16":
+        final = folder / f"{stem}.fp16.onnx"
+        steps.append(("fp16", final))
+        outputs["the FP16 graph"] = final
+    elif precision == "int8":
+        from mvd_edge.quant.api import int8_path  # noqa: PLC0415 (onnx: only for int8)
+
+        final = int8_path(folder, stem, flavour)
+        steps.append(("int8", final))
+        outputs[f"the {flavour} INT8 graph"] = final
+        outputs["the INT8 report"] = folder / f"{stem}.int8-report.json"
+        manifest_copy = folder / f"{stem}.calib-manifest.json"
+        if calib is None or manifest_copy.resolve() != calib.resolve():  # re-using it as --calib is fine
+            outputs["the calibration manifest"] = manifest_copy
+    if out is None:
+        final_stem = final.name.removesuffix(".onnx")
+        out = final.with_name(f"{final_stem}.{backend}.onnx" if backend == "ort" else f"{final_stem}.engine")
+    outputs.update({"--out": out, "the sidecar": Path(f"{out}.json")})
+    check_outputs(outputs, {"model": model, "--calib": calib, "--timing-cache": timing_cache}, overwrite)
+    total = len(steps) + 1
+    reports = {}
+    for i, (what, path) in enumerate(steps, 1):
+        if what == "export":
+            console.print(f"[{i}/{total}] export {model} -> {path} (FP32, parity vs torch)", highlight=False, soft_wrap=True)
+            require("torch", "train")
+            from mvd_edge.export import export_onnx
+
+            rep = export_onnx(model, path, recipe=recipe)
+            if "max_abs_err" in rep["parity"]:
+                console.print(f"      parity vs torch: max abs err {rep['parity']['max_abs_err']:.2e}", highlight=False, soft_wrap=True)
+        elif what == "fp16":
+            console.print(f"[{i}/{total}] fp16 {fp32} -> {path}", highlight=False, soft_wrap=True)
+            require("onnx", "quant")
+            from mvd_edge.quant.api import to_fp16
+
+            reports[what] = to_fp16(fp32, path)
+        else:
+            require("onnx", "quant")
+            from mvd_edge.quant.api import quantize
+
+            man = _calibration_manifest(calib, calib_dataset, calib_n, seed)  # type: ignore[arg-type]
+            console.print(f"[{i}/{total}] int8 ({flavour} flavour) {fp32} -> {path}: calibrating on {len(man)} crops",
+                          highlight=False, soft_wrap=True)
+            reports[what] = quantize(fp32, folder, man, flavours=[flavour], seed=seed)["flavours"][flavour]
+        if what in reports:
+            par = reports[what]["parity"]
+            console.print(f"      cosine vs FP32 on {par['inputs']}: mean {par['mean_cosine']:.5f}, "
+                          f"min {par['min_cosine']:.5f}", highlight=False, soft_wrap=True)
+    console.print(f"[{total}/{total}] build {backend} engine {final} -> {out}", highlight=False, soft_wrap=True)
     from mvd_edge.runtime.engine import build_engine
 
-    if out is None:
-        stem = onnx_model.name.removesuffix(".onnx")
-        out = onnx_model.with_name(f"{stem}.{backend}.onnx" if backend == "ort" else f"{stem}.engine")
-    check_outputs({"--out": out, "the sidecar": Path(f"{out}.json")},
-                  {"ONNX graph": onnx_model, "--timing-cache": timing_cache}, overwrite)
-    info = build_engine(onnx_model, out, backend=backend, device=device, batch=batch, workspace_mb=workspace_mb,
+    info = build_engine(final, out, backend=backend, device=device, batch=batch, workspace_mb=workspace_mb,
                         timing_cache=timing_cache, verbose=verbose)
     console.print(f"[green]built[/] {out} ({info['backend']}, {info['precision']}"
                   f"{' ' + info['int8_flavour'] if info.get('int8_flavour') else ''}, batch {info['batch_profile']}); "
-                  f"sidecar {out}.json")
+                  f"sidecar {out}.json", soft_wrap=True)
+
+
+def _check_tensorrt() -> None:
+    """TensorRT importable, or the one-line error naming the install command."""
+    from mvd_edge.core.errors import TensorRTUnavailable
+    from mvd_edge.doctor import TENSORRT_MISSING, tensorrt_importable
+
+    if not tensorrt_importable():  # absent, a half-installed wheel, or type stubs only
+        raise TensorRTUnavailable(TENSORRT_MISSING + "; or build with --backend ort")
 
 
 @app.command("verify")
