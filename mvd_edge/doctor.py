@@ -15,7 +15,6 @@ import importlib
 import platform
 import re
 import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -240,7 +239,8 @@ def _probe_pycuda(ctx: dict) -> list[Component]:
     if drv is None:
         return [Component("pycuda", status, details=err, fix="pip install pycuda (builds against the CUDA toolkit; "
                           "or use cuda-python)" if status == "missing" else "pip install --force-reinstall pycuda")]
-    return [Component("pycuda", "ok", _version(sys.modules.get("pycuda"), "pycuda"))]
+    pkg, _, _ = _try_import("pycuda")
+    return [Component("pycuda", "ok", _version(pkg, "pycuda"))]
 
 
 def _probe_gpu(ctx: dict) -> list[Component]:
@@ -360,8 +360,9 @@ def backends(rows: list[Component], ctx: dict) -> list[dict]:
                     "fix": "pip uninstall -y onnxruntime && pip install onnxruntime-gpu", "note": ""})
     else:
         add("ort cuda", ["onnxruntime", "GPU"], note=quant_note)
-    binding = "cuda-python" if ok.get("cuda-python") or not ok.get("pycuda") else "pycuda"
-    add("trt", ["TensorRT", "GPU", binding], fp16=cc is None or cc >= (5, 3), int8=cc is None or cc >= (6, 1),
+    ok["pycuda or cuda-python"] = bool(ok.get("pycuda") or ok.get("cuda-python"))  # the engine's CUDA calls
+    fix["pycuda or cuda-python"] = fix.get("cuda-python", "")
+    add("trt", ["TensorRT", "GPU", "pycuda or cuda-python"], fp16=cc is None or cc >= (5, 3), int8=cc is None or cc >= (6, 1),
         note=f"compute capability {gpu['compute_capability']}" if gpu else "")
     add("torch", ["torch"], fp16=bool(ctx.get("torch_cuda")), int8=False,
         note="fp16 needs CUDA; int8 is for ort/trt engines")

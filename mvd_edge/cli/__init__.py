@@ -6,6 +6,7 @@ The commands live in sub-apps by area and are merged into the root app as top-le
 * :mod:`.train`: ``synth``, ``train``, ``eval``, ``demo``
 * :mod:`.deploy`: ``export``, ``fp16``, ``int8``, ``build-engine``, ``verify``, ``profile``, ``bench``
 * :mod:`.serve`: ``export-triton``
+* :mod:`.doctor`: ``doctor`` (what the machine has for each backend and precision)
 * :mod:`.gallery`: the ``gallery`` group (``gallery build``, ``gallery search``)
 * :mod:`.match`: ``match``, ``synth-video``, ``train-detector``, ``score-matches``
 * :mod:`._common`: consoles, the ``friendly`` error decorator, option parsers
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import typer
 
-from mvd_edge.cli import deploy, gallery, match, serve, train
+from mvd_edge.cli import deploy, doctor, gallery, match, serve, train
 from mvd_edge.cli._common import console, err_console, friendly, parse_int_list, parse_size
 
 __all__ = ["COMMANDS", "GROUPS", "app", "console", "err_console", "friendly", "main", "parse_int_list", "parse_size"]
@@ -30,7 +31,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 COMMANDS = ("synth", "train", "distill", "eval", "export", "fp16", "int8", "build-engine", "verify", "calibrate-threshold",
             "profile", "bench", "export-triton", "demo",
-            "match", "synth-video", "train-detector", "score-matches")
+            "match", "synth-video", "train-detector", "score-matches", "doctor")
 """Every command, in the order ``mvd-edge --help`` lists them (the pipeline's order: data, train, deploy, match)."""
 
 GROUPS = ("gallery",)
@@ -54,7 +55,7 @@ def _merge(*subs: typer.Typer) -> None:
     app.registered_groups.extend(groups)
 
 
-_merge(train.app, deploy.app, serve.app, match.app, gallery.app)
+_merge(train.app, deploy.app, serve.app, match.app, doctor.app, gallery.app)
 
 
 def main() -> None:
