@@ -7,7 +7,15 @@ from __future__ import annotations
 import sys
 
 import pytest
-from trt_fake import fake_plugin_api, fake_tensorrt, onnx_plugin_fields
+from trt_fake import (
+    PLAN_MAGIC,
+    FakeGpu,
+    cuda_python_modules,
+    fake_plugin_api,
+    fake_tensorrt,
+    onnx_plugin_fields,
+    pycuda_modules,
+)
 
 
 @pytest.fixture
@@ -62,3 +70,58 @@ def test_plugin_aot_compile_reads_the_nul_terminated_recipe(plugin_api):
     fields = onnx_plugin_fields({"recipe": "shared", "num_maps": 1, "dims": [64, 32]})
     name, ptx, launch, extra = trtp.aot_compile("mvd::FusedHead", fields, [x, x, x, x, p])
     assert f".entry {name}(" in ptx and list(extra) == [("i32", 7), ("i32", 16 * 8)]
+
+
+# ----------------------------------------------------------------------------- build_engine(backend="trt")
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """A fake GPU behind both CUDA bindings (cuda-python and pycuda) and a fake TensorRT 10.3 (JetPack 6)."""
+    gpu = FakeGpu()
+    for name, module in {**cuda_python_modules(gpu), **pycuda_modules(gpu)}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    trt, calls = fake_tensorrt("10.3.0", gpu)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    gpu.trt, gpu.trt_calls = trt, calls
+    return gpu
+
+
+def test_build_engine_trt_writes_engine_sidecar_and_timing_cache(tmp_path, tiny_onnx, fake_gpu):
+    from mvd_edge.runtime.engine import build_engine
+
+    out = tmp_path / "m.engine"
+    info = build_engine(tiny_onnx, out, backend="trt", batch="1,4,8", workspace_mb=64)
+    calls = fake_gpu.trt_calls
+    assert out.read_bytes().startswith(PLAN_MAGIC)
+    assert calls["network_flags"] == 1 << 5 and calls["flags_set"] == []  # strongly typed, no precision flags
+    assert calls["workspace"] == (fake_gpu.trt.MemoryPoolType.WORKSPACE, 64 << 20)
+    h, w = info["preprocess"]["height"], info["preprocess"]["width"]
+    assert calls["profiles"] == [(info["input_name"], (1, 3, h, w), (4, 3, h, w), (8, 3, h, w))]
+    assert info["gpu"] == {"name": "NVIDIA Fake GPU", "compute_capability": "8.7"}
+    assert info["versions"]["tensorrt"] == "10.3.0" and info["batch_profile"] == [1, 4, 8]
+    cache = tmp_path / "timing.cache"
+    assert info["timing_cache"] == str(cache) and cache.read_bytes() == b"cache:this-gpu+timings"
+
+
+def test_build_engine_trt_with_another_gpus_timing_cache_keeps_the_engine(tmp_path, tiny_onnx, fake_gpu):
+    """The default cache beside the engine was made on another GPU: TensorRT refuses it
+    (set_timing_cache -> False, get_timing_cache() -> None); the engine is built and saved anyway."""
+    from mvd_edge.runtime.engine import build_engine
+
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"cache:an-H100")
+    with pytest.warns(UserWarning, match="refused the timing cache"):
+        info = build_engine(tiny_onnx, tmp_path / "m.engine", backend="trt")
+    assert (tmp_path / "m.engine").read_bytes().startswith(PLAN_MAGIC)
+    assert info["timing_cache"] is None and cache.read_bytes() == b"cache:an-H100"
+
+
+def test_build_engine_trt_saves_the_engine_before_the_timing_cache(tmp_path, tiny_onnx, fake_gpu):
+    from mvd_edge.runtime.engine import build_engine
+
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("x")
+    with pytest.warns(UserWarning, match="could not save the TensorRT timing cache"):
+        info = build_engine(tiny_onnx, tmp_path / "m.engine", backend="trt", timing_cache=blocked / "t.cache")
+    assert (tmp_path / "m.engine").read_bytes().startswith(PLAN_MAGIC) and info["timing_cache"] is None

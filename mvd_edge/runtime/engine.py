@@ -113,7 +113,7 @@ def _build_ort(onnx_path: Path, out: Path, device: str) -> None:
 
 def _build_trt(onnx_path: Path, out: Path, facts: dict, info: dict, batch: tuple[int, int, int], workspace_mb: int,
                timing_cache: str | Path | None, verbose: bool) -> dict:
-    from mvd_edge.runtime.trt_compat import build_serialized_engine, import_tensorrt
+    from mvd_edge.runtime.trt_compat import build_serialized_engine, import_tensorrt, save_timing_cache
 
     import_tensorrt()  # the install hint comes first when TensorRT is absent
     gpu = _gpu_facts()
@@ -123,13 +123,14 @@ def _build_trt(onnx_path: Path, out: Path, facts: dict, info: dict, batch: tuple
         register_trt_plugin()
     pp = info["preprocess"]
     cache = Path(timing_cache) if timing_cache else out.parent / "timing.cache"
-    data, trt_facts = build_serialized_engine(onnx_path, facts["input_name"], (3, int(pp["height"]), int(pp["width"])),
-                                              batch, workspace_mb << 20, cache, verbose)
+    built = build_serialized_engine(onnx_path, facts["input_name"], (3, int(pp["height"]), int(pp["width"])),
+                                    batch, workspace_mb << 20, cache, verbose)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)
-    return {"gpu": gpu, "workspace_mb": workspace_mb, "timing_cache": str(cache),
-            "versions": {**info["versions"], "tensorrt": trt_facts["tensorrt"]}, "strongly_typed": True}
+    tmp.write_bytes(built.engine)
+    tmp.replace(out)  # the engine first: a timing cache that cannot be saved loses nothing built
+    saved = built.timing_cache is not None and save_timing_cache(cache, built.timing_cache)
+    return {"gpu": gpu, "workspace_mb": workspace_mb, "timing_cache": str(cache) if saved else None,
+            "versions": {**info["versions"], "tensorrt": built.facts["tensorrt"]}, "strongly_typed": True}
 
 
 def _gpu_facts() -> dict:

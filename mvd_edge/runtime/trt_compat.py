@@ -11,7 +11,9 @@ Precision lives in the ONNX graph (FP16 graph, or INT8 Q/DQ graph), so both vers
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 from mvd_edge.core.errors import TensorRTUnavailable  # one class for the engine builder and the plugin
 from mvd_edge.runtime.sidecar import EngineError
@@ -47,15 +49,27 @@ def network_flags(trt) -> int:
     return 0
 
 
+class TrtBuild(NamedTuple):
+    """What :func:`build_serialized_engine` built: write ``engine`` first, then ``timing_cache``."""
+
+    engine: bytes
+    facts: dict
+    timing_cache: bytes | None  # the updated timing cache to save, None when the build used none
+
+
 def build_serialized_engine(onnx_path: Path, input_name: str, input_chw: tuple[int, int, int],
                             batch: tuple[int, int, int], workspace_bytes: int, timing_cache: Path | None = None,
-                            verbose: bool = False) -> tuple[bytes, dict]:
-    """Parse ``onnx_path`` into a strongly typed network and build it; returns (engine bytes, facts).
+                            verbose: bool = False) -> TrtBuild:
+    """Parse ``onnx_path`` into a strongly typed network and build it.
 
     ``batch`` is the optimisation profile (min, opt, max) of the dynamic batch axis. The
-    timing cache file is read if present and written back after the build.
+    timing cache file is read if present; TensorRT refuses one made on another GPU or
+    TensorRT version, and then the build goes on without it (with a warning). Nothing is
+    written here: the caller saves the engine, then :func:`save_timing_cache`.
     """
-    trt = import_tensorrt()
+    import_tensorrt()  # the one-line install hint when it is absent
+    import tensorrt as trt
+
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
@@ -66,9 +80,7 @@ def build_serialized_engine(onnx_path: Path, input_name: str, input_chw: tuple[i
         raise EngineError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
-    cache_bytes = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    cache_used = timing_cache is not None and _use_timing_cache(config, timing_cache)
     profile = builder.create_optimization_profile()
     c, h, w = input_chw
     bmin, bopt, bmax = batch
@@ -77,8 +89,31 @@ def build_serialized_engine(onnx_path: Path, input_name: str, input_chw: tuple[i
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineError(f"TensorRT failed to build an engine from {onnx_path} (run with --verbose for the log)")
-    if timing_cache is not None:
-        timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    cache = config.get_timing_cache() if cache_used else None  # None when no cache is set
     facts = {"tensorrt": trt.__version__, "strongly_typed": True, "network_flags": network_flags(trt)}
-    return bytes(serialized), facts
+    return TrtBuild(bytes(serialized), facts, bytes(cache.serialize()) if cache is not None else None)
+
+
+def _use_timing_cache(config, path: Path) -> bool:
+    """Give ``config`` the timing cache in ``path`` (a new one if there is no file); False, with a
+    warning, when TensorRT refuses it (made on another GPU or TensorRT version) or cannot read it."""
+    cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return True
+    warnings.warn(f"TensorRT refused the timing cache {path} (made on another GPU or TensorRT version, or damaged); "
+                  "building without one and leaving the file as it is: delete it to start a new cache here",
+                  stacklevel=3)
+    return False
+
+
+def save_timing_cache(path: Path, data: bytes) -> bool:
+    """Write a timing cache (atomically); a cache that cannot be written is only a warning."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        warnings.warn(f"could not save the TensorRT timing cache {path}: {exc}; the engine is saved", stacklevel=2)
+        return False
+    return True
