@@ -336,6 +336,15 @@ def test_a_plain_v2_server_gets_json_and_the_settings_come_from_the_metadata(rep
     _close(got, want)
 
 
+def test_a_server_answering_404_to_version_urls_is_used_unversioned_only_for_the_version_it_lists(repo):
+    pytest.importorskip("tritonclient.http")
+    with StandInServer(repo, plain=True, version_status=404) as server:  # its metadata lists versions ['1']
+        with load_embedder(server.url("reid") + "/1") as remote:
+            assert remote.url_version == "" and remote.embed(_crops(8, 2)).shape == (2, 512)
+        with pytest.raises(EngineError, match="no ready model 'reid' version 2"):  # 404: maybe no such version
+            load_embedder(server.url("reid") + "/2")
+
+
 def test_a_plain_v2_server_without_settings_needs_the_sidecar(repo, engine, tmp_path):
     pytest.importorskip("tritonclient.http")
     crops = _crops(31, 5)

@@ -19,7 +19,7 @@ request. Not a real server: no scheduling, no batching across requests, one vers
 
 ``plain=True`` makes it a server with nothing but the v2 protocol, like MLServer or KServe:
 no ``/config`` (404), no binary tensors (not listed in ``GET /v2``; a binary request gets 422),
-version URLs refused (501), and the model metadata carries the ``mvd_edge.*`` parameters of the
+version URLs refused (501, or ``version_status``), and the model metadata carries the ``mvd_edge.*`` parameters of the
 config as plain strings, and ``mvd_edge.max_batch``, unless ``metadata_params=False``.
 """
 
@@ -128,9 +128,10 @@ def load_python_model(model_py: Path, pb_utils: types.ModuleType | None = None):
 class StandInServer:
     """Serve a model repository on ``127.0.0.1:port`` (port 0: any free port) in a background thread."""
 
-    def __init__(self, repo: str | Path, port: int = 0, plain: bool = False, metadata_params: bool = True):
+    def __init__(self, repo: str | Path, port: int = 0, plain: bool = False, metadata_params: bool = True,
+                 version_status: int = 501):
         self.repo = Path(repo)
-        self.plain, self.metadata_params = plain, metadata_params
+        self.plain, self.metadata_params, self.version_status = plain, metadata_params, version_status
         self.wire: list[str] = []
         self.configs: dict[str, dict] = {}
         self._runners: dict[str, object] = {}
@@ -269,7 +270,7 @@ def _make_handler(server: StandInServer):
             if not m:
                 return None
             if m["version"] is not None and server.plain:
-                self._json(501, {"error": "model versions are not supported"})
+                self._json(server.version_status, {"error": "model versions are not supported"})
                 return False
             if m["name"] not in server.configs or (m["version"] not in (None, "1")):
                 self._json(400, {"error": f"Request for unknown model: '{m['name']}' is not found"})

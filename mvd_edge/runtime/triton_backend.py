@@ -17,7 +17,8 @@ protocol requires is assumed; Triton's extensions are used where the server has 
 * **tensors**: binary (the ``binary_tensor_data`` extension) when the server metadata
   (``GET /v2``) lists it, else JSON;
 * **versions**: a URL with a version uses the versioned endpoints; a server that refuses them
-  (404/501) while its unversioned model is that version (or lists none) is used unversioned;
+  is used unversioned where the model's metadata lists that version alone (or, for HTTP 501,
+  lists none): the unversioned URLs then reach that version;
 * **batching**: at most the config's ``max_batch_size``; without a config, the settings'
   ``max_batch``, else :data:`DEFAULT_MAX_BATCH` (``max_batch=`` sets it).
 
@@ -252,19 +253,24 @@ class TritonEmbedder(Embedder):
             try:  # not ready under its version URL: is it that the server takes no version URLs?
                 client.get_model_metadata(self.model, self.version)
             except self._errors as exc:
-                refused = _status(exc) in ("404", "501")
+                status = _status(exc)
             else:
-                refused = False
-            if not refused or not self._ask(lambda: client.is_model_ready(self.model), "the readiness"):
+                status = "200"
+            if status not in ("404", "501") or not self._ask(lambda: client.is_model_ready(self.model),
+                                                             "the readiness"):
                 raise self._not_ready(self.version)
             meta = self._ask(lambda: client.get_model_metadata(self.model), "the metadata")
             versions = [str(v) for v in meta.get("versions") or []]
-            if versions and versions != [self.version]:  # the unversioned URLs might reach another version
-                raise EngineError(f"Triton at {self.address} refuses version URLs and model {self.model!r} has "
-                                  f"versions {versions}: cannot ask for version {self.version}; drop the "
-                                  "version from the URL to use the server's choice")
-            self.url_version = ""
-            return meta
+            # 501: the server has no version URLs; 404 is also what a missing version gets, so it falls back
+            # only where the metadata says the model is that version
+            if versions == [self.version] or (status == "501" and not versions):
+                self.url_version = ""
+                return meta
+            if status == "404":
+                raise self._not_ready(self.version)
+            raise EngineError(f"Triton at {self.address} refuses version URLs (HTTP 501) and model {self.model!r} "
+                              f"has versions {versions}: cannot ask for version {self.version}; drop the "
+                              "version from the URL to use the server's choice")
         if not self._ask(lambda: client.is_model_ready(self.model), "the readiness"):
             raise self._not_ready()
         return self._ask(lambda: client.get_model_metadata(self.model), "the metadata")
