@@ -4,25 +4,32 @@ motmetrics' two shipped MOT sequences, its published numbers and motmetrics itse
 from __future__ import annotations
 
 import importlib.resources
+import sys
 
 import numpy as np
 import pytest
 
-from mvd_edge.core.errors import UsageError
+from mvd_edge.core.errors import MissingExtra, UsageError
 from mvd_edge.eval.mot import motmetrics_reference, score_mot
 from mvd_edge.eval.site_scoring import score_site
 from mvd_edge.synth.site import SITE_GT_FORMAT
 
-mm = pytest.importorskip("motmetrics")
 # motmetrics 1.4's reader under pandas 3 (a deprecation inside motmetrics, not in the numbers)
 pytestmark = pytest.mark.filterwarnings("ignore:Operation with tuple is deprecated")
-if not hasattr(np, "asfarray"):  # motmetrics 1.4 calls np.asfarray, which NumPy 2 removed
-    np.asfarray = lambda a, dtype=np.float64: np.asarray(a, dtype=dtype)
 
 # motmetrics' and TrackEval's numbers for its shipped tracker (IoU >= 0.5)
 PUBLISHED = {"TUD-Campus": {"idf1": 0.557659, "mota": 0.526462},
              "TUD-Stadtmitte": {"idf1": 0.644619, "mota": 0.564014}}
 KEYS = ("mota", "idf1", "idp", "idr", "num_switches", "fp", "fn", "matches", "objects", "predictions")
+
+
+@pytest.fixture(scope="module")
+def mm():
+    """motmetrics (the test extra), with the NumPy 2 shim it needs."""
+    motmetrics = pytest.importorskip("motmetrics")
+    if not hasattr(np, "asfarray"):  # motmetrics 1.4 calls np.asfarray, which NumPy 2 removed
+        np.asfarray = lambda a, dtype=np.float64: np.asarray(a, dtype=dtype)
+    return motmetrics
 
 
 def _sequence(name: str) -> tuple[np.ndarray, np.ndarray, str, str]:
@@ -32,7 +39,7 @@ def _sequence(name: str) -> tuple[np.ndarray, np.ndarray, str, str]:
             test_path)
 
 
-def _motmetrics_live(gt_path: str, test_path: str) -> dict:
+def _motmetrics_live(mm, gt_path: str, test_path: str) -> dict:
     """motmetrics on the files, its own way (its reader, its comparison, its metric names)."""
     acc = mm.utils.compare_to_groundtruth(mm.io.loadtxt(gt_path), mm.io.loadtxt(test_path), "iou", distth=0.5)
     s = mm.metrics.create().compute(acc, metrics=["mota", "idf1", "idp", "idr", "num_switches", "num_false_positives",
@@ -59,12 +66,12 @@ def _one_camera_site(gt_rows, hyp_rows) -> tuple[list[dict], dict]:
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
-def test_tud_sequences_score_as_motmetrics(name):
+def test_tud_sequences_score_as_motmetrics(mm, name):
     gt, hyp, gt_path, test_path = _sequence(name)
     ours = score_mot(gt, hyp, iou=0.5)
     for k, v in PUBLISHED[name].items():
         assert ours[k] == pytest.approx(v, abs=1e-6), k
-    live = _motmetrics_live(gt_path, test_path)
+    live = _motmetrics_live(mm, gt_path, test_path)
     assert live["mota"] == pytest.approx(PUBLISHED[name]["mota"], abs=1e-6)  # the shim and this motmetrics agree
     for k in KEYS:
         assert ours[k] == pytest.approx(live[k], abs=1e-6), k
@@ -74,9 +81,9 @@ def test_tud_sequences_score_as_motmetrics(name):
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
-def test_one_camera_site_scores_the_standard_mota_and_idf1(name):
+def test_one_camera_site_scores_the_standard_mota_and_idf1(mm, name):
     gt, hyp, gt_path, test_path = _sequence(name)
-    live = _motmetrics_live(gt_path, test_path)
+    live = _motmetrics_live(mm, gt_path, test_path)
     r = score_site(*_one_camera_site(gt, hyp))
     for k in ("idf1", "idp", "idr", "mota"):
         assert r[k] == pytest.approx(live[k], abs=1e-6), k
@@ -87,7 +94,7 @@ def test_one_camera_site_scores_the_standard_mota_and_idf1(name):
     assert r["mot"]["fn"] == live["fn"] and r["true"] == live["objects"] and r["predicted"] == live["predictions"]
 
 
-def test_labelled_frames_only():
+def test_labelled_frames_only(mm):
     gt, hyp, _, _ = _sequence("TUD-Stadtmitte")
     every = sorted({int(f) for f in gt[:, 0]})[::20]
     labelled = gt[np.isin(gt[:, 0], every)]  # ground truth on every 20th frame only
@@ -119,7 +126,6 @@ HAND = {"mota": 0.5, "idf1": 12 / 17, "idp": 6 / 9, "idr": 6 / 8, "num_switches"
 def test_hand_made_switch_false_positives_and_kept_correspondence():
     ours = score_mot(HAND_GT, HAND_HYP)
     assert {k: ours[k] for k in KEYS} == pytest.approx(HAND)
-    assert {k: motmetrics_reference(HAND_GT, HAND_HYP)[k] for k in KEYS} == pytest.approx(HAND)
     # an object's last hypothesis is remembered across frames where it is missed: 7 -> (miss) -> 8 is a switch
     gap = score_mot([(1, 1, *A), (2, 1, *A), (3, 1, *A)], [(1, 7, *A), (3, 8, *A)])
     assert (gap["num_switches"], gap["fn"], gap["matches"]) == (1, 1, 1) and gap["mota"] == pytest.approx(1 / 3)
@@ -129,22 +135,35 @@ def test_hand_made_switch_false_positives_and_kept_correspondence():
     assert (strict["fp"], strict["fn"], strict["num_switches"], strict["mota"]) == (4, 3, 0, 1 - 7 / 8)
 
 
+def test_hand_made_case_in_motmetrics(mm):
+    assert {k: motmetrics_reference(HAND_GT, HAND_HYP)[k] for k in KEYS} == pytest.approx(HAND)
+
+
+def test_motmetrics_missing_names_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "motmetrics", None)  # what `import motmetrics` finds when it is not installed
+    with pytest.raises(MissingExtra, match="pip install motmetrics"):
+        motmetrics_reference(HAND_GT, HAND_HYP)
+
+
 def test_hand_made_site_two_cameras_sum_their_counts():
     rows = np.array([(*r, 1, -1, -1, -1) for r in HAND_GT], float)
     evs, gt = _one_camera_site(rows, np.array(HAND_HYP, float))
     r = score_site(evs, gt)
     assert (r["mota"], r["mot"]["num_switches"], r["mot"]["fp"], r["mot"]["fn"]) == (0.5, 1, 2, 1)
     assert r["idf1"] == pytest.approx(12 / 17)
-    # a second camera seeing the same scene with the same ids: counts double, MOTA and IDF1 unchanged
-    gt["cameras"]["cam2"] = dict(gt["cameras"]["cam"])
-    gt["frames"]["cam2"] = gt["frames"]["cam"]
-    evs2 = [evs[0]] + [e for e in evs[1:-1]] + [{**e, "camera": "cam2"} for e in evs[1:-1]]
-    evs2[0] = {**evs[0], "cameras": {"cam": {"modality": "rgb"}, "cam2": {"modality": "rgb"}}}
-    evs2.append({"event": "end", "frames": {"cam": [[0, 4]], "cam2": [[0, 4]]}})
+    # a second camera sees the same scene, but the matcher gave persons 1 and 2 each other's global ids there (7 <-> 9):
+    # each camera alone has the same CLEAR-MOT counts (switches are per camera), so they double and MOTA stays 0.5;
+    # the global IDF1 maps ids across cameras: co-occurrences (7, 1) 3, (7, 2) 3, (9, 1) 3, (9, 2) 3, (8, 1) 2 + 2
+    # -> 8->1 and 7 or 9 ->2, IDTP 7 of 18 predicted and 16 true
+    gt["cameras"]["cam2"], gt["frames"]["cam2"] = gt["cameras"]["cam"], gt["frames"]["cam"]
+    sightings = [e for e in evs if e["event"] == "sighting"]
+    evs2 = [{**evs[0], "cameras": {"cam": {"modality": "rgb"}, "cam2": {"modality": "rgb"}}}, *sightings,
+            *({**e, "camera": "cam2", "global_id": {7: 9, 9: 7}.get(e["global_id"], e["global_id"])} for e in sightings),
+            {"event": "end", "frames": {"cam": [[0, 4]], "cam2": [[0, 4]]}}]
     r2 = score_site(evs2, gt)
     assert r2["mot"] == {k: 2 * v for k, v in r["mot"].items()} and r2["mota"] == 0.5
     assert r2["cameras"]["cam2"]["mota"] == 0.5 and r2["cameras"]["cam2"]["mot"]["num_switches"] == 1
-    assert r2["idf1"] == pytest.approx(12 / 17)
+    assert r2["idtp"] == 7 and r2["idf1"] == pytest.approx(14 / 34)
 
 
 def test_bad_input_is_a_usage_error():

@@ -190,8 +190,7 @@ def _motmetrics():
     except ModuleNotFoundError as exc:
         if exc.name != "motmetrics":
             raise
-        raise MissingExtra("the motmetrics reference needs motmetrics: pip install motmetrics "
-                           "(or pip install 'mvd-edge[test]')") from exc
+        raise MissingExtra("the motmetrics reference needs motmetrics: pip install motmetrics") from exc
     if not hasattr(np, "asfarray"):  # motmetrics 1.4 calls np.asfarray, which NumPy 2 removed
         np.asfarray = lambda a, dtype=np.float64: np.asarray(a, dtype=dtype)
     return motmetrics
