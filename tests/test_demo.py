@@ -22,12 +22,12 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert by_precision["fp32"]["cosine"]["min"] > 0.9999
     assert 0.5 < by_precision["int8"]["cosine"]["mean"] <= 1.0 + 1e-6
     # matcher ran on both box sources and scored them against the ground truth
-    for mode in ("gt-boxes", "auto", "untrained", "hog"):
+    for mode in ("gt-boxes", "person-synth", "untrained", "hog"):
         m = summary["match"][mode]
         assert 0.0 <= m["precision"] <= 1.0 and 0.0 <= m["recall"] <= 1.0 and m["fps"] > 0
         events = [json.loads(line) for line in (out / f"events-{mode}.jsonl").read_text().splitlines()]
         assert events[0]["event"] == "start" and events[-1]["event"] == "end"
-    want = {"gt-boxes": "boxes", "auto": "person-synth", "hog": "hog"}
+    want = {"gt-boxes": "boxes", "person-synth": "person-synth", "hog": "hog"}
     for mode, name in want.items():
         start = json.loads((out / f"events-{mode}.jsonl").read_text().splitlines()[0])
         assert start["detector"] == {"ir": name, "rgb": name}
@@ -50,7 +50,7 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     s_info = read_sidecar(out / "engine" / "student.int8-cpu.ort.onnx")
     assert s_info["recipe"] == "shared" and s_info["student_of"]["student"] is True
     assert summary["match"]["student:gt-boxes"]["threshold"] == s_info["operating_point"]["threshold"]
-    assert summary["match"]["student:auto"]["engine"] == "student INT8"
+    assert summary["match"]["student:person-synth"]["engine"] == "student INT8"
     assert (out / "events-student-auto.jsonl").is_file() and "| student INT8 | auto |" in (out / "report.md").read_text()
     for name in ("fp32", "int8", "student-int8"):
         assert set(summary["profile"][name]) == {"1", "8", "32"}  # JSON object keys

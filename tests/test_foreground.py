@@ -9,7 +9,7 @@ import pytest
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.eval.scoring import box_counts, score_boxes
-from mvd_edge.match.detect import DEFAULT_DETECTORS, UNTRAINED_DEFAULTS, HogDetector, OnnxDetector, make_detector
+from mvd_edge.match.detect import UNTRAINED_DEFAULTS, HogDetector, OnnxDetector, make_detector
 from mvd_edge.match.foreground import FOREGROUND_METHODS, ForegroundDetector
 from mvd_edge.synth.video import SynthVideoRenderer
 
@@ -55,14 +55,14 @@ def test_knn_boxes_do_not_depend_on_what_ran_before_in_the_process(renderer):
 
 @pytest.mark.parametrize("stream", ["ir", "rgb"])
 def test_packaged_detector_finds_the_synthetic_people(stream):
-    """person-synth (the default) on 3 clips it was not trained on (seeds 21-23; trained on 100-105),
+    """person-synth (the synthetic demo's detector) on 3 clips it was not trained on (seeds 21-23; trained on 100-105),
     every 2nd of 60 frames scored: measured IR P 0.97 R 0.99, RGB P 0.98 R 0.99."""
     pytest.importorskip("onnxruntime", reason="the packaged detector runs on ONNX Runtime")
     tp = fp = fn = 0
     for seed in (21, 22, 23):
         renderer = SynthVideoRenderer(n_ids=3, seed=seed, size=(270, 480))
         pred, gts = {}, []
-        det = make_detector(modality=stream)
+        det = make_detector(detector="person-synth", modality=stream)
         for k in range(0, 60, 2):
             img, boxes = renderer.render(stream, k)
             pred[k // 2] = det.detect(img, k).boxes
@@ -128,10 +128,8 @@ def test_a_frame_that_is_all_foreground_relearns_instead_of_boxing_it(renderer):
 
 
 def test_detector_names_and_errors(tmp_path):
-    assert DEFAULT_DETECTORS == {"ir": "person-synth", "rgb": "person-synth"}
     assert UNTRAINED_DEFAULTS == {"ir": "mog2+warm", "rgb": "knn"}
-    assert make_detector(modality="ir").name == "person-synth"
-    assert make_detector(detector="auto", modality="rgb").name == "person-synth"
+    assert make_detector(detector="person-synth", modality="rgb").name == "person-synth"
     assert isinstance(make_detector(detector="HOG", modality="ir"), HogDetector)
     for m in FOREGROUND_METHODS:
         assert make_detector(detector=m, modality="rgb").name == m

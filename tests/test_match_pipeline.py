@@ -229,8 +229,8 @@ def synth_clip(tmp_path_factory):
     return write_synth_video(tmp_path_factory.mktemp("clip"), n_ids=4, seconds=8.0, seed=3, fps=15, size=(270, 480))
 
 
-@pytest.mark.parametrize("retrack", [False, True, "auto", "untrained"],
-                         ids=["external-ids", "own-tracker", "default-detectors", "untrained-detectors"])
+@pytest.mark.parametrize("retrack", [False, True, "person-synth", "untrained"],
+                         ids=["external-ids", "own-tracker", "synthetic-trained-detectors", "untrained-detectors"])
 def test_synthetic_video_with_an_oracle_embedder(tmp_path, monkeypatch, synth_clip, retrack):
     """Detection, tracking, banks and association measured apart from the re-id model: the crops carry
     their ground-truth identity and a one-hot 'embedding' of it, so every remaining error is the matcher's."""
@@ -278,10 +278,10 @@ def test_synthetic_video_with_an_oracle_embedder(tmp_path, monkeypatch, synth_cl
 
     monkeypatch.setattr(MatchPipeline, "step", step)
     monkeypatch.setattr(MatchPipeline, "_crop", crop)
-    if isinstance(retrack, str):  # the detectors a user gets by default / those that need no training
+    if isinstance(retrack, str):  # the detector trained on synthetic scenes / those that need no training
         from mvd_edge.match.detect import UNTRAINED_DEFAULTS, make_detector
 
-        dets = {s: make_detector(detector=UNTRAINED_DEFAULTS[s] if retrack == "untrained" else "auto", modality=s)
+        dets = {s: make_detector(detector=UNTRAINED_DEFAULTS[s] if retrack == "untrained" else retrack, modality=s)
                 for s in ("ir", "rgb")}
     else:
         dets = {s: MotBoxes(synth_clip["mot"][s], use_ids=not retrack) for s in ("ir", "rgb")}
@@ -291,7 +291,7 @@ def test_synthetic_video_with_an_oracle_embedder(tmp_path, monkeypatch, synth_cl
     # measured on this clip: GT boxes P 1.00 R 0.93 / 0.87 (own tracker); the packaged detector P 0.97
     # R 0.74 IDF1 0.85 (IoU-only tracking: P 0.93 R 0.71 IDF1 0.78); the untrained ones (mog2+warm,
     # knn) P 0.97 R 0.55 IDF1 0.71
-    bounds = {"auto": (0.93, 0.7, 0.8), "untrained": (0.9, 0.5, 0.65)}.get(retrack, (0.98, 0.85, 0.85))
+    bounds = {"person-synth": (0.93, 0.7, 0.8), "untrained": (0.9, 0.5, 0.65)}.get(retrack, (0.98, 0.85, 0.85))
     assert r["precision"] >= bounds[0] and r["recall"] >= bounds[1] and r["idf1"] >= bounds[2], r
 
 

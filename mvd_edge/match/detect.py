@@ -55,6 +55,11 @@ __all__ = [
     "DEFAULT_DETECTORS",
     "DETECTOR_NAMES",
     "PERSON_SYNTH",
+    "SSDLITE",
+    "SYNTHETIC_ONLY",
+    "DETECTOR_SOURCES",
+    "SsdDetector",
+    "intersection_over_first",
     "UNTRAINED_DEFAULTS",
     "Detections",
     "Detector",
@@ -71,13 +76,36 @@ __all__ = [
 ]
 
 
-#: The default detector per stream modality, chosen from the measured table in docs/detectors
-#: (box precision / recall on held-out synthetic video seeds): the packaged CNN on both. It was
-#: trained on synthetic scenes only; the best detectors that need no training are ``mog2+warm``
-#: (IR) and ``knn`` (RGB), see :data:`UNTRAINED_DEFAULTS`.
-DEFAULT_DETECTORS = {"ir": "person-synth", "rgb": "person-synth"}
+#: The default detector per stream modality (``auto``), chosen by measurement on real footage
+#: (``benchmarks/real_footage.py``, ``docs/real_footage``): the packaged real-world CNN with its
+#: weaker boxes confirmed by the fixed camera's background model. ``auto`` never means a detector
+#: trained only on synthetic data (:data:`SYNTHETIC_ONLY`). The best detectors that need no
+#: training at all are ``mog2+warm`` (IR) and ``knn`` (RGB) on the synthetic scenes, see
+#: :data:`UNTRAINED_DEFAULTS`.
+DEFAULT_DETECTORS = {"ir": "ssdlite+mog2", "rgb": "ssdlite+mog2"}
 UNTRAINED_DEFAULTS = {"ir": "mog2+warm", "rgb": "knn"}
-DETECTOR_NAMES = ("auto", "hog", "mog2", "knn", "warm", "mog2+warm", "knn+warm", "person-synth")
+#: What each named detector learnt from (``match --help`` and the README say the same).
+DETECTOR_SOURCES = {
+    "ssdlite+mog2": "ssdlite, its weaker boxes confirmed by a MOG2 background model (fixed cameras)",
+    "ssdlite": "SSDLite-MobileNetV2 trained on real photographs (packaged, MIT)",
+    "hog": "OpenCV's HOG people detector, trained on real photographs",
+    "mog2": "no training: the fixed camera's background model",
+    "knn": "no training: the fixed camera's background model",
+    "warm": "no training: warm blobs of a thermal image",
+    "mog2+warm": "no training: background model and warm blobs",
+    "knn+warm": "no training: background model and warm blobs",
+    "person-synth": "trained on this project's synthetic scenes ONLY (the demo's videos), not for real cameras",
+}
+DETECTOR_NAMES = ("auto", *DETECTOR_SOURCES)
+#: Detectors that never saw a real image: ``auto`` must never resolve to one of these.
+SYNTHETIC_ONLY = frozenset({"person-synth"})
+#: ``ssdlite``: the packaged real-world person detector (``scripts/convert_ssdlite.py`` made it;
+#: source, licence, conversion and sha256 in ``person-ssdlite.json`` beside it).
+SSDLITE = Path(__file__).resolve().parent.parent / "assets" / "person-ssdlite.onnx"
+#: ``ssdlite`` settings chosen on the real-footage benchmark's own ground truth (docs/real_footage).
+SSDLITE_SETTINGS = {"conf": 0.3, "tiles": 1}
+#: ``ssdlite+mog2``: the CNN runs down to ``floor``; boxes under ``sure`` need the background model.
+CONFIRMED_SETTINGS = {"floor": 0.15, "sure": 0.5, "min_foreground": 0.15, "add_blobs": True}
 #: ``person-synth``: the packaged detector ``mvd-edge train-detector`` trained on synthetic scenes
 #: (``mvd_edge/assets/person-synth.onnx``, how it was made in ``person-synth.json`` beside it).
 PERSON_SYNTH = Path(__file__).resolve().parent.parent / "assets" / "person-synth.onnx"
@@ -302,6 +330,125 @@ class OnnxDetector(Detector):
         return Detections(boxes[ok], np.clip(scores[ok], 0, 1))
 
 
+class SsdDetector(Detector):
+    """A TensorFlow-Object-Detection-API SSD person detector (the packaged ``ssdlite``:
+    SSDLite-MobileNetV2 trained on real photographs) run with ONNX Runtime.
+
+    The ONNX graph holds the backbone and box heads only (``scripts/convert_ssdlite.py`` cuts the
+    TensorFlow graph there), so it is a plain float graph the project's INT8 path can calibrate;
+    the box decoding against the graph's anchors and the NMS run here in numpy.
+
+    Input: each tile resized with ``cv2.resize`` (bilinear) to ``size`` x ``size``, RGB, scaled to
+    -1..1 (the graph's own preprocessing constants). Output 0: box codes ``[B, A, 1, 4]``
+    (``ty, tx, th, tw`` of TF's Faster-RCNN box coder, scale factors 10, 10, 5, 5); output 1:
+    class scores after the sigmoid ``[B, A, 2]`` (background, person).
+
+    ``tiles``: 1 runs the whole frame; 2 also runs the left and right halves (each a square-ish
+    crop of the frame's full height), which finds people about half as tall (300 px of network
+    input over 576 px of frame leaves a 60 px person 31 px tall) at 3x the network time.
+    Boxes from every pass are merged by NMS; a box cut by a tile's inner edge is dropped when
+    another pass sees it whole.
+    """
+
+    name = "ssdlite"
+
+    def __init__(self, path: str | Path, anchors: np.ndarray, conf: float = 0.3, iou: float = 0.6,
+                 size: int = 300, tiles: int = 1, device: str = "cpu", threads: int | None = None):
+        from mvd_edge.runtime.ort_backend import make_session
+
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"detector model not found: {p}")
+        if tiles not in (1, 2):
+            raise UsageError(f"tiles must be 1 or 2, got {tiles}")
+        # "all": ONNX Runtime's layout optimisations take this NHWC graph from 44 to 11 ms a window
+        # (one thread here); the re-id engines keep "extended", which their parity checks were made with
+        self.session = make_session(p, device=device, threads=threads, spin=False, optimization="all")
+        self.input_name = self.session.get_inputs()[0].name
+        self.anchors = np.asarray(anchors, np.float32).reshape(-1, 4)  # ymin, xmin, ymax, xmax in 0..1
+        self.conf, self.iou, self.size, self.tiles = float(conf), float(iou), int(size), int(tiles)
+
+    def _windows(self, h: int, w: int) -> list[tuple[int, int, int, int]]:
+        """Pixel windows ``(x0, y0, x1, y1)`` the network sees: the frame, then the tiles."""
+        wins = [(0, 0, w, h)]
+        if self.tiles == 2 and w > h // 2:
+            tw = min(w, max(h, w // 2 + w // 8))  # each half plus an overlap, at most the frame
+            wins += [(0, 0, tw, h), (w - tw, 0, w, h)]
+        return wins
+
+    def preprocess(self, image: np.ndarray, wins: list[tuple[int, int, int, int]]) -> np.ndarray:
+        """BGR uint8 frame -> float32 ``[len(wins), size, size, 3]`` network input."""
+        batch = np.empty((len(wins), self.size, self.size, 3), np.float32)
+        for k, (x0, y0, x1, y1) in enumerate(wins):
+            tile = cv2.resize(image[y0:y1, x0:x1], (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            batch[k] = tile[:, :, ::-1]
+        return batch * np.float32(2.0 / 255.0) - np.float32(1.0)
+
+    def decode(self, codes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One window's raw outputs -> (boxes ymin, xmin, ymax, xmax in 0..1, person scores)."""
+        a = self.anchors
+        ha, wa = a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]
+        yc_a, xc_a = a[:, 0] + ha / 2, a[:, 1] + wa / 2
+        t = np.asarray(codes, np.float32).reshape(-1, 4)
+        yc, xc = t[:, 0] / 10 * ha + yc_a, t[:, 1] / 10 * wa + xc_a
+        h, w = np.exp(t[:, 2] / 5) * ha, np.exp(t[:, 3] / 5) * wa
+        boxes = np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=1)
+        return boxes, np.asarray(scores, np.float32).reshape(len(boxes), -1)[:, -1]
+
+    def detect(self, image: np.ndarray, frame_index: int = 0) -> Detections:
+        h, w = image.shape[:2]
+        wins = self._windows(h, w)
+        codes, scores = self.session.run(None, {self.input_name: self.preprocess(image, wins)})[:2]
+        all_boxes, all_scores, cut = [], [], []
+        for k, (x0, y0, x1, y1) in enumerate(wins):
+            b, s = self.decode(codes[k], scores[k])
+            keep = s >= self.conf
+            b, s = b[keep], s[keep]
+            px = np.stack([x0 + b[:, 1] * (x1 - x0), y0 + b[:, 0] * (y1 - y0),
+                           x0 + b[:, 3] * (x1 - x0), y0 + b[:, 2] * (y1 - y0)], axis=1)
+            px[:, [0, 2]] = np.clip(px[:, [0, 2]], 0, w)
+            px[:, [1, 3]] = np.clip(px[:, [1, 3]], 0, h)
+            # touching an edge of the tile that is not an edge of the frame: the person may be cut
+            margin = 2.0
+            inner_cut = ((x0 > 0) & (px[:, 0] <= x0 + margin)) | ((x1 < w) & (px[:, 2] >= x1 - margin))
+            all_boxes.append(px)
+            all_scores.append(s)
+            cut.append(inner_cut)
+        boxes, scores_, cut_ = np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(cut)
+        if len(boxes) == 0:
+            return Detections.empty()
+        if cut_.any() and (~cut_).any():  # a cut box inside a whole one is the same person
+            whole = boxes[~cut_]
+            inside = intersection_over_first(boxes[cut_], whole).max(axis=1) >= 0.7
+            drop = np.zeros(len(boxes), bool)
+            drop[np.flatnonzero(cut_)[inside]] = True
+            boxes, scores_ = boxes[~drop], scores_[~drop]
+        k = nms(boxes, scores_, self.iou)
+        boxes, scores_ = boxes[k], scores_[k]
+        ok = (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
+        return Detections(boxes[ok], np.clip(scores_[ok], 0, 1))
+
+
+def intersection_over_first(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[N, M]``: the part of each box of ``a`` covered by each box of ``b`` (x1y1x2y2)."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    return inter / np.maximum(area[:, None], 1e-9)
+
+
+def load_ssdlite(device: str = "cpu", conf: float | None = None, threads: int | None = None) -> SsdDetector:
+    """The packaged real-world person detector (:data:`SSDLITE`) with :data:`SSDLITE_SETTINGS`."""
+    anchors = SSDLITE.with_suffix(".anchors.npy")
+    if not SSDLITE.is_file() or not anchors.is_file():
+        raise UsageError(f"the packaged detector is missing ({SSDLITE}): reinstall mvd-edge")
+    return SsdDetector(SSDLITE, np.load(anchors), conf=SSDLITE_SETTINGS["conf"] if conf is None else conf,
+                       tiles=int(SSDLITE_SETTINGS["tiles"]), device=device, threads=threads)
+
+
 def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, float, float]:
     """BGR uint8 frame -> (RGB uint8 ``[H, W, 3]`` of ``size``, scale, left, top): resized to fit,
     centred, padded with grey 114 (the YOLO convention; the ONNX detector's input)."""
@@ -436,6 +583,15 @@ def make_detector(boxes: str | Path | None = None, detector: str | Path | None =
         name = DEFAULT_DETECTORS[modality]
     if name.lower() == "hog":
         return HogDetector(hit_threshold=hog_threshold, upscale=hog_upscale)
+    if name.lower() in ("ssdlite", "ssdlite+mog2"):
+        cnn = load_ssdlite(device=device, conf=None if name.lower() == "ssdlite" else CONFIRMED_SETTINGS["floor"])
+        if name.lower() == "ssdlite":
+            return cnn
+        from mvd_edge.match.foreground import BackgroundConfirmed, ForegroundDetector
+
+        settings = {k: v for k, v in CONFIRMED_SETTINGS.items() if k != "floor"}
+        return BackgroundConfirmed(cnn, ForegroundDetector("mog2", shadows=modality == "rgb",
+                                                           normalise=modality == "ir"), **settings)
     if name.lower() == "person-synth":
         if not PERSON_SYNTH.is_file():
             raise UsageError(f"the packaged detector is missing ({PERSON_SYNTH}): reinstall mvd-edge, or train one "

@@ -39,7 +39,7 @@ import numpy as np
 from mvd_edge.core.errors import UsageError
 from mvd_edge.match.detect import Detections, Detector
 
-__all__ = ["FOREGROUND_METHODS", "ForegroundDetector"]
+__all__ = ["FOREGROUND_METHODS", "BackgroundConfirmed", "ForegroundDetector"]
 
 FOREGROUND_METHODS = ("mog2", "knn", "warm", "mog2+warm", "knn+warm")
 
@@ -242,11 +242,18 @@ class ForegroundDetector(Detector):
         return boxes, scores
 
     def detect(self, image: np.ndarray, frame_index: int = 0) -> Detections:
+        return self.detect_with_mask(image)[0]
+
+    def detect_with_mask(self, image: np.ndarray) -> tuple[Detections, np.ndarray]:
+        """(person boxes, the foreground mask at work size they came from)."""
         mask = self.foreground(image)
+        return self._mask_boxes(mask, image.shape[:2]), mask
+
+    def _mask_boxes(self, mask: np.ndarray, frame_hw: tuple[int, int]) -> Detections:
         boxes, scores = self._boxes(mask)
         if not boxes:
             return Detections.empty()
-        h, w = image.shape[:2]
+        h, w = frame_hw
         sy, sx = h / mask.shape[0], w / mask.shape[1]
         b = np.asarray(boxes, np.float32) * np.array([sx, sy, sx, sy], np.float32)
         b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
@@ -284,3 +291,60 @@ def _split_columns(comp: np.ndarray, parts: int, x0: int, valley: float = 0.8) -
             break
     edges = [0, *sorted(cuts), w]
     return [(x0 + a, x0 + b) for a, b in zip(edges[:-1], edges[1:]) if b - a >= 2]
+
+
+class BackgroundConfirmed(Detector):
+    """A person CNN for a fixed camera, its weaker boxes confirmed by the camera's background model.
+
+    A CNN trained on real photographs (the packaged ``ssdlite``) finds people standing still and
+    people in groups, where a background model fails; a background model finds the small and
+    partly hidden people the CNN scores low, but also whatever else moves. Together:
+
+    * a CNN box scoring ``sure`` or more is kept as it is;
+    * a CNN box scoring between the CNN's own threshold and ``sure`` is kept when at least
+      ``min_foreground`` of it is foreground (something there moves, as people do);
+    * a foreground blob no kept box covers (``covered`` of its area) is added when ``add_blobs``,
+      scored below ``sure``.
+
+    The name is the two detectors' names joined by ``+`` (``ssdlite+mog2``).
+    """
+
+    def __init__(self, cnn: Detector, background: ForegroundDetector, *, sure: float = 0.5,
+                 min_foreground: float = 0.15, add_blobs: bool = True, covered: float = 0.3):
+        self.cnn, self.background = cnn, background
+        self.sure, self.min_foreground = float(sure), float(min_foreground)
+        self.add_blobs, self.covered = bool(add_blobs), float(covered)
+        self.name = f"{getattr(cnn, 'name', 'cnn')}+{background.method}"
+
+    def detect(self, image: np.ndarray, frame_index: int = 0) -> Detections:
+        from mvd_edge.match.detect import intersection_over_first
+
+        found = self.cnn.detect(image, frame_index)
+        blobs, mask = self.background.detect_with_mask(image)
+        h, w = image.shape[:2]
+        fg = _box_fractions(mask, found.boxes * np.array([mask.shape[1] / w, mask.shape[0] / h] * 2, np.float32))
+        keep = (found.scores >= self.sure) | (fg >= self.min_foreground)
+        boxes, scores = found.boxes[keep], found.scores[keep]
+        if self.add_blobs and len(blobs):
+            if len(boxes):
+                free = intersection_over_first(blobs.boxes, boxes).max(axis=1) < self.covered
+            else:
+                free = np.ones(len(blobs), bool)
+            extra = blobs.scores[free] * np.float32(self.sure) * np.float32(0.99)
+            boxes = np.concatenate([boxes, blobs.boxes[free]])
+            scores = np.concatenate([scores, extra])
+        return Detections(boxes, scores)
+
+
+def _box_fractions(mask: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Foreground fraction of each x1y1x2y2 box (in ``mask`` pixels), from one integral image."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.float32)
+    ii = cv2.integral((mask > 0).astype(np.uint8))
+    H, W = mask.shape[:2]
+    b = np.round(boxes).astype(np.int64)
+    x1, x2 = np.clip(b[:, 0], 0, W), np.clip(b[:, 2], 0, W)
+    y1, y2 = np.clip(b[:, 1], 0, H), np.clip(b[:, 3], 0, H)
+    area = np.maximum((x2 - x1) * (y2 - y1), 1)
+    inside = ii[y2, x2] - ii[y1, x2] - ii[y2, x1] + ii[y1, x1]
+    return (inside / area).astype(np.float32)
