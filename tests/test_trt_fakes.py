@@ -72,6 +72,79 @@ def test_plugin_aot_compile_reads_the_nul_terminated_recipe(plugin_api):
     assert f".entry {name}(" in ptx and list(extra) == [("i32", 7), ("i32", 16 * 8)]
 
 
+@pytest.mark.parametrize("driver,ptx", [(11080, 78), (12000, 80), (12040, 84), (12050, 85), (12060, 85),
+                                        (12080, 87), (12090, 88), (13000, 90), (13010, 91), (14000, None)])
+def test_newest_ptx_isa_a_driver_loads(driver, ptx):
+    from mvd_edge.kernels.trt_plugin import max_ptx_isa
+
+    assert max_ptx_isa(driver) == ptx
+
+
+def test_a_driver_older_than_cuda_11_is_refused():
+    from mvd_edge.kernels.trt_plugin import DeviceUnavailable, max_ptx_isa
+
+    with pytest.raises(DeviceUnavailable, match="CUDA 10.2"):
+        max_ptx_isa(10020)
+
+
+def test_driver_version_comes_from_cuDriverGetVersion(monkeypatch):
+    import ctypes
+
+    from mvd_edge.kernels import trt_plugin
+
+    class Libcuda:
+        def cuDriverGetVersion(self, out):  # noqa: N802 - the driver's name
+            out._obj.value = 12040  # what byref(c_int) points at
+            return 0  # CUDA_SUCCESS
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libcuda())
+    assert trt_plugin.driver_version() == 12040
+
+    def no_driver(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_driver)
+    assert trt_plugin.driver_version() is None
+
+
+def _ptx_isa_of(ptx: str) -> str:
+    import re
+
+    return re.search(r"^\.version (\S+)", ptx, re.MULTILINE).group(1)
+
+
+def test_aot_kernel_is_written_in_a_ptx_the_installed_driver_loads(plugin_api, monkeypatch):
+    """A CUDA 12.4 driver refuses PTX 8.8 (what Triton's ptxas 12.9 writes by default) when
+    TensorRT loads the plugin's kernel: the kernel must be PTX 8.4."""
+    _triton_or_skip()
+    from mvd_edge.kernels import trt_plugin
+
+    trt, trtp = plugin_api
+    x = trtp.TensorDesc(trt.float16, (7, 64, 16, 8))
+    fields = onnx_plugin_fields({"recipe": "shared", "num_maps": 1, "dims": [64, 32]})
+    monkeypatch.setattr(trt_plugin, "driver_version", lambda: 12040, raising=False)
+    name, ptx, _, _ = trtp.aot_compile("mvd::FusedHead", fields, [x, x, x, x, x])
+    assert _ptx_isa_of(ptx) == "8.4"
+
+
+def test_aot_kernel_for_a_driver_newer_than_tritons_ptxas_keeps_tritons_ptx(plugin_api, monkeypatch):
+    """A cap above what Triton's ptxas knows (a CUDA 13.9 driver) must not be forced on ptxas."""
+    _triton_or_skip()
+    import torch
+
+    from mvd_edge.kernels import trt_plugin
+    from mvd_edge.kernels.fused_head import compile_head_kernel
+
+    trt, trtp = plugin_api
+    x = trtp.TensorDesc(trt.float16, (7, 64, 16, 8))
+    fields = onnx_plugin_fields({"recipe": "shared", "num_maps": 1, "dims": [64, 32]})
+    own = _ptx_isa_of(compile_head_kernel("shared", 1, (64, 32), torch.float16, torch.float16, 90).ptx)
+    monkeypatch.setattr(trt_plugin, "driver_version", lambda: 13090, raising=False)
+    assert _ptx_isa_of(trtp.aot_compile("mvd::FusedHead", fields, [x, x, x, x, x])[1]) == own
+    monkeypatch.setitem(trt_plugin._STATE, "ptx_version", 99)  # register_trt_plugin(ptx_version=99)
+    assert _ptx_isa_of(trtp.aot_compile("mvd::FusedHead", fields, [x, x, x, x, x])[1]) == own
+
+
 # ----------------------------------------------------------------------------- build_engine(backend="trt")
 
 

@@ -615,13 +615,25 @@ class CompiledHead:
     config: dict
 
 
+def _ptx_isa(ptx: str) -> int:
+    """The ``.version`` directive of a PTX module as an int (8.8 -> 88)."""
+    import re
+
+    found = re.search(r"^\s*\.version\s+(\d+)\.(\d+)", ptx, re.MULTILINE)
+    if found is None:
+        raise RuntimeError("Triton wrote PTX without a .version directive")
+    return int(found.group(1)) * 10 + int(found.group(2))
+
+
 def compile_head_kernel(recipe: str, num_maps: int, dims: Sequence[int], map_dtype: torch.dtype,
                         param_dtype: torch.dtype, arch: int, config: dict | None = None,
                         ptx_version: int | None = None) -> CompiledHead:
     """Compile the single-launch kernel of ``recipe`` for ``sm_<arch>`` with ``triton.compile``.
 
     Needs no GPU (Triton's bundled ``ptxas``). ``dims``: ``(C, D)`` or ``(C, d1, d2, d3)``.
-    ``ptx_version`` (e.g. 84) caps the PTX ISA for an older driver than Triton's ``ptxas``.
+    ``ptx_version`` (e.g. 84) caps the PTX ISA, for a driver older than Triton's ``ptxas``: the
+    kernel is compiled with Triton's own PTX version, and again with ``ptx_version`` when Triton's
+    is newer (a cap above what ``ptxas`` knows changes nothing).
     Raises if the kernel would need Triton global/profile scratch (TensorRT passes null).
     """
     from triton.backends.compiler import GPUTarget
@@ -660,9 +672,9 @@ def compile_head_kernel(recipe: str, num_maps: int, dims: Sequence[int], map_dty
     src = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
     target = GPUTarget("cuda", int(arch), 32)
     options = {"num_warps": num_warps, "num_stages": num_stages}
-    if ptx_version is not None:
-        options["ptx_version"] = int(ptx_version)
     compiled = triton.compile(src, target=target, options=options)
+    if ptx_version is not None and _ptx_isa(compiled.asm["ptx"]) > int(ptx_version):
+        compiled = triton.compile(src, target=target, options={**options, "ptx_version": int(ptx_version)})
     md = compiled.metadata
     if getattr(md, "global_scratch_size", 0) or getattr(md, "profile_scratch_size", 0):
         raise RuntimeError(f"kernel {md.name} needs Triton scratch memory, which a TensorRT AOT plugin cannot provide")

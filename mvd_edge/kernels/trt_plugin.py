@@ -25,8 +25,10 @@ This module imports without TensorRT; ``register_trt_plugin()`` raises
 annotation objects of the registered functions.)
 """
 
+import ctypes
 import re
-from typing import List, Optional, Tuple, Union
+import sys
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -41,7 +43,7 @@ INSTALL_HINT = (
     "pip install 'tensorrt>=10.9' (x86_64/aarch64 with CUDA 12 or 13), or use JetPack 6.2+ / an NGC TensorRT container"
 )
 
-_STATE = {"registered": False, "arch": None, "ptx_version": None}
+_STATE: Dict[str, Any] = {"registered": False, "arch": None, "ptx_version": None}
 
 
 def _version_tuple(v: str) -> tuple:
@@ -114,12 +116,53 @@ def _build_arch() -> int:
     return major * 10 + minor
 
 
+def max_ptx_isa(driver_version: int) -> Optional[int]:
+    """The newest PTX ISA (84 for 8.4) a CUDA driver loads; ``driver_version`` as ``cuDriverGetVersion``
+    reports it (12040 for CUDA 12.4). None for a driver newer than this table knows (it loads any PTX
+    Triton writes).
+
+    From the PTX ISA release history (PTX ISA manual, "Release Notes"): CUDA 11.x -> 7.x,
+    12.0-12.5 -> 8.0-8.5, 12.6 -> 8.5, 12.7 -> 8.6, 12.8 -> 8.7, 12.9 -> 8.8, 13.x -> 9.x.
+    """
+    major, minor = driver_version // 1000, driver_version % 1000 // 10
+    if major == 11:
+        return 70 + min(minor, 8)
+    if major == 12:
+        return 80 + minor if minor <= 5 else 79 + min(minor, 9)
+    if major == 13:
+        return 90 + minor
+    if major > 13:
+        return None
+    raise DeviceUnavailable(f"FusedHead AOT: the CUDA driver supports CUDA {major}.{minor}; Triton needs 11.0 or newer")
+
+
+def driver_version() -> Optional[int]:
+    """``cuDriverGetVersion`` of the installed NVIDIA driver (12040 for CUDA 12.4), None without one."""
+    try:
+        lib = ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+    except OSError:
+        return None
+    version = ctypes.c_int(0)
+    if lib.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        return None
+    return int(version.value)
+
+
+def _ptx_cap() -> Optional[int]:
+    """PTX ISA cap for the AOT kernel: ``register_trt_plugin(ptx_version=...)`` or the installed driver's."""
+    if _STATE["ptx_version"] is not None:
+        return int(_STATE["ptx_version"])
+    version = driver_version()
+    return max_ptx_isa(version) if version is not None else None
+
+
 def register_trt_plugin(arch: Optional[int] = None, ptx_version: Optional[int] = None) -> str:
     """Register ``mvd::FusedHead`` with ``tensorrt.plugin`` (idempotent); returns the plugin id.
 
     ``arch``: compute capability to compile for, e.g. 90 (H100) or 87 (Jetson Orin);
-    default: the current CUDA device's. ``ptx_version``: cap the PTX ISA for an older
-    driver (e.g. 84 for CUDA 12.4 drivers).
+    default: the current CUDA device's. ``ptx_version``: the newest PTX ISA to write (e.g. 84
+    for CUDA 12.4 drivers); default: the newest the installed driver loads (:func:`max_ptx_isa`),
+    since the driver refuses PTX newer than itself when TensorRT loads the kernel.
     Raises ``TensorRTUnavailable`` (an ``ImportError``) when TensorRT >= 10.9 is missing.
     """
     trt, trtp = import_tensorrt()
@@ -155,7 +198,7 @@ def register_trt_plugin(arch: Optional[int] = None, ptx_version: Optional[int] =
             raise ValueError(f"FusedHead: recipe {recipe!r} with num_maps={num_maps}")
         kernel = compile_head_kernel(recipe, int(num_maps), dims_t, _torch_dtype(trt, x0.dtype),
                                      _torch_dtype(trt, params.dtype), _build_arch(),
-                                     ptx_version=_STATE["ptx_version"])
+                                     ptx_version=_ptx_cap())
         n = x0.shape_expr[0]
         launch = trtp.KernelLaunchParams()
         launch.grid_x = trtp.cdiv(n, kernel.rows_per_program)
@@ -170,4 +213,5 @@ def register_trt_plugin(arch: Optional[int] = None, ptx_version: Optional[int] =
     return PLUGIN_ID
 
 
-__all__ = ["INSTALL_HINT", "PLUGIN_ID", "TensorRTUnavailable", "attr_str", "import_tensorrt", "out_dim", "register_trt_plugin"]
+__all__ = ["INSTALL_HINT", "PLUGIN_ID", "TensorRTUnavailable", "attr_str", "driver_version", "import_tensorrt",
+           "max_ptx_isa", "out_dim", "register_trt_plugin"]
