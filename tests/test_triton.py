@@ -3,8 +3,11 @@
 No real tritonserver here: the served tests run against ``tests/triton_standin.py``, a KServe v2
 HTTP stand-in that serves the exported repository (ONNX Runtime for the engine, the generated
 Python-backend ``model.py`` for the preprocessing, the ensemble's steps) and checks every tensor
-against the exported configs as Triton does. Tolerance of the served embeddings against the local
-ONNX Runtime engine on fresh random crops: max abs error <= 1e-4 and cosine >= 0.9999 per crop.
+against the exported configs as Triton does; with ``plain=True`` it has only the v2 protocol (no
+``/config``, no binary tensors, no version URLs), as MLServer and KServe have. Tolerance of the
+served embeddings against the local ONNX Runtime engine on fresh random crops: max abs error
+<= 1e-4 and cosine >= 0.9999 per crop. ``tests/test_kserve_v2.py`` runs the client against a real
+MLServer.
 """
 
 from __future__ import annotations
