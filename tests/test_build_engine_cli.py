@@ -183,3 +183,19 @@ def test_trt_without_tensorrt_fails_in_one_line_naming_the_install_before_any_wo
     for fix in ("pip install 'mvd-edge[trt-cu12]'", "'mvd-edge[trt-cu13]'", "--system-site-packages", "--backend ort"):
         assert fix in out, (fix, out)
     assert not any(tmp_path.iterdir())  # failed before the export and the calibration
+
+
+def test_calibration_from_a_data_set_root_or_a_saved_manifest(work, synth_root, tmp_path):
+    fp32 = tmp_path / "m.onnx"
+    fp32.write_bytes(work["fp32"].read_bytes())
+    code, out = _cli(["build-engine", fp32, "--precision", "int8", "--calib", synth_root, "--calib-dataset", "sysu",
+                      "--calib-n", "32"])
+    assert code == 0 and "calibrating on 32 crops" in out, out
+    manifest = tmp_path / "m.calib-manifest.json"
+    assert json.loads(manifest.read_text())["source"]["kind"] == "dataset"
+    saved = tmp_path / "saved.json"
+    manifest.rename(saved)
+    code, out = _cli(["build-engine", fp32, "--precision", "int8", "--calib", saved, "--out",
+                      tmp_path / "again" / "m.engine.onnx"])
+    assert code == 0 and "calibrating on 32 crops" in out, out
+    assert (tmp_path / "again" / "m.int8-cpu.onnx").is_file() and (tmp_path / "again" / "m.engine.onnx").is_file()

@@ -162,7 +162,9 @@ def build_engine_cmd(
                                                "checkpoint (.pt, exported first)")],
     backend: Annotated[str, typer.Option(help="ort (ONNX Runtime) or trt (TensorRT)")] = "ort",
     precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8: make that graph from the FP32 "
-                                                          "export first (default: the graph's own precision)")] = None,
+                                                          "export first (default: the graph's own precision); int8 "
+                                                          "makes the trt flavour for TensorRT, the cpu flavour for "
+                                                          "ONNX Runtime")] = None,
     calib: Annotated[Optional[Path], typer.Option(help="--precision int8: calibration images (a folder), a video, "
                                                        "a manifest JSON, or a data set root with --calib-dataset")] = None,
     calib_dataset: Annotated[Optional[str], typer.Option(help="--calib is this data set's root (sysu, regdb, llcm): "
@@ -209,7 +211,7 @@ def build_engine_cmd(
         _check_tensorrt()  # before minutes of export and calibration
     checkpoint = model.suffix == ".pt"
     if not model.is_file():
-        raise FileNotFoundError(f"model not found: {model}")
+        raise FileNotFoundError(f"{'checkpoint' if checkpoint else 'ONNX file'} not found: {model}")
     if checkpoint:
         precision = precision or "fp32"
     else:
