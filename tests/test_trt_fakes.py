@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 from trt_fake import (
     PLAN_MAGIC,
@@ -16,6 +17,8 @@ from trt_fake import (
     onnx_plugin_fields,
     pycuda_modules,
 )
+
+from mvd_edge.runtime.sidecar import EngineError
 
 
 @pytest.fixture
@@ -198,3 +201,119 @@ def test_build_engine_trt_saves_the_engine_before_the_timing_cache(tmp_path, tin
     with pytest.warns(UserWarning, match="could not save the TensorRT timing cache"):
         info = build_engine(tiny_onnx, tmp_path / "m.engine", backend="trt", timing_cache=blocked / "t.cache")
     assert (tmp_path / "m.engine").read_bytes().startswith(PLAN_MAGIC) and info["timing_cache"] is None
+
+
+# ----------------------------------------------------------------------------- CUDA bindings and TrtEmbedder
+
+
+def _only_binding(monkeypatch, keep: str | None) -> None:
+    """Hide the CUDA bindings other than ``keep`` ("cuda-python", "pycuda" or None) from imports."""
+    hidden = {"cuda-python": ("cuda.bindings.runtime", "cuda.cudart"), "pycuda": ("pycuda.driver",)}
+    for name, modules in hidden.items():
+        if name != keep:
+            for module in modules:
+                monkeypatch.setitem(sys.modules, module, None)
+
+
+@pytest.mark.parametrize("keep,expected", [("both", "cuda-python"), ("cuda-python", "cuda-python"),
+                                           ("pycuda", "pycuda"), (None, None)])
+def test_cuda_binding_prefers_cuda_python(fake_gpu, monkeypatch, keep, expected):
+    from mvd_edge.runtime.trt_backend import cuda_binding
+
+    if keep != "both":
+        _only_binding(monkeypatch, keep)
+    assert cuda_binding() == expected
+
+
+def test_older_cuda_python_layout_cuda_cudart_is_used(fake_gpu, monkeypatch):
+    """cuda-python before 12.6.1 has ``cuda.cudart`` (the same runtime API) and no ``cuda.bindings``."""
+    from mvd_edge.runtime.trt_backend import cuda_binding, open_cuda
+
+    rt = sys.modules["cuda.bindings.runtime"]
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", None)
+    monkeypatch.setitem(sys.modules, "cuda.cudart", rt)
+    _only_binding(monkeypatch, "cuda-python")
+    monkeypatch.setitem(sys.modules, "cuda.cudart", rt)
+    assert cuda_binding() == "cuda-python" and open_cuda(0).rt is rt
+
+
+def test_no_cuda_binding_is_one_line_naming_the_install(fake_gpu, monkeypatch):
+    from mvd_edge.core.errors import MissingExtra
+    from mvd_edge.runtime.trt_backend import open_cuda
+
+    _only_binding(monkeypatch, None)
+    with pytest.raises(MissingExtra) as exc:
+        open_cuda(0)
+    msg = str(exc.value)
+    assert "\n" not in msg and "pip install 'cuda-python>=12.6,<13'" in msg and "pycuda" in msg
+
+
+@pytest.fixture
+def trt_engine(tmp_path, tiny_onnx, fake_gpu):
+    from mvd_edge.runtime.engine import build_engine
+
+    out = tmp_path / "m.engine"
+    info = build_engine(tiny_onnx, out, backend="trt", batch="1,4,8")
+    return out, info
+
+
+def _expected(x: np.ndarray, dim: int) -> np.ndarray:  # what the fake engine computes
+    return (x.reshape(len(x), -1).sum(axis=1, dtype=np.float64)[:, None] + np.arange(dim)).astype(np.float32)
+
+
+@pytest.mark.parametrize("binding", ["cuda-python", "pycuda"])
+def test_trt_embedder_runs_a_built_engine_through_either_binding(trt_engine, fake_gpu, monkeypatch, binding):
+    from mvd_edge.runtime import load_embedder
+
+    _only_binding(monkeypatch, binding)
+    path, info = trt_engine
+    fake_gpu.mem.clear()
+    fake_gpu.calls.clear()
+    pp = info["preprocess"]
+    emb = load_embedder(path)
+    assert type(emb).__name__ == "TrtEmbedder" and emb.cuda.name == binding
+    assert emb.dim == info["embedding_dim"] and emb.max_batch == 8
+    rng = np.random.default_rng(0)
+    for n in (3, 8, 1):
+        x = rng.standard_normal((n, 3, pp["height"], pp["width"])).astype(np.float32)
+        np.testing.assert_allclose(emb.infer(x), _expected(x, emb.dim), rtol=1e-5, atol=1e-3)
+    assert "execute:0x5eed" in fake_gpu.calls  # the stream's handle, as an int
+    assert {"h2d", "gpu", "d2h"} <= set(emb.stage_times)
+    emb.close()
+    assert fake_gpu.mem == {} and fake_gpu.host == {}  # device and pinned memory freed
+    emb.close()  # twice is harmless
+
+
+def test_trt_embedder_refuses_a_batch_outside_the_profile(tmp_path, tiny_onnx, fake_gpu):
+    from mvd_edge.runtime.engine import build_engine
+    from mvd_edge.runtime.trt_backend import TrtEmbedder
+
+    info = build_engine(tiny_onnx, tmp_path / "m.engine", backend="trt", batch="2,4,8")
+    emb = TrtEmbedder(tmp_path / "m.engine", info)
+    pp = info["preprocess"]
+    with pytest.raises(EngineError, match=r"refused input shape \(1, 3, .*batch profile is \[2, 4, 8\]"):
+        emb.infer(np.zeros((1, 3, pp["height"], pp["width"]), np.float32))
+    emb.close()
+
+
+def test_trt_embedder_that_cannot_load_its_engine_frees_what_it_took(trt_engine, fake_gpu, monkeypatch):
+    from mvd_edge.runtime.trt_backend import TrtEmbedder
+
+    _only_binding(monkeypatch, "pycuda")
+    path, info = trt_engine
+    path.write_bytes(b"not a plan")
+    fake_gpu.calls.clear()
+    with pytest.raises(EngineError, match="could not deserialize"):
+        TrtEmbedder(path, info)
+    assert "detach" in fake_gpu.calls and sys.modules["pycuda.driver"].state["stack"] == []
+
+
+def test_cuda_errors_from_cuda_python_are_one_line_engine_errors(trt_engine, fake_gpu, monkeypatch):
+    from mvd_edge.runtime.trt_backend import TrtEmbedder
+
+    rt = sys.modules["cuda.bindings.runtime"]
+    monkeypatch.setattr(rt, "cudaMalloc", lambda size: (rt.cudaError_t.cudaErrorMemoryAllocation, 0))
+    path, info = trt_engine
+    with pytest.raises(EngineError, match="CUDA cudaMalloc failed on device 0: fake cudaErrorMemoryAllocation"):
+        TrtEmbedder(path, info)
+    assert fake_gpu.host == {}  # the pinned buffers taken before the failure are freed

@@ -400,6 +400,9 @@ def fake_tensorrt(version: str = "10.3.0", gpu: FakeGpu | None = None, *, parse_
             self.shapes: dict = {}
 
         def set_input_shape(self, name, shape):
+            profile = self.engine.profile
+            if profile is not None and not profile[1][0] <= shape[0] <= profile[3][0]:
+                return False  # outside the optimisation profile
             self.shapes[name] = tuple(shape)
             return True
 
@@ -422,6 +425,7 @@ def fake_tensorrt(version: str = "10.3.0", gpu: FakeGpu | None = None, *, parse_
     class ICudaEngine:
         def __init__(self, plan):
             self.io = [(n, TensorIOMode(m), s) for n, m, s in plan["io"]]
+            self.profile = plan.get("profile")
 
         @property
         def num_io_tensors(self):

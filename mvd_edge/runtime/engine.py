@@ -134,10 +134,11 @@ def _build_trt(onnx_path: Path, out: Path, facts: dict, info: dict, batch: tuple
 
 
 def _gpu_facts() -> dict:
+    from mvd_edge.runtime.trt_backend import open_cuda
+
+    cuda = open_cuda(0)
     try:
-        import pycuda.driver as cuda  # noqa: PLC0415
-    except Exception as exc:
-        raise EngineError("pycuda is not installed: `pip install 'mvd-edge[trt]'`") from exc
-    cuda.init()
-    dev = cuda.Device(0)
-    return {"name": dev.name(), "compute_capability": "%d.%d" % dev.compute_capability()}
+        name, cc = cuda.device()
+    finally:
+        cuda.close()
+    return {"name": name, "compute_capability": cc}
