@@ -317,3 +317,62 @@ def test_cuda_errors_from_cuda_python_are_one_line_engine_errors(trt_engine, fak
     with pytest.raises(EngineError, match="CUDA cudaMalloc failed on device 0: fake cudaErrorMemoryAllocation"):
         TrtEmbedder(path, info)
     assert fake_gpu.host == {}  # the pinned buffers taken before the failure are freed
+
+
+# ----------------------------------------------------------------------------- the same paths on a real TensorRT
+
+
+def _real_tensorrt_gpu_or_skip() -> None:
+    """Skip, saying why, unless a real TensorRT, a CUDA Python binding and a CUDA device are all here."""
+    try:
+        import tensorrt
+    except Exception:  # ImportError, or the PyPI package failing to find its libraries
+        pytest.skip("TensorRT is not installed: pip install 'mvd-edge[trt-cu12]' (or trt-cu13; JetPack's on Jetson)")
+    if not hasattr(tensorrt, "Builder"):
+        pytest.skip("`tensorrt` here is only a stub package (e.g. tensorrt-stubs), not TensorRT")
+    from mvd_edge.runtime.trt_backend import cuda_binding, open_cuda
+
+    if cuda_binding() is None:
+        pytest.skip("no CUDA Python binding: pip install 'cuda-python>=12.6,<13' (or >=13,<14 on CUDA 13)")
+    try:
+        open_cuda(0).close()
+    except Exception as exc:  # no driver, no device
+        pytest.skip(f"no CUDA device: {exc}")
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.mark.trt
+@pytest.mark.gpu
+@pytest.mark.parametrize("fused", [False, True], ids=["plain", "fused-head"])
+def test_real_tensorrt_build_engine_and_trt_embedder_match_onnx_runtime(tmp_path, tiny_ckpt, tiny_onnx, fused):
+    """build_engine(backend="trt") and TrtEmbedder on the real library: the engine's embeddings are
+    ONNX Runtime's for the same checkpoint (TF32 trunk: cosine, not bitwise); the fused head goes
+    through the mvd::FusedHead plugin (NUL-terminated attributes, PTX for this driver)."""
+    _real_tensorrt_gpu_or_skip()
+    from mvd_edge.runtime import load_embedder
+    from mvd_edge.runtime.engine import build_engine
+
+    onnx = tiny_onnx
+    if fused:
+        pytest.importorskip("triton", reason="the fused-head plugin's kernel is compiled with Triton")
+        from mvd_edge.export import export_onnx
+
+        onnx = tmp_path / "fused.onnx"
+        export_onnx(tiny_ckpt, onnx, fused_head=True)
+    engine = tmp_path / "m.engine"
+    info = build_engine(onnx, engine, backend="trt", batch="1,4,8", workspace_mb=512)
+    assert info["timing_cache"] == str(tmp_path / "timing.cache") and (tmp_path / "timing.cache").stat().st_size > 0
+    pp = info["preprocess"]
+    x = np.random.default_rng(3).standard_normal((5, 3, pp["height"], pp["width"])).astype(np.float32)
+    ref = load_embedder(tiny_onnx).infer(x)
+    with load_embedder(engine) as emb:
+        out = emb.infer(x)
+        again = emb.infer(x[:1])
+    assert out.shape == ref.shape and np.isfinite(out).all()
+    assert _cosines(out, ref).min() > 0.995
+    np.testing.assert_allclose(again, out[:1], rtol=1e-4, atol=1e-5)
+    rebuilt = build_engine(onnx, tmp_path / "again.engine", backend="trt", batch="1,4,8", workspace_mb=512)
+    assert rebuilt["timing_cache"] == info["timing_cache"]  # this GPU's own cache is accepted
