@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from mvd_edge.cli._common import (
@@ -256,15 +257,15 @@ def build_engine_cmd(
     reports = {}
     for i, (what, path) in enumerate(steps, 1):
         if what == "export":
-            console.print(f"[{i}/{total}] export {model} -> {path} (FP32, parity vs torch)", highlight=False, soft_wrap=True)
+            _say(f"[{i}/{total}] export {model} -> {path} (FP32, parity vs torch)")
             require("torch", "train")
             from mvd_edge.export import export_onnx
 
             rep = export_onnx(model, path, recipe=recipe)
             if "max_abs_err" in rep["parity"]:
-                console.print(f"      parity vs torch: max abs err {rep['parity']['max_abs_err']:.2e}", highlight=False, soft_wrap=True)
+                _say(f"      parity vs torch: max abs err {rep['parity']['max_abs_err']:.2e}")
         elif what == "fp16":
-            console.print(f"[{i}/{total}] fp16 {fp32} -> {path}", highlight=False, soft_wrap=True)
+            _say(f"[{i}/{total}] fp16 {fp32} -> {path}")
             require("onnx", "quant")
             from mvd_edge.quant.api import to_fp16
 
@@ -274,21 +275,25 @@ def build_engine_cmd(
             from mvd_edge.quant.api import quantize
 
             man = _calibration_manifest(calib, calib_dataset, calib_n, seed)  # type: ignore[arg-type]
-            console.print(f"[{i}/{total}] int8 ({flavour} flavour) {fp32} -> {path}: calibrating on {len(man)} crops",
-                          highlight=False, soft_wrap=True)
+            _say(f"[{i}/{total}] int8 ({flavour} flavour) {fp32} -> {path}: calibrating on {len(man)} crops")
             reports[what] = quantize(fp32, folder, man, flavours=[flavour], seed=seed)["flavours"][flavour]
         if what in reports:
             par = reports[what]["parity"]
-            console.print(f"      cosine vs FP32 on {par['inputs']}: mean {par['mean_cosine']:.5f}, "
-                          f"min {par['min_cosine']:.5f}", highlight=False, soft_wrap=True)
-    console.print(f"[{total}/{total}] build {backend} engine {final} -> {out}", highlight=False, soft_wrap=True)
+            _say(f"      cosine vs FP32 on {par['inputs']}: mean {par['mean_cosine']:.5f}, "
+                 f"min {par['min_cosine']:.5f}")
+    _say(f"[{total}/{total}] build {backend} engine {final} -> {out}")
     from mvd_edge.runtime.engine import build_engine
 
     info = build_engine(final, out, backend=backend, device=device, batch=batch, workspace_mb=workspace_mb,
                         timing_cache=timing_cache, verbose=verbose)
-    console.print(f"[green]built[/] {out} ({info['backend']}, {info['precision']}"
+    console.print(f"[green]built[/] {escape(str(out))} ({info['backend']}, {info['precision']}"
                   f"{' ' + info['int8_flavour'] if info.get('int8_flavour') else ''}, batch {info['batch_profile']}); "
-                  f"sidecar {out}.json", soft_wrap=True)
+                  f"sidecar {escape(str(out))}.json", soft_wrap=True)
+
+
+def _say(line: str) -> None:
+    """A progress line of build-engine: plain text (paths may hold brackets), never wrapped."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _check_tensorrt() -> None:
