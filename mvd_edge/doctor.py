@@ -107,11 +107,16 @@ def _try_import(name: str) -> tuple[Any, str, str]:
     except ModuleNotFoundError as exc:
         if exc.name is None or name == exc.name or name.startswith(exc.name + "."):
             return None, "missing", ""
-        return None, "broken", f"{type(exc).__name__}: {exc}"
+        return None, "broken", _one_line(exc)
     except BaseException as exc:  # noqa: BLE001 - a half-installed package may raise anything, even SystemExit
         if isinstance(exc, KeyboardInterrupt):
             raise
-        return None, "broken", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        return None, "broken", _one_line(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _version(mod: Any, *dists: str) -> str:
