@@ -376,3 +376,44 @@ def test_real_tensorrt_build_engine_and_trt_embedder_match_onnx_runtime(tmp_path
     np.testing.assert_allclose(again, out[:1], rtol=1e-4, atol=1e-5)
     rebuilt = build_engine(onnx, tmp_path / "again.engine", backend="trt", batch="1,4,8", workspace_mb=512)
     assert rebuilt["timing_cache"] == info["timing_cache"]  # this GPU's own cache is accepted
+
+
+# ----------------------------------------------------------------------------- packaging: the TensorRT extras
+
+
+def _extras() -> dict[str, list]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml on Python 3.10 needs tomli")
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    return {k: [Requirement(r) for r in v] for k, v in data["project"]["optional-dependencies"].items()}
+
+
+def _one(reqs: list, name: str):
+    found = [r for r in reqs if r.name == name]
+    assert len(found) == 1, f"expected one {name} requirement in {[str(r) for r in reqs]}"
+    return found[0].specifier
+
+
+def test_tensorrt_extras_pin_the_cuda_major_and_bring_a_cuda_binding():
+    """A bare `tensorrt` resolves to the newest release, built for the newest CUDA (11.x for CUDA 13):
+    it fails on CUDA 12 drivers. Each extra names its CUDA major and the matching cuda-python."""
+    extras = _extras()
+    assert {"trt-cu12", "trt-cu13"} <= set(extras)
+    cu12 = _one(extras["trt-cu12"], "tensorrt-cu12")
+    assert all(v in cu12 for v in ("10.3.0", "10.13.3.9")) and not any(v in cu12 for v in ("10.2.0", "11.0.0"))
+    cp12 = _one(extras["trt-cu12"], "cuda-python")
+    assert all(v in cp12 for v in ("12.6.0", "12.9.10")) and "13.0.0" not in cp12
+    cu13 = _one(extras["trt-cu13"], "tensorrt-cu13")
+    assert all(v in cu13 for v in ("10.13.2.6", "11.4.0.106")) and "12.0.0" not in cu13
+    cp13 = _one(extras["trt-cu13"], "cuda-python")
+    assert "13.0.0" in cp13 and "12.9.10" not in cp13 and "14.0.0" not in cp13
+    for name, reqs in extras.items():
+        assert "tensorrt" not in {r.name for r in reqs}, f"extra {name!r} asks for the bare tensorrt metapackage"
+    if "trt" in extras:  # kept as an alias of the CUDA 12 extra (runs on CUDA 12 and 13 drivers)
+        assert [str(r) for r in extras["trt"]] == ["mvd-edge[trt-cu12]"]
