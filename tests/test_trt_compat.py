@@ -182,5 +182,14 @@ def test_parse_and_build_failures_are_clear(tmp_path, monkeypatch):
 
 def test_missing_tensorrt_gives_the_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    with pytest.raises(trt_compat.TensorRTUnavailable, match=r"pip install 'mvd-edge\[trt\]'"):
+    with pytest.raises(trt_compat.TensorRTUnavailable, match=r"pip install 'mvd-edge\[trt-cu12\]'.*'mvd-edge\[trt-cu13\]'"):
+        trt_compat.import_tensorrt()
+
+
+def test_type_stubs_alone_are_not_tensorrt(monkeypatch):
+    """tensorrt-stubs without TensorRT leaves an importable, empty `tensorrt` namespace package."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
+    with pytest.raises(trt_compat.TensorRTUnavailable, match=r"only type stubs \(tensorrt-stubs\)\. TensorRT is not"):
         trt_compat.import_tensorrt()

@@ -18,9 +18,9 @@ from typing import NamedTuple
 from mvd_edge.core.errors import TensorRTUnavailable  # one class for the engine builder and the plugin
 from mvd_edge.runtime.sidecar import EngineError
 
-INSTALL_HINT = ("TensorRT is not installed: install it with `pip install 'mvd-edge[trt]'` on a machine with an "
-                "NVIDIA GPU (or use JetPack's python3-libnvinfer on Jetson); or build an ONNX Runtime engine with "
-                "--backend ort")
+INSTALL_HINT = ("TensorRT is not installed: pip install 'mvd-edge[trt-cu12]' (CUDA 12 drivers) or "
+                "'mvd-edge[trt-cu13]' (CUDA 13) on a machine with an NVIDIA GPU; on Jetson use JetPack's TensorRT "
+                "(a venv made with --system-site-packages); or build an ONNX Runtime engine with --backend ort")
 
 
 def import_tensorrt():
@@ -29,6 +29,8 @@ def import_tensorrt():
         import tensorrt as trt  # noqa: PLC0415
     except Exception as exc:  # ImportError, or the PyPI stub failing to find its libraries
         raise TensorRTUnavailable(INSTALL_HINT) from exc
+    if not hasattr(trt, "Builder"):  # tensorrt-stubs alone: an empty `tensorrt` namespace package
+        raise TensorRTUnavailable(f"`tensorrt` here holds only type stubs (tensorrt-stubs). {INSTALL_HINT}")
     return trt
 
 
