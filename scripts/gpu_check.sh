@@ -95,7 +95,7 @@ step doctor 45 0 "${MVD[@]}" doctor --json
 step trt-hint 30 2 "${MVD[@]}" build-engine "$MODEL" --backend trt --out "$DIR/trt/tiny.engine" --overwrite
 
 # 4. the GPU tests (every file with a gpu mark)
-GPU_TESTS=$(grep -l "pytest.mark.gpu" tests/test_*.py | tr '\n' ' ')
+GPU_TESTS=$(grep -lE '^\s*(@pytest\.mark\.gpu|pytestmark.*mark\.gpu)' tests/test_*.py | tr '\n' ' ')
 # shellcheck disable=SC2086
 step pytest-gpu 150 0 "$PY" -m pytest -v -m gpu -p no:cacheprovider -o addopts="" --junitxml="$DIR/pytest-gpu.xml" $GPU_TESTS
 
