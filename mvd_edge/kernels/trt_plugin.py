@@ -60,7 +60,7 @@ def import_tensorrt():
     if _version_tuple(version) < MIN_TRT:
         raise TensorRTUnavailable(f"tensorrt {version} is too old (no AOT Python plugins): {INSTALL_HINT}")
     try:
-        import tensorrt.plugin as trtp
+        import tensorrt.plugin as trtp  # type: ignore[import-not-found]  # tensorrt-stubs (10.13) has no stubs of tensorrt.plugin
     except ImportError as exc:
         raise TensorRTUnavailable(f"tensorrt {version} has no tensorrt.plugin module: {INSTALL_HINT}") from exc
     if not hasattr(trtp, "aot_impl"):
@@ -165,7 +165,10 @@ def register_trt_plugin(arch: Optional[int] = None, ptx_version: Optional[int] =
     since the driver refuses PTX newer than itself when TensorRT loads the kernel.
     Raises ``TensorRTUnavailable`` (an ``ImportError``) when TensorRT >= 10.9 is missing.
     """
-    trt, trtp = import_tensorrt()
+    import_tensorrt()  # the install hint when it is missing or too old
+    import tensorrt as trt
+    import tensorrt.plugin as trtp  # type: ignore[import-not-found]  # tensorrt-stubs (10.13) has no stubs of tensorrt.plugin
+
     if arch is not None:
         _STATE["arch"] = int(arch)
     if ptx_version is not None:

@@ -95,7 +95,7 @@ class _CudaPython:
 
     def stream_handle(self, stream: Any) -> int:
         try:  # cuda-bindings >= 13: int(obj) is deprecated
-            from cuda.bindings.utils import get_cuda_native_handle
+            from cuda.bindings.utils import get_cuda_native_handle  # type: ignore[import-untyped, import-not-found]  # cuda-bindings ships no type information
         except ImportError:
             return int(stream)
         return int(get_cuda_native_handle(stream))

@@ -86,7 +86,8 @@ def build_serialized_engine(onnx_path: Path, input_name: str, input_chw: tuple[i
     profile = builder.create_optimization_profile()
     c, h, w = input_chw
     bmin, bopt, bmax = batch
-    profile.set_shape(input_name, (bmin, c, h, w), (bopt, c, h, w), (bmax, c, h, w))
+    # tuples, as NVIDIA's samples pass them: the bindings convert them to Dims (the stubs only know Dims)
+    profile.set_shape(input_name, (bmin, c, h, w), (bopt, c, h, w), (bmax, c, h, w))  # type: ignore[arg-type]
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
