@@ -95,3 +95,43 @@ def test_stubs_are_in_force(tmp_path):
 def test_tensorrt_code_typechecks_against_the_tensorrt_stubs(tmp_path):
     res = _mypy(tmp_path, FILES)
     assert res.returncode == 0, f"mypy on {FILES} against the TensorRT stubs:\n{res.stdout}{res.stderr}"
+
+
+def _stub_methods(stubs: Path) -> dict[str, dict[str, list[list[str]]]]:
+    """class -> method -> the parameter-name lists of its overloads, read from the stub source."""
+    import ast
+
+    tree = ast.parse((stubs / "tensorrt_bindings" / "tensorrt.pyi").read_text())
+    out: dict[str, dict[str, list[list[str]]]] = {}
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        for fn in (n for n in cls.body if isinstance(n, ast.FunctionDef)):
+            names = [a.arg for a in fn.args.posonlyargs + fn.args.args][1:]
+            out.setdefault(cls.name, {}).setdefault(fn.name, []).append(names)
+    return out
+
+
+def test_the_fakes_follow_the_tensorrt_stubs(tmp_path):
+    """tests/trt_fake.py's TensorRT classes have the real classes' methods, with their parameter names."""
+    import inspect
+
+    from trt_fake import fake_tensorrt
+
+    stubs = _stub_methods(_repaired_copy(_stubs_dir(), tmp_path / "stubs"))
+    trt, _ = fake_tensorrt("10.3.0")
+    checked = []
+    for name in ("Logger", "Builder", "INetworkDefinition", "OnnxParser", "ParserError", "IBuilderConfig",
+                 "ITimingCache", "IOptimizationProfile", "IHostMemory", "Runtime", "ICudaEngine", "IExecutionContext"):
+        fake = getattr(trt, name)
+        assert name in stubs, f"TensorRT has no class {name}"
+        for attr, value in vars(fake).items():
+            if attr.startswith("_") and attr != "__init__" or not callable(value) and not isinstance(value, property):
+                continue
+            if attr == "__init__" and attr not in stubs[name]:  # made by a factory (Builder.create_network...)
+                continue
+            assert attr in stubs[name], f"{name}.{attr} is not in TensorRT's API"
+            if callable(value):
+                params = list(inspect.signature(value).parameters)[1:]
+                assert any(o[:len(params)] == params for o in stubs[name][attr]), (
+                    f"{name}.{attr}{tuple(params)}: TensorRT's is one of {stubs[name][attr]}")
+            checked.append(f"{name}.{attr}")
+    assert len(checked) >= 28, checked
