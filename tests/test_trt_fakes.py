@@ -417,3 +417,21 @@ def test_tensorrt_extras_pin_the_cuda_major_and_bring_a_cuda_binding():
         assert "tensorrt" not in {r.name for r in reqs}, f"extra {name!r} asks for the bare tensorrt metapackage"
     if "trt" in extras:  # kept as an alias of the CUDA 12 extra (runs on CUDA 12 and 13 drivers)
         assert [str(r) for r in extras["trt"]] == ["mvd-edge[trt-cu12]"]
+
+
+def test_the_cuda_python_fake_follows_the_installed_cuda_bindings():
+    """Where cuda-python is installed (torch's CUDA 13 wheels bring cuda-bindings), the fake's functions,
+    parameter names and enum members are the real runtime API's."""
+    import inspect
+
+    real = pytest.importorskip("cuda.bindings.runtime", reason="cuda-python (cuda-bindings) is not installed")
+    fake = cuda_python_modules(FakeGpu())["cuda.bindings.runtime"]
+    for name, fn in vars(fake).items():
+        if name.startswith("cuda") and inspect.isfunction(fn):
+            assert list(inspect.signature(fn).parameters) == list(inspect.signature(getattr(real, name)).parameters), name
+    for enum_name in ("cudaError_t", "cudaMemcpyKind"):
+        for member in getattr(fake, enum_name):
+            assert int(getattr(getattr(real, enum_name), member.name)) == int(member), (enum_name, member.name)
+    assert {"name", "major", "minor"} <= set(dir(real.cudaDeviceProp()))
+    utils = pytest.importorskip("cuda.bindings.utils")
+    assert utils.get_cuda_native_handle(real.cudaStream_t()) == 0

@@ -101,9 +101,9 @@ def cuda_python_modules(gpu: FakeGpu) -> dict[str, types.ModuleType]:
         gpu.calls.append("cudaMalloc")
         return ok, gpu.alloc(int(size))
 
-    def cudaFree(ptr):  # noqa: N802
+    def cudaFree(devPtr):  # noqa: N802, N803
         gpu.calls.append("cudaFree")
-        return (ok,) if gpu.mem.pop(int(ptr), None) is not None else (cudaError_t.cudaErrorInvalidValue,)
+        return (ok,) if gpu.mem.pop(int(devPtr), None) is not None else (cudaError_t.cudaErrorInvalidValue,)
 
     def cudaMallocHost(size):  # noqa: N802
         buf = (ctypes.c_byte * int(size))()
