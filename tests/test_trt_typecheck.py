@@ -5,10 +5,11 @@ whole library and its CUDA 12 wheels), and installed without it, its ``tensorrt/
 empty ``tensorrt`` namespace package that makes ``import tensorrt`` succeed. So they are installed
 apart and named here::
 
-    pip install --no-deps --target .trt-stubs 'tensorrt-stubs==10.13.0.35.1'
-    MVD_TRT_STUBS=.trt-stubs python -m pytest tests/test_trt_typecheck.py
+    pip install --no-deps --target .trt-stubs 'tensorrt-stubs==10.13.0.35.1'   # in the repository root
+    python -m pytest tests/test_trt_typecheck.py
 
-(an ordinary install of tensorrt-stubs, next to TensorRT itself, is found too). The published stubs do
+(``MVD_TRT_STUBS=<folder>`` names another folder; an ordinary install of tensorrt-stubs, next to
+TensorRT itself, is found too). The published stubs do
 not parse as they are (four methods have a parameter named ``in``, ``add_scale_nd`` has a parameter
 without a default after defaulted ones): the test checks against a copy with those two repairs, and
 ignores errors inside the stubs themselves.
@@ -27,8 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "mvd_edge" / "runtime").glob("trt_*.py")) + [
     "mvd_edge/kernels/trt_plugin.py"]
-INSTALL = ("pip install --no-deps --target .trt-stubs 'tensorrt-stubs==10.13.0.35.1' and set "
-           "MVD_TRT_STUBS=.trt-stubs")
+INSTALL = "pip install --no-deps --target .trt-stubs 'tensorrt-stubs==10.13.0.35.1' (in the repository root)"
 MYPY_INI = """[mypy]
 check_untyped_defs = True
 follow_imports = silent
@@ -49,6 +49,8 @@ def _stubs_dir() -> Path:
         if not (path / "tensorrt" / "__init__.pyi").is_file():
             pytest.fail(f"MVD_TRT_STUBS={named} holds no tensorrt/__init__.pyi: {INSTALL}")
         return path
+    if (ROOT / ".trt-stubs" / "tensorrt" / "__init__.pyi").is_file():
+        return ROOT / ".trt-stubs"
     from importlib import metadata
 
     try:
