@@ -62,7 +62,7 @@ def test_ssdlite_reproduces_tensorflows_own_detections_on_real_frames():
     """ONNX Runtime + the numpy box decoding and NMS against the original TensorFlow graph end to end
     (its detections stored by running TensorFlow on these frames): every box within 0.5 px, score 1e-4."""
     ref = json.loads((CLIP.parent / "ssdlite_tf_reference.json").read_text())["frames"]
-    det = load_ssdlite(conf=0.2)
+    det = load_ssdlite(conf=0.2, tiles=1)
     frames = clip_frames()
     n = 0
     for k, want in ref.items():
@@ -80,8 +80,7 @@ def test_ssdlite_tiles_add_to_the_whole_frame_pass_without_doubles():
     """The tiled passes find at least what the whole-frame pass finds, and a box cut by a tile's inner edge
     is not reported beside the whole box of the same person."""
     frames = clip_frames()
-    det1, det2 = load_ssdlite(conf=0.3), load_ssdlite(conf=0.3)
-    det2.tiles = 2
+    det1, det2 = load_ssdlite(conf=0.3, tiles=1), load_ssdlite(conf=0.3, tiles=2)
     a, b = det1.detect(frames[10]), det2.detect(frames[10])
     assert len(b) >= len(a)
     if len(b) > 1:  # no two boxes of the merged result are one inside the other
@@ -103,7 +102,7 @@ def test_background_confirmed_keeps_sure_boxes_and_moving_weak_ones():
             return Detections([[10, 10, 30, 60], [100, 20, 120, 70], [200, 20, 220, 70]], [0.9, 0.3, 0.3])
 
     bg = ForegroundDetector("mog2", scale=1.0, min_height=0.1, relearn_frames=2)
-    det = BackgroundConfirmed(Fixed(), bg, sure=0.5, min_foreground=0.2, add_blobs=True)
+    det = BackgroundConfirmed(Fixed(), bg, sure=0.5, min_foreground=0.2, snap=0.0, add_blobs=True)
     assert det.name == "cnn+mog2"
     img = np.full((120, 320, 3), 90, np.uint8)
     for k in range(12):

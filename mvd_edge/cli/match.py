@@ -96,10 +96,14 @@ def match_cmd(
     sync_tolerance: Annotated[Optional[float], typer.Option(help="site: seconds a frame may be off its step's time "
                                                                  "(default: half a step)")] = None,
     device: Annotated[Optional[str], typer.Option(help="engine device (default: the engine's)")] = None,
-    detector: Annotated[str, typer.Option(help="both streams: 'auto' (the best measured: person-synth, the packaged "
-                                               "CNN trained on synthetic scenes), mog2, knn, warm, mog2+warm, "
-                                               "knn+warm (background subtraction: fixed cameras, no training), hog, "
-                                               "or a YOLO-style .onnx")] = "auto",
+    detector: Annotated[str, typer.Option(help="both streams: 'auto' (the best measured on real footage: RGB "
+                                               "ssdlite+mog2, IR knn); ssdlite (a CNN trained on real photographs, "
+                                               "packaged), ssdlite+mog2 (its weaker boxes confirmed by the fixed "
+                                               "camera's background model); mog2, knn, warm, mog2+warm, knn+warm "
+                                               "(background models: fixed cameras, no training); hog (trained on "
+                                               "real photographs); person-synth (trained on this project's "
+                                               "synthetic scenes only: the demo's videos, not real cameras); or a "
+                                               "YOLO-style .onnx")] = "auto",
     ir_detector: Annotated[Optional[str], typer.Option(help="IR stream detector (overrides --detector)")] = None,
     rgb_detector: Annotated[Optional[str], typer.Option(help="RGB stream detector (overrides --detector)")] = None,
     detector_layout: Annotated[str, typer.Option(help="ONNX detector output: auto, v8, v5 or e2e")] = "auto",
