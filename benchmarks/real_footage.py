@@ -17,6 +17,8 @@ Sections (``--sections``, all by default):
   to one, Hungarian on IoU) and its ms per frame (``detect`` alone, over every frame it ran on).
   Background models run over every frame (they learn the scene); the others only on the labelled
   frames. ``haar`` is OpenCV's full-body Haar cascade, measured for comparison only.
+* ``speed``: the default RGB detector's frames per second on 200 frames, ONNX Runtime on 1 and 2
+  threads, 3 interleaved runs each (min / median / max).
 * ``tracking``: the default detector's boxes on every frame, linked by the project's tracker and by
   the ``trackers`` library's ByteTrack and OC-SORT (Apache-2.0; ``pip install --no-deps trackers
   supervision pydeprecate defusedxml``, since its dependencies replace opencv-python-headless),
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -52,6 +55,7 @@ from mvd_edge.match.detect import DEFAULT_DETECTORS, DETECTOR_SOURCES, Detection
 ROOT = Path(__file__).resolve().parents[1]
 GT = ROOT / "benchmarks" / "data" / "vtest" / "gt.txt"
 DETECTORS = ("auto", "ssdlite", "mog2", "knn", "hog", "haar", "person-synth")
+ALL_SECTIONS = {"detection", "speed", "tracking", "proxy"}
 IR_DETECTORS = ("auto", "ssdlite", "ssdlite+mog2", "mog2", "knn", "mog2+warm", "person-synth")
 STATEFUL = ("mog2", "knn")  # name parts of detectors that learn the scene: run on every frame
 # the proxy IR camera: crop (x0, y0) of the RGB frame, then this scale (a lower-resolution sensor)
@@ -151,6 +155,28 @@ def run_detector(name: str, frames: list[np.ndarray], gt: dict[int, list[list[fl
            "trained_on": "OpenCV's Haar full-body cascade (real photographs)" if name == "haar"
            else DETECTOR_SOURCES.get(real, "")}
     return row, out
+
+
+def run_speed(frames: list[np.ndarray], repeats: int = 3, n: int = 200) -> list[dict]:
+    """Frames per second of the default RGB detector over ``n`` frames, ONNX Runtime on 1 and on 2 threads,
+    ``repeats`` runs each, interleaved (so a load change hits both alike): min / median / max."""
+    from mvd_edge.match.detect import load_ssdlite
+    from mvd_edge.match.foreground import BackgroundConfirmed
+
+    base = make_detector(modality="rgb")
+    fps: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(repeats):
+        for threads in fps:
+            det = base
+            if isinstance(base, BackgroundConfirmed):
+                det = make_detector(modality="rgb")
+                det.cnn = load_ssdlite(conf=det.cnn.conf, threads=threads)
+            t0 = time.perf_counter()
+            for k, img in enumerate(frames[:n]):
+                det.detect(img, k)
+            fps[threads].append(min(n, len(frames)) / (time.perf_counter() - t0))
+    return [{"detector": f"auto ({DEFAULT_DETECTORS['rgb']})", "threads": t, "fps_min": min(v),
+             "fps_median": float(np.median(v)), "fps_max": max(v), "runs": len(v)} for t, v in fps.items()]
 
 
 # ---------------------------------------------------------------------------------------------- tracking
@@ -337,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "real_footage")
     ap.add_argument("--frames", type=int, help="only the first N frames (a quick check)")
     ap.add_argument("--detectors", default=",".join(DETECTORS))
-    ap.add_argument("--sections", default="detection,tracking,proxy")
+    ap.add_argument("--sections", default=",".join(sorted(ALL_SECTIONS)))
     ap.add_argument("--engine", type=Path, action="append", default=[], help="re-id engine for the proxy (repeatable)")
     ap.add_argument("--work", type=Path, default=Path("runs/real_footage"), help="the proxy videos and events")
     ap.add_argument("--png", type=int, default=3, help="frames drawn as PNG")
@@ -349,7 +375,8 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     result: dict = {"video": video.name, "frames": len(frames), "labelled_frames": sum(f < len(frames) for f in gt),
                     "people": sum(len(v) for f, v in gt.items() if f < len(frames)), "machine": platform.processor()
-                    or platform.machine(), "cpu_count": __import__("os").cpu_count()}
+                    or platform.machine(), "cpu_count": os.cpu_count(),
+                    "load_average_at_start": os.getloadavg()[0]}  # speeds are only as good as the CPU was free
     default_dets = None
     if "detection" in sections or "tracking" in sections:
         rows = []
@@ -365,6 +392,9 @@ def main(argv: list[str] | None = None) -> dict:
         labelled = sorted(f for f in gt if f < len(frames))
         for f in labelled[:: max(1, len(labelled) // max(args.png, 1))][: args.png]:
             draw(frames[f], gt[f], default_dets[f], args.out / f"frame-{f:03d}.png")
+    if "speed" in sections:
+        result["speed"] = run_speed(frames)
+        print(table(result["speed"], ["detector", "threads", "fps_min", "fps_median", "fps_max"]))
     if "tracking" in sections:
         result["tracking"] = run_tracking(default_dets, args.gt, len(frames))
         print(table(result["tracking"], ["tracker", "scored_by", "mota", "idf1", "num_switches", "fp", "fn"]))
@@ -383,7 +413,17 @@ def main(argv: list[str] | None = None) -> dict:
         result["proxy"] = [run_proxy(work, {f for f in gt}, e, None) for e in args.engine]
         print("PROXY (vtest.avi as RGB, a thermal-like rendering as IR):")
         print(table(result["proxy"], ["engine", "detector", "precision", "recall", "idf1", "reported_pairs"]))
-    (args.out / "real_footage.json").write_text(json.dumps(result, indent=1) + "\n")
+    result["load_average_at_end"] = os.getloadavg()[0]
+    out = args.out / "real_footage.json"
+    # a run of some sections updates theirs and keeps the others' (each section records its own load)
+    old = json.loads(out.read_text()) if out.is_file() and set(sections) != ALL_SECTIONS else {}
+    for name in sections:
+        old.pop(name, None)
+    old.setdefault("runs", {})
+    old["runs"][",".join(sorted(sections))] = {k: result.pop(k) for k in ("load_average_at_start",
+                                                                        "load_average_at_end")}
+    old.update(result)
+    out.write_text(json.dumps(old, indent=1) + "\n")
     return result
 
 
