@@ -343,7 +343,7 @@ def test_trt_plugin_module_imports_without_tensorrt_and_explains(monkeypatch):
         trt_plugin.register_trt_plugin()
     msg = str(info.value)
     assert isinstance(info.value, ImportError)
-    assert "\n" not in msg and "pip install 'tensorrt>=10.9'" in msg and "mvd::FusedHead" in msg
+    assert "\n" not in msg and "pip install 'mvd-edge[trt-cu12]'" in msg and "mvd::FusedHead" in msg
 
 
 def test_trt_plugin_rejects_old_tensorrt(monkeypatch):
@@ -442,7 +442,7 @@ def _tensorrt_or_skip():
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        pytest.skip("tensorrt is not installed (pip install 'tensorrt>=10.9')")
+        pytest.skip("tensorrt is not installed (pip install 'mvd-edge[trt-cu12]')")
     if not HAS_CUDA:
         pytest.skip("TensorRT engines need a CUDA GPU")
 

@@ -40,7 +40,9 @@ PLUGIN_ID = "mvd::FusedHead"
 MIN_TRT = (10, 9)
 INSTALL_HINT = (
     "TensorRT >= 10.9 with its Python plugin API (tensorrt.plugin) is needed for the mvd::FusedHead plugin: "
-    "pip install 'tensorrt>=10.9' (x86_64/aarch64 with CUDA 12 or 13), or use JetPack 6.2+ / an NGC TensorRT container"
+    "pip install 'mvd-edge[trt-cu12]' or 'mvd-edge[trt-cu13]' (the CUDA major of your driver; x86_64/aarch64 "
+    "servers), or an NGC TensorRT container; JetPack 6 ships TensorRT 10.3, too old for this plugin: serve "
+    "--recipe engines without the fused head there"
 )
 
 _STATE: Dict[str, Any] = {"registered": False, "arch": None, "ptx_version": None}
