@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mvd_edge.core.errors import MvdEdgeError
+from mvd_edge.core.yamlsafe import YamlError, load_yaml, parse_yaml
 
 
 class ConfigError(MvdEdgeError, ValueError):
@@ -215,7 +214,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key!r}: '{part}' is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = parse_yaml(raw, f"override {item!r}")
+        except YamlError as exc:
+            raise ConfigError(str(exc)) from None
     return data
 
 
@@ -231,20 +233,16 @@ def load_train_config(path: str | Path | None = None, overrides: list[str] | Non
 
 
 def read_yaml_mapping(path: str | Path) -> dict:
-    """A YAML config file's top-level mapping; a missing file, a syntax error or another top
-    level is a :class:`ConfigError` naming the file (and the line)."""
+    """A YAML config file's top-level mapping; a missing file, a syntax error, a duplicate key,
+    an alias, a file too large (:mod:`mvd_edge.core.yamlsafe`) or another top level is a
+    :class:`ConfigError` naming the file (and the line)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        loaded = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {p}: {exc}") from None
+        loaded = load_yaml(p) or {}
+    except YamlError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{p}: top level must be a mapping")
     return loaded

@@ -117,15 +117,12 @@ def load_cameras(path: str | Path) -> dict[str, SourceSpec]:
     Relative ``source`` and ``boxes`` paths are taken from the cameras file's folder when
     they exist there. Unknown keys are an error. Names may not themselves be names of other cameras.
     """
-    import yaml
+    from mvd_edge.core.yamlsafe import load_yaml
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"cameras file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{p}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    data = load_yaml(p)  # one-line UsageError: syntax, size, aliases, a camera named twice
     if isinstance(data, dict) and set(data) == {"cameras"}:
         data = data["cameras"]
     if not isinstance(data, dict) or not data:
