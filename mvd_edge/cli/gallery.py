@@ -66,16 +66,10 @@ def build(
 
 
 def _check_model(g, embedder, model: Path) -> None:
-    """The query engine must make vectors comparable with the gallery's: same dimension, recipe, checkpoint."""
-    built = g.info.get("embedder", {})
-    if embedder.dim != g.dim:
-        raise UsageError(f"--model {model} makes {embedder.dim}-d vectors but the gallery holds {g.dim}-d ones "
-                         f"(built with {built.get('engine', 'another engine')}); search with that engine's model")
-    info = getattr(embedder, "info", {}) or {}
-    for key in ("recipe", "checkpoint_sha256"):
-        if built.get(key) and info.get(key) and built[key] != info[key]:
-            raise UsageError(f"--model {model} has {key} {info[key]!r} but the gallery was built with "
-                             f"{built[key]!r} ({built.get('engine', '?')}): its vectors are not comparable")
+    """The query engine must make vectors comparable with the gallery's (mvd_edge.gallery.store.check_embedder)."""
+    from mvd_edge.gallery.store import check_embedder
+
+    check_embedder(g, embedder, model)
 
 
 @gallery_app.command("search")

@@ -35,7 +35,7 @@ from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.gallery.index import Gallery, GalleryError, IndexParams
 
-__all__ = ["IMAGE_SUFFIXES", "build_from_crops", "embed_images", "embedder_info", "list_crops"]
+__all__ = ["IMAGE_SUFFIXES", "build_from_crops", "check_embedder", "embed_images", "embedder_info", "list_crops"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 _CAM = re.compile(r"^c(\d+)_")
@@ -121,19 +121,56 @@ def embed_images(paths: Sequence[Path], embedder, batch_size: int = 64, progress
 
 
 def embedder_info(embedder, source: str | Path | None = None) -> dict[str, Any]:
-    """What a gallery records of the engine that made its vectors (checked by ``gallery search``)."""
+    """What a gallery records of the engine that made its vectors (checked by :func:`check_embedder`):
+    backend, precision, dim, recipe, preprocessing and the model's identity, ``checkpoint_sha256``
+    (:func:`mvd_edge.runtime.sidecar.model_sha256`)."""
+    from mvd_edge.runtime.sidecar import model_sha256
+
     info = getattr(embedder, "info", {}) or {}
     out = {"backend": getattr(embedder, "backend", "?"), "precision": getattr(embedder, "precision", None),
            "dim": int(embedder.dim), "recipe": info.get("recipe")}
     if source is not None:
         out["engine"] = str(source)
-    for key in ("engine_sha256", "checkpoint_sha256"):
-        if info.get(key):
-            out[key] = info[key]
+    if info.get("engine_sha256"):
+        out["engine_sha256"] = info["engine_sha256"]
+    sha = model_sha256(embedder, source)
+    if sha is None:
+        raise GalleryError(f"{source or 'the engine'}: its model's checkpoint hash is unknown (no graph metadata, "
+                           "no sidecar hashes), so a gallery of it could not be checked on search; build the "
+                           "gallery with an engine from `mvd-edge export` / `mvd-edge build-engine`")
+    out["checkpoint_sha256"] = sha
     spec = getattr(embedder, "spec", None)
     if spec is not None and hasattr(spec, "to_dict"):
         out["preprocess"] = spec.to_dict()
     return out
+
+
+def check_embedder(gallery: Gallery, embedder, model: str | Path) -> None:
+    """Refuse (one-line :class:`GalleryError`) a query engine whose vectors are not comparable with the
+    gallery's: another dimension, recipe or model (checkpoint hash); a gallery that records no model hash
+    (written before galleries did) cannot be checked and is refused too."""
+    from mvd_edge.runtime.sidecar import model_sha256
+
+    built = gallery.info.get("embedder") or {}
+    engine = built.get("engine", "another engine")
+    rebuild = f"search with the engine it was built with ({engine}), or rebuild the gallery: " \
+              f"mvd-edge gallery build CROPS_DIR --model {model} --out GALLERY_DIR"
+    if embedder.dim != gallery.dim:
+        raise GalleryError(f"--model {model} makes {embedder.dim}-d vectors but the gallery holds {gallery.dim}-d "
+                           f"ones; {rebuild}")
+    want = built.get("checkpoint_sha256")
+    if not isinstance(want, str) or not want:
+        raise GalleryError(f"the gallery records no model hash (built before galleries recorded one), so --model "
+                           f"{model} cannot be checked against it; rebuild the gallery: mvd-edge gallery build "
+                           f"CROPS_DIR --model {model} --out GALLERY_DIR")
+    have = model_sha256(embedder, model)
+    if have != want:
+        raise GalleryError(f"--model {model} is model sha256 {(have or 'unknown')[:12]}... but the gallery was built "
+                           f"with model sha256 {want[:12]}...: its vectors are not comparable; {rebuild}")
+    info = getattr(embedder, "info", {}) or {}
+    if built.get("recipe") and info.get("recipe") and built["recipe"] != info["recipe"]:
+        raise GalleryError(f"--model {model} has recipe {info['recipe']!r} but the gallery was built with "
+                           f"{built['recipe']!r}: its vectors are not comparable; {rebuild}")
 
 
 def build_from_crops(folder: str | Path, embedder, kind: str = "auto", params: IndexParams | dict | None = None,
@@ -149,7 +186,8 @@ def build_from_crops(folder: str | Path, embedder, kind: str = "auto", params: I
         from mvd_edge.runtime import load_embedder
 
         source, embedder = embedder, load_embedder(embedder)
+    built_with = embedder_info(embedder, source)  # before any work: refuses an engine of unknown model
     paths, ids, meta, ignored = list_crops(folder)
     vectors = embed_images(paths, embedder, batch_size=batch_size, progress=progress)
-    info = {"embedder": embedder_info(embedder, source), "crops_dir": str(folder), "ignored_files": ignored}
+    info = {"embedder": built_with, "crops_dir": str(folder), "ignored_files": ignored}
     return Gallery.build(vectors, ids, meta, kind=kind, params=params, use_gpu=use_gpu, info=info)

@@ -54,5 +54,7 @@ def load_embedder(path: str | Path, device: str | None = None, max_batch: int | 
     if p.suffix == ".onnx":
         from mvd_edge.runtime.ort_backend import OrtEmbedder
 
-        return OrtEmbedder(p, device=device or "cpu", max_batch=max_batch or 64, **kwargs)
+        emb = OrtEmbedder(p, device=device or "cpu", max_batch=max_batch or 64, **kwargs)
+        emb.info["missing_sidecar"] = str(sidecar_path(p))  # match_settings says why no calibrated threshold
+        return emb
     raise EngineError(f"{p}: no sidecar {sidecar_path(p).name} beside it; build engines with `mvd-edge build-engine`")

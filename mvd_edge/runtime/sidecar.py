@@ -177,6 +177,35 @@ def check_trt_compat(info: dict, trt_version: str, gpu_name: str, compute_capabi
         raise EngineError(f"engine was built on {gpu.get('name')}, this GPU is {gpu_name}; {rebuild_hint(info)}")
 
 
+def model_sha256(emb, engine: str | Path | None = None) -> str | None:
+    """The sha256 of the training checkpoint an embedder's vectors come from (the model's
+    identity); None when nothing records one. The one place every artefact that embeds (galleries,
+    verify reports) takes it from.
+
+    A checkpoint (the torch backend) is its own source: its file's hash. Otherwise the graph's own
+    metadata (an ONNX Runtime session, or ``engine`` when it is an ``.onnx`` file) wins over the
+    sidecar's ``hashes.checkpoint_sha256`` (TensorRT plans carry no metadata of their own)."""
+    from mvd_edge.core.graphmeta import GraphMeta, MetadataError
+
+    info = getattr(emb, "info", None) or {}
+    if getattr(emb, "backend", None) == "torch" or (engine is not None and Path(engine).suffix == ".pt"):
+        ckpt = info.get("checkpoint") or engine
+        return sha256_file(ckpt) if ckpt is not None and Path(ckpt).is_file() else None
+    sha = None
+    session = getattr(emb, "session", None)
+    try:
+        if session is not None:
+            sha = GraphMeta.from_session(session, source=engine or "<engine>").checkpoint_sha256
+        elif engine is not None and Path(engine).suffix == ".onnx" and Path(engine).is_file():
+            sha = GraphMeta.from_onnx(engine).checkpoint_sha256
+    except (MetadataError, OSError, ValueError, AttributeError):
+        sha = None
+    hashes = info.get("hashes")
+    recorded = (hashes.get("checkpoint_sha256") if isinstance(hashes, dict) else None) or info.get("checkpoint_sha256")
+    value = sha or recorded
+    return value if isinstance(value, str) and value else None
+
+
 # ---------------------------------------------------------------- the matcher's operating point
 
 OPERATING_POINT_KEY = "operating_point"
@@ -194,6 +223,23 @@ def set_operating_point(engine: str | Path, point: dict) -> Path:
     info = read_sidecar(engine)  # checks the engine is the one the sidecar describes
     info[OPERATING_POINT_KEY] = point
     return write_json(sidecar_path(engine), info, indent=2, sort_keys=True)  # same engine: hashes stay valid
+
+
+def no_operating_point(info: dict | None, used: str) -> str:
+    """The warning for a model without a calibrated threshold: why it is not known (no sidecar at
+    all, which one is missing, or a sidecar never calibrated) and what is ``used`` instead."""
+    info = info or {}
+    calibrate = "calibrate one with `mvd-edge calibrate-threshold`"
+    if info.get("engine_file"):
+        return f"the engine {info['engine_file']} has no operating point in its sidecar (never calibrated): using " \
+               f"{used} ({calibrate})"
+    if info.get("missing_sidecar"):
+        return f"the engine's sidecar {info['missing_sidecar']} is missing, so its calibrated threshold is not " \
+               f"known: using {used} instead (restore the sidecar, or build-engine then {calibrate})"
+    if info.get("backend") == "torch":
+        return f"a checkpoint ({info.get('checkpoint', '.pt')}) has no sidecar, so no calibrated threshold: using " \
+               f"{used} (build an engine, then {calibrate})"
+    return f"no engine sidecar was read, so the calibrated threshold is not known: using {used} ({calibrate})"
 
 
 def _number(point: dict, key: str, where: str, path: str = "operating_point") -> float:
@@ -239,8 +285,7 @@ def match_settings(info: dict | None, threshold: float | None = None, margin: fl
         else:
             out["threshold"] = DEFAULT_THRESHOLD
             parts.append("default threshold")
-            out["warning"] = (f"the engine has no operating point: using the default threshold {DEFAULT_THRESHOLD} "
-                              "(calibrate one with `mvd-edge calibrate-threshold`)")
+            out["warning"] = no_operating_point(info, f"the default threshold {DEFAULT_THRESHOLD}")
     else:
         parts.append("threshold from the command line")
     if margin is None:
@@ -289,7 +334,10 @@ def site_settings(info: dict | None, threshold: float | None = None, margin: flo
                             f"(precision {same.get('precision')})")
     else:
         value, src = DEFAULT_SAME_THRESHOLD, f"default same-modality threshold {DEFAULT_SAME_THRESHOLD}"
-        warnings.append(f"the engine has no same-modality operating point: using {DEFAULT_SAME_THRESHOLD} "
-                        "(re-run `mvd-edge calibrate-threshold` to measure one)")
+        if (info or {}).get("engine_file"):
+            warnings.append(f"the engine has no same-modality operating point: using {DEFAULT_SAME_THRESHOLD} "
+                            "(re-run `mvd-edge calibrate-threshold` to measure one)")
+        else:
+            warnings.append(no_operating_point(info, f"the default same-modality threshold {DEFAULT_SAME_THRESHOLD}"))
     return {"threshold": out["threshold"], "margin": out["margin"], "same_threshold": value,
             "source": f"{out['source']}; {src}", "warnings": warnings}
