@@ -150,17 +150,22 @@ class Detector:
         raise NotImplementedError
 
 
+def _intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[N, M]`` intersection areas of x1y1x2y2 boxes."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    return np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of x1y1x2y2 boxes: ``[N, 4]`` x ``[M, 4]`` -> ``[N, M]`` float32."""
     a = np.asarray(a, np.float32).reshape(-1, 4)
     b = np.asarray(b, np.float32).reshape(-1, 4)
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), np.float32)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    inter = _intersections(a, b)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
@@ -436,13 +441,8 @@ class SsdDetector(Detector):
 
 def intersection_over_first(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``[N, M]``: the part of each box of ``a`` covered by each box of ``b`` (x1y1x2y2)."""
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     area = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    return inter / np.maximum(area[:, None], 1e-9)
+    return _intersections(a, b) / np.maximum(area[:, None], 1e-9)
 
 
 def load_ssdlite(device: str = "cpu", conf: float | None = None, tiles: int | None = None,
