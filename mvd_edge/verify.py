@@ -42,32 +42,11 @@ def embed_samples(embedder: Embedder, paths: Sequence[str], chunk: int = 256, pr
 
 
 def engine_checkpoint_sha256(engine: str | Path, emb: Embedder) -> str | None:
-    """The sha256 of the checkpoint an engine was built from; None when nothing records one.
+    """The sha256 of the checkpoint an engine was built from; None when nothing records one
+    (:func:`mvd_edge.runtime.sidecar.model_sha256`, the one place galleries take it from too)."""
+    from mvd_edge.runtime.sidecar import model_sha256
 
-    A checkpoint (``.pt``, the torch backend) is its own source: its file's hash. Otherwise the
-    graph's own metadata (an ONNX Runtime engine's session or a bare ``.onnx``: covered by the
-    engine's hash in its sidecar) wins over the sidecar's ``hashes.checkpoint_sha256``."""
-    from mvd_edge.runtime.sidecar import sha256_file
-
-    if emb.backend == "torch" or Path(engine).suffix == ".pt":
-        return sha256_file(engine)
-    from mvd_edge.core.graphmeta import GraphMeta, MetadataError
-
-    session = getattr(emb, "session", None)
-    try:
-        if session is not None:
-            sha = GraphMeta.from_session(session, source=engine).checkpoint_sha256
-        elif Path(engine).suffix == ".onnx":
-            sha = GraphMeta.from_onnx(engine).checkpoint_sha256
-        else:
-            sha = None
-    except (MetadataError, OSError, ValueError):
-        sha = None
-    hashes = emb.info.get("hashes")
-    recorded = (hashes.get("checkpoint_sha256") if isinstance(hashes, dict) else None) or \
-        emb.info.get("checkpoint_sha256")
-    value = sha or recorded
-    return value if isinstance(value, str) and value else None
+    return model_sha256(emb, engine)
 
 
 def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], dataset: str, root: str | Path,
@@ -143,12 +122,29 @@ def _flat(results: dict) -> dict:
     return {f"{s}/{k}": r[k]["mean"] for s, r in results.items() for k in ("rank1", "mAP", "mINP")}
 
 
-def save_report(report: dict, json_path: Path | None, png_path: Path | None) -> None:
+def chart_path(json_path: Path, png_path: Path | None) -> Path | None:
+    """The chart ``verify`` writes: ``png_path`` when given, else the JSON report's path with
+    ``.png`` (so a new ``--json`` never collides with an earlier run's chart); None when
+    matplotlib is missing (no chart is written, so there is nothing to refuse)."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        return None
+    if png_path is not None:
+        return png_path
+    derived = json_path.with_suffix(".png")
+    return derived if derived != json_path else json_path.with_name(json_path.name + ".png")
+
+
+def save_report(report: dict, json_path: Path | None, png_path: Path | None) -> list[Path]:
+    """Write the JSON report and the chart; returns the files written."""
+    written = []
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2))
+        written.append(json_path)
     if png_path is None:
-        return
+        return written
     setting = report["settings"][0]
     names = ["torch fp32"] + [f"{Path(e['engine']).name}\n{e['precision']}" for e in report["engines"]]
     r1 = [report["reference"]["metrics"][f"{setting}/rank1"]] + [e["metrics"][f"{setting}/rank1"] for e in report["engines"]]
@@ -156,7 +152,7 @@ def save_report(report: dict, json_path: Path | None, png_path: Path | None) -> 
     cos = [1.0] + [e["cosine"]["mean"] for e in report["engines"]]
     fig, axes = plots.figure(ncols=2, figsize=(10, 4))
     if fig is None:
-        return
+        return written
     ax1, ax2 = axes
     x = np.arange(len(names))
     ax1.bar(x - 0.2, r1, 0.4, label="Rank-1")
@@ -169,7 +165,9 @@ def save_report(report: dict, json_path: Path | None, png_path: Path | None) -> 
     ax2.set_ylim(min(cos) - 0.01, 1.0005)
     ax2.set_xticks(x, names, fontsize=7)
     ax2.set_title("mean cosine vs FP32 torch")
-    plots.save(fig, png_path, dpi=120)
+    if plots.save(fig, png_path, dpi=120):
+        written.append(png_path)
+    return written
 
 
 SPLITS = ("all", "train", "val", "test")

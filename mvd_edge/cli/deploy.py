@@ -315,11 +315,14 @@ def verify(
     settings: Annotated[Optional[str], typer.Option(help="comma-separated protocol settings")] = None,
     trials: Annotated[int, typer.Option(help="gallery sampling trials")] = 10,
     json_out: Annotated[Path, typer.Option("--json", help="report JSON")] = Path("runs/verify/verify.json"),
-    png: Annotated[Path, typer.Option(help="report chart")] = Path("runs/verify/verify.png"),
+    png: Annotated[Optional[Path], typer.Option(help="report chart (default: the --json path with .png)")] = None,
     allow_foreign: Annotated[bool, typer.Option(help="measure engines built from another checkpoint too")] = False,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Accuracy cost of each engine: cosine vs FP32 torch (same recipe) and Rank-1/mAP/mINP on the test split."""
+    from mvd_edge.verify import chart_path
+
+    png = chart_path(json_out, png)  # only outputs this run writes are checked
     check_outputs({"--json": json_out, "--png": png},
                   {"checkpoint": checkpoint, **{f"engine {e}": e for e in engines}}, overwrite)
     check_image_path("--png", png)
@@ -331,7 +334,7 @@ def verify(
     chosen = [s.strip() for s in settings.split(",")] if settings else None
     report = verify_engines(checkpoint, engines, dataset, root, settings=chosen, trials=trials,
                             allow_foreign=allow_foreign)
-    save_report(report, json_out, png)
+    written = save_report(report, json_out, png)
     setting = report["settings"][0]
     table = Table(title=f"verify on {dataset} ({setting}, {trials} trials)")
     for col in ("engine", "precision", "cos mean", "cos min", "Rank-1", "ΔR1", "mAP", "ΔmAP", "mINP"):
@@ -346,7 +349,7 @@ def verify(
                       f"{m[setting + '/rank1']:.2f}", f"{-d[setting + '/rank1']:+.2f}", f"{m[setting + '/mAP']:.2f}",
                       f"{-d[setting + '/mAP']:+.2f}", f"{m[setting + '/mINP']:.2f}")
     console.print(table)
-    console.print(f"wrote {json_out} and {png}")
+    console.print(f"wrote {' and '.join(str(p) for p in written)}")
 
 
 @app.command("calibrate-threshold")

@@ -529,6 +529,11 @@ def train_detector_cmd(
                                **{f"--video {v}": v for v in video or []}, **{f"--boxes {b}": b for b in boxes or []}})
     if onnx_path.exists() and not overwrite:
         raise UsageError(f"{onnx_path} exists: pass --overwrite to replace it, or another --out")
+    net0 = None
+    if init is not None:  # checked before any rendering or frame loading
+        from mvd_edge.match.detect import PERSON_SYNTH
+
+        net0 = load_detector(PERSON_SYNTH.with_suffix(".pt") if init == "person-synth" else Path(init))
     if not video and not synth:
         for s in range(100, 106):
             d = out / "videos" / f"seed{s}"
@@ -545,11 +550,6 @@ def train_detector_cmd(
             if not gt["streams"][st].get("mot"):
                 raise UsageError(f"{d}: no MOT file for the {st} stream (render it with `synth-video --mot`)")
             pairs.append((d / gt["streams"][st]["video"], d / gt["streams"][st]["mot"]))
-    net0 = None
-    if init is not None:
-        from mvd_edge.match.detect import PERSON_SYNTH
-
-        net0 = load_detector(PERSON_SYNTH.with_suffix(".pt") if init == "person-synth" else Path(init))
     data = [load_frames(v, b, (h, w), every=every) for v, b in pairs]
     err_console.print(f"{sum(len(f) for f in data)} frames from {len(pairs)} videos", highlight=False)
     cfg = DetectorTrainConfig(size=(h, w), steps=steps, batch=batch, seed=seed)
