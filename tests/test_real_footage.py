@@ -141,8 +141,9 @@ def test_real_footage_benchmark_runs_on_a_few_frames(tmp_path):
     pytest.importorskip("motmetrics", reason="the benchmark's independent scorer (pip install motmetrics)")
     pytest.importorskip("trackers", reason="the peers (pip install --no-deps trackers supervision pydeprecate)")
     bench = _benchmark()
-    res = bench.main(["--video", str(CLIP), "--out", str(tmp_path), "--frames", "11",
-                      "--detectors", "auto,ssdlite,mog2,hog,haar,person-synth", "--sections", "detection,tracking"])
+    res = bench.main(["--video", str(CLIP), "--out", str(tmp_path), "--frames", "11", "--work", str(tmp_path / "w"),
+                      "--detectors", "auto,ssdlite,mog2,hog,haar,person-synth", "--sections", "detection,tracking,proxy",
+                      "--engine", str(ROOT / "tests" / "data" / "edge" / "tiny.onnx")])
     assert res["labelled_frames"] == 1 and res["people"] >= 3
     rows = {r["detector"]: r for r in res["detection"]}
     assert "auto (ssdlite+mog2)" in rows and rows["person-synth"]["trained_on"].startswith("trained on this project")
@@ -153,5 +154,10 @@ def test_real_footage_benchmark_runs_on_a_few_frames(tmp_path):
     for t in res["tracking"]:  # the project's own scorer agrees with motmetrics on these rows
         assert t["mvd_edge_scorer"]["mota"] == pytest.approx(t["mota"], abs=1e-6)
         assert t["mvd_edge_scorer"]["idf1"] == pytest.approx(t["idf1"], abs=1e-6)
+    # the proxy: IR detectors scored against the transformed ground truth, and the matcher run and scored
+    assert {r["detector"] for r in res["proxy_ir_detection"]} >= {"auto (knn)", "ssdlite"}
+    (proxy,) = res["proxy"]
+    assert proxy["opportunities"] >= 3 and 0 <= proxy["precision"] <= 1 and 0 <= proxy["recall"] <= 1
+    assert (tmp_path / "w" / "ir.avi").is_file() and json.loads((tmp_path / "w" / "gt.json").read_text())["proxy"]
     assert json.loads((tmp_path / "real_footage.json").read_text())["frames"] == 11
     assert list(tmp_path.glob("frame-*.png"))
