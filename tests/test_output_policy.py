@@ -241,3 +241,57 @@ def test_binary_box_files_and_non_detector_models_are_one_line(files, tmp_path):
     code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", "colorhist",
                       "--detector", str(reid)])
     assert code == 2 and "is not a detector's" in out, out
+
+
+# ---------------------------------------------------------------- issue 34: identity is the file, not the name
+
+
+@pytest.mark.parametrize("args, victim", [
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--events", "{link}"], "ir.mp4"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--save", "{link}"], "rgb.mp4"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--summary-json", "{link}"],
+     "ir.mp4"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "{m.onnx}", "--events", "{link}"], "m.onnx"),
+    (["export", "{ck.pt}", "--out", "{link}"], "ck.pt"),
+    (["fp16", "{m.onnx}", "--out", "{link}"], "m.onnx"),
+    (["build-engine", "{m.onnx}", "--out", "{link}"], "m.onnx"),
+    (["score-matches", "{ev.jsonl}", "{gt.json}", "--json", "{link}"], "gt.json"),
+    (["eval", "{ck.pt}", "--json", "{link}"], "ck.pt"),
+], ids=["match-events", "match-save", "match-summary", "match-engine", "export", "fp16", "build-engine",
+        "score-matches", "eval"])
+def test_a_hard_link_of_an_input_is_the_input(files, tmp_path, args, victim):
+    """`ln ir.mp4 ev.jsonl` makes one file with two names: writing either destroys the input."""
+    link = tmp_path / "sub" / "hardlink.out"
+    link.parent.mkdir()
+    os.link(files[victim], link)
+    before = files[victim].read_bytes()
+    argv = [str(link) if a == "{link}" else str(files[a[1:-1]]) if a.startswith("{") else a for a in args]
+    code, out = _run(argv + ["--overwrite"])
+    assert code == 2 and "would destroy the input" in out, out
+    _intact(files[victim], before)
+
+
+def test_two_outputs_that_are_hard_links_of_each_other_are_refused(files, tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text("{}")
+    os.link(a, b)
+    code, out = _run(["eval", str(files["ck.pt"]), "--json", str(a), "--png", str(b.with_suffix(".png")),
+                      "--overwrite"])
+    assert "same file" not in out  # different files: past the check
+    with pytest.raises(UsageError, match="are the same file"):
+        refuse_overwriting_inputs({"--events": a, "--summary-json": b}, {})
+
+
+def test_the_policy_compares_files_not_names(tmp_path):
+    """Engines, checkpoints, data files: a hard link of any input counts as the input."""
+    from mvd_edge.cli._common import file_identity
+
+    for name in ("model.engine", "last.pt", "gt.json"):
+        src = tmp_path / name
+        src.write_bytes(b"x")
+        os.link(src, tmp_path / f"copy-{name}")
+        with pytest.raises(UsageError, match="would destroy the input"):
+            refuse_overwriting_inputs({"--out": tmp_path / f"copy-{name}"}, {"the input": src})
+    assert file_identity(tmp_path / "model.engine") == file_identity(tmp_path / "copy-model.engine")
+    assert file_identity(tmp_path / "new") == file_identity(tmp_path / "x" / ".." / "new")  # not there yet: by path
+    refuse_overwriting_inputs({"--out": tmp_path / "new"}, {"the input": tmp_path / "model.engine"})

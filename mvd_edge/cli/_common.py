@@ -6,6 +6,7 @@ Imports only typer, rich and :mod:`mvd_edge.core` (no numpy, torch, OpenCV, ...)
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from pathlib import Path
@@ -17,8 +18,8 @@ from rich.markup import escape
 from mvd_edge.core import sizes
 from mvd_edge.core.errors import MvdEdgeError, UsageError
 
-__all__ = ["USER_ERRORS", "console", "err_console", "friendly", "parse_int_list", "parse_size",
-           "refuse_overwriting_inputs"]
+__all__ = ["MACHINE_FAULTS", "USER_ERRORS", "console", "err_console", "fault_message", "file_identity", "friendly",
+           "parse_int_list", "parse_size", "refuse_overwriting_inputs"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -26,10 +27,59 @@ err_console = Console(stderr=True)
 USER_ERRORS: tuple[type[BaseException], ...] = (MvdEdgeError, FileNotFoundError, NotADirectoryError, PermissionError)
 """Errors about the user's input or machine: shown as one line. The OS errors are about the user's files."""
 
+MACHINE_FAULTS: dict[int, tuple[str, str]] = {
+    errno.EROFS: ("the file system is read-only", "write to a writable disk or folder, or remount it read-write"),
+    errno.EACCES: ("permission denied", "use a folder you may write to, or change its permissions"),
+    errno.EPERM: ("operation not permitted", "use a folder you may write to, or change its permissions"),
+    errno.ENOSPC: ("no space left on the device", "free space there or write to another disk"),
+    errno.EDQUOT: ("disk quota exceeded", "free space within your quota or write to another disk"),
+    errno.EFBIG: ("the file is too large for this file system", "write to another file system"),
+    errno.EIO: ("input/output error (a failing or removed drive?)", "check the drive, then run again"),
+}
+"""``OSError`` errnos of a machine fault (what the disk or the system refused, not a bug), with the
+reason and what to do, as the error handler words them."""
+
+_outputs: dict[str, str] = {}  # the outputs the running command declared to the output policy, by name
+
+
+def _is_output(path: str) -> bool:
+    """``path`` is a declared output, inside an output folder, or a temp file beside an output."""
+    p = Path(path).absolute()
+    for out in _outputs.values():
+        o = Path(out).expanduser().absolute()
+        if p == o or o in p.parents or (p.parent == o.parent and p.name.startswith(f".{o.name}.")):
+            return True
+    return False
+
+
+def fault_message(exc: OSError) -> str | None:
+    """One line for a machine fault (:data:`MACHINE_FAULTS`): the path, the reason, what to do and
+    what became of the outputs (the exception's notes, and those of a fault it interrupted); None
+    for any other ``OSError``."""
+    if exc.errno not in MACHINE_FAULTS:
+        return None
+    reason, todo = MACHINE_FAULTS[exc.errno]
+    if exc.filename is not None:
+        name = os.fsdecode(exc.filename)
+        what = f"cannot write {name}" if _is_output(name) or exc.errno not in (errno.EACCES, errno.EPERM, errno.EIO) \
+            else name
+    else:  # a failed write() names no file: name what the command writes
+        what = "cannot write " + (", ".join(f"{k} {v}" for k, v in _outputs.items()) or "the outputs")
+    parts = [f"{what}: {reason}; {todo}"]
+    parts += getattr(exc, "__notes__", [])
+    ctx = exc.__context__
+    while isinstance(ctx, OSError) and ctx.errno in MACHINE_FAULTS:  # a fault the reported one interrupted
+        parts += [n for n in getattr(ctx, "__notes__", []) if n not in parts]
+        ctx = ctx.__context__
+    return "; ".join(parts)
+
 
 def friendly(fn):
-    """Turn user errors (:data:`USER_ERRORS`) into one red line on stderr and exit code 2.
+    """Turn user errors (:data:`USER_ERRORS`) and machine faults (an ``OSError`` of
+    :data:`MACHINE_FAULTS`: read-only, no space, ...) into one red line on stderr and exit code 2.
 
+    Before the line, outputs still being written (the events file, the annotated video) are
+    finalised (:func:`mvd_edge.core.util.finalise_outputs`) and the line says what became of them.
     Anything else (a ``ValueError``, ``KeyError``, ... from a bug) propagates with its traceback:
     hiding it behind one line would hide the bug. ``MVD_EDGE_DEBUG=1`` shows the traceback of
     user errors too. Typer's own ``BadParameter`` passes through and is reported by Typer.
@@ -37,56 +87,84 @@ def friendly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from mvd_edge.core import util  # here, not at the top: it imports numpy, --help must not
+
+        util.forget_outputs()  # none of an earlier command (tests run many in one process) is this one's
+        _outputs.clear()
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as exc:
+        except (*USER_ERRORS, OSError) as exc:
+            notes = util.finalise_outputs()
+            message = fault_message(exc) if isinstance(exc, OSError) else None
+            if message is None and not isinstance(exc, USER_ERRORS):
+                raise  # an OSError that is no machine fault: a bug, with its traceback
             if os.environ.get("MVD_EDGE_DEBUG"):
                 raise
+            line = "; ".join([message or str(exc), *notes])
             # escape: messages hold text like "mvd-edge[trt]" that rich would take for markup
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
-def refuse_overwriting_inputs(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str | None]) -> None:
-    """A :class:`UsageError` when an output path is (or resolves to, through links or ``..``) one
-    of the inputs: writing it would destroy what the command reads. Non-path inputs (a camera
-    index, a URL) and unset options are ignored."""
-    def resolved(p):
-        if p is None or "://" in str(p):
-            return None
-        try:
-            return Path(p).expanduser().resolve()
-        except (OSError, RuntimeError):
-            return None
+def file_identity(p: Path | str | None) -> tuple | None:
+    """What makes two paths one file: ``(st_dev, st_ino)`` of an existing path (through symlinks,
+    hard links, ``..``, bind mounts alike), else the resolved path; None for an unset option or a
+    URL."""
+    if p is None or "://" in str(p):
+        return None
+    path = Path(p).expanduser()
+    try:
+        st = path.stat()
+        return ("inode", st.st_dev, st.st_ino)
+    except (OSError, ValueError):
+        pass
+    try:
+        return ("path", path.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return None
 
-    ins: dict[Path, str] = {}
+
+def refuse_overwriting_inputs(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str | None]) -> None:
+    """A :class:`UsageError` when an output is one of the inputs (the same file: the same path,
+    or a symlink, hard link or ``..`` path to it, see :func:`file_identity`): writing it would
+    destroy what the command reads. Likewise two outputs that are one file. Non-path inputs (a
+    camera index, a URL) and unset options are ignored. The outputs are remembered for the
+    error handler (:func:`fault_message` names them)."""
+    _outputs.update({k: str(v) for k, v in outputs.items() if v is not None and "://" not in str(v)})
+    ins: dict[tuple, str] = {}
     for name, p in inputs.items():
-        r = resolved(p)
-        if r is None:
+        key = file_identity(p)
+        if key is None:
             continue
-        ins.setdefault(r, name)
-        companion = r.with_name(r.name + ".json")  # an engine's sidecar belongs to the engine
+        ins.setdefault(key, name)
+        try:
+            companion = Path(p).expanduser().resolve()
+        except (OSError, RuntimeError):
+            continue
+        companion = companion.with_name(companion.name + ".json")  # an engine's sidecar belongs to the engine
         if companion.is_file():
-            ins.setdefault(companion, f"sidecar of the {name}")
-    seen: dict[Path, str] = {}
+            ins.setdefault(file_identity(companion), f"sidecar of the {name}")
+    seen: dict[tuple, str] = {}
     for name, p in outputs.items():
-        r = resolved(p)
-        if r is None:
+        key = file_identity(p)
+        if key is None:
             continue
-        if r in ins:
-            raise UsageError(f"{name} {p} is the {ins[r]} itself: writing it would destroy the input; "
+        if key in ins:
+            raise UsageError(f"{name} {p} is the {ins[key]} itself: writing it would destroy the input; "
                              f"choose another path")
-        if r in seen:
-            raise UsageError(f"{name} and {seen[r]} are the same file {p}: one would overwrite the other; "
+        if key in seen:
+            raise UsageError(f"{name} and {seen[key]} are the same file {p}: one would overwrite the other; "
                              "give them different paths")
-        seen[r] = name
+        seen[key] = name
 
 
 def refuse_existing(outputs: dict[str, Path | str | None], overwrite: bool) -> None:
     """A :class:`UsageError` when an output file already exists (or an output folder is not empty)
-    and ``overwrite`` is not given: nothing a user has is replaced without asking."""
+    and ``overwrite`` is not given: nothing a user has is replaced without asking. The outputs are
+    remembered for the error handler (:func:`fault_message` names them)."""
+    _outputs.update({k: str(v) for k, v in outputs.items() if v is not None and "://" not in str(v)})
     for name, p in outputs.items():
         if p is None or "://" in str(p):
             continue

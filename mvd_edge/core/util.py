@@ -5,10 +5,15 @@
 * :func:`row_cosine` / :func:`cosine_summary` - per-row cosine of two embedding matrices.
 * :func:`read_json` - read a JSON file the project wrote, with one clear error when it is
   missing, unreadable, not JSON or of another format; :func:`write_json` - its atomic twin.
+* :func:`output_error` / :func:`write_errno` - an ``OSError`` of an output that names the output
+  (not a temp file, not nothing), and the likely cause when a library only says "failed".
+* :func:`track_output` / :func:`finalise_outputs` - outputs being written (the events file, the
+  annotated video) that the CLI's error handler finalises when a fault stops the command.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -74,15 +79,77 @@ def write_json(path: str | Path, data: Any, **dumps_kwargs: Any) -> Path:
     """
     p = Path(path)
     tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    text = json.dumps(data, **dumps_kwargs)
     try:
         with open(tmp, "w") as fh:
-            fh.write(json.dumps(data, **dumps_kwargs))
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, p)
+    except OSError as exc:
+        raise output_error(exc, p) from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only folder: there is no temp file to remove
     return p
+
+
+def output_error(exc: OSError, path: str | Path) -> OSError:
+    """``exc`` (an error writing an output: read-only, no space, ...) as an ``OSError`` of the same
+    errno naming ``path``, the output the user asked for: a failed ``write()`` names no file and a
+    failed temp file names the temp file. Its notes (:pep:`678`) are kept."""
+    if exc.errno is None:
+        return exc
+    new = OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))  # OSError() picks the subclass
+    for note in getattr(exc, "__notes__", ()):
+        new.add_note(note)
+    return new
+
+
+def write_errno(folder: str | Path) -> int:
+    """Why writing into ``folder`` probably failed, for writers that only say "failed" (OpenCV's
+    video writer, ONNX Runtime): ``EROFS`` (read-only), ``ENOSPC`` (full), else ``EIO``."""
+    try:
+        st = os.statvfs(folder)
+    except OSError as exc:
+        return exc.errno or errno.EIO
+    if st.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    if st.f_bavail == 0 or st.f_favail == 0:
+        return errno.ENOSPC
+    return errno.EIO
+
+
+_OPEN_OUTPUTS: list[Any] = []
+
+
+def track_output(output: Any) -> None:
+    """Register an output being written: an object with ``abandon() -> str`` that leaves its file
+    valid (finished or removed) and says which. :func:`untrack_output` when it closed normally."""
+    _OPEN_OUTPUTS.append(output)
+
+
+def untrack_output(output: Any) -> None:
+    if output in _OPEN_OUTPUTS:
+        _OPEN_OUTPUTS.remove(output)
+
+
+def forget_outputs() -> None:
+    """Drop the register without touching the outputs (a new command starts)."""
+    _OPEN_OUTPUTS.clear()
+
+
+def finalise_outputs() -> list[str]:
+    """Abandon every output still open (newest first), as a command stops on an error; what each
+    did, one phrase per output (the CLI's error handler appends them to its one line)."""
+    notes = []
+    while _OPEN_OUTPUTS:
+        note = _OPEN_OUTPUTS.pop().abandon()
+        if note:
+            notes.append(note)
+    return notes
 
 
 def check_device(device: str, allow_auto: bool = True) -> str:

@@ -43,6 +43,7 @@ receiver can drop a resent event and join what it got with the file.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from mvd_edge.core.errors import UsageError
+from mvd_edge.core.util import output_error, track_output, untrack_output
 
 __all__ = ["EVENT_SCHEMA_VERSION", "EventWriter", "StepRuns", "box_xywh", "read_events"]
 
@@ -97,7 +99,14 @@ class EventWriter:
     hands each to the ``sinks`` (objects with ``write(event)`` and ``close(timeout)``, see
     :mod:`~mvd_edge.match.sinks`), stamped with ``run_id`` and ``seq``.
 
-    ``path=None`` writes no file (the counts are still kept, the sinks still get the events)."""
+    ``path=None`` writes no file (the counts are still kept, the sinks still get the events).
+
+    The file only ever holds whole lines. When a write fails (a full disk, a read-only or removed
+    drive), the file is cut back to its last whole line and the ``OSError`` (naming the file) is
+    raised once; later events go to the sinks only, except the ``end`` event, which is still tried
+    (it then carries ``"incomplete"``: why events are missing). The error's note says whether the
+    file ends with its ``end`` event. A command stopped by any error finalises the file the same way
+    (:func:`mvd_edge.core.util.finalise_outputs`)."""
 
     def __init__(self, path: str | Path | None, flush_every: int = 50, sinks: Sequence = (),
                  run_id: str | None = None, sink_close_timeout: float = 10.0):
@@ -110,12 +119,20 @@ class EventWriter:
         self.sink_close_timeout = float(sink_close_timeout)
         self.undelivered: dict[str, int] = {}
         self.counts: dict[str, int] = {}
+        self.error: OSError | None = None  # the first failed write of the file
+        self.lost = 0  # events the file did not get after that
+        self.ended = False  # the file's last line is an end event
         self._f = None
-        self._since_flush = 0
+        self._pending: list[bytes] = []  # whole lines not yet written
+        self._size = 0  # bytes of whole lines on disk
         self.flush_every = int(flush_every)
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = self.path.open("w")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._f = self.path.open("wb", buffering=0)
+            except OSError as exc:
+                raise output_error(exc, self.path) from exc
+            track_output(self)
 
     def write(self, event: dict[str, Any]) -> None:
         kind = str(event.get("event", "?"))
@@ -126,18 +143,82 @@ class EventWriter:
             sink.write(event)
         if self._f is None:
             return
-        self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
-        self._since_flush += 1
-        if self._since_flush >= self.flush_every:
-            self._f.flush()
-            self._since_flush = 0
+        if self.error is not None:
+            if kind != "end":
+                self.lost += 1
+                return
+            event["incomplete"] = f"{self.lost} events before this one are missing: {self.error.strerror}"
+        self._pending.append((json.dumps(event, separators=(",", ":")) + "\n").encode())
+        self.ended = False
+        if kind == "end" or len(self._pending) >= self.flush_every:
+            self.ended = self._flush() and kind == "end"
+
+    def _flush(self) -> bool:
+        """Write the pending lines (True when they are on disk); on failure cut the file back to its
+        last whole line and raise the error the first time (the lines not written count as lost)."""
+        data, self._pending = b"".join(self._pending), []
+        done = 0
+        try:
+            while done < len(data):  # a raw write may take part of the data: go on with the rest
+                done += self._f.write(memoryview(data)[done:])
+            self._size += done
+            return True
+        except OSError as exc:
+            kept = data[:done].rfind(b"\n") + 1  # the whole lines that reached the disk stay
+            self._size += kept
+            try:
+                os.ftruncate(self._f.fileno(), self._size)
+                os.lseek(self._f.fileno(), self._size, os.SEEK_SET)  # the next line goes right after it
+            except OSError:
+                pass  # the file is gone or dead; the error says so
+            self.lost += data.count(b"\n") - data[:kept].count(b"\n")
+            if self.error is None:
+                self.error = output_error(exc, self.path)
+                raise self.error from exc
+            return False
+
+    def _close_file(self) -> str:
+        """Close the file; what it holds, as a note on :attr:`error` (and returned) after a failed write."""
+        try:
+            self._flush()
+        except OSError:
+            pass  # kept in self.error
+        try:
+            self._f.close()
+        except OSError:
+            pass
+        self._f = None
+        untrack_output(self)
+        if self.error is None:
+            return ""
+        note = (f"{self.path} keeps whole lines only, "
+                + ("ending with an end event" if self.ended else "with no end event (it could not be written)"))
+        self.error.add_note(note)
+        return note
+
+    def abandon(self) -> str:
+        """For an error handler: finish the file (an ``end`` event saying why, if it has none yet)."""
+        if self._f is None:
+            return ""
+        failed_before = self.error is not None
+        if not failed_before and not self.ended:
+            try:
+                self.write({"event": "end", "incomplete": "the command stopped on an error"})
+            except OSError:
+                pass  # kept in self.error
+        note = self._close_file()
+        if failed_before:
+            return ""  # that error is the one being reported; the note is on it
+        if self.error is not None:
+            return f"{self.path} could not be finished either ({self.error.strerror}): {note}"
+        return f"{self.path} ends with an end event"
 
     def close(self) -> None:
         """Close the file, then give each sink up to ``sink_close_timeout`` s to deliver its
-        backlog (:attr:`undelivered` records what was left, by sink)."""
+        backlog (:attr:`undelivered` records what was left, by sink). A failed write was raised
+        where it happened; it is not raised again here."""
         if self._f is not None:
-            self._f.close()
-            self._f = None
+            self._close_file()
         sinks, self.sinks = self.sinks, []
         for sink in sinks:
             self.undelivered[getattr(sink, "name", repr(sink))] = int(sink.close(self.sink_close_timeout) or 0)

@@ -124,7 +124,12 @@ def render_site_grid(views: Sequence[tuple[str, np.ndarray | None, Sequence, dic
 
 class VideoSink:
     """Writes canvases to ``path`` (.mp4 'mp4v', MJPG .avi fallback); opened at the first frame
-    (the canvas size is known then). ``path_written`` is the file actually written."""
+    (the canvas size is known then). ``path_written`` is the file actually written.
+
+    OpenCV's writer fails silently (a full disk leaves a file no player opens), so :meth:`close`
+    opens the finished file again: one that does not play is removed and an ``OSError`` naming it
+    is raised, saying it was removed. A command stopped by an error finalises the video the same
+    way (:func:`mvd_edge.core.util.finalise_outputs`)."""
 
     def __init__(self, path: str | Path, fps: float):
         self.path = Path(path)
@@ -135,22 +140,60 @@ class VideoSink:
         self.frames = 0
 
     def write(self, canvas: np.ndarray) -> None:
+        from mvd_edge.core.util import output_error, track_output
         from mvd_edge.synth.video import open_video_writer
 
         h, w = canvas.shape[:2]
         if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:  # a folder that takes no file is said so here, not as "OpenCV cannot write video"
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.open("ab").close()
+            except OSError as exc:
+                raise output_error(exc, self.path) from exc
             self.writer, self.path_written = open_video_writer(self.path, self.fps, (w, h))
+            if self.path_written != self.path and self.path.stat().st_size == 0:
+                self.path.unlink()  # the empty file made above; the .avi fallback was written instead
             self.size = (w, h)
+            track_output(self)
         if (w, h) != self.size:
             canvas = cv2.resize(canvas, self.size)
         self.writer.write(canvas)
         self.frames += 1
 
+    def _finish(self) -> OSError | None:
+        """Release the writer and check the file plays; one that does not is removed (the error says so)."""
+        from mvd_edge.core.util import output_error, untrack_output, write_errno
+
+        untrack_output(self)
+        self.writer.release()
+        self.writer = None
+        cap = cv2.VideoCapture(str(self.path_written))
+        ok = cap.isOpened() and cap.get(cv2.CAP_PROP_FRAME_COUNT) >= 1
+        cap.release()
+        if ok:
+            return None
+        err = write_errno(self.path_written.parent)
+        self.path_written.unlink(missing_ok=True)
+        exc = output_error(OSError(err, os.strerror(err)), self.path_written)
+        exc.add_note(f"the annotated video {self.path_written} did not play and was removed")
+        self.path_written = None
+        return exc
+
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.release()
-            self.writer = None
+            err = self._finish()
+            if err is not None:
+                raise err
+
+    def abandon(self) -> str:
+        """For an error handler: finish the video; what became of it."""
+        if self.writer is None:
+            return ""
+        path = self.path_written
+        err = self._finish()
+        if err is not None:
+            return f"the annotated video {path} did not play and was removed ({err.strerror})"
+        return f"the annotated video {path} was finished ({self.frames} frames)"
 
 
 def gui_available() -> tuple[bool, str]:
