@@ -10,6 +10,7 @@ recorded as ``embed.<stage>``.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -33,6 +34,7 @@ from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
 __all__ = ["MatchConfig", "MatchPipeline", "StageTimer", "StepResult", "rss_mb", "run_match"]
 
 STREAMS = ("ir", "rgb")
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -218,6 +220,7 @@ class MatchPipeline:
         self.tracks_seen = {s: set() for s in STREAMS}  # ids, bounded: pruned when tracks end
         self.n_tracks = {s: 0 for s in STREAMS}
         self.last_tracks: dict[str, list[Track]] = {s: [] for s in STREAMS}
+        self.pair_times = False  # events also carry the RGB frame's time (set for streams paired by time)
 
     def _crop(self, img: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """The re-id crop of ``box`` (x1y1x2y2): margin, aspect, border replication; None if too small."""
@@ -325,6 +328,8 @@ class MatchPipeline:
               "similarity": round(float(sim), 4),
               "ir_box": box_xywh(ti.box) if reportable(ti, coast) else None,
               "rgb_box": box_xywh(tr.box) if reportable(tr, coast) else None}
+        if self.pair_times:
+            ev["rgb_time"] = round(float(rgb.time), 4)
         predicted = [s for s, t in (("ir", ti), ("rgb", tr)) if reportable(t, coast) and t.time_since_update > 0]
         if predicted:
             ev["predicted"] = predicted
@@ -338,6 +343,7 @@ class MatchPipeline:
         for ch in self.associator.close():
             out.append({"event": "pair_end", "frame": self.frame, "ir_frame": ir.index if ir else None,
                         "rgb_frame": rgb.index if rgb else None, "time": round(float(ir.time), 4) if ir else None,
+                        **({"rgb_time": round(float(rgb.time), 4) if rgb else None} if self.pair_times else {}),
                         "ir_track": ch.ir_track, "rgb_track": ch.rgb_track, "global_id": ch.global_id,
                         "similarity": round(ch.similarity, 4), "ir_box": None, "rgb_box": None, "reason": ch.reason})
         return out
@@ -517,10 +523,16 @@ def _status_text(pipe: MatchPipeline, srcs: dict[str, FrameSource], steps: int, 
 
 
 class PairRunner(Runner):
-    """One IR and one RGB source + :class:`MatchPipeline`: frames taken in lockstep, one from each
-    source per step, until one source ends (see :class:`~mvd_edge.match.runner.Runner` for the life
-    cycle, :func:`run_match` for the arguments). ``result``: the last step's :class:`StepResult`;
-    ``error``: the message of a source that failed for good (``run`` then raises it)."""
+    """One IR and one RGB source + :class:`MatchPipeline`, until one source ends (see
+    :class:`~mvd_edge.match.runner.Runner` for the life cycle, :func:`run_match` for the arguments).
+
+    Pairing: two files (or folders) at different frame rates are paired by media time, as a site
+    pairs its cameras (:class:`~mvd_edge.match.site.TimeSync`): one step per frame of the slower
+    stream, with the frame of the faster one within half of its frame period of the same time
+    (the faster stream's other frames are skipped, counted in ``summary["pairing"]``), and a
+    warning. Otherwise (the same rate, or a live source) frames are taken in lockstep, one from
+    each source per step. ``result``: the last step's :class:`StepResult`; ``error``: the
+    message of a source that failed for good (``run`` then raises it)."""
 
     def __init__(self, ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameSource, embedder,
                  detectors: dict[str, Detector], *, config: MatchConfig | None = None,
@@ -548,6 +560,8 @@ class PairRunner(Runner):
         self.last: dict[str, FramePacket | None] = {"ir": None, "rgb": None}
         self.lat: deque = deque(maxlen=2000)
         self._last_refresh = 0.0
+        self.sync = None  # a TimeSync when the two streams are paired by time
+        self.unpaired = 0  # time pairing: steps of the slower stream without a frame of the other
 
     def _timer(self) -> StageTimer:
         return self.pipe.timer
@@ -561,7 +575,20 @@ class PairRunner(Runner):
             from mvd_edge.match.render import VideoSink
 
             self.video = VideoSink(self.save, srcs["ir"].fps)
-        self.writer.write({"event": "start", "schema": EVENT_SCHEMA_VERSION,
+        fps = {s: float(srcs[s].fps or 0.0) for s in STREAMS}
+        start_extra: dict[str, Any] = {}
+        if not any(srcs[s].live for s in STREAMS) and min(fps.values()) > 0 \
+                and abs(fps["ir"] - fps["rgb"]) > 1e-3 * max(fps.values()):
+            from mvd_edge.match.site import TimeSync  # site builds on this module: imported when needed
+
+            slow, fast = min(fps.values()), max(fps.values())
+            self.sync = TimeSync(srcs, step_fps=slow, tolerance=0.5 / fast)
+            warning = (f"the streams' frame rates differ (ir {fps['ir']:g} fps, rgb {fps['rgb']:g} fps): frames "
+                       f"are paired by time, one pair per {1 / slow:.3f} s, within {0.5 / fast:.3f} s")
+            _log.warning(warning)
+            start_extra = {"pairing": "time", "warning": warning}
+            self.pipe.pair_times = True
+        self.writer.write({"event": "start", "schema": EVENT_SCHEMA_VERSION, **start_extra,
                            "ir_source": srcs["ir"].spec.label, "rgb_source": srcs["rgb"].spec.label,
                            "fps": {s: srcs[s].fps for s in STREAMS},
                            "embedder": {"backend": getattr(self.embedder, "backend", "?"),
@@ -597,18 +624,47 @@ class PairRunner(Runner):
             if self.out_of_time():
                 return False
 
+    def _ended(self, s: str) -> bool:
+        self.error = self.sources[s].error
+        self.reason = f"{s} source ended" + (f": {self.error}" if self.error else "")
+        return False
+
+    def _next_pair(self) -> dict[str, FramePacket] | str | None:
+        """The next pair of frames; a stream's name when it ended; None when the run's time is up."""
+        if self.sync is None:  # lockstep
+            pkts: dict[str, FramePacket] = {}
+            for s in STREAMS:
+                pkt = self._next_frame(s)
+                if pkt is False:
+                    return None
+                if pkt is None:
+                    return s
+                pkts[s] = pkt
+            return pkts
+        while True:  # by time
+            for s in STREAMS:
+                if s in self.sync.ended:
+                    return s
+            t0 = time.perf_counter()
+            nxt = self.sync.next()
+            self.pipe.timer.add("wait.sync", time.perf_counter() - t0)
+            if nxt is None:
+                return next((s for s in STREAMS if s in self.sync.ended), STREAMS[0])
+            frames = nxt[1]
+            if len(frames) == len(STREAMS):
+                return frames
+            self.unpaired += 1
+            self._refresh()
+            if self.out_of_time():
+                return None
+
     def step(self) -> bool:
-        pkts: dict[str, FramePacket] = {}
-        for s in STREAMS:
-            pkt = self._next_frame(s)
-            if pkt is False:
-                self.reason = f"--duration {self.deadline - self._t_start:g} s reached"
-                return False
-            if pkt is None:
-                self.error = self.sources[s].error
-                self.reason = f"{s} source ended" + (f": {self.error}" if self.error else "")
-                return False
-            pkts[s] = pkt
+        pkts = self._next_pair()
+        if pkts is None:
+            self.reason = f"--duration {self.deadline - self._t_start:g} s reached"
+            return False
+        if isinstance(pkts, str):
+            return self._ended(pkts)
         self.first_step()
         pipe = self.pipe
         res = pipe.step(pkts["ir"], pkts["rgb"])
@@ -644,8 +700,13 @@ class PairRunner(Runner):
         elapsed = self.elapsed()
         for ev in self.pipe.finish(self.last["ir"], self.last["rgb"]):
             self.writer.write(ev)
-        return _summary(self.pipe, self.sources, self.steps, elapsed, time.monotonic() - (self._t_start or 0.0),
-                        self.writer, self.reason, self.lat, self._rss_start, self.video, self.events_path)
+        summary = _summary(self.pipe, self.sources, self.steps, elapsed, time.monotonic() - (self._t_start or 0.0),
+                           self.writer, self.reason, self.lat, self._rss_start, self.video, self.events_path)
+        if self.sync is not None:
+            summary["pairing"] = {"by": "time", "step_s": round(self.sync.period, 6),
+                                  "tolerance_s": round(self.sync.tolerance, 6), "unpaired_steps": self.unpaired,
+                                  "skipped": dict(self.sync.late)}
+        return summary
 
     def _end_event(self, summary: dict[str, Any]) -> dict[str, Any]:
         return {"event": "end", "frames": self.steps, "steps": self.runs.runs, "steps_truncated": self.runs.truncated,
@@ -733,6 +794,7 @@ def _summary(pipe: MatchPipeline, srcs: dict[str, FrameSource], n: int, elapsed:
         "video": str(sink.path_written) if sink is not None and sink.path_written else None,
         "sources": {s: {"label": srcs[s].spec.label, "fps": srcs[s].fps, "dropped": srcs[s].dropped,
                         **srcs[s].stats.as_dict(), "gaps": [list(g) for g in srcs[s].gaps],
+                        "gap_times": [list(g) for g in srcs[s].gap_times],
                         "error": srcs[s].error} for s in STREAMS},
         "rss_mb": {"start": round(rss_start, 1), "end": round(rss_mb(), 1)},
         "config": pipe.config.as_dict(),

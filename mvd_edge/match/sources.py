@@ -13,9 +13,22 @@ Cameras and URLs are *live*: when a read fails the source is released and reopen
 with exponential backoff (``backoff_start`` doubling up to ``backoff_max`` seconds) and
 gives up (error) after ``max_offline`` seconds without a frame; when the consumer falls
 behind, the oldest queued frame is dropped and counted. Files and folders are *offline*:
-the reader waits for the consumer (no drops, so frame ``k`` of the file is frame ``k``
-of the run) unless ``realtime=True`` (paced at the file's fps and dropping like a live
-camera), and the first failed read is the end of the file, which ends the source cleanly.
+the reader waits for the consumer (no drops) unless ``realtime=True`` (paced at the file's
+fps and dropping like a live camera).
+
+Video time (files and folders): every frame carries its media time, the container's
+timestamp (``CAP_PROP_POS_MSEC``, measured from the first frame's; for a folder, the number in
+the image's name) while it is there and increasing, else the count of frames read (failed
+reads included) times ``1 / fps``, and its ``index`` is that time
+in frames (``round(time * fps)``), so a frame keeps its number in the file whatever was lost
+before it. A jump of more than half a frame period over one period is a *gap*: how many
+frames, how many seconds and where are recorded in :attr:`FrameSource.gaps` /
+:attr:`FrameSource.gap_times` (and logged). A frame whose time is not after the last one
+(a demuxer that went back after damage) is never delivered twice. A failed read is retried
+up to ``max_bad_reads`` times in a row (a damaged frame is skipped and decoding goes on);
+when reading stops short of the frame count the container declares, the source seeks past
+the damage, and only when nothing new can be read after it does the file end, with an error
+that says where it broke off.
 
 A source that never opens is an error after ``open_timeout`` seconds (live) or at once
 (files, folders). Corrupt frames (``None``, empty, not uint8, wrong number of channels,
@@ -24,7 +37,10 @@ or a size other than the stream's first frame) are skipped and counted.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
+import re
 import threading
 import time
 from collections import deque
@@ -57,6 +73,7 @@ __all__ = [
 URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _CAMERA_KEYS = {"source", "resolution", "fps", "modality", "boxes"}
+_log = logging.getLogger(__name__)
 
 
 class SourceError(MvdEdgeError, RuntimeError):
@@ -204,7 +221,12 @@ def parse_source(text: str, cameras: dict[str, SourceSpec] | None = None, check_
 
 
 class ImageFolderCapture:
-    """A folder of images read in name order, with the ``cv2.VideoCapture`` reading interface."""
+    """A folder of images read in name order, with the ``cv2.VideoCapture`` reading interface.
+
+    When every name ends in a number and the numbers increase in name order (``000.png``,
+    ``frame_0001.jpg``, ...), they are frame numbers: ``CAP_PROP_POS_MSEC`` is the time of the
+    image last read, ``(number - first number) / fps``, so a missing number is a gap in time.
+    Otherwise the position in name order is the frame number."""
 
     def __init__(self, folder: str | Path, fps: float | None = None):
         self.folder = Path(folder)
@@ -212,6 +234,10 @@ class ImageFolderCapture:
             if self.folder.is_dir() else []
         self.fps = float(fps) if fps else 15.0
         self.pos = 0
+        found = [re.search(r"(\d+)$", p.stem) for p in self.files]
+        numbers = [int(m.group(1)) for m in found if m]
+        ok = len(numbers) == len(self.files) and all(b > a for a, b in zip(numbers, numbers[1:]))
+        self.numbers = [n - numbers[0] for n in numbers] if ok and numbers else list(range(len(self.files)))
 
     def isOpened(self) -> bool:  # noqa: N802
         return bool(self.files)
@@ -228,7 +254,9 @@ class ImageFolderCapture:
         if prop == cv2.CAP_PROP_FPS:
             return self.fps
         if prop == cv2.CAP_PROP_FRAME_COUNT:
-            return float(len(self.files))
+            return float(self.numbers[-1] + 1) if self.numbers else 0.0
+        if prop == cv2.CAP_PROP_POS_MSEC:
+            return 1000.0 * self.numbers[self.pos - 1] / self.fps if self.pos else 0.0
         return 0.0
 
     def release(self) -> None:
@@ -258,10 +286,11 @@ def open_capture(spec: SourceSpec, timeout_s: float = 10.0) -> Capture:
 
 @dataclass
 class FramePacket:
-    """One frame: ``index`` (0-based count of frames read from the source, corrupt ones
-    included, so for a file it is the decoded frame number), ``time`` (seconds: media time
-    ``index / fps`` for files and folders; seconds since the source started for live
-    sources) and ``image`` (uint8 BGR ``[H, W, 3]``)."""
+    """One frame: ``index`` (0-based frame number: for files and folders its media time in
+    frames, ``round(time * fps)``, so frames lost before it do not shift it; for live sources
+    the count of frames read, corrupt ones included), ``time`` (seconds: media time for files
+    and folders, see the module docstring; seconds since the source started for live sources)
+    and ``image`` (uint8 BGR ``[H, W, 3]``)."""
 
     index: int
     time: float
@@ -339,7 +368,9 @@ class SourceStats:
     delivered: int = 0  # good frames put in the queue
     corrupt: int = 0
     read_failures: int = 0
-    unreadable: int = 0  # frames of a damaged file skipped by seeking past them (also counted in corrupt)
+    unreadable: int = 0  # frames of a damaged file that could not be read (also counted in corrupt)
+    missing: int = 0  # files: frames missing by time (gaps: unreadable frames and holes in the timestamps)
+    repeated: int = 0  # files: frames not delivered because their time (or image) was delivered already
     outages: int = 0  # times a live source was lost
     reconnects: int = 0  # times it came back (frames flowing again)
     open_attempts: int = 0
@@ -361,6 +392,8 @@ class FrameSource:
         open_timeout: live: seconds to keep trying the first open (with backoff) before failing.
         max_offline: live: seconds without a frame (reconnecting) before giving up; None = never.
         backoff_start, backoff_max: reconnect delays (seconds), doubling.
+        max_bad_reads: files: failed reads in a row retried before the source seeks past the
+            damage (or ends).
 
     Use :meth:`start`, then :meth:`get` until it returns ``None``; :attr:`error` holds why a
     source ended early (also raised by :meth:`raise_if_failed`).
@@ -369,7 +402,7 @@ class FrameSource:
     def __init__(self, spec: SourceSpec, name: str = "source", queue_size: int = 8,
                  open_fn: Callable[[SourceSpec], Capture] | None = None, live: bool | None = None,
                  realtime: bool = False, open_timeout: float = 10.0, max_offline: float | None = 30.0,
-                 backoff_start: float = 0.25, backoff_max: float = 4.0):
+                 backoff_start: float = 0.25, backoff_max: float = 4.0, max_bad_reads: int = 32):
         self.spec = spec
         self.name = name
         self.live = spec.live if live is None else bool(live)
@@ -388,8 +421,21 @@ class FrameSource:
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._shape: tuple[int, ...] | None = None
+        self.max_bad_reads = max(1, int(max_bad_reads))
         self.declared_frames = 0  # files: the frame count the container declares (0: unknown)
-        self.gaps: list[tuple[int, int]] = []  # files: [first, last) frame ranges that could not be read
+        self.gaps: list[tuple[int, int]] = []  # files: [first, end) frame numbers missing (damage or holes)
+        self.gap_times: list[tuple[float, float]] = []  # files: the same gaps in seconds: [from, to)
+        # files: the media clock (see the module docstring)
+        self._container_clock = True  # the capture's timestamps are used while they increase
+        self._reads = 0  # reads since the last good frame (failed ones included)
+        self._last: tuple[int, float] | None = None  # (index, time) of the last frame delivered
+        self._recent: deque = deque(maxlen=64)  # digests of the last frames delivered (repeats after a seek)
+        self._after_seek = 0  # frames still checked against _recent after a seek
+        self._clock_seen = False  # the container's timestamps have increased once
+        self._ms0 = (0.0, 0.0)  # the container's timestamp (ms) and the media time of the first frame
+        self._failed = 0  # failed reads (and frames seeked past) since the last delivered frame
+        self._corrupt_since = 0  # corrupt frames since the last delivered frame
+        self._seek_base, self._jump = -1, 1  # where _resync seeks from, and its next step
         self._thread = threading.Thread(target=self._run, name=f"mvd-source-{name}", daemon=True)
         self._t0 = time.monotonic()
 
@@ -469,35 +515,115 @@ class FrameSource:
         return cap
 
     def _resync(self, cap: Capture) -> tuple[bool, Any]:
-        """A file read failed: end of file, or a damaged section?
+        """Reading a file failed ``max_bad_reads`` times in a row: end of file, or damage to skip?
 
-        When the container declares more frames than were read, seek past the failure (frame by
-        frame for 8 frames, then in doubling steps: 16, 32, ...) and go on from the first frame
-        that decodes; the frames skipped count as corrupt and are listed in :attr:`gaps`. When
-        nothing after the failure decodes, the source ends with an :attr:`error` that says where the file broke,
+        When the container declares more frames than were reached, seek past the failure (frame
+        by frame for 8 frames, then in doubling steps: 16, 32, ...; each call goes on from where
+        the last one stopped) and return the first frame that decodes; the caller drops it if it
+        is one already delivered (the demuxer went back). When nothing after the failure
+        decodes, the source ends with an :attr:`error` that says where the file broke off,
         rather than as a normal end of file. Returns ``(ok, frame)`` like ``cap.read()``.
         """
-        start = self.stats.frames
+        start = self._last[0] + 1 if self._last else 0  # the first frame not delivered
         if not self.declared_frames or start >= self.declared_frames - 1:  # the last frame may be short
             return False, None
-        jump = 1
-        while start + jump < self.declared_frames and not self._stop.is_set():
-            target = start + jump
+        if self._seek_base != start:
+            self._seek_base, self._jump = start, 1
+        while start + self._jump < self.declared_frames and not self._stop.is_set():
+            target = start + self._jump
+            self._jump = self._jump + 1 if self._jump < 8 else self._jump * 2
             try:
                 ok = bool(cap.set(cv2.CAP_PROP_POS_FRAMES, target))
                 ok, frame = cap.read() if ok else (False, None)
             except Exception:  # noqa: BLE001 - a capture that throws is a failed seek
                 ok, frame = False, None
             if ok:
-                self.stats.unreadable += target - start
-                self.stats.corrupt += target - start
-                self.stats.frames = target
-                self.gaps.append((start, target))
+                self._reads = target - (self._last[0] if self._last else -1)
+                self._failed += target - start
+                self._after_seek = 16
                 return True, frame
-            jump = jump + 1 if jump < 8 else jump * 2
+        if self.stats.repeated:  # what followed the damage had all been read already
+            # the demuxer numbered the frames after the damage as if none were lost: the frames the
+            # container declares but never gave are missing, and its timestamps do not say where
+            short = self.declared_frames - start
+            t_from = self._last[1] + 1.0 / self.fps if self._last else 0.0
+            self.gaps.append((start, self.declared_frames))
+            self.gap_times.append((round(t_from, 6), round(t_from + short / self.fps, 6)))
+            self.stats.missing += short
+            self.stats.unreadable += short
+            self.stats.corrupt += short
+            _log.warning("%s source %s: %d of the %d frames the container declares were lost to damage; its "
+                         "timestamps go on as if none were, so where they were lost is unknown", self.name,
+                         self.spec.label, short, self.declared_frames)
+            return False, None
+        at = f" ({start / self.fps:.3f} s)" if self.fps else ""
         self.error = (f"{self.name} source {self.spec.label}: the file breaks off at frame {start} of the "
-                      f"{self.declared_frames} it declares (damaged or truncated); nothing after it could be read")
+                      f"{self.declared_frames} it declares{at} (damaged or truncated); nothing after it could be read")
         return False, None
+
+    def _next_index(self) -> int:
+        """The frame number the next read should have (files)."""
+        return (self._last[0] if self._last else -1) + max(1, self._reads)
+
+    def _media_time(self, cap: Capture) -> float | None:
+        """The time of the frame just read (files; see the module docstring); None: not after the
+        last delivered frame's time (a repeat)."""
+        last = self._last
+        guess = (last[1] + self._reads / self.fps) if last else (self._reads - 1) / self.fps
+        if not self._container_clock:
+            return guess
+        try:
+            ms = float(cap.get(cv2.CAP_PROP_POS_MSEC))
+        except Exception:  # noqa: BLE001 - a capture without timestamps
+            ms = float("nan")
+        if not (math.isfinite(ms) and ms >= 0):
+            self._container_clock = False
+            return guess
+        if last is None:  # the first frame: the container's clock is measured from it
+            self._ms0 = (ms, guess)
+            return guess
+        t = self._ms0[1] + (ms - self._ms0[0]) / 1000.0
+        if t > last[1]:
+            self._clock_seen = True
+            return t
+        if not self._clock_seen:  # the second frame is not later: the capture has no timestamps
+            self._container_clock = False
+            return guess
+        return None
+
+    def _deliverable(self, cap: Capture, good: np.ndarray) -> tuple[int, float] | None:
+        """``(index, time)`` of a good frame just read from a file (gaps recorded), or None when it
+        was delivered already (counted in ``repeated``)."""
+        t = self._media_time(cap)
+        digest = hashlib.blake2b(np.ascontiguousarray(good[::4, ::4]).tobytes(), digest_size=8).digest()
+        if self._after_seek > 0:
+            self._after_seek -= 1
+            if t is not None and digest in self._recent:
+                t = None
+        if t is None:
+            self.stats.repeated += 1
+            self._reads = 0
+            return None
+        self._recent.append(digest)
+        last = self._last
+        index = max(int(round(t * self.fps)), last[0] + 1 if last else 0)
+        first = last[0] + 1 if last else 0
+        if index > first:
+            missing = index - first
+            t_from = last[1] + 1.0 / self.fps if last else 0.0
+            self.gaps.append((first, index))
+            self.gap_times.append((round(t_from, 6), round(t, 6)))
+            self.stats.missing += missing
+            if self._failed:
+                lost = max(0, missing - self._corrupt_since)
+                self.stats.unreadable += lost
+                self.stats.corrupt += lost
+            _log.warning("%s source %s: %d frame%s (%.3f s) missing before frame %d at %.3f s%s", self.name,
+                         self.spec.label, missing, "s" if missing != 1 else "", t - t_from, index, t,
+                         " (damaged)" if self._failed else "")
+        self._last = (index, t)
+        self._reads = self._failed = self._corrupt_since = 0
+        return index, t
 
     def _open_with_backoff(self, limit: float | None, what: str, start_delay: float | None = None) -> Capture | None:
         """Open, retrying with backoff until ``limit`` seconds have passed (None: forever)."""
@@ -557,10 +683,34 @@ class FrameSource:
                     ok, frame = cap.read()
                 except Exception:  # noqa: BLE001 - a capture that throws is a failed read
                     ok, frame = False, None
-                if not ok and not self.live:
-                    ok, frame = self._resync(cap)  # end of file / folder, or a damaged section to skip
+                if not self.live:
+                    self._reads += 1
                     if not ok:
+                        self._failed += 1
+                        end = self.declared_frames and self._next_index() >= self.declared_frames
+                        if self._failed <= self.max_bad_reads and not end:
+                            continue  # a damaged frame: decoding goes on with the next one
+                        ok, frame = self._resync(cap)  # end of file / folder, or damage to seek past
+                        if not ok:
+                            return
+                    self.stats.frames += 1
+                    good = self._check(frame)
+                    if good is None:
+                        self.stats.corrupt += 1
+                        self._corrupt_since += 1
+                        continue
+                    stamp = self._deliverable(cap, good)
+                    if stamp is None:
+                        continue
+                    index, t = stamp
+                    if self.realtime:
+                        lag = self._t0 + t - time.monotonic()
+                        if lag > 0:
+                            self._stop.wait(lag)
+                    if not self.queue.put(FramePacket(index, t, good), self.drop_oldest, self._stop):
                         return
+                    self.stats.delivered += 1
+                    continue
                 if not ok:
                     self.stats.read_failures += 1
                     if offline_since is None:
@@ -593,15 +743,8 @@ class FrameSource:
                 if good is None:
                     self.stats.corrupt += 1
                     continue
-                if self.live:
-                    t = time.monotonic() - self._t0
-                else:
-                    t = index / self.fps
-                    if self.realtime:
-                        lag = self._t0 + t - time.monotonic()
-                        if lag > 0:
-                            self._stop.wait(lag)
-                if not self.queue.put(FramePacket(index, t, good), self.drop_oldest, self._stop):
+                if not self.queue.put(FramePacket(index, time.monotonic() - self._t0, good), self.drop_oldest,
+                                      self._stop):
                     return
                 self.stats.delivered += 1
         except Exception as exc:  # noqa: BLE001 - surfaced to the consumer through .error
