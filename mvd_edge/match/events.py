@@ -3,9 +3,12 @@
 Schema version 1. Boxes are ``[x, y, w, h]`` in the source frame's pixels (top-left
 corner, width, height; floats). ``frame`` is the matcher's step number (0-based, one step
 per pair of frames); ``ir_frame``/``rgb_frame`` are the sources' own 0-based frame
-numbers (for files: the decoded frame number). ``time`` is the IR frame's time in
-seconds: media time (``ir_frame / fps``) for files and folders, seconds since the
-source started for cameras and URLs.
+numbers (for files and folders: the frame's media time in frames, so frames lost before it
+do not shift it). ``time`` is the IR frame's time in seconds: media time for files and
+folders (the container's timestamp, see :mod:`~mvd_edge.match.sources`), seconds since the
+source started for cameras and URLs. Two files at different frame rates are paired by time
+(``start`` then has ``"pairing": "time"`` and a ``"warning"``, and ``match``/``pair_*`` events
+also carry ``"rgb_time"``, the RGB frame's time); otherwise the streams step in lockstep.
 
 ``start`` (first line)::
 
