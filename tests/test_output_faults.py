@@ -286,6 +286,7 @@ def test_a_read_only_output_folder_is_one_line(clip, tmp_path, monkeypatch, tiny
     code, out = _run(argv)
     line = _one_line_error(out)
     assert code == 2 and "cannot write" in line and str(ro) in line and "read-only" in line, out
+    assert ".tmp" not in line  # the output the user named, not a temp file beside it
     assert not [p for p in ro.iterdir()]  # nothing half-written left behind
 
 
@@ -337,3 +338,20 @@ def test_the_handler_words_each_fault_and_leaves_bugs_alone():
 
     with pytest.raises(typer.Exit):
         fault()
+
+
+def test_a_crop_that_cannot_be_written_is_a_machine_fault_naming_it(tmp_path, monkeypatch):
+    import cv2
+    import numpy as np
+
+    import mvd_edge.core.util as util
+    from mvd_edge.cli._common import fault_message
+    from mvd_edge.match.sinks import CropSaver
+
+    monkeypatch.setattr(cv2, "imwrite", lambda path, img: False)  # what OpenCV says on a full disk
+    monkeypatch.setattr(util, "write_errno", lambda folder: errno.ENOSPC)
+    saver = CropSaver(tmp_path / "crops")
+    with pytest.raises(OSError) as info:
+        saver.save("ir", "ir", 0, 1, np.zeros((120, 80, 3), np.uint8), [10, 10, 30, 80])
+    assert info.value.errno == errno.ENOSPC and "crops" in info.value.filename
+    assert "no space left" in fault_message(info.value)

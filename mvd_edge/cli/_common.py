@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 from pathlib import Path
 
 import typer
@@ -42,14 +43,22 @@ reason and what to do, as the error handler words them."""
 _outputs: dict[str, str] = {}  # the outputs the running command declared to the output policy, by name
 
 
-def _is_output(path: str) -> bool:
-    """``path`` is a declared output, inside an output folder, or a temp file beside an output."""
+def _as_output(path: str) -> str | None:
+    """``path`` as the user knows it when it is a declared output or inside an output folder; else None."""
     p = Path(path).absolute()
     for out in _outputs.values():
         o = Path(out).expanduser().absolute()
-        if p == o or o in p.parents or (p.parent == o.parent and p.name.startswith(f".{o.name}.")):
-            return True
-    return False
+        if p == o or o in p.parents:
+            return path
+    return None
+
+
+def _final_name(path: str) -> str:
+    """The file a temp file becomes (``.m.onnx.tmp-123.onnx``, ``m.json.tmp`` -> ``m.onnx``,
+    ``m.json``): the user knows that name, not the temp one."""
+    p = Path(path)
+    m = re.fullmatch(r"\.?(.+?)\.tmp(-\d+)?(\.\w+)?", p.name)
+    return str(p.with_name(m.group(1))) if m else path
 
 
 def fault_message(exc: OSError) -> str | None:
@@ -60,9 +69,15 @@ def fault_message(exc: OSError) -> str | None:
         return None
     reason, todo = MACHINE_FAULTS[exc.errno]
     if exc.filename is not None:
-        name = os.fsdecode(exc.filename)
-        what = f"cannot write {name}" if _is_output(name) or exc.errno not in (errno.EACCES, errno.EPERM, errno.EIO) \
-            else name
+        name = _final_name(os.fsdecode(exc.filename))
+        if _as_output(name) is not None:
+            what = f"cannot write {name}"
+        elif exc.errno in (errno.EACCES, errno.EPERM):  # maybe an input: no advice about writing
+            what, todo = name, "check its permissions (and its folders')"
+        elif exc.errno == errno.EIO:
+            what = name
+        else:  # read-only, full, quota, too large: only writes fail so
+            what = f"cannot write {name}"
     else:  # a failed write() names no file: name what the command writes
         what = "cannot write " + (", ".join(f"{k} {v}" for k, v in _outputs.items()) or "the outputs")
     parts = [f"{what}: {reason}; {todo}"]

@@ -27,6 +27,7 @@ on a dead receiver.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -361,8 +362,15 @@ class CropSaver:
             return False
         out = self.folder / modality / str(int(gid)) / f"{camera}_f{int(frame):07d}.jpg"
         out.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(out), crop):
-            raise UsageError(f"cannot write {out}")
+        if not cv2.imwrite(str(out), crop):  # OpenCV says no more than that: a full or read-only disk, mostly
+            from mvd_edge.core.util import write_errno
+
+            err = write_errno(out.parent)
+            try:
+                out.unlink(missing_ok=True)  # what part of it was written
+            except OSError:
+                pass
+            raise OSError(err, os.strerror(err), str(out))
         self._last[key] = int(frame)
         self._count[(modality, int(gid))] = self._count.get((modality, int(gid)), 0) + 1
         self.written += 1
