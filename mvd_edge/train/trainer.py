@@ -5,6 +5,25 @@
 * ``last.pt`` written atomically (temp file + ``os.replace``) after every epoch with
   model, optimizer, scheduler, scaler, sampler and RNG state; ``resume=True`` continues
   after the last finished epoch, so a killed run loses at most one epoch.
+* Resume is exact: a run killed after epoch ``e`` and resumed with the same settings ends with
+  the parameters and loss history of the uninterrupted run, bit for bit (tests/test_resume_exact.py).
+  Every random stream is either restored or a function of ``(seed, rank, epoch)`` alone:
+
+  - the main process's torch (and CUDA), Python ``random`` and NumPy global states are saved in
+    ``last.pt`` and restored (augmentation with ``data.workers=0``, dropout, validation);
+  - the sampler's order is a pure function of ``(seed, epoch)`` (its state is saved too);
+  - data-loader workers are started afresh every epoch (no persistent workers) and seeded from the
+    loader's own generator, which is re-seeded from ``(seed, rank, epoch)`` before the epoch
+    (:meth:`Trainer._seed_loader`): worker ``i`` of epoch ``e`` draws the same augmentations whether
+    or not epoch ``e - 1`` ran in this process. Changing ``data.workers`` on resume changes which
+    worker (stream) loads which image, so the run continues, but not draw for draw.
+* A resumed run with another ``optim.epochs`` (``--resume --epochs N``: extend or shorten it)
+  follows the schedule of the new total from the resume point: epoch ``e`` (0-based) trains at
+  ``lr * lr_factor(e, N, ...)``, the rate an uninterrupted ``N``-epoch run has at that epoch (the
+  epochs already run keep the rates they had); one log line says so. The cosine factor is above 0
+  for every epoch before ``N``, so no epoch trains at learning rate 0 (the old schedule's last
+  rate, which is 0, is not carried over). The VCD/VML ramp-in (``loss.ramp``) is likewise a
+  fraction of the new total.
 * ``best.pt``: chosen on the *validation* identities (never the test split): Rank-1 of IR
   queries against the RGB gallery, ties broken by mAP. Without a validation split the last
   epoch is kept and a warning says so.
@@ -51,6 +70,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
@@ -179,7 +199,11 @@ def default_settings(dataset: str) -> list[str]:
 
 
 def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    """This process's random states (torch, CUDA, Python, NumPy) as tensors and plain values."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+             "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -197,6 +221,10 @@ def _rank_rng_states(distinfo: DistInfo) -> list[dict] | None:
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate((3, tuple(state["python"]), None))
+    if "numpy" in state:  # absent from checkpoints written before it was saved
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                             n["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -379,9 +407,12 @@ class Trainer:
             [s.pid for s in self.data.train], [s.modality for s in self.data.train], cfg.data.p_ids,
             cfg.data.k_per_modality, seed=cfg.seed, batches_per_epoch=cfg.data.batches_per_epoch,
             rank=self.distinfo.rank, world_size=self.distinfo.world_size, split="identities")
+        #: the loader's own stream (worker seeds), re-seeded before every epoch: see :meth:`_seed_loader`
+        self.loader_generator = torch.Generator()
         self.loader = DataLoader(train_ds, batch_size=self.sampler.batch_size, sampler=self.sampler,
                                  num_workers=cfg.data.workers, drop_last=True,
-                                 persistent_workers=cfg.data.workers > 0,
+                                 persistent_workers=False,  # fresh workers, freshly seeded, every epoch
+                                 generator=self.loader_generator,
                                  pin_memory=self.device.startswith("cuda"))
         self.net: torch.nn.Module = self.model
         if self.distinfo.enabled:
@@ -484,8 +515,32 @@ class Trainer:
         self.history = list(state["history"])
         self.load_extra_state(state)
         self.start_epoch = int(state["epoch"]) + 1
+        self._set_lr(self.start_epoch)
+        planned = state.get("config", {}).get("optim", {}).get("epochs")
+        epochs = self.cfg.optim.epochs
+        if self.distinfo.main and planned is not None and int(planned) != epochs and self.start_epoch < epochs:
+            print(f"resuming at epoch {self.start_epoch + 1} with optim.epochs={epochs} (the run was planned for "
+                  f"{planned}): the learning rate follows the {epochs}-epoch schedule from here, "
+                  f"lr {self.optimizer.param_groups[0]['lr']:.2e} in epoch {self.start_epoch + 1}", flush=True)
         if self.distinfo.main:  # one process tidies the folder (others would race it)
             self._recover(int(state["epoch"]))
+
+    def _set_lr(self, epoch: int) -> None:
+        """Put the learning rate of 0-based ``epoch`` under this run's schedule (``optim.epochs`` as
+        configured now) into the optimizer, as the scheduler's step would: on resume the optimizer's
+        saved rate is the one the checkpoint's schedule chose, which differs when the epoch count did."""
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                       self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(epoch)
+
+    def _seed_loader(self, epoch: int) -> None:
+        """Seed the data loading of 0-based ``epoch`` from ``(seed, rank, epoch)`` alone: the loader's
+        generator draws the epoch's worker base seed (worker ``i`` seeds torch, ``random`` and NumPy from
+        it, as torch's DataLoader does), so the workers' augmentation streams do not depend on which
+        epochs ran before in this process. With ``data.workers=0`` loading draws from the main
+        process's stream, which ``last.pt`` saves."""
+        entropy = np.random.SeedSequence([self.cfg.seed % 2**64, self.distinfo.rank, int(epoch)])
+        self.loader_generator.manual_seed(int(entropy.generate_state(1, np.uint64)[0]))
 
     def _resume_rng(self, state: dict, path: Path) -> None:
         """Each rank continues its own random stream (augmentation, dropout) where ``last.pt`` saved it."""
@@ -541,6 +596,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict:
         self.net.train()
         self.sampler.set_epoch(epoch)
+        self._seed_loader(epoch)
         sums: dict[str, float] = {}
         n = 0
         replaced = 0
