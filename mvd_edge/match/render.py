@@ -150,9 +150,11 @@ class VideoSink:
                 self.path.open("ab").close()
             except OSError as exc:
                 raise output_error(exc, self.path) from exc
-            self.writer, self.path_written = open_video_writer(self.path, self.fps, (w, h))
-            if self.path_written != self.path and self.path.stat().st_size == 0:
-                self.path.unlink()  # the empty file made above; the .avi fallback was written instead
+            try:
+                self.writer, self.path_written = open_video_writer(self.path, self.fps, (w, h))
+            finally:
+                if self.path_written != self.path and self.path.stat().st_size == 0:
+                    self.path.unlink()  # the empty file made above: no video, or the .avi fallback instead
             self.size = (w, h)
             track_output(self)
         if (w, h) != self.size:
@@ -173,9 +175,12 @@ class VideoSink:
         if ok:
             return None
         err = write_errno(self.path_written.parent)
-        self.path_written.unlink(missing_ok=True)
         exc = output_error(OSError(err, os.strerror(err)), self.path_written)
-        exc.add_note(f"the annotated video {self.path_written} did not play and was removed")
+        try:
+            self.path_written.unlink(missing_ok=True)
+            exc.add_note(f"the annotated video {self.path_written} did not play and was removed")
+        except OSError:
+            exc.add_note(f"the annotated video {self.path_written} does not play; remove it")
         self.path_written = None
         return exc
 
@@ -192,7 +197,7 @@ class VideoSink:
         path = self.path_written
         err = self._finish()
         if err is not None:
-            return f"the annotated video {path} did not play and was removed ({err.strerror})"
+            return f"{err.__notes__[0]} ({err.strerror})"
         return f"the annotated video {path} was finished ({self.frames} frames)"
 
 
