@@ -588,7 +588,7 @@ def score_matches_cmd(
         r = score_site(events, gt, iou=iou, min_visibility=min_visibility)
         for name, title in (("pairs", "camera pairs"), ("cameras", "cameras")):
             rows = format_site_table(r, name)
-            table = Table(title=f"{events} vs {gt}: {title}", title_justify="left")
+            table = Table(title=f"{title}: {events} vs {gt}", title_justify="left")
             for col in rows[0]:
                 table.add_column(col, justify="right")
             for row in rows[1:]:
