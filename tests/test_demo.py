@@ -51,7 +51,7 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert s_info["recipe"] == "shared" and s_info["student_of"]["student"] is True
     assert summary["match"]["student:gt-boxes"]["threshold"] == s_info["operating_point"]["threshold"]
     assert summary["match"]["student:person-synth"]["engine"] == "student INT8"
-    assert (out / "events-student-auto.jsonl").is_file() and "| student INT8 | auto |" in (out / "report.md").read_text()
+    assert (out / "events-student-person-synth.jsonl").is_file() and "| student INT8 | person-synth |" in (out / "report.md").read_text()
     for name in ("fp32", "int8", "student-int8"):
         assert set(summary["profile"][name]) == {"1", "8", "32"}  # JSON object keys
         assert (out / "profile" / f"profile-{name}_latency.png").exists()
