@@ -234,6 +234,8 @@ class ImageFolderCapture:
             if self.folder.is_dir() else []
         self.fps = float(fps) if fps else 15.0
         self.pos = 0
+        self.size: tuple[int, int] | None = None  # (height, width) of the first decodable image
+        self.resized: list[str] = []  # names of images resized to it
         found = [re.search(r"(\d+)$", p.stem) for p in self.files]
         numbers = [int(m.group(1)) for m in found if m]
         ok = len(numbers) == len(self.files) and all(b > a for a, b in zip(numbers, numbers[1:]))
@@ -248,7 +250,19 @@ class ImageFolderCapture:
         path = self.files[self.pos]
         self.pos += 1
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        return True, img  # an unreadable image is a corrupt frame (None), not the end
+        if img is None:  # an unreadable image is a corrupt frame (None), not the end; said by name
+            _log.warning("%s: cannot decode %s: skipped (corrupt frame)", self.folder, path.name)
+        elif self.size is None:
+            self.size = img.shape[:2]
+        elif img.shape[:2] != self.size:
+            # a folder is one camera's frames: an image of another size is resized to the first one's, not dropped
+            if not self.resized:
+                _log.warning("%s: %s is %dx%d but the folder's first image is %dx%d: images of other sizes are "
+                             "resized to %dx%d", self.folder, path.name, img.shape[1], img.shape[0], self.size[1],
+                             self.size[0], self.size[1], self.size[0])
+            self.resized.append(path.name)
+            img = cv2.resize(img, (self.size[1], self.size[0]), interpolation=cv2.INTER_AREA)
+        return True, img
 
     def get(self, prop: int) -> float:
         if prop == cv2.CAP_PROP_FPS:
