@@ -79,7 +79,10 @@ def test_bench_end_to_end_on_cpu(tmp_path):
     assert set(rows) == {f"{b}-{r}" for b in ("torch-fp32", "ort-fp32", "ort-fp16", "ort-int8") for r in ("full", "z")}
     assert rows["torch-fp32-full"]["speedup_vs_torch_fp32"]["4"] == pytest.approx(1.0)
     assert rows["ort-fp32-full"]["cosine_vs_torch_fp32"] > 0.9999
-    assert rows["ort-int8-z"]["cosine_vs_torch_fp32"] > 0.9
+    # INT8 against torch FP32, measured 0.9999901 (full) and 0.9999990 (z) (onnxruntime 1.32.0, AMD EPYC with AVX-VNNI):
+    # the bounds leave 100x the measured shortfall from 1 for other CPUs' INT8 kernels
+    assert rows["ort-int8-full"]["cosine_vs_torch_fp32"] > 0.999
+    assert rows["ort-int8-z"]["cosine_vs_torch_fp32"] > 0.9999
     assert rows["ort-fp32-z"]["embedding_dim"] == 64 and rows["ort-fp32-full"]["embedding_dim"] == 512
     assert any(s["variant"].startswith("trt") for s in rep["skipped"])
     assert (tmp_path / "bench" / "bench_pareto.png").stat().st_size > 1000
