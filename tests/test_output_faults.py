@@ -355,3 +355,35 @@ def test_a_crop_that_cannot_be_written_is_a_machine_fault_naming_it(tmp_path, mo
         saver.save("ir", "ir", 0, 1, np.zeros((120, 80, 3), np.uint8), [10, 10, 30, 80])
     assert info.value.errno == errno.ENOSPC and "crops" in info.value.filename
     assert "no space left" in fault_message(info.value)
+
+
+def test_a_checkpoint_that_cannot_be_written_names_it_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    """torch reports a failed write (a full disk) as a RuntimeError: it reaches the handler as the
+    checkpoint's OSError, so `train` on a full disk ends in one line."""
+    import torch
+
+    from mvd_edge.cli._common import fault_message
+    from mvd_edge.model.checkpoint import save_checkpoint
+
+    def full(obj, f, *a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc] PytorchStreamWriter failed writing file data/0")
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr("mvd_edge.model.checkpoint.write_errno", lambda folder: errno.ENOSPC)
+    with pytest.raises(OSError) as info:
+        save_checkpoint({"x": 1}, tmp_path / "run" / "best.pt")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "run" / "best.pt")
+    assert list((tmp_path / "run").iterdir()) == []
+    assert "best.pt" in fault_message(info.value) and "\n" not in fault_message(info.value)
+
+
+def test_a_synthetic_image_that_cannot_be_written_is_a_machine_fault(tmp_path, monkeypatch):
+    """OpenCV only says 'failed': the file system says why (here: full), so `synth` ends in one line."""
+    import cv2
+
+    monkeypatch.setattr(cv2, "imwrite", lambda *a, **k: False)
+    monkeypatch.setattr("mvd_edge.synth.dataset.write_errno", lambda folder: errno.ENOSPC)
+    code, out = _run(["synth", "--out", tmp_path / "s", "--ids", "12"])
+    assert "Traceback" not in out and out.count("error:") == 1, out
+    line = out.split("error:", 1)[1].splitlines()[0]  # the progress bar (its own stream in a terminal) precedes it
+    assert code == 2 and "cannot write" in line and "no space" in line and str(tmp_path / "s") in line, out

@@ -6,7 +6,6 @@ commands, so ``--help`` stays light.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -24,6 +23,7 @@ from mvd_edge.cli._common import (
     refuse_overwriting_inputs,
 )
 from mvd_edge.core.errors import UsageError
+from mvd_edge.core.util import write_json
 
 app = typer.Typer()
 
@@ -279,7 +279,7 @@ def match_cmd(
     summary["threshold_source"] = op["source"]
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(json.dumps(summary, indent=1) + "\n")
+        write_json(summary_json, summary, indent=1)  # atomic: a full disk leaves no half-written summary
     if summary["ended"].startswith(("terminated", "interrupted")):  # finished cleanly, but not done: say so
         raise typer.Exit(143 if summary["ended"].startswith("terminated") else 130)
 
@@ -386,7 +386,7 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
                       highlight=False)
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
-        summary_json.write_text(json.dumps(summary, indent=1, default=str) + "\n")
+        write_json(summary_json, summary, indent=1, default=str)
     errors = [f"{n}: {v['error']}" for n, v in summary["cameras"].items() if v["error"]]
     if summary["ended"].startswith(("terminated", "interrupted")):
         raise typer.Exit(143 if summary["ended"].startswith("terminated") else 130)
@@ -597,7 +597,7 @@ def score_matches_cmd(
         console.print(f"global IDF1 {r['idf1']}, IDP {r['idp']}, IDR {r['idr']}", highlight=False)
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(r, indent=1, default=str) + "\n")
+            write_json(json_out, r, indent=1, default=str)
             console.print(f"wrote {json_out}")
         return
     r = score_matches(events, gt, iou=iou, min_visibility=min_visibility)
@@ -611,7 +611,7 @@ def score_matches_cmd(
     console.print(f"recall per identity: {per}", highlight=False)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(r, indent=1) + "\n")
+        write_json(json_out, r, indent=1)
         console.print(f"wrote {json_out}")
 
 

@@ -15,6 +15,7 @@ import torch
 from mvd_edge.core.errors import DeviceUnavailable, MvdEdgeError
 from mvd_edge.core.preprocess import PreprocessSpec, preprocess_from_record
 from mvd_edge.core.spec import ModelSpec
+from mvd_edge.core.util import output_error, write_errno
 from mvd_edge.model.net import MVDNet, check_graph_spec
 
 CKPT_FORMAT = "mvd-edge-checkpoint/1"
@@ -40,10 +41,16 @@ def save_checkpoint(state: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
-            torch.save(state, fh)
+            try:
+                torch.save(state, fh)
+            except RuntimeError as exc:  # torch reports a failed write (a full disk) as a RuntimeError
+                raise OSError(write_errno(path.parent), f"cannot write the checkpoint ({exc})", str(path)) from exc
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # the output named, not the temp file
+        tmp.unlink(missing_ok=True)
+        raise output_error(exc, path) from exc
     except BaseException:  # an error, Ctrl-C or SIGTERM mid-write: leave no half-written temp behind
         tmp.unlink(missing_ok=True)
         raise

@@ -22,6 +22,7 @@ import numpy as np
 
 from mvd_edge.core.errors import OutputExists, UsageError
 from mvd_edge.core.modality import Modality
+from mvd_edge.core.util import write_errno
 from mvd_edge.synth.camera import CameraStyle, render_crop, sample_camera_style, sample_crop_view
 from mvd_edge.synth.identity import Identity, sample_identities
 from mvd_edge.synth.raster import VIEWS
@@ -118,8 +119,8 @@ def _prepare_root(root: Path, layout_entries: Iterable[str], meta: dict[str, Any
 
 
 def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:
-    if not cv2.imwrite(str(path), img, params):
-        raise OSError(f"cv2.imwrite failed for {path}")
+    if not cv2.imwrite(str(path), img, params):  # OpenCV says only "failed": ask the file system why
+        raise OSError(write_errno(path.parent), "cannot write the image", str(path))
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Callable[[int], None]:
