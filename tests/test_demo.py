@@ -20,7 +20,9 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     by_precision = {e["precision"]: e for e in summary["verify"]}
     assert set(by_precision) == {"fp32", "int8"}
     assert by_precision["fp32"]["cosine"]["min"] > 0.9999
-    assert 0.5 < by_precision["int8"]["cosine"]["mean"] <= 1.0 + 1e-6
+    # INT8 mean cosine measured 0.99995 at this toy size (teacher; student 0.99967) and 0.9947 / 0.9975 in the
+    # full-size run of docs/demo: 0.99 leaves 30x the toy run's shortfall from 1 and passes the full-size run too
+    assert 0.99 < by_precision["int8"]["cosine"]["mean"] <= 1.0 + 1e-6
     # matcher ran on both box sources and scored them against the ground truth
     for mode in ("gt-boxes", "person-synth", "untrained", "hog"):
         m = summary["match"][mode]
@@ -46,7 +48,7 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     # the one-pass student: distilled, exported, calibrated, verified, matched with its own operating point
     st = summary["student"]
     assert st["student_of"]["teacher_recipe"] == "full" and st["student_of"]["init"] == "teacher"
-    assert set(st["test"]) == set(summary["train"]["test"]) and 0.5 < st["int8_cosine"]["mean"] <= 1.0 + 1e-6
+    assert set(st["test"]) == set(summary["train"]["test"]) and 0.99 < st["int8_cosine"]["mean"] <= 1.0 + 1e-6
     s_info = read_sidecar(out / "engine" / "student.int8-cpu.ort.onnx")
     assert s_info["recipe"] == "shared" and s_info["student_of"]["student"] is True
     assert summary["match"]["student:gt-boxes"]["threshold"] == s_info["operating_point"]["threshold"]
