@@ -387,3 +387,49 @@ def test_a_synthetic_image_that_cannot_be_written_is_a_machine_fault(tmp_path, m
     assert "Traceback" not in out and out.count("error:") == 1, out
     line = out.split("error:", 1)[1].splitlines()[0]  # the progress bar (its own stream in a terminal) precedes it
     assert code == 2 and "cannot write" in line and "no space" in line and str(tmp_path / "s") in line, out
+
+
+def _full_disk_open(path, mode="r", *args, **kwargs):
+    """``open`` on a full disk: the file is created, writing it fails."""
+    f = builtins.open(path, mode, *args, **kwargs)
+    if "w" in mode:
+        f.close()
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return f
+
+
+def test_a_gallery_save_on_a_full_disk_keeps_the_old_gallery_whole(tmp_path, monkeypatch):
+    """The new index and sidecar are written aside and renamed only when both are written: a full disk
+    while writing the sidecar leaves the old gallery (index + matching sidecar) and no temp files."""
+    import numpy as np
+
+    import mvd_edge.core.util as util
+    from mvd_edge.gallery.index import Gallery
+
+    old = Gallery.build(np.eye(8, dtype=np.float32)[:3], ids=[1, 2, 3])
+    old.save(tmp_path / "g")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "g").iterdir()}
+    new = Gallery.build(np.eye(8, dtype=np.float32)[:5], ids=[1, 2, 3, 4, 5])
+    monkeypatch.setattr(util, "open", _full_disk_open, raising=False)  # write_json's open: the disk is full
+    with pytest.raises(OSError) as info:
+        new.save(tmp_path / "g")
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC and info.value.filename.endswith("gallery.json")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "g").iterdir()} == before
+    assert Gallery.load(tmp_path / "g").count == 3
+
+
+def test_a_calibration_manifest_on_a_full_disk_names_it_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    import mvd_edge.core.util as util
+    from mvd_edge.quant.manifest import Entry, Manifest
+
+    (tmp_path / "crops").mkdir()
+    (tmp_path / "crops" / "a.png").write_bytes(b"not read for the hash's sake only")
+    m = Manifest(entries=[Entry("a.png")], root=str(tmp_path / "crops"), source={"kind": "folder"}, seed=0)
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(util, "open", _full_disk_open, raising=False)
+    with pytest.raises(OSError) as info:
+        m.save(out / "m.calib-manifest.json")
+    assert info.value.filename == str(out / "m.calib-manifest.json")
+    assert list(out.iterdir()) == []

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from mvd_edge.core.errors import DeviceUnavailable, MvdEdgeError, UsageError, require
-from mvd_edge.core.util import read_json, write_json
+from mvd_edge.core.util import output_error, read_json, write_errno, write_json
 
 __all__ = ["AUTO_FLAT_MAX", "GALLERY_FORMAT", "INDEX_FILE", "INDEX_KINDS", "KIND_CHOICES", "SIDECAR_FILE", "Gallery",
            "GalleryError", "IndexParams", "default_nlist", "default_pq_m", "faiss_module"]
@@ -459,20 +459,32 @@ class Gallery:
         out.mkdir(parents=True, exist_ok=True)
         path = out / INDEX_FILE
         tmp = out / f".{INDEX_FILE}.tmp-{os.getpid()}"
+        side_tmp = out / f".{SIDECAR_FILE}.new-{os.getpid()}"
+        # both files are written aside first and only then renamed into place (renames need no space):
+        # a full disk leaves the old gallery whole, never a new index beside an old or missing sidecar
         try:
-            faiss.write_index(self._index, str(tmp))
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
+            try:
+                faiss.write_index(self._index, str(tmp))
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            except RuntimeError as exc:  # faiss reports a failed write as a RuntimeError
+                raise OSError(write_errno(out), f"cannot write the index ({exc})", str(path)) from exc
+            self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            side = {"format": GALLERY_FORMAT, "kind": self.kind, "requested_kind": self.requested_kind,
+                    "fallback": self.fallback, "metric": "inner_product", "dim": self.dim, "count": self.count,
+                    "params": self.params.to_dict(), "id_type": self.id_type or "int",
+                    "faiss_version": faiss.__version__, "created": self.created, "index_file": INDEX_FILE,
+                    "index_bytes": tmp.stat().st_size, "index_sha256": sha256_file(tmp), "info": self.info,
+                    "ids": self.ids, "metadata": self.metadata}
+            try:
+                write_json(side_tmp, side, indent=1)
+            except OSError as exc:
+                raise output_error(exc, out / SIDECAR_FILE) from exc
             os.replace(tmp, path)
+            os.replace(side_tmp, out / SIDECAR_FILE)
         finally:
             tmp.unlink(missing_ok=True)
-        self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        side = {"format": GALLERY_FORMAT, "kind": self.kind, "requested_kind": self.requested_kind,
-                "fallback": self.fallback, "metric": "inner_product", "dim": self.dim, "count": self.count,
-                "params": self.params.to_dict(), "id_type": self.id_type or "int", "faiss_version": faiss.__version__,
-                "created": self.created, "index_file": INDEX_FILE, "index_bytes": path.stat().st_size,
-                "index_sha256": sha256_file(path), "info": self.info, "ids": self.ids, "metadata": self.metadata}
-        write_json(out / SIDECAR_FILE, side, indent=1)
+            side_tmp.unlink(missing_ok=True)
         return out
 
     @classmethod

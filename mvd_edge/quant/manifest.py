@@ -45,7 +45,7 @@ import numpy as np
 from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.core.preprocess import read_image
-from mvd_edge.core.util import read_json
+from mvd_edge.core.util import read_json, write_json
 
 __all__ = [
     "CALIB_SPLITS",
@@ -204,10 +204,7 @@ class Manifest:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        tmp.replace(path)
-        return path
+        return write_json(path, self.to_dict(), indent=1)  # atomic; a full disk names the manifest, leaves no temp
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "manifest") -> "Manifest":
