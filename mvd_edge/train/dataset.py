@@ -8,12 +8,13 @@ of the same identity and modality, and the replacement is counted (``bad_paths``
 
 from __future__ import annotations
 
+import gc
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from mvd_edge.core.preprocess import PreprocessSpec, normalize, read_image, resize_rgb
@@ -112,3 +113,21 @@ class ReidImageDataset(Dataset):
 def label_map(samples: Sequence[Sample]) -> dict[int, int]:
     """Identity ids -> contiguous labels 0..C-1 (sorted by id)."""
     return {pid: i for i, pid in enumerate(sorted({s.pid for s in samples}))}
+
+
+def loader_iter(loader: DataLoader) -> Iterator:
+    """``iter(loader)``, with the parent process's objects kept out of its forked workers' garbage collector.
+
+    A forked worker inherits every object of the parent, garbage included; a collection in the worker can
+    then run the destructor of, say, an ONNX Runtime session the parent left behind, whose locks belong
+    to threads that do not exist in the child, and the worker hangs for good (seen in the demo's
+    distillation, after its verify and calibration stages). So the parent collects first and freezes
+    what is left while the workers fork (the workers keep it frozen; the parent unfreezes at once)."""
+    if not loader.num_workers:
+        return iter(loader)
+    gc.collect()
+    gc.freeze()
+    try:
+        return iter(loader)  # forks the workers
+    finally:
+        gc.unfreeze()

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.data.base import Sample
-from mvd_edge.train.dataset import ReidImageDataset
+from mvd_edge.train.dataset import ReidImageDataset, loader_iter
 
 
 @torch.no_grad()
@@ -22,11 +22,11 @@ def extract_features(model: torch.nn.Module, samples: Sequence[Sample], spec: Pr
     model.eval()
     loader = DataLoader(ReidImageDataset(samples, spec), batch_size=batch_size, shuffle=False,
                         num_workers=workers)
-    it = loader
+    it = loader_iter(loader)
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(loader, desc=f"features ({recipe})", unit="batch", leave=False)
+        it = tqdm(it, total=len(loader), desc=f"features ({recipe})", unit="batch", leave=False)
     feats = []
     for x, *_ in it:
         feats.append(model(x.to(device), recipe).float().cpu())

@@ -89,7 +89,7 @@ from mvd_edge.model.checkpoint import (  # noqa: F401  (the trainer writes this 
     save_checkpoint,
 )
 from mvd_edge.model.net import MVDNet
-from mvd_edge.train.dataset import ReidImageDataset, label_map
+from mvd_edge.train.dataset import ReidImageDataset, label_map, loader_iter
 from mvd_edge.train.extract import extract_features
 from mvd_edge.train.losses import TERMS, LossWeights, loss_terms, mvd_loss, ramp_factor, trunk_gradient_fractions
 from mvd_edge.train.sampler import CrossModalIdentitySampler
@@ -602,12 +602,13 @@ class Trainer:
         replaced = 0
         lr = self.optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
-        it = self.loader
+        it = loader_iter(self.loader)
         bar = None
         if self.progress and self.distinfo.main:
             from tqdm import tqdm
 
-            bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}", unit="batch", leave=False)
+            bar = tqdm(it, total=len(self.loader), desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}", unit="batch",
+                       leave=False)
             it = bar
         n_batches = max(1, len(self.loader))
         grad_fractions: dict[str, float] = {}
