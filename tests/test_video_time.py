@@ -157,3 +157,22 @@ def test_streams_at_the_same_rate_stay_in_lockstep(two_rates, tmp_path):
     assert "pairing" not in summary
     start = json.loads((tmp_path / "ev.jsonl").read_text().splitlines()[0])
     assert "pairing" not in start
+
+
+def test_the_summary_warning_counts_missing_frames_not_only_damaged_ones(capsys, monkeypatch):
+    """A hole in the timestamps is a gap with no damaged frame: the warning says how many frames are
+    missing and when (it said '0 damaged frames skipped')."""
+    from rich.console import Console
+
+    import mvd_edge.cli.match as cli_match
+
+    err = Console(file=__import__("io").StringIO(), width=200)
+    monkeypatch.setattr(cli_match, "err_console", err)
+    src = {"label": "a.mp4", "delivered": 9, "dropped": 0, "corrupt": 0, "reconnects": 0, "unreadable": 0,
+           "missing": 1, "gaps": [[4, 5]], "gap_times": [[0.267, 0.333]]}
+    summary = {"frames": 9, "seconds": 1.0, "fps": 9.0, "fps_compute": 9.0, "ended": "all sources ended",
+               "stage_ms": {}, "sources": {"ir": src, "rgb": {**src, "gaps": [], "missing": 0}},
+               "tracks": {"ir": 0, "rgb": 0}, "global_ids": 0, "crops_embedded": 0, "events": {}}
+    cli_match._print_summary(Console(file=__import__("io").StringIO()), summary)
+    text = err.file.getvalue()
+    assert "1 frames missing (0 of them damaged): frames 4-4 (0.27-0.33 s)" in text and "rgb source" not in text

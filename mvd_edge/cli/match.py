@@ -43,10 +43,11 @@ def _print_summary(console, summary: dict) -> None:
         f"{s} {v['label']}: {v['delivered']} frames, {v['dropped']} dropped, {v['corrupt']} corrupt, "
         f"{v['reconnects']} reconnects" for s, v in src.items()))
     for s, v in src.items():
-        if v.get("gaps"):
-            err_console.print(f"[yellow]warning:[/] {s} source {v['label']}: {v.get('unreadable', 0)} damaged frames "
-                              "skipped (frames " + ", ".join(f"{a}-{b - 1}" for a, b in v["gaps"]) + ")",
-                              highlight=False)
+        if v.get("gaps"):  # damaged frames and holes in the file's timestamps alike: frames missing by time
+            where = ", ".join(f"frames {a}-{b - 1} ({t0:.2f}-{t1:.2f} s)"
+                              for (a, b), (t0, t1) in zip(v["gaps"], v.get("gap_times") or [(0.0, 0.0)] * len(v["gaps"])))
+            err_console.print(f"[yellow]warning:[/] {s} source {v['label']}: {v.get('missing', 0)} frames missing "
+                              f"({v.get('unreadable', 0)} of them damaged): {where}", highlight=False)
     console.print(f"tracks: ir {summary['tracks']['ir']}, rgb {summary['tracks']['rgb']}; "
                   f"global ids: {summary['global_ids']}; crops embedded: {summary['crops_embedded']}; "
                   f"events: {summary['events']}")
