@@ -16,6 +16,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,28 +73,36 @@ def read_json(path: str | Path, error: type[Exception], what: str, fmt: str | No
     return data
 
 
-def write_json(path: str | Path, data: Any, **dumps_kwargs: Any) -> Path:
-    """Write ``data`` as JSON to ``path`` atomically: a temp file beside it, fsync, then rename over it.
-
-    A kill or a full disk leaves the old file or the new one, never half of one.
-    ``dumps_kwargs`` go to :func:`json.dumps` (``indent``, ``sort_keys``, ``cls``).
-    """
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    text = json.dumps(data, **dumps_kwargs)
+@contextmanager
+def temp_beside(out: Path) -> Iterator[Path]:
+    """A temp path beside ``out``, renamed onto it when the block ends well and removed in any case:
+    a kill or a full disk leaves the old file or the new one, never half of one. An ``OSError`` of
+    writing it names ``out`` (the output the user asked for, not the temp file)."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
+        yield tmp
+        os.replace(tmp, out)
     except OSError as exc:
-        raise output_error(exc, p) from exc
+        raise output_error(exc, out) from exc
     finally:
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass  # a read-only folder: there is no temp file to remove
+
+
+def write_json(path: str | Path, data: Any, **dumps_kwargs: Any) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically (:func:`temp_beside`, fsynced).
+
+    ``dumps_kwargs`` go to :func:`json.dumps` (``indent``, ``sort_keys``, ``cls``).
+    """
+    p = Path(path)
+    text = json.dumps(data, **dumps_kwargs)
+    with temp_beside(p) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
     return p
 
 

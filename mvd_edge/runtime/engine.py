@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 from mvd_edge import __version__
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.graphmeta import GraphMeta, MetadataError, read_onnx_header
 from mvd_edge.core.sizes import parse_int_list
-from mvd_edge.core.util import output_error, write_errno
+from mvd_edge.core.util import temp_beside, write_errno
 from mvd_edge.runtime.sidecar import EngineError, read_sidecar, sha256_file, write_sidecar
 
 BACKENDS = ("ort", "trt")
@@ -105,28 +104,11 @@ def build_engine(onnx_path: str | Path, out: str | Path, backend: str = "ort", d
     return read_sidecar(out, verify_hash=False)
 
 
-@contextmanager
-def _temp_beside(out: Path):
-    """A temp path beside ``out``, renamed onto it when the block ends well and removed in any case;
-    an ``OSError`` of writing it names ``out`` (the output the user asked for)."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        yield tmp
-        tmp.replace(out)
-    except OSError as exc:
-        raise output_error(exc, out) from exc
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # a read-only folder: there is no temp file to remove
-
-
 def _build_ort(onnx_path: Path, out: Path, device: str) -> None:
     """Save ONNX Runtime's offline-optimised graph (extended level: portable across x86 CPUs)."""
     from mvd_edge.runtime.ort_backend import make_session
 
-    with _temp_beside(out) as tmp:
+    with temp_beside(out) as tmp:
         tmp.write_bytes(b"")  # a folder that takes no file fails here, naming the engine, not the model
         try:
             make_session(onnx_path, device=device, optimization="extended", optimized_out=tmp)
@@ -152,7 +134,7 @@ def _build_trt(onnx_path: Path, out: Path, facts: dict, info: dict, batch: tuple
     cache = Path(timing_cache) if timing_cache else out.parent / "timing.cache"
     built = build_serialized_engine(onnx_path, facts["input_name"], (3, int(pp["height"]), int(pp["width"])),
                                     batch, workspace_mb << 20, cache, verbose)
-    with _temp_beside(out) as tmp:  # the engine first: a timing cache that cannot be saved loses nothing built
+    with temp_beside(out) as tmp:  # the engine first: a timing cache that cannot be saved loses nothing built
         tmp.write_bytes(built.engine)
     saved = built.timing_cache is not None and save_timing_cache(cache, built.timing_cache)
     return {"gpu": gpu, "workspace_mb": workspace_mb, "timing_cache": str(cache) if saved else None,
