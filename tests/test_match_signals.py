@@ -69,3 +69,21 @@ def test_sigterm_as_interrupt_restores_the_handler():
             time.sleep(5)  # the handler raises before this ends
     assert signal.getsignal(signal.SIGTERM) is before
     assert interrupt_exit_code(Terminated()) == 143 and interrupt_exit_code(KeyboardInterrupt()) == 130
+
+
+def test_an_interrupt_inside_a_deferred_block_takes_effect_when_it_ends():
+    """A matcher step is whole: SIGINT / SIGTERM in the middle of it (between its events, its video frame
+    and its count) is raised right after it, through the handlers in place."""
+    from mvd_edge.core.signals import Terminated, interrupts_deferred, sigterm_as_interrupt
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+            done.append("after the signal")  # the block goes on
+    assert done == ["after the signal"]
+    with sigterm_as_interrupt(), pytest.raises(Terminated):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("whole")
+    assert done[-1] == "whole" and signal.getsignal(signal.SIGINT) is signal.default_int_handler

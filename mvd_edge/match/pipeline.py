@@ -23,6 +23,7 @@ import numpy as np
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.preprocess import box_crop, box_overlap
+from mvd_edge.core.signals import interrupts_deferred
 from mvd_edge.match.associate import CrossModalAssociator, PairUpdate, ReportedPair
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector, box_iou
@@ -666,6 +667,10 @@ class PairRunner(Runner):
         if isinstance(pkts, str):
             return self._ended(pkts)
         self.first_step()
+        with interrupts_deferred():  # a step is whole: its events, its video frame and its count
+            return self._process(pkts)
+
+    def _process(self, pkts: dict[str, FramePacket]) -> bool:
         pipe = self.pipe
         res = pipe.step(pkts["ir"], pkts["rgb"])
         self.lat.append(time.monotonic() - min(pkts["ir"].captured, pkts["rgb"].captured))

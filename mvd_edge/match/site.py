@@ -56,6 +56,7 @@ from scipy.optimize import linear_sum_assignment
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.core.preprocess import box_crop
+from mvd_edge.core.signals import interrupts_deferred
 from mvd_edge.gallery.index import faiss_module
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector
@@ -676,15 +677,16 @@ class SiteRunner(Runner):
             return False
         self.first_step()
         t_step, frames = nxt
-        for ev in self.matcher.step(frames):
-            self.writer.write(ev)
-            if self.crops is not None and ev["event"] == "sighting":
-                cam = ev["camera"]
-                self.crops.save(self.matcher.cameras[cam].modality.short, cam, ev["frame"], ev["global_id"],
-                                frames[cam].image, ev["box"])
-        if self.video is not None:
-            self._render(t_step, frames)
-        self.steps += 1
+        with interrupts_deferred():  # a step is whole: its events, its video frame and its count
+            for ev in self.matcher.step(frames):
+                self.writer.write(ev)
+                if self.crops is not None and ev["event"] == "sighting":
+                    cam = ev["camera"]
+                    self.crops.save(self.matcher.cameras[cam].modality.short, cam, ev["frame"], ev["global_id"],
+                                    frames[cam].image, ev["box"])
+            if self.video is not None:
+                self._render(t_step, frames)
+            self.steps += 1
         self.push_metrics()
         return True
 
