@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q -e ".[train]" "motmetrics>=1.4" "requests>=2.28"
-python3 -m pip install -q --no-deps "trackers==2.6.1" "supervision==0.31.2" "pydeprecate>=0.8" "defusedxml>=0.7"
+python3 -m pip install -q --no-deps -r tests/requirements-nodeps.txt
 python3 benchmarks/real_footage.py "$@"

