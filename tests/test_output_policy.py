@@ -295,3 +295,20 @@ def test_the_policy_compares_files_not_names(tmp_path):
     assert file_identity(tmp_path / "model.engine") == file_identity(tmp_path / "copy-model.engine")
     assert file_identity(tmp_path / "new") == file_identity(tmp_path / "x" / ".." / "new")  # not there yet: by path
     refuse_overwriting_inputs({"--out": tmp_path / "new"}, {"the input": tmp_path / "model.engine"})
+
+
+def test_train_refuses_an_out_folder_whose_checkpoint_is_a_hard_link_of_its_pretrained_weights(tmp_path):
+    """`train --out` would overwrite best.pt / last.pt: one that is the same file as --pretrained (a hard
+    link, not only the same name) is refused before anything runs."""
+    from typer.testing import CliRunner
+
+    from mvd_edge.cli import app
+
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"imagenet weights")
+    (tmp_path / "run").mkdir()
+    os.link(weights, tmp_path / "run" / "last.pt")
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--pretrained", str(weights),
+                                 "--backbone", "resnet18", "--overwrite"])
+    assert r.exit_code == 2 and "model.pretrained" in r.output and "last.pt" in r.output, r.output
+    assert weights.read_bytes() == b"imagenet weights"

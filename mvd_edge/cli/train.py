@@ -105,6 +105,10 @@ def train(
     from mvd_edge.train.trainer import run_training
 
     cfg = _resumed(cfg, config, overrides, resume)
+    run = Path(cfg.out)
+    refuse_overwriting_inputs({f"--out {n}": run / n for n in ("best.pt", "last.pt", "log.csv", "config.yaml")},
+                              {"--config": config, "model.pretrained": cfg.model.pretrained
+                               if cfg.model.pretrained not in (None, "imagenet") else None})
 
     summary = _stoppable(lambda: run_training(cfg, resume=resume, evaluate_test=test, overwrite=overwrite), cfg.out)
     if "test" in summary:
