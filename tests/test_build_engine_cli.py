@@ -17,14 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
+from tiny_checkpoint import tiny_checkpoint
 from typer.testing import CliRunner
 
 from mvd_edge.cli import app
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.core.util import random_crops
-from mvd_edge.model.checkpoint import CKPT_FORMAT, save_checkpoint
-from mvd_edge.model.net import MVDNet
 from mvd_edge.quant.sensitivity import mean_cosine
 from mvd_edge.runtime import load_embedder
 
@@ -39,27 +37,11 @@ def _cli(args):
     return r.exit_code, r.output
 
 
-def _checkpoint(path: Path) -> Path:
-    torch.manual_seed(0)
-    model = MVDNet(num_classes=5, backbone="tiny")
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-            mod.momentum = None
-            mod.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(48, 3, SPEC.height, SPEC.width))
-    model.eval()
-    save_checkpoint({"format": CKPT_FORMAT, "epoch": 0, "model": model.state_dict(),
-                     "model_spec": model.spec.to_dict(), "recipe": "full", "preprocess": SPEC.to_dict()}, path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("build")
     (root / "ckpt").mkdir()
-    ckpt = _checkpoint(root / "ckpt" / "tiny.pt")
+    ckpt = tiny_checkpoint(root / "ckpt" / "tiny.pt", SPEC)
     fp32 = root / "model" / "model.onnx"
     code, out = _cli(["export", ckpt, "--out", fp32])
     assert code == 0, out

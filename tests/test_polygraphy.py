@@ -29,13 +29,13 @@ import pytest
 import torch
 from polygraphy.comparator import IterationResult, RunResults
 from polygraphy.json import save_json
+from tiny_checkpoint import tiny_checkpoint
 from typer.testing import CliRunner
 
 from mvd_edge.cli import app
 from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
 from mvd_edge.core.util import random_crops
-from mvd_edge.model.checkpoint import CKPT_FORMAT, model_from_checkpoint, save_checkpoint
-from mvd_edge.model.net import MVDNet
+from mvd_edge.model.checkpoint import model_from_checkpoint
 from mvd_edge.quant.sensitivity import embed, session
 
 SPEC = PreprocessSpec(height=64, width=32)
@@ -52,27 +52,10 @@ def _cli(args):
     return r.output
 
 
-def _checkpoint(path: Path) -> Path:
-    """The tiny MVDNet, BatchNorm statistics from one train-mode pass (as in tests/test_calib.py)."""
-    torch.manual_seed(0)
-    model = MVDNet(num_classes=5, backbone="tiny")
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-            mod.momentum = None
-            mod.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(48, 3, SPEC.height, SPEC.width))
-    model.eval()
-    save_checkpoint({"format": CKPT_FORMAT, "epoch": 0, "model": model.state_dict(),
-                     "model_spec": model.spec.to_dict(), "recipe": "full", "preprocess": SPEC.to_dict()}, path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("poly")
-    ckpt = _checkpoint(root / "tiny.pt")
+    ckpt = tiny_checkpoint(root / "tiny.pt", SPEC)
     models = root / "models"
     _cli(["export", ckpt, "--out", models / GRAPHS["fp32"]])
     _cli(["fp16", models / GRAPHS["fp32"]])
