@@ -6,6 +6,7 @@ Not a test module (no ``test_`` prefix); imported by ``tests/test_match_*.py``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import cv2
@@ -180,3 +181,15 @@ def block_sources(world: BlockWorld, n_frames: int, live: bool = False, queue_si
     return {s: FrameSource(SourceSpec("file", f"blocks-{s}", f"blocks-{s}"), name=s, queue_size=queue_size,
                            open_fn=lambda spec, s=s: BlockCapture(world, s, n_frames), live=live)
             for s in ("ir", "rgb")}
+
+
+def drain(src, timeout: float = 10.0) -> list:
+    """Every packet a started source delivers until it ends (``None``); ``False`` (no frame yet) skipped."""
+    out, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pkt = src.get(timeout=0.2)
+        if pkt is None:
+            return out
+        if pkt is not False:
+            out.append(pkt)
+    raise AssertionError("source did not end in time")

@@ -8,7 +8,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from match_fakes import ScriptedCapture, opener
+from match_fakes import ScriptedCapture, drain, opener
 
 from mvd_edge.match.sources import (
     FramePacket,
@@ -23,17 +23,6 @@ from mvd_edge.match.sources import (
 
 def _frame(v: int, h: int = 24, w: int = 32) -> np.ndarray:
     return np.full((h, w, 3), v % 256, np.uint8)
-
-
-def _drain(src: FrameSource, timeout: float = 10.0) -> list[FramePacket]:
-    out, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pkt = src.get(timeout=0.2)
-        if pkt is None:
-            return out
-        if pkt is not False:
-            out.append(pkt)
-    raise AssertionError("source did not end in time")
 
 
 def test_parse_source_forms(tmp_path):
@@ -90,7 +79,7 @@ def test_live_source_drops_when_consumer_is_slow():
     src.start()
     src.wait_open(2.0)
     time.sleep(0.3)  # the reader fills the queue and keeps going
-    got = _drain(src)
+    got = drain(src)
     assert src.dropped > 0
     assert len(got) + src.dropped == src.stats.delivered == 200
     assert [p.index for p in got] == sorted(p.index for p in got)
@@ -104,7 +93,7 @@ def test_source_that_drops_out_comes_back_with_backoff():
                       max_offline=1.0, backoff_start=0.02, backoff_max=0.1)
     src.start()
     src.wait_open(2.0)
-    got = _drain(src)
+    got = drain(src)
     assert src.stats.reconnects == 1 and src.stats.outages == 2
     assert open_fn.calls["n"] >= 5
     assert len(got) == 20 and first.released
@@ -121,7 +110,7 @@ def test_corrupt_frames_are_skipped_and_counted():
               np.zeros((24, 32), np.uint8)]  # grayscale is fine: converted to BGR
     src = FrameSource(SourceSpec("file", "x", "fake"), "rgb", open_fn=opener([ScriptedCapture(script)]))
     src.start()
-    got = _drain(src)
+    got = drain(src)
     assert src.stats.corrupt == 5
     assert len(got) == 7 and all(p.image.shape == (24, 32, 3) and p.image.dtype == np.uint8 for p in got)
     assert [p.index for p in got] == [0, 2, 4, 6, 8, 10, 11]  # indices count every read frame
@@ -171,7 +160,7 @@ def test_video_file_reads_every_frame_and_ends_cleanly(tmp_path):
     src.start()
     src.wait_open()
     time.sleep(0.2)
-    got = _drain(src)
+    got = drain(src)
     assert [p.index for p in got] == list(range(25)) and src.dropped == 0
     assert src.fps == pytest.approx(10.0) and got[5].time == pytest.approx(0.5)
     assert src.error is None
@@ -184,7 +173,7 @@ def test_image_folder_source(tmp_path):
     (tmp_path / "004.png").write_bytes(b"broken")  # unreadable image: a corrupt frame
     src = FrameSource(parse_source(str(tmp_path)), "rgb")
     src.start()
-    got = _drain(src)
+    got = drain(src)
     assert [int(p.image[0, 0, 0]) for p in got] == [0, 50, 100, 150]
     assert src.stats.corrupt == 1
 
@@ -227,7 +216,7 @@ def test_realtime_file_source_is_paced(monkeypatch):
                       realtime=True)
     src._stop = stop = _Stop(src._stop, clock)
     src.start()
-    got = _drain(src)
+    got = drain(src)
     assert [p.index for p in got] == list(range(6))
     # each frame after the first waited until its media time: 1/20 s each, 0.25 s in all
     assert stop.waits == pytest.approx([0.05] * 5) and clock.now == pytest.approx(0.25), (stop.waits, clock.now)
@@ -239,7 +228,7 @@ def test_failed_read_inside_a_file_is_skipped_by_seeking_and_reported():
     script = [_frame(k) for k in range(5)] + ["fail", "fail", "fail"] + [_frame(k) for k in range(8, 12)]
     src = FrameSource(SourceSpec("file", "x", "fake"), "rgb", open_fn=opener([ScriptedCapture(script)]))
     src.start()
-    got = _drain(src)
+    got = drain(src)
     assert [p.index for p in got] == [0, 1, 2, 3, 4, 8, 9, 10, 11]  # indices stay true to the file's frames
     assert [int(p.image[0, 0, 0]) for p in got] == [0, 1, 2, 3, 4, 8, 9, 10, 11]
     assert src.gaps == [(5, 8)] and src.stats.unreadable == 3 and src.stats.corrupt == 3
@@ -251,13 +240,13 @@ def test_file_that_breaks_off_before_its_declared_end_is_an_error_not_an_end():
     src = FrameSource(SourceSpec("file", "x", "fake"), "rgb",
                       open_fn=opener([ScriptedCapture(script, seekable=False)]))
     src.start()
-    assert len(_drain(src)) == 5
+    assert len(drain(src)) == 5
     assert src.error and "breaks off at frame 5 of the 12" in src.error
     # a capture that declares no count (or a clean end of file) ends quietly, as before
     for cap in (ScriptedCapture(script, declare_count=False), ScriptedCapture([_frame(k) for k in range(5)])):
         src = FrameSource(SourceSpec("file", "x", "fake"), "rgb", open_fn=opener([cap]))
         src.start()
-        assert len(_drain(src)) == 5 and src.error is None and src.gaps == []
+        assert len(drain(src)) == 5 and src.error is None and src.gaps == []
 
 
 def _damaged_video(tmp_path, fourcc: str, ext: str, n: int = 60):
@@ -279,13 +268,13 @@ def test_real_damaged_videos_never_end_as_if_complete(tmp_path):
     avi = _damaged_video(tmp_path, "MJPG", "avi")
     src = FrameSource(parse_source(str(avi)), "rgb")
     src.start()
-    got = _drain(src, 30.0)
+    got = drain(src, 30.0)
     assert src.error is None and src.gaps and src.stats.unreadable > 0
     assert 20 < len(got) < 60 and abs(float(got[-1].image.mean()) - 4 * 59) < 4  # read to the end, past the damage
     assert len(got) + src.stats.missing == 60  # every declared frame delivered or reported missing
     mp4 = _damaged_video(tmp_path, "mp4v", "mp4")
     src = FrameSource(parse_source(str(mp4)), "rgb")
     src.start()
-    got = _drain(src, 30.0)
+    got = drain(src, 30.0)
     assert len(got) < 60
     assert src.gaps or (src.error and "breaks off" in src.error)

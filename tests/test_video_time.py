@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 import cv2
 import numpy as np
 import pytest
+from match_fakes import drain
 
 from mvd_edge.match.baselines import ColorHistogramEmbedder
 from mvd_edge.match.detect import MotBoxes
@@ -24,21 +24,10 @@ from mvd_edge.match.sources import FramePacket, FrameSource, parse_source
 FPS = 15.0
 
 
-def _drain(src: FrameSource, timeout: float = 30.0) -> list[FramePacket]:
-    out, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pkt = src.get(timeout=0.2)
-        if pkt is None:
-            return out
-        if pkt is not False:
-            out.append(pkt)
-    raise AssertionError("source did not end in time")
-
-
 def _read(path) -> tuple[FrameSource, list[FramePacket]]:
     src = FrameSource(parse_source(str(path)), "rgb")
     src.start()
-    return src, _drain(src)
+    return src, drain(src, 30.0)
 
 
 def _damaged(tmp_path, fourcc: str, ext: str, lo: float, hi: float, n: int = 60):

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from mvd_edge.core.errors import UsageError
-from mvd_edge.match.detect import Detections, Detector
+from mvd_edge.match.detect import Detections, Detector, intersection_over_first
 
 __all__ = ["FOREGROUND_METHODS", "BackgroundConfirmed", "ForegroundDetector"]
 
@@ -322,8 +322,6 @@ class BackgroundConfirmed(Detector):
         self.name = f"{getattr(cnn, 'name', 'cnn')}+{background.method}"
 
     def detect(self, image: np.ndarray, frame_index: int = 0) -> Detections:
-        from mvd_edge.match.detect import intersection_over_first
-
         found = self.cnn.detect(image, frame_index)
         blobs, mask = self.background.detect_with_mask(image)
         h, w = image.shape[:2]
