@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from typer.main import get_command
@@ -23,6 +24,7 @@ README_MAX_LINES = 300
 
 # [text](target) and ![alt](target), an optional "title" after the target; [text] may hold one [nested] pair
 _INLINE = re.compile(r"!?\[(?:[^\[\]]|\[[^\[\]]*\])*\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
+_HTML = re.compile(r"""<(?:a|img)\b[^>]*?\b(?:href|src)=["']([^"']*)["']""", re.I)  # raw HTML links and images
 _REFERENCE = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+\"[^\"]*\")?\s*$")  # [label]: target
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _CODE_SPAN = re.compile(r"(`+).*?\1")
@@ -44,11 +46,12 @@ def _prose_lines(text: str) -> list[tuple[int, str]]:
 
 
 def links(text: str) -> list[tuple[int, str]]:
-    """(line number, target) of every inline link, image and reference definition."""
+    """(line number, target) of every inline link, image, reference definition and HTML a/img."""
     found = []
     for number, line in _prose_lines(text):
         line = _CODE_SPAN.sub("", line)
         found += [(number, m.group(1)) for m in _INLINE.finditer(line)]
+        found += [(number, m.group(1)) for m in _HTML.finditer(line)]
         ref = _REFERENCE.match(line)
         if ref:
             found.append((number, ref.group(1)))
@@ -110,6 +113,7 @@ def check(root: Path, md_files: list[Path], known: set[str] | None) -> list[str]
                 problems.append(f"{at} leaves the repository (scheme)")
                 continue
             path, _, anchor = target.partition("#")
+            path = unquote(path)
             if path.startswith(("/", "\\", "~")):
                 problems.append(f"{at} leaves the repository (absolute path)")
                 continue
@@ -194,6 +198,7 @@ def _check_one(repo: Path, body: str) -> list[str]:
     "[anchor](docs/guide.md#two-words) [second](docs/guide.md#two-words-1) [here](#top)\n\n# Top\n",
     "[code in the heading](docs/guide.md#cmd---flag--what)",
     "[ref]: docs/guide.md",
+    '<img src="docs/sub/data.json"> [spaced](docs/sub/data%2Ejson)',
     "```\n[in code](missing.md)\n```\nand `[span](missing.md)`",
 ])
 def test_checker_accepts_links_that_resolve(repo, body):
@@ -209,6 +214,7 @@ def test_checker_accepts_links_that_resolve(repo, body):
     ("[anchor](docs/guide.md#no-such-heading)", "no heading #no-such-heading"),
     ("[anchor](#nowhere)\n\n# Somewhere\n", "no heading #nowhere"),
     ("[ref]: docs/gone.md", "names no file"),
+    ('<a href="docs/gone.md">gone</a>', "names no file"),
 ])
 def test_checker_reports_a_broken_link(repo, body, why):
     problems = _check_one(repo, body)
