@@ -3,17 +3,19 @@
 A relative link must name a file or folder of the repository (tracked, or new and not ignored),
 a link must not leave the repository (absolute paths, ``../`` past the root, ``file:``), and an
 ``#anchor`` into a Markdown file must name one of its headings (GitHub's rule). The README stays
-a guide: at most ``README_MAX_LINES`` lines, its test command the one CI runs, and every command
-has its section in docs/cli.md.
+a guide: at most ``README_MAX_LINES`` lines, its test command the one CI runs, its examples valid
+command lines of today's CLI, and every command has its section in docs/cli.md.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from pathlib import Path
 from urllib.parse import unquote
 
+import click
 import pytest
 from typer.main import get_command
 
@@ -156,6 +158,21 @@ def test_readme_test_command_is_the_one_ci_runs():
     assert command.startswith("python3 -m pip install -e")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert command in [line.strip() for line in readme.splitlines()], "README's test command differs from .ci/run's"
+
+
+def test_readme_examples_parse_with_todays_cli():
+    """Each `mvd-edge ...` line of the README's bash blocks names a command and options that exist."""
+    group = get_command(app)
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = [line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+             for line in block.replace("\\\n", " ").splitlines()]
+    examples = [shlex.split(line)[1:] for line in lines if line.startswith("mvd-edge ")]
+    assert len(examples) >= 15  # one per stage at least
+    for args in examples:
+        cmd, rest = group.commands[args[0]], args[1:]
+        if isinstance(cmd, click.Group):
+            cmd, rest = cmd.commands[rest[0]], rest[1:]
+        cmd.make_context(args[0], rest)  # raises on an unknown option or a bad value
 
 
 def test_every_command_has_its_section_in_the_cli_reference():
