@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mvd_edge.core import plots
-from mvd_edge.core.errors import UsageError
+from mvd_edge.core.spec import PRECISIONS
 from mvd_edge.data.base import DatasetError
-
-BACKENDS = ("torch", "ort", "trt")
-PRECISIONS = ("fp32", "fp16", "int8")
+from mvd_edge.deploy import formats
 
 
 @dataclass(frozen=True)
@@ -45,13 +43,11 @@ def plan_variants(backends: Sequence[str], precisions: Sequence[str], recipes: S
     """All requested combinations -> (runnable, [(skipped, reason)]) on this machine.
 
     ``model_recipes``: the recipes the model can compute (a one-pass student has no ``full``);
-    the others are skipped with that reason."""
+    the others are skipped with that reason; the rest by :func:`mvd_edge.deploy.formats.skip_reason`."""
     for b in backends:
-        if b not in BACKENDS:
-            raise UsageError(f"unknown backend {b!r}; choose from {', '.join(BACKENDS)}")
+        formats.for_backend(b)
     for p in precisions:
-        if p not in PRECISIONS:
-            raise UsageError(f"unknown precision {p!r}; choose from {', '.join(PRECISIONS)}")
+        formats.check_precision(p)
     cuda = device.startswith("cuda")
     run, skipped = [], []
     for b, p, r, f in itertools.product(backends, precisions, recipes, fused):
@@ -60,33 +56,10 @@ def plan_variants(backends: Sequence[str], precisions: Sequence[str], recipes: S
             variants.append(Variant(b, p, r, f, True, model))
         for v in variants:
             reason = (f"a one-pass student has no {r!r} recipe (recipes: {', '.join(model_recipes)})"
-                      if model_recipes is not None and r not in model_recipes else _skip_reason(v, cuda))
+                      if model_recipes is not None and r not in model_recipes
+                      else formats.skip_reason(v.backend, v.precision, v.fused, cuda))
             (skipped.append((v, reason)) if reason else run.append(v))
     return run, skipped
-
-
-def _skip_reason(v: Variant, cuda: bool) -> str | None:
-    if v.backend == "torch":
-        if v.precision == "int8":
-            return "the torch backend has no INT8 path (INT8 is a Q/DQ graph for ort/trt)"
-        if v.precision == "fp16" and not cuda:
-            return "torch fp16 needs a CUDA device"
-        if v.fused and not cuda:
-            return "the fused Triton head runs on CUDA"
-    if v.backend == "ort" and v.fused:
-        return "ONNX Runtime cannot run the mvd::FusedHead plugin op (TensorRT only)"
-    if v.backend == "trt":
-        from mvd_edge.runtime.trt_compat import TensorRTUnavailable, import_tensorrt
-
-        try:
-            import_tensorrt()
-        except TensorRTUnavailable as exc:
-            return f"TensorRT not installed ({str(exc).split(':')[0]})"
-        if not cuda:
-            return "TensorRT needs a CUDA device"
-        if v.fused and v.precision != "fp32":
-            return "fused-head graphs are exported in FP32 (FP16/INT8 graphs need ONNX Runtime to build)"
-    return None
 
 
 class Builder:
@@ -112,18 +85,20 @@ class Builder:
         if v.precision == "fp16":
             from mvd_edge.quant.api import to_fp16
 
-            path = self.work / f"{v.recipe}.fp16.onnx"
+            path = formats.graph_path(self.work, v.recipe, "fp16")
             if not path.is_file():
                 to_fp16(base, path)
             return path
-        from mvd_edge.quant.api import int8_path, quantize
+        from mvd_edge.quant.api import quantize
         from mvd_edge.quant.manifest import from_dataset
 
-        flavour = "cpu" if v.backend == "ort" and not self.device.startswith("cuda") else "trt"
-        path = int8_path(self.work, v.recipe, flavour)
+        # ONNX Runtime's CUDA provider runs the symmetric (TensorRT) flavour
+        cuda = self.device.startswith("cuda")
+        flavour = "trt" if cuda else formats.engine_format(v.backend).int8_flavours[0]
+        path = formats.graph_path(self.work, v.recipe, "int8", flavour)
         if not path.is_file():
             manifest = from_dataset(self.dataset, self.root, n=self.calib_n)
-            quantize(base, self.work, manifest, flavours=("trt", "cpu"), progress=False)
+            quantize(base, self.work, manifest, flavours=formats.INT8_FLAVOURS, progress=False)
         return path
 
     def embedder(self, v: Variant):
@@ -141,7 +116,7 @@ class Builder:
             if not engine.is_file():
                 build_engine(graph, engine, backend="ort", device=dev, batch=(1, 32, 64))
             return load_embedder(engine)
-        engine = self.work / f"{stem}.engine"
+        engine = formats.engine_path(graph, "trt")
         if not engine.is_file():
             build_engine(graph, engine, backend="trt", batch=(1, 32, 64))
         return load_embedder(engine, device=self.device if ":" in self.device else "cuda:0")
@@ -161,7 +136,7 @@ def embedding_macs(model, recipe: str, size: tuple[int, int]) -> int:
 
 
 def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str | Path,
-              backends: Sequence[str] = ("torch", "ort", "trt"), precisions: Sequence[str] = ("fp32", "fp16", "int8"),
+              backends: Sequence[str] = formats.BENCH_BACKENDS, precisions: Sequence[str] = PRECISIONS,
               recipes: Sequence[str] = ("full",), fused: Sequence[bool] = (False,), compiled: bool = False,
               batches: Sequence[int] = (1, 32), iters: int = 20, warmup: int = 5, trials: int = 3, calib_n: int = 512,
               device: str = "cpu", progress: bool = True, students: Sequence[str | Path] = ()) -> dict:

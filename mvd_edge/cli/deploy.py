@@ -23,6 +23,8 @@ from mvd_edge.cli._common import (
     parse_int_list,
 )
 from mvd_edge.core.errors import UsageError, require
+from mvd_edge.core.spec import PRECISIONS
+from mvd_edge.deploy import formats
 
 app = typer.Typer()
 
@@ -57,12 +59,13 @@ def export(
 @friendly
 def fp16(
     onnx_model: Annotated[Path, typer.Argument(help="FP32 ONNX graph from `mvd-edge export`")],
-    out: Annotated[Optional[Path], typer.Option(help="FP16 graph (default: <stem>.fp16.onnx beside it)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help=f"FP16 graph (default: <stem>{formats.graph_format('fp16').suffix} "
+                                                     "beside it)")] = None,
     manifest: Annotated[Optional[Path], typer.Option(help="calibration manifest for the overflow check")] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """FP16 ONNX graph with FP32 input/output; reports values that overflow FP16."""
-    out = out or onnx_model.with_name(onnx_model.name.removesuffix(".onnx") + ".fp16.onnx")
+    out = out or formats.graph_path(onnx_model.parent, onnx_model.name.removesuffix(".onnx"), "fp16")
     check_outputs({"--out": out}, {"ONNX graph": onnx_model, "--manifest": manifest}, overwrite)
     require("onnx", "quant")
     from mvd_edge.quant.api import to_fp16
@@ -86,7 +89,8 @@ def int8(
     manifest: Annotated[Optional[Path], typer.Option(help="or: an existing calibration manifest JSON")] = None,
     n: Annotated[int, typer.Option(help="calibration crops (warns below 300)")] = 512,
     method: Annotated[str, typer.Option(help="minmax, entropy or percentile")] = "minmax",
-    flavours: Annotated[str, typer.Option(help="trt (TensorRT) and/or cpu (ONNX Runtime x86)")] = "trt,cpu",
+    flavours: Annotated[str, typer.Option(help="trt (TensorRT) and/or cpu (ONNX Runtime x86)")] = ",".join(
+        formats.INT8_FLAVOURS),
     include_head: Annotated[bool, typer.Option(help="also quantize the embedding head")] = False,
     max_rank1_drop: Annotated[Optional[float], typer.Option(help="keep sensitive layers in FP32 until the "
                                                                   "validation Rank-1 drop is within POINTS")] = None,
@@ -96,14 +100,15 @@ def int8(
     """Calibrated INT8 Q/DQ graphs (trt: symmetric int8; cpu: uint8 activations) from one set of ranges."""
     require("onnx", "quant")
     from mvd_edge.quant import manifest as mf
-    from mvd_edge.quant.api import int8_path, quantize
+    from mvd_edge.quant.api import quantize
 
     sources = [x for x in (dataset, folder, video, manifest) if x is not None]
     if len(sources) != 1:
         raise UsageError("give exactly one calibration source: --dataset (with --root), --folder, --video or --manifest")
     out_dir = out_dir or onnx_model.parent
-    stem = onnx_model.name.removesuffix(".onnx")
-    check_outputs({**{f"the {fl.strip()} INT8 graph": int8_path(out_dir, stem, fl.strip()) for fl in flavours.split(",")},
+    stem = onnx_model.name.removesuffix(".onnx")  # as quantize names its outputs
+    check_outputs({**{f"the {fl.strip()} INT8 graph": formats.graph_path(out_dir, stem, "int8", fl.strip())
+                      for fl in flavours.split(",")},
                    "the INT8 report": out_dir / f"{stem}.int8-report.json"},
                   {"ONNX graph": onnx_model, "--manifest": manifest}, overwrite)
     if dataset is not None:
@@ -136,10 +141,7 @@ def int8(
         table.add_row(fl, Path(r["onnx"]).name, f"{counts['layers_quantized']}/{counts['layers']}", str(len(kept)),
                       f"{r['parity']['mean_cosine']:.5f}")
     console.print(table)
-    console.print(f"report: {out_dir / (onnx_model.name.removesuffix('.onnx') + '.int8-report.json')}")
-
-
-PRECISIONS = ("fp32", "fp16", "int8")
+    console.print(f"report: {out_dir / (stem + '.int8-report.json')}")
 
 
 def _calibration_manifest(calib: Path, dataset: Optional[str], n: int, seed: int):
@@ -161,11 +163,13 @@ def _calibration_manifest(calib: Path, dataset: Optional[str], n: int, seed: int
 def build_engine_cmd(
     model: Annotated[Path, typer.Argument(help="ONNX graph (FP32, FP16 or INT8 Q/DQ) from export/fp16/int8, or a "
                                                "checkpoint (.pt, exported first)")],
-    backend: Annotated[str, typer.Option(help="ort (ONNX Runtime) or trt (TensorRT)")] = "ort",
-    precision: Annotated[Optional[str], typer.Option(help="fp32, fp16 or int8: make that graph from the FP32 "
-                                                          "export first (default: the graph's own precision); int8 "
-                                                          "makes the trt flavour for TensorRT, the cpu flavour for "
-                                                          "ONNX Runtime")] = None,
+    backend: Annotated[str, typer.Option(help=formats.backend_help())] = formats.ENGINE_BACKENDS[0],
+    precision: Annotated[Optional[str], typer.Option(help=f"{formats.help_list(PRECISIONS)}: make that graph from "
+                                                          "the FP32 export first (default: the graph's own precision); "
+                                                          "int8 makes " + formats.help_list(
+                                                              [f"the {formats.engine_format(b).int8_flavours[0]} flavour "
+                                                               f"for {formats.engine_format(b).title}"
+                                                               for b in formats.ENGINE_BACKENDS]))] = None,
     calib: Annotated[Optional[Path], typer.Option(help="--precision int8: calibration images (a folder), a video, "
                                                        "a manifest JSON, or a data set root with --calib-dataset")] = None,
     calib_dataset: Annotated[Optional[str], typer.Option(help="--calib is this data set's root (sysu, regdb, llcm): "
@@ -190,12 +194,11 @@ def build_engine_cmd(
     the names those commands give them (model.onnx, model.fp16.onnx, model.int8-trt.onnx, ...)
     and are written beside the engine.
     """
-    from mvd_edge.runtime.engine import BACKENDS, graph_facts, parse_batch
+    from mvd_edge.runtime.engine import graph_facts, parse_batch
 
-    if backend not in BACKENDS:
-        raise UsageError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if precision is not None and precision not in PRECISIONS:
-        raise UsageError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    engine_fmt = formats.engine_format(backend, what="--backend")
+    if precision is not None:
+        formats.check_precision(precision, what="--precision")
     if precision == "int8" and calib is None:
         raise UsageError("--precision int8 needs calibration data: --calib FOLDER (images), a video, a calibration "
                          "manifest JSON, or a data set root with --calib-dataset sysu|regdb|llcm")
@@ -210,7 +213,7 @@ def build_engine_cmd(
     parse_batch(batch)
     if backend == "trt":
         _check_tensorrt()  # before minutes of export and calibration
-    checkpoint = model.suffix == ".pt"
+    checkpoint = formats.for_path(model) == formats.by_name("checkpoint")
     if not model.is_file():
         raise FileNotFoundError(f"{'checkpoint' if checkpoint else 'ONNX file'} not found: {model}")
     if checkpoint:
@@ -226,8 +229,8 @@ def build_engine_cmd(
             precision = None  # the graph is what was asked for: build it as it is
     folder = out.parent if out is not None else model.parent
     stem = model.name.removesuffix(".onnx").removesuffix(".pt")
-    fp32 = folder / f"{stem}.onnx" if checkpoint else model
-    flavour = "trt" if backend == "trt" else "cpu"
+    fp32 = formats.graph_path(folder, stem, "fp32") if checkpoint else model
+    flavour = engine_fmt.int8_flavours[0]
     steps: list[tuple[str, Path]] = []  # (what, graph it writes)
     outputs: dict[str, Path | None] = {}
     if checkpoint:
@@ -235,13 +238,11 @@ def build_engine_cmd(
         outputs["the exported FP32 graph"] = fp32
     final = fp32
     if precision == "fp16":
-        final = folder / f"{stem}.fp16.onnx"
+        final = formats.graph_path(folder, stem, "fp16")
         steps.append(("fp16", final))
         outputs["the FP16 graph"] = final
     elif precision == "int8":
-        from mvd_edge.quant.api import int8_path  # noqa: PLC0415 (onnx: only for int8)
-
-        final = int8_path(folder, stem, flavour)
+        final = formats.graph_path(folder, stem, "int8", flavour)
         steps.append(("int8", final))
         outputs[f"the {flavour} INT8 graph"] = final
         outputs["the INT8 report"] = folder / f"{stem}.int8-report.json"
@@ -249,8 +250,7 @@ def build_engine_cmd(
         if calib is None or manifest_copy.resolve() != calib.resolve():  # re-using it as --calib is fine
             outputs["the calibration manifest"] = manifest_copy
     if out is None:
-        final_stem = final.name.removesuffix(".onnx")
-        out = final.with_name(f"{final_stem}.{backend}.onnx" if backend == "ort" else f"{final_stem}.engine")
+        out = formats.engine_path(final, backend)
     outputs.update({"--out": out, "the sidecar": Path(f"{out}.json")})
     check_outputs(outputs, {"model": model, "--calib": calib, "--timing-cache": timing_cache}, overwrite)
     total = len(steps) + 1
@@ -396,7 +396,8 @@ def calibrate_threshold_cmd(
 @app.command("profile")
 @friendly
 def profile(
-    engine: Annotated[Path, typer.Argument(help="engine (+sidecar), exported .onnx, or checkpoint .pt (torch backend)")],
+    engine: Annotated[Path, typer.Argument(help="engine (+sidecar), exported .onnx, or checkpoint "
+                                                f"{formats.by_name('checkpoint').suffix} (torch backend)")],
     batch: Annotated[str, typer.Option(help="batch sizes to measure")] = "1,8,32",
     iters: Annotated[int, typer.Option(help="timed calls per batch size")] = 50,
     warmup: Annotated[int, typer.Option(help="untimed calls first")] = 10,
@@ -415,9 +416,9 @@ def profile(
         raise UsageError(f"--batch {max(batches)}: at most 4096 crops per call")
     if iters < 1 or warmup < 0:
         raise typer.BadParameter("--iters must be >= 1 and --warmup >= 0")
-    kwargs = {"fused_head": fused_head} if engine.suffix == ".pt" and fused_head is not None else {}
-    emb = load_embedder(engine, device=device, max_batch=max(batches) if engine.suffix in (".pt",) else None,
-                        **kwargs)
+    torch = formats.for_path(engine) == formats.by_name("checkpoint")
+    kwargs = {"fused_head": fused_head} if torch and fused_head is not None else {}
+    emb = load_embedder(engine, device=device, max_batch=max(batches) if torch else None, **kwargs)
     try:
         res = profile_embedder(emb, batches, iters=iters, warmup=warmup)
     finally:
@@ -448,8 +449,8 @@ def bench(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint (.pt) to build every variant from")],
     dataset: Annotated[str, typer.Option(help="data set for accuracy (its test split) and INT8 calibration (train)")] = "sysu",
     root: Annotated[Path, typer.Option(help="data set root")] = Path("runs/train/synthetic"),
-    backends: Annotated[str, typer.Option(help="torch,ort,trt")] = "torch,ort,trt",
-    precisions: Annotated[str, typer.Option(help="fp32,fp16,int8")] = "fp32,fp16,int8",
+    backends: Annotated[str, typer.Option(help=",".join(formats.BENCH_BACKENDS))] = ",".join(formats.BENCH_BACKENDS),
+    precisions: Annotated[str, typer.Option(help=",".join(PRECISIONS))] = ",".join(PRECISIONS),
     recipes: Annotated[str, typer.Option(help="full,shared,z")] = "full,shared,z",
     fused_head: Annotated[str, typer.Option(help="fused head variants: off, on or on,off")] = "off,on",
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="add torch.compile variants of torch")] = False,

@@ -32,10 +32,10 @@ from typing import Any, ClassVar
 
 from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.preprocess import PreprocessSpec
+from mvd_edge.core.spec import PRECISIONS
 
 PREFIX = "mvd_edge."
 SCHEMA_KEY = "mvd_edge.meta_schema"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 # one name per key; the order is the order keys have always been written in
 K_VERSION = "mvd_edge.version"

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from mvd_edge.core.errors import UsageError
 
 RECIPES: tuple[str, ...] = ("full", "shared", "z")
+#: the numeric precisions a graph or engine holds (mvd_edge.deploy.formats says which format holds which)
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 BACKBONES: tuple[str, ...] = ("resnet50", "resnet18", "mobilenetv2", "tiny")
 BRANCHES: tuple[str, ...] = ("rgb", "ir", "shared")
 OBSERVATIONS: tuple[str, ...] = ("rgb", "ir", "shared_x", "shared_g")

@@ -28,19 +28,16 @@ import onnx
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.graphmeta import GraphMeta
 from mvd_edge.core.util import random_crops
+from mvd_edge.deploy.formats import INT8_FLAVOURS, graph_path
 from mvd_edge.quant import graph as graph_mod
 from mvd_edge.quant.manifest import Manifest, load_manifest
-from mvd_edge.quant.qdq import FLAVOURS, build_qdq, load_for_quantization
+from mvd_edge.quant.qdq import build_qdq, load_for_quantization
 from mvd_edge.quant.ranges import compute_ranges
 from mvd_edge.quant.sensitivity import embed, fallback, load_samples, mean_cosine, session
 
 #: Parity check of every written graph: seeded random crops, cosine vs the FP32 graph.
 PARITY_CROPS = 16
 PARITY_SEED = 1234
-
-
-def int8_path(out_dir: Path, stem: str, flavour: str) -> Path:
-    return Path(out_dir) / f"{stem}.int8-{flavour}.onnx"
 
 
 def _stem(onnx_fp32: Path) -> str:
@@ -84,7 +81,7 @@ def _int8_metadata(base: GraphMeta, fp32_sha: str, flavour: str, placement: dict
 
 
 def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | str | Path", method: str = "minmax",
-             flavours: Sequence[str] = FLAVOURS, include_head: bool = False, max_rank1_drop: float | None = None,
+             flavours: Sequence[str] = INT8_FLAVOURS, include_head: bool = False, max_rank1_drop: float | None = None,
              val_samples: Sequence[Any] | None = None, cache_dir: str | Path | None = None,
              method_params: dict[str, Any] | None = None, reduce_range: bool = True, min_cosine: float | None = None,
              holdout_fraction: float = 0.2, seed: int = 0, progress: bool = True) -> dict:
@@ -114,9 +111,9 @@ def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | s
     onnx_fp32 = Path(onnx_fp32)
     if not onnx_fp32.is_file():
         raise FileNotFoundError(f"FP32 ONNX graph not found: {onnx_fp32}")
-    bad = [f for f in flavours if f not in FLAVOURS]
+    bad = [f for f in flavours if f not in INT8_FLAVOURS]
     if bad or not flavours:
-        raise UsageError(f"unknown INT8 flavour(s) {bad}; choose from {', '.join(FLAVOURS)}")
+        raise UsageError(f"unknown INT8 flavour(s) {bad}; choose from {', '.join(INT8_FLAVOURS)}")
     if max_rank1_drop is not None:
         from mvd_edge.core.modality import Modality
 
@@ -170,7 +167,7 @@ def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | s
                                      reduce_range=reduce_range)
         _set_metadata(model, _int8_metadata(base_meta, fp32_sha, fl, placement, ranges, manifest))
         model.doc_string = f"MVD embedding, INT8 Q/DQ ({fl} flavour) calibrated by mvd-edge ({ranges.method})"
-        path = int8_path(out_dir, stem, fl)
+        path = graph_path(out_dir, stem, "int8", fl)
         onnx.save(model, str(path))
         cos_mean, cos_min = mean_cosine(embed(session(str(path), exact_qdq=fl == "trt"), rand_x), ref_rand)
         entry.update(onnx=str(path), sha256=sha256_file(path), placement=placement,

@@ -29,6 +29,7 @@ from typing import Any
 
 import onnx
 
+from mvd_edge.deploy.formats import INT8_FLAVOURS
 from mvd_edge.quant.graph import (
     HEAD_QUANTIZABLE_OPS,
     Layout,
@@ -39,7 +40,6 @@ from mvd_edge.quant.graph import (
     strip_unused_opsets,
 )
 
-FLAVOURS: tuple[str, ...] = ("trt", "cpu")
 REMOVABLE_ACTIVATIONS = ("Relu", "Clip")
 
 
@@ -68,7 +68,7 @@ def flavour(name: str) -> Flavour:
              "DedicatedQDQPair": False, "AddQDQPairToWeight": False, "QDQKeepRemovableActivations": False},
             ("Relu", "Clip", "MaxPool"),
             "ONNX Runtime x86: uint8 asymmetric activations, int8 weights, QLinearConv/QLinearAdd fusable")
-    raise ValueError(f"unknown INT8 flavour {name!r}; choose one of {', '.join(FLAVOURS)}")
+    raise ValueError(f"unknown INT8 flavour {name!r}; choose one of {', '.join(INT8_FLAVOURS)}")
 
 
 def load_for_quantization(prepared: str | Path) -> onnx.ModelProto:

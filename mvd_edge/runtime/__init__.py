@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mvd_edge.core.errors import UsageError
+from mvd_edge.deploy import formats
 from mvd_edge.runtime.base import Embedder
 from mvd_edge.runtime.sidecar import EngineError, read_sidecar, sidecar_path
 
@@ -14,7 +16,8 @@ __all__ = ["Embedder", "EngineError", "load_embedder"]
 
 
 def load_embedder(path: str | Path, device: str | None = None, max_batch: int | None = None, **kwargs) -> Embedder:
-    """Open an engine (``.onnx``/``.engine`` with its sidecar), a bare exported ``.onnx``, or a checkpoint ``.pt``.
+    """Open an engine (``.onnx``/``.engine`` with its sidecar), a bare exported ``.onnx``, or a checkpoint ``.pt``:
+    the backend is the one :mod:`mvd_edge.deploy.formats` gives the file's format (an engine's: its sidecar's).
 
     ``device``: ``cpu``/``cuda`` for ONNX Runtime (default: what the engine was built for),
     ``cuda:N`` for TensorRT/torch. Extra keyword arguments go to the backend.
@@ -22,39 +25,59 @@ def load_embedder(path: str | Path, device: str | None = None, max_batch: int | 
     A ``triton://HOST:PORT/NAME`` string opens a model served by Triton Inference Server
     (:class:`mvd_edge.runtime.triton_backend.TritonEmbedder`; the server decides the device).
     """
-    if isinstance(path, str) and path.startswith(("triton://", "triton+")):
+    fmt = formats.for_path(path)
+    if fmt is not None and fmt.kind == formats.SERVED:
         if device is not None:
-            from mvd_edge.core.errors import UsageError
-
             raise UsageError(f"--device does not apply to {path}: the Triton model's instance_group decides "
                              "where it runs")
-        from mvd_edge.runtime.triton_backend import TritonEmbedder
-
-        return TritonEmbedder(path, max_batch=max_batch, **kwargs)
+        return _OPENERS["triton"](path, max_batch=max_batch, **kwargs)
     p = Path(path)
     if not p.exists():
         raise EngineError(f"engine not found: {p}")
-    if p.suffix == ".pt":
-        from mvd_edge.model.embedder import TorchEmbedder
-
-        return TorchEmbedder(p, device=device or "cpu", max_batch=max_batch or 64, **kwargs)
-    if sidecar_path(p).is_file():
-        info = read_sidecar(p)
-        backend = info.get("backend")
-        if backend == "ort":
-            from mvd_edge.runtime.ort_backend import OrtEmbedder
-
-            return OrtEmbedder(p, info=info, device=device or info.get("device", "cpu"),
-                               max_batch=max_batch or info.get("max_batch", 64), **kwargs)
-        if backend == "trt":
-            from mvd_edge.runtime.trt_backend import TrtEmbedder
-
-            return TrtEmbedder(p, info=info, device=device or "cuda:0", **kwargs)
-        raise EngineError(f"{sidecar_path(p)} names an unknown backend {backend!r}")
-    if p.suffix == ".onnx":
-        from mvd_edge.runtime.ort_backend import OrtEmbedder
-
-        emb = OrtEmbedder(p, device=device or "cpu", max_batch=max_batch or 64, **kwargs)
+    info = None
+    if fmt is None or fmt.kind != formats.CHECKPOINT:
+        if sidecar_path(p).is_file():  # an engine: its sidecar says which backend built it
+            info = read_sidecar(p)
+            try:
+                fmt = formats.engine_format(info.get("backend"))
+            except UsageError:
+                raise EngineError(f"{sidecar_path(p)} names an unknown backend {info.get('backend')!r}") from None
+        else:  # without a sidecar, only a bare ONNX graph opens
+            fmt = formats.for_path(p, kinds=(formats.GRAPH,))
+            if fmt is None:
+                raise EngineError(f"{p}: no sidecar {sidecar_path(p).name} beside it; build engines with "
+                                  "`mvd-edge build-engine`")
+    emb = _OPENERS[fmt.backend](p, info=info, device=device, max_batch=max_batch, **kwargs)
+    if info is None and fmt.kind == formats.GRAPH:
         emb.info["missing_sidecar"] = str(sidecar_path(p))  # match_settings says why no calibrated threshold
-        return emb
-    raise EngineError(f"{p}: no sidecar {sidecar_path(p).name} beside it; build engines with `mvd-edge build-engine`")
+    return emb
+
+
+def _torch(path, info, device, max_batch, **kwargs):
+    from mvd_edge.model.embedder import TorchEmbedder
+
+    return TorchEmbedder(path, device=device or "cpu", max_batch=max_batch or 64, **kwargs)
+
+
+def _ort(path, info, device, max_batch, **kwargs):
+    from mvd_edge.runtime.ort_backend import OrtEmbedder
+
+    known = info or {}
+    return OrtEmbedder(path, info=info, device=device or known.get("device", "cpu"),
+                       max_batch=max_batch or known.get("max_batch", 64), **kwargs)
+
+
+def _trt(path, info, device, max_batch, **kwargs):
+    from mvd_edge.runtime.trt_backend import TrtEmbedder
+
+    return TrtEmbedder(path, info=info, device=device or "cuda:0", **kwargs)
+
+
+def _triton(address, max_batch, **kwargs):
+    from mvd_edge.runtime.triton_backend import TritonEmbedder
+
+    return TritonEmbedder(address, max_batch=max_batch, **kwargs)
+
+
+#: how each backend of :data:`mvd_edge.deploy.formats.FORMATS` is opened (a test checks they agree)
+_OPENERS = {"torch": _torch, "ort": _ort, "trt": _trt, "triton": _triton}

@@ -15,9 +15,8 @@ from mvd_edge.core.errors import UsageError
 from mvd_edge.core.graphmeta import GraphMeta, MetadataError, read_onnx_header
 from mvd_edge.core.sizes import parse_int_list
 from mvd_edge.core.util import temp_beside, write_errno
+from mvd_edge.deploy import formats
 from mvd_edge.runtime.sidecar import EngineError, read_sidecar, sha256_file, write_sidecar
-
-BACKENDS = ("ort", "trt")
 
 
 def graph_facts(onnx_path: Path) -> dict:
@@ -57,8 +56,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, backend: str = "ort", d
                  timing_cache: str | Path | None = None, verbose: bool = False) -> dict:
     """Build an engine for ``backend`` from ``onnx_path`` at ``out``; writes ``out.json``; returns the sidecar dict."""
     onnx_path, out = Path(onnx_path), Path(out)
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    fmt = formats.engine_format(backend)
     bmin, bopt, bmax = parse_batch(batch)
     facts = graph_facts(onnx_path)
     meta: GraphMeta = facts["meta"]
@@ -83,10 +81,14 @@ def build_engine(onnx_path: str | Path, out: str | Path, backend: str = "ort", d
     }
     if meta.student_of is not None:  # a one-pass student: the sidecar says so, and of what
         info["student_of"] = dict(meta.student_of)
+    if fused and not fmt.fused_head:
+        raise EngineError(f"fused-head graphs hold the mvd::FusedHead TensorRT plugin op; export without "
+                          f"--fused-head for {fmt.title}")
+    if flavour is not None and flavour not in fmt.int8_flavours:
+        raise EngineError(f"this INT8 graph is the {flavour!r} flavour, which {fmt.title} does not accept; "
+                          f"use the {fmt.int8_flavours[0]!r} flavour "
+                          f"(model{formats.graph_format('int8', fmt.int8_flavours[0]).suffix})")
     if backend == "ort":
-        if fused:
-            raise EngineError("fused-head graphs hold the mvd::FusedHead TensorRT plugin op; export without "
-                              "--fused-head for ONNX Runtime")
         if flavour == "trt" and device == "cpu":
             warnings.warn("this INT8 graph has symmetric int8 activations (TensorRT flavour); on x86 CPUs the "
                           "'cpu' flavour (uint8 activations) is much faster", stacklevel=2)
@@ -96,9 +98,6 @@ def build_engine(onnx_path: str | Path, out: str | Path, backend: str = "ort", d
         info.update({"device": device, "ort_optimization": "disable", "ort_built_with": "extended"})
         info["versions"]["onnxruntime"] = ort.__version__
     else:
-        if flavour == "cpu":
-            raise EngineError("this INT8 graph has uint8 (asymmetric) activations, which TensorRT does not accept; "
-                              "use the 'trt' flavour (model.int8-trt.onnx)")
         info.update(_build_trt(onnx_path, out, facts, info, (bmin, bopt, bmax), workspace_mb, timing_cache, verbose))
     write_sidecar(out, info)
     return read_sidecar(out, verify_hash=False)
