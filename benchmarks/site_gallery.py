@@ -1,6 +1,6 @@
 """The site matcher's gallery of global identities: exact numpy search against the faiss shortlist.
 
-For every size (``--sizes``, default 1k, 10k, 100k identities) an :class:`IdentityTable` is
+For every size (``--sizes``, default 1k, 10k, 100k identities) an :class:`IdentityMemory` is
 filled with synthetic identities: a random unit centre per person and one descriptor per
 modality (centre + Gaussian noise, renormalised: IR and RGB of one person have a cosine of
 about 0.7 to each other), ``--dim``-d (default 512: the demo's ``full``-recipe engine; the
@@ -9,7 +9,7 @@ camera, each a fresh noisy sample of a random person. Two things are timed, each
 paths (``faiss_above`` = 10**9: exact numpy over every row; ``faiss_above`` = 0: the faiss
 ``IndexFlatIP`` shortlist of ``--shortlist`` rows per query and modality, re-scored exactly):
 
-* ``similarities``: :meth:`IdentityTable.similarities` of the 8 queries against one modality
+* ``similarities``: :meth:`IdentityMemory.similarities` of the 8 queries against one modality
   (the dense ``[T, rows]`` matrix; no change to the gallery between calls);
 * ``identify``: one :meth:`SiteMatcher._identify` step of the 8 tracks: both modalities
   scored, the Hungarian assignment, and each track's identity refreshed with its descriptor
@@ -49,9 +49,10 @@ from rich.table import Table
 
 from mvd_edge.core.modality import Modality
 from mvd_edge.gallery.index import faiss_module
+from mvd_edge.gallery.memory import IdentityMemory
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector
-from mvd_edge.match.site import IdentityTable, SiteCamera, SiteConfig, SiteMatcher, _TrackState
+from mvd_edge.match.site import SiteCamera, SiteConfig, SiteMatcher, _TrackState
 from mvd_edge.match.sources import FramePacket
 from mvd_edge.match.track import Track
 
@@ -87,9 +88,9 @@ def make_people(n: int, dim: int, rng: np.random.Generator) -> dict[str, np.ndar
             "rgb": _unit(centres + noise * rng.standard_normal((n, dim), dtype=np.float32))}
 
 
-def fill(people: dict[str, np.ndarray], faiss_above: int, shortlist: int) -> IdentityTable:
+def fill(people: dict[str, np.ndarray], faiss_above: int, shortlist: int) -> IdentityMemory:
     n, dim = people["centre"].shape
-    table = IdentityTable(dim, n, faiss_above=faiss_above, shortlist=shortlist)
+    table = IdentityMemory(dim, tuple(Modality), n, faiss_above=faiss_above, shortlist=shortlist)
     for g in range(n):
         table.update(g + 1, Modality.INFRARED, people["ir"][g], 0.8)
         table.update(g + 1, Modality.VISIBLE, people["rgb"][g], 0.8)
@@ -112,7 +113,7 @@ def median_ms(fn, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
-def site_matcher(table: IdentityTable, desc: np.ndarray, config: SiteConfig):
+def site_matcher(table: IdentityMemory, desc: np.ndarray, config: SiteConfig):
     """A one-camera (RGB) SiteMatcher over ``table`` whose ``len(desc)`` tracks have the descriptors ``desc``."""
     m = SiteMatcher(_Embedder(table.dim), [SiteCamera("rgb0", Modality.VISIBLE)], {"rgb0": _NoDetector()}, config)
     m.gallery = table
@@ -127,7 +128,7 @@ def site_matcher(table: IdentityTable, desc: np.ndarray, config: SiteConfig):
     return m, lambda: m._identify("rgb0", packet, tracks)
 
 
-def best_identities(table: IdentityTable, queries: list[np.ndarray], config: SiteConfig) -> list[np.ndarray]:
+def best_identities(table: IdentityMemory, queries: list[np.ndarray], config: SiteConfig) -> list[np.ndarray]:
     """Per batch of queries, each query's best-scoring identity (the matcher's score; -1: none)."""
     m, _ = site_matcher(table, queries[0][:1], config)
     out = []

@@ -370,33 +370,6 @@ def test_identity_memory_ties_go_to_the_newest_and_threshold_is_inclusive():
         assert m.take(v[0], threshold=0.5) == (7, 1.0) and 7 not in m and len(m) == 2
 
 
-def test_identity_memory_hnsw_agrees_mostly():
-    rng = np.random.default_rng(9)
-    d = 32
-    exact = IdentityMemory(d, parts=2, capacity=5000, faiss_above=10**9)
-    approx = IdentityMemory(d, parts=2, capacity=5000, faiss_above=100, kind="hnsw")
-    vecs = {}
-    for gid in range(3000):
-        a, b = _unit(rng, d), _unit(rng, d)
-        vecs[gid] = (a, b)
-        exact.put(gid, a, b)
-        approx.put(gid, a, b)
-    for gid in range(0, 3000, 3):  # removals leave dead graph nodes that must never be returned
-        exact.pop(gid)
-        approx.pop(gid)
-    assert approx.uses_faiss
-    agree = 0
-    for gid in rng.choice(3000, 200, replace=False):
-        a, b = vecs[int(gid)]
-        qa, qb = a + 0.5 * _unit(rng, d), b + 0.5 * _unit(rng, d)
-        qa, qb = qa / np.linalg.norm(qa), qb / np.linalg.norm(qb)
-        want, got = exact.best(qa, qb, threshold=0.3), approx.best(qa, qb, threshold=0.3)
-        if got is not None:
-            assert got[0] % 3 != 0 and got[0] in approx  # never a removed id
-        agree += want == got
-    assert agree >= 190
-
-
 # ---------------------------------------------------------------------------------------------- crops + CLI
 def _write_crops(root: Path, rng) -> None:
     import cv2

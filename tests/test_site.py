@@ -12,10 +12,11 @@ from match_fakes import KEY_COLORS, BlockCapture, BlockWorld
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
+from mvd_edge.gallery.memory import IdentityMemory
 from mvd_edge.match.baselines import ColorHistogramEmbedder
 from mvd_edge.match.detect import Detections, Detector
 from mvd_edge.match.events import read_events
-from mvd_edge.match.site import IdentityTable, SiteCamera, SiteConfig, SiteMatcher, SiteRunner, TimeSync
+from mvd_edge.match.site import SiteCamera, SiteConfig, SiteMatcher, SiteRunner, TimeSync
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
 
 # ---------------------------------------------------------------- time pairing
@@ -215,7 +216,7 @@ def test_a_camera_left_out_of_a_step_keeps_its_tracks_and_unknown_cameras_are_re
 
 
 def test_identity_table_forgets_the_least_recently_seen_and_grows():
-    t = IdentityTable(dim=4, capacity=100)
+    t = IdentityMemory(4, tuple(Modality), capacity=100)
     rng = np.random.default_rng(1)
     vecs = rng.normal(size=(150, 4)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
@@ -246,7 +247,7 @@ def _unit(rng, n: int, dim: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def _index_rows(table: IdentityTable, m: Modality) -> np.ndarray:
+def _index_rows(table: IdentityMemory, m: Modality) -> np.ndarray:
     """The rows the faiss index of ``m`` holds (brought up to date first)."""
     import faiss
 
@@ -261,7 +262,7 @@ def test_the_faiss_shortlist_finds_what_exact_search_finds_and_follows_every_cha
     rng = np.random.default_rng(7)
     n, dim = 3000, 64
     ir, rgb = _unit(rng, n + 300, dim), _unit(rng, n + 300, dim)
-    exact, fast = IdentityTable(dim, n), IdentityTable(dim, n, faiss_above=0)
+    exact, fast = IdentityMemory(dim, tuple(Modality), n), IdentityMemory(dim, tuple(Modality), n, faiss_above=0)
     for t in (exact, fast):
         for g in range(n):
             t.update(g, Modality.VISIBLE, rgb[g], 0.5)
@@ -317,8 +318,8 @@ def test_the_gallery_imports_no_faiss_below_its_threshold():
     import sys
 
     code = ("import sys, numpy as np, mvd_edge.match; from mvd_edge.core.modality import Modality;"
-            "from mvd_edge.match.site import IdentityTable;"
-            "t = IdentityTable(8, 100); [t.update(g, Modality.VISIBLE, np.eye(8, dtype=np.float32)[g % 8], 0.5)"
+            "from mvd_edge.gallery.memory import IdentityMemory;"
+            "t = IdentityMemory(8, tuple(Modality), 100); [t.update(g, Modality.VISIBLE, np.eye(8, dtype=np.float32)[g % 8], 0.5)"
             " for g in range(50)];"
             "assert t.similarities(Modality.VISIBLE, np.eye(8, dtype=np.float32)[:2]).shape == (2, 64);"
             "assert t.candidates(tuple(Modality), np.eye(8, dtype=np.float32)) is None;"
@@ -424,7 +425,7 @@ def test_the_faiss_search_leaves_faiss_settings_as_it_found_them():
     """The table lowers faiss's process-wide BLAS threshold for its own search only."""
     faiss = pytest.importorskip("faiss")
     rng = np.random.default_rng(1)
-    table = IdentityTable(16, 100, faiss_above=0)
+    table = IdentityMemory(16, tuple(Modality), 100, faiss_above=0)
     for gid in range(50):
         v = rng.normal(size=16).astype(np.float32)
         table.update(gid, Modality.VISIBLE, v / np.linalg.norm(v), momentum=0.8)

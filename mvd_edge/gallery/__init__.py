@@ -11,9 +11,9 @@ need it, so ``import mvd_edge.gallery`` works without it and the exact numpy pat
   ``index.faiss`` + ``gallery.json``.
 * :mod:`.store`: :func:`build_from_crops` -- a gallery from a folder of person crops and an
   embedding engine; :func:`list_crops` / :func:`embed_images`.
-* :mod:`.memory`: :class:`IdentityMemory` -- the matcher's memory of ended global ids (insert,
-  best match above a threshold, oldest evicted first), exact numpy search when small and a
-  faiss index when large, with the same answers.
+* :mod:`.memory`: :class:`IdentityMemory` -- the matcher's identity store (the pair
+  associator's ended global ids, the site's global identities; least recently seen forgotten
+  first), exact numpy search when small and a faiss shortlist when large, with the same answers.
 
 The names below load on first use (PEP 562 module ``__getattr__``), like :mod:`mvd_edge.match`.
 """

@@ -41,8 +41,8 @@ sight (same-modality cosine of each side, averaged): at or above ``reid_threshol
 supersedes the most similar one and keeps its id (the person's tracks restarted in both
 streams while the old ones still coast). Otherwise it is compared the same way with recently
 ended global ids and takes the best one back; otherwise a new id is issued. The ended ids
-live in a :class:`mvd_edge.gallery.IdentityMemory` (exact numpy search; a faiss index past
-``memory_faiss_above`` entries, with the same answers for ``memory_kind="flat"``).
+live in a :class:`mvd_edge.gallery.IdentityMemory` (exact numpy search; a faiss shortlist past
+``memory_faiss_above`` entries, with the same answers).
 """
 
 from __future__ import annotations
@@ -104,9 +104,8 @@ class CrossModalAssociator:
         margin: an assigned pair is a candidate only if its similarity (with stickiness) also
             beats every other similarity in its row and column (the IR track against the other
             RGB tracks, the RGB track against the other IR tracks) by at least this much; 0 = off.
-        memory_faiss_above: past this many remembered ids, search them with a faiss index
+        memory_faiss_above: past this many remembered ids, search them through a faiss shortlist
             (``pip install 'mvd-edge[gallery]'``); exact numpy below.
-        memory_kind: ``flat`` (exact, the same answers as numpy) or ``hnsw`` (approximate) for that index.
         fast_threshold: a candidate at or above this similarity (and ``fast_margin`` over the
             runner-up, 0 = off) is reported after ``fast_hysteresis`` steps instead of k; None = never.
         early_threshold: the similarity a pair with an early track needs (and ``early_margin``
@@ -115,7 +114,7 @@ class CrossModalAssociator:
 
     def __init__(self, threshold: float = 0.5, hysteresis: int = 5, stickiness: float = 0.05,
                  reid_threshold: float = 0.8, max_gallery: int = 256, margin: float = 0.0,
-                 memory_faiss_above: int = 4096, memory_kind: str = "flat", fast_threshold: float | None = None,
+                 memory_faiss_above: int = 4096, fast_threshold: float | None = None,
                  fast_margin: float = 0.0, fast_hysteresis: int = 1, early_threshold: float | None = None,
                  early_margin: float = 0.0):
         if hysteresis < 1 or fast_hysteresis < 1:
@@ -136,7 +135,7 @@ class CrossModalAssociator:
         self.reported: dict[tuple[int, int], ReportedPair] = {}
         self.streaks: dict[tuple[int, int], int] = {}
         self.track_gid: dict[tuple[str, int], int] = {}
-        self._memory_faiss_above, self._memory_kind = int(memory_faiss_above), memory_kind
+        self._memory_faiss_above = int(memory_faiss_above)
         self._gallery: IdentityMemory | None = None  # ended gids (made at the first one: it knows the dim)
         self._active_desc: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._next_gid = 1
@@ -275,7 +274,7 @@ class CrossModalAssociator:
             if self.max_gallery > 0:
                 if self._gallery is None:
                     self._gallery = IdentityMemory(desc[0].shape[0], parts=2, capacity=self.max_gallery,
-                                                   faiss_above=self._memory_faiss_above, kind=self._memory_kind)
+                                                   faiss_above=self._memory_faiss_above)
                 self._gallery.put(p.global_id, *desc)
         return PairUpdate("end", p.ir_track, p.rgb_track, p.global_id, p.similarity, reason)
 

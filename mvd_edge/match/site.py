@@ -45,7 +45,6 @@ frames each camera contributed, as runs.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +56,7 @@ from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.core.preprocess import box_crop
 from mvd_edge.core.signals import interrupts_deferred
-from mvd_edge.gallery.index import faiss_module
+from mvd_edge.gallery.memory import IdentityMemory
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector
 from mvd_edge.match.events import box_xywh
@@ -74,7 +73,7 @@ from mvd_edge.match.runner import Runner, rss_mb
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
 from mvd_edge.match.track import Track
 
-__all__ = ["SITE_SCHEMA", "IdentityTable", "SiteCamera", "SiteConfig", "SiteMatcher", "SiteRunner", "TimeSync"]
+__all__ = ["SITE_SCHEMA", "SiteCamera", "SiteConfig", "SiteMatcher", "SiteRunner", "TimeSync"]
 
 SITE_SCHEMA = "site/1"
 
@@ -85,7 +84,7 @@ class SiteConfig(MatchConfig):
     ``same_threshold`` (same-modality cosine), ``gallery_size`` (identities remembered),
     ``identity_momentum`` (EMA weight of an identity's old descriptor), ``faiss_above`` (past
     this many identities the gallery is searched through a faiss shortlist, see
-    :class:`IdentityTable`; 0: always, a huge number: never; ``pip install 'mvd-edge[gallery]'``).
+    :class:`~mvd_edge.gallery.memory.IdentityMemory`; 0: always, a huge number: never; ``pip install 'mvd-edge[gallery]'``).
     The two-camera pairing settings ``max_gap``, ``report_coast``, ``fast_*`` and ``early_*`` do not apply here:
     identities are decided on the tracks detected in each step (see :meth:`SiteMatcher._identify`)."""
 
@@ -113,173 +112,6 @@ class SiteCamera:
     name: str
     modality: Modality
     spec: SourceSpec | None = None
-
-
-def _normalize(v: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(v))
-    return v / n if n > 1e-12 else v
-
-
-class IdentityTable:
-    """The gallery of global identities: per modality, one L2-normalised descriptor per identity
-    (the EMA of its tracks' descriptors), kept in growing ``[rows, D]`` arrays updated in place,
-    so scoring a track against the whole gallery is one matrix product per modality.
-
-    At most ``capacity`` identities are kept; the least recently seen is forgotten first.
-
-    Search: up to ``faiss_above`` identities every row is scored exactly (numpy; faiss is never
-    imported). Above it, per modality a faiss inner-product index (``IndexIDMap2`` over
-    ``IndexFlatIP``, keyed by row) over the rows that have that modality's descriptor gives, for
-    each query, its ``shortlist`` best rows (at least as many as there are queries); only those
-    rows (the union over the queries and the modalities asked for, plus the caller's ``always``
-    rows) are scored, exactly, by the same numpy product. The index is brought up to date
-    lazily: :meth:`add`, :meth:`update` and eviction mark rows dirty, and a search first removes
-    and re-adds them. ``IndexFlatIP`` is exact, so the shortlist holds the best rows of every
-    query unless more than ``shortlist`` of them tie within float rounding. That is all the
-    site matcher needs: a track's best score is its best cross-modal or its best same-modality
-    row, and a best one-to-one assignment of T tracks never gives a track a row outside its own
-    T best, so the Hungarian assignment over the shortlist is the one over every row (up to
-    exact ties).
-    """
-
-    def __init__(self, dim: int, capacity: int, faiss_above: int = 5_000, shortlist: int = 32):
-        if dim < 1 or capacity < 1 or shortlist < 1 or faiss_above < 0:
-            raise UsageError(f"IdentityTable needs dim, capacity, shortlist >= 1 and faiss_above >= 0, got "
-                             f"{dim}, {capacity}, {shortlist}, {faiss_above}")
-        self.dim, self.capacity = int(dim), int(capacity)
-        self.faiss_above, self.shortlist = int(faiss_above), int(shortlist)
-        self.row: dict[int, int] = {}
-        self.recency: OrderedDict[int, None] = OrderedDict()  # least recently seen first
-        n = 64
-        self._free: list[int] = list(range(n - 1, -1, -1))  # pop() takes the lowest free row
-        self.gid = np.full(n, -1, np.int64)
-        self.mat = {m: np.zeros((n, self.dim), np.float32) for m in Modality}
-        self.have = {m: np.zeros(n, bool) for m in Modality}
-        self._index: dict[Modality, Any] = {m: None for m in Modality}  # faiss index per modality (labels: rows)
-        self._dirty: dict[Modality, set[int]] = {m: set() for m in Modality}  # rows whose index entry is stale
-
-    def __len__(self) -> int:
-        return len(self.row)
-
-    def __contains__(self, gid: int) -> bool:
-        return gid in self.row
-
-    @property
-    def uses_faiss(self) -> bool:
-        """True while searches go through the faiss shortlist (more than ``faiss_above`` identities)."""
-        return len(self.row) > self.faiss_above
-
-    def _touch(self, r: int, modalities=tuple(Modality)) -> None:
-        for m in modalities:
-            if self._index[m] is not None:
-                self._dirty[m].add(r)
-
-    def add(self, gid: int) -> None:
-        if gid in self.row:
-            return
-        if not self._free:
-            n = len(self.gid)
-            self.gid = np.concatenate([self.gid, np.full(n, -1, np.int64)])
-            for m in Modality:
-                self.mat[m] = np.concatenate([self.mat[m], np.zeros((n, self.dim), np.float32)])
-                self.have[m] = np.concatenate([self.have[m], np.zeros(n, bool)])
-            self._free = list(range(2 * n - 1, n - 1, -1))  # every old row is in use (none was free)
-        r = self._free.pop()
-        self.row[gid] = r
-        self.gid[r] = gid
-        for m in Modality:
-            self.have[m][r] = False
-        self._touch(r)
-        self.recency[gid] = None
-        while len(self.row) > self.capacity:
-            old, _ = self.recency.popitem(last=False)
-            self._drop(old)
-
-    def _drop(self, gid: int) -> None:
-        r = self.row.pop(gid)
-        self.gid[r] = -1
-        for m in Modality:
-            self.have[m][r] = False
-        self._touch(r)
-        self._free.append(r)
-
-    def update(self, gid: int, modality: Modality, d: np.ndarray, momentum: float) -> None:
-        """Fold descriptor ``d`` ``[D]`` into ``gid``'s descriptor of ``modality``; marks it seen."""
-        self.add(gid)  # an identity forgotten while a track still held it comes back
-        r = self.row[gid]
-        if self.have[modality][r]:
-            v = momentum * self.mat[modality][r] + (1.0 - momentum) * d
-            self.mat[modality][r] = v / max(float(np.linalg.norm(v)), 1e-12)
-        else:
-            self.mat[modality][r] = d
-            self.have[modality][r] = True
-        self._touch(r, (modality,))
-        self.recency.move_to_end(gid)
-
-    # ------------------------------------------------------------------ search
-    def similarities(self, modality: Modality, desc: np.ndarray, always: np.ndarray | None = None) -> np.ndarray:
-        """Cosine of each query ``[T, D]`` with every row's ``modality`` descriptor: ``[T, rows]``,
-        ``-inf`` where a row has none. Through the faiss shortlist (:attr:`uses_faiss`) only the
-        shortlisted rows and the ``always`` rows are scored; the others are ``-inf`` too."""
-        rows = self.candidates((modality,), desc, always)
-        if rows is None:
-            sim = desc @ self.mat[modality].T
-            return np.where(self.have[modality][None], sim, -np.inf)
-        sim = self.similarities_at(modality, desc, rows)
-        out = np.full((len(desc), len(self.gid)), -np.inf, sim.dtype)
-        out[:, rows] = sim
-        return out
-
-    def similarities_at(self, modality: Modality, desc: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Cosine of each query ``[T, D]`` with the ``modality`` descriptor of ``rows`` ``[K]``:
-        ``[T, K]``, ``-inf`` where a row has none."""
-        sim = desc @ self.mat[modality][rows].T
-        return np.where(self.have[modality][rows][None], sim, -np.inf)
-
-    def candidates(self, modalities, desc: np.ndarray, always: np.ndarray | None = None) -> np.ndarray | None:
-        """The rows worth scoring for queries ``desc`` ``[T, D]`` against the ``modalities``
-        descriptors: None while every row is scored (exact search, up to ``faiss_above``
-        identities); above it the sorted union of each query's ``max(shortlist, T)`` best rows
-        per modality (faiss) and the ``always`` rows."""
-        if not self.uses_faiss:
-            if any(i is not None for i in self._index.values()):  # back to exact search: no index to keep up
-                self._index = {m: None for m in Modality}
-                self._dirty = {m: set() for m in Modality}
-            return None
-        q = np.ascontiguousarray(desc, np.float32)
-        found = [np.asarray([] if always is None else always, np.int64).reshape(-1)]
-        faiss = faiss_module()
-        # faiss scans query by query below 20 queries; a step's few tracks go through one BLAS product
-        # instead (measured 1.5x faster at 100k identities, docs/site_gallery); restored after
-        blas = faiss.cvar.distance_compute_blas_threshold
-        faiss.cvar.distance_compute_blas_threshold = 1
-        try:
-            for m in modalities:
-                index = self._synced(m)
-                k = min(max(self.shortlist, len(q)), index.ntotal)
-                if k > 0 and len(q):
-                    _, labels = index.search(q, k)
-                    found.append(labels[labels >= 0])
-        finally:
-            faiss.cvar.distance_compute_blas_threshold = blas
-        return np.unique(np.concatenate(found))
-
-    def _synced(self, m: Modality):
-        """The faiss index of modality ``m``, built at first use and with its dirty rows re-indexed."""
-        if self._index[m] is None:
-            faiss = faiss_module()
-            self._index[m] = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-            self._dirty[m] = set()
-            stale = np.flatnonzero(self.have[m])
-        else:
-            stale = np.fromiter(self._dirty[m], np.int64, len(self._dirty[m]))
-            self._dirty[m].clear()
-            if stale.size:
-                self._index[m].remove_ids(stale)
-        fresh = stale[self.have[m][stale]]
-        if fresh.size:
-            self._index[m].add_with_ids(np.ascontiguousarray(self.mat[m][fresh]), fresh)
-        return self._index[m]
 
 
 @dataclass
@@ -313,7 +145,7 @@ class SiteMatcher:
         self.trackers = {n: default_tracker(detectors[n], c) for n in names}
         self.banks = {n: FeatureBank(embedder.dim, c.ema_momentum, c.last_n) for n in names}
         self.states: dict[str, dict[int, _TrackState]] = {n: {} for n in names}
-        self.gallery = IdentityTable(embedder.dim, c.gallery_size, c.faiss_above)
+        self.gallery = IdentityMemory(embedder.dim, tuple(Modality), c.gallery_size, c.faiss_above)
         self.next_gid = 1
         self.step_index = 0
         self.timer = StageTimer()
