@@ -39,7 +39,8 @@ def test_pairs_are_correct_and_events_follow_the_schema(tmp_path, with_ids):
                         config=MatchConfig(hysteresis=3), events=events, status=False)
     assert summary["frames"] == 90 and summary["ended"].startswith("ir source ended")
     evs = list(read_events(events))
-    assert evs[0]["event"] == "start" and evs[0]["schema"] == 1 and evs[-1]["event"] == "end"
+    assert evs[0]["event"] == "start" and evs[0]["schema"] == "site/1" and evs[0]["view"] == "pair"
+    assert evs[0]["cameras"]["rgb"]["modality"] == "rgb" and evs[-1]["event"] == "end"
     assert evs[-1]["steps"] == [[0, 0, 90]] and evs[-1]["summary"]["frames"] == 90
     matches = [e for e in evs if e["event"] == "match"]
     assert len(matches) > 4 * 60

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mvd_edge.eval.scoring import best_setting, load_ground_truth, meets_target, score_matches
+from mvd_edge.eval.scoring import best_setting, load_ground_truth, meets_target, score_events, score_matches
 
 A = [10, 10, 20, 40]  # x, y, w, h
 B = [100, 10, 20, 40]
@@ -35,6 +35,13 @@ def test_perfect_events_score_one():
     r = score_matches(evs, GT)
     assert r["precision"] == r["recall"] == r["idf1"] == 1.0
     assert r["opportunities"] == 8 and r["reported_pairs"] == 8 and r["global_ids"] == 2
+
+
+def test_one_front_end_scores_pair_events_as_pairs(tmp_path):
+    (tmp_path / "gt.json").write_text(json.dumps(GT))
+    evs = [_match(f, A, B, 7, 1, 1) for f in range(4)] + [_end(4)]
+    kind, r = score_events(evs, tmp_path)
+    assert kind == "pair" and r == score_matches(evs, GT) and r["precision"] == 1.0 and r["recall"] == 0.5
 
 
 def test_wrong_pairs_missing_frames_and_id_switches():

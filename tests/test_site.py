@@ -396,7 +396,7 @@ def test_runner_writes_site_events_and_ends_when_every_file_has(tmp_path):
     stepped = []
     summary = runner.run(on_step=lambda r: stepped.append(r.steps))
     evs = list(read_events(tmp_path / "site.jsonl"))
-    assert evs[0]["event"] == "start" and evs[0]["schema"] == "site/1"
+    assert evs[0]["event"] == "start" and evs[0]["schema"] == "site/1" and evs[0]["view"] == "site"
     assert evs[0]["cameras"]["ir1"] == {"modality": "ir", "source": "ir1", "fps": 15.0}
     assert evs[-1]["event"] == "end" and evs[-1]["frames"] == {"ir0": [[0, 60]], "rgb0": [[0, 60]],
                                                               "ir1": [[0, 80]], "rgb1": [[0, 80]]}

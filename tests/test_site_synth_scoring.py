@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from mvd_edge.core.errors import OutputExists, UsageError
+from mvd_edge.eval.scoring import score_events
 from mvd_edge.eval.site_scoring import format_site_table, load_site_ground_truth, score_site
 from mvd_edge.synth.site import SITE_GT_FORMAT, default_placement, write_synth_site
 
@@ -265,6 +266,8 @@ def test_events_file_and_ground_truth_folder(tmp_path):
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps(e) + "\n" for e in _events(RIGHT)))
     assert score_site(events, tmp_path)["idf1"] == 1.0
+    kind, r = score_events(events, tmp_path)  # the one front end sees a site's ground truth
+    assert kind == "site" and r["idf1"] == 1.0 and r["pairs"]
     assert load_site_ground_truth(tmp_path / "gt.json")["_path"] == str(tmp_path / "gt.json")
 
 
@@ -273,6 +276,9 @@ def test_two_stream_events_and_ground_truth_are_refused(tmp_path):
            {"event": "match", "frame": 0, "ir_frame": 0, "rgb_frame": 0, "global_id": 1, "ir_box": A, "rgb_box": B},
            {"event": "end", "frames": 1, "steps": [[0, 0, 1]], "summary": {}}]
     with pytest.raises(UsageError, match="not site matcher events.*two-stream"):
+        score_site(two, GT)
+    two[0].update(schema="site/1", view="pair")  # the pair view of today's schema
+    with pytest.raises(UsageError, match="not site matcher events.*view 'pair'.*two-stream"):
         score_site(two, GT)
     (tmp_path / "gt.json").write_text(json.dumps({"format": "mvd-edge-synth-video", "version": 1, "streams": {}}))
     with pytest.raises(UsageError, match="two-camera synth-video"):

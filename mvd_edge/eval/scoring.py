@@ -1,6 +1,11 @@
 """Score matcher events against synthetic ground truth (``mvd-edge score-matches EVENTS GT``).
 
-Definitions (all over the frame pairs the matcher processed; ``iou`` = 0.5 and
+:func:`score_events` is the one front end: a site's ``gt.json`` scores the events with
+:func:`mvd_edge.eval.site_scoring.score_site`, a synth-video pair's with :func:`score_matches`
+(below). The ground-truth helpers both use (:func:`gt_identity`, :func:`xywh_to_xyxy`,
+:func:`box_counts`, :func:`score_boxes`) are here.
+
+Definitions of the pair scores (all over the frame pairs the matcher processed; ``iou`` = 0.5 and
 ``min_visibility`` = 0.5 by default):
 
 * **Ground-truth identity of a reported box.** In frame ``f`` of stream ``s``, a box
@@ -45,8 +50,9 @@ from scipy.optimize import linear_sum_assignment
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.util import read_json
 
-__all__ = ["best_setting", "box_counts", "embedding_separability", "load_ground_truth", "meets_target", "score_boxes",
-           "score_matches"]
+__all__ = ["GroundTruthWarning", "best_setting", "box_counts", "embedding_separability", "gt_identity",
+           "is_site_ground_truth", "load_ground_truth", "meets_target", "score_boxes", "score_events", "score_matches",
+           "xywh_to_xyxy"]
 
 
 def load_ground_truth(path: str | Path) -> dict[str, Any]:
@@ -92,20 +98,47 @@ def check_events_match_ground_truth(evs: list[dict[str, Any]], gt: dict[str, Any
                           f"against another video's ground truth are meaningless", GroundTruthWarning, stacklevel=3)
 
 
-def _xyxy(box: list[float]) -> np.ndarray:
+def xywh_to_xyxy(box: list[float]) -> np.ndarray:
+    """``[x, y, w, h]`` (events, ground truth) -> float32 ``[x1, y1, x2, y2]``."""
     x, y, w, h = (float(v) for v in box[:4])
     return np.array([x, y, x + w, y + h], np.float32)
 
 
-def _gt_identity(box: list[float] | None, gts: list[list[float]], iou_min: float) -> int | None:
+def gt_identity(box: list[float] | None, gts: list[list[float]], iou_min: float) -> int | None:
+    """The person id of the ground-truth box (``[id, x, y, w, h, visibility]``) with the highest IoU
+    with ``box`` (``[x, y, w, h]``), if that IoU is >= ``iou_min``; else (or for no box) None."""
     if box is None or not gts:
         return None
     from mvd_edge.match.detect import box_iou
 
-    g = np.array([_xyxy(b[1:5]) for b in gts], np.float32)
-    iou = box_iou(_xyxy(box)[None], g)[0]
+    g = np.array([xywh_to_xyxy(b[1:5]) for b in gts], np.float32)
+    iou = box_iou(xywh_to_xyxy(box)[None], g)[0]
     j = int(iou.argmax())
     return int(gts[j][0]) if iou[j] >= iou_min else None
+
+
+def is_site_ground_truth(gt: str | Path) -> bool:
+    """A site's gt.json (``mvd-edge-site-gt/1``, the file or its folder) rather than a video pair's."""
+    from mvd_edge.synth.site import SITE_GT_FORMAT
+
+    p = Path(gt)
+    p = p / "gt.json" if p.is_dir() else p
+    if not p.is_file():
+        return False
+    with p.open() as f:
+        head = f.read(4096)
+    return SITE_GT_FORMAT in head
+
+
+def score_events(events: str | Path | list[dict[str, Any]], gt: str | Path, iou: float = 0.5,
+                 min_visibility: float = 0.5) -> tuple[str, dict[str, Any]]:
+    """Score a pair's or a site's events against its ground truth: ``("site", score_site(...))``
+    for a site's ``gt.json``, else ``("pair", score_matches(...))``."""
+    if is_site_ground_truth(gt):
+        from mvd_edge.eval.site_scoring import score_site  # it builds on this module
+
+        return "site", score_site(events, gt, iou=iou, min_visibility=min_visibility)
+    return "pair", score_matches(events, gt, iou=iou, min_visibility=min_visibility)
 
 
 def box_counts(pred: np.ndarray, gts: list[list[float]], iou: float = 0.5,
@@ -120,7 +153,7 @@ def box_counts(pred: np.ndarray, gts: list[list[float]], iou: float = 0.5,
     from mvd_edge.match.detect import box_iou
 
     pred = np.asarray(pred, np.float32).reshape(-1, 4)
-    g = np.array([_xyxy(b[1:5]) for b in gts], np.float32).reshape(-1, 4)
+    g = np.array([xywh_to_xyxy(b[1:5]) for b in gts], np.float32).reshape(-1, 4)
     care = np.array([float(b[5]) >= min_visibility for b in gts], bool)
     tp = fp = 0
     matched_p = np.zeros(len(pred), bool)
@@ -208,8 +241,8 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
     pred_obs: dict[tuple[str, int, tuple[float, ...]], tuple[int, int | None]] = {}
     for e in matches:
         fi, fr = int(e["ir_frame"]), int(e["rgb_frame"])
-        pi = _gt_identity(e.get("ir_box"), frame_boxes("ir", fi), iou)
-        pr = _gt_identity(e.get("rgb_box"), frame_boxes("rgb", fr), iou)
+        pi = gt_identity(e.get("ir_box"), frame_boxes("ir", fi), iou)
+        pr = gt_identity(e.get("rgb_box"), frame_boxes("rgb", fr), iou)
         if pi is not None and pi == pr:
             correct += 1
             if pi in opp.get((fi, fr), ()):
@@ -311,7 +344,7 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
                     break
                 if k % every or not boxes:
                     continue
-                xyxy = np.array([_xyxy(b[1:5]) for b in boxes], np.float32)
+                xyxy = np.array([xywh_to_xyxy(b[1:5]) for b in boxes], np.float32)
                 for b, box, ov in zip(boxes, xyxy, box_overlap(xyxy)):
                     if b[5] < min_visibility or ov > max_overlap:
                         continue

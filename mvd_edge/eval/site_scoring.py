@@ -1,6 +1,6 @@
 """Score the N-camera matcher's events against a synthetic site's ground truth.
 
-The events are the JSONL of the site matcher (``"schema": "site/1"``): a ``start`` line
+The events are the JSONL of the site matcher (the site view of :mod:`mvd_edge.match.events`): a ``start`` line
 naming the cameras (``{name: {"modality", "source", "fps"}}``), one ``sighting`` per
 camera per processed frame for each track that has a global id and was detected in that
 frame (``camera``, ``frame`` -- that camera's own 0-based frame index --, ``track``,
@@ -78,11 +78,10 @@ import numpy as np
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.util import read_json
 from mvd_edge.eval.mot import Frame, MotCounts, accumulate, id_mapping, id_scores
-from mvd_edge.eval.scoring import GroundTruthWarning, _gt_identity, _xyxy, score_boxes
+from mvd_edge.eval.scoring import GroundTruthWarning, gt_identity, score_boxes, xywh_to_xyxy
 
-__all__ = ["SITE_EVENT_SCHEMA", "format_site_table", "load_site_ground_truth", "score_site"]
+__all__ = ["format_site_table", "load_site_ground_truth", "score_site"]
 
-SITE_EVENT_SCHEMA = "site/1"
 KINDS = ("cross-modal", "same-modality")
 
 
@@ -121,20 +120,21 @@ def load_site_ground_truth(path: str | Path) -> dict[str, Any]:
 
 
 def _read_site_events(events: str | Path | list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-    from mvd_edge.match.events import read_events
+    from mvd_edge.match.events import EVENT_SCHEMA_VERSION, event_view, read_events
 
     where = "the events" if isinstance(events, list) else str(events)
     evs = events if isinstance(events, list) else list(read_events(events))
     if not evs:
         raise UsageError(f"{where}: no events (an empty file: did the site matcher run to its first frame?)")
     start = next((e for e in evs if e.get("event") == "start"), None)
-    schema = None if start is None else start.get("schema")
-    if schema != SITE_EVENT_SCHEMA:
-        two = schema == 1 or any(e.get("event") == "match" for e in evs[:1000])
+    view = event_view(start)
+    if view != "site":
+        two = view == "pair" or any(e.get("event") == "match" for e in evs[:1000])
         why = ("two-stream `mvd-edge match --ir/--rgb` events: score them against a synth-video gt.json"
                if two else "no site 'start' line")
-        raise UsageError(f"{where} are not site matcher events (schema {schema!r}, expected "
-                         f"{SITE_EVENT_SCHEMA!r}): {why}")
+        schema = None if start is None else start.get("schema")
+        raise UsageError(f"{where} are not site matcher events (schema {schema!r}, view {view!r}, expected "
+                         f"{EVENT_SCHEMA_VERSION!r} view 'site'): {why}")
     return evs, where
 
 
@@ -237,7 +237,7 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
     labelled = []  # (camera, frame, global id or None, pid or None, care, box)
     for (c, f, _track), (gid, box) in sightings.items():
         boxes = gt_frames[c][f]
-        pid = _gt_identity(box, boxes, iou)
+        pid = gt_identity(box, boxes, iou)
         vis = next((float(b[5]) for b in boxes if int(b[0]) == pid), 1.0) if pid is not None else 1.0
         labelled.append((c, f, gid, pid, pid is None or vis >= min_visibility, box))
 
@@ -270,7 +270,7 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
         pred_boxes: dict[int, list[np.ndarray]] = defaultdict(list)
         for (cc, f, _), (_, box) in sightings.items():
             if cc == c:
-                pred_boxes[f].append(_xyxy(box))
+                pred_boxes[f].append(xywh_to_xyxy(box))
         boxes = score_boxes({f: np.stack(b) for f, b in pred_boxes.items()}, gt_frames[c], iou, min_visibility,
                             frames=processed[c])
         ids = id_scores(idtp_of(mot[c]), mot[c].predictions, mot[c].objects)

@@ -1,46 +1,64 @@
 """JSONL match events: one JSON object per line, ``"event"`` says which kind.
 
-Schema version 1. Boxes are ``[x, y, w, h]`` in the source frame's pixels (top-left
-corner, width, height; floats). ``frame`` is the matcher's step number (0-based, one step
-per pair of frames); ``ir_frame``/``rgb_frame`` are the sources' own 0-based frame
-numbers (for files and folders: the frame's media time in frames, so frames lost before it
-do not shift it). ``time`` is the IR frame's time in seconds: media time for files and
-folders (the container's timestamp, see :mod:`~mvd_edge.match.sources`), seconds since the
-source started for cameras and URLs. Two files at different frame rates are paired by time
-(``start`` then has ``"pairing": "time"`` and a ``"warning"``, and ``match``/``pair_*`` events
-also carry ``"rgb_time"``, the RGB frame's time); otherwise the streams step in lockstep.
+One schema, version ``site/1`` (:data:`EVENT_SCHEMA_VERSION`, the ``schema`` field of every
+``start`` event), for every matcher run: a run is a *site* of N cameras, and a pair (``match
+--ir --rgb``) is a site of two cameras named ``ir`` and ``rgb`` whose events are written in
+the *pair view* below (``"view": "pair"`` in its ``start``). Boxes are ``[x, y, w, h]`` in the
+source frame's pixels (top-left corner, width, height; floats). Every event also carries
+``run_id`` (one per matcher run) and ``seq`` (0, 1, 2, ... in write order), the same in the
+file and in every network sink (:mod:`~mvd_edge.match.sinks`), so a receiver can drop a
+resent event and join what it got with the file.
 
-``start`` (first line)::
+The site view (``"view": "site"``)::
 
-    {"event": "start", "schema": 1, "ir_source": str, "rgb_source": str,
-     "fps": {"ir": float, "rgb": float}, "embedder": {"backend", "precision", "dim"},
-     "detector": {"ir": str, "rgb": str}, "config": {...MatchConfig...}}
+    {"event": "start", "schema": "site/1", "view": "site", "cameras": {name: {"modality", "source", "fps"}},
+     "embedder": {"backend", "precision", "dim"}, "config": {...}}
+    {"event": "sighting", "step", "camera", "frame", "time", "track", "global_id", "box": [x, y, w, h]}
+    {"event": "identity", "step", "camera", "frame", "track", "global_id", "similarity", "via": "new"|"cross"|"same"}
+    {"event": "end", "frames": {camera: [[first, count], ...]}, "summary": {...}}
 
-``match``: one per frame for each reported pair whose two tracks were both detected in
-that frame (so every match line has two observed boxes)::
+``sighting``: each step, each track with a global id that was detected in that camera's
+frame (``frame``: that camera's own 0-based frame number; ``time``: its time in seconds).
+``identity``: a track's global id was set or changed (``via``: a new identity, or matched to
+an existing one cross-modally or within its modality). ``end.frames``: the frames each camera
+contributed, as runs.
 
+The pair view (``"view": "pair"``): the same ``start`` (cameras ``ir`` and ``rgb``) with the
+pair's own fields, a global id per reported IR x RGB pair of tracks, and one event per step
+and pair instead of the two sightings::
+
+    {"event": "start", "schema": "site/1", "view": "pair", "cameras": {"ir": {...}, "rgb": {...}},
+     "ir_source": str, "rgb_source": str, "fps": {"ir": float, "rgb": float},
+     "embedder": {...}, "detector": {"ir": str, "rgb": str}, "config": {...}}
     {"event": "match", "frame": int, "ir_frame": int, "rgb_frame": int, "time": float,
      "ir_track": int, "rgb_track": int, "global_id": int, "similarity": float,
      "ir_box": [x, y, w, h], "rgb_box": [x, y, w, h]}
-
-``pair_start`` / ``pair_end``: a pair became reported (after k steps of hysteresis) or
-was dropped; same fields as ``match`` (boxes may be ``null`` when a track was not
-detected in that frame), plus ``"reason"`` on ``pair_end``: ``similarity`` (failed k
-steps), ``track_ended`` (the tracker ended one of the tracks), ``track_split`` (one of the
-tracks went on under a new id: its crops stopped agreeing with it), ``superseded`` (a dormant
-pair -- one track not seen lately -- replaced by a new pair of its other track) or ``shutdown``.
-
-``end`` (last line)::
-
     {"event": "end", "frames": int, "steps": [[ir_first, rgb_first, count], ...],
      "steps_truncated": bool, "summary": {...}}
 
-``steps`` lists the processed frame pairs compactly: each run ``[a, b, n]`` stands for
-the pairs ``(a, b), (a+1, b+1), ..., (a+n-1, b+n-1)`` of (ir_frame, rgb_frame).
+``frame`` is the step number (0-based, one step per pair of frames); ``ir_frame``/``rgb_frame``
+are the sources' own 0-based frame numbers (for files and folders: the frame's media time in
+frames, so frames lost before it do not shift it). ``time`` is the IR frame's time in seconds:
+media time for files and folders (the container's timestamp, see
+:mod:`~mvd_edge.match.sources`), seconds since the source started for cameras and URLs. Two
+files at different frame rates are paired by time (``start`` then has ``"pairing": "time"``
+and a ``"warning"``, and ``match``/``pair_*`` events also carry ``"rgb_time"``, the RGB
+frame's time); otherwise the streams step in lockstep.
 
-Every event also carries ``run_id`` (one per matcher run) and ``seq`` (0, 1, 2, ... in write
-order), the same in the file and in every network sink (:mod:`~mvd_edge.match.sinks`), so a
-receiver can drop a resent event and join what it got with the file.
+``match``: one per step for each reported pair whose two tracks were both detected in that
+step's frames (so every match line has two observed boxes; with ``report_coast`` a box may be
+the tracker's prediction, listed in ``"predicted"``). ``pair_start`` / ``pair_end``: a pair
+became reported (after k steps of hysteresis) or was dropped; same fields as ``match`` (boxes
+may be ``null`` when a track was not detected in that frame), plus ``"reason"`` on
+``pair_end``: ``similarity`` (failed k steps), ``track_ended`` (the tracker ended one of the
+tracks), ``track_split`` (one of the tracks went on under a new id: its crops stopped agreeing
+with it), ``superseded`` (a dormant pair -- one track not seen lately -- replaced by a new pair
+of its other track) or ``shutdown``. ``end.steps`` lists the processed frame pairs compactly:
+each run ``[a, b, n]`` stands for the pairs ``(a, b), (a+1, b+1), ..., (a+n-1, b+n-1)`` of
+(ir_frame, rgb_frame).
+
+Files written before the one schema have ``"schema": 1`` and no ``view`` (a pair) or
+``"schema": "site/1"`` and no ``view`` (a site); :func:`event_view` reads all three.
 """
 
 from __future__ import annotations
@@ -56,9 +74,31 @@ import numpy as np
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.util import output_error, track_output, untrack_output
 
-__all__ = ["EVENT_SCHEMA_VERSION", "EventWriter", "StepRuns", "box_xywh", "read_events"]
+__all__ = ["EVENT_SCHEMA_VERSION", "EventWriter", "StepRuns", "box_xywh", "event_view", "read_events", "start_event"]
 
-EVENT_SCHEMA_VERSION = 1
+EVENT_SCHEMA_VERSION = "site/1"
+
+
+def start_event(view: str, cameras: dict[str, dict[str, Any]], embedder, config: dict[str, Any],
+                **fields: Any) -> dict[str, Any]:
+    """The ``start`` event of a run in ``view`` (``site`` or ``pair``); ``fields``: the view's own."""
+    return {"event": "start", "schema": EVENT_SCHEMA_VERSION, "view": view, **fields, "cameras": cameras,
+            "embedder": {"backend": getattr(embedder, "backend", "?"), "precision": getattr(embedder, "precision", "?"),
+                         "dim": int(embedder.dim)},
+            "config": config}
+
+
+def event_view(start: dict[str, Any] | None) -> str | None:
+    """``site`` or ``pair``: the view of the events whose ``start`` event this is (older files
+    included: ``"schema": 1`` is a pair); None for no start event or another schema."""
+    if start is None:
+        return None
+    schema = start.get("schema")
+    if schema == 1:
+        return "pair"
+    if schema != EVENT_SCHEMA_VERSION:
+        return None
+    return start.get("view", "site")
 
 
 def box_xywh(box: np.ndarray | None) -> list[float] | None:

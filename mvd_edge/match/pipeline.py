@@ -27,7 +27,7 @@ from mvd_edge.core.signals import interrupts_deferred
 from mvd_edge.match.associate import CrossModalAssociator, PairUpdate, ReportedPair
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector, box_iou
-from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, StepRuns, box_xywh
+from mvd_edge.match.events import EventWriter, StepRuns, box_xywh, start_event
 from mvd_edge.match.runner import Runner, rss_mb
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, parse_source
 from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
@@ -589,15 +589,12 @@ class PairRunner(Runner):
             _log.warning(warning)
             start_extra = {"pairing": "time", "warning": warning}
             self.pipe.pair_times = True
-        self.writer.write({"event": "start", "schema": EVENT_SCHEMA_VERSION, **start_extra,
-                           "ir_source": srcs["ir"].spec.label, "rgb_source": srcs["rgb"].spec.label,
-                           "fps": {s: srcs[s].fps for s in STREAMS},
-                           "embedder": {"backend": getattr(self.embedder, "backend", "?"),
-                                        "precision": getattr(self.embedder, "precision", "?"),
-                                        "dim": int(self.embedder.dim)},
-                           "detector": {s: getattr(self.detectors[s], "name", type(self.detectors[s]).__name__)
-                                        for s in STREAMS},
-                           "config": self.pipe.config.as_dict()})
+        cams = {s: {"modality": s, "source": srcs[s].spec.label, "fps": srcs[s].fps} for s in STREAMS}
+        self.writer.write(start_event("pair", cams, self.embedder, self.pipe.config.as_dict(), **start_extra,
+                                      ir_source=srcs["ir"].spec.label, rgb_source=srcs["rgb"].spec.label,
+                                      fps={s: srcs[s].fps for s in STREAMS},
+                                      detector={s: getattr(self.detectors[s], "name", type(self.detectors[s]).__name__)
+                                                for s in STREAMS}))
         if self.status:
             from rich.live import Live
 

@@ -29,17 +29,7 @@ global gallery of people.
 * :class:`SiteRunner`: sources, time pairing, matcher, events and sinks with ``start`` /
   ``step`` / ``close`` (and :meth:`SiteRunner.run`).
 
-Events (JSONL, schema ``site/1``; every line also has ``run_id`` and ``seq``)::
-
-    {"event": "start", "schema": "site/1", "cameras": {name: {"modality", "source", "fps"}}, "config": {...}}
-    {"event": "sighting", "step", "camera", "frame", "time", "track", "global_id", "box": [x, y, w, h]}
-    {"event": "identity", "step", "camera", "frame", "track", "global_id", "similarity", "via": "new"|"cross"|"same"}
-    {"event": "end", "frames": {camera: [[first, count], ...]}, "summary": {...}}
-
-``sighting``: each step, each track with a global id that was detected in that camera's
-frame. ``identity``: a track's global id was set or changed (``via``: a new identity, or
-matched to an existing one cross-modally or within its modality). ``end.frames``: the
-frames each camera contributed, as runs.
+Events: the site view of the one event schema (:mod:`~mvd_edge.match.events`).
 """
 
 from __future__ import annotations
@@ -59,7 +49,7 @@ from mvd_edge.core.signals import interrupts_deferred
 from mvd_edge.gallery.memory import IdentityMemory
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.detect import Detections, Detector
-from mvd_edge.match.events import box_xywh
+from mvd_edge.match.events import box_xywh, start_event
 from mvd_edge.match.pipeline import (
     DetectionFeatures,
     MatchConfig,
@@ -73,10 +63,7 @@ from mvd_edge.match.runner import Runner, rss_mb
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
 from mvd_edge.match.track import Track
 
-__all__ = ["SITE_SCHEMA", "SiteCamera", "SiteConfig", "SiteMatcher", "SiteRunner", "TimeSync"]
-
-SITE_SCHEMA = "site/1"
-
+__all__ = ["SiteCamera", "SiteConfig", "SiteMatcher", "SiteRunner", "TimeSync"]
 
 @dataclass
 class SiteConfig(MatchConfig):
@@ -492,14 +479,9 @@ class SiteRunner(Runner):
             from mvd_edge.match.render import VideoSink
 
             self.video = VideoSink(self.save, 1.0 / self.sync.period)
-        emb = self.matcher.embedder
-        self.writer.write({"event": "start", "schema": SITE_SCHEMA,
-                           "cameras": {c.name: {"modality": c.modality.short,
-                                                "source": self.sources[c.name].spec.label,
-                                                "fps": self.sources[c.name].fps} for c in self.cameras},
-                           "embedder": {"backend": getattr(emb, "backend", "?"),
-                                        "precision": getattr(emb, "precision", "?"), "dim": int(emb.dim)},
-                           "config": asdict(self.matcher.config)})
+        cams = {c.name: {"modality": c.modality.short, "source": self.sources[c.name].spec.label,
+                         "fps": self.sources[c.name].fps} for c in self.cameras}
+        self.writer.write(start_event("site", cams, self.matcher.embedder, asdict(self.matcher.config)))
 
     def step(self) -> bool:
         nxt = self.sync.next()
