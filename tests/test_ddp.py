@@ -7,7 +7,7 @@ What is compared:
   gives rank ``r`` identities ``3r ... 3r+2`` of the single process's batch, every rank computes
   the loss of the all-gathered global batch (CE, batch-hard triplet, DML, VSD, VCD, VML: the
   batch-coupled terms too), and BatchNorm statistics are all-reduced (``dist.sync_bn``; on the CPU
-  the trainer's :class:`AllReduceBatchNorm`, as torch's SyncBatchNorm refuses CPU tensors).
+  mvd_edge.train.distributed's :class:`AllReduceBatchNorm`, as torch's SyncBatchNorm refuses CPU tensors).
   What remains is floating-point summation order.
 * Random draws cannot be shared: dropout and augmentation use each rank's own stream. The
   equivalence tests switch both off in a launcher around the real CLI (``_LAUNCHER``); sampler,
@@ -48,6 +48,7 @@ from conftest import SMALL_TRAIN, free_port
 
 from mvd_edge.core.config import load_train_config
 from mvd_edge.model.checkpoint import load_checkpoint
+from mvd_edge.train import distributed
 from mvd_edge.train import trainer as trainer_mod
 
 SMALL = SMALL_TRAIN  # data.p_ids=3, k=2: a DDP step on 2 ranks has 6 identities, like one process with p_ids=6
@@ -198,9 +199,9 @@ def _blocks_worker(rank: int, world: int, port: int) -> None:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
         orig2 = copy.deepcopy(ref2)
-        mine2 = trainer_mod.convert_sync_batchnorm(torch.nn.Sequential(orig2), "cpu")[0]
-        assert isinstance(mine2, trainer_mod.AllReduceBatchNorm) and mine2.weight is orig2.weight  # shared
-        mine1 = trainer_mod.convert_sync_batchnorm(copy.deepcopy(ref1), "cpu")
+        mine2 = distributed.convert_sync_batchnorm(torch.nn.Sequential(orig2), "cpu")[0]
+        assert isinstance(mine2, distributed.AllReduceBatchNorm) and mine2.weight is orig2.weight  # shared
+        mine1 = distributed.convert_sync_batchnorm(copy.deepcopy(ref1), "cpu")
 
         def loss_of(y2, y1):  # batch-coupled: every row's output against every other row's
             f = torch.cat([y2.flatten(1), y1], dim=1)
@@ -215,7 +216,7 @@ def _blocks_worker(rank: int, world: int, port: int) -> None:
         rows = slice(rank * n, (rank + 1) * n)
         xm2, xm1 = x2[rows].clone().requires_grad_(), x1[rows].clone().requires_grad_()
         for _ in range(2):
-            y2, y1 = trainer_mod.gather_rows([mine2(xm2), mine1(xm1)])
+            y2, y1 = distributed.gather_rows([mine2(xm2), mine1(xm1)])
             loss = loss_of(y2, y1)
         loss.backward()
         assert torch.allclose(loss, loss_ref, rtol=1e-5), (float(loss), float(loss_ref))
@@ -240,7 +241,7 @@ def _blocks_worker(rank: int, world: int, port: int) -> None:
         except ValueError as exc:
             assert "SyncBatchNorm expected input tensor to be on GPU" in str(exc), exc
         else:
-            fresh = trainer_mod.convert_sync_batchnorm(torch.nn.Sequential(copy.deepcopy(theirs)), "cpu")[0]
+            fresh = distributed.convert_sync_batchnorm(torch.nn.Sequential(copy.deepcopy(theirs)), "cpu")[0]
             assert torch.allclose(y_theirs, fresh(x2[rows]), atol=1e-5)
         mine2.eval()  # eval: the running statistics, no collective
         assert torch.allclose(mine2(x2), ref2.eval()(x2), atol=1e-5)
@@ -260,9 +261,9 @@ def test_all_reduce_batchnorm_and_gather_equal_one_process():
 def test_sync_batchnorm_conversion_picks_torch_where_it_runs_and_ours_on_the_cpu():
     """torch's SyncBatchNorm raises on CPU tensors under a process group (torch 2.14; checked in
     ``_blocks_worker``), so the trainer converts to it only on the devices torch runs it on."""
-    assert "cpu" not in trainer_mod.TORCH_SYNC_BN_DEVICES and "cuda" in trainer_mod.TORCH_SYNC_BN_DEVICES
-    assert isinstance(trainer_mod.convert_sync_batchnorm(torch.nn.BatchNorm2d(3), "cuda:0"), torch.nn.SyncBatchNorm)
-    m = trainer_mod.convert_sync_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm1d(3).eval()), "cpu")
-    assert isinstance(m[0], trainer_mod.AllReduceBatchNorm) and not m[0].training
+    assert "cpu" not in distributed.TORCH_SYNC_BN_DEVICES and "cuda" in distributed.TORCH_SYNC_BN_DEVICES
+    assert isinstance(distributed.convert_sync_batchnorm(torch.nn.BatchNorm2d(3), "cuda:0"), torch.nn.SyncBatchNorm)
+    m = distributed.convert_sync_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm1d(3).eval()), "cpu")
+    assert isinstance(m[0], distributed.AllReduceBatchNorm) and not m[0].training
     x = torch.randn(4, 3)
     assert torch.equal(m[0].train()(x), torch.nn.functional.batch_norm(x, None, None, m[0].weight, m[0].bias, True))

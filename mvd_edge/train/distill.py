@@ -50,8 +50,9 @@ from mvd_edge.core.spec import STUDENT_BRANCHES
 from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from mvd_edge.model.net import MVDNet
 from mvd_edge.runtime.sidecar import sha256_file
+from mvd_edge.train.distributed import gather_rows, global_batch
 from mvd_edge.train.losses import loss_terms
-from mvd_edge.train.trainer import Trainer, _finish_run, gather_rows
+from mvd_edge.train.trainer import Trainer, _finish_run
 
 #: MVD terms that need two branches: a one-branch student cannot have them
 TWO_BRANCH_TERMS = ("dml", "vcd", "vml")
@@ -148,10 +149,7 @@ class Distiller(Trainer):
                        "vsd": cfg.loss.vsd},
         }
         super().__init__(cfg, resume=resume, progress=progress, overwrite=overwrite)
-        self.proj = self.kd_proj  # under torchrun its gradients are all-reduced like the student's
-        if self.distinfo.enabled:
-            ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
-            self.proj = torch.nn.parallel.DistributedDataParallel(self.kd_proj, device_ids=ids)
+        self.proj = self.distinfo.wrap(self.kd_proj, self.device)  # gradients all-reduced like the student's
 
     def build_model(self) -> MVDNet:
         m, d = self.cfg.model, self.cfg.distill
@@ -189,8 +187,8 @@ class Distiller(Trainer):
     def compute_loss(self, step, x, outputs, labels, mods, ramp):
         d = self.cfg.distill
         t = self.teacher_targets(x)
-        if self.distinfo.enabled:  # the loss of the global batch, teacher targets included (trainer docstring)
-            outputs, labels, mods = self.global_batch(outputs, labels, mods)
+        if self.distinfo.enabled:  # the loss of the global batch, teacher targets included (mvd_edge.train.distributed)
+            outputs, labels, mods = global_batch(outputs, labels, mods)
             t = gather_rows([t])[0]
         terms = loss_terms(outputs, labels, self.weights, mods)
         weights = {k: self.weights.scale(k, ramp) for k in terms}

@@ -34,27 +34,6 @@
   the epoch ``last.pt`` names and a ``log.csv`` with every epoch once: a pending best that
   ``last.pt`` already records is put in place, one it does not is dropped (its epoch runs
   again), the log is rewritten from ``last.pt``'s history, and temp files are removed.
-* DistributedDataParallel when launched by ``torchrun`` (NCCL on CUDA, gloo on the CPU);
-  rank 0 writes checkpoints, logs and evaluates. Built so that ``W`` processes with
-  ``data.p_ids = P`` train like one process with ``data.p_ids = W * P`` (same steps, same
-  parameters up to floating-point summation order; tests/test_ddp.py measures it):
-
-  - the sampler's identity split: each step's global batch of ``W * P`` identities is the one a
-    single process draws, rank ``r`` takes identities ``r*P ... r*P+P-1`` (``batches_per_epoch``
-    counts steps);
-  - the loss sees the global batch: every rank all-gathers the network outputs, labels and
-    modalities of all ranks (with gradient: :func:`gather_rows`) and computes the loss of the
-    whole batch, so batch-coupled terms (batch-hard triplet / ranked list, cross-modal pairs)
-    are those of the large batch; with DDP's gradient averaging the gradient is exactly the
-    large batch's (see :func:`gather_rows`). A subclass that overrides :meth:`Trainer.compute_loss`
-    (the distiller) computes its loss on its own rank's rows unless it calls :meth:`Trainer.global_batch`;
-  - ``dist.sync_bn`` (default on): BatchNorm statistics over the global batch, with
-    ``torch.nn.SyncBatchNorm`` where torch runs it (CUDA, XPU, HPU) and :class:`AllReduceBatchNorm`
-    elsewhere (torch's SyncBatchNorm refuses CPU tensors);
-  - what is *not* equal: random draws. Augmentation and dropout use each rank's own stream
-    (seeded ``seed + rank``), so they are statistically, not draw for draw, those of one process.
-    Every rank's RNG state is saved in ``last.pt``, so a resumed distributed run on the same
-    number of processes continues draw for draw.
 * Checkpoints hold only tensors and plain Python values and load with ``weights_only=True``.
 """
 
@@ -67,12 +46,10 @@ import os
 import random
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from mvd_edge.core.config import TrainConfig, to_dict
@@ -90,38 +67,12 @@ from mvd_edge.model.checkpoint import (  # noqa: F401  (the trainer writes this 
 )
 from mvd_edge.model.net import MVDNet
 from mvd_edge.train.dataset import ReidImageDataset, label_map, loader_iter
+from mvd_edge.train.distributed import DistInfo, convert_sync_batchnorm, global_batch, init_distributed
 from mvd_edge.train.extract import extract_features
 from mvd_edge.train.losses import TERMS, LossWeights, loss_terms, mvd_loss, ramp_factor, trunk_gradient_fractions
 from mvd_edge.train.sampler import CrossModalIdentitySampler
 
 VAL_SETTING = "cross-i2v"
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str) -> DistInfo:
-    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend)
-    return info
 
 
 def loss_weights(cfg: TrainConfig) -> LossWeights:
@@ -152,8 +103,8 @@ def prepare_dataset(cfg: TrainConfig, distinfo: DistInfo | None = None) -> ReidD
     if name == "synthetic":
         if distinfo is None or distinfo.main:
             ensure_synthetic(root, cfg, rewrite=not cfg.data.root)
-        if distinfo is not None and distinfo.enabled:
-            dist.barrier()
+        if distinfo is not None:
+            distinfo.barrier()
         name = "sysu"
     return load_dataset(name, root, trial=cfg.data.trial, use_val=cfg.data.use_val,
                         val_fraction=cfg.data.val_fraction, seed=cfg.seed)
@@ -208,16 +159,6 @@ def _rng_state() -> dict:
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
-
-def _rank_rng_states(distinfo: DistInfo) -> list[dict] | None:
-    """Every rank's :func:`_rng_state`, in rank order, on every rank (a collective); None in one process."""
-    if not distinfo.enabled:
-        return None
-    states: list = [None] * distinfo.world_size
-    dist.all_gather_object(states, _rng_state())
-    return states
-
-
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate((3, tuple(state["python"]), None))
@@ -228,138 +169,6 @@ def _set_rng_state(state: dict) -> None:
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
-
-class _GatherRows(torch.autograd.Function):
-    """``x [n, D]`` of every rank -> ``[world_size * n, D]`` in rank order (equal ``n`` on every rank)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        x = x.contiguous()
-        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x)
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)  # sum over ranks of d(rank's loss)/d(gathered); all_reduce runs on gloo and NCCL
-        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over ranks, differentiable: the backward sums the gradients over ranks too."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        x = x.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(grad)
-        return grad
-
-
-def gather_rows(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """All-gather each ``[n, ...]`` tensor along dim 0 over the process group: ``[world_size * n, ...]``,
-    rows in rank order, differentiable. One collective per dtype (the tensors are packed side by side).
-
-    Gradient: the backward sums, over ranks, the gradient every rank's loss sends to the gathered
-    tensor and keeps this rank's rows. When every rank computes the same loss ``L`` of the gathered
-    batch, rank ``r``'s parameters get ``W * dL/dx_r * dx_r/dθ``; DDP averages over the ``W`` ranks,
-    so the step uses ``sum_r dL/dx_r * dx_r/dθ = dL/dθ``: the gradient of the large batch.
-    """
-    out: list[torch.Tensor | None] = [None] * len(tensors)
-    groups: dict[torch.dtype, list[int]] = {}
-    for i, t in enumerate(tensors):
-        groups.setdefault(t.dtype, []).append(i)
-    for idx in groups.values():
-        n = tensors[idx[0]].shape[0]
-        flat = [tensors[i].reshape(n, -1) for i in idx]
-        widths = [f.shape[1] for f in flat]
-        whole = _GatherRows.apply(torch.cat(flat, dim=1))
-        for i, part in zip(idx, torch.split(whole, widths, dim=1)):
-            out[i] = part.reshape(whole.shape[0], *tensors[i].shape[1:])
-    return out  # type: ignore[return-value]
-
-
-#: device types torch.nn.SyncBatchNorm runs on (it raises ValueError for others, the CPU among them)
-TORCH_SYNC_BN_DEVICES = ("cuda", "hpu", "xpu", torch._C._get_privateuse1_backend_name())
-
-
-class AllReduceBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
-    """BatchNorm (any ``[N, C, ...]`` input) whose training-mode statistics are those of the
-    global batch over the process group: what ``torch.nn.SyncBatchNorm`` does, for the devices it
-    refuses (the CPU under gloo). Per call: one differentiable all-reduce of the per-channel
-    sums and counts, one of the centred squares (two passes, float64 accumulation like ATen's
-    CPU batch norm); normalisation with the biased variance, running statistics updated with the
-    unbiased one, momentum and ``num_batches_tracked`` as ``torch.nn.BatchNorm*d``. In eval mode,
-    or without a process group of more than one rank, it is plain BatchNorm. The backward's
-    all-reduces sum the statistics' gradients over ranks (the same convention as SyncBatchNorm
-    and :func:`gather_rows`), so with DDP's averaging the gradient is that of BatchNorm on the
-    concatenated batch. State dict keys are BatchNorm's: checkpoints load into the plain model.
-    """
-
-    def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() < 2:
-            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return super().forward(input)
-        self._check_input_dim(input)
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        c = input.shape[1]
-        dims = [0, *range(2, input.dim())]
-        shape = [1, c] + [1] * (input.dim() - 2)
-        x = input.double()
-        sums = _AllReduceSum.apply(torch.cat([x.sum(dims), x.new_full((1,), input.numel() // c)]))
-        count = sums[c].detach()
-        if float(count) <= 1:
-            raise ValueError(f"expected more than 1 value per channel when training, got input size {list(input.shape)}"
-                             f" on each of {dist.get_world_size()} processes")
-        mean = sums[:c] / count
-        var = _AllReduceSum.apply(((x - mean.view(shape)) ** 2).sum(dims)) / count
-        scale = torch.rsqrt(var + self.eps)
-        if self.weight is not None:
-            scale = scale * self.weight.double()
-        shift = -mean * scale
-        if self.bias is not None:
-            shift = shift + self.bias.double()
-        if self.training and self.track_running_stats and self.running_mean is not None:
-            with torch.no_grad():
-                n = float(count)
-                self.running_mean.mul_(1.0 - factor).add_(mean.detach().to(self.running_mean.dtype), alpha=factor)
-                self.running_var.mul_(1.0 - factor).add_((var.detach() * n / (n - 1)).to(self.running_var.dtype),
-                                                         alpha=factor)
-        return input * scale.to(input.dtype).view(shape) + shift.to(input.dtype).view(shape)
-
-
-def convert_sync_batchnorm(module: torch.nn.Module, device: str) -> torch.nn.Module:
-    """Every ``BatchNorm*d`` of ``module`` -> ``torch.nn.SyncBatchNorm`` on the devices torch runs it
-    on (``TORCH_SYNC_BN_DEVICES``), :class:`AllReduceBatchNorm` elsewhere. Parameters are shared (the
-    same ``Parameter`` objects, ``requires_grad`` kept), buffers and train/eval mode carried over."""
-    if torch.device(device).type in TORCH_SYNC_BN_DEVICES:
-        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(
-            module, (AllReduceBatchNorm, torch.nn.SyncBatchNorm)):
-        new = AllReduceBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                                 module.track_running_stats)
-        if module.affine:
-            new.weight, new.bias = module.weight, module.bias
-        new.running_mean, new.running_var = module.running_mean, module.running_var
-        new.num_batches_tracked = module.num_batches_tracked
-        new.train(module.training)
-        return new
-    for name, child in module.named_children():
-        module.add_module(name, convert_sync_batchnorm(child, device))
-    return module
 
 
 class Trainer:
@@ -414,10 +223,7 @@ class Trainer:
                                  persistent_workers=False,  # fresh workers, freshly seeded, every epoch
                                  generator=self.loader_generator,
                                  pin_memory=self.device.startswith("cuda"))
-        self.net: torch.nn.Module = self.model
-        if self.distinfo.enabled:
-            ids = [torch.device(self.device).index] if self.device.startswith("cuda") else None
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.net = self.distinfo.wrap(self.model, self.device)
         self.start_epoch = 0
         self.best = {"rank1": -1.0, "mAP": -1.0, "epoch": -1}
         self.history: list[dict] = []
@@ -444,26 +250,10 @@ class Trainer:
             loss = sum(self.weights.scale(k, ramp) * v for k, v in parts.items())
             terms = {k: float(v.detach()) for k, v in parts.items()} | {"total": float(loss.detach())}
             return loss, terms, grad_fractions
-        if self.distinfo.enabled:  # the loss of the global batch (module docstring)
-            outputs, labels, mods = self.global_batch(outputs, labels, mods)
+        if self.distinfo.enabled:  # the loss of the global batch (mvd_edge.train.distributed)
+            outputs, labels, mods = global_batch(outputs, labels, mods)
         loss, terms = mvd_loss(outputs, labels, self.weights, mods, ramp)
         return loss, terms, None
-
-    def global_batch(self, outputs: dict, labels: torch.Tensor, mods: torch.Tensor
-                     ) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        """This rank's training outputs (``{obs: {key: [n, ...]}}``), labels ``[n]`` and modalities ``[n]``
-        -> those of every rank, ``[world_size * n, ...]`` in rank order: the batch one process with
-        ``world_size * p_ids`` identities sees (the sampler's identity split). Differentiable
-        (:func:`gather_rows`); the same tensors in one process."""
-        if not self.distinfo.enabled:
-            return outputs, labels, mods
-        keys = [(o, k) for o in outputs for k in outputs[o]]
-        tensors = [outputs[o][k] for o, k in keys] + [labels, mods.to(labels.device)]
-        gathered = gather_rows(tensors)
-        out: dict = {o: {} for o in outputs}
-        for (o, k), t in zip(keys, gathered):
-            out[o][k] = t
-        return out, gathered[-2], gathered[-1]
 
     def extra_state(self) -> dict:
         """More checkpoint entries (the distiller: its projection head and teacher facts)."""
@@ -474,7 +264,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int, rank_rngs: list[dict] | None = None) -> dict:
-        """``last.pt``'s content; ``rank_rngs``: every rank's RNG state under DDP (:func:`_rank_rng_states`)."""
+        """``last.pt``'s content; ``rank_rngs``: every rank's RNG state under DDP, in rank order."""
         return {
             "format": CKPT_FORMAT,
             "epoch": epoch,
@@ -689,7 +479,7 @@ class Trainer:
                 if improved:
                     self.best = {"rank1": val["val_rank1"] if val else -1.0, "mAP": val["val_mAP"] if val else -1.0,
                                  "epoch": epoch + 1}
-            rank_rngs = _rank_rng_states(self.distinfo)  # all ranks, after rank 0's validation (which draws too)
+            rank_rngs = self.distinfo.all_gather_object(_rng_state())  # all ranks, after rank 0's validation (which draws too)
             if main:
                 state = self._state(epoch, rank_rngs)
                 if improved:  # crash-safe order: see the module docstring
@@ -707,8 +497,7 @@ class Trainer:
                 if val:
                     msg += f" | val R1 {val['val_rank1']:.1f} mAP {val['val_mAP']:.1f}"
                 print(msg, flush=True)
-            if self.distinfo.enabled:
-                dist.barrier()
+            self.distinfo.barrier()
         if tb is not None:
             tb.close()
         return {"out": str(self.out), "best": dict(self.best), "history": self.history,
@@ -779,7 +568,5 @@ def _finish_run(trainer: Trainer, cfg: TrainConfig, evaluate_test: bool, title: 
         results = trainer.test()
         save_results(results, Path(cfg.out) / "test_results.json", Path(cfg.out) / "cmc.png", title=title)
         summary["test"] = results
-    if trainer.distinfo.enabled:
-        dist.barrier()
-        dist.destroy_process_group()
+    trainer.distinfo.close()
     return summary
