@@ -66,7 +66,7 @@ def main() -> None:
     args = ap.parse_args()
     import onnxruntime as ort
 
-    from mvd_edge.export import export_onnx
+    from mvd_edge.deploy.export import export_onnx
     from mvd_edge.quant.api import quantize, to_fp16
     from mvd_edge.quant.manifest import from_dataset
     from mvd_edge.synth.dataset import write_sysu

@@ -23,7 +23,7 @@ def main() -> int:
     import torch
 
     from mvd_edge.core.preprocess import PreprocessSpec
-    from mvd_edge.export import export_onnx
+    from mvd_edge.deploy.export import export_onnx
     from mvd_edge.model.checkpoint import CKPT_FORMAT, save_checkpoint
     from mvd_edge.model.net import MVDNet
     from mvd_edge.synth.video import write_synth_video

@@ -48,7 +48,7 @@ def tiny_ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory, tiny_ckpt) -> Path:
-    from mvd_edge.export import export_onnx
+    from mvd_edge.deploy.export import export_onnx
 
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
     export_onnx(tiny_ckpt, out)

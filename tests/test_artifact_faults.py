@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mvd_edge.cli import app
 from mvd_edge.core.errors import UsageError
-from mvd_edge.export import ExportError, export_onnx
+from mvd_edge.deploy.export import ExportError, export_onnx
 from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mvd_edge.runtime import load_embedder
 from mvd_edge.runtime.engine import build_engine
@@ -46,7 +46,7 @@ def test_parity_never_counts_nan_as_agreement(tiny_onnx, monkeypatch):
     import onnxruntime as ort
 
     from mvd_edge.core.preprocess import PreprocessSpec
-    from mvd_edge.export import check_parity
+    from mvd_edge.deploy.export import check_parity
 
     real = ort.InferenceSession
     nan_rows = {"on": False}
@@ -160,7 +160,7 @@ def sysu_root(tmp_path_factory):
 
 
 def test_verify_refuses_another_checkpoint_given_as_an_engine(tiny_ckpt, tmp_path, sysu_root):
-    from mvd_edge.verify import verify_engines
+    from mvd_edge.deploy.verify import verify_engines
 
     other = make_checkpoint(tmp_path / "other.pt", seed=3)
     with pytest.raises(UsageError, match=r"other\.pt is another checkpoint.*--allow-foreign"):
@@ -172,13 +172,14 @@ def test_verify_refuses_another_checkpoint_given_as_an_engine(tiny_ckpt, tmp_pat
 
 
 def test_verify_refuses_an_engine_of_unknown_origin(tiny_ckpt, tmp_path, sysu_root, monkeypatch, built_engine):
-    import mvd_edge.verify as verify
+    import mvd_edge.deploy.verify as verify
     from mvd_edge.runtime.base import Embedder
+    from mvd_edge.runtime.sidecar import model_sha256
 
     # an ONNX Runtime engine without sidecar hashes: its graph still says where it comes from
     no_hashes = _edited_engine(built_engine, tmp_path, lambda d: d.pop("hashes"))
     emb = load_embedder(no_hashes)
-    assert verify.engine_checkpoint_sha256(no_hashes, emb) == json.loads(
+    assert model_sha256(emb, no_hashes) == json.loads(
         sidecar_path(built_engine).read_text())["hashes"]["checkpoint_sha256"]
     emb.close()
 

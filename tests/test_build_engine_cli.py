@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from mvd_edge.cli import app
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.core.util import random_crops
-from mvd_edge.quant.sensitivity import mean_cosine
+from mvd_edge.deploy.parity import compare
 from mvd_edge.runtime import load_embedder
 
 INT8_MIN_COS = 0.99
@@ -58,7 +58,8 @@ def _cosine_vs_fp32(engine: Path, fp32: Path) -> tuple[float, float]:
     crops = random_crops(24, np.random.default_rng(2024))
     a, b = load_embedder(engine), load_embedder(fp32)
     try:
-        return mean_cosine(a.embed(crops), b.embed(crops))
+        par = compare(a.embed(crops), b.embed(crops))
+        return par.mean_cosine, par.min_cosine
     finally:
         a.close()
         b.close()

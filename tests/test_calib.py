@@ -29,7 +29,7 @@ from onnx import helper, numpy_helper
 from mvd_edge.core.graphmeta import GraphMeta, read_metadata
 from mvd_edge.core.modality import Modality
 from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
-from mvd_edge.export import export_onnx
+from mvd_edge.deploy.export import export_onnx
 from mvd_edge.model.net import MVDNet
 from mvd_edge.quant import api, graph, qdq
 from mvd_edge.quant import manifest as man_mod

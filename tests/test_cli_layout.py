@@ -189,7 +189,7 @@ def test_cuda_requested_without_cuda_is_one_line(tmp_path):
     ("mvd_edge.data.base", "DatasetError", ValueError),
     ("mvd_edge.model.checkpoint", "CheckpointError", ValueError),
     ("mvd_edge.model.net", "WeightsError", ValueError),
-    ("mvd_edge.export", "ExportError", RuntimeError),
+    ("mvd_edge.deploy.export", "ExportError", RuntimeError),
     ("mvd_edge.core.errors", "UsageError", ValueError),
     ("mvd_edge.core.errors", "DeviceUnavailable", RuntimeError),
     ("mvd_edge.core.errors", "MissingExtra", ImportError),

@@ -95,7 +95,7 @@ def test_student_starts_from_the_teachers_shared_branch_or_from_scratch(teacher,
 
 def test_distill_run_writes_a_student_checkpoint_that_exports_with_its_teacher_named(teacher, tmp_path):
     from mvd_edge.core.graphmeta import GraphMeta
-    from mvd_edge.export import export_onnx
+    from mvd_edge.deploy.export import export_onnx
     from mvd_edge.runtime.engine import build_engine
 
     cfg = _student_cfg(teacher, tmp_path / "s", ["optim.epochs=2"])

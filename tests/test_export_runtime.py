@@ -11,7 +11,7 @@ from conftest import make_checkpoint
 
 from mvd_edge.core.graphmeta import read_metadata
 from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
-from mvd_edge.export import ExportError, check_parity, export_onnx
+from mvd_edge.deploy.export import ExportError, check_parity, export_onnx
 from mvd_edge.runtime import EngineError, load_embedder
 from mvd_edge.runtime.engine import build_engine, parse_batch
 from mvd_edge.runtime.sidecar import check_sidecar_facts, check_trt_compat, read_sidecar, sidecar_path, write_sidecar

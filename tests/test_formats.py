@@ -7,11 +7,11 @@ import pytest
 from typer.testing import CliRunner
 
 import mvd_edge.runtime as runtime
-from mvd_edge.bench import plan_variants
 from mvd_edge.cli import app
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.spec import PRECISIONS
 from mvd_edge.deploy import formats
+from mvd_edge.deploy.bench import plan_variants
 from mvd_edge.deploy.formats import FORMATS
 
 

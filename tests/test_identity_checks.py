@@ -42,7 +42,7 @@ def _search(app, gallery, model, query):
 
 def test_gallery_records_its_model_hash_and_refuses_another_models_engine(tmp_path, tiny_onnx):
     from mvd_edge.core.graphmeta import GraphMeta
-    from mvd_edge.export import export_onnx
+    from mvd_edge.deploy.export import export_onnx
 
     app, crops, gallery = _gallery(tmp_path, tiny_onnx)
     want = GraphMeta.from_onnx(tiny_onnx).checkpoint_sha256

@@ -35,7 +35,7 @@ def test_train_detector_checks_init_before_rendering_anything(tmp_path, monkeypa
 
 
 def test_verify_chart_path_follows_the_json_path():
-    from mvd_edge.verify import chart_path
+    from mvd_edge.deploy.verify import chart_path
 
     pytest.importorskip("matplotlib")
     assert chart_path(Path("runs/a/new.json"), None) == Path("runs/a/new.png")

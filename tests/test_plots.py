@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mvd_edge.core import plots
-from mvd_edge.profile import save_profile
+from mvd_edge.deploy.profile import save_profile
 
 RESULTS = {"backend": "ort", "precision": "fp32", "recipe": "full",
            "batches": {"1": {"samples_ms": {"preprocess": [0.1, 0.2], "infer": [1.0, 1.2], "total": [1.2, 1.5]},

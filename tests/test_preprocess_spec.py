@@ -100,7 +100,7 @@ def test_models_refuse_specs_their_grayscale_view_cannot_honour(tmp_path):
     import torch
     from conftest import make_checkpoint
 
-    from mvd_edge.export import export_onnx
+    from mvd_edge.deploy.export import export_onnx
     from mvd_edge.model.checkpoint import save_checkpoint
     from mvd_edge.model.net import check_graph_spec
 

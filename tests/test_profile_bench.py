@@ -5,9 +5,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from mvd_edge.bench import pareto_front, plan_variants
 from mvd_edge.cli import app
-from mvd_edge.profile import profile_embedder
+from mvd_edge.deploy.bench import pareto_front, plan_variants
+from mvd_edge.deploy.profile import profile_embedder
 from mvd_edge.runtime import load_embedder
 from mvd_edge.runtime.engine import build_engine
 
@@ -92,7 +92,7 @@ def test_bench_end_to_end_on_cpu(tmp_path):
 def test_bench_measures_a_student_beside_its_teacher_with_macs_and_ratios(tmp_path):
     from conftest import make_checkpoint
 
-    from mvd_edge.bench import embedding_macs
+    from mvd_edge.deploy.bench import embedding_macs
     from mvd_edge.synth.dataset import write_sysu
 
     root = tmp_path / "data"
@@ -123,7 +123,7 @@ def test_bench_measures_a_student_beside_its_teacher_with_macs_and_ratios(tmp_pa
     assert {"mINP", "rank1_std", "ms_per_crop"} <= set(rows["ort-int8-full"])
     assert rows["student-ort-fp32-shared"]["ms_per_crop"]["4"] == pytest.approx(
         rows["student-ort-fp32-shared"]["latency_ms"]["4"] / 4)
-    from mvd_edge.bench import summary_columns, summary_rows
+    from mvd_edge.deploy.bench import summary_columns, summary_rows
 
     table = {r[0]: r for r in summary_rows(rep)}
     assert all(len(r) == len(summary_columns([1, 4])) for r in table.values())

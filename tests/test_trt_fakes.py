@@ -358,7 +358,7 @@ def test_real_tensorrt_build_engine_and_trt_embedder_match_onnx_runtime(tmp_path
     onnx = tiny_onnx
     if fused:
         pytest.importorskip("triton", reason="the fused-head plugin's kernel is compiled with Triton")
-        from mvd_edge.export import export_onnx
+        from mvd_edge.deploy.export import export_onnx
 
         onnx = tmp_path / "fused.onnx"
         export_onnx(tiny_ckpt, onnx, fused_head=True)

@@ -1,4 +1,5 @@
-"""Deployment commands: ``export``, ``fp16``, ``int8``, ``build-engine``, ``verify``, ``profile``, ``bench``.
+"""Deployment commands: ``export``, ``fp16``, ``int8``, ``build-engine``, ``verify``, ``calibrate-threshold``,
+``profile``, ``bench``: options and tables here, the work in :mod:`mvd_edge.deploy` and :mod:`mvd_edge.quant`.
 
 torch (export, bench), onnx (fp16, int8) and onnxruntime are imported inside the commands, so
 ``--help`` stays light.
@@ -42,7 +43,7 @@ def export(
     """Export a checkpoint to ONNX (FP32, dynamic batch) and check it against torch."""
     check_outputs({"--out": out}, {"checkpoint": checkpoint}, overwrite)
     require("torch", "train")
-    from mvd_edge.export import export_onnx
+    from mvd_edge.deploy.export import export_onnx
 
     report = export_onnx(checkpoint, out, recipe=recipe, opset=opset, fused_head=fused_head)
     parity = report["parity"]
@@ -144,20 +145,6 @@ def int8(
     console.print(f"report: {out_dir / (stem + '.int8-report.json')}")
 
 
-def _calibration_manifest(calib: Path, dataset: Optional[str], n: int, seed: int):
-    """``--calib`` as a calibration manifest: a data set root (with ``--calib-dataset``), a folder of
-    images, a manifest JSON (from ``mvd-edge int8``) or a video."""
-    from mvd_edge.quant import manifest as mf
-
-    if dataset is not None:
-        return mf.from_dataset(dataset, calib, n=n, seed=seed)
-    if calib.is_dir():
-        return mf.from_folder(calib, n=n, seed=seed)
-    if calib.suffix.lower() == ".json":
-        return mf.load_manifest(calib)
-    return mf.from_video(calib, n=n, seed=seed)
-
-
 @app.command("build-engine")
 @friendly
 def build_engine_cmd(
@@ -194,9 +181,9 @@ def build_engine_cmd(
     the names those commands give them (model.onnx, model.fp16.onnx, model.int8-trt.onnx, ...)
     and are written beside the engine.
     """
-    from mvd_edge.runtime.engine import graph_facts, parse_batch
+    from mvd_edge.runtime.engine import parse_batch
 
-    engine_fmt = formats.engine_format(backend, what="--backend")
+    formats.engine_format(backend, what="--backend")
     if precision is not None:
         formats.check_precision(precision, what="--precision")
     if precision == "int8" and calib is None:
@@ -213,79 +200,13 @@ def build_engine_cmd(
     parse_batch(batch)
     if backend == "trt":
         _check_tensorrt()  # before minutes of export and calibration
-    checkpoint = formats.for_path(model) == formats.by_name("checkpoint")
-    if not model.is_file():
-        raise FileNotFoundError(f"{'checkpoint' if checkpoint else 'ONNX file'} not found: {model}")
-    if checkpoint:
-        precision = precision or "fp32"
-    else:
-        if recipe is not None:
-            raise UsageError("--recipe applies to a checkpoint (.pt); an ONNX graph has its recipe already")
-        have = graph_facts(model)["meta"].precision if precision is not None else None
-        if precision is not None and precision != have and have != "fp32":
-            raise UsageError(f"{model} is already a {have} graph; --precision {precision} starts from the FP32 "
-                             "export (`mvd-edge export`) or the checkpoint")
-        if precision == have:
-            precision = None  # the graph is what was asked for: build it as it is
-    folder = out.parent if out is not None else model.parent
-    stem = model.name.removesuffix(".onnx").removesuffix(".pt")
-    fp32 = formats.graph_path(folder, stem, "fp32") if checkpoint else model
-    flavour = engine_fmt.int8_flavours[0]
-    steps: list[tuple[str, Path]] = []  # (what, graph it writes)
-    outputs: dict[str, Path | None] = {}
-    if checkpoint:
-        steps.append(("export", fp32))
-        outputs["the exported FP32 graph"] = fp32
-    final = fp32
-    if precision == "fp16":
-        final = formats.graph_path(folder, stem, "fp16")
-        steps.append(("fp16", final))
-        outputs["the FP16 graph"] = final
-    elif precision == "int8":
-        final = formats.graph_path(folder, stem, "int8", flavour)
-        steps.append(("int8", final))
-        outputs[f"the {flavour} INT8 graph"] = final
-        outputs["the INT8 report"] = folder / f"{stem}.int8-report.json"
-        manifest_copy = folder / f"{stem}.calib-manifest.json"
-        if calib is None or manifest_copy.resolve() != calib.resolve():  # re-using it as --calib is fine
-            outputs["the calibration manifest"] = manifest_copy
-    if out is None:
-        out = formats.engine_path(final, backend)
-    outputs.update({"--out": out, "the sidecar": Path(f"{out}.json")})
-    check_outputs(outputs, {"model": model, "--calib": calib, "--timing-cache": timing_cache}, overwrite)
-    total = len(steps) + 1
-    reports = {}
-    for i, (what, path) in enumerate(steps, 1):
-        if what == "export":
-            _say(f"[{i}/{total}] export {model} -> {path} (FP32, parity vs torch)")
-            require("torch", "train")
-            from mvd_edge.export import export_onnx
+    from mvd_edge.deploy.build import plan_build, run_build
 
-            rep = export_onnx(model, path, recipe=recipe)
-            if "max_abs_err" in rep["parity"]:
-                _say(f"      parity vs torch: max abs err {rep['parity']['max_abs_err']:.2e}")
-        elif what == "fp16":
-            _say(f"[{i}/{total}] fp16 {fp32} -> {path}")
-            require("onnx", "quant")
-            from mvd_edge.quant.api import to_fp16
-
-            reports[what] = to_fp16(fp32, path)
-        else:
-            require("onnx", "quant")
-            from mvd_edge.quant.api import quantize
-
-            man = _calibration_manifest(calib, calib_dataset, calib_n, seed)  # type: ignore[arg-type]
-            _say(f"[{i}/{total}] int8 ({flavour} flavour) {fp32} -> {path}: calibrating on {len(man)} crops")
-            reports[what] = quantize(fp32, folder, man, flavours=[flavour], seed=seed)["flavours"][flavour]
-        if what in reports:
-            par = reports[what]["parity"]
-            _say(f"      cosine vs FP32 on {par['inputs']}: mean {par['mean_cosine']:.5f}, "
-                 f"min {par['min_cosine']:.5f}")
-    _say(f"[{total}/{total}] build {backend} engine {final} -> {out}")
-    from mvd_edge.runtime.engine import build_engine
-
-    info = build_engine(final, out, backend=backend, device=device, batch=batch, workspace_mb=workspace_mb,
-                        timing_cache=timing_cache, verbose=verbose)
+    plan = plan_build(model, backend, precision, out=out, recipe=recipe, calib=calib)
+    check_outputs(plan.outputs, {"model": model, "--calib": calib, "--timing-cache": timing_cache}, overwrite)
+    info = run_build(plan, _say, recipe=recipe, calib=calib, calib_dataset=calib_dataset, calib_n=calib_n, seed=seed,
+                     device=device, batch=batch, workspace_mb=workspace_mb, timing_cache=timing_cache, verbose=verbose)
+    out = plan.out
     console.print(f"[green]built[/] {escape(str(out))} ({info['backend']}, {info['precision']}"
                   f"{' ' + info['int8_flavour'] if info.get('int8_flavour') else ''}, batch {info['batch_profile']}); "
                   f"sidecar {escape(str(out))}.json", soft_wrap=True)
@@ -320,7 +241,7 @@ def verify(
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Accuracy cost of each engine: cosine vs FP32 torch (same recipe) and Rank-1/mAP/mINP on the test split."""
-    from mvd_edge.verify import chart_path
+    from mvd_edge.deploy.verify import chart_path
 
     png = chart_path(json_out, png)  # only outputs this run writes are checked
     check_outputs({"--json": json_out, "--png": png},
@@ -329,7 +250,7 @@ def verify(
     if trials < 1:
         raise UsageError(f"--trials must be >= 1, got {trials}")
     require("torch", "train")
-    from mvd_edge.verify import save_report, verify_engines
+    from mvd_edge.deploy.verify import save_report, verify_engines
 
     chosen = [s.strip() for s in settings.split(",")] if settings else None
     report = verify_engines(checkpoint, engines, dataset, root, settings=chosen, trials=trials,
@@ -369,7 +290,7 @@ def calibrate_threshold_cmd(
     device: Annotated[Optional[str], typer.Option(help="engine device (default: the engine's)")] = None,
 ) -> None:
     """Measure the match threshold (and margin) that reaches a pair precision; store it in the engine's sidecar."""
-    from mvd_edge.verify import calibrate_threshold
+    from mvd_edge.deploy.threshold import calibrate_threshold
 
     point = calibrate_threshold(engine, dataset, root, split=split, target_precision=precision, people=people,
                                 scenes=scenes, seed=seed, device=device, progress=True, track_images=track_images)
@@ -408,7 +329,7 @@ def profile(
 ) -> None:
     """Per-stage latency (p50/p90/p99/max), throughput, peak memory; table, JSON and PNGs."""
     check_outputs({f"--out {out}: the report": out / "profile.json"}, {"engine": engine}, overwrite)
-    from mvd_edge.profile import STAGES, profile_embedder, save_profile
+    from mvd_edge.deploy.profile import STAGES, profile_embedder, save_profile
     from mvd_edge.runtime import load_embedder
 
     batches = parse_int_list(batch, "--batch")
@@ -416,9 +337,9 @@ def profile(
         raise UsageError(f"--batch {max(batches)}: at most 4096 crops per call")
     if iters < 1 or warmup < 0:
         raise typer.BadParameter("--iters must be >= 1 and --warmup >= 0")
-    torch = formats.for_path(engine) == formats.by_name("checkpoint")
-    kwargs = {"fused_head": fused_head} if torch and fused_head is not None else {}
-    emb = load_embedder(engine, device=device, max_batch=max(batches) if torch else None, **kwargs)
+    checkpoint = formats.for_path(engine) == formats.by_name("checkpoint")
+    kwargs = {"fused_head": fused_head} if checkpoint and fused_head is not None else {}
+    emb = load_embedder(engine, device=device, max_batch=max(batches) if checkpoint else None, **kwargs)
     try:
         res = profile_embedder(emb, batches, iters=iters, warmup=warmup)
     finally:
@@ -468,8 +389,8 @@ def bench(
     check_outputs({f"--out {out}: the report": out / "bench.json"},
                   {"checkpoint": checkpoint, **{f"student {s}": s for s in student or []}}, overwrite)
     require("torch", "train")
-    from mvd_edge.bench import run_bench, summary_columns, summary_rows
     from mvd_edge.core.spec import RECIPES
+    from mvd_edge.deploy.bench import run_bench, summary_columns, summary_rows
 
     fused = []
     for f in fused_head.split(","):

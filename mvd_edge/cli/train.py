@@ -223,7 +223,7 @@ def demo(
 ) -> None:
     """The whole product on a CPU: synthetic data -> train -> export -> INT8 -> verify -> match -> profile -> report."""
     require("torch", "train")
-    from mvd_edge.demo import run_demo
+    from mvd_edge.deploy.demo import run_demo
 
     if (epochs is not None and epochs < 1) or (ids is not None and ids < 12) or not video_seconds > 0:
         raise typer.BadParameter("need --epochs >= 1, --ids >= 12 and --video-seconds > 0")

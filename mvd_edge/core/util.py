@@ -2,7 +2,7 @@
 
 * :func:`random_crops` - fresh random uint8 BGR crops of detector-like sizes (parity checks,
   calibration smoke inputs, latency profiles).
-* :func:`row_cosine` / :func:`cosine_summary` - per-row cosine of two embedding matrices.
+* :func:`row_cosine` - per-row cosine of two embedding matrices (summarised by :mod:`mvd_edge.deploy.parity`).
 * :func:`read_json` - read a JSON file the project wrote, with one clear error when it is
   missing, unreadable, not JSON or of another format; :func:`write_json` - its atomic twin.
 * :func:`output_error` / :func:`write_errno` - an ``OSError`` of an output that names the output
@@ -43,12 +43,6 @@ def row_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"row_cosine needs two [N, D] arrays of one shape, got {a.shape} and {b.shape}")
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-
-
-def cosine_summary(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """``{"mean", "min", "p01"}`` of :func:`row_cosine` (``p01``: the 1st percentile)."""
-    cos = row_cosine(a, b)
-    return {"mean": float(cos.mean()), "min": float(cos.min()), "p01": float(np.percentile(cos, 1))}
 
 
 def read_json(path: str | Path, error: type[Exception], what: str, fmt: str | None = None,

@@ -29,11 +29,12 @@ from mvd_edge.core.errors import UsageError
 from mvd_edge.core.graphmeta import GraphMeta
 from mvd_edge.core.util import random_crops
 from mvd_edge.deploy.formats import INT8_FLAVOURS, graph_path
+from mvd_edge.deploy.parity import compare
 from mvd_edge.quant import graph as graph_mod
 from mvd_edge.quant.manifest import Manifest, load_manifest
 from mvd_edge.quant.qdq import build_qdq, load_for_quantization
 from mvd_edge.quant.ranges import compute_ranges
-from mvd_edge.quant.sensitivity import embed, fallback, load_samples, mean_cosine, session
+from mvd_edge.quant.sensitivity import embed, fallback, load_samples, session
 
 #: Parity check of every written graph: seeded random crops, cosine vs the FP32 graph.
 PARITY_CROPS = 16
@@ -49,6 +50,13 @@ def _random_batch(spec, n: int = PARITY_CROPS, seed: int = PARITY_SEED) -> np.nd
     from mvd_edge.core.preprocess import preprocess_batch
 
     return preprocess_batch(random_crops(n, seed), spec)
+
+
+def _parity(got: np.ndarray, ref: np.ndarray, **facts) -> dict:
+    """The parity record of a written graph: its embeddings of the random batch vs the FP32 graph's."""
+    par = compare(got, ref)
+    return {"inputs": f"{PARITY_CROPS} random crops (seed {PARITY_SEED})", **facts, "mean_cosine": par.mean_cosine,
+            "min_cosine": par.min_cosine}
 
 
 def _set_metadata(model: onnx.ModelProto, meta: GraphMeta) -> None:
@@ -88,7 +96,7 @@ def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | s
     """Calibrate ``onnx_fp32`` on ``manifest`` and write one INT8 Q/DQ graph per flavour.
 
     Args:
-        onnx_fp32: FP32 graph from ``mvd_edge.export.export_onnx``.
+        onnx_fp32: FP32 graph from ``mvd_edge.deploy.export.export_onnx``.
         out_dir: output folder (see the module docstring for file names).
         manifest: calibration :class:`Manifest` or the path of its JSON.
         method: ``minmax`` | ``entropy`` | ``percentile`` (``method_params``: its parameters).
@@ -109,18 +117,7 @@ def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | s
 
     t0 = time.perf_counter()
     onnx_fp32 = Path(onnx_fp32)
-    if not onnx_fp32.is_file():
-        raise FileNotFoundError(f"FP32 ONNX graph not found: {onnx_fp32}")
-    bad = [f for f in flavours if f not in INT8_FLAVOURS]
-    if bad or not flavours:
-        raise UsageError(f"unknown INT8 flavour(s) {bad}; choose from {', '.join(INT8_FLAVOURS)}")
-    if max_rank1_drop is not None:
-        from mvd_edge.core.modality import Modality
-
-        mods = {Modality.parse(s.modality) for s in (val_samples or [])}
-        if mods != {Modality.VISIBLE, Modality.INFRARED}:
-            raise UsageError("max_rank1_drop needs val_samples: a validation split with both RGB and IR images "
-                             "(e.g. load_dataset(...).val)")
+    _check_inputs(onnx_fp32, flavours, max_rank1_drop, val_samples)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "calib-cache"
@@ -147,13 +144,7 @@ def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | s
     report["ranges"] = ranges.summary()
     fb: dict[str, Any] | None = None
     if use_fallback:
-        held_x = _preprocess_all(held, spec)  # type: ignore[arg-type]
-        fb = {"held_x": held_x, "ref_held": embed(fp32_sess, held_x), "max_rank1_drop": max_rank1_drop,
-              "min_cosine": min_cosine}
-        if max_rank1_drop is not None:
-            val_x = load_samples(val_samples, spec)  # type: ignore[arg-type]
-            fb.update(val_x=val_x, val_samples=list(val_samples),  # type: ignore[arg-type]
-                      ref_val=embed(fp32_sess, val_x))
+        fb = _fallback_inputs(fp32_sess, spec, held, max_rank1_drop, min_cosine, val_samples)  # type: ignore[arg-type]
         report["holdout"] = {"fraction": holdout_fraction, "seed": seed,
                              "held_out": len(held),  # type: ignore[arg-type]
                              "ranges_crops": len(ranges_manifest)}
@@ -169,15 +160,42 @@ def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | s
         model.doc_string = f"MVD embedding, INT8 Q/DQ ({fl} flavour) calibrated by mvd-edge ({ranges.method})"
         path = graph_path(out_dir, stem, "int8", fl)
         onnx.save(model, str(path))
-        cos_mean, cos_min = mean_cosine(embed(session(str(path), exact_qdq=fl == "trt"), rand_x), ref_rand)
+        arithmetic = "exact Q/DQ (TensorRT's)" if fl == "trt" else "ORT fused QLinear kernels"
         entry.update(onnx=str(path), sha256=sha256_file(path), placement=placement,
-                     parity={"inputs": f"{PARITY_CROPS} random crops (seed {PARITY_SEED})",
-                             "arithmetic": "exact Q/DQ (TensorRT's)" if fl == "trt" else "ORT fused QLinear kernels",
-                             "mean_cosine": cos_mean, "min_cosine": cos_min})
+                     parity=_parity(embed(session(str(path), exact_qdq=fl == "trt"), rand_x), ref_rand,
+                                    arithmetic=arithmetic))
         report["flavours"][fl] = entry
     report["seconds"] = time.perf_counter() - t0
     (out_dir / f"{stem}.int8-report.json").write_text(json.dumps(report, indent=1, default=str))
     return report
+
+
+def _check_inputs(onnx_fp32: Path, flavours: Sequence[str], max_rank1_drop: float | None,
+                  val_samples: Sequence[Any] | None) -> None:
+    if not onnx_fp32.is_file():
+        raise FileNotFoundError(f"FP32 ONNX graph not found: {onnx_fp32}")
+    bad = [f for f in flavours if f not in INT8_FLAVOURS]
+    if bad or not flavours:
+        raise UsageError(f"unknown INT8 flavour(s) {bad}; choose from {', '.join(INT8_FLAVOURS)}")
+    if max_rank1_drop is not None:
+        from mvd_edge.core.modality import Modality
+
+        mods = {Modality.parse(s.modality) for s in (val_samples or [])}
+        if mods != {Modality.VISIBLE, Modality.INFRARED}:
+            raise UsageError("max_rank1_drop needs val_samples: a validation split with both RGB and IR images "
+                             "(e.g. load_dataset(...).val)")
+
+
+def _fallback_inputs(fp32_sess, spec, held: Manifest, max_rank1_drop: float | None, min_cosine: float | None,
+                     val_samples: Sequence[Any] | None) -> dict[str, Any]:
+    """The accuracy fallback's inputs and their FP32 embeddings (see :func:`mvd_edge.quant.sensitivity.fallback`)."""
+    held_x = _preprocess_all(held, spec)
+    fb = {"held_x": held_x, "ref_held": embed(fp32_sess, held_x), "max_rank1_drop": max_rank1_drop,
+          "min_cosine": min_cosine}
+    if max_rank1_drop is not None:
+        val_x = load_samples(val_samples, spec)  # type: ignore[arg-type]
+        fb.update(val_x=val_x, val_samples=list(val_samples), ref_val=embed(fp32_sess, val_x))  # type: ignore[arg-type]
+    return fb
 
 
 def _preprocess_all(manifest: Manifest, spec, batch: int = 64) -> np.ndarray:
@@ -216,8 +234,6 @@ def to_fp16(onnx_fp32: str | Path, out: str | Path, manifest: "Manifest | str | 
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(converted, str(out))
     rand_x = _random_batch(spec)
-    cos_mean, cos_min = mean_cosine(embed(str(out), rand_x), embed(str(onnx_fp32), rand_x))
     report.update(onnx=str(out), sha256=sha256_file(out), source=str(onnx_fp32),
-                  parity={"inputs": f"{PARITY_CROPS} random crops (seed {PARITY_SEED})", "mean_cosine": cos_mean,
-                          "min_cosine": cos_min})
+                  parity=_parity(embed(str(out), rand_x), embed(str(onnx_fp32), rand_x)))
     return report

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 
 from mvd_edge.core.errors import UsageError
-from mvd_edge.core.util import row_cosine
+from mvd_edge.deploy.parity import compare
 from mvd_edge.quant.qdq import build_qdq
 
 SETTING = "cross-i2v"
@@ -59,12 +59,6 @@ def embed(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     return np.concatenate(outs).astype(np.float32)
 
 
-def mean_cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """(mean, min) row-wise cosine of two ``[N, D]`` arrays."""
-    cos = row_cosine(a, b)
-    return float(cos.mean()), float(cos.min())
-
-
 def rank1(feats: np.ndarray, samples: Sequence[Any]) -> float:
     """Rank-1 (percent) of ``cross-i2v`` on ``samples`` (IR queries vs RGB gallery)."""
     from mvd_edge.eval.reid import evaluate_features
@@ -92,13 +86,13 @@ def layer_sensitivity(prepared: onnx.ModelProto, ranges: Any, flavour: str, held
     from tqdm import tqdm
 
     full, rep = build_qdq(prepared, ranges, flavour, include_head=include_head, reduce_range=reduce_range)
-    cos_all = mean_cosine(embed(full, held_x), ref_held)[0]
+    cos_all = compare(embed(full, held_x), ref_held).mean_cosine
     rows = []
     for layer in tqdm(rep["layers"], desc=f"layer sensitivity ({flavour})", unit="layer", disable=not progress,
                       leave=False):
         m, _ = build_qdq(prepared, ranges, flavour, include_head=include_head, exclude=[layer],
                          reduce_range=reduce_range)
-        cos = mean_cosine(embed(m, held_x), ref_held)[0]
+        cos = compare(embed(m, held_x), ref_held).mean_cosine
         rows.append({"layer": layer, "cosine_without": cos, "gain": cos - cos_all})
     rows.sort(key=lambda r: (-r["gain"], r["layer"]))
     return rows, cos_all
@@ -131,7 +125,7 @@ def fallback(prepared: onnx.ModelProto, ranges: Any, flavour: str, held_x: np.nd
         m, _ = build_qdq(prepared, ranges, flavour, include_head=include_head, exclude=exclude,
                          reduce_range=reduce_range)
         sess = session(m, exact_qdq=flavour == "trt")
-        row: dict[str, Any] = {"kept_back": len(exclude), "cosine": mean_cosine(embed(sess, held_x), ref_held)[0]}
+        row: dict[str, Any] = {"kept_back": len(exclude), "cosine": compare(embed(sess, held_x), ref_held).mean_cosine}
         ok = min_cosine is None or row["cosine"] >= min_cosine
         if max_rank1_drop is not None:
             row["rank1"] = rank1(embed(sess, val_x), val_samples)  # type: ignore[arg-type]

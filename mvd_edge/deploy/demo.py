@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 
+from mvd_edge.deploy.formats import engine_path, graph_path
 
-def _step(console: Console, title: str):
+
+@contextmanager
+def _stage(console: Console, times: dict[str, float], key: str, title: str):
+    """One numbered stage: its title as a rule, its wall time in ``times[key]``."""
     console.rule(f"[bold]{title}")
-    return time.perf_counter()
+    t = time.perf_counter()
+    yield
+    times[key] = time.perf_counter() - t
 
 
 def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None, video_ids: int = 6,
@@ -28,22 +35,14 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     ``epochs`` and ``ids`` default to the training config's (``optim.epochs``, ``synth.n_ids``).
     """
     from mvd_edge.core.config import load_train_config
+    from mvd_edge.deploy.export import export_onnx
+    from mvd_edge.deploy.profile import profile_embedder, save_profile
+    from mvd_edge.deploy.verify import save_report, verify_engines
     from mvd_edge.eval.reid import save_results
-    from mvd_edge.eval.scoring import score_matches
-    from mvd_edge.export import export_onnx
-    from mvd_edge.match.detect import UNTRAINED_DEFAULTS, make_detector
-    from mvd_edge.match.pipeline import MatchConfig, run_match
-    from mvd_edge.profile import profile_embedder, save_profile
-    from mvd_edge.quant.api import quantize
     from mvd_edge.quant.manifest import from_dataset
     from mvd_edge.runtime import load_embedder
-    from mvd_edge.runtime.engine import build_engine
-    from mvd_edge.runtime.sidecar import match_settings
-    from mvd_edge.synth.dataset import write_sysu
     from mvd_edge.synth.video import write_synth_video
-    from mvd_edge.train.distill import distill_config, run_distill
-    from mvd_edge.train.trainer import run_training
-    from mvd_edge.verify import calibrate_threshold, save_report, verify_engines
+    from mvd_edge.train.trainer import ensure_synthetic, run_training
 
     console = console or Console()
     out = Path(out)
@@ -51,85 +50,115 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     times: dict[str, float] = {}
     summary: dict = {"out": str(out)}
 
-    t = _step(console, "1/8 synthetic data set and video pair")
-    sizes = ([f"synth.n_ids={ids}"] if ids is not None else []) + ([f"optim.epochs={epochs}"] if epochs is not None else [])
-    cfg = load_train_config(None, [f"out={out / 'train'}", f"data.root={out / 'data'}", *sizes, f"seed={seed}",
-                                   "device=cpu"])
-    epochs = cfg.optim.epochs
-    from mvd_edge.train.trainer import ensure_synthetic
+    with _stage(console, times, "data", "1/8 synthetic data set and video pair"):
+        sizes = [f"synth.n_ids={ids}"] * (ids is not None) + [f"optim.epochs={epochs}"] * (epochs is not None)
+        cfg = load_train_config(None, [f"out={out / 'train'}", f"data.root={out / 'data'}", *sizes, f"seed={seed}",
+                                       "device=cpu"])
+        epochs = cfg.optim.epochs
+        ensure_synthetic(out / "data", cfg)
+        video = write_synth_video(out / "video", n_ids=video_ids, seconds=video_seconds, seed=seed, progress=True)
 
-    ensure_synthetic(out / "data", cfg)
-    video = write_synth_video(out / "video", n_ids=video_ids, seconds=video_seconds, seed=seed, progress=True)
-    times["data"] = time.perf_counter() - t
+    with _stage(console, times, "train", f"2/8 train MVD (tiny backbone, {epochs} epochs, CPU)"):
+        trained = run_training(cfg, overwrite=True)  # the demo's own folder: a rerun replaces it
+        ckpt = Path(trained["best_checkpoint"])
+        save_results(trained["test"], None, out / "cmc.png", title="synthetic SYSU protocols (best epoch on val)")
+        summary["train"] = {"best": trained["best"], "test": {k: {m: v[m]["mean"] for m in ("rank1", "mAP", "mINP")}
+                                                              for k, v in trained["test"].items()}}
 
-    t = _step(console, f"2/8 train MVD (tiny backbone, {epochs} epochs, CPU)")
-    trained = run_training(cfg, overwrite=True)  # the demo's own folder: a rerun replaces it
-    ckpt = Path(trained["best_checkpoint"])
-    save_results(trained["test"], None, out / "cmc.png", title="synthetic SYSU protocols (best epoch on val)")
-    summary["train"] = {"best": trained["best"], "test": {k: {m: v[m]["mean"] for m in ("rank1", "mAP", "mINP")}
-                                                          for k, v in trained["test"].items()}}
-    times["train"] = time.perf_counter() - t
+    with _stage(console, times, "export", "3/8 export ONNX and calibrate INT8"):
+        exp = export_onnx(ckpt, graph_path(out / "engine", "model", "fp32"))
+        calib_set = from_dataset("sysu", out / "data", n=512, seed=seed)  # the student's INT8 calibrates on it too
+        engines = _ort_engines(out / "engine", "model", calib_set)  # FP32, INT8
+        summary["export"] = {"parity": exp["parity"], "engines": [e.name for e in engines]}
 
-    t = _step(console, "3/8 export ONNX and calibrate INT8")
-    onnx_path = out / "engine" / "model.onnx"
-    exp = export_onnx(ckpt, onnx_path)
-    calib_set = from_dataset("sysu", out / "data", n=512, seed=seed)  # the student's INT8 calibrates on it too
-    quantize(onnx_path, out / "engine", calib_set, progress=True)
-    fp32_engine = build_engine(onnx_path, out / "engine" / "model.ort.onnx", backend="ort")
-    int8_engine = build_engine(out / "engine" / "model.int8-cpu.onnx", out / "engine" / "model.int8-cpu.ort.onnx",
-                               backend="ort")
-    summary["export"] = {"parity": exp["parity"], "engines": [fp32_engine["engine_file"], int8_engine["engine_file"]]}
-    times["export"] = time.perf_counter() - t
+    with _stage(console, times, "verify", "4/8 verify engines against FP32 torch"):
+        report = verify_engines(ckpt, engines, "sysu", out / "data", trials=10)
+        save_report(report, out / "verify.json", out / "verify.png")
+        r1 = f"{report['settings'][0]}/rank1"
+        summary["verify"] = [{"engine": Path(e["engine"]).name, "precision": e["precision"], "cosine": e["cosine"],
+                              "rank1": e["metrics"][r1], "drop_rank1": e["drop_vs_fp32"][r1]} for e in report["engines"]]
+        summary["verify_reference_rank1"] = report["reference"]["metrics"][r1]
 
-    t = _step(console, "4/8 verify engines against FP32 torch")
-    engines = [out / "engine" / "model.ort.onnx", out / "engine" / "model.int8-cpu.ort.onnx"]
-    report = verify_engines(ckpt, engines, "sysu", out / "data", trials=10)
-    save_report(report, out / "verify.json", out / "verify.png")
-    summary["verify"] = [{"engine": Path(e["engine"]).name, "precision": e["precision"], "cosine": e["cosine"],
-                          "rank1": e["metrics"][f"{report['settings'][0]}/rank1"],
-                          "drop_rank1": e["drop_vs_fp32"][f"{report['settings'][0]}/rank1"]}
-                         for e in report["engines"]]
-    summary["verify_reference_rank1"] = report["reference"]["metrics"][f"{report['settings'][0]}/rank1"]
-    times["verify"] = time.perf_counter() - t
+    with _stage(console, times, "student", f"5/8 distil a one-pass student from the trained model ({epochs} epochs, CPU)"):
+        summary["student"], student_engine = _student(ckpt, out, epochs, calib_set)
 
-    t = _step(console, f"5/8 distil a one-pass student from the trained model ({epochs} epochs, CPU)")
+    with _stage(console, times, "match", "6/8 calibrate the match thresholds, match the IR and RGB videos (INT8 engines)"):
+        summary.update(_operating_points(out, (cfg.data.height, cfg.data.width), seed, engines[1], student_engine,
+                                         console))
+        summary["match"] = _match_videos(out, video, engines[1], student_engine, console)
+    summary["match_still"] = _still(out / "match-gt-boxes.mp4", out / "match-frame.jpg")
+
+    with _stage(console, times, "profile", "7/8 profile the engines"):
+        summary["profile"] = {}
+        for name, path in (("fp32", engines[0]), ("int8", engines[1]), ("student-int8", student_engine)):
+            prof = profile_embedder(load_embedder(path), batches=(1, 8, 32), iters=20, warmup=3)
+            save_profile(prof, out / "profile", name=f"profile-{name}")
+            summary["profile"][name] = {b: {"p50_ms": r["total"]["p50"], "crops_per_s": r["throughput_crops_per_s"]}
+                                        for b, r in prof["batches"].items()}
+
+    console.rule("[bold]8/8 report")
+    summary["seconds"] = times
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "report.md").write_text(render_report(summary))
+    console.print(f"[green]done[/] in {sum(times.values()) / 60:.1f} min. Report: {out / 'report.md'}; "
+                  f"match video: {summary['match']['gt-boxes']['video']}; checkpoint: {ckpt}; engines: {out / 'engine'}")
+    return summary
+
+
+def _student(ckpt: Path, out: Path, epochs: int, calib_set) -> tuple[dict, Path]:
+    """Distil a one-pass student from ``ckpt``, build its INT8 engine, verify it: (summary, engine)."""
+    from mvd_edge.deploy.export import export_onnx
+    from mvd_edge.deploy.verify import verify_engines
+    from mvd_edge.train.distill import distill_config, run_distill
+
     student_cfg = distill_config(ckpt, None, [f"out={out / 'student'}", f"optim.epochs={epochs}", "device=cpu"])
     distilled = run_distill(student_cfg, overwrite=True)  # the demo's own folder: a rerun replaces it
     student_ckpt = Path(distilled["best_checkpoint"])
-    student_onnx = out / "engine" / "student.onnx"
-    export_onnx(student_ckpt, student_onnx)
-    quantize(student_onnx, out / "engine", calib_set, progress=True)
-    student_engine = out / "engine" / "student.int8-cpu.ort.onnx"
-    build_engine(out / "engine" / "student.int8-cpu.onnx", student_engine, backend="ort")
+    export_onnx(student_ckpt, graph_path(out / "engine", "student", "fp32"))
+    student_engine = _ort_engines(out / "engine", "student", calib_set, fp32=False)[-1]
     s_report = verify_engines(student_ckpt, [student_engine], "sysu", out / "data", trials=10)
     setting = s_report["settings"][0]
-    summary["student"] = {"best": distilled["best"], "student_of": distilled["student_of"],
-                          "test": {k: {m: v[m]["mean"] for m in ("rank1", "mAP", "mINP")}
-                                   for k, v in distilled["test"].items()},
-                          "int8_rank1": s_report["engines"][0]["metrics"][f"{setting}/rank1"],
-                          "int8_cosine": s_report["engines"][0]["cosine"]}
-    times["student"] = time.perf_counter() - t
+    return {"best": distilled["best"], "student_of": distilled["student_of"],
+            "test": {k: {m: v[m]["mean"] for m in ("rank1", "mAP", "mINP")} for k, v in distilled["test"].items()},
+            "int8_rank1": s_report["engines"][0]["metrics"][f"{setting}/rank1"],
+            "int8_cosine": s_report["engines"][0]["cosine"]}, student_engine
 
-    t = _step(console, "6/8 calibrate the match thresholds, match the IR and RGB videos (INT8 engines)")
-    # fresh identities (another seed), cut out of synthetic scenes as the matcher sees people:
-    # neither trained on nor used to choose the checkpoint
+
+def _operating_points(out: Path, size: tuple[int, int], seed: int, engine: Path, student_engine: Path,
+                      console: Console) -> dict:
+    """``calibrate-threshold`` of both INT8 engines on fresh identities (another seed), cut out of
+    synthetic scenes as the matcher sees people: neither trained on nor used to choose the checkpoint."""
+    from mvd_edge.deploy.threshold import calibrate_threshold
+    from mvd_edge.synth.dataset import write_sysu
+
     calib_root = out / "calib-ids"
-    write_sysu(calib_root, n_ids=40, images_per_cam=4, size=(cfg.data.height, cfg.data.width), seed=seed + 1000,
-               render="scenes")
+    write_sysu(calib_root, n_ids=40, images_per_cam=4, size=size, seed=seed + 1000, render="scenes")
     keys = ("threshold", "margin", "precision", "recall", "reached", "target_precision", "identities",
             "people_per_scene")
-    for name, engine in (("operating_point", engines[1]), ("student_operating_point", student_engine)):
+    summary = {}
+    for name, engine in (("operating_point", engine), ("student_operating_point", student_engine)):
         point = calibrate_threshold(engine, "sysu", calib_root, split="all", target_precision=0.9, seed=seed)
         summary[name] = {**{k: point[k] for k in keys}, "fast": point["fast"], "fast_early": point["fast_early"]}
         console.print(f"{'student ' if name.startswith('student') else ''}operating point: threshold "
                       f"{point['threshold']:.3f}, margin {point['margin']:.3f} (pair precision {point['precision']:.3f}, "
                       f"recall {point['recall']:.3f} on {point['identities']} held-out identities)")
-    summary["match"] = {}
+    return summary
+
+
+def _match_videos(out: Path, video: dict, engine: Path, student_engine: Path, console: Console) -> dict:
+    """Match the demo's IR and RGB videos with each engine and kind of boxes; scored against the ground truth."""
+    from mvd_edge.eval.scoring import score_matches
+    from mvd_edge.match.detect import UNTRAINED_DEFAULTS, make_detector
+    from mvd_edge.match.pipeline import MatchConfig, run_match
+    from mvd_edge.runtime import load_embedder
+    from mvd_edge.runtime.sidecar import match_settings
+
+    summary: dict = {}
     # the demo's videos are synthetic: its detector is the one trained on synthetic scenes, named (real
     # cameras get `auto`, a detector trained on real photographs)
     for mode in ("gt-boxes", "gt-boxes@0.5", "person-synth", "untrained", "hog", "student:gt-boxes",
                  "student:person-synth"):
-        emb = load_embedder(student_engine if mode.startswith("student:") else engines[1])
+        emb = load_embedder(student_engine if mode.startswith("student:") else engine)
         mode_boxes = mode.removeprefix("student:")
         op = match_settings(emb.info, threshold=0.5 if mode.endswith("@0.5") else None)
         if mode_boxes.startswith("gt-boxes"):
@@ -143,7 +172,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
                         config=MatchConfig.from_settings(op), status=False,
                         console=console)
         score = score_matches(events, video["gt"])
-        summary["match"][mode] = {"fps": res.get("fps"), "precision": score["precision"], "recall": score["recall"],
+        summary[mode] = {"fps": res.get("fps"), "precision": score["precision"], "recall": score["recall"],
                                   "idf1": score["idf1"], "threshold": op["threshold"], "margin": op["margin"],
                                   "threshold_source": op["source"], "events": str(events),
                                   "video": str(save) if save else None,
@@ -151,26 +180,20 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
         console.print(f"{mode}: pair precision {score['precision']:.3f} recall {score['recall']:.3f} "
                       f"IDF1 {score['idf1']:.3f} at {res.get('fps', 0):.1f} fps (threshold {op['threshold']:.3f}, "
                       f"{op['source']})")
-    times["match"] = time.perf_counter() - t
-    summary["match_still"] = _still(out / "match-gt-boxes.mp4", out / "match-frame.jpg")
-
-    t = _step(console, "7/8 profile the engines")
-    summary["profile"] = {}
-    for name, path in (("fp32", engines[0]), ("int8", engines[1]), ("student-int8", student_engine)):
-        emb = load_embedder(path)
-        prof = profile_embedder(emb, batches=(1, 8, 32), iters=20, warmup=3)
-        save_profile(prof, out / "profile", name=f"profile-{name}")
-        summary["profile"][name] = {b: {"p50_ms": r["total"]["p50"], "crops_per_s": r["throughput_crops_per_s"]}
-                                    for b, r in prof["batches"].items()}
-    times["profile"] = time.perf_counter() - t
-
-    _step(console, "8/8 report")
-    summary["seconds"] = times
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "report.md").write_text(render_report(summary))
-    console.print(f"[green]done[/] in {sum(times.values()) / 60:.1f} min. Report: {out / 'report.md'}; "
-                  f"match video: {summary['match']['gt-boxes']['video']}; checkpoint: {ckpt}; engines: {out / 'engine'}")
     return summary
+
+
+def _ort_engines(folder: Path, stem: str, calib_set, fp32: bool = True) -> list[Path]:
+    """Quantize ``folder/stem``'s FP32 graph and build its ONNX Runtime engines: [FP32,] INT8 (cpu flavour)."""
+    from mvd_edge.quant.api import quantize
+    from mvd_edge.runtime.engine import build_engine
+
+    quantize(graph_path(folder, stem, "fp32"), folder, calib_set, progress=True)
+    graphs = [graph_path(folder, stem, "fp32")] * fp32 + [graph_path(folder, stem, "int8", "cpu")]
+    engines = [engine_path(g, "ort") for g in graphs]
+    for graph, engine in zip(graphs, engines):
+        build_engine(graph, engine, backend="ort")
+    return engines
 
 
 def _still(video: Path, dest: Path) -> str | None:

@@ -19,7 +19,8 @@ from mvd_edge import __version__
 from mvd_edge.core.errors import MvdEdgeError
 from mvd_edge.core.graphmeta import GraphMeta, read_metadata  # noqa: F401
 from mvd_edge.core.preprocess import PreprocessSpec
-from mvd_edge.core.util import random_crops, row_cosine
+from mvd_edge.core.util import random_crops
+from mvd_edge.deploy.parity import compare
 from mvd_edge.runtime.sidecar import sha256_file
 
 INPUT_NAME = "input"
@@ -152,10 +153,8 @@ def check_parity(onnx_path: Path, model, recipe: str, spec: PreprocessSpec, n: i
         if not np.isfinite(got).all():
             raise ExportError(f"{where}: the exported graph's outputs under ONNX Runtime are not finite (NaN/inf) "
                               "where torch's are: the export is broken; try another --opset")
-        err = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-        cos = row_cosine(got, ref)
-        worst_abs = max(worst_abs, float(err.max()) if np.isfinite(err).all() else float("inf"))
-        worst_cos = min(worst_cos, float(cos.min()) if np.isfinite(cos).all() else -1.0)
+        par = compare(got, ref)
+        worst_abs, worst_cos = max(worst_abs, par.max_abs_err), min(worst_cos, par.min_cosine)
     result = {"max_abs_err": worst_abs, "min_cosine": worst_cos, "max_abs_tol": max_abs_tol, "min_cos_tol": min_cos}
     if not (worst_abs <= max_abs_tol and worst_cos >= min_cos):  # NaN never passes
         raise ExportError(f"ONNX output differs from torch: max abs err {worst_abs:.2e} (tol {max_abs_tol:.0e}), "

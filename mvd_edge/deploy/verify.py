@@ -8,7 +8,6 @@ against FP32 torch is reported per metric. Writes JSON and a PNG chart.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,8 +16,8 @@ import numpy as np
 from mvd_edge.core import plots
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.preprocess import read_image
-from mvd_edge.core.util import cosine_summary
 from mvd_edge.data.base import DatasetError
+from mvd_edge.deploy.parity import compare
 from mvd_edge.runtime import Embedder, load_embedder
 
 
@@ -41,14 +40,6 @@ def embed_samples(embedder: Embedder, paths: Sequence[str], chunk: int = 256, pr
     return np.concatenate(out) if out else np.zeros((0, embedder.dim), np.float32)
 
 
-def engine_checkpoint_sha256(engine: str | Path, emb: Embedder) -> str | None:
-    """The sha256 of the checkpoint an engine was built from; None when nothing records one
-    (:func:`mvd_edge.runtime.sidecar.model_sha256`, the one place galleries take it from too)."""
-    from mvd_edge.runtime.sidecar import model_sha256
-
-    return model_sha256(emb, engine)
-
-
 def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], dataset: str, root: str | Path,
                    settings: Sequence[str] | None = None, trials: int = 10, seed: int = 0, trial: int = 1,
                    device: str = "cpu", allow_foreign: bool = False) -> dict:
@@ -61,7 +52,7 @@ def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], datase
     checkpoint nothing records (reported with ``"foreign": None`` when allowed)."""
     from mvd_edge.data.registry import default_eval_settings, load_dataset
     from mvd_edge.eval.reid import evaluate_features
-    from mvd_edge.runtime.sidecar import sha256_file
+    from mvd_edge.runtime.sidecar import model_sha256, sha256_file
 
     if not Path(checkpoint).is_file():
         raise UsageError(f"checkpoint not found: {checkpoint}")
@@ -84,7 +75,7 @@ def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], datase
                     "n_images": len(paths), "engines": []}
     for engine in engines:
         emb = load_embedder(engine)
-        sha = engine_checkpoint_sha256(engine, emb)
+        sha = model_sha256(emb, engine)
         # None: its source checkpoint is unknown (measured only with --allow-foreign)
         foreign = None if sha is None or ckpt_sha is None else sha != ckpt_sha
         if foreign and not allow_foreign:
@@ -108,7 +99,7 @@ def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], datase
         metrics = _flat(evaluate_features(feats, data.test, settings, n_trials=trials, seed=seed))
         drop = {k: ref_metrics[k] - v for k, v in metrics.items()}
         report["engines"].append({"engine": str(engine), "backend": emb.backend, "precision": emb.precision,
-                                  "int8_flavour": emb.info.get("int8_flavour"), "cosine": cosine_summary(feats, ref),
+                                  "int8_flavour": emb.info.get("int8_flavour"), "cosine": compare(feats, ref).cosine(),
                                   "recipe": recipe, "reference_metrics": ref_metrics, "foreign": foreign,
                                   "metrics": metrics, "drop_vs_fp32": drop})
         emb.close()
@@ -168,45 +159,3 @@ def save_report(report: dict, json_path: Path | None, png_path: Path | None) -> 
     if plots.save(fig, png_path, dpi=120):
         written.append(png_path)
     return written
-
-
-SPLITS = ("all", "train", "val", "test")
-
-
-def calibrate_threshold(engine: str | Path, dataset: str, root: str | Path, split: str = "all",
-                        target_precision: float = 0.9, people: int = 6, scenes: int = 300, track_images: int | None = None,
-                        seed: int = 0, device: str | None = None, write: bool = True,
-                        progress: bool = False) -> dict:
-    """Measure the matcher's operating point of ``engine`` on ``split`` of a data set; store it in the sidecar.
-
-    Use identities the checkpoint was neither trained nor selected on (a separate data set or
-    folder, ``split="all"``; the demo writes fresh synthetic identities): a threshold measured on
-    the selection identities is optimistic. See :mod:`mvd_edge.eval.operating_point`.
-    """
-    from mvd_edge.data.registry import load_dataset
-    from mvd_edge.eval.operating_point import DEFAULT_TRACK_IMAGES, operating_point
-    from mvd_edge.runtime.sidecar import read_sidecar, set_operating_point
-
-    if split not in SPLITS:
-        raise UsageError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    ds = load_dataset(dataset, root)
-    samples = {"all": ds.train + ds.val + ds.test, "train": ds.train, "val": ds.val, "test": ds.test}[split]
-    if not samples:
-        raise UsageError(f"the {split} split of {dataset} at {root} is empty")
-    if write:
-        read_sidecar(engine)  # fail before the embedding work: the point is stored in the engine's sidecar
-    emb = load_embedder(engine, device=device)
-    try:
-        feats = embed_samples(emb, [str(s.path) for s in samples], progress="embedding" if progress else None)
-    finally:
-        close = getattr(emb, "close", None)
-        if callable(close):
-            close()
-    point = operating_point(feats, [s.pid for s in samples], [int(s.modality) for s in samples],
-                            target_precision=target_precision, people=people, scenes=scenes,
-                            track_images=track_images or DEFAULT_TRACK_IMAGES, seed=seed)
-    point["data"] = {"dataset": dataset, "root": str(root), "split": split, "images": len(samples)}
-    point["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    if write:
-        set_operating_point(engine, point)
-    return point

@@ -71,7 +71,7 @@ class Builder:
         work.mkdir(parents=True, exist_ok=True)
 
     def onnx(self, recipe: str, fused: bool = False) -> Path:
-        from mvd_edge.export import export_onnx
+        from mvd_edge.deploy.export import export_onnx
 
         path = self.work / f"{recipe}{'.fused' if fused else ''}.onnx"
         if not path.is_file():
@@ -145,12 +145,11 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
     ``students``: one-pass student checkpoints (``mvd-edge distill``) measured in the same run
     with the same backends and precisions, on the recipes they have. Every row has its GMACs
     per crop and its cost relative to the teacher's ``full`` recipe."""
-    from mvd_edge.core.util import cosine_summary
     from mvd_edge.data.registry import default_eval_settings, load_dataset
+    from mvd_edge.deploy.profile import profile_embedder
+    from mvd_edge.deploy.verify import embed_samples
     from mvd_edge.eval.reid import evaluate_features
     from mvd_edge.model.checkpoint import model_from_checkpoint
-    from mvd_edge.profile import profile_embedder
-    from mvd_edge.verify import embed_samples
 
     out, root, checkpoint = Path(out), Path(root), Path(checkpoint)
     models = {"teacher": checkpoint}
@@ -195,11 +194,26 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
             refs[(v.model, v.recipe)] = feats
         row["_feats"] = feats
         rows.append(row)
-    full = macs.get(("teacher", "full"))
+    _compare_rows(rows, refs, macs.get(("teacher", "full")), batches)
+    report = {"checkpoint": str(checkpoint), "students": [str(s) for s in students], "device": device,
+              "dataset": dataset, "setting": setting, "trials": trials, "batches": list(batches), "rows": rows,
+              "skipped": [{"variant": v.name, "reason": r} for v, r in skipped]}
+    report["pareto"] = pareto_front([(r["latency_ms"][batches[0]], r["rank1"]) for r in rows])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=1))
+    plot_pareto(report, out / "bench_pareto.png")
+    return report
+
+
+def _compare_rows(rows: list[dict], refs: dict, full: int | None, batches: Sequence[int]) -> None:
+    """Give every row its cosine and speedup against torch FP32 of its model and recipe, and its cost
+    against the teacher's ``full`` recipe (``full``: its MACs) at the same backend and precision."""
+    from mvd_edge.deploy.parity import compare
+
     for row in rows:
         ref = refs.get((row["model"], row["recipe"]))
         feats = row.pop("_feats")
-        row["cosine_vs_torch_fp32"] = cosine_summary(feats, ref)["mean"] if ref is not None else None
+        row["cosine_vs_torch_fp32"] = compare(feats, ref).mean_cosine if ref is not None else None
         base = next((r for r in rows if r["backend"] == "torch" and r["precision"] == "fp32" and not r["fused"]
                      and not r["compiled"] and r["recipe"] == row["recipe"] and r["model"] == row["model"]), None)
         row["speedup_vs_torch_fp32"] = ({b: base["latency_ms"][b] / row["latency_ms"][b] for b in batches}
@@ -211,14 +225,6 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
         row["latency_vs_teacher_full"] = ({b: row["latency_ms"][b] / same["latency_ms"][b] for b in batches}
                                           if same else None)
         row["rank1_vs_teacher_full"] = row["rank1"] - same["rank1"] if same else None
-    report = {"checkpoint": str(checkpoint), "students": [str(s) for s in students], "device": device,
-              "dataset": dataset, "setting": setting, "trials": trials, "batches": list(batches), "rows": rows,
-              "skipped": [{"variant": v.name, "reason": r} for v, r in skipped]}
-    report["pareto"] = pareto_front([(r["latency_ms"][batches[0]], r["rank1"]) for r in rows])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=1))
-    plot_pareto(report, out / "bench_pareto.png")
-    return report
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
