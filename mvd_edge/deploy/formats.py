@@ -35,8 +35,7 @@ class Format:
     backend: str  # the runtime backend that opens it
     precisions: tuple[str, ...]
     modules: tuple[str, ...]  # Python modules needed to run it
-    made_by: str  # the command that writes it
-    title: str = ""  # the backend's name for people
+    title: str = ""  # the backend's name for people (what runs checkpoints and engines has one)
     cuda: tuple[str, ...] = ()  # what needs a CUDA device: "*" (everything), a precision, or "fused-head"
     fused_head: bool = False  # can hold / run the fused embedding head (mvd::FusedHead op, Triton kernel)
     int8_flavours: tuple[str, ...] = ()  # INT8 Q/DQ flavours it holds or runs; an engine's first is what it is built from
@@ -63,20 +62,20 @@ def _installed(module: str) -> bool:
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("checkpoint", CHECKPOINT, (".pt",), "torch", ("fp32", "fp16"), ("torch",), "train / distill", "torch",
+    Format("checkpoint", CHECKPOINT, (".pt",), "torch", ("fp32", "fp16"), ("torch",), "torch",
            cuda=("fp16", "fused-head"), fused_head=True),
-    Format("onnx", GRAPH, (".onnx",), "ort", ("fp32",), ("onnxruntime",), "export", fused_head=True),
-    Format("onnx-fp16", GRAPH, (".fp16.onnx",), "ort", ("fp16",), ("onnxruntime",), "fp16"),
-    Format("onnx-int8-trt", GRAPH, (".int8-trt.onnx",), "ort", ("int8",), ("onnxruntime",), "int8",
+    Format("onnx", GRAPH, (".onnx",), "ort", ("fp32",), ("onnxruntime",), fused_head=True),
+    Format("onnx-fp16", GRAPH, (".fp16.onnx",), "ort", ("fp16",), ("onnxruntime",)),
+    Format("onnx-int8-trt", GRAPH, (".int8-trt.onnx",), "ort", ("int8",), ("onnxruntime",),
            int8_flavours=("trt",)),
-    Format("onnx-int8-cpu", GRAPH, (".int8-cpu.onnx",), "ort", ("int8",), ("onnxruntime",), "int8",
+    Format("onnx-int8-cpu", GRAPH, (".int8-cpu.onnx",), "ort", ("int8",), ("onnxruntime",),
            int8_flavours=("cpu",)),
-    Format("ort", ENGINE, (".ort.onnx",), "ort", PRECISIONS, ("onnxruntime",), "build-engine --backend ort",
-           "ONNX Runtime", int8_flavours=("cpu", "trt")),
-    Format("trt", ENGINE, (".engine",), "trt", PRECISIONS, ("tensorrt",), "build-engine --backend trt", "TensorRT",
+    Format("ort", ENGINE, (".ort.onnx",), "ort", PRECISIONS, ("onnxruntime",), "ONNX Runtime",
+           int8_flavours=("cpu", "trt")),
+    Format("trt", ENGINE, (".engine",), "trt", PRECISIONS, ("tensorrt",), "TensorRT",
            cuda=("*",), fused_head=True, int8_flavours=("trt",)),
     Format("triton", SERVED, ("triton://", "triton+grpc://", "triton+http://"), "triton", PRECISIONS,
-           ("tritonclient",), "export-triton", "Triton Inference Server"),
+           ("tritonclient",), "Triton Inference Server"),
 )
 
 #: INT8 Q/DQ flavours, in the order ``mvd-edge int8`` writes them
@@ -107,20 +106,17 @@ def for_path(path: str | Path, kinds: tuple[str, ...] = (CHECKPOINT, GRAPH, ENGI
     return max(hits, key=lambda h: h[0])[1] if hits else None
 
 
-def for_backend(backend: str, what: str = "backend") -> Format:
+def for_backend(backend: str, what: str = "backend", kinds: tuple[str, ...] = (CHECKPOINT, ENGINE)) -> Format:
     """The row that runs ``backend``'s variants: the checkpoint for torch, else the backend's engine."""
     for f in FORMATS:
-        if f.backend == backend and f.kind in (CHECKPOINT, ENGINE):
+        if f.backend == backend and f.kind in kinds:
             return f
-    raise _unknown(what, backend, BENCH_BACKENDS)
+    raise _unknown(what, backend, [f.backend for f in FORMATS if f.kind in kinds])
 
 
 def engine_format(backend: str, what: str = "backend") -> Format:
     """The engine row of ``backend`` (``build-engine --backend``)."""
-    for f in FORMATS:
-        if f.kind == ENGINE and f.backend == backend:
-            return f
-    raise _unknown(what, backend, ENGINE_BACKENDS)
+    return for_backend(backend, what, kinds=(ENGINE,))
 
 
 def check_precision(precision: str, what: str = "precision") -> str:
@@ -164,20 +160,17 @@ def skip_reason(backend: str, precision: str, fused: bool, cuda: bool) -> str | 
         others = [f.backend for f in FORMATS if f.kind == ENGINE and precision in f.precisions]
         return f"the {backend} backend has no {precision.upper()} path ({precision} runs on {', '.join(others)})"
     if fused and not fmt.fused_head:
-        return f"{fmt.title or fmt.backend} cannot run the mvd::FusedHead op (only {', '.join(_fused_backends())})"
+        fused_ok = [f.backend for f in FORMATS if f.kind in (CHECKPOINT, ENGINE) and f.fused_head]
+        return f"{fmt.title} cannot run the mvd::FusedHead op (only {', '.join(fused_ok)})"
     missing = fmt.missing_modules()
     if missing:
-        return f"{fmt.title or fmt.backend} not installed (no {', '.join(missing)} module)"
+        return f"{fmt.title} not installed (no {', '.join(missing)} module)"
     if not cuda and fmt.needs_cuda(precision, fused):
         what = "" if "*" in fmt.cuda else f" {precision}" if precision in fmt.cuda else " with the fused head"
-        return f"{fmt.title or fmt.backend}{what} needs a CUDA device"
+        return f"{fmt.title}{what} needs a CUDA device"
     if fused and fmt.kind == ENGINE and not graph_format(precision, fmt.int8_flavours[0]).fused_head:
         return "fused-head graphs are exported in FP32 only (FP16/INT8 graphs need ONNX Runtime to build)"
     return None
-
-
-def _fused_backends() -> list[str]:
-    return [f.backend for f in FORMATS if f.kind in (CHECKPOINT, ENGINE) and f.fused_head]
 
 
 def help_list(names: tuple[str, ...] | list[str]) -> str:
