@@ -82,9 +82,9 @@ def _pool(rows: list[dict]) -> dict:
 
 def matcher_rows(engine: Path, videos: list[Path], work: Path) -> list[dict]:
     from mvd_edge.eval.scoring import score_matches
-    from mvd_edge.match.pipeline import MatchConfig, run_match
+    from mvd_edge.match.config import MatcherConfig, resolve
+    from mvd_edge.match.pipeline import run_match
     from mvd_edge.runtime import load_embedder
-    from mvd_edge.runtime.sidecar import match_settings
 
     rows = []
     for video in videos:
@@ -92,17 +92,18 @@ def matcher_rows(engine: Path, videos: list[Path], work: Path) -> list[dict]:
         vids = {s: str(video / gt["streams"][s]["video"]) for s in STREAMS}
         for mode in ("gt-boxes", "auto", "untrained", "hog"):
             emb = load_embedder(engine)
-            op = match_settings(emb.info, None, None)
+            op = resolve(MatcherConfig(), emb.info)
             dets = {s: make_detector(boxes=video / gt["streams"][s]["mot"]) if mode == "gt-boxes"
                     else make_detector(detector=UNTRAINED_DEFAULTS[s] if mode == "untrained" else mode, modality=s)
                     for s in STREAMS}
             events = work / f"events-{video.name}-{mode}.jsonl"
             res = run_match(vids["ir"], vids["rgb"], emb, dets, events=events, status=False,
-                            config=MatchConfig.from_settings(op))
+                            config=op.config)
             sc = score_matches(events, video / "gt.json")
             rows.append({"video": video.name, "seed": gt["seed"], "boxes": mode, "precision": sc["precision"],
                          "recall": sc["recall"], "idf1": sc["idf1"], "fps": res.get("fps"),
-                         "threshold": op["threshold"], "margin": op["margin"], "threshold_source": op["source"]})
+                         "threshold": op.config.association.threshold,
+                         "margin": op.config.association.margin, "threshold_source": op.source})
             print(f"  matcher {video.name} {mode}: P {sc['precision']:.3f} R {sc['recall']:.3f} "
                   f"IDF1 {sc['idf1']:.3f} {res.get('fps', 0):.1f} fps", flush=True)
     return rows

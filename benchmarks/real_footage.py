@@ -182,11 +182,12 @@ def run_speed(frames: list[np.ndarray], repeats: int = 3, n: int = 200) -> list[
 # ---------------------------------------------------------------------------------------------- tracking
 def track_rows(name: str, dets: dict[int, Detections], n_frames: int) -> list[tuple[int, int, float, float, float, float]]:
     """MOT rows ``(frame 1-based, id, x, y, w, h)`` of one tracker over every frame's detections."""
-    from mvd_edge.match.pipeline import MatchConfig, default_tracker
+    from mvd_edge.match.config import MatcherConfig
+    from mvd_edge.match.pipeline import default_tracker
 
     rows = []
     if name == "mvd-edge":
-        tracker = default_tracker(None, MatchConfig())
+        tracker = default_tracker(None, MatcherConfig())
         for f in range(n_frames):
             for t in tracker.update(dets.get(f, Detections.empty())):
                 if t.time_since_update == 0:
@@ -196,9 +197,9 @@ def track_rows(name: str, dets: dict[int, Detections], n_frames: int) -> list[tu
     import supervision as sv
     import trackers
 
-    # the peers' score split set to ours (MatchConfig.track_high): their defaults (0.6 / 0.7) assume a
+    # the peers' score split set to ours (MatcherConfig().track.high): their defaults (0.6 / 0.7) assume a
     # YOLO's scores, and this detector scores the boxes it confirms by motion below 0.5
-    high = MatchConfig().track_high
+    high = MatcherConfig().track.high
     tracker = {"bytetrack": lambda: trackers.ByteTrackTracker(frame_rate=10.0, high_conf_det_threshold=high,
                                                               track_activation_threshold=high),
                "ocsort": lambda: trackers.OCSORTTracker(frame_rate=10.0, high_conf_det_threshold=high)}[name]()
@@ -312,13 +313,13 @@ def write_proxy(frames: list[np.ndarray], ir: list[np.ndarray], gt: dict[int, li
 
 def run_proxy(work: Path, gt_frames: set[int], engine: Path, detector: str | None) -> dict:
     from mvd_edge.eval.scoring import score_matches
+    from mvd_edge.match.config import MatcherConfig, resolve
     from mvd_edge.match.events import read_events
-    from mvd_edge.match.pipeline import MatchConfig, run_match
+    from mvd_edge.match.pipeline import run_match
     from mvd_edge.runtime import load_embedder
-    from mvd_edge.runtime.sidecar import match_settings
 
     emb = load_embedder(engine)
-    config = MatchConfig.from_settings(match_settings(emb.info, None, None))
+    config = resolve(MatcherConfig(), emb.info).config
     dets = {s: make_detector(detector=detector, modality=s) for s in ("ir", "rgb")}
     events = work / f"events-{engine.stem}.jsonl"
     if events.exists():

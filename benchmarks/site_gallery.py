@@ -51,8 +51,9 @@ from mvd_edge.core.modality import Modality
 from mvd_edge.gallery.index import faiss_module
 from mvd_edge.gallery.memory import IdentityMemory
 from mvd_edge.match.bank import FeatureBank
+from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import Detections, Detector
-from mvd_edge.match.site import SiteCamera, SiteConfig, SiteMatcher, _TrackState
+from mvd_edge.match.site import SiteCamera, SiteMatcher, _TrackState
 from mvd_edge.match.sources import FramePacket
 from mvd_edge.match.track import Track
 
@@ -113,22 +114,22 @@ def median_ms(fn, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
-def site_matcher(table: IdentityMemory, desc: np.ndarray, config: SiteConfig):
+def site_matcher(table: IdentityMemory, desc: np.ndarray, config: MatcherConfig):
     """A one-camera (RGB) SiteMatcher over ``table`` whose ``len(desc)`` tracks have the descriptors ``desc``."""
     m = SiteMatcher(_Embedder(table.dim), [SiteCamera("rgb0", Modality.VISIBLE)], {"rgb0": _NoDetector()}, config)
     m.gallery = table
     m.next_gid = max(table.row) + 1
-    bank = m.banks["rgb0"] = FeatureBank(table.dim, config.ema_momentum, config.last_n)
+    bank = m.banks["rgb0"] = FeatureBank(table.dim, config.bank.ema_momentum, config.bank.last_n)
     tracks = [Track(k + 1, np.array([0, 0, 10, 30], np.float32), 1.0) for k in range(len(desc))]
     for tr, d in zip(tracks, desc):
-        for _ in range(config.min_features):
+        for _ in range(config.bank.min_features):
             bank.update(tr.id, d)
         m.states["rgb0"][tr.id] = _TrackState()
     packet = FramePacket(0, 0.0, np.zeros((1, 1, 3), np.uint8))
     return m, lambda: m._identify("rgb0", packet, tracks)
 
 
-def best_identities(table: IdentityMemory, queries: list[np.ndarray], config: SiteConfig) -> list[np.ndarray]:
+def best_identities(table: IdentityMemory, queries: list[np.ndarray], config: MatcherConfig) -> list[np.ndarray]:
     """Per batch of queries, each query's best-scoring identity (the matcher's score; -1: none)."""
     m, _ = site_matcher(table, queries[0][:1], config)
     out = []
@@ -145,7 +146,8 @@ def bench_size(n: int, args, console: Console) -> dict:
     people = make_people(n, args.dim, rng)
     table = fill(people, EXACT, args.shortlist)
     fill_s = time.perf_counter() - t0
-    config = SiteConfig(threshold=0.5, same_threshold=0.6, hysteresis=2, gallery_size=n)
+    config = MatcherConfig().updated({"association.threshold": 0.5, "site.same_threshold": 0.6,
+                                      "association.hysteresis": 2, "site.gallery_size": n})
     q = near_queries(people, args.tracks, rng)
     agree_sets = {"near": [near_queries(people, args.tracks, rng) for _ in range(args.agree)],
                   "random": [_unit(rng.standard_normal((args.tracks, args.dim), dtype=np.float32))

@@ -24,7 +24,7 @@ and splits counted against the ground truth):
 * ``early``: and early pairing: a track that has not yet gathered ``min_features`` crops is paired
   at the engine's early point (``early_threshold``, the fast point of 1-crop tracks; engines
   without a reached one are unchanged);
-* ``default``: :class:`MatchConfig`'s defaults: all of the above, and a held pair still reported
+* ``default``: :class:`~mvd_edge.match.config.MatcherConfig`'s defaults: all of the above, and a held pair still reported
   for one frame the detector missed, with the tracker's predicted box (``report_coast=1``).
 
 Embedders: ``oracle`` (each crop's "embedding" is a one-hot code of the ground-truth person
@@ -52,19 +52,24 @@ import numpy as np
 import mvd_edge.match.pipeline as pipeline_module
 from mvd_edge.eval.scoring import load_ground_truth, score_matches
 from mvd_edge.match.baselines import OracleEmbedder, label_crop
+from mvd_edge.match.config import MatcherConfig, resolve
 from mvd_edge.match.detect import UNTRAINED_DEFAULTS, box_iou, make_detector
-from mvd_edge.match.pipeline import MatchConfig, run_match
+from mvd_edge.match.pipeline import run_match
 from mvd_edge.synth.video import write_synth_video
 
 STREAMS = ("ir", "rgb")
-NO_FAST = {"fast_threshold": None, "early_threshold": None, "report_coast": 0}
-VARIANTS = {"iou": {"track_appearance": 0.0, "track_split": 0.0, "track_min_hits": 2, **NO_FAST},
-            "appearance": {"track_appearance": 1.0, "track_split": 0.0, "track_min_hits": 2, **NO_FAST},
-            "appearance+split": {"track_appearance": 1.0, "track_split": 4.0, "track_min_hits": 2, **NO_FAST},
+NO_FAST = {"association.fast_threshold": None, "association.early_threshold": None, "association.report_coast": 0}
+HITS2 = {"track.min_hits": 2, **NO_FAST}
+VARIANTS = {"iou": {"track.appearance": 0.0, "track.split": 0.0, **HITS2},
+            "appearance": {"track.appearance": 1.0, "track.split": 0.0, **HITS2},
+            "appearance+split": {"track.appearance": 1.0, "track.split": 4.0, **HITS2},
             "hits1": dict(NO_FAST),
-            "fast": {"early_threshold": None, "report_coast": 0},
-            "early": {"report_coast": 0},
+            "fast": {"association.early_threshold": None, "association.report_coast": 0},
+            "early": {"association.report_coast": 0},
             "default": {}}
+# a perfect embedder is precise at any cosine in (0, 1): its fast-pairing points are its threshold
+ORACLE_POINT = {"association.threshold": 0.5, "association.margin": 0.0, "association.fast_threshold": 0.5,
+                "association.fast_margin": 0.0, "association.early_threshold": 0.5, "association.early_margin": 0.0}
 
 
 def _gt_person(gt: dict, stream: str, frame: int, box, min_iou: float) -> int | None:
@@ -122,7 +127,6 @@ class SwitchCounter:
 
 def run_one(video: Path, boxes: str, embedder_name: str, engine: Path | None, variant: str, work: Path) -> dict:
     from mvd_edge.runtime import load_embedder
-    from mvd_edge.runtime.sidecar import match_settings
 
     gt = load_ground_truth(video)
     vids = {s: str(video / gt["streams"][s]["video"]) for s in STREAMS}
@@ -132,13 +136,11 @@ def run_one(video: Path, boxes: str, embedder_name: str, engine: Path | None, va
         dets = {s: make_detector(detector=UNTRAINED_DEFAULTS[s] if boxes == "untrained" else boxes, modality=s)
                 for s in STREAMS}
     if engine is None:
-        # a perfect embedder is precise at any cosine in (0, 1): its fast-pairing point is its threshold
-        emb, op = OracleEmbedder(), {"threshold": 0.5, "margin": 0.0, "fast_threshold": 0.5, "fast_margin": 0.0,
-                                     "early_threshold": 0.5, "early_margin": 0.0}
+        emb, config = OracleEmbedder(), MatcherConfig().updated(ORACLE_POINT)
     else:
         emb = load_embedder(engine)
-        op = match_settings(emb.info, None, None)
-    config = MatchConfig.from_settings(op, **VARIANTS[variant])
+        config = resolve(MatcherConfig(), emb.info).config
+    config = config.updated(VARIANTS[variant])
     events = work / f"events-{video.name}-{boxes}-{embedder_name}-{variant}.jsonl"
     switches = SwitchCounter(gt)
     ctx = oracle(gt) if engine is None else contextlib.nullcontext()

@@ -31,10 +31,10 @@ import json
 from pathlib import Path
 
 from mvd_edge.eval.scoring import best_setting, embedding_separability, load_ground_truth, meets_target, score_matches
+from mvd_edge.match.config import MatcherConfig, resolve
 from mvd_edge.match.detect import make_detector
-from mvd_edge.match.pipeline import MatchConfig, run_match
+from mvd_edge.match.pipeline import run_match
 from mvd_edge.runtime import load_embedder
-from mvd_edge.runtime.sidecar import match_settings
 
 TARGET = (0.9, 0.8)  # pair precision, pair recall
 
@@ -51,16 +51,16 @@ def evaluate(engine: Path, emb, video: Path, thresholds: list[float] | None, mar
     vids = {s: video / gt["streams"][s]["video"] for s in ("ir", "rgb")}
     rows = []
     if thresholds is None:  # the sidecar's point, fast pairing included
-        op = match_settings(emb.info)
-        grid = [(op["threshold"], op["margin"])]
+        base = resolve(MatcherConfig(), emb.info).config
+        grid = [(base.association.threshold, base.association.margin)]
     else:
-        op = {}
+        base = MatcherConfig()
         grid = [(th, mg) for mg in margins for th in thresholds]
     for th, mg in grid:
         dets = {s: make_detector(detector=detector, modality=s) if detector else make_detector(boxes=mots[s])
                 for s in ("ir", "rgb")}
         events = out / f"events-{engine.parent.name}-{engine.stem}-{video.name}-{detector or 'gt'}-{th}-{mg}.jsonl"
-        config = MatchConfig.from_settings({**op, "threshold": th, "margin": mg})
+        config = base.updated({"association.threshold": th, "association.margin": mg})
         res = run_match(str(vids["ir"]), str(vids["rgb"]), emb, dets, config=config, events=events, status=False)
         sc = score_matches(events, video / "gt.json")
         rows.append({"threshold": th, "margin": mg, "precision": sc["precision"], "recall": sc["recall"],

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from mvd_edge.core.modality import Modality
 from mvd_edge.eval.site_scoring import score_site
+from mvd_edge.match.config import MatcherConfig, resolve
 from mvd_edge.match.detect import make_detector
-from mvd_edge.match.site import SiteCamera, SiteConfig, SiteRunner
+from mvd_edge.match.site import SiteCamera, SiteRunner
 from mvd_edge.match.sources import load_cameras
 from mvd_edge.runtime import load_embedder
-from mvd_edge.runtime.sidecar import site_settings
 from mvd_edge.synth.site import write_synth_site
 
 
@@ -32,12 +32,13 @@ def run_site(emb, cameras_file: Path, events: Path, boxes: bool) -> dict:
     specs = load_cameras(cameras_file)
     cams = [SiteCamera(n, Modality.parse(sp.modality), sp) for n, sp in specs.items()]
     dets = {c.name: make_detector(c.spec.boxes if boxes else None, None, modality=c.modality.short) for c in cams}
-    op = site_settings(emb.info)
-    cfg = SiteConfig(threshold=op["threshold"], margin=op["margin"], same_threshold=op["same_threshold"])
+    op = resolve(MatcherConfig(), emb.info, site=True)
+    cfg = op.config
     t0 = time.perf_counter()
     summary = SiteRunner(cams, emb, dets, config=cfg, events=events).run()
     summary["wall_s"] = time.perf_counter() - t0
-    summary["thresholds"] = op
+    summary["thresholds"] = {"threshold": cfg.association.threshold, "margin": cfg.association.margin,
+                             "same_threshold": cfg.site.same_threshold, "source": op.source, "warnings": op.warnings}
     return summary
 
 

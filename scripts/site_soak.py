@@ -32,12 +32,12 @@ import numpy as np
 
 from mvd_edge.core.modality import Modality
 from mvd_edge.match.baselines import OracleEmbedder, label_crop
+from mvd_edge.match.config import MatcherConfig, resolve
 from mvd_edge.match.detect import MotBoxes, box_iou, make_detector
 from mvd_edge.match.pipeline import rss_mb
-from mvd_edge.match.site import SiteCamera, SiteConfig, SiteMatcher, SiteRunner
+from mvd_edge.match.site import SiteCamera, SiteMatcher, SiteRunner
 from mvd_edge.match.sources import FrameSource, load_cameras
 from mvd_edge.runtime import load_embedder
-from mvd_edge.runtime.sidecar import site_settings
 from mvd_edge.synth.site import write_synth_site
 
 
@@ -152,11 +152,11 @@ def main() -> None:
     dets = truth if args.boxes == "gt" else {c.name: make_detector(None, "auto", modality=c.modality.short)
                                              for c in cams}
     if args.oracle:  # a perfect embedder is precise at any cosine in (0, 1)
-        emb, op = OracleEmbedder(), {"threshold": 0.5, "margin": 0.0, "same_threshold": 0.5}
+        emb, cfg = OracleEmbedder(), MatcherConfig().updated({"association.threshold": 0.5,
+                                                              "site.same_threshold": 0.5})
     else:
         emb = load_embedder(args.engine)
-        op = site_settings(emb.info)
-    cfg = SiteConfig(threshold=op["threshold"], margin=op["margin"], same_threshold=op["same_threshold"])
+        cfg = resolve(MatcherConfig(), emb.info, site=True).config
     matcher = OracleSiteMatcher(emb, cams, dets, cfg, truth) if args.oracle else None
     runner = SiteRunner(cams, emb, dets, config=cfg, events=None, sources=sources, matcher=matcher)
     steps_per_pass = max(n_frames.values())

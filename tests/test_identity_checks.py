@@ -69,17 +69,20 @@ def test_a_gallery_without_a_model_hash_is_refused_not_trusted(tmp_path, tiny_on
 
 
 def test_an_engine_without_its_sidecar_says_why_its_threshold_is_the_default(tmp_path, tiny_onnx):
+    from mvd_edge.match.config import MatcherConfig, resolve
     from mvd_edge.runtime import load_embedder
     from mvd_edge.runtime.engine import build_engine
-    from mvd_edge.runtime.sidecar import DEFAULT_THRESHOLD, match_settings, set_operating_point, sidecar_path
+    from mvd_edge.runtime.sidecar import set_operating_point, sidecar_path
 
     engine = tmp_path / "model.ort.onnx"
     build_engine(tiny_onnx, engine, backend="ort")
     set_operating_point(engine, {"threshold": 0.71, "margin": 0.02})
     emb = load_embedder(engine)
-    assert match_settings(emb.info)["threshold"] == 0.71
+    assert resolve(MatcherConfig(), emb.info).config.association.threshold == 0.71
     sidecar_path(engine).unlink()  # the calibrated threshold lived there
-    op = match_settings(load_embedder(engine).info)
-    assert op["threshold"] == DEFAULT_THRESHOLD
-    assert str(sidecar_path(engine)) in op["warning"] and "missing" in op["warning"]
-    assert "calibrated threshold is not known" in op["warning"] and str(DEFAULT_THRESHOLD) in op["warning"]
+    op = resolve(MatcherConfig(), load_embedder(engine).info)
+    default = MatcherConfig().association.threshold
+    (warning,) = op.warnings
+    assert op.config.association.threshold == default
+    assert str(sidecar_path(engine)) in warning and "missing" in warning
+    assert "calibrated threshold is not known" in warning and str(default) in warning

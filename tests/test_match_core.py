@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from mvd_edge.match.associate import CrossModalAssociator
 from mvd_edge.match.bank import FeatureBank
+from mvd_edge.match.config import AssociationConfig, MatcherConfig
 from mvd_edge.match.detect import Detections, HogDetector, MotBoxes, OnnxDetector, box_iou, nms, read_mot
-from mvd_edge.match.pipeline import MatchConfig
 from mvd_edge.match.track import ByteTracker, PassthroughTracker
 
 
@@ -196,7 +198,7 @@ E = np.eye(4, dtype=np.float32)
 
 
 def test_association_hysteresis_and_one_to_one():
-    a = CrossModalAssociator(threshold=0.5, hysteresis=3)
+    a = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=3))
     ir, rgb = E[[0, 1]], E[[0, 1]]
     assert a.update([1, 2], ir, [10, 20], rgb) == []
     assert a.update([1, 2], ir, [10, 20], rgb) == []
@@ -204,11 +206,11 @@ def test_association_hysteresis_and_one_to_one():
     assert sorted((c.kind, c.ir_track, c.rgb_track) for c in ch) == [("start", 1, 10), ("start", 2, 20)]
     assert {p.global_id for p in a.pairs()} == {1, 2}
     # one-to-one: two IR tracks like the same RGB track -> only one gets it
-    b = CrossModalAssociator(threshold=0.5, hysteresis=1)
+    b = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=1))
     ch = b.update([1, 2], np.stack([E[0], _unit(1, 0.1, 0, 0)]), [10], E[[0]])
     assert [(c.ir_track, c.rgb_track) for c in ch] == [(1, 10)]
     # below threshold: never reported
-    c = CrossModalAssociator(threshold=0.9, hysteresis=1)
+    c = CrossModalAssociator(AssociationConfig(threshold=0.9, hysteresis=1))
     assert c.update([1], _unit(1, 1, 0, 0)[None], [10], E[[0]]) == []
 
 
@@ -219,47 +221,53 @@ def test_margin_refuses_a_pair_whose_track_has_a_close_runner_up():
     rgb = E[[0, 1]]
     s = ir @ rgb.T
     assert s[0, 0] - s[0, 1] < 0.1 and s[1, 1] - max(s[0, 1], s[1, 0]) > 0.1
-    plain = CrossModalAssociator(threshold=0.3, hysteresis=1)
+    plain = CrossModalAssociator(AssociationConfig(threshold=0.3, hysteresis=1))
     assert sorted((c.ir_track, c.rgb_track) for c in plain.update([1, 2], ir, [10, 20], rgb)) == [(1, 10), (2, 20)]
-    strict = CrossModalAssociator(threshold=0.3, hysteresis=1, margin=0.1)
+    strict = CrossModalAssociator(AssociationConfig(threshold=0.3, hysteresis=1, margin=0.1))
     assert [(c.ir_track, c.rgb_track) for c in strict.update([1, 2], ir, [10, 20], rgb)] == [(2, 20)]
     # the column counts too: RGB 10 equally like two IR tracks -> no clear pair for it
-    twin = CrossModalAssociator(threshold=0.3, hysteresis=1, margin=0.05)
+    twin = CrossModalAssociator(AssociationConfig(threshold=0.3, hysteresis=1, margin=0.05))
     assert twin.update([1, 2], np.stack([E[0], E[0]]), [10], E[[0]]) == []
     # a single pair has no runner-up: the threshold alone decides
-    solo = CrossModalAssociator(threshold=0.3, hysteresis=1, margin=0.5)
+    solo = CrossModalAssociator(AssociationConfig(threshold=0.3, hysteresis=1, margin=0.5))
     assert len(solo.update([1], E[[0]], [10], E[[0]])) == 1
     for bad in (-0.1, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="margin"):
-            CrossModalAssociator(margin=bad)
-        with pytest.raises(ValueError, match="margin"):
-            MatchConfig(margin=bad)
+        with pytest.raises(ValueError, match="association.margin"):
+            MatcherConfig().updated({"association.margin": bad})
 
 
-@pytest.mark.parametrize("field, bad", [
-    ("threshold", 5.0), ("threshold", -1.5), ("reid_threshold", 2.0), ("hysteresis", 0), ("hysteresis", 2.5),
-    ("ema_momentum", 1.0), ("last_n", 0), ("embed_every", 0), ("crop_margin", -0.1), ("crop_aspect", 0.0),
-    ("max_occlusion", 0.0), ("max_occlusion", 1.5), ("min_features", 0), ("max_gap", -1), ("track_high", 1.2),
-    ("track_min_hits", 0), ("track_max_age", 0), ("stickiness", float("inf")), ("threshold", True),
+@pytest.mark.parametrize("key, bad", [
+    ("association.threshold", 5.0), ("association.threshold", -1.5), ("association.reid_threshold", 2.0),
+    ("association.hysteresis", 0), ("association.hysteresis", 2.5), ("bank.ema_momentum", 1.0), ("bank.last_n", 0),
+    ("crop.embed_every", 0), ("crop.margin", -0.1), ("crop.aspect", 0.0), ("crop.max_occlusion", 0.0),
+    ("crop.max_occlusion", 1.5), ("bank.min_features", 0), ("association.max_gap", -1), ("track.high", 1.2),
+    ("track.min_hits", 0), ("track.max_age", 0), ("association.stickiness", float("inf")),
+    ("association.fast_threshold", 1.5), ("association.fast_margin", -0.1), ("association.fast_hysteresis", 0),
+    ("association.report_coast", -1), ("association.early_threshold", -2.0), ("association.early_margin", 3.0),
+    ("site.same_threshold", 1.5), ("site.gallery_size", 0), ("site.identity_momentum", 1.0), ("site.faiss_above", -1),
+    ("detector.conf", 1.5), ("sources.queue_size", 0), ("outputs.metrics_port", 70_000),
 ])
-def test_match_config_checks_every_range_naming_the_field(field, bad):
-    from mvd_edge.core.errors import UsageError
+def test_matcher_config_checks_every_range_naming_the_key(key, bad):
+    from mvd_edge.core.config import ConfigError
 
-    with pytest.raises(UsageError, match=rf"^{field} must be"):
-        MatchConfig(**{field: bad})
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}( must be|: expected)"):
+        MatcherConfig().updated({key: bad})
 
 
-def test_match_config_accepts_edges_and_orders_track_thresholds():
-    from mvd_edge.core.errors import UsageError
+def test_matcher_config_accepts_edges_and_orders_track_thresholds():
+    from mvd_edge.core.config import ConfigError
 
-    MatchConfig(threshold=-1.0, margin=2.0, ema_momentum=0.0, max_occlusion=1.0, max_gap=0, min_box_height=0,
-                crop_aspect=None, track_low=0.5, track_high=0.5)
-    with pytest.raises(UsageError, match="track_low .* must not exceed track_high"):
-        MatchConfig(track_low=0.6, track_high=0.5)
+    MatcherConfig().updated({"association.threshold": -1.0, "association.margin": 2.0, "bank.ema_momentum": 0.0,
+                             "crop.max_occlusion": 1.0, "association.max_gap": 0, "crop.min_box_height": 0,
+                             "crop.aspect": None, "track.low": 0.5, "track.high": 0.5, "site.faiss_above": 0})
+    with pytest.raises(ConfigError, match=r"track.low .* must not exceed track.high"):
+        MatcherConfig().updated({"track.low": 0.6, "track.high": 0.5})
+    with pytest.raises(ConfigError, match="association.threshold: expected a number, got True"):
+        MatcherConfig().updated({"association.threshold": True})
 
 
 def test_association_drops_after_k_failures_and_holds_while_unseen():
-    a = CrossModalAssociator(threshold=0.5, hysteresis=2)
+    a = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=2))
     for _ in range(2):
         a.update([1], E[[0]], [10], E[[0]])
     assert len(a.pairs()) == 1
@@ -273,7 +281,7 @@ def test_association_drops_after_k_failures_and_holds_while_unseen():
 
 
 def test_global_id_survives_a_track_restart_and_a_dormant_pair_gives_way():
-    a = CrossModalAssociator(threshold=0.5, hysteresis=2)
+    a = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=2))
     for _ in range(2):
         a.update([1], E[[0]], [10], E[[0]])
     gid = a.pairs()[0].global_id
@@ -291,7 +299,7 @@ def test_global_id_survives_a_track_restart_and_a_dormant_pair_gives_way():
 
 
 def test_global_id_comes_back_by_appearance_and_wrong_pairs_pass_nothing_on():
-    a = CrossModalAssociator(threshold=0.5, hysteresis=1, reid_threshold=0.9)
+    a = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=1, reid_threshold=0.9))
     a.update([1], E[[0]], [10], E[[0]])
     gid = a.pairs()[0].global_id
     a.remove_track("ir", 1)
@@ -301,7 +309,7 @@ def test_global_id_comes_back_by_appearance_and_wrong_pairs_pass_nothing_on():
     ch = a.update([3, 2], E[[0, 1]], [30, 20], E[[0, 1]])  # the first person, both tracks new: id back
     assert [c.global_id for c in ch if c.kind == "start"] == [gid]
     # a pair dropped for low similarity does not hand its id to its tracks' next partners
-    b = CrossModalAssociator(threshold=0.5, hysteresis=1, reid_threshold=2.0)
+    b = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=1, reid_memory=0))
     b.update([1], E[[0]], [10], E[[0]])
     wrong = b.pairs()[0].global_id
     b.update([1], E[[1]], [10], E[[0]])  # fails: dropped
@@ -450,7 +458,8 @@ def test_split_gives_a_switched_track_a_new_id_and_ends_its_pair():
         def detect(self, image, k):
             return _dets([[10, 10, 60, 130]])
 
-    pipe = MatchPipeline(Emb(), {"ir": Box(0), "rgb": Box(1)}, MatchConfig(threshold=0.5, hysteresis=1, min_features=1))
+    pipe = MatchPipeline(Emb(), {"ir": Box(0), "rgb": Box(1)}, MatcherConfig().updated(
+        {"association.threshold": 0.5, "association.hysteresis": 1, "bank.min_features": 1}))
     imgs = {"ir": np.zeros((200, 200, 3), np.uint8), "rgb": np.ones((200, 200, 3), np.uint8)}
     events = []
     for k in range(12):
@@ -487,7 +496,8 @@ def test_pipeline_pairs_young_tracks_only_with_an_early_point():
 
     def first_start(**kw):
         pipe = MatchPipeline(Emb(), {"ir": Box(), "rgb": Box()},
-                             MatchConfig(**{"threshold": 0.5, "hysteresis": 1, "min_features": 3, **kw}))
+                             MatcherConfig().updated({"association.threshold": 0.5, "association.hysteresis": 1,
+                                                      "bank.min_features": 3, **kw}))
         img = np.zeros((200, 200, 3), np.uint8)
         for k in range(6):
             r = pipe.step(FramePacket(k, k / 15, img), FramePacket(k, k / 15, img))
@@ -496,8 +506,8 @@ def test_pipeline_pairs_young_tracks_only_with_an_early_point():
         return None
 
     assert first_start() == 2  # the third frame: both tracks have min_features crops
-    assert first_start(early_threshold=0.9) == 0
-    assert first_start(min_features=1) == 0  # one crop is enough for an ordinary match here
+    assert first_start(**{"association.early_threshold": 0.9}) == 0
+    assert first_start(**{"bank.min_features": 1}) == 0  # one crop is enough for an ordinary match here
 
 
 def test_fast_pairing_reports_a_strong_pair_at_once_and_makes_weak_ones_wait():
@@ -506,65 +516,65 @@ def test_fast_pairing_reports_a_strong_pair_at_once_and_makes_weak_ones_wait():
     ir = np.stack([E[0], _unit(0, 1, 0, 0)])
     s = ir @ rgb.T
     assert s[0, 0] == pytest.approx(1.0) and s[1, 1] == pytest.approx(0.6)
-    a = CrossModalAssociator(threshold=0.5, hysteresis=3, fast_threshold=0.9)
+    a = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=3, fast_threshold=0.9))
     first = a.update([1, 2], ir, [10, 20], rgb)
     assert [(c.kind, c.ir_track, c.rgb_track) for c in first] == [("start", 1, 10)]
     assert a.update([1, 2], ir, [10, 20], rgb) == []
     assert [(c.ir_track, c.rgb_track) for c in a.update([1, 2], ir, [10, 20], rgb)] == [(2, 20)]  # k = 3 steps
     # without a fast point every pair waits k steps (the default: engines without one are unchanged)
-    b = CrossModalAssociator(threshold=0.5, hysteresis=3)
+    b = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=3))
     assert b.update([1, 2], ir, [10, 20], rgb) == [] and b.update([1, 2], ir, [10, 20], rgb) == []
     assert len(b.update([1, 2], ir, [10, 20], rgb)) == 2
     # the fast margin: a strong pair whose RGB track is nearly as like another IR track waits
     twin_ir = np.stack([E[0], _unit(0.95, 0.31, 0, 0)])
-    c = CrossModalAssociator(threshold=0.5, hysteresis=2, fast_threshold=0.9, fast_margin=0.1)
+    c = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=2, fast_threshold=0.9, fast_margin=0.1))
     assert c.update([1, 2], twin_ir, [10], E[[0]]) == []
     assert [(u.ir_track, u.rgb_track) for u in c.update([1, 2], twin_ir, [10], E[[0]])] == [(1, 10)]
-    d = CrossModalAssociator(threshold=0.5, hysteresis=2, fast_threshold=0.9)  # no fast margin: at once
+    d = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=2, fast_threshold=0.9))  # no fast margin: at once
     assert [(u.ir_track, u.rgb_track) for u in d.update([1, 2], twin_ir, [10], E[[0]])] == [(1, 10)]
     for bad in ({"fast_hysteresis": 0}, {"fast_threshold": float("nan")}):
         with pytest.raises(ValueError):
-            CrossModalAssociator(**bad)
+            AssociationConfig(**bad)
 
 
 def test_early_tracks_pair_at_the_early_point_and_nowhere_else():
     # RGB 10 is an early track (1 crop) of the person IR 1 is: paired at once at the early point
-    a = CrossModalAssociator(threshold=0.5, hysteresis=3, early_threshold=0.9)
+    a = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=3, early_threshold=0.9))
     assert [(c.kind, c.ir_track, c.rgb_track) for c in a.update([1], E[[0]], [10], E[[0]], early=(set(), {10}))] \
         == [("start", 1, 10)]
     # without an early point (the default; engines that do not reach one) early tracks are never paired
-    b = CrossModalAssociator(threshold=0.5, hysteresis=1)
+    b = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=1))
     assert all(b.update([1], E[[0]], [10], E[[0]], early=(set(), {10})) == [] for _ in range(5))
     # an early track under the early point does not take an established track's assignment:
     # IR 1 ~ RGB 20 (early) at 0.85 would win the assignment against RGB 10 (established) at 0.8
     rgb = np.stack([_unit(0.8, 0.6, 0, 0), _unit(0.85, 0, 0.53, 0)])
-    c = CrossModalAssociator(threshold=0.5, hysteresis=2, early_threshold=0.9)
+    c = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=2, early_threshold=0.9))
     assert c.update([1], E[[0]], [10, 20], rgb, early=(set(), {20})) == []
     assert [(u.ir_track, u.rgb_track) for u in c.update([1], E[[0]], [10, 20], rgb, early=(set(), {20}))] == [(1, 10)]
     # the early margin: two early RGB tracks alike to IR 1 -> neither is sure enough
     twins = np.stack([E[0], _unit(0.99, 0.14, 0, 0)])
-    d = CrossModalAssociator(threshold=0.5, hysteresis=1, early_threshold=0.9, early_margin=0.05)
+    d = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=1, early_threshold=0.9, early_margin=0.05))
     assert d.update([1], E[[0]], [10, 20], twins, early=(set(), {10, 20})) == []
-    e = CrossModalAssociator(threshold=0.5, hysteresis=1, early_threshold=0.9)
+    e = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=1, early_threshold=0.9))
     assert [(u.ir_track, u.rgb_track) for u in e.update([1], E[[0]], [10, 20], twins, early=(set(), {10, 20}))] \
         == [(1, 10)]
     # a young track only takes tracks the established assignment left free: IR 1 ~ RGB 10 at 0.99 holds
     # although early IR 2 is at 0.92 with RGB 10 (above the early point) and barred from RGB 20 (0.30)
     ir = np.stack([_unit(0.99, 0.10, 0.0995, 0), _unit(0.92, 0.30, 0.252, 0)])
-    f = CrossModalAssociator(threshold=0.5, hysteresis=2, early_threshold=0.9)
+    f = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=2, early_threshold=0.9))
     for _ in range(2):
         ch = f.update([1, 2], ir, [10, 20], E[[0, 1]], early=({2}, set()))
     assert [(u.kind, u.ir_track, u.rgb_track) for u in ch] == [("start", 1, 10)] and len(f.reported) == 1
     # an early point below the threshold does not lower it: 0.6 is under threshold 0.7
-    g = CrossModalAssociator(threshold=0.7, hysteresis=1, early_threshold=0.2)
+    g = CrossModalAssociator(AssociationConfig(threshold=0.7, hysteresis=1, early_threshold=0.2))
     assert g.update([1], E[[0]], [10], _unit(0.6, 0.8, 0, 0)[None], early=(set(), {10})) == []
     for bad in ({"early_threshold": float("inf")}, {"early_margin": -0.1}):
         with pytest.raises(ValueError):
-            CrossModalAssociator(**bad)
+            AssociationConfig(**bad)
 
 
 def test_a_new_pair_keeps_the_id_of_a_pair_lost_in_both_streams():
-    a = CrossModalAssociator(threshold=0.5, hysteresis=1)
+    a = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=1))
     assert [(c.kind, c.global_id) for c in a.update([1], E[[0]], [10], E[[0]])] == [("start", 1)]
     assert a.update([], E[:0], [], E[:0]) == []  # out of sight in both streams: the pair is held, dormant
     # the person comes back as two new tracks while the old ones still coast: same id, old pair superseded
@@ -572,40 +582,22 @@ def test_a_new_pair_keeps_the_id_of_a_pair_lost_in_both_streams():
     assert [(c.kind, c.ir_track, c.rgb_track, c.global_id, c.reason) for c in ch] == \
         [("end", 1, 10, 1, "superseded"), ("start", 2, 20, 1, "")]
     # someone else coming in gets a new id and leaves a dormant pair of another person alone
-    b = CrossModalAssociator(threshold=0.5, hysteresis=1)
+    b = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=1))
     b.update([1], E[[0]], [10], E[[0]])
     b.update([], E[:0], [], E[:0])
     ch = b.update([2], E[[1]], [20], E[[1]])
     assert [(c.kind, c.global_id) for c in ch] == [("start", 2)] and (1, 10) in b.reported
     # a held pair with a track still in sight is not taken over (its person is still there)
-    c = CrossModalAssociator(threshold=0.5, hysteresis=1)
+    c = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=1))
     c.update([1], E[[0]], [10], E[[0]])
     ch = c.update([1, 2], np.stack([E[1], E[0]]), [20], E[[0]])  # IR 1 in sight (looking elsewhere)
     assert (1, 10) in c.reported and [(u.kind, u.global_id) for u in ch] == [("start", 2)]
     # the id taken over does not pass through the memory of ended ids: with room for one, the
     # remembered id of someone else stays there, and they get it back
-    d = CrossModalAssociator(threshold=0.5, hysteresis=1, max_gallery=1)
+    d = CrossModalAssociator(AssociationConfig(threshold=0.5, hysteresis=1, reid_memory=1))
     d.update([1, 2], E[[0, 1]], [10, 20], E[[0, 1]])  # ids 1 (person E0) and 2 (person E1)
     d.remove_track("ir", 2)
     d.remove_track("rgb", 20)  # id 2 ends: remembered
     d.update([], E[:0], [], E[:0])
     assert [(u.kind, u.global_id) for u in d.update([3], E[[0]], [30], E[[0]])] == [("end", 1), ("start", 1)]
     assert [(u.kind, u.global_id) for u in d.update([3, 4], E[[0, 1]], [30, 40], E[[0, 1]])] == [("start", 2)]
-
-
-def test_match_config_from_settings_takes_the_fast_point_and_overrides_win():
-    from mvd_edge.core.errors import UsageError
-
-    op = {"threshold": 0.2, "margin": 0.02, "fast_threshold": 0.45, "fast_margin": 0.05, "source": "x"}
-    c = MatchConfig.from_settings(op, hysteresis=7)
-    assert (c.threshold, c.margin, c.fast_threshold, c.fast_margin, c.hysteresis) == (0.2, 0.02, 0.45, 0.05, 7)
-    assert MatchConfig.from_settings(op, fast_threshold=None).fast_threshold is None
-    assert MatchConfig.from_settings({"threshold": 0.3, "margin": 0.0, "fast_threshold": None}).fast_threshold is None
-    op = {**op, "early_threshold": 0.7, "early_margin": 0.1}
-    c = MatchConfig.from_settings(op)
-    assert (c.early_threshold, c.early_margin) == (0.7, 0.1)
-    assert MatchConfig.from_settings({**op, "early_threshold": None}).early_threshold is None
-    for field, bad in (("fast_threshold", 1.5), ("fast_margin", -0.1), ("fast_hysteresis", 0), ("report_coast", -1),
-                       ("early_threshold", -2.0), ("early_margin", 3.0)):
-        with pytest.raises(UsageError, match=rf"^{field} must be"):
-            MatchConfig(**{field: bad})

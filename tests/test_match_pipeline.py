@@ -12,9 +12,10 @@ import pytest
 from match_fakes import BlockCapture, BlockDetector, BlockWorld, ScriptedCapture, block_sources, opener
 
 from mvd_edge.match.baselines import ColorHistogramEmbedder
+from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import box_iou
 from mvd_edge.match.events import read_events
-from mvd_edge.match.pipeline import MatchConfig, MatchPipeline, rss_mb, run_match
+from mvd_edge.match.pipeline import MatchPipeline, rss_mb, run_match
 from mvd_edge.match.render import render_side_by_side
 from mvd_edge.match.sources import FrameSource, SourceError, SourceSpec
 
@@ -36,7 +37,7 @@ def test_pairs_are_correct_and_events_follow_the_schema(tmp_path, with_ids):
     events = tmp_path / "ev.jsonl"
     summary = run_match(srcs["ir"], srcs["rgb"], ColorHistogramEmbedder(),
                         {s: BlockDetector(world, s, with_ids) for s in ("ir", "rgb")},
-                        config=MatchConfig(hysteresis=3), events=events, status=False)
+                        config=MatcherConfig().updated({"association.hysteresis": 3}), events=events, status=False)
     assert summary["frames"] == 90 and summary["ended"].startswith("ir source ended")
     evs = list(read_events(events))
     assert evs[0]["event"] == "start" and evs[0]["schema"] == "site/1" and evs[0]["view"] == "pair"
@@ -201,7 +202,7 @@ def test_crops_match_the_model_aspect_and_skip_tiny_boxes():
         def detect(self, image, k):
             return Detections.empty()
 
-    pipe = MatchPipeline(ColorHistogramEmbedder(), {"ir": Det(), "rgb": Det()}, MatchConfig(crop_margin=0.1))
+    pipe = MatchPipeline(ColorHistogramEmbedder(), {"ir": Det(), "rgb": Det()}, MatcherConfig().updated({"crop.margin": 0.1}))
     img = np.zeros((200, 300, 3), np.uint8)
     crop = pipe._crop(img, np.array([100, 50, 120, 150], np.float32))
     assert crop.shape[0] == 120 and crop.shape[1] == 60  # margin 10 px each side, widened to 1:2
@@ -301,7 +302,7 @@ def test_pair_runner_start_step_close_for_callers_with_their_own_loop(tmp_path):
     srcs = block_sources(world, 9)
     runner = PairRunner(srcs["ir"], srcs["rgb"], ColorHistogramEmbedder(),
                         {s: BlockDetector(world, s) for s in ("ir", "rgb")}, events=tmp_path / "ev.jsonl",
-                        status=False, config=MatchConfig(hysteresis=2, min_features=1))
+                        status=False, config=MatcherConfig().updated({"association.hysteresis": 2, "bank.min_features": 1}))
     runner.start()
     steps = 0
     while runner.step():
@@ -339,7 +340,7 @@ def test_a_held_pair_coasts_through_missed_detections_with_the_predicted_box(tmp
     dets = {"ir": _MissingDetector(world, "ir", missed), "rgb": BlockDetector(world, "rgb")}
     events = tmp_path / "ev.jsonl"
     run_match(srcs["ir"], srcs["rgb"], ColorHistogramEmbedder(), dets, events=events, status=False,
-              config=MatchConfig(hysteresis=3, report_coast=coast))
+              config=MatcherConfig().updated({"association.hysteresis": 3, "association.report_coast": coast}))
     ev = [e for e in read_events(events) if e["event"] == "match"]
     person0 = {e["frame"]: e for e in ev if _identity(world, "rgb", e["rgb_frame"], e["rgb_box"]) == 0}
     assert set(range(20, 40)) <= set(person0)  # the pair is held before the misses
@@ -359,7 +360,7 @@ def test_ids_from_a_box_file_never_coast(tmp_path):
     dets = {"ir": _MissingDetector(world, "ir", {40}, with_ids=True), "rgb": BlockDetector(world, "rgb", True)}
     events = tmp_path / "ev.jsonl"
     run_match(srcs["ir"], srcs["rgb"], ColorHistogramEmbedder(), dets, events=events, status=False,
-              config=MatchConfig(hysteresis=3, report_coast=3))
+              config=MatcherConfig().updated({"association.hysteresis": 3, "association.report_coast": 3}))
     ev = [e for e in read_events(events) if e["event"] == "match"]
     assert ev and all("predicted" not in e for e in ev)  # a passthrough track has no motion model to predict with
     assert not [e for e in ev if e["frame"] == 40 and _identity(world, "rgb", 40, e["rgb_box"]) == 0]

@@ -19,8 +19,9 @@ from match_fakes import BlockDetector, BlockWorld, block_sources
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.match.baselines import ColorHistogramEmbedder
+from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.events import EventWriter, read_events
-from mvd_edge.match.pipeline import MatchConfig, run_match
+from mvd_edge.match.pipeline import run_match
 from mvd_edge.match.sinks import MatchMetrics, WebhookSink, make_sink
 
 # ---------------------------------------------------------------- a webhook receiver
@@ -277,7 +278,7 @@ def test_matcher_run_sends_the_file_s_events_to_the_webhook_and_the_metrics(tmp_
     metrics = MatchMetrics(port=0)
     try:
         summary = run_match(srcs["ir"], srcs["rgb"], ColorHistogramEmbedder(),
-                            {s: BlockDetector(world, s, True) for s in ("ir", "rgb")}, config=MatchConfig(hysteresis=3),
+                            {s: BlockDetector(world, s, True) for s in ("ir", "rgb")}, config=MatcherConfig().updated({"association.hysteresis": 3}),
                             events=tmp_path / "ev.jsonl", status=False, sinks=[WebhookSink(rx.url)], metrics=metrics)
         text = _scrape(metrics.port)
     finally:

@@ -14,9 +14,10 @@ from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.gallery.memory import IdentityMemory
 from mvd_edge.match.baselines import ColorHistogramEmbedder
+from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import Detections, Detector
 from mvd_edge.match.events import read_events
-from mvd_edge.match.site import SiteCamera, SiteConfig, SiteMatcher, SiteRunner, TimeSync
+from mvd_edge.match.site import SiteCamera, SiteMatcher, SiteRunner, TimeSync
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
 
 # ---------------------------------------------------------------- time pairing
@@ -46,6 +47,11 @@ class FakeLive:
         self.pos += 1
         return pkt
 
+
+def site_config(**kw) -> MatcherConfig:
+    """A matcher config with the site tests' settings (threshold, hysteresis: association; the rest: site)."""
+    own = ("threshold", "hysteresis")
+    return MatcherConfig().updated({f"{'association' if k in own else 'site'}.{k}": v for k, v in kw.items()})
 
 def test_live_streams_are_paired_by_capture_time_and_a_stalled_camera_never_blocks():
     rng = np.random.default_rng(0)
@@ -151,7 +157,7 @@ def test_four_cameras_one_identity_per_person_across_modalities_places_and_time(
     world = SiteWorld()
     cams = [SiteCamera(n, Modality.parse(s)) for n, (_, s) in world.cams.items()]
     matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
-                          SiteConfig(threshold=0.7, same_threshold=0.8, hysteresis=3))
+                          site_config(threshold=0.7, same_threshold=0.8, hysteresis=3))
     events = []
     for k in range(95):
         events.extend(matcher.step({c.name: FramePacket(k, k / 15, world.frame(c.name, k)) for c in cams}))
@@ -181,7 +187,7 @@ def test_same_modality_cameras_recognise_people_through_the_gallery():
     world = SiteWorld()
     cams = [SiteCamera("rgb0", Modality.VISIBLE), SiteCamera("rgb1", Modality.VISIBLE)]
     matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
-                          SiteConfig(threshold=0.99, same_threshold=0.8, hysteresis=3))
+                          site_config(threshold=0.99, same_threshold=0.8, hysteresis=3))
     events = []
     for k in range(95):
         events.extend(matcher.step({c.name: world.frame(c.name, k) for c in cams}))
@@ -192,7 +198,7 @@ def test_same_modality_cameras_recognise_people_through_the_gallery():
     assert matcher.identities == 4  # person 3, never at location 0, is the only new one there
     # the control: a gallery that remembers one person only: the others come back as new people
     forgetful = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
-                            SiteConfig(threshold=0.99, same_threshold=0.8, hysteresis=3, gallery_size=1))
+                            site_config(threshold=0.99, same_threshold=0.8, hysteresis=3, gallery_size=1))
     for k in range(95):
         forgetful.step({c.name: world.frame(c.name, k) for c in cams})
     assert forgetful.identities >= 6
@@ -202,7 +208,7 @@ def test_a_camera_left_out_of_a_step_keeps_its_tracks_and_unknown_cameras_are_re
     world = SiteWorld()
     cams = [SiteCamera("ir0", Modality.INFRARED), SiteCamera("rgb0", Modality.VISIBLE)]
     matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
-                          SiteConfig(threshold=0.7, hysteresis=2))
+                          site_config(threshold=0.7, hysteresis=2))
     for k in range(20):  # rgb0 at half rate
         frames = {"ir0": world.frame("ir0", k)}
         if k % 2 == 0:
@@ -232,11 +238,12 @@ def test_identity_table_forgets_the_least_recently_seen_and_grows():
 
 
 def test_site_config_checks_its_own_settings():
-    for bad in ({"same_threshold": 2.0}, {"gallery_size": 0}, {"identity_momentum": 1.0}, {"threshold": 3.0},
-                {"faiss_above": -1}, {"faiss_above": 1.5}, {"faiss_above": True}):
-        with pytest.raises(UsageError):
-            SiteConfig(**bad)
-    assert SiteConfig(faiss_above=0).faiss_above == 0 and SiteConfig(faiss_above=10**12).faiss_above == 10**12
+    for bad in ({"same_threshold": 2.0}, {"gallery_size": 0}, {"identity_momentum": 1.0}, {"faiss_above": -1},
+                {"faiss_above": 1.5}, {"faiss_above": True}):
+        with pytest.raises(ValueError, match=f"^site.{next(iter(bad))}"):
+            site_config(**bad)
+    assert site_config(faiss_above=0).site.faiss_above == 0
+    assert site_config(faiss_above=10**12).site.faiss_above == 10**12
 
 
 # ---------------------------------------------------------------- the gallery on faiss
@@ -339,7 +346,7 @@ def test_a_site_on_the_faiss_shortlist_makes_the_same_identities_as_exact_search
     runs = []
     for faiss_above in (10**9, 0):
         matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
-                              SiteConfig(threshold=0.7, same_threshold=0.8, hysteresis=3, faiss_above=faiss_above))
+                              site_config(threshold=0.7, same_threshold=0.8, hysteresis=3, faiss_above=faiss_above))
         matcher.gallery.shortlist = shortlist
         asked, candidates = [], matcher.gallery.candidates
 
@@ -391,7 +398,7 @@ def test_runner_writes_site_events_and_ends_when_every_file_has(tmp_path):
     lengths = {"ir0": 60, "rgb0": 60, "ir1": 80, "rgb1": 80}
     sources = {c.name: FrameSource(c.spec, c.name, open_fn=lambda spec, n=c.name: Cap(n, lengths[n])) for c in cams}
     runner = SiteRunner(cams, ColorHistogramEmbedder(), {c.name: SiteDetector(world, c.name) for c in cams},
-                        config=SiteConfig(threshold=0.7, same_threshold=0.8, hysteresis=3),
+                        config=site_config(threshold=0.7, same_threshold=0.8, hysteresis=3),
                         events=tmp_path / "site.jsonl", sources=sources)
     stepped = []
     summary = runner.run(on_step=lambda r: stepped.append(r.steps))
@@ -448,7 +455,7 @@ def test_global_ids_hold_over_many_passes_of_a_looped_site():
             return super().detect(image, frame_index % 95)
 
     matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: Looped(world, c.name) for c in cams},
-                          SiteConfig(threshold=0.7, same_threshold=0.8, hysteresis=3))
+                          site_config(threshold=0.7, same_threshold=0.8, hysteresis=3))
     gids: dict[int, set[int]] = {}
     after_pass = []
     for k in range(3 * 95):

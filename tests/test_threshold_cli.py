@@ -9,15 +9,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mvd_edge.runtime.sidecar import (
-    DEFAULT_THRESHOLD,
-    EngineError,
-    match_settings,
-    read_sidecar,
-    set_operating_point,
-)
+from mvd_edge.match.config import MatcherConfig, resolve
+from mvd_edge.runtime.sidecar import EngineError, read_sidecar, set_operating_point
 
 EDGE = Path(__file__).parent / "data" / "edge"
+DEFAULT_THRESHOLD = MatcherConfig().association.threshold
+
+
+def settings(info, **given):
+    """``resolve`` of a config whose ``association`` keys ``given`` were set by the user, as a flat dict."""
+    r = resolve(MatcherConfig().updated({f"association.{k}": v for k, v in given.items()}), info)
+    return {**r.config.as_dict()["association"], "source": r.source, "warnings": r.warnings}
 
 
 @pytest.fixture(scope="module")
@@ -40,26 +42,26 @@ def engine(tmp_path):
 
 def test_match_settings_order_of_precedence():
     point = {"operating_point": {"threshold": 0.17, "margin": 0.02, "target_precision": 0.9, "identities": 40}}
-    s = match_settings(point)
-    assert (s["threshold"], s["margin"], s["warning"]) == (0.17, 0.02, None) and "sidecar" in s["source"]
-    s = match_settings(point, threshold=0.3)
+    s = settings(point)
+    assert (s["threshold"], s["margin"], s["warnings"]) == (0.17, 0.02, []) and "sidecar" in s["source"]
+    s = settings(point, threshold=0.3)
     assert (s["threshold"], s["margin"]) == (0.3, 0.0)
-    assert s["source"] == "threshold from the command line; margin 0 (default)"
-    s = match_settings(point, margin=0.1)
-    assert (s["threshold"], s["margin"]) == (0.17, 0.1) and s["source"].endswith("margin from the command line")
-    s = match_settings({"backend": "ort"})
+    assert s["source"] == "threshold from --set; margin 0 (default)"
+    s = settings(point, margin=0.1)
+    assert (s["threshold"], s["margin"]) == (0.17, 0.1) and s["source"].endswith("margin from --set")
+    s = settings({"backend": "ort"})
     assert s["threshold"] == DEFAULT_THRESHOLD and s["source"].startswith("default threshold")
-    assert "calibrate-threshold" in s["warning"]
-    assert match_settings(None)["threshold"] == DEFAULT_THRESHOLD
+    assert "calibrate-threshold" in s["warnings"][0]
+    assert settings(None)["threshold"] == DEFAULT_THRESHOLD
 
 
 def test_an_unreached_or_malformed_operating_point_is_not_passed_off_as_good():
-    s = match_settings({"operating_point": {"threshold": 0.93, "margin": 0.0, "reached": False, "precision": 0.6,
-                                            "target_precision": 0.9}})
-    assert s["threshold"] == 0.93 and "did not reach" in s["warning"] and "not reached" in s["source"]
+    s = settings({"operating_point": {"threshold": 0.93, "margin": 0.0, "reached": False, "precision": 0.6,
+                                      "target_precision": 0.9}})
+    assert s["threshold"] == 0.93 and "did not reach" in s["warnings"][0] and "not reached" in s["source"]
     for bad in ({"operating_point": {"threshold": "0.2", "margin": 0}}, {"operating_point": [0.2]}):
         with pytest.raises(EngineError, match="operating_point"):
-            match_settings(bad)
+            settings(bad)
 
 
 def test_operating_point_is_stored_and_the_sidecar_stays_valid(engine):
@@ -81,7 +83,7 @@ def _match(app, engine, tmp_path, *extra):
                                  "--ir-boxes", str(v / "ir.mot.txt"), "--rgb-boxes", str(v / "rgb.mot.txt"),
                                  "--no-status", "--summary-json", str(summary), "--overwrite", *extra])
     assert r.exit_code == 0, r.output
-    return r.output, json.loads(summary.read_text())["config"]
+    return r.output, json.loads(summary.read_text())["config"]["association"]
 
 
 def test_match_uses_the_sidecar_threshold_unless_given(app, engine, tmp_path):
@@ -92,7 +94,7 @@ def test_match_uses_the_sidecar_threshold_unless_given(app, engine, tmp_path):
     assert (config["threshold"], config["margin"]) == (0.123, 0.01)
     assert "threshold 0.123, margin 0.010 (threshold from the engine sidecar" in " ".join(out.split())
     out, config = _match(app, engine, tmp_path, "--threshold", "0.4")
-    assert (config["threshold"], config["margin"]) == (0.4, 0.0) and "threshold from the command line" in out
+    assert (config["threshold"], config["margin"]) == (0.4, 0.0) and "threshold from --set" in out
 
 
 def test_calibrate_threshold_end_to_end(app, engine, tmp_path):
@@ -122,24 +124,27 @@ def test_calibrate_threshold_end_to_end(app, engine, tmp_path):
     assert r.exit_code == 2 and "no sidecar" in r.output  # refused before any embedding work
 
 
-def test_match_settings_carries_the_fast_point_only_when_it_was_reached():
+def test_resolve_carries_the_fast_point_only_when_it_was_reached():
     base = {"threshold": 0.17, "margin": 0.02, "target_precision": 0.9}
-    s = match_settings({"operating_point": {**base, "fast": {"threshold": 0.4, "margin": 0.05, "reached": True}}})
+    fast = {"threshold": 0.4, "margin": 0.05, "reached": True}
+    s = settings({"operating_point": {**base, "fast": fast}})
     assert (s["fast_threshold"], s["fast_margin"]) == (0.4, 0.05) and "fast pairing at 0.400" in s["source"]
-    s = match_settings({"operating_point": {**base, "fast": {"threshold": 0.9, "margin": 0.1, "reached": False}}})
+    assert settings({"operating_point": {**base, "fast": fast}}, fast_pairing=False)["fast_threshold"] is None
+    assert settings({"operating_point": {**base, "fast": fast}}, fast_threshold=0.8)["fast_threshold"] == 0.8
+    s = settings({"operating_point": {**base, "fast": {"threshold": 0.9, "margin": 0.1, "reached": False}}})
     assert s["fast_threshold"] is None and "fast" not in s["source"]
-    assert match_settings({"operating_point": base})["fast_threshold"] is None  # calibrated before fast points
-    assert match_settings(None)["fast_threshold"] is None
+    assert settings({"operating_point": base})["fast_threshold"] is None  # calibrated before fast points
+    assert settings(None)["fast_threshold"] is None
     for bad in ([0.4], {"threshold": "0.4", "margin": 0, "reached": True}):
         with pytest.raises(EngineError, match="operating_point"):
-            match_settings({"operating_point": {**base, "fast": bad}})
+            settings({"operating_point": {**base, "fast": bad}})
         with pytest.raises(EngineError, match="operating_point.fast_early"):
-            match_settings({"operating_point": {**base, "fast_early": bad}})
-    s = match_settings({"operating_point": {**base, "fast_early": {"threshold": 0.7, "margin": 0.1, "reached": True}}})
+            settings({"operating_point": {**base, "fast_early": bad}})
+    s = settings({"operating_point": {**base, "fast_early": {"threshold": 0.7, "margin": 0.1, "reached": True}}})
     assert (s["early_threshold"], s["early_margin"], s["fast_threshold"]) == (0.7, 0.1, None)
     assert "early pairing at 0.700" in s["source"]
-    s = match_settings({"operating_point": {**base, "fast_early": {"threshold": 0.7, "margin": 0.1, "reached": False}}})
-    assert s["early_threshold"] is None and match_settings(None)["early_threshold"] is None
+    s = settings({"operating_point": {**base, "fast_early": {"threshold": 0.7, "margin": 0.1, "reached": False}}})
+    assert s["early_threshold"] is None and settings(None)["early_threshold"] is None
 
 
 def test_match_takes_the_fast_point_from_the_sidecar_and_can_be_told_not_to(app, engine, tmp_path):

@@ -297,7 +297,8 @@ def test_the_engines_operating_point_reaches_the_matcher_through_triton(tmp_path
     pytest.importorskip("tritonclient.http")
     import shutil
 
-    from mvd_edge.runtime.sidecar import match_settings, set_operating_point, sidecar_path
+    from mvd_edge.match.config import MatcherConfig, resolve
+    from mvd_edge.runtime.sidecar import set_operating_point, sidecar_path
 
     eng = tmp_path / "reid.onnx"
     shutil.copyfile(engine, eng)
@@ -305,9 +306,10 @@ def test_the_engines_operating_point_reaches_the_matcher_through_triton(tmp_path
     set_operating_point(eng, {"threshold": 0.61, "margin": 0.05, "target_precision": 0.9, "identities": 30})
     export_triton(eng, tmp_path / "repo", "reid", preprocess="none")
     with StandInServer(tmp_path / "repo") as server, load_embedder(server.url("reid")) as remote:
-        op = match_settings(remote.info)
-    assert (op["threshold"], op["margin"], op["warning"]) == (0.61, 0.05, None)
-    assert "engine sidecar" in op["source"]
+        op = resolve(MatcherConfig(), remote.info)
+    a = op.config.association
+    assert (a.threshold, a.margin, op.warnings) == (0.61, 0.05, [])
+    assert "engine sidecar" in op.source
 
 
 def test_a_triton_server_gets_binary_tensors_and_its_config_is_read(repo, engine):

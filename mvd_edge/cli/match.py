@@ -168,11 +168,11 @@ def match_cmd(
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Match people across an IR and an RGB stream (detect, track, embed, associate)."""
+    from mvd_edge.match.config import MatcherConfig, resolve
     from mvd_edge.match.detect import make_detector
-    from mvd_edge.match.pipeline import MatchConfig, run_match
+    from mvd_edge.match.pipeline import run_match
     from mvd_edge.match.sources import SourceError, load_cameras, parse_source
     from mvd_edge.runtime import load_embedder
-    from mvd_edge.runtime.sidecar import match_settings
 
     _check_bounds({"--threshold": (threshold, -1.0, 1.0), "--margin": (margin, 0.0, 2.0),
                    "--detector-conf": (detector_conf, 0.0, 1.0), "--max-occlusion": (max_occlusion, 1e-9, 1.0),
@@ -240,16 +240,17 @@ def match_cmd(
         embedder = ColorHistogramEmbedder()
     else:
         embedder = load_embedder(model, device=device)
-    op = match_settings(getattr(embedder, "info", None), threshold, margin)
-    if op["warning"]:
-        err_console.print(f"[yellow]warning:[/] {op['warning']}", highlight=False)
-    err_console.print(f"threshold {op['threshold']:.3f}, margin {op['margin']:.3f} ({op['source']})", highlight=False)
-    if not fast_pairing:
-        op = {**op, "fast_threshold": None, "early_threshold": None}
-    coast = {} if report_coast is None else {"report_coast": report_coast}
-    config = MatchConfig.from_settings(op, **coast, hysteresis=hysteresis, embed_every=embed_every,
-                                       max_occlusion=max_occlusion, track_appearance=track_appearance,
-                                       track_split=track_split)
+    given = {k: v for k, v in (("association.threshold", threshold), ("association.margin", margin),
+                               ("association.report_coast", report_coast)) if v is not None}
+    op = resolve(MatcherConfig().updated(
+        {**given, "association.fast_pairing": fast_pairing, "association.hysteresis": hysteresis,
+         "crop.embed_every": embed_every, "crop.max_occlusion": max_occlusion, "track.appearance": track_appearance,
+         "track.split": track_split}), getattr(embedder, "info", None))
+    for w in op.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    config = op.config
+    err_console.print(f"threshold {config.association.threshold:.3f}, margin {config.association.margin:.3f} "
+                      f"({op.source})", highlight=False)
     err_console.print(f"model {model} ({embedder.backend}, {embedder.precision}, {embedder.dim}-d); detectors: "
                       f"ir {detectors['ir'].name}, rgb {detectors['rgb'].name}; "
                       f"sources: ir {specs['ir'].label}, rgb {specs['rgb'].label}", highlight=False)
@@ -277,7 +278,7 @@ def match_cmd(
             err_console.print(f"[yellow]warning:[/] the {s} boxes file {det.path} has no boxes for any of the "
                               f"{det.frames_asked} frames processed (its frames: {min(det.frames) + 1}-"
                               f"{max(det.frames) + 1}, 1-based): is it the box file of another video?", highlight=False)
-    summary["threshold_source"] = op["source"]
+    summary["threshold_source"] = op.source
     if summary_json is not None:
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         write_json(summary_json, summary, indent=1)  # atomic: a full disk leaves no half-written summary
@@ -325,12 +326,12 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
     """``match --cameras site.yaml``: every camera of the file, paired by time (mvd_edge.match.site)."""
     from mvd_edge.core.modality import Modality
     from mvd_edge.core.signals import sigterm_as_interrupt
+    from mvd_edge.match.config import MatcherConfig, resolve
     from mvd_edge.match.detect import make_detector
     from mvd_edge.match.sinks import CropSaver
-    from mvd_edge.match.site import SiteCamera, SiteConfig, SiteRunner
+    from mvd_edge.match.site import SiteCamera, SiteRunner
     from mvd_edge.match.sources import load_cameras
     from mvd_edge.runtime import load_embedder
-    from mvd_edge.runtime.sidecar import site_settings
 
     specs = load_cameras(cameras)
     missing = [n for n, sp in specs.items() if sp.modality is None]
@@ -346,13 +347,18 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
         embedder = ColorHistogramEmbedder()
     else:
         embedder = load_embedder(model, device=device)
-    op = site_settings(getattr(embedder, "info", None), threshold, margin, same_threshold)
-    for w in op["warnings"]:
+    given = {k: v for k, v in (("association.threshold", threshold), ("association.margin", margin),
+                               ("site.same_threshold", same_threshold)) if v is not None}
+    op = resolve(MatcherConfig().updated(
+        {**given, "association.hysteresis": hysteresis, "crop.embed_every": embed_every,
+         "crop.max_occlusion": max_occlusion, **{f"track.{k.removeprefix('track_')}": v for k, v in tracking.items()}}),
+        getattr(embedder, "info", None), site=True)
+    for w in op.warnings:
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
-    err_console.print(f"cross-modal threshold {op['threshold']:.3f}, same-modality {op['same_threshold']:.3f}, margin "
-                      f"{op['margin']:.3f} ({op['source']})", highlight=False)
-    config = SiteConfig(threshold=op["threshold"], margin=op["margin"], same_threshold=op["same_threshold"],
-                        hysteresis=hysteresis, embed_every=embed_every, max_occlusion=max_occlusion, **tracking)
+    config = op.config
+    a = config.association
+    err_console.print(f"cross-modal threshold {a.threshold:.3f}, same-modality {config.site.same_threshold:.3f}, "
+                      f"margin {a.margin:.3f} ({op.source})", highlight=False)
     err_console.print(f"site of {len(cams)} cameras: " + ", ".join(
         f"{c.name} ({c.modality.short}, {detectors[c.name].name})" for c in cams), highlight=False)
     sinks, metrics = _network_outputs(webhook, mqtt, sink_queue, metrics_port)
@@ -367,7 +373,8 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
     finally:
         if metrics is not None:
             metrics.close()
-    summary["thresholds"] = op
+    summary["thresholds"] = {"threshold": a.threshold, "margin": a.margin, "same_threshold": config.site.same_threshold,
+                             "source": op.source, "warnings": op.warnings}
     table = Table(title=f"{summary['steps']} time steps in {summary['seconds']:.1f} s ({summary['steps_per_s']:.1f} "
                         f"steps/s); {summary['global_ids']} people; ended: {summary['ended']}",
                   title_justify="left", show_edge=False)

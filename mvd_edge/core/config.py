@@ -221,13 +221,19 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file (if any), then overrides; every key is validated."""
-    data: dict = to_dict(TrainConfig())
+def load_config(cls: type, path: str | Path | None = None, overrides: list[str] | None = None) -> Any:
+    """Config dataclass ``cls``: its defaults, then the YAML file (if any), then ``key.path=value``
+    overrides; an unknown key is a :class:`ConfigError` naming it."""
+    data: dict = to_dict(cls())
     if path is not None:
         _merge(data, read_yaml_mapping(path), "")
     apply_overrides(data, overrides or [])
-    cfg = from_dict(TrainConfig, data)
+    return from_dict(cls, data)
+
+
+def load_train_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file (if any), then overrides; every key is validated."""
+    cfg = load_config(TrainConfig, path, overrides)
     validate_train_config(cfg)
     return cfg
 

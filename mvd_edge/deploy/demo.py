@@ -149,9 +149,9 @@ def _match_videos(out: Path, video: dict, engine: Path, student_engine: Path, co
     """Match the demo's IR and RGB videos with each engine and kind of boxes; scored against the ground truth."""
     from mvd_edge.eval.scoring import score_matches
     from mvd_edge.match.detect import UNTRAINED_DEFAULTS, make_detector
-    from mvd_edge.match.pipeline import MatchConfig, run_match
+    from mvd_edge.match.config import MatcherConfig, resolve
+    from mvd_edge.match.pipeline import run_match
     from mvd_edge.runtime import load_embedder
-    from mvd_edge.runtime.sidecar import match_settings
 
     summary: dict = {}
     # the demo's videos are synthetic: its detector is the one trained on synthetic scenes, named (real
@@ -160,7 +160,8 @@ def _match_videos(out: Path, video: dict, engine: Path, student_engine: Path, co
                  "student:person-synth"):
         emb = load_embedder(student_engine if mode.startswith("student:") else engine)
         mode_boxes = mode.removeprefix("student:")
-        op = match_settings(emb.info, threshold=0.5 if mode.endswith("@0.5") else None)
+        given = {"association.threshold": 0.5} if mode.endswith("@0.5") else {}
+        op = resolve(MatcherConfig().updated(given), emb.info)
         if mode_boxes.startswith("gt-boxes"):
             dets = {s: make_detector(boxes=video["mot"][s]) for s in ("ir", "rgb")}
         else:  # the packaged CNN trained on synthetic scenes; the best ones that need no training; HOG
@@ -169,17 +170,18 @@ def _match_videos(out: Path, video: dict, engine: Path, student_engine: Path, co
         events = out / f"events-{mode.replace(':', '-')}.jsonl"
         save = out / f"match-{mode}.mp4" if mode == "gt-boxes" else None
         res = run_match(str(video["videos"]["ir"]), str(video["videos"]["rgb"]), emb, dets, events=events, save=save,
-                        config=MatchConfig.from_settings(op), status=False,
+                        config=op.config, status=False,
                         console=console)
         score = score_matches(events, video["gt"])
         summary[mode] = {"fps": res.get("fps"), "precision": score["precision"], "recall": score["recall"],
-                                  "idf1": score["idf1"], "threshold": op["threshold"], "margin": op["margin"],
-                                  "threshold_source": op["source"], "events": str(events),
+                                  "idf1": score["idf1"], "threshold": op.config.association.threshold,
+                                  "margin": op.config.association.margin, "threshold_source": op.source,
+                                  "events": str(events),
                                   "video": str(save) if save else None,
                                   "engine": "student INT8" if mode.startswith("student:") else "MVD INT8"}
         console.print(f"{mode}: pair precision {score['precision']:.3f} recall {score['recall']:.3f} "
-                      f"IDF1 {score['idf1']:.3f} at {res.get('fps', 0):.1f} fps (threshold {op['threshold']:.3f}, "
-                      f"{op['source']})")
+                      f"IDF1 {score['idf1']:.3f} at {res.get('fps', 0):.1f} fps (threshold "
+                      f"{op.config.association.threshold:.3f}, {op.source})")
     return summary
 
 

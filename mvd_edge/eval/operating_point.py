@@ -25,7 +25,7 @@ sidecar's operating point).
 
 The *fast* point (``fast`` in the sidecar's operating point) is where the matcher may stop
 waiting: the (threshold, margin) that reaches pair precision :data:`FAST_PRECISION` on tracks of
-only :data:`FAST_TRACK_IMAGES` crops (the fewest a track is matched on, ``MatchConfig.min_features``),
+only :data:`FAST_TRACK_IMAGES` crops (the fewest a track is matched on, the matcher's ``bank.min_features``),
 accepting at least :data:`FAST_MIN_PAIRS` pairs.
 A pair that strong is reported after one step instead of ``hysteresis`` steps; an engine whose
 tracks never reach that precision gets ``reached: False`` and ``match`` keeps the k-step wait.

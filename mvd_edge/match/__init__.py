@@ -14,6 +14,8 @@ Pipeline, one step per pair of frames::
 * :mod:`.track`: a small IoU + Kalman multi-object tracker (ByteTrack-style two-stage).
 * :mod:`.bank`: per-track feature banks (EMA plus the last N features).
 * :mod:`.associate`: cross-modal association with global identities.
+* :mod:`.config`: :class:`MatcherConfig`, every setting (YAML + ``--set``), and :func:`resolve` against
+  the engine's sidecar.
 * :mod:`.pipeline`: :class:`MatchPipeline` (one step) and :func:`run_match` (the loop).
 * :mod:`.events`: the JSONL event schema. :mod:`.render`: side-by-side annotated video.
 * :mod:`.sinks`: webhook and MQTT event sinks, Prometheus metrics.
@@ -45,7 +47,9 @@ _EXPORTS = {
     "EVENT_SCHEMA_VERSION": "events",
     "EventWriter": "events",
     "read_events": "events",
-    "MatchConfig": "pipeline",
+    "MatcherConfig": "config",
+    "load_matcher_config": "config",
+    "resolve": "config",
     "MatchPipeline": "pipeline",
     "run_match": "pipeline",
     "FramePacket": "sources",
@@ -55,7 +59,6 @@ _EXPORTS = {
     "load_cameras": "sources",
     "parse_source": "sources",
     "SiteCamera": "site",
-    "SiteConfig": "site",
     "SiteMatcher": "site",
     "SiteRunner": "site",
     "TimeSync": "site",
@@ -78,16 +81,15 @@ __all__ = [
     "FramePacket",
     "FrameSource",
     "HogDetector",
-    "MatchConfig",
     "MatchMetrics",
     "MatchPipeline",
+    "MatcherConfig",
     "MotBoxes",
     "MqttSink",
     "OnnxDetector",
     "PairUpdate",
     "PassthroughTracker",
     "SiteCamera",
-    "SiteConfig",
     "SiteMatcher",
     "SiteRunner",
     "SourceError",
@@ -96,21 +98,24 @@ __all__ = [
     "Track",
     "WebhookSink",
     "load_cameras",
+    "load_matcher_config",
     "make_detector",
     "parse_source",
     "read_events",
+    "resolve",
     "run_match",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__
     from mvd_edge.match.associate import CrossModalAssociator, PairUpdate
     from mvd_edge.match.bank import FeatureBank
+    from mvd_edge.match.config import MatcherConfig, load_matcher_config, resolve
     from mvd_edge.match.detect import Detections, HogDetector, MotBoxes, OnnxDetector, make_detector
     from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, read_events
     from mvd_edge.match.foreground import ForegroundDetector
-    from mvd_edge.match.pipeline import MatchConfig, MatchPipeline, run_match
+    from mvd_edge.match.pipeline import MatchPipeline, run_match
     from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
-    from mvd_edge.match.site import SiteCamera, SiteConfig, SiteMatcher, SiteRunner, TimeSync
+    from mvd_edge.match.site import SiteCamera, SiteMatcher, SiteRunner, TimeSync
     from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, load_cameras, parse_source
     from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
 

@@ -52,8 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from mvd_edge.core.errors import UsageError
 from mvd_edge.gallery.memory import IdentityMemory
+from mvd_edge.match.config import AssociationConfig
 
 __all__ = ["CrossModalAssociator", "PairUpdate", "ReportedPair"]
 
@@ -96,46 +96,32 @@ class CrossModalAssociator:
     """See the module docstring.
 
     Args:
-        threshold: minimum cosine similarity for a candidate pair.
-        hysteresis: k, steps a pair must hold before it is reported / fail before dropped (>= 1).
-        stickiness: added to the similarity of reported pairs in the assignment.
-        reid_threshold: re-use an ended global id for a pair of new tracks at this similarity.
-        max_gallery: ended global ids remembered for re-use (oldest forgotten first).
-        margin: an assigned pair is a candidate only if its similarity (with stickiness) also
-            beats every other similarity in its row and column (the IR track against the other
-            RGB tracks, the RGB track against the other IR tracks) by at least this much; 0 = off.
-        memory_faiss_above: past this many remembered ids, search them through a faiss shortlist
-            (``pip install 'mvd-edge[gallery]'``); exact numpy below.
-        fast_threshold: a candidate at or above this similarity (and ``fast_margin`` over the
-            runner-up, 0 = off) is reported after ``fast_hysteresis`` steps instead of k; None = never.
-        early_threshold: the similarity a pair with an early track needs (and ``early_margin``
-            over the runner-up); None = early tracks are never paired.
+        config: :class:`~mvd_edge.match.config.AssociationConfig` (ranges checked there): ``threshold``
+            (minimum cosine of a candidate pair), ``hysteresis`` (k, steps a pair must hold before it is
+            reported / fail before dropped), ``stickiness`` (added to the similarity of reported pairs in
+            the assignment), ``reid_threshold`` (re-use an ended global id for a pair of new tracks at
+            this similarity), ``reid_memory`` (ended global ids remembered, oldest forgotten first),
+            ``margin`` (an assigned pair is a candidate only if its similarity, with stickiness, also
+            beats every other similarity in its row and column by this much; 0 = off),
+            ``reid_memory_faiss_above`` (past this many remembered ids, search them through a faiss
+            shortlist: ``pip install 'mvd-edge[gallery]'``; exact numpy below), ``fast_threshold`` (a candidate at or
+            above it, and ``fast_margin`` over the runner-up, is reported after ``fast_hysteresis``
+            steps instead of k; None = never), ``early_threshold`` (the similarity a pair with an early
+            track needs, and ``early_margin`` over the runner-up; None = early tracks are never paired).
     """
 
-    def __init__(self, threshold: float = 0.5, hysteresis: int = 5, stickiness: float = 0.05,
-                 reid_threshold: float = 0.8, max_gallery: int = 256, margin: float = 0.0,
-                 memory_faiss_above: int = 4096, fast_threshold: float | None = None,
-                 fast_margin: float = 0.0, fast_hysteresis: int = 1, early_threshold: float | None = None,
-                 early_margin: float = 0.0):
-        if hysteresis < 1 or fast_hysteresis < 1:
-            raise UsageError(f"hysteresis and fast_hysteresis must be >= 1, got {hysteresis}, {fast_hysteresis}")
-        for name, v in (("fast_threshold", fast_threshold), ("early_threshold", early_threshold)):
-            if v is not None and not np.isfinite(v):
-                raise UsageError(f"{name} must be a finite number or None, got {v}")
-        for name, v in (("margin", margin), ("early_margin", early_margin)):
-            if not (np.isfinite(v) and v >= 0.0):
-                raise UsageError(f"{name} must be a finite number >= 0, got {v}")
-        self.fast_threshold = None if fast_threshold is None else float(fast_threshold)
-        self.fast_margin, self.fast_k = float(fast_margin), int(fast_hysteresis)
-        self.early_threshold = None if early_threshold is None else float(early_threshold)
-        self.early_margin = float(early_margin)
-        self.threshold, self.k, self.stickiness = float(threshold), int(hysteresis), float(stickiness)
-        self.margin = float(margin)
-        self.reid_threshold, self.max_gallery = float(reid_threshold), int(max_gallery)
+    def __init__(self, config: AssociationConfig | None = None):
+        c = config or AssociationConfig()
+        self.fast_threshold = c.fast_threshold
+        self.fast_margin, self.fast_k = c.fast_margin, c.fast_hysteresis
+        self.early_threshold, self.early_margin = c.early_threshold, c.early_margin
+        self.threshold, self.k, self.stickiness = c.threshold, c.hysteresis, c.stickiness
+        self.margin = c.margin
+        self.reid_threshold, self.max_gallery = c.reid_threshold, c.reid_memory
+        self._memory_faiss_above = c.reid_memory_faiss_above
         self.reported: dict[tuple[int, int], ReportedPair] = {}
         self.streaks: dict[tuple[int, int], int] = {}
         self.track_gid: dict[tuple[str, int], int] = {}
-        self._memory_faiss_above = int(memory_faiss_above)
         self._gallery: IdentityMemory | None = None  # ended gids (made at the first one: it knows the dim)
         self._active_desc: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._next_gid = 1

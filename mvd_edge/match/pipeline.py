@@ -11,11 +11,10 @@ recorded as ``embed.<stage>``.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,126 +25,17 @@ from mvd_edge.core.preprocess import box_crop, box_overlap
 from mvd_edge.core.signals import interrupts_deferred
 from mvd_edge.match.associate import CrossModalAssociator, PairUpdate, ReportedPair
 from mvd_edge.match.bank import FeatureBank
+from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import Detections, Detector, box_iou
 from mvd_edge.match.events import EventWriter, StepRuns, box_xywh, start_event
 from mvd_edge.match.runner import Runner, rss_mb
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, parse_source
 from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
 
-__all__ = ["MatchConfig", "MatchPipeline", "StageTimer", "StepResult", "rss_mb", "run_match"]
+__all__ = ["MatchPipeline", "StageTimer", "StepResult", "rss_mb", "run_match"]
 
 STREAMS = ("ir", "rgb")
 _log = logging.getLogger(__name__)
-
-
-@dataclass
-class MatchConfig:
-    """Matcher settings (all have working defaults).
-
-    Association: ``threshold`` (cosine), ``margin`` (over the runner-up), ``hysteresis`` (k steps), ``stickiness``,
-    ``reid_threshold`` (see :mod:`~mvd_edge.match.associate`), ``reid_memory`` (ended global ids
-    remembered for re-use) and ``reid_memory_faiss_above`` (past that many, they are searched with a
-    faiss index: ``pip install 'mvd-edge[gallery]'``). Banks: ``ema_momentum``,
-    ``last_n``. Crops: ``embed_every`` (embed each detected track every N-th step),
-    ``min_box_height`` (px), ``crop_margin`` and ``crop_aspect`` (each box is grown by
-    ``crop_margin`` of its height on every side, then widened or heightened about its centre to
-    the width/height ratio ``crop_aspect`` -- default: the embedder's input ratio -- so crops
-    look like re-id training crops, with the person centred and some context; parts outside
-    the frame are filled by replicating the border), ``max_occlusion`` (skip a crop when more than this fraction of
-    its box is covered by another detection; with ``occluded_bootstrap`` such crops are still
-    taken while the track has fewer than ``min_features`` features, so a track that starts
-    in a crowd can be matched without waiting to be clear), ``min_features`` (a track needs this many
-    features before it can be matched), ``max_gap`` (a track not detected for more than
-    this many steps is not matched), ``fast_threshold`` / ``fast_margin`` / ``fast_hysteresis`` (a
-    pair this similar is reported after ``fast_hysteresis`` steps instead of ``hysteresis``; None:
-    never; from the engine's calibrated operating point, see :meth:`from_settings`),
-    ``early_threshold`` / ``early_margin`` (a track detected in this step that has not yet gathered
-    ``min_features`` features may already be paired, reported after ``fast_hysteresis`` steps, when
-    its similarity reaches this; None: such tracks wait for ``min_features``; the engine's
-    ``fast_early`` point, calibrated on single-crop tracks),
-    ``report_coast`` (report a held pair while the detector has missed one of its people for up to
-    this many frames, with the tracker's predicted box: ``predicted`` in the event). Tracking: ``track_high``, ``track_low``,
-    ``track_min_hits``, ``track_max_age``, ``track_appearance`` (the weight of re-id appearance where
-    IoU is ambiguous, 0: IoU only; see :class:`~mvd_edge.match.track.ByteTracker`), ``track_split`` (a
-    track whose new crop agrees with its bank this many standard deviations, and at least 0.1, below
-    its own usual agreement gets a new id: the tracker moved it onto someone else; 0: never).
-    """
-
-    threshold: float = 0.5
-    margin: float = 0.0
-    hysteresis: int = 5
-    stickiness: float = 0.05
-    reid_threshold: float = 0.8
-    reid_memory: int = 256
-    reid_memory_faiss_above: int = 4096
-    ema_momentum: float = 0.9
-    last_n: int = 30
-    embed_every: int = 1
-    min_box_height: int = 32
-    crop_margin: float = 0.08
-    crop_aspect: float | None = None
-    max_occlusion: float = 0.3
-    occluded_bootstrap: bool = True
-    min_features: int = 3
-    max_gap: int = 5
-    track_high: float = 0.5
-    track_low: float = 0.1
-    track_min_hits: int = 1  # measured (benchmarks/tracking.py, README): more recall with oracle and student
-    track_max_age: int = 30
-    track_appearance: float = 1.0
-    track_split: float = 4.0
-    report_coast: int = 1  # chosen on validation pairs (benchmarks/tracking.py, README): +0.02 recall, -0.02 precision
-    fast_threshold: float | None = None
-    fast_margin: float = 0.0
-    fast_hysteresis: int = 1
-    early_threshold: float | None = None
-    early_margin: float = 0.0
-
-    # field -> (low, high, low_open, high_open): every numeric setting is checked here, where the
-    # matcher is configured, so a bad value from any caller (CLI, demo, scripts, API) is one line
-    _RANGES = {
-        "threshold": (-1.0, 1.0, False, False), "margin": (0.0, 2.0, False, False),
-        "hysteresis": (1, 10_000, False, False), "stickiness": (0.0, 2.0, False, False),
-        "reid_threshold": (-1.0, 1.0, False, False), "ema_momentum": (0.0, 1.0, False, True),
-        "reid_memory": (0, 10_000_000, False, False), "reid_memory_faiss_above": (1, 10**9, False, False),
-        "last_n": (1, 100_000, False, False), "embed_every": (1, 10_000, False, False),
-        "min_box_height": (0, 100_000, False, False), "crop_margin": (0.0, 2.0, False, False),
-        "crop_aspect": (0.0, 100.0, True, False), "max_occlusion": (0.0, 1.0, True, False),
-        "min_features": (1, 100_000, False, False), "max_gap": (0, 100_000, False, False),
-        "track_high": (0.0, 1.0, False, False), "track_low": (0.0, 1.0, False, False),
-        "track_min_hits": (1, 100_000, False, False), "track_max_age": (1, 100_000, False, False),
-        "track_appearance": (0.0, 100.0, False, False), "track_split": (0.0, 100.0, False, False),
-        "report_coast": (0, 100_000, False, False),
-        "fast_threshold": (-1.0, 1.0, False, False), "fast_margin": (0.0, 2.0, False, False),
-        "fast_hysteresis": (1, 10_000, False, False),
-        "early_threshold": (-1.0, 1.0, False, False), "early_margin": (0.0, 2.0, False, False),
-    }
-
-    def __post_init__(self) -> None:
-        for name, (lo, hi, lo_open, hi_open) in self._RANGES.items():
-            v = getattr(self, name)
-            if v is None and name in ("crop_aspect", "fast_threshold", "early_threshold"):
-                continue
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            ok = ok and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-            if ok and type(lo) is int:
-                ok = float(v).is_integer()
-            if not ok:
-                interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-                kind = "an integer" if type(lo) is int else "a finite number"
-                raise UsageError(f"{name} must be {kind} in {interval}, got {v!r}")
-        if self.track_low > self.track_high:
-            raise UsageError(f"track_low ({self.track_low}) must not exceed track_high ({self.track_high})")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_settings(cls, op: dict[str, Any], **overrides: Any) -> MatchConfig:
-        """A config from :func:`mvd_edge.runtime.sidecar.match_settings`'s answer (threshold, margin and the
-        fast-pairing and early-pairing points the engine carries), with ``overrides`` for any other field."""
-        keys = ("threshold", "margin", "fast_threshold", "fast_margin", "early_threshold", "early_margin")
-        return cls(**{**{k: op[k] for k in keys if op.get(k) is not None}, **overrides})
 
 
 class StageTimer:
@@ -191,31 +81,26 @@ class MatchPipeline:
     Args:
         embedder: an :class:`mvd_edge.runtime.Embedder` (any backend/precision).
         detectors: ``{"ir": Detector, "rgb": Detector}``.
-        config: :class:`MatchConfig`.
+        config: :class:`MatcherConfig`.
         trackers: ``{"ir": tracker, "rgb": tracker}``; default: :class:`PassthroughTracker`
             for a detector that yields ids (a MOT file with track ids), else :class:`ByteTracker`.
     """
 
-    def __init__(self, embedder, detectors: dict[str, Detector], config: MatchConfig | None = None,
+    def __init__(self, embedder, detectors: dict[str, Detector], config: MatcherConfig | None = None,
                  trackers: dict[str, Any] | None = None):
         self.embedder = embedder
-        self.config = config or MatchConfig()
+        self.config = config or MatcherConfig()
         c = self.config
         missing = set(STREAMS) - set(detectors)
         if missing:
             raise ValueError(f"detectors needed for {sorted(missing)}")
         self.detectors = detectors
         self.trackers = trackers or {s: default_tracker(detectors[s], c) for s in STREAMS}
-        self.banks = {s: FeatureBank(embedder.dim, c.ema_momentum, c.last_n) for s in STREAMS}
-        self.associator = CrossModalAssociator(c.threshold, c.hysteresis, c.stickiness, c.reid_threshold,
-                                               max_gallery=c.reid_memory, margin=c.margin,
-                                               memory_faiss_above=c.reid_memory_faiss_above,
-                                               fast_threshold=c.fast_threshold, fast_margin=c.fast_margin,
-                                               fast_hysteresis=c.fast_hysteresis, early_threshold=c.early_threshold,
-                                               early_margin=c.early_margin)
+        self.banks = {s: FeatureBank(embedder.dim, c.bank.ema_momentum, c.bank.last_n) for s in STREAMS}
+        self.associator = CrossModalAssociator(c.association)
         self.timer = StageTimer()
         spec = getattr(embedder, "spec", None)
-        self.aspect = c.crop_aspect or (spec.width / spec.height if spec is not None else None)
+        self.aspect = c.crop.aspect or (spec.width / spec.height if spec is not None else None)
         self.frame = 0
         self.crops_embedded = 0
         self.tracks_seen = {s: set() for s in STREAMS}  # ids, bounded: pruned when tracks end
@@ -226,7 +111,7 @@ class MatchPipeline:
     def _crop(self, img: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """The re-id crop of ``box`` (x1y1x2y2): margin, aspect, border replication; None if too small."""
         c = self.config
-        return box_crop(img, box, c.crop_margin, self.aspect, c.min_box_height)
+        return box_crop(img, box, c.crop.margin, self.aspect, c.crop.min_box_height)
 
     def _tick(self, stage: str, t0: float) -> float:
         t1 = time.perf_counter()
@@ -249,7 +134,7 @@ class MatchPipeline:
                  for s in STREAMS}
         for s in STREAMS:
             tracker = self.trackers[s]
-            tracks[s] = tracker.update(dets[s], feats[s] if c.track_appearance > 0 else None)
+            tracks[s] = tracker.update(dets[s], feats[s] if c.track.appearance > 0 else None)
             for tid in tracker.removed:
                 self.banks[s].remove(tid)
                 self.tracks_seen[s].discard(tid)
@@ -284,12 +169,12 @@ class MatchPipeline:
         t = t1
         self.crops_embedded += n_embedded
         # association
-        eligible = {s: [tr.id for tr in tracks[s] if tr.time_since_update <= c.max_gap
-                        and self.banks[s].count(tr.id) >= c.min_features] for s in STREAMS}
+        eligible = {s: [tr.id for tr in tracks[s] if tr.time_since_update <= c.association.max_gap
+                        and self.banks[s].count(tr.id) >= c.bank.min_features] for s in STREAMS}
         early = {s: [] for s in STREAMS}
-        if c.early_threshold is not None:  # tracks detected now, still gathering their first features
+        if c.association.early_threshold is not None:  # tracks detected now, still gathering their first features
             early = {s: [tr.id for tr in tracks[s] if tr.time_since_update == 0
-                         and 0 < self.banks[s].count(tr.id) < c.min_features] for s in STREAMS}
+                         and 0 < self.banks[s].count(tr.id) < c.bank.min_features] for s in STREAMS}
         ids = {s: eligible[s] + early[s] for s in STREAMS}
         changes.extend(self.associator.update(ids["ir"], self.banks["ir"].descriptors(ids["ir"]),
                                               ids["rgb"], self.banks["rgb"].descriptors(ids["rgb"]),
@@ -301,9 +186,9 @@ class MatchPipeline:
         pairs = self.associator.pairs()
         for p in pairs:
             ti, tr = by_id["ir"].get(p.ir_track), by_id["rgb"].get(p.rgb_track)
-            if reportable(ti, c.report_coast) and reportable(tr, c.report_coast):
+            if reportable(ti, c.association.report_coast) and reportable(tr, c.association.report_coast):
                 events.append(self._event("match", ir, rgb, p.ir_track, p.rgb_track, p.global_id, p.similarity, by_id,
-                                          coast=c.report_coast))
+                                          coast=c.association.report_coast))
         self._tick("events", t)
         self.last_tracks = tracks
         result = StepResult(self.frame, ir, rgb, tracks, pairs, events, n_embedded, time.perf_counter() - start)
@@ -359,17 +244,17 @@ def reportable(t: Track | None, coast: int) -> bool:
     return t.time_since_update == 0 or (t.kalman is not None and t.time_since_update <= coast)
 
 
-def default_tracker(detector: Detector, c: MatchConfig):
+def default_tracker(detector: Detector, c: MatcherConfig):
     """:class:`PassthroughTracker` for a detector that yields ids (a MOT file with track ids), else :class:`ByteTracker`."""
     if getattr(detector, "has_ids", False):
-        return PassthroughTracker(max_age=c.track_max_age)
-    return ByteTracker(high=c.track_high, low=c.track_low, min_hits=c.track_min_hits, max_age=c.track_max_age,
-                       appearance_weight=c.track_appearance)
+        return PassthroughTracker(max_age=c.track.max_age)
+    return ByteTracker(high=c.track.high, low=c.track.low, min_hits=c.track.min_hits, max_age=c.track.max_age,
+                       appearance_weight=c.track.appearance)
 
 
-def split_sigmas(tracker, c: MatchConfig) -> float:
-    """``c.track_split`` for a tracker that can split tracks, 0 for one that cannot (ids from a box file)."""
-    return c.track_split if hasattr(tracker, "split") else 0.0
+def split_sigmas(tracker, c: MatcherConfig) -> float:
+    """``c.track.split`` for a tracker that can split tracks, 0 for one that cannot (ids from a box file)."""
+    return c.track.split if hasattr(tracker, "split") else 0.0
 
 
 class DetectionFeatures:
@@ -444,7 +329,7 @@ def embed_tracks(embedder, jobs: list[tuple[Any, list[tuple[int, np.ndarray]], D
     return len(crops), splits
 
 
-def track_crops(img: np.ndarray, tracks: list[Track], dets: Detections, bank: FeatureBank, c: MatchConfig,
+def track_crops(img: np.ndarray, tracks: list[Track], dets: Detections, bank: FeatureBank, c: MatcherConfig,
                 step: int, crop: Callable[[np.ndarray, np.ndarray], np.ndarray | None]) -> list[tuple[int, np.ndarray]]:
     """``(track id, re-id crop)`` for the tracks of one frame that should be embedded now.
 
@@ -459,9 +344,9 @@ def track_crops(img: np.ndarray, tracks: list[Track], dets: Detections, bank: Fe
                                       _unmatched_boxes(dets, visible)]))[:len(visible)]
     out = []
     for tr, o in zip(visible, occ):
-        if bank.count(tr.id) >= c.min_features and (step + tr.id) % c.embed_every:
+        if bank.count(tr.id) >= c.bank.min_features and (step + tr.id) % c.crop.embed_every:
             continue
-        if o > c.max_occlusion and (not c.occluded_bootstrap or bank.count(tr.id) >= c.min_features):
+        if o > c.crop.max_occlusion and (not c.crop.occluded_bootstrap or bank.count(tr.id) >= c.bank.min_features):
             continue
         piece = crop(img, tr.box)
         if piece is not None:
@@ -536,7 +421,7 @@ class PairRunner(Runner):
     message of a source that failed for good (``run`` then raises it)."""
 
     def __init__(self, ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameSource, embedder,
-                 detectors: dict[str, Detector], *, config: MatchConfig | None = None,
+                 detectors: dict[str, Detector], *, config: MatcherConfig | None = None,
                  cameras: dict[str, SourceSpec] | None = None, events: str | Path | None = None,
                  save: str | Path | None = None, show: bool = False, realtime: bool = False, queue_size: int = 8,
                  open_timeout: float = 10.0, max_offline: float | None = 30.0, render_height: int = 360,
@@ -734,7 +619,7 @@ class PairRunner(Runner):
 
 
 def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameSource, embedder,
-              detectors: dict[str, Detector], *, config: MatchConfig | None = None,
+              detectors: dict[str, Detector], *, config: MatcherConfig | None = None,
               cameras: dict[str, SourceSpec] | None = None, events: str | Path | None = None,
               save: str | Path | None = None, show: bool = False, max_frames: int | None = None,
               duration: float | None = None, realtime: bool = False, queue_size: int = 8,

@@ -35,7 +35,7 @@ Events: the site view of the one event schema (:mod:`~mvd_edge.match.events`).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,11 @@ from mvd_edge.core.preprocess import box_crop
 from mvd_edge.core.signals import interrupts_deferred
 from mvd_edge.gallery.memory import IdentityMemory
 from mvd_edge.match.bank import FeatureBank
+from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import Detections, Detector
 from mvd_edge.match.events import box_xywh, start_event
 from mvd_edge.match.pipeline import (
     DetectionFeatures,
-    MatchConfig,
     StageTimer,
     default_tracker,
     embed_tracks,
@@ -63,33 +63,7 @@ from mvd_edge.match.runner import Runner, rss_mb
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
 from mvd_edge.match.track import Track
 
-__all__ = ["SiteCamera", "SiteConfig", "SiteMatcher", "SiteRunner", "TimeSync"]
-
-@dataclass
-class SiteConfig(MatchConfig):
-    """:class:`MatchConfig` (``threshold`` is the cross-modal one) plus the site's settings:
-    ``same_threshold`` (same-modality cosine), ``gallery_size`` (identities remembered),
-    ``identity_momentum`` (EMA weight of an identity's old descriptor), ``faiss_above`` (past
-    this many identities the gallery is searched through a faiss shortlist, see
-    :class:`~mvd_edge.gallery.memory.IdentityMemory`; 0: always, a huge number: never; ``pip install 'mvd-edge[gallery]'``).
-    The two-camera pairing settings ``max_gap``, ``report_coast``, ``fast_*`` and ``early_*`` do not apply here:
-    identities are decided on the tracks detected in each step (see :meth:`SiteMatcher._identify`)."""
-
-    same_threshold: float = 0.6
-    gallery_size: int = 10_000
-    identity_momentum: float = 0.8
-    faiss_above: int = 5_000
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not (np.isfinite(self.same_threshold) and -1.0 <= self.same_threshold <= 1.0):
-            raise UsageError(f"same_threshold must be a finite number in [-1, 1], got {self.same_threshold!r}")
-        if isinstance(self.gallery_size, bool) or not isinstance(self.gallery_size, int) or self.gallery_size < 1:
-            raise UsageError(f"gallery_size must be an integer >= 1, got {self.gallery_size!r}")
-        if not (np.isfinite(self.identity_momentum) and 0.0 <= self.identity_momentum < 1.0):
-            raise UsageError(f"identity_momentum must be in [0, 1), got {self.identity_momentum!r}")
-        if isinstance(self.faiss_above, bool) or not isinstance(self.faiss_above, int) or self.faiss_above < 0:
-            raise UsageError(f"faiss_above must be an integer >= 0, got {self.faiss_above!r}")
+__all__ = ["SiteCamera", "SiteMatcher", "SiteRunner", "TimeSync"]
 
 
 @dataclass(frozen=True)
@@ -115,11 +89,11 @@ class SiteMatcher:
         embedder: an :class:`~mvd_edge.runtime.Embedder`.
         cameras: the site's cameras (names unique).
         detectors: ``{camera name: Detector}``.
-        config: :class:`SiteConfig`.
+        config: :class:`~mvd_edge.match.config.MatcherConfig`.
     """
 
     def __init__(self, embedder, cameras: list[SiteCamera], detectors: dict[str, Detector],
-                 config: SiteConfig | None = None):
+                 config: MatcherConfig | None = None):
         names = [c.name for c in cameras]
         if len(set(names)) != len(names) or not names:
             raise UsageError(f"camera names must be unique and at least one, got {names}")
@@ -127,12 +101,12 @@ class SiteMatcher:
         if missing:
             raise UsageError(f"no detector for camera(s) {sorted(missing)}")
         self.embedder, self.cameras = embedder, {c.name: c for c in cameras}
-        self.config = c = config or SiteConfig()
+        self.config = c = config or MatcherConfig()
         self.detectors = detectors
         self.trackers = {n: default_tracker(detectors[n], c) for n in names}
-        self.banks = {n: FeatureBank(embedder.dim, c.ema_momentum, c.last_n) for n in names}
+        self.banks = {n: FeatureBank(embedder.dim, c.bank.ema_momentum, c.bank.last_n) for n in names}
         self.states: dict[str, dict[int, _TrackState]] = {n: {} for n in names}
-        self.gallery = IdentityMemory(embedder.dim, tuple(Modality), c.gallery_size, c.faiss_above)
+        self.gallery = IdentityMemory(embedder.dim, tuple(Modality), c.site.gallery_size, c.site.faiss_above)
         self.next_gid = 1
         self.step_index = 0
         self.timer = StageTimer()
@@ -140,7 +114,7 @@ class SiteMatcher:
         self.tracks_started = {n: 0 for n in names}
         self.last_tracks: dict[str, list[Track]] = {n: [] for n in names}  # each camera's tracks at its last frame
         spec = getattr(embedder, "spec", None)
-        self.aspect = c.crop_aspect or (spec.width / spec.height if spec is not None else None)
+        self.aspect = c.crop.aspect or (spec.width / spec.height if spec is not None else None)
 
     # ------------------------------------------------------------------ public API
     def step(self, frames: dict[str, FramePacket | np.ndarray]) -> list[dict[str, Any]]:
@@ -165,7 +139,7 @@ class SiteMatcher:
                  for n in packets}
         for n in packets:
             tracker = self.trackers[n]
-            tracks[n] = tracker.update(dets[n], feats[n] if c.track_appearance > 0 else None)
+            tracks[n] = tracker.update(dets[n], feats[n] if c.track.appearance > 0 else None)
             for tid in tracker.removed:
                 self.banks[n].remove(tid)
                 self.states[n].pop(tid, None)
@@ -205,7 +179,7 @@ class SiteMatcher:
 
     def _crop(self, img: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         c = self.config
-        return box_crop(img, box, c.crop_margin, self.aspect, c.min_box_height)
+        return box_crop(img, box, c.crop.margin, self.aspect, c.crop.min_box_height)
 
     def _tick(self, stage: str, t0: float) -> float:
         t1 = time.perf_counter()
@@ -231,12 +205,12 @@ class SiteMatcher:
         other = Modality.INFRARED if modality is Modality.VISIBLE else Modality.VISIBLE
         rows = self.gallery.candidates((other, modality), desc, always)
         if rows is None:  # exact search: every row
-            cross = self.gallery.similarities(other, desc) - c.threshold
-            same = self.gallery.similarities(modality, desc) - c.same_threshold
+            cross = self.gallery.similarities(other, desc) - c.association.threshold
+            same = self.gallery.similarities(modality, desc) - c.site.same_threshold
             rows = np.arange(cross.shape[1])
         else:
-            cross = self.gallery.similarities_at(other, desc, rows) - c.threshold
-            same = self.gallery.similarities_at(modality, desc, rows) - c.same_threshold
+            cross = self.gallery.similarities_at(other, desc, rows) - c.association.threshold
+            same = self.gallery.similarities_at(modality, desc, rows) - c.site.same_threshold
         return rows, np.maximum(cross, same), same > cross
 
     def _identify(self, cam: str, packet: FramePacket, tracks: list[Track]) -> list[dict[str, Any]]:
@@ -247,7 +221,7 @@ class SiteMatcher:
         # keeps its identity but neither claims nor blocks one, or a person whose old track still coasts
         # (lost when they vanished and came back elsewhere in the view) would found a second identity
         # for their new track (measured: a looped site grew by one id a pass; test_site)
-        eligible = [tr for tr in tracks if tr.time_since_update == 0 and bank.count(tr.id) >= c.min_features]
+        eligible = [tr for tr in tracks if tr.time_since_update == 0 and bank.count(tr.id) >= c.bank.min_features]
         if not eligible:
             return []
         desc = bank.descriptors([tr.id for tr in eligible])
@@ -272,10 +246,10 @@ class SiteMatcher:
             if st.gid is not None:
                 # keep the identity unless another beats it by the margin for k steps (a split / merge)
                 own = self._own_score(score[r], rows, st.gid)
-                if cand is not None and cand[0] != st.gid and cand[1] > own + max(c.margin, c.stickiness):
+                if cand is not None and cand[0] != st.gid and cand[1] > own + max(c.association.margin, c.association.stickiness):
                     st.streak = st.streak + 1 if st.candidate == cand[0] else 1
                     st.candidate = cand[0]
-                    if st.streak >= c.hysteresis:
+                    if st.streak >= c.association.hysteresis:
                         events.append(self._assign(cam, packet, tr, st, cand[0], cand, "same" if cand[2] else "cross"))
                 else:
                     st.candidate, st.streak = None, 0
@@ -284,7 +258,7 @@ class SiteMatcher:
             want = -1 if cand is None or (cand[0] in held) else cand[0]
             st.streak = st.streak + 1 if st.candidate == want else 1
             st.candidate = want
-            if st.streak < c.hysteresis:
+            if st.streak < c.association.hysteresis:
                 continue
             if want == -1:
                 gid = self._new_identity()
@@ -310,14 +284,14 @@ class SiteMatcher:
         return gid
 
     def _refresh(self, gid: int, modality: Modality, d: np.ndarray) -> None:
-        self.gallery.update(gid, modality, d, self.config.identity_momentum)
+        self.gallery.update(gid, modality, d, self.config.site.identity_momentum)
 
     def _assign(self, cam: str, packet: FramePacket, tr: Track, st: _TrackState, gid: int,
                 cand: tuple[int, float, bool] | None, via: str) -> dict[str, Any]:
         st.gid, st.candidate, st.streak = gid, None, 0
         sim = None
         if cand is not None:
-            thr = self.config.same_threshold if cand[2] else self.config.threshold
+            thr = self.config.site.same_threshold if cand[2] else self.config.association.threshold
             sim = round(cand[1] + thr, 4)
         return {"event": "identity", "step": self.step_index, "camera": cam, "frame": packet.index,
                 "track": int(tr.id), "global_id": int(gid), "similarity": sim, "via": via}
@@ -451,7 +425,7 @@ class SiteRunner(Runner):
     """
 
     def __init__(self, cameras: list[SiteCamera], embedder, detectors: dict[str, Detector], *,
-                 config: SiteConfig | None = None, events: str | Path | None = None, sinks=(), metrics=None,
+                 config: MatcherConfig | None = None, events: str | Path | None = None, sinks=(), metrics=None,
                  sources: dict[str, FrameSource] | None = None, step_fps: float | None = None,
                  tolerance: float | None = None, queue_size: int = 8, open_timeout: float = 10.0,
                  max_offline: float | None = 30.0, realtime: bool = False, save: str | Path | None = None,
@@ -481,7 +455,7 @@ class SiteRunner(Runner):
             self.video = VideoSink(self.save, 1.0 / self.sync.period)
         cams = {c.name: {"modality": c.modality.short, "source": self.sources[c.name].spec.label,
                          "fps": self.sources[c.name].fps} for c in self.cameras}
-        self.writer.write(start_event("site", cams, self.matcher.embedder, asdict(self.matcher.config)))
+        self.writer.write(start_event("site", cams, self.matcher.embedder, self.matcher.config.as_dict()))
 
     def step(self) -> bool:
         nxt = self.sync.next()

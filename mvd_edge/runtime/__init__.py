@@ -49,7 +49,7 @@ def load_embedder(path: str | Path, device: str | None = None, max_batch: int | 
                                   "`mvd-edge build-engine`")
     emb = _OPENERS[fmt.backend](p, info=info, device=device, max_batch=max_batch, **kwargs)
     if info is None and fmt.kind == formats.GRAPH:
-        emb.info["missing_sidecar"] = str(sidecar_path(p))  # match_settings says why no calibrated threshold
+        emb.info["missing_sidecar"] = str(sidecar_path(p))  # resolve() says why no calibrated threshold
     return emb
 
 

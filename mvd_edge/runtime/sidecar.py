@@ -209,7 +209,6 @@ def model_sha256(emb, engine: str | Path | None = None) -> str | None:
 # ---------------------------------------------------------------- the matcher's operating point
 
 OPERATING_POINT_KEY = "operating_point"
-DEFAULT_THRESHOLD = 0.5  # the matcher's historical default, used only for engines without an operating point
 
 
 def set_operating_point(engine: str | Path, point: dict) -> Path:
@@ -225,24 +224,7 @@ def set_operating_point(engine: str | Path, point: dict) -> Path:
     return write_json(sidecar_path(engine), info, indent=2, sort_keys=True)  # same engine: hashes stay valid
 
 
-def no_operating_point(info: dict | None, used: str) -> str:
-    """The warning for a model without a calibrated threshold: why it is not known (no sidecar at
-    all, which one is missing, or a sidecar never calibrated) and what is ``used`` instead."""
-    info = info or {}
-    calibrate = "calibrate one with `mvd-edge calibrate-threshold`"
-    if info.get("engine_file"):
-        return f"the engine {info['engine_file']} has no operating point in its sidecar (never calibrated): using " \
-               f"{used} ({calibrate})"
-    if info.get("missing_sidecar"):
-        return f"the engine's sidecar {info['missing_sidecar']} is missing, so its calibrated threshold is not " \
-               f"known: using {used} instead (restore the sidecar, or build-engine then {calibrate})"
-    if info.get("backend") == "torch":
-        return f"a checkpoint ({info.get('checkpoint', '.pt')}) has no sidecar, so no calibrated threshold: using " \
-               f"{used} (build an engine, then {calibrate})"
-    return f"no engine sidecar was read, so the calibrated threshold is not known: using {used} ({calibrate})"
-
-
-def _number(point: dict, key: str, where: str, path: str = "operating_point") -> float:
+def _number(point: dict, key: str, where: str, path: str) -> float:
     value = point.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EngineError(f"{where}: {path}.{key} must be a number, got {value!r}; "
@@ -250,94 +232,36 @@ def _number(point: dict, key: str, where: str, path: str = "operating_point") ->
     return float(value)
 
 
-def match_settings(info: dict | None, threshold: float | None = None, margin: float | None = None) -> dict:
-    """The threshold and margin ``match`` uses: given values win, else the engine's operating point, else defaults.
-
-    Returns ``{"threshold", "margin", "fast_threshold", "fast_margin", "early_threshold",
-    "early_margin", "source", "warning"}`` (``fast_threshold`` None unless the sidecar's ``fast``
-    point reached its precision, ``early_threshold`` likewise for ``fast_early``: see
-    :mod:`mvd_edge.eval.operating_point`). ``warning`` is set when there is no
-    operating point (``source`` "default") or when the stored one did not reach its target precision.
-    The sidecar's margin was chosen together with its threshold, so a ``threshold`` given alone
-    comes with margin 0 unless ``margin`` is given too.
-    """
+def operating_point(info: dict | None) -> dict:
+    """The sidecar's ``operating_point`` with its numbers checked (``{}`` when there is none): ``threshold``
+    and ``margin`` as floats, and the ``fast`` / ``fast_early`` points (their numbers checked when they
+    ``reached`` their precision) and ``same_modality`` as objects. What the matcher makes of it is
+    :func:`mvd_edge.match.config.resolve`'s business. A malformed one is an :class:`EngineError`."""
     where = (info or {}).get("engine_file", "the engine's sidecar")
     point = (info or {}).get(OPERATING_POINT_KEY)
-    if point is not None and not isinstance(point, dict):
+    if point is None:
+        return {}
+    if not isinstance(point, dict):
         raise EngineError(f"{where}: operating_point must be an object, got {type(point).__name__}; "
                           "re-run `mvd-edge calibrate-threshold`")
-    point = point or {}
-    out = {"threshold": threshold, "margin": margin, "source": "command line", "warning": None}
-    parts = []
-    if threshold is None:
-        if point:
-            out["threshold"] = _number(point, "threshold", where)
-            target = point.get("target_precision")
-            if point.get("reached") is False:
-                got = point.get("precision")
-                out["warning"] = (f"the engine's operating point did not reach its target pair precision {target} "
-                                  f"(measured {got}); its threshold is the most precise one found")
-                parts.append(f"threshold from the engine sidecar, pair precision {got} (target {target} not reached)")
-            else:
-                parts.append(f"threshold from the engine sidecar (pair precision {target} on "
-                             f"{point.get('identities', '?')} held-out identities)" if target is not None
-                             else "threshold from the engine sidecar")
-        else:
-            out["threshold"] = DEFAULT_THRESHOLD
-            parts.append("default threshold")
-            out["warning"] = no_operating_point(info, f"the default threshold {DEFAULT_THRESHOLD}")
-    else:
-        parts.append("threshold from the command line")
-    if margin is None:
-        if threshold is None and "margin" in point:
-            out["margin"] = _number(point, "margin", where)
-            parts.append("margin from the engine sidecar")
-        else:
-            out["margin"] = 0.0
-            parts.append("margin 0 (default)")
-    else:
-        parts.append("margin from the command line")
-    out.update(fast_threshold=None, fast_margin=0.0, early_threshold=None, early_margin=0.0)
-    for key, prefix, what in (("fast", "fast", "fast pairing"), ("fast_early", "early", "early pairing")):
-        fast = point.get(key)
-        if fast is not None and not isinstance(fast, dict):
-            raise EngineError(f"{where}: operating_point.{key} must be an object, got {type(fast).__name__}; "
+    out = dict(point)
+    if point:
+        out["threshold"] = _number(point, "threshold", where, OPERATING_POINT_KEY)
+    if "margin" in point:
+        out["margin"] = _number(point, "margin", where, OPERATING_POINT_KEY)
+    for key in ("fast", "fast_early", "same_modality"):
+        sub = point.get(key)
+        if sub is None:
+            continue
+        if not isinstance(sub, dict):
+            raise EngineError(f"{where}: operating_point.{key} must be an object, got {type(sub).__name__}; "
                               "re-run `mvd-edge calibrate-threshold`")
-        if fast and fast.get("reached") is True:
-            out[f"{prefix}_threshold"] = _number(fast, "threshold", where, f"operating_point.{key}")
-            out[f"{prefix}_margin"] = _number(fast, "margin", where, f"operating_point.{key}")
-            parts.append(f"{what} at {out[f'{prefix}_threshold']:.3f} (margin {out[f'{prefix}_margin']:.3f}) "
-                         "from the sidecar")
-    out["source"] = "; ".join(parts)
+        sub = dict(sub)
+        if key == "same_modality":
+            checked = ("threshold",)
+        else:  # a fast point is only used when it reached its precision
+            checked = ("threshold", "margin") if sub.get("reached") is True else ()
+        for name in checked:
+            sub[name] = _number(sub, name, where, f"{OPERATING_POINT_KEY}.{key}")
+        out[key] = sub
     return out
-
-
-DEFAULT_SAME_THRESHOLD = 0.6  # same-modality threshold for engines without a same-modality operating point
-
-
-def site_settings(info: dict | None, threshold: float | None = None, margin: float | None = None,
-                  same_threshold: float | None = None) -> dict:
-    """:func:`match_settings` plus the same-modality threshold of the site matcher: given value,
-    else the engine's ``operating_point.same_modality.threshold``, else
-    :data:`DEFAULT_SAME_THRESHOLD` with a warning. Returns ``{"threshold", "margin",
-    "same_threshold", "source", "warnings"}``."""
-    out = match_settings(info, threshold, margin)
-    warnings = [out["warning"]] if out["warning"] else []
-    where = (info or {}).get("engine_file", "the engine's sidecar")
-    same = ((info or {}).get(OPERATING_POINT_KEY) or {}).get("same_modality")
-    if same_threshold is not None:
-        value, src = float(same_threshold), "same-modality threshold from the command line"
-    elif isinstance(same, dict):
-        value, src = _number(same, "threshold", where), "same-modality threshold from the engine sidecar"
-        if same.get("reached") is False:
-            warnings.append(f"the engine's same-modality threshold did not reach its target precision "
-                            f"(precision {same.get('precision')})")
-    else:
-        value, src = DEFAULT_SAME_THRESHOLD, f"default same-modality threshold {DEFAULT_SAME_THRESHOLD}"
-        if (info or {}).get("engine_file"):
-            warnings.append(f"the engine has no same-modality operating point: using {DEFAULT_SAME_THRESHOLD} "
-                            "(re-run `mvd-edge calibrate-threshold` to measure one)")
-        else:
-            warnings.append(no_operating_point(info, f"the default same-modality threshold {DEFAULT_SAME_THRESHOLD}"))
-    return {"threshold": out["threshold"], "margin": out["margin"], "same_threshold": value,
-            "source": f"{out['source']}; {src}", "warnings": warnings}
