@@ -267,7 +267,7 @@ def test_parse_size_too_small(text):
     (["synth", "--size", "4x4"], "too small"),
     (["synth-video", "--size", "big"], "HEIGHTxWIDTH"),
     (["synth-video", "--size", "4x4"], "too small"),  # the same rule for every size option
-    (["match", "--ir", "cam0", "--rgb", "cam1", "--model", "colorhist", "--detector-size", "640"], "HEIGHTxWIDTH"),
+    (["match", "--ir", "cam0", "--rgb", "cam1", "--model", "colorhist", "--set", "detector.size=640x"], "HEIGHTxWIDTH"),
 ])
 def test_every_size_option_uses_the_one_parser(args, message, tmp_path):
     res = runner.invoke(app, args + (["--out", str(tmp_path)] if args[0].startswith("synth") else []))

@@ -15,6 +15,13 @@ def app():
     return root
 
 
+def pair(clip, *extra) -> list[str]:
+    """``match`` on the clip's two videos with their ground-truth boxes and the colour-histogram model."""
+    return ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"), "--model", "colorhist",
+            "--set", f"detector.ir_boxes={clip / 'ir.mot.txt'}", "--set", f"detector.rgb_boxes={clip / 'rgb.mot.txt'}",
+            "--no-status", *extra]
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, app):
     out = tmp_path_factory.mktemp("clip")
@@ -27,10 +34,8 @@ def clip(tmp_path_factory, app):
 def test_synth_match_score_round_trip(tmp_path, app, clip):
     runner = CliRunner()
     ev = tmp_path / "ev.jsonl"
-    r = runner.invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"), "--model", "colorhist",
-                            "--ir-boxes", str(clip / "ir.mot.txt"), "--rgb-boxes", str(clip / "rgb.mot.txt"),
-                            "--events", str(ev), "--no-status", "--summary-json", str(tmp_path / "s.json"),
-                            "--hysteresis", "3"])
+    r = runner.invoke(app, pair(clip, "--events", str(ev), "--set", f"outputs.summary_json={tmp_path / 's.json'}",
+                                "--set", "association.hysteresis=3"))
     assert r.exit_code == 0, r.output
     assert "20 frame pairs" in r.output and "fps" in r.output
     summary = json.loads((tmp_path / "s.json").read_text())
@@ -44,7 +49,7 @@ def test_synth_match_score_round_trip(tmp_path, app, clip):
 
 def test_profile_status_and_max_frames(tmp_path, app, clip):
     r = CliRunner().invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"),
-                                 "--model", "colorhist", "--max-frames", "3", "--profile"])
+                                 "--model", "colorhist", "--max-steps", "3", "--set", "outputs.profile=true"])
     assert r.exit_code == 0, r.output
     assert "3 frame pairs" in r.output and "detect.ir" in r.output
 
@@ -70,18 +75,17 @@ def test_match_sends_events_to_a_webhook_and_reports_the_delivery(tmp_path, app,
 
     rx = Receiver()
     try:
-        r = CliRunner().invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"),
-                                     "--model", "colorhist", "--ir-boxes", str(clip / "ir.mot.txt"), "--rgb-boxes",
-                                     str(clip / "rgb.mot.txt"), "--no-status", "--webhook", rx.url,
-                                     "--events", str(tmp_path / "ev.jsonl"), "--metrics-port", "0"])
+        r = CliRunner().invoke(app, pair(clip, "--set", f"outputs.webhook=[{rx.url}]", "--events",
+                                         str(tmp_path / "ev.jsonl"), "--set", "outputs.metrics_port=0"))
     finally:
         rx.stop()
     assert r.exit_code == 0, r.output
     n = sum(1 for _ in open(tmp_path / "ev.jsonl"))
     assert len(rx.got) == n and f"{n} of {n} events delivered" in r.output
     assert "metrics: http://127.0.0.1:" in r.output
-    for bad, msg in ((["--webhook", "ftp://x/y"], "expected an http"), (["--mqtt", "mqtt://host"], "expected mqtt://"),
-                     (["--sink-queue", "0"], "--sink-queue must be in")):
+    for bad, msg in ((["--set", "outputs.webhook=[ftp://x/y]"], "expected an http"),
+                     (["--set", "outputs.mqtt=[mqtt://host]"], "expected mqtt://"),
+                     (["--set", "outputs.sink_queue=0"], "outputs.sink_queue must be an integer in")):
         r = CliRunner().invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"),
                                      "--model", "colorhist", "--no-status", *bad])
         assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output, r.output
@@ -98,8 +102,9 @@ def test_site_round_trip_synth_match_score(tmp_path, app):
     assert (site / "site.yaml").is_file() and (site / "site-boxes.yaml").is_file()
     ev, summ = tmp_path / "site.jsonl", tmp_path / "summary.json"
     r = runner.invoke(app, ["match", "--cameras", str(site / "site-boxes.yaml"), "--model", "colorhist",
-                            "--events", str(ev), "--summary-json", str(summ), "--hysteresis", "2",
-                            "--same-threshold", "0.9", "--save", str(tmp_path / "grid.mp4")])
+                            "--events", str(ev), "--set", f"outputs.summary_json={summ}",
+                            "--set", "association.hysteresis=2", "--set", "site.same_threshold=0.9",
+                            "--set", f"outputs.video={tmp_path / 'grid.mp4'}"])
     assert r.exit_code == 0, r.output
     import cv2
 
@@ -140,10 +145,7 @@ def test_matched_people_crops_feed_a_gallery(tmp_path, app, clip):
     from pathlib import Path
 
     crops = tmp_path / "crops"
-    r = CliRunner().invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"),
-                                 "--model", "colorhist", "--ir-boxes", str(clip / "ir.mot.txt"), "--rgb-boxes",
-                                 str(clip / "rgb.mot.txt"), "--no-status", "--hysteresis", "3",
-                                 "--save-crops", str(crops)])
+    r = CliRunner().invoke(app, pair(clip, "--set", "association.hysteresis=3", "--set", f"outputs.crops={crops}"))
     assert r.exit_code == 0, r.output
     files = sorted(crops.rglob("*.jpg"))
     assert files and {f.parts[-3] for f in files} == {"ir", "rgb"}
@@ -164,10 +166,49 @@ def test_matched_people_crops_feed_a_gallery(tmp_path, app, clip):
 def test_a_box_file_of_another_video_is_warned_about(tmp_path, app, clip):
     far = tmp_path / "far.mot.txt"
     far.write_text("".join(f"{k},1,10,10,30,60,1\n" for k in range(5000, 5010)))
-    r = CliRunner().invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"),
-                                 "--model", "colorhist", "--ir-boxes", str(far), "--rgb-boxes",
-                                 str(clip / "rgb.mot.txt"), "--no-status"])
+    r = CliRunner().invoke(app, pair(clip, "--set", f"detector.ir_boxes={far}"))  # the last --set wins
     assert r.exit_code == 0, r.output
     text = " ".join(r.output.split())
     assert "the ir boxes file" in text and "no boxes for any of the 20 frames" in text and "5000-5009" in text
     assert "the rgb boxes file" not in text
+
+
+def test_match_has_at_most_15_options(app):
+    import typer
+
+    cmd = typer.main.get_command(app).commands["match"]
+    names = [p.opts[0] for p in cmd.get_params(cmd.make_context("match", ["--help"], resilient_parsing=True))]
+    assert "--set" in names and "--config" in names and "--print-config" in names and "--help" in names
+    assert len(names) <= 15, names
+
+
+@pytest.mark.parametrize("old, new", [
+    (["--threshold", "0.6"], "`--threshold` is now `--set association.threshold=0.6`"),
+    (["--hysteresis=3"], "`--hysteresis` is now `--set association.hysteresis=3`"),
+    (["--no-fast-pairing"], "`--no-fast-pairing` is now `--set association.fast_pairing=false`"),
+    (["--embed-every", "2"], "`--embed-every` is now `--set crop.embed_every=2`"),
+    (["--track-split", "0"], "`--track-split` is now `--set track.split=0`"),
+    (["--same-threshold", "0.7"], "`--same-threshold` is now `--set site.same_threshold=0.7`"),
+    (["--ir-boxes", "ir.txt"], "`--ir-boxes` is now `--set detector.ir_boxes=ir.txt`"),
+    (["--retrack"], "`--retrack` is now `--set detector.retrack=true`"),
+    (["--queue-size", "4"], "`--queue-size` is now `--set sources.queue_size=4`"),
+    (["--realtime"], "`--realtime` is now `--set sources.realtime=true`"),
+    (["--save", "v.mp4"], "`--save` is now `--set outputs.video=v.mp4`"),
+    (["--webhook", "http://h/x"], "`--webhook` is now `--set outputs.webhook=[http://h/x]`"),
+    (["--device", "cpu"], "`--device` is now `--set device=cpu`"),
+])
+def test_an_old_match_option_fails_in_one_line_naming_its_new_spelling(app, old, new):
+    r = CliRunner().invoke(app, ["match", "--ir", "cam0", "--rgb", "cam1", "--model", "colorhist", *old])
+    assert r.exit_code == 2 and new in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output, r.output
+
+
+def test_a_bad_setting_is_one_line_naming_the_key(app):
+    base = ["match", "--ir", "cam0", "--rgb", "cam1", "--model", "colorhist"]
+    r = CliRunner().invoke(app, [*base, "--set", "association.treshold=0.6"])
+    assert r.exit_code == 2 and "unknown config key 'association.treshold'" in r.output, r.output
+    r = CliRunner().invoke(app, [*base, "--set", "association.threshold=2"])
+    assert r.exit_code == 2 and r.output.count("must be") == 1, r.output
+    assert "association.threshold must be a finite number in [-1, 1], got 2.0" in " ".join(r.output.split())
+    r = CliRunner().invoke(app, [*base, "--set", "association.threshold"])
+    assert r.exit_code == 2 and "must look like key.path=value" in r.output, r.output

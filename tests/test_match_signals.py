@@ -36,8 +36,10 @@ def _mvd_edge() -> list[str]:
 def test_a_signal_ends_match_cleanly_with_its_exit_code(tmp_path, clip, sig, code, reason):
     events, save = tmp_path / "ev.jsonl", tmp_path / "out.mp4"
     cmd = _mvd_edge() + ["match", "--ir", clip["videos"]["ir"], "--rgb", clip["videos"]["rgb"], "--model", "colorhist",
-                         "--ir-boxes", clip["mot"]["ir"], "--rgb-boxes", clip["mot"]["rgb"], "--realtime",
-                         "--events", str(events), "--save", str(save), "--no-status", "--hysteresis", "2"]
+                         "--set", f"detector.ir_boxes={clip['mot']['ir']}",
+                         "--set", f"detector.rgb_boxes={clip['mot']['rgb']}", "--set", "sources.realtime=true",
+                         "--events", str(events), "--set", f"outputs.video={save}", "--no-status",
+                         "--set", "association.hysteresis=2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 60

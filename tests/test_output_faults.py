@@ -46,8 +46,9 @@ def clip(tmp_path_factory):
 
 
 def _match(clip, *extra):
-    return ["match", "--ir", clip / "ir.mp4", "--rgb", clip / "rgb.mp4", "--ir-boxes", clip / "ir.mot.txt",
-            "--rgb-boxes", clip / "rgb.mot.txt", "--model", "colorhist", "--no-status", *extra]
+    return ["match", "--ir", clip / "ir.mp4", "--rgb", clip / "rgb.mp4", "--set",
+            f"detector.ir_boxes={clip / 'ir.mot.txt'}", "--set", f"detector.rgb_boxes={clip / 'rgb.mot.txt'}",
+            "--model", "colorhist", "--no-status", *extra]
 
 
 # ---------------------------------------------------------------- fakes
@@ -214,7 +215,7 @@ def test_match_save_never_exits_0_with_a_video_that_does_not_play(clip, tmp_path
     monkeypatch.setattr(util, "write_errno", lambda folder: errno.ENOSPC)
     video = tmp_path / "out.mp4"
     events = tmp_path / "ev.jsonl"
-    code, out = _run(_match(clip, "--save", video, "--events", events))
+    code, out = _run(_match(clip, "--set", f"outputs.video={video}", "--events", events))
     line = _one_line_error(out)
     assert code == 2 and f"cannot write {video}" in line and "no space left" in line, out
     assert "removed" in line and not video.exists()
@@ -226,7 +227,7 @@ def test_match_save_in_a_read_only_folder_names_the_folder_problem(clip, tmp_pat
     ro = tmp_path / "ro"
     ro.mkdir()
     _read_only(monkeypatch, ro)
-    code, out = _run(_match(clip, "--save", ro / "a.mp4"))
+    code, out = _run(_match(clip, "--set", f"outputs.video={ro / 'a.mp4'}"))
     line = _one_line_error(out)
     assert code == 2 and "read-only" in line and "OpenCV" not in line, out
 
@@ -258,7 +259,7 @@ def test_a_video_that_plays_is_finished_by_the_error_handler(tmp_path):
     ["build-engine", "{onnx}", "--out", "{ro}/m.ort.onnx"],
     ["int8", "{onnx}", "--out-dir", "{ro}", "--flavours", "cpu", "--n", "4"],
     ["train", "--out", "{ro}/run", "--set", "synth.n_ids=12"],
-    ["match", "--summary-json", "{ro}/s.json"],
+    ["match", "--set", "outputs.summary_json={ro}/s.json"],
 ], ids=["synth", "synth-video", "score-matches", "export", "build-engine", "int8", "train", "match-summary"])
 def test_a_read_only_output_folder_is_one_line(clip, tmp_path, monkeypatch, tiny_ckpt, tiny_onnx, args):
     ro = tmp_path / "ro"

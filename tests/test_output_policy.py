@@ -4,6 +4,7 @@ written: the input survives byte for byte and the error is one line naming both.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -11,6 +12,11 @@ from typer.testing import CliRunner
 from mvd_edge.cli import app
 from mvd_edge.cli._common import refuse_overwriting_inputs
 from mvd_edge.core.errors import UsageError
+
+
+def _fill(args: list[str], names: dict) -> list[str]:
+    """``args`` with each ``{name}`` (a whole argument or part of one: ``outputs.video={rgb.mp4}``) replaced."""
+    return [re.sub(r"\{([^{}]+)\}", lambda m: str(names[m.group(1)]), a) for a in args]
 
 
 def _run(args):
@@ -37,12 +43,13 @@ def _intact(path, before):
     (["fp16", "{m.onnx}", "--out", "{m.onnx}"], "m.onnx"),
     (["build-engine", "{m.onnx}", "--out", "{m.onnx}"], "m.onnx"),
     (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--events", "{ir.mp4}"], "ir.mp4"),
-    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--save", "{rgb.mp4}"], "rgb.mp4"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--set", "outputs.video={rgb.mp4}"],
+     "rgb.mp4"),
     (["score-matches", "{ev.jsonl}", "{gt.json}", "--json", "{gt.json}"], "gt.json"),
 ], ids=["export", "fp16", "build-engine", "match-events", "match-save", "score-matches"])
 def test_output_equal_to_an_input_is_refused(files, args, victim):
     before = files[victim].read_bytes()
-    code, out = _run([str(files[a[1:-1]]) if a.startswith("{") else a for a in args])
+    code, out = _run(_fill(args, files))
     assert code == 2 and "would destroy the input" in out, out
     _intact(files[victim], before)
 
@@ -55,25 +62,26 @@ def test_paths_that_resolve_to_an_input_are_refused_too(files, tmp_path):
     sub.mkdir()
     for alias in (link, sub / ".." / "ir.mp4"):
         code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model",
-                          "colorhist", "--save", str(alias)])
+                          "colorhist", "--set", f"outputs.video={alias}"])
         assert code == 2 and "would destroy the input" in out, out
     _intact(files["ir.mp4"], before)
 
 
 def test_the_check_ignores_cameras_urls_and_unset_options(tmp_path):
-    refuse_overwriting_inputs({"--events": tmp_path / "ev.jsonl", "--save": None},
+    refuse_overwriting_inputs({"--events": tmp_path / "ev.jsonl", "outputs.video": None},
                               {"--ir source": "cam0", "--rgb source": "rtsp://10.0.0.6/main", "--cameras": None})
     with pytest.raises(UsageError, match="--events .* is the --ir source itself"):
         refuse_overwriting_inputs({"--events": tmp_path / "a"}, {"--ir source": tmp_path / "a"})
 
 
-@pytest.mark.parametrize("opt, value", [("--threshold", "5"), ("--threshold", "-1.5"), ("--margin", "-0.1"),
-                                        ("--detector-conf", "1.5"), ("--max-occlusion", "0"), ("--hysteresis", "0"),
-                                        ("--queue-size", "0"), ("--threshold", "nan")])
-def test_match_numeric_options_are_bounded(files, opt, value):
+@pytest.mark.parametrize("key, value", [("association.threshold", "5"), ("association.threshold", "-1.5"),
+                                        ("association.margin", "-0.1"), ("detector.conf", "1.5"),
+                                        ("crop.max_occlusion", "0"), ("association.hysteresis", "0"),
+                                        ("sources.queue_size", "0"), ("association.threshold", ".nan")])
+def test_match_numeric_settings_are_bounded(files, key, value):
     code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", "colorhist",
-                      opt, value])
-    assert code == 2 and f"{opt} must be in" in out, out
+                      "--set", f"{key}={value}"])
+    assert code == 2 and f"{key} must be" in out, out
 
 
 def test_score_matches_refuses_bad_bounds_and_empty_events(tmp_path):
@@ -97,7 +105,8 @@ def test_score_matches_refuses_bad_bounds_and_empty_events(tmp_path):
     (["int8", "{m.onnx}", "--out-dir", "{dir}", "--manifest", "{ev.jsonl}", "--flavours", "cpu"], "m.int8-cpu.onnx"),
     (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--events", "{old.jsonl}"],
      "old.jsonl"),
-    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--save", "{old.mp4}"], "old.mp4"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--set", "outputs.video={old.mp4}"],
+     "old.mp4"),
     (["score-matches", "{ev.jsonl}", "{gt.json}", "--json", "{old.json}"], "old.json"),
     (["synth", "--out", "{dir}"], "m.int8-cpu.onnx"),
     (["synth-video", "--out", "{dir}"], "m.int8-cpu.onnx"),
@@ -111,7 +120,7 @@ def test_an_existing_output_is_kept_unless_overwrite_is_given(files, tmp_path, a
     for p in olds.values():
         p.write_bytes(b"the user's")
     names = {**{k: str(v) for k, v in files.items()}, **{k: str(v) for k, v in olds.items()}, "dir": str(folder)}
-    argv = [names[a[1:-1]] if a.startswith("{") else a for a in args]
+    argv = _fill(args, names)
     code, out = _run(argv)
     assert code == 2 and ("already exists" in out or "folder is not empty" in out) and "--overwrite" in out, out
     assert olds[existing].read_bytes() == b"the user's"
@@ -160,7 +169,7 @@ def test_an_engine_s_sidecar_counts_as_part_of_the_engine(files, tmp_path):
     for args in (["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", str(files["m.onnx"]),
                   "--events", str(sidecar), "--overwrite"],
                  ["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", str(files["m.onnx"]),
-                  "--summary-json", str(sidecar), "--overwrite"],
+                  "--set", f"outputs.summary_json={sidecar}", "--overwrite"],
                  ["verify", str(files["ck.pt"]), str(files["m.onnx"]), "--json", str(sidecar), "--overwrite"]):
         code, out = _run(args)
         assert code == 2 and "sidecar of the" in out and "would destroy the input" in out, out
@@ -171,8 +180,8 @@ def test_an_onnx_detector_is_an_input_too(files):
     det = files["m.onnx"]
     before = det.read_bytes()
     code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", "colorhist",
-                      "--detector", str(det), "--events", str(det), "--overwrite"])
-    assert code == 2 and "--detector" in out and "would destroy the input" in out, out
+                      "--set", f"detector.name={det}", "--events", str(det), "--overwrite"])
+    assert code == 2 and "detector.ir" in out and "would destroy the input" in out, out
     assert det.read_bytes() == before
 
 
@@ -212,8 +221,8 @@ def test_an_output_inside_a_file_is_one_line(files, command):
     (["synth-video", "--out", "{dir}/v", "--seconds", "1e12"], "--seconds must be in"),
     (["bench", "{ck.pt}", "--out", "{dir}/b", "--iters", "0"], "--iters must be >= 1"),
     (["profile", "{m.onnx}", "--out", "{dir}/p", "--batch", "100000"], "at most 4096"),
-    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--hog-threshold", "nan"],
-     "--hog-threshold must be in"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--set", "detector.hog_threshold=.nan"],
+     "detector.hog_threshold must be a finite number in"),
 ], ids=["batch-size", "png-suffix", "eval-device", "train-device", "workers", "resume-overwrite", "fps-inf",
         "seconds-huge", "bench-iters", "profile-batch", "hog-nan"])
 def test_bad_options_are_one_line(files, tmp_path, args, message):
@@ -230,16 +239,16 @@ def test_binary_box_files_and_non_detector_models_are_one_line(files, tmp_path):
     binary = tmp_path / "bin.mot"
     binary.write_bytes(bytes(range(256)) * 4)
     code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", "colorhist",
-                      "--ir-boxes", str(binary), "--rgb-boxes", str(binary)])
+                      "--set", f"detector.ir_boxes={binary}", "--set", f"detector.rgb_boxes={binary}"])
     assert code == 2 and "not a text file" in out, out
     nan_rows = tmp_path / "nan.mot"
     nan_rows.write_text("1,1,10,10,nan,40,1\n")
     code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", "colorhist",
-                      "--ir-boxes", str(nan_rows), "--rgb-boxes", str(nan_rows)])
+                      "--set", f"detector.ir_boxes={nan_rows}", "--set", f"detector.rgb_boxes={nan_rows}"])
     assert code == 2 and "not a finite number" in out, out
     reid = Path(__file__).parent / "data" / "edge" / "tiny.onnx"  # an embedding model, not a detector
     code, out = _run(["match", "--ir", str(files["ir.mp4"]), "--rgb", str(files["rgb.mp4"]), "--model", "colorhist",
-                      "--detector", str(reid)])
+                      "--set", f"detector.name={reid}"])
     assert code == 2 and "is not a detector's" in out, out
 
 
@@ -248,9 +257,10 @@ def test_binary_box_files_and_non_detector_models_are_one_line(files, tmp_path):
 
 @pytest.mark.parametrize("args, victim", [
     (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--events", "{link}"], "ir.mp4"),
-    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--save", "{link}"], "rgb.mp4"),
-    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--summary-json", "{link}"],
-     "ir.mp4"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--set", "outputs.video={link}"],
+     "rgb.mp4"),
+    (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "colorhist", "--set",
+      "outputs.summary_json={link}"], "ir.mp4"),
     (["match", "--ir", "{ir.mp4}", "--rgb", "{rgb.mp4}", "--model", "{m.onnx}", "--events", "{link}"], "m.onnx"),
     (["export", "{ck.pt}", "--out", "{link}"], "ck.pt"),
     (["fp16", "{m.onnx}", "--out", "{link}"], "m.onnx"),
@@ -265,7 +275,7 @@ def test_a_hard_link_of_an_input_is_the_input(files, tmp_path, args, victim):
     link.parent.mkdir()
     os.link(files[victim], link)
     before = files[victim].read_bytes()
-    argv = [str(link) if a == "{link}" else str(files[a[1:-1]]) if a.startswith("{") else a for a in args]
+    argv = _fill(args, {**files, "link": link})
     code, out = _run(argv + ["--overwrite"])
     assert code == 2 and "would destroy the input" in out, out
     _intact(files[victim], before)

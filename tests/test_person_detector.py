@@ -199,8 +199,8 @@ def test_train_detector_command_and_match(tmp_path):
     r = runner.invoke(app, args)  # never replaces a detector silently
     assert r.exit_code == 2 and "--overwrite" in r.output
     r = runner.invoke(app, ["match", "--ir", str(clip / "ir.mp4"), "--rgb", str(clip / "rgb.mp4"), "--model",
-                            "colorhist", "--detector", str(out / "detector.onnx"), "--max-frames", "3", "--no-status",
-                            "--summary-json", str(tmp_path / "s.json")])
+                            "colorhist", "--set", f"detector.name={out / 'detector.onnx'}", "--max-frames", "3",
+                            "--no-status", "--set", f"outputs.summary_json={tmp_path / 's.json'}"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "s.json").read_text())["detector"] == {"ir": "onnx", "rgb": "onnx"}
     r = runner.invoke(app, ["train-detector", "--video", str(clip / "ir.mp4"), "--out", str(tmp_path / "d2")])

@@ -80,8 +80,9 @@ def _match(app, engine, tmp_path, *extra):
     v = EDGE / "video"
     summary = tmp_path / "summary.json"
     r = CliRunner().invoke(app, ["match", "--ir", str(v / "ir.mp4"), "--rgb", str(v / "rgb.mp4"), "--model", str(engine),
-                                 "--ir-boxes", str(v / "ir.mot.txt"), "--rgb-boxes", str(v / "rgb.mot.txt"),
-                                 "--no-status", "--summary-json", str(summary), "--overwrite", *extra])
+                                 "--set", f"detector.ir_boxes={v / 'ir.mot.txt'}",
+                                 "--set", f"detector.rgb_boxes={v / 'rgb.mot.txt'}", "--no-status",
+                                 "--set", f"outputs.summary_json={summary}", "--overwrite", *extra])
     assert r.exit_code == 0, r.output
     return r.output, json.loads(summary.read_text())["config"]["association"]
 
@@ -93,7 +94,7 @@ def test_match_uses_the_sidecar_threshold_unless_given(app, engine, tmp_path):
     out, config = _match(app, engine, tmp_path)
     assert (config["threshold"], config["margin"]) == (0.123, 0.01)
     assert "threshold 0.123, margin 0.010 (threshold from the engine sidecar" in " ".join(out.split())
-    out, config = _match(app, engine, tmp_path, "--threshold", "0.4")
+    out, config = _match(app, engine, tmp_path, "--set", "association.threshold=0.4")
     assert (config["threshold"], config["margin"]) == (0.4, 0.0) and "threshold from --set" in out
 
 
@@ -155,7 +156,29 @@ def test_match_takes_the_fast_point_from_the_sidecar_and_can_be_told_not_to(app,
     assert (config["fast_threshold"], config["fast_margin"], config["report_coast"]) == (0.6, 0.05, 1)
     assert config["early_threshold"] == 0.8
     assert "fast pairing at 0.600" in " ".join(out.split())
-    out, config = _match(app, engine, tmp_path, "--no-fast-pairing", "--report-coast", "0")
+    out, config = _match(app, engine, tmp_path, "--set", "association.fast_pairing=false",
+                         "--set", "association.report_coast=0")
     assert config["fast_threshold"] is None and config["early_threshold"] is None and config["report_coast"] == 0
-    r = CliRunner().invoke(app, ["match", "--ir", "cam0", "--rgb", "cam1", "--model", str(engine), "--report-coast", "-1"])
-    assert r.exit_code == 2 and "--report-coast must be in [0, 100000]" in r.output
+    r = CliRunner().invoke(app, ["match", "--ir", "cam0", "--rgb", "cam1", "--model", str(engine),
+                                 "--set", "association.report_coast=-1"])
+    assert r.exit_code == 2 and "association.report_coast must be an integer in [0, 100000]" in r.output
+
+
+def test_print_config_says_where_each_value_came_from(app, engine, tmp_path):
+    set_operating_point(engine, {"threshold": 0.2, "margin": 0.01, "target_precision": 0.9,
+                                 "same_modality": {"threshold": 0.7, "reached": True}})
+    (tmp_path / "m.yaml").write_text("association:\n  hysteresis: 4\ntrack:\n  split: 2.0\n")
+    r = CliRunner().invoke(app, ["match", "--model", str(engine), "--config", str(tmp_path / "m.yaml"), "--set",
+                                 "association.margin=0.1", "--set", "track.split=3", "--print-config"])
+    assert r.exit_code == 0, r.output
+    lines = dict(line.split(" = ", 1) for line in r.output.splitlines() if " = " in line)
+    assert lines["association.threshold"] == "0.2  (engine sidecar)"
+    assert lines["association.margin"] == "0.1  (--set)"  # given: the sidecar's margin does not replace it
+    assert lines["association.hysteresis"] == f"4  (file {tmp_path / 'm.yaml'})"
+    assert lines["track.split"] == "3.0  (--set)"  # --set wins over the file
+    assert lines["association.stickiness"] == "0.05  (default)" and lines["detector.name"] == '"auto"  (default)'
+    assert lines["site.same_threshold"] == "0.6  (default)"  # a pair run: the site's threshold is not resolved
+    r = CliRunner().invoke(app, ["match", "--model", str(engine), "--cameras", str(tmp_path / "m.yaml"),
+                                 "--print-config"])  # a site (the cameras file is not read to print the config)
+    assert r.exit_code == 0, r.output
+    assert "site.same_threshold = 0.7  (engine sidecar)" in r.output

@@ -6,11 +6,14 @@ commands, so ``--help`` stays light.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand
 
 from mvd_edge.cli._common import (
     OVERWRITE_HELP,
@@ -78,7 +81,74 @@ def _check_bounds(values: dict[str, tuple]) -> None:
             raise UsageError(f"{name} must be in [{lo:g}, {hi:g}], got {v}")
 
 
-@app.command("match")
+#: options of the old ``match`` command line that are config keys now (``--set KEY=VALUE``)
+MOVED_OPTIONS = {
+    "--threshold": "association.threshold", "--margin": "association.margin",
+    "--hysteresis": "association.hysteresis", "--report-coast": "association.report_coast",
+    "--embed-every": "crop.embed_every", "--max-occlusion": "crop.max_occlusion",
+    "--track-appearance": "track.appearance", "--track-split": "track.split",
+    "--same-threshold": "site.same_threshold", "--step-fps": "site.step_fps", "--sync-tolerance": "site.sync_tolerance",
+    "--device": "device", "--detector": "detector.name", "--ir-detector": "detector.ir",
+    "--rgb-detector": "detector.rgb",
+    "--detector-layout": "detector.layout", "--detector-size": "detector.size", "--detector-conf": "detector.conf",
+    "--hog-upscale": "detector.hog_upscale", "--hog-threshold": "detector.hog_threshold",
+    "--ir-boxes": "detector.ir_boxes", "--rgb-boxes": "detector.rgb_boxes", "--min-box-score": "detector.min_box_score",
+    "--queue-size": "sources.queue_size", "--open-timeout": "sources.open_timeout",
+    "--max-offline": "sources.max_offline", "--save": "outputs.video", "--save-crops": "outputs.crops",
+    "--summary-json": "outputs.summary_json", "--webhook": "outputs.webhook", "--mqtt": "outputs.mqtt",
+    "--sink-queue": "outputs.sink_queue", "--metrics-port": "outputs.metrics_port",
+}
+#: on/off options of the old command line (``--X`` / ``--no-X``) that are config keys now
+MOVED_SWITCHES = {"--retrack": "detector.retrack", "--fast-pairing": "association.fast_pairing",
+                  "--realtime": "sources.realtime", "--profile": "outputs.profile"}
+
+
+def moved_options(args: list[str]) -> str | None:
+    """One line naming the new spelling of every old ``match`` option in ``args`` (None: there is none)."""
+    notes = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        name, eq, value = arg.partition("=")
+        switch = "--" + name.removeprefix("--no-") if name.startswith("--no-") else name
+        if name in MOVED_OPTIONS:
+            key = MOVED_OPTIONS[name]
+            value = value if eq else args[i + 1] if i + 1 < len(args) else "VALUE"
+            value = f"[{value}]" if key in ("outputs.webhook", "outputs.mqtt") else value
+            notes.append(f"`{name}` is now `--set {key}={value}`")
+        elif switch in MOVED_SWITCHES:
+            notes.append(f"`{name}` is now `--set {MOVED_SWITCHES[switch]}={str(switch == name).lower()}`")
+    return "; ".join(notes) + " (`mvd-edge match --print-config` lists every key)" if notes else None
+
+
+class _MatchCommand(TyperCommand):
+    """``match``, which answers an option of its old command line with its new spelling before parsing."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        moved = moved_options(args)
+        if moved:
+            err_console.print(f"[bold red]error:[/] {escape(moved)}", highlight=False, soft_wrap=True)
+            ctx.exit(2)
+        return super().parse_args(ctx, args)
+
+
+@dataclass
+class _Run:
+    """The ``match`` options that are not matcher settings: what to read, where the events go, when to stop."""
+
+    model: str
+    ir: str | None
+    rgb: str | None
+    cameras: Path | None
+    events: Path | None
+    overwrite: bool
+    show: bool
+    status: bool
+    max_frames: int | None
+    duration: float | None
+
+
+@app.command("match", cls=_MatchCommand)
 @friendly
 def match_cmd(
     model: Annotated[str, typer.Option(help="re-id engine: .onnx/.engine with sidecar, or an exported .onnx; "
@@ -89,182 +159,125 @@ def match_cmd(
     rgb: Annotated[Optional[str], typer.Option("--rgb", help="RGB source (same forms as --ir)")] = None,
     cameras: Annotated[Optional[Path], typer.Option(help="cameras YAML: name -> source (+ resolution, fps, modality, "
                                                          "boxes); alone (no --ir/--rgb): run all its cameras")] = None,
-    same_threshold: Annotated[Optional[float], typer.Option(help="site: cosine a same-modality match (RGB-RGB, IR-IR) "
-                                                                 "needs (default: the engine's same-modality "
-                                                                 "operating point)")] = None,
-    step_fps: Annotated[Optional[float], typer.Option(help="site: time steps per second (default: the fastest "
-                                                           "camera's fps)")] = None,
-    sync_tolerance: Annotated[Optional[float], typer.Option(help="site: seconds a frame may be off its step's time "
-                                                                 "(default: half a step)")] = None,
-    device: Annotated[Optional[str], typer.Option(help="engine device (default: the engine's)")] = None,
-    detector: Annotated[str, typer.Option(help="both streams: 'auto' (the best measured on real footage: RGB "
-                                               "ssdlite+mog2, IR knn); ssdlite (a CNN trained on real photographs, "
-                                               "packaged), ssdlite+mog2 (its weaker boxes confirmed by the fixed "
-                                               "camera's background model); mog2, knn, warm, mog2+warm, knn+warm "
-                                               "(background models: fixed cameras, no training); hog (trained on "
-                                               "real photographs); person-synth (trained on this project's "
-                                               "synthetic scenes only: the demo's videos, not real cameras); or a "
-                                               "YOLO-style .onnx")] = "auto",
-    ir_detector: Annotated[Optional[str], typer.Option(help="IR stream detector (overrides --detector)")] = None,
-    rgb_detector: Annotated[Optional[str], typer.Option(help="RGB stream detector (overrides --detector)")] = None,
-    detector_layout: Annotated[str, typer.Option(help="ONNX detector output: auto, v8, v5 or e2e")] = "auto",
-    detector_size: Annotated[str, typer.Option(help="ONNX detector input HEIGHTxWIDTH if dynamic")] = "640x640",
-    detector_conf: Annotated[float, typer.Option(help="ONNX detector score threshold")] = 0.35,
-    hog_upscale: Annotated[float, typer.Option(help="HOG: resize frames by this before detecting "
-                                                    "(2 finds ~50 px people, 4x slower)")] = 1.0,
-    hog_threshold: Annotated[float, typer.Option(help="HOG: SVM margin a window needs")] = 0.0,
-    ir_boxes: Annotated[Optional[Path], typer.Option(help="MOT box file for the IR stream "
-                                                          "(replaces the detector)")] = None,
-    rgb_boxes: Annotated[Optional[Path], typer.Option(help="MOT box file for the RGB stream")] = None,
-    retrack: Annotated[bool, typer.Option(help="ignore track ids in box files; link boxes with our tracker")] = False,
-    min_box_score: Annotated[Optional[float], typer.Option(help="drop box-file rows with a lower score")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="cosine similarity a cross-modal match needs "
-                                                            "(default: the engine's operating point from "
-                                                            "`calibrate-threshold`, else 0.5)")] = None,
-    margin: Annotated[Optional[float], typer.Option(help="a match must also beat every other similarity of its IR "
-                                                         "track and of its RGB track by this much (0 = off; default: "
-                                                         "the engine's operating point, else 0)")] = None,
-    hysteresis: Annotated[int, typer.Option(help="frames a match must hold before it is reported / fail "
-                                                 "before it is dropped")] = 5,
-    fast_pairing: Annotated[bool, typer.Option(help="report a pair after one frame when its similarity reaches the "
-                                                    "engine's calibrated fast point (pair precision 0.99 on 3-crop "
-                                                    "tracks; engines without one always wait --hysteresis), and pair a "
-                                                    "new track at its first crop at the early point (the same on "
-                                                    "1-crop tracks), if the engine has one")] = True,
-    report_coast: Annotated[Optional[int], typer.Option(help="keep reporting a held pair for up to this many frames "
-                                                             "in which the detector missed one of its people, with "
-                                                             "the tracker's predicted box (default: 1; 0 = off)")] = None,
-    embed_every: Annotated[int, typer.Option(help="embed each tracked person every N frames")] = 1,
-    max_occlusion: Annotated[float, typer.Option(help="skip crops covered more than this by another box")] = 0.3,
-    track_appearance: Annotated[float, typer.Option(help="weight of re-id appearance where the tracker's IoU is "
-                                                         "ambiguous (people crossing); 0 = IoU only")] = 1.0,
-    track_split: Annotated[float, typer.Option(help="give a track a new id when 3 crops in a row agree with its "
-                                                    "feature bank this many standard deviations below its usual "
-                                                    "agreement (the tracker followed someone else); 0 = never")] = 4.0,
+    config: Annotated[Optional[Path], typer.Option(help="matcher config YAML (the keys of --set, nested)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for any matcher setting, e.g. "
+                                                                    "association.threshold=0.6 or detector.name=hog "
+                                                                    "(repeatable; --print-config lists them)")] = None,
     events: Annotated[Optional[Path], typer.Option(help="write JSONL match events here")] = None,
-    save: Annotated[Optional[Path], typer.Option(help="write the annotated side-by-side video here (.mp4)")] = None,
-    show: Annotated[bool, typer.Option(help="show the annotated video in a window (needs GUI OpenCV)")] = False,
-    max_frames: Annotated[Optional[int], typer.Option(help="stop after this many frame pairs")] = None,
-    duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds")] = None,
-    realtime: Annotated[bool, typer.Option(help="files: play at their fps and drop frames when behind, "
-                                                "like a live camera")] = False,
-    queue_size: Annotated[int, typer.Option(help="frames buffered per source")] = 8,
-    open_timeout: Annotated[float, typer.Option(help="seconds to keep trying to open a live source")] = 10.0,
-    max_offline: Annotated[float, typer.Option(help="seconds a live source may stay lost before the run "
-                                                    "fails (reconnecting with backoff meanwhile)")] = 30.0,
-    profile: Annotated[bool, typer.Option(help="show per-stage timings live")] = False,
-    status: Annotated[bool, typer.Option(help="live status line")] = True,
-    summary_json: Annotated[Optional[Path], typer.Option("--summary-json", help="write the run summary here")] = None,
-    webhook: Annotated[Optional[list[str]], typer.Option(help="also POST every event as JSON to this http(s) URL "
-                                                              "(repeatable; retried, bounded queue)")] = None,
-    mqtt: Annotated[Optional[list[str]], typer.Option(help="also publish every event to mqtt://host[:port]/topic "
-                                                           "(QoS 1; repeatable; needs mvd-edge[site])")] = None,
-    sink_queue: Annotated[int, typer.Option(help="events a network sink holds while its receiver is away")] = 10_000,
-    metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus metrics on 127.0.0.1:PORT/metrics "
-                                                             "(needs mvd-edge[site])")] = None,
-    save_crops: Annotated[Optional[Path], typer.Option(help="keep crops of matched people here, "
-                                                            "DIR/<modality>/<global id>/..., for `mvd-edge gallery "
-                                                            "build DIR`")] = None,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
+    max_frames: Annotated[Optional[int], typer.Option("--max-frames", "--max-steps",
+                                                      help="stop after this many steps (frame pairs)")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds")] = None,
+    show: Annotated[bool, typer.Option(help="show the annotated video in a window (needs GUI OpenCV)")] = False,
+    status: Annotated[bool, typer.Option(help="live status line")] = True,
+    print_config: Annotated[bool, typer.Option("--print-config", help="print every setting, resolved against the "
+                                                                      "engine's sidecar, with where it came from, "
+                                                                      "and exit")] = False,
 ) -> None:
-    """Match people across an IR and an RGB stream (detect, track, embed, associate)."""
-    from mvd_edge.match.config import MatcherConfig, resolve
-    from mvd_edge.match.detect import make_detector
-    from mvd_edge.match.pipeline import run_match
-    from mvd_edge.match.sources import SourceError, load_cameras, parse_source
-    from mvd_edge.runtime import load_embedder
+    """Match people across an IR and an RGB stream, or across every camera of a site (detect, track, embed,
+    associate). Every other setting is a config key: in a YAML file (--config) or one by one (--set KEY=VALUE)."""
+    from mvd_edge.match.config import load_matcher_config
 
-    _check_bounds({"--threshold": (threshold, -1.0, 1.0), "--margin": (margin, 0.0, 2.0),
-                   "--detector-conf": (detector_conf, 0.0, 1.0), "--max-occlusion": (max_occlusion, 1e-9, 1.0),
-                   "--min-box-score": (min_box_score, 0.0, 1.0), "--hog-upscale": (hog_upscale, 1e-9, 8.0),
-                   "--hog-threshold": (hog_threshold, -100.0, 100.0),
-                   "--hysteresis": (hysteresis, 1, 10_000), "--embed-every": (embed_every, 1, 10_000),
-                   "--queue-size": (queue_size, 1, 10_000), "--open-timeout": (open_timeout, 0.0, 1e6),
-                   "--max-offline": (max_offline, 0.0, 1e6), "--sink-queue": (sink_queue, 1, 10_000_000),
-                   "--metrics-port": (metrics_port, 0, 65535), "--same-threshold": (same_threshold, -1.0, 1.0),
-                   "--step-fps": (step_fps, 1e-3, 1000.0), "--sync-tolerance": (sync_tolerance, 0.0, 60.0),
-                   "--track-appearance": (track_appearance, 0.0, 100.0), "--track-split": (track_split, 0.0, 100.0),
-                   "--report-coast": (report_coast, 0, 100_000)})
-    from mvd_edge.match.sinks import MqttSink, WebhookSink
-
-    for url in webhook or []:
-        WebhookSink.check_url(url)
-    for url in mqtt or []:
-        MqttSink.parse_url(url)
-    if ir is None and rgb is None:
+    cfg = load_matcher_config(config, set_ or [])
+    run = _Run(model, ir, rgb, cameras, events, overwrite, show, status, max_frames, duration)
+    site = ir is None and rgb is None
+    if print_config:
+        _print_config(cfg, model, site=site and cameras is not None)
+        return
+    _check_urls(cfg.outputs)
+    if site:
         if cameras is None:
             raise UsageError("give --ir and --rgb (two cameras), or --cameras FILE alone (every camera of a site)")
-        for flag, value in (("--show", show or None), ("--ir-boxes", ir_boxes),
-                            ("--rgb-boxes", rgb_boxes), ("--ir-detector", ir_detector), ("--rgb-detector", rgb_detector)):
-            if value is not None:
-                raise UsageError(f"{flag} is for two-camera runs; a site takes boxes per camera from the cameras file "
-                                 "('boxes:') and --detector for all")
-        check_outputs({"--events": events, "--summary-json": summary_json, "--save": save, "--save-crops": save_crops},
-                      {"--cameras": cameras, "--model": None if model == "colorhist" else model,
-                       "--detector": detector if Path(detector).suffix == ".onnx" else None,
-                       **{f"camera {n}": sp.target for n, sp in load_cameras(cameras).items() if sp.kind == "file"}},
-                      overwrite)
-        _run_site(cameras, model, device=device, detector=detector, threshold=threshold, margin=margin,
-                  same_threshold=same_threshold, hysteresis=hysteresis, embed_every=embed_every,
-                  max_occlusion=max_occlusion, tracking=dict(track_appearance=track_appearance, track_split=track_split),
-                  events=events, save=save, save_crops=save_crops,
-                  summary_json=summary_json, status=status,
-                  max_frames=max_frames,
-                  duration=duration, realtime=realtime, queue_size=queue_size, open_timeout=open_timeout,
-                  max_offline=max_offline, step_fps=step_fps, sync_tolerance=sync_tolerance, webhook=webhook,
-                  mqtt=mqtt, sink_queue=sink_queue, metrics_port=metrics_port, retrack=retrack,
-                  min_box_score=min_box_score, detector_kw=dict(hog_upscale=hog_upscale, hog_threshold=hog_threshold,
-                                                               onnx_layout=detector_layout,
-                                                               onnx_size=parse_size(detector_size, "--detector-size"),
-                                                               onnx_conf=detector_conf))
-        return
-    if ir is None or rgb is None:
+        _run_site(cfg, run)
+    elif ir is None or rgb is None:
         raise UsageError("give both --ir and --rgb (or neither, with --cameras, for a site)")
-    check_outputs({"--events": events, "--save": save, "--summary-json": summary_json, "--save-crops": save_crops},
-                  {"--ir source": ir, "--rgb source": rgb, "--model": None if model == "colorhist" else model,
-                   "--ir-boxes": ir_boxes, "--rgb-boxes": rgb_boxes, "--cameras": cameras,
-                   **{flag: d for flag, d in (("--detector", detector), ("--ir-detector", ir_detector),
-                                              ("--rgb-detector", rgb_detector)) if d and Path(d).suffix == ".onnx"}},
-                  overwrite)
-    cams = load_cameras(cameras) if cameras is not None else None
-    specs = {"ir": parse_source(ir, cams), "rgb": parse_source(rgb, cams)}  # fail early on bad sources
-    dsize = parse_size(detector_size, "--detector-size")
-    chosen = {"ir": ir_detector or detector, "rgb": rgb_detector or detector}
-    detectors = {s: make_detector(b, chosen[s], modality=s, retrack=retrack, min_score=min_box_score,
-                                  hog_upscale=hog_upscale, hog_threshold=hog_threshold, onnx_layout=detector_layout,
-                                  onnx_size=dsize, onnx_conf=detector_conf)
-                 for s, b in (("ir", ir_boxes), ("rgb", rgb_boxes))}
+    else:
+        _run_pair(cfg, run)
+
+
+def _print_config(cfg, model: str, site: bool) -> None:
+    """``match --print-config``: every key resolved against the engine's sidecar, with its source."""
+    op = _resolved(cfg, _embedder(model, cfg.device), site)
+    for line in op.config.describe():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _embedder(model: str, device: str | None):
     if model == "colorhist":
         from mvd_edge.match.baselines import ColorHistogramEmbedder
 
-        embedder = ColorHistogramEmbedder()
-    else:
-        embedder = load_embedder(model, device=device)
-    given = {k: v for k, v in (("association.threshold", threshold), ("association.margin", margin),
-                               ("association.report_coast", report_coast)) if v is not None}
-    op = resolve(MatcherConfig().updated(
-        {**given, "association.fast_pairing": fast_pairing, "association.hysteresis": hysteresis,
-         "crop.embed_every": embed_every, "crop.max_occlusion": max_occlusion, "track.appearance": track_appearance,
-         "track.split": track_split}), getattr(embedder, "info", None))
+        return ColorHistogramEmbedder()
+    from mvd_edge.runtime import load_embedder
+
+    return load_embedder(model, device=device)
+
+
+def _resolved(cfg, embedder, site: bool):
+    """:func:`~mvd_edge.match.config.resolve` against the embedder's sidecar, its warnings printed."""
+    from mvd_edge.match.config import resolve
+
+    op = resolve(cfg, getattr(embedder, "info", None), site=site)
     for w in op.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
-    config = op.config
-    err_console.print(f"threshold {config.association.threshold:.3f}, margin {config.association.margin:.3f} "
-                      f"({op.source})", highlight=False)
-    err_console.print(f"model {model} ({embedder.backend}, {embedder.precision}, {embedder.dim}-d); detectors: "
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
+    return op
+
+
+def _check_urls(outputs) -> None:
+    """The webhook and MQTT URLs, checked before anything is opened."""
+    from mvd_edge.match.sinks import MqttSink, WebhookSink
+
+    for url in outputs.webhook:
+        WebhookSink.check_url(url)
+    for url in outputs.mqtt:
+        MqttSink.parse_url(url)
+
+
+def _detector_options(d) -> dict:
+    """``make_detector``'s keyword arguments from the ``detector`` section (boxes and names aside)."""
+    return dict(retrack=d.retrack, min_score=d.min_box_score, hog_upscale=d.hog_upscale, hog_threshold=d.hog_threshold,
+                onnx_layout=d.layout, onnx_size=parse_size(d.size, "detector.size"), onnx_conf=d.conf)
+
+
+def _outputs(run: _Run, out) -> dict:
+    return {"--events": run.events, "outputs.video": out.video, "outputs.summary_json": out.summary_json,
+            "outputs.crops": out.crops}
+
+
+def _run_pair(cfg, run: _Run) -> None:
+    """``match --ir A --rgb B``: one IR and one RGB source (mvd_edge.match.pipeline)."""
+    from mvd_edge.core.signals import sigterm_as_interrupt
+    from mvd_edge.match.detect import make_detector
+    from mvd_edge.match.pipeline import run_match
+    from mvd_edge.match.sinks import CropSaver
+    from mvd_edge.match.sources import SourceError, load_cameras, parse_source
+
+    d, out, src = cfg.detector, cfg.outputs, cfg.sources
+    chosen = {"ir": d.ir or d.name, "rgb": d.rgb or d.name}
+    check_outputs(_outputs(run, out), {"--ir source": run.ir, "--rgb source": run.rgb, "--cameras": run.cameras,
+                                       "--model": None if run.model == "colorhist" else run.model,
+                                       "detector.ir_boxes": d.ir_boxes, "detector.rgb_boxes": d.rgb_boxes,
+                                       **{f"detector.{s}": v for s, v in chosen.items() if Path(v).suffix == ".onnx"}},
+                  run.overwrite)
+    cams = load_cameras(run.cameras) if run.cameras is not None else None
+    specs = {"ir": parse_source(run.ir, cams), "rgb": parse_source(run.rgb, cams)}  # fail early on bad sources
+    detectors = {s: make_detector(b, chosen[s], modality=s, **_detector_options(d))
+                 for s, b in (("ir", d.ir_boxes), ("rgb", d.rgb_boxes))}
+    embedder = _embedder(run.model, cfg.device)
+    op = _resolved(cfg, embedder, site=False)
+    cfg, a = op.config, op.config.association
+    err_console.print(f"threshold {a.threshold:.3f}, margin {a.margin:.3f} ({op.source})", highlight=False)
+    err_console.print(f"model {run.model} ({embedder.backend}, {embedder.precision}, {embedder.dim}-d); detectors: "
                       f"ir {detectors['ir'].name}, rgb {detectors['rgb'].name}; "
                       f"sources: ir {specs['ir'].label}, rgb {specs['rgb'].label}", highlight=False)
-    from mvd_edge.core.signals import sigterm_as_interrupt
-    from mvd_edge.match.sinks import CropSaver
-
-    sinks, metrics = _network_outputs(webhook, mqtt, sink_queue, metrics_port)
+    sinks, metrics = _network_outputs(out)
     try:
         with sigterm_as_interrupt():  # docker stop / systemd: close the video and the events like Ctrl-C
-            summary = run_match(specs["ir"], specs["rgb"], embedder, detectors, config=config, events=events,
-                                save=save, show=show, max_frames=max_frames, duration=duration, realtime=realtime,
-                                queue_size=queue_size, open_timeout=open_timeout, max_offline=max_offline,
-                                status=status, profile=profile, console=err_console, sinks=sinks, metrics=metrics,
-                                crops=CropSaver(save_crops) if save_crops is not None else None)
+            summary = run_match(specs["ir"], specs["rgb"], embedder, detectors, config=cfg, events=run.events,
+                                save=out.video, show=run.show, max_frames=run.max_frames, duration=run.duration,
+                                realtime=src.realtime, queue_size=src.queue_size, open_timeout=src.open_timeout,
+                                max_offline=src.max_offline, status=run.status, profile=out.profile,
+                                console=err_console, sinks=sinks, metrics=metrics,
+                                crops=CropSaver(out.crops) if out.crops is not None else None)
     except SourceError as exc:
         if getattr(exc, "summary", None):
             _print_summary(console, exc.summary)
@@ -279,10 +292,16 @@ def match_cmd(
                               f"{det.frames_asked} frames processed (its frames: {min(det.frames) + 1}-"
                               f"{max(det.frames) + 1}, 1-based): is it the box file of another video?", highlight=False)
     summary["threshold_source"] = op.source
+    _finish(summary, out.summary_json)
+
+
+def _finish(summary: dict, summary_json: str | None) -> None:
+    """Write the summary (atomic: a full disk leaves no half-written one); a run that was stopped
+    (SIGTERM, Ctrl-C) finished cleanly but not done: exit 143 / 130 to say so."""
     if summary_json is not None:
-        summary_json.parent.mkdir(parents=True, exist_ok=True)
-        write_json(summary_json, summary, indent=1)  # atomic: a full disk leaves no half-written summary
-    if summary["ended"].startswith(("terminated", "interrupted")):  # finished cleanly, but not done: say so
+        Path(summary_json).parent.mkdir(parents=True, exist_ok=True)
+        write_json(summary_json, summary, indent=1, default=str)
+    if summary["ended"].startswith(("terminated", "interrupted")):
         raise typer.Exit(143 if summary["ended"].startswith("terminated") else 130)
 
 
@@ -306,75 +325,82 @@ def _run_with_status(runner, max_steps, duration) -> dict:
         return runner.run(max_steps=max_steps, duration=duration, on_step=show)
 
 
-def _network_outputs(webhook, mqtt, sink_queue: int, metrics_port: int | None):
-    """The ``--webhook`` / ``--mqtt`` sinks and the ``--metrics-port`` server (URLs checked earlier)."""
+def _network_outputs(out):
+    """The ``outputs.webhook`` / ``outputs.mqtt`` sinks and the ``outputs.metrics_port`` server (URLs checked
+    earlier)."""
     from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
 
-    sinks = [*(WebhookSink(u, max_queue=sink_queue) for u in webhook or []),
-             *(MqttSink(u, max_queue=sink_queue) for u in mqtt or [])]
-    metrics = MatchMetrics(metrics_port) if metrics_port is not None else None
+    sinks = [*(WebhookSink(u, max_queue=out.sink_queue) for u in out.webhook),
+             *(MqttSink(u, max_queue=out.sink_queue) for u in out.mqtt)]
+    metrics = MatchMetrics(out.metrics_port) if out.metrics_port is not None else None
     if metrics is not None:
         err_console.print(f"metrics: http://127.0.0.1:{metrics.port}/metrics", highlight=False)
     return sinks, metrics
 
 
-def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin, same_threshold, hysteresis,
-              embed_every, max_occlusion, tracking, events, save, save_crops, summary_json, status, max_frames,
-              duration, realtime, queue_size,
-              open_timeout, max_offline, step_fps, sync_tolerance, webhook, mqtt, sink_queue, metrics_port, retrack,
-              min_box_score, detector_kw) -> None:
-    """``match --cameras site.yaml``: every camera of the file, paired by time (mvd_edge.match.site)."""
+def _site_cameras(cfg, run: _Run) -> list:
+    """The site's cameras from ``--cameras``, with the outputs checked against them."""
     from mvd_edge.core.modality import Modality
-    from mvd_edge.core.signals import sigterm_as_interrupt
-    from mvd_edge.match.config import MatcherConfig, resolve
-    from mvd_edge.match.detect import make_detector
-    from mvd_edge.match.sinks import CropSaver
-    from mvd_edge.match.site import SiteCamera, SiteRunner
+    from mvd_edge.match.site import SiteCamera
     from mvd_edge.match.sources import load_cameras
-    from mvd_edge.runtime import load_embedder
 
-    specs = load_cameras(cameras)
+    d = cfg.detector
+    for what, value in (("--show", run.show or None), ("detector.ir_boxes", d.ir_boxes),
+                        ("detector.rgb_boxes", d.rgb_boxes), ("detector.ir", d.ir), ("detector.rgb", d.rgb)):
+        if value is not None:
+            raise UsageError(f"{what} is for two-camera runs; a site takes boxes per camera from the cameras file "
+                             "('boxes:') and detector.name for all")
+    specs = load_cameras(run.cameras)
+    check_outputs(_outputs(run, cfg.outputs),
+                  {"--cameras": run.cameras, "--model": None if run.model == "colorhist" else run.model,
+                   "detector.name": d.name if Path(d.name).suffix == ".onnx" else None,
+                   **{f"camera {n}": sp.target for n, sp in specs.items() if sp.kind == "file"}}, run.overwrite)
     missing = [n for n, sp in specs.items() if sp.modality is None]
     if missing:
-        raise UsageError(f"{cameras}: camera(s) {', '.join(missing)} have no 'modality: rgb|ir'; a site needs it for "
-                         "every camera")
-    cams = [SiteCamera(n, Modality.parse(sp.modality), sp) for n, sp in specs.items()]
-    detectors = {c.name: make_detector(c.spec.boxes, detector, modality=c.modality.short, retrack=retrack,
-                                       min_score=min_box_score, **detector_kw) for c in cams}
-    if model == "colorhist":
-        from mvd_edge.match.baselines import ColorHistogramEmbedder
+        raise UsageError(f"{run.cameras}: camera(s) {', '.join(missing)} have no 'modality: rgb|ir'; a site needs it "
+                         "for every camera")
+    return [SiteCamera(n, Modality.parse(sp.modality), sp) for n, sp in specs.items()]
 
-        embedder = ColorHistogramEmbedder()
-    else:
-        embedder = load_embedder(model, device=device)
-    given = {k: v for k, v in (("association.threshold", threshold), ("association.margin", margin),
-                               ("site.same_threshold", same_threshold)) if v is not None}
-    op = resolve(MatcherConfig().updated(
-        {**given, "association.hysteresis": hysteresis, "crop.embed_every": embed_every,
-         "crop.max_occlusion": max_occlusion, **{f"track.{k.removeprefix('track_')}": v for k, v in tracking.items()}}),
-        getattr(embedder, "info", None), site=True)
-    for w in op.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
-    config = op.config
-    a = config.association
-    err_console.print(f"cross-modal threshold {a.threshold:.3f}, same-modality {config.site.same_threshold:.3f}, "
+
+def _run_site(cfg, run: _Run) -> None:
+    """``match --cameras site.yaml``: every camera of the file, paired by time (mvd_edge.match.site)."""
+    from mvd_edge.core.signals import sigterm_as_interrupt
+    from mvd_edge.match.detect import make_detector
+    from mvd_edge.match.sinks import CropSaver
+    from mvd_edge.match.site import SiteRunner
+
+    cams = _site_cameras(cfg, run)
+    detectors = {c.name: make_detector(c.spec.boxes, cfg.detector.name, modality=c.modality.short,
+                                       **_detector_options(cfg.detector)) for c in cams}
+    embedder = _embedder(run.model, cfg.device)
+    op = _resolved(cfg, embedder, site=True)
+    cfg, a, out, src = op.config, op.config.association, op.config.outputs, op.config.sources
+    err_console.print(f"cross-modal threshold {a.threshold:.3f}, same-modality {cfg.site.same_threshold:.3f}, "
                       f"margin {a.margin:.3f} ({op.source})", highlight=False)
     err_console.print(f"site of {len(cams)} cameras: " + ", ".join(
         f"{c.name} ({c.modality.short}, {detectors[c.name].name})" for c in cams), highlight=False)
-    sinks, metrics = _network_outputs(webhook, mqtt, sink_queue, metrics_port)
-    runner = SiteRunner(cams, embedder, detectors, config=config, events=events, sinks=sinks, metrics=metrics,
-                        step_fps=step_fps, tolerance=sync_tolerance, queue_size=queue_size,
-                        open_timeout=open_timeout, max_offline=max_offline, realtime=realtime, save=save,
-                        crops=CropSaver(save_crops) if save_crops is not None else None)
+    sinks, metrics = _network_outputs(out)
+    runner = SiteRunner(cams, embedder, detectors, config=cfg, events=run.events, sinks=sinks, metrics=metrics,
+                        step_fps=cfg.site.step_fps, tolerance=cfg.site.sync_tolerance, queue_size=src.queue_size,
+                        open_timeout=src.open_timeout, max_offline=src.max_offline, realtime=src.realtime,
+                        save=out.video, crops=CropSaver(out.crops) if out.crops is not None else None)
     try:
         with sigterm_as_interrupt():
-            summary = _run_with_status(runner, max_frames, duration) if status else \
-                runner.run(max_steps=max_frames, duration=duration)
+            summary = _run_with_status(runner, run.max_frames, run.duration) if run.status else \
+                runner.run(max_steps=run.max_frames, duration=run.duration)
     finally:
         if metrics is not None:
             metrics.close()
-    summary["thresholds"] = {"threshold": a.threshold, "margin": a.margin, "same_threshold": config.site.same_threshold,
+    summary["thresholds"] = {"threshold": a.threshold, "margin": a.margin, "same_threshold": cfg.site.same_threshold,
                              "source": op.source, "warnings": op.warnings}
+    _print_site_summary(summary, run.events)
+    _finish(summary, out.summary_json)
+    errors = [f"{n}: {v['error']}" for n, v in summary["cameras"].items() if v["error"]]
+    if errors and len(errors) == len(summary["cameras"]):
+        raise UsageError("every camera failed: " + "; ".join(errors))
+
+
+def _print_site_summary(summary: dict, events: Path | None) -> None:
     table = Table(title=f"{summary['steps']} time steps in {summary['seconds']:.1f} s ({summary['steps_per_s']:.1f} "
                         f"steps/s); {summary['global_ids']} people; ended: {summary['ended']}",
                   title_justify="left", show_edge=False)
@@ -392,14 +418,6 @@ def _run_site(cameras: Path, model: str, *, device, detector, threshold, margin,
     for sk in summary.get("sinks", []):
         console.print(f"{sk['sink']}: {sk['delivered']} of {sk['queued']} events delivered, {sk['dropped']} lost",
                       highlight=False)
-    if summary_json is not None:
-        summary_json.parent.mkdir(parents=True, exist_ok=True)
-        write_json(summary_json, summary, indent=1, default=str)
-    errors = [f"{n}: {v['error']}" for n, v in summary["cameras"].items() if v["error"]]
-    if summary["ended"].startswith(("terminated", "interrupted")):
-        raise typer.Exit(143 if summary["ended"].startswith("terminated") else 130)
-    if errors and len(errors) == len(summary["cameras"]):
-        raise UsageError("every camera failed: " + "; ".join(errors))
 
 
 @app.command("synth-video")

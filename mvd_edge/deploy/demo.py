@@ -148,8 +148,8 @@ def _operating_points(out: Path, size: tuple[int, int], seed: int, engine: Path,
 def _match_videos(out: Path, video: dict, engine: Path, student_engine: Path, console: Console) -> dict:
     """Match the demo's IR and RGB videos with each engine and kind of boxes; scored against the ground truth."""
     from mvd_edge.eval.scoring import score_matches
-    from mvd_edge.match.detect import UNTRAINED_DEFAULTS, make_detector
     from mvd_edge.match.config import MatcherConfig, resolve
+    from mvd_edge.match.detect import UNTRAINED_DEFAULTS, make_detector
     from mvd_edge.match.pipeline import run_match
     from mvd_edge.runtime import load_embedder
 

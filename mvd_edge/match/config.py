@@ -17,6 +17,7 @@ and :func:`resolve` adds the engine sidecar's operating point for the keys nobod
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from mvd_edge.core.config import (
     read_yaml_mapping,
     to_dict,
 )
+from mvd_edge.core.sizes import parse_size
 
 __all__ = ["MatcherConfig", "Resolved", "load_matcher_config", "resolve"]
 
@@ -193,6 +195,13 @@ class DetectorConfig(_Section):
                               open_lo=True)
     hog_threshold: float = _num(0.0, -100.0, 100.0, "HOG: SVM margin a window needs")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            parse_size(self.size, "detector.size")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
 
 @dataclass
 class SourcesConfig(_Section):
@@ -267,8 +276,9 @@ class MatcherConfig:
         return out
 
     def describe(self) -> list[str]:
-        """One line per key: ``key = value  (where it came from)`` (``match --print-config``)."""
-        return [f"{k} = {v!r}  ({self.origin.get(k, DEFAULT)})" for k, v in flatten(to_dict(self)).items()]
+        """One line per key: ``key = value  (where it came from)``, the value as ``--set`` takes it
+        (``match --print-config``)."""
+        return [f"{k} = {json.dumps(v)}  ({self.origin.get(k, DEFAULT)})" for k, v in flatten(to_dict(self)).items()]
 
 
 def load_matcher_config(path: str | Path | None = None, sets: list[str] | None = None) -> MatcherConfig:
