@@ -139,7 +139,7 @@ def test_site_round_trip_synth_match_score(tmp_path, app):
 
 
 def test_matched_people_crops_feed_a_gallery(tmp_path, app, clip):
-    """`match --save-crops DIR` keeps crops of matched people by global id; `gallery build DIR`
+    """`match --set outputs.crops=DIR` keeps crops of matched people by global id; `gallery build DIR`
     indexes them (ids = global ids, modality from the folder)."""
     pytest.importorskip("faiss", reason="faiss-cpu (mvd-edge[gallery]) is not installed")
     from pathlib import Path
@@ -212,3 +212,16 @@ def test_a_bad_setting_is_one_line_naming_the_key(app):
     assert "association.threshold must be a finite number in [-1, 1], got 2.0" in " ".join(r.output.split())
     r = CliRunner().invoke(app, [*base, "--set", "association.threshold"])
     assert r.exit_code == 2 and "must look like key.path=value" in r.output, r.output
+
+
+def test_every_matcher_setting_is_in_the_cli_reference():
+    import dataclasses
+    from pathlib import Path
+
+    from mvd_edge.core.config import flatten
+    from mvd_edge.match.config import MatcherConfig
+
+    text = (Path(__file__).parent.parent / "docs" / "cli.md").read_text(encoding="utf-8")
+    keys = flatten(dataclasses.asdict(MatcherConfig()))
+    missing = [k for k in keys if f"| `{k}` |" not in text]
+    assert missing == [], f"docs/cli.md's table of match settings lacks {missing}"

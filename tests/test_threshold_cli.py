@@ -40,7 +40,7 @@ def engine(tmp_path):
     return out
 
 
-def test_match_settings_order_of_precedence():
+def test_resolve_order_of_precedence():
     point = {"operating_point": {"threshold": 0.17, "margin": 0.02, "target_precision": 0.9, "identities": 40}}
     s = settings(point)
     assert (s["threshold"], s["margin"], s["warnings"]) == (0.17, 0.02, []) and "sidecar" in s["source"]

@@ -300,7 +300,7 @@ def calibrate_threshold_cmd(
                   f"{point['recall']:.3f} on {point['identities']} identities, {point['people_per_scene']} people "
                   f"per scene; at 0.5: precision {point['at_default_0.5']['precision']:.3f}, recall "
                   f"{point['at_default_0.5']['recall']:.3f}", highlight=False)
-    for key, what, otherwise in (("fast", "fast pairing", "waits --hysteresis frames for every pair"),
+    for key, what, otherwise in (("fast", "fast pairing", "waits association.hysteresis frames for every pair"),
                                  ("fast_early", "early pairing", "pairs a new track once it has 3 crops")):
         fast = point[key]
         if fast["reached"]:
@@ -311,7 +311,7 @@ def calibrate_threshold_cmd(
             console.print(f"{what}: none (no threshold reaches pair precision {fast['target_precision']} on "
                           f"{fast['min_pairs']}+ pairs of {fast['track_images']}-crop tracks): `match` {otherwise}",
                           highlight=False)
-    console.print(f"written to {engine}.json; `mvd-edge match` uses it unless --threshold is given", highlight=False)
+    console.print(f"written to {engine}.json; `mvd-edge match` uses it unless association.threshold is set", highlight=False)
 
 
 @app.command("profile")

@@ -429,7 +429,7 @@ def synth_video_cmd(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     fps: Annotated[float, typer.Option(help="frame rate")] = 15.0,
     size: Annotated[str, typer.Option(help="frame HEIGHTxWIDTH")] = "360x640",
-    mot: Annotated[bool, typer.Option(help="also write MOT box files (for match --ir-boxes/--rgb-boxes)")] = True,
+    mot: Annotated[bool, typer.Option(help="also write MOT box files (for match's detector.ir_boxes / rgb_boxes)")] = True,
     ir_modality: Annotated[str, typer.Option(help="'ir' (thermal-like) or 'rgb' (render the IR view in colour, "
                                                   "to check the matcher with --model colorhist)")] = "ir",
     shake: Annotated[float, typer.Option(help="camera shake, pixels (0 = a fixed camera)")] = 0.0,
@@ -505,7 +505,7 @@ def train_detector_cmd(
                      ] = None,
     boxes: Annotated[Optional[list[Path]], typer.Option(help="the MOT box file of the --video at the same position")
                      ] = None,
-    layout: Annotated[str, typer.Option(help="ONNX output layout: v8, v5 or e2e (see `match --detector-layout`)")
+    layout: Annotated[str, typer.Option(help="ONNX output layout: v8, v5 or e2e (see match's detector.layout)")
                       ] = "v8",
     steps: Annotated[int, typer.Option(help="training steps")] = 1500,
     batch: Annotated[int, typer.Option(help="frames per step")] = 16,
@@ -517,7 +517,7 @@ def train_detector_cmd(
                                                      "'person-synth' (the packaged detector)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing detector in --out")] = False,
 ) -> None:
-    """Train a small person detector on frames with MOT boxes and export it to ONNX for `match --detector`.
+    """Train a small person detector on frames with MOT boxes and export it to ONNX for `match --set detector.name=...`.
 
     Without --synth and --video, it renders six synthetic IR/RGB pairs (seeds 100-105) into OUT/videos
     and trains on those: a detector for the synthetic scenes, not for your cameras. For your cameras:
@@ -591,7 +591,7 @@ def train_detector_cmd(
     console.print(f"[green]wrote[/] {onnx_path} ({layout}); validation box precision {b['precision']:.3f}, "
                   f"recall {b['recall']:.3f} at step {b['step']} (last {cfg.val_fraction:.0%} of each video)",
                   highlight=False)
-    console.print(f"use it: mvd-edge match --ir ... --rgb ... --model ... --detector {onnx_path}", highlight=False)
+    console.print(f"use it: mvd-edge match --ir ... --rgb ... --model ... --set detector.name={onnx_path}", highlight=False)
 
 
 @app.command("score-matches")

@@ -259,7 +259,7 @@ def render_report(s: dict) -> str:
                      f"| {m['recall']:.3f} | {m['idf1']:.3f} | {m['fps']:.1f} |")
     pairs = (("MVD", s.get("operating_point")), ("student", s.get("student_operating_point")))
     for key, what, when in (("fast", "Fast pairing", "a pair this similar is reported at once instead of after "
-                                                     "`--hysteresis` frames"),
+                                                     "`association.hysteresis` frames"),
                             ("fast_early", "Early pairing", "a new track this similar is paired at its first crop "
                                                             "instead of after 3")):
         fast = [f"{who} at {p[key]['threshold']:.3f} (margin {p[key]['margin']:.3f}, pair precision "

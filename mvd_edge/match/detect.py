@@ -1,8 +1,8 @@
 """Person detectors: the packaged CNN (default), background subtraction (:mod:`.foreground`),
 OpenCV HOG, an ONNX YOLO-style model, or boxes from a MOT file.
 
-Detector names (``make_detector(detector=...)``, ``mvd-edge match --detector/--ir-detector/
---rgb-detector``): ``auto`` -- the best measured one for the stream's modality
+Detector names (``make_detector(detector=...)``, ``mvd-edge match --set detector.name=`` /
+``detector.ir=`` / ``detector.rgb=``): ``auto`` -- the best measured one for the stream's modality
 (:data:`DEFAULT_DETECTORS`: ``person-synth`` for both; ``docs/detectors``);
 ``mog2``, ``knn``, ``warm``, ``mog2+warm``, ``knn+warm`` (:class:`~.foreground.ForegroundDetector`);
 ``hog``; ``person-synth`` (the packaged detector trained on synthetic scenes, :data:`PERSON_SYNTH`);
@@ -15,7 +15,7 @@ uses it). Boxes are float32 ``[N, 4]`` as ``x1, y1, x2, y2`` in the image's pixe
 ONNX detector: expected model
 -----------------------------
 One float32 input ``[1, 3, H, W]`` (RGB, scaled to 0..1, letterboxed to ``H x W`` with grey
-114 padding; a dynamic ``H``/``W`` is taken as ``--detector-size``, default 640), and a
+114 padding; a dynamic ``H``/``W`` is taken as ``detector.size``, default 640), and a
 first output in one of these layouts (``layout="auto"`` picks by shape):
 
 * ``v8``: ``[1, 4 + C, N]`` -- YOLOv8/YOLO11 (Ultralytics) export: rows ``cx, cy, w, h``
@@ -276,7 +276,7 @@ class OnnxDetector(Detector):
         if len(out0.shape) != 3:
             raise UsageError(f"{p}: its output {out0.name} {list(out0.shape)} is not a detector's ([1, 4+C, N], "
                              "[1, N, 5+C] or [1, N, 6]); is it a re-id engine? Pass it as --model, and a detector "
-                             "as --detector")
+                             "as --set detector.name=FILE")
         h = shape[2] if isinstance(shape[2], int) and shape[2] > 0 else int(size[0])
         w = shape[3] if isinstance(shape[3], int) and shape[3] > 0 else int(size[1])
         self.input_name, self.input_hw = inp.name, (int(h), int(w))

@@ -207,9 +207,9 @@ def gui_available() -> tuple[bool, str]:
     gui = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.strip().startswith("GUI:")), "")
     if not gui or gui.upper() == "NONE":
         return False, ("this OpenCV has no GUI support (opencv-python-headless); install the GUI build with "
-                       "`pip install 'mvd-edge[gui]'` after `pip uninstall opencv-python-headless`, or use --save")
+                       "`pip install 'mvd-edge[gui]'` after `pip uninstall opencv-python-headless`, or use --set outputs.video=FILE")
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False, "no display here (DISPLAY is not set); use --save to write the annotated video instead"
+        return False, "no display here (DISPLAY is not set); use --set outputs.video=FILE to write the annotated video instead"
     return True, ""
 
 

@@ -2,7 +2,7 @@
 
 ``mvd-edge train-detector`` trains it on a user's frames with boxes (a video and its MOT
 file per camera, or ``synth-video`` folders, which carry both) and writes an ONNX model that
-``mvd-edge match --detector det.onnx`` runs through :class:`mvd_edge.match.detect.OnnxDetector`,
+``mvd-edge match --set detector.name=det.onnx`` runs through :class:`mvd_edge.match.detect.OnnxDetector`,
 in any of the three output layouts that class reads (``v8``, ``v5``, ``e2e``).
 
 Network (:class:`PersonNet`, 0.37 M parameters at the default width 32): a plain conv-BN-ReLU backbone to stride 8
@@ -20,7 +20,7 @@ video's frames are held out; the checkpoint kept is the one with the best box F1
 
 Decoded outputs (all in input pixels): ``v8`` ``[1, 5, N]`` (cx, cy, w, h, person score);
 ``v5`` ``[1, N, 7]`` (cx, cy, w, h, objectness = score, then class scores 1 for person and 0
-for a second, unused class: 7 columns, so ``--detector-layout auto`` tells it from an e2e
+for a second, unused class: 7 columns, so ``detector.layout=auto`` tells it from an e2e
 output); ``e2e`` ``[1, K, 6]`` (x1, y1, x2, y2, score, class 0) with the suppression inside
 the graph: a cell is kept only where its score is the maximum of its 3x3 neighbourhood (the
 centre-point suppression of CenterNet), then the top ``K`` scores. That keeps a few
