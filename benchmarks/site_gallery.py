@@ -11,7 +11,7 @@ paths (``faiss_above`` = 10**9: exact numpy over every row; ``faiss_above`` = 0:
 
 * ``similarities``: :meth:`IdentityMemory.similarities` of the 8 queries against one modality
   (the dense ``[T, rows]`` matrix; no change to the gallery between calls);
-* ``identify``: one :meth:`SiteMatcher._identify` step of the 8 tracks: both modalities
+* ``identify``: one :meth:`SitePolicy._identify` step of the 8 tracks: both modalities
   scored, the Hungarian assignment, and each track's identity refreshed with its descriptor
   (so on the faiss path every step also re-indexes the rows it changed: ``remove_ids`` +
   ``add_with_ids``, what a running site pays).
@@ -53,7 +53,7 @@ from mvd_edge.gallery.memory import IdentityMemory
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import Detections, Detector
-from mvd_edge.match.site import SiteCamera, SiteMatcher, _TrackState
+from mvd_edge.match.site import SiteCamera, _TrackState, site_matcher
 from mvd_edge.match.sources import FramePacket
 from mvd_edge.match.track import Track
 
@@ -61,7 +61,7 @@ EXACT, FAISS = 10**9, 0  # faiss_above for the two paths
 
 
 class _Embedder:
-    """Only what SiteMatcher asks of an embedder here: its dimension (the tracks come with descriptors)."""
+    """Only what the site matcher asks of an embedder here: its dimension (the tracks come with descriptors)."""
 
     spec = None
 
@@ -114,12 +114,15 @@ def median_ms(fn, repeats: int) -> float:
     return 1e3 * statistics.median(times)
 
 
-def site_matcher(table: IdentityMemory, desc: np.ndarray, config: MatcherConfig):
-    """A one-camera (RGB) SiteMatcher over ``table`` whose ``len(desc)`` tracks have the descriptors ``desc``."""
-    m = SiteMatcher(_Embedder(table.dim), [SiteCamera("rgb0", Modality.VISIBLE)], {"rgb0": _NoDetector()}, config)
+def one_camera(table: IdentityMemory, desc: np.ndarray, config: MatcherConfig):
+    """The site policy of a one-camera (RGB) matcher over ``table`` whose ``len(desc)`` tracks have the descriptors
+    ``desc``, and one identification step of them."""
+    matcher = site_matcher(_Embedder(table.dim), [SiteCamera("rgb0", Modality.VISIBLE)], {"rgb0": _NoDetector()},
+                           config)
+    m = matcher.policy
     m.gallery = table
     m.next_gid = max(table.row) + 1
-    bank = m.banks["rgb0"] = FeatureBank(table.dim, config.bank.ema_momentum, config.bank.last_n)
+    bank = matcher.banks["rgb0"] = FeatureBank(table.dim, config.bank.ema_momentum, config.bank.last_n)
     tracks = [Track(k + 1, np.array([0, 0, 10, 30], np.float32), 1.0) for k in range(len(desc))]
     for tr, d in zip(tracks, desc):
         for _ in range(config.bank.min_features):
@@ -131,7 +134,7 @@ def site_matcher(table: IdentityMemory, desc: np.ndarray, config: MatcherConfig)
 
 def best_identities(table: IdentityMemory, queries: list[np.ndarray], config: MatcherConfig) -> list[np.ndarray]:
     """Per batch of queries, each query's best-scoring identity (the matcher's score; -1: none)."""
-    m, _ = site_matcher(table, queries[0][:1], config)
+    m, _ = one_camera(table, queries[0][:1], config)
     out = []
     for q in queries:
         rows, score, _ = m._scores(Modality.VISIBLE, q, np.zeros(0, np.int64))
@@ -156,7 +159,7 @@ def bench_size(n: int, args, console: Console) -> dict:
 
     exact_best = {k: best_identities(table, v, config) for k, v in agree_sets.items()}
     row["similarities_exact_ms"] = median_ms(lambda: table.similarities(Modality.VISIBLE, q), args.repeats)
-    _, step = site_matcher(table, q, config)
+    _, step = one_camera(table, q, config)
     row["identify_exact_ms"] = median_ms(step, args.repeats)
 
     table.faiss_above = FAISS
@@ -164,7 +167,7 @@ def bench_size(n: int, args, console: Console) -> dict:
     table.candidates(tuple(Modality), q[:1])  # builds both indexes
     row["faiss_build_s"] = round(time.perf_counter() - t0, 3)
     row["similarities_faiss_ms"] = median_ms(lambda: table.similarities(Modality.VISIBLE, q), args.repeats)
-    _, step = site_matcher(table, q, config)
+    _, step = one_camera(table, q, config)
     row["identify_faiss_ms"] = median_ms(step, args.repeats)
     if args.blas:
         faiss = faiss_module()

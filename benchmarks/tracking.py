@@ -83,14 +83,14 @@ def _gt_person(gt: dict, stream: str, frame: int, box, min_iou: float) -> int | 
 
 @contextlib.contextmanager
 def oracle(gt: dict):
-    """While active, ``run_match`` builds a pipeline whose crops are a constant image of the ground-truth
+    """While active, ``run_match`` builds a matcher whose crops are a constant image of the ground-truth
     person their box covers (0: nobody), for :class:`OracleEmbedder`."""
-    real = pipeline_module.MatchPipeline
+    real = pipeline_module.Matcher
 
-    class OraclePipeline(real):
-        def step(self, ir, rgb):
-            self._where = {id(ir.image): ("ir", ir.index), id(rgb.image): ("rgb", rgb.index)}
-            return super().step(ir, rgb)
+    class OracleMatcher(real):
+        def step(self, frames):
+            self._where = {id(p.image): (s, p.index) for s, p in frames.items()}
+            return super().step(frames)
 
         def _crop(self, img, box):
             if super()._crop(img, box) is None:
@@ -98,11 +98,11 @@ def oracle(gt: dict):
             stream, frame = self._where[id(img)]
             return label_crop(_gt_person(gt, stream, frame, box, 0.3) or 0)
 
-    pipeline_module.MatchPipeline = OraclePipeline
+    pipeline_module.Matcher = OracleMatcher
     try:
         yield
     finally:
-        pipeline_module.MatchPipeline = real
+        pipeline_module.Matcher = real
 
 
 class SwitchCounter:
@@ -113,7 +113,7 @@ class SwitchCounter:
         self.gt, self.owner, self.switches = gt, {}, 0
 
     def __call__(self, r) -> None:
-        for s, pkt in (("ir", r.ir), ("rgb", r.rgb)):
+        for s, pkt in r.frames.items():
             for t in r.tracks[s]:
                 if t.time_since_update:
                     continue

@@ -34,8 +34,8 @@ from mvd_edge.core.modality import Modality
 from mvd_edge.match.baselines import OracleEmbedder, label_crop
 from mvd_edge.match.config import MatcherConfig, resolve
 from mvd_edge.match.detect import MotBoxes, box_iou, make_detector
-from mvd_edge.match.pipeline import rss_mb
-from mvd_edge.match.site import SiteCamera, SiteMatcher, SiteRunner
+from mvd_edge.match.pipeline import Matcher, rss_mb
+from mvd_edge.match.site import SiteCamera, SitePolicy, SiteRunner
 from mvd_edge.match.sources import FrameSource, load_cameras
 from mvd_edge.runtime import load_embedder
 from mvd_edge.synth.site import write_synth_site
@@ -75,12 +75,12 @@ class LoopBoxes(MotBoxes):
         return super().detect(image, frame_index % self.n_frames)
 
 
-class OracleSiteMatcher(SiteMatcher):
+class OracleSiteMatcher(Matcher):
     """A site matcher whose crops are :func:`label_crop` of the ground-truth person their box covers
     (IoU >= 0.3 with a ground-truth box of that camera and frame; 0: nobody), for :class:`OracleEmbedder`."""
 
     def __init__(self, embedder, cameras, detectors, config, truth: dict[str, LoopBoxes]):
-        super().__init__(embedder, cameras, detectors, config)
+        super().__init__(embedder, cameras, detectors, config, SitePolicy())
         self.truth = truth
 
     def step(self, frames):
@@ -167,15 +167,15 @@ def main() -> None:
 
     def record(r: SiteRunner) -> None:
         if r.steps % steps_per_pass == 0:
-            ids_per_pass.append(r.matcher.identities)
+            ids_per_pass.append(r.matcher.policy.identities)
         now = time.monotonic()
         if now - last["t"] < args.every:
             return
         steps_per_s = (r.steps - last["steps"]) / (now - last["t"])
         last.update(t=now, steps=r.steps)
         row = {"t": round(now - t_start, 1), "rss_mb": round(rss_mb(), 1), "steps": r.steps,
-               "steps_per_s": round(steps_per_s, 2), "gallery": len(r.matcher.gallery),
-               "global_ids": r.matcher.identities,
+               "steps_per_s": round(steps_per_s, 2), "gallery": len(r.matcher.policy.gallery),
+               "global_ids": r.matcher.policy.identities,
                "queue": {n: s.depth for n, s in r.sources.items()},
                "dropped": {n: s.dropped for n, s in r.sources.items()}}
         samples.append(row)

@@ -94,11 +94,11 @@ print(json.dumps({"before": before, "after": "cv2" in sys.modules, "names": sort
     assert out["names"] == sorted([
         "EVENT_SCHEMA_VERSION", "ByteTracker", "CrossModalAssociator", "Detections", "EventWriter", "FeatureBank",
             "ForegroundDetector",
-        "FramePacket", "FrameSource", "HogDetector", "MatcherConfig", "MatchPipeline", "MotBoxes", "OnnxDetector",
-        "PairUpdate", "PassthroughTracker", "SourceError", "SourceSpec", "Track", "load_cameras", "make_detector",
+        "FramePacket", "FrameSource", "HogDetector", "MatcherConfig", "Matcher", "MotBoxes", "OnnxDetector",
+        "PairPolicy", "PairUpdate", "PassthroughTracker", "SourceError", "SourceSpec", "Track", "load_cameras", "make_detector",
         "parse_source", "read_events", "run_match", "load_matcher_config", "resolve",
         # the site matcher and the network sinks
-        "MatchMetrics", "MqttSink", "SiteCamera", "SiteMatcher", "SiteRunner", "TimeSync", "WebhookSink"])
+        "MatchMetrics", "MqttSink", "SiteCamera", "SitePolicy", "SiteRunner", "TimeSync", "WebhookSink"])
     import mvd_edge.match
 
     with pytest.raises(AttributeError, match="no_such_name"):

@@ -437,7 +437,7 @@ def test_bank_flags_a_feature_far_below_its_own_agreement():
 
 def test_split_gives_a_switched_track_a_new_id_and_ends_its_pair():
     """A track the tracker moved onto another person is split: new id, fresh bank, pair ended."""
-    from mvd_edge.match.pipeline import MatchPipeline
+    from mvd_edge.match.pipeline import pair_matcher
     from mvd_edge.match.sources import FramePacket
 
     feat = {"a": np.eye(8, dtype=np.float32)[0], "b": np.eye(8, dtype=np.float32)[1]}
@@ -458,14 +458,14 @@ def test_split_gives_a_switched_track_a_new_id_and_ends_its_pair():
         def detect(self, image, k):
             return _dets([[10, 10, 60, 130]])
 
-    pipe = MatchPipeline(Emb(), {"ir": Box(0), "rgb": Box(1)}, MatcherConfig().updated(
+    pipe = pair_matcher(Emb(), {"ir": Box(0), "rgb": Box(1)}, MatcherConfig().updated(
         {"association.threshold": 0.5, "association.hysteresis": 1, "bank.min_features": 1}))
     imgs = {"ir": np.zeros((200, 200, 3), np.uint8), "rgb": np.ones((200, 200, 3), np.uint8)}
     events = []
     for k in range(12):
         if k == 8:
             who["rgb"] = "b"  # the RGB track now covers someone else (split on the 3rd such crop: k = 10)
-        r = pipe.step(FramePacket(k, k / 15, imgs["ir"]), FramePacket(k, k / 15, imgs["rgb"]))
+        r = pipe.step({"ir": FramePacket(k, k / 15, imgs["ir"]), "rgb": FramePacket(k, k / 15, imgs["rgb"])})
         events += r.events
     starts = [e for e in events if e["event"] == "pair_start"]
     ends = [e for e in events if e["event"] == "pair_end"]
@@ -479,7 +479,7 @@ def test_split_gives_a_switched_track_a_new_id_and_ends_its_pair():
 def test_pipeline_pairs_young_tracks_only_with_an_early_point():
     """With ``early_threshold`` a pair of tracks with one crop each is reported at the first frame;
     without, it waits for ``min_features`` crops."""
-    from mvd_edge.match.pipeline import MatchPipeline
+    from mvd_edge.match.pipeline import pair_matcher
     from mvd_edge.match.sources import FramePacket
 
     class Emb:
@@ -495,12 +495,12 @@ def test_pipeline_pairs_young_tracks_only_with_an_early_point():
             return _dets([[10, 10, 60, 130]])
 
     def first_start(**kw):
-        pipe = MatchPipeline(Emb(), {"ir": Box(), "rgb": Box()},
+        pipe = pair_matcher(Emb(), {"ir": Box(), "rgb": Box()},
                              MatcherConfig().updated({"association.threshold": 0.5, "association.hysteresis": 1,
                                                       "bank.min_features": 3, **kw}))
         img = np.zeros((200, 200, 3), np.uint8)
         for k in range(6):
-            r = pipe.step(FramePacket(k, k / 15, img), FramePacket(k, k / 15, img))
+            r = pipe.step({"ir": FramePacket(k, k / 15, img), "rgb": FramePacket(k, k / 15, img)})
             if any(e["event"] == "pair_start" for e in r.events):
                 return k
         return None

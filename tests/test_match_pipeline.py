@@ -15,7 +15,7 @@ from mvd_edge.match.baselines import ColorHistogramEmbedder
 from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import box_iou
 from mvd_edge.match.events import read_events
-from mvd_edge.match.pipeline import MatchPipeline, rss_mb, run_match
+from mvd_edge.match.pipeline import Matcher, pair_matcher, rss_mb, run_match
 from mvd_edge.match.render import render_side_by_side
 from mvd_edge.match.sources import FrameSource, SourceError, SourceSpec
 
@@ -202,7 +202,7 @@ def test_crops_match_the_model_aspect_and_skip_tiny_boxes():
         def detect(self, image, k):
             return Detections.empty()
 
-    pipe = MatchPipeline(ColorHistogramEmbedder(), {"ir": Det(), "rgb": Det()}, MatcherConfig().updated({"crop.margin": 0.1}))
+    pipe = pair_matcher(ColorHistogramEmbedder(), {"ir": Det(), "rgb": Det()}, MatcherConfig().updated({"crop.margin": 0.1}))
     img = np.zeros((200, 300, 3), np.uint8)
     crop = pipe._crop(img, np.array([100, 50, 120, 150], np.float32))
     assert crop.shape[0] == 120 and crop.shape[1] == 60  # margin 10 px each side, widened to 1:2
@@ -256,13 +256,13 @@ def test_synthetic_video_with_an_oracle_embedder(tmp_path, monkeypatch, synth_cl
                 out[i, int(c[0, 0, 0]) % 8] = 1.0
             return out
 
-    real_step, real_crop = MatchPipeline.step, MatchPipeline._crop
+    real_step, real_crop = Matcher.step, Matcher._crop
 
-    def step(self, ir, rgb):
+    def step(self, frames):
         current.clear()
-        current[id(ir.image)], current[id(rgb.image)] = "ir", "rgb"
-        frame_of.update(ir=ir.index, rgb=rgb.index)
-        return real_step(self, ir, rgb)
+        current.update({id(p.image): s for s, p in frames.items()})
+        frame_of.update({s: p.index for s, p in frames.items()})
+        return real_step(self, frames)
 
     def crop(self, img, box):
         if real_crop(self, img, box) is None:
@@ -274,8 +274,8 @@ def test_synthetic_video_with_an_oracle_embedder(tmp_path, monkeypatch, synth_cl
         pid = int(g[int(iou.argmax())][0]) if len(iou) and iou.max() >= 0.3 else 0
         return np.full((4, 4, 3), pid, np.uint8)
 
-    monkeypatch.setattr(MatchPipeline, "step", step)
-    monkeypatch.setattr(MatchPipeline, "_crop", crop)
+    monkeypatch.setattr(Matcher, "step", step)
+    monkeypatch.setattr(Matcher, "_crop", crop)
     if isinstance(retrack, str):  # the detector trained on synthetic scenes / those that need no training
         from mvd_edge.match.detect import UNTRAINED_DEFAULTS, make_detector
 

@@ -17,7 +17,7 @@ from mvd_edge.match.baselines import ColorHistogramEmbedder
 from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import Detections, Detector
 from mvd_edge.match.events import read_events
-from mvd_edge.match.site import SiteCamera, SiteMatcher, SiteRunner, TimeSync
+from mvd_edge.match.site import SiteCamera, SiteRunner, TimeSync, site_matcher
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
 
 # ---------------------------------------------------------------- time pairing
@@ -156,11 +156,11 @@ def _identity_of(world: SiteWorld, cam: str, frame: int, box) -> int | None:
 def test_four_cameras_one_identity_per_person_across_modalities_places_and_time():
     world = SiteWorld()
     cams = [SiteCamera(n, Modality.parse(s)) for n, (_, s) in world.cams.items()]
-    matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
+    matcher = site_matcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
                           site_config(threshold=0.7, same_threshold=0.8, hysteresis=3))
     events = []
     for k in range(95):
-        events.extend(matcher.step({c.name: FramePacket(k, k / 15, world.frame(c.name, k)) for c in cams}))
+        events.extend(matcher.step({c.name: FramePacket(k, k / 15, world.frame(c.name, k)) for c in cams}).events)
     sightings = [e for e in events if e["event"] == "sighting"]
     assert sightings
     gid_of: dict[int, set[int]] = {}
@@ -170,7 +170,7 @@ def test_four_cameras_one_identity_per_person_across_modalities_places_and_time(
         gid_of.setdefault(pid, set()).add(e["global_id"])
     assert all(len(g) == 1 for g in gid_of.values()), gid_of  # one global id per person, on every camera
     assert len({next(iter(g)) for g in gid_of.values()}) == 4  # and distinct people, distinct ids
-    assert matcher.identities == 4
+    assert matcher.policy.identities == 4
     cams_of = {pid: {e["camera"] for e in sightings if _identity_of(world, e["camera"], e["frame"], e["box"]) == pid}
                for pid in range(4)}
     assert all(cams_of[p] == {"ir0", "rgb0", "ir1", "rgb1"} for p in range(3)) and cams_of[3] == {"ir1", "rgb1"}
@@ -186,39 +186,39 @@ def test_same_modality_cameras_recognise_people_through_the_gallery():
     gets their id back by an RGB <-> RGB match (``via: same``)."""
     world = SiteWorld()
     cams = [SiteCamera("rgb0", Modality.VISIBLE), SiteCamera("rgb1", Modality.VISIBLE)]
-    matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
+    matcher = site_matcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
                           site_config(threshold=0.99, same_threshold=0.8, hysteresis=3))
     events = []
     for k in range(95):
-        events.extend(matcher.step({c.name: world.frame(c.name, k) for c in cams}))
+        events.extend(matcher.step({c.name: world.frame(c.name, k) for c in cams}).events)
     idents = [e for e in events if e["event"] == "identity"]
     first = {e["global_id"] for e in idents if e["camera"] == "rgb0"}
     later = [e for e in idents if e["camera"] == "rgb1" and e["global_id"] in first]
     assert len(first) == 3 and len(later) == 3 and all(e["via"] == "same" for e in later)
-    assert matcher.identities == 4  # person 3, never at location 0, is the only new one there
+    assert matcher.policy.identities == 4  # person 3, never at location 0, is the only new one there
     # the control: a gallery that remembers one person only: the others come back as new people
-    forgetful = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
+    forgetful = site_matcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
                             site_config(threshold=0.99, same_threshold=0.8, hysteresis=3, gallery_size=1))
     for k in range(95):
         forgetful.step({c.name: world.frame(c.name, k) for c in cams})
-    assert forgetful.identities >= 6
+    assert forgetful.policy.identities >= 6
 
 
 def test_a_camera_left_out_of_a_step_keeps_its_tracks_and_unknown_cameras_are_refused():
     world = SiteWorld()
     cams = [SiteCamera("ir0", Modality.INFRARED), SiteCamera("rgb0", Modality.VISIBLE)]
-    matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
+    matcher = site_matcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
                           site_config(threshold=0.7, hysteresis=2))
     for k in range(20):  # rgb0 at half rate
         frames = {"ir0": world.frame("ir0", k)}
         if k % 2 == 0:
             frames["rgb0"] = world.frame("rgb0", k)
         matcher.step(frames)
-    assert matcher.identities == 3
+    assert matcher.policy.identities == 3
     with pytest.raises(UsageError, match="unknown camera"):
         matcher.step({"lobby": world.frame("ir0", 0)})
     with pytest.raises(UsageError, match="no detector"):
-        SiteMatcher(ColorHistogramEmbedder(), cams, {"ir0": SiteDetector(world, "ir0")})
+        site_matcher(ColorHistogramEmbedder(), cams, {"ir0": SiteDetector(world, "ir0")})
 
 
 def test_identity_table_forgets_the_least_recently_seen_and_grows():
@@ -345,28 +345,29 @@ def test_a_site_on_the_faiss_shortlist_makes_the_same_identities_as_exact_search
     strangers = _unit(np.random.default_rng(3), 800, ColorHistogramEmbedder().dim)
     runs = []
     for faiss_above in (10**9, 0):
-        matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
+        matcher = site_matcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
                               site_config(threshold=0.7, same_threshold=0.8, hysteresis=3, faiss_above=faiss_above))
-        matcher.gallery.shortlist = shortlist
-        asked, candidates = [], matcher.gallery.candidates
+        matcher.policy.gallery.shortlist = shortlist
+        asked, candidates = [], matcher.policy.gallery.candidates
 
         def spy(modalities, desc, always=None, candidates=candidates, asked=asked):
             rows = candidates(modalities, desc, always)
             asked.append((always, rows))
             return rows
 
-        matcher.gallery.candidates = spy
+        matcher.policy.gallery.candidates = spy
         for k in range(400):
-            matcher.gallery.update(10**6 + k, Modality.INFRARED, strangers[k], 0.8)
-            matcher.gallery.update(10**6 + k, Modality.VISIBLE, strangers[400 + k], 0.8)
+            matcher.policy.gallery.update(10**6 + k, Modality.INFRARED, strangers[k], 0.8)
+            matcher.policy.gallery.update(10**6 + k, Modality.VISIBLE, strangers[400 + k], 0.8)
         events = []
         for k in range(95):
-            events.extend(matcher.step({c.name: FramePacket(k, k / 15, world.frame(c.name, k)) for c in cams}))
-        assert matcher.gallery.uses_faiss == (faiss_above == 0) and len(matcher.gallery) == 404
-        assert matcher.identities == 4  # the four people, none of them taken for a stranger
+            frames = {c.name: FramePacket(k, k / 15, world.frame(c.name, k)) for c in cams}
+            events.extend(matcher.step(frames).events)
+        assert matcher.policy.gallery.uses_faiss == (faiss_above == 0) and len(matcher.policy.gallery) == 404
+        assert matcher.policy.identities == 4  # the four people, none of them taken for a stranger
         if faiss_above == 0:  # the tracks' own identities are always scored, shortlisted or not
             held = [(a, r) for a, r in asked if a.size]
-            assert held and all(np.isin(a, r).all() and len(r) < len(matcher.gallery) for a, r in held)
+            assert held and all(np.isin(a, r).all() and len(r) < len(matcher.policy.gallery) for a, r in held)
         runs.append(events)
     exact, fast = runs
     assert {e["via"] for e in exact if e["event"] == "identity"} >= {"new", "cross"}
@@ -454,15 +455,15 @@ def test_global_ids_hold_over_many_passes_of_a_looped_site():
         def detect(self, image, frame_index):
             return super().detect(image, frame_index % 95)
 
-    matcher = SiteMatcher(ColorHistogramEmbedder(), cams, {c.name: Looped(world, c.name) for c in cams},
+    matcher = site_matcher(ColorHistogramEmbedder(), cams, {c.name: Looped(world, c.name) for c in cams},
                           site_config(threshold=0.7, same_threshold=0.8, hysteresis=3))
     gids: dict[int, set[int]] = {}
     after_pass = []
     for k in range(3 * 95):
-        for e in matcher.step({c.name: FramePacket(k, k / 15, world.frame(c.name, k % 95)) for c in cams}):
+        for e in matcher.step({c.name: FramePacket(k, k / 15, world.frame(c.name, k % 95)) for c in cams}).events:
             if e["event"] == "sighting":
                 gids.setdefault(_identity_of(world, e["camera"], k % 95, e["box"]), set()).add(e["global_id"])
         if k % 95 == 94:
-            after_pass.append(matcher.identities)
+            after_pass.append(matcher.policy.identities)
     assert after_pass == [4, 4, 4]
     assert None not in gids and all(len(g) == 1 for g in gids.values()), gids

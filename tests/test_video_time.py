@@ -111,7 +111,8 @@ def _run_pair(ir, rgb, ir_boxes, rgb_boxes, events):
     dets = {"ir": MotBoxes(ir_boxes), "rgb": MotBoxes(rgb_boxes)}
     runner = PairRunner(str(ir), str(rgb), ColorHistogramEmbedder(), dets, events=events, status=False)
     steps = []
-    summary = runner.run(on_step=lambda res: steps.append((res.ir.index, res.ir.time, res.rgb.index, res.rgb.time)))
+    summary = runner.run(on_step=lambda res: steps.append((res.frames["ir"].index, res.frames["ir"].time,
+                                                           res.frames["rgb"].index, res.frames["rgb"].time)))
     return summary, steps
 
 

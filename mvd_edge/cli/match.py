@@ -320,7 +320,7 @@ def _run_with_status(runner, max_steps, duration) -> dict:
             last[0] = now
             used = ", ".join(f"{n} {r.sync.used[n]}" for n in r.sources)
             live.update(f"step {r.steps}  {r.steps / max(now - t0, 1e-9):.1f} steps/s  frames: {used}  "
-                        f"people {r.matcher.identities}", refresh=True)
+                        f"people {r.matcher.policy.identities}", refresh=True)
 
         return runner.run(max_steps=max_steps, duration=duration, on_step=show)
 

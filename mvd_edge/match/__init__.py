@@ -13,14 +13,15 @@ Pipeline, one step per pair of frames::
 * :mod:`.foreground`: background-subtraction (MOG2/KNN) and thermal warm-blob detectors.
 * :mod:`.track`: a small IoU + Kalman multi-object tracker (ByteTrack-style two-stage).
 * :mod:`.bank`: per-track feature banks (EMA plus the last N features).
-* :mod:`.associate`: cross-modal association with global identities.
+* :mod:`.associate`: cross-modal association with global identities (:class:`PairPolicy`).
 * :mod:`.config`: :class:`MatcherConfig`, every setting (YAML + ``--set``), and :func:`resolve` against
   the engine's sidecar.
-* :mod:`.pipeline`: :class:`MatchPipeline` (one step) and :func:`run_match` (the loop).
+* :mod:`.pipeline`: :class:`Matcher` (one step over N cameras, the association rule a policy) and
+  :func:`run_match` (the loop of a pair).
 * :mod:`.events`: the JSONL event schema. :mod:`.render`: side-by-side annotated video.
 * :mod:`.sinks`: webhook and MQTT event sinks, Prometheus metrics.
 * :mod:`.site`: N cameras of either modality: :class:`TimeSync` (frames paired by capture
-  time), :class:`SiteMatcher` (``step(frames_by_camera)``: one global gallery of people),
+  time), :class:`SitePolicy` (one global gallery of people),
   :class:`SiteRunner` (start / step / close).
 
 The names below are loaded on first use (PEP 562 module ``__getattr__``): importing
@@ -50,7 +51,8 @@ _EXPORTS = {
     "MatcherConfig": "config",
     "load_matcher_config": "config",
     "resolve": "config",
-    "MatchPipeline": "pipeline",
+    "Matcher": "pipeline",
+    "PairPolicy": "associate",
     "run_match": "pipeline",
     "FramePacket": "sources",
     "FrameSource": "sources",
@@ -59,7 +61,7 @@ _EXPORTS = {
     "load_cameras": "sources",
     "parse_source": "sources",
     "SiteCamera": "site",
-    "SiteMatcher": "site",
+    "SitePolicy": "site",
     "SiteRunner": "site",
     "TimeSync": "site",
     "MatchMetrics": "sinks",
@@ -82,15 +84,16 @@ __all__ = [
     "FrameSource",
     "HogDetector",
     "MatchMetrics",
-    "MatchPipeline",
+    "Matcher",
     "MatcherConfig",
     "MotBoxes",
     "MqttSink",
     "OnnxDetector",
+    "PairPolicy",
     "PairUpdate",
     "PassthroughTracker",
     "SiteCamera",
-    "SiteMatcher",
+    "SitePolicy",
     "SiteRunner",
     "SourceError",
     "SourceSpec",
@@ -107,15 +110,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__
-    from mvd_edge.match.associate import CrossModalAssociator, PairUpdate
+    from mvd_edge.match.associate import CrossModalAssociator, PairPolicy, PairUpdate
     from mvd_edge.match.bank import FeatureBank
     from mvd_edge.match.config import MatcherConfig, load_matcher_config, resolve
     from mvd_edge.match.detect import Detections, HogDetector, MotBoxes, OnnxDetector, make_detector
     from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, read_events
     from mvd_edge.match.foreground import ForegroundDetector
-    from mvd_edge.match.pipeline import MatchPipeline, run_match
+    from mvd_edge.match.pipeline import Matcher, run_match
     from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
-    from mvd_edge.match.site import SiteCamera, SiteMatcher, SiteRunner, TimeSync
+    from mvd_edge.match.site import SiteCamera, SitePolicy, SiteRunner, TimeSync
     from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, load_cameras, parse_source
     from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
 

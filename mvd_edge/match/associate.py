@@ -43,19 +43,32 @@ streams while the old ones still coast). Otherwise it is compared the same way w
 ended global ids and takes the best one back; otherwise a new id is issued. The ended ids
 live in a :class:`mvd_edge.gallery.IdentityMemory` (exact numpy search; a faiss shortlist past
 ``memory_faiss_above`` entries, with the same answers).
+
+:class:`PairPolicy` is this rule as the association policy of a
+:class:`~mvd_edge.match.pipeline.Matcher` of the two cameras ``ir`` and ``rgb``: it writes the pair
+view of the events (:mod:`~mvd_edge.match.events`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from mvd_edge.core.errors import UsageError
 from mvd_edge.gallery.memory import IdentityMemory
 from mvd_edge.match.config import AssociationConfig
+from mvd_edge.match.events import box_xywh
 
-__all__ = ["CrossModalAssociator", "PairUpdate", "ReportedPair"]
+if TYPE_CHECKING:  # annotations only: the associator itself needs no OpenCV
+    from mvd_edge.match.sources import FramePacket
+    from mvd_edge.match.track import Track
+
+__all__ = ["STREAMS", "CrossModalAssociator", "PairPolicy", "PairUpdate", "ReportedPair", "reportable"]
+
+STREAMS = ("ir", "rgb")
 
 
 @dataclass
@@ -294,3 +307,89 @@ class CrossModalAssociator:
         gid = self._next_gid
         self._next_gid += 1
         return gid
+
+
+def reportable(t: Track | None, coast: int) -> bool:
+    """Whether track ``t`` has a box to report this frame: it was detected, or the detector has
+    missed it for at most ``coast`` frames and the tracker predicts where it is (a Kalman track;
+    ids from a box file predict nothing)."""
+    if t is None:
+        return False
+    return t.time_since_update == 0 or (t.kalman is not None and t.time_since_update <= coast)
+
+
+class PairPolicy:
+    """The pair rule for a :class:`~mvd_edge.match.pipeline.Matcher` of the cameras ``ir`` and ``rgb``.
+
+    Each step the tracks that have ``bank.min_features`` features and were detected within
+    ``association.max_gap`` steps (with an early point set, also the tracks detected now that are
+    still gathering their first features) go to the :class:`CrossModalAssociator`. Events (the pair
+    view): ``pair_start`` / ``pair_end`` for its changes (ended and split tracks included), then a
+    ``match`` for each reported pair whose two tracks have a box to report. ``pair_times``: the
+    events also carry the RGB frame's time (set for streams paired by time)."""
+
+    def bind(self, matcher) -> None:
+        if set(matcher.cameras) != set(STREAMS):
+            raise UsageError(f"the pair rule needs the cameras 'ir' and 'rgb', got {sorted(matcher.cameras)}")
+        self.m, self.c = matcher, matcher.config
+        self.associator = CrossModalAssociator(self.c.association)
+        self.changes: list[PairUpdate] = []  # since the last step's events
+        self.pair_times = False
+
+    def track_new(self, camera: str, track_id: int) -> None:
+        pass
+
+    def track_removed(self, camera: str, track_id: int, reason: str) -> None:
+        self.changes.extend(self.associator.remove_track(camera, track_id, reason=reason))
+
+    def associate(self, packets: dict[str, FramePacket], tracks: dict[str, list[Track]]) -> list[dict[str, Any]]:
+        c, banks = self.c, self.m.banks
+        ir, rgb = packets["ir"], packets["rgb"]
+        eligible = {s: [tr.id for tr in tracks[s] if tr.time_since_update <= c.association.max_gap
+                        and banks[s].count(tr.id) >= c.bank.min_features] for s in STREAMS}
+        early = {s: [] for s in STREAMS}
+        if c.association.early_threshold is not None:  # tracks detected now, still gathering their first features
+            early = {s: [tr.id for tr in tracks[s] if tr.time_since_update == 0
+                         and 0 < banks[s].count(tr.id) < c.bank.min_features] for s in STREAMS}
+        ids = {s: eligible[s] + early[s] for s in STREAMS}
+        changes, self.changes = self.changes, []
+        changes.extend(self.associator.update(ids["ir"], banks["ir"].descriptors(ids["ir"]),
+                                              ids["rgb"], banks["rgb"].descriptors(ids["rgb"]),
+                                              early=(set(early["ir"]), set(early["rgb"]))))
+        by_id = {s: {tr.id: tr for tr in tracks[s]} for s in STREAMS}
+        events = [self._event("pair_" + ch.kind, ir, rgb, ch.ir_track, ch.rgb_track, ch.global_id, ch.similarity,
+                              by_id, reason=ch.reason if ch.kind == "end" else None) for ch in changes]
+        coast = c.association.report_coast
+        for p in self.associator.pairs():
+            if reportable(by_id["ir"].get(p.ir_track), coast) and reportable(by_id["rgb"].get(p.rgb_track), coast):
+                events.append(self._event("match", ir, rgb, p.ir_track, p.rgb_track, p.global_id, p.similarity, by_id,
+                                          coast=coast))
+        return events
+
+    def _event(self, kind: str, ir: FramePacket, rgb: FramePacket, i: int, r: int, gid: int, sim: float,
+               by_id: dict[str, dict[int, Track]], reason: str | None = None, coast: int = 0) -> dict[str, Any]:
+        ti, tr = by_id["ir"].get(i), by_id["rgb"].get(r)
+        ev = {"event": kind, "frame": self.m.frame, "ir_frame": ir.index, "rgb_frame": rgb.index,
+              "time": round(float(ir.time), 4), "ir_track": int(i), "rgb_track": int(r), "global_id": int(gid),
+              "similarity": round(float(sim), 4),
+              "ir_box": box_xywh(ti.box) if reportable(ti, coast) else None,
+              "rgb_box": box_xywh(tr.box) if reportable(tr, coast) else None}
+        if self.pair_times:
+            ev["rgb_time"] = round(float(rgb.time), 4)
+        predicted = [s for s, t in (("ir", ti), ("rgb", tr)) if reportable(t, coast) and t.time_since_update > 0]
+        if predicted:
+            ev["predicted"] = predicted
+        if reason is not None:
+            ev["reason"] = reason
+        return ev
+
+    def finish(self, ir: FramePacket | None, rgb: FramePacket | None) -> list[dict[str, Any]]:
+        """``pair_end`` events (reason ``shutdown``) for the pairs still held."""
+        out = []
+        for ch in self.associator.close():
+            out.append({"event": "pair_end", "frame": self.m.frame, "ir_frame": ir.index if ir else None,
+                        "rgb_frame": rgb.index if rgb else None, "time": round(float(ir.time), 4) if ir else None,
+                        **({"rgb_time": round(float(rgb.time), 4) if rgb else None} if self.pair_times else {}),
+                        "ir_track": ch.ir_track, "rgb_track": ch.rgb_track, "global_id": ch.global_id,
+                        "similarity": round(ch.similarity, 4), "ir_box": None, "rgb_box": None, "reason": ch.reason})
+        return out

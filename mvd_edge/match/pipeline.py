@@ -1,11 +1,14 @@
-"""The matcher: :class:`MatchPipeline` (one step per pair of frames) and :func:`run_match` (the loop).
+"""The matcher: :class:`Matcher` (one step per time step over N cameras, with the association rule
+as a policy) and :func:`run_match` (the loop of a pair of cameras, ``ir`` and ``rgb``).
 
-A step: detect people in both frames, track them per stream, crop the tracks detected in
-this frame (skipping boxes that are too small or largely covered by another box), embed
-all crops of both streams in one batch, update the tracks' feature banks, and associate
-IR tracks with RGB tracks (:class:`~mvd_edge.match.associate.CrossModalAssociator`).
-Every stage is timed; the Embedder's own stage times (preprocess/infer/postprocess) are
-recorded as ``embed.<stage>``.
+A step: detect people in each camera's frame, track them per camera, crop the tracks detected in
+this frame (skipping boxes that are too small or largely covered by another box), embed all crops
+of all cameras in one batch, update the tracks' feature banks, and hand the tracks to the policy:
+:class:`~mvd_edge.match.associate.PairPolicy` (IR tracks with RGB tracks,
+:class:`~mvd_edge.match.associate.CrossModalAssociator`) or
+:class:`~mvd_edge.match.site.SitePolicy` (global identities across N cameras). Every stage is
+timed; the Embedder's own stage times (preprocess/infer/postprocess) are recorded as
+``embed.<stage>``.
 """
 
 from __future__ import annotations
@@ -21,20 +24,20 @@ from typing import Any
 import numpy as np
 
 from mvd_edge.core.errors import UsageError
+from mvd_edge.core.modality import Modality
 from mvd_edge.core.preprocess import box_crop, box_overlap
 from mvd_edge.core.signals import interrupts_deferred
-from mvd_edge.match.associate import CrossModalAssociator, PairUpdate, ReportedPair
+from mvd_edge.match.associate import STREAMS, PairPolicy
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import Detections, Detector, box_iou
-from mvd_edge.match.events import EventWriter, StepRuns, box_xywh, start_event
+from mvd_edge.match.events import EventWriter, StepRuns, start_event
 from mvd_edge.match.runner import Runner, rss_mb
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, parse_source
 from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
 
-__all__ = ["MatchPipeline", "StageTimer", "StepResult", "rss_mb", "run_match"]
+__all__ = ["PAIR_CAMERAS", "Matcher", "SiteCamera", "StageTimer", "StepResult", "pair_matcher", "rss_mb", "run_match"]
 
-STREAMS = ("ir", "rgb")
 _log = logging.getLogger(__name__)
 
 
@@ -63,50 +66,75 @@ class StageTimer:
         return list(self.total)
 
 
+@dataclass(frozen=True)
+class SiteCamera:
+    """One camera: ``name``, ``modality`` and what to read (``spec``). A pair is the two cameras
+    :data:`PAIR_CAMERAS`, ``ir`` and ``rgb``."""
+
+    name: str
+    modality: Modality
+    spec: SourceSpec | None = None
+
+
+PAIR_CAMERAS = (SiteCamera("ir", Modality.INFRARED), SiteCamera("rgb", Modality.VISIBLE))
+
+
 @dataclass
 class StepResult:
+    """One step: its number, the frames and tracks of the cameras that had a frame, its events."""
+
     frame: int
-    ir: FramePacket
-    rgb: FramePacket
+    frames: dict[str, FramePacket]
     tracks: dict[str, list[Track]]
-    pairs: list[ReportedPair]
     events: list[dict[str, Any]]
     n_crops: int
     seconds: float
 
 
-class MatchPipeline:
-    """One matcher instance: detectors, trackers, banks and the associator for an IR/RGB pair.
+class Matcher:
+    """Detect, track, crop, embed and bank on N cameras, then the association rule: one :meth:`step`
+    per time step.
+
+    The rule is a policy object (``policy``): :class:`~mvd_edge.match.associate.PairPolicy` (two
+    cameras ``ir`` and ``rgb``: IR x RGB pairs of tracks, Hungarian with hysteresis and fast /
+    early pairing) or :class:`~mvd_edge.match.site.SitePolicy` (N cameras: global identities). It
+    is told of every track the trackers start (``track_new(camera, id)``) and end or split
+    (``track_removed(camera, id, reason)``, reason ``track_ended`` or ``track_split``), and gives
+    each step's events (``associate(packets, tracks)``) once the banks are up to date.
 
     Args:
         embedder: an :class:`mvd_edge.runtime.Embedder` (any backend/precision).
-        detectors: ``{"ir": Detector, "rgb": Detector}``.
-        config: :class:`MatcherConfig`.
-        trackers: ``{"ir": tracker, "rgb": tracker}``; default: :class:`PassthroughTracker`
-            for a detector that yields ids (a MOT file with track ids), else :class:`ByteTracker`.
+        cameras: the cameras (names unique), e.g. :data:`PAIR_CAMERAS`.
+        detectors: ``{camera name: Detector}``.
+        config: :class:`~mvd_edge.match.config.MatcherConfig`.
+        policy: the association rule (see above); bound to this matcher here.
+        trackers: ``{camera name: tracker}``; default: :class:`PassthroughTracker` for a detector
+            that yields ids (a MOT file with track ids), else :class:`ByteTracker`.
     """
 
-    def __init__(self, embedder, detectors: dict[str, Detector], config: MatcherConfig | None = None,
+    def __init__(self, embedder, cameras, detectors: dict[str, Detector], config: MatcherConfig | None, policy,
                  trackers: dict[str, Any] | None = None):
-        self.embedder = embedder
-        self.config = config or MatcherConfig()
-        c = self.config
-        missing = set(STREAMS) - set(detectors)
+        names = [c.name for c in cameras]
+        if len(set(names)) != len(names) or not names:
+            raise UsageError(f"camera names must be unique and at least one, got {names}")
+        missing = set(names) - set(detectors)
         if missing:
-            raise ValueError(f"detectors needed for {sorted(missing)}")
+            raise UsageError(f"no detector for camera(s) {sorted(missing)}")
+        self.embedder, self.cameras = embedder, {c.name: c for c in cameras}
+        self.config = c = config or MatcherConfig()
         self.detectors = detectors
-        self.trackers = trackers or {s: default_tracker(detectors[s], c) for s in STREAMS}
-        self.banks = {s: FeatureBank(embedder.dim, c.bank.ema_momentum, c.bank.last_n) for s in STREAMS}
-        self.associator = CrossModalAssociator(c.association)
+        self.trackers = trackers or {n: default_tracker(detectors[n], c) for n in names}
+        self.banks = {n: FeatureBank(embedder.dim, c.bank.ema_momentum, c.bank.last_n) for n in names}
         self.timer = StageTimer()
         spec = getattr(embedder, "spec", None)
         self.aspect = c.crop.aspect or (spec.width / spec.height if spec is not None else None)
-        self.frame = 0
+        self.frame = 0  # the step number
         self.crops_embedded = 0
-        self.tracks_seen = {s: set() for s in STREAMS}  # ids, bounded: pruned when tracks end
-        self.n_tracks = {s: 0 for s in STREAMS}
-        self.last_tracks: dict[str, list[Track]] = {s: [] for s in STREAMS}
-        self.pair_times = False  # events also carry the RGB frame's time (set for streams paired by time)
+        self.tracks_seen: dict[str, set[int]] = {n: set() for n in names}  # ids, pruned when tracks end
+        self.n_tracks = {n: 0 for n in names}
+        self.last_tracks: dict[str, list[Track]] = {n: [] for n in names}  # each camera's tracks at its last frame
+        self.policy = policy
+        policy.bind(self)
 
     def _crop(self, img: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """The re-id crop of ``box`` (x1y1x2y2): margin, aspect, border replication; None if too small."""
@@ -118,130 +146,95 @@ class MatchPipeline:
         self.timer.add(stage, t1 - t0)
         return t1
 
-    def step(self, ir: FramePacket, rgb: FramePacket) -> StepResult:
-        c = self.config
+    def step(self, frames: dict[str, FramePacket | np.ndarray]) -> StepResult:
+        """One time step with the frames of the cameras that have one (``{camera name: FramePacket or
+        uint8 BGR image}``; others are left out). Stages are timed (``detect.<camera>``, ``track``,
+        ``crop``, ``embed``, the Embedder's own ``embed.<stage>``, ``associate``)."""
+        unknown = set(frames) - set(self.cameras)
+        if unknown:
+            raise UsageError(f"frames for unknown camera(s) {sorted(unknown)}; cameras: {sorted(self.cameras)}")
+        packets = {n: f if isinstance(f, FramePacket) else FramePacket(self.frame, float(self.frame), f)
+                   for n, f in frames.items()}
         start = t = time.perf_counter()
-        packets = {"ir": ir, "rgb": rgb}
         dets: dict[str, Detections] = {}
-        for s in STREAMS:
-            dets[s] = self.detectors[s].detect(packets[s].image, packets[s].index)
-            t = self._tick(f"detect.{s}", t)
-        events: list[dict[str, Any]] = []
-        changes: list[PairUpdate] = []
-        tracks: dict[str, list[Track]] = {}
+        for n, p in packets.items():
+            dets[n] = self.detectors[n].detect(p.image, p.index)
+            t = self._tick(f"detect.{n}", t)
         before = dict(self.embedder.stage_times)
-        feats = {s: DetectionFeatures(self.embedder, packets[s].image, dets[s], self.banks[s], self._crop)
-                 for s in STREAMS}
-        for s in STREAMS:
-            tracker = self.trackers[s]
-            tracks[s] = tracker.update(dets[s], feats[s] if c.track.appearance > 0 else None)
-            for tid in tracker.removed:
-                self.banks[s].remove(tid)
-                self.tracks_seen[s].discard(tid)
-                changes.extend(self.associator.remove_track(s, tid))
-            for tr in tracks[s]:
-                if tr.id not in self.tracks_seen[s]:
-                    self.tracks_seen[s].add(tr.id)
-                    self.n_tracks[s] += 1
+        feats = {n: DetectionFeatures(self.embedder, packets[n].image, dets[n], self.banks[n], self._crop)
+                 for n in packets}
+        tracks = {n: self._track(n, dets[n], feats[n]) for n in packets}
         appearance_s = sum(f.seconds for f in feats.values())
         t1 = time.perf_counter()
         self.timer.add("track", t1 - t - appearance_s)
         t = t1
-        by_id = {s: {tr.id: tr for tr in tracks[s]} for s in STREAMS}
-        # crops of the tracks detected in this frame
-        chosen = {s: track_crops(packets[s].image, tracks[s], dets[s], self.banks[s], c, self.frame, self._crop)
-                  for s in STREAMS}
-        n_crops = sum(len(v) for v in chosen.values())
-        t = self._tick("crop", t)
-        n_embedded, splits = embed_tracks(self.embedder, [(s, chosen[s], feats[s], by_id[s], self.banks[s],
-                                                           split_sigmas(self.trackers[s], c)) for s in STREAMS])
-        for s, tid, f in splits:
-            changes.extend(self._split(s, tid, f))
-        if splits:
-            by_id = {s: {tr.id: tr for tr in tracks[s]} for s in STREAMS}
-        n_embedded += sum(f.crops_embedded for f in feats.values())
+        n_crops, n_embedded, crop_s = self._embed(packets, dets, tracks, feats)
         if n_embedded:
             for k, v in self.embedder.stage_times.items():
                 self.timer.add(f"embed.{k}", v - before.get(k, 0.0))
         t1 = time.perf_counter()
         if n_embedded or n_crops:
-            self.timer.add("embed", t1 - t + appearance_s)
+            self.timer.add("embed", t1 - t - crop_s + appearance_s)
         t = t1
         self.crops_embedded += n_embedded
-        # association
-        eligible = {s: [tr.id for tr in tracks[s] if tr.time_since_update <= c.association.max_gap
-                        and self.banks[s].count(tr.id) >= c.bank.min_features] for s in STREAMS}
-        early = {s: [] for s in STREAMS}
-        if c.association.early_threshold is not None:  # tracks detected now, still gathering their first features
-            early = {s: [tr.id for tr in tracks[s] if tr.time_since_update == 0
-                         and 0 < self.banks[s].count(tr.id) < c.bank.min_features] for s in STREAMS}
-        ids = {s: eligible[s] + early[s] for s in STREAMS}
-        changes.extend(self.associator.update(ids["ir"], self.banks["ir"].descriptors(ids["ir"]),
-                                              ids["rgb"], self.banks["rgb"].descriptors(ids["rgb"]),
-                                              early=(set(early["ir"]), set(early["rgb"]))))
-        t = self._tick("associate", t)
-        for ch in changes:
-            events.append(self._event("pair_" + ch.kind, ir, rgb, ch.ir_track, ch.rgb_track, ch.global_id,
-                                      ch.similarity, by_id, reason=ch.reason if ch.kind == "end" else None))
-        pairs = self.associator.pairs()
-        for p in pairs:
-            ti, tr = by_id["ir"].get(p.ir_track), by_id["rgb"].get(p.rgb_track)
-            if reportable(ti, c.association.report_coast) and reportable(tr, c.association.report_coast):
-                events.append(self._event("match", ir, rgb, p.ir_track, p.rgb_track, p.global_id, p.similarity, by_id,
-                                          coast=c.association.report_coast))
-        self._tick("events", t)
-        self.last_tracks = tracks
-        result = StepResult(self.frame, ir, rgb, tracks, pairs, events, n_embedded, time.perf_counter() - start)
+        self.last_tracks.update(tracks)
+        events = self.policy.associate(packets, tracks)
+        self._tick("associate", t)
+        result = StepResult(self.frame, packets, tracks, events, n_embedded, time.perf_counter() - start)
         self.frame += 1
         return result
 
-    def _split(self, s: str, tid: int, feature: np.ndarray) -> list[PairUpdate]:
-        """Track ``tid`` of stream ``s`` now follows someone else: a new id, a new bank starting from
-        ``feature``, and the old id's pair ended (reason ``track_split``)."""
-        new = self.trackers[s].split(tid)
-        self.banks[s].remove(tid)
-        self.banks[s].update(new, feature)
-        self.tracks_seen[s].discard(tid)
-        self.tracks_seen[s].add(new)
-        self.n_tracks[s] += 1
-        return self.associator.remove_track(s, tid, reason="track_split")
+    def _track(self, n: str, dets: Detections, feats: DetectionFeatures) -> list[Track]:
+        """Camera ``n``'s tracks after this frame's detections; the policy hears of ended and new tracks."""
+        tracker = self.trackers[n]
+        tracks = tracker.update(dets, feats if self.config.track.appearance > 0 else None)
+        for tid in tracker.removed:
+            self.banks[n].remove(tid)
+            self.tracks_seen[n].discard(tid)
+            self.policy.track_removed(n, tid, "track_ended")
+        for tr in tracks:
+            if tr.id not in self.tracks_seen[n]:
+                self.tracks_seen[n].add(tr.id)
+                self.n_tracks[n] += 1
+                self.policy.track_new(n, tr.id)
+        return tracks
 
-    def _event(self, kind: str, ir: FramePacket, rgb: FramePacket, i: int, r: int, gid: int, sim: float,
-               by_id: dict[str, dict[int, Track]], reason: str | None = None, coast: int = 0) -> dict[str, Any]:
-        ti, tr = by_id["ir"].get(i), by_id["rgb"].get(r)
-        ev = {"event": kind, "frame": self.frame, "ir_frame": ir.index, "rgb_frame": rgb.index,
-              "time": round(float(ir.time), 4), "ir_track": int(i), "rgb_track": int(r), "global_id": int(gid),
-              "similarity": round(float(sim), 4),
-              "ir_box": box_xywh(ti.box) if reportable(ti, coast) else None,
-              "rgb_box": box_xywh(tr.box) if reportable(tr, coast) else None}
-        if self.pair_times:
-            ev["rgb_time"] = round(float(rgb.time), 4)
-        predicted = [s for s, t in (("ir", ti), ("rgb", tr)) if reportable(t, coast) and t.time_since_update > 0]
-        if predicted:
-            ev["predicted"] = predicted
-        if reason is not None:
-            ev["reason"] = reason
-        return ev
+    def _embed(self, packets: dict[str, FramePacket], dets: dict[str, Detections], tracks: dict[str, list[Track]],
+               feats: dict[str, DetectionFeatures]) -> tuple[int, int, float]:
+        """Crop the tracks detected now and embed them in one batch across cameras into their banks;
+        splits tracks that turned into someone else. Returns ``(crops chosen, crops embedded, seconds
+        spent choosing and cutting the crops)``."""
+        c = self.config
+        t0 = time.perf_counter()
+        by_id = {n: {tr.id: tr for tr in tracks[n]} for n in packets}
+        chosen = {n: track_crops(packets[n].image, tracks[n], dets[n], self.banks[n], c, self.frame, self._crop)
+                  for n in packets}
+        n_crops = sum(len(v) for v in chosen.values())
+        crop_s = time.perf_counter() - t0
+        self.timer.add("crop", crop_s)
+        n_embedded, splits = embed_tracks(self.embedder, [(n, chosen[n], feats[n], by_id[n], self.banks[n],
+                                                           split_sigmas(self.trackers[n], c)) for n in packets])
+        for n, tid, f in splits:
+            self._split(n, tid, f)
+        return n_crops, n_embedded + sum(f.crops_embedded for f in feats.values()), crop_s
 
-    def finish(self, ir: FramePacket | None, rgb: FramePacket | None) -> list[dict[str, Any]]:
-        """``pair_end`` events (reason ``shutdown``) for the pairs still held."""
-        out = []
-        for ch in self.associator.close():
-            out.append({"event": "pair_end", "frame": self.frame, "ir_frame": ir.index if ir else None,
-                        "rgb_frame": rgb.index if rgb else None, "time": round(float(ir.time), 4) if ir else None,
-                        **({"rgb_time": round(float(rgb.time), 4) if rgb else None} if self.pair_times else {}),
-                        "ir_track": ch.ir_track, "rgb_track": ch.rgb_track, "global_id": ch.global_id,
-                        "similarity": round(ch.similarity, 4), "ir_box": None, "rgb_box": None, "reason": ch.reason})
-        return out
+    def _split(self, n: str, tid: int, feature: np.ndarray) -> None:
+        """Track ``tid`` of camera ``n`` now follows someone else: a new id and a new bank starting from
+        ``feature``; the policy hears the old id ended (``track_split``) and the new one started."""
+        new = self.trackers[n].split(tid)
+        self.banks[n].remove(tid)
+        self.banks[n].update(new, feature)
+        self.tracks_seen[n].discard(tid)
+        self.tracks_seen[n].add(new)
+        self.n_tracks[n] += 1
+        self.policy.track_removed(n, tid, "track_split")
+        self.policy.track_new(n, new)
 
 
-def reportable(t: Track | None, coast: int) -> bool:
-    """Whether track ``t`` has a box to report this frame: it was detected, or the detector has
-    missed it for at most ``coast`` frames and the tracker predicts where it is (a Kalman track;
-    ids from a box file predict nothing)."""
-    if t is None:
-        return False
-    return t.time_since_update == 0 or (t.kalman is not None and t.time_since_update <= coast)
+def pair_matcher(embedder, detectors: dict[str, Detector], config: MatcherConfig | None = None,
+                 trackers: dict[str, Any] | None = None) -> Matcher:
+    """A :class:`Matcher` of the two cameras ``ir`` and ``rgb`` with the pair rule."""
+    return Matcher(embedder, PAIR_CAMERAS, detectors, config, PairPolicy(), trackers)
 
 
 def default_tracker(detector: Detector, c: MatcherConfig):
@@ -374,7 +367,7 @@ def _as_source(src: str | SourceSpec | FrameSource, name: str, cameras: dict | N
     return FrameSource(spec, name=name, **kw)
 
 
-def _status_text(pipe: MatchPipeline, srcs: dict[str, FrameSource], steps: int, fps: float, writer: EventWriter,
+def _status_text(pipe: Matcher, srcs: dict[str, FrameSource], steps: int, fps: float, writer: EventWriter,
                  profile: bool):
     from rich.console import Group
     from rich.table import Table
@@ -388,7 +381,7 @@ def _status_text(pipe: MatchPipeline, srcs: dict[str, FrameSource], steps: int, 
              f"embed {1000 * emb:5.1f}", f"assoc {1000 * tm.ewma.get('associate', 0):4.1f}",
              "queue " + " ".join(f"{s} {srcs[s].depth}/{srcs[s].queue.maxsize}" for s in STREAMS),
              "drops " + " ".join(f"{s} {srcs[s].dropped}" for s in STREAMS),
-             f"pairs {len(pipe.associator.reported)}", f"matches {writer.counts.get('match', 0)}"]
+             f"pairs {len(pipe.policy.associator.reported)}", f"matches {writer.counts.get('match', 0)}"]
     bad = sum(srcs[s].stats.corrupt for s in STREAMS)
     rec = sum(srcs[s].stats.reconnects for s in STREAMS)
     if bad:
@@ -409,7 +402,7 @@ def _status_text(pipe: MatchPipeline, srcs: dict[str, FrameSource], steps: int, 
 
 
 class PairRunner(Runner):
-    """One IR and one RGB source + :class:`MatchPipeline`, until one source ends (see
+    """One IR and one RGB source + a :class:`Matcher` with the pair rule, until one source ends (see
     :class:`~mvd_edge.match.runner.Runner` for the life cycle, :func:`run_match` for the arguments).
 
     Pairing: two files (or folders) at different frame rates are paired by media time, as a site
@@ -433,7 +426,7 @@ class PairRunner(Runner):
         kw = dict(queue_size=queue_size, realtime=realtime, open_timeout=open_timeout, max_offline=max_offline)
         srcs = {"ir": _as_source(ir, "ir", cameras, **kw), "rgb": _as_source(rgb, "rgb", cameras, **kw)}
         super().__init__(srcs, events=events, sinks=sinks, metrics=metrics)
-        self.pipe = MatchPipeline(embedder, detectors, config)
+        self.matcher = pair_matcher(embedder, detectors, config)
         self.embedder, self.detectors, self.events_path = embedder, detectors, events
         self.save, self.window, self.render_height = save, window, render_height
         self.status, self.profile, self.console = status and console is not None, profile, console
@@ -450,7 +443,7 @@ class PairRunner(Runner):
         self.unpaired = 0  # time pairing: steps of the slower stream without a frame of the other
 
     def _timer(self) -> StageTimer:
-        return self.pipe.timer
+        return self.matcher.timer
 
     def step_result(self) -> StepResult | None:
         return self.result
@@ -473,9 +466,9 @@ class PairRunner(Runner):
                        f"are paired by time, one pair per {1 / slow:.3f} s, within {0.5 / fast:.3f} s")
             _log.warning(warning)
             start_extra = {"pairing": "time", "warning": warning}
-            self.pipe.pair_times = True
+            self.matcher.policy.pair_times = True
         cams = {s: {"modality": s, "source": srcs[s].spec.label, "fps": srcs[s].fps} for s in STREAMS}
-        self.writer.write(start_event("pair", cams, self.embedder, self.pipe.config.as_dict(), **start_extra,
+        self.writer.write(start_event("pair", cams, self.embedder, self.matcher.config.as_dict(), **start_extra,
                                       ir_source=srcs["ir"].spec.label, rgb_source=srcs["rgb"].spec.label,
                                       fps={s: srcs[s].fps for s in STREAMS},
                                       detector={s: getattr(self.detectors[s], "name", type(self.detectors[s]).__name__)
@@ -491,7 +484,7 @@ class PairRunner(Runner):
         self.push_metrics(force)
         if self.live is not None and (force or now - self._last_refresh > 0.25):
             el, n = self.elapsed(), self.steps
-            self.live.update(_status_text(self.pipe, self.sources, n, (n - 1) / el if el > 0 and n > 1 else 0.0,
+            self.live.update(_status_text(self.matcher, self.sources, n, (n - 1) / el if el > 0 and n > 1 else 0.0,
                                           self.writer, self.profile), refresh=True)
             self._last_refresh = now
 
@@ -501,7 +494,7 @@ class PairRunner(Runner):
         while True:
             pkt = self.sources[s].get(timeout=0.1)
             if pkt is not False:
-                self.pipe.timer.add("wait." + s, time.perf_counter() - t0)
+                self.matcher.timer.add("wait." + s, time.perf_counter() - t0)
                 return pkt
             self._refresh()
             if self.out_of_time():
@@ -530,7 +523,7 @@ class PairRunner(Runner):
                     return s
             t0 = time.perf_counter()
             nxt = self.sync.next()
-            self.pipe.timer.add("wait.sync", time.perf_counter() - t0)
+            self.matcher.timer.add("wait.sync", time.perf_counter() - t0)
             if nxt is None:
                 return next((s for s in STREAMS if s in self.sync.ended), STREAMS[0])
             frames = nxt[1]
@@ -553,8 +546,8 @@ class PairRunner(Runner):
             return self._process(pkts)
 
     def _process(self, pkts: dict[str, FramePacket]) -> bool:
-        pipe = self.pipe
-        res = pipe.step(pkts["ir"], pkts["rgb"])
+        m = self.matcher
+        res = m.step(pkts)
         self.lat.append(time.monotonic() - min(pkts["ir"].captured, pkts["rgb"].captured))
         self.steps += 1
         self.last.update(pkts)
@@ -565,18 +558,19 @@ class PairRunner(Runner):
             if self.crops is not None and ev["event"] == "match":
                 for s in STREAMS:
                     self.crops.save(s, s, ev[f"{s}_frame"], ev["global_id"], pkts[s].image, ev[f"{s}_box"])
-        t = pipe._tick("write", t)
+        t = m._tick("write", t)
         self.result = res
         if self.video is not None or self.window is not None:
             from mvd_edge.match.render import render_side_by_side
 
-            header = f"frame {res.frame}  ir {pkts['ir'].index}  rgb {pkts['rgb'].index}  pairs {len(res.pairs)}"
+            pairs = m.policy.associator.pairs()
+            header = f"frame {res.frame}  ir {pkts['ir'].index}  rgb {pkts['rgb'].index}  pairs {len(pairs)}"
             canvas = render_side_by_side(pkts["ir"].image, pkts["rgb"].image, res.tracks["ir"], res.tracks["rgb"],
-                                         res.pairs, height=self.render_height, header=header)
-            t = pipe._tick("render", t)
+                                         pairs, height=self.render_height, header=header)
+            t = m._tick("render", t)
             if self.video is not None:
                 self.video.write(canvas)
-                t = pipe._tick("save", t)
+                t = m._tick("save", t)
             if self.window is not None and not self.window.show(canvas):
                 self.reason = "window closed"
                 return False
@@ -585,9 +579,9 @@ class PairRunner(Runner):
 
     def _closing(self) -> dict[str, Any]:
         elapsed = self.elapsed()
-        for ev in self.pipe.finish(self.last["ir"], self.last["rgb"]):
+        for ev in self.matcher.policy.finish(self.last["ir"], self.last["rgb"]):
             self.writer.write(ev)
-        summary = _summary(self.pipe, self.sources, self.steps, elapsed, time.monotonic() - (self._t_start or 0.0),
+        summary = _summary(self.matcher, self.sources, self.steps, elapsed, time.monotonic() - (self._t_start or 0.0),
                            self.writer, self.reason, self.lat, self._rss_start, self.video, self.events_path)
         if self.sync is not None:
             summary["pairing"] = {"by": "time", "step_s": round(self.sync.period, 6),
@@ -657,7 +651,7 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
     return runner.run(max_frames, duration, on_step)
 
 
-def _summary(pipe: MatchPipeline, srcs: dict[str, FrameSource], n: int, elapsed: float, wall: float,
+def _summary(pipe: Matcher, srcs: dict[str, FrameSource], n: int, elapsed: float, wall: float,
              writer: EventWriter, reason: str, lat: deque, rss_start: float, sink, events) -> dict[str, Any]:
     tm = pipe.timer
     work = sum(tm.total.get(st, 0.0) for st in tm.stages() if not st.startswith(("wait.", "embed.")))
@@ -674,8 +668,8 @@ def _summary(pipe: MatchPipeline, srcs: dict[str, FrameSource], n: int, elapsed:
         if lat_ms else {},
         "crops_embedded": pipe.crops_embedded,
         "tracks": dict(pipe.n_tracks),
-        "pairs_now": len(pipe.associator.reported),
-        "global_ids": pipe.associator.global_ids_issued,
+        "pairs_now": len(pipe.policy.associator.reported),
+        "global_ids": pipe.policy.associator.global_ids_issued,
         "events": dict(writer.counts),
         "events_path": str(events) if events is not None else None,
         "video": str(sink.path_written) if sink is not None and sink.path_written else None,

@@ -11,9 +11,10 @@ global gallery of people.
   frame by frame without drops; a file that ends leaves the run, the run ends when all have.
   Timestamps: media time (``frame / fps``) for files and folders, capture time (monotonic
   clock) for cameras and URLs.
-* :class:`SiteMatcher` (the Python API: ``Matcher.step(frames_by_camera)``): per camera a
+* :class:`SitePolicy`: the association rule of a site for the one
+  :class:`~mvd_edge.match.pipeline.Matcher` (``Matcher.step(frames_by_camera)``: per camera a
   detector and a tracker, one embedding batch per step across all cameras, a feature bank per
-  track, and a gallery of global identities. Each identity keeps one descriptor per modality
+  track), :func:`site_matcher` builds one: a gallery of global identities. Each identity keeps one descriptor per modality
   (the EMA of its tracks' descriptors). A track that has ``min_features`` features is
   compared with every identity: with the identity's descriptor of the *other* modality
   (cross-modal, IR <-> RGB, threshold ``threshold``) and of its *own* modality
@@ -44,35 +45,17 @@ from scipy.optimize import linear_sum_assignment
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
-from mvd_edge.core.preprocess import box_crop
 from mvd_edge.core.signals import interrupts_deferred
 from mvd_edge.gallery.memory import IdentityMemory
-from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.config import MatcherConfig
-from mvd_edge.match.detect import Detections, Detector
+from mvd_edge.match.detect import Detector
 from mvd_edge.match.events import box_xywh, start_event
-from mvd_edge.match.pipeline import (
-    DetectionFeatures,
-    StageTimer,
-    default_tracker,
-    embed_tracks,
-    split_sigmas,
-    track_crops,
-)
+from mvd_edge.match.pipeline import Matcher, SiteCamera, StageTimer
 from mvd_edge.match.runner import Runner, rss_mb
-from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
+from mvd_edge.match.sources import FramePacket, FrameSource
 from mvd_edge.match.track import Track
 
-__all__ = ["SiteCamera", "SiteMatcher", "SiteRunner", "TimeSync"]
-
-
-@dataclass(frozen=True)
-class SiteCamera:
-    """One camera of a site: ``name``, ``modality`` and what to read (``spec``)."""
-
-    name: str
-    modality: Modality
-    spec: SourceSpec | None = None
+__all__ = ["SiteCamera", "SitePolicy", "SiteRunner", "TimeSync", "site_matcher"]
 
 
 @dataclass
@@ -82,109 +65,39 @@ class _TrackState:
     streak: int = 0
 
 
-class SiteMatcher:
-    """Detect, track, embed and identify across N cameras; one :meth:`step` per time step.
+class SitePolicy:
+    """The site rule for a :class:`~mvd_edge.match.pipeline.Matcher` of N cameras: global identities
+    (see the module docstring). Events (the site view): ``identity`` when a track's global id is set
+    or changed, then a ``sighting`` per camera for each track with a global id detected in its frame.
 
-    Args:
-        embedder: an :class:`~mvd_edge.runtime.Embedder`.
-        cameras: the site's cameras (names unique).
-        detectors: ``{camera name: Detector}``.
-        config: :class:`~mvd_edge.match.config.MatcherConfig`.
-    """
+    ``gallery``: the identities (:class:`~mvd_edge.gallery.memory.IdentityMemory`, one descriptor
+    per modality); ``states``: per camera, each track's identity and hysteresis."""
 
-    def __init__(self, embedder, cameras: list[SiteCamera], detectors: dict[str, Detector],
-                 config: MatcherConfig | None = None):
-        names = [c.name for c in cameras]
-        if len(set(names)) != len(names) or not names:
-            raise UsageError(f"camera names must be unique and at least one, got {names}")
-        missing = set(names) - set(detectors)
-        if missing:
-            raise UsageError(f"no detector for camera(s) {sorted(missing)}")
-        self.embedder, self.cameras = embedder, {c.name: c for c in cameras}
-        self.config = c = config or MatcherConfig()
-        self.detectors = detectors
-        self.trackers = {n: default_tracker(detectors[n], c) for n in names}
-        self.banks = {n: FeatureBank(embedder.dim, c.bank.ema_momentum, c.bank.last_n) for n in names}
-        self.states: dict[str, dict[int, _TrackState]] = {n: {} for n in names}
-        self.gallery = IdentityMemory(embedder.dim, tuple(Modality), c.site.gallery_size, c.site.faiss_above)
+    def bind(self, matcher) -> None:
+        self.m, self.c = matcher, matcher.config
+        self.states: dict[str, dict[int, _TrackState]] = {n: {} for n in matcher.cameras}
+        self.gallery = IdentityMemory(matcher.embedder.dim, tuple(Modality), self.c.site.gallery_size,
+                                      self.c.site.faiss_above)
         self.next_gid = 1
-        self.step_index = 0
-        self.timer = StageTimer()
-        self.crops_embedded = 0
-        self.tracks_started = {n: 0 for n in names}
-        self.last_tracks: dict[str, list[Track]] = {n: [] for n in names}  # each camera's tracks at its last frame
-        spec = getattr(embedder, "spec", None)
-        self.aspect = c.crop.aspect or (spec.width / spec.height if spec is not None else None)
 
-    # ------------------------------------------------------------------ public API
-    def step(self, frames: dict[str, FramePacket | np.ndarray]) -> list[dict[str, Any]]:
-        """One time step with the frames of the cameras that have one (others are left out).
+    def track_new(self, camera: str, track_id: int) -> None:
+        self.states[camera][track_id] = _TrackState()
 
-        ``frames``: ``{camera name: FramePacket or uint8 BGR image}``. Returns this step's
-        events (``identity`` and ``sighting``)."""
+    def track_removed(self, camera: str, track_id: int, reason: str) -> None:
+        self.states[camera].pop(track_id, None)
 
-        c = self.config
-        unknown = set(frames) - set(self.cameras)
-        if unknown:
-            raise UsageError(f"frames for unknown camera(s) {sorted(unknown)}; cameras: {sorted(self.cameras)}")
-        packets = {n: f if isinstance(f, FramePacket) else FramePacket(self.step_index, float(self.step_index), f)
-                   for n, f in frames.items()}
-        t = time.perf_counter()
-        dets: dict[str, Detections] = {}
-        for n, p in packets.items():
-            dets[n] = self.detectors[n].detect(p.image, p.index)
-        t = self._tick("detect", t)
-        tracks: dict[str, list[Track]] = {}
-        feats = {n: DetectionFeatures(self.embedder, packets[n].image, dets[n], self.banks[n], self._crop)
-                 for n in packets}
-        for n in packets:
-            tracker = self.trackers[n]
-            tracks[n] = tracker.update(dets[n], feats[n] if c.track.appearance > 0 else None)
-            for tid in tracker.removed:
-                self.banks[n].remove(tid)
-                self.states[n].pop(tid, None)
-            for tr in tracks[n]:
-                if tr.id not in self.states[n]:
-                    self.states[n][tr.id] = _TrackState()
-                    self.tracks_started[n] += 1
-        self.last_tracks.update(tracks)
-        t = self._tick("track", t)
-        jobs = [(n, track_crops(packets[n].image, tracks[n], dets[n], self.banks[n], c, self.step_index, self._crop),
-                 feats[n], {tr.id: tr for tr in tracks[n]}, self.banks[n], split_sigmas(self.trackers[n], c))
-                for n in packets]
-        n_embedded, splits = embed_tracks(self.embedder, jobs)
-        self.crops_embedded += n_embedded + sum(f.crops_embedded for f in feats.values())
-        for n, tid, f in splits:  # the tracker moved the track onto someone else: a new track from here
-            new = self.trackers[n].split(tid)
-            self.banks[n].remove(tid)
-            self.banks[n].update(new, f)
-            self.states[n].pop(tid, None)
-            self.states[n][new] = _TrackState()
-            self.tracks_started[n] += 1
-        t = self._tick("embed", t)
+    def associate(self, packets: dict[str, FramePacket], tracks: dict[str, list[Track]]) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
         for n in packets:
             events.extend(self._identify(n, packets[n], tracks[n]))
-        t = self._tick("identify", t)
         for n, p in packets.items():
             for tr in tracks[n]:
                 st = self.states[n].get(tr.id)
                 if st is not None and st.gid is not None and tr.time_since_update == 0:
-                    events.append({"event": "sighting", "step": self.step_index, "camera": n, "frame": p.index,
+                    events.append({"event": "sighting", "step": self.m.frame, "camera": n, "frame": p.index,
                                    "time": round(float(p.time), 4), "track": int(tr.id), "global_id": int(st.gid),
                                    "box": box_xywh(tr.box)})
-        self._tick("events", t)
-        self.step_index += 1
         return events
-
-    def _crop(self, img: np.ndarray, box: np.ndarray) -> np.ndarray | None:
-        c = self.config
-        return box_crop(img, box, c.crop.margin, self.aspect, c.crop.min_box_height)
-
-    def _tick(self, stage: str, t0: float) -> float:
-        t1 = time.perf_counter()
-        self.timer.add(stage, t1 - t0)
-        return t1
 
     @property
     def identities(self) -> int:
@@ -201,7 +114,7 @@ class SiteMatcher:
         shortlist of both modalities plus the ``always`` rows: the tracks' own identities), their
         scores ``[T, K]`` (the better of the cross-modal and same-modality similarity minus its
         threshold; -inf where neither exists) and which kind won (True: same modality)."""
-        c = self.config
+        c = self.c
         other = Modality.INFRARED if modality is Modality.VISIBLE else Modality.VISIBLE
         rows = self.gallery.candidates((other, modality), desc, always)
         if rows is None:  # exact search: every row
@@ -214,9 +127,9 @@ class SiteMatcher:
         return rows, np.maximum(cross, same), same > cross
 
     def _identify(self, cam: str, packet: FramePacket, tracks: list[Track]) -> list[dict[str, Any]]:
-        c = self.config
-        modality = self.cameras[cam].modality
-        bank, states = self.banks[cam], self.states[cam]
+        c = self.c
+        modality = self.m.cameras[cam].modality
+        bank, states = self.m.banks[cam], self.states[cam]
         # identities are decided on tracks detected in this step: a track the tracker is only predicting
         # keeps its identity but neither claims nor blocks one, or a person whose old track still coasts
         # (lost when they vanished and came back elsewhere in the view) would found a second identity
@@ -246,7 +159,8 @@ class SiteMatcher:
             if st.gid is not None:
                 # keep the identity unless another beats it by the margin for k steps (a split / merge)
                 own = self._own_score(score[r], rows, st.gid)
-                if cand is not None and cand[0] != st.gid and cand[1] > own + max(c.association.margin, c.association.stickiness):
+                beat = own + max(c.association.margin, c.association.stickiness)
+                if cand is not None and cand[0] != st.gid and cand[1] > beat:
                     st.streak = st.streak + 1 if st.candidate == cand[0] else 1
                     st.candidate = cand[0]
                     if st.streak >= c.association.hysteresis:
@@ -284,17 +198,23 @@ class SiteMatcher:
         return gid
 
     def _refresh(self, gid: int, modality: Modality, d: np.ndarray) -> None:
-        self.gallery.update(gid, modality, d, self.config.site.identity_momentum)
+        self.gallery.update(gid, modality, d, self.c.site.identity_momentum)
 
     def _assign(self, cam: str, packet: FramePacket, tr: Track, st: _TrackState, gid: int,
                 cand: tuple[int, float, bool] | None, via: str) -> dict[str, Any]:
         st.gid, st.candidate, st.streak = gid, None, 0
         sim = None
         if cand is not None:
-            thr = self.config.site.same_threshold if cand[2] else self.config.association.threshold
+            thr = self.c.site.same_threshold if cand[2] else self.c.association.threshold
             sim = round(cand[1] + thr, 4)
-        return {"event": "identity", "step": self.step_index, "camera": cam, "frame": packet.index,
+        return {"event": "identity", "step": self.m.frame, "camera": cam, "frame": packet.index,
                 "track": int(tr.id), "global_id": int(gid), "similarity": sim, "via": via}
+
+
+def site_matcher(embedder, cameras: list[SiteCamera], detectors: dict[str, Detector],
+                 config: MatcherConfig | None = None) -> Matcher:
+    """A :class:`~mvd_edge.match.pipeline.Matcher` of ``cameras`` with the site rule."""
+    return Matcher(embedder, cameras, detectors, config, SitePolicy())
 
 
 # ---------------------------------------------------------------------------- time pairing
@@ -415,7 +335,7 @@ class TimeSync:
 
 
 class SiteRunner(Runner):
-    """Sources + :class:`TimeSync` + :class:`SiteMatcher` + events and sinks (the life cycle of
+    """Sources + :class:`TimeSync` + a :class:`~mvd_edge.match.pipeline.Matcher` with the site rule + events and sinks (the life cycle of
     :class:`~mvd_edge.match.runner.Runner`).
 
     ``start()`` opens the sources and writes the ``start`` event; ``step()`` runs one time step
@@ -429,10 +349,10 @@ class SiteRunner(Runner):
                  sources: dict[str, FrameSource] | None = None, step_fps: float | None = None,
                  tolerance: float | None = None, queue_size: int = 8, open_timeout: float = 10.0,
                  max_offline: float | None = 30.0, realtime: bool = False, save: str | Path | None = None,
-                 tile_height: int = 240, crops=None, matcher: SiteMatcher | None = None):
+                 tile_height: int = 240, crops=None, matcher: Matcher | None = None):
         self.cameras = cameras
         # ``matcher``: one made by the caller (a subclass, e.g. a measuring script's oracle) for these cameras
-        self.matcher = matcher if matcher is not None else SiteMatcher(embedder, cameras, detectors, config)
+        self.matcher = matcher if matcher is not None else site_matcher(embedder, cameras, detectors, config)
         if sources is None:
             sources = {c.name: FrameSource(c.spec, c.name, queue_size=queue_size, realtime=realtime,
                                            open_timeout=open_timeout, max_offline=max_offline) for c in cameras}
@@ -466,7 +386,7 @@ class SiteRunner(Runner):
         self.first_step()
         t_step, frames = nxt
         with interrupts_deferred():  # a step is whole: its events, its video frame and its count
-            for ev in self.matcher.step(frames):
+            for ev in self.matcher.step(frames).events:
                 self.writer.write(ev)
                 if self.crops is not None and ev["event"] == "sighting":
                     cam = ev["camera"]
@@ -487,9 +407,9 @@ class SiteRunner(Runner):
         m = self.matcher
         views = [(f"{c.name} ({c.modality.short})" + ("" if c.name in frames else " [no frame]"),
                   self._last_image[c.name], m.last_tracks[c.name] if c.name in frames else [],
-                  m.global_ids(c.name)) for c in self.cameras]
+                  m.policy.global_ids(c.name)) for c in self.cameras]
         canvas = render_site_grid(views, self.tile_height,
-                                  header=f"step {self.steps}  t {t_step:.2f} s  people {m.identities}")
+                                  header=f"step {self.steps}  t {t_step:.2f} s  people {m.policy.identities}")
         self.video.write(canvas)
         m.timer.add("render", time.perf_counter() - t0)
 
@@ -501,8 +421,8 @@ class SiteRunner(Runner):
             "steps": self.steps, "ended": self.reason, "seconds": round(elapsed, 3),
             "steps_per_s": round((self.steps - 1) / elapsed, 2) if self.steps > 1 and elapsed > 0 else 0.0,
             "stage_ms": {st: round(m.timer.mean_ms(st), 3) for st in m.timer.stages()},
-            "crops_embedded": m.crops_embedded, "global_ids": m.identities, "gallery": len(m.gallery),
-            "tracks": dict(m.tracks_started), "events": dict(self.writer.counts),
+            "crops_embedded": m.crops_embedded, "global_ids": m.policy.identities, "gallery": len(m.policy.gallery),
+            "tracks": dict(m.n_tracks), "events": dict(self.writer.counts),
             "cameras": {n: {"label": s.spec.label, "modality": m.cameras[n].modality.short, "fps": s.fps,
                             "frames_used": sync.used[n] if sync else 0, "late": sync.late[n] if sync else 0,
                             "dropped": s.dropped, "queue_depth": s.depth, **s.stats.as_dict(), "error": s.error}
