@@ -113,8 +113,8 @@ class SwitchCounter:
         self.gt, self.owner, self.switches = gt, {}, 0
 
     def __call__(self, r) -> None:
-        for s, pkt in r.frames.items():
-            for t in r.tracks[s]:
+        for s, pkt in r.result.frames.items():
+            for t in r.result.tracks[s]:
                 if t.time_since_update:
                     continue
                 p = _gt_person(self.gt, s, pkt.index, t.box, 0.5)

@@ -22,7 +22,8 @@ from mvd_edge.core.modality import Modality
 from mvd_edge.eval.site_scoring import score_site
 from mvd_edge.match.config import MatcherConfig, resolve
 from mvd_edge.match.detect import make_detector
-from mvd_edge.match.site import SiteCamera, SiteRunner
+from mvd_edge.match.runner import Runner
+from mvd_edge.match.site import SiteCamera, site_matcher
 from mvd_edge.match.sources import load_cameras
 from mvd_edge.runtime import load_embedder
 from mvd_edge.synth.site import write_synth_site
@@ -35,7 +36,7 @@ def run_site(emb, cameras_file: Path, events: Path, boxes: bool) -> dict:
     op = resolve(MatcherConfig(), emb.info, site=True)
     cfg = op.config
     t0 = time.perf_counter()
-    summary = SiteRunner(cams, emb, dets, config=cfg, events=events).run()
+    summary = Runner(site_matcher(emb, cams, dets, cfg), events=events).run()
     summary["wall_s"] = time.perf_counter() - t0
     summary["thresholds"] = {"threshold": cfg.association.threshold, "margin": cfg.association.margin,
                              "same_threshold": cfg.site.same_threshold, "source": op.source, "warnings": op.warnings}

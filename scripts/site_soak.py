@@ -2,7 +2,7 @@
 
 Renders a short synthetic site (``mvd_edge.synth.site``), then plays each camera's video in a
 loop at its frame rate (``realtime``: frames are dropped like a live camera's when the matcher
-falls behind) with its ground-truth boxes, through :class:`mvd_edge.match.site.SiteRunner`, for
+falls behind) with its ground-truth boxes, through :class:`mvd_edge.match.runner.Runner`, for
 ``--minutes``. Every ``--every`` seconds it records the process's resident memory, each camera's
 queue depth and dropped frames, the gallery size and the steps per second. Writes
 ``OUT/soak.json`` and ``OUT/soak.png`` and prints a table; the verdict lines say whether memory
@@ -34,8 +34,9 @@ from mvd_edge.core.modality import Modality
 from mvd_edge.match.baselines import OracleEmbedder, label_crop
 from mvd_edge.match.config import MatcherConfig, resolve
 from mvd_edge.match.detect import MotBoxes, box_iou, make_detector
-from mvd_edge.match.pipeline import Matcher, rss_mb
-from mvd_edge.match.site import SiteCamera, SitePolicy, SiteRunner
+from mvd_edge.match.pipeline import Matcher
+from mvd_edge.match.runner import Runner, rss_mb
+from mvd_edge.match.site import SiteCamera, SitePolicy, site_matcher
 from mvd_edge.match.sources import FrameSource, load_cameras
 from mvd_edge.runtime import load_embedder
 from mvd_edge.synth.site import write_synth_site
@@ -157,15 +158,15 @@ def main() -> None:
     else:
         emb = load_embedder(args.engine)
         cfg = resolve(MatcherConfig(), emb.info, site=True).config
-    matcher = OracleSiteMatcher(emb, cams, dets, cfg, truth) if args.oracle else None
-    runner = SiteRunner(cams, emb, dets, config=cfg, events=None, sources=sources, matcher=matcher)
+    matcher = OracleSiteMatcher(emb, cams, dets, cfg, truth) if args.oracle else site_matcher(emb, cams, dets, cfg)
+    runner = Runner(matcher, sources)
     steps_per_pass = max(n_frames.values())
     ids_per_pass = []
     samples = []
     t_start = time.monotonic()
     last = {"t": t_start, "steps": 0}
 
-    def record(r: SiteRunner) -> None:
+    def record(r: Runner) -> None:
         if r.steps % steps_per_pass == 0:
             ids_per_pass.append(r.matcher.policy.identities)
         now = time.monotonic()

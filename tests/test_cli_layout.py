@@ -98,7 +98,7 @@ print(json.dumps({"before": before, "after": "cv2" in sys.modules, "names": sort
         "PairPolicy", "PairUpdate", "PassthroughTracker", "SourceError", "SourceSpec", "Track", "load_cameras", "make_detector",
         "parse_source", "read_events", "run_match", "load_matcher_config", "resolve",
         # the site matcher and the network sinks
-        "MatchMetrics", "MqttSink", "SiteCamera", "SitePolicy", "SiteRunner", "TimeSync", "WebhookSink"])
+        "MatchMetrics", "MqttSink", "SiteCamera", "SitePolicy", "Runner", "TimeSync", "WebhookSink"])
     import mvd_edge.match
 
     with pytest.raises(AttributeError, match="no_such_name"):

@@ -15,8 +15,9 @@ from mvd_edge.match.baselines import ColorHistogramEmbedder
 from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import box_iou
 from mvd_edge.match.events import read_events
-from mvd_edge.match.pipeline import Matcher, pair_matcher, rss_mb, run_match
+from mvd_edge.match.pipeline import Matcher, pair_matcher, run_match
 from mvd_edge.match.render import render_side_by_side
+from mvd_edge.match.runner import Runner, rss_mb
 from mvd_edge.match.sources import FrameSource, SourceError, SourceSpec
 
 MATCH_KEYS = {"event", "frame", "ir_frame", "rgb_frame", "time", "ir_track", "rgb_track", "global_id", "similarity",
@@ -160,8 +161,8 @@ def _memory_run(n_frames: int, events) -> tuple[list[float], dict]:
     rss: list[float] = []
     depth_ok = []
 
-    def on_step(res):
-        if res.frame % 100 == 0:
+    def on_step(runner):
+        if runner.result.frame % 100 == 0:
             rss.append(rss_mb())
             depth_ok.append(all(srcs[s].depth <= srcs[s].queue.maxsize for s in srcs))
 
@@ -296,13 +297,11 @@ def test_synthetic_video_with_an_oracle_embedder(tmp_path, monkeypatch, synth_cl
 def test_pair_runner_start_step_close_for_callers_with_their_own_loop(tmp_path):
     """The two-camera runner has the site runner's life cycle: start, step until False, close."""
     from mvd_edge.core.errors import UsageError
-    from mvd_edge.match.pipeline import PairRunner
-
     world = BlockWorld(n=2)
     srcs = block_sources(world, 9)
-    runner = PairRunner(srcs["ir"], srcs["rgb"], ColorHistogramEmbedder(),
-                        {s: BlockDetector(world, s) for s in ("ir", "rgb")}, events=tmp_path / "ev.jsonl",
-                        status=False, config=MatcherConfig().updated({"association.hysteresis": 2, "bank.min_features": 1}))
+    config = MatcherConfig().updated({"association.hysteresis": 2, "bank.min_features": 1})
+    runner = Runner(pair_matcher(ColorHistogramEmbedder(), {s: BlockDetector(world, s) for s in ("ir", "rgb")}, config),
+                    srcs, events=tmp_path / "ev.jsonl")
     runner.start()
     steps = 0
     while runner.step():

@@ -17,7 +17,8 @@ from mvd_edge.match.baselines import ColorHistogramEmbedder
 from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import Detections, Detector
 from mvd_edge.match.events import read_events
-from mvd_edge.match.site import SiteCamera, SiteRunner, TimeSync, site_matcher
+from mvd_edge.match.runner import Runner, TimeSync
+from mvd_edge.match.site import SiteCamera, site_matcher
 from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec
 
 # ---------------------------------------------------------------- time pairing
@@ -398,9 +399,9 @@ def test_runner_writes_site_events_and_ends_when_every_file_has(tmp_path):
 
     lengths = {"ir0": 60, "rgb0": 60, "ir1": 80, "rgb1": 80}
     sources = {c.name: FrameSource(c.spec, c.name, open_fn=lambda spec, n=c.name: Cap(n, lengths[n])) for c in cams}
-    runner = SiteRunner(cams, ColorHistogramEmbedder(), {c.name: SiteDetector(world, c.name) for c in cams},
-                        config=site_config(threshold=0.7, same_threshold=0.8, hysteresis=3),
-                        events=tmp_path / "site.jsonl", sources=sources)
+    matcher = site_matcher(ColorHistogramEmbedder(), cams, {c.name: SiteDetector(world, c.name) for c in cams},
+                           site_config(threshold=0.7, same_threshold=0.8, hysteresis=3))
+    runner = Runner(matcher, sources, events=tmp_path / "site.jsonl")
     stepped = []
     summary = runner.run(on_step=lambda r: stepped.append(r.steps))
     evs = list(read_events(tmp_path / "site.jsonl"))
@@ -417,8 +418,8 @@ def test_runner_stops_cleanly_on_interrupt(tmp_path):
     world = SiteWorld()
     cams = [SiteCamera("ir0", Modality.INFRARED, SourceSpec("file", "ir0", "ir0", fps=15.0))]
     src = FrameSource(cams[0].spec, "ir0", open_fn=lambda spec: BlockCapture(world.worlds[0], "ir", 10_000))
-    runner = SiteRunner(cams, ColorHistogramEmbedder(), {"ir0": SiteDetector(world, "ir0")},
-                        events=tmp_path / "e.jsonl", sources={"ir0": src})
+    runner = Runner(site_matcher(ColorHistogramEmbedder(), cams, {"ir0": SiteDetector(world, "ir0")}),
+                    {"ir0": src}, events=tmp_path / "e.jsonl")
 
     def interrupt(r):
         if r.steps == 5:

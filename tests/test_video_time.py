@@ -18,7 +18,7 @@ from match_fakes import drain
 from mvd_edge.match.baselines import ColorHistogramEmbedder
 from mvd_edge.match.detect import MotBoxes
 from mvd_edge.match.events import read_events
-from mvd_edge.match.pipeline import PairRunner
+from mvd_edge.match.pipeline import run_match
 from mvd_edge.match.sources import FramePacket, FrameSource, parse_source
 
 FPS = 15.0
@@ -109,10 +109,12 @@ def two_rates(tmp_path_factory):
 
 def _run_pair(ir, rgb, ir_boxes, rgb_boxes, events):
     dets = {"ir": MotBoxes(ir_boxes), "rgb": MotBoxes(rgb_boxes)}
-    runner = PairRunner(str(ir), str(rgb), ColorHistogramEmbedder(), dets, events=events, status=False)
     steps = []
-    summary = runner.run(on_step=lambda res: steps.append((res.frames["ir"].index, res.frames["ir"].time,
-                                                           res.frames["rgb"].index, res.frames["rgb"].time)))
+    def record(runner):
+        ir, rgb = runner.result.frames["ir"], runner.result.frames["rgb"]
+        steps.append((ir.index, ir.time, rgb.index, rgb.time))
+
+    summary = run_match(str(ir), str(rgb), ColorHistogramEmbedder(), dets, events=events, status=False, on_step=record)
     return summary, steps
 
 

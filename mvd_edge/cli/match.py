@@ -306,7 +306,7 @@ def _finish(summary: dict, summary_json: str | None) -> None:
 
 
 def _run_with_status(runner, max_steps, duration) -> dict:
-    """:meth:`SiteRunner.run` with a live status line (steps, rate, frames per camera, people)."""
+    """:meth:`Runner.run` of a site with a live status line (steps, rate, frames per camera, people)."""
     import time
 
     from rich.live import Live
@@ -366,8 +366,9 @@ def _run_site(cfg, run: _Run) -> None:
     """``match --cameras site.yaml``: every camera of the file, paired by time (mvd_edge.match.site)."""
     from mvd_edge.core.signals import sigterm_as_interrupt
     from mvd_edge.match.detect import make_detector
+    from mvd_edge.match.runner import Runner
     from mvd_edge.match.sinks import CropSaver
-    from mvd_edge.match.site import SiteRunner
+    from mvd_edge.match.site import site_matcher
 
     cams = _site_cameras(cfg, run)
     detectors = {c.name: make_detector(c.spec.boxes, cfg.detector.name, modality=c.modality.short,
@@ -380,10 +381,10 @@ def _run_site(cfg, run: _Run) -> None:
     err_console.print(f"site of {len(cams)} cameras: " + ", ".join(
         f"{c.name} ({c.modality.short}, {detectors[c.name].name})" for c in cams), highlight=False)
     sinks, metrics = _network_outputs(out)
-    runner = SiteRunner(cams, embedder, detectors, config=cfg, events=run.events, sinks=sinks, metrics=metrics,
-                        step_fps=cfg.site.step_fps, tolerance=cfg.site.sync_tolerance, queue_size=src.queue_size,
-                        open_timeout=src.open_timeout, max_offline=src.max_offline, realtime=src.realtime,
-                        save=out.video, crops=CropSaver(out.crops) if out.crops is not None else None)
+    runner = Runner(site_matcher(embedder, cams, detectors, cfg), events=run.events, sinks=sinks, metrics=metrics,
+                    step_fps=cfg.site.step_fps, tolerance=cfg.site.sync_tolerance, queue_size=src.queue_size,
+                    open_timeout=src.open_timeout, max_offline=src.max_offline, realtime=src.realtime,
+                    save=out.video, crops=CropSaver(out.crops) if out.crops is not None else None)
     try:
         with sigterm_as_interrupt():
             summary = _run_with_status(runner, run.max_frames, run.duration) if run.status else \

@@ -22,7 +22,7 @@ Pipeline, one step per pair of frames::
 * :mod:`.sinks`: webhook and MQTT event sinks, Prometheus metrics.
 * :mod:`.site`: N cameras of either modality: :class:`TimeSync` (frames paired by capture
   time), :class:`SitePolicy` (one global gallery of people),
-  :class:`SiteRunner` (start / step / close).
+  and :mod:`.runner`: :class:`Runner` (start / step / close) of a pair or a site.
 
 The names below are loaded on first use (PEP 562 module ``__getattr__``): importing
 ``mvd_edge.match`` or one of its light sub-modules does not pull in OpenCV, scipy and the
@@ -62,8 +62,8 @@ _EXPORTS = {
     "parse_source": "sources",
     "SiteCamera": "site",
     "SitePolicy": "site",
-    "SiteRunner": "site",
-    "TimeSync": "site",
+    "Runner": "runner",
+    "TimeSync": "runner",
     "MatchMetrics": "sinks",
     "MqttSink": "sinks",
     "WebhookSink": "sinks",
@@ -94,7 +94,7 @@ __all__ = [
     "PassthroughTracker",
     "SiteCamera",
     "SitePolicy",
-    "SiteRunner",
+    "Runner",
     "SourceError",
     "SourceSpec",
     "TimeSync",
@@ -117,8 +117,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from
     from mvd_edge.match.events import EVENT_SCHEMA_VERSION, EventWriter, read_events
     from mvd_edge.match.foreground import ForegroundDetector
     from mvd_edge.match.pipeline import Matcher, run_match
+    from mvd_edge.match.runner import Runner, TimeSync
     from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
-    from mvd_edge.match.site import SiteCamera, SitePolicy, SiteRunner, TimeSync
+    from mvd_edge.match.site import SiteCamera, SitePolicy
     from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, load_cameras, parse_source
     from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
 

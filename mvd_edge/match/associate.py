@@ -51,6 +51,7 @@ view of the events (:mod:`~mvd_edge.match.events`).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +61,7 @@ from scipy.optimize import linear_sum_assignment
 from mvd_edge.core.errors import UsageError
 from mvd_edge.gallery.memory import IdentityMemory
 from mvd_edge.match.config import AssociationConfig
-from mvd_edge.match.events import box_xywh
+from mvd_edge.match.events import StepRuns, box_xywh, start_event
 
 if TYPE_CHECKING:  # annotations only: the associator itself needs no OpenCV
     from mvd_edge.match.sources import FramePacket
@@ -335,6 +336,7 @@ class PairPolicy:
         self.associator = CrossModalAssociator(self.c.association)
         self.changes: list[PairUpdate] = []  # since the last step's events
         self.pair_times = False
+        self.runs = StepRuns()  # the (ir_frame, rgb_frame) pairs processed
 
     def track_new(self, camera: str, track_id: int) -> None:
         pass
@@ -345,6 +347,7 @@ class PairPolicy:
     def associate(self, packets: dict[str, FramePacket], tracks: dict[str, list[Track]]) -> list[dict[str, Any]]:
         c, banks = self.c, self.m.banks
         ir, rgb = packets["ir"], packets["rgb"]
+        self.runs.add(ir.index, rgb.index)
         eligible = {s: [tr.id for tr in tracks[s] if tr.time_since_update <= c.association.max_gap
                         and banks[s].count(tr.id) >= c.bank.min_features] for s in STREAMS}
         early = {s: [] for s in STREAMS}
@@ -383,8 +386,78 @@ class PairPolicy:
             ev["reason"] = reason
         return ev
 
-    def finish(self, ir: FramePacket | None, rgb: FramePacket | None) -> list[dict[str, Any]]:
-        """``pair_end`` events (reason ``shutdown``) for the pairs still held."""
+    # ------------------------------------------------------------------ the pair view of a run (Runner)
+    need_all = True  # a step needs both frames; the run ends when one source ends
+
+    def start_event(self, runner) -> dict[str, Any]:
+        srcs = runner.sources
+        self.pair_times = runner.sync is not None
+        fields = {"pairing": "time", "warning": runner.pairing_warning} if self.pair_times else {}
+        cams = {s: {"modality": s, "source": srcs[s].spec.label, "fps": srcs[s].fps} for s in STREAMS}
+        return start_event("pair", cams, self.m.embedder, self.c.as_dict(), **fields,
+                           ir_source=srcs["ir"].spec.label, rgb_source=srcs["rgb"].spec.label,
+                           fps={s: srcs[s].fps for s in STREAMS}, detector=self._detector_names())
+
+    def _detector_names(self) -> dict[str, str]:
+        return {s: getattr(self.m.detectors[s], "name", type(self.m.detectors[s]).__name__) for s in STREAMS}
+
+    def crops(self, ev: dict[str, Any]) -> list[tuple]:
+        """``(modality, camera, frame, global id, box)`` of the people an event names: both of a ``match``."""
+        if ev["event"] != "match":
+            return []
+        return [(s, s, ev[f"{s}_frame"], ev["global_id"], ev[f"{s}_box"]) for s in STREAMS]
+
+    def render(self, runner, res) -> np.ndarray:
+        from mvd_edge.match.render import render_side_by_side
+
+        ir, rgb = res.frames["ir"], res.frames["rgb"]
+        pairs = self.associator.pairs()
+        header = f"frame {res.frame}  ir {ir.index}  rgb {rgb.index}  pairs {len(pairs)}"
+        return render_side_by_side(ir.image, rgb.image, res.tracks["ir"], res.tracks["rgb"], pairs,
+                                   height=runner.render_height, header=header)
+
+    def status(self, runner) -> list[str]:
+        return [f"pairs {len(self.associator.reported)}", f"matches {runner.writer.counts.get('match', 0)}"]
+
+    def end_event(self, runner, summary: dict[str, Any]) -> dict[str, Any]:
+        return {"event": "end", "frames": runner.steps, "steps": self.runs.runs, "steps_truncated": self.runs.truncated,
+                "summary": summary}
+
+    def summary(self, runner) -> dict[str, Any]:
+        from mvd_edge.match.runner import rss_mb
+
+        m, tm, srcs, n, elapsed = self.m, self.m.timer, runner.sources, runner.steps, runner.elapsed()
+        work = sum(tm.total.get(st, 0.0) for st in tm.stages() if not st.startswith(("wait.", "embed.")))
+        lat_ms = sorted(1000 * v for v in runner.lat)
+        summary = {
+            "frames": n, "ended": runner.reason, "seconds": round(elapsed, 3),
+            "wall_seconds": round(time.monotonic() - (runner._t_start or 0.0), 3),
+            "fps": round((n - 1) / elapsed, 2) if n > 1 and elapsed > 0 else 0.0,
+            "fps_compute": round(n / work, 2) if work > 0 else 0.0,
+            "stage_ms": {st: round(tm.mean_ms(st), 3) for st in tm.stages()},
+            "latency_ms": {"p50": round(lat_ms[len(lat_ms) // 2], 1),
+                           "p95": round(lat_ms[int(0.95 * (len(lat_ms) - 1))], 1)} if lat_ms else {},
+            "crops_embedded": m.crops_embedded, "tracks": dict(m.n_tracks),
+            "pairs_now": len(self.associator.reported), "global_ids": self.associator.global_ids_issued,
+            "events": dict(runner.writer.counts),
+            "events_path": str(runner.events_path) if runner.events_path is not None else None,
+            "video": None,
+            "sources": {s: {"label": srcs[s].spec.label, "fps": srcs[s].fps, "dropped": srcs[s].dropped,
+                            **srcs[s].stats.as_dict(), "gaps": [list(g) for g in srcs[s].gaps],
+                            "gap_times": [list(g) for g in srcs[s].gap_times],
+                            "error": srcs[s].error} for s in STREAMS},
+            "rss_mb": {"start": round(runner._rss_start, 1), "end": round(rss_mb(), 1)},
+            "config": self.c.as_dict(), "detector": self._detector_names(),
+        }
+        if runner.sync is not None:
+            sync = runner.sync
+            summary["pairing"] = {"by": "time", "step_s": round(sync.period, 6), "tolerance_s": round(sync.tolerance, 6),
+                                  "unpaired_steps": runner.unpaired, "skipped": dict(sync.late)}
+        return summary
+
+    def finish(self, last: dict[str, FramePacket | None]) -> list[dict[str, Any]]:
+        """``pair_end`` events (reason ``shutdown``) for the pairs still held (``last``: each stream's last frame)."""
+        ir, rgb = last["ir"], last["rgb"]
         out = []
         for ch in self.associator.close():
             out.append({"event": "pair_end", "frame": self.m.frame, "ir_frame": ir.index if ir else None,

@@ -13,9 +13,7 @@ timed; the Embedder's own stage times (preprocess/infer/postprocess) are recorde
 
 from __future__ import annotations
 
-import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,19 +24,16 @@ import numpy as np
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.core.preprocess import box_crop, box_overlap
-from mvd_edge.core.signals import interrupts_deferred
-from mvd_edge.match.associate import STREAMS, PairPolicy
+from mvd_edge.match.associate import PairPolicy
 from mvd_edge.match.bank import FeatureBank
 from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import Detections, Detector, box_iou
-from mvd_edge.match.events import EventWriter, StepRuns, start_event
-from mvd_edge.match.runner import Runner, rss_mb
-from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec, parse_source
+from mvd_edge.match.runner import Runner
+from mvd_edge.match.sources import FramePacket, FrameSource, SourceSpec, parse_source
 from mvd_edge.match.track import ByteTracker, PassthroughTracker, Track
 
-__all__ = ["PAIR_CAMERAS", "Matcher", "SiteCamera", "StageTimer", "StepResult", "pair_matcher", "rss_mb", "run_match"]
+__all__ = ["PAIR_CAMERAS", "Matcher", "SiteCamera", "StageTimer", "StepResult", "pair_matcher", "run_match"]
 
-_log = logging.getLogger(__name__)
 
 
 class StageTimer:
@@ -367,251 +362,6 @@ def _as_source(src: str | SourceSpec | FrameSource, name: str, cameras: dict | N
     return FrameSource(spec, name=name, **kw)
 
 
-def _status_text(pipe: Matcher, srcs: dict[str, FrameSource], steps: int, fps: float, writer: EventWriter,
-                 profile: bool):
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    tm = pipe.timer
-    det = tm.ewma.get("detect.ir", 0.0) + tm.ewma.get("detect.rgb", 0.0)
-    emb = tm.ewma.get("embed", 0.0)
-    parts = [f"frame {steps}", f"{fps:5.1f} fps",
-             f"detect {1000 * det:5.1f} ms", f"track {1000 * tm.ewma.get('track', 0):4.1f}",
-             f"embed {1000 * emb:5.1f}", f"assoc {1000 * tm.ewma.get('associate', 0):4.1f}",
-             "queue " + " ".join(f"{s} {srcs[s].depth}/{srcs[s].queue.maxsize}" for s in STREAMS),
-             "drops " + " ".join(f"{s} {srcs[s].dropped}" for s in STREAMS),
-             f"pairs {len(pipe.policy.associator.reported)}", f"matches {writer.counts.get('match', 0)}"]
-    bad = sum(srcs[s].stats.corrupt for s in STREAMS)
-    rec = sum(srcs[s].stats.reconnects for s in STREAMS)
-    if bad:
-        parts.append(f"corrupt {bad}")
-    if rec:
-        parts.append(f"reconnects {rec}")
-    line = Text(" | ".join(parts))
-    if not profile:
-        return line
-    table = Table(title="per stage (ms): moving average / mean / last", title_justify="left", show_edge=False)
-    for col in ("stage", "avg", "mean", "last", "rate (/s)"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
-    for st in tm.stages():
-        avg = tm.ewma[st]
-        table.add_row(st, f"{1000 * avg:.2f}", f"{tm.mean_ms(st):.2f}", f"{1000 * tm.last[st]:.2f}",
-                      f"{1 / avg:.0f}" if avg > 0 else "-")
-    return Group(line, table)
-
-
-class PairRunner(Runner):
-    """One IR and one RGB source + a :class:`Matcher` with the pair rule, until one source ends (see
-    :class:`~mvd_edge.match.runner.Runner` for the life cycle, :func:`run_match` for the arguments).
-
-    Pairing: two files (or folders) at different frame rates are paired by media time, as a site
-    pairs its cameras (:class:`~mvd_edge.match.site.TimeSync`): one step per frame of the slower
-    stream, with the frame of the faster one within half of its frame period of the same time
-    (the faster stream's other frames are skipped, counted in ``summary["pairing"]``), and a
-    warning. Otherwise (the same rate, or a live source) frames are taken in lockstep, one from
-    each source per step. ``result``: the last step's :class:`StepResult`; ``error``: the
-    message of a source that failed for good (``run`` then raises it)."""
-
-    def __init__(self, ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameSource, embedder,
-                 detectors: dict[str, Detector], *, config: MatcherConfig | None = None,
-                 cameras: dict[str, SourceSpec] | None = None, events: str | Path | None = None,
-                 save: str | Path | None = None, show: bool = False, realtime: bool = False, queue_size: int = 8,
-                 open_timeout: float = 10.0, max_offline: float | None = 30.0, render_height: int = 360,
-                 status: bool = True, profile: bool = False, console=None, sinks: Sequence = (), metrics=None,
-                 crops=None):
-        from mvd_edge.match.render import Window
-
-        window = Window() if show else None  # fail before opening anything
-        kw = dict(queue_size=queue_size, realtime=realtime, open_timeout=open_timeout, max_offline=max_offline)
-        srcs = {"ir": _as_source(ir, "ir", cameras, **kw), "rgb": _as_source(rgb, "rgb", cameras, **kw)}
-        super().__init__(srcs, events=events, sinks=sinks, metrics=metrics)
-        self.matcher = pair_matcher(embedder, detectors, config)
-        self.embedder, self.detectors, self.events_path = embedder, detectors, events
-        self.save, self.window, self.render_height = save, window, render_height
-        self.status, self.profile, self.console = status and console is not None, profile, console
-        self.crops = crops
-        self.video = None
-        self.live = None
-        self.runs = StepRuns()
-        self.error: str | None = None
-        self.result: StepResult | None = None
-        self.last: dict[str, FramePacket | None] = {"ir": None, "rgb": None}
-        self.lat: deque = deque(maxlen=2000)
-        self._last_refresh = 0.0
-        self.sync = None  # a TimeSync when the two streams are paired by time
-        self.unpaired = 0  # time pairing: steps of the slower stream without a frame of the other
-
-    def _timer(self) -> StageTimer:
-        return self.matcher.timer
-
-    def step_result(self) -> StepResult | None:
-        return self.result
-
-    def _started(self) -> None:
-        srcs = self.sources
-        if self.save is not None:
-            from mvd_edge.match.render import VideoSink
-
-            self.video = VideoSink(self.save, srcs["ir"].fps)
-        fps = {s: float(srcs[s].fps or 0.0) for s in STREAMS}
-        start_extra: dict[str, Any] = {}
-        if not any(srcs[s].live for s in STREAMS) and min(fps.values()) > 0 \
-                and abs(fps["ir"] - fps["rgb"]) > 1e-3 * max(fps.values()):
-            from mvd_edge.match.site import TimeSync  # site builds on this module: imported when needed
-
-            slow, fast = min(fps.values()), max(fps.values())
-            self.sync = TimeSync(srcs, step_fps=slow, tolerance=0.5 / fast)
-            warning = (f"the streams' frame rates differ (ir {fps['ir']:g} fps, rgb {fps['rgb']:g} fps): frames "
-                       f"are paired by time, one pair per {1 / slow:.3f} s, within {0.5 / fast:.3f} s")
-            _log.warning(warning)
-            start_extra = {"pairing": "time", "warning": warning}
-            self.matcher.policy.pair_times = True
-        cams = {s: {"modality": s, "source": srcs[s].spec.label, "fps": srcs[s].fps} for s in STREAMS}
-        self.writer.write(start_event("pair", cams, self.embedder, self.matcher.config.as_dict(), **start_extra,
-                                      ir_source=srcs["ir"].spec.label, rgb_source=srcs["rgb"].spec.label,
-                                      fps={s: srcs[s].fps for s in STREAMS},
-                                      detector={s: getattr(self.detectors[s], "name", type(self.detectors[s]).__name__)
-                                                for s in STREAMS}))
-        if self.status:
-            from rich.live import Live
-
-            self.live = Live(console=self.console, auto_refresh=False, transient=False)
-            self.live.start()
-
-    def _refresh(self, force: bool = False) -> None:
-        now = time.monotonic()
-        self.push_metrics(force)
-        if self.live is not None and (force or now - self._last_refresh > 0.25):
-            el, n = self.elapsed(), self.steps
-            self.live.update(_status_text(self.matcher, self.sources, n, (n - 1) / el if el > 0 and n > 1 else 0.0,
-                                          self.writer, self.profile), refresh=True)
-            self._last_refresh = now
-
-    def _next_frame(self, s: str) -> FramePacket | None | bool:
-        """The next frame of stream ``s``; None: the source ended; False: the run's time is up."""
-        t0 = time.perf_counter()
-        while True:
-            pkt = self.sources[s].get(timeout=0.1)
-            if pkt is not False:
-                self.matcher.timer.add("wait." + s, time.perf_counter() - t0)
-                return pkt
-            self._refresh()
-            if self.out_of_time():
-                return False
-
-    def _ended(self, s: str) -> bool:
-        self.error = self.sources[s].error
-        self.reason = f"{s} source ended" + (f": {self.error}" if self.error else "")
-        return False
-
-    def _next_pair(self) -> dict[str, FramePacket] | str | None:
-        """The next pair of frames; a stream's name when it ended; None when the run's time is up."""
-        if self.sync is None:  # lockstep
-            pkts: dict[str, FramePacket] = {}
-            for s in STREAMS:
-                pkt = self._next_frame(s)
-                if pkt is False:
-                    return None
-                if pkt is None:
-                    return s
-                pkts[s] = pkt
-            return pkts
-        while True:  # by time
-            for s in STREAMS:
-                if s in self.sync.ended:
-                    return s
-            t0 = time.perf_counter()
-            nxt = self.sync.next()
-            self.matcher.timer.add("wait.sync", time.perf_counter() - t0)
-            if nxt is None:
-                return next((s for s in STREAMS if s in self.sync.ended), STREAMS[0])
-            frames = nxt[1]
-            if len(frames) == len(STREAMS):
-                return frames
-            self.unpaired += 1
-            self._refresh()
-            if self.out_of_time():
-                return None
-
-    def step(self) -> bool:
-        pkts = self._next_pair()
-        if pkts is None:
-            self.reason = f"--duration {self.deadline - self._t_start:g} s reached"
-            return False
-        if isinstance(pkts, str):
-            return self._ended(pkts)
-        self.first_step()
-        with interrupts_deferred():  # a step is whole: its events, its video frame and its count
-            return self._process(pkts)
-
-    def _process(self, pkts: dict[str, FramePacket]) -> bool:
-        m = self.matcher
-        res = m.step(pkts)
-        self.lat.append(time.monotonic() - min(pkts["ir"].captured, pkts["rgb"].captured))
-        self.steps += 1
-        self.last.update(pkts)
-        self.runs.add(pkts["ir"].index, pkts["rgb"].index)
-        t = time.perf_counter()
-        for ev in res.events:
-            self.writer.write(ev)
-            if self.crops is not None and ev["event"] == "match":
-                for s in STREAMS:
-                    self.crops.save(s, s, ev[f"{s}_frame"], ev["global_id"], pkts[s].image, ev[f"{s}_box"])
-        t = m._tick("write", t)
-        self.result = res
-        if self.video is not None or self.window is not None:
-            from mvd_edge.match.render import render_side_by_side
-
-            pairs = m.policy.associator.pairs()
-            header = f"frame {res.frame}  ir {pkts['ir'].index}  rgb {pkts['rgb'].index}  pairs {len(pairs)}"
-            canvas = render_side_by_side(pkts["ir"].image, pkts["rgb"].image, res.tracks["ir"], res.tracks["rgb"],
-                                         pairs, height=self.render_height, header=header)
-            t = m._tick("render", t)
-            if self.video is not None:
-                self.video.write(canvas)
-                t = m._tick("save", t)
-            if self.window is not None and not self.window.show(canvas):
-                self.reason = "window closed"
-                return False
-        self._refresh()
-        return True
-
-    def _closing(self) -> dict[str, Any]:
-        elapsed = self.elapsed()
-        for ev in self.matcher.policy.finish(self.last["ir"], self.last["rgb"]):
-            self.writer.write(ev)
-        summary = _summary(self.matcher, self.sources, self.steps, elapsed, time.monotonic() - (self._t_start or 0.0),
-                           self.writer, self.reason, self.lat, self._rss_start, self.video, self.events_path)
-        if self.sync is not None:
-            summary["pairing"] = {"by": "time", "step_s": round(self.sync.period, 6),
-                                  "tolerance_s": round(self.sync.tolerance, 6), "unpaired_steps": self.unpaired,
-                                  "skipped": dict(self.sync.late)}
-        return summary
-
-    def _end_event(self, summary: dict[str, Any]) -> dict[str, Any]:
-        return {"event": "end", "frames": self.steps, "steps": self.runs.runs, "steps_truncated": self.runs.truncated,
-                "summary": summary}
-
-    def _closed_outputs(self, summary: dict[str, Any]) -> None:
-        if self.video is not None:
-            self.video.close()
-        if self.window is not None:
-            self.window.close()
-        if self.live is not None:
-            self._refresh(force=True)
-            self.live.stop()
-
-    def run(self, max_steps: int | None = None, duration: float | None = None,
-            on_step: Callable[[StepResult], None] | None = None) -> dict[str, Any]:
-        summary = super().run(max_steps, duration, on_step)
-        if self.error is not None:
-            exc = SourceError(self.error)
-            exc.summary = summary  # type: ignore[attr-defined]
-            raise exc
-        return summary
-
-
 def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameSource, embedder,
               detectors: dict[str, Detector], *, config: MatcherConfig | None = None,
               cameras: dict[str, SourceSpec] | None = None, events: str | Path | None = None,
@@ -619,19 +369,19 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
               duration: float | None = None, realtime: bool = False, queue_size: int = 8,
               open_timeout: float = 10.0, max_offline: float | None = 30.0, render_height: int = 360,
               status: bool = True, profile: bool = False, console=None,
-              on_step: Callable[[StepResult], None] | None = None, sinks: Sequence = (),
+              on_step: Callable[[Runner], None] | None = None, sinks: Sequence = (),
               metrics=None, crops=None) -> dict[str, Any]:
     """Run the matcher on two sources until one ends, ``max_frames`` steps or ``duration`` seconds
-    (a :class:`PairRunner`'s ``run``).
+    (a :class:`~mvd_edge.match.runner.Runner` of a :func:`pair_matcher`).
 
     ``ir``/``rgb``: source text (see :func:`~mvd_edge.match.sources.parse_source`), a
     :class:`SourceSpec` or a ready :class:`FrameSource` (not started). ``events``: JSONL
     path (:mod:`~mvd_edge.match.events`). ``save``: annotated side-by-side video. ``show``:
     a window (needs OpenCV with GUI and a display). ``status``: a live status line on
     ``console`` (rich); ``profile``: per-stage figures live too. ``on_step``: called with
-    each :class:`StepResult` (tests, embedding in other programs). ``sinks``: network event
-    sinks (:mod:`~mvd_edge.match.sinks`) that get every event the file gets; closed (with up to
-    10 s to deliver their backlog) at the end, their counters in ``summary["sinks"]``.
+    the runner after each step (``runner.result``: the step's :class:`StepResult`). ``sinks``:
+    network event sinks (:mod:`~mvd_edge.match.sinks`) that get every event the file gets; closed
+    (with up to 10 s to deliver their backlog) at the end, their counters in ``summary["sinks"]``.
     ``metrics``: a :class:`~mvd_edge.match.sinks.MatchMetrics` updated a few times per second.
     ``crops``: a :class:`~mvd_edge.match.sinks.CropSaver` that keeps crops of matched people
     (both modalities) for ``mvd-edge gallery build``.
@@ -640,44 +390,9 @@ def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameS
     events written, reason the run ended). Raises :class:`SourceError` (a RuntimeError) when
     a source never opens or fails for good; the summary is then in ``exc.summary``.
     """
-    if max_frames is not None and max_frames < 1:
-        raise UsageError(f"--max-frames must be >= 1, got {max_frames}")
-    if duration is not None and not duration > 0:
-        raise UsageError(f"--duration must be > 0, got {duration}")
-    runner = PairRunner(ir, rgb, embedder, detectors, config=config, cameras=cameras, events=events, save=save,
-                        show=show, realtime=realtime, queue_size=queue_size, open_timeout=open_timeout,
-                        max_offline=max_offline, render_height=render_height, status=status, profile=profile,
-                        console=console, sinks=sinks, metrics=metrics, crops=crops)
+    kw = dict(queue_size=queue_size, realtime=realtime, open_timeout=open_timeout, max_offline=max_offline)
+    srcs = {"ir": _as_source(ir, "ir", cameras, **kw), "rgb": _as_source(rgb, "rgb", cameras, **kw)}
+    runner = Runner(pair_matcher(embedder, detectors, config), srcs, events=events, sinks=sinks, metrics=metrics,
+                    crops=crops, save=save, show=show, render_height=render_height, status=status, profile=profile,
+                    console=console)
     return runner.run(max_frames, duration, on_step)
-
-
-def _summary(pipe: Matcher, srcs: dict[str, FrameSource], n: int, elapsed: float, wall: float,
-             writer: EventWriter, reason: str, lat: deque, rss_start: float, sink, events) -> dict[str, Any]:
-    tm = pipe.timer
-    work = sum(tm.total.get(st, 0.0) for st in tm.stages() if not st.startswith(("wait.", "embed.")))
-    lat_ms = sorted(1000 * v for v in lat)
-    return {
-        "frames": n,
-        "ended": reason,
-        "seconds": round(elapsed, 3),
-        "wall_seconds": round(wall, 3),
-        "fps": round((n - 1) / elapsed, 2) if n > 1 and elapsed > 0 else 0.0,
-        "fps_compute": round(n / work, 2) if work > 0 else 0.0,
-        "stage_ms": {st: round(tm.mean_ms(st), 3) for st in tm.stages()},
-        "latency_ms": {"p50": round(lat_ms[len(lat_ms) // 2], 1), "p95": round(lat_ms[int(0.95 * (len(lat_ms) - 1))], 1)}
-        if lat_ms else {},
-        "crops_embedded": pipe.crops_embedded,
-        "tracks": dict(pipe.n_tracks),
-        "pairs_now": len(pipe.policy.associator.reported),
-        "global_ids": pipe.policy.associator.global_ids_issued,
-        "events": dict(writer.counts),
-        "events_path": str(events) if events is not None else None,
-        "video": str(sink.path_written) if sink is not None and sink.path_written else None,
-        "sources": {s: {"label": srcs[s].spec.label, "fps": srcs[s].fps, "dropped": srcs[s].dropped,
-                        **srcs[s].stats.as_dict(), "gaps": [list(g) for g in srcs[s].gaps],
-                        "gap_times": [list(g) for g in srcs[s].gap_times],
-                        "error": srcs[s].error} for s in STREAMS},
-        "rss_mb": {"start": round(rss_start, 1), "end": round(rss_mb(), 1)},
-        "config": pipe.config.as_dict(),
-        "detector": {s: getattr(pipe.detectors[s], "name", type(pipe.detectors[s]).__name__) for s in STREAMS},
-    }

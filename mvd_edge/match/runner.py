@@ -1,34 +1,58 @@
-"""What every matcher run does around the matching: sources, the event file and sinks, metrics, the loop.
+"""The one matcher run: sources, time pairing, a :class:`~mvd_edge.match.pipeline.Matcher`, and its outputs.
 
-:class:`Runner` is the base of the two runners, :class:`~mvd_edge.match.pipeline.PairRunner`
-(one IR and one RGB stream, ``mvd-edge match --ir --rgb``) and
-:class:`~mvd_edge.match.site.SiteRunner` (N cameras paired by time, ``mvd-edge match
---cameras``). Its life cycle:
+:class:`Runner` runs a matcher of any cameras (a pair is a site of two cameras). Its outputs
+are one protocol: every event of a step goes to the JSONL file and the network sinks
+(:class:`~mvd_edge.match.events.EventWriter`), crops of the people it names to a
+:class:`~mvd_edge.match.sinks.CropSaver`, an annotated frame to the video file and the window,
+the stage times to :class:`~mvd_edge.match.sinks.MatchMetrics` and the live status line. What
+differs between a pair and a site is the matcher's policy's *view*: its ``start`` and ``end``
+events, which events name crops, how a step is drawn, its summary, and whether a step needs a
+frame of every camera (a pair: the run ends when one source ends) or of any (a site: when all
+have). Its life cycle:
 
-* ``start()``: opens the sources (each in its thread, waiting for the first frame), then the
-  subclass's :meth:`Runner._started` (the ``start`` event, the video file);
-* ``step()``: the subclass's one step; False when the run should end, with ``reason`` set;
-* ``close()``: stops the sources, then the subclass's :meth:`Runner._closing` (the last
-  events and the summary), writes the ``end`` event, closes the event file and the network
-  sinks (each gets up to 10 s for its backlog) and pushes the metrics a last time; returns
-  the summary;
+* ``start()``: opens the sources (each in its thread, waiting for the first frame), chooses the
+  pairing of frames, writes the ``start`` event and opens the video file;
+* ``step()``: one step (False when the run should end, with ``reason`` set);
+* ``close()``: stops the sources, writes the policy's last events and the ``end`` event (with the
+  summary), closes the event file and the network sinks (each gets up to 10 s for its backlog),
+  pushes the metrics a last time and closes the video; returns the summary;
 * ``run(max_steps, duration, on_step)``: all three; Ctrl-C and SIGTERM (through
-  :func:`mvd_edge.core.signals.sigterm_as_interrupt`) end it as a finished run ends.
+  :func:`mvd_edge.core.signals.sigterm_as_interrupt`) end it as a finished run ends. ``on_step``
+  gets the runner after each step (``result``: that step's
+  :class:`~mvd_edge.match.pipeline.StepResult`).
+
+Pairing frames: :class:`TimeSync` pairs them by timestamp. Steps run on a clock of period
+``1 / step_fps`` (default: the fastest camera's fps). At step time ``T`` a camera contributes its
+frame whose timestamp is within ``tolerance`` of ``T`` (default: half the step period); frames
+older than that are skipped (counted as ``late``), a newer one waits for its step. A camera that
+runs slower simply contributes to fewer steps, and a live camera that stalls or drops out
+contributes nothing until it is back: it never blocks the others (each live camera is waited for
+at most ``tolerance`` past ``T``). Files are read frame by frame without drops; a file that ends
+leaves the run. Timestamps: media time (``frame / fps``) for files and folders, capture time
+(monotonic clock) for cameras and URLs. A pair's two streams are the special case: in lockstep
+(one frame of each per step, in order) unless they are two files at different frame rates, which
+are paired by time at the slower one's rate, within half a frame period of the faster one (its
+other frames skipped, counted in ``summary["pairing"]``), with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import resource
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from mvd_edge.core.errors import UsageError
+from mvd_edge.core.signals import interrupts_deferred
 from mvd_edge.match.events import EventWriter
-from mvd_edge.match.sources import FrameSource
+from mvd_edge.match.sources import FramePacket, FrameSource, SourceError
 
-__all__ = ["Runner", "rss_mb"]
+__all__ = ["Runner", "TimeSync", "rss_mb"]
+
+_log = logging.getLogger(__name__)
 
 
 def rss_mb() -> float:
@@ -41,50 +65,170 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-class Runner:
-    """See the module docstring. ``sources``: ``{name: FrameSource}`` (not started);
-    ``events``: JSONL path or None; ``sinks``: network sinks that get every event the file
-    gets; ``metrics``: a :class:`~mvd_edge.match.sinks.MatchMetrics`."""
+class TimeSync:
+    """Frames of N sources paired by timestamp (see the module docstring).
 
-    def __init__(self, sources: dict[str, FrameSource], *, events: str | Path | None = None, sinks: Sequence = (),
-                 metrics=None):
+    Args:
+        sources: ``{camera name: FrameSource}`` (started).
+        step_fps: steps per second (default: the fastest source's fps).
+        tolerance: seconds a frame may be off its step time (default: half a step period).
+        live_wait: live sources: at most this many seconds past a step's time are waited for
+            a frame (default: ``tolerance``).
+    """
+
+    def __init__(self, sources: dict[str, FrameSource], step_fps: float | None = None,
+                 tolerance: float | None = None, live_wait: float | None = None):
+        if not sources:
+            raise UsageError("TimeSync needs at least one source")
         self.sources = sources
+        fps = step_fps or max(float(s.fps or 0.0) for s in sources.values()) or 15.0
+        if not fps > 0:
+            raise UsageError(f"step fps must be > 0, got {fps}")
+        self.period = 1.0 / fps
+        self.tolerance = self.period / 2 if tolerance is None else float(tolerance)
+        self.live_wait = self.tolerance if live_wait is None else float(live_wait)
+        self.pending: dict[str, FramePacket | None] = {n: None for n in sources}
+        self.ended: set[str] = set()
+        self.late = {n: 0 for n in sources}
+        self.used = {n: 0 for n in sources}
+        self.runs: dict[str, list[list[int]]] = {n: [] for n in sources}
+        self.t0: float | None = None  # live: monotonic time of step 0
+        self.step = 0
+
+    def stamp(self, name: str, pkt: FramePacket) -> float:
+        """A frame's timestamp on the common clock (seconds)."""
+        src = self.sources[name]
+        return float(pkt.captured) if src.live else float(pkt.time)
+
+    @property
+    def done(self) -> bool:
+        return len(self.ended) == len(self.sources)
+
+    def _origin(self) -> float:
+        """Step 0's time: the earliest first frame of all sources (files: media time 0)."""
+        if all(not s.live for s in self.sources.values()):
+            return 0.0
+        first = []
+        for n in self.sources:
+            pkt = self._peek(n, time.monotonic() + 30.0)
+            if pkt is not None:
+                first.append(self.stamp(n, pkt))
+        return min(first) if first else time.monotonic()
+
+    def _peek(self, name: str, deadline: float) -> FramePacket | None:
+        """The next frame of ``name`` (kept pending), waiting until ``deadline``; None if none."""
+        if self.pending[name] is not None:
+            return self.pending[name]
+        if name in self.ended:
+            return None
+        src = self.sources[name]
+        while True:
+            wait = max(0.0, deadline - time.monotonic())
+            pkt = src.get(timeout=min(wait, 0.1) if src.live else 0.1)
+            if pkt is None:
+                self.ended.add(name)
+                return None
+            if pkt is not False:
+                self.pending[name] = pkt
+                return pkt
+            if time.monotonic() >= deadline:
+                return None  # nothing by the deadline: leave the source out of this step
+
+    def next(self) -> tuple[float, dict[str, FramePacket]] | None:
+        """The next step's time and its frames (cameras without a frame for it are absent);
+        None when every source has ended."""
+        if self.t0 is None:
+            self.t0 = self._origin()
+        while not self.done:
+            T = self.t0 + self.step * self.period
+            frames: dict[str, FramePacket] = {}
+            for n, src in self.sources.items():
+                # files: wait as long as it takes (a file never stalls); live: until T + live_wait
+                deadline = (T + self.live_wait) if src.live else time.monotonic() + 60.0
+                while True:
+                    pkt = self._peek(n, deadline)
+                    if pkt is None:
+                        break
+                    ts = self.stamp(n, pkt)
+                    if ts < T - self.tolerance:
+                        self.pending[n] = None
+                        self.late[n] += 1
+                        continue
+                    if ts <= T + self.tolerance:
+                        frames[n] = pkt
+                        self.pending[n] = None
+                        self._record(n, pkt.index)
+                    break
+            self.step += 1
+            if frames:
+                return T - self.t0, frames
+            if all(self.sources[n].live for n in self.sources) and time.monotonic() > T + 1.0:
+                # the whole site stalled: resume at the present rather than replay empty steps
+                self.step = max(self.step, int((time.monotonic() - self.t0) / self.period))
+        return None
+
+    def _record(self, name: str, index: int) -> None:
+        self.used[name] += 1
+        runs = self.runs[name]
+        if runs and runs[-1][0] + runs[-1][1] == index:
+            runs[-1][1] += 1
+        else:
+            runs.append([int(index), 1])
+
+
+class Runner:
+    """See the module docstring.
+
+    Args:
+        matcher: a :class:`~mvd_edge.match.pipeline.Matcher` (its policy gives the view).
+        sources: ``{camera name: FrameSource}`` (not started); default: one per camera of the
+            matcher, from its ``spec``, with ``queue_size``, ``realtime``, ``open_timeout`` and
+            ``max_offline``.
+        events: JSONL path or None; ``sinks``: network sinks that get every event the file gets;
+            ``metrics``: a :class:`~mvd_edge.match.sinks.MatchMetrics`; ``crops``: a
+            :class:`~mvd_edge.match.sinks.CropSaver`.
+        save: annotated video path; ``show``: a window (OpenCV GUI); ``render_height``: height of
+            a pair's frames in it, ``tile_height``: of a site's tiles.
+        status: a live status line on ``console`` (rich); ``profile``: per-stage figures too.
+        step_fps, tolerance: the time steps (see :class:`TimeSync`).
+    """
+
+    def __init__(self, matcher, sources: dict[str, FrameSource] | None = None, *, events: str | Path | None = None,
+                 sinks: Sequence = (), metrics=None, crops=None, save: str | Path | None = None, show: bool = False,
+                 render_height: int = 360, tile_height: int = 240, status: bool = False, profile: bool = False,
+                 console=None, step_fps: float | None = None, tolerance: float | None = None, queue_size: int = 8,
+                 realtime: bool = False, open_timeout: float = 10.0, max_offline: float | None = 30.0):
+        from mvd_edge.match.render import Window
+
+        self.window = Window() if show else None  # fail before opening anything
+        if sources is None:
+            sources = {c.name: FrameSource(c.spec, c.name, queue_size=queue_size, realtime=realtime,
+                                           open_timeout=open_timeout, max_offline=max_offline)
+                       for c in matcher.cameras.values()}
+        self.matcher, self.policy, self.sources = matcher, matcher.policy, sources
         self.writer = EventWriter(events, sinks=sinks)
-        self.sinks, self.metrics = list(sinks), metrics
+        self.events_path, self.sinks, self.metrics, self.crops = events, list(sinks), metrics, crops
+        self.save, self.render_height, self.tile_height = save, int(render_height), int(tile_height)
+        self.status, self.profile, self.console = status and console is not None, profile, console
+        self.step_fps, self.tolerance = step_fps, tolerance
         self.steps = 0
         self.reason = "?"
+        self.error: str | None = None  # a pair: the message of a source that failed for good (run raises it)
+        self.result = None  # the last step's StepResult
+        self.sync: TimeSync | None = None  # None: lockstep
+        self.pairing_warning: str | None = None  # why a pair's streams are paired by time
+        self.unpaired = 0  # a pair paired by time: steps of the slower stream without a frame of the other
+        self.last: dict[str, FramePacket | None] = {n: None for n in sources}
+        self.lat: deque = deque(maxlen=2000)
+        self.video = self.live = None
         self.deadline: float | None = None  # monotonic time at which run(duration=...) ends
         self._t_start: float | None = None
         self._t_first: float | None = None
+        self._last_refresh = 0.0
         self._rss_start = rss_mb()
         self._closed = False
 
-    # -- for subclasses
-    def _started(self) -> None:
-        """After the sources opened: write the ``start`` event, open outputs."""
-
-    def _closing(self) -> dict[str, Any]:
-        """After the sources stopped: write the last events; return the summary (the ``end`` event's)."""
-        return {}
-
-    def _end_event(self, summary: dict[str, Any]) -> dict[str, Any]:
-        return {"event": "end", "summary": summary}
-
-    def _timer(self):
-        """The per-stage timer the metrics report."""
-        raise NotImplementedError
-
-    def _closed_outputs(self, summary: dict[str, Any]) -> None:
-        """After the event file and sinks closed: close the subclass's own outputs."""
-
-    def step(self) -> bool:
-        raise NotImplementedError
-
-    def step_result(self) -> Any:
-        """What ``run``'s ``on_step`` gets after each step (default: the runner)."""
-        return self
-
-    # -- the life cycle
+    # ------------------------------------------------------------------ the life cycle
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
@@ -94,8 +238,36 @@ class Runner:
             s.start()
         for s in self.sources.values():
             s.wait_open()
-        self._started()
+        self.sync = self._pairing()
+        if self.save is not None:
+            from mvd_edge.match.render import VideoSink
+
+            first = next(iter(self.sources.values()))
+            fps = first.fps if self.policy.need_all else 1.0 / self.sync.period
+            self.video = VideoSink(self.save, fps)
+        self.writer.write(self.policy.start_event(self))
+        if self.status:
+            from rich.live import Live
+
+            self.live = Live(console=self.console, auto_refresh=False, transient=False)
+            self.live.start()
         return self
+
+    def _pairing(self) -> TimeSync | None:
+        """How frames are paired: by time (a :class:`TimeSync`), or None for a pair's lockstep."""
+        if not self.policy.need_all:
+            return TimeSync(self.sources, self.step_fps, self.tolerance)
+        srcs = self.sources
+        fps = {n: float(s.fps or 0.0) for n, s in srcs.items()}
+        if any(s.live for s in srcs.values()) or min(fps.values()) <= 0 \
+                or max(fps.values()) - min(fps.values()) <= 1e-3 * max(fps.values()):
+            return None
+        slow, fast = min(fps.values()), max(fps.values())
+        rates = ", ".join(f"{n} {v:g} fps" for n, v in fps.items())
+        self.pairing_warning = (f"the streams' frame rates differ ({rates}): frames are paired by time, one pair "
+                                f"per {1 / slow:.3f} s, within {0.5 / fast:.3f} s")
+        _log.warning(self.pairing_warning)
+        return TimeSync(srcs, step_fps=slow, tolerance=0.5 / fast)
 
     def first_step(self) -> None:
         """Call when the first frames arrived (the run's fps counts from here)."""
@@ -108,7 +280,17 @@ class Runner:
 
     def push_metrics(self, force: bool = False) -> None:
         if self.metrics is not None:
-            self.metrics.observe(self.sources, self.steps, self._timer(), self.writer.counts, self.sinks, force=force)
+            self.metrics.observe(self.sources, self.steps, self.matcher.timer, self.writer.counts, self.sinks,
+                                 force=force)
+
+    def step(self) -> bool:
+        """One step; False when the run should end (``reason`` says why)."""
+        frames = self._next_frames()
+        if frames is None:
+            return False
+        self.first_step()
+        with interrupts_deferred():  # a step is whole: its events, its video frame and its count
+            return self._process(frames)
 
     def close(self) -> dict[str, Any]:
         if self._closed:
@@ -116,18 +298,28 @@ class Runner:
         self._closed = True
         for s in self.sources.values():
             s.stop()
-        summary = self._closing()
-        self.writer.write(self._end_event(summary))
+        for ev in self.policy.finish(self.last):
+            self.writer.write(ev)
+        summary = self.policy.summary(self)
+        self.writer.write(self.policy.end_event(self, summary))
         self.writer.close()  # the network sinks deliver their backlog here
         if self.sinks:
             summary["sinks"] = [s.summary() for s in self.sinks]
         self.push_metrics(force=True)
-        self._closed_outputs(summary)
+        if self.video is not None:
+            self.video.close()
+            summary["video"] = str(self.video.path_written) if self.video.path_written else None
+        if self.window is not None:
+            self.window.close()
+        if self.live is not None:
+            self._refresh(force=True)
+            self.live.stop()
         return summary
 
     def run(self, max_steps: int | None = None, duration: float | None = None,
-            on_step: Callable[[Any], None] | None = None) -> dict[str, Any]:
-        """Start, step until the sources end (or ``max_steps`` steps / ``duration`` seconds), close."""
+            on_step: Callable[[Runner], None] | None = None) -> dict[str, Any]:
+        """Start, step until the sources end (or ``max_steps`` steps / ``duration`` seconds), close.
+        A pair whose source failed for good raises :class:`SourceError` (the summary in ``exc.summary``)."""
         if max_steps is not None and max_steps < 1:
             raise UsageError(f"--max-frames must be >= 1, got {max_steps}")
         if duration is not None and not duration > 0:
@@ -146,11 +338,127 @@ class Runner:
                 if not self.step():
                     break
                 if on_step is not None:
-                    on_step(self.step_result())
+                    on_step(self)
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through sigterm_as_interrupt
             from mvd_edge.core.signals import Terminated
 
             self.reason = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (SIGINT)"
         finally:
             summary = self.close()
+        if self.error is not None:
+            exc = SourceError(self.error)
+            exc.summary = summary  # type: ignore[attr-defined]
+            raise exc
         return summary
+
+    # ------------------------------------------------------------------ a step
+    def _next_frames(self) -> dict[str, FramePacket] | None:
+        """The next step's frames; None when the run ends here (``reason`` set)."""
+        if self.sync is None:
+            return self._lockstep()
+        if not self.policy.need_all:
+            nxt = self.sync.next()
+            if nxt is None:
+                errors = [f"{n}: {s.error}" for n, s in self.sources.items() if s.error]
+                self.reason = "all sources ended" + (f" ({'; '.join(errors)})" if errors else "")
+                return None
+            return nxt[1]
+        while True:  # every camera's frame, paired by time
+            ended = [n for n in self.sources if n in self.sync.ended]
+            if ended:
+                return self._ended(ended[0])
+            t0 = time.perf_counter()
+            nxt = self.sync.next()
+            self.matcher.timer.add("wait.sync", time.perf_counter() - t0)
+            if nxt is None:
+                return self._ended(next((n for n in self.sources if n in self.sync.ended), next(iter(self.sources))))
+            if len(nxt[1]) == len(self.sources):
+                return nxt[1]
+            self.unpaired += 1
+            self._refresh()
+            if self.out_of_time():
+                return self._timed_out()
+
+    def _lockstep(self) -> dict[str, FramePacket] | None:
+        """One frame of each source, in order, waiting as long as it takes (or until the run's time is up)."""
+        pkts: dict[str, FramePacket] = {}
+        for n, src in self.sources.items():
+            t0 = time.perf_counter()
+            while (pkt := src.get(timeout=0.1)) is False:
+                self._refresh()
+                if self.out_of_time():
+                    return self._timed_out()
+            self.matcher.timer.add("wait." + n, time.perf_counter() - t0)
+            if pkt is None:
+                return self._ended(n)
+            pkts[n] = pkt
+        return pkts
+
+    def _ended(self, n: str) -> None:
+        self.error = self.sources[n].error
+        self.reason = f"{n} source ended" + (f": {self.error}" if self.error else "")
+
+    def _timed_out(self) -> None:
+        self.reason = f"--duration {self.deadline - self._t_start:g} s reached"
+
+    def _process(self, frames: dict[str, FramePacket]) -> bool:
+        m = self.matcher
+        res = self.result = m.step(frames)
+        self.lat.append(time.monotonic() - min(p.captured for p in frames.values()))
+        self.steps += 1
+        self.last.update(frames)
+        t = time.perf_counter()
+        for ev in res.events:
+            self.writer.write(ev)
+            if self.crops is not None:
+                for modality, cam, frame, gid, box in self.policy.crops(ev):
+                    self.crops.save(modality, cam, frame, gid, frames[cam].image, box)
+        t = m._tick("write", t)
+        if self.video is not None or self.window is not None:
+            canvas = self.policy.render(self, res)
+            t = m._tick("render", t)
+            if self.video is not None:
+                self.video.write(canvas)
+                t = m._tick("save", t)
+            if self.window is not None and not self.window.show(canvas):
+                self.reason = "window closed"
+                return False
+        self._refresh()
+        return True
+
+    def _refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        self.push_metrics(force)
+        if self.live is not None and (force or now - self._last_refresh > 0.25):
+            self.live.update(self._status_text(), refresh=True)
+            self._last_refresh = now
+
+    def _status_text(self):
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        tm, srcs, n, el = self.matcher.timer, self.sources, self.steps, self.elapsed()
+        det = sum(v for st, v in tm.ewma.items() if st.startswith("detect."))
+        parts = [f"frame {n}", f"{(n - 1) / el if el > 0 and n > 1 else 0.0:5.1f} fps",
+                 f"detect {1000 * det:5.1f} ms", f"track {1000 * tm.ewma.get('track', 0):4.1f}",
+                 f"embed {1000 * tm.ewma.get('embed', 0.0):5.1f}", f"assoc {1000 * tm.ewma.get('associate', 0):4.1f}",
+                 "queue " + " ".join(f"{s} {src.depth}/{src.queue.maxsize}" for s, src in srcs.items()),
+                 "drops " + " ".join(f"{s} {src.dropped}" for s, src in srcs.items()), *self.policy.status(self)]
+        bad = sum(src.stats.corrupt for src in srcs.values())
+        rec = sum(src.stats.reconnects for src in srcs.values())
+        if bad:
+            parts.append(f"corrupt {bad}")
+        if rec:
+            parts.append(f"reconnects {rec}")
+        line = Text(" | ".join(parts))
+        if not self.profile:
+            return line
+        table = Table(title="per stage (ms): moving average / mean / last", title_justify="left", show_edge=False)
+        for col in ("stage", "avg", "mean", "last", "rate (/s)"):
+            table.add_column(col, justify="left" if col == "stage" else "right")
+        for st in tm.stages():
+            avg = tm.ewma[st]
+            table.add_row(st, f"{1000 * avg:.2f}", f"{tm.mean_ms(st):.2f}", f"{1000 * tm.last[st]:.2f}",
+                          f"{1 / avg:.0f}" if avg > 0 else "-")
+        return Group(line, table)

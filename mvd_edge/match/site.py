@@ -1,16 +1,6 @@
 """The matcher for a site: N cameras of either modality, frames paired by capture time, one
 global gallery of people.
 
-* :class:`TimeSync` pairs frames by timestamp, not by queue order. Steps run on a clock of
-  period ``1 / step_fps`` (default: the fastest camera's fps). At step time ``T`` a camera
-  contributes its frame whose timestamp is within ``tolerance`` of ``T`` (default: half the
-  step period); frames older than that are skipped (counted as ``late``), a newer one waits
-  for its step. A camera that runs slower simply contributes to fewer steps, and a live
-  camera that stalls or drops out contributes nothing until it is back: it never blocks the
-  others (each live camera is waited for at most ``tolerance`` past ``T``). Files are read
-  frame by frame without drops; a file that ends leaves the run, the run ends when all have.
-  Timestamps: media time (``frame / fps``) for files and folders, capture time (monotonic
-  clock) for cameras and URLs.
 * :class:`SitePolicy`: the association rule of a site for the one
   :class:`~mvd_edge.match.pipeline.Matcher` (``Matcher.step(frames_by_camera)``: per camera a
   detector and a tracker, one embedding batch per step across all cameras, a feature bank per
@@ -27,35 +17,31 @@ global gallery of people.
   only when that one beats it by ``margin`` for ``hysteresis`` steps in a row (a split /
   merge). Identities are remembered for ``gallery_size`` people (the least recently seen is
   forgotten first), so people are recognised across cameras and across hours.
-* :class:`SiteRunner`: sources, time pairing, matcher, events and sinks with ``start`` /
-  ``step`` / ``close`` (and :meth:`SiteRunner.run`).
+* A site runs in :class:`~mvd_edge.match.runner.Runner` (frames paired by time,
+  :class:`~mvd_edge.match.runner.TimeSync`), with the site view of the events.
 
 Events: the site view of the one event schema (:mod:`~mvd_edge.match.events`).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
-from mvd_edge.core.signals import interrupts_deferred
 from mvd_edge.gallery.memory import IdentityMemory
 from mvd_edge.match.config import MatcherConfig
 from mvd_edge.match.detect import Detector
 from mvd_edge.match.events import box_xywh, start_event
-from mvd_edge.match.pipeline import Matcher, SiteCamera, StageTimer
-from mvd_edge.match.runner import Runner, rss_mb
-from mvd_edge.match.sources import FramePacket, FrameSource
+from mvd_edge.match.pipeline import Matcher, SiteCamera
+from mvd_edge.match.runner import rss_mb
+from mvd_edge.match.sources import FramePacket
 from mvd_edge.match.track import Track
 
-__all__ = ["SiteCamera", "SitePolicy", "SiteRunner", "TimeSync", "site_matcher"]
+__all__ = ["SiteCamera", "SitePolicy", "site_matcher"]
 
 
 @dataclass
@@ -79,6 +65,7 @@ class SitePolicy:
         self.gallery = IdentityMemory(matcher.embedder.dim, tuple(Modality), self.c.site.gallery_size,
                                       self.c.site.faiss_above)
         self.next_gid = 1
+        self._last_image: dict[str, np.ndarray] = {}  # each camera's last frame, for the video
 
     def track_new(self, camera: str, track_id: int) -> None:
         self.states[camera][track_id] = _TrackState()
@@ -106,6 +93,57 @@ class SitePolicy:
     def global_ids(self, camera: str) -> dict[int, int]:
         """``{track id: global id}`` of a camera's tracks that have one."""
         return {tid: st.gid for tid, st in self.states[camera].items() if st.gid is not None}
+
+    # ------------------------------------------------------------------ the site view of a run (Runner)
+    need_all = False  # a step takes the cameras that have a frame; the run ends when every source has
+
+    def start_event(self, runner) -> dict[str, Any]:
+        cams = {n: {"modality": c.modality.short, "source": runner.sources[n].spec.label,
+                    "fps": runner.sources[n].fps} for n, c in self.m.cameras.items()}
+        return start_event("site", cams, self.m.embedder, self.c.as_dict())
+
+    def crops(self, ev: dict[str, Any]) -> list[tuple]:
+        """``(modality, camera, frame, global id, box)`` of the person a ``sighting`` names."""
+        if ev["event"] != "sighting":
+            return []
+        cam = ev["camera"]
+        return [(self.m.cameras[cam].modality.short, cam, ev["frame"], ev["global_id"], ev["box"])]
+
+    def render(self, runner, res) -> np.ndarray:
+        from mvd_edge.match.render import render_site_grid
+
+        for n, pkt in res.frames.items():
+            self._last_image[n] = pkt.image
+        views = [(f"{n} ({c.modality.short})" + ("" if n in res.frames else " [no frame]"), self._last_image.get(n),
+                  res.tracks[n] if n in res.frames else [], self.global_ids(n)) for n, c in self.m.cameras.items()]
+        t_step = runner.sync.period * (runner.sync.step - 1)
+        return render_site_grid(views, runner.tile_height,
+                                header=f"step {res.frame}  t {t_step:.2f} s  people {self.identities}")
+
+    def status(self, runner) -> list[str]:
+        return [f"people {self.identities}"]
+
+    def finish(self, last) -> list[dict[str, Any]]:
+        return []
+
+    def end_event(self, runner, summary: dict[str, Any]) -> dict[str, Any]:
+        return {"event": "end", "frames": runner.sync.runs if runner.sync else {}, "summary": summary}
+
+    def summary(self, runner) -> dict[str, Any]:
+
+        m, sync, steps, elapsed = self.m, runner.sync, runner.steps, runner.elapsed()
+        return {
+            "steps": steps, "ended": runner.reason, "seconds": round(elapsed, 3),
+            "steps_per_s": round((steps - 1) / elapsed, 2) if steps > 1 and elapsed > 0 else 0.0,
+            "stage_ms": {st: round(m.timer.mean_ms(st), 3) for st in m.timer.stages()},
+            "crops_embedded": m.crops_embedded, "global_ids": self.identities, "gallery": len(self.gallery),
+            "tracks": dict(m.n_tracks), "events": dict(runner.writer.counts),
+            "cameras": {n: {"label": s.spec.label, "modality": m.cameras[n].modality.short, "fps": s.fps,
+                            "frames_used": sync.used[n] if sync else 0, "late": sync.late[n] if sync else 0,
+                            "dropped": s.dropped, "queue_depth": s.depth, **s.stats.as_dict(), "error": s.error}
+                        for n, s in runner.sources.items()},
+            "rss_mb": {"start": round(runner._rss_start, 1), "end": round(rss_mb(), 1)},
+        }
 
     # ------------------------------------------------------------------ identification
     def _scores(self, modality: Modality, desc: np.ndarray,
@@ -215,228 +253,3 @@ def site_matcher(embedder, cameras: list[SiteCamera], detectors: dict[str, Detec
                  config: MatcherConfig | None = None) -> Matcher:
     """A :class:`~mvd_edge.match.pipeline.Matcher` of ``cameras`` with the site rule."""
     return Matcher(embedder, cameras, detectors, config, SitePolicy())
-
-
-# ---------------------------------------------------------------------------- time pairing
-
-
-class TimeSync:
-    """Frames of N sources paired by timestamp (see the module docstring).
-
-    Args:
-        sources: ``{camera name: FrameSource}`` (started).
-        step_fps: steps per second (default: the fastest source's fps).
-        tolerance: seconds a frame may be off its step time (default: half a step period).
-        live_wait: live sources: at most this many seconds past a step's time are waited for
-            a frame (default: ``tolerance``).
-    """
-
-    def __init__(self, sources: dict[str, FrameSource], step_fps: float | None = None,
-                 tolerance: float | None = None, live_wait: float | None = None):
-        if not sources:
-            raise UsageError("TimeSync needs at least one source")
-        self.sources = sources
-        fps = step_fps or max(float(s.fps or 0.0) for s in sources.values()) or 15.0
-        if not fps > 0:
-            raise UsageError(f"step fps must be > 0, got {fps}")
-        self.period = 1.0 / fps
-        self.tolerance = self.period / 2 if tolerance is None else float(tolerance)
-        self.live_wait = self.tolerance if live_wait is None else float(live_wait)
-        self.pending: dict[str, FramePacket | None] = {n: None for n in sources}
-        self.ended: set[str] = set()
-        self.late = {n: 0 for n in sources}
-        self.used = {n: 0 for n in sources}
-        self.runs: dict[str, list[list[int]]] = {n: [] for n in sources}
-        self.t0: float | None = None  # live: monotonic time of step 0
-        self.step = 0
-
-    def stamp(self, name: str, pkt: FramePacket) -> float:
-        """A frame's timestamp on the common clock (seconds)."""
-        src = self.sources[name]
-        return float(pkt.captured) if src.live else float(pkt.time)
-
-    @property
-    def done(self) -> bool:
-        return len(self.ended) == len(self.sources)
-
-    def _origin(self) -> float:
-        """Step 0's time: the earliest first frame of all sources (files: media time 0)."""
-        if all(not s.live for s in self.sources.values()):
-            return 0.0
-        first = []
-        for n in self.sources:
-            pkt = self._peek(n, time.monotonic() + 30.0)
-            if pkt is not None:
-                first.append(self.stamp(n, pkt))
-        return min(first) if first else time.monotonic()
-
-    def _peek(self, name: str, deadline: float) -> FramePacket | None:
-        """The next frame of ``name`` (kept pending), waiting until ``deadline``; None if none."""
-        if self.pending[name] is not None:
-            return self.pending[name]
-        if name in self.ended:
-            return None
-        src = self.sources[name]
-        while True:
-            wait = max(0.0, deadline - time.monotonic())
-            pkt = src.get(timeout=min(wait, 0.1) if src.live else 0.1)
-            if pkt is None:
-                self.ended.add(name)
-                return None
-            if pkt is not False:
-                self.pending[name] = pkt
-                return pkt
-            if time.monotonic() >= deadline:
-                return None  # nothing by the deadline: leave the source out of this step
-
-    def next(self) -> tuple[float, dict[str, FramePacket]] | None:
-        """The next step's time and its frames (cameras without a frame for it are absent);
-        None when every source has ended."""
-        if self.t0 is None:
-            self.t0 = self._origin()
-        while not self.done:
-            T = self.t0 + self.step * self.period
-            frames: dict[str, FramePacket] = {}
-            for n, src in self.sources.items():
-                # files: wait as long as it takes (a file never stalls); live: until T + live_wait
-                deadline = (T + self.live_wait) if src.live else time.monotonic() + 60.0
-                while True:
-                    pkt = self._peek(n, deadline)
-                    if pkt is None:
-                        break
-                    ts = self.stamp(n, pkt)
-                    if ts < T - self.tolerance:
-                        self.pending[n] = None
-                        self.late[n] += 1
-                        continue
-                    if ts <= T + self.tolerance:
-                        frames[n] = pkt
-                        self.pending[n] = None
-                        self._record(n, pkt.index)
-                    break
-            self.step += 1
-            if frames:
-                return T - self.t0, frames
-            if all(self.sources[n].live for n in self.sources) and time.monotonic() > T + 1.0:
-                # the whole site stalled: resume at the present rather than replay empty steps
-                self.step = max(self.step, int((time.monotonic() - self.t0) / self.period))
-        return None
-
-    def _record(self, name: str, index: int) -> None:
-        self.used[name] += 1
-        runs = self.runs[name]
-        if runs and runs[-1][0] + runs[-1][1] == index:
-            runs[-1][1] += 1
-        else:
-            runs.append([int(index), 1])
-
-
-# ---------------------------------------------------------------------------- the runner
-
-
-class SiteRunner(Runner):
-    """Sources + :class:`TimeSync` + a :class:`~mvd_edge.match.pipeline.Matcher` with the site rule + events and sinks (the life cycle of
-    :class:`~mvd_edge.match.runner.Runner`).
-
-    ``start()`` opens the sources and writes the ``start`` event; ``step()`` runs one time step
-    (False when every source has ended); ``close()`` stops the sources, writes the ``end``
-    event, closes the file and the sinks and returns the summary. :meth:`run` does all three;
-    its ``on_step`` gets the runner.
-    """
-
-    def __init__(self, cameras: list[SiteCamera], embedder, detectors: dict[str, Detector], *,
-                 config: MatcherConfig | None = None, events: str | Path | None = None, sinks=(), metrics=None,
-                 sources: dict[str, FrameSource] | None = None, step_fps: float | None = None,
-                 tolerance: float | None = None, queue_size: int = 8, open_timeout: float = 10.0,
-                 max_offline: float | None = 30.0, realtime: bool = False, save: str | Path | None = None,
-                 tile_height: int = 240, crops=None, matcher: Matcher | None = None):
-        self.cameras = cameras
-        # ``matcher``: one made by the caller (a subclass, e.g. a measuring script's oracle) for these cameras
-        self.matcher = matcher if matcher is not None else site_matcher(embedder, cameras, detectors, config)
-        if sources is None:
-            sources = {c.name: FrameSource(c.spec, c.name, queue_size=queue_size, realtime=realtime,
-                                           open_timeout=open_timeout, max_offline=max_offline) for c in cameras}
-        super().__init__(sources, events=events, sinks=sinks, metrics=metrics)
-        self.step_fps, self.tolerance = step_fps, tolerance
-        self.sync: TimeSync | None = None
-        self.save, self.tile_height = save, int(tile_height)
-        self.crops = crops  # a sinks.CropSaver: crops of sighted people for `mvd-edge gallery build`
-        self.video = None
-        self._last_image: dict[str, np.ndarray | None] = {c.name: None for c in cameras}
-
-    def _timer(self) -> StageTimer:
-        return self.matcher.timer
-
-    def _started(self) -> None:
-        self.sync = TimeSync(self.sources, self.step_fps, self.tolerance)
-        if self.save is not None:
-            from mvd_edge.match.render import VideoSink
-
-            self.video = VideoSink(self.save, 1.0 / self.sync.period)
-        cams = {c.name: {"modality": c.modality.short, "source": self.sources[c.name].spec.label,
-                         "fps": self.sources[c.name].fps} for c in self.cameras}
-        self.writer.write(start_event("site", cams, self.matcher.embedder, self.matcher.config.as_dict()))
-
-    def step(self) -> bool:
-        nxt = self.sync.next()
-        if nxt is None:
-            errors = [f"{n}: {s.error}" for n, s in self.sources.items() if s.error]
-            self.reason = "all sources ended" + (f" ({'; '.join(errors)})" if errors else "")
-            return False
-        self.first_step()
-        t_step, frames = nxt
-        with interrupts_deferred():  # a step is whole: its events, its video frame and its count
-            for ev in self.matcher.step(frames).events:
-                self.writer.write(ev)
-                if self.crops is not None and ev["event"] == "sighting":
-                    cam = ev["camera"]
-                    self.crops.save(self.matcher.cameras[cam].modality.short, cam, ev["frame"], ev["global_id"],
-                                    frames[cam].image, ev["box"])
-            if self.video is not None:
-                self._render(t_step, frames)
-            self.steps += 1
-        self.push_metrics()
-        return True
-
-    def _render(self, t_step: float, frames: dict[str, FramePacket]) -> None:
-        from mvd_edge.match.render import render_site_grid
-
-        t0 = time.perf_counter()
-        for n, pkt in frames.items():
-            self._last_image[n] = pkt.image
-        m = self.matcher
-        views = [(f"{c.name} ({c.modality.short})" + ("" if c.name in frames else " [no frame]"),
-                  self._last_image[c.name], m.last_tracks[c.name] if c.name in frames else [],
-                  m.policy.global_ids(c.name)) for c in self.cameras]
-        canvas = render_site_grid(views, self.tile_height,
-                                  header=f"step {self.steps}  t {t_step:.2f} s  people {m.policy.identities}")
-        self.video.write(canvas)
-        m.timer.add("render", time.perf_counter() - t0)
-
-    def summary(self) -> dict[str, Any]:
-        elapsed = self.elapsed()
-        sync = self.sync
-        m = self.matcher
-        return {
-            "steps": self.steps, "ended": self.reason, "seconds": round(elapsed, 3),
-            "steps_per_s": round((self.steps - 1) / elapsed, 2) if self.steps > 1 and elapsed > 0 else 0.0,
-            "stage_ms": {st: round(m.timer.mean_ms(st), 3) for st in m.timer.stages()},
-            "crops_embedded": m.crops_embedded, "global_ids": m.policy.identities, "gallery": len(m.policy.gallery),
-            "tracks": dict(m.n_tracks), "events": dict(self.writer.counts),
-            "cameras": {n: {"label": s.spec.label, "modality": m.cameras[n].modality.short, "fps": s.fps,
-                            "frames_used": sync.used[n] if sync else 0, "late": sync.late[n] if sync else 0,
-                            "dropped": s.dropped, "queue_depth": s.depth, **s.stats.as_dict(), "error": s.error}
-                        for n, s in self.sources.items()},
-            "rss_mb": {"start": round(self._rss_start, 1), "end": round(rss_mb(), 1)},
-        }
-
-    def _closing(self) -> dict[str, Any]:
-        return self.summary()
-
-    def _end_event(self, summary: dict[str, Any]) -> dict[str, Any]:
-        return {"event": "end", "frames": self.sync.runs if self.sync else {}, "summary": summary}
-
-    def _closed_outputs(self, summary: dict[str, Any]) -> None:
-        if self.video is not None:
-            self.video.close()
-            summary["video"] = str(self.video.path_written) if self.video.path_written else None
