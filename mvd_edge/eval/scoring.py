@@ -199,7 +199,7 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
     "opportunities", "covered", "frames", "global_ids", "identities", "idtp", "per_identity":
     {id: {"opportunities", "covered", "recall", "global_ids"}}, "iou", "min_visibility"}``.
     """
-    from mvd_edge.match.events import StepRuns, read_events
+    from mvd_edge.match.events import read_events
 
     if not 0 < iou <= 1:
         raise UsageError(f"iou must be in (0, 1], got {iou}")
@@ -218,41 +218,10 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
         return boxes[s][f] if 0 <= f < len(boxes[s]) else []
 
     matches = [e for e in evs if e.get("event") == "match"]
-    end = next((e for e in reversed(evs) if e.get("event") == "end"), None)
-    if end is not None and end.get("steps") is not None:
-        runs = StepRuns()
-        runs.runs = [list(map(int, r)) for r in end["steps"]]
-        frame_pairs = list(runs.pairs())
-    else:
-        last = max((int(e["ir_frame"]) for e in matches), default=-1)
-        frame_pairs = [(k, k) for k in range(min(last + 1, n_gt))]
-    # opportunities
-    opp: dict[tuple[int, int], set[int]] = {}
-    for fi, fr in frame_pairs:
-        vis_ir = {int(b[0]) for b in frame_boxes("ir", fi) if b[5] >= min_visibility}
-        vis_rgb = {int(b[0]) for b in frame_boxes("rgb", fr) if b[5] >= min_visibility}
-        both = vis_ir & vis_rgb
-        if both:
-            opp[(fi, fr)] = both
+    frame_pairs = _frame_pairs(evs, matches, n_gt)
+    opp = _opportunities(frame_pairs, frame_boxes, min_visibility)
     n_opp = sum(len(v) for v in opp.values())
-    # reported pairs
-    correct = 0
-    covered: set[tuple[int, int, int]] = set()
-    pred_obs: dict[tuple[str, int, tuple[float, ...]], tuple[int, int | None]] = {}
-    for e in matches:
-        fi, fr = int(e["ir_frame"]), int(e["rgb_frame"])
-        pi = gt_identity(e.get("ir_box"), frame_boxes("ir", fi), iou)
-        pr = gt_identity(e.get("rgb_box"), frame_boxes("rgb", fr), iou)
-        if pi is not None and pi == pr:
-            correct += 1
-            if pi in opp.get((fi, fr), ()):
-                covered.add((fi, fr, pi))
-        gid = int(e["global_id"])
-        if pi is not None and pi == pr and pi not in opp.get((fi, fr), ()):
-            continue  # a correct pair of a person not visible enough in both frames: don't care
-        for s, f, b, p in (("ir", fi, e.get("ir_box"), pi), ("rgb", fr, e.get("rgb_box"), pr)):
-            if b is not None:
-                pred_obs.setdefault((s, f, tuple(round(float(v), 1) for v in b)), (gid, p))
+    correct, covered, pred_obs = _reported_pairs(matches, frame_boxes, opp, iou)
     # IDF1: co-occurrence of (global id, identity) among true observations
     true_obs = {(s, f, pid) for (fi, fr), ids in opp.items() for pid in ids for s, f in (("ir", fi), ("rgb", fr))}
     co: dict[tuple[int, int], int] = defaultdict(int)
@@ -261,15 +230,7 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
             co[(gid, pid)] += 1
     gids = sorted({g for g, _ in pred_obs.values()})
     pids = sorted({pid for ids in opp.values() for pid in ids})
-    idtp = 0
-    if gids and pids:
-        m = np.zeros((len(gids), len(pids)))
-        gi, pi_ = {g: k for k, g in enumerate(gids)}, {p: k for k, p in enumerate(pids)}
-        for (g, p), c in co.items():
-            if p in pi_:
-                m[gi[g], pi_[p]] = c
-        r, c = linear_sum_assignment(-m)
-        idtp = int(m[r, c].sum())
+    idtp = _max_matching(co, gids, pids)
     n_pred, n_true = len(pred_obs), len(true_obs)
     per_id: dict[int, dict[str, Any]] = {}
     for pid in pids:
@@ -297,6 +258,67 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
     }
 
 
+def _frame_pairs(evs: list[dict[str, Any]], matches: list[dict[str, Any]], n_gt: int) -> list[tuple[int, int]]:
+    """The (ir_frame, rgb_frame) pairs processed: the end event's ``steps``, else ``(k, k)`` up to the last match."""
+    end = next((e for e in reversed(evs) if e.get("event") == "end"), None)
+    if end is not None and end.get("steps") is not None:
+        from mvd_edge.match.events import StepRuns
+
+        runs = StepRuns()
+        runs.runs = [list(map(int, r)) for r in end["steps"]]
+        return list(runs.pairs())
+    last = max((int(e["ir_frame"]) for e in matches), default=-1)
+    return [(k, k) for k in range(min(last + 1, n_gt))]
+
+
+def _opportunities(frame_pairs: list[tuple[int, int]], frame_boxes, min_visibility: float) -> dict:
+    """``{(ir_frame, rgb_frame): {identities visible enough in both}}`` (pairs with none left out)."""
+    opp: dict[tuple[int, int], set[int]] = {}
+    for fi, fr in frame_pairs:
+        vis_ir = {int(b[0]) for b in frame_boxes("ir", fi) if b[5] >= min_visibility}
+        vis_rgb = {int(b[0]) for b in frame_boxes("rgb", fr) if b[5] >= min_visibility}
+        both = vis_ir & vis_rgb
+        if both:
+            opp[(fi, fr)] = both
+    return opp
+
+
+def _reported_pairs(matches: list[dict[str, Any]], frame_boxes, opp: dict, iou: float):
+    """``(correct pairs, covered opportunities {(ir_frame, rgb_frame, id)}, predicted observations
+    {(stream, frame, box): (global id, its ground-truth identity)})`` of the ``match`` events."""
+    correct = 0
+    covered: set[tuple[int, int, int]] = set()
+    pred_obs: dict[tuple[str, int, tuple[float, ...]], tuple[int, int | None]] = {}
+    for e in matches:
+        fi, fr = int(e["ir_frame"]), int(e["rgb_frame"])
+        pi = gt_identity(e.get("ir_box"), frame_boxes("ir", fi), iou)
+        pr = gt_identity(e.get("rgb_box"), frame_boxes("rgb", fr), iou)
+        if pi is not None and pi == pr:
+            correct += 1
+            if pi in opp.get((fi, fr), ()):
+                covered.add((fi, fr, pi))
+        gid = int(e["global_id"])
+        if pi is not None and pi == pr and pi not in opp.get((fi, fr), ()):
+            continue  # a correct pair of a person not visible enough in both frames: don't care
+        for s, f, b, p in (("ir", fi, e.get("ir_box"), pi), ("rgb", fr, e.get("rgb_box"), pr)):
+            if b is not None:
+                pred_obs.setdefault((s, f, tuple(round(float(v), 1) for v in b)), (gid, p))
+    return correct, covered, pred_obs
+
+
+def _max_matching(co: dict[tuple[int, int], int], gids: list[int], pids: list[int]) -> int:
+    """The most co-occurrences a one-to-one mapping of global ids onto identities keeps (Hungarian): IDTP."""
+    if not gids or not pids:
+        return 0
+    m = np.zeros((len(gids), len(pids)))
+    gi, pi_ = {g: k for k, g in enumerate(gids)}, {p: k for k, p in enumerate(pids)}
+    for (g, p), c in co.items():
+        if p in pi_:
+            m[gi[g], pi_[p]] = c
+    r, c = linear_sum_assignment(-m)
+    return int(m[r, c].sum())
+
+
 def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_overlap: float = 0.3,
                            min_visibility: float = 0.6, crop_margin: float = 0.08) -> dict[str, Any]:
     """How well an embedder tells the people of a synth-video pair apart across modalities,
@@ -318,10 +340,6 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
     ``"look_alikes"`` (the ground truth's pairs of people who look alike across modalities,
     ``[]`` for older files), ``"crops": {"ir", "rgb"}``, ``"identities"``}``.
     """
-    import cv2
-
-    from mvd_edge.core.preprocess import box_crop, box_overlap
-
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     root = Path(video)
@@ -332,28 +350,8 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
     feats: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     for s in ("ir", "rgb"):
-        path = root / gt["streams"][s]["video"]
-        cap = cv2.VideoCapture(str(path))
-        if not cap.isOpened():
-            raise FileNotFoundError(f"cannot open {path}")
-        crops, pids = [], []
-        try:
-            for k, boxes in enumerate(gt["streams"][s]["boxes"]):
-                ok, img = cap.read()
-                if not ok:
-                    break
-                if k % every or not boxes:
-                    continue
-                xyxy = np.array([xywh_to_xyxy(b[1:5]) for b in boxes], np.float32)
-                for b, box, ov in zip(boxes, xyxy, box_overlap(xyxy)):
-                    if b[5] < min_visibility or ov > max_overlap:
-                        continue
-                    crop = box_crop(img, box, crop_margin, aspect)
-                    if crop is not None:
-                        crops.append(crop)
-                        pids.append(int(b[0]))
-        finally:
-            cap.release()
+        crops, pids = _clear_crops(root / gt["streams"][s]["video"], gt["streams"][s]["boxes"], every, max_overlap,
+                                   min_visibility, crop_margin, aspect)
         f = np.asarray(embedder.embed(crops), np.float32)  # an Embedder batches by its max_batch itself
         feats[s] = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
         labels[s] = np.array(pids, np.int64)
@@ -383,6 +381,37 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
         "crops": {s: int(np.isin(labels[s], ids).sum()) for s in ("ir", "rgb")},
         "identities": len(ids),
     }
+
+
+def _clear_crops(path: Path, frames: list, every: int, max_overlap: float, min_visibility: float,
+                 crop_margin: float, aspect: float | None) -> tuple[list[np.ndarray], list[int]]:
+    """The matcher's crops of the clear ground-truth boxes of every ``every``-th frame of a video, with their ids."""
+    import cv2
+
+    from mvd_edge.core.preprocess import box_crop, box_overlap
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise FileNotFoundError(f"cannot open {path}")
+    crops, pids = [], []
+    try:
+        for k, boxes in enumerate(frames):
+            ok, img = cap.read()
+            if not ok:
+                break
+            if k % every or not boxes:
+                continue
+            xyxy = np.array([xywh_to_xyxy(b[1:5]) for b in boxes], np.float32)
+            for b, box, ov in zip(boxes, xyxy, box_overlap(xyxy)):
+                if b[5] < min_visibility or ov > max_overlap:
+                    continue
+                crop = box_crop(img, box, crop_margin, aspect)
+                if crop is not None:
+                    crops.append(crop)
+                    pids.append(int(b[0]))
+    finally:
+        cap.release()
+    return crops, pids
 
 
 def meets_target(row: dict[str, Any], target: tuple[float, float]) -> bool:

@@ -178,60 +178,10 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
     else:
         _check_site_gt(gt, "the ground truth")
     evs, where = _read_site_events(events)
-    start = next(e for e in evs if e.get("event") == "start")
     gt_cams, gt_frames = gt["cameras"], gt["frames"]
-    ev_cams = dict(start.get("cameras") or {})
-
-    # sightings, deduplicated by (camera, frame, track)
-    sightings: dict[tuple[str, int, int], tuple[int | None, list[float]]] = {}
-    for i, e in enumerate(evs):
-        if e.get("event") != "sighting":
-            continue
-        try:
-            key = (str(e["camera"]), int(e["frame"]), int(e["track"]))
-            gid = None if e.get("global_id") is None else int(e["global_id"])
-            box = [float(v) for v in e["box"]][:4]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"{where}: sighting event #{i} is malformed ({exc!r}): it needs camera, frame, track, "
-                             f"global_id and box [x, y, w, h]") from None
-        sightings.setdefault(key, (gid, box))
+    sightings = _sightings(evs, where)
     end = next((e for e in reversed(evs) if e.get("event") == "end"), None)
-    end_frames = end.get("frames") if end is not None else None
-    if end_frames is not None and not isinstance(end_frames, dict):
-        raise UsageError(f"{where}: the end event's 'frames' must map camera -> [[first_frame, count], ...]")
-    names = set(ev_cams) | {c for c, _, _ in sightings} | set(end_frames or {})
-    unknown = sorted(names - set(gt_cams))
-    if unknown:
-        raise UsageError(f"{where}: camera(s) {unknown} are not in the ground truth {gt.get('_path', '')} "
-                         f"(its cameras: {sorted(gt_cams)}): these events are from another site")
-    for c, spec in ev_cams.items():
-        m = spec.get("modality") if isinstance(spec, dict) else None
-        if m is not None and str(m) != gt_cams[c]["modality"]:
-            raise UsageError(f"{where}: camera {c!r} is {m} in the events but {gt_cams[c]['modality']} in the "
-                             f"ground truth: these events are from another site")
-    _check_sources(ev_cams, gt)
-    cams = sorted(names)
-
-    # processed frames
-    processed: dict[str, list[int]] = {}
-    for c in cams:
-        if end_frames is not None:
-            frames: set[int] = set()
-            for run in end_frames.get(c) or []:
-                first, count = int(run[0]), int(run[1])
-                frames.update(range(first, first + count))
-        else:
-            last = max((f for cc, f, _ in sightings if cc == c), default=-1)
-            frames = set(range(last + 1))
-        processed[c] = sorted(frames)
-    n_gt = {c: len(gt_frames[c]) for c in cams}
-    for c in cams:
-        reached = max([*processed[c], *(f for cc, f, _ in sightings if cc == c)], default=-1)
-        low = min([*processed[c], *(f for cc, f, _ in sightings if cc == c)], default=0)
-        if reached >= n_gt[c] or low < 0:
-            bad = reached if reached >= n_gt[c] else low
-            raise UsageError(f"{where}: the events reach frame {bad} of camera {c!r} but the ground truth has "
-                             f"{n_gt[c]} frames (0..{n_gt[c] - 1}) there: these events are from another site")
+    cams, processed = _cameras_and_frames(evs, end, sightings, gt, where)
 
     # ground-truth identity of each sighting, and whether it is don't care
     labelled = []  # (camera, frame, global id or None, pid or None, care, box)
@@ -260,32 +210,108 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
         return sum(counts.pairs[hg] for hg in mapping.items())
 
     idtp, n_pred, n_true = idtp_of(total), total.predictions, total.objects
-    gids = sorted({s[2] for s in labelled if s[2] is not None})
-    pids = sorted({p for obs in true_obs.values() for p in obs})
+    per_cam = {c: _camera_scores(c, gt, processed[c], sightings, labelled, mot[c], idtp_of(mot[c]), iou,
+                                 min_visibility) for c in cams}
+    pairs = _pair_scores(cams, gt_cams, labelled, true_obs)
+    return {
+        "idf1": 2 * idtp / (n_pred + n_true) if n_pred + n_true else 0.0,
+        "idp": idtp / n_pred if n_pred else 0.0,
+        "idr": idtp / n_true if n_true else 0.0,
+        "idtp": idtp, "predicted": n_pred, "true": n_true, "mota": total.mota, "mot": _mot_counts(total),
+        "dont_care": sum(1 for s in labelled if s[2] is not None and not s[4]),
+        "global_ids": len({s[2] for s in labelled if s[2] is not None}),
+        "identities": len({p for obs in true_obs.values() for p in obs}), "complete": end is not None,
+        "cameras": per_cam, "pairs": pairs, "totals": _totals(pairs), "iou": iou, "min_visibility": min_visibility,
+    }
 
-    # per camera
-    per_cam: dict[str, dict[str, Any]] = {}
+
+def _sightings(evs: list[dict[str, Any]], where: str) -> dict[tuple[str, int, int], tuple[int | None, list[float]]]:
+    """``{(camera, frame, track): (global id, box)}`` of the sighting events (the first of duplicates)."""
+    sightings: dict[tuple[str, int, int], tuple[int | None, list[float]]] = {}
+    for i, e in enumerate(evs):
+        if e.get("event") != "sighting":
+            continue
+        try:
+            key = (str(e["camera"]), int(e["frame"]), int(e["track"]))
+            gid = None if e.get("global_id") is None else int(e["global_id"])
+            box = [float(v) for v in e["box"]][:4]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"{where}: sighting event #{i} is malformed ({exc!r}): it needs camera, frame, track, "
+                             f"global_id and box [x, y, w, h]") from None
+        sightings.setdefault(key, (gid, box))
+    return sightings
+
+
+def _cameras_and_frames(evs: list[dict[str, Any]], end: dict[str, Any] | None, sightings: dict, gt: dict[str, Any],
+                        where: str) -> tuple[list[str], dict[str, list[int]]]:
+    """The events' cameras (sorted) and each one's processed frames, checked against the ground truth."""
+    start = next(e for e in evs if e.get("event") == "start")
+    gt_cams, gt_frames = gt["cameras"], gt["frames"]
+    ev_cams = dict(start.get("cameras") or {})
+    end_frames = end.get("frames") if end is not None else None
+    if end_frames is not None and not isinstance(end_frames, dict):
+        raise UsageError(f"{where}: the end event's 'frames' must map camera -> [[first_frame, count], ...]")
+    names = set(ev_cams) | {c for c, _, _ in sightings} | set(end_frames or {})
+    unknown = sorted(names - set(gt_cams))
+    if unknown:
+        raise UsageError(f"{where}: camera(s) {unknown} are not in the ground truth {gt.get('_path', '')} "
+                         f"(its cameras: {sorted(gt_cams)}): these events are from another site")
+    for c, spec in ev_cams.items():
+        m = spec.get("modality") if isinstance(spec, dict) else None
+        if m is not None and str(m) != gt_cams[c]["modality"]:
+            raise UsageError(f"{where}: camera {c!r} is {m} in the events but {gt_cams[c]['modality']} in the "
+                             f"ground truth: these events are from another site")
+    _check_sources(ev_cams, gt)
+    cams = sorted(names)
+    processed: dict[str, list[int]] = {}
     for c in cams:
-        mine = [s for s in labelled if s[0] == c]
-        pred_boxes: dict[int, list[np.ndarray]] = defaultdict(list)
-        for (cc, f, _), (_, box) in sightings.items():
-            if cc == c:
-                pred_boxes[f].append(xywh_to_xyxy(box))
-        boxes = score_boxes({f: np.stack(b) for f, b in pred_boxes.items()}, gt_frames[c], iou, min_visibility,
-                            frames=processed[c])
-        ids = id_scores(idtp_of(mot[c]), mot[c].predictions, mot[c].objects)
-        per_cam[c] = {
-            "modality": gt_cams[c]["modality"], "location": gt_cams[c].get("location"),
-            "frames": len(processed[c]), "sightings": len(mine),
-            "with_global_id": _ratio(sum(1 for s in mine if s[2] is not None), len(mine)),
-            "identified": _ratio(sum(1 for s in mine if s[3] is not None), len(mine)),
-            "box_precision": boxes["precision"], "box_recall": boxes["recall"],
-            "tp": boxes["tp"], "fp": boxes["fp"], "fn": boxes["fn"],
-            "idf1": ids["idf1"], "idp": ids["idp"], "idr": ids["idr"],
-            "mota": mot[c].mota, "mot": _mot_counts(mot[c]),
-        }
+        if end_frames is not None:
+            frames: set[int] = set()
+            for run in end_frames.get(c) or []:
+                first, count = int(run[0]), int(run[1])
+                frames.update(range(first, first + count))
+        else:
+            last = max((f for cc, f, _ in sightings if cc == c), default=-1)
+            frames = set(range(last + 1))
+        processed[c] = sorted(frames)
+    for c in cams:
+        n_gt = len(gt_frames[c])
+        reached = max([*processed[c], *(f for cc, f, _ in sightings if cc == c)], default=-1)
+        low = min([*processed[c], *(f for cc, f, _ in sightings if cc == c)], default=0)
+        if reached >= n_gt or low < 0:
+            bad = reached if reached >= n_gt else low
+            raise UsageError(f"{where}: the events reach frame {bad} of camera {c!r} but the ground truth has "
+                             f"{n_gt} frames (0..{n_gt - 1}) there: these events are from another site")
+    return cams, processed
 
-    # per camera pair
+
+def _camera_scores(c: str, gt: dict[str, Any], processed: list[int], sightings: dict, labelled: list,
+                   mot: MotCounts, idtp: int, iou: float, min_visibility: float) -> dict[str, Any]:
+    """One camera's row of :func:`score_site`'s ``cameras``."""
+    cam = gt["cameras"][c]
+    mine = [s for s in labelled if s[0] == c]
+    pred_boxes: dict[int, list[np.ndarray]] = defaultdict(list)
+    for (cc, f, _), (_, box) in sightings.items():
+        if cc == c:
+            pred_boxes[f].append(xywh_to_xyxy(box))
+    boxes = score_boxes({f: np.stack(b) for f, b in pred_boxes.items()}, gt["frames"][c], iou, min_visibility,
+                        frames=processed)
+    ids = id_scores(idtp, mot.predictions, mot.objects)
+    return {
+        "modality": cam["modality"], "location": cam.get("location"),
+        "frames": len(processed), "sightings": len(mine),
+        "with_global_id": _ratio(sum(1 for s in mine if s[2] is not None), len(mine)),
+        "identified": _ratio(sum(1 for s in mine if s[3] is not None), len(mine)),
+        "box_precision": boxes["precision"], "box_recall": boxes["recall"],
+        "tp": boxes["tp"], "fp": boxes["fp"], "fn": boxes["fn"],
+        "idf1": ids["idf1"], "idp": ids["idp"], "idr": ids["idr"],
+        "mota": mot.mota, "mot": _mot_counts(mot),
+    }
+
+
+def _pair_scores(cams: list[str], gt_cams: dict[str, Any], labelled: list,
+                 true_obs: dict[tuple[str, int], dict[int, list[float]]]) -> list[dict[str, Any]]:
+    """Precision and recall of every camera pair (definitions in the module docstring)."""
     gid_of_pid: dict[str, dict[int, Counter]] = {c: defaultdict(Counter) for c in cams}
     pid_of_gid: dict[str, dict[int, Counter]] = {c: defaultdict(Counter) for c in cams}
     for c, _f, gid, pid, _care, _box in labelled:
@@ -311,6 +337,11 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
                           "precision": _ratio(p_hits, len(shared)), "recall": _ratio(r_hits, len(both)),
                           "precision_hits": p_hits, "precision_n": len(shared), "recall_hits": r_hits,
                           "recall_n": len(both)})
+    return pairs
+
+
+def _totals(pairs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Micro-averages of the pair scores: all pairs, per kind, co-located and across locations."""
     groups = {"all": pairs, **{k: [p for p in pairs if p["kind"] == k] for k in KINDS},
               "co-located": [p for p in pairs if p["co_located"]],
               "across-locations": [p for p in pairs if not p["co_located"]]}
@@ -319,15 +350,7 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
         t = {k: sum(p[k] for p in rows) for k in ("precision_hits", "precision_n", "recall_hits", "recall_n")}
         totals[name] = {"precision": _ratio(t["precision_hits"], t["precision_n"]),
                         "recall": _ratio(t["recall_hits"], t["recall_n"]), **t}
-    return {
-        "idf1": 2 * idtp / (n_pred + n_true) if n_pred + n_true else 0.0,
-        "idp": idtp / n_pred if n_pred else 0.0,
-        "idr": idtp / n_true if n_true else 0.0,
-        "idtp": idtp, "predicted": n_pred, "true": n_true, "mota": total.mota, "mot": _mot_counts(total),
-        "dont_care": sum(1 for s in labelled if s[2] is not None and not s[4]),
-        "global_ids": len(gids), "identities": len(pids), "complete": end is not None,
-        "cameras": per_cam, "pairs": pairs, "totals": totals, "iou": iou, "min_visibility": min_visibility,
-    }
+    return totals
 
 
 def _camera_frames(c: str, true_obs: dict[tuple[str, int], dict[int, list[float]]],

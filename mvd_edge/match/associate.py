@@ -156,51 +156,12 @@ class CrossModalAssociator:
         sims: dict[tuple[int, int], float] = {}
         cand: dict[tuple[int, int], float] = {}
         fast: set[tuple[int, int]] = set()  # candidates strong enough for the short wait
+        ir_d: dict[int, np.ndarray] = {}
+        rgb_d: dict[int, np.ndarray] = {}
         if ir_ids and rgb_ids:
-            s = np.asarray(ir_desc, np.float32) @ np.asarray(rgb_desc, np.float32).T
-            bonus = np.zeros_like(s)
-            ir_pos = {t: i for i, t in enumerate(ir_ids)}
-            rgb_pos = {t: j for j, t in enumerate(rgb_ids)}
-            for (i, r) in self.reported:
-                if i in ir_pos and r in rgb_pos:
-                    bonus[ir_pos[i], rgb_pos[r]] = self.stickiness
-            y_ir = np.array([t in early_ir for t in ir_ids], bool)
-            y_rgb = np.array([t in early_rgb for t in rgb_ids], bool)
-            # 1. the established tracks, assigned as if there were no early tracks
-            er, ec = np.flatnonzero(~y_ir), np.flatnonzero(~y_rgb)
-            claimed_ir, claimed_rgb = set(), set()  # tracks of this step's candidates
-            if len(er) and len(ec):
-                rows, cols = linear_sum_assignment(-(s + bonus)[np.ix_(er, ec)])
-                for a, b in zip(er[rows], ec[cols]):
-                    key = (ir_ids[a], rgb_ids[b])
-                    sims[key] = float(s[a, b])
-                    held = s[a, b] + bonus[a, b]
-                    gap = held - _runner_up(s, a, b)
-                    if held >= self.threshold and (self.margin <= 0.0 or gap >= self.margin):
-                        cand[key] = float(s[a, b])
-                        claimed_ir.add(a)
-                        claimed_rgb.add(b)
-                        if (self.fast_threshold is not None and s[a, b] >= self.fast_threshold
-                                and (self.fast_margin <= 0.0 or gap >= self.fast_margin)):
-                            fast.add(key)
-            # 2. early tracks: only with tracks no candidate claimed, only at the early point (and the
-            # threshold), strongest first; such a pair needs only the short wait
-            if self.early_threshold is not None and (y_ir.any() or y_rgb.any()):
-                ok = (y_ir[:, None] | y_rgb[None, :]) & (s >= max(self.threshold, self.early_threshold))
-                for a, b in sorted(zip(*np.nonzero(ok)), key=lambda ab: (-s[ab], ab)):
-                    if a in claimed_ir or b in claimed_rgb:
-                        continue
-                    if self.early_margin > 0.0 and s[a, b] - _runner_up(s, a, b) < self.early_margin:
-                        continue
-                    key = (ir_ids[a], rgb_ids[b])
-                    sims[key] = cand[key] = float(s[a, b])
-                    fast.add(key)
-                    claimed_ir.add(a)
-                    claimed_rgb.add(b)
-            ir_d = {t: np.asarray(ir_desc[i], np.float32) for t, i in ir_pos.items()}
-            rgb_d = {t: np.asarray(rgb_desc[j], np.float32) for t, j in rgb_pos.items()}
-        else:
-            ir_d, rgb_d = {}, {}
+            sims, cand, fast = self._candidates(ir_ids, ir_desc, rgb_ids, rgb_desc, early_ir, early_rgb)
+            ir_d = {t: np.asarray(ir_desc[i], np.float32) for i, t in enumerate(ir_ids)}
+            rgb_d = {t: np.asarray(rgb_desc[j], np.float32) for j, t in enumerate(rgb_ids)}
         # held pairs: refresh, count a failure, or wait (a track not eligible now: no evidence either way)
         for key, p in list(self.reported.items()):
             p.steps += 1
@@ -216,7 +177,61 @@ class CrossModalAssociator:
                     p.similarity = float(ir_d[key[0]] @ rgb_d[key[1]])
                 if p.fails >= self.k:
                     changes.append(self._end(key, "similarity"))
-        # candidates: count streaks, promote
+        changes.extend(self._promote(cand, fast, ir_d, rgb_d))
+        return changes
+
+    def _candidates(self, ir_ids: list[int], ir_desc: np.ndarray, rgb_ids: list[int], rgb_desc: np.ndarray,
+                    early_ir: set[int], early_rgb: set[int]) -> tuple[dict, dict, set]:
+        """This step's assignment: ``(similarity of each assigned pair, the candidates among them with
+        their similarity, the candidates strong enough for the short wait)`` (steps 1-2 and early tracks)."""
+        sims: dict[tuple[int, int], float] = {}
+        cand: dict[tuple[int, int], float] = {}
+        fast: set[tuple[int, int]] = set()
+        s = np.asarray(ir_desc, np.float32) @ np.asarray(rgb_desc, np.float32).T
+        bonus = np.zeros_like(s)
+        ir_pos = {t: i for i, t in enumerate(ir_ids)}
+        rgb_pos = {t: j for j, t in enumerate(rgb_ids)}
+        for (i, r) in self.reported:
+            if i in ir_pos and r in rgb_pos:
+                bonus[ir_pos[i], rgb_pos[r]] = self.stickiness
+        y_ir = np.array([t in early_ir for t in ir_ids], bool)
+        y_rgb = np.array([t in early_rgb for t in rgb_ids], bool)
+        # 1. the established tracks, assigned as if there were no early tracks
+        er, ec = np.flatnonzero(~y_ir), np.flatnonzero(~y_rgb)
+        claimed_ir, claimed_rgb = set(), set()  # tracks of this step's candidates
+        if len(er) and len(ec):
+            rows, cols = linear_sum_assignment(-(s + bonus)[np.ix_(er, ec)])
+            for a, b in zip(er[rows], ec[cols]):
+                key = (ir_ids[a], rgb_ids[b])
+                sims[key] = float(s[a, b])
+                held = s[a, b] + bonus[a, b]
+                gap = held - _runner_up(s, a, b)
+                if held >= self.threshold and (self.margin <= 0.0 or gap >= self.margin):
+                    cand[key] = float(s[a, b])
+                    claimed_ir.add(a)
+                    claimed_rgb.add(b)
+                    if (self.fast_threshold is not None and s[a, b] >= self.fast_threshold
+                            and (self.fast_margin <= 0.0 or gap >= self.fast_margin)):
+                        fast.add(key)
+        # 2. early tracks: only with tracks no candidate claimed, only at the early point (and the
+        # threshold), strongest first; such a pair needs only the short wait
+        if self.early_threshold is not None and (y_ir.any() or y_rgb.any()):
+            ok = (y_ir[:, None] | y_rgb[None, :]) & (s >= max(self.threshold, self.early_threshold))
+            for a, b in sorted(zip(*np.nonzero(ok)), key=lambda ab: (-s[ab], ab)):
+                if a in claimed_ir or b in claimed_rgb:
+                    continue
+                if self.early_margin > 0.0 and s[a, b] - _runner_up(s, a, b) < self.early_margin:
+                    continue
+                key = (ir_ids[a], rgb_ids[b])
+                sims[key] = cand[key] = float(s[a, b])
+                fast.add(key)
+                claimed_ir.add(a)
+                claimed_rgb.add(b)
+        return sims, cand, fast
+
+    def _promote(self, cand: dict, fast: set, ir_d: dict, rgb_d: dict) -> list[PairUpdate]:
+        """Count the candidates' streaks and report those that held long enough (taking a global id)."""
+        changes: list[PairUpdate] = []
         self.streaks = {key: self.streaks.get(key, 0) + 1 for key in cand if key not in self.reported}
         # a track is busy while its reported pair is active (both tracks eligible now); a pair
         # with a track not eligible is dormant and gives way to a new pair that has held k steps
