@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from mvd_edge.core.config import load_train_config
-from mvd_edge.train.trainer import Trainer, ensure_synthetic, run_training
+from mvd_edge.data.synthetic import ensure_synthetic
+from mvd_edge.train.trainer import Trainer, run_training
 
 SETTING = "sysu-all-single"
 PAIRINGS = ("shared", "both", "cross-modal", "cross-all")
@@ -245,7 +246,7 @@ def main() -> None:
     if args.report:
         report(args.out, names, seeds, args.ref, base, args.overrides, args.dest or args.out)
         return
-    ensure_synthetic(data_root, load_train_config(None, base + [f"out={args.out}"]))
+    ensure_synthetic(data_root, load_train_config(None, base + [f"out={args.out}"]).synth)
     rows: dict[str, list[dict]] = {}
     if args.untrained:
         rows["untrained"] = [untrained_row(base, args.out, s) for s in seeds]

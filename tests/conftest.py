@@ -68,9 +68,9 @@ def free_port() -> int:
 def synth_root(tmp_path_factory):
     """One small synthetic data set per test module (written by the trainer's own path)."""
     from mvd_edge.core.config import load_train_config
-    from mvd_edge.train import trainer as trainer_mod
+    from mvd_edge.data.synthetic import ensure_synthetic
 
     root = tmp_path_factory.mktemp("synth")
     cfg = load_train_config(None, SMALL_TRAIN + [f"out={root / 'unused'}", f"data.root={root / 'data'}"])
-    trainer_mod.ensure_synthetic(root / "data", cfg)
+    ensure_synthetic(root / "data", cfg.synth)
     return root / "data"

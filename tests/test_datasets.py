@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import scipy.io
 
+from mvd_edge.core.config import ConfigError
 from mvd_edge.core.modality import Modality
-from mvd_edge.data.base import DatasetError, Sample
+from mvd_edge.data.base import TEST_PID_OFFSET, DatasetError, Sample, holdout_identities
 from mvd_edge.data.folder import load_folder
 from mvd_edge.data.llcm import load_llcm, parse_llcm_camera
 from mvd_edge.data.protocols import (
@@ -25,13 +26,7 @@ from mvd_edge.data.protocols import (
     sysu_trials,
 )
 from mvd_edge.data.regdb import load_regdb
-from mvd_edge.data.registry import (
-    DATASETS,
-    TEST_PID_OFFSET,
-    default_eval_settings,
-    holdout_identities,
-    load_dataset,
-)
+from mvd_edge.data.registry import DATASETS, dataset_entry, default_eval_settings, load_dataset
 from mvd_edge.data.sysu import load_sysu
 from mvd_edge.eval.metrics import evaluate
 
@@ -318,20 +313,32 @@ def test_folder_errors(tmp_path):
 
 
 def test_registry_dispatch_and_defaults(tmp_path):
-    assert DATASETS == ("sysu", "regdb", "llcm", "folder")
-    assert load_dataset("sysu", _make_sysu(tmp_path / "s"), use_val=False).val == []
+    assert list(DATASETS) == ["synthetic", "sysu", "regdb", "llcm", "folder"]
+    assert all(name == entry.name and entry.about for name, entry in DATASETS.items())
+    sysu_root = _make_sysu(tmp_path / "s")
+    assert load_dataset("sysu", sysu_root, use_val=False).val == []
+    assert load_dataset("synthetic", sysu_root).train == load_dataset("sysu", sysu_root).train  # SYSU layout
     assert load_dataset("regdb", _make_regdb(tmp_path / "r", trial=3), trial=3).meta["trial"] == 3
     assert load_dataset("llcm", _make_llcm(tmp_path / "l"), use_val=False).val == []
     assert load_dataset("folder", _make_folder(tmp_path / "f")).name == "folder"
-    with pytest.raises(ValueError, match="sysu, regdb, llcm, folder"):
+    with pytest.raises(ValueError, match="synthetic, sysu, regdb, llcm, folder"):
         load_dataset("market1501", tmp_path)
     for name in DATASETS:
         settings = default_eval_settings(name)
         assert settings and set(settings) <= set(protocol_names())
-    assert default_eval_settings("sysu") == ["sysu-all-single", "sysu-indoor-single"]
+    assert default_eval_settings("sysu") == default_eval_settings("synthetic") == ["sysu-all-single",
+                                                                                 "sysu-indoor-single"]
     assert default_eval_settings("folder") == ["cross-i2v"]
     with pytest.raises(ValueError):
         default_eval_settings("nope")
+
+
+def test_only_the_synthetic_set_is_written_and_has_a_root_in_the_run_folder(tmp_path):
+    assert [n for n, e in DATASETS.items() if e.write is not None] == ["synthetic"]
+    assert dataset_entry("synthetic").root(None, tmp_path) == tmp_path / "synthetic"
+    assert dataset_entry("synthetic").root("/data/s", tmp_path) == Path("/data/s")
+    with pytest.raises(ConfigError, match=r"data\.root is required for data\.dataset='sysu'"):
+        dataset_entry("sysu").root(None, tmp_path)
 
 
 def _samples(n_ids: int) -> list[Sample]:

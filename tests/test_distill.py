@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from mvd_edge.cli import app
 from mvd_edge.core.config import ConfigError, load_train_config
 from mvd_edge.core.errors import UsageError
+from mvd_edge.data.synthetic import ensure_synthetic
 from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from mvd_edge.train import trainer as trainer_mod
 from mvd_edge.train.distill import Distiller, distill_config, kd_cosine, kd_relational, run_distill
 from mvd_edge.train.trainer import run_training
 
@@ -26,7 +26,7 @@ def teacher(tmp_path_factory):
     root = tmp_path_factory.mktemp("teacher")
     cfg = load_train_config(None, SMALL + [f"out={root / 'run'}", f"data.root={root / 'data'}", "optim.epochs=1",
                                            "optim.warmup_epochs=0"])
-    trainer_mod.ensure_synthetic(root / "data", cfg)
+    ensure_synthetic(root / "data", cfg.synth)
     run_training(cfg, progress=False, evaluate_test=False)
     return root / "run" / "best.pt"
 

@@ -12,6 +12,7 @@ import torch
 from conftest import SMALL_TRAIN, free_port
 
 from mvd_edge.core.config import ConfigError, load_train_config
+from mvd_edge.data.synthetic import ensure_synthetic
 from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from mvd_edge.train import trainer as trainer_mod
 from mvd_edge.train.trainer import Trainer, lr_factor, run_training
@@ -26,25 +27,37 @@ def test_ensure_synthetic_rewrites_a_set_written_with_other_settings(tmp_path, m
     monkeypatch.setattr("mvd_edge.synth.dataset.write_sysu", lambda root, **kw: calls.append(kw) or _fake_set(root, kw))
     root = tmp_path / "d"
     cfg = load_train_config(None, SMALL + [f"out={tmp_path}"])
-    trainer_mod.ensure_synthetic(root, cfg)
-    trainer_mod.ensure_synthetic(root, cfg)  # complete and the same: kept
+    ensure_synthetic(root, cfg.synth)
+    ensure_synthetic(root, cfg.synth)  # complete and the same: kept
     assert len(calls) == 1 and calls[0]["render"] == "crops"
     scenes = load_train_config(None, SMALL + [f"out={tmp_path}", "synth.render=scenes"])
-    trainer_mod.ensure_synthetic(root, scenes)
+    ensure_synthetic(root, scenes.synth)
     assert len(calls) == 2 and calls[1]["render"] == "scenes"
-    trainer_mod.ensure_synthetic(root, scenes)
+    ensure_synthetic(root, scenes.synth)
     assert len(calls) == 2
     fewer = load_train_config(None, SMALL + [f"out={tmp_path}", "synth.render=scenes", "synth.scene_people=3"])
-    trainer_mod.ensure_synthetic(root, fewer)  # one setting differs: rewritten
+    ensure_synthetic(root, fewer.synth)  # one setting differs: rewritten
     assert len(calls) == 3 and calls[2]["scene_people"] == 3
     # a folder the user named is never rewritten: a clear error names what differs
     with pytest.raises(ConfigError, match=r"synth\.render: 'scenes' there, 'crops' asked"):
-        trainer_mod.ensure_synthetic(root, cfg, rewrite=False)
+        ensure_synthetic(root, cfg.synth, rewrite=False)
     assert len(calls) == 3
     # a complete set without our marker is left as it is
     (root / "synthetic.json").unlink()
-    trainer_mod.ensure_synthetic(root, cfg)
+    ensure_synthetic(root, cfg.synth)
     assert len(calls) == 3
+
+
+def test_the_registry_refuses_an_unknown_data_set_or_a_missing_root_before_anything_is_written(tmp_path):
+    from mvd_edge.core.errors import UsageError
+
+    cfg = load_train_config(None, SMALL + [f"out={tmp_path / 'run'}", "data.dataset=sysu"])
+    with pytest.raises(ConfigError, match=r"data\.root is required for data\.dataset='sysu'"):
+        Trainer(cfg, progress=False)
+    cfg = load_train_config(None, SMALL + [f"out={tmp_path / 'run'}", "data.dataset=market1501"])
+    with pytest.raises(UsageError, match="unknown data set 'market1501': choose one of synthetic, sysu"):
+        Trainer(cfg, progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def _fake_set(root, kw):

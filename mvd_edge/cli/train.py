@@ -25,8 +25,13 @@ from mvd_edge.cli._common import (
     refuse_overwriting_inputs,
 )
 from mvd_edge.core.errors import UsageError, require
+from mvd_edge.data.registry import DATASETS
 
 app = typer.Typer()
+
+#: ``--dataset``: the registry's names, and one line each at the end of ``--help``
+_DATASET_HELP = f"{', '.join(DATASETS)} (see below)"
+_DATASETS_EPILOG = "Data sets:\n\n" + "\n\n".join(f"{e.name}: {e.about}" for e in DATASETS.values())
 
 
 @app.command("synth")
@@ -71,13 +76,13 @@ def synth(
         console.print_json(json.dumps(summary, default=str))
 
 
-@app.command("train")
+@app.command("train", epilog=_DATASETS_EPILOG)
 @friendly
 def train(
     config: Annotated[Optional[Path], typer.Option(help="YAML config (see configs/)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set optim.lr=1e-3")] = None,
     out: Annotated[Optional[Path], typer.Option(help="output folder (checkpoints, logs, results)")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="synthetic, sysu, regdb, llcm or folder")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help=_DATASET_HELP)] = None,
     root: Annotated[Optional[Path], typer.Option(help="data set root")] = None,
     backbone: Annotated[Optional[str], typer.Option(help="resnet50, resnet18, mobilenetv2 or tiny")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(
@@ -159,11 +164,11 @@ def distill(
     console.print(f"checkpoint: {summary['best_checkpoint']} (export it like the teacher's: mvd-edge export)")
 
 
-@app.command("eval")
+@app.command("eval", epilog=_DATASETS_EPILOG)
 @friendly
 def eval_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint (.pt) written by `mvd-edge train`")],
-    dataset: Annotated[str, typer.Option(help="sysu, regdb, llcm or folder")] = "sysu",
+    dataset: Annotated[str, typer.Option(help=_DATASET_HELP)] = "sysu",
     root: Annotated[Path, typer.Option(help="data set root")] = Path("runs/train/synthetic"),
     settings: Annotated[Optional[str], typer.Option(help="comma-separated protocol settings (default: the data set's)")] = None,
     trials: Annotated[int, typer.Option(help="gallery sampling trials")] = 10,

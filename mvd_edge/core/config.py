@@ -23,7 +23,7 @@ class ConfigError(MvdEdgeError, ValueError):
 
 @dataclass
 class SynthConfig:
-    """Synthetic data set generated when ``data.dataset == "synthetic"``."""
+    """The synthetic data set, written on first use when ``data.dataset`` is ``synthetic``."""
 
     n_ids: int = 200
     images_per_cam: int = 4
@@ -36,7 +36,7 @@ class SynthConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "synthetic"  # synthetic | sysu | regdb | llcm | folder
+    dataset: str = "synthetic"  # a name in mvd_edge.data.registry (checked there; `mvd-edge train --help` lists them)
     root: str | None = None  # data set root (synthetic: where to write it; default <out>/synthetic)
     trial: int = 1  # RegDB trial 1..10
     use_val: bool = True  # hold out validation identities for model selection
@@ -316,7 +316,6 @@ def _merge(base: dict, new: dict, prefix: str) -> None:
 def validate_train_config(cfg: TrainConfig) -> None:
     """Range and choice checks with messages that name the key."""
     choices = {
-        "data.dataset": (cfg.data.dataset, ("synthetic", "sysu", "regdb", "llcm", "folder")),
         "synth.render": (cfg.synth.render, ("crops", "scenes")),
         "model.backbone": (cfg.model.backbone, ("resnet50", "resnet18", "mobilenetv2", "tiny")),
         "loss.metric_kind": (cfg.loss.metric_kind, ("triplet", "rll")),
@@ -359,8 +358,6 @@ def validate_train_config(cfg: TrainConfig) -> None:
         raise ConfigError(f"synth.scene_people must be >= 1, got {cfg.synth.scene_people}")
     if cfg.data.p_ids < 2:
         raise ConfigError("data.p_ids must be >= 2 (the metric loss needs negatives)")
-    if cfg.data.dataset != "synthetic" and not cfg.data.root:
-        raise ConfigError(f"data.root is required for data.dataset={cfg.data.dataset!r}")
     for key in ("gray_prob", "channel_prob"):
         if not 0.0 <= getattr(cfg.data, key) <= 1.0:
             raise ConfigError(f"data.{key} must be in [0, 1], got {getattr(cfg.data, key)}")

@@ -1,12 +1,23 @@
-"""Data-set records shared by every loader."""
+"""Data-set records, and the helpers shared by the loaders."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
-from mvd_edge.core.errors import MvdEdgeError
+import numpy as np
+
+from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.modality import Modality
+
+#: File suffixes (lower case) taken as images.
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png"})
+
+#: Added to the test labels of data sets whose train and test label ranges overlap
+#: (RegDB, LLCM), so train and test identities never share a pid.
+TEST_PID_OFFSET = 10000
 
 
 @dataclass(frozen=True)
@@ -45,3 +56,70 @@ class ReidDataset:
 
 class DatasetError(MvdEdgeError, ValueError):
     """A data set on disk is missing, incomplete or malformed; the message says what and where."""
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """``path`` if it is a directory, else :class:`DatasetError` naming it."""
+    if not path.is_dir():
+        raise DatasetError(f"{what}: folder not found: {path}")
+    return path
+
+
+def require_file(path: Path, what: str) -> Path:
+    """``path`` if it is a file, else :class:`DatasetError` naming it."""
+    if not path.is_file():
+        raise DatasetError(f"{what}: file not found: {path}")
+    return path
+
+
+def read_index_file(path: Path, what: str) -> list[tuple[str, int]]:
+    """Parse an index file of ``relative/path label`` lines (RegDB, LLCM).
+
+    Blank lines are skipped; the label is the last whitespace-separated token and must
+    be a non-negative integer. Returns ``[(relative_path, label), ...]`` in file order.
+    """
+    require_file(path, what)
+    entries: list[tuple[str, int]] = []
+    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) < 2 or not re.fullmatch(r"\d+", parts[-1]):
+            raise DatasetError(f"{path}:{lineno}: expected 'relative/path label', got {raw!r}")
+        entries.append((" ".join(parts[:-1]), int(parts[-1])))
+    if not entries:
+        raise DatasetError(f"{what}: index file is empty: {path}")
+    return entries
+
+
+def check_images_exist(samples: Sequence[Sample], what: str) -> None:
+    """:class:`DatasetError` naming the first listed image that is not on disk."""
+    missing = [s.path for s in samples if not s.path.is_file()]
+    if missing:
+        raise DatasetError(
+            f"{what}: {len(missing)} listed image(s) not found, first: {missing[0]}"
+        )
+
+
+def holdout_identities(
+    samples: Sequence[Sample], fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
+    """Split samples by identity into ``(train, val)``, deterministically for ``seed``.
+
+    ``round(fraction * n_ids)`` identities (at least 1 when ``fraction > 0``, at most
+    ``n_ids - 1``) are drawn with ``numpy.random.default_rng(seed)`` from the sorted
+    identity list; all their samples (both modalities) go to ``val``. Sample order is
+    preserved. ``fraction == 0`` gives an empty ``val``.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise UsageError(f"val_fraction must be in [0, 1), got {fraction}")
+    pids = sorted({s.pid for s in samples})
+    if fraction == 0.0 or len(pids) < 2:
+        return list(samples), []
+    n_val = min(max(1, int(round(fraction * len(pids)))), len(pids) - 1)
+    rng = np.random.default_rng(seed)
+    val_ids = {pids[i] for i in rng.choice(len(pids), size=n_val, replace=False).tolist()}
+    train = [s for s in samples if s.pid not in val_ids]
+    val = [s for s in samples if s.pid in val_ids]
+    return train, val

@@ -35,8 +35,7 @@ import re
 from pathlib import Path
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.data.base import DatasetError, ReidDataset, Sample
-from mvd_edge.data.registry import IMAGE_SUFFIXES, holdout_identities, require_dir
+from mvd_edge.data.base import IMAGE_SUFFIXES, DatasetError, ReidDataset, Sample, holdout_identities, require_dir
 
 __all__ = ["FOLDER_MODALITIES", "FOLDER_SPLITS", "load_folder"]
 

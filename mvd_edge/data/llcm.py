@@ -29,9 +29,11 @@ import re
 from pathlib import Path
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.data.base import DatasetError, ReidDataset, Sample
-from mvd_edge.data.registry import (
+from mvd_edge.data.base import (
     TEST_PID_OFFSET,
+    DatasetError,
+    ReidDataset,
+    Sample,
     check_images_exist,
     holdout_identities,
     read_index_file,

@@ -11,7 +11,7 @@ Layout (as used by the community's reference code, e.g. AGW)::
 Each index line is ``relative/path label`` (path relative to ``root``). Each of the ten
 trials splits the 412 identities into 206 train / 206 test identities. The train and
 the test files both number their identities from 0, so the same number means different
-people: test pids are shifted by :data:`~mvd_edge.data.registry.TEST_PID_OFFSET`.
+people: test pids are shifted by :data:`~mvd_edge.data.base.TEST_PID_OFFSET`.
 Visible images get camera 1, thermal images camera 2.
 """
 
@@ -20,9 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.data.base import DatasetError, ReidDataset, Sample
-from mvd_edge.data.registry import (
+from mvd_edge.data.base import (
     TEST_PID_OFFSET,
+    DatasetError,
+    ReidDataset,
+    Sample,
     check_images_exist,
     holdout_identities,
     read_index_file,
@@ -59,7 +61,7 @@ def load_regdb(root: Path, trial: int = 1, val_fraction: float = 0.1, seed: int 
         root: data set root holding ``idx/`` and the image folders.
         trial: split 1..10.
         val_fraction: fraction of the training identities held out as ``val``
-            (seeded, see :func:`~mvd_edge.data.registry.holdout_identities`);
+            (seeded, see :func:`~mvd_edge.data.base.holdout_identities`);
             0 leaves ``val`` empty.
         seed: seed of the hold-out.
 

@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.data.base import DatasetError, ReidDataset, Sample
-from mvd_edge.data.registry import IMAGE_SUFFIXES, require_dir
+from mvd_edge.data.base import IMAGE_SUFFIXES, DatasetError, ReidDataset, Sample, require_dir
 
 __all__ = ["SYSU_CAMS", "SYSU_IR_CAMS", "load_sysu", "read_split_ids"]
 

@@ -35,6 +35,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     ``epochs`` and ``ids`` default to the training config's (``optim.epochs``, ``synth.n_ids``).
     """
     from mvd_edge.core.config import load_train_config
+    from mvd_edge.data.synthetic import ensure_synthetic
     from mvd_edge.deploy.export import export_onnx
     from mvd_edge.deploy.profile import profile_embedder, save_profile
     from mvd_edge.deploy.verify import save_report, verify_engines
@@ -42,7 +43,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     from mvd_edge.quant.manifest import from_dataset
     from mvd_edge.runtime import load_embedder
     from mvd_edge.synth.video import write_synth_video
-    from mvd_edge.train.trainer import ensure_synthetic, run_training
+    from mvd_edge.train.trainer import run_training
 
     console = console or Console()
     out = Path(out)
@@ -55,7 +56,7 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
         cfg = load_train_config(None, [f"out={out / 'train'}", f"data.root={out / 'data'}", *sizes, f"seed={seed}",
                                        "device=cpu"])
         epochs = cfg.optim.epochs
-        ensure_synthetic(out / "data", cfg)
+        ensure_synthetic(out / "data", cfg.synth)
         video = write_synth_video(out / "video", n_ids=video_ids, seconds=video_seconds, seed=seed, progress=True)
 
     with _stage(console, times, "train", f"2/8 train MVD (tiny backbone, {epochs} epochs, CPU)"):

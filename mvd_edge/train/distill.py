@@ -47,6 +47,7 @@ from mvd_edge.core.config import (
 )
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.spec import STUDENT_BRANCHES
+from mvd_edge.data.registry import dataset_entry
 from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from mvd_edge.model.net import MVDNet
 from mvd_edge.runtime.sidecar import sha256_file
@@ -74,8 +75,8 @@ def distill_config(teacher: str | Path, config: str | Path | None = None, overri
     if isinstance(tcfg, dict):
         _merge_known(data, tcfg)
     t_backbone = data["model"]["backbone"]
-    if data["data"]["dataset"] == "synthetic" and not data["data"]["root"]:
-        data["data"]["root"] = str(Path(data["out"]) / "synthetic")
+    if not data["data"]["root"]:  # a set the teacher wrote into its own out folder (synthetic)
+        data["data"]["root"] = str(dataset_entry(data["data"]["dataset"]).root(None, data["out"]))
     data["out"] = "runs/student"
     data["eval"]["recipe"] = "shared"
     data["distill"]["teacher"] = str(tpath)

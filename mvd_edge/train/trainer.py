@@ -40,7 +40,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import random
@@ -56,6 +55,7 @@ from mvd_edge.core.config import TrainConfig, to_dict
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.core.spec import ModelSpec
 from mvd_edge.data.base import DatasetError, ReidDataset
+from mvd_edge.data.registry import DataOptions, dataset_entry, default_eval_settings
 from mvd_edge.eval.reid import evaluate_features, save_results
 from mvd_edge.model.checkpoint import (  # noqa: F401  (the trainer writes this format)
     CKPT_FORMAT,
@@ -94,59 +94,16 @@ def lr_factor(epoch: int, epochs: int, warmup: int, warmup_factor: float, schedu
     return gamma ** sum(epoch >= m for m in milestones)
 
 
-def prepare_dataset(cfg: TrainConfig, distinfo: DistInfo | None = None) -> ReidDataset:
-    """Load the configured data set; for ``synthetic``, write it first if absent (rank 0 only)."""
-    from mvd_edge.data.registry import load_dataset
-
-    name = cfg.data.dataset
-    root = Path(cfg.data.root) if cfg.data.root else Path(cfg.out) / "synthetic"
-    if name == "synthetic":
-        if distinfo is None or distinfo.main:
-            ensure_synthetic(root, cfg, rewrite=not cfg.data.root)
-        if distinfo is not None:
-            distinfo.barrier()
-        name = "sysu"
-    return load_dataset(name, root, trial=cfg.data.trial, use_val=cfg.data.use_val,
-                        val_fraction=cfg.data.val_fraction, seed=cfg.seed)
-
-
-def ensure_synthetic(root: Path, cfg: TrainConfig, rewrite: bool = True) -> None:
-    """Write the synthetic SYSU-layout data set at ``root`` unless it is already complete and
-    was written with the same ``synth`` settings.
-
-    A complete set written with other settings is rewritten when ``rewrite`` (the folder is the
-    run's own, e.g. ``<out>/synthetic``); otherwise (a folder the user named) it is left alone
-    and a :class:`ConfigError` says what differs.
-    """
-    from mvd_edge.core.config import ConfigError
-    from mvd_edge.synth.dataset import MARKER, sysu_marker, write_sysu
-
-    s = cfg.synth
-    want = sysu_marker(s.n_ids, s.images_per_cam, (s.height, s.width), s.seed, render=s.render,
-                       scene_people=s.scene_people)
-    if (root / "exp" / "test_id.txt").is_file():
-        try:
-            meta = json.loads((root / MARKER).read_text())
-        except (OSError, ValueError):
-            return  # a complete set without our marker: not ours to judge or touch
-        have = {k: meta.get(k, "crops" if k == "render" else None) for k in want}  # older markers: no render
-        if have == want:
-            return
-        diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
-        if not rewrite:
-            raise ConfigError(
-                f"data.root {root} holds a synthetic set written with other settings "
-                f"({', '.join(f'synth.{k}: {a!r} there, {b!r} asked' for k, (a, b) in diff.items())}); "
-                "set those synth.* values, train on it as it is with --dataset sysu, or choose another data.root")
-        print(f"synthetic set at {root} was written with other settings ({diff}); rewriting it", flush=True)
-    write_sysu(root, n_ids=s.n_ids, images_per_cam=s.images_per_cam, size=(s.height, s.width), seed=s.seed,
-               progress=True, render=s.render, scene_people=s.scene_people)
-
-
-def default_settings(dataset: str) -> list[str]:
-    from mvd_edge.data.registry import default_eval_settings
-
-    return default_eval_settings("sysu" if dataset == "synthetic" else dataset)
+def prepare_dataset(cfg: TrainConfig, distinfo: DistInfo) -> ReidDataset:
+    """Load the configured data set; one written on first use (synthetic) is written by rank 0 first."""
+    entry = dataset_entry(cfg.data.dataset)
+    root = entry.root(cfg.data.root, cfg.out)
+    if entry.write is not None:
+        if distinfo.main:
+            entry.write(root, cfg.synth, not cfg.data.root)
+        distinfo.barrier()
+    d = cfg.data
+    return entry.read(root, DataOptions(d.trial, d.use_val, d.val_fraction, cfg.seed))
 
 
 def _rng_state() -> dict:
@@ -158,6 +115,7 @@ def _rng_state() -> dict:
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
@@ -511,7 +469,7 @@ class Trainer:
 
     def test_model(self, model: torch.nn.Module, settings: list[str] | None = None) -> dict:
         """Score ``model`` (already on the device) on the test split with the data set's protocols."""
-        settings = settings or self.cfg.eval.settings or default_settings(self.cfg.data.dataset)
+        settings = settings or self.cfg.eval.settings or default_eval_settings(self.cfg.data.dataset)
         feats = extract_features(model, self.data.test, self.spec, self.cfg.eval.recipe, self.cfg.eval.batch_size,
                                  self.device, progress=self.progress)
         return evaluate_features(feats, self.data.test, settings, n_trials=self.cfg.eval.trials, seed=self.cfg.seed)
