@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
+from mvd_edge.core.config import LossConfig
 from mvd_edge.core.modality import Modality
 from mvd_edge.model.net import MVDNet
-from mvd_edge.train.losses import LossWeights, mvd_loss
+from mvd_edge.train.losses import mvd_loss
 
 
 def measure(backbone: str, batch: int, size: tuple[int, int], device: str, amp: bool, steps: int, warmup: int,
@@ -44,7 +45,7 @@ def measure(backbone: str, batch: int, size: tuple[int, int], device: str, amp: 
         t0 = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
             out = model(x)
-        loss, _ = mvd_loss(out, labels, LossWeights(), mods)
+        loss, _ = mvd_loss(out, labels, LossConfig(), mods)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)

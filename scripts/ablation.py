@@ -41,12 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mvd_edge.core.config import load_train_config
+from mvd_edge.core.config import VCD_PAIRINGS, load_train_config
 from mvd_edge.data.synthetic import ensure_synthetic
 from mvd_edge.train.trainer import Trainer, run_training
 
 SETTING = "sysu-all-single"
-PAIRINGS = ("shared", "both", "cross-modal", "cross-all")
 NAMED: dict[str, list[str]] = {
     "reid": ["loss.vsd=0", "loss.vcd=0", "loss.vml=0"],
     "+vsd": ["loss.vcd=0", "loss.vml=0"],
@@ -57,10 +56,10 @@ NAMED: dict[str, list[str]] = {
 PRESETS: dict[str, list[str]] = {
     "coarse": ["reid", "+vsd", "release", "both:2", "both:0.3:ramp", "shared:0.3:ramp", "cross-modal:0.1:ramp",
                "cross-modal:0.3:ramp", "cross-modal:1:ramp", "cross-modal:0.3", "cross-all:0.3:ramp"],
-    "pairs": [f"{p}:0.3:ramp" for p in PAIRINGS],
+    "pairs": [f"{p}:0.3:ramp" for p in VCD_PAIRINGS],
     "weights": [f"cross-modal:{w}:ramp" for w in (0.05, 0.1, 0.3, 1, 2)],
 }
-VARIANT = re.compile(r"^(?P<pairs>shared|both|cross-modal|cross-all):(?P<w>[0-9.]+)(?P<opts>(:[a-z0-9.]+)*)$")
+VARIANT = re.compile(rf"^(?P<pairs>{'|'.join(map(re.escape, VCD_PAIRINGS))}):(?P<w>[0-9.]+)(?P<opts>(:[a-z0-9.]+)*)$")
 
 
 def row_overrides(name: str) -> list[str]:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from mvd_edge.core.config import LossConfig
 from mvd_edge.train.losses import (
-    LossWeights,
     batch_hard_triplet,
     dml_loss,
     mvd_loss,
@@ -143,8 +143,8 @@ def _fake_outputs(n=8, c=5, f=6, seed=0, requires_grad=True):
 def test_mvd_loss_weights_combine_terms_linearly():
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     out = _fake_outputs()
-    base = LossWeights(ce=1, metric=1, dml=0, vsd=0, vcd=0, vml=0)
-    full = LossWeights(ce=1, metric=1, dml=0.5, vsd=2, vcd=3, vml=4)
+    base = LossConfig(ce=1, metric=1, dml=0, vsd=0, vcd=0, vml=0)
+    full = LossConfig(ce=1, metric=1, dml=0.5, vsd=2, vcd=3, vml=4)
     total_base, terms_base = mvd_loss(out, labels, base)
     total_full, terms = mvd_loss(out, labels, full)
     assert set(terms_base) == {"ce", "metric", "total"}
@@ -157,7 +157,7 @@ def test_mvd_loss_weights_combine_terms_linearly():
 def test_mvd_loss_vsd_gradient_does_not_reach_v_logits():
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     out = _fake_outputs()
-    total, _ = mvd_loss(out, labels, LossWeights(ce=0, metric=0, dml=0, vsd=1, vcd=1, vml=1))
+    total, _ = mvd_loss(out, labels, LossConfig(ce=0, metric=0, dml=0, vsd=1, vcd=1, vml=1))
     total.backward()
     for name in out:
         assert out[name]["logits_v"].grad is None
@@ -170,8 +170,8 @@ def test_label_smoothing_is_applied():
     for o in out.values():
         o["logits_v"] = torch.tensor([[50.0, 0, 0, 0, 0], [0, 50.0, 0, 0, 0]])
         o["logits_z"] = o["logits_v"].clone()
-    _, sharp = mvd_loss(out, labels, LossWeights(ce=1, metric=0, dml=0, vsd=0, vcd=0, vml=0, label_smoothing=0.0))
-    _, smooth = mvd_loss(out, labels, LossWeights(ce=1, metric=0, dml=0, vsd=0, vcd=0, vml=0, label_smoothing=0.1))
+    _, sharp = mvd_loss(out, labels, LossConfig(ce=1, metric=0, dml=0, vsd=0, vcd=0, vml=0, label_smoothing=0.0))
+    _, smooth = mvd_loss(out, labels, LossConfig(ce=1, metric=0, dml=0, vsd=0, vcd=0, vml=0, label_smoothing=0.1))
     assert sharp["ce"] < 1e-6
     assert smooth["ce"] > 1.0  # confident correct logits are penalised under eps=0.1
 
@@ -240,7 +240,7 @@ def test_each_pairing_pairs_exactly_the_tensors_it_names(pairing):
         "cross-modal": [("shared_x", rv, "shared_x", ri)],
         "cross-all": [("rgb", rv, "ir", ri), ("shared_x", rv, "shared_x", ri)],
     }
-    w = LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=1, vcd_pairs=pairing)
+    w = LossConfig(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=1, vcd_pairs=pairing)
     terms = loss_terms(out, labels, w, mods)
     exp_vcd = np.mean([_np_vcd(lv[a][ra], lz[a][ra], lv[b][rb], lz[b][rb]) for a, ra, b, rb in hand[pairing]])
     exp_vml = np.mean([_np_jsd(lz[a][ra], lz[b][rb]) for a, ra, b, rb in hand[pairing]])
@@ -249,7 +249,7 @@ def test_each_pairing_pairs_exactly_the_tensors_it_names(pairing):
     # every other pairing gives a different value on this batch (the test can tell them apart)
     for other in hand:
         if other != pairing:
-            alt = loss_terms(out, labels, LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=1, vcd_pairs=other),
+            alt = loss_terms(out, labels, LossConfig(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=1, vcd_pairs=other),
                              mods)
             assert abs(float(alt["vcd"]) - exp_vcd) > 1e-3
 
@@ -257,7 +257,7 @@ def test_each_pairing_pairs_exactly_the_tensors_it_names(pairing):
 @pytest.mark.parametrize("pairing", ["shared", "both", "cross-modal", "cross-all"])
 def test_vcd_gradient_reaches_only_the_students_and_vml_both_sides(pairing):
     out, labels, mods = _batch(seed=3)
-    terms = loss_terms(out, labels, LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=0, vcd_pairs=pairing), mods)
+    terms = loss_terms(out, labels, LossConfig(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=0, vcd_pairs=pairing), mods)
     terms["vcd"].backward()
     for n in out:
         assert out[n]["logits_v"].grad is None  # teachers: stop-gradient
@@ -266,7 +266,7 @@ def test_vcd_gradient_reaches_only_the_students_and_vml_both_sides(pairing):
         g = out[n]["logits_z"].grad
         assert (g is not None and torch.count_nonzero(g) > 0) == (n in involved)
     out, labels, mods = _batch(seed=4)
-    terms = loss_terms(out, labels, LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=0, vml=1, vcd_pairs=pairing), mods)
+    terms = loss_terms(out, labels, LossConfig(ce=0, metric=0, dml=0, vsd=0, vcd=0, vml=1, vcd_pairs=pairing), mods)
     terms["vml"].backward()
     for p in view_pairs(pairing, labels, mods):  # VML trains both sides of every pair
         for obs, rows in ((p.obs_a, p.rows_a), (p.obs_b, p.rows_b)):
@@ -277,21 +277,21 @@ def test_vcd_gradient_reaches_only_the_students_and_vml_both_sides(pairing):
 
 def test_cross_modal_vml_is_symmetric_in_the_two_modalities():
     out, labels, mods = _batch(seed=5)
-    w = LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=0, vml=1, vcd_pairs="cross-modal")
+    w = LossConfig(ce=0, metric=0, dml=0, vsd=0, vcd=0, vml=1, vcd_pairs="cross-modal")
     swapped = torch.where(mods == V, torch.tensor(I), torch.tensor(V))  # visible and infrared roles exchanged
     a = float(loss_terms(out, labels, w, mods)["vml"])
     b = float(loss_terms(out, labels, w, swapped)["vml"])
     assert a == pytest.approx(b, rel=1e-6)
     # VCD is not symmetric in general, but swapping roles swaps its two halves: same sum
-    w2 = LossWeights(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=0, vcd_pairs="cross-modal")
+    w2 = LossConfig(ce=0, metric=0, dml=0, vsd=0, vcd=1, vml=0, vcd_pairs="cross-modal")
     assert float(loss_terms(out, labels, w2, mods)["vcd"]) == pytest.approx(
         float(loss_terms(out, labels, w2, swapped)["vcd"]), rel=1e-6)
 
 
 def test_vsd_placement_specific_uses_rgb_and_ir_only():
     out, labels, _ = _batch(seed=6)
-    spec = loss_terms(out, labels, LossWeights(ce=0, metric=0, dml=0, vsd=1, vcd=0, vml=0, vsd_on="specific"))
-    every = loss_terms(out, labels, LossWeights(ce=0, metric=0, dml=0, vsd=1, vcd=0, vml=0, vsd_on="all"))
+    spec = loss_terms(out, labels, LossConfig(ce=0, metric=0, dml=0, vsd=1, vcd=0, vml=0, vsd_on="specific"))
+    every = loss_terms(out, labels, LossConfig(ce=0, metric=0, dml=0, vsd=1, vcd=0, vml=0, vsd_on="all"))
     each = {n: float(vsd_loss(out[n]["logits_v"], out[n]["logits_z"])) for n in out}
     assert float(spec["vsd"]) == pytest.approx((each["rgb"] + each["ir"]) / 2, rel=1e-6)
     assert float(every["vsd"]) == pytest.approx(np.mean(list(each.values())), rel=1e-6)
@@ -339,7 +339,7 @@ def test_ramp_is_zero_during_warmup_then_linear_to_full():
     assert ramp_factor(2.5, warmup=2, full_at=1) == 1.0  # full_at inside the warm-up: a step at its end
     # the ramp scales VCD and VML only
     out, labels, mods = _batch(seed=7)
-    w = LossWeights(ce=1, metric=0, dml=0, vsd=1, vcd=1, vml=1)
+    w = LossConfig(ce=1, metric=0, dml=0, vsd=1, vcd=1, vml=1)
     t0, parts = mvd_loss(out, labels, w, mods, ramp=0.0)
     assert parts["total"] == pytest.approx(parts["ce"] + parts["vsd"], rel=1e-6)
     _, half = mvd_loss(out, labels, w, mods, ramp=0.5)
@@ -352,7 +352,7 @@ def test_trunk_gradient_fractions_are_norm_ratios():
     x = torch.randn(5, 4)
     y = x @ wgt
     terms = {"ce": (y ** 2).sum(), "vcd": y.sum()}
-    w = LossWeights(ce=1, metric=0, dml=0, vsd=0, vcd=2, vml=0)
+    w = LossConfig(ce=1, metric=0, dml=0, vsd=0, vcd=2, vml=0)
     fr = trunk_gradient_fractions(terms, w, [wgt], ramp=0.5)
     g_ce = torch.autograd.grad((y ** 2).sum(), wgt, retain_graph=True)[0]
     g_vcd = torch.autograd.grad(y.sum(), wgt, retain_graph=True)[0]

@@ -61,9 +61,17 @@ class ModelConfig:
     bottleneck_dims: list[int] | None = None  # default: paper's 1000-500-512 scaled to the backbone width
 
 
+#: choices of the ``loss`` section (mvd_edge.train.losses says what each does)
+METRIC_KINDS: tuple[str, ...] = ("triplet", "rll")
+VSD_PLACEMENTS: tuple[str, ...] = ("all", "specific")
+VCD_PAIRINGS: tuple[str, ...] = ("shared", "both", "cross-modal", "cross-all")
+KL_FORMS: tuple[str, ...] = ("correct", "release")
+
+
 @dataclass
 class LossConfig:
-    """Loss weights; L = ce + metric + dml*DML + vsd*VSD + vcd*VCD + vml*VML (see README)."""
+    """Loss weights and placement, read by :mod:`mvd_edge.train.losses` as they are;
+    L = ce*CE + metric*Metric + dml*DML + vsd*VSD + ramp*(vcd*VCD + vml*VML)."""
 
     ce: float = 1.0
     label_smoothing: float = 0.1
@@ -318,10 +326,10 @@ def validate_train_config(cfg: TrainConfig) -> None:
     choices = {
         "synth.render": (cfg.synth.render, ("crops", "scenes")),
         "model.backbone": (cfg.model.backbone, ("resnet50", "resnet18", "mobilenetv2", "tiny")),
-        "loss.metric_kind": (cfg.loss.metric_kind, ("triplet", "rll")),
-        "loss.vsd_on": (cfg.loss.vsd_on, ("all", "specific")),
-        "loss.vcd_pairs": (cfg.loss.vcd_pairs, ("shared", "both", "cross-modal", "cross-all")),
-        "loss.kl_form": (cfg.loss.kl_form, ("correct", "release")),
+        "loss.metric_kind": (cfg.loss.metric_kind, METRIC_KINDS),
+        "loss.vsd_on": (cfg.loss.vsd_on, VSD_PLACEMENTS),
+        "loss.vcd_pairs": (cfg.loss.vcd_pairs, VCD_PAIRINGS),
+        "loss.kl_form": (cfg.loss.kl_form, KL_FORMS),
         "optim.schedule": (cfg.optim.schedule, ("cosine", "step")),
         "eval.recipe": (cfg.eval.recipe, ("full", "shared", "z")),
         "distill.init": (cfg.distill.init, ("auto", "teacher", "scratch")),

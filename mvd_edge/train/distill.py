@@ -52,7 +52,7 @@ from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_fr
 from mvd_edge.model.net import MVDNet
 from mvd_edge.runtime.sidecar import sha256_file
 from mvd_edge.train.distributed import gather_rows, global_batch
-from mvd_edge.train.losses import loss_terms
+from mvd_edge.train.losses import loss_terms, term_weight
 from mvd_edge.train.trainer import Trainer, _finish_run
 
 #: MVD terms that need two branches: a one-branch student cannot have them
@@ -191,8 +191,8 @@ class Distiller(Trainer):
         if self.distinfo.enabled:  # the loss of the global batch, teacher targets included (mvd_edge.train.distributed)
             outputs, labels, mods = global_batch(outputs, labels, mods)
             t = gather_rows([t])[0]
-        terms = loss_terms(outputs, labels, self.weights, mods)
-        weights = {k: self.weights.scale(k, ramp) for k in terms}
+        terms = loss_terms(outputs, labels, self.cfg.loss, mods)
+        weights = {k: term_weight(self.cfg.loss, k, ramp) for k in terms}
         v = outputs["shared_x"]["v"].float()
         if d.cos:
             terms["kd_cos"] = kd_cosine(self.proj(v), t)

@@ -15,7 +15,7 @@ reproduces that form as a control; see :func:`release_kl`). With a temperature `
 distillation terms (VSD, VCD, VML) compare ``softmax(logits / T)`` and are scaled by ``T**2``
 (Hinton et al.) so their gradient scale does not depend on ``T``.
 
-Where VCD and VML act (``VCD_PAIRINGS``, config ``loss.vcd_pairs``); a *view pair* names two
+Where VCD and VML act (config ``loss.vcd_pairs``, one of ``VCD_PAIRINGS``); a *view pair* names two
 observations and which rows (samples) of the batch stand for each side:
 
 * ``shared``:      the shared branch on an image ``x`` and on its own grayscale ``g``
@@ -29,12 +29,14 @@ observations and which rows (samples) of the batch stand for each side:
 * ``cross-all``:   ``cross-modal`` plus each specific branch on its own modality
   (``rgb`` on visible sample j with ``ir`` on infrared sample j).
 
-VSD placement (``VSD_PLACEMENTS``, config ``loss.vsd_on``): ``all`` four observations, or
+VSD placement (config ``loss.vsd_on``, one of ``VSD_PLACEMENTS``): ``all`` four observations, or
 ``specific`` (``rgb`` and ``ir`` only, as in the release).
 
 Total: L = ce*CE + metric*Metric + dml*DML + vsd*VSD + ramp*(vcd*VCD + vml*VML), each term
 averaged over the observations/pairs it applies to so the weights do not depend on how many
-there are. ``ramp`` in [0, 1] is the trainer's ramp-in factor (:func:`ramp_factor`).
+there are. ``ramp`` in [0, 1] is the trainer's ramp-in factor (:func:`ramp_factor`). The weights and
+placement come from the training config's ``loss`` section (:class:`~mvd_edge.core.config.LossConfig`),
+whose loader checks their values.
 """
 
 from __future__ import annotations
@@ -44,11 +46,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mvd_edge.core.config import KL_FORMS, VCD_PAIRINGS, LossConfig
 from mvd_edge.core.modality import Modality
 
-VCD_PAIRINGS: tuple[str, ...] = ("shared", "both", "cross-modal", "cross-all")
-VSD_PLACEMENTS: tuple[str, ...] = ("all", "specific")
-KL_FORMS: tuple[str, ...] = ("correct", "release")
 DML_PAIR: tuple[str, str] = ("rgb", "ir")
 SPECIFIC: tuple[str, ...] = ("rgb", "ir")
 # the terms whose gradient on the shared trunk the trainer logs as a fraction of CE's
@@ -241,42 +241,12 @@ def ranked_list_loss(feats: torch.Tensor, pids: torch.Tensor, margin: float = 0.
     return (loss_pos + loss_neg).mean()
 
 
-@dataclass(frozen=True)
-class LossWeights:
-    """Weights and placement of every loss term (built from ``LossConfig`` at the edge)."""
-
-    ce: float = 1.0
-    metric: float = 1.0
-    dml: float = 1.0
-    vsd: float = 2.0
-    vcd: float = 0.1
-    vml: float = 0.1
-    label_smoothing: float = 0.1
-    metric_kind: str = "triplet"  # triplet | rll
-    margin: float = 0.3
-    vcd_pairs: str = "both"  # VCD_PAIRINGS: where VCD and VML act
-    vsd_on: str = "all"  # VSD_PLACEMENTS
-    temperature: float = 1.0  # distillation temperature of VSD, VCD and VML
-    kl_form: str = "correct"  # KL_FORMS; "release" = the authors' probability-as-log-probability call
-
-    def __post_init__(self) -> None:
-        if self.vcd_pairs not in VCD_PAIRINGS:
-            raise ValueError(f"unknown vcd_pairs {self.vcd_pairs!r}; choose one of {', '.join(VCD_PAIRINGS)}")
-        if self.vsd_on not in VSD_PLACEMENTS:
-            raise ValueError(f"unknown vsd_on {self.vsd_on!r}; choose one of {', '.join(VSD_PLACEMENTS)}")
-        if self.kl_form not in KL_FORMS:
-            raise ValueError(f"unknown kl_form {self.kl_form!r}; choose one of {', '.join(KL_FORMS)}")
-        if self.metric_kind not in ("triplet", "rll"):
-            raise ValueError(f"unknown metric loss {self.metric_kind!r}; use 'triplet' or 'rll'")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-
-    def scale(self, term: str, ramp: float = 1.0) -> float:
-        """The factor a term enters the total with: its weight, times ``ramp`` for VCD and VML."""
-        return getattr(self, term) * (ramp if term in ("vcd", "vml") else 1.0)
+def term_weight(w: LossConfig, term: str, ramp: float = 1.0) -> float:
+    """The factor a term enters the total with: its weight in ``w``, times ``ramp`` for VCD and VML."""
+    return getattr(w, term) * (ramp if term in ("vcd", "vml") else 1.0)
 
 
-def loss_terms(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor, w: LossWeights,
+def loss_terms(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor, w: LossConfig,
                modalities: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The unweighted MVD terms (``TERMS``) from ``MVDNet`` training outputs; weight-0 terms are skipped.
 
@@ -319,7 +289,7 @@ def loss_terms(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor
     return terms
 
 
-def mvd_loss(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor, w: LossWeights,
+def mvd_loss(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor, w: LossConfig,
              modalities: torch.Tensor | None = None, ramp: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Total MVD loss (see the module docstring); returns (loss, per-term floats + ``total``).
 
@@ -327,13 +297,13 @@ def mvd_loss(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor, 
     computed. See :func:`loss_terms` for the inputs.
     """
     terms = loss_terms(outputs, labels, w, modalities)
-    total = sum(w.scale(k, ramp) * v for k, v in terms.items())
+    total = sum(term_weight(w, k, ramp) * v for k, v in terms.items())
     logged = {k: float(v.detach()) for k, v in terms.items()}
     logged["total"] = float(total.detach())
     return total, logged
 
 
-def trunk_gradient_fractions(terms: dict[str, torch.Tensor], w: LossWeights, params: list[torch.Tensor],
+def trunk_gradient_fractions(terms: dict[str, torch.Tensor], w: LossConfig, params: list[torch.Tensor],
                              ramp: float = 1.0) -> dict[str, float]:
     """Norm of each weighted term's gradient on ``params`` (e.g. the shared trunk), as a fraction of CE's.
 
@@ -345,7 +315,7 @@ def trunk_gradient_fractions(terms: dict[str, torch.Tensor], w: LossWeights, par
         return {}
     norms = {}
     for k, v in terms.items():
-        scaled = w.scale(k, ramp) * v
+        scaled = term_weight(w, k, ramp) * v
         if not scaled.requires_grad:
             norms[k] = 0.0
             continue

@@ -69,18 +69,10 @@ from mvd_edge.model.net import MVDNet
 from mvd_edge.train.dataset import ReidImageDataset, label_map, loader_iter
 from mvd_edge.train.distributed import DistInfo, convert_sync_batchnorm, global_batch, init_distributed
 from mvd_edge.train.extract import extract_features
-from mvd_edge.train.losses import TERMS, LossWeights, loss_terms, mvd_loss, ramp_factor, trunk_gradient_fractions
+from mvd_edge.train.losses import TERMS, loss_terms, mvd_loss, ramp_factor, term_weight, trunk_gradient_fractions
 from mvd_edge.train.sampler import CrossModalIdentitySampler
 
 VAL_SETTING = "cross-i2v"
-
-
-def loss_weights(cfg: TrainConfig) -> LossWeights:
-    """The loss weights and placement of a training config (config -> explicit arguments)."""
-    c = cfg.loss
-    return LossWeights(ce=c.ce, metric=c.metric, dml=c.dml, vsd=c.vsd, vcd=c.vcd, vml=c.vml,
-                       label_smoothing=c.label_smoothing, metric_kind=c.metric_kind, margin=c.margin,
-                       vcd_pairs=c.vcd_pairs, vsd_on=c.vsd_on, temperature=c.temperature, kl_form=c.kl_form)
 
 
 def lr_factor(epoch: int, epochs: int, warmup: int, warmup_factor: float, schedule: str,
@@ -158,7 +150,6 @@ class Trainer:
         self.model = self.build_model().to(self.device)
         if self.distinfo.enabled and cfg.dist.sync_bn:
             self.model = convert_sync_batchnorm(self.model, self.device)
-        self.weights = loss_weights(cfg)
         params = self.trainable_parameters()
         self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         o = cfg.optim
@@ -202,15 +193,15 @@ class Trainer:
                      ramp: float) -> tuple[torch.Tensor, dict[str, float], dict[str, float] | None]:
         """-> (loss, per-term floats + ``total``, shared-trunk gradient fractions or None)."""
         if step == 0 and self.cfg.loss.grad_log and not self.distinfo.enabled:
-            parts = loss_terms(outputs, labels, self.weights, mods)
+            parts = loss_terms(outputs, labels, self.cfg.loss, mods)
             shared = [p for p in self.model.branches["shared"].trunk.parameters() if p.requires_grad]
-            grad_fractions = trunk_gradient_fractions(parts, self.weights, shared, ramp)
-            loss = sum(self.weights.scale(k, ramp) * v for k, v in parts.items())
+            grad_fractions = trunk_gradient_fractions(parts, self.cfg.loss, shared, ramp)
+            loss = sum(term_weight(self.cfg.loss, k, ramp) * v for k, v in parts.items())
             terms = {k: float(v.detach()) for k, v in parts.items()} | {"total": float(loss.detach())}
             return loss, terms, grad_fractions
         if self.distinfo.enabled:  # the loss of the global batch (mvd_edge.train.distributed)
             outputs, labels, mods = global_batch(outputs, labels, mods)
-        loss, terms = mvd_loss(outputs, labels, self.weights, mods, ramp)
+        loss, terms = mvd_loss(outputs, labels, self.cfg.loss, mods, ramp)
         return loss, terms, None
 
     def extra_state(self) -> dict:
@@ -332,7 +323,7 @@ class Trainer:
 
     @property
     def _active_terms(self) -> set[str]:
-        return {k for k in TERMS if getattr(self.weights, k)}
+        return {k for k in TERMS if getattr(self.cfg.loss, k)}
 
     def ramp(self, progress: float) -> float:
         """VCD/VML ramp-in factor at ``progress`` epochs (1 when ``loss.ramp`` is 0)."""
