@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -76,7 +76,8 @@ def read_index_file(path: Path, what: str) -> list[tuple[str, int]]:
     """Parse an index file of ``relative/path label`` lines (RegDB, LLCM).
 
     Blank lines are skipped; the label is the last whitespace-separated token and must
-    be a non-negative integer. Returns ``[(relative_path, label), ...]`` in file order.
+    be a non-negative integer below ``TEST_PID_OFFSET``. Returns ``[(relative_path, label), ...]``
+    in file order.
     """
     require_file(path, what)
     entries: list[tuple[str, int]] = []
@@ -87,10 +88,29 @@ def read_index_file(path: Path, what: str) -> list[tuple[str, int]]:
         parts = line.split()
         if len(parts) < 2 or not re.fullmatch(r"\d+", parts[-1]):
             raise DatasetError(f"{path}:{lineno}: expected 'relative/path label', got {raw!r}")
+        if int(parts[-1]) >= TEST_PID_OFFSET:
+            raise DatasetError(f"{path}:{lineno}: label {parts[-1]} is >= {TEST_PID_OFFSET}, the test identities' offset")
         entries.append((" ".join(parts[:-1]), int(parts[-1])))
     if not entries:
         raise DatasetError(f"{what}: index file is empty: {path}")
     return entries
+
+
+def load_index_lists(name: str, root: Path, what: str, read: Callable[[Path, str, int], list[Sample]],
+                     val_fraction: float, seed: int, **meta) -> ReidDataset:
+    """A data set listed in ``root/idx`` (RegDB, LLCM): ``read(root, split, pid_offset)`` gives the
+    ``train`` and ``test`` samples; test pids are shifted by ``TEST_PID_OFFSET`` (both lists number
+    their identities from 0), every listed image must exist, and ``val_fraction`` of the training
+    identities are held out (:func:`holdout_identities`). ``meta``: more facts for ``ReidDataset.meta``."""
+    root = Path(root).expanduser().absolute()
+    require_dir(root, f"{what} root")
+    require_dir(root / "idx", f"{what} index folder")
+    train_all, test = read(root, "train", 0), read(root, "test", TEST_PID_OFFSET)
+    check_images_exist(train_all, f"{what} train")
+    check_images_exist(test, f"{what} test")
+    train, val = holdout_identities(train_all, val_fraction, seed)
+    return ReidDataset(name=name, train=train, val=val, test=test, meta={
+        "root": str(root), **meta, "test_pid_offset": TEST_PID_OFFSET, "val_fraction": val_fraction, "seed": seed})
 
 
 def check_images_exist(samples: Sequence[Sample], what: str) -> None:

@@ -30,14 +30,11 @@ from pathlib import Path
 
 from mvd_edge.core.modality import Modality
 from mvd_edge.data.base import (
-    TEST_PID_OFFSET,
     DatasetError,
     ReidDataset,
     Sample,
-    check_images_exist,
-    holdout_identities,
+    load_index_lists,
     read_index_file,
-    require_dir,
 )
 
 __all__ = ["load_llcm", "parse_llcm_camera"]
@@ -69,8 +66,6 @@ def _read(root: Path, split: str, pid_offset: int) -> list[Sample]:
     for word, modality in _LISTS:
         index = root / "idx" / f"{split}_{word}.txt"
         for rel, label in read_index_file(index, f"LLCM {split} {word} index"):
-            if label >= TEST_PID_OFFSET:
-                raise DatasetError(f"{index}: label {label} is >= {TEST_PID_OFFSET}; LLCM has 1064 identities")
             cam = parse_llcm_camera(rel)
             if cam is None or cam < 1:
                 raise DatasetError(
@@ -112,23 +107,4 @@ def load_llcm(root: Path, val_fraction: float = 0.1, seed: int = 0) -> ReidDatas
         DatasetError: a missing index file or listed image (the message names the
             path), a malformed line, or inconsistent labels.
     """
-    root = Path(root).expanduser().absolute()
-    require_dir(root, "LLCM root")
-    require_dir(root / "idx", "LLCM index folder")
-    train_all = _read(root, "train", 0)
-    test = _read(root, "test", TEST_PID_OFFSET)
-    check_images_exist(train_all, "LLCM train")
-    check_images_exist(test, "LLCM test")
-    train, val = holdout_identities(train_all, val_fraction, seed)
-    return ReidDataset(
-        name="llcm",
-        train=train,
-        val=val,
-        test=test,
-        meta={
-            "root": str(root),
-            "test_pid_offset": TEST_PID_OFFSET,
-            "val_fraction": val_fraction,
-            "seed": seed,
-        },
-    )
+    return load_index_lists("llcm", root, "LLCM", _read, val_fraction, seed)

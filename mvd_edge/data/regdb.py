@@ -17,18 +17,16 @@ Visible images get camera 1, thermal images camera 2.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from mvd_edge.core.modality import Modality
 from mvd_edge.data.base import (
-    TEST_PID_OFFSET,
     DatasetError,
     ReidDataset,
     Sample,
-    check_images_exist,
-    holdout_identities,
+    load_index_lists,
     read_index_file,
-    require_dir,
 )
 
 __all__ = ["REGDB_TRIALS", "load_regdb"]
@@ -41,17 +39,11 @@ _MODALITIES: tuple[tuple[str, Modality, int], ...] = (
 )
 
 
-def _read(root: Path, split: str, trial: int, pid_offset: int) -> list[Sample]:
-    samples: list[Sample] = []
-    for word, modality, cam in _MODALITIES:
-        index = root / "idx" / f"{split}_{word}_{trial}.txt"
-        for rel, label in read_index_file(index, f"RegDB {split} {word} index, trial {trial}"):
-            if label >= TEST_PID_OFFSET:
-                raise DatasetError(f"{index}: label {label} is >= {TEST_PID_OFFSET}; RegDB labels are 0..205")
-            samples.append(
-                Sample(path=root / rel.lstrip("/"), pid=label + pid_offset, cam=cam, modality=modality)
-            )
-    return samples
+def _read(root: Path, split: str, pid_offset: int, trial: int) -> list[Sample]:
+    return [Sample(path=root / rel.lstrip("/"), pid=label + pid_offset, cam=cam, modality=modality)
+            for word, modality, cam in _MODALITIES
+            for rel, label in read_index_file(root / "idx" / f"{split}_{word}_{trial}.txt",
+                                              f"RegDB {split} {word} index, trial {trial}")]
 
 
 def load_regdb(root: Path, trial: int = 1, val_fraction: float = 0.1, seed: int = 0) -> ReidDataset:
@@ -76,25 +68,5 @@ def load_regdb(root: Path, trial: int = 1, val_fraction: float = 0.1, seed: int 
     """
     if isinstance(trial, bool) or trial not in REGDB_TRIALS:
         raise DatasetError(f"RegDB trial must be one of 1..10, got {trial!r}")
-    root = Path(root).expanduser().absolute()
-    require_dir(root, "RegDB root")
-    require_dir(root / "idx", "RegDB index folder")
-
-    train_all = _read(root, "train", trial, 0)
-    test = _read(root, "test", trial, TEST_PID_OFFSET)
-    check_images_exist(train_all, f"RegDB trial {trial} train")
-    check_images_exist(test, f"RegDB trial {trial} test")
-    train, val = holdout_identities(train_all, val_fraction, seed)
-    return ReidDataset(
-        name="regdb",
-        train=train,
-        val=val,
-        test=test,
-        meta={
-            "root": str(root),
-            "trial": trial,
-            "test_pid_offset": TEST_PID_OFFSET,
-            "val_fraction": val_fraction,
-            "seed": seed,
-        },
-    )
+    return load_index_lists("regdb", root, f"RegDB trial {trial}", partial(_read, trial=trial), val_fraction,
+                            seed, trial=trial)
