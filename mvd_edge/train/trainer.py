@@ -34,6 +34,8 @@
   the epoch ``last.pt`` names and a ``log.csv`` with every epoch once: a pending best that
   ``last.pt`` already records is put in place, one it does not is dropped (its epoch runs
   again), the log is rewritten from ``last.pt``'s history, and temp files are removed.
+* Under ``torchrun``: DistributedDataParallel, rank 0 writes and evaluates, and ``W`` processes with
+  ``data.p_ids = P`` train like one with ``W * P`` (:mod:`mvd_edge.train.distributed`).
 * Checkpoints hold only tensors and plain Python values and load with ``weights_only=True``.
 """
 
