@@ -128,6 +128,23 @@ def _sample_gallery(
     return np.asarray(picked, dtype=np.int64)
 
 
+def _groups(test: Sequence[Sample], keep) -> dict[tuple[int, int], list[int]]:
+    """Indices of the samples ``keep`` accepts, grouped by (pid, cam): the gallery candidates."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, s in enumerate(test):
+        if keep(s):
+            groups.setdefault((s.pid, s.cam), []).append(i)
+    return groups
+
+
+def _sampled_trials(name: str, query, candidates: dict[tuple[int, int], list[int]], shots: int, n_trials: int,
+                    seed: int) -> list[Trial]:
+    """``n_trials`` trials sharing ``query``; trial ``t`` draws its gallery with seed ``seed + t``."""
+    return [Trial(name=f"{name}-t{t}", query=np.asarray(query, dtype=np.int64),
+                  gallery=_sample_gallery(candidates, shots, np.random.default_rng(seed + t)))
+            for t in range(n_trials)]
+
+
 def sysu_trials(
     test: Sequence[Sample], mode: str = "all", shots: int = 1, n_trials: int = 10, seed: int = 0
 ) -> list[Trial]:
@@ -151,10 +168,7 @@ def sysu_trials(
     query = [
         i for i, s in enumerate(test) if s.modality is Modality.INFRARED and s.cam in SYSU_QUERY_CAMS
     ]
-    candidates: dict[tuple[int, int], list[int]] = {}
-    for i, s in enumerate(test):
-        if s.modality is Modality.VISIBLE and s.cam in gallery_cams:
-            candidates.setdefault((s.pid, s.cam), []).append(i)
+    candidates = _groups(test, lambda s: s.modality is Modality.VISIBLE and s.cam in gallery_cams)
     if not query:
         raise DatasetError("SYSU-MM01 protocol: no infrared (cam 3 / cam 6) test image for the query")
     if not candidates:
@@ -166,14 +180,7 @@ def sysu_trials(
                       f"result covers the other cameras only and is not the protocol's number", DataSetWarning,
                       stacklevel=2)
     shot_name = {1: "single", 10: "multi"}.get(shots, f"{shots}shot")
-    return [
-        Trial(
-            name=f"sysu-{mode}-{shot_name}-t{t}",
-            query=np.asarray(query, dtype=np.int64),
-            gallery=_sample_gallery(candidates, shots, np.random.default_rng(seed + t)),
-        )
-        for t in range(n_trials)
-    ]
+    return _sampled_trials(f"sysu-{mode}-{shot_name}", query, candidates, shots, n_trials, seed)
 
 
 _DIRECTIONS: dict[str, tuple[Modality, Modality]] = {
@@ -238,22 +245,12 @@ def llcm_trials(
     q_mod, g_mod = _modalities(direction, ("v2i", "i2v"))
     _check_trials(n_trials, shots)
     query = _all_of(test, q_mod)
-    candidates: dict[tuple[int, int], list[int]] = {}
-    for i, s in enumerate(test):
-        if s.modality is g_mod:
-            candidates.setdefault((s.pid, s.cam), []).append(i)
+    candidates = _groups(test, lambda s: s.modality is g_mod)
     if query.size == 0:
         raise DatasetError(f"LLCM protocol: no {q_mod.name.lower()} test image for the query")
     if not candidates:
         raise DatasetError(f"LLCM protocol: no {g_mod.name.lower()} test image for the gallery")
-    return [
-        Trial(
-            name=f"llcm-{direction}-t{t}",
-            query=query,
-            gallery=_sample_gallery(candidates, shots, np.random.default_rng(seed + t)),
-        )
-        for t in range(n_trials)
-    ]
+    return _sampled_trials(f"llcm-{direction}", query, candidates, shots, n_trials, seed)
 
 
 def make_trials(
