@@ -44,7 +44,7 @@ def evaluate(engine: Path, emb, video: Path, thresholds: list[float] | None, mar
     """The matcher grid and the embedding diagnostic of one engine (``emb``, loaded from ``engine``) on one video.
 
     ``thresholds=None``: the engine's own operating point (its sidecar, as ``mvd-edge match``
-    uses it without ``--threshold``). ``detector``: boxes from that detector (e.g. ``auto``)
+    uses it unless ``association.threshold`` is set). ``detector``: boxes from that detector (e.g. ``auto``)
     instead of the ground truth."""
     gt = load_ground_truth(video)
     mots = {s: video / gt["streams"][s]["mot"] for s in ("ir", "rgb")}

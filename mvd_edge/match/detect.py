@@ -306,7 +306,7 @@ class OnnxDetector(Detector):
                 layout = "v5"
             else:
                 raise UsageError(f"cannot tell the detector output layout from shape {list(out.shape)}; "
-                                 "pass --detector-layout v8, v5 or e2e")
+                                 "set detector.layout to v8, v5 or e2e (--set detector.layout=v8)")
         if layout == "v8":
             rows = out.T if out.shape[0] < out.shape[1] else out
             if self.person_class >= rows.shape[1] - 4:

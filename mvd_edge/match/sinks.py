@@ -157,7 +157,7 @@ class WebhookSink(EventSink):
     def check_url(url: str) -> str:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise UsageError(f"--webhook {url!r}: expected an http:// or https:// URL")
+            raise UsageError(f"outputs.webhook {url!r}: expected an http:// or https:// URL")
         return url
 
     def __init__(self, url: str, timeout: float = 5.0, headers: dict[str, str] | None = None, **kw):
@@ -208,7 +208,7 @@ class MqttSink(EventSink):
         except ValueError:
             port = -1
         if parts.scheme != "mqtt" or not parts.hostname or not topic or port < 1:
-            raise UsageError(f"--mqtt {url!r}: expected mqtt://host[:port]/topic")
+            raise UsageError(f"outputs.mqtt {url!r}: expected mqtt://host[:port]/topic")
         return parts.hostname, port, topic
 
     def __init__(self, url: str, qos: int = 1, client_id: str | None = None, ack_timeout: float = 5.0, **kw):
@@ -271,9 +271,9 @@ class MatchMetrics:
         try:
             import prometheus_client as prom  # noqa: PLC0415
         except ImportError as exc:
-            raise UsageError("--metrics-port needs prometheus-client: pip install 'mvd-edge[site]'") from exc
+            raise UsageError("outputs.metrics_port needs prometheus-client: pip install 'mvd-edge[site]'") from exc
         if not 0 <= int(port) <= 65535:
-            raise UsageError(f"--metrics-port must be in [0, 65535], got {port}")
+            raise UsageError(f"outputs.metrics_port must be in [0, 65535], got {port}")
         self.registry = reg = prom.CollectorRegistry()
         g = lambda name, doc, labels=(): prom.Gauge(name, doc, labels, registry=reg)  # noqa: E731
         self.fps = g("mvd_edge_camera_fps", "frames per second delivered by the camera", ["camera"])
@@ -288,7 +288,7 @@ class MatchMetrics:
         try:
             self._server, self._thread = prom.start_http_server(int(port), addr=addr, registry=reg)
         except OSError as exc:
-            raise UsageError(f"--metrics-port {port}: cannot listen on {addr}:{port} ({exc.strerror or exc})") from None
+            raise UsageError(f"outputs.metrics_port {port}: cannot listen on {addr}:{port} ({exc.strerror or exc})") from None
         self.port = int(self._server.server_port)
         self._last_observed = float("-inf")
 

@@ -12,7 +12,7 @@ Files written by :func:`write_synth_video` into ``out``::
                           here cannot write mp4)
     gt.json               ground truth (schema below)
     ir.mot.txt, rgb.mot.txt   (``mot=True``) the same boxes in MOT-challenge format, for
-                          ``mvd-edge match --ir-boxes/--rgb-boxes``
+                          ``mvd-edge match --set detector.ir_boxes=... --set detector.rgb_boxes=...``
 
 Ground truth JSON::
 
