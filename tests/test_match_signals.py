@@ -25,6 +25,20 @@ def clip(tmp_path_factory):
                              ir_modality="rgb")
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_as_in_a_terminal():
+    """Ctrl-C as a terminal delivers it: a shell that starts a job in the background (no job control)
+    makes it ignore SIGINT, and Python then never installs its KeyboardInterrupt handler; these tests
+    are about a foreground run, so they set SIGINT's default handler here and in the child."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def _default_sigint() -> None:  # Popen preexec_fn: the child starts with SIGINT's default disposition
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _mvd_edge() -> list[str]:
     exe = shutil.which("mvd-edge")
     return [exe] if exe else [sys.executable, "-m", "mvd_edge"]
@@ -40,7 +54,7 @@ def test_a_signal_ends_match_cleanly_with_its_exit_code(tmp_path, clip, sig, cod
                          "--set", f"detector.rgb_boxes={clip['mot']['rgb']}", "--set", "sources.realtime=true",
                          "--events", str(events), "--set", f"outputs.video={save}", "--no-status",
                          "--set", "association.hysteresis=2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until it is matching (the file plays for 8 s)

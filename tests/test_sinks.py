@@ -266,7 +266,7 @@ def test_metrics_endpoint_reports_what_it_was_given():
                  'mvd_edge_camera_dropped_frames{camera="ir"} 7.0', "mvd_edge_frames_processed 42.0",
                  'mvd_edge_stage_latency_ms{stage="detect.ir"} 12.5', 'mvd_edge_events{kind="match"} 9.0'):
         assert line in text, line
-    with pytest.raises(UsageError, match="metrics-port"):
+    with pytest.raises(UsageError, match="outputs.metrics_port"):
         MatchMetrics(port=70000)
 
 
