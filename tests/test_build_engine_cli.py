@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from tiny_checkpoint import tiny_checkpoint
+from tiny_checkpoint import tiny_checkpoint, write_calib_crops
 from typer.testing import CliRunner
 
 from mvd_edge.cli import app
@@ -45,12 +44,7 @@ def work(tmp_path_factory) -> dict:
     fp32 = root / "model" / "model.onnx"
     code, out = _cli(["export", ckpt, "--out", fp32])
     assert code == 0, out
-    rng = np.random.default_rng(0)
-    for mod in ("rgb", "ir"):
-        (root / "calib" / mod).mkdir(parents=True)
-        for i in range(24):
-            cv2.imwrite(str(root / "calib" / mod / f"c{1 + i % 2}_{i:04d}.png"),
-                        rng.integers(0, 256, (int(rng.integers(40, 160)), int(rng.integers(20, 80)), 3), np.uint8))
+    write_calib_crops(root / "calib")
     return {"root": root, "ckpt": ckpt, "fp32": fp32, "calib": root / "calib"}
 
 

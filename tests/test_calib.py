@@ -25,6 +25,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from onnx import helper, numpy_helper
+from tiny_checkpoint import tiny_model
 
 from mvd_edge.core.graphmeta import GraphMeta, read_metadata
 from mvd_edge.core.modality import Modality
@@ -48,16 +49,7 @@ SPEC = PreprocessSpec(height=64, width=32)
 
 def _tiny_model(seed: int, outlier: float | None = None) -> MVDNet:
     """Tiny MVDNet, BN stats from one train-mode pass; ``outlier``: blow up one channel (FP32-neutral)."""
-    torch.manual_seed(seed)
-    model = MVDNet(num_classes=5, backbone="tiny")
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
-            mod.momentum = None
-            mod.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(48, 3, SPEC.height, SPEC.width))
-    model.eval()
+    model = tiny_model(seed, SPEC)
     if outlier is not None:
         # channel 0 of the RGB branch's first block (between conv1 and conv2) scaled by `outlier`,
         # conv2's weights for that channel divided by it: same FP32 function (ReLU is positively

@@ -23,13 +23,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from polygraphy.comparator import IterationResult, RunResults
 from polygraphy.json import save_json
-from tiny_checkpoint import tiny_checkpoint
+from tiny_checkpoint import tiny_checkpoint, write_calib_crops
 from typer.testing import CliRunner
 
 from mvd_edge.cli import app
@@ -59,12 +58,7 @@ def work(tmp_path_factory) -> dict:
     models = root / "models"
     _cli(["export", ckpt, "--out", models / GRAPHS["fp32"]])
     _cli(["fp16", models / GRAPHS["fp32"]])
-    rng = np.random.default_rng(0)
-    for mod in ("rgb", "ir"):
-        (root / "calib" / mod).mkdir(parents=True)
-        for i in range(24):
-            cv2.imwrite(str(root / "calib" / mod / f"c{1 + i % 2}_{i:04d}.png"),
-                        rng.integers(0, 256, (int(rng.integers(40, 160)), int(rng.integers(20, 80)), 3), np.uint8))
+    write_calib_crops(root / "calib")
     _cli(["int8", models / GRAPHS["fp32"], "--folder", root / "calib", "--flavours", "trt,cpu"])
     x = preprocess_batch(random_crops(16, np.random.default_rng(99)), SPEC)  # fresh: not calibration, not parity
     save_json([{"input": x}], root / "inputs.json")
