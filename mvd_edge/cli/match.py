@@ -606,13 +606,13 @@ def score_matches_cmd(
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Pair precision/recall and IDF1 of global identities against synthetic ground truth (pairs or sites)."""
-    from mvd_edge.eval.scoring import score_matches
+    from mvd_edge.eval.scoring import score_events
 
     check_outputs({"--json": json_out}, {"events file": events, "ground truth": gt}, overwrite)
-    if _is_site_ground_truth(gt):
-        from mvd_edge.eval.site_scoring import format_site_table, score_site
+    kind, r = score_events(events, gt, iou=iou, min_visibility=min_visibility)
+    if kind == "site":
+        from mvd_edge.eval.site_scoring import format_site_table
 
-        r = score_site(events, gt, iou=iou, min_visibility=min_visibility)
         for name, title in (("pairs", "camera pairs"), ("cameras", "cameras")):
             rows = format_site_table(r, name)
             table = Table(title=f"{title}: {events} vs {gt}", title_justify="left")
@@ -627,7 +627,6 @@ def score_matches_cmd(
             write_json(json_out, r, indent=1, default=str)
             console.print(f"wrote {json_out}")
         return
-    r = score_matches(events, gt, iou=iou, min_visibility=min_visibility)
     table = Table(title=f"{events} vs {gt}", title_justify="left")
     for col in ("pair precision", "pair recall", "IDF1", "IDP", "IDR", "reported", "opportunities", "global ids"):
         table.add_column(col, justify="right")
@@ -640,15 +639,3 @@ def score_matches_cmd(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         write_json(json_out, r, indent=1)
         console.print(f"wrote {json_out}")
-
-
-def _is_site_ground_truth(gt: Path) -> bool:
-    """A site's gt.json (``mvd-edge-site-gt/1``) rather than a video pair's."""
-    from mvd_edge.synth.site import SITE_GT_FORMAT
-
-    p = gt / "gt.json" if gt.is_dir() else gt
-    if not p.is_file():
-        return False
-    with p.open() as f:
-        head = f.read(4096)
-    return SITE_GT_FORMAT in head
