@@ -55,6 +55,20 @@ def tiny_onnx(tmp_path_factory, tiny_ckpt) -> Path:
     return out
 
 
+#: the max batch of :func:`tiny_ort_engine`
+TINY_ENGINE_MAX_BATCH = 4
+
+
+@pytest.fixture(scope="module")
+def tiny_ort_engine(tmp_path_factory, tiny_onnx) -> Path:
+    """The tiny model as an ONNX Runtime engine (max batch 4) with its sidecar, one per test module."""
+    from mvd_edge.runtime.engine import build_engine
+
+    out = tmp_path_factory.mktemp("engine") / "reid.onnx"
+    build_engine(tiny_onnx, out, backend="ort", batch=f"1,{TINY_ENGINE_MAX_BATCH},{TINY_ENGINE_MAX_BATCH}")
+    return out
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (for torchrun's rendezvous and local stand-in servers)."""
     import socket

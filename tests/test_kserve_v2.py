@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 
 from mvd_edge.runtime import load_embedder
-from mvd_edge.runtime.engine import build_engine
 from mvd_edge.runtime.sidecar import EngineError
 from mvd_edge.runtime.triton_repo import export_triton, read_config
 
@@ -37,10 +36,10 @@ if importlib.util.find_spec("mlserver") is None:  # found, not imported: only it
 pytest.importorskip("tritonclient.http")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import free_port  # noqa: E402
+from conftest import TINY_ENGINE_MAX_BATCH, free_port  # noqa: E402
 
 TOL = 1e-6
-MAX_BATCH = 4
+MAX_BATCH = TINY_ENGINE_MAX_BATCH
 STARTUP_S = 90
 
 
@@ -55,10 +54,8 @@ def _get(url: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory, tiny_onnx) -> Path:
-    out = tmp_path_factory.mktemp("kserve_engine") / "reid.onnx"
-    build_engine(tiny_onnx, out, backend="ort", batch=f"1,{MAX_BATCH},{MAX_BATCH}")
-    return out
+def engine(tiny_ort_engine) -> Path:
+    return tiny_ort_engine
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ from typer.testing import CliRunner
 from mvd_edge.core.errors import MissingExtra, OutputExists, UsageError
 from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
 from mvd_edge.runtime import load_embedder
-from mvd_edge.runtime.engine import build_engine
 from mvd_edge.runtime.sidecar import EngineError, read_sidecar, write_sidecar
 from mvd_edge.runtime.triton_repo import (
     KEY_EMBEDDING_DIM,
@@ -40,18 +39,16 @@ from mvd_edge.runtime.triton_repo import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import TINY_ENGINE_MAX_BATCH  # noqa: E402
 from triton_standin import StandInServer, load_python_model  # noqa: E402
 
 ABS_TOL, COS_TOL = 1e-4, 0.9999
-MAX_BATCH = 4
+MAX_BATCH = TINY_ENGINE_MAX_BATCH
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory, tiny_onnx) -> Path:
-    """The tiny model as an ONNX Runtime engine (max batch 4) with its sidecar."""
-    out = tmp_path_factory.mktemp("engine") / "reid.onnx"
-    build_engine(tiny_onnx, out, backend="ort", batch=f"1,{MAX_BATCH},{MAX_BATCH}")
-    return out
+def engine(tiny_ort_engine) -> Path:
+    return tiny_ort_engine
 
 
 @pytest.fixture(scope="module")
