@@ -55,6 +55,17 @@ def tiny_onnx(tmp_path_factory, tiny_ckpt) -> Path:
     return out
 
 
+
+def load_repo_script(relpath: str):
+    """A script of the repository (``benchmarks/x.py``, ``scripts/y.py``) imported as a module, for its functions."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / relpath
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
 #: the max batch of :func:`tiny_ort_engine`
 TINY_ENGINE_MAX_BATCH = 4
 

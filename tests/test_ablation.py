@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_repo_script
 
 from mvd_edge.core.config import load_train_config
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def abl():
-    spec = importlib.util.spec_from_file_location("ablation_script", ROOT / "scripts" / "ablation.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_repo_script("scripts/ablation.py")
 
 
 def test_variant_rows_set_pairing_weight_ramp_and_temperature(abl):

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_repo_script
 from typer.main import get_command
 
 from mvd_edge.cli import app
@@ -79,12 +80,7 @@ def test_every_python_script_option_is_in_its_help(steps):
         for opt in (a for a in s["argv"][2:] if a.startswith("--")):
             assert re.search(rf"{re.escape(opt)}\b", proc.stdout), (opt, s["argv"][1])
     fused = next(s for s in scripts if s["argv"][1].endswith("fused_head.py"))["argv"]
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_fused_head", ROOT / "benchmarks" / "fused_head.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    args = mod.build_parser().parse_args(fused[2:])  # the exact values parse (types, nargs)
+    args = load_repo_script("benchmarks/fused_head.py").build_parser().parse_args(fused[2:])  # the exact values parse (types, nargs)
     assert args.batch == [1, 32, 256, 1024] and args.no_compile
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_repo_script
 
 from mvd_edge.kernels.fold import (
     PARAM_ALIGN,
@@ -524,10 +525,7 @@ def test_autotuned_resnet50_sized_head_on_cuda(recipe, n, hw):
 
 
 def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_fused_head", ROOT / "benchmarks" / "fused_head.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_repo_script("benchmarks/fused_head.py")
 
 
 def test_benchmark_script_help_and_floor_math():

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import load_repo_script
 
 from mvd_edge.match.detect import (
     DEFAULT_DETECTORS,
@@ -118,10 +118,7 @@ def test_background_confirmed_keeps_sure_boxes_and_moving_weak_ones():
 
 
 def _benchmark():
-    spec = importlib.util.spec_from_file_location("real_footage", ROOT / "benchmarks" / "real_footage.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_repo_script("benchmarks/real_footage.py")
 
 
 def test_thermal_proxy_boxes_follow_the_known_transform():
