@@ -72,6 +72,69 @@ def _as_1d(name: str, value: object, length: int) -> np.ndarray:
     return arr
 
 
+def _checked(distmat, q_pids, g_pids, q_cams, g_cams, protocol: str, max_rank: int):
+    """The inputs of :func:`evaluate` as arrays, after checking them (``ValueError`` naming what is wrong)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown metric protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
+        raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
+    dist = np.asarray(distmat)
+    if dist.ndim != 2:
+        raise ValueError(f"distmat must be 2-D [num_query, num_gallery], got shape {dist.shape}")
+    num_q, num_g = dist.shape
+    if num_q == 0 or num_g == 0:
+        raise ValueError(f"distmat must have at least one query and one gallery item, got shape {dist.shape}")
+    if not np.issubdtype(dist.dtype, np.number) or np.iscomplexobj(dist):
+        raise ValueError(f"distmat must be real-valued, got dtype {dist.dtype}")
+    if np.isnan(dist).any():
+        raise ValueError("distmat contains NaN")
+    qp, gp = _as_1d("q_pids", q_pids, num_q), _as_1d("g_pids", g_pids, num_g)
+    if protocol in ("sysu", "llcm") and (q_cams is None or g_cams is None):
+        raise ValueError(f"protocol {protocol!r} needs q_cams and g_cams")
+    # regdb ignores cameras, but if given they must still line up
+    qc = None if q_cams is None else _as_1d("q_cams", q_cams, num_q)
+    gc = None if g_cams is None else _as_1d("g_cams", g_cams, num_g)
+    return dist, qp, gp, qc, gc
+
+
+def _identity_blocks(qp: np.ndarray, gp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dense identity index of every query in the gallery's identities (-1: absent from the gallery, so
+    the query can have no positive), gallery columns sorted by identity, and where each identity's block
+    of those columns starts (for ``reduceat``)."""
+    g_uniq, g_dense = np.unique(gp, return_inverse=True)
+    q_dense = np.searchsorted(g_uniq, qp)
+    q_dense = np.where(q_dense < g_uniq.size, q_dense, 0)
+    q_dense = np.where(g_uniq[q_dense] == qp, q_dense, -1)
+    by_pid = np.argsort(g_dense, kind="stable")
+    return q_dense, by_pid, np.flatnonzero(np.r_[True, np.diff(g_dense[by_pid]) != 0])
+
+
+def _kept(protocol: str, match: np.ndarray, order: np.ndarray, qc: np.ndarray | None, gc: np.ndarray | None,
+          rows: slice) -> np.ndarray:
+    """``[n, G]``: which ranked gallery items of the query ``rows`` the protocol keeps."""
+    if protocol == "sysu":
+        assert qc is not None and gc is not None
+        return ~((qc[rows] == _SYSU_QUERY_CAM)[:, None] & (gc[order] == _SYSU_REMOVED_GALLERY_CAM))
+    if protocol == "llcm":
+        assert qc is not None and gc is not None
+        return ~(match & (gc[order] == qc[rows, None]))
+    return np.ones_like(match)
+
+
+def _unique_first_rank(order: np.ndarray, keep: np.ndarray, rank: np.ndarray, valid: np.ndarray,
+                       q_dense: np.ndarray, by_pid: np.ndarray, block_starts: np.ndarray) -> np.ndarray:
+    """Unique-identity CMC rank of each valid query row: distinct identities strictly before its own + 1."""
+    n, num_g = order.shape
+    # rank_of[r, g]: rank of gallery item g in query r's filtered list (larger than any rank if removed).
+    rank_of = np.empty((n, num_g), dtype=np.int64)
+    np.put_along_axis(rank_of, order, np.where(keep, rank, num_g + 1), axis=1)
+    # first_of_pid[r, u]: rank of identity u's first kept occurrence.
+    first_of_pid = np.minimum.reduceat(rank_of[:, by_pid], block_starts, axis=1)
+    rows = np.flatnonzero(valid)
+    own = first_of_pid[rows, q_dense[rows]]
+    return (first_of_pid[rows] < own[:, None]).sum(axis=1) + 1
+
+
 def evaluate(
     distmat: np.ndarray,
     q_pids: np.ndarray,
@@ -102,103 +165,32 @@ def evaluate(
     Raises:
         ValueError: bad shapes, unknown protocol, NaN distances, or no valid query.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown metric protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
-    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
-        raise ValueError(f"max_rank must be a positive integer, got {max_rank!r}")
-    max_rank = int(max_rank)
-
-    dist = np.asarray(distmat)
-    if dist.ndim != 2:
-        raise ValueError(f"distmat must be 2-D [num_query, num_gallery], got shape {dist.shape}")
+    dist, qp, gp, qc, gc = _checked(distmat, q_pids, g_pids, q_cams, g_cams, protocol, max_rank)
     num_q, num_g = dist.shape
-    if num_q == 0 or num_g == 0:
-        raise ValueError(f"distmat must have at least one query and one gallery item, got shape {dist.shape}")
-    if not np.issubdtype(dist.dtype, np.number) or np.iscomplexobj(dist):
-        raise ValueError(f"distmat must be real-valued, got dtype {dist.dtype}")
-    if np.isnan(dist).any():
-        raise ValueError("distmat contains NaN")
-
-    qp = _as_1d("q_pids", q_pids, num_q)
-    gp = _as_1d("g_pids", g_pids, num_g)
-    qc: np.ndarray | None = None
-    gc: np.ndarray | None = None
-    if protocol in ("sysu", "llcm"):
-        if q_cams is None or g_cams is None:
-            raise ValueError(f"protocol {protocol!r} needs q_cams and g_cams")
-        qc = _as_1d("q_cams", q_cams, num_q)
-        gc = _as_1d("g_cams", g_cams, num_g)
-    else:
-        # regdb ignores cameras, but if given they must still line up.
-        if q_cams is not None:
-            _as_1d("q_cams", q_cams, num_q)
-        if g_cams is not None:
-            _as_1d("g_cams", g_cams, num_g)
-
-    unique_cmc = protocol in ("sysu", "llcm")
-    # Dense identity index of every gallery item, and of every query (-1: query identity
-    # absent from the gallery; such a query can have no positive).
-    g_uniq, g_dense = np.unique(gp, return_inverse=True)
-    q_dense = np.searchsorted(g_uniq, qp)
-    q_dense = np.where(q_dense < g_uniq.size, q_dense, 0)
-    q_dense = np.where(g_uniq[q_dense] == qp, q_dense, -1)
-    # Columns sorted by identity, and the start of each identity's block, for reduceat.
-    by_pid = np.argsort(g_dense, kind="stable")
-    block_starts = np.flatnonzero(np.r_[True, np.diff(g_dense[by_pid]) != 0])
-
+    q_dense, by_pid, block_starts = _identity_blocks(qp, gp)
     first_ranks: list[np.ndarray] = []  # per valid query: rank (1-based) used by the CMC
     aps: list[np.ndarray] = []
     inps: list[np.ndarray] = []
     big = num_g + 1  # larger than any rank
-
     for start in range(0, num_q, _CHUNK):
-        stop = min(start + _CHUNK, num_q)
-        n = stop - start
-        order = np.argsort(dist[start:stop], axis=1, kind="stable")  # [n, G]
-        ranked_pids = gp[order]
-        match = ranked_pids == qp[start:stop, None]  # [n, G]
-
-        if protocol == "sysu":
-            assert qc is not None and gc is not None
-            q_is_cam3 = qc[start:stop] == _SYSU_QUERY_CAM
-            keep = ~(q_is_cam3[:, None] & (gc[order] == _SYSU_REMOVED_GALLERY_CAM))
-        elif protocol == "llcm":
-            assert qc is not None and gc is not None
-            keep = ~(match & (gc[order] == qc[start:stop, None]))
-        else:
-            keep = np.ones_like(match)
-
+        rows = slice(start, min(start + _CHUNK, num_q))
+        order = np.argsort(dist[rows], axis=1, kind="stable")  # [n, G]
+        match = gp[order] == qp[rows, None]  # [n, G]
+        keep = _kept(protocol, match, order, qc, gc, rows)
         match &= keep
-        # 1-based rank of each ranked item within the list left after the removal
-        # (meaningful where keep is True).
+        # 1-based rank of each ranked item within the list left after the removal (meaningful where keep is True)
         rank = np.cumsum(keep, axis=1)
         n_pos = match.sum(axis=1)
         valid = n_pos > 0
         if not valid.any():
             continue
-
         hits = np.cumsum(match, axis=1)
-        precision_at_hits = np.where(match, hits / np.maximum(rank, 1), 0.0)
-        ap = precision_at_hits.sum(axis=1)[valid] / n_pos[valid]
-        last_pos_rank = np.where(match, rank, 0).max(axis=1)
-        inp = n_pos[valid] / last_pos_rank[valid]
-
-        if unique_cmc:
-            # rank_of[r, g]: rank of gallery item g in query r's filtered list (big if removed).
-            rank_of = np.empty((n, num_g), dtype=np.int64)
-            np.put_along_axis(rank_of, order, np.where(keep, rank, big), axis=1)
-            # first_of_pid[r, u]: rank of identity u's first kept occurrence.
-            first_of_pid = np.minimum.reduceat(rank_of[:, by_pid], block_starts, axis=1)
-            rows = np.flatnonzero(valid)
-            own = first_of_pid[rows, q_dense[start:stop][rows]]
-            # unique-identity rank = distinct identities strictly before + 1
-            first_rank = (first_of_pid[rows] < own[:, None]).sum(axis=1) + 1
+        aps.append(np.where(match, hits / np.maximum(rank, 1), 0.0).sum(axis=1)[valid] / n_pos[valid])
+        inps.append(n_pos[valid] / np.where(match, rank, 0).max(axis=1)[valid])  # / rank of the last positive
+        if protocol in ("sysu", "llcm"):  # unique-identity CMC
+            first_ranks.append(_unique_first_rank(order, keep, rank, valid, q_dense[rows], by_pid, block_starts))
         else:
-            first_rank = np.where(match, rank, big).min(axis=1)[valid]
-
-        first_ranks.append(first_rank)
-        aps.append(ap)
-        inps.append(inp)
+            first_ranks.append(np.where(match, rank, big).min(axis=1)[valid])
 
     if not first_ranks:
         raise UsageError(
@@ -207,7 +199,7 @@ def evaluate(
             + (" (after removing same-identity same-camera items)" if protocol == "llcm" else "")
         )
     fr = np.concatenate(first_ranks)
-    ks = np.arange(1, max_rank + 1)
+    ks = np.arange(1, int(max_rank) + 1)
     cmc = (fr[:, None] <= ks[None, :]).mean(axis=0).astype(np.float64)
     return {
         "cmc": cmc,
