@@ -527,7 +527,6 @@ def train_detector_cmd(
     from mvd_edge.core.errors import UsageError, require
 
     torch = require("torch", "train")
-    from mvd_edge.synth.video import write_synth_video
     from mvd_edge.train.detector import (
         LAYOUTS,
         DetectorTrainConfig,
@@ -561,22 +560,7 @@ def train_detector_cmd(
         from mvd_edge.match.detect import PERSON_SYNTH
 
         net0 = load_detector(PERSON_SYNTH.with_suffix(".pt") if init == "person-synth" else Path(init))
-    if not video and not synth:
-        for s in range(100, 106):
-            d = out / "videos" / f"seed{s}"
-            if not (d / "gt.json").is_file():
-                err_console.print(f"rendering synthetic training pair seed {s} into {d}", highlight=False)
-                write_synth_video(d, seed=s)
-            synth.append(d)
-    pairs = list(zip(video, boxes))
-    for d in synth:
-        from mvd_edge.eval.scoring import load_ground_truth
-
-        gt = load_ground_truth(d)
-        for st in ("ir", "rgb"):
-            if not gt["streams"][st].get("mot"):
-                raise UsageError(f"{d}: no MOT file for the {st} stream (render it with `synth-video --mot`)")
-            pairs.append((d / gt["streams"][st]["video"], d / gt["streams"][st]["mot"]))
+    pairs = list(zip(video, boxes)) + _synth_training_pairs(out, synth, render=not video)
     data = [load_frames(v, b, (h, w), every=every) for v, b in pairs]
     err_console.print(f"{sum(len(f) for f in data)} frames from {len(pairs)} videos", highlight=False)
     cfg = DetectorTrainConfig(size=(h, w), steps=steps, batch=batch, seed=seed)
@@ -593,6 +577,29 @@ def train_detector_cmd(
                   f"recall {b['recall']:.3f} at step {b['step']} (last {cfg.val_fraction:.0%} of each video)",
                   highlight=False)
     console.print(f"use it: mvd-edge match --ir ... --rgb ... --model ... --set detector.name={onnx_path}", highlight=False)
+
+
+def _synth_training_pairs(out: Path, synth: list[Path], render: bool) -> list[tuple[Path, Path]]:
+    """``(video, MOT boxes)`` of both streams of each synth-video folder; with ``render`` and no folder,
+    six synthetic pairs (seeds 100-105) rendered into OUT/videos first (kept for the next run)."""
+    from mvd_edge.eval.scoring import load_ground_truth
+    from mvd_edge.synth.video import write_synth_video
+
+    if render and not synth:
+        for s in range(100, 106):
+            d = out / "videos" / f"seed{s}"
+            if not (d / "gt.json").is_file():
+                err_console.print(f"rendering synthetic training pair seed {s} into {d}", highlight=False)
+                write_synth_video(d, seed=s)
+            synth.append(d)
+    pairs = []
+    for d in synth:
+        gt = load_ground_truth(d)
+        for st in ("ir", "rgb"):
+            if not gt["streams"][st].get("mot"):
+                raise UsageError(f"{d}: no MOT file for the {st} stream (render it with `synth-video --mot`)")
+            pairs.append((d / gt["streams"][st]["video"], d / gt["streams"][st]["mot"]))
+    return pairs
 
 
 @app.command("score-matches")

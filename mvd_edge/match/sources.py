@@ -683,91 +683,104 @@ class FrameSource:
         return frame
 
     def _run(self) -> None:
-        cap = None
+        self._cap = None  # the capture being read (released at the end, whatever ends the thread)
         try:
             what = "cannot open" if not self.live else f"cannot open within {self.open_timeout:.1f} s"
-            cap = self._open_with_backoff(self.open_timeout if self.live else None, what)
-            if cap is None:
+            self._cap = self._open_with_backoff(self.open_timeout if self.live else None, what)
+            if self._cap is None:
                 return
             self.opened.set()
-            offline_since: float | None = None
-            delay = self.backoff_start  # grows over consecutive outages, reset by a good frame
-            while not self._stop.is_set():
-                try:
-                    ok, frame = cap.read()
-                except Exception:  # noqa: BLE001 - a capture that throws is a failed read
-                    ok, frame = False, None
-                if not self.live:
-                    self._reads += 1
-                    if not ok:
-                        self._failed += 1
-                        end = self.declared_frames and self._next_index() >= self.declared_frames
-                        if self._failed <= self.max_bad_reads and not end:
-                            continue  # a damaged frame: decoding goes on with the next one
-                        ok, frame = self._resync(cap)  # end of file / folder, or damage to seek past
-                        if not ok:
-                            return
-                    self.stats.frames += 1
-                    good = self._check(frame)
-                    if good is None:
-                        self.stats.corrupt += 1
-                        self._corrupt_since += 1
-                        continue
-                    stamp = self._deliverable(cap, good)
-                    if stamp is None:
-                        continue
-                    index, t = stamp
-                    if self.realtime:
-                        lag = self._t0 + t - time.monotonic()
-                        if lag > 0:
-                            self._stop.wait(lag)
-                    if not self.queue.put(FramePacket(index, t, good), self.drop_oldest, self._stop):
-                        return
-                    self.stats.delivered += 1
-                    continue
-                if not ok:
-                    self.stats.read_failures += 1
-                    if offline_since is None:
-                        offline_since = time.monotonic()
-                        self.stats.outages += 1
-                    cap.release()
-                    cap = None
-                    limit = None
-                    if self.max_offline is not None:
-                        limit = self.max_offline - (time.monotonic() - offline_since)
-                        if limit <= 0:
-                            self.error = (f"{self.name} source {self.spec.label}: offline for more than "
-                                          f"{self.max_offline:.1f} s, giving up")
-                            return
-                    self._stop.wait(min(delay, limit) if limit is not None else delay)
-                    delay = min(self.backoff_max, delay * 2)
-                    cap = self._open_with_backoff(limit, f"lost and not back within {self.max_offline} s",
-                                                  start_delay=delay)
-                    if cap is None:
-                        return
-                    self._shape = None  # a reopened camera may come back at another size
-                    continue
-                if offline_since is not None:
-                    self.stats.reconnects += 1
-                    offline_since = None
-                    delay = self.backoff_start
-                index = self.stats.frames
-                self.stats.frames += 1
-                good = self._check(frame)
-                if good is None:
-                    self.stats.corrupt += 1
-                    continue
-                if not self.queue.put(FramePacket(index, time.monotonic() - self._t0, good), self.drop_oldest,
-                                      self._stop):
-                    return
-                self.stats.delivered += 1
+            if self.live:
+                self._read_live()
+            else:
+                self._read_file()
         except Exception as exc:  # noqa: BLE001 - surfaced to the consumer through .error
             self.error = f"{self.name} source {self.spec.label}: {type(exc).__name__}: {exc}"
         finally:
-            if cap is not None:
+            if self._cap is not None:
                 try:
-                    cap.release()
+                    self._cap.release()
                 except Exception:  # noqa: BLE001
                     pass
             self.finished.set()
             self.queue.put_end()
+
+    def _read(self) -> tuple[bool, Any]:
+        try:
+            return self._cap.read()
+        except Exception:  # noqa: BLE001 - a capture that throws is a failed read
+            return False, None
+
+    def _read_file(self) -> None:
+        """A file or folder: every frame with its media time, damaged frames skipped (see the module docstring)."""
+        while not self._stop.is_set():
+            ok, frame = self._read()
+            self._reads += 1
+            if not ok:
+                self._failed += 1
+                end = self.declared_frames and self._next_index() >= self.declared_frames
+                if self._failed <= self.max_bad_reads and not end:
+                    continue  # a damaged frame: decoding goes on with the next one
+                ok, frame = self._resync(self._cap)  # end of file / folder, or damage to seek past
+                if not ok:
+                    return
+            self.stats.frames += 1
+            good = self._check(frame)
+            if good is None:
+                self.stats.corrupt += 1
+                self._corrupt_since += 1
+                continue
+            stamp = self._deliverable(self._cap, good)
+            if stamp is None:
+                continue
+            index, t = stamp
+            if self.realtime:
+                lag = self._t0 + t - time.monotonic()
+                if lag > 0:
+                    self._stop.wait(lag)
+            if not self.queue.put(FramePacket(index, t, good), self.drop_oldest, self._stop):
+                return
+            self.stats.delivered += 1
+
+    def _read_live(self) -> None:
+        """A camera or URL: frames as they come; a lost one is reopened with backoff until ``max_offline``."""
+        offline_since: float | None = None
+        delay = self.backoff_start  # grows over consecutive outages, reset by a good frame
+        while not self._stop.is_set():
+            ok, frame = self._read()
+            if not ok:
+                self.stats.read_failures += 1
+                if offline_since is None:
+                    offline_since = time.monotonic()
+                    self.stats.outages += 1
+                self._cap.release()
+                self._cap = None
+                limit = None
+                if self.max_offline is not None:
+                    limit = self.max_offline - (time.monotonic() - offline_since)
+                    if limit <= 0:
+                        self.error = (f"{self.name} source {self.spec.label}: offline for more than "
+                                      f"{self.max_offline:.1f} s, giving up")
+                        return
+                self._stop.wait(min(delay, limit) if limit is not None else delay)
+                delay = min(self.backoff_max, delay * 2)
+                self._cap = self._open_with_backoff(limit, f"lost and not back within {self.max_offline} s",
+                                                    start_delay=delay)
+                if self._cap is None:
+                    return
+                self._shape = None  # a reopened camera may come back at another size
+                continue
+            if offline_since is not None:
+                self.stats.reconnects += 1
+                offline_since = None
+                delay = self.backoff_start
+            index = self.stats.frames
+            self.stats.frames += 1
+            good = self._check(frame)
+            if good is None:
+                self.stats.corrupt += 1
+                continue
+            if not self.queue.put(FramePacket(index, time.monotonic() - self._t0, good), self.drop_oldest,
+                                  self._stop):
+                return
+            self.stats.delivered += 1
