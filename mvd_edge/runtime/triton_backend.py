@@ -48,6 +48,7 @@ import numpy as np
 from mvd_edge.core.errors import MissingExtra, UsageError
 from mvd_edge.core.preprocess import check_crop
 from mvd_edge.core.util import read_json
+from mvd_edge.deploy import formats
 from mvd_edge.runtime.base import Embedder
 from mvd_edge.runtime.sidecar import (
     SIDECAR_FORMAT,
@@ -57,12 +58,18 @@ from mvd_edge.runtime.sidecar import (
     sidecar_path,
     validate_sidecar,
 )
-from mvd_edge.runtime.triton_repo import ENGINE_FIELDS, KEY_EMBEDDING_DIM, KEY_ENGINE, KEY_PREPROCESS, spec_from_config
+from mvd_edge.runtime.triton_repo import (
+    KEY_EMBEDDING_DIM,
+    KEY_ENGINE,
+    KEY_PREPROCESS,
+    engine_summary,
+    spec_from_config,
+    string_params,
+)
 
-__all__ = ["BINARY_EXTENSION", "DEFAULT_MAX_BATCH", "DEFAULT_PORT", "KEY_MAX_BATCH", "TRITON_SCHEMES",
-           "TritonEmbedder", "parse_triton_url", "url_sidecar"]
+__all__ = ["BINARY_EXTENSION", "DEFAULT_MAX_BATCH", "DEFAULT_PORT", "KEY_MAX_BATCH", "TritonEmbedder",
+           "parse_triton_url", "url_sidecar"]
 
-TRITON_SCHEMES = ("triton://", "triton+grpc://", "triton+http://")
 DEFAULT_PORT = 8000
 DEFAULT_MAX_BATCH = 32  # crops a request when neither a config nor the settings give a limit
 BINARY_EXTENSION = "binary_tensor_data"  # listed in GET /v2 "extensions" by servers that take binary tensors
@@ -76,10 +83,10 @@ _ABSENT = ("400", "404", "405", "501")  # HTTP statuses of a server without an o
 
 def _split(url: str):
     parts = urlsplit(url)
+    if f"{parts.scheme}://" not in formats.by_name("triton").suffixes:
+        raise UsageError(f"{url}: not a Triton URL; use triton://HOST:PORT/NAME")
     if parts.scheme == "triton+grpc":
         raise UsageError(f"{url}: gRPC is not implemented; use the HTTP endpoint, triton://HOST:8000/NAME")
-    if parts.scheme not in ("triton", "triton+http"):
-        raise UsageError(f"{url}: not a Triton URL; use triton://HOST:PORT/NAME")
     if parts.fragment:
         raise UsageError(f"{url}: a Triton URL takes no #fragment")
     query = parse_qs(parts.query, keep_blank_values=True) if parts.query else {}
@@ -144,19 +151,6 @@ def _shape(entry: dict) -> list[int]:
     return [int(d) for d in entry.get("shape", entry.get("dims", []))]
 
 
-def _as_string_params(params: object) -> dict[str, dict[str, str]]:
-    """v2 metadata parameters (plain values; objects kept as JSON) -> the config form ``{key: {"string_value": s}}``."""
-    out: dict[str, dict[str, str]] = {}
-    for key, value in (params or {}).items() if isinstance(params, dict) else ():
-        if isinstance(value, dict) and isinstance(value.get("string_value"), str):
-            out[key] = {"string_value": value["string_value"]}
-        elif isinstance(value, str):
-            out[key] = {"string_value": value}
-        elif value is not None:
-            out[key] = {"string_value": json.dumps(value, sort_keys=True)}
-    return out
-
-
 def _sidecar_settings(path: str | Path) -> tuple[dict, dict]:
     """An engine sidecar (the ``.json``, or the engine with its sidecar beside it) -> (settings params, sidecar)."""
     p = Path(path)
@@ -167,11 +161,76 @@ def _sidecar_settings(path: str | Path) -> tuple[dict, dict]:
                          hint="give the .json written beside the engine by `mvd-edge build-engine`")
         validate_sidecar(info, p)
         check_sidecar_facts(info, p)
-    engine = {k: info[k] for k in ENGINE_FIELDS if info.get(k) is not None}
-    params = {KEY_PREPROCESS: info["preprocess"], KEY_EMBEDDING_DIM: str(info["embedding_dim"]), KEY_ENGINE: engine}
+    params = {KEY_PREPROCESS: info["preprocess"], KEY_EMBEDDING_DIM: str(info["embedding_dim"]),
+              KEY_ENGINE: engine_summary(info)}
     if "max_batch" in info:
         params[KEY_MAX_BATCH] = info["max_batch"]
-    return _as_string_params(params), info
+    return string_params(params), info
+
+
+def _batch_limit(inp: dict, out: dict, config: dict | None, params: dict, where: str) -> tuple[int, bool]:
+    """Crops a request and whether the server sets that limit: the config's ``max_batch_size`` (its tensors
+    checked against the metadata's), else the settings' ``max_batch``, else :data:`DEFAULT_MAX_BATCH`."""
+    if config is None:
+        if KEY_MAX_BATCH not in params:
+            return DEFAULT_MAX_BATCH, False
+        try:
+            batch = int(params[KEY_MAX_BATCH]["string_value"])
+        except ValueError as exc:
+            raise EngineError(f"{where}: its {KEY_MAX_BATCH} parameter is not an integer") from exc
+        if batch < 1:
+            raise EngineError(f"{where}: its {KEY_MAX_BATCH} parameter is {batch}; it must be >= 1")
+        return batch, True
+    batch = int(config.get("max_batch_size", 0))
+    if batch < 1:
+        raise EngineError(f"{where} has max_batch_size {batch}: it does not batch, and mvd-edge engines "
+                          "take a batch dimension; re-export it with `mvd-edge export-triton`")
+    for kind, m, c in (("input", inp, config.get("input", [])), ("output", out, config.get("output", []))):
+        if len(c) != 1 or c[0].get("name") != m.get("name"):
+            raise EngineError(f"{where}: its metadata names {kind} {m.get('name')!r} but its config "
+                              f"{[e.get('name') for e in c]}")
+        cfg_shape = [-1] + [int(d) for d in c[0].get("dims", [])]
+        if _shape(m) != cfg_shape:
+            raise EngineError(f"{where}: {kind} {m.get('name')} has shape {_shape(m)} in its metadata but "
+                              f"{cfg_shape} in its config")
+    return batch, True
+
+
+def _check_input(inp: dict, spec, where: str, source: str, fix: str) -> bool:
+    """Check the model's input against the spec's size (``source``: where the spec came from): float32
+    ``[-1, 3, H, W]`` (the engine; returns False) or uint8 ``[-1, H, W, 3]`` (the ensemble; returns True)."""
+    datatype, shape = inp.get("datatype"), _shape(inp)
+    if datatype == "FP32":
+        want, layout = [-1, 3, spec.height, spec.width], "float32 [N, 3, H, W]"
+    elif datatype == "UINT8":
+        want, layout = [-1, spec.height, spec.width, 3], "uint8 [N, H, W, 3] (an ensemble)"
+    else:
+        raise EngineError(f"{where}: input {inp.get('name')} is {datatype}; expected FP32 (the engine) or "
+                          "UINT8 (the ensemble)")
+    if shape[1:] == want[1:] and shape[:1] != [-1]:
+        raise EngineError(f"{where}: input {inp.get('name')} has shape {shape}: a fixed batch size, but mvd-edge "
+                          "sends batches of any size; serve it with a variable (-1) first dimension")
+    if shape != want:
+        raise EngineError(f"{where}: input {inp.get('name')} has shape {shape} but its {KEY_PREPROCESS} parameter "
+                          f"says {spec.height}x{spec.width} ({layout}: {want}; from {source}); the parameter and the "
+                          f"model disagree: {fix}")
+    return datatype == "UINT8"
+
+
+def _engine_facts(params: dict, where: str) -> dict:
+    """The engine facts of the ``mvd_edge.engine`` parameter (precision fp32 when it does not say)."""
+    info: dict = {}
+    entry = params.get(KEY_ENGINE)
+    if entry is not None:
+        try:
+            engine = json.loads(entry["string_value"])
+        except ValueError as exc:
+            raise EngineError(f"{where}: its {KEY_ENGINE} parameter is not JSON ({exc})") from exc
+        if not isinstance(engine, dict):
+            raise EngineError(f"{where}: its {KEY_ENGINE} parameter is not a JSON object")
+        info.update(engine)
+    info.setdefault("precision", "fp32")
+    return info
 
 
 class TritonEmbedder(Embedder):
@@ -291,7 +350,7 @@ class TritonEmbedder(Embedder):
         """The ``mvd_edge.*`` parameters (config form) and where they came from: the config, the metadata, a sidecar."""
         found = None
         for source, params in (("config", (config or {}).get("parameters")), ("metadata", meta.get("parameters"))):
-            params = _as_string_params(params)
+            params = string_params(params)
             if KEY_PREPROCESS in params:
                 found = (params, f"the model {source}")
                 break
@@ -322,52 +381,10 @@ class TritonEmbedder(Embedder):
             raise EngineError(f"{where} has {len(ins)} inputs and {len(outs)} outputs in its metadata; an mvd-edge "
                               "engine has one each (a v2 server must describe both)")
         (inp,), (out,) = ins, outs
-        if config is not None:
-            cfg_ins, cfg_outs = config.get("input", []), config.get("output", [])
-            batch = int(config.get("max_batch_size", 0))
-            if batch < 1:
-                raise EngineError(f"{where} has max_batch_size {batch}: it does not batch, and mvd-edge engines "
-                                  "take a batch dimension; re-export it with `mvd-edge export-triton`")
-            for kind, m, c in (("input", inp, cfg_ins), ("output", out, cfg_outs)):
-                if len(c) != 1 or c[0].get("name") != m.get("name"):
-                    raise EngineError(f"{where}: its metadata names {kind} {m.get('name')!r} but its config "
-                                      f"{[e.get('name') for e in c]}")
-                cfg_shape = [-1] + [int(d) for d in c[0].get("dims", [])]
-                if _shape(m) != cfg_shape:
-                    raise EngineError(f"{where}: {kind} {m.get('name')} has shape {_shape(m)} in its metadata but "
-                                      f"{cfg_shape} in its config")
-            limited = True
-        else:
-            batch, limited = DEFAULT_MAX_BATCH, False
-            if KEY_MAX_BATCH in params:
-                try:
-                    batch, limited = int(params[KEY_MAX_BATCH]["string_value"]), True
-                except ValueError as exc:
-                    raise EngineError(f"{where}: its {KEY_MAX_BATCH} parameter is not an integer") from exc
-                if batch < 1:
-                    raise EngineError(f"{where}: its {KEY_MAX_BATCH} parameter is {batch}; it must be >= 1")
-        datatype, shape = inp.get("datatype"), _shape(inp)
-        hw = (spec.height, spec.width)
-        if datatype == "FP32":
-            self.uint8_input = False
-            want = [-1, 3, spec.height, spec.width]
-            layout = "float32 [N, 3, H, W]"
-        elif datatype == "UINT8":
-            self.uint8_input = True
-            want = [-1, spec.height, spec.width, 3]
-            layout = "uint8 [N, H, W, 3] (an ensemble)"
-        else:
-            raise EngineError(f"{where}: input {inp.get('name')} is {datatype}; expected FP32 (the engine) or "
-                              "UINT8 (the ensemble)")
-        if shape[1:] == want[1:] and shape[:1] != [-1]:
-            raise EngineError(f"{where}: input {inp.get('name')} has shape {shape}: a fixed batch size, but mvd-edge "
-                              "sends batches of any size; serve it with a variable (-1) first dimension")
+        batch, limited = _batch_limit(inp, out, config, params, where)
         fix = ("give the sidecar of the engine the server runs" if source.startswith("the sidecar")
                else "re-export with `mvd-edge export-triton`")
-        if shape != want:
-            raise EngineError(f"{where}: input {inp.get('name')} has shape {shape} but its {KEY_PREPROCESS} "
-                              f"parameter says {hw[0]}x{hw[1]} ({layout}: {want}; from {source}); the parameter and "
-                              f"the model disagree: {fix}")
+        self.uint8_input = _check_input(inp, spec, where, source, fix)
         out_shape = _shape(out)
         if out.get("datatype") != "FP32" or len(out_shape) != 2:
             raise EngineError(f"{where}: output {out.get('name')} is {out.get('datatype')} {out_shape}; expected "
@@ -378,17 +395,7 @@ class TritonEmbedder(Embedder):
             raise EngineError(f"{where}: output {out.get('name')} has {out_shape[1]} features but its "
                               f"{KEY_EMBEDDING_DIM} parameter says {dim} (from {source}); {fix}")
         self.input_name, self.output_name = inp["name"], out["name"]
-        info: dict = {}
-        engine_entry = params.get(KEY_ENGINE)
-        if engine_entry is not None:
-            try:
-                engine = json.loads(engine_entry["string_value"])
-            except ValueError as exc:
-                raise EngineError(f"{where}: its {KEY_ENGINE} parameter is not JSON ({exc})") from exc
-            if not isinstance(engine, dict):
-                raise EngineError(f"{where}: its {KEY_ENGINE} parameter is not a JSON object")
-            info.update(engine)
-        info.setdefault("precision", "fp32")
+        info = _engine_facts(params, where)
         platform = (config or {}).get("platform") or (config or {}).get("backend") or meta.get("platform")
         info.update({"embedding_dim": dim, "max_batch": batch, "server": self.address, "triton_model": self.model,
                      "triton_platform": platform, "input": "uint8" if self.uint8_input else "float32",

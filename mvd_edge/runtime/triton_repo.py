@@ -439,8 +439,23 @@ def default_model_name(engine: str | Path) -> str:
     return name if _NAME_RE.match(name) else f"m_{name}"
 
 
-def _params(values: dict[str, Any]) -> dict[str, dict[str, str]]:
-    return {k: {"string_value": v if isinstance(v, str) else json.dumps(v, sort_keys=True)} for k, v in values.items()}
+def string_params(params: object) -> dict[str, dict[str, str]]:
+    """Parameters as plain values (objects written as JSON; v2 metadata's form), or already in the config form,
+    -> the config form ``{key: {"string_value": s}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in (params or {}).items() if isinstance(params, dict) else ():
+        if isinstance(value, dict) and isinstance(value.get("string_value"), str):
+            out[key] = {"string_value": value["string_value"]}
+        elif isinstance(value, str):
+            out[key] = {"string_value": value}
+        elif value is not None:
+            out[key] = {"string_value": json.dumps(value, sort_keys=True)}
+    return out
+
+
+def engine_summary(info: dict) -> dict:
+    """The sidecar fields of the ``mvd_edge.engine`` parameter (:data:`ENGINE_FIELDS`, where set)."""
+    return {k: info[k] for k in ENGINE_FIELDS if info.get(k) is not None}
 
 
 def spec_from_config(config: dict, where: str) -> tuple[PreprocessSpec, int | None]:
@@ -554,6 +569,37 @@ def export_triton(engine_or_onnx: str | Path, repo_dir: str | Path, name: str | 
         raise UsageError(f"Triton model name {name!r}: use letters, digits, '_', '-' and '.' (no '/')")
     if preprocess not in ("ensemble", "none"):
         raise UsageError(f"preprocess must be 'ensemble' or 'none', got {preprocess!r}")
+    kind = _instance_kind(io, kind, src)
+    max_batch, preferred = _batching(io, max_batch, instances, preferred_batch, queue_delay_us)
+    names = [name] + ([f"{name}_pre", f"{name}_ensemble"] if preprocess == "ensemble" else [])
+    for n in names:
+        target = repo / n
+        if target.exists() and not target.is_dir():
+            raise OutputExists(f"{target} exists and is not a folder; choose another model name")
+        if target.is_dir() and any(target.iterdir()) and not overwrite:
+            raise OutputExists(f"Triton model folder {target} already exists; add --overwrite to replace it, or "
+                               "choose another --name")
+    batching: dict[str, Any] = {"preferred_batch_size": preferred} if preferred else {}
+    batching["max_queue_delay_microseconds"] = int(queue_delay_us)
+    engine = {"max_batch_size": max_batch, "dynamic_batching": batching,
+              "instance_group": [{"count": int(instances), "kind": f"KIND_{kind.upper()}"}]}
+    configs, files = _model_configs(io, src, name, engine, ensemble=preprocess == "ensemble")
+    _write_models(repo, names, configs, files, check=lambda staging: check_triton_model(staging, name, engine=src))
+    if preprocess == "none":
+        left = [s for s in (f"{name}_pre", f"{name}_ensemble") if (repo / s).exists()]
+        if left:
+            warnings.warn(f"{', '.join(str(repo / s) for s in left)} from an earlier export are still in the "
+                          "repository; remove them if they no longer match this engine", stacklevel=2)
+    (in_name, _, in_dims), (out_name, _, out_dims) = io["input"], io["output"]
+    return {"repo": str(repo), "models": names, "platform": io["platform"], "max_batch": max_batch,
+            "instances": int(instances), "kind": kind, "preferred_batch": preferred,
+            "queue_delay_us": int(queue_delay_us), "input": {"name": in_name, "dims": in_dims},
+            "output": {"name": out_name, "dims": out_dims}, "preprocess": io["spec"].to_dict(),
+            "configs": {n: str(repo / n / "config.pbtxt") for n in names}}
+
+
+def _instance_kind(io: dict, kind: str | None, src: Path) -> str:
+    """``cpu``/``gpu`` instances of the engine (default: gpu for TensorRT and engines built for CUDA)."""
     info = io["info"] or {}
     if kind is None:
         kind = "gpu" if io["platform"] == "tensorrt_plan" or info.get("device") == "cuda" else "cpu"
@@ -563,7 +609,12 @@ def export_triton(engine_or_onnx: str | Path, repo_dir: str | Path, name: str | 
         raise UsageError("a TensorRT engine runs on a GPU only: use kind gpu (--kind gpu)")
     if io["platform"] == "onnxruntime_onnx" and info.get("device") == "cpu" and kind == "gpu":
         warnings.warn(f"{src} was optimised by ONNX Runtime for the CPU; for GPU instances export its source graph "
-                      f"({info.get('source_onnx', 'the exported .onnx')}) instead", stacklevel=2)
+                      f"({info.get('source_onnx', 'the exported .onnx')}) instead", stacklevel=3)
+    return kind
+
+
+def _batching(io: dict, max_batch: int | None, instances: int, preferred_batch, queue_delay_us: int):
+    """Check the batch and instance settings; returns ``max_batch_size`` and the sorted preferred batch sizes."""
     max_batch = int(max_batch if max_batch is not None else io["default_max_batch"])
     limit = io["max_batch_limit"]
     if max_batch < 1:
@@ -578,71 +629,61 @@ def export_triton(engine_or_onnx: str | Path, repo_dir: str | Path, name: str | 
         raise UsageError(f"preferred batch sizes {preferred} must lie in 1..{max_batch} (max_batch)")
     if int(queue_delay_us) < 0:
         raise UsageError(f"queue_delay_us must be >= 0, got {queue_delay_us}")
+    return max_batch, preferred
 
-    names = [name] + ([f"{name}_pre", f"{name}_ensemble"] if preprocess == "ensemble" else [])
-    for n in names:
-        target = repo / n
-        if target.exists() and not target.is_dir():
-            raise OutputExists(f"{target} exists and is not a folder; choose another model name")
-        if target.is_dir() and any(target.iterdir()) and not overwrite:
-            raise OutputExists(f"Triton model folder {target} already exists; add --overwrite to replace it, or "
-                               "choose another --name")
 
-    spec, dim = io["spec"], io["embedding_dim"]
+def _model_configs(io: dict, src: Path, name: str, engine: dict, ensemble: bool):
+    """The config (dictionary form) and files of the engine model ``name`` (``engine``: its batching and instance
+    settings) and, with ``ensemble``, of ``name_pre`` and ``name_ensemble``."""
+    spec, max_batch = io["spec"], engine["max_batch_size"]
     in_name, in_type, in_dims = io["input"]
     out_name, out_type, out_dims = io["output"]
-    engine_summary = {k: info[k] for k in ENGINE_FIELDS if info.get(k) is not None}
-    engine_summary.setdefault("precision", io["precision"])
+    summary = engine_summary(io["info"] or {})
+    summary.setdefault("precision", io["precision"])
     if io["recipe"] is not None:
-        engine_summary.setdefault("recipe", io["recipe"])
-    engine_summary["source_file"] = src.name
-    common = {KEY_FORMAT: TRITON_FORMAT, KEY_PREPROCESS: spec.to_dict(), KEY_EMBEDDING_DIM: str(dim)}
-    batching: dict[str, Any] = {}
-    if preferred:
-        batching["preferred_batch_size"] = preferred
-    batching["max_queue_delay_microseconds"] = int(queue_delay_us)
+        summary.setdefault("recipe", io["recipe"])
+    summary["source_file"] = src.name
+    common = {KEY_FORMAT: TRITON_FORMAT, KEY_PREPROCESS: spec.to_dict(),
+              KEY_EMBEDDING_DIM: str(io["embedding_dim"])}
+    output = [{"name": out_name, "data_type": out_type, "dims": out_dims}]
     configs: dict[str, dict] = {name: {
-        "name": name,
-        "platform": io["platform"],
-        "max_batch_size": max_batch,
-        "input": [{"name": in_name, "data_type": in_type, "dims": in_dims}],
-        "output": [{"name": out_name, "data_type": out_type, "dims": out_dims}],
-        "dynamic_batching": batching,
-        "instance_group": [{"count": int(instances), "kind": f"KIND_{kind.upper()}"}],
-        "parameters": _params({**common, KEY_ENGINE: engine_summary}),
+        "name": name, "platform": io["platform"], "max_batch_size": max_batch,
+        "input": [{"name": in_name, "data_type": in_type, "dims": in_dims}], "output": output,
+        "dynamic_batching": engine["dynamic_batching"], "instance_group": engine["instance_group"],
+        "parameters": string_params({**common, KEY_ENGINE: summary}),
     }}
     model_file = io["model_file"]
     files: dict[str, dict[str, bytes | Path]] = {name: {f"1/{model_file}": src}}
     if io["info"] is not None:
         files[name][f"1/{model_file}.json"] = sidecar_path(src)
-    if preprocess == "ensemble":
-        hw3 = [spec.height, spec.width, 3]
-        configs[f"{name}_pre"] = {
-            "name": f"{name}_pre",
-            "backend": "python",
-            "max_batch_size": max_batch,
-            "input": [{"name": PRE_INPUT, "data_type": "TYPE_UINT8", "dims": hw3}],
-            "output": [{"name": PRE_OUTPUT, "data_type": "TYPE_FP32", "dims": in_dims}],
-            "instance_group": [{"count": int(instances), "kind": "KIND_CPU"}],
-            "parameters": _params(common),
-        }
-        files[f"{name}_pre"] = {"1/model.py": PRE_MODEL_PY.encode()}
-        configs[f"{name}_ensemble"] = {
-            "name": f"{name}_ensemble",
-            "platform": "ensemble",
-            "max_batch_size": max_batch,
-            "input": [{"name": PRE_INPUT, "data_type": "TYPE_UINT8", "dims": hw3}],
-            "output": [{"name": out_name, "data_type": out_type, "dims": out_dims}],
-            "ensemble_scheduling": {"step": [
-                {"model_name": f"{name}_pre", "model_version": -1,
-                 "input_map": {PRE_INPUT: PRE_INPUT}, "output_map": {PRE_OUTPUT: PRE_OUTPUT}},
-                {"model_name": name, "model_version": -1,
-                 "input_map": {in_name: PRE_OUTPUT}, "output_map": {out_name: out_name}},
-            ]},
-            "parameters": _params({**common, KEY_ENGINE: engine_summary}),
-        }
-        files[f"{name}_ensemble"] = {}
+    if not ensemble:
+        return configs, files
+    crops = [{"name": PRE_INPUT, "data_type": "TYPE_UINT8", "dims": [spec.height, spec.width, 3]}]
+    configs[f"{name}_pre"] = {
+        "name": f"{name}_pre", "backend": "python", "max_batch_size": max_batch, "input": crops,
+        "output": [{"name": PRE_OUTPUT, "data_type": "TYPE_FP32", "dims": in_dims}],
+        "instance_group": [{"count": engine["instance_group"][0]["count"], "kind": "KIND_CPU"}],
+        "parameters": string_params(common),
+    }
+    configs[f"{name}_ensemble"] = {
+        "name": f"{name}_ensemble", "platform": "ensemble", "max_batch_size": max_batch, "input": crops,
+        "output": output,
+        "ensemble_scheduling": {"step": [
+            {"model_name": f"{name}_pre", "model_version": -1,
+             "input_map": {PRE_INPUT: PRE_INPUT}, "output_map": {PRE_OUTPUT: PRE_OUTPUT}},
+            {"model_name": name, "model_version": -1,
+             "input_map": {in_name: PRE_OUTPUT}, "output_map": {out_name: out_name}},
+        ]},
+        "parameters": string_params({**common, KEY_ENGINE: summary}),
+    }
+    files[f"{name}_pre"] = {"1/model.py": PRE_MODEL_PY.encode()}
+    files[f"{name}_ensemble"] = {}
+    return configs, files
 
+
+def _write_models(repo: Path, names: list[str], configs: dict, files: dict, check) -> None:
+    """Write each model folder beside the repository, ``check(staging)`` them, then rename each into place
+    (the old one, if any, leaves first and comes back if the rename fails)."""
     repo.mkdir(parents=True, exist_ok=True)
     staging = repo.resolve().parent / f".{repo.resolve().name}.mvd-edge-staging-{os.getpid()}"
     if staging.exists():
@@ -651,8 +692,8 @@ def export_triton(engine_or_onnx: str | Path, repo_dir: str | Path, name: str | 
     try:
         for n in names:
             _write_model_dir(staging, n, configs[n], files[n])
-        check_triton_model(staging, name, engine=src)  # what was written is what the graph says
-        for n in names:  # rename each folder into place (the old one, if any, leaves first)
+        check(staging)  # what was written is what the graph says
+        for n in names:
             target, old = repo / n, staging / f"{n}.old"
             if target.exists():
                 target.rename(old)
@@ -660,22 +701,11 @@ def export_triton(engine_or_onnx: str | Path, repo_dir: str | Path, name: str | 
                 (staging / n).rename(target)
             except OSError:
                 if old.exists():
-                    old.rename(target)  # put the previous model back before failing
+                    old.rename(target)
                 raise
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    if preprocess == "none":
-        stale = [f"{name}_pre", f"{name}_ensemble"]
-        left = [s for s in stale if (repo / s).exists()]
-        if left:
-            warnings.warn(f"{', '.join(str(repo / s) for s in left)} from an earlier export are still in the "
-                          "repository; remove them if they no longer match this engine", stacklevel=2)
-    return {"repo": str(repo), "models": names, "platform": io["platform"], "max_batch": max_batch,
-            "instances": int(instances), "kind": kind, "preferred_batch": preferred,
-            "queue_delay_us": int(queue_delay_us), "input": {"name": in_name, "dims": in_dims},
-            "output": {"name": out_name, "dims": out_dims}, "preprocess": spec.to_dict(),
-            "configs": {n: str(repo / n / "config.pbtxt") for n in names}}
 
 
 # ------------------------------------------------------------------------------ checking a written model
