@@ -73,6 +73,11 @@ class _Canvas:
         ax = (max(1, int(round(axes[0] * _ONE))), max(1, int(round(axes[1] * _ONE))))
         cv2.ellipse(self.img, _p(*c), ax, angle, start, end, (label, shade), -1, cv2.LINE_8, _SHIFT)
 
+    def trapezoid(self, cx: float, y0: float, half0: float, y1: float, half1: float, label: int,
+                  shade: int = 255) -> None:
+        """Quadrilateral symmetric about x = ``cx``: half-width ``half0`` at ``y0``, ``half1`` at ``y1``."""
+        self.poly([(cx - half0, y0), (cx + half0, y0), (cx + half1, y1), (cx - half1, y1)], label, shade)
+
     def circle(self, c: tuple[float, float], r: float, label: int, shade: int = 255) -> None:
         cv2.circle(self.img, _p(*c), max(1, int(round(r * _ONE))), (label, shade), -1, cv2.LINE_8, _SHIFT)
 
@@ -137,40 +142,64 @@ def _leg_profile_poly(nodes: Sequence[tuple[float, float, float]], y0: float, y1
     return left + right[::-1]
 
 
-def _draw_front_back(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, back: bool,
-                     spread: float, stance: float) -> _PatternFrame:
-    b = idt.body
-    limbs = _Limbs(idt)
-    cx = (W - 1) / 2  # OpenCV pixel centres are integers: this is the mirror axis
-    s = math.sin(2 * math.pi * phase)
-    build = b.shoulder_width / 0.245
-    top = 0.025 * H
-    hh = b.head_size * H
-    hw = 0.78 * hh
-    head_cy = top + hh / 2
-    shoulder_y = top + hh + 0.035 * H
-    hip_y = H * (1 - b.leg_length)
-    ground = 0.995 * H
-    sw = b.shoulder_width * H
-    hpw = b.hip_width * H
-    waist_y = shoulder_y + 0.62 * (hip_y - shoulder_y)
-    ww = min(sw * 0.8, hpw * 0.98)
-    hem_y = hip_y - 0.02 * H + idt.upper.length * H
-    hem_w = hpw * (1.0 + 2.0 * max(0.0, idt.upper.length - 0.04))
+@dataclass(frozen=True)
+class _Figure:
+    """The vertical layout of one drawn person (supersampled pixels), the same in every view."""
 
-    # legs
+    H: float
+    cx: float  # OpenCV pixel centres are integers: this is the mirror axis
+    build: float
+    limbs: _Limbs
+    top: float
+    hh: float  # head height
+    head_cy: float
+    shoulder_y: float
+    hip_y: float
+    ground: float
+    waist_y: float
+    hem_y: float
+
+
+def _figure(idt: Identity, H: float, W: float, oy: float = 0.0) -> _Figure:
+    """Layout of ``idt`` on an H x W canvas, moved down by ``oy`` (the side view's bob)."""
+    b = idt.body
+    top = 0.025 * H + oy
+    hh = b.head_size * H
+    shoulder_y = top + hh + 0.035 * H
+    hip_y = H * (1 - b.leg_length) + oy
+    return _Figure(H=H, cx=(W - 1) / 2, build=b.shoulder_width / 0.245, limbs=_Limbs(idt), top=top, hh=hh,
+                   head_cy=top + hh / 2, shoulder_y=shoulder_y, hip_y=hip_y, ground=0.995 * H,
+                   waist_y=shoulder_y + 0.62 * (hip_y - shoulder_y), hem_y=hip_y - 0.02 * H + idt.upper.length * H)
+
+
+def _skirt(cv: _Canvas, g: _Figure, width: float, flare_base: float, flare_gain: float) -> None:
+    """A skirt from the hips (``width`` across) to its hem, flaring with its length."""
+    y_hem = g.hip_y + g.limbs.lower_len * (g.ground - g.hip_y)
+    cv.trapezoid(g.cx, g.hip_y - 0.06 * g.H, width * 0.5, y_hem, width * (flare_base + flare_gain * g.limbs.lower_len),
+                 _LOWER)
+
+
+def _hat(cv: _Canvas, g: _Figure, x: float, brim_x: float, crown_half_width: float, brim_half_width: float) -> None:
+    y = g.head_cy - 0.12 * g.hh
+    cv.ellipse((x, y), (crown_half_width, g.hh * 0.44), _ACC, start=180, end=360)
+    cv.ellipse((brim_x, y), (brim_half_width, g.hh * 0.07), _ACC)
+
+
+# --------------------------------------------------------------------------- front and back views
+
+
+def _front_legs(cv: _Canvas, g: _Figure, hpw: float, s: float, stance: float) -> None:
+    """Both legs (skin, trousers or shorts) with their shoes, and the pelvis or the skirt."""
+    H, cx, hip_y, limbs = g.H, g.cx, g.hip_y, g.limbs
     shoe_h = 0.03 * H
-    leg_nodes = []
     for sx in (-1, 1):
         lift = 0.035 * H * max(0.0, sx * s)
-        ankle_y = ground - shoe_h - lift
+        ankle_y = g.ground - shoe_h - lift
         x_hip = cx + sx * hpw * 0.25
         x_ank = cx + sx * (hpw * 0.2 + stance * H)
         knee_y = (hip_y + ankle_y) / 2
-        nodes = [(hip_y - 0.04 * H, x_hip, hpw * 0.26), (knee_y, (x_hip + x_ank) / 2, 0.036 * H * build ** 0.5),
+        nodes = [(hip_y - 0.04 * H, x_hip, hpw * 0.26), (knee_y, (x_hip + x_ank) / 2, 0.036 * H * g.build ** 0.5),
                  (ankle_y, x_ank, 0.026 * H)]
-        leg_nodes.append((nodes, x_ank, ankle_y))
-    for nodes, x_ank, ankle_y in leg_nodes:
         y_top, y_bot = nodes[0][0], nodes[-1][0]
         if limbs.lower_kind == "trousers":
             cv.poly(_leg_profile_poly(nodes, y_top, y_bot + 0.004 * H), _LOWER)
@@ -180,192 +209,183 @@ def _draw_front_back(cv: _Canvas, idt: Identity, H: float, W: float, phase: floa
                 y_cut = hip_y + limbs.lower_len * (y_bot - hip_y)
                 cv.poly(_leg_profile_poly(nodes, y_top, y_cut, widen=0.008 * H), _LOWER)
         cv.ellipse((x_ank, ankle_y + 0.016 * H), (0.036 * H, 0.019 * H), _SHOES)
-    # pelvis / skirt
     if limbs.lower_kind == "skirt":
-        y_hem = hip_y + limbs.lower_len * (ground - hip_y)
-        flare = hpw * (0.62 + 0.35 * limbs.lower_len)
-        cv.poly([(cx - hpw * 0.5, hip_y - 0.06 * H), (cx + hpw * 0.5, hip_y - 0.06 * H),
-                 (cx + flare, y_hem), (cx - flare, y_hem)], _LOWER)
+        _skirt(cv, g, hpw, 0.62, 0.35)
     else:
         cv.poly([(cx - hpw * 0.5, hip_y - 0.06 * H), (cx + hpw * 0.5, hip_y - 0.06 * H),
                  (cx + hpw * 0.5, hip_y + 0.01 * H), (cx, hip_y + 0.035 * H), (cx - hpw * 0.5, hip_y + 0.01 * H)],
                 _LOWER)
 
-    # neck and torso
-    cv.line((cx, head_cy), (cx, shoulder_y), 0.42 * hw, _SKIN)
+
+def _front_torso(cv: _Canvas, g: _Figure, idt: Identity, sw: float, hpw: float, hw: float) -> None:
+    """Neck and upper garment."""
+    H, cx, shoulder_y = g.H, g.cx, g.shoulder_y
+    cv.line((cx, g.head_cy), (cx, shoulder_y), 0.42 * hw, _SKIN)
+    ww = min(sw * 0.8, hpw * 0.98)
+    hem_w = hpw * (1.0 + 2.0 * max(0.0, idt.upper.length - 0.04))
     torso = []
     for sx in (-1, 1):
         side = [(cx + sx * sw * 0.18, shoulder_y - 0.012 * H), (cx + sx * sw * 0.5, shoulder_y + 0.022 * H),
-                (cx + sx * sw * 0.45, shoulder_y + 0.1 * H), (cx + sx * ww / 2, waist_y),
-                (cx + sx * hem_w / 2, hem_y)]
+                (cx + sx * sw * 0.45, shoulder_y + 0.1 * H), (cx + sx * ww / 2, g.waist_y),
+                (cx + sx * hem_w / 2, g.hem_y)]
         torso.extend(side if sx < 0 else side[::-1])
     cv.poly(torso, _UPPER)
 
-    acc = idt.accessory
-    if acc.kind == "backpack":
-        if back:
-            y0, y1 = shoulder_y + 0.015 * H, shoulder_y + 0.6 * (hip_y - shoulder_y) + 0.03 * H
-            cv.poly([(cx - sw * 0.33, y0 + 0.02 * H), (cx - sw * 0.28, y0), (cx + sw * 0.28, y0),
-                     (cx + sw * 0.33, y0 + 0.02 * H), (cx + sw * 0.36, y1), (cx - sw * 0.36, y1)], _ACC)
-            cv.poly([(cx - sw * 0.25, y1 - 0.09 * H), (cx + sw * 0.25, y1 - 0.09 * H),
-                     (cx + sw * 0.27, y1 - 0.01 * H), (cx - sw * 0.27, y1 - 0.01 * H)], _ACC, 200)
-        else:
-            for sx in (-1, 1):
-                cv.line((cx + sx * sw * 0.27, shoulder_y - 0.006 * H), (cx + sx * sw * 0.3, shoulder_y + 0.17 * H),
-                        0.022 * H, _ACC)
 
-    # long hair falls over the back (back view) or over the shoulders (front view)
-    style = idt.hair.style
+def _front_backpack(cv: _Canvas, g: _Figure, sw: float, back: bool) -> None:
+    """The pack seen from behind, its straps from the front."""
+    H, cx, shoulder_y = g.H, g.cx, g.shoulder_y
+    if back:
+        y0, y1 = shoulder_y + 0.015 * H, shoulder_y + 0.6 * (g.hip_y - shoulder_y) + 0.03 * H
+        cv.poly([(cx - sw * 0.33, y0 + 0.02 * H), (cx - sw * 0.28, y0), (cx + sw * 0.28, y0),
+                 (cx + sw * 0.33, y0 + 0.02 * H), (cx + sw * 0.36, y1), (cx - sw * 0.36, y1)], _ACC)
+        cv.trapezoid(cx, y1 - 0.09 * H, sw * 0.25, y1 - 0.01 * H, sw * 0.27, _ACC, 200)
+    else:
+        for sx in (-1, 1):
+            cv.line((cx + sx * sw * 0.27, shoulder_y - 0.006 * H), (cx + sx * sw * 0.3, shoulder_y + 0.17 * H),
+                    0.022 * H, _ACC)
+
+
+def _front_long_hair(cv: _Canvas, g: _Figure, style: str, hw: float, back: bool) -> None:
+    """Long hair falls over the back (back view) or over the shoulders (front view)."""
+    H, cx, head_cy, shoulder_y = g.H, g.cx, g.head_cy, g.shoulder_y
     if back and style == "long":
-        cv.poly([(cx - hw * 0.55, head_cy), (cx + hw * 0.55, head_cy), (cx + hw * 0.6, shoulder_y + 0.12 * H),
-                 (cx - hw * 0.6, shoulder_y + 0.12 * H)], _HAIR)
+        cv.trapezoid(cx, head_cy, hw * 0.55, shoulder_y + 0.12 * H, hw * 0.6, _HAIR)
     if back and style == "ponytail":
-        cv.ellipse((cx, top + hh * 1.05), (hw * 0.17, hh * 0.42), _HAIR)
+        cv.ellipse((cx, g.top + g.hh * 1.05), (hw * 0.17, g.hh * 0.42), _HAIR)
     if not back and style == "long":
         for sx in (-1, 1):
             cv.poly([(cx + sx * hw * 0.3, head_cy), (cx + sx * hw * 0.56, head_cy),
                      (cx + sx * hw * 0.66, shoulder_y + 0.08 * H), (cx + sx * hw * 0.38, shoulder_y + 0.08 * H)],
                     _HAIR)
 
-    # arms
-    t_up, t_fore = 0.058 * H * build, 0.046 * H * build
+
+def _front_arms(cv: _Canvas, g: _Figure, sw: float, s: float, spread: float) -> None:
+    H = g.H
+    t_up, t_fore = 0.058 * H * g.build, 0.046 * H * g.build
     l_up, l_fore = 0.175 * H, 0.15 * H
     for sx in (-1, 1):
         swing = 0.45 * s * sx
-        sh = (cx + sx * (sw * 0.5 - t_up * 0.45), shoulder_y + 0.03 * H)
+        sh = (g.cx + sx * (sw * 0.5 - t_up * 0.45), g.shoulder_y + 0.03 * H)
         el = (sh[0] + sx * math.sin(spread) * l_up, sh[1] + l_up * math.cos(swing) * math.cos(spread))
         fore_sw = swing + 0.25 * abs(swing)
         wr = (el[0] + sx * math.sin(spread * 1.3) * l_fore, el[1] + l_fore * math.cos(fore_sw) * math.cos(spread))
-        _draw_arm(cv, [sh, el, wr], t_up, t_fore, 0.026 * H, limbs, 235)
+        _draw_arm(cv, [sh, el, wr], t_up, t_fore, 0.026 * H, g.limbs, 235)
 
-    # head and hair
+
+def _front_head(cv: _Canvas, g: _Figure, style: str, hw: float, back: bool) -> None:
+    """Head and hair; from the front also the eyes and the mouth."""
+    cx, head_cy, hh = g.cx, g.head_cy, g.hh
     if back:
         cv.ellipse((cx, head_cy), (hw / 2, hh / 2), _SKIN)
         if style != "bald":
             cover = 0.92 if style in ("short",) else 1.02
             cv.ellipse((cx, head_cy - hh * (1 - cover) * 0.5 - 0.02 * hh), (hw * 0.53, hh * 0.5 * cover), _HAIR)
+        return
+    if style in ("medium", "long"):
+        cv.ellipse((cx, head_cy - 0.02 * hh), (hw * 0.57, hh * 0.54), _HAIR)
+        cv.ellipse((cx, head_cy + 0.07 * hh), (hw * 0.41, hh * 0.43), _SKIN)
     else:
-        if style in ("medium", "long"):
-            cv.ellipse((cx, head_cy - 0.02 * hh), (hw * 0.57, hh * 0.54), _HAIR)
-            cv.ellipse((cx, head_cy + 0.07 * hh), (hw * 0.41, hh * 0.43), _SKIN)
-        else:
-            cv.ellipse((cx, head_cy), (hw / 2, hh / 2), _SKIN)
-            if style in ("short", "ponytail"):
-                cv.ellipse((cx, head_cy - 0.06 * hh), (hw * 0.53, hh * 0.46), _HAIR, start=180, end=360)
-        for sx in (-1, 1):
-            cv.circle((cx + sx * 0.2 * hw, head_cy + 0.02 * hh), 0.055 * hh, _SKIN, 110)
-        cv.line((cx - 0.12 * hw, head_cy + 0.27 * hh), (cx + 0.12 * hw, head_cy + 0.27 * hh), 0.03 * hh, _SKIN, 170)
-    if acc.kind == "hat":
-        cv.ellipse((cx, head_cy - 0.12 * hh), (hw * 0.56, hh * 0.44), _ACC, start=180, end=360)
-        cv.ellipse((cx, head_cy - 0.12 * hh), (hw * (0.64 if not back else 0.56), hh * 0.07), _ACC)
+        cv.ellipse((cx, head_cy), (hw / 2, hh / 2), _SKIN)
+        if style in ("short", "ponytail"):
+            cv.ellipse((cx, head_cy - 0.06 * hh), (hw * 0.53, hh * 0.46), _HAIR, start=180, end=360)
+    for sx in (-1, 1):
+        cv.circle((cx + sx * 0.2 * hw, head_cy + 0.02 * hh), 0.055 * hh, _SKIN, 110)
+    cv.line((cx - 0.12 * hw, head_cy + 0.27 * hh), (cx + 0.12 * hw, head_cy + 0.27 * hh), 0.03 * hh, _SKIN, 170)
 
+
+def _draw_front_back(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, back: bool,
+                     spread: float, stance: float) -> _PatternFrame:
+    g = _figure(idt, H, W)
+    cx, hip_y = g.cx, g.hip_y
+    s = math.sin(2 * math.pi * phase)
+    hw = 0.78 * g.hh
+    sw = idt.body.shoulder_width * H
+    hpw = idt.body.hip_width * H
+    acc = idt.accessory
+    _front_legs(cv, g, hpw, s, stance)
+    _front_torso(cv, g, idt, sw, hpw, hw)
+    if acc.kind == "backpack":
+        _front_backpack(cv, g, sw, back)
+    _front_long_hair(cv, g, idt.hair.style, hw, back)
+    _front_arms(cv, g, sw, s, spread)
+    _front_head(cv, g, idt.hair.style, hw, back)
+    if acc.kind == "hat":
+        _hat(cv, g, cx, cx, hw * 0.56, hw * (0.64 if not back else 0.56))
     if acc.kind == "shoulder_bag":
         sb = acc.side if not back else -acc.side
-        cv.line((cx - sb * sw * 0.3, shoulder_y - 0.005 * H), (cx + sb * hpw * 0.5, hip_y - 0.05 * H), 0.014 * H, _ACC)
+        cv.line((cx - sb * sw * 0.3, g.shoulder_y - 0.005 * H), (cx + sb * hpw * 0.5, hip_y - 0.05 * H), 0.014 * H, _ACC)
         bx = cx + sb * (hpw * 0.5 + 0.025 * H)
-        cv.poly([(bx - 0.05 * H, hip_y - 0.07 * H), (bx + 0.05 * H, hip_y - 0.07 * H),
-                 (bx + 0.05 * H, hip_y + 0.02 * H), (bx - 0.05 * H, hip_y + 0.02 * H)], _ACC)
-    return _PatternFrame(cx=cx, half_width=sw / 2, top=shoulder_y, bottom=hem_y, logo=not back)
+        cv.trapezoid(bx, hip_y - 0.07 * H, 0.05 * H, hip_y + 0.02 * H, 0.05 * H, _ACC)
+    return _PatternFrame(cx=cx, half_width=sw / 2, top=g.shoulder_y, bottom=g.hem_y, logo=not back)
 
 
-def _draw_side(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, f: int,
-               spread: float, stance: float) -> _PatternFrame:
-    b = idt.body
-    limbs = _Limbs(idt)
-    cx = (W - 1) / 2  # OpenCV pixel centres are integers: this is the mirror axis
-    w = 2 * math.pi * phase
-    s, c = math.sin(w), math.cos(w)
-    build = b.shoulder_width / 0.245
-    hip_y0 = H * (1 - b.leg_length)
-    ground = 0.995 * H
-    shoe_h = 0.03 * H
-    leg_len = ground - shoe_h - hip_y0
-    l1 = l2 = leg_len / 2
-    amp = 0.4 + 0.8 * stance
-    # (thigh angle from vertical, knee flex, shade) of the far and the near leg; the leg
-    # that swings forward (angle increasing) has its knee bent
-    legs = [(-amp * s, 0.65 * max(0.0, -c), 200), (amp * s, 0.65 * max(0.0, c), 255)]
-    drops = [l1 * math.cos(a) + l2 * math.cos(a - fl) for a, fl, _ in legs]
-    oy = leg_len - max(drops)  # body bob: the lowest foot touches the ground
+# --------------------------------------------------------------------------- side view
 
-    top = 0.025 * H + oy
-    hh = b.head_size * H
-    head_cy = top + hh / 2
-    shoulder_y = top + hh + 0.035 * H
-    hip_y = hip_y0 + oy
-    d = b.girth * H
-    waist_y = shoulder_y + 0.62 * (hip_y - shoulder_y)
-    hem_y = hip_y - 0.02 * H + idt.upper.length * H
-    flare = 1.0 + 2.5 * max(0.0, idt.upper.length - 0.04)
-    t_up, t_fore = 0.052 * H * build, 0.042 * H * build
+
+def _side_arm(cv: _Canvas, g: _Figure, f: int, d: float, s: float, spread: float, sign: float, shade: int) -> None:
+    """The arm that swings forward when ``sign * s`` > 0 (``s``: sine of the walking phase)."""
+    H = g.H
     l_up, l_fore = 0.175 * H, 0.15 * H
+    ang = sign * (0.32 + 1.5 * spread) * s
+    sh = (g.cx - f * d * 0.08, g.shoulder_y + 0.03 * H)
+    el = (sh[0] + f * l_up * math.sin(ang), sh[1] + l_up * math.cos(ang))
+    fa = ang + 0.3 + 0.2 * max(0.0, sign * s)
+    wr = (el[0] + f * l_fore * math.sin(fa), el[1] + l_fore * math.cos(fa))
+    _draw_arm(cv, [sh, el, wr], 0.052 * H * g.build, 0.042 * H * g.build, 0.025 * H, g.limbs, shade)
 
-    def arm(sign: float, shade: int) -> None:
-        ang = sign * (0.32 + 1.5 * spread) * s
-        sh = (cx - f * d * 0.08, shoulder_y + 0.03 * H)
-        el = (sh[0] + f * l_up * math.sin(ang), sh[1] + l_up * math.cos(ang))
-        fa = ang + 0.3 + 0.2 * max(0.0, sign * s)
-        wr = (el[0] + f * l_fore * math.sin(fa), el[1] + l_fore * math.cos(fa))
-        _draw_arm(cv, [sh, el, wr], t_up, t_fore, 0.025 * H, limbs, shade)
 
-    def leg(a: float, flex: float, shade: int) -> None:
-        hip = (cx, hip_y - 0.02 * H)
-        knee = (hip[0] + f * l1 * math.sin(a), hip_y + l1 * math.cos(a))
-        ank = (knee[0] + f * l2 * math.sin(a - flex), knee[1] + l2 * math.cos(a - flex))
-        pts = [hip, knee, ank]
-        t_th, t_sh = 0.082 * H * build ** 0.5, 0.056 * H
-        if limbs.lower_kind == "trousers":
-            cv.line(hip, knee, t_th, _LOWER, shade)
-            cv.line(knee, ank, t_sh * 1.05, _LOWER, shade)
-        else:
-            cv.line(hip, knee, t_th, _SKIN, shade)
-            cv.line(knee, ank, t_sh, _SKIN, shade)
-            if limbs.lower_kind == "shorts":
-                cv.polyline(_polyline_prefix(pts, limbs.lower_len), t_th * 1.15, _LOWER, shade)
-        cv.ellipse((ank[0] + f * 0.03 * H, ank[1] + 0.014 * H), (0.05 * H, 0.02 * H), _SHOES, shade)
+def _side_leg(cv: _Canvas, g: _Figure, f: int, seg: float, a: float, flex: float, shade: int) -> None:
+    """One leg: thigh ``a`` from the vertical, knee bent ``flex``; thigh and shin ``seg`` long."""
+    H, limbs = g.H, g.limbs
+    hip = (g.cx, g.hip_y - 0.02 * H)
+    knee = (hip[0] + f * seg * math.sin(a), g.hip_y + seg * math.cos(a))
+    ank = (knee[0] + f * seg * math.sin(a - flex), knee[1] + seg * math.cos(a - flex))
+    t_th, t_sh = 0.082 * H * g.build ** 0.5, 0.056 * H
+    if limbs.lower_kind == "trousers":
+        cv.line(hip, knee, t_th, _LOWER, shade)
+        cv.line(knee, ank, t_sh * 1.05, _LOWER, shade)
+    else:
+        cv.line(hip, knee, t_th, _SKIN, shade)
+        cv.line(knee, ank, t_sh, _SKIN, shade)
+        if limbs.lower_kind == "shorts":
+            cv.polyline(_polyline_prefix([hip, knee, ank], limbs.lower_len), t_th * 1.15, _LOWER, shade)
+    cv.ellipse((ank[0] + f * 0.03 * H, ank[1] + 0.014 * H), (0.05 * H, 0.02 * H), _SHOES, shade)
 
-    acc = idt.accessory
-    near_bag = acc.kind == "shoulder_bag" and acc.side * f > 0
 
-    def bag() -> None:
-        bx = cx + (0.01 * H if near_bag else -0.01 * H)
-        cv.poly([(bx - 0.04 * H, hip_y - 0.08 * H), (bx + 0.04 * H, hip_y - 0.08 * H),
-                 (bx + 0.045 * H, hip_y + 0.015 * H), (bx - 0.045 * H, hip_y + 0.015 * H)], _ACC,
-                255 if near_bag else 205)
+def _side_bag(cv: _Canvas, g: _Figure, near: bool) -> None:
+    H, hip_y = g.H, g.hip_y
+    bx = g.cx + (0.01 * H if near else -0.01 * H)
+    cv.trapezoid(bx, hip_y - 0.08 * H, 0.04 * H, hip_y + 0.015 * H, 0.045 * H, _ACC, 255 if near else 205)
 
-    arm(1.0, 200)
-    leg(*legs[0])
-    if acc.kind == "shoulder_bag" and not near_bag:
-        bag()
-    cv.poly([(cx - d * 0.47, hip_y - 0.06 * H), (cx + d * 0.47, hip_y - 0.06 * H),
-             (cx + d * 0.47, hip_y + 0.02 * H), (cx - d * 0.47, hip_y + 0.02 * H)], _LOWER)
-    leg(*legs[1])
-    if limbs.lower_kind == "skirt":
-        y_hem = hip_y + limbs.lower_len * (ground - hip_y)
-        spread_x = d * (0.55 + 0.45 * limbs.lower_len)
-        cv.poly([(cx - d * 0.5, hip_y - 0.06 * H), (cx + d * 0.5, hip_y - 0.06 * H),
-                 (cx + spread_x, y_hem), (cx - spread_x, y_hem)], _LOWER)
 
-    cv.line((cx + f * 0.05 * hh, head_cy), (cx, shoulder_y), 0.045 * H, _SKIN)
-    fx = float(f)
+def _side_torso(cv: _Canvas, g: _Figure, idt: Identity, fx: float, d: float) -> None:
+    """Neck, upper garment, long hair over the back and a backpack."""
+    H, cx, hh, head_cy, shoulder_y = g.H, g.cx, g.hh, g.head_cy, g.shoulder_y
+    cv.line((cx + fx * 0.05 * hh, head_cy), (cx, shoulder_y), 0.045 * H, _SKIN)
+    flare = 1.0 + 2.5 * max(0.0, idt.upper.length - 0.04)
     torso = [(cx - fx * d * 0.35, shoulder_y - 0.015 * H), (cx + fx * d * 0.22, shoulder_y - 0.015 * H),
-             (cx + fx * d * 0.5, shoulder_y + 0.045 * H), (cx + fx * d * 0.44, waist_y),
-             (cx + fx * d * 0.5 * flare, hem_y), (cx - fx * d * 0.5 * flare, hem_y),
-             (cx - fx * d * 0.42, waist_y), (cx - fx * d * 0.52, shoulder_y + 0.05 * H)]
+             (cx + fx * d * 0.5, shoulder_y + 0.045 * H), (cx + fx * d * 0.44, g.waist_y),
+             (cx + fx * d * 0.5 * flare, g.hem_y), (cx - fx * d * 0.5 * flare, g.hem_y),
+             (cx - fx * d * 0.42, g.waist_y), (cx - fx * d * 0.52, shoulder_y + 0.05 * H)]
     cv.poly(torso, _UPPER)
-
-    style = idt.hair.style
-    hcx = cx + fx * 0.06 * hh
-    if style == "long":
+    if idt.hair.style == "long":
+        hcx = cx + fx * 0.06 * hh
         cv.poly([(hcx - fx * 0.05 * hh, head_cy), (hcx - fx * 0.48 * hh, head_cy),
                  (cx - fx * d * 0.62, shoulder_y + 0.11 * H), (cx - fx * d * 0.2, shoulder_y + 0.11 * H)], _HAIR)
-    if acc.kind == "backpack":
+    if idt.accessory.kind == "backpack":
         x0, x1 = cx - fx * d * 0.4, cx - fx * (d * 0.5 + 0.085 * H)
-        y0, y1 = shoulder_y + 0.01 * H, shoulder_y + 0.6 * (hip_y - shoulder_y) + 0.03 * H
+        y0, y1 = shoulder_y + 0.01 * H, shoulder_y + 0.6 * (g.hip_y - shoulder_y) + 0.03 * H
         cv.poly([(x0, y0), (x1 + fx * 0.015 * H, y0), (x1, y0 + 0.03 * H), (x1, y1), (x0, y1)], _ACC)
         cv.line((cx - fx * d * 0.25, shoulder_y - 0.008 * H), (cx + fx * d * 0.4, shoulder_y + 0.13 * H), 0.02 * H,
                 _ACC)
-    # head: skin, hair sector over the back/top, nose
+
+
+def _side_head(cv: _Canvas, g: _Figure, style: str, f: int) -> None:
+    """Head: skin, hair sector over the back/top, nose, ponytail."""
+    hh, head_cy = g.hh, g.head_cy
+    fx = float(f)
+    hcx = g.cx + fx * 0.06 * hh
     cv.ellipse((hcx, head_cy), (0.44 * hh, 0.5 * hh), _SKIN)
     cv.circle((hcx + fx * 0.42 * hh, head_cy + 0.05 * hh), 0.08 * hh, _SKIN)
     if style != "bald":
@@ -376,15 +396,42 @@ def _draw_side(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, f: 
         if style == "ponytail":
             cv.ellipse((hcx - fx * 0.5 * hh, head_cy + 0.15 * hh), (0.14 * hh, 0.34 * hh), _HAIR, angle=fx * 25)
     cv.circle((hcx + fx * 0.25 * hh, head_cy - 0.02 * hh), 0.05 * hh, _SKIN, 110)
-    if acc.kind == "hat":
-        cv.ellipse((hcx, head_cy - 0.12 * hh), (0.5 * hh, 0.44 * hh), _ACC, start=180, end=360)
-        cv.ellipse((hcx + fx * 0.25 * hh, head_cy - 0.12 * hh), (0.5 * hh, 0.07 * hh), _ACC)
 
-    arm(-1.0, 255)
+
+def _draw_side(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, f: int,
+               spread: float, stance: float) -> _PatternFrame:
+    w = 2 * math.pi * phase
+    s, c = math.sin(w), math.cos(w)
+    leg_len = 0.995 * H - 0.03 * H - H * (1 - idt.body.leg_length)
+    seg = leg_len / 2  # thigh and shin
+    amp = 0.4 + 0.8 * stance
+    # (thigh angle from vertical, knee flex, shade) of the far and the near leg; the leg
+    # that swings forward (angle increasing) has its knee bent
+    legs = [(-amp * s, 0.65 * max(0.0, -c), 200), (amp * s, 0.65 * max(0.0, c), 255)]
+    drops = [seg * math.cos(a) + seg * math.cos(a - fl) for a, fl, _ in legs]
+    g = _figure(idt, H, W, oy=leg_len - max(drops))  # body bob: the lowest foot touches the ground
+    cx, hip_y, fx = g.cx, g.hip_y, float(f)
+    d = idt.body.girth * H
+    acc = idt.accessory
+    near_bag = acc.kind == "shoulder_bag" and acc.side * f > 0
+    _side_arm(cv, g, f, d, s, spread, 1.0, 200)
+    _side_leg(cv, g, f, seg, *legs[0])
+    if acc.kind == "shoulder_bag" and not near_bag:
+        _side_bag(cv, g, near=False)
+    cv.trapezoid(cx, hip_y - 0.06 * H, d * 0.47, hip_y + 0.02 * H, d * 0.47, _LOWER)
+    _side_leg(cv, g, f, seg, *legs[1])
+    if g.limbs.lower_kind == "skirt":
+        _skirt(cv, g, d, 0.55, 0.45)
+    _side_torso(cv, g, idt, fx, d)
+    _side_head(cv, g, idt.hair.style, f)
+    if acc.kind == "hat":
+        hcx = cx + fx * 0.06 * g.hh
+        _hat(cv, g, hcx, hcx + fx * 0.25 * g.hh, 0.5 * g.hh, 0.5 * g.hh)
+    _side_arm(cv, g, f, d, s, spread, -1.0, 255)
     if near_bag:
-        cv.line((cx - fx * d * 0.3, shoulder_y), (cx, hip_y - 0.06 * H), 0.014 * H, _ACC)
-        bag()
-    return _PatternFrame(cx=cx, half_width=d / 2, top=shoulder_y, bottom=hem_y, logo=False)
+        cv.line((cx - fx * d * 0.3, g.shoulder_y), (cx, hip_y - 0.06 * H), 0.014 * H, _ACC)
+        _side_bag(cv, g, near=True)
+    return _PatternFrame(cx=cx, half_width=d / 2, top=g.shoulder_y, bottom=g.hem_y, logo=False)
 
 
 def _pattern_mask(idt: Identity, frame: _PatternFrame, h: int, w: int) -> np.ndarray | None:
