@@ -37,7 +37,8 @@ from scipy.optimize import linear_sum_assignment
 
 from mvd_edge.core.errors import MissingExtra, UsageError
 
-__all__ = ["MotCounts", "accumulate", "id_mapping", "id_scores", "motmetrics_reference", "score_mot"]
+__all__ = ["MotCounts", "accumulate", "check_thresholds", "id_mapping", "id_scores", "id_true_positives",
+           "motmetrics_reference", "score_mot"]
 
 # one frame: object ids, their boxes [N, 4] x y w h, hypothesis ids, their boxes [M, 4]
 Frame = tuple[Sequence[int], np.ndarray, Sequence[int], np.ndarray]
@@ -130,11 +131,24 @@ def id_mapping(pairs: Counter) -> dict[int, int]:
     return {hyps[r]: objs[k] for r, k in zip(rows, cols) if m[r, k] > 0}
 
 
-def id_scores(idtp: int, predictions: int, objects: int) -> dict[str, float | None]:
+def id_true_positives(pairs: Counter, mapping: dict[int, int] | None = None) -> int:
+    """IDTP: the co-occurrences ``pairs`` that ``mapping`` (default: :func:`id_mapping` of them) keeps."""
+    return sum(pairs[hg] for hg in (id_mapping(pairs) if mapping is None else mapping).items())
+
+
+def id_scores(idtp: int, predictions: int, objects: int, empty: float | None = None) -> dict[str, float | None]:
     """``{"idf1", "idp", "idr"}`` of ``idtp`` identity true positives; a ratio with nothing to
-    count is None."""
-    return {"idf1": 2 * idtp / (predictions + objects) if predictions + objects else None,
-            "idp": idtp / predictions if predictions else None, "idr": idtp / objects if objects else None}
+    count is ``empty``."""
+    return {"idf1": 2 * idtp / (predictions + objects) if predictions + objects else empty,
+            "idp": idtp / predictions if predictions else empty, "idr": idtp / objects if objects else empty}
+
+
+def check_thresholds(iou: float, min_visibility: float = 0.0) -> None:
+    """:class:`UsageError` unless ``0 < iou <= 1`` and ``0 <= min_visibility <= 1`` (the scorers' two thresholds)."""
+    if not 0 < iou <= 1:
+        raise UsageError(f"iou must be in (0, 1], got {iou}")
+    if not 0 <= min_visibility <= 1:
+        raise UsageError(f"min_visibility must be in [0, 1], got {min_visibility}")
 
 
 def _by_frame(gt_rows: Iterable[Sequence[float]], hyp_rows: Iterable[Sequence[float]],
@@ -156,11 +170,6 @@ def _by_frame(gt_rows: Iterable[Sequence[float]], hyp_rows: Iterable[Sequence[fl
                   [i for i, _ in hyp], np.array([b for _, b in hyp], np.float64).reshape(-1, 4))
 
 
-def _check_iou(iou: float) -> None:
-    if not 0 < iou <= 1:
-        raise UsageError(f"iou must be in (0, 1], got {iou}")
-
-
 def score_mot(gt_rows: Iterable[Sequence[float]], hyp_rows: Iterable[Sequence[float]], iou: float = 0.5,
               frames: Iterable[int] | None = None) -> dict[str, Any]:
     """MOTA and IDF1 of a tracker's boxes against ground truth (definitions in the module docstring).
@@ -174,10 +183,10 @@ def score_mot(gt_rows: Iterable[Sequence[float]], hyp_rows: Iterable[Sequence[fl
     the switches), "objects", "predictions", "idtp", "frames", "iou"}``; a ratio with nothing
     to count is None.
     """
-    _check_iou(iou)
+    check_thresholds(iou)
     scored = list(_by_frame(gt_rows, hyp_rows, frames))
     counts = accumulate((fr for _, fr in scored), iou)
-    idtp = sum(counts.pairs[hg] for hg in id_mapping(counts.pairs).items())
+    idtp = id_true_positives(counts.pairs)
     return {"mota": counts.mota, **id_scores(idtp, counts.predictions, counts.objects),
             "num_switches": counts.num_switches, "fp": counts.fp, "fn": counts.fn, "matches": counts.matches,
             "objects": counts.objects, "predictions": counts.predictions, "idtp": idtp, "frames": len(scored),
@@ -202,7 +211,7 @@ def motmetrics_reference(gt_rows: Iterable[Sequence[float]], hyp_rows: Iterable[
     ``iou``) computed by motmetrics, to print beside them. Needs ``pip install motmetrics``
     (:class:`~mvd_edge.core.errors.MissingExtra` otherwise); pandas and motmetrics are imported
     here only."""
-    _check_iou(iou)
+    check_thresholds(iou)
     mm = _motmetrics()
     acc = mm.MOTAccumulator(auto_id=False)
     for f, (gt_ids, gt_boxes, hyp_ids, hyp_boxes) in _by_frame(gt_rows, hyp_rows, frames):

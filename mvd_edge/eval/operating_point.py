@@ -68,7 +68,7 @@ FAST_EARLY_TRACK_IMAGES = 1
 FAST_MIN_PAIRS = 100
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
@@ -115,12 +115,12 @@ def scene_pairs(feats: np.ndarray, pids: Sequence[int], modalities: Sequence[int
 
     def track(idx: np.ndarray) -> np.ndarray:
         pick = rng.choice(idx, size=min(track_images, len(idx)), replace=False)
-        return _unit(feats[pick].mean(0))
+        return unit(feats[pick].mean(0))
 
     def two_tracks(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         perm = rng.permutation(idx)
         half = len(perm) // 2
-        return _unit(feats[perm[:min(track_images, half)]].mean(0)), _unit(feats[perm[half:][:track_images]].mean(0))
+        return unit(feats[perm[:min(track_images, half)]].mean(0)), unit(feats[perm[half:][:track_images]].mean(0))
 
     for n_scene in range(scenes):
         if kind == "cross":

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ from scipy.optimize import linear_sum_assignment
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.util import read_json
+from mvd_edge.eval.mot import check_thresholds, id_scores, id_true_positives
+from mvd_edge.eval.operating_point import unit
 
 __all__ = ["GroundTruthWarning", "best_setting", "box_counts", "embedding_separability", "gt_identity",
            "is_site_ground_truth", "load_ground_truth", "meets_target", "score_boxes", "score_events", "score_matches",
@@ -59,9 +61,7 @@ def load_ground_truth(path: str | Path) -> dict[str, Any]:
     """Read a ``gt.json`` written by ``mvd-edge synth-video`` (see :mod:`mvd_edge.synth.video`)."""
     from mvd_edge.synth.video import GT_FORMAT
 
-    p = Path(path)
-    if p.is_dir():
-        p = p / "gt.json"
+    p = gt_file(path)
     if not p.is_file():
         raise FileNotFoundError(f"ground truth not found: {p}")
     gt = read_json(p, UsageError, "a synth-video ground truth", fmt=GT_FORMAT)
@@ -72,8 +72,40 @@ def load_ground_truth(path: str | Path) -> dict[str, Any]:
     return gt
 
 
+def gt_file(path: str | Path) -> Path:
+    """A ``gt.json`` given as the file or its folder."""
+    p = Path(path)
+    return p / "gt.json" if p.is_dir() else p
+
+
 class GroundTruthWarning(UserWarning):
     """The events do not seem to come from the videos this ground truth describes."""
+
+
+def warn_other_sources(sources: list[tuple[str, Any, Any]], gt: dict[str, Any], what: str) -> None:
+    """Warn (:class:`GroundTruthWarning`) for each ``(label, events' source, ground truth's video)`` whose
+    source is another file than that video beside ``gt.json`` (URLs and unnamed videos are not checked)."""
+    if "_path" not in gt:
+        return
+    for label, src, video in sources:
+        if not src or not video or "://" in str(src):
+            continue
+        want = (Path(gt["_path"]).parent / video).resolve()
+        if Path(str(src)).resolve() != want:
+            warnings.warn(f"the events' {label} source is {src}, but this ground truth describes {want}: scores "
+                          f"against another {what}'s ground truth are meaningless", GroundTruthWarning, stacklevel=4)
+
+
+def event_list(events: str | Path | list[dict[str, Any]], runner: str) -> tuple[list[dict[str, Any]], str]:
+    """The events (a JSONL path or the dicts) and how to name them in a message; :class:`UsageError` when
+    there are none (``runner``: what should have written them)."""
+    from mvd_edge.match.events import read_events
+
+    where = "the events" if isinstance(events, list) else str(events)
+    evs = events if isinstance(events, list) else list(read_events(events))
+    if not evs:
+        raise UsageError(f"{where}: no events (an empty file: did {runner} run to its first frame?)")
+    return evs, where
 
 
 def check_events_match_ground_truth(evs: list[dict[str, Any]], gt: dict[str, Any], n_gt: int) -> None:
@@ -86,22 +118,20 @@ def check_events_match_ground_truth(evs: list[dict[str, Any]], gt: dict[str, Any
         raise UsageError(f"the events reach frame {last} but the ground truth {gt.get('_path', '')} has {n_gt} "
                          f"frames: these events are from another video")
     start = next((e for e in evs if e.get("event") == "start"), None)
-    if start is None or "_path" not in gt:
-        return
-    for s in ("ir", "rgb"):
-        src, name = start.get(f"{s}_source"), gt["streams"][s].get("video")
-        if not src or not name or "://" in str(src) or str(src).isdigit():
-            continue
-        want = (Path(gt["_path"]).parent / name).resolve()
-        if Path(src).resolve() != want:
-            warnings.warn(f"the events' {s} source is {src}, but this ground truth describes {want}: scores "
-                          f"against another video's ground truth are meaningless", GroundTruthWarning, stacklevel=3)
+    if start is not None:  # a camera index (digits) is no file to compare
+        warn_other_sources([(s, start.get(f"{s}_source"), gt["streams"][s].get("video")) for s in ("ir", "rgb")
+                            if not str(start.get(f"{s}_source")).isdigit()], gt, "video")
 
 
 def xywh_to_xyxy(box: list[float]) -> np.ndarray:
     """``[x, y, w, h]`` (events, ground truth) -> float32 ``[x1, y1, x2, y2]``."""
     x, y, w, h = (float(v) for v in box[:4])
     return np.array([x, y, x + w, y + h], np.float32)
+
+
+def gt_xyxy(gts: list[list[float]]) -> np.ndarray:
+    """Ground-truth boxes ``[[id, x, y, w, h, visibility], ...]`` -> float32 ``[N, 4]`` x1, y1, x2, y2."""
+    return np.array([xywh_to_xyxy(b[1:5]) for b in gts], np.float32).reshape(-1, 4)
 
 
 def gt_identity(box: list[float] | None, gts: list[list[float]], iou_min: float) -> int | None:
@@ -111,8 +141,7 @@ def gt_identity(box: list[float] | None, gts: list[list[float]], iou_min: float)
         return None
     from mvd_edge.match.detect import box_iou
 
-    g = np.array([xywh_to_xyxy(b[1:5]) for b in gts], np.float32)
-    iou = box_iou(xywh_to_xyxy(box)[None], g)[0]
+    iou = box_iou(xywh_to_xyxy(box)[None], gt_xyxy(gts))[0]
     j = int(iou.argmax())
     return int(gts[j][0]) if iou[j] >= iou_min else None
 
@@ -121,8 +150,7 @@ def is_site_ground_truth(gt: str | Path) -> bool:
     """A site's gt.json (``mvd-edge-site-gt/1``, the file or its folder) rather than a video pair's."""
     from mvd_edge.synth.site import SITE_GT_FORMAT
 
-    p = Path(gt)
-    p = p / "gt.json" if p.is_dir() else p
+    p = gt_file(gt)
     if not p.is_file():
         return False
     with p.open() as f:
@@ -153,7 +181,7 @@ def box_counts(pred: np.ndarray, gts: list[list[float]], iou: float = 0.5,
     from mvd_edge.match.detect import box_iou
 
     pred = np.asarray(pred, np.float32).reshape(-1, 4)
-    g = np.array([xywh_to_xyxy(b[1:5]) for b in gts], np.float32).reshape(-1, 4)
+    g = gt_xyxy(gts)
     care = np.array([float(b[5]) >= min_visibility for b in gts], bool)
     tp = fp = 0
     matched_p = np.zeros(len(pred), bool)
@@ -177,10 +205,7 @@ def score_boxes(pred: dict[int, np.ndarray], gt_boxes: list[list[list[float]]], 
     ``pred``: ``{frame (0-based): [N, 4] x1y1x2y2}``; ``gt_boxes``: one stream's ``boxes``
     from ``gt.json``; ``frames``: the frames scored (default: every frame in ``pred``).
     """
-    if not 0 < iou <= 1:
-        raise UsageError(f"iou must be in (0, 1], got {iou}")
-    if not 0 <= min_visibility <= 1:
-        raise UsageError(f"min_visibility must be in [0, 1], got {min_visibility}")
+    check_thresholds(iou, min_visibility)
     tp = fp = fn = 0
     for f in (sorted(pred) if frames is None else frames):
         if not 0 <= f < len(gt_boxes):
@@ -199,17 +224,10 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
     "opportunities", "covered", "frames", "global_ids", "identities", "idtp", "per_identity":
     {id: {"opportunities", "covered", "recall", "global_ids"}}, "iou", "min_visibility"}``.
     """
-    from mvd_edge.match.events import read_events
-
-    if not 0 < iou <= 1:
-        raise UsageError(f"iou must be in (0, 1], got {iou}")
-    if not 0 <= min_visibility <= 1:
-        raise UsageError(f"min_visibility must be in [0, 1], got {min_visibility}")
+    check_thresholds(iou, min_visibility)
     if not isinstance(gt, dict):
         gt = load_ground_truth(gt)
-    evs = list(read_events(events)) if not isinstance(events, list) else events
-    if not evs:
-        raise UsageError(f"{events}: no events (an empty file: did `mvd-edge match --events` run to its first frame?)")
+    evs, _ = event_list(events, "`mvd-edge match --events`")
     boxes = {s: gt["streams"][s]["boxes"] for s in ("ir", "rgb")}
     n_gt = min(len(boxes["ir"]), len(boxes["rgb"]))
     check_events_match_ground_truth(evs, gt, n_gt)
@@ -224,13 +242,10 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
     correct, covered, pred_obs = _reported_pairs(matches, frame_boxes, opp, iou)
     # IDF1: co-occurrence of (global id, identity) among true observations
     true_obs = {(s, f, pid) for (fi, fr), ids in opp.items() for pid in ids for s, f in (("ir", fi), ("rgb", fr))}
-    co: dict[tuple[int, int], int] = defaultdict(int)
-    for (s, f, _), (gid, pid) in pred_obs.items():
-        if pid is not None and (s, f, pid) in true_obs:
-            co[(gid, pid)] += 1
+    co = Counter((gid, pid) for (s, f, _), (gid, pid) in pred_obs.items() if pid is not None and (s, f, pid) in true_obs)
     gids = sorted({g for g, _ in pred_obs.values()})
     pids = sorted({pid for ids in opp.values() for pid in ids})
-    idtp = _max_matching(co, gids, pids)
+    idtp = id_true_positives(co)
     n_pred, n_true = len(pred_obs), len(true_obs)
     per_id: dict[int, dict[str, Any]] = {}
     for pid in pids:
@@ -241,9 +256,7 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
     return {
         "precision": correct / len(matches) if matches else 0.0,
         "recall": len(covered) / n_opp if n_opp else 0.0,
-        "idf1": 2 * idtp / (n_pred + n_true) if n_pred + n_true else 0.0,
-        "idp": idtp / n_pred if n_pred else 0.0,
-        "idr": idtp / n_true if n_true else 0.0,
+        **id_scores(idtp, n_pred, n_true, empty=0.0),
         "reported_pairs": len(matches),
         "correct_pairs": correct,
         "opportunities": n_opp,
@@ -306,19 +319,6 @@ def _reported_pairs(matches: list[dict[str, Any]], frame_boxes, opp: dict, iou: 
     return correct, covered, pred_obs
 
 
-def _max_matching(co: dict[tuple[int, int], int], gids: list[int], pids: list[int]) -> int:
-    """The most co-occurrences a one-to-one mapping of global ids onto identities keeps (Hungarian): IDTP."""
-    if not gids or not pids:
-        return 0
-    m = np.zeros((len(gids), len(pids)))
-    gi, pi_ = {g: k for k, g in enumerate(gids)}, {p: k for k, p in enumerate(pids)}
-    for (g, p), c in co.items():
-        if p in pi_:
-            m[gi[g], pi_[p]] = c
-    r, c = linear_sum_assignment(-m)
-    return int(m[r, c].sum())
-
-
 def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_overlap: float = 0.3,
                            min_visibility: float = 0.6, crop_margin: float = 0.08) -> dict[str, Any]:
     """How well an embedder tells the people of a synth-video pair apart across modalities,
@@ -352,16 +352,14 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
     for s in ("ir", "rgb"):
         crops, pids = _clear_crops(root / gt["streams"][s]["video"], gt["streams"][s]["boxes"], every, max_overlap,
                                    min_visibility, crop_margin, aspect)
-        f = np.asarray(embedder.embed(crops), np.float32)  # an Embedder batches by its max_batch itself
-        feats[s] = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        feats[s] = unit(np.asarray(embedder.embed(crops), np.float32))  # an Embedder batches by its max_batch
         labels[s] = np.array(pids, np.int64)
     ids = sorted(set(labels["ir"].tolist()) & set(labels["rgb"].tolist()))
     if not ids:
         raise UsageError(f"{root}: no identity has a clear crop in both streams")
     desc = {}
     for s in ("ir", "rgb"):
-        m = np.stack([feats[s][labels[s] == p].mean(axis=0) for p in ids])
-        desc[s] = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+        desc[s] = unit(np.stack([feats[s][labels[s] == p].mean(axis=0) for p in ids]))
     top1 = {}
     for s, o in (("ir", "rgb"), ("rgb", "ir")):
         keep = np.isin(labels[s], ids)
@@ -401,7 +399,7 @@ def _clear_crops(path: Path, frames: list, every: int, max_overlap: float, min_v
                 break
             if k % every or not boxes:
                 continue
-            xyxy = np.array([xywh_to_xyxy(b[1:5]) for b in boxes], np.float32)
+            xyxy = gt_xyxy(boxes)
             for b, box, ov in zip(boxes, xyxy, box_overlap(xyxy)):
                 if b[5] < min_visibility or ov > max_overlap:
                     continue

@@ -68,7 +68,6 @@ Definitions (``iou`` = 0.5 and ``min_visibility`` = 0.5 by default):
 from __future__ import annotations
 
 import math
-import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -77,8 +76,8 @@ import numpy as np
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.util import read_json
-from mvd_edge.eval.mot import Frame, MotCounts, accumulate, id_mapping, id_scores
-from mvd_edge.eval.scoring import GroundTruthWarning, gt_identity, score_boxes, xywh_to_xyxy
+from mvd_edge.eval.mot import Frame, MotCounts, accumulate, check_thresholds, id_mapping, id_scores, id_true_positives
+from mvd_edge.eval.scoring import event_list, gt_file, gt_identity, score_boxes, warn_other_sources, xywh_to_xyxy
 
 __all__ = ["format_site_table", "load_site_ground_truth", "score_site"]
 
@@ -104,9 +103,7 @@ def load_site_ground_truth(path: str | Path) -> dict[str, Any]:
     from mvd_edge.synth.site import SITE_GT_FORMAT
     from mvd_edge.synth.video import GT_FORMAT
 
-    p = Path(path)
-    if p.is_dir():
-        p = p / "gt.json"
+    p = gt_file(path)
     gt = read_json(p, UsageError, "a site ground truth")
     fmt = gt.get("format") if isinstance(gt, dict) else type(gt).__name__
     if fmt == GT_FORMAT:
@@ -120,12 +117,9 @@ def load_site_ground_truth(path: str | Path) -> dict[str, Any]:
 
 
 def _read_site_events(events: str | Path | list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-    from mvd_edge.match.events import EVENT_SCHEMA_VERSION, event_view, read_events
+    from mvd_edge.match.events import EVENT_SCHEMA_VERSION, event_view
 
-    where = "the events" if isinstance(events, list) else str(events)
-    evs = events if isinstance(events, list) else list(read_events(events))
-    if not evs:
-        raise UsageError(f"{where}: no events (an empty file: did the site matcher run to its first frame?)")
+    evs, where = event_list(events, "the site matcher")
     start = next((e for e in evs if e.get("event") == "start"), None)
     view = event_view(start)
     if view != "site":
@@ -169,10 +163,7 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
     "across-locations": {"precision", "recall", "precision_hits", "precision_n",
     "recall_hits", "recall_n"}}, "iou", "min_visibility"}``.
     """
-    for name, value, ok, span in (("iou", iou, 0 < iou <= 1, "(0, 1]"),
-                                  ("min_visibility", min_visibility, 0 <= min_visibility <= 1, "[0, 1]")):
-        if not ok:
-            raise UsageError(f"{name} must be in {span}, got {value}")
+    check_thresholds(iou, min_visibility)
     if not isinstance(gt, dict):
         gt = load_site_ground_truth(gt)
     else:
@@ -205,18 +196,12 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
     mot = {c: accumulate(_camera_frames(c, true_obs, preds), iou) for c in cams}
     total = sum(mot.values(), MotCounts())
     mapping = id_mapping(total.pairs)
-
-    def idtp_of(counts: MotCounts) -> int:
-        return sum(counts.pairs[hg] for hg in mapping.items())
-
-    idtp, n_pred, n_true = idtp_of(total), total.predictions, total.objects
-    per_cam = {c: _camera_scores(c, gt, processed[c], sightings, labelled, mot[c], idtp_of(mot[c]), iou,
-                                 min_visibility) for c in cams}
+    idtp, n_pred, n_true = id_true_positives(total.pairs, mapping), total.predictions, total.objects
+    per_cam = {c: _camera_scores(c, gt, processed[c], sightings, labelled, mot[c],
+                                 id_true_positives(mot[c].pairs, mapping), iou, min_visibility) for c in cams}
     pairs = _pair_scores(cams, gt_cams, labelled, true_obs)
     return {
-        "idf1": 2 * idtp / (n_pred + n_true) if n_pred + n_true else 0.0,
-        "idp": idtp / n_pred if n_pred else 0.0,
-        "idr": idtp / n_true if n_true else 0.0,
+        **id_scores(idtp, n_pred, n_true, empty=0.0),
         "idtp": idtp, "predicted": n_pred, "true": n_true, "mota": total.mota, "mot": _mot_counts(total),
         "dont_care": sum(1 for s in labelled if s[2] is not None and not s[4]),
         "global_ids": len({s[2] for s in labelled if s[2] is not None}),
@@ -261,7 +246,8 @@ def _cameras_and_frames(evs: list[dict[str, Any]], end: dict[str, Any] | None, s
         if m is not None and str(m) != gt_cams[c]["modality"]:
             raise UsageError(f"{where}: camera {c!r} is {m} in the events but {gt_cams[c]['modality']} in the "
                              f"ground truth: these events are from another site")
-    _check_sources(ev_cams, gt)
+    warn_other_sources([(f"camera {c}", spec.get("source"), gt["cameras"][c].get("video")) for c, spec in ev_cams.items()
+                        if isinstance(spec, dict) and Path(str(spec.get("source"))).is_file()], gt, "site")
     cams = sorted(names)
     processed: dict[str, list[int]] = {}
     for c in cams:
@@ -368,24 +354,6 @@ def _camera_frames(c: str, true_obs: dict[tuple[str, int], dict[int, list[float]
 def _mot_counts(m: MotCounts) -> dict[str, int]:
     return {"matches": m.matches, "fp": m.fp, "fn": m.fn, "num_switches": m.num_switches, "objects": m.objects,
             "predictions": m.predictions}
-
-
-def _check_sources(ev_cams: dict[str, Any], gt: dict[str, Any]) -> None:
-    """Warn (:class:`~mvd_edge.eval.scoring.GroundTruthWarning`) when a camera's source in the
-    events is an existing file other than the video this ground truth describes."""
-    if "_path" not in gt:
-        return
-    root = Path(gt["_path"]).parent
-    for c, spec in ev_cams.items():
-        src = spec.get("source") if isinstance(spec, dict) else None
-        video = gt["cameras"][c].get("video")
-        if not src or not video or "://" in str(src) or not Path(str(src)).is_file():
-            continue
-        want = (root / video).resolve()
-        if Path(str(src)).resolve() != want:
-            warnings.warn(f"the events' camera {c} source is {src}, but this ground truth describes {want}: "
-                          f"scores against another site's ground truth are meaningless", GroundTruthWarning,
-                          stacklevel=3)
 
 
 def _fmt(v: float | None) -> str:
