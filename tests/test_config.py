@@ -135,3 +135,57 @@ def test_resume_keeps_the_runs_settings_and_refuses_contradicting_ones(tmp_path)
 def test_zero_batches_per_epoch_is_refused():
     with pytest.raises(ConfigError, match="data.batches_per_epoch must be >= 1"):
         load_train_config(None, ["data.batches_per_epoch=0"])
+
+
+_UNKNOWN_ASSOCIATION = ("unknown config key 'association.treshold' (valid keys under 'association.': early_margin, "
+                        "early_threshold, fast_hysteresis, fast_margin, fast_pairing, fast_threshold, hysteresis, "
+                        "margin, max_gap, reid_memory, reid_memory_faiss_above, reid_threshold, report_coast, "
+                        "stickiness, threshold)")
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["device.x=1"], "override 'device.x': 'device' is not a section"),
+    (["association.treshold=1"], _UNKNOWN_ASSOCIATION),
+    (["foo.bar=1"], "unknown config key 'foo' (valid keys under '<top>': association, bank, crop, detector, device, "
+                    "outputs, site, sources, track)"),
+    (["association.threshold=2"], "association.threshold must be a finite number in [-1, 1], got 2.0"),
+    (["association=1"], "association: expected a mapping, got int"),
+])
+def test_matcher_and_train_configs_name_the_key_alike(tmp_path, sets, message):
+    """The matcher config is loaded by the training config's machinery: ``--set`` and
+    ``MatcherConfig.updated`` give the same one-line error, word for word."""
+    from mvd_edge.core.yamlsafe import parse_yaml
+    from mvd_edge.match.config import MatcherConfig, load_matcher_config
+
+    with pytest.raises(ConfigError) as exc:
+        load_matcher_config(None, sets)
+    assert str(exc.value) == message
+    key, raw = sets[0].split("=")
+    with pytest.raises(ConfigError) as exc:
+        MatcherConfig().updated({key: parse_yaml(raw)})
+    assert str(exc.value) == message
+
+
+def test_config_files_and_sets_name_the_key_alike(tmp_path):
+    from mvd_edge.match.config import load_matcher_config
+
+    y = tmp_path / "c.yaml"
+    for text, message in [("association: {treshold: 1}\n", "unknown config key 'association.treshold'"),
+                          ("foo: {bar: 1}\n", "unknown config key 'foo'"),
+                          ("device: {x: 1}\n", "device: expected a string, got {'x': 1}"),
+                          ("association: null\n", "association: expected a mapping, got NoneType")]:
+        y.write_text(text)
+        with pytest.raises(ConfigError) as exc:
+            load_matcher_config(y)
+        assert str(exc.value) == message
+    for sets, message in [(["device.x=1"], "override 'device.x': 'device' is not a section"),
+                          (["optim.lr=-1"], "optim.lr must be > 0, got -1.0"),
+                          (["optim.lrr=1"], "unknown config key 'optim.lrr' (valid keys under 'optim.': amp, epochs, "
+                                            "gamma, grad_clip, lr, milestones, schedule, warmup_epochs, "
+                                            "warmup_factor, weight_decay)")]:
+        with pytest.raises(ConfigError) as exc:
+            load_train_config(None, sets)
+        assert str(exc.value) == message
+    y.write_text("association: {threshold: 0.6}\n")
+    cfg = load_matcher_config(y, ["bank.last_n=5", "association.margin=0.1"])
+    assert cfg.origin == {"association.threshold": f"file {y}", "bank.last_n": "--set", "association.margin": "--set"}

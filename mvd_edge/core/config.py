@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,20 +211,26 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def set_key(data: dict, key: str, value: Any) -> None:
+    """Set the dotted ``key`` (``a.b.c``) of the nested dict ``data`` to ``value``, making missing sections
+    (:func:`from_dict` then names an unknown key); a value on the way is a :class:`ConfigError`."""
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key.strip()!r}: '{part}' is not a section")
+    node[leaf] = value
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.path=value")
         key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = data
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {key!r}: '{part}' is not a section")
         try:
-            node[parts[-1]] = parse_yaml(raw, f"override {item!r}")
+            set_key(data, key, parse_yaml(raw, f"override {item!r}"))
         except YamlError as exc:
             raise ConfigError(str(exc)) from None
     return data
@@ -278,13 +285,14 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def explicit_keys(path: str | Path | None, overrides: list[str] | None) -> set[str]:
-    """The config keys a user set: every key of the YAML file and of the ``key=value`` overrides."""
-    keys = set(flatten(read_yaml_mapping(path))) if path is not None else set()
-    return keys | {o.split("=", 1)[0].strip() for o in overrides or [] if "=" in o}
+def explicit_keys(path: str | Path | None, overrides: list[str] | None) -> dict[str, str]:
+    """The config keys a user set, each with where it came from: ``file PATH`` (every key of the
+    YAML file), then ``--set`` (the ``key=value`` overrides)."""
+    keys = dict.fromkeys(flatten(read_yaml_mapping(path)), f"file {path}") if path is not None else {}
+    return keys | dict.fromkeys(flatten(apply_overrides({}, overrides or [])), "--set")
 
 
-def resume_config(cfg: TrainConfig, stored: dict, explicit: set[str]) -> TrainConfig:
+def resume_config(cfg: TrainConfig, stored: dict, explicit: Collection[str]) -> TrainConfig:
     """The config a ``--resume`` continues with: the run's own (``stored``, from ``last.pt``) where
     the user set nothing, the user's value where it set one of :data:`RESUMABLE_CHANGES`. A setting the user gave
     that contradicts the run (another learning rate, data set, backbone...) is a
@@ -301,11 +309,7 @@ def resume_config(cfg: TrainConfig, stored: dict, explicit: set[str]) -> TrainCo
         merged[key] = was[key]
     data: dict = {}
     for key, value in merged.items():
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        set_key(data, key, value)
     out = from_dict(TrainConfig, data)
     validate_train_config(out)
     return out

@@ -23,15 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mvd_edge.core.config import (
-    ConfigError,
-    apply_overrides,
-    flatten,
-    from_dict,
-    load_config,
-    read_yaml_mapping,
-    to_dict,
-)
+from mvd_edge.core.config import ConfigError, explicit_keys, flatten, from_dict, load_config, set_key, to_dict
 from mvd_edge.core.sizes import parse_size
 
 __all__ = ["MatcherConfig", "Resolved", "load_matcher_config", "resolve"]
@@ -259,18 +251,10 @@ class MatcherConfig:
 
     def updated(self, values: dict[str, Any], source: str = "--set") -> MatcherConfig:
         """A new, checked config with the dotted ``values`` (``{"association.threshold": 0.6}``) set,
-        recorded as coming from ``source``; an unknown key is a :class:`ConfigError`."""
+        recorded as coming from ``source``; an unknown key is the :class:`ConfigError` ``--set`` gives."""
         data = to_dict(self)
         for key, value in values.items():
-            *parents, leaf = key.split(".")
-            node = data
-            for part in parents:
-                node = node.get(part) if isinstance(node, dict) else None
-                if not isinstance(node, dict):
-                    raise ConfigError(f"unknown config key '{key}'")
-            if leaf not in node:
-                raise ConfigError(f"unknown config key '{key}'")
-            node[leaf] = value
+            set_key(data, key, value)
         out = from_dict(MatcherConfig, data)
         out.origin = {**self.origin, **{k: source for k in values}}
         return out
@@ -285,9 +269,7 @@ def load_matcher_config(path: str | Path | None = None, sets: list[str] | None =
     """Defaults, then the YAML file ``path`` (if any), then the ``key.path=value`` ``sets``; every key
     and range is checked. :attr:`MatcherConfig.origin` records which keys the file and the sets gave."""
     cfg = load_config(MatcherConfig, path, sets)
-    origin = {k: f"file {path}" for k in flatten(read_yaml_mapping(path))} if path is not None else {}
-    origin.update({k: "--set" for k in flatten(apply_overrides({}, sets or []))})
-    cfg.origin = origin
+    cfg.origin = explicit_keys(path, sets)
     return cfg
 
 
