@@ -6,18 +6,15 @@ one, quantisation derives the INT8/FP16 one from the FP32 one (:meth:`GraphMeta.
 :meth:`GraphMeta.derive_fp16`, both ``dataclasses.replace``), and engine building and the
 runtime read it back (:meth:`GraphMeta.from_session`, :meth:`GraphMeta.from_onnx`).
 
-Key strings and value encodings are exactly those written before the contract had a class
-(JSON for lists and the preprocessing spec, ``"1"``/``"0"`` for flags, decimal strings for
-integers), so older graphs still read; the one addition is ``mvd_edge.meta_schema``, the
-integer :attr:`GraphMeta.SCHEMA_VERSION`. A graph without it is schema 1 (the key set was
-the same); a graph with a larger one was written by a newer mvd-edge and is refused rather
-than half-understood.
+Each field is stored under ``mvd_edge.<field name>`` in the encodings mvd-edge has always written
+(JSON for lists, mappings and the preprocessing spec, ``"1"``/``"0"`` for flags, decimal strings
+for integers), so older graphs still read; ``mvd_edge.meta_schema`` holds the integer
+:attr:`GraphMeta.SCHEMA_VERSION`. A graph without it is schema 1 (the key set was the same); a
+graph with a larger one was written by a newer mvd-edge and is refused rather than half-understood.
 
-Reading needs neither torch nor the ``onnx`` package: the edge install has only
-onnxruntime. ``onnx`` is used when it is installed (it reads the file without building a
-session); otherwise ONNX Runtime's ``custom_metadata_map`` serves, and for graphs ONNX Runtime
-cannot load (the fused-head plugin op) a minimal protobuf reader of the few fields needed
-(:func:`read_onnx_header`).
+Reading needs neither torch nor the ``onnx`` package (the edge install has only onnxruntime), nor
+a graph ONNX Runtime can load (the fused-head plugin op): a minimal protobuf reader of the few
+fields needed does it (:func:`read_onnx_header`).
 """
 
 from __future__ import annotations
@@ -37,51 +34,41 @@ from mvd_edge.core.spec import PRECISIONS
 PREFIX = "mvd_edge."
 SCHEMA_KEY = "mvd_edge.meta_schema"
 
-# one name per key; the order is the order keys have always been written in
-K_VERSION = "mvd_edge.version"
-K_RECIPE = "mvd_edge.recipe"
-K_INPUT_SIZE = "mvd_edge.input_size"  # redundant with preprocess, kept for humans and old readers
 K_PREPROCESS = "mvd_edge.preprocess"
-K_MEAN = "mvd_edge.mean"  # redundant
-K_STD = "mvd_edge.std"  # redundant
-K_COLOR_ORDER = "mvd_edge.color_order"  # redundant
-K_EMBEDDING_DIM = "mvd_edge.embedding_dim"
-K_CHECKPOINT_SHA = "mvd_edge.checkpoint_sha256"
-K_BACKBONE = "mvd_edge.backbone"
-K_FUSED_HEAD = "mvd_edge.fused_head"
 K_PRECISION = "mvd_edge.precision"
-K_INT8_FLAVOUR = "mvd_edge.int8_flavour"
-K_INT8_ACT = "mvd_edge.int8_activation_type"
-K_INT8_WBITS = "mvd_edge.int8_weight_bits"
-K_INT8_HEAD = "mvd_edge.int8_include_head"
-K_INT8_EXCLUDED = "mvd_edge.int8_excluded_layers"
-K_CALIB_METHOD = "mvd_edge.calib_method"
-K_CALIB_PARAMS = "mvd_edge.calib_params"
-K_CALIB_KEY = "mvd_edge.calib_ranges_key"
-K_CALIB_MANIFEST = "mvd_edge.calib_manifest_sha256"
-K_CALIB_CROPS = "mvd_edge.calib_crops"
-K_FP16_KEPT = "mvd_edge.fp16_kept_fp32"
-K_SOURCE_SHA = "mvd_edge.source_onnx_sha256"
-K_STUDENT = "mvd_edge.student_of"  # optional: a one-pass student's teacher (JSON; see mvd_edge.train.distill)
+K_STUDENT = "mvd_edge.student_of"  # optional: a one-pass student's teacher (see mvd_edge.train.distill)
+#: copies of parts of the preprocessing spec, written beside it for humans and old readers
+K_INPUT_SIZE, K_MEAN, K_STD, K_COLOR_ORDER = (PREFIX + k for k in ("input_size", "mean", "std", "color_order"))
 
 #: Written by every export; a graph lacking one of them was not exported by mvd-edge.
-REQUIRED_KEYS = (K_VERSION, K_RECIPE, K_PREPROCESS, K_EMBEDDING_DIM, K_CHECKPOINT_SHA, K_BACKBONE, K_FUSED_HEAD,
-                 K_PRECISION)
-INT8_KEYS = (K_INT8_FLAVOUR, K_INT8_ACT, K_INT8_WBITS, K_INT8_HEAD, K_INT8_EXCLUDED, K_CALIB_METHOD, K_CALIB_PARAMS,
-             K_CALIB_KEY, K_CALIB_MANIFEST, K_CALIB_CROPS, K_SOURCE_SHA)
-FP16_KEYS = (K_FP16_KEPT, K_SOURCE_SHA)
-
+REQUIRED_FIELDS = ("version", "recipe", "preprocess", "embedding_dim", "checkpoint_sha256", "backbone", "fused_head",
+                   "precision")
 _INT8_FIELDS = ("int8_flavour", "int8_activation_type", "int8_weight_bits", "int8_include_head",
                 "int8_excluded_layers", "calib_method", "calib_params", "calib_ranges_key", "calib_manifest_sha256",
                 "calib_crops")
+#: the fields a graph of each precision carries besides the required ones
+PRECISION_FIELDS = {"fp32": (), "fp16": ("fp16_kept_fp32", "source_onnx_sha256"),
+                    "int8": (*_INT8_FIELDS, "source_onnx_sha256")}
+#: how a field is encoded (the name of the :class:`_PropReader` method that decodes it); others are text
+_ENCODINGS = {"embedding_dim": "integer", "int8_weight_bits": "integer", "calib_crops": "integer",
+              "fused_head": "flag", "int8_include_head": "flag", "int8_excluded_layers": "str_list",
+              "fp16_kept_fp32": "str_list", "calib_params": "mapping", "student_of": "mapping",
+              "preprocess": "spec"}
 
 
 class MetadataError(MvdEdgeError, ValueError):
     """An ONNX graph's ``mvd_edge.*`` metadata is missing, malformed or from a newer mvd-edge."""
 
 
-def _flag(value: bool) -> str:
-    return "1" if value else "0"
+def _encode(name: str, value: Any) -> str:
+    kind = _ENCODINGS.get(name)
+    if kind == "flag":
+        return "1" if value else "0"
+    if kind == "str_list":
+        return json.dumps(list(value))
+    if kind == "mapping":
+        return json.dumps(dict(value), sort_keys=True)
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -156,39 +143,16 @@ class GraphMeta:
     def to_props(self) -> dict[str, str]:
         """``metadata_props`` entries, in the order and encodings mvd-edge has always written them."""
         spec = self.preprocess
-        props = {
-            K_VERSION: self.version,
-            K_RECIPE: self.recipe,
-            K_INPUT_SIZE: json.dumps([spec.height, spec.width]),
-            K_PREPROCESS: json.dumps(spec.to_dict()),
-            K_MEAN: json.dumps(list(spec.mean)),
-            K_STD: json.dumps(list(spec.std)),
-            K_COLOR_ORDER: spec.color_order,
-            K_EMBEDDING_DIM: str(self.embedding_dim),
-            K_CHECKPOINT_SHA: self.checkpoint_sha256,
-            K_BACKBONE: self.backbone,
-            K_FUSED_HEAD: _flag(self.fused_head),
-            K_PRECISION: self.precision,
-        }
-        if self.precision == "int8":
-            props.update({
-                K_INT8_FLAVOUR: str(self.int8_flavour),
-                K_INT8_ACT: str(self.int8_activation_type),
-                K_INT8_WBITS: str(self.int8_weight_bits),
-                K_INT8_HEAD: _flag(bool(self.int8_include_head)),
-                K_INT8_EXCLUDED: json.dumps(list(self.int8_excluded_layers or ())),
-                K_CALIB_METHOD: str(self.calib_method),
-                K_CALIB_PARAMS: json.dumps(dict(self.calib_params or {}), sort_keys=True),
-                K_CALIB_KEY: str(self.calib_ranges_key),
-                K_CALIB_MANIFEST: str(self.calib_manifest_sha256),
-                K_CALIB_CROPS: str(self.calib_crops),
-            })
-        elif self.precision == "fp16":
-            props[K_FP16_KEPT] = json.dumps(list(self.fp16_kept_fp32 or ()))
-        if self.source_onnx_sha256 is not None:
-            props[K_SOURCE_SHA] = self.source_onnx_sha256
-        if self.student_of is not None:
-            props[K_STUDENT] = json.dumps(dict(self.student_of), sort_keys=True)
+        props: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "preprocess":
+                props[K_INPUT_SIZE] = json.dumps([spec.height, spec.width])
+                props[K_PREPROCESS] = json.dumps(spec.to_dict())
+                props.update({K_MEAN: json.dumps(list(spec.mean)), K_STD: json.dumps(list(spec.std)),
+                              K_COLOR_ORDER: spec.color_order})
+            elif value is not None:
+                props[PREFIX + f.name] = _encode(f.name, value)
         props[SCHEMA_KEY] = str(self.SCHEMA_VERSION)
         return props
 
@@ -201,38 +165,24 @@ class GraphMeta:
         """
         r = _PropReader(props, str(source))
         r.check_schema(cls.SCHEMA_VERSION)
-        missing = [k for k in REQUIRED_KEYS if k not in props]
+        missing = [PREFIX + n for n in REQUIRED_FIELDS if PREFIX + n not in props]
         if missing:
             hint = ("it has no mvd-edge metadata at all" if not any(k.startswith(PREFIX) for k in props)
                     else f"also missing: {', '.join(missing[1:])}" if len(missing) > 1 else "")
             raise MetadataError(f"{source}: missing metadata key {missing[0]!r} (not exported by mvd-edge? "
                                 f"export it with `mvd-edge export`){'; ' + hint if hint else ''}")
-        spec = r.spec()
         precision = r.text(K_PRECISION)
         if precision not in PRECISIONS:
             raise MetadataError(f"{source}: metadata key {K_PRECISION!r} is {precision!r}, expected one of "
                                 f"{', '.join(PRECISIONS)}")
-        kw: dict[str, Any] = {}
-        if precision == "int8":
-            r.require(INT8_KEYS, "an int8 graph")
-            kw = dict(int8_flavour=r.text(K_INT8_FLAVOUR), int8_activation_type=r.text(K_INT8_ACT),
-                      int8_weight_bits=r.integer(K_INT8_WBITS), int8_include_head=r.flag(K_INT8_HEAD),
-                      int8_excluded_layers=r.str_list(K_INT8_EXCLUDED), calib_method=r.text(K_CALIB_METHOD),
-                      calib_params=r.json(K_CALIB_PARAMS, dict), calib_ranges_key=r.text(K_CALIB_KEY),
-                      calib_manifest_sha256=r.text(K_CALIB_MANIFEST), calib_crops=r.integer(K_CALIB_CROPS),
-                      source_onnx_sha256=r.text(K_SOURCE_SHA))
-        elif precision == "fp16":
-            r.require(FP16_KEYS, "an fp16 graph")
-            kw = dict(fp16_kept_fp32=r.str_list(K_FP16_KEPT), source_onnx_sha256=r.text(K_SOURCE_SHA))
-        if K_STUDENT in props:
-            kw["student_of"] = r.json(K_STUDENT, dict)
-        dim = r.integer(K_EMBEDDING_DIM)
-        if dim <= 0:
-            raise MetadataError(f"{source}: metadata key {K_EMBEDDING_DIM!r} must be positive, got {dim}")
+        r.require([PREFIX + n for n in PRECISION_FIELDS[precision]], f"an {precision} graph")
+        names = [*REQUIRED_FIELDS, *PRECISION_FIELDS[precision], *(["student_of"] if K_STUDENT in props else [])]
+        kw = {n: r.field(n) for n in names}
+        if kw["embedding_dim"] <= 0:
+            raise MetadataError(f"{source}: metadata key 'mvd_edge.embedding_dim' must be positive, "
+                                f"got {kw['embedding_dim']}")
         try:
-            return cls(version=r.text(K_VERSION), recipe=r.text(K_RECIPE), preprocess=spec, embedding_dim=dim,
-                       checkpoint_sha256=r.text(K_CHECKPOINT_SHA), backbone=r.text(K_BACKBONE),
-                       fused_head=r.flag(K_FUSED_HEAD), precision=precision, **kw)
+            return cls(**kw)
         except (TypeError, ValueError) as exc:
             raise MetadataError(f"{source}: inconsistent mvd-edge metadata: {exc}") from exc
 
@@ -317,6 +267,10 @@ class _PropReader:
             raise self._bad(missing[0], f"is missing, which {what} must carry"
                                         + (f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else ""))
 
+    def field(self, name: str) -> Any:
+        """The field ``name``, decoded from its key as it is encoded (:data:`_ENCODINGS`)."""
+        return getattr(self, _ENCODINGS.get(name, "text"))(PREFIX + name)
+
     def text(self, key: str) -> str:
         value = self.props[key]
         if not isinstance(value, str) or not value:
@@ -344,25 +298,27 @@ class _PropReader:
             raise self._bad(key, f"holds a JSON {type(value).__name__}, expected a {kind.__name__}")
         return value
 
+    def mapping(self, key: str) -> dict:
+        return self.json(key, dict)
+
     def str_list(self, key: str) -> tuple[str, ...]:
         value = self.json(key, list)
         if not all(isinstance(v, str) for v in value):
             raise self._bad(key, "must be a JSON list of strings")
         return tuple(value)
 
-    def spec(self) -> PreprocessSpec:
-        d = self.json(K_PREPROCESS, dict)
+    def spec(self, key: str) -> PreprocessSpec:
         try:
-            spec = PreprocessSpec.from_dict(d)
+            spec = PreprocessSpec.from_dict(self.json(key, dict))
         except (KeyError, TypeError, ValueError) as exc:
-            raise self._bad(K_PREPROCESS, f"is not a valid preprocessing spec: {exc}") from None
-        # the redundant copies, where present, must agree (a hand-edited file is caught here)
+            raise self._bad(key, f"is not a valid preprocessing spec: {exc}") from None
+        # the copies, where present, must agree (a hand-edited file is caught here)
         copies = {K_INPUT_SIZE: [spec.height, spec.width], K_MEAN: list(spec.mean), K_STD: list(spec.std)}
-        for key, want in copies.items():
-            if key in self.props and self.json(key, list) != want:
-                raise self._bad(key, f"is {self.props[key]} but {K_PREPROCESS!r} says {want}")
+        for copy, want in copies.items():
+            if copy in self.props and self.json(copy, list) != want:
+                raise self._bad(copy, f"is {self.props[copy]} but {key!r} says {want}")
         if K_COLOR_ORDER in self.props and self.props[K_COLOR_ORDER].upper() != spec.color_order:
-            raise self._bad(K_COLOR_ORDER, f"is {self.props[K_COLOR_ORDER]!r} but {K_PREPROCESS!r} says "
+            raise self._bad(K_COLOR_ORDER, f"is {self.props[K_COLOR_ORDER]!r} but {key!r} says "
                                            f"{spec.color_order!r}")
         return spec
 
