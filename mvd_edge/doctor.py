@@ -20,6 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mvd_edge.core.spec import PRECISIONS
+from mvd_edge.deploy import formats
+
 __all__ = ["TENSORRT_MISSING", "Component", "backends", "report", "tensorrt_fix", "tensorrt_importable"]
 
 JETSON_TRT = ("on Jetson: JetPack's TensorRT (apt install python3-libnvinfer) in a venv made with "
@@ -29,6 +32,9 @@ TENSORRT_MISSING = ("TensorRT is not installed: pip install 'mvd-edge[trt-cu12]'
                     "'mvd-edge[trt-cu13]' (CUDA 13); " + JETSON_TRT + " (`mvd-edge doctor` shows the CUDA version)")
 """The one-line error of ``build-engine --backend trt`` without TensorRT."""
 
+
+#: the report's row of each Python module the formats table names (the others: the module's own name)
+_COMPONENTS = {"tensorrt": "TensorRT", "triton": "Triton"}
 
 NEEDS_DRIVER = "installed, but it needs the NVIDIA driver (see the CUDA driver row)"
 
@@ -63,18 +69,10 @@ def _run(cmd: list[str], timeout: float = 10.0) -> str | None:
 
 
 def _libcuda_version() -> int | None:
-    """The CUDA version the installed driver supports (``cuDriverGetVersion``, e.g. 12040), via ctypes."""
-    import ctypes
+    """The CUDA version the installed driver supports (``cuDriverGetVersion``, e.g. 12040)."""
+    from mvd_edge.kernels.trt_plugin import driver_version
 
-    for lib in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
-        try:
-            cuda = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        version = ctypes.c_int(0)
-        if cuda.cuDriverGetVersion(ctypes.byref(version)) == 0 and version.value > 0:
-            return version.value
-    return None
+    return driver_version()
 
 
 def _dist_names() -> list[str]:
@@ -340,38 +338,39 @@ PROBES = [
 
 
 def backends(rows: list[Component], ctx: dict) -> list[dict]:
-    """Per backend: can this machine build/run it at fp32, fp16, int8, and if not, what is missing."""
+    """Per backend of the formats table (ONNX Runtime per device, torch also with the fused head): can this
+    machine build/run it at each precision the table gives it, and if not, what is missing."""
     ok = {r.name: r.status == "ok" for r in rows}
+    fix = {r.name: r.fix for r in rows}
+    ok["pycuda or cuda-python"] = bool(ok.get("pycuda") or ok.get("cuda-python"))  # the TensorRT engine's CUDA calls
+    fix.update({"GPU": "needs an NVIDIA GPU", "pycuda or cuda-python": fix.get("cuda-python", "")})
     gpu = ctx.get("gpu")
     cc = tuple(int(v) for v in gpu["compute_capability"].split(".")[:2]) if gpu and re.fullmatch(
         r"\d+\.\d+", str(gpu.get("compute_capability", ""))) else None
-    fix = {r.name: r.fix for r in rows}
-    fix["GPU"] = "needs an NVIDIA GPU"
-    out = []
-
-    def add(backend, needs: list[str], fp16=True, int8=True, note=""):
-        missing = [n for n in needs if not ok.get(n)]
-        yes = not missing
-        out.append({"backend": backend, "fp32": yes, "fp16": yes and fp16, "int8": yes and int8,
-                    "missing": missing, "fix": "; ".join(f for f in (fix.get(n, "") for n in missing) if f),
-                    "note": note})
-
     quant_note = "" if ok.get("onnx") else "making fp16/int8 graphs needs onnx"
-    add("ort cpu", ["onnxruntime"], note=quant_note)
-    providers = ctx.get("ort_providers", [])
-    if ok.get("onnxruntime") and "CUDAExecutionProvider" not in providers:
-        out.append({"backend": "ort cuda", "fp32": False, "fp16": False, "int8": False,
-                    "missing": ["CUDAExecutionProvider"],
-                    "fix": "pip uninstall -y onnxruntime && pip install onnxruntime-gpu", "note": ""})
-    else:
-        add("ort cuda", ["onnxruntime", "GPU"], note=quant_note)
-    ok["pycuda or cuda-python"] = bool(ok.get("pycuda") or ok.get("cuda-python"))  # the engine's CUDA calls
-    fix["pycuda or cuda-python"] = fix.get("cuda-python", "")
-    add("trt", ["TensorRT", "GPU", "pycuda or cuda-python"], fp16=cc is None or cc >= (5, 3), int8=cc is None or cc >= (6, 1),
-        note=f"compute capability {gpu['compute_capability']}" if gpu else "")
-    add("torch", ["torch"], fp16=bool(ctx.get("torch_cuda")), int8=False,
-        note="fp16 needs CUDA; int8 is for ort/trt engines")
-    add("torch fused head", ["torch", "Triton", "GPU"], int8=False)
+    gpu_can = {"fp16": cc is None or cc >= (5, 3), "int8": cc is None or cc >= (6, 1)}  # TensorRT's GPU floor
+    out = []
+    for label, backend, extra, note in (
+            ("ort cpu", "ort", [], quant_note),
+            ("ort cuda", "ort", ["GPU"], quant_note),
+            ("trt", "trt", ["pycuda or cuda-python"], f"compute capability {gpu['compute_capability']}" if gpu else ""),
+            ("torch", "torch", [], "fp16 needs CUDA; int8 is for ort/trt engines"),
+            ("torch fused head", "torch", ["Triton", "GPU"], "")):
+        providers = ctx.get("ort_providers", [])
+        if label == "ort cuda" and ok.get("onnxruntime") and "CUDAExecutionProvider" not in providers:
+            out.append({"backend": label, **dict.fromkeys(PRECISIONS, False), "missing": ["CUDAExecutionProvider"],
+                        "fix": "pip uninstall -y onnxruntime && pip install onnxruntime-gpu", "note": ""})
+            continue
+        fmt = formats.for_backend(backend)
+        needs = [_COMPONENTS.get(m, m) for m in fmt.modules] + (["GPU"] if "*" in fmt.cuda else []) + extra
+        missing = [n for n in needs if not ok.get(n)]
+        can = {p: not missing and p in fmt.precisions for p in PRECISIONS}
+        if backend == "trt":
+            can = {p: yes and gpu_can.get(p, True) for p, yes in can.items()}
+        elif "GPU" not in needs:  # torch without the fused head: what needs CUDA needs torch's
+            can = {p: yes and (not fmt.needs_cuda(p) or bool(ctx.get("torch_cuda"))) for p, yes in can.items()}
+        out.append({"backend": label, **can, "missing": missing,
+                    "fix": "; ".join(f for f in (fix.get(n, "") for n in missing) if f), "note": note})
     return out
 
 

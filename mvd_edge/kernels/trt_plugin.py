@@ -27,7 +27,6 @@ annotation objects of the registered functions.)
 
 import ctypes
 import re
-import sys
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -140,14 +139,15 @@ def max_ptx_isa(driver_version: int) -> Optional[int]:
 
 def driver_version() -> Optional[int]:
     """``cuDriverGetVersion`` of the installed NVIDIA driver (12040 for CUDA 12.4), None without one."""
-    try:
-        lib = ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
-    except OSError:
-        return None
-    version = ctypes.c_int(0)
-    if lib.cuDriverGetVersion(ctypes.byref(version)) != 0:
-        return None
-    return int(version.value)
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        version = ctypes.c_int(0)
+        if lib.cuDriverGetVersion(ctypes.byref(version)) == 0 and version.value > 0:
+            return int(version.value)
+    return None
 
 
 def _ptx_cap() -> Optional[int]:

@@ -49,7 +49,7 @@ class TorchEmbedder(Embedder):
 
     def _make_forward(self, fused: bool):
         if fused:
-            from mvd_edge.kernels import make_fused_embed
+            from mvd_edge.kernels.fused_head import make_fused_embed
 
             return make_fused_embed(self.model, self.model.recipe, self.dtype)
         return lambda x: self.model.embed(x)

@@ -15,11 +15,6 @@ from mvd_edge.runtime.sidecar import EngineError, check_sidecar_facts
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def onnx_metadata(session) -> dict[str, str]:
-    """Raw ``metadata_props`` of a session's graph (typed: :meth:`GraphMeta.from_session`)."""
-    return dict(session.get_modelmeta().custom_metadata_map)
-
-
 def make_session(path: str | Path, device: str = "cpu", threads: int | None = None,
                  optimization: str = "extended", optimized_out: str | Path | None = None, spin: bool = True):
     """An ``InferenceSession`` on the requested provider; never silently falls back to another.

@@ -70,20 +70,13 @@ REPEATED_FIELDS = frozenset({"input", "output", "dims", "instance_group", "prefe
 MAP_FIELDS = frozenset({"parameters", "input_map", "output_map"})
 
 
+_ESCAPES = {ord('"'): '\\"', ord("\\"): "\\\\", ord("\n"): "\\n", ord("\t"): "\\t"}
+
+
 def _quote(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) > 0x7E:
-            out.extend(f"\\{b:03o}" for b in ch.encode())  # text format strings are bytes: octal escapes
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    """Text format strings are bytes: other control and non-ASCII bytes of the UTF-8 are octal escapes."""
+    return '"' + "".join(_ESCAPES.get(b) or (chr(b) if 0x20 <= b <= 0x7E else f"\\{b:03o}")
+                         for b in text.encode()) + '"'
 
 
 def _scalar(key: str, value: Any) -> str:
@@ -153,35 +146,20 @@ _TOKEN_RE = re.compile(r"""
 """, re.VERBOSE)
 
 
+_UNESCAPE_RE = re.compile(rb"\\(?:([0-7]{1,3})|[xX]([0-9a-fA-F]{1,2})|(.))", re.DOTALL)
+_SIMPLE_ESCAPES = {b"n": b"\n", b"t": b"\t", b"r": b"\r", b'"': b'"', b"'": b"'", b"\\": b"\\", b"a": b"\a",
+                   b"b": b"\b", b"f": b"\f", b"v": b"\v", b"?": b"?"}
+
+
 def _unquote(tok: str) -> str:
-    body, out, i = tok[1:-1], bytearray(), 0
-    simple = {"n": b"\n", "t": b"\t", "r": b"\r", '"': b'"', "'": b"'", "\\": b"\\", "a": b"\a", "b": b"\b",
-              "f": b"\f", "v": b"\v", "?": b"?"}
-    while i < len(body):
-        ch = body[i]
-        if ch != "\\":
-            out.extend(ch.encode())
-            i += 1
-            continue
-        nxt = body[i + 1]
-        if nxt in simple:
-            out.extend(simple[nxt])
-            i += 2
-        elif nxt in "01234567":
-            j = i + 1
-            while j < min(i + 4, len(body)) and body[j] in "01234567":
-                j += 1
-            out.append(int(body[i + 1:j], 8))
-            i = j
-        elif nxt in "xX":
-            j = i + 2
-            while j < min(i + 4, len(body)) and body[j] in "0123456789abcdefABCDEF":
-                j += 1
-            out.append(int(body[i + 2:j], 16))
-            i = j
-        else:
-            raise ValueError(f"unknown escape \\{nxt} in {tok}")
-    return out.decode()
+    def one(m: re.Match) -> bytes:
+        if m[1] or m[2]:
+            return bytes([int(m[1], 8) if m[1] else int(m[2], 16)])
+        if m[3] not in _SIMPLE_ESCAPES:
+            raise ValueError(f"unknown escape \\{m[3].decode(errors='replace')} in {tok}")
+        return _SIMPLE_ESCAPES[m[3]]
+
+    return _UNESCAPE_RE.sub(one, tok[1:-1].encode()).decode()
 
 
 def _tokens(text: str) -> list[tuple[str, str, int]]:
