@@ -26,6 +26,7 @@ from mvd_edge.core.util import write_errno
 from mvd_edge.synth.camera import CameraStyle, render_crop, sample_camera_style, sample_crop_view
 from mvd_edge.synth.identity import Identity, sample_identities
 from mvd_edge.synth.raster import VIEWS
+from mvd_edge.synth.video import SynthVideoRenderer, progress_counter
 
 __all__ = [
     "LLCM_CAMS",
@@ -123,21 +124,6 @@ def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:
         raise OSError(write_errno(path.parent), "cannot write the image", str(path))
 
 
-def _progress(total: int, enabled: bool, desc: str) -> Callable[[int], None]:
-    if not enabled:
-        return lambda k: None
-    from tqdm import tqdm  # optional: only when asked for
-
-    bar = tqdm(total=total, desc=desc, unit="img")
-
-    def update(k: int) -> None:
-        bar.update(k)
-        if bar.n >= total:
-            bar.close()
-
-    return update
-
-
 def _camera(seed: int, dataset: int, cam: int, modality: Modality, indoor: bool | None) -> CameraStyle:
     return sample_camera_style(modality, np.random.default_rng([_CAM_TAG, seed, dataset, cam, int(modality)]), indoor)
 
@@ -167,7 +153,6 @@ def _scene_images(people: Sequence[Identity], modality: Modality, scene_seed: in
                   size: tuple[int, int]) -> list[list[np.ndarray]]:
     """``n_images`` matcher-style crops of each of ``people`` walking through one synthetic scene."""
     from mvd_edge.core.preprocess import box_crop, box_overlap
-    from mvd_edge.synth.video import SynthVideoRenderer
 
     H, W = size
     stream = "ir" if modality is Modality.INFRARED else "rgb"
@@ -224,12 +209,26 @@ def sysu_marker(n_ids: int, images_per_cam: int, size: tuple[int, int], seed: in
     return meta
 
 
+def _write_images(root: Path, folder: str, images: Iterable[tuple[str, np.ndarray]]) -> list[str]:
+    """``root/folder/<name>`` for each ``(name, image)``, JPEG q95 or PNG by the name (the folder must not
+    exist yet); returns their paths relative to ``root``."""
+    (root / folder).mkdir(parents=True)
+    rels = []
+    for name, img in images:
+        _imwrite(root / folder / name, img, _PNG if name.endswith(".png") else _JPEG)
+        rels.append(f"{folder}/{name}")
+    return rels
+
+
+def _write_index(path: Path, pids: Sequence[int], files: dict[int, list[str]]) -> None:
+    """Index lines ``relative/path label`` of the images of ``pids``, labelled 0.. in that order."""
+    lines = [f"{rel} {label}" for label, pid in enumerate(pids) for rel in files[pid]]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def _write_sysu_images(root: Path, cam: int, pid: int, images: Iterable[np.ndarray]) -> None:
     """``root/cam<cam>/<pid:04d>/0001.jpg, 0002.jpg, ...`` (the folder must not exist yet)."""
-    folder = root / f"cam{cam}" / f"{pid:04d}"
-    folder.mkdir(parents=True)
-    for k, img in enumerate(images, start=1):
-        _imwrite(folder / f"{k:04d}.jpg", img, _JPEG)
+    _write_images(root, f"cam{cam}/{pid:04d}", ((f"{k:04d}.jpg", img) for k, img in enumerate(images, start=1)))
 
 
 def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tuple[int, int] = (128, 64),
@@ -290,58 +289,71 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
     size = _check_size(size)
     seed = _check_int("seed", seed, 0)
     counts = _split_counts(n_ids, split)
-    if render not in RENDERS:
-        raise UsageError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
-    scene_people = _check_int("scene_people", scene_people, 1)
-    if render == "scenes" and images_per_cam > SCENE_MAX_IMAGES:
-        raise UsageError(f"render='scenes' gives at most {SCENE_MAX_IMAGES} distinct images per identity and camera; "
-                         f"got images_per_cam={images_per_cam}")
+    scene_people = _check_render(render, scene_people, images_per_cam)
     meta = sysu_marker(n_ids, images_per_cam, size, seed, split, render, scene_people)
     root = _prepare_root(Path(root), [f"cam{c}" for c in SYSU_CAMS] + ["exp"], meta)
 
     identities = sample_identities(n_ids, seed)
     names = ("train", "val", "test")
     groups = _identity_split(n_ids, counts, np.random.default_rng([_SPLIT_TAG, seed, 1]))
-    update = _progress(n_ids * len(SYSU_CAMS) * images_per_cam, progress, f"synthetic SYSU-MM01 ({render})")
+    update = progress_counter(n_ids * 6 * images_per_cam, progress, f"synthetic SYSU-MM01 ({render})", "img")
     for cam in SYSU_CAMS:
         modality = Modality.INFRARED if cam in SYSU_IR_CAMS else Modality.VISIBLE
         if render == "scenes":
-            for g, pids in enumerate(p for ids in groups for p in _chunks(ids, scene_people)):
-                scene_seed = int(np.random.default_rng([_SCENE_TAG, seed, cam, g]).integers(10**6, 2**31))
-                images = _scene_images([identities[p - 1] for p in pids], modality, scene_seed, images_per_cam, size)
-                for pid, imgs in zip(pids, images):
-                    _write_sysu_images(root, cam, pid, imgs)
-                update(len(pids) * images_per_cam)
-            continue
-        style = _camera(seed, 1, cam, modality, indoor=cam in _SYSU_INDOOR_CAMS)
-        for pid in range(1, n_ids + 1):
-            track = _track(seed, 1, cam, pid, modality)
-            _write_sysu_images(root, cam, pid, (
-                _crop(identities[pid - 1], modality, np.random.default_rng([_IMG_TAG, seed, 1, cam, pid, k]), size,
-                      style, track)
-                for k in range(1, images_per_cam + 1)))
-            update(images_per_cam)
+            _write_sysu_scenes(root, cam, modality, identities, groups, seed, images_per_cam, size, scene_people, update)
+        else:
+            _write_sysu_crops(root, cam, modality, identities, seed, images_per_cam, size, update)
 
-    exp = root / "exp"
-    exp.mkdir()
-    (exp / "available_id.txt").write_text(",".join(str(i) for i in range(1, n_ids + 1)) + "\n")
-    for name, ids in zip(names, groups):
-        (exp / f"{name}_id.txt").write_text(",".join(str(i) for i in ids) + "\n")
+    _write_id_lists(root / "exp", {"available": range(1, n_ids + 1), **dict(zip(names, groups))})
     per_cam = {f"cam{c}": n_ids * images_per_cam for c in SYSU_CAMS}
-    return {
-        "root": str(root),
-        "layout": "sysu",
-        "render": render,
-        "n_ids": n_ids,
-        "seed": seed,
-        "size": size,
-        "visible_cams": [c for c in SYSU_CAMS if c not in SYSU_IR_CAMS],
-        "ir_cams": list(SYSU_IR_CAMS),
-        "ids": dict(zip(names, groups)),
-        "images": {name: {f"cam{c}": len(ids) * images_per_cam for c in SYSU_CAMS} for name, ids in zip(names, groups)},
-        "images_per_camera": per_cam,
-        "total_images": sum(per_cam.values()),
-    }
+    return {"root": str(root), "layout": "sysu", "render": render, "n_ids": n_ids, "seed": seed, "size": size,
+            "visible_cams": [c for c in SYSU_CAMS if c not in SYSU_IR_CAMS], "ir_cams": list(SYSU_IR_CAMS),
+            "ids": dict(zip(names, groups)),
+            "images": {name: {f"cam{c}": len(ids) * images_per_cam for c in SYSU_CAMS} for name, ids in zip(names, groups)},
+            "images_per_camera": per_cam, "total_images": sum(per_cam.values())}
+
+
+def _check_render(render: str, scene_people: Any, images_per_cam: int) -> int:
+    """``scene_people`` checked, after ``render`` and what it can give."""
+    if render not in RENDERS:
+        raise UsageError(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
+    scene_people = _check_int("scene_people", scene_people, 1)
+    if render == "scenes" and images_per_cam > SCENE_MAX_IMAGES:
+        raise UsageError(f"render='scenes' gives at most {SCENE_MAX_IMAGES} distinct images per identity and camera; "
+                         f"got images_per_cam={images_per_cam}")
+    return scene_people
+
+
+def _write_id_lists(exp: Path, ids: dict[str, Iterable[int]]) -> None:
+    """``exp/<name>_id.txt``: one line of comma-separated ids each (the folder must not exist yet)."""
+    exp.mkdir()
+    for name, pids in ids.items():
+        (exp / f"{name}_id.txt").write_text(",".join(str(i) for i in pids) + "\n")
+
+
+def _write_sysu_scenes(root: Path, cam: int, modality: Modality, identities: Sequence[Identity],
+                       groups: Sequence[Sequence[int]], seed: int, images_per_cam: int, size: tuple[int, int],
+                       scene_people: int, update: Callable[[int], None]) -> None:
+    """``render="scenes"``: each split's identities in groups of ``scene_people``, one scene a group."""
+    for g, pids in enumerate(p for ids in groups for p in _chunks(ids, scene_people)):
+        scene_seed = int(np.random.default_rng([_SCENE_TAG, seed, cam, g]).integers(10**6, 2**31))
+        images = _scene_images([identities[p - 1] for p in pids], modality, scene_seed, images_per_cam, size)
+        for pid, imgs in zip(pids, images):
+            _write_sysu_images(root, cam, pid, imgs)
+        update(len(pids) * images_per_cam)
+
+
+def _write_sysu_crops(root: Path, cam: int, modality: Modality, identities: Sequence[Identity], seed: int,
+                      images_per_cam: int, size: tuple[int, int], update: Callable[[int], None]) -> None:
+    """``render="crops"``: one tracklet of re-id crops an identity in camera ``cam``."""
+    style = _camera(seed, 1, cam, modality, indoor=cam in _SYSU_INDOOR_CAMS)
+    for pid in range(1, len(identities) + 1):
+        track = _track(seed, 1, cam, pid, modality)
+        _write_sysu_images(root, cam, pid, (
+            _crop(identities[pid - 1], modality, np.random.default_rng([_IMG_TAG, seed, 1, cam, pid, k]), size,
+                  style, track)
+            for k in range(1, images_per_cam + 1)))
+        update(images_per_cam)
 
 
 # --------------------------------------------------------------------------- RegDB
@@ -387,16 +399,10 @@ def write_regdb(root: Path, n_ids: int = 40, images_per_modality: int = 10, size
     files: dict[Modality, dict[int, list[str]]] = {m: {} for m in folders}
     for pid in range(1, n_ids + 1):
         for modality, name in folders.items():
-            folder = root / name / f"{pid:04d}"
-            folder.mkdir(parents=True)
-            rels = []
-            for k in range(1, images_per_modality + 1):
-                # the same seed for both modalities: co-registered pairs
-                rng = np.random.default_rng([_IMG_TAG, seed, 2, pid, k])
-                img = render_crop(identities[pid - 1], modality, rng, size, styles[modality])
-                _imwrite(folder / f"{k:04d}.png", img, _PNG)
-                rels.append(f"{name}/{pid:04d}/{k:04d}.png")
-            files[modality][pid] = rels
+            # the same seed for both modalities: co-registered pairs
+            files[modality][pid] = _write_images(root, f"{name}/{pid:04d}", (
+                (f"{k:04d}.png", render_crop(identities[pid - 1], modality, np.random.default_rng(
+                    [_IMG_TAG, seed, 2, pid, k]), size, styles[modality])) for k in range(1, images_per_modality + 1)))
 
     idx = root / "idx"
     idx.mkdir()
@@ -406,8 +412,7 @@ def write_regdb(root: Path, n_ids: int = 40, images_per_modality: int = 10, size
         train, test = _identity_split(n_ids, (n_train, n_ids - n_train), np.random.default_rng([_SPLIT_TAG, seed, 2, t]))
         for part, pids in (("train", train), ("test", test)):
             for modality, tag in ((Modality.VISIBLE, "visible"), (Modality.INFRARED, "thermal")):
-                lines = [f"{rel} {label}" for label, pid in enumerate(pids) for rel in files[modality][pid]]
-                (idx / f"{part}_{tag}_{t}.txt").write_text("\n".join(lines) + "\n")
+                _write_index(idx / f"{part}_{tag}_{t}.txt", pids, files[modality])
         trials.append({"trial": t, "train": train, "test": test})
     return {
         "root": str(root),
@@ -469,18 +474,12 @@ def write_llcm(root: Path, n_ids: int = 40, cams_per_identity: int = 3, images_p
         for modality, name in folders.items():
             cam_rng = np.random.default_rng([_TRACK_TAG, seed, 3, pid, int(modality)])
             cams = sorted(int(c) for c in cam_rng.choice(LLCM_CAMS, size=cams_per_identity, replace=False))
-            folder = root / name / f"{pid:04d}"
-            folder.mkdir(parents=True)
-            rels = []
-            for cam in cams:
-                track = _track(seed, 3, cam, pid, modality)
-                for k in range(1, images_per_cam + 1):
-                    rng = np.random.default_rng([_IMG_TAG, seed, 3, int(modality), cam, pid, k])
-                    img = _crop(identities[pid - 1], modality, rng, size, styles[(modality, cam)], track)
-                    fname = f"{pid:04d}_c{cam:02d}_{k:04d}.jpg"
-                    _imwrite(folder / fname, img, _JPEG)
-                    rels.append(f"{name}/{pid:04d}/{fname}")
-            files[modality][pid] = rels
+            tracks = {cam: _track(seed, 3, cam, pid, modality) for cam in cams}
+            files[modality][pid] = _write_images(root, f"{name}/{pid:04d}", (
+                (f"{pid:04d}_c{cam:02d}_{k:04d}.jpg",
+                 _crop(identities[pid - 1], modality, np.random.default_rng([_IMG_TAG, seed, 3, int(modality), cam, pid, k]),
+                       size, styles[(modality, cam)], tracks[cam]))
+                for cam in cams for k in range(1, images_per_cam + 1)))
 
     n_train = min(max(1, int(round(float(train_fraction) * n_ids))), n_ids - 1)
     train, test = _identity_split(n_ids, (n_train, n_ids - n_train), np.random.default_rng([_SPLIT_TAG, seed, 3]))
@@ -488,8 +487,7 @@ def write_llcm(root: Path, n_ids: int = 40, cams_per_identity: int = 3, images_p
     idx.mkdir()
     for part, pids in (("train", train), ("test", test)):
         for modality, tag in folders.items():
-            lines = [f"{rel} {label}" for label, pid in enumerate(pids) for rel in files[modality][pid]]
-            (idx / f"{part}_{tag}.txt").write_text("\n".join(lines) + "\n")
+            _write_index(idx / f"{part}_{tag}.txt", pids, files[modality])
     n_per = n_ids * cams_per_identity * images_per_cam
     return {
         "root": str(root),

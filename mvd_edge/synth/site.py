@@ -72,7 +72,7 @@ from mvd_edge.core.modality import Modality
 from mvd_edge.core.util import write_json
 from mvd_edge.synth.identity import sample_identities
 from mvd_edge.synth.lookalike import look_alike_pairs
-from mvd_edge.synth.video import IDENTITY_SEED_BASE, SynthVideoRenderer, open_video_writer, write_mot
+from mvd_edge.synth.video import IDENTITY_SEED_BASE, SynthVideoRenderer, record, write_mot
 
 __all__ = [
     "DEFAULT_FPS",
@@ -206,6 +206,40 @@ def _check_placement(names: list[str], placement: Mapping[str, int], locations: 
     return out
 
 
+def _site_cameras(rgb_cameras: Any, ir_cameras: Any, locations: Any, fps: float | Mapping[str, float],
+                  placement: Mapping[str, int] | None) -> tuple[list[str], int, dict[str, int], dict[str, float]]:
+    """The checked cameras: their names, the number of places, each one's place and frame rate."""
+    rgb_cameras = _check_count("rgb_cameras", rgb_cameras, 0, MAX_CAMERAS)
+    ir_cameras = _check_count("ir_cameras", ir_cameras, 0, MAX_CAMERAS)
+    if not 1 <= rgb_cameras + ir_cameras <= MAX_CAMERAS:
+        raise UsageError(f"a site needs 1..{MAX_CAMERAS} cameras, got {rgb_cameras} RGB + {ir_cameras} IR")
+    locations = _check_count("locations", locations, 1, MAX_CAMERAS)
+    names = camera_names(rgb_cameras, ir_cameras)
+    if placement is None:
+        if len(names) < locations:
+            raise UsageError(f"{len(names)} camera(s) cannot cover {locations} places: add cameras, use fewer "
+                             f"locations, or give a placement that leaves places unseen")
+        place = default_placement(rgb_cameras, ir_cameras, locations)
+    else:
+        place = _check_placement(names, placement, locations)
+    return names, locations, place, _camera_fps(names, fps)
+
+
+def _write_cameras_files(out: Path, cameras: dict[str, dict[str, Any]], seed: int) -> None:
+    """``site.yaml`` (the matcher on its detectors) and ``site-boxes.yaml`` (on the ground-truth boxes)
+    from the ground truth's ``cameras``."""
+    import yaml
+
+    site = {"cameras": {n: {"source": c["video"], "modality": c["modality"], "fps": c["fps"],
+                            "resolution": f"{c['size'][1]}x{c['size'][0]}"} for n, c in cameras.items()}}
+    (out / "site.yaml").write_text(f"# synthetic site (mvd_edge.synth.site, seed {seed}); ground truth in gt.json\n"
+                                   + yaml.safe_dump(site, sort_keys=False))
+    for n, c in cameras.items():
+        site["cameras"][n]["boxes"] = c["boxes"]
+    (out / "site-boxes.yaml").write_text(f"# synthetic site (seed {seed}) on its ground-truth boxes\n"
+                                         + yaml.safe_dump(site, sort_keys=False))
+
+
 def write_synth_site(out: str | Path, rgb_cameras: int = 2, ir_cameras: int = 2, locations: int = 2, n_ids: int = 6,
                      seconds: float = 30.0, fps: float | Mapping[str, float] = DEFAULT_FPS,
                      size: tuple[int, int] = (360, 640), seed: int = 0, progress: bool = False,
@@ -228,26 +262,11 @@ def write_synth_site(out: str | Path, rgb_cameras: int = 2, ir_cameras: int = 2,
     Returns:
         The ground truth dict, as written to ``out/gt.json``.
     """
-    import yaml
-
-    rgb_cameras = _check_count("rgb_cameras", rgb_cameras, 0, MAX_CAMERAS)
-    ir_cameras = _check_count("ir_cameras", ir_cameras, 0, MAX_CAMERAS)
-    if not 1 <= rgb_cameras + ir_cameras <= MAX_CAMERAS:
-        raise UsageError(f"a site needs 1..{MAX_CAMERAS} cameras, got {rgb_cameras} RGB + {ir_cameras} IR")
-    locations = _check_count("locations", locations, 1, MAX_CAMERAS)
+    names, locations, place, rates = _site_cameras(rgb_cameras, ir_cameras, locations, fps, placement)
     n_ids = _check_count("n_ids", n_ids, 1, 1000)
     seed = _check_count("seed", seed, 0, 2**31 - 1)
     if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
         raise UsageError(f"seconds must be > 0, got {seconds!r}")
-    names = camera_names(rgb_cameras, ir_cameras)
-    if placement is None:
-        if len(names) < locations:
-            raise UsageError(f"{len(names)} camera(s) cannot cover {locations} places: add cameras, use fewer "
-                             f"locations, or give a placement that leaves places unseen")
-        place = default_placement(rgb_cameras, ir_cameras, locations)
-    else:
-        place = _check_placement(names, placement, locations)
-    rates = _camera_fps(names, fps)
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise OutputExists(f"{out} exists and is not a folder; choose another output folder")
@@ -267,32 +286,10 @@ def write_synth_site(out: str | Path, rgb_cameras: int = 2, ir_cameras: int = 2,
     H, W = renderers[names[0]].size
     n_frames = {n: max(1, int(round(seconds * rates[n]))) for n in names}
     out.mkdir(parents=True, exist_ok=True)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(n_frames.values()), desc="synth-site", unit="frame")
-    frames: dict[str, list[list[list[float]]]] = {}
-    videos: dict[str, Path] = {}
-    try:
-        for name in names:
-            r = renderers[name]
-            writer, videos[name] = open_video_writer(out / f"{name}.mp4", rates[name], (W, H))
-            boxes: list[list[list[float]]] = []
-            try:
-                for k in range(n_frames[name]):
-                    img, b = r.render(r.stream, k)
-                    writer.write(img)
-                    boxes.append(b)
-                    if bar is not None:
-                        bar.update(1)
-            finally:
-                writer.release()
-            frames[name] = boxes
-            write_mot(out / f"{name}.mot.txt", boxes)
-    finally:
-        if bar is not None:
-            bar.close()
+    videos, frames = record(out, {n: (r, r.stream, rates[n], n_frames[n]) for n, r in renderers.items()}, progress,
+                            "synth-site")
+    for name in names:
+        write_mot(out / f"{name}.mot.txt", frames[name])
 
     cameras = {n: {"modality": renderers[n].stream, "location": place[n], "fps": rates[n],
                    "n_frames": n_frames[n], "size": [H, W], "video": videos[n].name, "boxes": f"{n}.mot.txt"}
@@ -302,13 +299,6 @@ def write_synth_site(out: str | Path, rgb_cameras: int = 2, ir_cameras: int = 2,
           "look_alikes": [[i + 1, j + 1] for i, j in look_alike_pairs(identities)],
           "visits": [{"pid": v.pid, "location": v.location, "start": v.start, "end": v.end} for v in visits],
           "cameras": cameras, "frames": frames}
-    site = {"cameras": {n: {"source": videos[n].name, "modality": cameras[n]["modality"], "fps": rates[n],
-                            "resolution": f"{W}x{H}"} for n in names}}
-    (out / "site.yaml").write_text(f"# synthetic site (mvd_edge.synth.site, seed {seed}); ground truth in gt.json\n"
-                                   + yaml.safe_dump(site, sort_keys=False))
-    for n in names:
-        site["cameras"][n]["boxes"] = f"{n}.mot.txt"
-    (out / "site-boxes.yaml").write_text(f"# synthetic site (seed {seed}) on its ground-truth boxes\n"
-                                         + yaml.safe_dump(site, sort_keys=False))
+    _write_cameras_files(out, cameras, seed)
     write_json(out / "gt.json", gt, separators=(",", ":"))
     return gt

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,8 @@ __all__ = [
     "STREAMS",
     "SynthVideoRenderer",
     "open_video_writer",
+    "progress_counter",
+    "record",
     "write_mot",
     "write_synth_video",
 ]
@@ -325,13 +327,44 @@ class SynthVideoRenderer:
         gray = np.clip(img + 0.5, 0, 255).astype(np.uint8)
         return cv2.merge((gray, gray, gray))
 
-    def frames(self, n_frames: int) -> Iterator[tuple[int, dict[str, np.ndarray], dict[str, list[list[float]]]]]:
-        """``(k, {"ir": img, "rgb": img}, {"ir": boxes, "rgb": boxes})`` for k = 0..n_frames-1."""
-        for k in range(int(n_frames)):
-            images, boxes = {}, {}
-            for s in STREAMS:
-                images[s], boxes[s] = self.render(s, k)
-            yield k, images, boxes
+
+def progress_counter(total: int, enabled: bool, desc: str, unit: str) -> Callable[[int], None]:
+    """``update(k)``: ``k`` more of ``total`` done, on a tqdm bar that closes at ``total`` (no-op unless ``enabled``)."""
+    if not enabled:
+        return lambda k: None
+    from tqdm import tqdm  # optional: only when asked for
+
+    bar = tqdm(total=total, desc=desc, unit=unit)
+
+    def update(k: int) -> None:
+        bar.update(k)
+        if bar.n >= total:
+            bar.close()
+
+    return update
+
+
+def record(out: Path, cameras: Mapping[str, tuple[SynthVideoRenderer, str, float, int]], progress: bool, desc: str
+           ) -> tuple[dict[str, Path], dict[str, list[list[list[float]]]]]:
+    """Render and write ``out/<name>.mp4`` for each ``name: (renderer, stream, fps, n_frames)``.
+
+    Returns the paths written (see :func:`open_video_writer`) and each video's boxes, one list a frame.
+    """
+    videos: dict[str, Path] = {}
+    boxes: dict[str, list[list[list[float]]]] = {}
+    update = progress_counter(sum(c[3] for c in cameras.values()), progress, desc, "frame")
+    for name, (renderer, stream, fps, n_frames) in cameras.items():
+        writer, videos[name] = open_video_writer(out / f"{name}.mp4", fps, renderer.size[::-1])
+        boxes[name] = []
+        try:
+            for k in range(n_frames):
+                img, b = renderer.render(stream, k)
+                writer.write(img)
+                boxes[name].append(b)
+                update(1)
+        finally:
+            writer.release()
+    return videos, boxes
 
 
 def write_mot(path: Path, per_frame_boxes: list[list[list[float]]]) -> Path:
@@ -374,27 +407,7 @@ def write_synth_video(out: Path, n_ids: int = 6, seconds: float = 20.0, seed: in
         raise FileExistsError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     H, W = renderer.size
-    writers, paths = {}, {}
-    for s in STREAMS:
-        writers[s], paths[s] = open_video_writer(out / f"{s}.mp4", fps, (W, H))
-    per_frame: dict[str, list[list[list[float]]]] = {s: [] for s in STREAMS}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n_frames, desc="synth-video", unit="frame")
-    try:
-        for _k, images, boxes in renderer.frames(n_frames):
-            for s in STREAMS:
-                writers[s].write(images[s])
-                per_frame[s].append(boxes[s])
-            if bar is not None:
-                bar.update(1)
-    finally:
-        for w in writers.values():
-            w.release()
-        if bar is not None:
-            bar.close()
+    paths, per_frame = record(out, {s: (renderer, s, fps, n_frames) for s in STREAMS}, progress, "synth-video")
     mot_paths = None
     if mot:
         mot_paths = {s: write_mot(out / f"{s}.mot.txt", per_frame[s]) for s in STREAMS}
