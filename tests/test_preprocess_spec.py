@@ -11,7 +11,6 @@ from mvd_edge.core.preprocess import (
     PreprocessSpec,
     preprocess_batch,
     resize_crop,
-    resize_rgb,
 )
 
 
@@ -70,9 +69,9 @@ def test_each_interpolation_is_the_cv2_flag(name):
 
 def test_non_default_interpolation_changes_pixels_and_unknown_is_refused():
     crop = _crop(97, 43, 6)
-    lin = resize_rgb(crop, PreprocessSpec(64, 32))
+    lin = resize_crop(crop, PreprocessSpec(64, 32))
     for name in ("nearest", "cubic", "area"):
-        other = resize_rgb(crop, PreprocessSpec(64, 32, interpolation=name))
+        other = resize_crop(crop, PreprocessSpec(64, 32, interpolation=name))
         assert other.shape == lin.shape and not np.array_equal(other, lin), name
     with pytest.raises(ValueError, match="unsupported interpolation 'sinc'.*linear"):
         PreprocessSpec(interpolation="sinc")

@@ -141,13 +141,19 @@ def file_identity(p: Path | str | None) -> tuple | None:
         return None
 
 
+def _declare(outputs: dict[str, Path | str | None]) -> list[tuple[str, Path | str]]:
+    """The outputs that are paths (set, not URLs), remembered for the error handler (:func:`fault_message`
+    names them)."""
+    paths = [(name, p) for name, p in outputs.items() if p is not None and "://" not in str(p)]
+    _outputs.update({name: str(p) for name, p in paths})
+    return paths
+
+
 def refuse_overwriting_inputs(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str | None]) -> None:
     """A :class:`UsageError` when an output is one of the inputs (the same file: the same path,
     or a symlink, hard link or ``..`` path to it, see :func:`file_identity`): writing it would
     destroy what the command reads. Likewise two outputs that are one file. Non-path inputs (a
-    camera index, a URL) and unset options are ignored. The outputs are remembered for the
-    error handler (:func:`fault_message` names them)."""
-    _outputs.update({k: str(v) for k, v in outputs.items() if v is not None and "://" not in str(v)})
+    camera index, a URL) and unset options are ignored."""
     ins: dict[tuple, str] = {}
     for name, p in inputs.items():
         key = file_identity(p)
@@ -162,7 +168,7 @@ def refuse_overwriting_inputs(outputs: dict[str, Path | str | None], inputs: dic
         if companion.is_file():
             ins.setdefault(file_identity(companion), f"sidecar of the {name}")
     seen: dict[tuple, str] = {}
-    for name, p in outputs.items():
+    for name, p in _declare(outputs):
         key = file_identity(p)
         if key is None:
             continue
@@ -177,12 +183,9 @@ def refuse_overwriting_inputs(outputs: dict[str, Path | str | None], inputs: dic
 
 def refuse_existing(outputs: dict[str, Path | str | None], overwrite: bool) -> None:
     """A :class:`UsageError` when an output file already exists (or an output folder is not empty)
-    and ``overwrite`` is not given: nothing a user has is replaced without asking. The outputs are
-    remembered for the error handler (:func:`fault_message` names them)."""
-    _outputs.update({k: str(v) for k, v in outputs.items() if v is not None and "://" not in str(v)})
-    for name, p in outputs.items():
-        if p is None or "://" in str(p):
-            continue
+    and ``overwrite`` is not given: nothing a user has is replaced without asking."""
+    paths = _declare(outputs)
+    for name, p in paths:
         for parent in Path(p).expanduser().absolute().parents:  # a folder that cannot be made
             if parent.exists():
                 if not parent.is_dir():
@@ -190,9 +193,7 @@ def refuse_existing(outputs: dict[str, Path | str | None], overwrite: bool) -> N
                 break
     if overwrite:
         return
-    for name, p in outputs.items():
-        if p is None or "://" in str(p):
-            continue
+    for name, p in paths:
         path = Path(p).expanduser()
         if path.is_file() or (path.is_dir() and any(path.iterdir())):
             kind = "folder is not empty" if path.is_dir() else "already exists"

@@ -65,13 +65,6 @@ def build(
         console.print(f"{g.info['ignored_files']} non-image files ignored")
 
 
-def _check_model(g, embedder, model: Path) -> None:
-    """The query engine must make vectors comparable with the gallery's (mvd_edge.gallery.store.check_embedder)."""
-    from mvd_edge.gallery.store import check_embedder
-
-    check_embedder(g, embedder, model)
-
-
 @gallery_app.command("search")
 @friendly
 def search(
@@ -86,7 +79,7 @@ def search(
 ) -> None:
     """The top-k gallery entries of each query image: ids, cosine scores and metadata."""
     from mvd_edge.gallery.index import Gallery, GalleryError
-    from mvd_edge.gallery.store import IMAGE_SUFFIXES, embed_images
+    from mvd_edge.gallery.store import IMAGE_SUFFIXES, check_embedder, embed_images
     from mvd_edge.runtime import load_embedder
 
     if k < 1:
@@ -102,7 +95,7 @@ def search(
     else:
         raise GalleryError(f"query not found: {query}")
     embedder = load_embedder(model, device=device)
-    _check_model(g, embedder, model)
+    check_embedder(g, embedder, model)  # the query vectors must be comparable with the gallery's
     vectors = embed_images(paths, embedder, progress=not as_json and len(paths) > 64)
     scores, rows = g.search_rows(vectors, k, nprobe=nprobe, ef_search=ef_search)
     results = []

@@ -59,10 +59,9 @@ def synth(
         raise typer.BadParameter(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
     if render != "crops" and layout != "sysu":
         raise typer.BadParameter(f"render={render!r} is for the SYSU layout only (got layout {layout!r})")
+    if layout not in ("sysu", "regdb", "llcm", "all"):
+        raise typer.BadParameter(f"layout must be sysu, regdb, llcm or all, got {layout!r}")
     layouts = ["sysu", "regdb", "llcm"] if layout == "all" else [layout]
-    for name in layouts:
-        if name not in ("sysu", "regdb", "llcm"):
-            raise typer.BadParameter(f"layout must be sysu, regdb, llcm or all, got {layout!r}")
     for name in layouts:
         root = out if len(layouts) == 1 else out / name
         if name == "sysu":
@@ -209,10 +208,9 @@ def eval_cmd(
     results = evaluate_features(feats, data.test, chosen, n_trials=trials, seed=seed)
     save_results(results, json_out, png, title=f"{dataset} ({model.recipe})")
     _print_results(results, title=f"{dataset}: {checkpoint} ({model.recipe}, {trials} trials)")
-    if json_out:
-        console.print(f"wrote {json_out}")
-    if png:
-        console.print(f"wrote {png}")
+    for path in (json_out, png):
+        if path:
+            console.print(f"wrote {path}")
 
 
 @app.command("demo")

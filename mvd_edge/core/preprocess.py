@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import cv2
 import numpy as np
@@ -92,14 +92,7 @@ class PreprocessSpec:
         return INTERPOLATIONS[self.interpolation]
 
     def to_dict(self) -> dict:
-        return {
-            "height": self.height,
-            "width": self.width,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "color_order": self.color_order,
-            "interpolation": self.interpolation,
-        }
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocessSpec":
@@ -128,15 +121,14 @@ def preprocess_from_record(d: object) -> PreprocessSpec:
     unknown = sorted(str(k) for k in d if k not in names)
     if unknown:
         raise ValueError(f"preprocess has unknown field(s) {unknown}; known: {', '.join(names)}")
-    for key in ("height", "width"):
+    for key in ("height", "width", "mean", "std"):
         if key not in d:
             raise ValueError(f"preprocess.{key} is missing")
+    for key in ("height", "width"):
         v = d[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v) or v < 1:
             raise ValueError(f"preprocess.{key} must be a positive integer, got {_short(v)}")
     for key in ("mean", "std"):
-        if key not in d:
-            raise ValueError(f"preprocess.{key} is missing")
         v = d[key]
         if (not isinstance(v, (list, tuple)) or len(v) != 3
                 or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in v)):
@@ -231,11 +223,6 @@ def resize_crop(crop_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     if spec.color_order == "BGR":
         return resized
     return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
-
-
-def resize_rgb(crop_bgr: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """:func:`resize_crop` under its historical name (RGB is the order of every exportable spec)."""
-    return resize_crop(crop_bgr, spec)
 
 
 def normalize(rgb_uint8: np.ndarray, spec: PreprocessSpec) -> np.ndarray:

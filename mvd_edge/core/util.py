@@ -1,14 +1,6 @@
-"""Small helpers that several layers share, kept in one place.
-
-* :func:`random_crops` - fresh random uint8 BGR crops of detector-like sizes (parity checks,
-  calibration smoke inputs, latency profiles).
-* :func:`row_cosine` - per-row cosine of two embedding matrices (summarised by :mod:`mvd_edge.deploy.parity`).
-* :func:`read_json` - read a JSON file the project wrote, with one clear error when it is
-  missing, unreadable, not JSON or of another format; :func:`write_json` - its atomic twin.
-* :func:`output_error` / :func:`write_errno` - an ``OSError`` of an output that names the output
-  (not a temp file, not nothing), and the likely cause when a library only says "failed".
-* :func:`track_output` / :func:`finalise_outputs` - outputs being written (the events file, the
-  annotated video) that the CLI's error handler finalises when a fault stops the command.
+"""Small helpers that several layers share: random test crops, row cosines, JSON files read with one
+clear error and written atomically, outputs whose write errors name them and that the CLI's error
+handler finalises when a fault stops a command.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from mvd_edge.core.preprocess import PreprocessSpec, normalize, read_image, resize_rgb
+from mvd_edge.core.preprocess import PreprocessSpec, normalize, read_image, resize_crop
 from mvd_edge.data.base import Sample
 
 
@@ -101,7 +101,7 @@ class ReidImageDataset(Dataset):
     def __getitem__(self, i: int):
         s = self.samples[i]
         bgr, replaced = self._load(i)
-        rgb = resize_rgb(bgr, self.spec)
+        rgb = resize_crop(bgr, self.spec)
         if self.transform is not None:
             x = self.transform(torch.from_numpy(rgb).permute(2, 0, 1).contiguous())
         else:
