@@ -1,15 +1,9 @@
 """The ``mvd-edge`` command line (Typer): the root ``app`` and ``main()`` (the console script).
 
-The commands live in sub-apps by area and are merged into the root app as top-level commands
-(``mvd-edge train``, not ``mvd-edge train-group train``):
-
-* :mod:`.train`: ``synth``, ``train``, ``eval``, ``demo``
-* :mod:`.deploy`: ``export``, ``fp16``, ``int8``, ``build-engine``, ``verify``, ``profile``, ``bench``
-* :mod:`.serve`: ``export-triton``
-* :mod:`.doctor`: ``doctor`` (what the machine has for each backend and precision)
-* :mod:`.gallery`: the ``gallery`` group (``gallery build``, ``gallery search``)
-* :mod:`.match`: ``match``, ``synth-video``, ``train-detector``, ``score-matches``
-* :mod:`._common`: consoles, the ``friendly`` error decorator, option parsers
+The commands live in sub-apps by area (:mod:`.train`, :mod:`.deploy`, :mod:`.serve`, :mod:`.match`,
+:mod:`.doctor`, :mod:`.gallery`; each module's docstring lists its commands), merged into the root app
+as top-level commands (``mvd-edge train``, not ``mvd-edge train-group train``); :mod:`._common` holds
+the consoles, the ``friendly`` error decorator and the option parsers.
 
 Heavy modules (torch, onnx, onnxruntime, OpenCV, scipy, matplotlib) are imported inside the
 commands, so ``mvd-edge --help`` and ``mvd-edge CMD --help`` import none of them. User errors
@@ -22,9 +16,8 @@ from __future__ import annotations
 import typer
 
 from mvd_edge.cli import deploy, doctor, gallery, match, serve, train
-from mvd_edge.cli._common import console, err_console, friendly, parse_int_list, parse_size
 
-__all__ = ["COMMANDS", "GROUPS", "app", "console", "err_console", "friendly", "main", "parse_int_list", "parse_size"]
+__all__ = ["COMMANDS", "GROUPS", "app", "main"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="MVD cross-modal (visible/infrared) person re-identification: train, evaluate, deploy.")

@@ -146,6 +146,13 @@ class TrainConfig:
     dist: DistConfig = field(default_factory=DistConfig)
 
 
+#: the scalar field types: what a value must be (for the message) and the Python types accepted
+_SCALARS: dict[type, tuple[str, tuple[type, ...]]] = {
+    bool: ("true/false", (bool,)), int: ("an integer", (int,)), float: ("a number", (int, float)),
+    str: ("a string", (str, Path)),
+}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check/convert ``value`` against the annotation ``tp`` (basic types, Optional, list, dataclass)."""
     origin = typing.get_origin(tp)
@@ -173,23 +180,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
         return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key}: expected true/false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - programming error
+    if tp not in _SCALARS:
+        raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - programming error
+    what, kinds = _SCALARS[tp]
+    if not isinstance(value, kinds) or (isinstance(value, bool) and tp is not bool):  # YAML's true is no number
+        raise ConfigError(f"{key}: expected {what}, got {value!r}")
+    return tp(value)
 
 
 def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
@@ -297,19 +293,15 @@ def resume_config(cfg: TrainConfig, stored: dict, explicit: Collection[str]) -> 
     the user set nothing, the user's value where it set one of :data:`RESUMABLE_CHANGES`. A setting the user gave
     that contradicts the run (another learning rate, data set, backbone...) is a
     :class:`ConfigError` naming the key: resuming would mix two configurations in one run."""
-    have = flatten(to_dict(cfg))
+    data = to_dict(cfg)
     was = flatten(stored)
-    merged = dict(have)
-    for key, value in have.items():
+    for key, value in flatten(data).items():
         if key not in was or was[key] == value or (key in RESUMABLE_CHANGES and key in explicit):
             continue
         if key in explicit:
             raise ConfigError(f"--resume: {key} is {value!r} here but {was[key]!r} in the run being resumed; "
                               f"resume with the run's settings (drop that option) or start a new --out")
-        merged[key] = was[key]
-    data: dict = {}
-    for key, value in merged.items():
-        set_key(data, key, value)
+        set_key(data, key, was[key])
     out = from_dict(TrainConfig, data)
     validate_train_config(out)
     return out
