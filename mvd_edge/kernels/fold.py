@@ -29,6 +29,7 @@ input of the ONNX ``mvd::FusedHead`` node and of the TensorRT plugin.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -67,10 +68,7 @@ def param_layout(recipe: str, num_maps: int, dims: tuple[int, ...]) -> dict[str,
     off = 0
     for name, shape in shapes:
         layout[name] = (off, shape)
-        numel = 1
-        for s in shape:
-            numel *= s
-        off = _round_up(off + numel)
+        off = _round_up(off + math.prod(shape))
     layout["_total"] = (off, ())
     return layout
 
@@ -119,11 +117,7 @@ class FoldedHead:
         layout = self.layout
         if name not in layout or name == "_total":
             raise KeyError(f"no segment {name!r} in a {self.recipe!r} head; have {[k for k in layout if k != '_total']}")
-        off, shape = layout[name]
-        numel = 1
-        for s in shape:
-            numel *= s
-        return self.params[off:off + numel].view(shape)
+        return _view(self.params, layout[name])
 
     def __getattr__(self, name: str) -> torch.Tensor:
         if name in ("scale", "shift", "w1", "b1", "w2", "b2", "w3", "b3"):
@@ -140,6 +134,12 @@ class FoldedHead:
         if device is not None:
             p = p.to(device)
         return FoldedHead(self.recipe, self.observations, self.dims, p.contiguous())
+
+
+def _view(params: torch.Tensor, entry: tuple[int, tuple[int, ...]]) -> torch.Tensor:
+    """The segment of ``params`` at a :func:`param_layout` entry ``(offset, shape)``."""
+    off, shape = entry
+    return params[off:off + math.prod(shape)].view(shape)
 
 
 def _check_storage_dtype(dtype: torch.dtype) -> None:
@@ -292,11 +292,7 @@ def folded_math(maps, recipe: str, dims: tuple[int, ...], params: torch.Tensor) 
     layout = param_layout(recipe, len(maps), tuple(dims))
 
     def seg(name: str) -> torch.Tensor:
-        off, shape = layout[name]
-        numel = 1
-        for s in shape:
-            numel *= s
-        return params[off:off + numel].view(shape).to(cd)
+        return _view(params, layout[name]).to(cd)
 
     pooled = [m.to(cd).mean(dim=(2, 3)) for m in maps]
     if recipe == "z":

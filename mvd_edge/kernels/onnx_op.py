@@ -30,7 +30,6 @@ Uses the TorchScript exporter (``dynamo=False``) with a ``symbolic`` on an
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -38,6 +37,7 @@ from torch import nn
 
 from mvd_edge.core.spec import check_recipe
 from mvd_edge.kernels.fold import fold_head, folded_math
+from mvd_edge.kernels.trt_plugin import out_dim as node_out_dim  # the node's output width, as the plugin reads it
 from mvd_edge.model.net import MVDNet
 
 DOMAIN = "mvd"
@@ -45,10 +45,6 @@ OP_TYPE = "FusedHead"
 OPSET_VERSION = 1
 PARAMS_NAME = "head_params"
 NUM_SLOTS = 4
-
-
-def _out_dim(recipe: str, dims: Sequence[int]) -> int:
-    return int(dims[-1]) if recipe == "z" else int(dims[1])
 
 
 class FusedHeadFunction(torch.autograd.Function):
@@ -72,7 +68,7 @@ class FusedHeadFunction(torch.autograd.Function):
             n = sizes[0] if sizes else None
         except RuntimeError:
             n = None
-        out.setType(x_type.with_dtype(torch.float32).with_sizes([n, _out_dim(recipe, dims)]))
+        out.setType(x_type.with_dtype(torch.float32).with_sizes([n, node_out_dim(recipe, dims)]))
         return out
 
 
@@ -101,7 +97,7 @@ class FusedHeadExportWrapper(nn.Module):
 
     @property
     def out_dim(self) -> int:
-        return _out_dim(self.recipe, self.dims)
+        return node_out_dim(self.recipe, self.dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         maps = list(self.model.feature_maps(x, self.recipe))

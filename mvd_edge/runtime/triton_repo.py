@@ -35,6 +35,7 @@ from typing import Any
 from mvd_edge.core.errors import OutputExists, UsageError
 from mvd_edge.core.graphmeta import _fields  # the protobuf wire walker behind read_onnx_header
 from mvd_edge.core.preprocess import PreprocessSpec
+from mvd_edge.deploy import formats
 from mvd_edge.runtime.engine import graph_facts
 from mvd_edge.runtime.sidecar import EngineError, read_sidecar, sha256_file, sidecar_path
 
@@ -342,7 +343,7 @@ def engine_io(engine: str | Path) -> dict:
         return _plan_io(p, info)
     if info is not None and info.get("backend") != "ort":
         raise EngineError(f"{sidecar_path(p)} names an unknown backend {info.get('backend')!r}")
-    if info is None and p.suffix != ".onnx":
+    if info is None and formats.for_path(p, kinds=(formats.GRAPH,)) is None:
         raise EngineError(f"{p}: no sidecar {sidecar_path(p).name} beside it and not an .onnx graph; build engines "
                           "with `mvd-edge build-engine`")
     facts = graph_facts(p)
