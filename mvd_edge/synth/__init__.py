@@ -12,70 +12,30 @@ responsibility, from who a person is to the files written:
 * :mod:`mvd_edge.synth.camera`: camera looks, backgrounds and re-id crops.
 * :mod:`mvd_edge.synth.dataset`: writers for the SYSU-MM01, RegDB and LLCM layouts.
 * :mod:`mvd_edge.synth.video`: synthetic IR/RGB video pairs with ground truth.
+* :mod:`mvd_edge.synth.site`: synthetic multi-camera sites with ground truth.
+
+The names below are the ones used outside the package; the rest is imported from its module.
 """
 
-from mvd_edge.synth.camera import CameraStyle, render_background, render_crop, sample_camera_style
-from mvd_edge.synth.dataset import (
-    LLCM_CAMS,
-    MARKER,
-    SYSU_CAMS,
-    SYSU_IR_CAMS,
-    write_llcm,
-    write_regdb,
-    write_sysu,
-)
-from mvd_edge.synth.identity import (
-    ACCESSORIES,
-    COAT_LENGTH,
-    HAIR_STYLES,
-    LOWER_KINDS,
-    PATTERNS,
-    SLEEVES,
-    Accessory,
-    Body,
-    Hair,
-    Identity,
-    LowerGarment,
-    Shoes,
-    UpperGarment,
-    sample_identities,
-    sample_identity,
-)
+from mvd_edge.synth.camera import render_crop, sample_camera_style
+from mvd_edge.synth.dataset import MARKER, SYSU_IR_CAMS, write_llcm, write_regdb, write_sysu
+from mvd_edge.synth.identity import COAT_LENGTH, Identity, sample_identities
 from mvd_edge.synth.lookalike import LOOK_ALIKE_TOLERANCE, cross_modal_traits, look_alike, look_alike_pairs
-from mvd_edge.synth.raster import VIEWS, render_sprite
-from mvd_edge.synth.thermal import MATERIALS
+from mvd_edge.synth.raster import render_sprite
 
 __all__ = [
-    "ACCESSORIES",
     "COAT_LENGTH",
-    "HAIR_STYLES",
-    "LLCM_CAMS",
     "LOOK_ALIKE_TOLERANCE",
-    "LOWER_KINDS",
     "MARKER",
-    "MATERIALS",
-    "PATTERNS",
-    "SLEEVES",
-    "SYSU_CAMS",
     "SYSU_IR_CAMS",
-    "VIEWS",
-    "Accessory",
-    "Body",
-    "CameraStyle",
-    "Hair",
     "Identity",
-    "LowerGarment",
-    "Shoes",
-    "UpperGarment",
     "cross_modal_traits",
     "look_alike",
     "look_alike_pairs",
-    "render_background",
     "render_crop",
     "render_sprite",
     "sample_camera_style",
     "sample_identities",
-    "sample_identity",
     "write_llcm",
     "write_regdb",
     "write_sysu",

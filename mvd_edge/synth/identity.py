@@ -242,15 +242,9 @@ def sample_identity(rng: np.random.Generator) -> Identity:
 _IDENTITY_TAG = 0x1D
 
 
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
 def sample_identities(n: int, seed: int) -> list[Identity]:
     """``n`` identities; identity ``i`` depends only on ``(seed, i)``, not on ``n``."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    seed = _check_seed(seed)
-    return [sample_identity(np.random.default_rng([_IDENTITY_TAG, seed, i])) for i in range(int(n))]
+    for name, value in (("n", n), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return [sample_identity(np.random.default_rng([_IDENTITY_TAG, int(seed), i])) for i in range(int(n))]

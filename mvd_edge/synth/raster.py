@@ -107,75 +107,54 @@ class _PatternFrame:
     logo: bool
 
 
-class _Limbs:
-    """Sleeve / trouser covering of arms and legs for one identity."""
+class _Figure:
+    """One identity's layout on the supersampled canvas (pixels), the same in every view; ``oy`` moves
+    it down (the side view's bob)."""
 
-    def __init__(self, idt: Identity) -> None:
+    def __init__(self, idt: Identity, H: float, W: float, oy: float = 0.0) -> None:
+        b = idt.body
+        self.idt, self.H = idt, H
+        self.cx = (W - 1) / 2  # OpenCV pixel centres are integers: this is the mirror axis
+        self.build = b.shoulder_width / 0.245
         # fraction of the arm (shoulder to wrist, by length) the sleeve covers
         self.sleeve = {"none": 0.0, "short": 0.23, "long": 1.0}[idt.upper.sleeves]
-        self.lower_kind = idt.lower.kind
-        self.lower_len = idt.lower.length
+        self.lower_kind, self.lower_len = idt.lower.kind, idt.lower.length
+        self.top = 0.025 * H + oy
+        self.hh = b.head_size * H  # head height
+        self.head_cy = self.top + self.hh / 2
+        self.shoulder_y = self.top + self.hh + 0.035 * H
+        self.hip_y = H * (1 - b.leg_length) + oy
+        self.ground = 0.995 * H
+        self.waist_y = self.shoulder_y + 0.62 * (self.hip_y - self.shoulder_y)
+        self.hem_y = self.hip_y - 0.02 * H + idt.upper.length * H
+        # widths: shoulders, hips and head (front and back), torso depth (side)
+        self.sw, self.hpw, self.hw, self.d = b.shoulder_width * H, b.hip_width * H, 0.78 * self.hh, b.girth * H
 
 
-def _draw_arm(cv: _Canvas, pts: list[tuple[float, float]], t_up: float, t_fore: float, hand_r: float,
-              limbs: _Limbs, shade: int) -> None:
+def _draw_arm(cv: _Canvas, g: _Figure, pts: list[tuple[float, float]], t_up: float, t_fore: float, hand_r: float,
+              shade: int) -> None:
     """Arm polyline shoulder -> elbow -> wrist with skin, sleeve and hand."""
     cv.line(pts[0], pts[1], t_up, _SKIN, shade)
     cv.line(pts[1], pts[2], t_fore, _SKIN, shade)
-    if limbs.sleeve > 0:
-        cv.polyline(_polyline_prefix(pts, limbs.sleeve), t_up * 1.15, _UPPER, shade)
+    if g.sleeve > 0:
+        cv.polyline(_polyline_prefix(pts, g.sleeve), t_up * 1.15, _UPPER, shade)
     cv.circle(pts[2], hand_r, _SKIN, shade)
 
 
 def _leg_profile_poly(nodes: Sequence[tuple[float, float, float]], y0: float, y1: float,
                       widen: float = 0.0) -> list[tuple[float, float]]:
     """Polygon of a leg between heights y0 < y1; ``nodes`` = (y, x_center, half_width)."""
-    ys = np.array([n[0] for n in nodes])
-    xs = np.array([n[1] for n in nodes])
-    hws = np.array([n[2] for n in nodes]) + widen
-    inner = [y for y in ys if y0 < y < y1]
-    yy = np.array([y0, *inner, y1])
+    ys, xs, hws = np.array(nodes, np.float64).T
+    yy = np.array([y0, *(y for y in ys if y0 < y < y1), y1])
     xc = np.interp(yy, ys, xs)
-    hw = np.interp(yy, ys, hws)
-    left = list(zip(xc - hw, yy))
-    right = list(zip(xc + hw, yy))
-    return left + right[::-1]
-
-
-@dataclass(frozen=True)
-class _Figure:
-    """The vertical layout of one drawn person (supersampled pixels), the same in every view."""
-
-    H: float
-    cx: float  # OpenCV pixel centres are integers: this is the mirror axis
-    build: float
-    limbs: _Limbs
-    top: float
-    hh: float  # head height
-    head_cy: float
-    shoulder_y: float
-    hip_y: float
-    ground: float
-    waist_y: float
-    hem_y: float
-
-
-def _figure(idt: Identity, H: float, W: float, oy: float = 0.0) -> _Figure:
-    """Layout of ``idt`` on an H x W canvas, moved down by ``oy`` (the side view's bob)."""
-    b = idt.body
-    top = 0.025 * H + oy
-    hh = b.head_size * H
-    shoulder_y = top + hh + 0.035 * H
-    hip_y = H * (1 - b.leg_length) + oy
-    return _Figure(H=H, cx=(W - 1) / 2, build=b.shoulder_width / 0.245, limbs=_Limbs(idt), top=top, hh=hh,
-                   head_cy=top + hh / 2, shoulder_y=shoulder_y, hip_y=hip_y, ground=0.995 * H,
-                   waist_y=shoulder_y + 0.62 * (hip_y - shoulder_y), hem_y=hip_y - 0.02 * H + idt.upper.length * H)
+    hw = np.interp(yy, ys, hws + widen)
+    return list(zip(xc - hw, yy)) + list(zip(xc + hw, yy))[::-1]
 
 
 def _skirt(cv: _Canvas, g: _Figure, width: float, flare_base: float, flare_gain: float) -> None:
     """A skirt from the hips (``width`` across) to its hem, flaring with its length."""
-    y_hem = g.hip_y + g.limbs.lower_len * (g.ground - g.hip_y)
-    cv.trapezoid(g.cx, g.hip_y - 0.06 * g.H, width * 0.5, y_hem, width * (flare_base + flare_gain * g.limbs.lower_len),
+    y_hem = g.hip_y + g.lower_len * (g.ground - g.hip_y)
+    cv.trapezoid(g.cx, g.hip_y - 0.06 * g.H, width * 0.5, y_hem, width * (flare_base + flare_gain * g.lower_len),
                  _LOWER)
 
 
@@ -188,9 +167,9 @@ def _hat(cv: _Canvas, g: _Figure, x: float, brim_x: float, crown_half_width: flo
 # --------------------------------------------------------------------------- front and back views
 
 
-def _front_legs(cv: _Canvas, g: _Figure, hpw: float, s: float, stance: float) -> None:
+def _front_legs(cv: _Canvas, g: _Figure, s: float, stance: float) -> None:
     """Both legs (skin, trousers or shorts) with their shoes, and the pelvis or the skirt."""
-    H, cx, hip_y, limbs = g.H, g.cx, g.hip_y, g.limbs
+    H, cx, hip_y, hpw = g.H, g.cx, g.hip_y, g.hpw
     shoe_h = 0.03 * H
     for sx in (-1, 1):
         lift = 0.035 * H * max(0.0, sx * s)
@@ -201,15 +180,15 @@ def _front_legs(cv: _Canvas, g: _Figure, hpw: float, s: float, stance: float) ->
         nodes = [(hip_y - 0.04 * H, x_hip, hpw * 0.26), (knee_y, (x_hip + x_ank) / 2, 0.036 * H * g.build ** 0.5),
                  (ankle_y, x_ank, 0.026 * H)]
         y_top, y_bot = nodes[0][0], nodes[-1][0]
-        if limbs.lower_kind == "trousers":
+        if g.lower_kind == "trousers":
             cv.poly(_leg_profile_poly(nodes, y_top, y_bot + 0.004 * H), _LOWER)
         else:
             cv.poly(_leg_profile_poly(nodes, y_top, y_bot), _SKIN)
-            if limbs.lower_kind == "shorts":
-                y_cut = hip_y + limbs.lower_len * (y_bot - hip_y)
+            if g.lower_kind == "shorts":
+                y_cut = hip_y + g.lower_len * (y_bot - hip_y)
                 cv.poly(_leg_profile_poly(nodes, y_top, y_cut, widen=0.008 * H), _LOWER)
         cv.ellipse((x_ank, ankle_y + 0.016 * H), (0.036 * H, 0.019 * H), _SHOES)
-    if limbs.lower_kind == "skirt":
+    if g.lower_kind == "skirt":
         _skirt(cv, g, hpw, 0.62, 0.35)
     else:
         cv.poly([(cx - hpw * 0.5, hip_y - 0.06 * H), (cx + hpw * 0.5, hip_y - 0.06 * H),
@@ -217,12 +196,12 @@ def _front_legs(cv: _Canvas, g: _Figure, hpw: float, s: float, stance: float) ->
                 _LOWER)
 
 
-def _front_torso(cv: _Canvas, g: _Figure, idt: Identity, sw: float, hpw: float, hw: float) -> None:
+def _front_torso(cv: _Canvas, g: _Figure) -> None:
     """Neck and upper garment."""
-    H, cx, shoulder_y = g.H, g.cx, g.shoulder_y
-    cv.line((cx, g.head_cy), (cx, shoulder_y), 0.42 * hw, _SKIN)
-    ww = min(sw * 0.8, hpw * 0.98)
-    hem_w = hpw * (1.0 + 2.0 * max(0.0, idt.upper.length - 0.04))
+    H, cx, shoulder_y, sw = g.H, g.cx, g.shoulder_y, g.sw
+    cv.line((cx, g.head_cy), (cx, shoulder_y), 0.42 * g.hw, _SKIN)
+    ww = min(sw * 0.8, g.hpw * 0.98)
+    hem_w = g.hpw * (1.0 + 2.0 * max(0.0, g.idt.upper.length - 0.04))
     torso = []
     for sx in (-1, 1):
         side = [(cx + sx * sw * 0.18, shoulder_y - 0.012 * H), (cx + sx * sw * 0.5, shoulder_y + 0.022 * H),
@@ -232,9 +211,9 @@ def _front_torso(cv: _Canvas, g: _Figure, idt: Identity, sw: float, hpw: float, 
     cv.poly(torso, _UPPER)
 
 
-def _front_backpack(cv: _Canvas, g: _Figure, sw: float, back: bool) -> None:
+def _front_backpack(cv: _Canvas, g: _Figure, back: bool) -> None:
     """The pack seen from behind, its straps from the front."""
-    H, cx, shoulder_y = g.H, g.cx, g.shoulder_y
+    H, cx, shoulder_y, sw = g.H, g.cx, g.shoulder_y, g.sw
     if back:
         y0, y1 = shoulder_y + 0.015 * H, shoulder_y + 0.6 * (g.hip_y - shoulder_y) + 0.03 * H
         cv.poly([(cx - sw * 0.33, y0 + 0.02 * H), (cx - sw * 0.28, y0), (cx + sw * 0.28, y0),
@@ -246,9 +225,9 @@ def _front_backpack(cv: _Canvas, g: _Figure, sw: float, back: bool) -> None:
                     0.022 * H, _ACC)
 
 
-def _front_long_hair(cv: _Canvas, g: _Figure, style: str, hw: float, back: bool) -> None:
+def _front_long_hair(cv: _Canvas, g: _Figure, back: bool) -> None:
     """Long hair falls over the back (back view) or over the shoulders (front view)."""
-    H, cx, head_cy, shoulder_y = g.H, g.cx, g.head_cy, g.shoulder_y
+    H, cx, head_cy, shoulder_y, hw, style = g.H, g.cx, g.head_cy, g.shoulder_y, g.hw, g.idt.hair.style
     if back and style == "long":
         cv.trapezoid(cx, head_cy, hw * 0.55, shoulder_y + 0.12 * H, hw * 0.6, _HAIR)
     if back and style == "ponytail":
@@ -260,8 +239,8 @@ def _front_long_hair(cv: _Canvas, g: _Figure, style: str, hw: float, back: bool)
                     _HAIR)
 
 
-def _front_arms(cv: _Canvas, g: _Figure, sw: float, s: float, spread: float) -> None:
-    H = g.H
+def _front_arms(cv: _Canvas, g: _Figure, s: float, spread: float) -> None:
+    H, sw = g.H, g.sw
     t_up, t_fore = 0.058 * H * g.build, 0.046 * H * g.build
     l_up, l_fore = 0.175 * H, 0.15 * H
     for sx in (-1, 1):
@@ -270,12 +249,12 @@ def _front_arms(cv: _Canvas, g: _Figure, sw: float, s: float, spread: float) -> 
         el = (sh[0] + sx * math.sin(spread) * l_up, sh[1] + l_up * math.cos(swing) * math.cos(spread))
         fore_sw = swing + 0.25 * abs(swing)
         wr = (el[0] + sx * math.sin(spread * 1.3) * l_fore, el[1] + l_fore * math.cos(fore_sw) * math.cos(spread))
-        _draw_arm(cv, [sh, el, wr], t_up, t_fore, 0.026 * H, g.limbs, 235)
+        _draw_arm(cv, g, [sh, el, wr], t_up, t_fore, 0.026 * H, 235)
 
 
-def _front_head(cv: _Canvas, g: _Figure, style: str, hw: float, back: bool) -> None:
+def _front_head(cv: _Canvas, g: _Figure, back: bool) -> None:
     """Head and hair; from the front also the eyes and the mouth."""
-    cx, head_cy, hh = g.cx, g.head_cy, g.hh
+    cx, head_cy, hh, hw, style = g.cx, g.head_cy, g.hh, g.hw, g.idt.hair.style
     if back:
         cv.ellipse((cx, head_cy), (hw / 2, hh / 2), _SKIN)
         if style != "bald":
@@ -296,22 +275,19 @@ def _front_head(cv: _Canvas, g: _Figure, style: str, hw: float, back: bool) -> N
 
 def _draw_front_back(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, back: bool,
                      spread: float, stance: float) -> _PatternFrame:
-    g = _figure(idt, H, W)
-    cx, hip_y = g.cx, g.hip_y
+    g = _Figure(idt, H, W)
+    cx, hip_y, sw, hpw = g.cx, g.hip_y, g.sw, g.hpw
     s = math.sin(2 * math.pi * phase)
-    hw = 0.78 * g.hh
-    sw = idt.body.shoulder_width * H
-    hpw = idt.body.hip_width * H
     acc = idt.accessory
-    _front_legs(cv, g, hpw, s, stance)
-    _front_torso(cv, g, idt, sw, hpw, hw)
+    _front_legs(cv, g, s, stance)
+    _front_torso(cv, g)
     if acc.kind == "backpack":
-        _front_backpack(cv, g, sw, back)
-    _front_long_hair(cv, g, idt.hair.style, hw, back)
-    _front_arms(cv, g, sw, s, spread)
-    _front_head(cv, g, idt.hair.style, hw, back)
+        _front_backpack(cv, g, back)
+    _front_long_hair(cv, g, back)
+    _front_arms(cv, g, s, spread)
+    _front_head(cv, g, back)
     if acc.kind == "hat":
-        _hat(cv, g, cx, cx, hw * 0.56, hw * (0.64 if not back else 0.56))
+        _hat(cv, g, cx, cx, g.hw * 0.56, g.hw * (0.64 if not back else 0.56))
     if acc.kind == "shoulder_bag":
         sb = acc.side if not back else -acc.side
         cv.line((cx - sb * sw * 0.3, g.shoulder_y - 0.005 * H), (cx + sb * hpw * 0.5, hip_y - 0.05 * H), 0.014 * H, _ACC)
@@ -323,33 +299,33 @@ def _draw_front_back(cv: _Canvas, idt: Identity, H: float, W: float, phase: floa
 # --------------------------------------------------------------------------- side view
 
 
-def _side_arm(cv: _Canvas, g: _Figure, f: int, d: float, s: float, spread: float, sign: float, shade: int) -> None:
+def _side_arm(cv: _Canvas, g: _Figure, f: int, s: float, spread: float, sign: float, shade: int) -> None:
     """The arm that swings forward when ``sign * s`` > 0 (``s``: sine of the walking phase)."""
     H = g.H
     l_up, l_fore = 0.175 * H, 0.15 * H
     ang = sign * (0.32 + 1.5 * spread) * s
-    sh = (g.cx - f * d * 0.08, g.shoulder_y + 0.03 * H)
+    sh = (g.cx - f * g.d * 0.08, g.shoulder_y + 0.03 * H)
     el = (sh[0] + f * l_up * math.sin(ang), sh[1] + l_up * math.cos(ang))
     fa = ang + 0.3 + 0.2 * max(0.0, sign * s)
     wr = (el[0] + f * l_fore * math.sin(fa), el[1] + l_fore * math.cos(fa))
-    _draw_arm(cv, [sh, el, wr], 0.052 * H * g.build, 0.042 * H * g.build, 0.025 * H, g.limbs, shade)
+    _draw_arm(cv, g, [sh, el, wr], 0.052 * H * g.build, 0.042 * H * g.build, 0.025 * H, shade)
 
 
 def _side_leg(cv: _Canvas, g: _Figure, f: int, seg: float, a: float, flex: float, shade: int) -> None:
     """One leg: thigh ``a`` from the vertical, knee bent ``flex``; thigh and shin ``seg`` long."""
-    H, limbs = g.H, g.limbs
+    H = g.H
     hip = (g.cx, g.hip_y - 0.02 * H)
     knee = (hip[0] + f * seg * math.sin(a), g.hip_y + seg * math.cos(a))
     ank = (knee[0] + f * seg * math.sin(a - flex), knee[1] + seg * math.cos(a - flex))
     t_th, t_sh = 0.082 * H * g.build ** 0.5, 0.056 * H
-    if limbs.lower_kind == "trousers":
+    if g.lower_kind == "trousers":
         cv.line(hip, knee, t_th, _LOWER, shade)
         cv.line(knee, ank, t_sh * 1.05, _LOWER, shade)
     else:
         cv.line(hip, knee, t_th, _SKIN, shade)
         cv.line(knee, ank, t_sh, _SKIN, shade)
-        if limbs.lower_kind == "shorts":
-            cv.polyline(_polyline_prefix([hip, knee, ank], limbs.lower_len), t_th * 1.15, _LOWER, shade)
+        if g.lower_kind == "shorts":
+            cv.polyline(_polyline_prefix([hip, knee, ank], g.lower_len), t_th * 1.15, _LOWER, shade)
     cv.ellipse((ank[0] + f * 0.03 * H, ank[1] + 0.014 * H), (0.05 * H, 0.02 * H), _SHOES, shade)
 
 
@@ -359,9 +335,9 @@ def _side_bag(cv: _Canvas, g: _Figure, near: bool) -> None:
     cv.trapezoid(bx, hip_y - 0.08 * H, 0.04 * H, hip_y + 0.015 * H, 0.045 * H, _ACC, 255 if near else 205)
 
 
-def _side_torso(cv: _Canvas, g: _Figure, idt: Identity, fx: float, d: float) -> None:
+def _side_torso(cv: _Canvas, g: _Figure, fx: float) -> None:
     """Neck, upper garment, long hair over the back and a backpack."""
-    H, cx, hh, head_cy, shoulder_y = g.H, g.cx, g.hh, g.head_cy, g.shoulder_y
+    H, cx, hh, head_cy, shoulder_y, d, idt = g.H, g.cx, g.hh, g.head_cy, g.shoulder_y, g.d, g.idt
     cv.line((cx + fx * 0.05 * hh, head_cy), (cx, shoulder_y), 0.045 * H, _SKIN)
     flare = 1.0 + 2.5 * max(0.0, idt.upper.length - 0.04)
     torso = [(cx - fx * d * 0.35, shoulder_y - 0.015 * H), (cx + fx * d * 0.22, shoulder_y - 0.015 * H),
@@ -381,9 +357,9 @@ def _side_torso(cv: _Canvas, g: _Figure, idt: Identity, fx: float, d: float) -> 
                 _ACC)
 
 
-def _side_head(cv: _Canvas, g: _Figure, style: str, f: int) -> None:
+def _side_head(cv: _Canvas, g: _Figure, f: int) -> None:
     """Head: skin, hair sector over the back/top, nose, ponytail."""
-    hh, head_cy = g.hh, g.head_cy
+    hh, head_cy, style = g.hh, g.head_cy, g.idt.hair.style
     fx = float(f)
     hcx = g.cx + fx * 0.06 * hh
     cv.ellipse((hcx, head_cy), (0.44 * hh, 0.5 * hh), _SKIN)
@@ -409,25 +385,24 @@ def _draw_side(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, f: 
     # that swings forward (angle increasing) has its knee bent
     legs = [(-amp * s, 0.65 * max(0.0, -c), 200), (amp * s, 0.65 * max(0.0, c), 255)]
     drops = [seg * math.cos(a) + seg * math.cos(a - fl) for a, fl, _ in legs]
-    g = _figure(idt, H, W, oy=leg_len - max(drops))  # body bob: the lowest foot touches the ground
-    cx, hip_y, fx = g.cx, g.hip_y, float(f)
-    d = idt.body.girth * H
+    g = _Figure(idt, H, W, oy=leg_len - max(drops))  # body bob: the lowest foot touches the ground
+    cx, hip_y, fx, d = g.cx, g.hip_y, float(f), g.d
     acc = idt.accessory
     near_bag = acc.kind == "shoulder_bag" and acc.side * f > 0
-    _side_arm(cv, g, f, d, s, spread, 1.0, 200)
+    _side_arm(cv, g, f, s, spread, 1.0, 200)
     _side_leg(cv, g, f, seg, *legs[0])
     if acc.kind == "shoulder_bag" and not near_bag:
         _side_bag(cv, g, near=False)
     cv.trapezoid(cx, hip_y - 0.06 * H, d * 0.47, hip_y + 0.02 * H, d * 0.47, _LOWER)
     _side_leg(cv, g, f, seg, *legs[1])
-    if g.limbs.lower_kind == "skirt":
+    if g.lower_kind == "skirt":
         _skirt(cv, g, d, 0.55, 0.45)
-    _side_torso(cv, g, idt, fx, d)
-    _side_head(cv, g, idt.hair.style, f)
+    _side_torso(cv, g, fx)
+    _side_head(cv, g, f)
     if acc.kind == "hat":
         hcx = cx + fx * 0.06 * g.hh
         _hat(cv, g, hcx, hcx + fx * 0.25 * g.hh, 0.5 * g.hh, 0.5 * g.hh)
-    _side_arm(cv, g, f, d, s, spread, -1.0, 255)
+    _side_arm(cv, g, f, s, spread, -1.0, 255)
     if near_bag:
         cv.line((cx - fx * d * 0.3, g.shoulder_y), (cx, hip_y - 0.06 * H), 0.014 * H, _ACC)
         _side_bag(cv, g, near=True)
