@@ -7,9 +7,10 @@ arguments at the edge. Unknown keys are an error that names the key (house rule)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,69 +318,53 @@ def _merge(base: dict, new: dict, prefix: str) -> None:
             base[key] = value
 
 
+#: the allowed values of the training config's choice keys
+TRAIN_CHOICES: dict[str, tuple[str, ...]] = {
+    "synth.render": ("crops", "scenes"),
+    "model.backbone": ("resnet50", "resnet18", "mobilenetv2", "tiny"),
+    "loss.metric_kind": METRIC_KINDS,
+    "loss.vsd_on": VSD_PLACEMENTS,
+    "loss.vcd_pairs": VCD_PAIRINGS,
+    "loss.kl_form": KL_FORMS,
+    "optim.schedule": ("cosine", "step"),
+    "eval.recipe": ("full", "shared", "z"),
+    "distill.init": ("auto", "teacher", "scratch"),
+}
+#: the ranges of the training config's numeric keys: what a value must be (as the message says it) and the test
+TRAIN_RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    **{key: ("> 0", lambda v: v > 0) for key in ("data.height", "data.width", "data.p_ids", "data.k_per_modality",
+                                                 "optim.epochs", "optim.lr", "eval.trials", "eval.batch_size",
+                                                 "eval.eval_every", "loss.temperature")},
+    "data.workers": (">= 0 (0: load in the main process)", lambda v: v >= 0),
+    "data.batches_per_epoch": (">= 1 (or unset: one pass over the training images)", lambda v: v is None or v >= 1),
+    "synth.scene_people": (">= 1", lambda v: v >= 1),
+    "data.gray_prob": ("in [0, 1]", lambda v: 0.0 <= v <= 1.0),
+    "data.channel_prob": ("in [0, 1]", lambda v: 0.0 <= v <= 1.0),
+    "data.val_fraction": ("in [0, 1)", lambda v: 0.0 <= v < 1.0),
+    "model.last_stride": ("1 or 2", lambda v: v in (1, 2)),
+    "loss.ramp": ("in [0, 1] (a fraction of training; 0 = off)", lambda v: 0.0 <= v <= 1.0),
+    **{key: (">= 0", lambda v: v >= 0) for key in ("loss.ce", "loss.metric", "loss.dml", "loss.vsd", "loss.vcd",
+                                                  "loss.vml", "distill.cos", "distill.rel", "optim.warmup_epochs")},
+}
+
+
 def validate_train_config(cfg: TrainConfig) -> None:
-    """Range and choice checks with messages that name the key."""
-    choices = {
-        "synth.render": (cfg.synth.render, ("crops", "scenes")),
-        "model.backbone": (cfg.model.backbone, ("resnet50", "resnet18", "mobilenetv2", "tiny")),
-        "loss.metric_kind": (cfg.loss.metric_kind, METRIC_KINDS),
-        "loss.vsd_on": (cfg.loss.vsd_on, VSD_PLACEMENTS),
-        "loss.vcd_pairs": (cfg.loss.vcd_pairs, VCD_PAIRINGS),
-        "loss.kl_form": (cfg.loss.kl_form, KL_FORMS),
-        "optim.schedule": (cfg.optim.schedule, ("cosine", "step")),
-        "eval.recipe": (cfg.eval.recipe, ("full", "shared", "z")),
-        "distill.init": (cfg.distill.init, ("auto", "teacher", "scratch")),
-    }
-    for key, (value, allowed) in choices.items():
+    """Range and choice checks (:data:`TRAIN_CHOICES`, :data:`TRAIN_RANGES`) with messages that name the key."""
+    for key, allowed in TRAIN_CHOICES.items():
+        value = functools.reduce(getattr, key.split("."), cfg)
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
-    positive = {
-        "data.height": cfg.data.height,
-        "data.width": cfg.data.width,
-        "data.p_ids": cfg.data.p_ids,
-        "data.k_per_modality": cfg.data.k_per_modality,
-        "optim.epochs": cfg.optim.epochs,
-        "optim.lr": cfg.optim.lr,
-        "eval.trials": cfg.eval.trials,
-        "eval.batch_size": cfg.eval.batch_size,
-        "eval.eval_every": cfg.eval.eval_every,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be > 0, got {value}")
-    if cfg.data.workers < 0:
-        raise ConfigError(f"data.workers must be >= 0 (0: load in the main process), got {cfg.data.workers}")
+    for key, (must, ok) in TRAIN_RANGES.items():
+        value = functools.reduce(getattr, key.split("."), cfg)
+        if not ok(value):
+            raise ConfigError(f"{key} must be {must}, got {value}")
+    if cfg.data.p_ids < 2:
+        raise ConfigError("data.p_ids must be >= 2 (the metric loss needs negatives)")
+    if cfg.model.bottleneck_dims is not None and len(cfg.model.bottleneck_dims) != 3:
+        raise ConfigError("model.bottleneck_dims must list three sizes, e.g. [1000, 500, 512]")
     from mvd_edge.core.util import check_device
 
     try:
         check_device(cfg.device)
     except ValueError as exc:
         raise ConfigError(f"device: {exc}") from None
-    if cfg.data.batches_per_epoch is not None and cfg.data.batches_per_epoch < 1:
-        raise ConfigError(f"data.batches_per_epoch must be >= 1 (or unset: one pass over the training images), "
-                          f"got {cfg.data.batches_per_epoch}")
-    if cfg.synth.scene_people < 1:
-        raise ConfigError(f"synth.scene_people must be >= 1, got {cfg.synth.scene_people}")
-    if cfg.data.p_ids < 2:
-        raise ConfigError("data.p_ids must be >= 2 (the metric loss needs negatives)")
-    for key in ("gray_prob", "channel_prob"):
-        if not 0.0 <= getattr(cfg.data, key) <= 1.0:
-            raise ConfigError(f"data.{key} must be in [0, 1], got {getattr(cfg.data, key)}")
-    if not 0.0 <= cfg.data.val_fraction < 1.0:
-        raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
-    if cfg.model.last_stride not in (1, 2):
-        raise ConfigError(f"model.last_stride must be 1 or 2, got {cfg.model.last_stride}")
-    if cfg.model.bottleneck_dims is not None and len(cfg.model.bottleneck_dims) != 3:
-        raise ConfigError("model.bottleneck_dims must list three sizes, e.g. [1000, 500, 512]")
-    if not cfg.loss.temperature > 0:
-        raise ConfigError(f"loss.temperature must be > 0, got {cfg.loss.temperature}")
-    if not 0.0 <= cfg.loss.ramp <= 1.0:
-        raise ConfigError(f"loss.ramp must be in [0, 1] (a fraction of training; 0 = off), got {cfg.loss.ramp}")
-    for key in ("ce", "metric", "dml", "vsd", "vcd", "vml"):
-        if getattr(cfg.loss, key) < 0:
-            raise ConfigError(f"loss.{key} must be >= 0, got {getattr(cfg.loss, key)}")
-    for key in ("cos", "rel"):
-        if getattr(cfg.distill, key) < 0:
-            raise ConfigError(f"distill.{key} must be >= 0, got {getattr(cfg.distill, key)}")
-    if cfg.optim.warmup_epochs < 0:
-        raise ConfigError(f"optim.warmup_epochs must be >= 0, got {cfg.optim.warmup_epochs}")
