@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mvd_edge.core.errors import OutputExists, UsageError
-from mvd_edge.core.graphmeta import _fields  # the protobuf wire walker behind read_onnx_header
+from mvd_edge.core.graphmeta import _fields, _name_of  # the protobuf wire walker behind read_onnx_header
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.deploy import formats
 from mvd_edge.runtime.engine import graph_facts
@@ -194,8 +194,13 @@ class _Parser:
         self.i += 1
         return tok
 
-    def message(self, close: str | None) -> dict[str, list]:
-        fields: dict[str, list] = {}
+    def at(self, *texts: str) -> bool:
+        tok = self.peek()
+        return tok is not None and tok[1] in texts
+
+    def message(self, close: str | None) -> dict:
+        """The fields up to ``close`` (None: the end of the text), in the dictionary form (:func:`_store`)."""
+        fields: dict[str, Any] = {}
         while True:
             tok = self.peek()
             if tok is None:
@@ -208,26 +213,25 @@ class _Parser:
             kind, name, line = self.take()
             if kind != "ident":
                 raise ValueError(f"line {line}: expected a field name, got {name!r}")
-            colon = self.peek() is not None and self.peek()[1] == ":"
+            colon = self.at(":")
             if colon:
                 self.take(":")
-            nxt = self.peek()
-            if nxt is None:
+            if self.peek() is None:
                 raise ValueError(f"line {line}: field {name} has no value")
-            if nxt[1] == "[":
+            if self.at("["):
                 self.take("[")
                 values = []
-                while self.peek() is not None and self.peek()[1] != "]":
+                while self.peek() is not None and not self.at("]"):
                     values.append(self.value())
-                    if self.peek() is not None and self.peek()[1] == ",":
+                    if self.at(","):
                         self.take(",")
                 self.take("]")
-                fields.setdefault(name, []).extend(values)
+            elif not colon and not self.at("{", "<"):
+                raise ValueError(f"line {line}: expected ':' after {name}")
             else:
-                if not colon and nxt[1] not in ("{", "<"):
-                    raise ValueError(f"line {line}: expected ':' after {name}")
-                fields.setdefault(name, []).append(self.value())
-            if self.peek() is not None and self.peek()[1] in (",", ";"):
+                values = [self.value()]
+            _store(fields, name, values)
+            if self.at(",", ";"):
                 self.take()
 
     def value(self):
@@ -246,21 +250,19 @@ class _Parser:
         raise ValueError(f"line {line}: unexpected {tok!r}")
 
 
-def _normalise(raw: dict[str, list]) -> dict:
-    out: dict[str, Any] = {}
-    for key, values in raw.items():
-        vals = [_normalise(v) if isinstance(v, dict) else v for v in values]
-        if key in MAP_FIELDS:
-            mapping = out.setdefault(key, {})
-            for entry in vals:
-                if not isinstance(entry, dict) or "key" not in entry:
-                    raise ValueError(f"{key}: map entries need a key")
-                mapping[entry["key"]] = entry.get("value")
-        elif key in REPEATED_FIELDS:
-            out.setdefault(key, []).extend(vals)
-        else:
-            out[key] = vals[-1]  # a singular field given twice: the last one wins, as in protobuf
-    return out
+def _store(fields: dict, key: str, values: list) -> None:
+    """Add a field's values to a message: map entries into a dict, repeated fields to a list, and a singular
+    field given twice keeps the last value, as in protobuf."""
+    if key in MAP_FIELDS:
+        mapping = fields.setdefault(key, {})
+        for entry in values:
+            if not isinstance(entry, dict) or "key" not in entry:
+                raise ValueError(f"{key}: map entries need a key")
+            mapping[entry["key"]] = entry.get("value")
+    elif key in REPEATED_FIELDS:
+        fields.setdefault(key, []).extend(values)
+    elif values:
+        fields[key] = values[-1]
 
 
 def parse_config_pbtxt(text: str) -> dict:
@@ -269,7 +271,7 @@ def parse_config_pbtxt(text: str) -> dict:
     Repeated fields (:data:`REPEATED_FIELDS`) are lists, map fields (:data:`MAP_FIELDS`) dicts,
     enums strings. Raises ValueError naming the line on malformed text.
     """
-    return _normalise(_Parser(text).message(None))
+    return _Parser(text).message(None)
 
 
 def read_config(model_dir: str | Path) -> dict:
@@ -286,44 +288,26 @@ def read_config(model_dir: str | Path) -> dict:
 # ------------------------------------------------------------------------------ what the engine is
 
 
+def _sub(messages: list[memoryview], field: int) -> list[memoryview]:
+    """The length-delimited fields number ``field`` of each protobuf message of ``messages``."""
+    return [v for m in messages for n, w, v in _fields(m) if n == field and w == 2]
+
+
 def _dims_of(value_info: memoryview) -> tuple[str, int | None, list[int | None]]:
     """ONNX ValueInfoProto -> (name, element type, dims with None for symbolic ones)."""
-    name, elem, dims = "", None, []
-    for num, wire, val in _fields(value_info):
-        if num == 1 and wire == 2:
-            name = bytes(val).decode()
-        elif num == 2 and wire == 2:  # TypeProto
-            for tnum, twire, tval in _fields(val):
-                if tnum == 1 and twire == 2:  # TypeProto.tensor_type
-                    for snum, swire, sval in _fields(tval):
-                        if snum == 1 and swire == 0:
-                            elem = sval
-                        elif snum == 2 and swire == 2:  # TensorShapeProto
-                            for dnum, dwire, dval in _fields(sval):
-                                if dnum == 1 and dwire == 2:
-                                    size = next((v for n, w, v in _fields(dval) if n == 1 and w == 0), None)
-                                    dims.append(size)
-    return name, elem, dims
+    tensor = _sub(_sub([value_info], 2), 1)  # ValueInfoProto.type -> TypeProto.tensor_type
+    elem = next((v for t in tensor for n, w, v in _fields(t) if n == 1 and w == 0), None)
+    dims = _sub(_sub(tensor, 2), 1)  # tensor_type.shape -> TensorShapeProto.dim
+    return _name_of(value_info), elem, [next((v for n, w, v in _fields(d) if n == 1 and w == 0), None) for d in dims]
 
 
-def _onnx_io(path: Path) -> dict[str, dict[str, tuple[int | None, list[int | None]]]]:
-    """Element types and shapes of an ONNX file's graph inputs (weights excluded) and outputs."""
-    data = memoryview(path.read_bytes())
-    ins, outs, weights = {}, {}, set()
+def _onnx_io(path: Path) -> dict[str, tuple[int | None, list[int | None]]]:
+    """Element type and dims of each graph input and output of an ONNX file, by name."""
     try:
-        for num, wire, val in _fields(data):
-            if num == 7 and wire == 2:  # ModelProto.graph
-                for gnum, gwire, gval in _fields(val):
-                    if gwire != 2:
-                        continue
-                    if gnum in (11, 12):
-                        name, elem, dims = _dims_of(gval)
-                        (ins if gnum == 11 else outs)[name] = (elem, dims)
-                    elif gnum == 5:
-                        weights.add(next((bytes(v).decode() for n, w, v in _fields(gval) if n == 8 and w == 2), ""))
+        graph = _sub([memoryview(path.read_bytes())], 7)  # ModelProto.graph
+        return {name: (elem, dims) for name, elem, dims in map(_dims_of, _sub(graph, 11) + _sub(graph, 12))}
     except ValueError as exc:
         raise EngineError(f"{path} is not a loadable ONNX graph: {exc}") from exc
-    return {"inputs": {k: v for k, v in ins.items() if k not in weights}, "outputs": outs}
 
 
 def engine_io(engine: str | Path) -> dict:
@@ -359,8 +343,8 @@ def engine_io(engine: str | Path) -> dict:
                 raise EngineError(f"{p}: its sidecar and its graph disagree on {key} (sidecar {info[key]!r}, graph "
                                   f"{graph_value!r}); rebuild it with `mvd-edge build-engine`")
     io = _onnx_io(p)
-    (in_name, (in_elem, in_dims)), = io["inputs"].items()
-    (out_name, (out_elem, out_dims)), = io["outputs"].items()
+    in_name, out_name = facts["input_name"], facts["output_name"]
+    (in_elem, in_dims), (out_elem, out_dims) = io[in_name], io[out_name]
     where = f"{p}: graph"
     if len(in_dims) != 4 or len(out_dims) != 2:
         raise EngineError(f"{where} input {in_name} has shape {in_dims} and output {out_name} {out_dims}; expected "
