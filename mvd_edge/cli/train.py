@@ -5,6 +5,7 @@ torch, the trainer and the data sets are imported inside the commands, so ``--he
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -59,18 +60,15 @@ def synth(
         raise typer.BadParameter(f"render must be one of {', '.join(RENDERS)}, got {render!r}")
     if render != "crops" and layout != "sysu":
         raise typer.BadParameter(f"render={render!r} is for the SYSU layout only (got layout {layout!r})")
-    if layout not in ("sysu", "regdb", "llcm", "all"):
+    writers = {"sysu": functools.partial(write_sysu, images_per_cam=images_per_cam, progress=True, render=render,
+                                         scene_people=scene_people),
+               "regdb": write_regdb, "llcm": write_llcm}
+    if layout not in (*writers, "all"):
         raise typer.BadParameter(f"layout must be sysu, regdb, llcm or all, got {layout!r}")
-    layouts = ["sysu", "regdb", "llcm"] if layout == "all" else [layout]
+    layouts = list(writers) if layout == "all" else [layout]
     for name in layouts:
         root = out if len(layouts) == 1 else out / name
-        if name == "sysu":
-            summary = write_sysu(root, n_ids=ids, images_per_cam=images_per_cam, size=(h, w), seed=seed, progress=True,
-                                 render=render, scene_people=scene_people)
-        elif name == "regdb":
-            summary = write_regdb(root, n_ids=ids, size=(h, w), seed=seed)
-        else:
-            summary = write_llcm(root, n_ids=ids, size=(h, w), seed=seed)
+        summary = writers[name](root, n_ids=ids, size=(h, w), seed=seed)
         console.print(f"[green]wrote[/] {name} layout to {root}")
         console.print_json(json.dumps(summary, default=str))
 

@@ -19,14 +19,6 @@ class PlotsSkipped(UserWarning):
     """matplotlib is not installed: PNG plots are skipped (the JSON results are still written)."""
 
 
-def available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def figure(*, nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6, 4), squeeze: bool = True):
     """``(fig, axes)`` like ``pyplot.subplots``, or ``(None, None)`` when matplotlib is missing."""
     try:
