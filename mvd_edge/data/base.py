@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,14 +118,19 @@ def check_images_exist(samples: Sequence[Sample], what: str) -> None:
     """:class:`DatasetError` naming the first listed image that is not on disk."""
     missing = [s.path for s in samples if not s.path.is_file()]
     if missing:
-        raise DatasetError(
-            f"{what}: {len(missing)} listed image(s) not found, first: {missing[0]}"
-        )
+        raise DatasetError(f"{what}: {len(missing)} listed image(s) not found, first: {missing[0]}")
 
 
-def holdout_identities(
-    samples: Sequence[Sample], fraction: float, seed: int
-) -> tuple[list[Sample], list[Sample]]:
+def check_disjoint(ids: dict[str, set[int]], what: str, both: Callable[[str, str], str]) -> None:
+    """:class:`DatasetError` ``"<what>: N id(s) in both <both(a, b)>, e.g. ..."`` when splits ``a`` and ``b``
+    of ``ids`` (split -> identity ids) share an identity."""
+    for a, b in itertools.combinations(ids, 2):
+        common = sorted(ids[a] & ids[b])
+        if common:
+            raise DatasetError(f"{what}: {len(common)} id(s) in both {both(a, b)}, e.g. {common[:5]}")
+
+
+def holdout_identities(samples: Sequence[Sample], fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
     """Split samples by identity into ``(train, val)``, deterministically for ``seed``.
 
     ``round(fraction * n_ids)`` identities (at least 1 when ``fraction > 0``, at most

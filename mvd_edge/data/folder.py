@@ -35,7 +35,15 @@ import re
 from pathlib import Path
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.data.base import IMAGE_SUFFIXES, DatasetError, ReidDataset, Sample, holdout_identities, require_dir
+from mvd_edge.data.base import (
+    IMAGE_SUFFIXES,
+    DatasetError,
+    ReidDataset,
+    Sample,
+    check_disjoint,
+    holdout_identities,
+    require_dir,
+)
 
 __all__ = ["FOLDER_MODALITIES", "FOLDER_SPLITS", "load_folder"]
 
@@ -54,15 +62,11 @@ def _read_split(split_dir: Path) -> tuple[list[Sample], int]:
     ignored = 0
     for mod_dir in _visible_entries(split_dir):
         if not mod_dir.is_dir() or mod_dir.name not in FOLDER_MODALITIES:
-            raise DatasetError(
-                f"unexpected entry {mod_dir}: a split folder holds only 'rgb' and 'ir' folders"
-            )
+            raise DatasetError(f"unexpected entry {mod_dir}: a split folder holds only 'rgb' and 'ir' folders")
         modality = FOLDER_MODALITIES[mod_dir.name]
         for pid_dir in _visible_entries(mod_dir):
             if not pid_dir.is_dir() or not re.fullmatch(r"\d+", pid_dir.name):
-                raise DatasetError(
-                    f"unexpected entry {pid_dir}: expected identity folders named by an integer"
-                )
+                raise DatasetError(f"unexpected entry {pid_dir}: expected identity folders named by an integer")
             pid = int(pid_dir.name)
             for path in _visible_entries(pid_dir):
                 if not path.is_file():
@@ -72,19 +76,15 @@ def _read_split(split_dir: Path) -> tuple[list[Sample], int]:
                     continue
                 m = _NAME.fullmatch(path.stem)
                 if m is None or int(m.group(1)) < 1:
-                    raise DatasetError(
-                        f"bad image name {path}: expected 'c<cam>_<anything>{path.suffix}' "
-                        "with a 1-based camera number, e.g. c1_0001.jpg"
-                    )
+                    raise DatasetError(f"bad image name {path}: expected 'c<cam>_<anything>{path.suffix}' "
+                                       "with a 1-based camera number, e.g. c1_0001.jpg")
                 samples.append(Sample(path=path, pid=pid, cam=int(m.group(1)), modality=modality))
     if not samples:
         raise DatasetError(f"no image found under {split_dir}/<rgb|ir>/<pid>/c<cam>_*.jpg")
     return samples, ignored
 
 
-def load_folder(
-    root: Path, use_val: bool = True, val_fraction: float = 0.1, seed: int = 0
-) -> ReidDataset:
+def load_folder(root: Path, use_val: bool = True, val_fraction: float = 0.1, seed: int = 0) -> ReidDataset:
     """Load a data set in the generic folder format (see the module docstring).
 
     Args:
@@ -109,37 +109,18 @@ def load_folder(
     for entry in _visible_entries(root):
         if entry.is_dir() and entry.name not in FOLDER_SPLITS:
             raise DatasetError(f"unexpected folder {entry}: the root holds only train/, val/, test/")
-    train, ignored_train = _read_split(require_dir(root / "train", "folder data set train split"))
-    test, ignored_test = _read_split(require_dir(root / "test", "folder data set test split"))
-    ignored = ignored_train + ignored_test
-    val: list[Sample] = []
-    val_dir = root / "val"
-    if val_dir.is_dir():
-        val, ignored_val = _read_split(val_dir)
-        ignored += ignored_val
-        val_source = "folder"
-    else:
-        val_source = "holdout"
-
-    splits = {"train": train, "val": val, "test": test}
-    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-        common = sorted({s.pid for s in splits[a]} & {s.pid for s in splits[b]})
-        if common:
-            raise DatasetError(
-                f"identities must not repeat across splits: {len(common)} id(s) in both "
-                f"{root / a} and {root / b}, e.g. {common[:5]}"
-            )
-
+    read = {split: _read_split(require_dir(root / split, f"folder data set {split} split"))
+            for split in ("train", "test", "val") if split != "val" or (root / "val").is_dir()}
+    train, test = read["train"][0], read["test"][0]
+    val, val_source = (read["val"][0], "folder") if "val" in read else ([], "holdout")
+    check_disjoint({k: {s.pid for s in v} for k, v in (("train", train), ("val", val), ("test", test))},
+                   "identities must not repeat across splits", lambda a, b: f"{root / a} and {root / b}")
     if not use_val:
         train, val, val_source = train + val, [], "none"
     elif val_source == "holdout":
         train, val = holdout_identities(train, val_fraction, seed)
         if not val:
             val_source = "none"
-    return ReidDataset(
-        name="folder",
-        train=train,
-        val=val,
-        test=test,
-        meta={"root": str(root), "val_source": val_source, "ignored_files": ignored},
-    )
+    return ReidDataset(name="folder", train=train, val=val, test=test,
+                       meta={"root": str(root), "val_source": val_source,
+                             "ignored_files": sum(n for _, n in read.values())})

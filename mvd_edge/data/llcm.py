@@ -29,13 +29,7 @@ import re
 from pathlib import Path
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.data.base import (
-    DatasetError,
-    ReidDataset,
-    Sample,
-    load_index_lists,
-    read_index_file,
-)
+from mvd_edge.data.base import DatasetError, ReidDataset, Sample, load_index_lists, read_index_file
 
 __all__ = ["load_llcm", "parse_llcm_camera"]
 
@@ -68,24 +62,17 @@ def _read(root: Path, split: str, pid_offset: int) -> list[Sample]:
         for rel, label in read_index_file(index, f"LLCM {split} {word} index"):
             cam = parse_llcm_camera(rel)
             if cam is None or cam < 1:
-                raise DatasetError(
-                    f"{index}: cannot read a camera number from {rel!r} "
-                    "(expected '_c<NN>_' in the file name or a 'cam<N>' folder)"
-                )
+                raise DatasetError(f"{index}: cannot read a camera number from {rel!r} "
+                                   "(expected '_c<NN>_' in the file name or a 'cam<N>' folder)")
             # Guard: the labels of the vis and nir lists must name the same people.
             m = _PID_IN_NAME.match(rel.replace("\\", "/").rsplit("/", 1)[-1])
             if m:
                 name_pid = int(m.group(1))
-                if name_pid_to_label.setdefault(name_pid, label) != label or (
-                    label_to_name_pid.setdefault(label, name_pid) != name_pid
-                ):
-                    raise DatasetError(
-                        f"{index}: label {label} of {rel!r} disagrees with the labels of other "
-                        f"images of identity {name_pid} in the LLCM {split} lists"
-                    )
-            samples.append(
-                Sample(path=root / rel.lstrip("/"), pid=label + pid_offset, cam=cam, modality=modality)
-            )
+                if (name_pid_to_label.setdefault(name_pid, label) != label
+                        or label_to_name_pid.setdefault(label, name_pid) != name_pid):
+                    raise DatasetError(f"{index}: label {label} of {rel!r} disagrees with the labels of other "
+                                       f"images of identity {name_pid} in the LLCM {split} lists")
+            samples.append(Sample(path=root / rel.lstrip("/"), pid=label + pid_offset, cam=cam, modality=modality))
     return samples
 
 

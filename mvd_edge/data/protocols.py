@@ -43,18 +43,8 @@ from mvd_edge.core.errors import UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.data.base import DatasetError, Sample
 
-__all__ = [
-    "PROTOCOLS",
-    "SYSU_GALLERY_CAMS",
-    "SYSU_QUERY_CAMS",
-    "Trial",
-    "cross_trials",
-    "llcm_trials",
-    "make_trials",
-    "protocol_names",
-    "regdb_trials",
-    "sysu_trials",
-]
+__all__ = ["PROTOCOLS", "SYSU_GALLERY_CAMS", "SYSU_QUERY_CAMS", "Trial", "cross_trials", "llcm_trials", "make_trials",
+           "protocol_names", "regdb_trials", "sysu_trials"]
 
 #: SYSU-MM01 infrared cameras (the query side in both search modes).
 SYSU_QUERY_CAMS: tuple[int, ...] = (3, 6)
@@ -113,9 +103,7 @@ def _check_trials(n_trials: int, shots: int) -> None:
         raise ValueError(f"shots must be >= 1, got {shots}")
 
 
-def _sample_gallery(
-    candidates: dict[tuple[int, int], list[int]], shots: int, rng: np.random.Generator
-) -> np.ndarray:
+def _sample_gallery(candidates: dict[tuple[int, int], list[int]], shots: int, rng: np.random.Generator) -> np.ndarray:
     """``shots`` indices (all if fewer) per (pid, cam) group, groups in sorted order."""
     picked: list[int] = []
     for key in sorted(candidates):
@@ -137,6 +125,14 @@ def _groups(test: Sequence[Sample], keep) -> dict[tuple[int, int], list[int]]:
     return groups
 
 
+def _require_sides(protocol: str, query, gallery, query_what: str, gallery_what: str) -> None:
+    """:class:`DatasetError` ``"<protocol>no <what> for the query"`` (or gallery) when that side is empty."""
+    if not len(query):
+        raise DatasetError(f"{protocol}no {query_what} for the query")
+    if not len(gallery):
+        raise DatasetError(f"{protocol}no {gallery_what} for the gallery")
+
+
 def _sampled_trials(name: str, query, candidates: dict[tuple[int, int], list[int]], shots: int, n_trials: int,
                     seed: int) -> list[Trial]:
     """``n_trials`` trials sharing ``query``; trial ``t`` draws its gallery with seed ``seed + t``."""
@@ -145,9 +141,8 @@ def _sampled_trials(name: str, query, candidates: dict[tuple[int, int], list[int
             for t in range(n_trials)]
 
 
-def sysu_trials(
-    test: Sequence[Sample], mode: str = "all", shots: int = 1, n_trials: int = 10, seed: int = 0
-) -> list[Trial]:
+def sysu_trials(test: Sequence[Sample], mode: str = "all", shots: int = 1, n_trials: int = 10,
+                seed: int = 0) -> list[Trial]:
     """SYSU-MM01 all-/indoor-search trials.
 
     Args:
@@ -165,14 +160,10 @@ def sysu_trials(
         raise ValueError(f"unknown SYSU-MM01 search mode {mode!r}: use 'all' or 'indoor'")
     _check_trials(n_trials, shots)
     gallery_cams = SYSU_GALLERY_CAMS[mode]
-    query = [
-        i for i, s in enumerate(test) if s.modality is Modality.INFRARED and s.cam in SYSU_QUERY_CAMS
-    ]
+    query = [i for i, s in enumerate(test) if s.modality is Modality.INFRARED and s.cam in SYSU_QUERY_CAMS]
     candidates = _groups(test, lambda s: s.modality is Modality.VISIBLE and s.cam in gallery_cams)
-    if not query:
-        raise DatasetError("SYSU-MM01 protocol: no infrared (cam 3 / cam 6) test image for the query")
-    if not candidates:
-        raise DatasetError(f"SYSU-MM01 protocol: no visible test image in cams {gallery_cams} for the gallery")
+    _require_sides("SYSU-MM01 protocol: ", query, candidates, "infrared (cam 3 / cam 6) test image",
+                   f"visible test image in cams {gallery_cams}")
     missing = [f"query cam {c}" for c in SYSU_QUERY_CAMS if not any(test[i].cam == c for i in query)]
     missing += [f"gallery cam {c}" for c in gallery_cams if not any(k[1] == c for k in candidates)]
     if missing:  # the numbers would carry the protocol's name for a part of it: say so loudly
@@ -212,10 +203,7 @@ def cross_trials(test: Sequence[Sample], direction: str, name: str | None = None
     """
     q_mod, g_mod = _modalities(direction, tuple(_DIRECTIONS))
     query, gallery = _all_of(test, q_mod), _all_of(test, g_mod)
-    if query.size == 0:
-        raise DatasetError(f"no {q_mod.name.lower()} test image for the query")
-    if gallery.size == 0:
-        raise DatasetError(f"no {g_mod.name.lower()} test image for the gallery")
+    _require_sides("", query, gallery, f"{q_mod.name.lower()} test image", f"{g_mod.name.lower()} test image")
     return [Trial(name=name or f"cross-{direction}", query=query, gallery=gallery)]
 
 
@@ -230,9 +218,8 @@ def regdb_trials(test: Sequence[Sample], direction: str) -> list[Trial]:
     return cross_trials(test, direction, name=f"regdb-{direction}")
 
 
-def llcm_trials(
-    test: Sequence[Sample], direction: str, n_trials: int = 10, seed: int = 0, shots: int = 1
-) -> list[Trial]:
+def llcm_trials(test: Sequence[Sample], direction: str, n_trials: int = 10, seed: int = 0,
+                shots: int = 1) -> list[Trial]:
     """LLCM: all test images of one modality as query, sampled gallery of the other.
 
     Args:
@@ -246,16 +233,12 @@ def llcm_trials(
     _check_trials(n_trials, shots)
     query = _all_of(test, q_mod)
     candidates = _groups(test, lambda s: s.modality is g_mod)
-    if query.size == 0:
-        raise DatasetError(f"LLCM protocol: no {q_mod.name.lower()} test image for the query")
-    if not candidates:
-        raise DatasetError(f"LLCM protocol: no {g_mod.name.lower()} test image for the gallery")
+    _require_sides("LLCM protocol: ", query, candidates, f"{q_mod.name.lower()} test image",
+                   f"{g_mod.name.lower()} test image")
     return _sampled_trials(f"llcm-{direction}", query, candidates, shots, n_trials, seed)
 
 
-def make_trials(
-    setting: str, test: Sequence[Sample], n_trials: int = 10, seed: int = 0
-) -> tuple[str, list[Trial]]:
+def make_trials(setting: str, test: Sequence[Sample], n_trials: int = 10, seed: int = 0) -> tuple[str, list[Trial]]:
     """Trials of a named evaluation setting (see :data:`PROTOCOLS`).
 
     Args:

@@ -21,22 +21,13 @@ from functools import partial
 from pathlib import Path
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.data.base import (
-    DatasetError,
-    ReidDataset,
-    Sample,
-    load_index_lists,
-    read_index_file,
-)
+from mvd_edge.data.base import DatasetError, ReidDataset, Sample, load_index_lists, read_index_file
 
 __all__ = ["REGDB_TRIALS", "load_regdb"]
 
 REGDB_TRIALS: tuple[int, ...] = tuple(range(1, 11))
 
-_MODALITIES: tuple[tuple[str, Modality, int], ...] = (
-    ("visible", Modality.VISIBLE, 1),
-    ("thermal", Modality.INFRARED, 2),
-)
+_MODALITIES: tuple[tuple[str, Modality, int], ...] = (("visible", Modality.VISIBLE, 1), ("thermal", Modality.INFRARED, 2))
 
 
 def _read(root: Path, split: str, pid_offset: int, trial: int) -> list[Sample]:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.data.base import IMAGE_SUFFIXES, DatasetError, ReidDataset, Sample, require_dir
+from mvd_edge.data.base import IMAGE_SUFFIXES, DatasetError, ReidDataset, Sample, check_disjoint, require_dir
 
 __all__ = ["SYSU_CAMS", "SYSU_IR_CAMS", "load_sysu", "read_split_ids"]
 
@@ -117,45 +117,20 @@ def load_sysu(root: Path, use_val: bool = True) -> ReidDataset:
     for split in ("train", "val", "test"):
         ids[split], src = read_split_ids(exp_dir, split)
         sources[split] = str(src)
-    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
-        common = sorted(set(ids[a]) & set(ids[b]))
-        if common:
-            raise DatasetError(
-                f"SYSU-MM01 split files overlap: {len(common)} id(s) in both {a} and {b} "
-                f"({sources[a]}, {sources[b]}), e.g. {common[:5]}"
-            )
+    check_disjoint({split: set(v) for split, v in ids.items()}, "SYSU-MM01 split files overlap",
+                   lambda a, b: f"{a} and {b} ({sources[a]}, {sources[b]})")
 
-    samples: dict[str, list[Sample]] = {}
-    missing: dict[str, list[int]] = {}
-    for split, pids in ids.items():
-        samples[split] = []
-        missing[split] = []
-        for pid in sorted(pids):
-            found = _images_of(root, pid)
-            if found:
-                samples[split].extend(found)
-            else:
-                missing[split].append(pid)
-        if not samples[split] and split != "val":
-            raise DatasetError(
-                f"SYSU-MM01 {split} split: no image found for any of its {len(pids)} ids "
-                f"under {root}/cam<1..6>/<id:04d>/"
-            )
-
+    images = {split: {pid: _images_of(root, pid) for pid in sorted(pids)} for split, pids in ids.items()}
+    samples = {split: [s for found in by_pid.values() for s in found] for split, by_pid in images.items()}
+    missing = {split: [pid for pid, found in by_pid.items() if not found] for split, by_pid in images.items()}
+    for split in ("train", "test"):
+        if not samples[split]:
+            raise DatasetError(f"SYSU-MM01 {split} split: no image found for any of its {len(ids[split])} ids "
+                               f"under {root}/cam<1..6>/<id:04d>/")
     train, val = samples["train"], samples["val"]
     if not use_val:
         train = sorted(train + val, key=lambda s: (s.pid, s.cam, s.path.name))
         val = []
-    return ReidDataset(
-        name="sysu",
-        train=train,
-        val=val,
-        test=samples["test"],
-        meta={
-            "root": str(root),
-            "split_files": sources,
-            "use_val": use_val,
-            "ir_cams": SYSU_IR_CAMS,
-            "missing_ids": missing,
-        },
-    )
+    return ReidDataset(name="sysu", train=train, val=val, test=samples["test"],
+                       meta={"root": str(root), "split_files": sources, "use_val": use_val, "ir_cams": SYSU_IR_CAMS,
+                             "missing_ids": missing})
