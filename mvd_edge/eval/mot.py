@@ -38,7 +38,7 @@ from scipy.optimize import linear_sum_assignment
 from mvd_edge.core.errors import MissingExtra, UsageError
 
 __all__ = ["MotCounts", "accumulate", "check_thresholds", "id_mapping", "id_scores", "id_true_positives",
-           "motmetrics_reference", "score_mot"]
+           "make_frame", "motmetrics_reference", "score_mot"]
 
 # one frame: object ids, their boxes [N, 4] x y w h, hypothesis ids, their boxes [M, 4]
 Frame = tuple[Sequence[int], np.ndarray, Sequence[int], np.ndarray]
@@ -68,6 +68,12 @@ class MotCounts:
         return MotCounts(self.objects + other.objects, self.predictions + other.predictions,
                          self.matches + other.matches, self.num_switches + other.num_switches,
                          self.fp + other.fp, self.fn + other.fn, self.pairs + other.pairs)
+
+
+def make_frame(objects: Sequence[tuple[int, Sequence[float]]], hyps: Sequence[tuple[int, Sequence[float]]]) -> Frame:
+    """A :data:`Frame` of the ``(id, [x, y, w, h])`` of its objects and of its hypotheses."""
+    return ([i for i, _ in objects], np.array([b for _, b in objects], np.float64).reshape(-1, 4),
+            [i for i, _ in hyps], np.array([b for _, b in hyps], np.float64).reshape(-1, 4))
 
 
 def _iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -165,9 +171,7 @@ def _by_frame(gt_rows: Iterable[Sequence[float]], hyp_rows: Iterable[Sequence[fl
             by[int(f)][side].append((int(i), (x, y, w, h)))
     keep = sorted(by) if frames is None else sorted({int(f) for f in frames})
     for f in keep:
-        gt, hyp = by.get(f, ([], []))
-        yield f, ([i for i, _ in gt], np.array([b for _, b in gt], np.float64).reshape(-1, 4),
-                  [i for i, _ in hyp], np.array([b for _, b in hyp], np.float64).reshape(-1, 4))
+        yield f, make_frame(*by.get(f, ([], [])))
 
 
 def score_mot(gt_rows: Iterable[Sequence[float]], hyp_rows: Iterable[Sequence[float]], iou: float = 0.5,

@@ -40,6 +40,7 @@ their ``min_features`` crops as before.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -173,10 +174,11 @@ def choose(pairs: dict[str, np.ndarray], target_precision: float = DEFAULT_PRECI
         reached_here = None
         for t in candidates:  # ascending: the first threshold that reaches the target has the most recall
             p, r, n = precision_recall(pairs, float(t), m)
+            row = {"threshold": float(t), "margin": m, "precision": p, "recall": r, "accepted": n}
             if n and (fallback is None or (p, r) > (fallback["precision"], fallback["recall"])):
-                fallback = {"threshold": float(t), "margin": m, "precision": p, "recall": r, "accepted": n}
+                fallback = row
             if n >= min_pairs and p >= target_precision and reached_here is None:
-                reached_here = {"threshold": float(t), "margin": m, "precision": p, "recall": r, "accepted": n}
+                reached_here = row
         if reached_here is not None:
             curve.append(reached_here)
             if best is None or reached_here["recall"] > best["recall"]:
@@ -193,22 +195,15 @@ def operating_point(feats: np.ndarray, pids: Sequence[int], modalities: Sequence
     """The (threshold, margin) with the highest pair recall whose pair precision reaches ``target_precision``;
     ``same_modality``: the same for same-modality pairs (``kind="same"``), or None when the data
     has too few crops per person for it."""
-    pairs = scene_pairs(feats, pids, modalities, people=people, scenes=scenes, track_images=track_images, seed=seed)
+    draw = partial(scene_pairs, feats, pids, modalities, people=people, scenes=scenes)
+    pairs = draw(track_images=track_images, seed=seed)
     chosen = choose(pairs, target_precision, margins)
     at_half = precision_recall(pairs, 0.5, 0.0)
     try:
-        same_pairs = scene_pairs(feats, pids, modalities, people=people, scenes=scenes, track_images=track_images,
-                                 seed=seed + 1, kind="same")
-        same = choose(same_pairs, target_precision, margins)
+        same = choose(draw(track_images=track_images, seed=seed + 1, kind="same"), target_precision, margins)
         same = {k: same[k] for k in ("threshold", "margin", "precision", "recall", "reached")}
     except UsageError:
         same = None
-    fast_pairs = scene_pairs(feats, pids, modalities, people=people, scenes=scenes, track_images=FAST_TRACK_IMAGES,
-                             seed=seed + 2)
-    fast = _fast_point(fast_pairs, FAST_TRACK_IMAGES)
-    early_pairs = scene_pairs(feats, pids, modalities, people=people, scenes=scenes,
-                              track_images=FAST_EARLY_TRACK_IMAGES, seed=seed + 3)
-    early = _fast_point(early_pairs, FAST_EARLY_TRACK_IMAGES)
     return {
         **chosen,
         "method": METHOD,
@@ -219,8 +214,8 @@ def operating_point(feats: np.ndarray, pids: Sequence[int], modalities: Sequence
         "identities": int(pairs["identities"]),  # seen in both modalities
         "at_default_0.5": {"precision": at_half[0], "recall": at_half[1]},
         "same_modality": same,
-        "fast": fast,
-        "fast_early": early,
+        "fast": _fast_point(draw(track_images=FAST_TRACK_IMAGES, seed=seed + 2), FAST_TRACK_IMAGES),
+        "fast_early": _fast_point(draw(track_images=FAST_EARLY_TRACK_IMAGES, seed=seed + 3), FAST_EARLY_TRACK_IMAGES),
     }
 
 

@@ -22,6 +22,10 @@ from mvd_edge.eval.metrics import evaluate
 RANKS = (1, 5, 10, 20)
 
 
+def _mean_std(values: np.ndarray) -> dict[str, float]:
+    return {"mean": float(values.mean()), "std": float(values.std())}
+
+
 def evaluate_features(feats: np.ndarray, test: Sequence[Sample], settings: Sequence[str], n_trials: int = 10,
                       seed: int = 0, max_rank: int = 20) -> dict:
     """Score precomputed features ``[len(test), D]`` under each protocol setting.
@@ -44,19 +48,12 @@ def evaluate_features(feats: np.ndarray, test: Sequence[Sample], settings: Seque
             per_trial.append(evaluate(distmat, pids[t.query], pids[t.gallery], cams[t.query], cams[t.gallery],
                                       protocol=protocol, max_rank=max_rank))
         cmc = np.stack([r["cmc"] for r in per_trial]) * 100.0
-        res: dict = {}
-        for r in RANKS:
-            if r <= max_rank:
-                res[f"rank{r}"] = {"mean": float(cmc[:, r - 1].mean()), "std": float(cmc[:, r - 1].std())}
+        res: dict = {f"rank{r}": _mean_std(cmc[:, r - 1]) for r in RANKS if r <= max_rank}
         for key in ("mAP", "mINP"):
-            vals = np.array([r[key] for r in per_trial]) * 100.0
-            res[key] = {"mean": float(vals.mean()), "std": float(vals.std())}
-        res["cmc"] = cmc.mean(0).tolist()
-        res["trials"] = len(trials)
-        res["n_query"] = int(len(trials[0].query))
-        res["n_gallery"] = int(len(trials[0].gallery))
+            res[key] = _mean_std(np.array([r[key] for r in per_trial]) * 100.0)
         unmatched = ~np.isin(pids[trials[0].query], pids[trials[0].gallery])
-        res["n_query_unmatched"] = int(unmatched.sum())
+        res.update(cmc=cmc.mean(0).tolist(), trials=len(trials), n_query=int(len(trials[0].query)),
+                   n_gallery=int(len(trials[0].gallery)), n_query_unmatched=int(unmatched.sum()))
         if unmatched.any():
             n_ids = np.unique(pids[trials[0].query][unmatched]).size
             warnings.warn(f"{setting}: {int(unmatched.sum())} of {unmatched.size} queries ({n_ids} identities) have no "

@@ -254,32 +254,19 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
         per_id[pid] = {"opportunities": n_o, "covered": n_c, "recall": n_c / n_o if n_o else 0.0,
                        "global_ids": sorted({g for (g, p) in co if p == pid})}
     return {
-        "precision": correct / len(matches) if matches else 0.0,
-        "recall": len(covered) / n_opp if n_opp else 0.0,
+        "precision": correct / len(matches) if matches else 0.0, "recall": len(covered) / n_opp if n_opp else 0.0,
         **id_scores(idtp, n_pred, n_true, empty=0.0),
-        "reported_pairs": len(matches),
-        "correct_pairs": correct,
-        "opportunities": n_opp,
-        "covered": len(covered),
-        "frames": len(frame_pairs),
-        "global_ids": len(gids),
-        "identities": len(pids),
-        "idtp": idtp,
-        "per_identity": per_id,
-        "iou": iou,
-        "min_visibility": min_visibility,
+        "reported_pairs": len(matches), "correct_pairs": correct, "opportunities": n_opp, "covered": len(covered),
+        "frames": len(frame_pairs), "global_ids": len(gids), "identities": len(pids), "idtp": idtp,
+        "per_identity": per_id, "iou": iou, "min_visibility": min_visibility,
     }
 
 
 def _frame_pairs(evs: list[dict[str, Any]], matches: list[dict[str, Any]], n_gt: int) -> list[tuple[int, int]]:
     """The (ir_frame, rgb_frame) pairs processed: the end event's ``steps``, else ``(k, k)`` up to the last match."""
     end = next((e for e in reversed(evs) if e.get("event") == "end"), None)
-    if end is not None and end.get("steps") is not None:
-        from mvd_edge.match.events import StepRuns
-
-        runs = StepRuns()
-        runs.runs = [list(map(int, r)) for r in end["steps"]]
-        return list(runs.pairs())
+    if end is not None and end.get("steps") is not None:  # runs [ir_frame, rgb_frame, count] (match.events.StepRuns)
+        return [(int(a) + k, int(b) + k) for a, b, n in end["steps"] for k in range(int(n))]
     last = max((int(e["ir_frame"]) for e in matches), default=-1)
     return [(k, k) for k in range(min(last + 1, n_gt))]
 
@@ -288,9 +275,8 @@ def _opportunities(frame_pairs: list[tuple[int, int]], frame_boxes, min_visibili
     """``{(ir_frame, rgb_frame): {identities visible enough in both}}`` (pairs with none left out)."""
     opp: dict[tuple[int, int], set[int]] = {}
     for fi, fr in frame_pairs:
-        vis_ir = {int(b[0]) for b in frame_boxes("ir", fi) if b[5] >= min_visibility}
-        vis_rgb = {int(b[0]) for b in frame_boxes("rgb", fr) if b[5] >= min_visibility}
-        both = vis_ir & vis_rgb
+        both = ({int(b[0]) for b in frame_boxes("ir", fi) if b[5] >= min_visibility}
+                & {int(b[0]) for b in frame_boxes("rgb", fr) if b[5] >= min_visibility})
         if both:
             opp[(fi, fr)] = both
     return opp
@@ -306,13 +292,12 @@ def _reported_pairs(matches: list[dict[str, Any]], frame_boxes, opp: dict, iou: 
         fi, fr = int(e["ir_frame"]), int(e["rgb_frame"])
         pi = gt_identity(e.get("ir_box"), frame_boxes("ir", fi), iou)
         pr = gt_identity(e.get("rgb_box"), frame_boxes("rgb", fr), iou)
+        gid = int(e["global_id"])
         if pi is not None and pi == pr:
             correct += 1
-            if pi in opp.get((fi, fr), ()):
-                covered.add((fi, fr, pi))
-        gid = int(e["global_id"])
-        if pi is not None and pi == pr and pi not in opp.get((fi, fr), ()):
-            continue  # a correct pair of a person not visible enough in both frames: don't care
+            if pi not in opp.get((fi, fr), ()):
+                continue  # a correct pair of a person not visible enough in both frames: don't care
+            covered.add((fi, fr, pi))
         for s, f, b, p in (("ir", fi, e.get("ir_box"), pi), ("rgb", fr, e.get("rgb_box"), pr)):
             if b is not None:
                 pred_obs.setdefault((s, f, tuple(round(float(v), 1) for v in b)), (gid, p))

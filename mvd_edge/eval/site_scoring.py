@@ -76,7 +76,16 @@ import numpy as np
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.util import read_json
-from mvd_edge.eval.mot import Frame, MotCounts, accumulate, check_thresholds, id_mapping, id_scores, id_true_positives
+from mvd_edge.eval.mot import (
+    Frame,
+    MotCounts,
+    accumulate,
+    check_thresholds,
+    id_mapping,
+    id_scores,
+    id_true_positives,
+    make_frame,
+)
 from mvd_edge.eval.scoring import event_list, gt_file, gt_identity, score_boxes, warn_other_sources, xywh_to_xyxy
 
 __all__ = ["format_site_table", "load_site_ground_truth", "score_site"]
@@ -138,6 +147,12 @@ def _most_common(counts: Counter) -> int | None:
         return None
     top = max(counts.values())
     return min(k for k, v in counts.items() if v == top)
+
+
+def _same_most_common(a: Counter, b: Counter) -> bool:
+    """Whether both have counts and the same most frequent key."""
+    top = _most_common(a)
+    return top is not None and top == _most_common(b)
 
 
 def _ratio(hits: int, n: int) -> float | None:
@@ -249,23 +264,16 @@ def _cameras_and_frames(evs: list[dict[str, Any]], end: dict[str, Any] | None, s
     warn_other_sources([(f"camera {c}", spec.get("source"), gt["cameras"][c].get("video")) for c, spec in ev_cams.items()
                         if isinstance(spec, dict) and Path(str(spec.get("source"))).is_file()], gt, "site")
     cams = sorted(names)
-    processed: dict[str, list[int]] = {}
-    for c in cams:
-        if end_frames is not None:
-            frames: set[int] = set()
-            for run in end_frames.get(c) or []:
-                first, count = int(run[0]), int(run[1])
-                frames.update(range(first, first + count))
-        else:
-            last = max((f for cc, f, _ in sightings if cc == c), default=-1)
-            frames = set(range(last + 1))
-        processed[c] = sorted(frames)
+    sighted = {c: [f for cc, f, _ in sightings if cc == c] for c in cams}
+    if end_frames is not None:
+        processed = {c: sorted({int(r[0]) + k for r in end_frames.get(c) or [] for k in range(int(r[1]))}) for c in cams}
+    else:
+        processed = {c: list(range(max(sighted[c], default=-1) + 1)) for c in cams}
     for c in cams:
         n_gt = len(gt_frames[c])
-        reached = max([*processed[c], *(f for cc, f, _ in sightings if cc == c)], default=-1)
-        low = min([*processed[c], *(f for cc, f, _ in sightings if cc == c)], default=0)
-        if reached >= n_gt or low < 0:
-            bad = reached if reached >= n_gt else low
+        outside = [f for f in (*processed[c], *sighted[c]) if not 0 <= f < n_gt]
+        if outside:
+            bad = max(outside) if max(outside) >= n_gt else min(outside)
             raise UsageError(f"{where}: the events reach frame {bad} of camera {c!r} but the ground truth has "
                              f"{n_gt} frames (0..{n_gt - 1}) there: these events are from another site")
     return cams, processed
@@ -312,11 +320,9 @@ def _pair_scores(cams: list[str], gt_cams: dict[str, Any], labelled: list,
     for i, a in enumerate(cams):
         for b in cams[i + 1:]:
             both = visible[a] & visible[b]
-            r_hits = sum(1 for p in both if _most_common(gid_of_pid[a].get(p, Counter())) is not None
-                         and _most_common(gid_of_pid[a][p]) == _most_common(gid_of_pid[b].get(p, Counter())))
+            r_hits = sum(_same_most_common(gid_of_pid[a].get(p, Counter()), gid_of_pid[b].get(p, Counter())) for p in both)
             shared = set(pid_of_gid[a]) & set(pid_of_gid[b])
-            p_hits = sum(1 for g in shared if _most_common(pid_of_gid[a][g]) is not None
-                         and _most_common(pid_of_gid[a][g]) == _most_common(pid_of_gid[b][g]))
+            p_hits = sum(_same_most_common(pid_of_gid[a][g], pid_of_gid[b][g]) for g in shared)
             kind = KINDS[0] if gt_cams[a]["modality"] != gt_cams[b]["modality"] else KINDS[1]
             pairs.append({"a": a, "b": b, "kind": kind,
                           "co_located": gt_cams[a].get("location") == gt_cams[b].get("location"),
@@ -343,12 +349,8 @@ def _camera_frames(c: str, true_obs: dict[tuple[str, int], dict[int, list[float]
                    preds: dict[tuple[str, int], list[tuple[int, list[float]]]]) -> list[Frame]:
     """Camera ``c``'s frames for :func:`mvd_edge.eval.mot.accumulate`, in frame order: the true
     observations (person id, box) and the predictions (global id, box) of each frame."""
-    out = []
-    for f in sorted({f for cc, f in (*true_obs, *preds) if cc == c}):
-        obs, pred = true_obs.get((c, f), {}), preds.get((c, f), [])
-        out.append((list(obs), np.array(list(obs.values()), np.float64).reshape(-1, 4),
-                    [g for g, _ in pred], np.array([b for _, b in pred], np.float64).reshape(-1, 4)))
-    return out
+    return [make_frame(list(true_obs.get((c, f), {}).items()), preds.get((c, f), []))
+            for f in sorted({f for cc, f in (*true_obs, *preds) if cc == c})]
 
 
 def _mot_counts(m: MotCounts) -> dict[str, int]:
@@ -371,19 +373,15 @@ def format_site_table(result: dict[str, Any], table: str = "pairs") -> list[list
 
     For rich: ``t = Table(*rows[0]); [t.add_row(*r) for r in rows[1:]]``.
     """
-    def counted(v: float | None, hits: int, n: int) -> str:
-        return f"{_fmt(v)} ({hits}/{n})"
+    def counted(row: dict[str, Any], key: str) -> str:
+        return f"{_fmt(row[key])} ({row[f'{key}_hits']}/{row[f'{key}_n']})"
 
     if table == "pairs":
-        rows = [["pair", "kind", "co-located", "precision", "recall"]]
-        for p in result["pairs"]:
-            rows.append([f"{p['a']}-{p['b']}", p["kind"], "yes" if p["co_located"] else "no",
-                         counted(p["precision"], p["precision_hits"], p["precision_n"]),
-                         counted(p["recall"], p["recall_hits"], p["recall_n"])])
-        for name, t in result["totals"].items():
-            rows.append([f"total: {name}", "", "", counted(t["precision"], t["precision_hits"], t["precision_n"]),
-                         counted(t["recall"], t["recall_hits"], t["recall_n"])])
-        return rows
+        return [["pair", "kind", "co-located", "precision", "recall"],
+                *([f"{p['a']}-{p['b']}", p["kind"], "yes" if p["co_located"] else "no", counted(p, "precision"),
+                   counted(p, "recall")] for p in result["pairs"]),
+                *([f"total: {name}", "", "", counted(t, "precision"), counted(t, "recall")]
+                  for name, t in result["totals"].items())]
     if table == "cameras":
         rows = [["camera", "modality", "place", "frames", "sightings", "box precision", "box recall", "MOTA",
                  "ID switches", "IDF1", "IDP", "IDR"]]
