@@ -165,6 +165,7 @@ def test_the_summary_warning_counts_missing_frames_not_only_damaged_ones(capsys,
     summary = {"frames": 9, "seconds": 1.0, "fps": 9.0, "fps_compute": 9.0, "ended": "all sources ended",
                "stage_ms": {}, "sources": {"ir": src, "rgb": {**src, "gaps": [], "missing": 0}},
                "tracks": {"ir": 0, "rgb": 0}, "global_ids": 0, "crops_embedded": 0, "events": {}}
-    cli_match._print_summary(Console(file=__import__("io").StringIO()), summary)
+    monkeypatch.setattr(cli_match, "console", Console(file=__import__("io").StringIO()))
+    cli_match._print_summary(summary, None, site=False)
     text = err.file.getvalue()
     assert "1 frames missing (0 of them damaged): frames 4-4 (0.27-0.33 s)" in text and "rgb source" not in text

@@ -31,50 +31,9 @@ from mvd_edge.core.util import write_json
 app = typer.Typer()
 
 
-def _print_summary(console, summary: dict) -> None:
-    console.print(f"[bold]{summary['frames']} frame pairs[/] in {summary['seconds']:.1f} s: "
-                  f"[bold]{summary['fps']:.1f} fps[/] end to end ({summary['fps_compute']:.1f} fps of compute); "
-                  f"ended: {summary['ended']}")
-    table = Table(title="stages (mean ms per frame pair)", title_justify="left", show_edge=False)
-    table.add_column("stage")
-    table.add_column("ms", justify="right")
-    for st, ms in summary["stage_ms"].items():
-        table.add_row(st, f"{ms:.2f}")
-    console.print(table)
-    src = summary["sources"]
-    console.print("sources: " + "; ".join(
-        f"{s} {v['label']}: {v['delivered']} frames, {v['dropped']} dropped, {v['corrupt']} corrupt, "
-        f"{v['reconnects']} reconnects" for s, v in src.items()))
-    for s, v in src.items():
-        if v.get("gaps"):  # damaged frames and holes in the file's timestamps alike: frames missing by time
-            where = ", ".join(f"frames {a}-{b - 1} ({t0:.2f}-{t1:.2f} s)"
-                              for (a, b), (t0, t1) in zip(v["gaps"], v.get("gap_times") or [(0.0, 0.0)] * len(v["gaps"])))
-            err_console.print(f"[yellow]warning:[/] {s} source {v['label']}: {v.get('missing', 0)} frames missing "
-                              f"({v.get('unreadable', 0)} of them damaged): {where}", highlight=False)
-    console.print(f"tracks: ir {summary['tracks']['ir']}, rgb {summary['tracks']['rgb']}; "
-                  f"global ids: {summary['global_ids']}; crops embedded: {summary['crops_embedded']}; "
-                  f"events: {summary['events']}")
-    if summary.get("latency_ms"):
-        console.print(f"latency capture -> matched: p50 {summary['latency_ms']['p50']} ms, "
-                      f"p95 {summary['latency_ms']['p95']} ms; memory {summary['rss_mb']['end']} MiB")
-    if summary.get("events_path"):
-        console.print(f"events: {summary['events_path']}")
-    for sk in summary.get("sinks", []):
-        line = f"{sk['sink']}: {sk['delivered']} of {sk['queued']} events delivered, {sk['retries']} retries"
-        if sk["dropped"]:
-            err_console.print(f"[yellow]warning:[/] {line}; {sk['dropped']} LOST (queue full or receiver away at the "
-                              f"end; last error: {sk['last_error']})", highlight=False)
-        else:
-            console.print(line, highlight=False)
-    if summary.get("video"):
-        console.print(f"video: {summary['video']}")
-
-
 def _check_bounds(values: dict[str, tuple]) -> None:
     """One-line errors for numeric options outside their range (``None`` = not given)."""
     import math
-
-    from mvd_edge.core.errors import UsageError
 
     for name, (v, lo, hi) in values.items():
         if v is not None and not (math.isfinite(v) and lo <= v <= hi):
@@ -188,11 +147,9 @@ def match_cmd(
     if site:
         if cameras is None:
             raise UsageError("give --ir and --rgb (two cameras), or --cameras FILE alone (every camera of a site)")
-        _run_site(cfg, run)
     elif ir is None or rgb is None:
         raise UsageError("give both --ir and --rgb (or neither, with --cameras, for a site)")
-    else:
-        _run_pair(cfg, run)
+    _run(cfg, run, site)
 
 
 def _print_config(cfg, model: str, site: bool) -> None:
@@ -243,104 +200,32 @@ def _outputs(run: _Run, out) -> dict:
             "outputs.crops": out.crops}
 
 
-def _run_pair(cfg, run: _Run) -> None:
-    """``match --ir A --rgb B``: one IR and one RGB source (mvd_edge.match.pipeline)."""
-    from mvd_edge.core.signals import sigterm_as_interrupt
+def _pair_cameras(cfg, run: _Run) -> tuple[list, dict]:
+    """The cameras ``ir`` and ``rgb`` of ``--ir`` / ``--rgb`` and their detectors, the outputs checked first."""
+    from mvd_edge.core.modality import Modality
     from mvd_edge.match.detect import make_detector
-    from mvd_edge.match.pipeline import run_match
-    from mvd_edge.match.sinks import CropSaver
-    from mvd_edge.match.sources import SourceError, load_cameras, parse_source
+    from mvd_edge.match.site import SiteCamera
+    from mvd_edge.match.sources import load_cameras, parse_source
 
-    d, out, src = cfg.detector, cfg.outputs, cfg.sources
+    d = cfg.detector
     chosen = {"ir": d.ir or d.name, "rgb": d.rgb or d.name}
-    check_outputs(_outputs(run, out), {"--ir source": run.ir, "--rgb source": run.rgb, "--cameras": run.cameras,
-                                       "--model": None if run.model == "colorhist" else run.model,
-                                       "detector.ir_boxes": d.ir_boxes, "detector.rgb_boxes": d.rgb_boxes,
-                                       **{f"detector.{s}": v for s, v in chosen.items() if Path(v).suffix == ".onnx"}},
-                  run.overwrite)
+    check_outputs(_outputs(run, cfg.outputs),
+                  {"--ir source": run.ir, "--rgb source": run.rgb, "--cameras": run.cameras,
+                   "--model": None if run.model == "colorhist" else run.model, "detector.ir_boxes": d.ir_boxes,
+                   "detector.rgb_boxes": d.rgb_boxes,
+                   **{f"detector.{s}": v for s, v in chosen.items() if Path(v).suffix == ".onnx"}}, run.overwrite)
     cams = load_cameras(run.cameras) if run.cameras is not None else None
     specs = {"ir": parse_source(run.ir, cams), "rgb": parse_source(run.rgb, cams)}  # fail early on bad sources
     detectors = {s: make_detector(b, chosen[s], modality=s, **_detector_options(d))
                  for s, b in (("ir", d.ir_boxes), ("rgb", d.rgb_boxes))}
-    embedder = _embedder(run.model, cfg.device)
-    op = _resolved(cfg, embedder, site=False)
-    cfg, a = op.config, op.config.association
-    err_console.print(f"threshold {a.threshold:.3f}, margin {a.margin:.3f} ({op.source})", highlight=False)
-    err_console.print(f"model {run.model} ({embedder.backend}, {embedder.precision}, {embedder.dim}-d); detectors: "
-                      f"ir {detectors['ir'].name}, rgb {detectors['rgb'].name}; "
-                      f"sources: ir {specs['ir'].label}, rgb {specs['rgb'].label}", highlight=False)
-    sinks, metrics = _network_outputs(out)
-    try:
-        with sigterm_as_interrupt():  # docker stop / systemd: close the video and the events like Ctrl-C
-            summary = run_match(specs["ir"], specs["rgb"], embedder, detectors, config=cfg, events=run.events,
-                                save=out.video, show=run.show, max_frames=run.max_frames, duration=run.duration,
-                                realtime=src.realtime, queue_size=src.queue_size, open_timeout=src.open_timeout,
-                                max_offline=src.max_offline, status=run.status, profile=out.profile,
-                                console=err_console, sinks=sinks, metrics=metrics,
-                                crops=CropSaver(out.crops) if out.crops is not None else None)
-    except SourceError as exc:
-        if getattr(exc, "summary", None):
-            _print_summary(console, exc.summary)
-        raise
-    finally:
-        if metrics is not None:
-            metrics.close()
-    _print_summary(console, summary)
-    for s, det in detectors.items():
-        if getattr(det, "frames_asked", 0) and not det.frames_hit:
-            err_console.print(f"[yellow]warning:[/] the {s} boxes file {det.path} has no boxes for any of the "
-                              f"{det.frames_asked} frames processed (its frames: {min(det.frames) + 1}-"
-                              f"{max(det.frames) + 1}, 1-based): is it the box file of another video?", highlight=False)
-    summary["threshold_source"] = op.source
-    _finish(summary, out.summary_json)
+    return [SiteCamera("ir", Modality.INFRARED, specs["ir"]), SiteCamera("rgb", Modality.VISIBLE, specs["rgb"])], \
+        detectors
 
 
-def _finish(summary: dict, summary_json: str | None) -> None:
-    """Write the summary (atomic: a full disk leaves no half-written one); a run that was stopped
-    (SIGTERM, Ctrl-C) finished cleanly but not done: exit 143 / 130 to say so."""
-    if summary_json is not None:
-        Path(summary_json).parent.mkdir(parents=True, exist_ok=True)
-        write_json(summary_json, summary, indent=1, default=str)
-    if summary["ended"].startswith(("terminated", "interrupted")):
-        raise typer.Exit(143 if summary["ended"].startswith("terminated") else 130)
-
-
-def _run_with_status(runner, max_steps, duration) -> dict:
-    """:meth:`Runner.run` of a site with a live status line (steps, rate, frames per camera, people)."""
-    import time
-
-    from rich.live import Live
-
-    t0, last = time.monotonic(), [0.0]
-    with Live(console=err_console, auto_refresh=False, transient=True) as live:
-        def show(r) -> None:
-            now = time.monotonic()
-            if now - last[0] < 0.25:
-                return
-            last[0] = now
-            used = ", ".join(f"{n} {r.sync.used[n]}" for n in r.sources)
-            live.update(f"step {r.steps}  {r.steps / max(now - t0, 1e-9):.1f} steps/s  frames: {used}  "
-                        f"people {r.matcher.policy.identities}", refresh=True)
-
-        return runner.run(max_steps=max_steps, duration=duration, on_step=show)
-
-
-def _network_outputs(out):
-    """The ``outputs.webhook`` / ``outputs.mqtt`` sinks and the ``outputs.metrics_port`` server (URLs checked
-    earlier)."""
-    from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
-
-    sinks = [*(WebhookSink(u, max_queue=out.sink_queue) for u in out.webhook),
-             *(MqttSink(u, max_queue=out.sink_queue) for u in out.mqtt)]
-    metrics = MatchMetrics(out.metrics_port) if out.metrics_port is not None else None
-    if metrics is not None:
-        err_console.print(f"metrics: http://127.0.0.1:{metrics.port}/metrics", highlight=False)
-    return sinks, metrics
-
-
-def _site_cameras(cfg, run: _Run) -> list:
-    """The site's cameras from ``--cameras``, with the outputs checked against them."""
+def _site_cameras(cfg, run: _Run) -> tuple[list, dict]:
+    """The site's cameras from ``--cameras`` and their detectors, the outputs checked first."""
     from mvd_edge.core.modality import Modality
+    from mvd_edge.match.detect import make_detector
     from mvd_edge.match.site import SiteCamera
     from mvd_edge.match.sources import load_cameras
 
@@ -359,46 +244,133 @@ def _site_cameras(cfg, run: _Run) -> list:
     if missing:
         raise UsageError(f"{run.cameras}: camera(s) {', '.join(missing)} have no 'modality: rgb|ir'; a site needs it "
                          "for every camera")
-    return [SiteCamera(n, Modality.parse(sp.modality), sp) for n, sp in specs.items()]
+    cams = [SiteCamera(n, Modality.parse(sp.modality), sp) for n, sp in specs.items()]
+    return cams, {c.name: make_detector(c.spec.boxes, d.name, modality=c.modality.short, **_detector_options(d))
+                  for c in cams}
 
 
-def _run_site(cfg, run: _Run) -> None:
-    """``match --cameras site.yaml``: every camera of the file, paired by time (mvd_edge.match.site)."""
+def _run(cfg, run: _Run, site: bool) -> None:
+    """``match``: a pair (``--ir A --rgb B``, mvd_edge.match.associate) or a site (``--cameras FILE`` alone:
+    every camera of the file, paired by time, mvd_edge.match.site) run to its end, its summary printed."""
     from mvd_edge.core.signals import sigterm_as_interrupt
-    from mvd_edge.match.detect import make_detector
+    from mvd_edge.match.pipeline import pair_matcher
     from mvd_edge.match.runner import Runner
     from mvd_edge.match.sinks import CropSaver
     from mvd_edge.match.site import site_matcher
+    from mvd_edge.match.sources import SourceError
 
-    cams = _site_cameras(cfg, run)
-    detectors = {c.name: make_detector(c.spec.boxes, cfg.detector.name, modality=c.modality.short,
-                                       **_detector_options(cfg.detector)) for c in cams}
+    cams, detectors = (_site_cameras if site else _pair_cameras)(cfg, run)
     embedder = _embedder(run.model, cfg.device)
-    op = _resolved(cfg, embedder, site=True)
-    cfg, a, out, src = op.config, op.config.association, op.config.outputs, op.config.sources
-    err_console.print(f"cross-modal threshold {a.threshold:.3f}, same-modality {cfg.site.same_threshold:.3f}, "
-                      f"margin {a.margin:.3f} ({op.source})", highlight=False)
-    err_console.print(f"site of {len(cams)} cameras: " + ", ".join(
-        f"{c.name} ({c.modality.short}, {detectors[c.name].name})" for c in cams), highlight=False)
+    op = _resolved(cfg, embedder, site=site)
+    cfg, a, out = op.config, op.config.association, op.config.outputs
+    same = f", same-modality {cfg.site.same_threshold:.3f}" if site else ""
+    err_console.print(f"{'cross-modal ' if site else ''}threshold {a.threshold:.3f}{same}, margin {a.margin:.3f} "
+                      f"({op.source})", highlight=False)
+    if site:
+        err_console.print(f"site of {len(cams)} cameras: " + ", ".join(
+            f"{c.name} ({c.modality.short}, {detectors[c.name].name})" for c in cams), highlight=False)
+    else:
+        err_console.print(f"model {run.model} ({embedder.backend}, {embedder.precision}, {embedder.dim}-d); detectors: "
+                          f"ir {detectors['ir'].name}, rgb {detectors['rgb'].name}; "
+                          f"sources: ir {cams[0].spec.label}, rgb {cams[1].spec.label}", highlight=False)
+    matcher = site_matcher(embedder, cams, detectors, cfg) if site else pair_matcher(embedder, detectors, cfg)
     sinks, metrics = _network_outputs(out)
-    runner = Runner(site_matcher(embedder, cams, detectors, cfg), events=run.events, sinks=sinks, metrics=metrics,
-                    step_fps=cfg.site.step_fps, tolerance=cfg.site.sync_tolerance, queue_size=src.queue_size,
-                    open_timeout=src.open_timeout, max_offline=src.max_offline, realtime=src.realtime,
-                    save=out.video, crops=CropSaver(out.crops) if out.crops is not None else None)
     try:
-        with sigterm_as_interrupt():
-            summary = _run_with_status(runner, run.max_frames, run.duration) if run.status else \
-                runner.run(max_steps=run.max_frames, duration=run.duration)
+        with sigterm_as_interrupt():  # docker stop / systemd: close the video and the events like Ctrl-C
+            runner = Runner(matcher, {c.name: c.spec for c in cams}, events=run.events, sinks=sinks,
+                            metrics=metrics, crops=CropSaver(out.crops) if out.crops is not None else None,
+                            save=out.video, show=run.show, status=run.status, profile=out.profile, console=err_console)
+            summary = runner.run(run.max_frames, run.duration)
+    except SourceError as exc:
+        if getattr(exc, "summary", None):
+            _print_summary(exc.summary, run.events, site)
+        raise
     finally:
         if metrics is not None:
             metrics.close()
-    summary["thresholds"] = {"threshold": a.threshold, "margin": a.margin, "same_threshold": cfg.site.same_threshold,
-                             "source": op.source, "warnings": op.warnings}
-    _print_site_summary(summary, run.events)
+    _print_summary(summary, run.events, site)
+    for s, det in detectors.items():
+        if getattr(det, "frames_asked", 0) and not det.frames_hit:
+            err_console.print(f"[yellow]warning:[/] the {s} boxes file {det.path} has no boxes for any of the "
+                              f"{det.frames_asked} frames processed (its frames: {min(det.frames) + 1}-"
+                              f"{max(det.frames) + 1}, 1-based): is it the box file of another video?", highlight=False)
+    if site:
+        summary["thresholds"] = {"threshold": a.threshold, "margin": a.margin,
+                                 "same_threshold": cfg.site.same_threshold, "source": op.source,
+                                 "warnings": op.warnings}
+    else:
+        summary["threshold_source"] = op.source
     _finish(summary, out.summary_json)
-    errors = [f"{n}: {v['error']}" for n, v in summary["cameras"].items() if v["error"]]
+    errors = [f"{n}: {v['error']}" for n, v in summary.get("cameras", {}).items() if v["error"]]
     if errors and len(errors) == len(summary["cameras"]):
         raise UsageError("every camera failed: " + "; ".join(errors))
+
+
+def _finish(summary: dict, summary_json: str | None) -> None:
+    """Write the summary (atomic: a full disk leaves no half-written one); a run that was stopped
+    (SIGTERM, Ctrl-C) finished cleanly but not done: exit 143 / 130 to say so."""
+    if summary_json is not None:
+        Path(summary_json).parent.mkdir(parents=True, exist_ok=True)
+        write_json(summary_json, summary, indent=1, default=str)
+    if summary["ended"].startswith(("terminated", "interrupted")):
+        raise typer.Exit(143 if summary["ended"].startswith("terminated") else 130)
+
+
+def _network_outputs(out):
+    """The ``outputs.webhook`` / ``outputs.mqtt`` sinks and the ``outputs.metrics_port`` server (URLs checked
+    earlier)."""
+    from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
+
+    sinks = [*(WebhookSink(u, max_queue=out.sink_queue) for u in out.webhook),
+             *(MqttSink(u, max_queue=out.sink_queue) for u in out.mqtt)]
+    metrics = MatchMetrics(out.metrics_port) if out.metrics_port is not None else None
+    if metrics is not None:
+        err_console.print(f"metrics: http://127.0.0.1:{metrics.port}/metrics", highlight=False)
+    return sinks, metrics
+
+
+def _print_summary(summary: dict, events: Path | None, site: bool) -> None:
+    """The run's summary: its steps and stages, sources or cameras, then what each output wrote."""
+    (_print_site_summary if site else _print_pair_summary)(summary, events)
+    for sk in summary.get("sinks", []):
+        line = f"{sk['sink']}: {sk['delivered']} of {sk['queued']} events delivered, {sk['retries']} retries"
+        if sk["dropped"]:
+            err_console.print(f"[yellow]warning:[/] {line}; {sk['dropped']} LOST (queue full or receiver away at the "
+                              f"end; last error: {sk['last_error']})", highlight=False)
+        else:
+            console.print(line, highlight=False)
+    if summary.get("video"):
+        console.print(f"video: {summary['video']}", highlight=False)
+
+
+def _print_pair_summary(summary: dict, events: Path | None) -> None:
+    console.print(f"[bold]{summary['frames']} frame pairs[/] in {summary['seconds']:.1f} s: "
+                  f"[bold]{summary['fps']:.1f} fps[/] end to end ({summary['fps_compute']:.1f} fps of compute); "
+                  f"ended: {summary['ended']}")
+    table = Table(title="stages (mean ms per frame pair)", title_justify="left", show_edge=False)
+    table.add_column("stage")
+    table.add_column("ms", justify="right")
+    for st, ms in summary["stage_ms"].items():
+        table.add_row(st, f"{ms:.2f}")
+    console.print(table)
+    src = summary["sources"]
+    console.print("sources: " + "; ".join(
+        f"{s} {v['label']}: {v['delivered']} frames, {v['dropped']} dropped, {v['corrupt']} corrupt, "
+        f"{v['reconnects']} reconnects" for s, v in src.items()))
+    for s, v in src.items():
+        if v.get("gaps"):  # damaged frames and holes in the file's timestamps alike: frames missing by time
+            where = ", ".join(f"frames {a}-{b - 1} ({t0:.2f}-{t1:.2f} s)"
+                              for (a, b), (t0, t1) in zip(v["gaps"], v.get("gap_times") or [(0.0, 0.0)] * len(v["gaps"])))
+            err_console.print(f"[yellow]warning:[/] {s} source {v['label']}: {v.get('missing', 0)} frames missing "
+                              f"({v.get('unreadable', 0)} of them damaged): {where}", highlight=False)
+    console.print(f"tracks: ir {summary['tracks']['ir']}, rgb {summary['tracks']['rgb']}; "
+                  f"global ids: {summary['global_ids']}; crops embedded: {summary['crops_embedded']}; "
+                  f"events: {summary['events']}")
+    if summary.get("latency_ms"):
+        console.print(f"latency capture -> matched: p50 {summary['latency_ms']['p50']} ms, "
+                      f"p95 {summary['latency_ms']['p95']} ms; memory {summary['rss_mb']['end']} MiB")
+    if events is not None:
+        console.print(f"events: {events}")
 
 
 def _print_site_summary(summary: dict, events: Path | None) -> None:
@@ -414,11 +386,6 @@ def _print_site_summary(summary: dict, events: Path | None) -> None:
     console.print("stages (mean ms per step): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["stage_ms"].items()),
                   highlight=False)
     console.print(f"events: {summary['events']}" + (f" -> {events}" if events else ""), highlight=False)
-    if summary.get("video"):
-        console.print(f"video: {summary['video']}", highlight=False)
-    for sk in summary.get("sinks", []):
-        console.print(f"{sk['sink']}: {sk['delivered']} of {sk['queued']} events delivered, {sk['dropped']} lost",
-                      highlight=False)
 
 
 @app.command("synth-video")
@@ -455,7 +422,7 @@ def synth_video_cmd(
     refuse_existing({"--out": out}, overwrite)
     _check_bounds({"--fps": (fps, 0.1, 1000.0), "--seconds": (seconds, 0.01, 86_400.0), "--ids": (ids, 1, 10_000)})
     if site:
-        from mvd_edge.synth.site import write_synth_site
+        from mvd_edge.synth.site import camera_names, write_synth_site
 
         rates: dict[str, float] = {}
         for item in camera_fps or []:
@@ -466,7 +433,7 @@ def synth_video_cmd(
                 raise UsageError(f"--camera-fps takes NAME=FPS, got {item!r}") from None
         h, w = parse_size(size)
         gt = write_synth_site(out, rgb_cameras=rgb_cameras, ir_cameras=ir_cameras, locations=locations, n_ids=ids,
-                              seconds=seconds, fps={**{c: fps for c in _site_names(rgb_cameras, ir_cameras)}, **rates},
+                              seconds=seconds, fps={**{c: fps for c in camera_names(rgb_cameras, ir_cameras)}, **rates},
                               size=(h, w), seed=seed, progress=True, overwrite=overwrite)
         cams = ", ".join(f"{n} ({c['modality']}, place {c['location']}, {c['fps']:g} fps)" for n, c in gt["cameras"].items())
         console.print(f"[green]wrote[/] a site of {len(gt['cameras'])} cameras: {cams}; {gt['n_ids']} people; "
@@ -487,12 +454,6 @@ def synth_video_cmd(
         console.print(f"[yellow]look-alikes:[/] people {pairs} share every trait that shows in both modalities "
                       "(hair, pattern, sleeves, coat, lower garment, accessory; similar stripes and lengths): "
                       "a cross-modal matcher may confuse them")
-
-
-def _site_names(rgb: int, ir: int) -> list[str]:
-    from mvd_edge.synth.site import camera_names
-
-    return camera_names(rgb, ir)
 
 
 @app.command("train-detector")
@@ -524,7 +485,7 @@ def train_detector_cmd(
     and trains on those: a detector for the synthetic scenes, not for your cameras. For your cameras:
     --video/--boxes pairs, and --init person-synth to fine-tune the packaged detector.
     """
-    from mvd_edge.core.errors import UsageError, require
+    from mvd_edge.core.errors import require
 
     torch = require("torch", "train")
     from mvd_edge.train.detector import (
@@ -629,20 +590,16 @@ def score_matches_cmd(
                 table.add_row(*row)
             console.print(table)
         console.print(f"global IDF1 {r['idf1']}, IDP {r['idp']}, IDR {r['idr']}", highlight=False)
-        if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            write_json(json_out, r, indent=1, default=str)
-            console.print(f"wrote {json_out}")
-        return
-    table = Table(title=f"{events} vs {gt}", title_justify="left")
-    for col in ("pair precision", "pair recall", "IDF1", "IDP", "IDR", "reported", "opportunities", "global ids"):
-        table.add_column(col, justify="right")
-    table.add_row(f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['idf1']:.3f}", f"{r['idp']:.3f}",
-                  f"{r['idr']:.3f}", str(r["reported_pairs"]), str(r["opportunities"]), str(r["global_ids"]))
-    console.print(table)
-    per = ", ".join(f"{pid}: {v['recall']:.2f} (gids {v['global_ids']})" for pid, v in r["per_identity"].items())
-    console.print(f"recall per identity: {per}", highlight=False)
+    else:
+        table = Table(title=f"{events} vs {gt}", title_justify="left")
+        for col in ("pair precision", "pair recall", "IDF1", "IDP", "IDR", "reported", "opportunities", "global ids"):
+            table.add_column(col, justify="right")
+        table.add_row(f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['idf1']:.3f}", f"{r['idp']:.3f}",
+                      f"{r['idr']:.3f}", str(r["reported_pairs"]), str(r["opportunities"]), str(r["global_ids"]))
+        console.print(table)
+        per = ", ".join(f"{pid}: {v['recall']:.2f} (gids {v['global_ids']})" for pid, v in r["per_identity"].items())
+        console.print(f"recall per identity: {per}", highlight=False)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(json_out, r, indent=1)
+        write_json(json_out, r, indent=1, default=str)
         console.print(f"wrote {json_out}")

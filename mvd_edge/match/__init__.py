@@ -18,11 +18,10 @@ Pipeline, one step per pair of frames::
   the engine's sidecar.
 * :mod:`.pipeline`: :class:`Matcher` (one step over N cameras, the association rule a policy) and
   :func:`run_match` (the loop of a pair).
-* :mod:`.events`: the JSONL event schema. :mod:`.render`: side-by-side annotated video.
-* :mod:`.sinks`: webhook and MQTT event sinks, Prometheus metrics.
-* :mod:`.site`: N cameras of either modality: :class:`TimeSync` (frames paired by capture
-  time), :class:`SitePolicy` (one global gallery of people),
-  and :mod:`.runner`: :class:`Runner` (start / step / close) of a pair or a site.
+* :mod:`.site`: :class:`SitePolicy`, the rule of N cameras of either modality (one global gallery of people).
+* :mod:`.runner`: :class:`Runner` (start / step / close) of a pair or a site, frames paired by
+  :class:`TimeSync`, driving the outputs: :mod:`.events` (the JSONL event schema and its writer),
+  :mod:`.sinks` (webhook and MQTT event sinks, crops, Prometheus metrics), :mod:`.render` (annotated video).
 
 The names below are loaded on first use (PEP 562 module ``__getattr__``): importing
 ``mvd_edge.match`` or one of its light sub-modules does not pull in OpenCV, scipy and the
@@ -34,79 +33,28 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-# public name -> the sub-module that defines it
-_EXPORTS = {
-    "CrossModalAssociator": "associate",
-    "PairUpdate": "associate",
-    "FeatureBank": "bank",
-    "ForegroundDetector": "foreground",
-    "Detections": "detect",
-    "HogDetector": "detect",
-    "MotBoxes": "detect",
-    "OnnxDetector": "detect",
-    "make_detector": "detect",
-    "EVENT_SCHEMA_VERSION": "events",
-    "EventWriter": "events",
-    "read_events": "events",
-    "MatcherConfig": "config",
-    "load_matcher_config": "config",
-    "resolve": "config",
-    "Matcher": "pipeline",
-    "PairPolicy": "associate",
-    "run_match": "pipeline",
-    "FramePacket": "sources",
-    "FrameSource": "sources",
-    "SourceError": "sources",
-    "SourceSpec": "sources",
-    "load_cameras": "sources",
-    "parse_source": "sources",
-    "SiteCamera": "site",
-    "SitePolicy": "site",
-    "Runner": "runner",
-    "TimeSync": "runner",
-    "MatchMetrics": "sinks",
-    "MqttSink": "sinks",
-    "WebhookSink": "sinks",
-    "ByteTracker": "track",
-    "PassthroughTracker": "track",
-    "Track": "track",
+# the sub-module that defines each public name
+_MODULES = {
+    "associate": ("CrossModalAssociator", "PairPolicy", "PairUpdate"),
+    "bank": ("FeatureBank",),
+    "config": ("MatcherConfig", "load_matcher_config", "resolve"),
+    "detect": ("Detections", "HogDetector", "MotBoxes", "OnnxDetector", "make_detector"),
+    "events": ("EVENT_SCHEMA_VERSION", "EventWriter", "read_events"),
+    "foreground": ("ForegroundDetector",),
+    "pipeline": ("Matcher", "run_match"),
+    "runner": ("Runner", "TimeSync"),
+    "sinks": ("MatchMetrics", "MqttSink", "WebhookSink"),
+    "site": ("SiteCamera", "SitePolicy"),
+    "sources": ("FramePacket", "FrameSource", "SourceError", "SourceSpec", "load_cameras", "parse_source"),
+    "track": ("ByteTracker", "PassthroughTracker", "Track"),
 }
-
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = [
-    "ByteTracker",
-    "CrossModalAssociator",
-    "Detections",
-    "EVENT_SCHEMA_VERSION",
-    "EventWriter",
-    "FeatureBank",
-    "ForegroundDetector",
-    "FramePacket",
-    "FrameSource",
-    "HogDetector",
-    "MatchMetrics",
-    "Matcher",
-    "MatcherConfig",
-    "MotBoxes",
-    "MqttSink",
-    "OnnxDetector",
-    "PairPolicy",
-    "PairUpdate",
-    "PassthroughTracker",
-    "SiteCamera",
-    "SitePolicy",
-    "Runner",
-    "SourceError",
-    "SourceSpec",
-    "TimeSync",
-    "Track",
-    "WebhookSink",
-    "load_cameras",
-    "load_matcher_config",
-    "make_detector",
-    "parse_source",
-    "read_events",
-    "resolve",
-    "run_match",
+    "ByteTracker", "CrossModalAssociator", "Detections", "EVENT_SCHEMA_VERSION", "EventWriter", "FeatureBank",
+    "ForegroundDetector", "FramePacket", "FrameSource", "HogDetector", "MatchMetrics", "Matcher", "MatcherConfig",
+    "MotBoxes", "MqttSink", "OnnxDetector", "PairPolicy", "PairUpdate", "PassthroughTracker", "SiteCamera",
+    "SitePolicy", "Runner", "SourceError", "SourceSpec", "TimeSync", "Track", "WebhookSink", "load_cameras",
+    "load_matcher_config", "make_detector", "parse_source", "read_events", "resolve", "run_match",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names come from __getattr__

@@ -74,7 +74,7 @@ import numpy as np
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.util import output_error, track_output, untrack_output
 
-__all__ = ["EVENT_SCHEMA_VERSION", "EventWriter", "StepRuns", "box_xywh", "event_view", "read_events", "start_event"]
+__all__ = ["EVENT_SCHEMA_VERSION", "EventWriter", "Output", "StepRuns", "box_xywh", "event_view", "read_events", "start_event"]
 
 EVENT_SCHEMA_VERSION = "site/1"
 
@@ -137,7 +137,32 @@ class StepRuns:
                 yield a + k, b + k
 
 
-class EventWriter:
+class Output:
+    """One output of a run: a :class:`~mvd_edge.match.runner.Runner` drives a list of them. The events
+    file with its network sinks (:class:`EventWriter`), the crop saver and the Prometheus metrics
+    (:class:`~mvd_edge.match.sinks.CropSaver`, :class:`~mvd_edge.match.sinks.MatchMetrics`), the
+    annotated video and the window (:class:`~mvd_edge.match.render.VideoSink`,
+    :class:`~mvd_edge.match.render.Window`) and the live status line
+    (:class:`~mvd_edge.match.runner.StatusLine`) are outputs; each overrides what it needs.
+
+    ``stage``: the matcher's stage (timer) that :meth:`step` counts in, None: not timed. ``live``: it
+    also gets ``step(run, None)`` while the run waits for frames (metrics, status: to stay current).
+    An output that draws gets the step's annotated frame from ``run.canvas(result)`` (drawn once)."""
+
+    stage: str | None = None
+    live = False
+
+    def start(self, run) -> None:
+        """The sources are open and the pairing chosen (``run.sync``)."""
+
+    def step(self, run, result) -> bool | None:
+        """After each step (``result``: its :class:`~mvd_edge.match.pipeline.StepResult`); False ends the run."""
+
+    def end(self, run, summary: dict[str, Any]) -> None:
+        """The run ended; ``summary`` is its summary (an output may add its entry to it)."""
+
+
+class EventWriter(Output):
     """Appends events to a JSONL file (flushed every ``flush_every`` lines and on close) and
     hands each to the ``sinks`` (objects with ``write(event)`` and ``close(timeout)``, see
     :mod:`~mvd_edge.match.sinks`), stamped with ``run_id`` and ``seq``.
@@ -266,11 +291,23 @@ class EventWriter:
         for sink in sinks:
             self.undelivered[getattr(sink, "name", repr(sink))] = int(sink.close(self.sink_close_timeout) or 0)
 
-    def __enter__(self) -> "EventWriter":
-        return self
+    # ------------------------------------------------------------------ an output of a run
+    stage = "write"
 
-    def __exit__(self, *exc) -> None:
+    def start(self, run) -> None:
+        self.write(run.policy.start_event(run))
+
+    def step(self, run, result) -> None:
+        for ev in result.events:
+            self.write(ev)
+
+    def end(self, run, summary: dict[str, Any]) -> None:
+        """The ``end`` event, then :meth:`close`; the sinks' counters go into ``summary["sinks"]``."""
+        self.write(run.policy.end_event(run, summary))
+        sinks = self.sinks
         self.close()
+        if sinks:
+            summary["sinks"] = [s.summary() for s in sinks]
 
 
 def read_events(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -14,9 +14,8 @@ timed; the Embedder's own stage times (preprocess/infer/postprocess) are recorde
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -355,44 +354,26 @@ def _unmatched_boxes(dets: Detections, visible: list[Track]) -> np.ndarray:
 # ---------------------------------------------------------------------------- the loop
 
 
-def _as_source(src: str | SourceSpec | FrameSource, name: str, cameras: dict | None, **kw) -> FrameSource:
-    if isinstance(src, FrameSource):
-        return src
-    spec = src if isinstance(src, SourceSpec) else parse_source(str(src), cameras)
-    return FrameSource(spec, name=name, **kw)
-
-
 def run_match(ir: str | SourceSpec | FrameSource, rgb: str | SourceSpec | FrameSource, embedder,
               detectors: dict[str, Detector], *, config: MatcherConfig | None = None,
-              cameras: dict[str, SourceSpec] | None = None, events: str | Path | None = None,
-              save: str | Path | None = None, show: bool = False, max_frames: int | None = None,
-              duration: float | None = None, realtime: bool = False, queue_size: int = 8,
-              open_timeout: float = 10.0, max_offline: float | None = 30.0, render_height: int = 360,
-              status: bool = True, profile: bool = False, console=None,
-              on_step: Callable[[Runner], None] | None = None, sinks: Sequence = (),
-              metrics=None, crops=None) -> dict[str, Any]:
+              cameras: dict[str, SourceSpec] | None = None, max_frames: int | None = None,
+              duration: float | None = None, status: bool = True, on_step: Callable[[Runner], None] | None = None,
+              **outputs: Any) -> dict[str, Any]:
     """Run the matcher on two sources until one ends, ``max_frames`` steps or ``duration`` seconds
     (a :class:`~mvd_edge.match.runner.Runner` of a :func:`pair_matcher`).
 
-    ``ir``/``rgb``: source text (see :func:`~mvd_edge.match.sources.parse_source`), a
-    :class:`SourceSpec` or a ready :class:`FrameSource` (not started). ``events``: JSONL
-    path (:mod:`~mvd_edge.match.events`). ``save``: annotated side-by-side video. ``show``:
-    a window (needs OpenCV with GUI and a display). ``status``: a live status line on
-    ``console`` (rich); ``profile``: per-stage figures live too. ``on_step``: called with
-    the runner after each step (``runner.result``: the step's :class:`StepResult`). ``sinks``:
-    network event sinks (:mod:`~mvd_edge.match.sinks`) that get every event the file gets; closed
-    (with up to 10 s to deliver their backlog) at the end, their counters in ``summary["sinks"]``.
-    ``metrics``: a :class:`~mvd_edge.match.sinks.MatchMetrics` updated a few times per second.
-    ``crops``: a :class:`~mvd_edge.match.sinks.CropSaver` that keeps crops of matched people
-    (both modalities) for ``mvd-edge gallery build``.
+    ``ir``/``rgb``: source text (see :func:`~mvd_edge.match.sources.parse_source`, with the names of
+    ``cameras``), a :class:`SourceSpec` or a ready :class:`FrameSource` (not started); read as
+    ``config.sources`` says. ``outputs``: the :class:`~mvd_edge.match.runner.Runner`'s outputs
+    (``events``, ``save``, ``show``, ``sinks``, ``metrics``, ``crops``, ``render_height``, ``console``
+    and ``profile`` for the ``status`` line). ``on_step``: called with the runner after each step
+    (``runner.result``: the step's :class:`StepResult`).
 
     Returns a summary dict (frames, fps, per-stage ms, sources' counters, pairs, global ids,
     events written, reason the run ended). Raises :class:`SourceError` (a RuntimeError) when
     a source never opens or fails for good; the summary is then in ``exc.summary``.
     """
-    kw = dict(queue_size=queue_size, realtime=realtime, open_timeout=open_timeout, max_offline=max_offline)
-    srcs = {"ir": _as_source(ir, "ir", cameras, **kw), "rgb": _as_source(rgb, "rgb", cameras, **kw)}
-    runner = Runner(pair_matcher(embedder, detectors, config), srcs, events=events, sinks=sinks, metrics=metrics,
-                    crops=crops, save=save, show=show, render_height=render_height, status=status, profile=profile,
-                    console=console)
+    srcs = {n: s if isinstance(s, (SourceSpec, FrameSource)) else parse_source(str(s), cameras)
+            for n, s in (("ir", ir), ("rgb", rgb))}
+    runner = Runner(pair_matcher(embedder, detectors, config), srcs, status=status, **outputs)
     return runner.run(max_frames, duration, on_step)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from mvd_edge.core.errors import DeviceUnavailable
+from mvd_edge.match.events import Output
 
 __all__ = ["VideoSink", "Window", "gid_color", "gui_available", "render_side_by_side"]
 
@@ -39,6 +40,25 @@ def _label(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, in
     cv2.putText(img, text, (x + 1, y - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
 
 
+def _draw_track(img: np.ndarray, t, scale: float, dx: int, gid: int | None, text: str) -> tuple[int, int]:
+    """A track's box, ``dx`` px to the right, in its global id's colour (grey: none), bold when detected
+    in this frame, with its label; returns the box's centre."""
+    x1, y1, x2, y2 = (int(float(v) * scale) for v in t.box)
+    color = gid_color(gid) if gid is not None else _GREY
+    cv2.rectangle(img, (x1 + dx, y1), (x2 + dx, y2), color, 2 if t.time_since_update == 0 else 1)
+    _label(img, text, x1 + dx, y1, color)
+    return (x1 + x2) // 2 + dx, (y1 + y2) // 2
+
+
+def _with_header(canvas: np.ndarray, header: str) -> np.ndarray:
+    """``canvas`` under a bar with the ``header`` text (unchanged without one)."""
+    if not header:
+        return canvas
+    bar = np.zeros((22, canvas.shape[1], 3), np.uint8)
+    cv2.putText(bar, header, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.concatenate([bar, canvas], axis=0)
+
+
 def render_side_by_side(ir: np.ndarray, rgb: np.ndarray, ir_tracks: Sequence, rgb_tracks: Sequence,
                         pairs: Sequence, height: int = 360, header: str = "") -> np.ndarray:
     """Annotated canvas: uint8 BGR ``[height (+ header bar), W_ir + W_rgb, 3]``.
@@ -57,25 +77,15 @@ def render_side_by_side(ir: np.ndarray, rgb: np.ndarray, ir_tracks: Sequence, rg
     centres: dict[tuple[str, int], tuple[int, int]] = {}
     for stream, tracks, scale, dx, lookup in (("ir", ir_tracks, sa, 0, ir_pair), ("rgb", rgb_tracks, sb, off, rgb_pair)):
         for t in tracks:
-            x1, y1, x2, y2 = (float(v) * scale for v in t.box)
-            p1, p2 = (int(x1) + dx, int(y1)), (int(x2) + dx, int(y2))
             p = lookup.get(t.id)
-            color = gid_color(p.global_id) if p is not None else _GREY
-            thick = 2 if t.time_since_update == 0 else 1
-            cv2.rectangle(canvas, p1, p2, color, thick)
             text = f"G{p.global_id} {p.similarity:.2f}" if p is not None else f"T{t.id}"
-            _label(canvas, text, p1[0], p1[1], color)
-            centres[(stream, t.id)] = ((p1[0] + p2[0]) // 2, (p1[1] + p2[1]) // 2)
+            centres[(stream, t.id)] = _draw_track(canvas, t, scale, dx, p.global_id if p is not None else None, text)
     for p in pairs:
         ca, cb = centres.get(("ir", p.ir_track)), centres.get(("rgb", p.rgb_track))
         if ca is not None and cb is not None:
             cv2.line(canvas, ca, cb, gid_color(p.global_id), 1, cv2.LINE_AA)
     cv2.line(canvas, (off, 0), (off, height), (255, 255, 255), 1)
-    if header:
-        bar = np.zeros((22, canvas.shape[1], 3), np.uint8)
-        cv2.putText(bar, header, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-        canvas = np.concatenate([bar, canvas], axis=0)
-    return canvas
+    return _with_header(canvas, header)
 
 
 def render_site_grid(views: Sequence[tuple[str, np.ndarray | None, Sequence, dict[int, int]]], tile_height: int = 240,
@@ -104,25 +114,18 @@ def render_site_grid(views: Sequence[tuple[str, np.ndarray | None, Sequence, dic
             pad[:, :min(width, tile.shape[1])] = tile[:, :width]
             tile = pad
         for t in tracks:
-            x1, y1, x2, y2 = (int(float(v) * scale) for v in t.box)
             gid = gids.get(t.id)
-            color = gid_color(gid) if gid is not None else _GREY
-            cv2.rectangle(tile, (x1, y1), (x2, y2), color, 2 if t.time_since_update == 0 else 1)
-            _label(tile, f"G{gid}" if gid is not None else f"T{t.id}", x1, y1, color)
+            _draw_track(tile, t, scale, 0, gid, f"G{gid}" if gid is not None else f"T{t.id}")
         cv2.putText(tile, label, (6, tile_height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         cv2.rectangle(tile, (0, 0), (tile.shape[1] - 1, tile_height - 1), (255, 255, 255), 1)
         tiles.append(tile)
     while len(tiles) % cols:
         tiles.append(np.zeros_like(tiles[0]))
     canvas = np.concatenate([np.concatenate(tiles[r:r + cols], axis=1) for r in range(0, len(tiles), cols)], axis=0)
-    if header:
-        bar = np.zeros((22, canvas.shape[1], 3), np.uint8)
-        cv2.putText(bar, header, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-        canvas = np.concatenate([bar, canvas], axis=0)
-    return canvas
+    return _with_header(canvas, header)
 
 
-class VideoSink:
+class VideoSink(Output):
     """Writes canvases to ``path`` (.mp4 'mp4v', MJPG .avi fallback); opened at the first frame
     (the canvas size is known then). ``path_written`` is the file actually written.
 
@@ -131,13 +134,27 @@ class VideoSink:
     is raised, saying it was removed. A command stopped by an error finalises the video the same
     way (:func:`mvd_edge.core.util.finalise_outputs`)."""
 
-    def __init__(self, path: str | Path, fps: float):
+    stage = "save"  # an output of a run
+
+    def __init__(self, path: str | Path, fps: float | None = None):
         self.path = Path(path)
         self.fps = float(fps) if fps and fps > 0 else 15.0
         self.writer = None
         self.path_written: Path | None = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
+
+    def start(self, run) -> None:
+        """A pair's video runs at its first stream's rate, a site's at its time steps'."""
+        fps = next(iter(run.sources.values())).fps if run.policy.need_all else 1.0 / run.sync.period
+        self.fps = float(fps) if fps and fps > 0 else 15.0
+
+    def step(self, run, result) -> None:
+        self.write(run.canvas(result))
+
+    def end(self, run, summary: dict) -> None:
+        self.close()
+        summary["video"] = str(self.path_written) if self.path_written else None
 
     def write(self, canvas: np.ndarray) -> None:
         from mvd_edge.core.util import output_error, track_output
@@ -213,7 +230,7 @@ def gui_available() -> tuple[bool, str]:
     return True, ""
 
 
-class Window:
+class Window(Output):
     """An OpenCV window; ``show`` returns False when the user pressed q or Esc."""
 
     def __init__(self, title: str = "mvd-edge match"):
@@ -221,6 +238,16 @@ class Window:
         if not ok:
             raise DeviceUnavailable(f"--show: {why}")
         self.title = title
+
+    def step(self, run, result) -> bool:
+        """Shows the step's frame; False (the run ends) when the user closed the window."""
+        if self.show(run.canvas(result)):
+            return True
+        run.reason = "window closed"
+        return False
+
+    def end(self, run, summary: dict) -> None:
+        self.close()
 
     def show(self, canvas: np.ndarray) -> bool:
         cv2.imshow(self.title, canvas)

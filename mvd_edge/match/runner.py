@@ -1,21 +1,18 @@
 """The one matcher run: sources, time pairing, a :class:`~mvd_edge.match.pipeline.Matcher`, and its outputs.
 
-:class:`Runner` runs a matcher of any cameras (a pair is a site of two cameras). Its outputs
-are one protocol: every event of a step goes to the JSONL file and the network sinks
-(:class:`~mvd_edge.match.events.EventWriter`), crops of the people it names to a
-:class:`~mvd_edge.match.sinks.CropSaver`, an annotated frame to the video file and the window,
-the stage times to :class:`~mvd_edge.match.sinks.MatchMetrics` and the live status line. What
-differs between a pair and a site is the matcher's policy's *view*: its ``start`` and ``end``
-events, which events name crops, how a step is drawn, its summary, and whether a step needs a
-frame of every camera (a pair: the run ends when one source ends) or of any (a site: when all
-have). Its life cycle:
+:class:`Runner` runs a matcher of any cameras (a pair is a site of two cameras) and drives its
+outputs, one protocol (:class:`~mvd_edge.match.events.Output`: ``start``, ``step``, ``end``): the
+events file and network sinks, the crop saver, the annotated video and window, the metrics and the
+live status line. What differs between a pair and a site is the matcher's policy's *view*: its
+``start`` and ``end`` events, which events name crops, how a step is drawn, its summary, and
+whether a step needs a frame of every camera (a pair: the run ends when one source ends) or of any
+(a site: when all have). Its life cycle:
 
 * ``start()``: opens the sources (each in its thread, waiting for the first frame), chooses the
-  pairing of frames, writes the ``start`` event and opens the video file;
-* ``step()``: one step (False when the run should end, with ``reason`` set);
-* ``close()``: stops the sources, writes the policy's last events and the ``end`` event (with the
-  summary), closes the event file and the network sinks (each gets up to 10 s for its backlog),
-  pushes the metrics a last time and closes the video; returns the summary;
+  pairing of frames and starts the outputs (the ``start`` event);
+* ``step()``: one step, handed to every output (False when the run should end, with ``reason`` set);
+* ``close()``: stops the sources, writes the policy's last events and ends every output with the
+  summary (the ``end`` event; the network sinks get up to 10 s for their backlog); returns the summary;
 * ``run(max_steps, duration, on_step)``: all three; Ctrl-C and SIGTERM (through
   :func:`mvd_edge.core.signals.sigterm_as_interrupt`) end it as a finished run ends. ``on_step``
   gets the runner after each step (``result``: that step's
@@ -47,10 +44,10 @@ from typing import Any
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.signals import interrupts_deferred
-from mvd_edge.match.events import EventWriter
-from mvd_edge.match.sources import FramePacket, FrameSource, SourceError
+from mvd_edge.match.events import EventWriter, Output
+from mvd_edge.match.sources import FramePacket, FrameSource, SourceError, SourceSpec
 
-__all__ = ["Runner", "TimeSync", "rss_mb"]
+__all__ = ["Output", "Runner", "StatusLine", "TimeSync", "rss_mb"]
 
 _log = logging.getLogger(__name__)
 
@@ -176,41 +173,103 @@ class TimeSync:
             runs.append([int(index), 1])
 
 
+class StatusLine(Output):
+    """The live status line on a rich ``console`` (``profile``: with a per-stage table under it)."""
+
+    live = True
+
+    def __init__(self, console, profile: bool = False):
+        self.console, self.profile = console, profile
+        self.view = None
+        self._last = 0.0
+
+    def start(self, run: Runner) -> None:
+        from rich.live import Live
+
+        self.view = Live(console=self.console, auto_refresh=False, transient=False)
+        self.view.start()
+
+    def step(self, run: Runner, result=None, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.view is not None and (force or now - self._last > 0.25):
+            self.view.update(self._text(run), refresh=True)
+            self._last = now
+
+    def end(self, run: Runner, summary: dict[str, Any]) -> None:
+        if self.view is not None:
+            self.step(run, force=True)
+            self.view.stop()
+
+    def _text(self, run: Runner):
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        tm, srcs, n, el = run.matcher.timer, run.sources, run.steps, run.elapsed()
+        det = sum(v for st, v in tm.ewma.items() if st.startswith("detect."))
+        parts = [f"frame {n}", f"{(n - 1) / el if el > 0 and n > 1 else 0.0:5.1f} fps",
+                 f"detect {1000 * det:5.1f} ms", f"track {1000 * tm.ewma.get('track', 0):4.1f}",
+                 f"embed {1000 * tm.ewma.get('embed', 0.0):5.1f}", f"assoc {1000 * tm.ewma.get('associate', 0):4.1f}",
+                 "queue " + " ".join(f"{s} {src.depth}/{src.queue.maxsize}" for s, src in srcs.items()),
+                 "drops " + " ".join(f"{s} {src.dropped}" for s, src in srcs.items()), *run.policy.status(run)]
+        bad = sum(src.stats.corrupt for src in srcs.values())
+        rec = sum(src.stats.reconnects for src in srcs.values())
+        if bad:
+            parts.append(f"corrupt {bad}")
+        if rec:
+            parts.append(f"reconnects {rec}")
+        line = Text(" | ".join(parts))
+        if not self.profile:
+            return line
+        table = Table(title="per stage (ms): moving average / mean / last", title_justify="left", show_edge=False)
+        for col in ("stage", "avg", "mean", "last", "rate (/s)"):
+            table.add_column(col, justify="left" if col == "stage" else "right")
+        for st in tm.stages():
+            avg = tm.ewma[st]
+            table.add_row(st, f"{1000 * avg:.2f}", f"{tm.mean_ms(st):.2f}", f"{1000 * tm.last[st]:.2f}",
+                          f"{1 / avg:.0f}" if avg > 0 else "-")
+        return Group(line, table)
+
+
 class Runner:
     """See the module docstring.
 
     Args:
-        matcher: a :class:`~mvd_edge.match.pipeline.Matcher` (its policy gives the view).
-        sources: ``{camera name: FrameSource}`` (not started); default: one per camera of the
-            matcher, from its ``spec``, with ``queue_size``, ``realtime``, ``open_timeout`` and
-            ``max_offline``.
+        matcher: a :class:`~mvd_edge.match.pipeline.Matcher` (its policy gives the view; its config's
+            ``sources`` section how sources are read, ``site.step_fps`` / ``site.sync_tolerance`` a
+            site's time steps, see :class:`TimeSync`).
+        sources: ``{camera name: FrameSource (not started) or SourceSpec}``; default: the matcher's
+            cameras' ``spec``.
         events: JSONL path or None; ``sinks``: network sinks that get every event the file gets;
             ``metrics``: a :class:`~mvd_edge.match.sinks.MatchMetrics`; ``crops``: a
             :class:`~mvd_edge.match.sinks.CropSaver`.
         save: annotated video path; ``show``: a window (OpenCV GUI); ``render_height``: height of
             a pair's frames in it, ``tile_height``: of a site's tiles.
         status: a live status line on ``console`` (rich); ``profile``: per-stage figures too.
-        step_fps, tolerance: the time steps (see :class:`TimeSync`).
+        outputs: more :class:`Output` objects, after those above.
     """
 
-    def __init__(self, matcher, sources: dict[str, FrameSource] | None = None, *, events: str | Path | None = None,
-                 sinks: Sequence = (), metrics=None, crops=None, save: str | Path | None = None, show: bool = False,
-                 render_height: int = 360, tile_height: int = 240, status: bool = False, profile: bool = False,
-                 console=None, step_fps: float | None = None, tolerance: float | None = None, queue_size: int = 8,
-                 realtime: bool = False, open_timeout: float = 10.0, max_offline: float | None = 30.0):
-        from mvd_edge.match.render import Window
+    def __init__(self, matcher, sources: dict[str, FrameSource | SourceSpec] | None = None, *,
+                 events: str | Path | None = None, sinks: Sequence = (), metrics=None, crops=None,
+                 save: str | Path | None = None, show: bool = False, render_height: int = 360, tile_height: int = 240,
+                 status: bool = False, profile: bool = False, console=None, outputs: Sequence[Output] = ()):
+        from mvd_edge.match.render import VideoSink, Window
 
-        self.window = Window() if show else None  # fail before opening anything
+        window = Window() if show else None  # fail before opening anything
+        src = matcher.config.sources
         if sources is None:
-            sources = {c.name: FrameSource(c.spec, c.name, queue_size=queue_size, realtime=realtime,
-                                           open_timeout=open_timeout, max_offline=max_offline)
-                       for c in matcher.cameras.values()}
-        self.matcher, self.policy, self.sources = matcher, matcher.policy, sources
+            sources = {c.name: c.spec for c in matcher.cameras.values()}
+        self.sources = {n: s if isinstance(s, FrameSource) else
+                        FrameSource(s, n, queue_size=src.queue_size, realtime=src.realtime,
+                                    open_timeout=src.open_timeout, max_offline=src.max_offline)
+                        for n, s in sources.items()}
+        self.matcher, self.policy = matcher, matcher.policy
         self.writer = EventWriter(events, sinks=sinks)
-        self.events_path, self.sinks, self.metrics, self.crops = events, list(sinks), metrics, crops
-        self.save, self.render_height, self.tile_height = save, int(render_height), int(tile_height)
-        self.status, self.profile, self.console = status and console is not None, profile, console
-        self.step_fps, self.tolerance = step_fps, tolerance
+        video = VideoSink(save) if save is not None else None
+        optional = (crops, video, window, metrics, StatusLine(console, profile) if status and console is not None else None)
+        self.outputs: list[Output] = [self.writer, *(o for o in optional if o is not None), *outputs]
+        self.events_path, self.sinks = events, list(sinks)
+        self.render_height, self.tile_height = int(render_height), int(tile_height)
         self.steps = 0
         self.reason = "?"
         self.error: str | None = None  # a pair: the message of a source that failed for good (run raises it)
@@ -218,13 +277,14 @@ class Runner:
         self.sync: TimeSync | None = None  # None: lockstep
         self.pairing_warning: str | None = None  # why a pair's streams are paired by time
         self.unpaired = 0  # a pair paired by time: steps of the slower stream without a frame of the other
-        self.last: dict[str, FramePacket | None] = {n: None for n in sources}
+        self.last: dict[str, FramePacket | None] = {n: None for n in self.sources}
         self.lat: deque = deque(maxlen=2000)
-        self.video = self.live = None
         self.deadline: float | None = None  # monotonic time at which run(duration=...) ends
         self._t_start: float | None = None
         self._t_first: float | None = None
-        self._last_refresh = 0.0
+        self._canvas = None  # this step's annotated frame, once drawn
+        self._spent: dict[str, float] = {}  # this step's output time by stage
+        self._render_s = 0.0
         self._rss_start = rss_mb()
         self._closed = False
 
@@ -239,24 +299,15 @@ class Runner:
         for s in self.sources.values():
             s.wait_open()
         self.sync = self._pairing()
-        if self.save is not None:
-            from mvd_edge.match.render import VideoSink
-
-            first = next(iter(self.sources.values()))
-            fps = first.fps if self.policy.need_all else 1.0 / self.sync.period
-            self.video = VideoSink(self.save, fps)
-        self.writer.write(self.policy.start_event(self))
-        if self.status:
-            from rich.live import Live
-
-            self.live = Live(console=self.console, auto_refresh=False, transient=False)
-            self.live.start()
+        for o in self.outputs:
+            o.start(self)
         return self
 
     def _pairing(self) -> TimeSync | None:
         """How frames are paired: by time (a :class:`TimeSync`), or None for a pair's lockstep."""
         if not self.policy.need_all:
-            return TimeSync(self.sources, self.step_fps, self.tolerance)
+            site = self.matcher.config.site
+            return TimeSync(self.sources, site.step_fps, site.sync_tolerance)
         srcs = self.sources
         fps = {n: float(s.fps or 0.0) for n, s in srcs.items()}
         if any(s.live for s in srcs.values()) or min(fps.values()) <= 0 \
@@ -269,30 +320,22 @@ class Runner:
         _log.warning(self.pairing_warning)
         return TimeSync(srcs, step_fps=slow, tolerance=0.5 / fast)
 
-    def first_step(self) -> None:
-        """Call when the first frames arrived (the run's fps counts from here)."""
-        if self._t_first is None:
-            self._t_first = time.monotonic()
-
     def elapsed(self) -> float:
-        """Seconds since the first frames arrived."""
+        """Seconds since the first frames arrived (the run's rate counts from there)."""
         return time.monotonic() - (self._t_first or time.monotonic())
-
-    def push_metrics(self, force: bool = False) -> None:
-        if self.metrics is not None:
-            self.metrics.observe(self.sources, self.steps, self.matcher.timer, self.writer.counts, self.sinks,
-                                 force=force)
 
     def step(self) -> bool:
         """One step; False when the run should end (``reason`` says why)."""
         frames = self._next_frames()
         if frames is None:
             return False
-        self.first_step()
+        if self._t_first is None:
+            self._t_first = time.monotonic()
         with interrupts_deferred():  # a step is whole: its events, its video frame and its count
             return self._process(frames)
 
     def close(self) -> dict[str, Any]:
+        """Stop the sources, write the policy's last events, then end every output with the summary."""
         if self._closed:
             raise UsageError("this run is already closed")
         self._closed = True
@@ -301,19 +344,8 @@ class Runner:
         for ev in self.policy.finish(self.last):
             self.writer.write(ev)
         summary = self.policy.summary(self)
-        self.writer.write(self.policy.end_event(self, summary))
-        self.writer.close()  # the network sinks deliver their backlog here
-        if self.sinks:
-            summary["sinks"] = [s.summary() for s in self.sinks]
-        self.push_metrics(force=True)
-        if self.video is not None:
-            self.video.close()
-            summary["video"] = str(self.video.path_written) if self.video.path_written else None
-        if self.window is not None:
-            self.window.close()
-        if self.live is not None:
-            self._refresh(force=True)
-            self.live.stop()
+        for o in self.outputs:
+            o.end(self, summary)
         return summary
 
     def run(self, max_steps: int | None = None, duration: float | None = None,
@@ -375,7 +407,7 @@ class Runner:
             if len(nxt[1]) == len(self.sources):
                 return nxt[1]
             self.unpaired += 1
-            self._refresh()
+            self._heartbeat()
             if self.out_of_time():
                 return self._timed_out()
 
@@ -385,7 +417,7 @@ class Runner:
         for n, src in self.sources.items():
             t0 = time.perf_counter()
             while (pkt := src.get(timeout=0.1)) is False:
-                self._refresh()
+                self._heartbeat()
                 if self.out_of_time():
                     return self._timed_out()
             self.matcher.timer.add("wait." + n, time.perf_counter() - t0)
@@ -402,63 +434,35 @@ class Runner:
         self.reason = f"--duration {self.deadline - self._t_start:g} s reached"
 
     def _process(self, frames: dict[str, FramePacket]) -> bool:
-        m = self.matcher
-        res = self.result = m.step(frames)
+        res = self.result = self.matcher.step(frames)
         self.lat.append(time.monotonic() - min(p.captured for p in frames.values()))
         self.steps += 1
         self.last.update(frames)
-        t = time.perf_counter()
-        for ev in res.events:
-            self.writer.write(ev)
-            if self.crops is not None:
-                for modality, cam, frame, gid, box in self.policy.crops(ev):
-                    self.crops.save(modality, cam, frame, gid, frames[cam].image, box)
-        t = m._tick("write", t)
-        if self.video is not None or self.window is not None:
-            canvas = self.policy.render(self, res)
-            t = m._tick("render", t)
-            if self.video is not None:
-                self.video.write(canvas)
-                t = m._tick("save", t)
-            if self.window is not None and not self.window.show(canvas):
-                self.reason = "window closed"
-                return False
-        self._refresh()
-        return True
+        self._canvas, self._spent = None, {}
+        go_on = True
+        for o in self.outputs:
+            t0 = time.perf_counter()
+            self._render_s = 0.0
+            go_on = o.step(self, res) is not False
+            if o.stage is not None:
+                self._spent[o.stage] = self._spent.get(o.stage, 0.0) + time.perf_counter() - t0 - self._render_s
+            if not go_on:
+                break
+        for st, seconds in self._spent.items():
+            self.matcher.timer.add(st, seconds)
+        return go_on
 
-    def _refresh(self, force: bool = False) -> None:
-        now = time.monotonic()
-        self.push_metrics(force)
-        if self.live is not None and (force or now - self._last_refresh > 0.25):
-            self.live.update(self._status_text(), refresh=True)
-            self._last_refresh = now
+    def canvas(self, result):
+        """The step's annotated frame (the policy's drawing, made once per step; timed as ``render``)."""
+        if self._canvas is None:
+            t0 = time.perf_counter()
+            self._canvas = self.policy.render(self, result)
+            self._render_s = time.perf_counter() - t0
+            self._spent["render"] = self._spent.get("render", 0.0) + self._render_s
+        return self._canvas
 
-    def _status_text(self):
-        from rich.console import Group
-        from rich.table import Table
-        from rich.text import Text
-
-        tm, srcs, n, el = self.matcher.timer, self.sources, self.steps, self.elapsed()
-        det = sum(v for st, v in tm.ewma.items() if st.startswith("detect."))
-        parts = [f"frame {n}", f"{(n - 1) / el if el > 0 and n > 1 else 0.0:5.1f} fps",
-                 f"detect {1000 * det:5.1f} ms", f"track {1000 * tm.ewma.get('track', 0):4.1f}",
-                 f"embed {1000 * tm.ewma.get('embed', 0.0):5.1f}", f"assoc {1000 * tm.ewma.get('associate', 0):4.1f}",
-                 "queue " + " ".join(f"{s} {src.depth}/{src.queue.maxsize}" for s, src in srcs.items()),
-                 "drops " + " ".join(f"{s} {src.dropped}" for s, src in srcs.items()), *self.policy.status(self)]
-        bad = sum(src.stats.corrupt for src in srcs.values())
-        rec = sum(src.stats.reconnects for src in srcs.values())
-        if bad:
-            parts.append(f"corrupt {bad}")
-        if rec:
-            parts.append(f"reconnects {rec}")
-        line = Text(" | ".join(parts))
-        if not self.profile:
-            return line
-        table = Table(title="per stage (ms): moving average / mean / last", title_justify="left", show_edge=False)
-        for col in ("stage", "avg", "mean", "last", "rate (/s)"):
-            table.add_column(col, justify="left" if col == "stage" else "right")
-        for st in tm.stages():
-            avg = tm.ewma[st]
-            table.add_row(st, f"{1000 * avg:.2f}", f"{tm.mean_ms(st):.2f}", f"{1000 * tm.last[st]:.2f}",
-                          f"{1 / avg:.0f}" if avg > 0 else "-")
-        return Group(line, table)
+    def _heartbeat(self) -> None:
+        """While waiting for frames: the live outputs refresh."""
+        for o in self.outputs:
+            if o.live:
+                o.step(self, None)

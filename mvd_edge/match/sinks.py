@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from mvd_edge.core.errors import UsageError
+from mvd_edge.match.events import Output
 
 __all__ = ["CropSaver", "EventSink", "MatchMetrics", "MqttSink", "WebhookSink", "make_sink", "new_run_id"]
 
@@ -259,7 +260,7 @@ def make_sink(url: str, max_queue: int = 10_000) -> EventSink:
     raise UsageError(f"unknown event sink {url!r}: use http(s)://host/path or mqtt://host[:port]/topic")
 
 
-class MatchMetrics:
+class MatchMetrics(Output):
     """Prometheus metrics of a matcher run, served at ``http://ADDR:PORT/metrics``.
 
     ``port=0`` picks a free port (see :attr:`port`). Needs ``prometheus-client``
@@ -281,7 +282,7 @@ class MatchMetrics:
         self.dropped = g("mvd_edge_camera_dropped_frames", "frames dropped so far (queue full)", ["camera"])
         self.corrupt = g("mvd_edge_camera_corrupt_frames", "corrupt or unreadable frames so far", ["camera"])
         self.frames = g("mvd_edge_frames_processed", "frame steps processed so far")
-        self.stage = g("mvd_edge_stage_latency_ms", "moving mean of the time per step of each stage", ["stage"])
+        self.stage_latency = g("mvd_edge_stage_latency_ms", "moving mean of the time per step of each stage", ["stage"])
         self.events = g("mvd_edge_events", "events written so far, by kind", ["kind"])
         self.backlog = g("mvd_edge_sink_backlog", "events queued for a sink and not yet delivered", ["sink"])
         self.sink_dropped = g("mvd_edge_sink_dropped", "events a sink dropped (queue full)", ["sink"])
@@ -302,33 +303,37 @@ class MatchMetrics:
             self.corrupt.labels(cam).set(v.get("corrupt", 0))
         self.frames.set(frames)
         for st, ms in stage_ms.items():
-            self.stage.labels(st).set(ms)
+            self.stage_latency.labels(st).set(ms)
         for kind, n in events.items():
             self.events.labels(kind).set(n)
         for s in sinks:
             self.backlog.labels(s.name).set(s.backlog)
             self.sink_dropped.labels(s.name).set(s.stats["dropped"])
 
-    def observe(self, sources: dict, frames: int, timer, events: dict[str, int], sinks=(),
-                force: bool = False) -> None:
-        """:meth:`update` from a run's state: ``sources`` ``{camera: FrameSource}``, ``timer`` a
-        :class:`~mvd_edge.match.pipeline.StageTimer`, ``events`` counts by kind. At most every
-        0.25 s unless ``force`` (the matcher calls it every step)."""
+    # ------------------------------------------------------------------ an output of a run
+    live = True
+
+    def step(self, run, result=None, force: bool = False) -> None:
+        """:meth:`update` from the run's state, at most every 0.25 s unless ``force``."""
         now = time.monotonic()
         if not force and now - self._last_observed < 0.25:
             return
         self._last_observed = now
+        timer = run.matcher.timer
         self.update(cameras={n: {"fps": src.fps, "depth": src.depth, "dropped": src.dropped,
-                                 "corrupt": src.stats.corrupt} for n, src in sources.items()},
-                    frames=frames, stage_ms={st: timer.mean_ms(st) for st in timer.stages()},
-                    events=dict(events), sinks=list(sinks))
+                                 "corrupt": src.stats.corrupt} for n, src in run.sources.items()},
+                    frames=run.steps, stage_ms={st: timer.mean_ms(st) for st in timer.stages()},
+                    events=dict(run.writer.counts), sinks=list(run.sinks))
+
+    def end(self, run, summary: dict[str, Any]) -> None:
+        self.step(run, force=True)
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
 
 
-class CropSaver:
+class CropSaver(Output):
     """Re-id crops of matched people, written for a gallery: ``DIR/<modality>/<global id>/<camera>_f<frame>.jpg``.
 
     ``mvd-edge gallery build DIR`` indexes them (the id is the crop's folder: the global id; the
@@ -343,6 +348,14 @@ class CropSaver:
         self._last: dict[tuple[str, int], int] = {}
         self._count: dict[tuple[str, int], int] = {}
         self.written = 0
+
+    stage = "write"  # an output of a run
+
+    def step(self, run, result) -> None:
+        """The crops of the people the step's events name (which ones: the policy's view)."""
+        for ev in result.events:
+            for modality, cam, frame, gid, box in run.policy.crops(ev):
+                self.save(modality, cam, frame, gid, result.frames[cam].image, box)
 
     def save(self, modality: str, camera: str, frame: int, gid: int, image, box_xywh) -> bool:
         """Write the crop of ``box_xywh`` (``[x, y, w, h]``) from ``image`` if it is due; True if written."""

@@ -121,7 +121,7 @@ class SitePolicy:
                                 header=f"step {res.frame}  t {t_step:.2f} s  people {self.identities}")
 
     def status(self, runner) -> list[str]:
-        return [f"people {self.identities}"]
+        return [f"people {self.identities}", "frames " + " ".join(f"{n} {runner.sync.used[n]}" for n in runner.sources)]
 
     def finish(self, last) -> list[dict[str, Any]]:
         return []

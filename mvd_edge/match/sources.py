@@ -410,7 +410,7 @@ class FrameSource:
             damage (or ends).
 
     Use :meth:`start`, then :meth:`get` until it returns ``None``; :attr:`error` holds why a
-    source ended early (also raised by :meth:`raise_if_failed`).
+    source ended early.
     """
 
     def __init__(self, spec: SourceSpec, name: str = "source", queue_size: int = 8,
@@ -474,16 +474,13 @@ class FrameSource:
         deadline = time.monotonic() + limit
         while not self.opened.is_set():
             if self.finished.is_set():
-                self.raise_if_failed()
+                if self.error:
+                    raise SourceError(self.error)
                 raise SourceError(f"{self.name} source {self.spec.label} ended before it opened")
             if time.monotonic() > deadline:
                 self.stop(0.1)
                 raise SourceError(f"{self.name} source {self.spec.label} did not open within {limit:.1f} s")
             self.opened.wait(0.05)
-
-    def raise_if_failed(self) -> None:
-        if self.error:
-            raise SourceError(self.error)
 
     def get(self, timeout: float | None = None) -> FramePacket | None | bool:
         """Next frame, ``None`` when the source has ended, ``False`` on time-out."""
