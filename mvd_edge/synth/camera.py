@@ -25,7 +25,8 @@ from mvd_edge.synth.color import CLOTH_PALETTE, Color, jitter_color, random_clot
 from mvd_edge.synth.identity import Identity
 from mvd_edge.synth.raster import VIEWS, check_view, paste, render_sprite_float
 
-__all__ = ["CameraStyle", "render_background", "render_crop", "sample_camera_style", "sample_crop_view"]
+__all__ = ["CameraStyle", "camera_response", "render_background", "render_crop", "sample_camera_style",
+           "sample_crop_view"]
 
 @dataclass(frozen=True)
 class CameraStyle:
@@ -197,21 +198,40 @@ def render_crop(identity: Identity, modality: Modality | str, rng: np.random.Gen
     sw = alpha.shape[1]
     paste(img, fg, alpha, int(round((H - sh) / 2 + dy)), int(round((W - sw) / 2 + dx)))
     scale = H / 128.0
+    fpn = None
     if modality is Modality.VISIBLE:
-        contrast = style.contrast * float(rng.uniform(0.85, 1.15))
-        bright = style.brightness + float(rng.normal(0.0, 10.0))
-        img = (img - 128.0) * contrast + (128.0 + bright)
+        gain = style.contrast * float(rng.uniform(0.85, 1.15))
+        offset = 128.0 + (style.brightness + float(rng.normal(0.0, 10.0)))
+        sigma = (style.blur + (float(rng.uniform(0.3, 1.0)) if rng.random() < 0.35 else 0.0)) * scale
+    else:  # with per-frame AGC jitter
+        gain = style.gain * float(rng.uniform(0.92, 1.08))
+        offset = style.offset + float(rng.normal(0.0, 6.0))
+        sigma = style.blur * scale * float(rng.uniform(0.85, 1.15))
+        fpn = rng.standard_normal(W, dtype=np.float32) * style.fpn
+    noise = rng.standard_normal(img.shape, dtype=np.float32) * (style.noise * float(rng.uniform(0.7, 1.3)))
+    return camera_response(img, style, gain, offset, sigma, noise, fpn)
+
+
+def camera_response(img: np.ndarray, style: CameraStyle, gain: float, offset: float, sigma: float,
+                    noise: np.ndarray, fpn: np.ndarray | None = None, light: float = 1.0) -> np.ndarray:
+    """The image a camera of ``style`` makes of the scene ``img`` (float grey levels), uint8 BGR.
+
+    Visible: contrast ``gain`` about mid-grey, then ``offset``, the light level ``light``, the
+    style's tint and a blur of ``sigma`` px if over 0.25. Infrared: ``gain`` and ``offset``, a
+    blur of ``sigma`` px always (thermal optics), the column pattern ``fpn`` (one value a column),
+    B = G = R. Then the sensor ``noise`` (an array like ``img``).
+    """
+    if style.modality is Modality.VISIBLE:
+        img = (img - 128.0) * gain + offset
+        if light != 1.0:
+            img = img * light
         img *= np.asarray(style.tint, np.float32)
-        sigma = style.blur + (float(rng.uniform(0.3, 1.0)) if rng.random() < 0.35 else 0.0)
-        if sigma * scale > 0.25:
-            img = cv2.GaussianBlur(img, (0, 0), sigma * scale)
-        img += rng.standard_normal(img.shape, dtype=np.float32) * (style.noise * float(rng.uniform(0.7, 1.3)))
+        if sigma > 0.25:
+            img = cv2.GaussianBlur(img, (0, 0), sigma)
+        img += noise
         return np.clip(img + 0.5, 0, 255).astype(np.uint8)
-    gain = style.gain * float(rng.uniform(0.92, 1.08))
-    offset = style.offset + float(rng.normal(0.0, 6.0))
-    img = img * gain + offset
-    img = cv2.GaussianBlur(img, (0, 0), style.blur * scale * float(rng.uniform(0.85, 1.15)))
-    img += (rng.standard_normal(W, dtype=np.float32) * style.fpn)[None, :]
-    img += rng.standard_normal(img.shape, dtype=np.float32) * (style.noise * float(rng.uniform(0.7, 1.3)))
+    img = cv2.GaussianBlur(img * gain + offset, (0, 0), sigma)
+    img += fpn[None, :]
+    img += noise
     gray = np.clip(img + 0.5, 0, 255).astype(np.uint8)
     return cv2.merge((gray, gray, gray))

@@ -124,7 +124,7 @@ def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:
         raise OSError(write_errno(path.parent), "cannot write the image", str(path))
 
 
-def _camera(seed: int, dataset: int, cam: int, modality: Modality, indoor: bool | None) -> CameraStyle:
+def _camera(seed: int, dataset: int, cam: int, modality: Modality, indoor: bool) -> CameraStyle:
     return sample_camera_style(modality, np.random.default_rng([_CAM_TAG, seed, dataset, cam, int(modality)]), indoor)
 
 
@@ -136,9 +136,8 @@ def _track(seed: int, dataset: int, cam: int, pid: int, modality: Modality) -> t
 
 
 def _crop(identity: Identity, modality: Modality, rng: np.random.Generator, size: tuple[int, int],
-          style: CameraStyle, track: tuple[str, int] | None) -> np.ndarray:
-    if track is None:
-        return render_crop(identity, modality, rng, size, style)
+          style: CameraStyle, track: tuple[str, int]) -> np.ndarray:
+    """One image of a tracklet (:func:`_track`)."""
     view, facing = track
     if rng.random() < 0.2:  # a tracklet turns now and then
         view = VIEWS[int(rng.integers(3))]
@@ -189,11 +188,7 @@ def _scene_images(people: Sequence[Identity], modality: Modality, scene_seed: in
 def _identity_split(n: int, counts: Sequence[int], rng: np.random.Generator) -> list[list[int]]:
     """Ids 1..n randomly divided into groups of ``counts``; each group sorted."""
     perm = rng.permutation(np.arange(1, n + 1))
-    out, start = [], 0
-    for c in counts:
-        out.append(sorted(int(x) for x in perm[start:start + c]))
-        start += c
-    return out
+    return [sorted(int(x) for x in part) for part in np.split(perm, np.cumsum(counts)[:-1])]
 
 
 # --------------------------------------------------------------------------- SYSU-MM01

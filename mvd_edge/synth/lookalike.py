@@ -53,9 +53,6 @@ def look_alike(a: Identity, b: Identity) -> bool:
 
 
 def look_alike_pairs(identities: Sequence[Identity]) -> list[tuple[int, int]]:
-    """Index pairs ``(i, j)``, ``i < j``, of people that :func:`look_alike`: across modalities
-    they differ only by a few percent in body proportions (and small differences in pattern
-    or garment length), so even a good cross-modal model may confuse them, like two people
-    in the same uniform."""
+    """Index pairs ``(i, j)``, ``i < j``, of people that :func:`look_alike` (see the module docstring)."""
     n = len(identities)
     return [(i, j) for i in range(n) for j in range(i + 1, n) if look_alike(identities[i], identities[j])]

@@ -45,12 +45,10 @@ Ground truth JSON (``"format": "mvd-edge-site-gt/1"``)::
                 ...}}
 
 ``video`` and ``boxes`` are file names in the folder of ``gt.json``. Person ids are
-1..n_ids and mean the same person on every camera. Boxes and visibility follow
-:mod:`mvd_edge.synth.video`: the person's tight extent clipped to the frame (pixels,
-top-left corner and size, float), visibility in [0, 1] the fraction of the silhouette inside
-the frame and not hidden by a nearer person; people whose visible part is narrower than
-4 px are left out. A visit's interval is when the person is in that place: they step into
-every camera of the place just after ``start`` and are out of it by ``end``.
+1..n_ids and mean the same person on every camera. Boxes (top-left corner and size) and
+visibility are those of :mod:`mvd_edge.synth.video`. A visit's interval is when the person
+is in that place: they step into every camera of the place just after ``start`` and are out
+of it by ``end``.
 
 The people are ``sample_identities(n_ids, IDENTITY_SEED_BASE + seed)`` (the people of the
 ``synth-video`` pair of the same seed); the cameras' looks and walks come from seeds of

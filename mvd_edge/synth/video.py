@@ -37,12 +37,11 @@ with the default seeds they are not the identities of the synthetic training set
 (which uses ``sample_identities(n, seed)`` with small seeds).
 
 ``look_alikes`` lists the pairs of people that :func:`mvd_edge.synth.lookalike.look_alike`
-finds (the same hair style, pattern, sleeves, coat, lower garment and accessory, with
-similar stripe frequency and garment lengths), so that across modalities (colour shows only in RGB, emissivity only in IR) they differ only
-by a few percent in body proportions. About 1 draw of 6 people in 35 has such a pair
-(seed 2 among seeds 0-15); a matcher may confuse them, and a score on such a draw says
-more about the draw than about the model. It is ``[]`` when the IR view is rendered in
-colour (``ir_modality="rgb"``): then colour tells everyone apart.
+finds: across modalities they differ only by a few percent in body proportions, and a
+matcher may confuse them. About 1 draw of 6 people in 35 has such a pair (seed 2 among
+seeds 0-15); a score on such a draw says more about the draw than about the model. It is
+``[]`` when the IR view is rendered in colour (``ir_modality="rgb"``): then colour tells
+everyone apart.
 """
 
 from __future__ import annotations
@@ -59,7 +58,7 @@ import numpy as np
 
 from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.modality import Modality
-from mvd_edge.synth.camera import CameraStyle, render_background, sample_camera_style
+from mvd_edge.synth.camera import CameraStyle, camera_response, render_background, sample_camera_style
 from mvd_edge.synth.identity import Identity, sample_identities
 from mvd_edge.synth.lookalike import look_alike_pairs
 from mvd_edge.synth.raster import VIEWS, paste, render_sprite
@@ -301,31 +300,23 @@ class SynthVideoRenderer:
     def _camera(self, stream: str, img: np.ndarray, frame: int) -> np.ndarray:
         style = self.styles[stream]
         rng = np.random.default_rng([_NOISE_TAG, self.seed, STREAMS.index(stream), frame])
-        scale = self.size[0] / 360.0 * 1.5  # the styles' blur is given at 128 px crop height
+        noise = rng.standard_normal(img.shape, dtype=np.float32) * style.noise
+        sigma = style.blur * (self.size[0] / 360.0 * 1.5)  # the styles' blur is given at 128 px crop height
         t = frame / self.fps
         u = min(1.0, t / self.duration)  # 0 .. 1 over the clip
         if style.modality is Modality.VISIBLE:
-            img = (img - 128.0) * style.contrast + (128.0 + style.brightness + 3.0 * math.sin(0.7 * t))
+            light = 1.0
             if self.illumination > 0:  # day -> night ramp, lights switched on at 60 %
                 light = 1.0 - self.illumination * u + (0.5 * self.illumination * 0.6 if u >= 0.6 else 0.0)
-                img = img * light
-            img *= np.asarray(style.tint, np.float32)
-            if style.blur * scale > 0.25:
-                img = cv2.GaussianBlur(img, (0, 0), style.blur * scale)
-            img += rng.standard_normal(img.shape, dtype=np.float32) * style.noise
-            return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+            offset = 128.0 + style.brightness + 3.0 * math.sin(0.7 * t)
+            return camera_response(img, style, style.contrast, offset, sigma, noise, light=light)
         gain = style.gain * (1.0 + 0.03 * math.sin(0.5 * t))  # slow AGC drift
         offset = style.offset
         if self.thermal_drift > 0:  # housing warms up; flat-field correction every 8 s
             gain *= 1.0 + 0.01 * self.thermal_drift * u
             offset += self.thermal_drift * (math.sin(1.3 * math.pi * u) + 0.5 * (int(t // 8.0) % 2))
-        img = img * gain + offset
-        img = cv2.GaussianBlur(img, (0, 0), style.blur * scale)
         fpn = np.random.default_rng([_NOISE_TAG, self.seed, 99]).standard_normal(img.shape[1], dtype=np.float32)
-        img += (fpn * style.fpn)[None, :]
-        img += rng.standard_normal(img.shape, dtype=np.float32) * style.noise
-        gray = np.clip(img + 0.5, 0, 255).astype(np.uint8)
-        return cv2.merge((gray, gray, gray))
+        return camera_response(img, style, gain, offset, sigma, noise, fpn * style.fpn)
 
 
 def progress_counter(total: int, enabled: bool, desc: str, unit: str) -> Callable[[int], None]:
