@@ -43,14 +43,10 @@ reason and what to do, as the error handler words them."""
 _outputs: dict[str, str] = {}  # the outputs the running command declared to the output policy, by name
 
 
-def _as_output(path: str) -> str | None:
-    """``path`` as the user knows it when it is a declared output or inside an output folder; else None."""
+def _is_output(path: str) -> bool:
+    """Whether ``path`` is a declared output or inside an output folder."""
     p = Path(path).absolute()
-    for out in _outputs.values():
-        o = Path(out).expanduser().absolute()
-        if p == o or o in p.parents:
-            return path
-    return None
+    return any(p == o or o in p.parents for o in (Path(out).expanduser().absolute() for out in _outputs.values()))
 
 
 def _final_name(path: str) -> str:
@@ -70,13 +66,11 @@ def fault_message(exc: OSError) -> str | None:
     reason, todo = MACHINE_FAULTS[exc.errno]
     if exc.filename is not None:
         name = _final_name(os.fsdecode(exc.filename))
-        if _as_output(name) is not None:
-            what = f"cannot write {name}"
-        elif exc.errno in (errno.EACCES, errno.EPERM):  # maybe an input: no advice about writing
+        if exc.errno in (errno.EACCES, errno.EPERM) and not _is_output(name):  # maybe an input: no advice on writing
             what, todo = name, "check its permissions (and its folders')"
-        elif exc.errno == errno.EIO:
+        elif exc.errno == errno.EIO and not _is_output(name):
             what = name
-        else:  # read-only, full, quota, too large: only writes fail so
+        else:  # an output, or read-only, full, quota, too large: only writes fail so
             what = f"cannot write {name}"
     else:  # a failed write() names no file: name what the command writes
         what = "cannot write " + (", ".join(f"{k} {v}" for k, v in _outputs.items()) or "the outputs")
