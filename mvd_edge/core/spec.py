@@ -7,7 +7,7 @@ matcher only need these names, so they live here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from mvd_edge.core.errors import UsageError
 
@@ -70,14 +70,10 @@ class ModelSpec:
         return recipe
 
     def to_dict(self) -> dict:
-        d = {
-            "num_classes": self.num_classes,
-            "backbone": self.backbone,
-            "last_stride": self.last_stride,
-            "bottleneck_dims": list(self.bottleneck_dims) if self.bottleneck_dims else None,
-        }
-        if self.branches != BRANCHES:  # checkpoints of the three-branch network read as before
-            d["branches"] = list(self.branches)
+        d = {**asdict(self), "bottleneck_dims": list(self.bottleneck_dims) if self.bottleneck_dims else None,
+             "branches": list(self.branches)}
+        if self.branches == BRANCHES:  # checkpoints of the three-branch network read as before
+            del d["branches"]
         return d
 
     @classmethod
