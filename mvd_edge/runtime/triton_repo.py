@@ -376,10 +376,7 @@ def _plan_io(p: Path, info: dict) -> dict:
     if info.get("fused_head"):
         raise EngineError(f"{p} was built with the fused-head plugin (a Python TensorRT plugin), which Triton's "
                           "TensorRT backend cannot load; build the engine from a graph exported without --fused-head")
-    try:
-        spec = PreprocessSpec.from_dict(info["preprocess"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EngineError(f"{sidecar_path(p)}: bad preprocess entry ({exc}); rebuild the engine") from exc
+    spec = PreprocessSpec.from_dict(info["preprocess"])  # read_sidecar checked it
     bmin, _, bmax = (int(v) for v in info["batch_profile"])
     if bmin != 1:
         warnings.warn(f"{p}: its optimisation profile starts at batch {bmin}; Triton will fail requests smaller "
