@@ -66,13 +66,6 @@ def require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def require_file(path: Path, what: str) -> Path:
-    """``path`` if it is a file, else :class:`DatasetError` naming it."""
-    if not path.is_file():
-        raise DatasetError(f"{what}: file not found: {path}")
-    return path
-
-
 def read_index_file(path: Path, what: str) -> list[tuple[str, int]]:
     """Parse an index file of ``relative/path label`` lines (RegDB, LLCM).
 
@@ -80,7 +73,8 @@ def read_index_file(path: Path, what: str) -> list[tuple[str, int]]:
     be a non-negative integer below ``TEST_PID_OFFSET``. Returns ``[(relative_path, label), ...]``
     in file order.
     """
-    require_file(path, what)
+    if not path.is_file():
+        raise DatasetError(f"{what}: file not found: {path}")
     entries: list[tuple[str, int]] = []
     for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
         line = raw.strip()

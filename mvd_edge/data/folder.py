@@ -87,22 +87,11 @@ def _read_split(split_dir: Path) -> tuple[list[Sample], int]:
 def load_folder(root: Path, use_val: bool = True, val_fraction: float = 0.1, seed: int = 0) -> ReidDataset:
     """Load a data set in the generic folder format (see the module docstring).
 
-    Args:
-        root: folder holding ``train/``, ``test/`` and optionally ``val/``.
-        use_val: keep validation identities; ``False`` gives an empty ``val`` (a
-            ``val`` folder's identities join ``train``).
-        val_fraction: without a ``val`` folder, the fraction of train identities held
-            out as ``val`` (seeded); 0 leaves ``val`` empty.
-        seed: seed of the hold-out.
-
-    Returns:
-        ``ReidDataset`` named ``"folder"``; samples ordered by modality folder, pid,
-        file name. ``meta`` has ``root``, ``val_source`` (``"folder"``, ``"holdout"``
-        or ``"none"``) and ``ignored_files``.
-
-    Raises:
-        DatasetError: a missing ``train``/``test`` folder (named), unexpected entries,
-            bad file names, or identities shared between splits.
+    ``use_val=False`` gives an empty ``val`` (a ``val`` folder's identities join ``train``); without a
+    ``val`` folder, ``val_fraction`` of the train identities are held out as ``val`` (seeded; 0: none).
+    Samples are ordered by modality folder, pid, file name; ``meta`` has ``root``, ``val_source``
+    (``"folder"``, ``"holdout"`` or ``"none"``) and ``ignored_files``. :class:`DatasetError` for a missing
+    ``train``/``test`` folder (named), unexpected entries, bad file names, or identities shared between splits.
     """
     root = Path(root).expanduser().absolute()
     require_dir(root, "folder data set root")

@@ -77,21 +77,12 @@ def _read(root: Path, split: str, pid_offset: int) -> list[Sample]:
 
 
 def load_llcm(root: Path, val_fraction: float = 0.1, seed: int = 0) -> ReidDataset:
-    """Load LLCM (layout in the module docstring).
+    """Load LLCM (layout in the module docstring), holding out ``val_fraction`` of the training identities
+    as ``val`` (seeded; 0: none).
 
-    Args:
-        root: data set root holding ``idx/`` and the image folders.
-        val_fraction: fraction of the training identities held out as ``val``
-            (seeded); 0 leaves ``val`` empty.
-        seed: seed of the hold-out.
-
-    Returns:
-        ``ReidDataset`` named ``"llcm"``: train pids are the index labels, test pids
-        the labels + ``TEST_PID_OFFSET``; ``cam`` is LLCM's camera number (1..9);
-        ``meta`` has ``root``, ``test_pid_offset``, ``val_fraction`` and ``seed``.
-
-    Raises:
-        DatasetError: a missing index file or listed image (the message names the
-            path), a malformed line, or inconsistent labels.
+    Train pids are the index labels, test pids the labels + ``TEST_PID_OFFSET``; ``cam`` is LLCM's camera
+    number (1..9); ``meta`` has ``root``, ``test_pid_offset``, ``val_fraction`` and ``seed``.
+    :class:`DatasetError` for a missing index file or listed image (the message names the path), a
+    malformed line, or inconsistent labels.
     """
     return load_index_lists("llcm", root, "LLCM", _read, val_fraction, seed)

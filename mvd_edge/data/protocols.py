@@ -143,19 +143,9 @@ def _sampled_trials(name: str, query, candidates: dict[tuple[int, int], list[int
 
 def sysu_trials(test: Sequence[Sample], mode: str = "all", shots: int = 1, n_trials: int = 10,
                 seed: int = 0) -> list[Trial]:
-    """SYSU-MM01 all-/indoor-search trials.
-
-    Args:
-        test: the data set's test samples (SYSU camera numbering).
-        mode: ``"all"`` (gallery cams 1,2,4,5) or ``"indoor"`` (cams 1,2).
-        shots: gallery images per identity per camera (1 single-shot, 10 multi-shot);
-            a camera with fewer images contributes all of them.
-        n_trials: number of gallery draws; trial ``t`` uses seed ``seed + t``.
-        seed: base seed.
-
-    Returns:
-        ``n_trials`` trials sharing the same query (all infrared cam 3/6 images).
-    """
+    """SYSU-MM01 ``mode`` search (``"all"``: gallery cams 1,2,4,5; ``"indoor"``: 1,2): ``n_trials`` trials
+    sharing one query (every infrared cam 3/6 test image), each gallery ``shots`` images per identity and
+    camera (1 single-shot, 10 multi-shot; a camera with fewer gives all), trial ``t`` drawn with seed ``seed + t``."""
     if mode not in SYSU_GALLERY_CAMS:
         raise ValueError(f"unknown SYSU-MM01 search mode {mode!r}: use 'all' or 'indoor'")
     _check_trials(n_trials, shots)
@@ -174,13 +164,10 @@ def sysu_trials(test: Sequence[Sample], mode: str = "all", shots: int = 1, n_tri
     return _sampled_trials(f"sysu-{mode}-{shot_name}", query, candidates, shots, n_trials, seed)
 
 
+# direction -> (query modality, gallery modality)
 _DIRECTIONS: dict[str, tuple[Modality, Modality]] = {
-    # direction -> (query modality, gallery modality)
-    "v2t": (Modality.VISIBLE, Modality.INFRARED),
-    "t2v": (Modality.INFRARED, Modality.VISIBLE),
-    "v2i": (Modality.VISIBLE, Modality.INFRARED),
-    "i2v": (Modality.INFRARED, Modality.VISIBLE),
-}
+    "v2t": (Modality.VISIBLE, Modality.INFRARED), "t2v": (Modality.INFRARED, Modality.VISIBLE),
+    "v2i": (Modality.VISIBLE, Modality.INFRARED), "i2v": (Modality.INFRARED, Modality.VISIBLE)}
 
 
 def _modalities(direction: str, allowed: tuple[str, ...]) -> tuple[Modality, Modality]:
@@ -194,13 +181,8 @@ def _all_of(test: Sequence[Sample], modality: Modality) -> np.ndarray:
 
 
 def cross_trials(test: Sequence[Sample], direction: str, name: str | None = None) -> list[Trial]:
-    """One trial: every test image of one modality against every one of the other.
-
-    Args:
-        test: test samples of any data set.
-        direction: ``"v2i"``/``"v2t"`` (visible query) or ``"i2v"``/``"t2v"`` (IR query).
-        name: trial name (default ``"cross-<direction>"``).
-    """
+    """One trial named ``name`` (default ``"cross-<direction>"``): every test image of one modality against every
+    one of the other; ``direction``: ``"v2i"``/``"v2t"`` (visible query) or ``"i2v"``/``"t2v"`` (IR query)."""
     q_mod, g_mod = _modalities(direction, tuple(_DIRECTIONS))
     query, gallery = _all_of(test, q_mod), _all_of(test, g_mod)
     _require_sides("", query, gallery, f"{q_mod.name.lower()} test image", f"{g_mod.name.lower()} test image")
@@ -208,27 +190,17 @@ def cross_trials(test: Sequence[Sample], direction: str, name: str | None = None
 
 
 def regdb_trials(test: Sequence[Sample], direction: str) -> list[Trial]:
-    """RegDB: one trial using all test images.
-
-    Args:
-        test: test samples of one RegDB split (``idx/test_*_{t}.txt``).
-        direction: ``"v2t"`` (visible query, thermal gallery) or ``"t2v"``.
-    """
+    """RegDB (the test samples of one split, ``idx/test_*_{t}.txt``): one trial using all test images;
+    ``direction``: ``"v2t"`` (visible query, thermal gallery) or ``"t2v"``."""
     _modalities(direction, ("v2t", "t2v"))
     return cross_trials(test, direction, name=f"regdb-{direction}")
 
 
 def llcm_trials(test: Sequence[Sample], direction: str, n_trials: int = 10, seed: int = 0,
                 shots: int = 1) -> list[Trial]:
-    """LLCM: all test images of one modality as query, sampled gallery of the other.
-
-    Args:
-        test: LLCM test samples.
-        direction: ``"v2i"`` (visible query, infrared gallery) or ``"i2v"``.
-        n_trials: number of gallery draws; trial ``t`` uses seed ``seed + t``.
-        seed: base seed.
-        shots: gallery images per identity per camera (1 in the LLCM protocol).
-    """
+    """LLCM: every test image of one modality as query (``direction`` ``"v2i"``: visible, ``"i2v"``: infrared)
+    against ``shots`` (1 in the LLCM protocol) images per identity and camera of the other; ``n_trials``
+    trials, trial ``t`` drawn with seed ``seed + t``."""
     q_mod, g_mod = _modalities(direction, ("v2i", "i2v"))
     _check_trials(n_trials, shots)
     query = _all_of(test, q_mod)
@@ -239,20 +211,12 @@ def llcm_trials(test: Sequence[Sample], direction: str, n_trials: int = 10, seed
 
 
 def make_trials(setting: str, test: Sequence[Sample], n_trials: int = 10, seed: int = 0) -> tuple[str, list[Trial]]:
-    """Trials of a named evaluation setting (see :data:`PROTOCOLS`).
+    """``(metric_protocol, trials)`` of a named evaluation setting (one of :data:`PROTOCOLS`).
 
-    Args:
-        setting: one of :func:`protocol_names`.
-        test: the data set's test samples.
-        n_trials: gallery draws for the sampled protocols (SYSU, LLCM); the RegDB and
-            ``cross-*`` settings always give one trial.
-        seed: base seed of the draws.
-
-    Returns:
-        ``(metric_protocol, trials)`` where ``metric_protocol`` is the ``protocol``
-        argument for :func:`mvd_edge.eval.metrics.evaluate` (``"sysu"``, ``"regdb"`` or
-        ``"llcm"``); average the metrics over the trials.
-    """
+    ``n_trials`` and ``seed``: the gallery draws of the sampled protocols (SYSU, LLCM); the RegDB and
+    ``cross-*`` settings always give one trial. ``metric_protocol`` is the ``protocol`` argument of
+    :func:`mvd_edge.eval.metrics.evaluate` (``"sysu"``, ``"regdb"`` or ``"llcm"``); average the metrics
+    over the trials."""
     if setting not in PROTOCOLS:
         raise UsageError(f"unknown evaluation setting {setting!r}: choose one of {', '.join(PROTOCOLS)}")
     family, rest = setting.split("-", 1)

@@ -38,24 +38,12 @@ def _read(root: Path, split: str, pid_offset: int, trial: int) -> list[Sample]:
 
 
 def load_regdb(root: Path, trial: int = 1, val_fraction: float = 0.1, seed: int = 0) -> ReidDataset:
-    """Load one RegDB trial (layout in the module docstring).
+    """Load one RegDB ``trial`` (split 1..10; layout in the module docstring), holding out ``val_fraction``
+    of the training identities as ``val`` (seeded, :func:`~mvd_edge.data.base.holdout_identities`; 0: none).
 
-    Args:
-        root: data set root holding ``idx/`` and the image folders.
-        trial: split 1..10.
-        val_fraction: fraction of the training identities held out as ``val``
-            (seeded, see :func:`~mvd_edge.data.base.holdout_identities`);
-            0 leaves ``val`` empty.
-        seed: seed of the hold-out.
-
-    Returns:
-        ``ReidDataset`` named ``"regdb"``: train pids are the index labels, test pids
-        the labels + ``TEST_PID_OFFSET``; ``meta`` has ``root``, ``trial``,
-        ``test_pid_offset``, ``val_fraction`` and ``seed``.
-
-    Raises:
-        DatasetError: bad ``trial``, a missing index file or listed image (the message
-            names the path), or a malformed index line.
+    Train pids are the index labels, test pids the labels + ``TEST_PID_OFFSET``; ``meta`` has ``root``,
+    ``trial``, ``test_pid_offset``, ``val_fraction`` and ``seed``. :class:`DatasetError` for a bad
+    ``trial``, a missing index file or listed image (the message names the path), or a malformed line.
     """
     if isinstance(trial, bool) or trial not in REGDB_TRIALS:
         raise DatasetError(f"RegDB trial must be one of 1..10, got {trial!r}")

@@ -89,22 +89,14 @@ def _images_of(root: Path, pid: int) -> list[Sample]:
 
 
 def load_sysu(root: Path, use_val: bool = True) -> ReidDataset:
-    """Load SYSU-MM01 from ``root`` (layout in the module docstring).
+    """Load SYSU-MM01 from ``root`` (layout in the module docstring); ``use_val=False`` merges the ``val_id``
+    identities into ``train`` and leaves ``val`` empty.
 
-    Args:
-        root: data set root holding ``cam1`` .. ``cam6`` and ``exp``.
-        use_val: keep the ``val_id`` identities in ``val`` (for model selection);
-            ``False`` merges them into ``train`` and leaves ``val`` empty.
-
-    Returns:
-        ``ReidDataset`` named ``"sysu"``; samples ordered by identity, camera, file
-        name; ``pid`` is the SYSU identity id, ``cam`` 1..6. ``meta`` has ``root``,
-        ``split_files``, ``use_val``, ``ir_cams`` and ``missing_ids`` (split ->
-        identity ids listed in the split file without any image on disk).
-
-    Raises:
-        DatasetError: a required folder/file is missing (the message names it), split
-            files are malformed or overlap, or a split has no image at all.
+    Samples are ordered by identity, camera, file name; ``pid`` is the SYSU identity id, ``cam`` 1..6.
+    ``meta`` has ``root``, ``split_files``, ``use_val``, ``ir_cams`` and ``missing_ids`` (split -> identity
+    ids listed in the split file without any image on disk). :class:`DatasetError` when a required
+    folder/file is missing (the message names it), split files are malformed or overlap, or a split has
+    no image at all.
     """
     root = Path(root).expanduser().absolute()
     require_dir(root, "SYSU-MM01 root")
