@@ -215,10 +215,15 @@ def _write_images(root: Path, folder: str, images: Iterable[tuple[str, np.ndarra
     return rels
 
 
-def _write_index(path: Path, pids: Sequence[int], files: dict[int, list[str]]) -> None:
-    """Index lines ``relative/path label`` of the images of ``pids``, labelled 0.. in that order."""
-    lines = [f"{rel} {label}" for label, pid in enumerate(pids) for rel in files[pid]]
-    path.write_text("\n".join(lines) + "\n")
+def _write_indexes(idx: Path, parts: dict[str, list[int]], files: dict[Modality, dict[int, list[str]]],
+                   tags: dict[Modality, str], suffix: str = "") -> None:
+    """``idx/<part>_<tag><suffix>.txt``: lines ``relative/path label`` of the images of a part's ids in one
+    modality, labelled 0.. in the order of the ids."""
+    idx.mkdir(exist_ok=True)
+    for part, pids in parts.items():
+        for modality, tag in tags.items():
+            lines = [f"{rel} {label}" for label, pid in enumerate(pids) for rel in files[modality][pid]]
+            (idx / f"{part}_{tag}{suffix}.txt").write_text("\n".join(lines) + "\n")
 
 
 def _write_sysu_images(root: Path, cam: int, pid: int, images: Iterable[np.ndarray]) -> None:
@@ -399,25 +404,15 @@ def write_regdb(root: Path, n_ids: int = 40, images_per_modality: int = 10, size
                 (f"{k:04d}.png", render_crop(identities[pid - 1], modality, np.random.default_rng(
                     [_IMG_TAG, seed, 2, pid, k]), size, styles[modality])) for k in range(1, images_per_modality + 1)))
 
-    idx = root / "idx"
-    idx.mkdir()
     n_train = n_ids // 2
     trials = []
     for t in range(1, n_trials + 1):
         train, test = _identity_split(n_ids, (n_train, n_ids - n_train), np.random.default_rng([_SPLIT_TAG, seed, 2, t]))
-        for part, pids in (("train", train), ("test", test)):
-            for modality, tag in ((Modality.VISIBLE, "visible"), (Modality.INFRARED, "thermal")):
-                _write_index(idx / f"{part}_{tag}_{t}.txt", pids, files[modality])
+        _write_indexes(root / "idx", {"train": train, "test": test}, files,
+                       {Modality.VISIBLE: "visible", Modality.INFRARED: "thermal"}, f"_{t}")
         trials.append({"trial": t, "train": train, "test": test})
-    return {
-        "root": str(root),
-        "layout": "regdb",
-        "n_ids": n_ids,
-        "seed": seed,
-        "size": size,
-        "images": {name: n_ids * images_per_modality for name in folders.values()},
-        "trials": trials,
-    }
+    return {"root": str(root), "layout": "regdb", "n_ids": n_ids, "seed": seed, "size": size,
+            "images": {name: n_ids * images_per_modality for name in folders.values()}, "trials": trials}
 
 
 # --------------------------------------------------------------------------- LLCM
@@ -478,18 +473,7 @@ def write_llcm(root: Path, n_ids: int = 40, cams_per_identity: int = 3, images_p
 
     n_train = min(max(1, int(round(float(train_fraction) * n_ids))), n_ids - 1)
     train, test = _identity_split(n_ids, (n_train, n_ids - n_train), np.random.default_rng([_SPLIT_TAG, seed, 3]))
-    idx = root / "idx"
-    idx.mkdir()
-    for part, pids in (("train", train), ("test", test)):
-        for modality, tag in folders.items():
-            _write_index(idx / f"{part}_{tag}.txt", pids, files[modality])
+    _write_indexes(root / "idx", {"train": train, "test": test}, files, folders)
     n_per = n_ids * cams_per_identity * images_per_cam
-    return {
-        "root": str(root),
-        "layout": "llcm",
-        "n_ids": n_ids,
-        "seed": seed,
-        "size": size,
-        "images": {name: n_per for name in folders.values()},
-        "ids": {"train": train, "test": test},
-    }
+    return {"root": str(root), "layout": "llcm", "n_ids": n_ids, "seed": seed, "size": size,
+            "images": {name: n_per for name in folders.values()}, "ids": {"train": train, "test": test}}

@@ -19,7 +19,6 @@ Backgrounds and camera effects are :mod:`mvd_edge.synth.camera`'s.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
@@ -98,20 +97,11 @@ def _polyline_prefix(pts: Sequence[tuple[float, float]], frac: float) -> list[tu
     return out
 
 
-@dataclass(frozen=True)
-class _PatternFrame:
-    cx: float
-    half_width: float
-    top: float
-    bottom: float
-    logo: bool
-
-
 class _Figure:
     """One identity's layout on the supersampled canvas (pixels), the same in every view; ``oy`` moves
     it down (the side view's bob)."""
 
-    def __init__(self, idt: Identity, H: float, W: float, oy: float = 0.0) -> None:
+    def __init__(self, idt: Identity, H: float, W: float, view: str, oy: float = 0.0) -> None:
         b = idt.body
         self.idt, self.H = idt, H
         self.cx = (W - 1) / 2  # OpenCV pixel centres are integers: this is the mirror axis
@@ -129,6 +119,8 @@ class _Figure:
         self.hem_y = self.hip_y - 0.02 * H + idt.upper.length * H
         # widths: shoulders, hips and head (front and back), torso depth (side)
         self.sw, self.hpw, self.hw, self.d = b.shoulder_width * H, b.hip_width * H, 0.78 * self.hh, b.girth * H
+        # where the garment pattern goes: half the torso's width, and a logo on the front only
+        self.half_width, self.logo = (self.d if view == "side" else self.sw) / 2, view == "front"
 
 
 def _draw_arm(cv: _Canvas, g: _Figure, pts: list[tuple[float, float]], t_up: float, t_fore: float, hand_r: float,
@@ -274,8 +266,8 @@ def _front_head(cv: _Canvas, g: _Figure, back: bool) -> None:
 
 
 def _draw_front_back(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, back: bool,
-                     spread: float, stance: float) -> _PatternFrame:
-    g = _Figure(idt, H, W)
+                     spread: float, stance: float) -> _Figure:
+    g = _Figure(idt, H, W, "back" if back else "front")
     cx, hip_y, sw, hpw = g.cx, g.hip_y, g.sw, g.hpw
     s = math.sin(2 * math.pi * phase)
     acc = idt.accessory
@@ -293,7 +285,7 @@ def _draw_front_back(cv: _Canvas, idt: Identity, H: float, W: float, phase: floa
         cv.line((cx - sb * sw * 0.3, g.shoulder_y - 0.005 * H), (cx + sb * hpw * 0.5, hip_y - 0.05 * H), 0.014 * H, _ACC)
         bx = cx + sb * (hpw * 0.5 + 0.025 * H)
         cv.trapezoid(bx, hip_y - 0.07 * H, 0.05 * H, hip_y + 0.02 * H, 0.05 * H, _ACC)
-    return _PatternFrame(cx=cx, half_width=sw / 2, top=g.shoulder_y, bottom=g.hem_y, logo=not back)
+    return g
 
 
 # --------------------------------------------------------------------------- side view
@@ -375,7 +367,7 @@ def _side_head(cv: _Canvas, g: _Figure, f: int) -> None:
 
 
 def _draw_side(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, f: int,
-               spread: float, stance: float) -> _PatternFrame:
+               spread: float, stance: float) -> _Figure:
     w = 2 * math.pi * phase
     s, c = math.sin(w), math.cos(w)
     leg_len = 0.995 * H - 0.03 * H - H * (1 - idt.body.leg_length)
@@ -385,7 +377,7 @@ def _draw_side(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, f: 
     # that swings forward (angle increasing) has its knee bent
     legs = [(-amp * s, 0.65 * max(0.0, -c), 200), (amp * s, 0.65 * max(0.0, c), 255)]
     drops = [seg * math.cos(a) + seg * math.cos(a - fl) for a, fl, _ in legs]
-    g = _Figure(idt, H, W, oy=leg_len - max(drops))  # body bob: the lowest foot touches the ground
+    g = _Figure(idt, H, W, "side", oy=leg_len - max(drops))  # body bob: the lowest foot touches the ground
     cx, hip_y, fx, d = g.cx, g.hip_y, float(f), g.d
     acc = idt.accessory
     near_bag = acc.kind == "shoulder_bag" and acc.side * f > 0
@@ -406,18 +398,18 @@ def _draw_side(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, f: 
     if near_bag:
         cv.line((cx - fx * d * 0.3, g.shoulder_y), (cx, hip_y - 0.06 * H), 0.014 * H, _ACC)
         _side_bag(cv, g, near=True)
-    return _PatternFrame(cx=cx, half_width=d / 2, top=g.shoulder_y, bottom=g.hem_y, logo=False)
+    return g
 
 
-def _pattern_mask(idt: Identity, frame: _PatternFrame, h: int, w: int) -> np.ndarray | None:
+def _pattern_mask(idt: Identity, g: _Figure, h: int, w: int) -> np.ndarray | None:
     """Bool (h, w) mask where the upper garment shows the pattern colour/fabric."""
     up = idt.upper
     if up.pattern == "plain":
         return None
-    u = (np.arange(w, dtype=np.float32) - frame.cx) / (2 * frame.half_width)  # ~[-0.5, 0.5] over the torso
-    v = (np.arange(h, dtype=np.float32) - frame.top) / max(1.0, frame.bottom - frame.top)  # 0..1
+    u = (np.arange(w, dtype=np.float32) - g.cx) / (2 * g.half_width)  # ~[-0.5, 0.5] over the torso
+    v = (np.arange(h, dtype=np.float32) - g.shoulder_y) / max(1.0, g.hem_y - g.shoulder_y)  # 0..1
     if up.pattern == "logo":
-        if not frame.logo:
+        if not g.logo:
             return None
         cu = (np.abs(u) < 0.2)[None, :]
         cvv = ((v > 0.16) & (v < 0.42))[:, None]
@@ -490,11 +482,11 @@ def render_sprite_float(identity: Identity, modality: Modality, height_px: int, 
     H, W = h * ss, w * ss
     cv = _Canvas(H, W)
     if view == "side":
-        frame = _draw_side(cv, identity, H, W, phase, facing, spread, stance)
+        figure = _draw_side(cv, identity, H, W, phase, facing, spread, stance)
     else:
-        frame = _draw_front_back(cv, identity, H, W, phase, view == "back", spread, stance)
+        figure = _draw_front_back(cv, identity, H, W, phase, view == "back", spread, stance)
     label = cv.img[..., 0]
-    mask = _pattern_mask(identity, frame, H, W)
+    mask = _pattern_mask(identity, figure, H, W)
     if mask is not None:
         label = label.copy()
         label[(label == _UPPER) & mask] = _UPPER2
