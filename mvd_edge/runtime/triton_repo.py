@@ -708,9 +708,8 @@ def check_triton_model(repo_dir: str | Path, name: str, engine: str | Path | Non
     io = engine_io(path)
     if io["platform"] != platform:
         raise EngineError(f"{where}: platform {platform} but {path.name} is a {io['platform']} model")
-    for field, (want_name, want_type, want_dims) in (("input", io["input"]), ("output", io["output"])):
-        got = _tensor(cfg, field, where)
-        for what, g, w in (("name", got[0], want_name), ("data_type", got[1], want_type), ("dims", got[2], want_dims)):
+    for field in ("input", "output"):
+        for what, g, w in zip(("name", "data_type", "dims"), _tensor(cfg, field, where), io[field]):
             if g != w:
                 raise EngineError(f"{where}: {field} {what} is {g!r} in config.pbtxt but {w!r} in the graph")
     mbs = int(cfg.get("max_batch_size", 0))
@@ -751,7 +750,7 @@ def _check_ensemble(repo: Path, name: str, cfg: dict, io: dict) -> dict[str, dic
     if _tensor(pre, "input", w)[1:] != ("TYPE_UINT8", hw3):
         raise EngineError(f"{w}: input must be TYPE_UINT8 {hw3}, got {_tensor(pre, 'input', w)[1:]}")
     pre_out = _tensor(pre, "output", w)
-    if pre_out[1:] != (io["input"][1], io["input"][2]):
+    if pre_out[1:] != io["input"][1:]:
         raise EngineError(f"{w}: output {pre_out[1:]} does not feed the engine's input {io['input'][1:]}")
     if spec_from_config(pre, w)[0] != spec:
         raise EngineError(f"{w}: its {KEY_PREPROCESS} parameter is not the engine's preprocessing")
@@ -762,7 +761,7 @@ def _check_ensemble(repo: Path, name: str, cfg: dict, io: dict) -> dict[str, dic
         if int(c.get("max_batch_size", 0)) > mbs:
             raise EngineError(f"Triton model {n}: max_batch_size {c.get('max_batch_size')} is more than {name}'s {mbs}")
     ens_in, ens_out = _tensor(ens, "input", w), _tensor(ens, "output", w)
-    if ens_in[1:] != ("TYPE_UINT8", hw3) or ens_out[1:] != (io["output"][1], io["output"][2]):
+    if ens_in[1:] != ("TYPE_UINT8", hw3) or ens_out[1:] != io["output"][1:]:
         raise EngineError(f"{w}: takes {ens_in[1:]} and gives {ens_out[1:]}; expected TYPE_UINT8 {hw3} -> "
                           f"{io['output'][1:]}")
     steps = (ens.get("ensemble_scheduling") or {}).get("step", [])
