@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -65,9 +65,7 @@ class MotCounts:
         return 1 - (self.fn + self.fp + self.num_switches) / self.objects if self.objects else None
 
     def __add__(self, other: MotCounts) -> MotCounts:
-        return MotCounts(self.objects + other.objects, self.predictions + other.predictions,
-                         self.matches + other.matches, self.num_switches + other.num_switches,
-                         self.fp + other.fp, self.fn + other.fn, self.pairs + other.pairs)
+        return MotCounts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
 
 def make_frame(objects: Sequence[tuple[int, Sequence[float]]], hyps: Sequence[tuple[int, Sequence[float]]]) -> Frame:

@@ -183,9 +183,8 @@ def box_counts(pred: np.ndarray, gts: list[list[float]], iou: float = 0.5,
     pred = np.asarray(pred, np.float32).reshape(-1, 4)
     g = gt_xyxy(gts)
     care = np.array([float(b[5]) >= min_visibility for b in gts], bool)
-    tp = fp = 0
-    matched_p = np.zeros(len(pred), bool)
-    matched_g = np.zeros(len(g), bool)
+    tp = 0
+    matched_p, matched_g = np.zeros(len(pred), bool), np.zeros(len(g), bool)
     if len(pred) and len(g):
         m = box_iou(pred, g)
         rows, cols = linear_sum_assignment(-np.where(m >= iou, m, 0.0))  # pairs below iou cannot count

@@ -212,8 +212,8 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
     total = sum(mot.values(), MotCounts())
     mapping = id_mapping(total.pairs)
     idtp, n_pred, n_true = id_true_positives(total.pairs, mapping), total.predictions, total.objects
-    per_cam = {c: _camera_scores(c, gt, processed[c], sightings, labelled, mot[c],
-                                 id_true_positives(mot[c].pairs, mapping), iou, min_visibility) for c in cams}
+    per_cam = {c: _camera_scores(c, gt, processed[c], labelled, mot[c], id_true_positives(mot[c].pairs, mapping),
+                                 iou, min_visibility) for c in cams}
     pairs = _pair_scores(cams, gt_cams, labelled, true_obs)
     return {
         **id_scores(idtp, n_pred, n_true, empty=0.0),
@@ -279,15 +279,14 @@ def _cameras_and_frames(evs: list[dict[str, Any]], end: dict[str, Any] | None, s
     return cams, processed
 
 
-def _camera_scores(c: str, gt: dict[str, Any], processed: list[int], sightings: dict, labelled: list,
-                   mot: MotCounts, idtp: int, iou: float, min_visibility: float) -> dict[str, Any]:
+def _camera_scores(c: str, gt: dict[str, Any], processed: list[int], labelled: list, mot: MotCounts, idtp: int,
+                   iou: float, min_visibility: float) -> dict[str, Any]:
     """One camera's row of :func:`score_site`'s ``cameras``."""
     cam = gt["cameras"][c]
     mine = [s for s in labelled if s[0] == c]
     pred_boxes: dict[int, list[np.ndarray]] = defaultdict(list)
-    for (cc, f, _), (_, box) in sightings.items():
-        if cc == c:
-            pred_boxes[f].append(xywh_to_xyxy(box))
+    for _c, f, _gid, _pid, _care, box in mine:
+        pred_boxes[f].append(xywh_to_xyxy(box))
     boxes = score_boxes({f: np.stack(b) for f, b in pred_boxes.items()}, gt["frames"][c], iou, min_visibility,
                         frames=processed)
     ids = id_scores(idtp, mot.predictions, mot.objects)
@@ -383,14 +382,12 @@ def format_site_table(result: dict[str, Any], table: str = "pairs") -> list[list
                 *([f"total: {name}", "", "", counted(t, "precision"), counted(t, "recall")]
                   for name, t in result["totals"].items())]
     if table == "cameras":
-        rows = [["camera", "modality", "place", "frames", "sightings", "box precision", "box recall", "MOTA",
-                 "ID switches", "IDF1", "IDP", "IDR"]]
-        for c, s in result["cameras"].items():
-            rows.append([c, s["modality"], str(s["location"]), str(s["frames"]), str(s["sightings"]),
-                         _fmt(s["box_precision"]), _fmt(s["box_recall"]), _fmt(s["mota"]),
-                         str(s["mot"]["num_switches"]), _fmt(s["idf1"]), _fmt(s["idp"]), _fmt(s["idr"])])
-        rows.append(["all", "", "", "", str(sum(s["sightings"] for s in result["cameras"].values())), "", "",
-                     _fmt(result["mota"]), str(result["mot"]["num_switches"]), _fmt(result["idf1"]),
-                     _fmt(result["idp"]), _fmt(result["idr"])])
-        return rows
+        return [["camera", "modality", "place", "frames", "sightings", "box precision", "box recall", "MOTA",
+                 "ID switches", "IDF1", "IDP", "IDR"],
+                *([c, s["modality"], str(s["location"]), str(s["frames"]), str(s["sightings"]),
+                   _fmt(s["box_precision"]), _fmt(s["box_recall"]), _fmt(s["mota"]), str(s["mot"]["num_switches"]),
+                   _fmt(s["idf1"]), _fmt(s["idp"]), _fmt(s["idr"])] for c, s in result["cameras"].items()),
+                ["all", "", "", "", str(sum(s["sightings"] for s in result["cameras"].values())), "", "",
+                 _fmt(result["mota"]), str(result["mot"]["num_switches"]), _fmt(result["idf1"]), _fmt(result["idp"]),
+                 _fmt(result["idr"])]]
     raise ValueError(f"table must be 'pairs' or 'cameras', got {table!r}")
