@@ -198,10 +198,7 @@ def _camera_fps(names: list[str], fps: float | Mapping[str, float]) -> dict[str,
 def _check_placement(names: list[str], placement: Mapping[str, int], locations: int) -> dict[str, int]:
     if set(placement) != set(names):
         raise UsageError(f"placement must give a place for each camera {names}, got {sorted(placement)}")
-    out = {}
-    for n in names:
-        out[n] = _check_count(f"the place of camera {n}", placement[n], 0, locations - 1)
-    return out
+    return {n: _check_count(f"the place of camera {n}", placement[n], 0, locations - 1) for n in names}
 
 
 def _site_cameras(rgb_cameras: Any, ir_cameras: Any, locations: Any, fps: float | Mapping[str, float],

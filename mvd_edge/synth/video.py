@@ -399,9 +399,7 @@ def write_synth_video(out: Path, n_ids: int = 6, seconds: float = 20.0, seed: in
     out.mkdir(parents=True, exist_ok=True)
     H, W = renderer.size
     paths, per_frame = record(out, {s: (renderer, s, fps, n_frames) for s in STREAMS}, progress, "synth-video")
-    mot_paths = None
-    if mot:
-        mot_paths = {s: write_mot(out / f"{s}.mot.txt", per_frame[s]) for s in STREAMS}
+    mot_paths = {s: write_mot(out / f"{s}.mot.txt", per_frame[s]) for s in STREAMS} if mot else None
     gt = {
         "format": GT_FORMAT, "version": 1, "fps": float(fps), "frames": n_frames, "size": [H, W], "seed": int(seed),
         "n_ids": int(n_ids), "identity_seed": renderer.identity_seed,
