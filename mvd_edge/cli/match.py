@@ -319,10 +319,9 @@ def _finish(summary: dict, summary_json: str | None) -> None:
 def _network_outputs(out):
     """The ``outputs.webhook`` / ``outputs.mqtt`` sinks and the ``outputs.metrics_port`` server (URLs checked
     earlier)."""
-    from mvd_edge.match.sinks import MatchMetrics, MqttSink, WebhookSink
+    from mvd_edge.match.sinks import MatchMetrics, make_sink
 
-    sinks = [*(WebhookSink(u, max_queue=out.sink_queue) for u in out.webhook),
-             *(MqttSink(u, max_queue=out.sink_queue) for u in out.mqtt)]
+    sinks = [make_sink(u, max_queue=out.sink_queue) for u in (*out.webhook, *out.mqtt)]
     metrics = MatchMetrics(out.metrics_port) if out.metrics_port is not None else None
     if metrics is not None:
         err_console.print(f"metrics: http://127.0.0.1:{metrics.port}/metrics", highlight=False)

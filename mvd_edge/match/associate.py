@@ -406,8 +406,8 @@ class PairPolicy:
 
     def start_event(self, runner) -> dict[str, Any]:
         srcs = runner.sources
-        self.pair_times = runner.sync is not None
-        fields = {"pairing": "time", "warning": runner.pairing_warning} if self.pair_times else {}
+        self.pair_times = not runner.sync.lockstep
+        fields = {"pairing": "time", "warning": runner.sync.warning} if self.pair_times else {}
         cams = {s: {"modality": s, "source": srcs[s].spec.label, "fps": srcs[s].fps} for s in STREAMS}
         return start_event("pair", cams, self.m.embedder, self.c.as_dict(), **fields,
                            ir_source=srcs["ir"].spec.label, rgb_source=srcs["rgb"].spec.label,
@@ -464,7 +464,7 @@ class PairPolicy:
             "rss_mb": {"start": round(runner._rss_start, 1), "end": round(rss_mb(), 1)},
             "config": self.c.as_dict(), "detector": self._detector_names(),
         }
-        if runner.sync is not None:
+        if runner.sync is not None and not runner.sync.lockstep:
             sync = runner.sync
             summary["pairing"] = {"by": "time", "step_s": round(sync.period, 6), "tolerance_s": round(sync.tolerance, 6),
                                   "unpaired_steps": runner.unpaired, "skipped": dict(sync.late)}

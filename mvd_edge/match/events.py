@@ -131,11 +131,6 @@ class StepRuns:
             return
         self.runs.append([int(ir_frame), int(rgb_frame), 1])
 
-    def pairs(self) -> Iterator[tuple[int, int]]:
-        for a, b, n in self.runs:
-            for k in range(n):
-                yield a + k, b + k
-
 
 class Output:
     """One output of a run: a :class:`~mvd_edge.match.runner.Runner` drives a list of them. The events

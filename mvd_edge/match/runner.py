@@ -63,7 +63,8 @@ def rss_mb() -> float:
 
 
 class TimeSync:
-    """Frames of N sources paired by timestamp (see the module docstring).
+    """Frames of N sources paired by timestamp, or in ``lockstep`` (see the module docstring;
+    :meth:`for_pair` chooses a pair's).
 
     Args:
         sources: ``{camera name: FrameSource}`` (started).
@@ -71,10 +72,13 @@ class TimeSync:
         tolerance: seconds a frame may be off its step time (default: half a step period).
         live_wait: live sources: at most this many seconds past a step's time are waited for
             a frame (default: ``tolerance``).
+        lockstep: one frame of each source per step, in order, each waited for as long as it takes.
+        timer: a :class:`~mvd_edge.match.pipeline.StageTimer` that gets the time spent waiting for
+            frames (``wait.<camera>`` in lockstep, else ``wait.sync``); None: not timed.
     """
 
     def __init__(self, sources: dict[str, FrameSource], step_fps: float | None = None,
-                 tolerance: float | None = None, live_wait: float | None = None):
+                 tolerance: float | None = None, live_wait: float | None = None, lockstep: bool = False, timer=None):
         if not sources:
             raise UsageError("TimeSync needs at least one source")
         self.sources = sources
@@ -91,6 +95,25 @@ class TimeSync:
         self.runs: dict[str, list[list[int]]] = {n: [] for n in sources}
         self.t0: float | None = None  # live: monotonic time of step 0
         self.step = 0
+        self.lockstep, self.timer = lockstep, timer
+        self.warning: str | None = None  # why a pair's streams are paired by time
+
+    @classmethod
+    def for_pair(cls, sources: dict[str, FrameSource], timer=None) -> TimeSync:
+        """A pair's streams in lockstep, unless they are two files at different frame rates: those are
+        paired by time at the slower one's rate, within half a frame period of the faster one (with a
+        :attr:`warning`, logged)."""
+        fps = {n: float(s.fps or 0.0) for n, s in sources.items()}
+        if any(s.live for s in sources.values()) or min(fps.values()) <= 0 \
+                or max(fps.values()) - min(fps.values()) <= 1e-3 * max(fps.values()):
+            return cls(sources, lockstep=True, timer=timer)
+        slow, fast = min(fps.values()), max(fps.values())
+        sync = cls(sources, step_fps=slow, tolerance=0.5 / fast, timer=timer)
+        rates = ", ".join(f"{n} {v:g} fps" for n, v in fps.items())
+        sync.warning = (f"the streams' frame rates differ ({rates}): frames are paired by time, one pair "
+                        f"per {1 / slow:.3f} s, within {0.5 / fast:.3f} s")
+        _log.warning(sync.warning)
+        return sync
 
     def stamp(self, name: str, pkt: FramePacket) -> float:
         """A frame's timestamp on the common clock (seconds)."""
@@ -131,9 +154,36 @@ class TimeSync:
             if time.monotonic() >= deadline:
                 return None  # nothing by the deadline: leave the source out of this step
 
-    def next(self) -> tuple[float, dict[str, FramePacket]] | None:
-        """The next step's time and its frames (cameras without a frame for it are absent);
-        None when every source has ended."""
+    def next(self, waiting: Callable[[], bool] | None = None) -> tuple[float, dict[str, FramePacket]] | None:
+        """The next step's time and its frames (cameras without a frame for it are absent); None when
+        every source has ended. In lockstep ``waiting`` is called while a source has no frame yet:
+        True gives the step up (None; no source in :attr:`ended` then)."""
+        if self.lockstep:
+            return self._lockstep(waiting)
+        t0 = time.perf_counter()
+        nxt = self._by_time()
+        if self.timer is not None:
+            self.timer.add("wait.sync", time.perf_counter() - t0)
+        return nxt
+
+    def _lockstep(self, waiting: Callable[[], bool] | None) -> tuple[float, dict[str, FramePacket]] | None:
+        frames: dict[str, FramePacket] = {}
+        for n, src in self.sources.items():
+            t0 = time.perf_counter()
+            while (pkt := src.get(timeout=0.1)) is False:
+                if waiting is not None and waiting():
+                    return None
+            if self.timer is not None:
+                self.timer.add("wait." + n, time.perf_counter() - t0)
+            if pkt is None:
+                self.ended.add(n)
+                return None
+            frames[n] = pkt
+            self._record(n, pkt.index)
+        self.step += 1
+        return float(next(iter(frames.values())).time), frames
+
+    def _by_time(self) -> tuple[float, dict[str, FramePacket]] | None:
         if self.t0 is None:
             self.t0 = self._origin()
         while not self.done:
@@ -274,8 +324,7 @@ class Runner:
         self.reason = "?"
         self.error: str | None = None  # a pair: the message of a source that failed for good (run raises it)
         self.result = None  # the last step's StepResult
-        self.sync: TimeSync | None = None  # None: lockstep
-        self.pairing_warning: str | None = None  # why a pair's streams are paired by time
+        self.sync: TimeSync | None = None  # how frames are paired (set by start)
         self.unpaired = 0  # a pair paired by time: steps of the slower stream without a frame of the other
         self.last: dict[str, FramePacket | None] = {n: None for n in self.sources}
         self.lat: deque = deque(maxlen=2000)
@@ -298,27 +347,12 @@ class Runner:
             s.start()
         for s in self.sources.values():
             s.wait_open()
-        self.sync = self._pairing()
+        site = self.matcher.config.site
+        self.sync = TimeSync.for_pair(self.sources, self.matcher.timer) if self.policy.need_all else \
+            TimeSync(self.sources, site.step_fps, site.sync_tolerance)
         for o in self.outputs:
             o.start(self)
         return self
-
-    def _pairing(self) -> TimeSync | None:
-        """How frames are paired: by time (a :class:`TimeSync`), or None for a pair's lockstep."""
-        if not self.policy.need_all:
-            site = self.matcher.config.site
-            return TimeSync(self.sources, site.step_fps, site.sync_tolerance)
-        srcs = self.sources
-        fps = {n: float(s.fps or 0.0) for n, s in srcs.items()}
-        if any(s.live for s in srcs.values()) or min(fps.values()) <= 0 \
-                or max(fps.values()) - min(fps.values()) <= 1e-3 * max(fps.values()):
-            return None
-        slow, fast = min(fps.values()), max(fps.values())
-        rates = ", ".join(f"{n} {v:g} fps" for n, v in fps.items())
-        self.pairing_warning = (f"the streams' frame rates differ ({rates}): frames are paired by time, one pair "
-                                f"per {1 / slow:.3f} s, within {0.5 / fast:.3f} s")
-        _log.warning(self.pairing_warning)
-        return TimeSync(srcs, step_fps=slow, tolerance=0.5 / fast)
 
     def elapsed(self) -> float:
         """Seconds since the first frames arrived (the run's rate counts from there)."""
@@ -386,8 +420,6 @@ class Runner:
     # ------------------------------------------------------------------ a step
     def _next_frames(self) -> dict[str, FramePacket] | None:
         """The next step's frames; None when the run ends here (``reason`` set)."""
-        if self.sync is None:
-            return self._lockstep()
         if not self.policy.need_all:
             nxt = self.sync.next()
             if nxt is None:
@@ -395,15 +427,11 @@ class Runner:
                 self.reason = "all sources ended" + (f" ({'; '.join(errors)})" if errors else "")
                 return None
             return nxt[1]
-        while True:  # every camera's frame, paired by time
-            ended = [n for n in self.sources if n in self.sync.ended]
-            if ended:
-                return self._ended(ended[0])
-            t0 = time.perf_counter()
-            nxt = self.sync.next()
-            self.matcher.timer.add("wait.sync", time.perf_counter() - t0)
+        while True:  # a pair: a frame of every camera
+            nxt = None if self.sync.ended else self.sync.next(self._waiting)
             if nxt is None:
-                return self._ended(next((n for n in self.sources if n in self.sync.ended), next(iter(self.sources))))
+                ended = [n for n in self.sources if n in self.sync.ended]
+                return self._ended(ended[0]) if ended else self._timed_out()
             if len(nxt[1]) == len(self.sources):
                 return nxt[1]
             self.unpaired += 1
@@ -411,20 +439,10 @@ class Runner:
             if self.out_of_time():
                 return self._timed_out()
 
-    def _lockstep(self) -> dict[str, FramePacket] | None:
-        """One frame of each source, in order, waiting as long as it takes (or until the run's time is up)."""
-        pkts: dict[str, FramePacket] = {}
-        for n, src in self.sources.items():
-            t0 = time.perf_counter()
-            while (pkt := src.get(timeout=0.1)) is False:
-                self._heartbeat()
-                if self.out_of_time():
-                    return self._timed_out()
-            self.matcher.timer.add("wait." + n, time.perf_counter() - t0)
-            if pkt is None:
-                return self._ended(n)
-            pkts[n] = pkt
-        return pkts
+    def _waiting(self) -> bool:
+        """While a frame is waited for: the live outputs refresh; True when the run's time is up."""
+        self._heartbeat()
+        return self.out_of_time()
 
     def _ended(self, n: str) -> None:
         self.error = self.sources[n].error
