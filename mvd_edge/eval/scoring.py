@@ -154,8 +154,7 @@ def is_site_ground_truth(gt: str | Path) -> bool:
     if not p.is_file():
         return False
     with p.open() as f:
-        head = f.read(4096)
-    return SITE_GT_FORMAT in head
+        return SITE_GT_FORMAT in f.read(4096)
 
 
 def score_events(events: str | Path | list[dict[str, Any]], gt: str | Path, iou: float = 0.5,
@@ -341,9 +340,7 @@ def embedding_separability(embedder, video: str | Path, *, every: int = 2, max_o
     ids = sorted(set(labels["ir"].tolist()) & set(labels["rgb"].tolist()))
     if not ids:
         raise UsageError(f"{root}: no identity has a clear crop in both streams")
-    desc = {}
-    for s in ("ir", "rgb"):
-        desc[s] = unit(np.stack([feats[s][labels[s] == p].mean(axis=0) for p in ids]))
+    desc = {s: unit(np.stack([feats[s][labels[s] == p].mean(axis=0) for p in ids])) for s in ("ir", "rgb")}
     top1 = {}
     for s, o in (("ir", "rgb"), ("rgb", "ir")):
         keep = np.isin(labels[s], ids)

@@ -125,7 +125,8 @@ def load_site_ground_truth(path: str | Path) -> dict[str, Any]:
     return gt
 
 
-def _read_site_events(events: str | Path | list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+def _read_site_events(events: str | Path | list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
+    """The events, their site ``start`` line and how to name them in a message."""
     from mvd_edge.match.events import EVENT_SCHEMA_VERSION, event_view
 
     evs, where = event_list(events, "the site matcher")
@@ -138,7 +139,8 @@ def _read_site_events(events: str | Path | list[dict[str, Any]]) -> tuple[list[d
         schema = None if start is None else start.get("schema")
         raise UsageError(f"{where} are not site matcher events (schema {schema!r}, view {view!r}, expected "
                          f"{EVENT_SCHEMA_VERSION!r} view 'site'): {why}")
-    return evs, where
+    assert start is not None  # a site view needs its start line
+    return evs, start, where
 
 
 def _most_common(counts: Counter) -> int | None:
@@ -183,11 +185,11 @@ def score_site(events: str | Path | list[dict[str, Any]], gt: str | Path | dict[
         gt = load_site_ground_truth(gt)
     else:
         _check_site_gt(gt, "the ground truth")
-    evs, where = _read_site_events(events)
+    evs, start, where = _read_site_events(events)
     gt_cams, gt_frames = gt["cameras"], gt["frames"]
     sightings = _sightings(evs, where)
     end = next((e for e in reversed(evs) if e.get("event") == "end"), None)
-    cams, processed = _cameras_and_frames(evs, end, sightings, gt, where)
+    cams, processed = _cameras_and_frames(start, end, sightings, gt, where)
 
     # ground-truth identity of each sighting, and whether it is don't care
     labelled = []  # (camera, frame, global id or None, pid or None, care, box)
@@ -242,10 +244,9 @@ def _sightings(evs: list[dict[str, Any]], where: str) -> dict[tuple[str, int, in
     return sightings
 
 
-def _cameras_and_frames(evs: list[dict[str, Any]], end: dict[str, Any] | None, sightings: dict, gt: dict[str, Any],
+def _cameras_and_frames(start: dict[str, Any], end: dict[str, Any] | None, sightings: dict, gt: dict[str, Any],
                         where: str) -> tuple[list[str], dict[str, list[int]]]:
     """The events' cameras (sorted) and each one's processed frames, checked against the ground truth."""
-    start = next(e for e in evs if e.get("event") == "start")
     gt_cams, gt_frames = gt["cameras"], gt["frames"]
     ev_cams = dict(start.get("cameras") or {})
     end_frames = end.get("frames") if end is not None else None
