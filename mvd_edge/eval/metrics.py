@@ -58,6 +58,9 @@ PROTOCOLS: tuple[str, ...] = ("sysu", "regdb", "llcm")
 _SYSU_QUERY_CAM = 3
 _SYSU_REMOVED_GALLERY_CAM = 2
 
+# what the protocol removes before looking for positives (the no-valid-query message)
+_REMOVED = {"sysu": " (after the cam-3 / cam-2 removal)", "llcm": " (after removing same-identity same-camera items)"}
+
 # Rows of the distance matrix processed at once (bounds the memory of the
 # [rows, gallery] intermediate arrays).
 _CHUNK = 512
@@ -193,11 +196,7 @@ def evaluate(
             first_ranks.append(np.where(match, rank, big).min(axis=1)[valid])
 
     if not first_ranks:
-        raise UsageError(
-            "no valid query: no query identity has a positive in the gallery"
-            + (" (after the cam-3 / cam-2 removal)" if protocol == "sysu" else "")
-            + (" (after removing same-identity same-camera items)" if protocol == "llcm" else "")
-        )
+        raise UsageError(f"no valid query: no query identity has a positive in the gallery{_REMOVED.get(protocol, '')}")
     fr = np.concatenate(first_ranks)
     ks = np.arange(1, int(max_rank) + 1)
     cmc = (fr[:, None] <= ks[None, :]).mean(axis=0).astype(np.float64)

@@ -87,10 +87,7 @@ def save_results(results: dict, json_path: Path | None = None, png_path: Path | 
             cmc = r["cmc"]
             ax.plot(range(1, len(cmc) + 1), cmc, marker="o", ms=3,
                     label=f"{setting} (R1 {r['rank1']['mean']:.1f}, mAP {r['mAP']['mean']:.1f})")
-        ax.set_xlabel("rank")
-        ax.set_ylabel("matching rate (%)")
-        ax.set_ylim(0, 100)
+        ax.set(xlabel="rank", ylabel="matching rate (%)", ylim=(0, 100), title=title)
         ax.grid(alpha=0.3)
-        ax.set_title(title)
         ax.legend(fontsize=8, loc="lower right")
         plots.save(fig, png_path, dpi=120)

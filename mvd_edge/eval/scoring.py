@@ -236,26 +236,22 @@ def score_matches(events: str | Path | list[dict[str, Any]], gt: str | Path | di
     matches = [e for e in evs if e.get("event") == "match"]
     frame_pairs = _frame_pairs(evs, matches, n_gt)
     opp = _opportunities(frame_pairs, frame_boxes, min_visibility)
-    n_opp = sum(len(v) for v in opp.values())
+    opp_of = Counter(pid for ids in opp.values() for pid in ids)  # identity -> its opportunities
+    n_opp = sum(opp_of.values())
     correct, covered, pred_obs = _reported_pairs(matches, frame_boxes, opp, iou)
     # IDF1: co-occurrence of (global id, identity) among true observations
     true_obs = {(s, f, pid) for (fi, fr), ids in opp.items() for pid in ids for s, f in (("ir", fi), ("rgb", fr))}
     co = Counter((gid, pid) for (s, f, _), (gid, pid) in pred_obs.items() if pid is not None and (s, f, pid) in true_obs)
-    gids = sorted({g for g, _ in pred_obs.values()})
-    pids = sorted({pid for ids in opp.values() for pid in ids})
     idtp = id_true_positives(co)
     n_pred, n_true = len(pred_obs), len(true_obs)
-    per_id: dict[int, dict[str, Any]] = {}
-    for pid in pids:
-        n_o = sum(1 for ids in opp.values() if pid in ids)
-        n_c = sum(1 for (_, _, p) in covered if p == pid)
-        per_id[pid] = {"opportunities": n_o, "covered": n_c, "recall": n_c / n_o if n_o else 0.0,
-                       "global_ids": sorted({g for (g, p) in co if p == pid})}
+    covered_of = Counter(pid for _, _, pid in covered)
+    per_id = {pid: {"opportunities": opp_of[pid], "covered": covered_of[pid], "recall": covered_of[pid] / opp_of[pid],
+                    "global_ids": sorted({g for (g, p) in co if p == pid})} for pid in sorted(opp_of)}
     return {
         "precision": correct / len(matches) if matches else 0.0, "recall": len(covered) / n_opp if n_opp else 0.0,
         **id_scores(idtp, n_pred, n_true, empty=0.0),
         "reported_pairs": len(matches), "correct_pairs": correct, "opportunities": n_opp, "covered": len(covered),
-        "frames": len(frame_pairs), "global_ids": len(gids), "identities": len(pids), "idtp": idtp,
+        "frames": len(frame_pairs), "global_ids": len({g for g, _ in pred_obs.values()}), "identities": len(opp_of), "idtp": idtp,
         "per_identity": per_id, "iou": iou, "min_visibility": min_visibility,
     }
 
