@@ -77,10 +77,9 @@ def read_index_file(path: Path, what: str) -> list[tuple[str, int]]:
         raise DatasetError(f"{what}: file not found: {path}")
     entries: list[tuple[str, int]] = []
     for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
-        line = raw.strip()
-        if not line:
+        parts = raw.split()
+        if not parts:
             continue
-        parts = line.split()
         if len(parts) < 2 or not re.fullmatch(r"\d+", parts[-1]):
             raise DatasetError(f"{path}:{lineno}: expected 'relative/path label', got {raw!r}")
         if int(parts[-1]) >= TEST_PID_OFFSET:

@@ -42,11 +42,11 @@ _LISTS: tuple[tuple[str, Modality], ...] = (("vis", Modality.VISIBLE), ("nir", M
 
 def parse_llcm_camera(rel_path: str) -> int | None:
     """Camera number of an LLCM image path (``_c<NN>_`` in the name, else ``cam<N>/``)."""
-    name = rel_path.replace("\\", "/").rsplit("/", 1)[-1]
+    *folders, name = rel_path.replace("\\", "/").split("/")
     m = _CAM_IN_NAME.search(name)
     if m:
         return int(m.group(1))
-    for part in reversed(rel_path.replace("\\", "/").split("/")[:-1]):
+    for part in reversed(folders):
         m = _CAM_FOLDER.fullmatch(part)
         if m:
             return int(m.group(1))

@@ -84,9 +84,7 @@ def scene_pairs(feats: np.ndarray, pids: Sequence[int], modalities: Sequence[int
     (``+inf`` when the scene has one person). ``opportunities``: people per scene x scenes, the
     recall denominator (every person of a scene could be matched).
     """
-    feats = np.asarray(feats, np.float64)
-    pids = np.asarray(pids)
-    mods = np.asarray(modalities)
+    feats, pids, mods = np.asarray(feats, np.float64), np.asarray(pids), np.asarray(modalities)
     if feats.ndim != 2 or len(feats) != len(pids) or len(pids) != len(mods):
         raise UsageError(f"need [N, D] features with N identities and modalities, got {feats.shape}, "
                          f"{len(pids)}, {len(mods)}")

@@ -109,9 +109,8 @@ def event_list(events: str | Path | list[dict[str, Any]], runner: str) -> tuple[
 
 
 def check_events_match_ground_truth(evs: list[dict[str, Any]], gt: dict[str, Any], n_gt: int) -> None:
-    """Refuse events that run past the ground truth's last frame; warn when the events' sources
-    are other files than the videos beside ``gt.json`` (scores of another video's ground truth
-    are meaningless)."""
+    """Refuse events that run past the ground truth's last frame; warn (:func:`warn_other_sources`) when
+    their sources are other files than the videos beside ``gt.json``."""
     last = max((int(e.get(f"{s}_frame", -1)) for e in evs if e.get("event") == "match" for s in ("ir", "rgb")),
                default=-1)
     if last >= n_gt:
@@ -191,9 +190,7 @@ def box_counts(pred: np.ndarray, gts: list[list[float]], iou: float = 0.5,
             if m[r, c] >= iou:
                 matched_p[r], matched_g[c] = True, True
                 tp += int(care[c])
-    fp = int((~matched_p).sum())
-    fn = int((care & ~matched_g).sum())
-    return tp, fp, fn
+    return tp, int((~matched_p).sum()), int((care & ~matched_g).sum())  # fp: unpaired predictions
 
 
 def score_boxes(pred: dict[int, np.ndarray], gt_boxes: list[list[list[float]]], iou: float = 0.5,
