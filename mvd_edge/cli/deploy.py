@@ -100,7 +100,7 @@ def int8(
 ) -> None:
     """Calibrated INT8 Q/DQ graphs (trt: symmetric int8; cpu: uint8 activations) from one set of ranges."""
     require("onnx", "quant")
-    from mvd_edge.quant import manifest as mf
+    from mvd_edge.deploy.build import calibration_manifest
     from mvd_edge.quant.api import quantize
 
     sources = [x for x in (dataset, folder, video, manifest) if x is not None]
@@ -108,20 +108,15 @@ def int8(
         raise UsageError("give exactly one calibration source: --dataset (with --root), --folder, --video or --manifest")
     out_dir = out_dir or onnx_model.parent
     stem = onnx_model.name.removesuffix(".onnx")  # as quantize names its outputs
-    check_outputs({**{f"the {fl.strip()} INT8 graph": formats.graph_path(out_dir, stem, "int8", fl.strip())
-                      for fl in flavours.split(",")},
+    flavour_list = [f.strip() for f in flavours.split(",")]
+    check_outputs({**{f"the {fl} INT8 graph": formats.graph_path(out_dir, stem, "int8", fl) for fl in flavour_list},
                    "the INT8 report": out_dir / f"{stem}.int8-report.json"},
                   {"ONNX graph": onnx_model, "--manifest": manifest}, overwrite)
-    if dataset is not None:
-        if root is None:
-            raise UsageError("--dataset needs --root")
-        man = mf.from_dataset(dataset, root, n=n, seed=seed)
-    elif folder is not None:
-        man = mf.from_folder(folder, n=n, seed=seed)
-    elif video is not None:
-        man = mf.from_video(video, boxes=boxes, n=n, seed=seed)
-    else:
-        man = mf.load_manifest(manifest)
+    if dataset is not None and root is None:
+        raise UsageError("--dataset needs --root")
+    kind, calib = next((k, v) for k, v in (("folder", folder), ("video", video), ("manifest", manifest),
+                                           ("dataset", root)) if v is not None)
+    man = calibration_manifest(calib, dataset, n, seed, kind=kind, boxes=boxes)
     val = None
     if max_rank1_drop is not None:
         if dataset is None:
@@ -131,7 +126,7 @@ def int8(
         val = load_dataset(dataset, root, use_val=True, seed=seed).val
         if not val:
             raise UsageError(f"{root}: {dataset} has no validation split for --max-rank1-drop")
-    report = quantize(onnx_model, out_dir, man, method=method, flavours=[f.strip() for f in flavours.split(",")],
+    report = quantize(onnx_model, out_dir, man, method=method, flavours=flavour_list,
                       include_head=include_head, max_rank1_drop=max_rank1_drop, val_samples=val, seed=seed)
     table = Table(title=f"INT8 ({method}, {len(man)} calibration crops)")
     for col in ("flavour", "graph", "layers quantized", "kept back (fallback)", "mean cosine vs FP32"):
@@ -241,7 +236,7 @@ def verify(
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
     """Accuracy cost of each engine: cosine vs FP32 torch (same recipe) and Rank-1/mAP/mINP on the test split."""
-    from mvd_edge.deploy.verify import chart_path
+    from mvd_edge.deploy.verify import chart_path, save_report, verify_engines
 
     png = chart_path(json_out, png)  # only outputs this run writes are checked
     check_outputs({"--json": json_out, "--png": png},
@@ -250,8 +245,6 @@ def verify(
     if trials < 1:
         raise UsageError(f"--trials must be >= 1, got {trials}")
     require("torch", "train")
-    from mvd_edge.deploy.verify import save_report, verify_engines
-
     chosen = [s.strip() for s in settings.split(",")] if settings else None
     report = verify_engines(checkpoint, engines, dataset, root, settings=chosen, trials=trials,
                             allow_foreign=allow_foreign)
@@ -339,11 +332,8 @@ def profile(
         raise typer.BadParameter("--iters must be >= 1 and --warmup >= 0")
     checkpoint = formats.for_path(engine) == formats.by_name("checkpoint")
     kwargs = {"fused_head": fused_head} if checkpoint and fused_head is not None else {}
-    emb = load_embedder(engine, device=device, max_batch=max(batches) if checkpoint else None, **kwargs)
-    try:
+    with load_embedder(engine, device=device, max_batch=max(batches) if checkpoint else None, **kwargs) as emb:
         res = profile_embedder(emb, batches, iters=iters, warmup=warmup)
-    finally:
-        emb.close()
     paths = save_profile(res, out)
     table = Table(title=f"{engine.name}: {res['backend']} {res['precision']} ({res.get('recipe')}), ms per call")
     table.add_column("batch", justify="right")
@@ -392,11 +382,9 @@ def bench(
     from mvd_edge.core.spec import RECIPES
     from mvd_edge.deploy.bench import run_bench, summary_columns, summary_rows
 
-    fused = []
-    for f in fused_head.split(","):
-        if f.strip() not in ("on", "off"):
-            raise typer.BadParameter(f"--fused-head takes on, off or on,off; got {fused_head!r}")
-        fused.append(f.strip() == "on")
+    fused = [f.strip() for f in fused_head.split(",")]
+    if not set(fused) <= {"on", "off"}:
+        raise typer.BadParameter(f"--fused-head takes on, off or on,off; got {fused_head!r}")
     recipe_list = [r.strip() for r in recipes.split(",")]
     for r in recipe_list:
         if r not in RECIPES:
@@ -408,9 +396,9 @@ def bench(
     if max(batches) > 4096:
         raise UsageError(f"--batch {max(batches)}: at most 4096 crops per call")
     report = run_bench(checkpoint, out, dataset, root, backends=[b.strip() for b in backends.split(",")],
-                       precisions=[p.strip() for p in precisions.split(",")], recipes=recipe_list, fused=fused,
-                       compiled=compile, batches=batches, iters=iters, trials=trials, calib_n=calib_n, device=device,
-                       students=list(student or []))
+                       precisions=[p.strip() for p in precisions.split(",")], recipes=recipe_list,
+                       fused=[f == "on" for f in fused], compiled=compile, batches=batches, iters=iters, trials=trials,
+                       calib_n=calib_n, device=device, students=list(student or []))
     table = Table(title=f"bench on {device}: {report['setting']} ({trials} trials); ms per crop = p50 call / batch; "
                         f"'vs full' = relative to the teacher's full recipe")
     for col in summary_columns(batches):

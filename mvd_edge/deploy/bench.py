@@ -10,13 +10,13 @@ data set's test split. Ratios are against the torch FP32 variant of the same rec
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mvd_edge.core import plots
 from mvd_edge.core.spec import PRECISIONS
+from mvd_edge.core.util import write_json
 from mvd_edge.data.base import DatasetError
 from mvd_edge.deploy import formats
 
@@ -175,12 +175,9 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
     for v in runnable:
         if progress:
             print(f"[bench] {v.name}", flush=True)
-        emb = builders[v.model].embedder(v)
-        try:
+        with builders[v.model].embedder(v) as emb:
             prof = profile_embedder(emb, batches=batches, iters=iters, warmup=warmup, progress=False)
             feats = embed_samples(emb, paths)
-        finally:
-            emb.close()
         metrics = evaluate_features(feats, data.test, [setting], n_trials=trials)[setting]
         lat = {b: prof["batches"][str(b)]["total"]["p50"] for b in batches}
         row = {"variant": v.name, "model": v.model, "checkpoint": str(models[v.model]), "backend": v.backend,
@@ -200,7 +197,7 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
               "skipped": [{"variant": v.name, "reason": r} for v, r in skipped]}
     report["pareto"] = pareto_front([(r["latency_ms"][batches[0]], r["rank1"]) for r in rows])
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(report, indent=1))
+    write_json(out / "bench.json", report, indent=1)
     plot_pareto(report, out / "bench_pareto.png")
     return report
 

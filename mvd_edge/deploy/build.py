@@ -72,18 +72,21 @@ def plan_build(model: Path, backend: str, precision: str | None, out: Path | Non
     return BuildPlan(model, backend, final, out, tuple(steps), outputs)
 
 
-def calibration_manifest(calib: Path, dataset: str | None, n: int, seed: int):
+def calibration_manifest(calib: Path, dataset: str | None, n: int, seed: int, kind: str | None = None,
+                         boxes: Path | None = None):
     """``--calib`` as a calibration manifest: a data set root (with ``--calib-dataset``), a folder of
-    images, a manifest JSON (from ``mvd-edge int8``) or a video."""
+    images, a manifest JSON (from ``mvd-edge int8``) or a video (``boxes``: its MOT boxes). ``kind``
+    (folder, manifest or video; ``int8`` has an option for each) says which instead of the path."""
     from mvd_edge.quant import manifest as mf
 
     if dataset is not None:
         return mf.from_dataset(dataset, calib, n=n, seed=seed)
-    if calib.is_dir():
+    kind = kind or ("folder" if calib.is_dir() else "manifest" if calib.suffix.lower() == ".json" else "video")
+    if kind == "folder":
         return mf.from_folder(calib, n=n, seed=seed)
-    if calib.suffix.lower() == ".json":
+    if kind == "manifest":
         return mf.load_manifest(calib)
-    return mf.from_video(calib, n=n, seed=seed)
+    return mf.from_video(calib, boxes=boxes, n=n, seed=seed)
 
 
 def run_build(plan: BuildPlan, say: Callable[[str], None], recipe: str | None = None, calib: Path | None = None,

@@ -159,7 +159,8 @@ def _match_videos(out: Path, video: dict, engine: Path, student_engine: Path, co
     # cameras get `auto`, a detector trained on real photographs)
     for mode in ("gt-boxes", "gt-boxes@0.5", "person-synth", "untrained", "hog", "student:gt-boxes",
                  "student:person-synth"):
-        emb = load_embedder(student_engine if mode.startswith("student:") else engine)
+        student = mode.startswith("student:")
+        emb = load_embedder(student_engine if student else engine)
         mode_boxes = mode.removeprefix("student:")
         given = {"association.threshold": 0.5} if mode.endswith("@0.5") else {}
         op = resolve(MatcherConfig().updated(given), emb.info)
@@ -171,18 +172,16 @@ def _match_videos(out: Path, video: dict, engine: Path, student_engine: Path, co
         events = out / f"events-{mode.replace(':', '-')}.jsonl"
         save = out / f"match-{mode}.mp4" if mode == "gt-boxes" else None
         res = run_match(str(video["videos"]["ir"]), str(video["videos"]["rgb"]), emb, dets, events=events, save=save,
-                        config=op.config, status=False,
-                        console=console)
+                        config=op.config, status=False, console=console)
         score = score_matches(events, video["gt"])
-        summary[mode] = {"fps": res.get("fps"), "precision": score["precision"], "recall": score["recall"],
-                                  "idf1": score["idf1"], "threshold": op.config.association.threshold,
-                                  "margin": op.config.association.margin, "threshold_source": op.source,
-                                  "events": str(events),
-                                  "video": str(save) if save else None,
-                                  "engine": "student INT8" if mode.startswith("student:") else "MVD INT8"}
+        assoc = op.config.association
+        summary[mode] = {"fps": res.get("fps"), **{k: score[k] for k in ("precision", "recall", "idf1")},
+                         "threshold": assoc.threshold, "margin": assoc.margin, "threshold_source": op.source,
+                         "events": str(events), "video": str(save) if save else None,
+                         "engine": "student INT8" if student else "MVD INT8"}
         console.print(f"{mode}: pair precision {score['precision']:.3f} recall {score['recall']:.3f} "
                       f"IDF1 {score['idf1']:.3f} at {res.get('fps', 0):.1f} fps (threshold "
-                      f"{op.config.association.threshold:.3f}, {op.source})")
+                      f"{assoc.threshold:.3f}, {op.source})")
     return summary
 
 

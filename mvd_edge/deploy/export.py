@@ -17,7 +17,7 @@ import numpy as np
 
 from mvd_edge import __version__
 from mvd_edge.core.errors import MvdEdgeError
-from mvd_edge.core.graphmeta import GraphMeta, read_metadata  # noqa: F401
+from mvd_edge.core.graphmeta import GraphMeta
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.core.util import random_crops
 from mvd_edge.deploy.parity import compare

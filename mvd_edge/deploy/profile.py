@@ -9,7 +9,6 @@ Runtime / TensorRT engines.
 
 from __future__ import annotations
 
-import json
 import resource
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mvd_edge.core import plots
-from mvd_edge.core.util import random_crops
+from mvd_edge.core.util import random_crops, write_json
 from mvd_edge.runtime import Embedder
 
 STAGES = ("preprocess", "h2d", "infer", "d2h", "postprocess", "total")
@@ -50,8 +49,8 @@ def _gpu_peak_mb(emb: Embedder) -> float | None:
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64) * 1e3
-    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean())}
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(a.max()), "mean": float(a.mean())}
 
 
 def profile_embedder(emb: Embedder, batches: Sequence[int] = (1, 8, 32), iters: int = 50, warmup: int = 10,
@@ -80,9 +79,8 @@ def profile_embedder(emb: Embedder, batches: Sequence[int] = (1, 8, 32), iters: 
             emb.embed(crops)
             total = time.perf_counter() - t0
             st = dict(emb.stage_times)
-            infer = st.get("gpu", st.get("infer", 0.0))
             if "gpu" in st:  # TensorRT: "infer" includes the copies; report them separately
-                st["infer"] = infer
+                st["infer"] = st["gpu"]
             for s in STAGES[:-1]:
                 samples[s].append(st.get(s, 0.0))
             samples["total"].append(total)
@@ -105,7 +103,7 @@ def save_profile(results: dict, out_dir: Path, name: str = "profile") -> dict[st
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{name}.json", "latency_png": out_dir / f"{name}_latency.png",
              "throughput_png": out_dir / f"{name}_throughput.png"}
-    paths["json"].write_text(json.dumps(results, indent=1))
+    write_json(paths["json"], results, indent=1)
     batches = list(results["batches"])
     fig, axes = plots.figure(ncols=len(batches), figsize=(4 * len(batches), 3.6), squeeze=False)
     if fig is None:

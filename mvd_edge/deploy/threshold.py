@@ -37,13 +37,8 @@ def calibrate_threshold(engine: str | Path, dataset: str, root: str | Path, spli
         raise UsageError(f"the {split} split of {dataset} at {root} is empty")
     if write:
         read_sidecar(engine)  # fail before the embedding work: the point is stored in the engine's sidecar
-    emb = load_embedder(engine, device=device)
-    try:
+    with load_embedder(engine, device=device) as emb:
         feats = embed_samples(emb, [str(s.path) for s in samples], progress="embedding" if progress else None)
-    finally:
-        close = getattr(emb, "close", None)
-        if callable(close):
-            close()
     point = operating_point(feats, [s.pid for s in samples], [int(s.modality) for s in samples],
                             target_precision=target_precision, people=people, scenes=scenes,
                             track_images=track_images or DEFAULT_TRACK_IMAGES, seed=seed)

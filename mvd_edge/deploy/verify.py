@@ -7,7 +7,6 @@ against FP32 torch is reported per metric. Writes JSON and a PNG chart.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from mvd_edge.core import plots
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.preprocess import read_image
+from mvd_edge.core.util import write_json
 from mvd_edge.data.base import DatasetError
 from mvd_edge.deploy.parity import compare
 from mvd_edge.runtime import Embedder, load_embedder
@@ -74,35 +74,33 @@ def verify_engines(checkpoint: str | Path, engines: Sequence[str | Path], datase
     report: dict = {"checkpoint": str(checkpoint), "dataset": dataset, "settings": settings, "trials": trials,
                     "n_images": len(paths), "engines": []}
     for engine in engines:
-        emb = load_embedder(engine)
-        sha = model_sha256(emb, engine)
-        # None: its source checkpoint is unknown (measured only with --allow-foreign)
-        foreign = None if sha is None or ckpt_sha is None else sha != ckpt_sha
-        if foreign and not allow_foreign:
-            emb.close()
-            what = "is another checkpoint" if emb.backend == "torch" else "was built from another checkpoint"
-            raise UsageError(f"{engine} {what} (sha256 {sha[:12]}..., {checkpoint} is "
-                             f"{ckpt_sha[:12]}...): verifying it against this one compares two models, not a "
-                             f"precision; give its own checkpoint, or --allow-foreign to compare anyway")
-        if foreign is None and not allow_foreign:
-            emb.close()
-            raise UsageError(f"{engine}: its source checkpoint is unknown (no hashes.checkpoint_sha256 in its sidecar "
-                             f"nor in its graph's metadata), so measuring it against {checkpoint} may compare two "
-                             f"models, not a precision; rebuild it from {checkpoint} (mvd-edge export, then "
-                             f"build-engine), or --allow-foreign to compare anyway")
-        recipe = emb.info.get("recipe")
-        ref, ref_metrics = reference(recipe)
-        report.setdefault("reference", {"name": "torch-fp32", "recipe": recipe, "metrics": ref_metrics})
-        if emb.dim != ref.shape[1]:
-            raise UsageError(f"{engine}: embedding dim {emb.dim} != checkpoint's {ref.shape[1]} (different recipe?)")
-        feats = embed_samples(emb, paths, progress=f"{Path(engine).name}")
+        with load_embedder(engine) as emb:
+            sha = model_sha256(emb, engine)
+            # None: its source checkpoint is unknown (measured only with --allow-foreign)
+            foreign = None if sha is None or ckpt_sha is None else sha != ckpt_sha
+            if foreign and not allow_foreign:
+                what = "is another checkpoint" if emb.backend == "torch" else "was built from another checkpoint"
+                raise UsageError(f"{engine} {what} (sha256 {sha[:12]}..., {checkpoint} is "
+                                 f"{ckpt_sha[:12]}...): verifying it against this one compares two models, not a "
+                                 f"precision; give its own checkpoint, or --allow-foreign to compare anyway")
+            if foreign is None and not allow_foreign:
+                raise UsageError(f"{engine}: its source checkpoint is unknown (no hashes.checkpoint_sha256 in its "
+                                 f"sidecar nor in its graph's metadata), so measuring it against {checkpoint} may "
+                                 f"compare two models, not a precision; rebuild it from {checkpoint} (mvd-edge "
+                                 f"export, then build-engine), or --allow-foreign to compare anyway")
+            recipe = emb.info.get("recipe")
+            ref, ref_metrics = reference(recipe)
+            report.setdefault("reference", {"name": "torch-fp32", "recipe": recipe, "metrics": ref_metrics})
+            if emb.dim != ref.shape[1]:
+                raise UsageError(f"{engine}: embedding dim {emb.dim} != checkpoint's {ref.shape[1]} (different "
+                                 "recipe?)")
+            feats = embed_samples(emb, paths, progress=f"{Path(engine).name}")
         metrics = _flat(evaluate_features(feats, data.test, settings, n_trials=trials, seed=seed))
         drop = {k: ref_metrics[k] - v for k, v in metrics.items()}
         report["engines"].append({"engine": str(engine), "backend": emb.backend, "precision": emb.precision,
                                   "int8_flavour": emb.info.get("int8_flavour"), "cosine": compare(feats, ref).cosine(),
                                   "recipe": recipe, "reference_metrics": ref_metrics, "foreign": foreign,
                                   "metrics": metrics, "drop_vs_fp32": drop})
-        emb.close()
     if "reference" not in report:  # no engines
         report["reference"] = {"name": "torch-fp32", "recipe": None, "metrics": reference(None)[1]}
     return report
@@ -132,7 +130,7 @@ def save_report(report: dict, json_path: Path | None, png_path: Path | None) -> 
     written = []
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2))
+        write_json(json_path, report, indent=2)
         written.append(json_path)
     if png_path is None:
         return written

@@ -15,7 +15,6 @@ where ``<stem>`` is the FP32 file's name without ``.onnx``. Ranges are cached in
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ import onnx
 
 from mvd_edge.core.errors import UsageError
 from mvd_edge.core.graphmeta import GraphMeta
-from mvd_edge.core.util import random_crops
+from mvd_edge.core.util import random_crops, write_json
 from mvd_edge.deploy.formats import INT8_FLAVOURS, graph_path
 from mvd_edge.deploy.parity import compare
 from mvd_edge.quant import graph as graph_mod
@@ -46,10 +45,10 @@ def _stem(onnx_fp32: Path) -> str:
     return name[: -len(".onnx")] if name.endswith(".onnx") else Path(onnx_fp32).stem
 
 
-def _random_batch(spec, n: int = PARITY_CROPS, seed: int = PARITY_SEED) -> np.ndarray:
+def _random_batch(spec) -> np.ndarray:
     from mvd_edge.core.preprocess import preprocess_batch
 
-    return preprocess_batch(random_crops(n, seed), spec)
+    return preprocess_batch(random_crops(PARITY_CROPS, PARITY_SEED), spec)
 
 
 def _parity(got: np.ndarray, ref: np.ndarray, **facts) -> dict:
@@ -166,7 +165,7 @@ def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | s
                                     arithmetic=arithmetic))
         report["flavours"][fl] = entry
     report["seconds"] = time.perf_counter() - t0
-    (out_dir / f"{stem}.int8-report.json").write_text(json.dumps(report, indent=1, default=str))
+    write_json(out_dir / f"{stem}.int8-report.json", report, indent=1, default=str)
     return report
 
 
@@ -223,9 +222,7 @@ def to_fp16(onnx_fp32: str | Path, out: str | Path, manifest: "Manifest | str | 
         raise FileNotFoundError(f"FP32 ONNX graph not found: {onnx_fp32}")
     base_meta = _fp32_metadata(onnx_fp32)
     spec = base_meta.preprocess
-    crops = None
-    if manifest is not None:
-        crops = list(itertools.islice(load_manifest(manifest).crops(), max_check_crops))
+    crops = None if manifest is None else list(itertools.islice(load_manifest(manifest).crops(), max_check_crops))
     model = onnx.load(str(onnx_fp32))
     converted, report = fp16_graph(model, crops, spec, keep_overflow_fp32=keep_overflow_fp32)
     _set_metadata(converted, base_meta.derive_fp16(kept_fp32=[k["node"] for k in report["kept_fp32"]],

@@ -18,14 +18,16 @@ import numpy as np
 import onnx
 
 from mvd_edge.core.util import random_crops
+from mvd_edge.quant.graph import remove_unread_nodes
 
 FP16_MAX = 65504.0
 
 
 def tensor_absmax(model: onnx.ModelProto, batches: Iterable[np.ndarray], input_name: str = "input") -> dict[str, float]:
     """``{tensor: max |value|}`` over every float tensor of ``model`` on the given input batches."""
-    import onnxruntime as ort
     from onnx import shape_inference
+
+    from mvd_edge.quant.sensitivity import session
 
     m = shape_inference.infer_shapes(copy.deepcopy(model))
     known = {o.name for o in m.graph.output}
@@ -33,9 +35,7 @@ def tensor_absmax(model: onnx.ModelProto, batches: Iterable[np.ndarray], input_n
         if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known:
             m.graph.output.append(vi)
             known.add(vi.name)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = session(m, exact_qdq=True)  # no graph optimisation: every tensor is kept
     names = [o.name for o in sess.get_outputs()]
     out: dict[str, float] = {}
     for x in batches:
@@ -77,12 +77,9 @@ def fp16_graph(model: onnx.ModelProto, crops: Sequence[np.ndarray] | None, spec,
     overflow = [{"tensor": t, "node": producer[t].name if t in producer else None,
                  "op": producer[t].op_type if t in producer else None, "absmax": v}
                 for t, v in sorted(absmax.items()) if v > FP16_MAX]
-    init_bad = []
-    for t in model.graph.initializer:
-        if t.data_type == onnx.TensorProto.FLOAT:
-            arr = onnx.numpy_helper.to_array(t)
-            if arr.size and float(np.abs(arr).max()) > FP16_MAX:
-                init_bad.append({"initializer": t.name, "absmax": float(np.abs(arr).max())})
+    init_absmax = {t.name: float(np.abs(onnx.numpy_helper.to_array(t)).max(initial=0.0))
+                   for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    init_bad = [{"initializer": name, "absmax": v} for name, v in init_absmax.items() if v > FP16_MAX]
     blocked_ops = list(DEFAULT_OP_BLOCK_LIST if op_block_list is None else op_block_list)
     # an overflowing tensor must stay FP32 for its producer and for every node reading it
     over_names = {o["tensor"] for o in overflow}
@@ -140,11 +137,5 @@ def collapse_cast_round_trips(model: onnx.ModelProto) -> int:
         for i, name in enumerate(node.input):
             if name in rename:
                 node.input[i] = rename[name]
-    while True:  # drop Casts nobody reads any more
-        used = {i for n in model.graph.node for i in n.input} | outputs
-        dead = [n for n in model.graph.node if n.op_type == "Cast" and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            model.graph.node.remove(n)
+    remove_unread_nodes(model, ("Cast",))
     return len(rename)

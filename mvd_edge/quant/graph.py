@@ -78,11 +78,9 @@ class Layout:
         return [n for n in self.op_type if n in s]
 
     def role(self, name: str) -> str:
-        for role, names in (("conv", self.convs), ("residual_add", self.residual_adds), ("head", self.head),
-                            ("input", self.inputs), ("trunk", self.trunk_other)):
-            if name in names:
-                return role
-        return "other"
+        roles = (("conv", self.convs), ("residual_add", self.residual_adds), ("head", self.head),
+                 ("input", self.inputs), ("trunk", self.trunk_other))
+        return next((role for role, names in roles if name in names), "other")
 
 
 def analyse(model: onnx.ModelProto) -> Layout:
@@ -90,10 +88,7 @@ def analyse(model: onnx.ModelProto) -> Layout:
     g = model.graph
     init = {t.name for t in g.initializer}
     producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for n in g.node:
-        for i in n.input:
-            consumers[i].append(n)
+    consumers = consumers_of(model)
     const_out = {o for n in g.node if n.op_type == "Constant" for o in n.output}
 
     order = [n.name for n in g.node]
@@ -182,10 +177,7 @@ def dedicate_dequantize(model: onnx.ModelProto) -> int:
     all. The copies read the same int8 initializer. Returns the number of copies made.
     """
     g = model.graph
-    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for n in g.node:
-        for i in n.input:
-            consumers[i].append(n)
+    consumers = consumers_of(model)
     copies = 0
     for dq in [n for n in g.node if n.op_type in DQ_OPS]:
         readers = consumers.get(dq.output[0], [])
@@ -201,18 +193,33 @@ def dedicate_dequantize(model: onnx.ModelProto) -> int:
     return copies
 
 
-def remove_dead_qdq(model: onnx.ModelProto) -> None:
-    """Remove Q/DQ nodes whose outputs nobody reads, then initializers nobody reads."""
+def consumers_of(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    """``{tensor name: the nodes that read it}``."""
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i].append(n)
+    return consumers
+
+
+def remove_unread_nodes(model: onnx.ModelProto, op_types: tuple[str, ...]) -> None:
+    """Remove the nodes of ``op_types`` whose outputs nobody reads, until there are none."""
     g = model.graph
     outputs = {o.name for o in g.output}
     while True:
         used = {i for n in g.node for i in n.input} | outputs
-        dead = [n for n in g.node if n.op_type in Q_OPS + DQ_OPS and not any(o in used for o in n.output)]
+        dead = [n for n in g.node if n.op_type in op_types and not any(o in used for o in n.output)]
         if not dead:
-            break
+            return
         for n in dead:
             g.node.remove(n)
-    used = {i for n in g.node for i in n.input} | outputs
+
+
+def remove_dead_qdq(model: onnx.ModelProto) -> None:
+    """Remove Q/DQ nodes whose outputs nobody reads, then initializers nobody reads."""
+    remove_unread_nodes(model, Q_OPS + DQ_OPS)
+    g = model.graph
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
     keep = [t for t in g.initializer if t.name in used]
     if len(keep) != len(g.initializer):
         del g.initializer[:]

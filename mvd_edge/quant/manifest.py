@@ -15,15 +15,10 @@ A manifest is a JSON file (``MANIFEST_FORMAT``)::
 Image entries name an image file; video entries name a video file, a 0-based frame index
 and a box ``[x, y, w, h]`` in pixels (already clipped to the frame).
 
-Builders (house rule: calibration data never comes from query/gallery/test splits):
-
-* :func:`from_dataset` - a data set's ``train`` (default) or ``val`` split, seeded and
-  stratified by modality and camera, 512 images by default; warns below 300 images;
-  any other split is refused.
-* :func:`from_folder` - every image under a folder; refuses paths with a component named
-  ``query``, ``gallery``, ``test`` or ``bounding_box_test``.
-* :func:`from_video` - crops of a video every ``every`` frames, boxes from a MOT file or
-  OpenCV's HOG people detector (:mod:`mvd_edge.quant.video`).
+Builders, seeded, warning below 300 crops: :func:`from_dataset` (a data set's ``train`` or ``val``
+split, stratified by modality and camera), :func:`from_folder` (every image under a folder) and
+:func:`from_video` (person crops, :mod:`mvd_edge.quant.video`). House rule: calibration data never
+comes from query/gallery/test data, so other splits and paths through such folders are refused.
 
 :func:`iter_crops` (or :meth:`Manifest.crops`) yields the crops as uint8 BGR ``[h, w, 3]``.
 """
@@ -31,12 +26,13 @@ Builders (house rule: calibration data never comes from query/gallery/test split
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,23 +42,6 @@ from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.modality import Modality
 from mvd_edge.core.preprocess import read_image
 from mvd_edge.core.util import read_json, write_json
-
-__all__ = [
-    "CALIB_SPLITS",
-    "DEFAULT_N",
-    "FORBIDDEN_DIR_NAMES",
-    "MANIFEST_FORMAT",
-    "MIN_RECOMMENDED",
-    "CalibrationSetWarning",
-    "Entry",
-    "Manifest",
-    "ManifestError",
-    "from_dataset",
-    "from_folder",
-    "from_video",
-    "iter_crops",
-    "load_manifest",
-]
 
 MANIFEST_FORMAT = "mvd-edge-calib-manifest/1"
 DEFAULT_N = 512
@@ -118,28 +97,19 @@ class Entry:
             raise ManifestError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_ENTRY_KEYS)}")
         if not isinstance(d.get("path"), str) or not d["path"]:
             raise ManifestError(f"{where}: 'path' must be a non-empty string")
-        mod = d.get("modality")
-        frame = d.get("frame")
-        box = d.get("box")
-        if frame is not None and (box is None or len(box) != 4):
+        if d.get("frame") is not None and (d.get("box") is None or len(d["box"]) != 4):
             raise ManifestError(f"{where}: a video entry needs 'box': [x, y, w, h]")
-        return cls(
-            path=d["path"],
-            modality=Modality.parse(mod) if mod is not None else None,
-            cam=int(d["cam"]) if d.get("cam") is not None else None,
-            frame=int(frame) if frame is not None else None,
-            box=tuple(int(v) for v in box) if box is not None else None,  # type: ignore[arg-type]
-            track=int(d["track"]) if d.get("track") is not None else None,
-        )
+
+        def opt(key: str, convert) -> Any:
+            return convert(d[key]) if d.get(key) is not None else None
+
+        return cls(d["path"], opt("modality", Modality.parse), opt("cam", int), opt("frame", int),
+                   opt("box", lambda box: tuple(int(v) for v in box)), opt("track", int))
 
 
-def _canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
-def entries_sha256(entries: Sequence[Entry]) -> str:
-    """sha256 of the canonical JSON of the entry list (order matters)."""
-    return hashlib.sha256(_canonical([e.to_dict() for e in entries])).hexdigest()
+def canonical_sha256(obj: Any) -> str:
+    """sha256 of the canonical JSON of ``obj`` (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass
@@ -151,7 +121,6 @@ class Manifest:
     source: dict[str, Any]
     seed: int | None = None
     content_sha256: str = ""
-    _stored_sha: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.entries:
@@ -164,7 +133,7 @@ class Manifest:
 
     @property
     def sha256(self) -> str:
-        return entries_sha256(self.entries)
+        return canonical_sha256([e.to_dict() for e in self.entries])  # entry order matters
 
     @property
     def counts(self) -> dict[str, Any]:
@@ -180,12 +149,14 @@ class Manifest:
 
     def compute_content_sha256(self) -> str:
         """sha256 over (relative path, file sha256) of every distinct referenced file."""
+        from mvd_edge.runtime.sidecar import sha256_file
+
         h = hashlib.sha256()
         for rel in sorted({e.path for e in self.entries}):
             path = self.resolve(Entry(rel))
             if not path.is_file():
                 raise ManifestError(f"calibration file not found: {path}")
-            h.update(rel.encode() + b"\0" + _file_sha256(path).encode() + b"\n")
+            h.update(rel.encode() + b"\0" + sha256_file(path).encode() + b"\n")
         return h.hexdigest()
 
     def verify(self) -> None:
@@ -248,41 +219,27 @@ class Manifest:
 
     def crops(self) -> Iterator[np.ndarray]:
         """Yield every crop in entry order as uint8 BGR ``[h, w, 3]``; unreadable files raise."""
-        i = 0
-        while i < len(self.entries):
-            e = self.entries[i]
-            if not e.is_video:
+        for (video, _), group in itertools.groupby(self.entries, key=lambda e: (e.is_video, e.path)):
+            run = list(group)
+            if video:  # one pass through the file for a run of its boxes
+                from mvd_edge.quant.video import read_video_crops
+
+                yield from read_video_crops(self.resolve(run[0]), [(x.frame, x.box) for x in run])
+                continue
+            for e in run:
                 img = read_image(str(self.resolve(e)))
                 if img is None:
                     raise ManifestError(f"calibration image unreadable or corrupt: {self.resolve(e)}")
                 yield img
-                i += 1
-                continue
-            j = i
-            while j < len(self.entries) and self.entries[j].is_video and self.entries[j].path == e.path:
-                j += 1
-            from mvd_edge.quant.video import read_video_crops
-
-            yield from read_video_crops(self.resolve(e), [(x.frame, x.box) for x in self.entries[i:j]])
-            i = j
 
 
 def iter_crops(manifest: "Manifest | str | Path") -> Iterator[np.ndarray]:
     """Crops of a manifest (object or JSON path) as uint8 BGR ``[h, w, 3]`` arrays."""
-    m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
-    return m.crops()
+    return load_manifest(manifest).crops()
 
 
 def load_manifest(manifest: "Manifest | str | Path") -> Manifest:
     return manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_not_evaluation_path(path: Path, what: str) -> None:
@@ -381,10 +338,7 @@ def from_dataset(name: str, root: str | Path, n: int = DEFAULT_N, seed: int = 0,
     items = []
     for s in samples:
         p = Path(s.path).resolve()
-        try:
-            rel = p.relative_to(root).as_posix()
-        except ValueError:
-            rel = str(p)
+        rel = p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
         items.append(Entry(rel, Modality.parse(s.modality), int(s.cam)))
     picked = stratified_pick(items, n, seed)
     _warn_if_small(len(picked), n, len(items), f"{name} {split} split")

@@ -34,6 +34,7 @@ from mvd_edge.quant.graph import (
     HEAD_QUANTIZABLE_OPS,
     Layout,
     analyse,
+    consumers_of,
     dedicate_dequantize,
     placement_report,
     restore_float_inputs,
@@ -47,28 +48,31 @@ REMOVABLE_ACTIVATIONS = ("Relu", "Clip")
 class Flavour:
     name: str
     activation_type: str  # "int8" | "uint8"
-    symmetric_activations: bool
     quantize_outputs: bool
     extra_options: dict[str, Any]
     trunk_ops: tuple[str, ...]  # non-layer trunk ops also handed to the quantizer
     description: str
 
 
+FLAVOURS: dict[str, Flavour] = {
+    "trt": Flavour(
+        "trt", "int8", False,
+        {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+         "DedicatedQDQPair": True, "AddQDQPairToWeight": False, "QDQKeepRemovableActivations": True},
+        (), "TensorRT explicit quantization: symmetric int8 activations (zero point 0), Q/DQ on layer inputs"),
+    "cpu": Flavour(
+        "cpu", "uint8", True,
+        {"ActivationSymmetric": False, "WeightSymmetric": True, "QuantizeBias": True,
+         "DedicatedQDQPair": False, "AddQDQPairToWeight": False, "QDQKeepRemovableActivations": False},
+        ("Relu", "Clip", "MaxPool"),
+        "ONNX Runtime x86: uint8 asymmetric activations, int8 weights, QLinearConv/QLinearAdd fusable"),
+}
+
+
 def flavour(name: str) -> Flavour:
-    if name == "trt":
-        return Flavour(
-            "trt", "int8", True, False,
-            {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
-             "DedicatedQDQPair": True, "AddQDQPairToWeight": False, "QDQKeepRemovableActivations": True},
-            (), "TensorRT explicit quantization: symmetric int8 activations (zero point 0), Q/DQ on layer inputs")
-    if name == "cpu":
-        return Flavour(
-            "cpu", "uint8", False, True,
-            {"ActivationSymmetric": False, "WeightSymmetric": True, "QuantizeBias": True,
-             "DedicatedQDQPair": False, "AddQDQPairToWeight": False, "QDQKeepRemovableActivations": False},
-            ("Relu", "Clip", "MaxPool"),
-            "ONNX Runtime x86: uint8 asymmetric activations, int8 weights, QLinearConv/QLinearAdd fusable")
-    raise ValueError(f"unknown INT8 flavour {name!r}; choose one of {', '.join(INT8_FLAVOURS)}")
+    if name not in FLAVOURS:
+        raise ValueError(f"unknown INT8 flavour {name!r}; choose one of {', '.join(INT8_FLAVOURS)}")
+    return FLAVOURS[name]
 
 
 def load_for_quantization(prepared: str | Path) -> onnx.ModelProto:
@@ -102,16 +106,13 @@ def _plan(layout: Layout, model: onnx.ModelProto, fl: Flavour, include_head: boo
     # A removable activation folded into its producer's range would leave no FP32 copy of
     # its output for consumers that must read FP32: keep such activations unquantized.
     chosen = set(nodes)
-    consumers: dict[str, list[str]] = {}
-    for node in model.graph.node:
-        for i in node.input:
-            consumers.setdefault(i, []).append(node.name)
     if not fl.quantize_outputs:
         nodes = [n for n in nodes if layout.op_type[n] not in REMOVABLE_ACTIVATIONS or n in layout.head]
     else:
+        consumers = consumers_of(model)
         outputs_of = {node.name: list(node.output) for node in model.graph.node}
         nodes = [n for n in nodes if layout.op_type[n] not in REMOVABLE_ACTIVATIONS
-                 or all(c in chosen for o in outputs_of[n] for c in consumers.get(o, []))]
+                 or all(c.name in chosen for o in outputs_of[n] for c in consumers.get(o, []))]
     return nodes, sorted(op_types), reasons
 
 

@@ -14,12 +14,10 @@ of running the calibrator.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from onnxruntime.quantization import CalibrationDataReader
 from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.preprocess import PreprocessSpec, preprocess_batch
 from mvd_edge.core.util import read_json, write_json
-from mvd_edge.quant.manifest import Manifest, load_manifest
+from mvd_edge.quant.manifest import Manifest, canonical_sha256, load_manifest
 
 METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")
 #: Parameters each method accepts (names of ``create_calibrator``'s ``extra_options``) and their defaults.
@@ -61,15 +59,6 @@ class Ranges:
     cache_path: Path | None = None
     cache_hit: bool = False
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def minmax(self) -> dict[str, tuple[float, float]]:
-        """``{tensor: (lowest, highest)}`` as Python floats."""
-        out = {}
-        for name, td in self.tensors.items():
-            lo, hi = td.range_value
-            out[name] = (float(np.min(lo)), float(np.max(hi)))
-        return out
 
     def summary(self) -> dict[str, Any]:
         return {"method": self.method, "params": self.params, "key": self.key, "n_crops": self.n_crops,
@@ -116,8 +105,7 @@ def range_key(model_sha256: str, spec: PreprocessSpec, manifest: Manifest, metho
     material = {"format": CACHE_FORMAT, "model_sha256": model_sha256, "preprocess": spec.to_dict(),
                 "manifest_sha256": manifest.sha256, "manifest_content_sha256": manifest.content_sha256,
                 "method": method, "params": params, "onnxruntime": onnxruntime.__version__}
-    blob = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest(), material
+    return canonical_sha256(material), material
 
 
 class CropBatchReader(CalibrationDataReader):

@@ -30,7 +30,7 @@ from mvd_edge.quant.qdq import build_qdq
 SETTING = "cross-i2v"
 
 
-def session(model: onnx.ModelProto | str, threads: int | None = None, exact_qdq: bool = False):
+def session(model: onnx.ModelProto | str, exact_qdq: bool = False):
     """ONNX Runtime CPU session.
 
     Default optimisations run the fused QLinear kernels: what the ``cpu`` flavour runs in
@@ -45,8 +45,6 @@ def session(model: onnx.ModelProto | str, threads: int | None = None, exact_qdq:
     so = ort.SessionOptions()
     if exact_qdq:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    if threads:
-        so.intra_op_num_threads = threads
     src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
