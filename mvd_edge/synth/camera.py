@@ -203,7 +203,7 @@ def render_crop(identity: Identity, modality: Modality | str, rng: np.random.Gen
         gain = style.contrast * float(rng.uniform(0.85, 1.15))
         offset = 128.0 + (style.brightness + float(rng.normal(0.0, 10.0)))
         sigma = (style.blur + (float(rng.uniform(0.3, 1.0)) if rng.random() < 0.35 else 0.0)) * scale
-    else:  # with per-frame AGC jitter
+    else:  # infrared: per-frame AGC jitter of gain and offset, column fixed-pattern noise
         gain = style.gain * float(rng.uniform(0.92, 1.08))
         offset = style.offset + float(rng.normal(0.0, 6.0))
         sigma = style.blur * scale * float(rng.uniform(0.85, 1.15))

@@ -401,9 +401,9 @@ def _draw_side(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, f: 
     return g
 
 
-def _pattern_mask(idt: Identity, g: _Figure, h: int, w: int) -> np.ndarray | None:
+def _pattern_mask(g: _Figure, h: int, w: int) -> np.ndarray | None:
     """Bool (h, w) mask where the upper garment shows the pattern colour/fabric."""
-    up = idt.upper
+    up = g.idt.upper
     if up.pattern == "plain":
         return None
     u = (np.arange(w, dtype=np.float32) - g.cx) / (2 * g.half_width)  # ~[-0.5, 0.5] over the torso
@@ -411,13 +411,9 @@ def _pattern_mask(idt: Identity, g: _Figure, h: int, w: int) -> np.ndarray | Non
     if up.pattern == "logo":
         if not g.logo:
             return None
-        cu = (np.abs(u) < 0.2)[None, :]
-        cvv = ((v > 0.16) & (v < 0.42))[:, None]
-        return cu & cvv
-    fv = up.pattern_freq
-    fu = up.pattern_freq * 0.8
-    hs = ((v * fv + up.pattern_phase) % 1.0 < 0.5)[:, None]
-    vs = ((u * fu + up.pattern_phase) % 1.0 < 0.5)[None, :]
+        return (np.abs(u) < 0.2)[None, :] & ((v > 0.16) & (v < 0.42))[:, None]
+    hs = ((v * up.pattern_freq + up.pattern_phase) % 1.0 < 0.5)[:, None]
+    vs = ((u * (up.pattern_freq * 0.8) + up.pattern_phase) % 1.0 < 0.5)[None, :]
     if up.pattern == "hstripes":
         return np.broadcast_to(hs, (h, w))
     if up.pattern == "vstripes":
@@ -486,7 +482,7 @@ def render_sprite_float(identity: Identity, modality: Modality, height_px: int, 
     else:
         figure = _draw_front_back(cv, identity, H, W, phase, view == "back", spread, stance)
     label = cv.img[..., 0]
-    mask = _pattern_mask(identity, figure, H, W)
+    mask = _pattern_mask(figure, H, W)
     if mask is not None:
         label = label.copy()
         label[(label == _UPPER) & mask] = _UPPER2
