@@ -167,8 +167,7 @@ def _by_frame(gt_rows: Iterable[Sequence[float]], hyp_rows: Iterable[Sequence[fl
                 raise UsageError(f"{('ground-truth', 'hypothesis')[side]} row #{k} is not (frame, id, x, y, w, h): "
                                  f"{row!r} ({exc})") from None
             by[int(f)][side].append((int(i), (x, y, w, h)))
-    keep = sorted(by) if frames is None else sorted({int(f) for f in frames})
-    for f in keep:
+    for f in sorted(by) if frames is None else sorted({int(f) for f in frames}):
         yield f, make_frame(*by.get(f, ([], [])))
 
 

@@ -290,7 +290,6 @@ def _camera_scores(c: str, gt: dict[str, Any], processed: list[int], labelled: l
         pred_boxes[f].append(xywh_to_xyxy(box))
     boxes = score_boxes({f: np.stack(b) for f, b in pred_boxes.items()}, gt["frames"][c], iou, min_visibility,
                         frames=processed)
-    ids = id_scores(idtp, mot.predictions, mot.objects)
     return {
         "modality": cam["modality"], "location": cam.get("location"),
         "frames": len(processed), "sightings": len(mine),
@@ -298,7 +297,7 @@ def _camera_scores(c: str, gt: dict[str, Any], processed: list[int], labelled: l
         "identified": _ratio(sum(1 for s in mine if s[3] is not None), len(mine)),
         "box_precision": boxes["precision"], "box_recall": boxes["recall"],
         "tp": boxes["tp"], "fp": boxes["fp"], "fn": boxes["fn"],
-        "idf1": ids["idf1"], "idp": ids["idp"], "idr": ids["idr"],
+        **id_scores(idtp, mot.predictions, mot.objects),
         "mota": mot.mota, "mot": _mot_counts(mot),
     }
 
