@@ -408,9 +408,7 @@ def _pad(d: int) -> int:
 
 
 def _check_device(t: torch.Tensor) -> None:
-    if t.is_cuda:
-        return
-    if INTERPRET and t.device.type == "cpu":
+    if t.is_cuda or (INTERPRET and t.device.type == "cpu"):
         return
     raise RuntimeError(
         f"the fused head runs on CUDA tensors (got {t.device}); for the CPU Triton interpreter set "

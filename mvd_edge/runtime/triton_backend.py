@@ -219,16 +219,13 @@ def _check_input(inp: dict, spec, where: str, source: str, fix: str) -> bool:
 
 def _engine_facts(params: dict, where: str) -> dict:
     """The engine facts of the ``mvd_edge.engine`` parameter (precision fp32 when it does not say)."""
-    info: dict = {}
     entry = params.get(KEY_ENGINE)
-    if entry is not None:
-        try:
-            engine = json.loads(entry["string_value"])
-        except ValueError as exc:
-            raise EngineError(f"{where}: its {KEY_ENGINE} parameter is not JSON ({exc})") from exc
-        if not isinstance(engine, dict):
-            raise EngineError(f"{where}: its {KEY_ENGINE} parameter is not a JSON object")
-        info.update(engine)
+    try:
+        info = json.loads(entry["string_value"]) if entry is not None else {}
+    except ValueError as exc:
+        raise EngineError(f"{where}: its {KEY_ENGINE} parameter is not JSON ({exc})") from exc
+    if not isinstance(info, dict):
+        raise EngineError(f"{where}: its {KEY_ENGINE} parameter is not a JSON object")
     info.setdefault("precision", "fp32")
     return info
 
