@@ -201,10 +201,9 @@ def build_engine_cmd(
     check_outputs(plan.outputs, {"model": model, "--calib": calib, "--timing-cache": timing_cache}, overwrite)
     info = run_build(plan, _say, recipe=recipe, calib=calib, calib_dataset=calib_dataset, calib_n=calib_n, seed=seed,
                      device=device, batch=batch, workspace_mb=workspace_mb, timing_cache=timing_cache, verbose=verbose)
-    out = plan.out
-    console.print(f"[green]built[/] {escape(str(out))} ({info['backend']}, {info['precision']}"
+    console.print(f"[green]built[/] {escape(str(plan.out))} ({info['backend']}, {info['precision']}"
                   f"{' ' + info['int8_flavour'] if info.get('int8_flavour') else ''}, batch {info['batch_profile']}); "
-                  f"sidecar {escape(str(out))}.json", soft_wrap=True)
+                  f"sidecar {escape(str(plan.out))}.json", soft_wrap=True)
 
 
 def _say(line: str) -> None:

@@ -224,8 +224,7 @@ def render_report(s: dict) -> str:
              f"Best epoch on the validation identities: {s['train']['best']['epoch']} "
              f"(val Rank-1 {s['train']['best']['rank1']:.1f}).", "",
              "| protocol | Rank-1 | mAP | mINP |", "|---|---|---|---|"]
-    for k, v in s["train"]["test"].items():
-        lines.append(f"| {k} | {v['rank1']:.2f} | {v['mAP']:.2f} | {v['mINP']:.2f} |")
+    lines += [f"| {k} | {v['rank1']:.2f} | {v['mAP']:.2f} | {v['mINP']:.2f} |" for k, v in s["train"]["test"].items()]
     lines += ["", "![CMC](cmc.png)", "", "## Engines: accuracy against FP32 torch", "",
               f"FP32 torch Rank-1: {s['verify_reference_rank1']:.2f}", "",
               "| engine | precision | mean cosine | min cosine | Rank-1 | drop |", "|---|---|---|---|---|---|"]
@@ -244,10 +243,9 @@ def render_report(s: dict) -> str:
                   f"{st['best']['rank1']:.1f}). INT8 engine Rank-1 {st['int8_rank1']:.2f} (mean cosine to its FP32 "
                   f"torch model {st['int8_cosine']['mean']:.5f}).", "",
                   "| model | protocol | Rank-1 | mAP | mINP |", "|---|---|---|---|---|"]
-        for who, res in (("MVD (4 passes)", s["train"]["test"]), ("student (1 pass)", st["test"])):
-            for k, v in res.items():
-                lines.append(f"| {who} | {k} | {v['rank1']:.2f} | {v['mAP']:.2f} | {v['mINP']:.2f} |")
-        lines.append("")
+        lines += [f"| {who} | {k} | {v['rank1']:.2f} | {v['mAP']:.2f} | {v['mINP']:.2f} |"
+                  for who, res in (("MVD (4 passes)", s["train"]["test"]), ("student (1 pass)", st["test"]))
+                  for k, v in res.items()] + [""]
     lines += ["## Matching the synthetic IR and RGB videos (INT8 engines)", "",
               "| engine | boxes | threshold | pair precision | pair recall | IDF1 | pipeline fps |",
               "|---|---|---|---|---|---|---|"]
@@ -288,8 +286,7 @@ def render_report(s: dict) -> str:
         lines += ["", f"![match]({s['match_still']})"]
     lines += ["", "## Engine latency (ONNX Runtime, this CPU)", "",
               "| engine | batch | p50 ms per call | crops/s |", "|---|---|---|---|"]
-    for name, rows in s["profile"].items():
-        for b, r in rows.items():
-            lines.append(f"| {name} | {b} | {r['p50_ms']:.2f} | {r['crops_per_s']:.0f} |")
+    lines += [f"| {name} | {b} | {r['p50_ms']:.2f} | {r['crops_per_s']:.0f} |"
+              for name, rows in s["profile"].items() for b, r in rows.items()]
     lines += ["", "![latency fp32](profile/profile-fp32_latency.png) ![latency int8](profile/profile-int8_latency.png)", ""]
     return "\n".join(lines)
