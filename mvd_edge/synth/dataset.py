@@ -119,11 +119,6 @@ def _prepare_root(root: Path, layout_entries: Iterable[str], meta: dict[str, Any
     return root
 
 
-def _imwrite(path: Path, img: np.ndarray, params: list[int]) -> None:
-    if not cv2.imwrite(str(path), img, params):  # OpenCV says only "failed": ask the file system why
-        raise OSError(write_errno(path.parent), "cannot write the image", str(path))
-
-
 def _camera(seed: int, dataset: int, cam: int, modality: Modality, indoor: bool) -> CameraStyle:
     return sample_camera_style(modality, np.random.default_rng([_CAM_TAG, seed, dataset, cam, int(modality)]), indoor)
 
@@ -142,10 +137,6 @@ def _crop(identity: Identity, modality: Modality, rng: np.random.Generator, size
     if rng.random() < 0.2:  # a tracklet turns now and then
         view = VIEWS[int(rng.integers(3))]
     return render_crop(identity, modality, rng, size, style, view=view, facing=facing)
-
-
-def _chunks(items: Sequence[int], n: int) -> list[list[int]]:
-    return [list(items[i:i + n]) for i in range(0, len(items), n)]
 
 
 def _scene_images(people: Sequence[Identity], modality: Modality, scene_seed: int, n_images: int,
@@ -210,7 +201,10 @@ def _write_images(root: Path, folder: str, images: Iterable[tuple[str, np.ndarra
     (root / folder).mkdir(parents=True)
     rels = []
     for name, img in images:
-        _imwrite(root / folder / name, img, _PNG if name.endswith(".png") else _JPEG)
+        path = root / folder / name
+        if not cv2.imwrite(str(path), img, _PNG if name.endswith(".png") else _JPEG):
+            # OpenCV says only "failed": ask the file system why
+            raise OSError(write_errno(path.parent), "cannot write the image", str(path))
         rels.append(f"{folder}/{name}")
     return rels
 
@@ -335,7 +329,7 @@ def _write_sysu_scenes(root: Path, cam: int, modality: Modality, identities: Seq
                        groups: Sequence[Sequence[int]], seed: int, images_per_cam: int, size: tuple[int, int],
                        scene_people: int, update: Callable[[int], None]) -> None:
     """``render="scenes"``: each split's identities in groups of ``scene_people``, one scene a group."""
-    for g, pids in enumerate(p for ids in groups for p in _chunks(ids, scene_people)):
+    for g, pids in enumerate(ids[i:i + scene_people] for ids in groups for i in range(0, len(ids), scene_people)):
         scene_seed = int(np.random.default_rng([_SCENE_TAG, seed, cam, g]).integers(10**6, 2**31))
         images = _scene_images([identities[p - 1] for p in pids], modality, scene_seed, images_per_cam, size)
         for pid, imgs in zip(pids, images):
