@@ -393,6 +393,15 @@ class SourceStats:
         return dict(self.__dict__)
 
 
+def _prop(cap: Capture, prop: int) -> float:
+    """A capture's property; 0.0 where it reports none (some report neither fps nor a frame count)."""
+    try:
+        value = float(cap.get(prop) or 0.0)
+    except Exception:  # noqa: BLE001 - a capture that throws reports nothing
+        return 0.0
+    return value if math.isfinite(value) else 0.0
+
+
 class FrameSource:
     """Reads one source in a daemon thread into a :class:`FrameQueue`.
 
@@ -507,22 +516,10 @@ class FrameSource:
                 cap.release()
             self._last_open_error = "OpenCV could not open it"
             return None
-        fps = 0.0
-        try:
-            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        except Exception:  # noqa: BLE001 - some captures do not report fps
-            fps = 0.0
-        if self.spec.fps:
-            fps = float(self.spec.fps)
-        if not (fps > 0 and math.isfinite(fps)):
-            fps = 15.0 if not self.fps else self.fps
-        self.fps = fps
+        fps = float(self.spec.fps) if self.spec.fps else _prop(cap, cv2.CAP_PROP_FPS)
+        self.fps = fps if fps > 0 and math.isfinite(fps) else (self.fps or 15.0)
         if not self.live:
-            try:
-                count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
-            except Exception:  # noqa: BLE001 - some captures do not report a count
-                count = 0.0
-            self.declared_frames = int(count) if math.isfinite(count) and count > 0 else 0
+            self.declared_frames = max(0, int(_prop(cap, cv2.CAP_PROP_FRAME_COUNT)))
         return cap
 
     def _resync(self, cap: Capture) -> tuple[bool, Any]:
