@@ -276,8 +276,8 @@ def test_every_size_option_uses_the_one_parser(args, message, tmp_path):
 
 
 def test_cli_wraps_the_parser_as_a_typer_usage_error():
-    from mvd_edge.cli import parse_int_list
-    from mvd_edge.cli import parse_size as cli_parse_size
+    from mvd_edge.cli._common import parse_int_list
+    from mvd_edge.cli._common import parse_size as cli_parse_size
 
     assert cli_parse_size("128x64") == (128, 64)
     with pytest.raises(typer.BadParameter, match="too small"):
