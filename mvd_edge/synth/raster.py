@@ -267,6 +267,7 @@ def _front_head(cv: _Canvas, g: _Figure, back: bool) -> None:
 
 def _draw_front_back(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, back: bool,
                      spread: float, stance: float) -> _Figure:
+    """Draw the person from the front or the back, far parts first; returns its figure (for the pattern)."""
     g = _Figure(idt, H, W, "back" if back else "front")
     cx, hip_y, sw, hpw = g.cx, g.hip_y, g.sw, g.hpw
     s = math.sin(2 * math.pi * phase)
@@ -368,6 +369,7 @@ def _side_head(cv: _Canvas, g: _Figure, f: int) -> None:
 
 def _draw_side(cv: _Canvas, idt: Identity, H: float, W: float, phase: float, f: int,
                spread: float, stance: float) -> _Figure:
+    """Draw the person from the side, facing ``f`` (+1 right), far parts first; returns its figure."""
     w = 2 * math.pi * phase
     s, c = math.sin(w), math.cos(w)
     leg_len = 0.995 * H - 0.03 * H - H * (1 - idt.body.leg_length)
