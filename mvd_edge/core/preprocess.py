@@ -101,14 +101,9 @@ class PreprocessSpec:
         if unknown:
             raise ValueError(f"unknown preprocessing field(s) {sorted(unknown)}; known: "
                              f"{', '.join(f.name for f in fields(cls))}")
-        return cls(
-            height=int(d["height"]),
-            width=int(d["width"]),
-            mean=tuple(float(x) for x in d["mean"]),  # type: ignore[arg-type]
-            std=tuple(float(x) for x in d["std"]),  # type: ignore[arg-type]
-            color_order=str(d.get("color_order", "RGB")),
-            interpolation=str(d.get("interpolation", "linear")),
-        )
+        # mean and std become tuples of floats in __post_init__
+        return cls(height=int(d["height"]), width=int(d["width"]), mean=d["mean"], std=d["std"],
+                   color_order=str(d.get("color_order", "RGB")), interpolation=str(d.get("interpolation", "linear")))
 
 
 def preprocess_from_record(d: object) -> PreprocessSpec:
