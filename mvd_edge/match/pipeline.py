@@ -3,12 +3,9 @@ as a policy) and :func:`run_match` (the loop of a pair of cameras, ``ir`` and ``
 
 A step: detect people in each camera's frame, track them per camera, crop the tracks detected in
 this frame (skipping boxes that are too small or largely covered by another box), embed all crops
-of all cameras in one batch, update the tracks' feature banks, and hand the tracks to the policy:
-:class:`~mvd_edge.match.associate.PairPolicy` (IR tracks with RGB tracks,
-:class:`~mvd_edge.match.associate.CrossModalAssociator`) or
-:class:`~mvd_edge.match.site.SitePolicy` (global identities across N cameras). Every stage is
-timed; the Embedder's own stage times (preprocess/infer/postprocess) are recorded as
-``embed.<stage>``.
+of all cameras in one batch, update the tracks' feature banks, and hand the tracks to the policy
+(the association rule, see :class:`Matcher`). Every stage is timed; the Embedder's own stage times
+(preprocess/infer/postprocess) are recorded as ``embed.<stage>``.
 """
 
 from __future__ import annotations
