@@ -26,10 +26,8 @@ runs slower simply contributes to fewer steps, and a live camera that stalls or 
 contributes nothing until it is back: it never blocks the others (each live camera is waited for
 at most ``tolerance`` past ``T``). Files are read frame by frame without drops; a file that ends
 leaves the run. Timestamps: media time (``frame / fps``) for files and folders, capture time
-(monotonic clock) for cameras and URLs. A pair's two streams are the special case: in lockstep
-(one frame of each per step, in order) unless they are two files at different frame rates, which
-are paired by time at the slower one's rate, within half a frame period of the faster one (its
-other frames skipped, counted in ``summary["pairing"]``), with a warning.
+(monotonic clock) for cameras and URLs. A pair's two streams are the special case
+(:meth:`TimeSync.for_pair`): in lockstep, one frame of each per step, in order.
 """
 
 from __future__ import annotations
@@ -101,8 +99,8 @@ class TimeSync:
     @classmethod
     def for_pair(cls, sources: dict[str, FrameSource], timer=None) -> TimeSync:
         """A pair's streams in lockstep, unless they are two files at different frame rates: those are
-        paired by time at the slower one's rate, within half a frame period of the faster one (with a
-        :attr:`warning`, logged)."""
+        paired by time at the slower one's rate, within half a frame period of the faster one (its other
+        frames skipped, counted in the summary's ``pairing``), with a :attr:`warning`, logged."""
         fps = {n: float(s.fps or 0.0) for n, s in sources.items()}
         if any(s.live for s in sources.values()) or min(fps.values()) <= 0 \
                 or max(fps.values()) - min(fps.values()) <= 1e-3 * max(fps.values()):
