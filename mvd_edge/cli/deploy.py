@@ -335,11 +335,8 @@ def profile(
         res = profile_embedder(emb, batches, iters=iters, warmup=warmup)
     paths = save_profile(res, out)
     table = Table(title=f"{engine.name}: {res['backend']} {res['precision']} ({res.get('recipe')}), ms per call")
-    table.add_column("batch", justify="right")
-    table.add_column("stage")
-    for col in ("p50", "p90", "p99", "max"):
-        table.add_column(col, justify="right")
-    table.add_column("crops/s", justify="right")
+    for col in ("batch", "stage", "p50", "p90", "p99", "max", "crops/s"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
     for b, row in res["batches"].items():
         for i, st in enumerate(s for s in STAGES if s in row):
             r = row[st]

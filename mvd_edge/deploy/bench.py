@@ -251,11 +251,9 @@ def plot_pareto(report: dict, path: Path) -> bool:
     if len(front) > 1:
         ax.plot(*zip(*front), c="tab:red", lw=1, ls="--", label="Pareto front")
         ax.legend(fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"latency per call at batch {b} (ms, p50)")
-    ax.set_ylabel(f"Rank-1 (%) {report['setting']}")
+    ax.set(xscale="log", xlabel=f"latency per call at batch {b} (ms, p50)", ylabel=f"Rank-1 (%) {report['setting']}",
+           title=f"accuracy vs latency ({report['device']})")
     ax.grid(alpha=0.3)
-    ax.set_title(f"accuracy vs latency ({report['device']})")
     return plots.save(fig, path, dpi=120)
 
 

@@ -112,8 +112,7 @@ def save_profile(results: dict, out_dir: Path, name: str = "profile") -> dict[st
         data = results["batches"][b]["samples_ms"]
         stages = [s for s in STAGES if s in data]
         ax.boxplot([data[s] for s in stages], tick_labels=stages, showfliers=True)
-        ax.set_title(f"batch {b}")
-        ax.set_ylabel("ms")
+        ax.set(title=f"batch {b}", ylabel="ms")
         ax.tick_params(axis="x", labelrotation=30)
         ax.grid(alpha=0.3)
     fig.suptitle(f"{results['backend']} {results['precision']} ({results.get('recipe')})")
@@ -122,9 +121,7 @@ def save_profile(results: dict, out_dir: Path, name: str = "profile") -> dict[st
     xs = [int(b) for b in batches]
     ax.plot(xs, [results["batches"][b]["throughput_crops_per_s"] for b in batches], marker="o")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("batch")
-    ax.set_ylabel("crops / s")
+    ax.set(xlabel="batch", ylabel="crops / s", title="throughput")
     ax.grid(alpha=0.3)
-    ax.set_title("throughput")
     plots.save(fig, paths["throughput_png"])
     return paths

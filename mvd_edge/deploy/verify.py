@@ -147,13 +147,11 @@ def save_report(report: dict, json_path: Path | None, png_path: Path | None) -> 
     ax1.bar(x - 0.2, r1, 0.4, label="Rank-1")
     ax1.bar(x + 0.2, mAP, 0.4, label="mAP")
     ax1.set_xticks(x, names, fontsize=7)
-    ax1.set_ylabel("%")
-    ax1.set_title(f"accuracy ({setting})")
+    ax1.set(ylabel="%", title=f"accuracy ({setting})")
     ax1.legend()
     ax2.bar(x, cos, color="tab:green")
-    ax2.set_ylim(min(cos) - 0.01, 1.0005)
     ax2.set_xticks(x, names, fontsize=7)
-    ax2.set_title("mean cosine vs FP32 torch")
+    ax2.set(ylim=(min(cos) - 0.01, 1.0005), title="mean cosine vs FP32 torch")
     if plots.save(fig, png_path, dpi=120):
         written.append(png_path)
     return written

@@ -67,7 +67,9 @@ def _set_metadata(model: onnx.ModelProto, meta: GraphMeta) -> None:
 
 
 def _fp32_metadata(onnx_fp32: Path) -> GraphMeta:
-    """The metadata of an FP32 export; refuses graphs this module cannot run."""
+    """The metadata of an FP32 export; refuses a missing file and graphs this module cannot run."""
+    if not onnx_fp32.is_file():
+        raise FileNotFoundError(f"FP32 ONNX graph not found: {onnx_fp32}")
     meta = GraphMeta.from_onnx(onnx_fp32)
     if meta.precision != "fp32":
         raise UsageError(f"{onnx_fp32} is already a {meta.precision} graph; start from the FP32 export")
@@ -116,13 +118,13 @@ def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | s
 
     t0 = time.perf_counter()
     onnx_fp32 = Path(onnx_fp32)
-    _check_inputs(onnx_fp32, flavours, max_rank1_drop, val_samples)
+    base_meta = _fp32_metadata(onnx_fp32)
+    _check_inputs(flavours, max_rank1_drop, val_samples)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "calib-cache"
     stem = _stem(onnx_fp32)
     manifest = load_manifest(manifest)
-    base_meta = _fp32_metadata(onnx_fp32)
     spec = base_meta.preprocess
     fp32_sha = sha256_file(onnx_fp32)
     use_fallback = max_rank1_drop is not None or min_cosine is not None
@@ -169,10 +171,7 @@ def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | s
     return report
 
 
-def _check_inputs(onnx_fp32: Path, flavours: Sequence[str], max_rank1_drop: float | None,
-                  val_samples: Sequence[Any] | None) -> None:
-    if not onnx_fp32.is_file():
-        raise FileNotFoundError(f"FP32 ONNX graph not found: {onnx_fp32}")
+def _check_inputs(flavours: Sequence[str], max_rank1_drop: float | None, val_samples: Sequence[Any] | None) -> None:
     bad = [f for f in flavours if f not in INT8_FLAVOURS]
     if bad or not flavours:
         raise UsageError(f"unknown INT8 flavour(s) {bad}; choose from {', '.join(INT8_FLAVOURS)}")
@@ -218,8 +217,6 @@ def to_fp16(onnx_fp32: str | Path, out: str | Path, manifest: "Manifest | str | 
     from mvd_edge.runtime.sidecar import sha256_file
 
     onnx_fp32, out = Path(onnx_fp32), Path(out)
-    if not onnx_fp32.is_file():
-        raise FileNotFoundError(f"FP32 ONNX graph not found: {onnx_fp32}")
     base_meta = _fp32_metadata(onnx_fp32)
     spec = base_meta.preprocess
     crops = None if manifest is None else list(itertools.islice(load_manifest(manifest).crops(), max_check_crops))

@@ -31,10 +31,8 @@ def tensor_absmax(model: onnx.ModelProto, batches: Iterable[np.ndarray], input_n
 
     m = shape_inference.infer_shapes(copy.deepcopy(model))
     known = {o.name for o in m.graph.output}
-    for vi in m.graph.value_info:
-        if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known:
-            m.graph.output.append(vi)
-            known.add(vi.name)
+    m.graph.output.extend([vi for vi in m.graph.value_info
+                           if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known])
     sess = session(m, exact_qdq=True)  # no graph optimisation: every tensor is kept
     names = [o.name for o in sess.get_outputs()]
     out: dict[str, float] = {}

@@ -423,11 +423,9 @@ def from_video(video: str | Path, boxes: str | Path | None = None, every: int = 
                             f"{'boxes from ' + str(boxes) if boxes else 'HOG detector'}); give a MOT boxes file "
                             f"or a smaller --every")
     items = [Entry(video.name, mod, cam, frame=f, box=b, track=t) for f, t, b in found]
+    picked = items
     if n is not None and n < len(items):
-        picked = stratified_pick(items, n, seed)
-        picked.sort(key=lambda e: (e.frame, e.box))  # sequential reading
-    else:
-        picked = items
+        picked = sorted(stratified_pick(items, n, seed), key=lambda e: (e.frame, e.box))  # sequential reading
     _warn_if_small(len(picked), n, len(items), f"video {video.name}")
     source = {"kind": "video", "video": str(video), "boxes": str(boxes) if boxes else None,
               "detector": "mot-file" if boxes else "opencv-hog", "every": every, "requested": n,

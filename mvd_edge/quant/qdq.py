@@ -85,24 +85,18 @@ def load_for_quantization(prepared: str | Path) -> onnx.ModelProto:
 def _plan(layout: Layout, model: onnx.ModelProto, fl: Flavour, include_head: bool, exclude: set[str]
           ) -> tuple[list[str], list[str], dict[str, str]]:
     """Nodes handed to the quantizer, op types, and {excluded node: reason}."""
-    reasons: dict[str, str] = {}
     nodes = [n for n in layout.layers if n not in exclude]
-    for n in exclude:
-        reasons[n] = "kept in FP32 by the accuracy fallback"
-    for n in layout.inputs:
-        reasons[n] = "input stage (kept in FP32)"
+    reasons = {n: "kept in FP32 by the accuracy fallback" for n in exclude}
+    reasons.update({n: "input stage (kept in FP32)" for n in layout.inputs})
     op_types = {"Conv", "Add"} | set(fl.trunk_ops)
     nodes += [n for n in layout.trunk_other if layout.op_type[n] in fl.trunk_ops]
     if include_head:
         head_q = [n for n in layout.head if layout.op_type[n] in HEAD_QUANTIZABLE_OPS]
         nodes += head_q
         op_types |= {layout.op_type[n] for n in head_q}
-        for n in layout.head:
-            if n not in head_q:
-                reasons[n] = "head normalisation (kept in FP32)"
+        reasons.update({n: "head normalisation (kept in FP32)" for n in layout.head if n not in head_q})
     else:
-        for n in layout.head:
-            reasons[n] = "embedding head (kept in FP32; include_head=True to quantize)"
+        reasons.update({n: "embedding head (kept in FP32; include_head=True to quantize)" for n in layout.head})
     # A removable activation folded into its producer's range would leave no FP32 copy of
     # its output for consumers that must read FP32: keep such activations unquantized.
     chosen = set(nodes)
