@@ -1,27 +1,17 @@
-"""Camera-stream matcher: people seen by an IR camera matched to people seen by an RGB camera.
+"""Camera-stream matcher: people matched across IR and RGB cameras, a pair or a site of N.
 
-torch-free (numpy, OpenCV, scipy, onnxruntime through :mod:`mvd_edge.runtime`).
+torch-free (numpy, OpenCV, scipy, onnxruntime through :mod:`mvd_edge.runtime`). One step per time step::
 
-Pipeline, one step per pair of frames::
+    sources (threads, bounded queues) -> detect -> track (per camera) -> crops
+      -> Embedder (one batch for all cameras) -> per-track feature banks -> policy -> events -> outputs
 
-    sources (threads, bounded queues) -> detect -> track (per stream) -> crops
-      -> Embedder (one batch for both streams) -> per-track feature banks
-      -> cross-modal assignment (cosine + Hungarian + threshold + hysteresis) -> events
-
-* :mod:`.sources`: camera/file/URL/folder sources with reconnect and drop counting.
-* :mod:`.detect`: detector choice, HOG people detector, ONNX YOLO-style detector, MOT box files.
-* :mod:`.foreground`: background-subtraction (MOG2/KNN) and thermal warm-blob detectors.
-* :mod:`.track`: a small IoU + Kalman multi-object tracker (ByteTrack-style two-stage).
-* :mod:`.bank`: per-track feature banks (EMA plus the last N features).
-* :mod:`.associate`: cross-modal association with global identities (:class:`PairPolicy`).
-* :mod:`.config`: :class:`MatcherConfig`, every setting (YAML + ``--set``), and :func:`resolve` against
-  the engine's sidecar.
-* :mod:`.pipeline`: :class:`Matcher` (one step over N cameras, the association rule a policy) and
-  :func:`run_match` (the loop of a pair).
-* :mod:`.site`: :class:`SitePolicy`, the rule of N cameras of either modality (one global gallery of people).
-* :mod:`.runner`: :class:`Runner` (start / step / close) of a pair or a site, frames paired by
-  :class:`TimeSync`, driving the outputs: :mod:`.events` (the JSONL event schema and its writer),
-  :mod:`.sinks` (webhook and MQTT event sinks, crops, Prometheus metrics), :mod:`.render` (annotated video).
+* :mod:`.sources` (camera/file/URL/folder, reconnects, drops, media time), :mod:`.detect` and
+  :mod:`.foreground` (detectors), :mod:`.track` (ByteTrack-style tracker), :mod:`.bank` (feature banks);
+* :mod:`.pipeline`: :class:`Matcher`, one step over N cameras with the association rule a policy:
+  :mod:`.associate` (:class:`PairPolicy`, IR x RGB pairs) or :mod:`.site` (:class:`SitePolicy`, global
+  identities); :mod:`.config`: :class:`MatcherConfig` and :func:`resolve` against the engine's sidecar;
+* :mod:`.runner`: :class:`Runner` and :class:`TimeSync`, driving the outputs (one protocol): :mod:`.events`
+  (the event schema and file), :mod:`.sinks` (webhook, MQTT, crops, metrics), :mod:`.render` (video, window).
 
 The names below are loaded on first use (PEP 562 module ``__getattr__``): importing
 ``mvd_edge.match`` or one of its light sub-modules does not pull in OpenCV, scipy and the
