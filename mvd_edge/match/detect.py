@@ -51,29 +51,10 @@ import numpy as np
 
 from mvd_edge.core.errors import UsageError
 
-__all__ = [
-    "DEFAULT_DETECTORS",
-    "DETECTOR_NAMES",
-    "PERSON_SYNTH",
-    "SSDLITE",
-    "SYNTHETIC_ONLY",
-    "DETECTOR_SOURCES",
-    "SsdDetector",
-    "intersection_over_first",
-    "UNTRAINED_DEFAULTS",
-    "Detections",
-    "Detector",
-    "HogDetector",
-    "MotBoxes",
-    "OnnxDetector",
-    "MotRow",
-    "box_iou",
-    "iter_mot",
-    "letterbox",
-    "make_detector",
-    "nms",
-    "read_mot",
-]
+__all__ = ["DEFAULT_DETECTORS", "DETECTOR_NAMES", "DETECTOR_SOURCES", "PERSON_SYNTH", "SSDLITE", "SYNTHETIC_ONLY",
+           "UNTRAINED_DEFAULTS", "Detections", "Detector", "HogDetector", "MotBoxes", "MotRow", "OnnxDetector",
+           "SsdDetector", "box_iou", "clip_boxes", "intersection_over_first", "iter_mot", "letterbox", "make_detector",
+           "nms", "read_mot"]
 
 
 #: The default detector per stream modality (``auto``), chosen by measurement on real footage
@@ -157,6 +138,29 @@ def _intersections(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
     y2 = np.minimum(a[:, None, 3], b[None, :, 3])
     return np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+
+
+def clip_boxes(boxes: np.ndarray, h: float, w: float) -> np.ndarray:
+    """x1y1x2y2 ``boxes`` clipped, in place, to a frame ``w`` wide and ``h`` high; returns them."""
+    boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
+    boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
+    return boxes
+
+
+def _visible(boxes: np.ndarray) -> np.ndarray:
+    """Which x1y1x2y2 boxes are more than a pixel wide and high (a box clipped to a frame edge may not be)."""
+    return (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
+
+
+def _detector_session(path: str | Path, device: str, threads: int | None, **options):
+    """An ONNX Runtime session of the detector model at ``path``."""
+    from mvd_edge.runtime.ort_backend import make_session
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"detector model not found: {p}")
+    # no spinning: in the matcher the detector takes turns with the embedder on the same cores
+    return make_session(p, device=device, threads=threads, spin=False, **options)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -259,15 +263,10 @@ class OnnxDetector(Detector):
     def __init__(self, path: str | Path, conf: float = 0.35, iou: float = 0.5, person_class: int = 0,
                  layout: str = "auto", size: tuple[int, int] = (640, 640), device: str = "cpu",
                  threads: int | None = None):
-        from mvd_edge.runtime.ort_backend import make_session
-
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"detector model not found: {p}")
         if layout not in ("auto", "v8", "v5", "e2e"):
             raise UsageError(f"detector layout must be auto, v8, v5 or e2e, got {layout!r}")
-        # no spinning: in the matcher the detector takes turns with the embedder on the same cores
-        self.session = make_session(p, device=device, threads=threads, spin=False)
+        p = Path(path)
+        self.session = _detector_session(p, device, threads)
         inp = self.session.get_inputs()[0]
         shape = list(inp.shape)
         if len(shape) != 4:
@@ -332,11 +331,8 @@ class OnnxDetector(Detector):
         if len(boxes):  # e2e outputs too: in-graph peak suppression can leave duplicates, and NMS is idempotent
             k = nms(boxes, scores, self.iou)
             boxes, scores = boxes[k], scores[k]
-        h, w = image.shape[:2]
-        boxes = (boxes - np.array([left, top, left, top], np.float32)) / r
-        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
-        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
-        ok = (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
+        boxes = clip_boxes((boxes - np.array([left, top, left, top], np.float32)) / r, *image.shape[:2])
+        ok = _visible(boxes)
         return Detections(boxes[ok], np.clip(scores[ok], 0, 1))
 
 
@@ -364,16 +360,11 @@ class SsdDetector(Detector):
 
     def __init__(self, path: str | Path, anchors: np.ndarray, conf: float = 0.3, iou: float = 0.6,
                  size: int = 300, tiles: int = 1, device: str = "cpu", threads: int | None = None):
-        from mvd_edge.runtime.ort_backend import make_session
-
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"detector model not found: {p}")
         if tiles not in (1, 2):
             raise UsageError(f"tiles must be 1 or 2, got {tiles}")
         # "all": ONNX Runtime's layout optimisations take this NHWC graph from 44 to 11 ms a window
         # (one thread here); the re-id engines keep "extended", which their parity checks were made with
-        self.session = make_session(p, device=device, threads=threads, spin=False, optimization="all")
+        self.session = _detector_session(path, device, threads, optimization="all")
         self.input_name = self.session.get_inputs()[0].name
         self.anchors = np.asarray(anchors, np.float32).reshape(-1, 4)  # ymin, xmin, ymax, xmax in 0..1
         self.conf, self.iou, self.size, self.tiles = float(conf), float(iou), int(size), int(tiles)
@@ -414,10 +405,8 @@ class SsdDetector(Detector):
             b, s = self.decode(codes[k], scores[k])
             keep = s >= self.conf
             b, s = b[keep], s[keep]
-            px = np.stack([x0 + b[:, 1] * (x1 - x0), y0 + b[:, 0] * (y1 - y0),
-                           x0 + b[:, 3] * (x1 - x0), y0 + b[:, 2] * (y1 - y0)], axis=1)
-            px[:, [0, 2]] = np.clip(px[:, [0, 2]], 0, w)
-            px[:, [1, 3]] = np.clip(px[:, [1, 3]], 0, h)
+            px = clip_boxes(np.stack([x0 + b[:, 1] * (x1 - x0), y0 + b[:, 0] * (y1 - y0),
+                                      x0 + b[:, 3] * (x1 - x0), y0 + b[:, 2] * (y1 - y0)], axis=1), h, w)
             # touching an edge of the tile that is not an edge of the frame: the person may be cut
             margin = 2.0
             inner_cut = ((x0 > 0) & (px[:, 0] <= x0 + margin)) | ((x1 < w) & (px[:, 2] >= x1 - margin))
@@ -435,7 +424,7 @@ class SsdDetector(Detector):
             boxes, scores_ = boxes[~drop], scores_[~drop]
         k = nms(boxes, scores_, self.iou)
         boxes, scores_ = boxes[k], scores_[k]
-        ok = (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
+        ok = _visible(boxes)
         return Detections(boxes[ok], np.clip(scores_[ok], 0, 1))
 
 
@@ -567,11 +556,8 @@ class MotBoxes(Detector):
             return Detections.empty()
         self.frames_hit += 1
         if image is not None:  # clip to the frame
-            h, w = image.shape[:2]
-            b = d.boxes.copy()
-            b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
-            b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
-            ok = (b[:, 2] - b[:, 0] > 1) & (b[:, 3] - b[:, 1] > 1)
+            b = clip_boxes(d.boxes.copy(), *image.shape[:2])
+            ok = _visible(b)
             return Detections(b[ok], d.scores[ok], None if d.ids is None else d.ids[ok])
         return d
 
@@ -587,13 +573,12 @@ def make_detector(boxes: str | Path | None = None, detector: str | Path | None =
     if modality not in DEFAULT_DETECTORS:
         raise UsageError(f"modality must be 'ir' or 'rgb', got {modality!r}")
     name = "auto" if detector is None else str(detector)
-    if name.lower() == "auto":
-        name = DEFAULT_DETECTORS[modality]
-    if name.lower() == "hog":
+    key = DEFAULT_DETECTORS[modality] if name.lower() == "auto" else name.lower()
+    if key == "hog":
         return HogDetector(hit_threshold=hog_threshold, upscale=hog_upscale)
-    if name.lower() in ("ssdlite", "ssdlite+mog2"):
-        cnn = load_ssdlite(device=device, conf=None if name.lower() == "ssdlite" else CONFIRMED_SETTINGS["floor"])
-        if name.lower() == "ssdlite":
+    if key in ("ssdlite", "ssdlite+mog2"):
+        cnn = load_ssdlite(device=device, conf=None if key == "ssdlite" else CONFIRMED_SETTINGS["floor"])
+        if key == "ssdlite":
             return cnn
         from mvd_edge.match.foreground import BackgroundConfirmed, ForegroundDetector
 
@@ -602,19 +587,19 @@ def make_detector(boxes: str | Path | None = None, detector: str | Path | None =
                                         min_height=c["blob_height"])
         return BackgroundConfirmed(cnn, background, sure=c["sure"], min_foreground=c["min_foreground"],
                                    snap=c["snap"], covered=c["covered"])
-    if name.lower() == "person-synth":
+    if key == "person-synth":
         if not PERSON_SYNTH.is_file():
             raise UsageError(f"the packaged detector is missing ({PERSON_SYNTH}): reinstall mvd-edge, or train one "
                              "with `mvd-edge train-detector`")
         det = OnnxDetector(PERSON_SYNTH, conf=onnx_conf, layout="auto", device=device)
         det.name = "person-synth"
         return det
-    if name.lower() in DETECTOR_NAMES:
+    if key in DETECTOR_NAMES:
         from mvd_edge.match.foreground import ForegroundDetector
 
         # thermal images have no shadows; their gain/offset drift (AGC, flat-field jumps) is undone,
         # which on RGB streams cost 0.01-0.03 box recall and was not needed for day/night (docs/detectors)
-        return ForegroundDetector(name.lower(), shadows=modality == "rgb", normalise=modality == "ir")
+        return ForegroundDetector(key, shadows=modality == "rgb", normalise=modality == "ir")
     if not name.lower().endswith(".onnx") and not Path(name).is_file():
         raise UsageError(f"unknown detector {name!r}: use one of {', '.join(DETECTOR_NAMES)} or a .onnx model")
     return OnnxDetector(name, conf=onnx_conf, layout=onnx_layout, size=(int(onnx_size[0]), int(onnx_size[1])),

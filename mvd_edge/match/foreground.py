@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from mvd_edge.core.errors import UsageError
-from mvd_edge.match.detect import Detections, Detector, intersection_over_first
+from mvd_edge.match.detect import Detections, Detector, clip_boxes, intersection_over_first
 
 __all__ = ["FOREGROUND_METHODS", "BackgroundConfirmed", "ForegroundDetector"]
 
@@ -123,10 +123,6 @@ class ForegroundDetector(Detector):
         if self.var_threshold is not None:
             m.setVarThreshold(float(self.var_threshold))
         return m
-
-    def reset(self) -> None:
-        """Forget the background (the next frames re-learn it)."""
-        self._model, self._ref, self._fast = None, None, self.relearn_frames
 
     # ------------------------------------------------------------------ steps
     def _normalise(self, work: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -255,9 +251,7 @@ class ForegroundDetector(Detector):
             return Detections.empty()
         h, w = frame_hw
         sy, sx = h / mask.shape[0], w / mask.shape[1]
-        b = np.asarray(boxes, np.float32) * np.array([sx, sy, sx, sy], np.float32)
-        b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, w)
-        b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, h)
+        b = clip_boxes(np.asarray(boxes, np.float32) * np.array([sx, sy, sx, sy], np.float32), h, w)
         return Detections(b, np.asarray(scores, np.float32))
 
 

@@ -52,7 +52,6 @@ class Track:
     box: np.ndarray
     score: float
     hits: int = 1
-    age: int = 1
     time_since_update: int = 0
     confirmed: bool = False
     det_index: int = -1  # index of the detection matched in the last frame (-1: none)
@@ -193,11 +192,9 @@ class ByteTracker:
         L2-normalised re-id features (a zero row: unknown), asked for only for the tracks and
         detections of ambiguous pairs (see the module docstring)."""
         self.frame += 1
-        self.removed = []
         for t in self.tracks:
             t.kalman.predict()
             t.box = t.kalman.box
-            t.age += 1
             t.time_since_update += 1
             t.det_index = -1
         scores = dets.scores
@@ -224,15 +221,10 @@ class ByteTracker:
             self._next_id += 1
             self.tracks.append(t)
         # prune: tentative tracks die at their first miss, confirmed ones after max_age
-        alive = []
-        for t in self.tracks:
-            dead = (not t.confirmed and t.time_since_update > 0) or t.time_since_update > self.max_age
-            if dead:
-                if t.confirmed:
-                    self.removed.append(t.id)
-            else:
-                alive.append(t)
-        self.tracks = alive
+        dead = [(not t.confirmed and t.time_since_update > 0) or t.time_since_update > self.max_age
+                for t in self.tracks]
+        self.removed = [t.id for t, d in zip(self.tracks, dead) if d and t.confirmed]
+        self.tracks = [t for t, d in zip(self.tracks, dead) if not d]
         return [t for t in self.tracks if t.confirmed]
 
     def split(self, track_id: int) -> int:
@@ -240,7 +232,7 @@ class ByteTracker:
         its appearance change) and return the new id; the old id counts as removed."""
         t = next(t for t in self.tracks if t.id == track_id)
         t.id, self._next_id = self._next_id, self._next_id + 1
-        t.hits, t.age = 1, 1
+        t.hits = 1
         self.splits += 1
         return t.id
 
@@ -288,9 +280,7 @@ class PassthroughTracker:
         self.frame += 1
         self.removed = []
         for t in self.by_id.values():
-            t.age += 1
             t.time_since_update += 1
-        for t in self.by_id.values():
             t.det_index = -1
         for j, (box, score, tid) in enumerate(zip(dets.boxes, dets.scores, dets.ids if dets.ids is not None else [])):
             t = self.by_id.get(int(tid))

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mvd_edge.core.errors import UsageError
-from mvd_edge.match.detect import iter_mot, letterbox, nms
+from mvd_edge.match.detect import clip_boxes, iter_mot, letterbox, nms
 
 __all__ = ["DetectorTrainConfig", "PersonNet", "decode", "export_detector", "load_detector", "load_frames", "targets",
            "train_detector", "write_report"]
@@ -217,8 +217,7 @@ def _augment(img: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, size:
         img = cv2.warpAffine(img, m, (W, H), flags=cv2.INTER_LINEAR, borderValue=(114, 114, 114))
         boxes[:, [0, 2]] = boxes[:, [0, 2]] * s + m[0, 2]
         boxes[:, [1, 3]] = boxes[:, [1, 3]] * s + m[1, 2]
-        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, W)
-        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, H)
+        clip_boxes(boxes, H, W)
     if rng.random() < 0.5:
         img = img[:, ::-1]
         boxes[:, [0, 2]] = W - boxes[:, [2, 0]]
@@ -300,6 +299,30 @@ def load_detector(path: str | Path) -> PersonNet:
     return net
 
 
+def _split(train: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], val_fraction: float) -> tuple[list, list]:
+    """(training frames, validation frames): the last ``val_fraction`` of each video (at least one) is held out."""
+    tr, va = [], []
+    for frames in train:
+        n_val = max(1, int(round(len(frames) * val_fraction))) if len(frames) > 1 else 0
+        tr.extend(frames[:len(frames) - n_val])
+        va.extend(frames[len(frames) - n_val:])
+    return tr, va
+
+
+def _batch(frames: Sequence[tuple[np.ndarray, np.ndarray]], idx: np.ndarray, rng: np.random.Generator,
+           cfg: DetectorTrainConfig) -> tuple[torch.Tensor, ...]:
+    """Augmented images ``[B, 3, H, W]`` in 0..1 and their (label, weight, box) targets for frames ``idx``."""
+    grid = (cfg.size[0] // STRIDE, cfg.size[1] // STRIDE)
+    augmented = [_augment(*frames[int(i)], rng, cfg.size) for i in idx]
+    per_frame = [targets(boxes, grid, cfg.radius, cfg.min_visibility) for _, boxes in augmented]
+    x = torch.from_numpy(np.stack([img for img, _ in augmented])).permute(0, 3, 1, 2).float() / 255.0
+    return x, *(torch.from_numpy(np.stack(t)) for t in zip(*per_frame))
+
+
+def _snapshot(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
 def train_detector(train: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], config: DetectorTrainConfig,
                    progress: bool = False, log=None, init: PersonNet | None = None) -> tuple[PersonNet, dict[str, Any]]:
     """Train on per-video frame lists (from :func:`load_frames`); returns the best net and a report.
@@ -314,14 +337,9 @@ def train_detector(train: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], con
         raise UsageError(f"detector input size must be a multiple of 16, got {cfg.size[0]}x{cfg.size[1]}")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    tr, va = [], []
-    for frames in train:
-        n_val = max(1, int(round(len(frames) * cfg.val_fraction))) if len(frames) > 1 else 0
-        tr.extend(frames[:len(frames) - n_val])
-        va.extend(frames[len(frames) - n_val:])
+    tr, va = _split(train, cfg.val_fraction)
     if not tr:
         raise UsageError("no training frames")
-    grid = (cfg.size[0] // STRIDE, cfg.size[1] // STRIDE)
     net = PersonNet(cfg.width) if init is None else init
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
@@ -332,37 +350,24 @@ def train_detector(train: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], con
         m = evaluate(net, va, cfg.conf)
         history.append({"step": 0, "loss": float("nan"), **m})
         best = {"step": 0, **m}
-        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        best_state = _snapshot(net)
         if log is not None:
             log(f"start: val box P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f}")
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        bar = tqdm(total=cfg.steps, desc="train-detector", unit="step")
+    bar = tqdm(total=cfg.steps, desc="train-detector", unit="step", disable=not progress)
     losses = []
     for step in range(1, cfg.steps + 1):
         net.train()
-        idx = rng.integers(0, len(tr), cfg.batch)
-        imgs, labs, wts, regs = [], [], [], []
-        for i in idx:
-            img, boxes = _augment(*tr[int(i)], rng, cfg.size)
-            lab, wt, rg = targets(boxes, grid, cfg.radius, cfg.min_visibility)
-            imgs.append(img)
-            labs.append(lab)
-            wts.append(wt)
-            regs.append(rg)
-        x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
-        loss = _loss(net(x), torch.from_numpy(np.stack(labs)), torch.from_numpy(np.stack(wts)),
-                     torch.from_numpy(np.stack(regs)))
+        x, label, weight, reg = _batch(tr, rng.integers(0, len(tr), cfg.batch), rng, cfg)
+        loss = _loss(net(x), label, weight, reg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         if step % cfg.val_every == 0 or step == cfg.steps:
             m = evaluate(net, va, cfg.conf) if va else {"f1": 0.0, "precision": 0.0, "recall": 0.0}
             history.append({"step": step, "loss": float(np.mean(losses[-cfg.val_every:])), **m})
@@ -371,16 +376,16 @@ def train_detector(train: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]], con
                     f"R {m['recall']:.3f} F1 {m['f1']:.3f}")
             if m["f1"] > best["f1"]:
                 best = {"step": step, **m}
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    if bar is not None:
-        bar.close()
+                best_state = _snapshot(net)
+    bar.close()
     if best_state is not None and va:  # without validation frames there is nothing to choose by: the last step
         net.load_state_dict(best_state)
     if not va:
         best = {"step": cfg.steps, "precision": float("nan"), "recall": float("nan"), "f1": float("nan")}
     net.eval()
-    report = {"config": {**asdict(cfg), "size": list(cfg.size), "width": int(net.stem[1][0].out_channels)}, "train_frames": len(tr), "val_frames": len(va),
-              "best": best, "history": history, "first_loss": losses[0], "last_loss": float(np.mean(losses[-20:]))}
+    report = {"config": {**asdict(cfg), "size": list(cfg.size), "width": int(net.stem[1][0].out_channels)},
+              "train_frames": len(tr), "val_frames": len(va), "best": best, "history": history,
+              "first_loss": losses[0], "last_loss": float(np.mean(losses[-20:]))}
     return net, report
 
 
