@@ -35,17 +35,8 @@ _EXPORTS = {
     "list_crops": "store",
 }
 
-__all__ = [
-    "AUTO_FLAT_MAX",
-    "GALLERY_FORMAT",
-    "INDEX_KINDS",
-    "Gallery",
-    "GalleryError",
-    "IdentityMemory",
-    "build_from_crops",
-    "embed_images",
-    "list_crops",
-]
+__all__ = ["AUTO_FLAT_MAX", "GALLERY_FORMAT", "INDEX_KINDS", "Gallery", "GalleryError", "IdentityMemory",
+           "build_from_crops", "embed_images", "list_crops"]
 
 
 def __getattr__(name: str):

@@ -315,12 +315,8 @@ class Gallery:
         if kind in ("ivf", "ivfpq"):
             p = self.params
             size = p.train_size or max(40 * p.nlist, 40 * 2 ** p.pq_bits if kind == "ivfpq" else 0)
-            if n > size:
-                rows = np.sort(np.random.default_rng(p.seed).choice(n, size=size, replace=False))
-                sample = train[rows]
-            else:
-                sample = train
-            self._index.train(sample)
+            rows = np.sort(np.random.default_rng(p.seed).choice(n, size=size, replace=False)) if n > size else None
+            self._index.train(train if rows is None else train[rows])
         self._pending = []
         if waiting.shape[0]:
             self._add_to_index(waiting)
@@ -572,12 +568,6 @@ def _kind_of(faiss, index) -> str:
     if isinstance(index, faiss.IndexRefine):
         base = faiss.downcast_index(index.base_index)
         return "ivfpq" if isinstance(base, faiss.IndexIVFPQ) else f"other: refine over {type(base).__name__}"
-    if isinstance(index, faiss.IndexHNSWFlat):
-        return "hnsw"
-    if isinstance(index, faiss.IndexIVFPQ):
-        return "ivfpq"
-    if isinstance(index, faiss.IndexIVFFlat):
-        return "ivf"
-    if isinstance(index, faiss.IndexFlat):
-        return "flat"
-    return f"other: {type(index).__name__}"
+    kinds = ((faiss.IndexHNSWFlat, "hnsw"), (faiss.IndexIVFPQ, "ivfpq"), (faiss.IndexIVFFlat, "ivf"),
+             (faiss.IndexFlat, "flat"))
+    return next((kind for cls, kind in kinds if isinstance(index, cls)), f"other: {type(index).__name__}")

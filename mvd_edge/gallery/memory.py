@@ -115,11 +115,9 @@ class IdentityMemory:
                 self.mat[p] = np.concatenate([self.mat[p], np.zeros((n, self.dim), np.float32)])
                 self.have[p] = np.concatenate([self.have[p], np.zeros(n, bool)])
             self._free = list(range(2 * n - 1, n - 1, -1))  # every old row is in use (none was free)
-        r = self._free.pop()
+        r = self._free.pop()  # a free row has no descriptor (have is False): _drop cleared it, or it is new
         self.row[gid] = r
         self.gid[r] = gid
-        for p in self.parts:
-            self.have[p][r] = False
         self._touch(r)
         self._seen(gid)
         evicted = []

@@ -97,26 +97,18 @@ def embed_images(paths: Sequence[Path], embedder, batch_size: int = 64, progress
 
     ``embedder``: an :class:`mvd_edge.runtime.Embedder`. ``progress``: a rich progress bar.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
     if batch_size < 1:
         raise UsageError(f"batch size must be >= 1, got {batch_size}")
     out = np.empty((len(paths), embedder.dim), np.float32)
-    bar = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                       TimeRemainingColumn(), transient=True)
-        bar.start()
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True, disable=not progress) as bar:
         task = bar.add_task("embedding crops", total=len(paths))
-    try:
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
             out[start:start + len(chunk)] = embedder.embed([_read(p) for p in chunk])
-            if bar is not None:
-                bar.advance(task, len(chunk))
-    finally:
-        if bar is not None:
-            bar.stop()
+            bar.advance(task, len(chunk))
     return out
 
 

@@ -107,22 +107,8 @@ def _runner_up(s: np.ndarray, a: int, b: int) -> float:
 
 
 class CrossModalAssociator:
-    """See the module docstring.
-
-    Args:
-        config: :class:`~mvd_edge.match.config.AssociationConfig` (ranges checked there): ``threshold``
-            (minimum cosine of a candidate pair), ``hysteresis`` (k, steps a pair must hold before it is
-            reported / fail before dropped), ``stickiness`` (added to the similarity of reported pairs in
-            the assignment), ``reid_threshold`` (re-use an ended global id for a pair of new tracks at
-            this similarity), ``reid_memory`` (ended global ids remembered, oldest forgotten first),
-            ``margin`` (an assigned pair is a candidate only if its similarity, with stickiness, also
-            beats every other similarity in its row and column by this much; 0 = off),
-            ``reid_memory_faiss_above`` (past this many remembered ids, search them through a faiss
-            shortlist: ``pip install 'mvd-edge[gallery]'``; exact numpy below), ``fast_threshold`` (a candidate at or
-            above it, and ``fast_margin`` over the runner-up, is reported after ``fast_hysteresis``
-            steps instead of k; None = never), ``early_threshold`` (the similarity a pair with an early
-            track needs, and ``early_margin`` over the runner-up; None = early tracks are never paired).
-    """
+    """See the module docstring; ``config``: :class:`~mvd_edge.match.config.AssociationConfig`, whose fields
+    say what each setting does (``hysteresis`` is k) and where their ranges are checked."""
 
     def __init__(self, config: AssociationConfig | None = None):
         c = config or AssociationConfig()
@@ -151,15 +137,12 @@ class CrossModalAssociator:
                early: tuple[set[int], set[int]] | None = None) -> list[PairUpdate]:
         """One step with the eligible tracks' descriptors (float32 ``[K, D]``, L2-normalised); ``early``:
         the ids among them (IR, RGB) that are early tracks (see the module docstring)."""
-        early_ir, early_rgb = early if early is not None else (set(), set())
         changes: list[PairUpdate] = []
-        sims: dict[tuple[int, int], float] = {}
-        cand: dict[tuple[int, int], float] = {}
-        fast: set[tuple[int, int]] = set()  # candidates strong enough for the short wait
+        sims, cand, fast = {}, {}, set()  # fast: the candidates strong enough for the short wait
         ir_d: dict[int, np.ndarray] = {}
         rgb_d: dict[int, np.ndarray] = {}
         if ir_ids and rgb_ids:
-            sims, cand, fast = self._candidates(ir_ids, ir_desc, rgb_ids, rgb_desc, early_ir, early_rgb)
+            sims, cand, fast = self._candidates(ir_ids, ir_desc, rgb_ids, rgb_desc, early or (set(), set()))
             ir_d = {t: np.asarray(ir_desc[i], np.float32) for i, t in enumerate(ir_ids)}
             rgb_d = {t: np.asarray(rgb_desc[j], np.float32) for j, t in enumerate(rgb_ids)}
         # held pairs: refresh, count a failure, or wait (a track not eligible now: no evidence either way)
@@ -171,19 +154,17 @@ class CrossModalAssociator:
                 self._active_desc[p.global_id] = (ir_d[key[0]], rgb_d[key[1]])
             elif key[0] in ir_d and key[1] in rgb_d:
                 p.fails += 1
-                if key in sims:
-                    p.similarity = sims[key]
-                else:
-                    p.similarity = float(ir_d[key[0]] @ rgb_d[key[1]])
+                p.similarity = sims[key] if key in sims else float(ir_d[key[0]] @ rgb_d[key[1]])
                 if p.fails >= self.k:
                     changes.append(self._end(key, "similarity"))
         changes.extend(self._promote(cand, fast, ir_d, rgb_d))
         return changes
 
     def _candidates(self, ir_ids: list[int], ir_desc: np.ndarray, rgb_ids: list[int], rgb_desc: np.ndarray,
-                    early_ir: set[int], early_rgb: set[int]) -> tuple[dict, dict, set]:
+                    early: tuple[set[int], set[int]]) -> tuple[dict, dict, set]:
         """This step's assignment: ``(similarity of each assigned pair, the candidates among them with
         their similarity, the candidates strong enough for the short wait)`` (steps 1-2 and early tracks)."""
+        early_ir, early_rgb = early
         sims: dict[tuple[int, int], float] = {}
         cand: dict[tuple[int, int], float] = {}
         fast: set[tuple[int, int]] = set()

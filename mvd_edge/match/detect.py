@@ -281,11 +281,6 @@ class OnnxDetector(Detector):
         self.input_name, self.input_hw = inp.name, (int(h), int(w))
         self.conf, self.iou, self.person_class, self.layout = float(conf), float(iou), int(person_class), layout
 
-    def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float, float, float]:
-        rgb, r, left, top = letterbox(image, self.input_hw)
-        x = rgb.transpose(2, 0, 1)[None].astype(np.float32) * (1.0 / 255.0)
-        return np.ascontiguousarray(x), r, left, top
-
     def decode(self, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         """Raw first output -> (boxes x1y1x2y2 in input pixels, scores, nms_done)."""
         out = np.asarray(out, np.float32)
@@ -310,20 +305,19 @@ class OnnxDetector(Detector):
             rows = out.T if out.shape[0] < out.shape[1] else out
             if self.person_class >= rows.shape[1] - 4:
                 raise UsageError(f"person class {self.person_class} out of range for {rows.shape[1] - 4} classes")
-            scores = rows[:, 4 + self.person_class]
-            return _cxcywh(rows[:, :4]), scores, False
+            return _cxcywh(rows[:, :4]), rows[:, 4 + self.person_class], False
         if layout == "v5":
             if self.person_class >= out.shape[1] - 5:
                 raise UsageError(f"person class {self.person_class} out of range for {out.shape[1] - 5} classes")
-            scores = out[:, 4] * out[:, 5 + self.person_class]
-            return _cxcywh(out[:, :4]), scores, False
+            return _cxcywh(out[:, :4]), out[:, 4] * out[:, 5 + self.person_class], False
         if out.shape[1] < 6:
             raise UsageError(f"e2e detector output needs 6 columns (x1, y1, x2, y2, score, class), got {out.shape[1]}")
         keep = np.round(out[:, 5]).astype(np.int64) == self.person_class
         return out[keep, :4], out[keep, 4], True
 
     def detect(self, image: np.ndarray, frame_index: int = 0) -> Detections:
-        x, r, left, top = self._letterbox(image)
+        rgb, r, left, top = letterbox(image, self.input_hw)
+        x = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None].astype(np.float32) * (1.0 / 255.0))
         out = self.session.run(None, {self.input_name: x})[0]
         boxes, scores, _ = self.decode(out)
         keep = scores >= self.conf

@@ -96,9 +96,7 @@ class ForegroundDetector(Detector):
         self.min_fill, self.person_aspect = float(min_fill), float(person_aspect)
         self.normalise = bool(normalise)
         self.max_foreground, self.relearn_frames = float(max_foreground), int(relearn_frames)
-        self.shadows = shadows
-        self.norm_offset = float(norm_offset)
-        self.close_height = float(close_height)
+        self.shadows, self.norm_offset, self.close_height = shadows, float(norm_offset), float(close_height)
         self.split_width, self.valley = float(split_width), float(valley)
         self.resets = 0
         self._model = None
@@ -325,10 +323,8 @@ class BackgroundConfirmed(Detector):
         if self.snap > 0 and len(boxes):
             boxes = (1 - self.snap) * boxes + self.snap * _foreground_extents(mask, boxes * to_mask) / to_mask
         if self.add_blobs and len(blobs):
-            if len(boxes):
-                free = intersection_over_first(blobs.boxes, boxes).max(axis=1) < self.covered
-            else:
-                free = np.ones(len(blobs), bool)
+            free = (intersection_over_first(blobs.boxes, boxes).max(axis=1) < self.covered if len(boxes)
+                    else np.ones(len(blobs), bool))
             boxes = np.concatenate([boxes, blobs.boxes[free]])
             scores = np.concatenate([scores, blobs.scores[free] * np.float32(self.sure * 0.99)])
         return Detections(boxes, scores)

@@ -257,8 +257,7 @@ class ByteTracker:
         t.det_index = det_index
         t.hits += 1
         t.time_since_update = 0
-        if not t.confirmed and t.hits >= self.min_hits:
-            t.confirmed = True
+        t.confirmed = t.confirmed or t.hits >= self.min_hits
 
 
 class PassthroughTracker:

@@ -15,7 +15,7 @@ import torch
 from mvd_edge.core.errors import DeviceUnavailable, MvdEdgeError
 from mvd_edge.core.preprocess import PreprocessSpec, preprocess_from_record
 from mvd_edge.core.spec import ModelSpec
-from mvd_edge.core.util import output_error, write_errno
+from mvd_edge.core.util import temp_beside, write_errno
 from mvd_edge.model.net import MVDNet, check_graph_spec
 
 CKPT_FORMAT = "mvd-edge-checkpoint/1"
@@ -38,22 +38,14 @@ def resolve_device(device: str, local_rank: int = 0) -> str:
 def save_checkpoint(state: dict, path: Path) -> None:
     """Atomic write: temp file in the same folder, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            try:
-                torch.save(state, fh)
-            except RuntimeError as exc:  # torch reports a failed write (a full disk) as a RuntimeError
-                raise OSError(write_errno(path.parent), f"cannot write the checkpoint ({exc})", str(path)) from exc
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:  # the output named, not the temp file
-        tmp.unlink(missing_ok=True)
-        raise output_error(exc, path) from exc
-    except BaseException:  # an error, Ctrl-C or SIGTERM mid-write: leave no half-written temp behind
-        tmp.unlink(missing_ok=True)
-        raise
+    # an error, Ctrl-C or SIGTERM mid-write leaves no half-written temp behind; an OSError names the output
+    with temp_beside(path) as tmp, open(tmp, "wb") as fh:
+        try:
+            torch.save(state, fh)
+        except RuntimeError as exc:  # torch reports a failed write (a full disk) as a RuntimeError
+            raise OSError(write_errno(path.parent), f"cannot write the checkpoint ({exc})", str(path)) from exc
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict:
@@ -84,25 +76,23 @@ _DAMAGED_FIX = "the file was edited or damaged: use an intact copy of it (the ru
 def checkpoint_preprocess(state: dict, path: str | Path) -> PreprocessSpec:
     """The checkpoint's ``preprocess`` record as a :class:`PreprocessSpec`; :class:`CheckpointError`
     naming the file and the field when it is missing or damaged."""
-    if "preprocess" not in state:
-        raise CheckpointError(f"{path}: it has no preprocess record (not written by `mvd-edge train`?); {_DAMAGED_FIX}")
-    try:
-        return preprocess_from_record(state["preprocess"])
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: its preprocess is damaged ({exc}); {_DAMAGED_FIX}") from exc
+    return _record(state, path, "preprocess", preprocess_from_record, (ValueError,), "damaged")
 
 
 def checkpoint_model_spec(state: dict, path: str | Path) -> ModelSpec:
     """The checkpoint's ``model_spec`` record as a :class:`ModelSpec`; :class:`CheckpointError`
     naming the file and the field when it is missing or damaged."""
-    if "model_spec" not in state:
-        raise CheckpointError(f"{path}: it has no model_spec record (not written by `mvd-edge train`?); "
-                              f"{_DAMAGED_FIX}")
+    return _record(state, path, "model_spec", ModelSpec.from_dict, (KeyError, TypeError, ValueError),
+                   "damaged or from another program")
+
+
+def _record(state: dict, path: str | Path, key: str, parse, errors: tuple[type[Exception], ...], damaged: str):
+    if key not in state:
+        raise CheckpointError(f"{path}: it has no {key} record (not written by `mvd-edge train`?); {_DAMAGED_FIX}")
     try:
-        return ModelSpec.from_dict(state["model_spec"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: its model_spec is damaged or from another program ({exc}); "
-                              f"{_DAMAGED_FIX}") from exc
+        return parse(state[key])
+    except errors as exc:
+        raise CheckpointError(f"{path}: its {key} is {damaged} ({exc}); {_DAMAGED_FIX}") from exc
 
 
 def model_from_checkpoint(path: str | Path, recipe: str | None = None, map_location: str = "cpu") -> tuple[MVDNet, dict]:

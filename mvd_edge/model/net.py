@@ -335,11 +335,8 @@ class MVDNet(nn.Module):
         #: observations this network can make (a student: ``shared_x`` and ``shared_g``)
         self.observations = tuple(n for n in OBSERVATIONS if OBSERVATION_SOURCES[n][0] in self.branches)
         self.recipe = self.spec.check_recipe(recipe)
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("std", std, persistent=False)
-        self.register_buffer("gray_w", torch.tensor(GRAY_WEIGHTS).view(1, 3, 1, 1), persistent=False)
+        for name, values in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD), ("gray_w", GRAY_WEIGHTS)):
+            self.register_buffer(name, torch.tensor(values).view(1, 3, 1, 1), persistent=False)
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, recipe: str | None = None) -> "MVDNet":
@@ -369,9 +366,12 @@ class MVDNet(nn.Module):
         """Run only the backbone passes needed for ``names`` (default: every observation this
         network has; a student trains on ``shared_x`` only, see :meth:`forward`); returns ``{name: (f, v)}``."""
         names = self.observations if names is None else names
+        return {n: self.branches[OBSERVATION_SOURCES[n][0]].observe(v) for n, v in self._views(x, names)}
+
+    def _views(self, x: torch.Tensor, names: Sequence[str]) -> list[tuple[str, torch.Tensor]]:
+        """``(name, the input its branch sees)`` for each observation: ``x``, or the grayscale view (made once)."""
         g = self.grayscale(x) if any(OBSERVATION_SOURCES[n][1] == "g" for n in names) else None
-        views = {"x": x, "g": g}
-        return {n: self.branches[OBSERVATION_SOURCES[n][0]].observe(views[OBSERVATION_SOURCES[n][1]]) for n in names}
+        return [(n, x if OBSERVATION_SOURCES[n][1] == "x" else g) for n in names]
 
     def forward(self, x: torch.Tensor, recipe: str | None = None):
         if self.training:
@@ -391,10 +391,8 @@ class MVDNet(nn.Module):
 
     def feature_maps(self, x: torch.Tensor, recipe: str | None = None) -> list[torch.Tensor]:
         """Backbone feature maps ``[N, F, h, w]`` of the recipe's observations (input of the head)."""
-        names = self.recipe_observations(recipe)
-        g = self.grayscale(x) if any(OBSERVATION_SOURCES[n][1] == "g" for n in names) else None
-        views = {"x": x, "g": g}
-        return [self.branches[OBSERVATION_SOURCES[n][0]].trunk(views[OBSERVATION_SOURCES[n][1]]) for n in names]
+        views = self._views(x, self.recipe_observations(recipe))
+        return [self.branches[OBSERVATION_SOURCES[n][0]].trunk(v) for n, v in views]
 
     def embed(self, x: torch.Tensor, recipe: str | None = None) -> torch.Tensor:
         """Normalised RGB ``[N,3,H,W]`` float -> L2-normalised embedding ``[N, D]`` float."""
@@ -402,9 +400,8 @@ class MVDNet(nn.Module):
         if recipe == "full":
             obs = self.observe(x, FULL_ORDER)
             feat = torch.cat([obs[n][1] for n in FULL_ORDER], dim=1)
-        elif recipe == "shared":
-            feat = self.observe(x, ("shared_x",))["shared_x"][1]
         else:
-            v = self.observe(x, ("shared_x",))["shared_x"][1]
-            feat = self.branches["shared"].head.bottleneck(v)
+            feat = self.observe(x, ("shared_x",))["shared_x"][1]
+            if recipe == "z":
+                feat = self.branches["shared"].head.bottleneck(feat)
         return F.normalize(feat, dim=1)

@@ -74,10 +74,9 @@ class ReidImageDataset(Dataset):
         self.pid_to_label = pid_to_label
         self.transform = train_transform(spec, gray_prob, channel_prob) if augment else None
         self.bad_paths: set[str] = set()
-        groups: dict[tuple[int, int], list[int]] = {}
+        self._groups: dict[tuple[int, int], list[int]] = {}
         for i, s in enumerate(self.samples):
-            groups.setdefault((s.pid, int(s.modality)), []).append(i)
-        self._groups = groups
+            self._groups.setdefault((s.pid, int(s.modality)), []).append(i)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -52,7 +52,7 @@ from mvd_edge.model.checkpoint import CheckpointError, load_checkpoint, model_fr
 from mvd_edge.model.net import MVDNet
 from mvd_edge.runtime.sidecar import sha256_file
 from mvd_edge.train.distributed import gather_rows, global_batch
-from mvd_edge.train.losses import loss_terms, term_weight
+from mvd_edge.train.losses import loss_terms, term_weight, weighted_total
 from mvd_edge.train.trainer import Trainer, _finish_run
 
 #: MVD terms that need two branches: a one-branch student cannot have them
@@ -200,9 +200,7 @@ class Distiller(Trainer):
         if d.rel:
             terms["kd_rel"] = kd_relational(v, t)
             weights["kd_rel"] = d.rel
-        loss = sum(weights[k] * v for k, v in terms.items())
-        logged = {k: float(v.detach()) for k, v in terms.items()} | {"total": float(loss.detach())}
-        return loss, logged, None
+        return (*weighted_total(terms, weights), None)
 
     def extra_state(self) -> dict:
         return {"student_of": dict(self.student_of), "distill_state": {"kd_proj": self.kd_proj.state_dict()}}

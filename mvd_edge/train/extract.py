@@ -22,13 +22,11 @@ def extract_features(model: torch.nn.Module, samples: Sequence[Sample], spec: Pr
     model.eval()
     loader = DataLoader(ReidImageDataset(samples, spec), batch_size=batch_size, shuffle=False,
                         num_workers=workers)
-    it = loader_iter(loader)
-    if progress:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        it = tqdm(it, total=len(loader), desc=f"features ({recipe})", unit="batch", leave=False)
     feats = []
-    for x, *_ in it:
+    for x, *_ in tqdm(loader_iter(loader), total=len(loader), desc=f"features ({recipe})", unit="batch", leave=False,
+                      disable=not progress):
         feats.append(model(x.to(device), recipe).float().cpu())
     model.train(was_training)
     if not feats:

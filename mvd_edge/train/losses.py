@@ -297,10 +297,13 @@ def mvd_loss(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor, 
     computed. See :func:`loss_terms` for the inputs.
     """
     terms = loss_terms(outputs, labels, w, modalities)
-    total = sum(term_weight(w, k, ramp) * v for k, v in terms.items())
-    logged = {k: float(v.detach()) for k, v in terms.items()}
-    logged["total"] = float(total.detach())
-    return total, logged
+    return weighted_total(terms, {k: term_weight(w, k, ramp) for k in terms})
+
+
+def weighted_total(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted sum of ``terms``, and what the log records of it: each term's value and ``total``."""
+    total = sum(weights[k] * v for k, v in terms.items())
+    return total, {k: float(v.detach()) for k, v in terms.items()} | {"total": float(total.detach())}
 
 
 def trunk_gradient_fractions(terms: dict[str, torch.Tensor], w: LossConfig, params: list[torch.Tensor],

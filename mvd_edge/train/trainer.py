@@ -56,6 +56,7 @@ from torch.utils.data import DataLoader
 from mvd_edge.core.config import TrainConfig, to_dict
 from mvd_edge.core.preprocess import PreprocessSpec
 from mvd_edge.core.spec import ModelSpec
+from mvd_edge.core.util import temp_beside
 from mvd_edge.data.base import DatasetError, ReidDataset
 from mvd_edge.data.registry import DataOptions, dataset_entry, default_eval_settings
 from mvd_edge.eval.reid import evaluate_features, save_results
@@ -71,7 +72,7 @@ from mvd_edge.model.net import MVDNet
 from mvd_edge.train.dataset import ReidImageDataset, label_map, loader_iter
 from mvd_edge.train.distributed import DistInfo, convert_sync_batchnorm, global_batch, init_distributed
 from mvd_edge.train.extract import extract_features
-from mvd_edge.train.losses import TERMS, loss_terms, mvd_loss, ramp_factor, term_weight, trunk_gradient_fractions
+from mvd_edge.train.losses import TERMS, loss_terms, ramp_factor, term_weight, trunk_gradient_fractions, weighted_total
 from mvd_edge.train.sampler import CrossModalIdentitySampler
 
 VAL_SETTING = "cross-i2v"
@@ -120,7 +121,6 @@ def _set_rng_state(state: dict) -> None:
                              n["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
 
 
 class Trainer:
@@ -194,17 +194,14 @@ class Trainer:
     def compute_loss(self, step: int, x: torch.Tensor, outputs: dict, labels: torch.Tensor, mods: torch.Tensor,
                      ramp: float) -> tuple[torch.Tensor, dict[str, float], dict[str, float] | None]:
         """-> (loss, per-term floats + ``total``, shared-trunk gradient fractions or None)."""
-        if step == 0 and self.cfg.loss.grad_log and not self.distinfo.enabled:
-            parts = loss_terms(outputs, labels, self.cfg.loss, mods)
-            shared = [p for p in self.model.branches["shared"].trunk.parameters() if p.requires_grad]
-            grad_fractions = trunk_gradient_fractions(parts, self.cfg.loss, shared, ramp)
-            loss = sum(term_weight(self.cfg.loss, k, ramp) * v for k, v in parts.items())
-            terms = {k: float(v.detach()) for k, v in parts.items()} | {"total": float(loss.detach())}
-            return loss, terms, grad_fractions
         if self.distinfo.enabled:  # the loss of the global batch (mvd_edge.train.distributed)
             outputs, labels, mods = global_batch(outputs, labels, mods)
-        loss, terms = mvd_loss(outputs, labels, self.cfg.loss, mods, ramp)
-        return loss, terms, None
+        terms = loss_terms(outputs, labels, self.cfg.loss, mods)
+        grad_fractions = None
+        if step == 0 and self.cfg.loss.grad_log and not self.distinfo.enabled:
+            shared = [p for p in self.model.branches["shared"].trunk.parameters() if p.requires_grad]
+            grad_fractions = trunk_gradient_fractions(terms, self.cfg.loss, shared, ramp)
+        return (*weighted_total(terms, {k: term_weight(self.cfg.loss, k, ramp) for k in terms}), grad_fractions)
 
     def extra_state(self) -> dict:
         """More checkpoint entries (the distiller: its projection head and teacher facts)."""
@@ -323,10 +320,6 @@ class Trainer:
             tmp.unlink()
         _write_log(self.out / "log.csv", self.history)
 
-    @property
-    def _active_terms(self) -> set[str]:
-        return {k for k in TERMS if getattr(self.cfg.loss, k)}
-
     def ramp(self, progress: float) -> float:
         """VCD/VML ramp-in factor at ``progress`` epochs (1 when ``loss.ramp`` is 0)."""
         if not self.cfg.loss.ramp:
@@ -343,18 +336,14 @@ class Trainer:
         replaced = 0
         lr = self.optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
-        it = loader_iter(self.loader)
-        bar = None
-        if self.progress and self.distinfo.main:
-            from tqdm import tqdm
+        from tqdm import tqdm
 
-            bar = tqdm(it, total=len(self.loader), desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}", unit="batch",
-                       leave=False)
-            it = bar
+        bar = tqdm(loader_iter(self.loader), total=len(self.loader), desc=f"epoch {epoch + 1}/{self.cfg.optim.epochs}",
+                   unit="batch", leave=False, disable=not (self.progress and self.distinfo.main))
         n_batches = max(1, len(self.loader))
         grad_fractions: dict[str, float] = {}
         ramps: list[float] = []
-        for i, (x, labels, mods, _cams, rep) in enumerate(it):
+        for i, (x, labels, mods, _cams, rep) in enumerate(bar):
             x = x.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
             ramp = self.ramp(epoch + i / n_batches)
@@ -377,8 +366,7 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
             replaced += int(rep.sum())
-            if bar is not None:
-                bar.set_postfix(loss=f"{terms['total']:.3f}")
+            bar.set_postfix(loss=f"{terms['total']:.3f}")
         self.scheduler.step()
         elapsed = time.perf_counter() - t0
         row = {f"loss_{k}": v / max(n, 1) for k, v in sums.items()}
@@ -386,7 +374,7 @@ class Trainer:
         if self.cfg.loss.grad_log and not self.distinfo.enabled:
             # same keys every epoch (log.csv): every weighted term's shared-trunk gradient / CE's
             for k in TERMS[1:]:
-                if k in self._active_terms:
+                if getattr(self.cfg.loss, k):
                     row[f"grad_{k}"] = grad_fractions.get(k, float("nan"))
         row.update({"epoch": epoch + 1, "lr": lr, "seconds": elapsed,
                     "images_per_s": n * self.sampler.batch_size * self.distinfo.world_size / max(elapsed, 1e-9),
@@ -422,11 +410,8 @@ class Trainer:
                 val = self.validate() if ((epoch + 1) % cfg.eval.eval_every == 0 or is_last) else None
                 row.update(val or {"val_rank1": None, "val_mAP": None, "val_mINP": None})
                 self.history.append(row)
-                improved = False
-                if val is None and not self.data.val:
-                    improved = True
-                elif val is not None and (val["val_rank1"], val["val_mAP"]) > (self.best["rank1"], self.best["mAP"]):
-                    improved = True
+                improved = (not self.data.val if val is None
+                            else (val["val_rank1"], val["val_mAP"]) > (self.best["rank1"], self.best["mAP"]))
                 if improved:
                     self.best = {"rank1": val["val_rank1"] if val else -1.0, "mAP": val["val_mAP"] if val else -1.0,
                                  "epoch": epoch + 1}
@@ -480,18 +465,12 @@ def _write_log(path: Path, rows: list[dict]) -> None:
     """Write every epoch row (all rows have the same keys: see ``Trainer.fit``) atomically."""
     if not rows:
         return
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with temp_beside(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _tensorboard(out: Path):
