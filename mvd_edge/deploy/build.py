@@ -54,15 +54,12 @@ def plan_build(model: Path, backend: str, precision: str | None, out: Path | Non
     steps: list[tuple[str, Path]] = [("export", fp32)] if checkpoint else []
     outputs: dict[str, Path] = {"the exported FP32 graph": fp32} if checkpoint else {}
     final = fp32
-    if precision == "fp16":
-        final = formats.graph_path(folder, stem, "fp16")
-        steps.append(("fp16", final))
-        outputs["the FP16 graph"] = final
-    elif precision == "int8":
-        flavour = formats.engine_format(backend).int8_flavours[0]
-        final = formats.graph_path(folder, stem, "int8", flavour)
-        steps.append(("int8", final))
-        outputs[f"the {flavour} INT8 graph"] = final
+    if precision in ("fp16", "int8"):
+        flavour = formats.engine_format(backend).int8_flavours[0] if precision == "int8" else None
+        final = formats.graph_path(folder, stem, precision, flavour)
+        steps.append((precision, final))
+        outputs[f"the {flavour} INT8 graph" if flavour else "the FP16 graph"] = final
+    if precision == "int8":
         outputs["the INT8 report"] = folder / f"{stem}.int8-report.json"
         manifest_copy = folder / f"{stem}.calib-manifest.json"
         if calib is None or manifest_copy.resolve() != calib.resolve():  # re-using it as --calib is fine

@@ -56,6 +56,8 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
 def profile_embedder(emb: Embedder, batches: Sequence[int] = (1, 8, 32), iters: int = 50, warmup: int = 10,
                      seed: int = 0, progress: bool = True) -> dict:
     """Per-stage latency distribution (ms) and throughput for each batch size."""
+    from tqdm import tqdm
+
     rng = np.random.default_rng(seed)
     hw = (emb.spec.height, emb.spec.width)
     results: dict = {"backend": emb.backend, "precision": emb.precision, "recipe": emb.info.get("recipe"),
@@ -67,12 +69,7 @@ def profile_embedder(emb: Embedder, batches: Sequence[int] = (1, 8, 32), iters: 
         for i in range(warmup):
             emb.embed(pool[i % 4])
         samples: dict[str, list[float]] = {s: [] for s in STAGES}
-        it = range(iters)
-        if progress:
-            from tqdm import tqdm
-
-            it = tqdm(it, desc=f"batch {batch}", unit="call", leave=False)
-        for i in it:
+        for i in tqdm(range(iters), desc=f"batch {batch}", unit="call", leave=False, disable=not progress):
             crops = pool[i % 4]
             emb.reset_times()
             t0 = time.perf_counter()

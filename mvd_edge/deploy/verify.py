@@ -23,13 +23,10 @@ from mvd_edge.runtime import Embedder, load_embedder
 
 def embed_samples(embedder: Embedder, paths: Sequence[str], chunk: int = 256, progress: str | None = None) -> np.ndarray:
     """Embed image files (decoded with OpenCV, unreadable ones are an error here) -> ``[N, D]``."""
-    out = []
-    it = range(0, len(paths), chunk)
-    if progress:
-        from tqdm import tqdm
+    from tqdm import tqdm
 
-        it = tqdm(it, desc=progress, unit="chunk", leave=False)
-    for start in it:
+    out = []
+    for start in tqdm(range(0, len(paths), chunk), desc=progress, unit="chunk", leave=False, disable=not progress):
         crops = []
         for p in paths[start:start + chunk]:
             img = read_image(p)

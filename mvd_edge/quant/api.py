@@ -146,8 +146,7 @@ def quantize(onnx_fp32: str | Path, out_dir: str | Path, manifest: "Manifest | s
     fb: dict[str, Any] | None = None
     if use_fallback:
         fb = _fallback_inputs(fp32_sess, spec, held, max_rank1_drop, min_cosine, val_samples)  # type: ignore[arg-type]
-        report["holdout"] = {"fraction": holdout_fraction, "seed": seed,
-                             "held_out": len(held),  # type: ignore[arg-type]
+        report["holdout"] = {"fraction": holdout_fraction, "seed": seed, "held_out": len(held),  # type: ignore[arg-type]
                              "ranges_crops": len(ranges_manifest)}
     for fl in flavours:
         exclude: list[str] = []
