@@ -7,7 +7,6 @@ torch (export, bench), onnx (fp16, int8) and onnxruntime are imported inside the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -72,8 +71,8 @@ def fp16(
     from mvd_edge.quant.api import to_fp16
 
     report = to_fp16(onnx_model, out, manifest=manifest)
-    console.print_json(json.dumps({k: v for k, v in report.items() if not isinstance(v, (list, dict)) or len(v) < 20},
-                                  default=str))
+    console.print_json(data={k: v for k, v in report.items() if not isinstance(v, (list, dict)) or len(v) < 20},
+                       default=str)
     console.print(f"[green]wrote[/] {out}")
 
 

@@ -9,7 +9,6 @@ checks ONNX Runtime's output against torch on fresh random crops before returnin
 from __future__ import annotations
 
 import io
-import os
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from mvd_edge import __version__
 from mvd_edge.core.errors import MvdEdgeError
 from mvd_edge.core.graphmeta import GraphMeta
 from mvd_edge.core.preprocess import PreprocessSpec
-from mvd_edge.core.util import random_crops
+from mvd_edge.core.util import random_crops, temp_beside
 from mvd_edge.deploy.parity import compare
 from mvd_edge.runtime.sidecar import sha256_file
 
@@ -97,8 +96,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, recipe: str | None = No
     onnx.checker.check_model(proto)
     # written beside ``out`` and renamed over it once checked: a graph that fails its parity check
     # (damaged weights, an exporter bug) never lands at ``out``, nor replaces what was there
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.onnx")
-    try:
+    with temp_beside(out) as tmp:
         onnx.save(proto, str(tmp))
         seconds = time.perf_counter() - t0
         report = {"onnx": str(out), "recipe": recipe, "embedding_dim": dim, "input_size": [spec.height, spec.width],
@@ -107,9 +105,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, recipe: str | None = No
             report["parity"] = {"skipped": "fused-head graphs need the TensorRT plugin to run"}
         else:
             report["parity"] = check_parity(tmp, model, recipe, spec, n=n_check, seed=seed, source=ckpt)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return report
 
 
