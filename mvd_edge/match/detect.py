@@ -218,12 +218,9 @@ class HogDetector(Detector):
             raise UsageError(f"upscale must be > 0, got {upscale}")
         self.hog = cv2.HOGDescriptor()
         self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-        self.hit_threshold = float(hit_threshold)
-        self.win_stride = (int(win_stride), int(win_stride))
-        self.scale = float(scale)
-        self.upscale = float(upscale)
-        self.nms_iou = float(nms_iou)
-        self.min_score = float(min_score)
+        self.hit_threshold, self.win_stride = float(hit_threshold), (int(win_stride), int(win_stride))
+        self.scale, self.upscale = float(scale), float(upscale)
+        self.nms_iou, self.min_score = float(nms_iou), float(min_score)
         self.shrink = tuple(float(v) for v in shrink)
 
     def detect(self, image: np.ndarray, frame_index: int = 0) -> Detections:

@@ -73,11 +73,8 @@ def _set_last_stride(trunk: nn.Sequential, stride: int) -> None:
 
 def _tiny_trunk(widths: Sequence[int] = TINY_WIDTHS) -> nn.Sequential:
     """A narrow ResNet of torchvision BasicBlocks, one per stage, for CPU tests and demos."""
-    stem = nn.Sequential(
-        nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False),
-        nn.BatchNorm2d(widths[0]),
-        nn.ReLU(inplace=True),
-    )
+    stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
+                         nn.ReLU(inplace=True))
     stages = []
     in_ch = widths[0]
     for i, w in enumerate(widths):
@@ -131,13 +128,8 @@ def build_trunk(backbone: str, last_stride: int = 1, pretrained: str | Path | No
     net = resnet50(weights=None) if backbone == "resnet50" else resnet18(weights=None)
     if pretrained is not None:
         load_imagenet_weights(net, pretrained)
-    trunk = nn.Sequential(
-        nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool),
-        net.layer1,
-        net.layer2,
-        net.layer3,
-        net.layer4,
-    )
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+    trunk = nn.Sequential(stem, net.layer1, net.layer2, net.layer3, net.layer4)
     _set_last_stride(trunk, last_stride)
     return trunk, net.fc.in_features
 
@@ -223,10 +215,8 @@ def _load_checked(net: nn.Module, state: dict[str, torch.Tensor], path: str | Pa
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        raise WeightsError(
-            f"{path} does not fit this backbone: {len(missing)} missing keys (e.g. {missing[:2]}), "
-            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:2]})"
-        )
+        raise WeightsError(f"{path} does not fit this backbone: {len(missing)} missing keys (e.g. {missing[:2]}), "
+                           f"{len(unexpected)} unexpected keys (e.g. {unexpected[:2]})")
     bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
     if bad:
         raise WeightsError(f"{path} does not fit this backbone: shape mismatch at {bad[0]}")
@@ -327,9 +317,8 @@ class MVDNet(nn.Module):
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         dims = tuple(int(d) for d in bottleneck_dims) if bottleneck_dims else None
         self.spec = ModelSpec(num_classes, backbone, last_stride, dims, tuple(branches))  # type: ignore[arg-type]
-        self.branches = nn.ModuleDict(
-            {name: Branch(backbone, last_stride, pretrained, num_classes, dims) for name in self.spec.branches}
-        )
+        self.branches = nn.ModuleDict({name: Branch(backbone, last_stride, pretrained, num_classes, dims)
+                                       for name in self.spec.branches})
         self.feat_dim = self.branches["shared"].feat_dim
         self.z_dim = self.branches["shared"].dims[2]
         #: observations this network can make (a student: ``shared_x`` and ``shared_g``)

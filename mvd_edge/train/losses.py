@@ -258,16 +258,12 @@ def loss_terms(outputs: dict[str, dict[str, torch.Tensor]], labels: torch.Tensor
     t, form = w.temperature, w.kl_form
     terms: dict[str, torch.Tensor] = {}
     if w.ce:
-        terms["ce"] = torch.stack([
-            F.cross_entropy(outputs[n][k].float(), labels, label_smoothing=w.label_smoothing)
-            for n in names for k in ("logits_v", "logits_z")
-        ]).mean()
+        terms["ce"] = torch.stack([F.cross_entropy(outputs[n][k].float(), labels, label_smoothing=w.label_smoothing)
+                                   for n in names for k in ("logits_v", "logits_z")]).mean()
     if w.metric:
-        if w.metric_kind == "triplet":
-            fn = lambda f: batch_hard_triplet(f, labels, w.margin)  # noqa: E731
-        else:
-            fn = lambda f: ranked_list_loss(f, labels)  # noqa: E731
-        terms["metric"] = torch.stack([fn(outputs[n]["f"]) for n in names]).mean()
+        terms["metric"] = torch.stack([batch_hard_triplet(outputs[n]["f"], labels, w.margin)
+                                       if w.metric_kind == "triplet" else ranked_list_loss(outputs[n]["f"], labels)
+                                       for n in names]).mean()
     if w.dml:
         a, b = DML_PAIR
         terms["dml"] = dml_loss(outputs[a]["logits_v"], outputs[b]["logits_v"])

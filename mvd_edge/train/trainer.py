@@ -152,13 +152,10 @@ class Trainer:
         self.model = self.build_model().to(self.device)
         if self.distinfo.enabled and cfg.dist.sync_bn:
             self.model = convert_sync_batchnorm(self.model, self.device)
-        params = self.trainable_parameters()
-        self.optimizer = torch.optim.Adam(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
         o = cfg.optim
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda e: lr_factor(e, o.epochs, o.warmup_epochs, o.warmup_factor, o.schedule, o.milestones, o.gamma),
-        )
+        self.optimizer = torch.optim.Adam(self.trainable_parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda e: lr_factor(
+            e, o.epochs, o.warmup_epochs, o.warmup_factor, o.schedule, o.milestones, o.gamma))
         self.use_amp = bool(o.amp and self.device.startswith("cuda"))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         train_ds = ReidImageDataset(self.data.train, self.spec, self.labels, augment=True,
@@ -243,11 +240,8 @@ class Trainer:
         if ModelSpec.from_dict(state["model_spec"]) != self.model.spec:
             raise CheckpointError(f"{path} was trained with a different model ({state['model_spec']}); "
                                   f"use the same config or another --out")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(state["sampler"])
+        for part in ("model", "optimizer", "scheduler", "scaler", "sampler"):
+            getattr(self, part).load_state_dict(state[part])
         self._resume_rng(state, path)
         self.best = dict(state["best"])
         self.history = list(state["history"])
@@ -332,8 +326,7 @@ class Trainer:
         self.sampler.set_epoch(epoch)
         self._seed_loader(epoch)
         sums: dict[str, float] = {}
-        n = 0
-        replaced = 0
+        n = replaced = 0
         lr = self.optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
         from tqdm import tqdm
