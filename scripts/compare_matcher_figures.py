@@ -32,11 +32,17 @@ def walk(a, b, where, diffs):
         diffs.append(f"{where}: {a!r} vs {b!r}")
 
 
+def _read(folder: Path, rel: str):
+    """A matcher_figures.sh output folder, or a flat copy of its two JSON files (as docs/redesign/before)."""
+    path = folder / rel if (folder / rel).is_file() else folder / Path(rel).name
+    return json.loads(path.read_text())
+
+
 def main():
     base, new = Path(sys.argv[1]), Path(sys.argv[2])
     diffs = []
     for rel in ("tracking/tracking.json", "site/site_eval.json"):
-        walk(json.loads((base / rel).read_text()), json.loads((new / rel).read_text()), rel, diffs)
+        walk(_read(base, rel), _read(new, rel), rel, diffs)
     print("\n".join(diffs[:60]) or "identical")
     print(f"{len(diffs)} differences")
     sys.exit(1 if diffs else 0)
