@@ -55,7 +55,10 @@ def main() -> None:
     args = parser.parse_args()
     print("| commit | all lines | code lines |\n|---|---|---|")
     for commit in args.commits:
-        total, code = count(args.repo, commit)
+        try:
+            total, code = count(args.repo, commit)
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"package_lines: {commit}: {exc.stderr.strip() or 'not a commit of ' + args.repo}") from None
         print(f"| {commit} | {total:,} | {code:,} |")
 
 
