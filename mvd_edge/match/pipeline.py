@@ -123,7 +123,6 @@ class Matcher:
         self.crops_embedded = 0
         self.tracks_seen: dict[str, set[int]] = {n: set() for n in names}  # ids, pruned when tracks end
         self.n_tracks = {n: 0 for n in names}
-        self.last_tracks: dict[str, list[Track]] = {n: [] for n in names}  # each camera's tracks at its last frame
         self.policy = policy
         policy.bind(self)
 
@@ -168,7 +167,6 @@ class Matcher:
             self.timer.add("embed", t1 - t - crop_s + appearance_s)
         t = t1
         self.crops_embedded += n_embedded
-        self.last_tracks.update(tracks)
         events = self.policy.associate(packets, tracks)
         self._tick("associate", t)
         result = StepResult(self.frame, packets, tracks, events, n_embedded, time.perf_counter() - start)

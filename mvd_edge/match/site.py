@@ -65,7 +65,6 @@ class SitePolicy:
         self.gallery = IdentityMemory(matcher.embedder.dim, tuple(Modality), self.c.site.gallery_size,
                                       self.c.site.faiss_above)
         self.next_gid = 1
-        self._last_image: dict[str, np.ndarray] = {}  # each camera's last frame, for the video
 
     def track_new(self, camera: str, track_id: int) -> None:
         self.states[camera][track_id] = _TrackState()
@@ -112,9 +111,8 @@ class SitePolicy:
     def render(self, runner, res) -> np.ndarray:
         from mvd_edge.match.render import render_site_grid
 
-        for n, pkt in res.frames.items():
-            self._last_image[n] = pkt.image
-        views = [(f"{n} ({c.modality.short})" + ("" if n in res.frames else " [no frame]"), self._last_image.get(n),
+        last = runner.last  # each camera's newest frame: a camera without one this step shows its last
+        views = [(f"{n} ({c.modality.short})" + ("" if n in res.frames else " [no frame]"), last[n].image if last[n] else None,
                   res.tracks[n] if n in res.frames else [], self.global_ids(n)) for n, c in self.m.cameras.items()]
         t_step = runner.sync.period * (runner.sync.step - 1)
         return render_site_grid(views, runner.tile_height,
