@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mvd_edge.core.errors import UsageError
+from mvd_edge.core.util import temp_beside
 from mvd_edge.match.detect import clip_boxes, iter_mot, letterbox, nms
 
 __all__ = ["DetectorTrainConfig", "PersonNet", "decode", "export_detector", "load_detector", "load_frames", "targets",
@@ -127,11 +128,9 @@ def export_detector(net: PersonNet, out: str | Path, size: tuple[int, int], layo
     out.parent.mkdir(parents=True, exist_ok=True)
     module = _Export(net.eval(), layout, top_k).eval()
     dummy = torch.zeros(1, 3, int(size[0]), int(size[1]))
-    tmp = out.with_name(out.name + ".tmp")
-    with torch.no_grad():
+    with temp_beside(out) as tmp, torch.no_grad():  # a failed export leaves no temp file and names ``out``
         torch.onnx.export(module, (dummy,), str(tmp), dynamo=False, opset_version=opset, input_names=["images"],
                           output_names=["output0"])
-    tmp.replace(out)
     return out
 
 
