@@ -332,9 +332,10 @@ TRAIN_CHOICES: dict[str, tuple[str, ...]] = {
 }
 #: the ranges of the training config's numeric keys: what a value must be (as the message says it) and the test
 TRAIN_RANGES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    **{key: ("> 0", lambda v: v > 0) for key in ("data.height", "data.width", "data.p_ids", "data.k_per_modality",
+    **{key: ("> 0", lambda v: v > 0) for key in ("data.height", "data.width", "data.k_per_modality",
                                                  "optim.epochs", "optim.lr", "eval.trials", "eval.batch_size",
                                                  "eval.eval_every", "loss.temperature")},
+    "data.p_ids": (">= 2 (the metric loss needs negatives)", lambda v: v >= 2),
     "data.workers": (">= 0 (0: load in the main process)", lambda v: v >= 0),
     "data.batches_per_epoch": (">= 1 (or unset: one pass over the training images)", lambda v: v is None or v >= 1),
     "synth.scene_people": (">= 1", lambda v: v >= 1),
@@ -358,8 +359,6 @@ def validate_train_config(cfg: TrainConfig) -> None:
         value = functools.reduce(getattr, key.split("."), cfg)
         if not ok(value):
             raise ConfigError(f"{key} must be {must}, got {value}")
-    if cfg.data.p_ids < 2:
-        raise ConfigError("data.p_ids must be >= 2 (the metric loss needs negatives)")
     if cfg.model.bottleneck_dims is not None and len(cfg.model.bottleneck_dims) != 3:
         raise ConfigError("model.bottleneck_dims must list three sizes, e.g. [1000, 500, 512]")
     from mvd_edge.core.util import check_device
