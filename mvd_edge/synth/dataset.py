@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from mvd_edge.core.errors import OutputExists, UsageError
 from mvd_edge.core.modality import Modality
@@ -26,7 +27,7 @@ from mvd_edge.core.util import write_errno
 from mvd_edge.synth.camera import CameraStyle, render_crop, sample_camera_style, sample_crop_view
 from mvd_edge.synth.identity import Identity, sample_identities
 from mvd_edge.synth.raster import VIEWS
-from mvd_edge.synth.video import SynthVideoRenderer, progress_counter
+from mvd_edge.synth.video import SynthVideoRenderer
 
 __all__ = [
     "LLCM_CAMS",
@@ -290,13 +291,15 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
     identities = sample_identities(n_ids, seed)
     names = ("train", "val", "test")
     groups = _identity_split(n_ids, counts, np.random.default_rng([_SPLIT_TAG, seed, 1]))
-    update = progress_counter(n_ids * 6 * images_per_cam, progress, f"synthetic SYSU-MM01 ({render})", "img")
-    for cam in SYSU_CAMS:
-        modality = Modality.INFRARED if cam in SYSU_IR_CAMS else Modality.VISIBLE
-        if render == "scenes":
-            _write_sysu_scenes(root, cam, modality, identities, groups, seed, images_per_cam, size, scene_people, update)
-        else:
-            _write_sysu_crops(root, cam, modality, identities, seed, images_per_cam, size, update)
+    with tqdm(total=n_ids * 6 * images_per_cam, desc=f"synthetic SYSU-MM01 ({render})", unit="img",
+              disable=not progress) as bar:
+        for cam in SYSU_CAMS:
+            modality = Modality.INFRARED if cam in SYSU_IR_CAMS else Modality.VISIBLE
+            if render == "scenes":
+                _write_sysu_scenes(root, cam, modality, identities, groups, seed, images_per_cam, size, scene_people,
+                                   bar.update)
+            else:
+                _write_sysu_crops(root, cam, modality, identities, seed, images_per_cam, size, bar.update)
 
     _write_id_lists(root / "exp", {"available": range(1, n_ids + 1), **dict(zip(names, groups))})
     per_cam = {f"cam{c}": n_ids * images_per_cam for c in SYSU_CAMS}

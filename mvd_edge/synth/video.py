@@ -48,13 +48,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.modality import Modality
@@ -69,7 +70,6 @@ __all__ = [
     "STREAMS",
     "SynthVideoRenderer",
     "open_video_writer",
-    "progress_counter",
     "record",
     "write_mot",
     "write_synth_video",
@@ -319,22 +319,6 @@ class SynthVideoRenderer:
         return camera_response(img, style, gain, offset, sigma, noise, fpn * style.fpn)
 
 
-def progress_counter(total: int, enabled: bool, desc: str, unit: str) -> Callable[[int], None]:
-    """``update(k)``: ``k`` more of ``total`` done, on a tqdm bar that closes at ``total`` (no-op unless ``enabled``)."""
-    if not enabled:
-        return lambda k: None
-    from tqdm import tqdm  # optional: only when asked for
-
-    bar = tqdm(total=total, desc=desc, unit=unit)
-
-    def update(k: int) -> None:
-        bar.update(k)
-        if bar.n >= total:
-            bar.close()
-
-    return update
-
-
 def record(out: Path, cameras: Mapping[str, tuple[SynthVideoRenderer, str, float, int]], progress: bool, desc: str
            ) -> tuple[dict[str, Path], dict[str, list[list[list[float]]]]]:
     """Render and write ``out/<name>.mp4`` for each ``name: (renderer, stream, fps, n_frames)``.
@@ -343,18 +327,18 @@ def record(out: Path, cameras: Mapping[str, tuple[SynthVideoRenderer, str, float
     """
     videos: dict[str, Path] = {}
     boxes: dict[str, list[list[list[float]]]] = {}
-    update = progress_counter(sum(c[3] for c in cameras.values()), progress, desc, "frame")
-    for name, (renderer, stream, fps, n_frames) in cameras.items():
-        writer, videos[name] = open_video_writer(out / f"{name}.mp4", fps, renderer.size[::-1])
-        boxes[name] = []
-        try:
-            for k in range(n_frames):
-                img, b = renderer.render(stream, k)
-                writer.write(img)
-                boxes[name].append(b)
-                update(1)
-        finally:
-            writer.release()
+    with tqdm(total=sum(c[3] for c in cameras.values()), desc=desc, unit="frame", disable=not progress) as bar:
+        for name, (renderer, stream, fps, n_frames) in cameras.items():
+            writer, videos[name] = open_video_writer(out / f"{name}.mp4", fps, renderer.size[::-1])
+            boxes[name] = []
+            try:
+                for k in range(n_frames):
+                    img, b = renderer.render(stream, k)
+                    writer.write(img)
+                    boxes[name].append(b)
+                    bar.update(1)
+            finally:
+                writer.release()
     return videos, boxes
 
 
