@@ -291,16 +291,7 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
     identities = sample_identities(n_ids, seed)
     names = ("train", "val", "test")
     groups = _identity_split(n_ids, counts, np.random.default_rng([_SPLIT_TAG, seed, 1]))
-    with tqdm(total=n_ids * 6 * images_per_cam, desc=f"synthetic SYSU-MM01 ({render})", unit="img",
-              disable=not progress) as bar:
-        for cam in SYSU_CAMS:
-            modality = Modality.INFRARED if cam in SYSU_IR_CAMS else Modality.VISIBLE
-            if render == "scenes":
-                _write_sysu_scenes(root, cam, modality, identities, groups, seed, images_per_cam, size, scene_people,
-                                   bar.update)
-            else:
-                _write_sysu_crops(root, cam, modality, identities, seed, images_per_cam, size, bar.update)
-
+    _write_sysu_cameras(root, identities, groups, seed, images_per_cam, size, render, scene_people, progress)
     _write_id_lists(root / "exp", {"available": range(1, n_ids + 1), **dict(zip(names, groups))})
     per_cam = {f"cam{c}": n_ids * images_per_cam for c in SYSU_CAMS}
     return {"root": str(root), "layout": "sysu", "render": render, "n_ids": n_ids, "seed": seed, "size": size,
@@ -308,6 +299,20 @@ def write_sysu(root: Path, n_ids: int = 100, images_per_cam: int = 4, size: tupl
             "ids": dict(zip(names, groups)),
             "images": {name: {f"cam{c}": len(ids) * images_per_cam for c in SYSU_CAMS} for name, ids in zip(names, groups)},
             "images_per_camera": per_cam, "total_images": sum(per_cam.values())}
+
+
+def _write_sysu_cameras(root: Path, identities: list[Identity], groups, seed: int, images_per_cam: int,
+                        size: tuple[int, int], render: str, scene_people: int, progress: bool) -> None:
+    """Every camera's images (``render``: crops or scenes), on one progress bar."""
+    with tqdm(total=len(identities) * len(SYSU_CAMS) * images_per_cam, desc=f"synthetic SYSU-MM01 ({render})",
+              unit="img", disable=not progress) as bar:
+        for cam in SYSU_CAMS:
+            modality = Modality.INFRARED if cam in SYSU_IR_CAMS else Modality.VISIBLE
+            if render == "scenes":
+                _write_sysu_scenes(root, cam, modality, identities, groups, seed, images_per_cam, size, scene_people,
+                                   bar.update)
+            else:
+                _write_sysu_crops(root, cam, modality, identities, seed, images_per_cam, size, bar.update)
 
 
 def _check_render(render: str, scene_people: Any, images_per_cam: int) -> int:
