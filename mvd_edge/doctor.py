@@ -34,7 +34,7 @@ TENSORRT_MISSING = ("TensorRT is not installed: pip install 'mvd-edge[trt-cu12]'
 
 
 #: the report's row of each Python module the formats table names (the others: the module's own name)
-_COMPONENTS = {"tensorrt": "TensorRT", "triton": "Triton"}
+_COMPONENTS = {"tensorrt": "TensorRT", "triton": "Triton", "openvino": "OpenVINO"}
 
 NEEDS_DRIVER = "installed, but it needs the NVIDIA driver (see the CUDA driver row)"
 
@@ -329,7 +329,7 @@ PROBES = [
     _probe_onnxruntime,
     _simple("onnx", "onnx", "pip install 'mvd-edge[quant]' (fp16/int8 graphs)"),
     _simple("Triton", "triton", "pip install triton (Linux x86-64 with torch; the fused head)"),
-    _simple("OpenVINO", "openvino", "pip install openvino"),
+    _simple("OpenVINO", "openvino", "pip install 'mvd-edge[openvino]'"),
 ]
 """Run in this order: later probes read what earlier ones found (the GPU, the driver's CUDA major)."""
 
@@ -354,7 +354,8 @@ def backends(rows: list[Component], ctx: dict) -> list[dict]:
             ("ort cpu", "ort", [], quant_note),
             ("ort cuda", "ort", ["GPU"], quant_note),
             ("trt", "trt", ["pycuda or cuda-python"], f"compute capability {gpu['compute_capability']}" if gpu else ""),
-            ("torch", "torch", [], "fp16 needs CUDA; int8 is for ort/trt engines"),
+            ("openvino", "openvino", [], "cpu; runs the fp32/fp16/int8 ONNX graphs as they are"),
+            ("torch", "torch", [], "fp16 needs CUDA; int8 is for ort/trt/openvino engines"),
             ("torch fused head", "torch", ["Triton", "GPU"], "")):
         providers = ctx.get("ort_providers", [])
         if label == "ort cuda" and ok.get("onnxruntime") and "CUDAExecutionProvider" not in providers:

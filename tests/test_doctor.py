@@ -94,7 +94,7 @@ def test_a_bare_cpu_machine_lists_every_missing_piece_with_its_command(machine):
     assert rows["torch"]["status"] == "missing" and rows["torch"]["fix"] == "pip install 'mvd-edge[train]'"
     assert rows["pycuda"]["fix"].startswith("pip install pycuda")
     assert rows["cuda-python"]["fix"] == "pip install cuda-python"
-    assert rows["Triton"]["fix"].startswith("pip install triton") and rows["OpenVINO"]["fix"] == "pip install openvino"
+    assert rows["Triton"]["fix"].startswith("pip install triton") and rows["OpenVINO"]["fix"] == "pip install 'mvd-edge[openvino]'"
     assert rows["onnxruntime"]["status"] == "ok" and rows["onnxruntime"]["facts"]["providers"] == ["CPUExecutionProvider"]
     assert caps["ort cpu"] == {"backend": "ort cpu", "fp32": True, "fp16": True, "int8": True, "missing": [], "fix": "",
                                "note": ""}
@@ -102,6 +102,8 @@ def test_a_bare_cpu_machine_lists_every_missing_piece_with_its_command(machine):
     assert caps["trt"]["missing"] == ["TensorRT", "GPU", "pycuda or cuda-python"]
     assert "mvd-edge[trt-cu12]" in caps["trt"]["fix"] and "needs an NVIDIA GPU" in caps["trt"]["fix"]
     assert caps["ort cuda"]["missing"] == ["CUDAExecutionProvider"] and "onnxruntime-gpu" in caps["ort cuda"]["fix"]
+    assert not any(caps["openvino"][p] for p in ("fp32", "fp16", "int8"))
+    assert caps["openvino"]["missing"] == ["OpenVINO"] and caps["openvino"]["fix"] == "pip install 'mvd-edge[openvino]'"
     json.dumps(rep)  # JSON-able as it is
 
 
@@ -121,7 +123,7 @@ def test_a_full_gpu_machine(machine):
     assert rows["CUDA runtime"]["facts"] == {"torch": "12.4", "cuda-python": "12.8"}
     assert rows["TensorRT"]["version"] == "10.9.0.34" and rows["TensorRT"]["details"] == "built for CUDA 12"
     assert rows["pycuda"]["version"] == "2024.1.2" and rows["torch"]["details"] == "CUDA 12.4 build, 1 GPU(s) visible"
-    for backend in ("ort cpu", "ort cuda", "trt"):
+    for backend in ("ort cpu", "ort cuda", "trt", "openvino"):
         assert all(caps[backend][p] for p in ("fp32", "fp16", "int8")), caps[backend]
     assert caps["torch"]["fp16"] and not caps["torch"]["int8"] and caps["torch fused head"]["fp16"]
 

@@ -23,8 +23,10 @@ def test_rows_are_well_formed():
     for p in PRECISIONS:
         assert formats.graph_format(p, "trt").precisions == (p,)
     assert formats.INT8_FLAVOURS == ("trt", "cpu")
-    assert formats.ENGINE_BACKENDS == ("ort", "trt")
-    assert formats.BENCH_BACKENDS == ("torch", "ort", "trt")
+    assert formats.ENGINE_BACKENDS == ("ort", "trt", "openvino")
+    assert formats.BENCH_BACKENDS == ("torch", "ort", "trt", "openvino")
+    # the backends that run a bare ONNX graph as it is (load_embedder(graph, backend=...), the detector)
+    assert [f.backend for f in FORMATS if f.reads_onnx] == ["ort", "openvino"]
 
 
 @pytest.fixture()

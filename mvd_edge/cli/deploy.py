@@ -159,7 +159,7 @@ def build_engine_cmd(
     recipe: Annotated[Optional[str], typer.Option(help="checkpoint: full, shared or z (default: the checkpoint's)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="engine file (default: beside the model; the intermediate "
                                                      "graphs go beside the engine)")] = None,
-    device: Annotated[str, typer.Option(help="ort: cpu or cuda")] = "cpu",
+    device: Annotated[str, typer.Option(help="ort: cpu or cuda; openvino: cpu")] = "cpu",
     batch: Annotated[str, typer.Option(help="batch profile min,opt,max (max also splits large calls)")] = "1,8,32",
     workspace_mb: Annotated[int, typer.Option(help="TensorRT workspace (MiB)")] = 2048,
     timing_cache: Annotated[Optional[Path], typer.Option(help="TensorRT timing cache file (reused across builds)")] = None,
@@ -167,7 +167,7 @@ def build_engine_cmd(
     seed: Annotated[int, typer.Option(help="calibration sampling seed")] = 0,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
-    """Build an ONNX Runtime or TensorRT engine (+ sidecar JSON); with --precision, export/fp16/int8 first.
+    """Build an ONNX Runtime, TensorRT or OpenVINO engine (+ sidecar JSON); with --precision, export/fp16/int8 first.
 
     One command from a checkpoint or FP32 ONNX to an engine, e.g.
     `mvd-edge build-engine model.pt --backend trt --precision int8 --calib crops/`: it runs

@@ -39,6 +39,7 @@ class Format:
     cuda: tuple[str, ...] = ()  # what needs a CUDA device: "*" (everything), a precision, or "fused-head"
     fused_head: bool = False  # can hold / run the fused embedding head (mvd::FusedHead op, Triton kernel)
     int8_flavours: tuple[str, ...] = ()  # INT8 Q/DQ flavours it holds or runs; an engine's first is what it is built from
+    reads_onnx: bool = False  # an engine backend that also runs the bare ONNX graphs as they are (load_embedder(backend=))
 
     @property
     def suffix(self) -> str:
@@ -71,9 +72,12 @@ FORMATS: tuple[Format, ...] = (
     Format("onnx-int8-cpu", GRAPH, (".int8-cpu.onnx",), "ort", ("int8",), ("onnxruntime",),
            int8_flavours=("cpu",)),
     Format("ort", ENGINE, (".ort.onnx",), "ort", PRECISIONS, ("onnxruntime",), "ONNX Runtime",
-           int8_flavours=("cpu", "trt")),
+           int8_flavours=("cpu", "trt"), reads_onnx=True),
     Format("trt", ENGINE, (".engine",), "trt", PRECISIONS, ("tensorrt",), "TensorRT",
            cuda=("*",), fused_head=True, int8_flavours=("trt",)),
+    # the ONNX graph itself (OpenVINO reads ONNX), checked and described by its sidecar
+    Format("openvino", ENGINE, (".ov.onnx",), "openvino", PRECISIONS, ("openvino",), "OpenVINO",
+           int8_flavours=("cpu", "trt"), reads_onnx=True),
     Format("triton", SERVED, ("triton://", "triton+grpc://", "triton+http://"), "triton", PRECISIONS,
            ("tritonclient",), "Triton Inference Server"),
 )

@@ -152,13 +152,22 @@ def _visible(boxes: np.ndarray) -> np.ndarray:
     return (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
 
 
-def _detector_session(path: str | Path, device: str, threads: int | None, **options):
-    """An ONNX Runtime session of the detector model at ``path``."""
-    from mvd_edge.runtime.ort_backend import make_session
+def _detector_session(path: str | Path, device: str, threads: int | None, backend: str = "ort", **options):
+    """A session of the detector model at ``path``: ONNX Runtime's, or ``backend="openvino"``'s stand-in for one
+    (:class:`mvd_edge.runtime.ov_backend.OvSession`; ``options`` are ONNX Runtime's and do not apply)."""
+    from mvd_edge.deploy.formats import engine_format
 
+    if not engine_format(backend, what="detector backend").reads_onnx:
+        raise UsageError(f"the detector runs on ONNX Runtime (ort) or OpenVINO (openvino), not {backend!r}")
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"detector model not found: {p}")
+    if backend == "openvino":
+        from mvd_edge.runtime.ov_backend import OvSession
+
+        return OvSession(p, device=device, threads=threads)
+    from mvd_edge.runtime.ort_backend import make_session
+
     # no spinning: in the matcher the detector takes turns with the embedder on the same cores
     return make_session(p, device=device, threads=threads, spin=False, **options)
 
@@ -253,17 +262,18 @@ class OnnxDetector(Detector):
         conf: score threshold. iou: NMS IoU. person_class: class index of "person".
         layout: ``auto``, ``v8``, ``v5`` or ``e2e``. size: ``(H, W)`` for a dynamic input.
         device: ``cpu`` or ``cuda``. threads: ONNX Runtime intra-op threads.
+        backend: ``ort`` (ONNX Runtime) or ``openvino`` (OpenVINO, cpu).
     """
 
     name = "onnx"
 
     def __init__(self, path: str | Path, conf: float = 0.35, iou: float = 0.5, person_class: int = 0,
                  layout: str = "auto", size: tuple[int, int] = (640, 640), device: str = "cpu",
-                 threads: int | None = None):
+                 threads: int | None = None, backend: str = "ort"):
         if layout not in ("auto", "v8", "v5", "e2e"):
             raise UsageError(f"detector layout must be auto, v8, v5 or e2e, got {layout!r}")
         p = Path(path)
-        self.session = _detector_session(p, device, threads)
+        self.session = _detector_session(p, device, threads, backend)
         inp = self.session.get_inputs()[0]
         shape = list(inp.shape)
         if len(shape) != 4:
@@ -329,7 +339,8 @@ class OnnxDetector(Detector):
 
 class SsdDetector(Detector):
     """A TensorFlow-Object-Detection-API SSD person detector (the packaged ``ssdlite``:
-    SSDLite-MobileNetV2 trained on real photographs) run with ONNX Runtime.
+    SSDLite-MobileNetV2 trained on real photographs) run with ONNX Runtime (``backend="ort"``) or
+    OpenVINO (``backend="openvino"``).
 
     The ONNX graph holds the backbone and box heads only (``scripts/convert_ssdlite.py`` cuts the
     TensorFlow graph there), so it is a plain float graph the project's INT8 path can calibrate;
@@ -350,12 +361,13 @@ class SsdDetector(Detector):
     name = "ssdlite"
 
     def __init__(self, path: str | Path, anchors: np.ndarray, conf: float = 0.3, iou: float = 0.6,
-                 size: int = 300, tiles: int = 1, device: str = "cpu", threads: int | None = None):
+                 size: int = 300, tiles: int = 1, device: str = "cpu", threads: int | None = None,
+                 backend: str = "ort"):
         if tiles not in (1, 2):
             raise UsageError(f"tiles must be 1 or 2, got {tiles}")
         # "all": ONNX Runtime's layout optimisations take this NHWC graph from 44 to 11 ms a window
         # (one thread here); the re-id engines keep "extended", which their parity checks were made with
-        self.session = _detector_session(path, device, threads, optimization="all")
+        self.session = _detector_session(path, device, threads, backend, optimization="all")
         self.input_name = self.session.get_inputs()[0].name
         self.anchors = np.asarray(anchors, np.float32).reshape(-1, 4)  # ymin, xmin, ymax, xmax in 0..1
         self.conf, self.iou, self.size, self.tiles = float(conf), float(iou), int(size), int(tiles)
@@ -426,15 +438,15 @@ def intersection_over_first(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def load_ssdlite(device: str = "cpu", conf: float | None = None, tiles: int | None = None,
-                 threads: int | None = None) -> SsdDetector:
+                 threads: int | None = None, backend: str = "ort") -> SsdDetector:
     """The packaged real-world person detector (:data:`SSDLITE`) with :data:`SSDLITE_SETTINGS`
-    where ``conf`` / ``tiles`` are not given."""
+    where ``conf`` / ``tiles`` are not given, on ``backend`` (``ort`` or ``openvino``)."""
     anchors = SSDLITE.with_suffix(".anchors.npy")
     if not SSDLITE.is_file() or not anchors.is_file():
         raise UsageError(f"the packaged detector is missing ({SSDLITE}): reinstall mvd-edge")
     return SsdDetector(SSDLITE, np.load(anchors), conf=SSDLITE_SETTINGS["conf"] if conf is None else conf,
                        tiles=int(SSDLITE_SETTINGS["tiles"] if tiles is None else tiles), device=device,
-                       threads=threads)
+                       threads=threads, backend=backend)
 
 
 def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, float, float]:

@@ -15,12 +15,17 @@ from mvd_edge.runtime.sidecar import EngineError, read_sidecar, sidecar_path
 __all__ = ["Embedder", "EngineError", "load_embedder"]
 
 
-def load_embedder(path: str | Path, device: str | None = None, max_batch: int | None = None, **kwargs) -> Embedder:
+def load_embedder(path: str | Path, device: str | None = None, max_batch: int | None = None,
+                  backend: str | None = None, **kwargs) -> Embedder:
     """Open an engine (``.onnx``/``.engine`` with its sidecar), a bare exported ``.onnx``, or a checkpoint ``.pt``:
     the backend is the one :mod:`mvd_edge.deploy.formats` gives the file's format (an engine's: its sidecar's).
 
     ``device``: ``cpu``/``cuda`` for ONNX Runtime (default: what the engine was built for),
-    ``cuda:N`` for TensorRT/torch. Extra keyword arguments go to the backend.
+    ``cuda:N`` for TensorRT/torch. Extra keyword arguments go to the backend (``threads`` for
+    ONNX Runtime and OpenVINO).
+
+    ``backend``: run a bare ONNX graph (no sidecar) on another engine backend that reads ONNX
+    (``openvino``); for an engine or a checkpoint it must be the one its format gives.
 
     A ``triton://HOST:PORT/NAME`` string opens a model served by Triton Inference Server
     (:class:`mvd_edge.runtime.triton_backend.TritonEmbedder`; the server decides the device).
@@ -47,10 +52,24 @@ def load_embedder(path: str | Path, device: str | None = None, max_batch: int | 
             if fmt is None:
                 raise EngineError(f"{p}: no sidecar {sidecar_path(p).name} beside it; build engines with "
                                   "`mvd-edge build-engine`")
+    if backend is not None and backend != fmt.backend:
+        fmt = _other_backend(p, fmt, backend, info)
     emb = _OPENERS[fmt.backend](p, info=info, device=device, max_batch=max_batch, **kwargs)
     if info is None and fmt.kind == formats.GRAPH:
         emb.info["missing_sidecar"] = str(sidecar_path(p))  # resolve() says why no calibrated threshold
     return emb
+
+
+def _other_backend(path: Path, fmt: formats.Format, backend: str, info: dict | None) -> formats.Format:
+    """The engine row of ``backend`` for a bare graph it can run; a one-line error for anything else."""
+    other = formats.engine_format(backend)
+    if fmt.kind == formats.GRAPH and info is None and other.reads_onnx:
+        return other
+    if not other.reads_onnx:
+        raise UsageError(f"{other.title} does not run ONNX graphs as they are: build an engine with "
+                         f"`mvd-edge build-engine {path} --backend {backend}`")
+    raise UsageError(f"{path} is a {fmt.kind} for the {fmt.backend} backend; {other.title} runs bare ONNX graphs "
+                     f"(from export, fp16 or int8) or its own engines (`mvd-edge build-engine GRAPH --backend {backend}`)")
 
 
 def _torch(path, info, device, max_batch, **kwargs):
@@ -79,5 +98,13 @@ def _triton(address, max_batch, **kwargs):
     return TritonEmbedder(address, max_batch=max_batch, **kwargs)
 
 
+def _openvino(path, info, device, max_batch, **kwargs):
+    from mvd_edge.runtime.ov_backend import OvEmbedder
+
+    known = info or {}
+    return OvEmbedder(path, info=info, device=device or known.get("device", "cpu"),
+                      max_batch=max_batch or known.get("max_batch", 64), **kwargs)
+
+
 #: how each backend of :data:`mvd_edge.deploy.formats.FORMATS` is opened (a test checks they agree)
-_OPENERS = {"torch": _torch, "ort": _ort, "trt": _trt, "triton": _triton}
+_OPENERS = {"torch": _torch, "ort": _ort, "trt": _trt, "triton": _triton, "openvino": _openvino}

@@ -1,4 +1,4 @@
-"""Engine building: an exported (precision) ONNX graph -> an ONNX Runtime or TensorRT engine + sidecar.
+"""Engine building: an exported (precision) ONNX graph -> an ONNX Runtime, TensorRT or OpenVINO engine + sidecar.
 
 torch-free. The precision is whatever the ONNX graph carries (FP32, FP16 graph, INT8 Q/DQ
 graph); the sidecar records what was actually built.
@@ -97,6 +97,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, backend: str = "ort", d
 
         info.update({"device": device, "ort_optimization": "disable", "ort_built_with": "extended"})
         info["versions"]["onnxruntime"] = ort.__version__
+    elif backend == "openvino":
+        info.update(_build_ov(onnx_path, out, device))
     else:
         info.update(_build_trt(onnx_path, out, facts, info, (bmin, bopt, bmax), workspace_mb, timing_cache, verbose))
     write_sidecar(out, info)
@@ -117,6 +119,17 @@ def _build_ort(onnx_path: Path, out: Path, device: str) -> None:
             make_session(onnx_path, device=device, optimization="disable")
             err = write_errno(out.parent)
             raise OSError(err, f"{os.strerror(err)} (ONNX Runtime could not save the engine)", str(out)) from None
+
+
+def _build_ov(onnx_path: Path, out: Path, device: str) -> dict:
+    """An OpenVINO engine is the ONNX graph itself (OpenVINO reads ONNX): copied, once OpenVINO compiled it here."""
+    from mvd_edge.runtime.ov_backend import OvSession, openvino_version
+
+    OvSession(onnx_path, device=device)  # a graph OpenVINO cannot compile fails here, naming it
+    with temp_beside(out) as tmp:
+        tmp.write_bytes(onnx_path.read_bytes())
+    return {"device": device, "ov_inference_precision": "f32", "versions": {"mvd_edge": __version__,
+                                                                            "openvino": openvino_version()}}
 
 
 def _build_trt(onnx_path: Path, out: Path, facts: dict, info: dict, batch: tuple[int, int, int], workspace_mb: int,

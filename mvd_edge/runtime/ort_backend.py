@@ -72,6 +72,26 @@ def check_sidecar_matches_graph(session, info: dict, spec: PreprocessSpec, path:
                           f"{shape[2]}x{shape[3]}): {fix}")
 
 
+def embedder_facts(session, info: dict, path: str | Path) -> tuple[PreprocessSpec, int]:
+    """The preprocessing and embedding size of an ONNX graph opened as ``session`` (ONNX Runtime's, or a
+    stand-in with its calls): an engine's from its sidecar ``info``, checked against the graph; a bare
+    graph's from its metadata (``info`` gets the graph's precision and recipe)."""
+    if "preprocess" in info and info.get("embedding_dim"):
+        # a built engine: its sidecar records what was built; the optimised graph keeps the metadata
+        # too, and the two must agree (an edited or swapped sidecar would silently embed wrongly)
+        spec = PreprocessSpec.from_dict(info["preprocess"])
+        check_sidecar_matches_graph(session, info, spec, path)
+        check_sidecar_facts(info, path)  # fields the graph does not hold (tensor names, batch profile, ...)
+        return spec, int(info["embedding_dim"])
+    try:
+        meta = GraphMeta.from_session(session, source=path)
+    except MetadataError as exc:
+        raise EngineError(str(exc)) from exc
+    info.setdefault("precision", meta.precision)
+    info.setdefault("recipe", meta.recipe)
+    return meta.preprocess, meta.embedding_dim
+
+
 class OrtEmbedder(Embedder):
     backend = "ort"
 
@@ -80,21 +100,7 @@ class OrtEmbedder(Embedder):
         info = dict(info or {})
         self.session = make_session(path, device=device, threads=threads,
                                     optimization=info.get("ort_optimization", "disable" if info else "extended"))
-        if "preprocess" in info and info.get("embedding_dim"):
-            # a built engine: its sidecar records what was built; the optimised graph keeps the metadata
-            # too, and the two must agree (an edited or swapped sidecar would silently embed wrongly)
-            spec = PreprocessSpec.from_dict(info["preprocess"])
-            dim = int(info["embedding_dim"])
-            check_sidecar_matches_graph(self.session, info, spec, path)
-            check_sidecar_facts(info, path)  # fields the graph does not hold (tensor names, batch profile, ...)
-        else:
-            try:
-                meta = GraphMeta.from_session(self.session, source=path)
-            except MetadataError as exc:
-                raise EngineError(str(exc)) from exc
-            spec, dim = meta.preprocess, meta.embedding_dim
-            info.setdefault("precision", meta.precision)
-            info.setdefault("recipe", meta.recipe)
+        spec, dim = embedder_facts(self.session, info, path)
         info["device"] = device
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
