@@ -181,3 +181,48 @@ def test_the_packaged_detector_on_openvino_finds_what_onnx_runtime_finds():
     assert found >= 10
     with pytest.raises(UsageError, match="detector runs on ONNX Runtime"):
         load_ssdlite(backend="trt")
+
+
+@needs_openvino
+def test_bench_puts_openvino_beside_onnx_runtime_with_ratios_threads_and_the_detector(tmp_path):
+    """A smoke run at tiny sizes (2 timed calls): what is checked is the plan, the ratios' arithmetic and the
+    parity columns, never a time."""
+    import json
+
+    from conftest import make_checkpoint
+    from typer.testing import CliRunner
+
+    from mvd_edge.cli import app
+    from mvd_edge.synth.dataset import write_sysu
+
+    root = tmp_path / "data"
+    write_sysu(root, n_ids=12, images_per_cam=2, size=(64, 32), seed=0)
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    res = CliRunner().invoke(app, ["bench", str(ckpt), "--root", str(root), "--backends", "torch,ort,openvino",
+                                   "--precisions", "fp32,int8", "--recipes", "full", "--fused-head", "off",
+                                   "--batch", "1,2", "--iters", "2", "--trials", "1", "--calib-n", "48",
+                                   "--threads", "1,2", "--detector", "--out", str(tmp_path / "bench")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    rows = {r["variant"]: r for r in rep["rows"]}
+    assert set(rows) == {"torch-fp32-full"} | {f"{b}-{p}-full-t{t}" for b in ("ort", "openvino")
+                                                for p in ("fp32", "int8") for t in (1, 2)}
+    for p in ("fp32", "int8"):
+        for t in (1, 2):
+            ov, ort = rows[f"openvino-{p}-full-t{t}"], rows[f"ort-{p}-full-t{t}"]
+            assert ov["threads"] == t and ort["speedup_vs_ort"] is None
+            for b in ("1", "2"):
+                assert ov["speedup_vs_ort"][b] == pytest.approx(ort["latency_ms"][b] / ov["latency_ms"][b])
+    assert rows["openvino-fp32-full-t1"]["cosine_vs_torch_fp32"] > 0.99999  # f32 forced: the FP32 model's vectors
+    assert rows["openvino-int8-full-t1"]["cosine_vs_torch_fp32"] > 0.999
+    assert rows["torch-fp32-full"]["speedup_vs_ort"] is None  # no ONNX Runtime row at the torch row's threads
+    det = {r["variant"]: r for r in rep["detector_rows"]}
+    assert set(det) == {f"ssdlite-{b}-t{t}" for b in ("ort", "openvino") for t in (1, 2)}
+    for t in (1, 2):
+        ov, ort = det[f"ssdlite-openvino-t{t}"], det[f"ssdlite-ort-t{t}"]
+        assert ort["max_abs_diff_vs_ort"] == 0.0 and 0.0 < ov["max_abs_diff_vs_ort"] < 1e-3
+        for b in ("1", "2"):
+            assert ov["speedup_vs_ort"][b] == pytest.approx(ort["latency_ms"][b] / ov["latency_ms"][b])
+            assert ov["ms_per_window"][b] == pytest.approx(ov["latency_ms"][b] / int(b))
+    assert (tmp_path / "bench" / "bench_backends.png").stat().st_size > 1000
+    assert "ssdlite-openvino-t2" in res.output and "vs ort@2" in res.output

@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mvd_edge.cli import app
+from mvd_edge.deploy import formats
 from mvd_edge.deploy.bench import pareto_front, plan_variants
 from mvd_edge.deploy.profile import profile_embedder
 from mvd_edge.runtime import load_embedder
@@ -55,6 +56,14 @@ def test_plan_skips_with_reasons_on_cpu():
     assert all(("TensorRT" in r) for n, r in reasons.items() if n.startswith("trt"))
     with pytest.raises(ValueError, match="unknown backend"):
         plan_variants(["tvm"], ["fp32"], ["full"], [False], False, "cpu")
+    # --threads: the CPU backends that run ONNX graphs at each count, the others once
+    run, skipped = plan_variants(["torch", "ort", "openvino", "trt"], ["fp32"], ["full"], [False], compiled=False,
+                                 device="cpu", threads=[1, 2])
+    names = {v.name for v in run} | {v.name for v, _ in skipped}
+    assert names == {"torch-fp32-full", "ort-fp32-full-t1", "ort-fp32-full-t2", "openvino-fp32-full-t1",
+                     "openvino-fp32-full-t2", "trt-fp32-full"}
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        plan_variants(["ort"], ["fp32"], ["full"], [False], False, "cpu", threads=[0])
 
 
 def test_pareto_front():
@@ -76,7 +85,9 @@ def test_bench_end_to_end_on_cpu(tmp_path):
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "bench" / "bench.json").read_text())
     rows = {r["variant"]: r for r in rep["rows"]}
-    assert set(rows) == {f"{b}-{r}" for b in ("torch-fp32", "ort-fp32", "ort-fp16", "ort-int8") for r in ("full", "z")}
+    backends = ("torch-fp32", "ort-fp32", "ort-fp16", "ort-int8") + (
+        ("openvino-fp32", "openvino-fp16", "openvino-int8") if not formats.by_name("openvino").missing_modules() else ())
+    assert set(rows) == {f"{b}-{r}" for b in backends for r in ("full", "z")}
     assert rows["torch-fp32-full"]["speedup_vs_torch_fp32"]["4"] == pytest.approx(1.0)
     assert rows["ort-fp32-full"]["cosine_vs_torch_fp32"] > 0.9999
     # INT8 against torch FP32, measured 0.9999901 (full) and 0.9999990 (z) (onnxruntime 1.32.0, AMD EPYC with AVX-VNNI):

@@ -368,14 +368,28 @@ def bench(
     out: Annotated[Path, typer.Option(help="output folder (bench.json, bench_pareto.png, artifacts/)")] = Path("runs/bench"),
     student: Annotated[Optional[list[Path]], typer.Option(help="one-pass student checkpoint(s) from `mvd-edge distill` "
                                                                "to measure beside the checkpoint (repeatable)")] = None,
+    threads: Annotated[Optional[str], typer.Option(help="CPU threads to measure ort and openvino at, e.g. 1,2 "
+                                                        "(default: each backend's own)")] = None,
+    detector: Annotated[bool, typer.Option("--detector/--no-detector", help="also the packaged ssdlite detector's "
+                                                                            "graph on ort and openvino")] = False,
     overwrite: Annotated[bool, typer.Option(help=OVERWRITE_HELP)] = False,
 ) -> None:
-    """Build and measure backend x precision x recipe x fused-head variants side by side (and students)."""
+    """Build and measure backend x precision x recipe x fused-head [x threads] variants side by side (and students).
+
+    ONNX Runtime, OpenVINO and the rest side by side: every row has its speedup against ONNX Runtime at the
+    same precision, recipe and threads (`vs ort`), charted in bench_backends.png; --detector adds the
+    detector's rows, the backends taking turns call by call."""
     check_outputs({f"--out {out}: the report": out / "bench.json"},
                   {"checkpoint": checkpoint, **{f"student {s}": s for s in student or []}}, overwrite)
     require("torch", "train")
     from mvd_edge.core.spec import RECIPES
-    from mvd_edge.deploy.bench import run_bench, summary_columns, summary_rows
+    from mvd_edge.deploy.bench import (
+        detector_summary_columns,
+        detector_summary_rows,
+        run_bench,
+        summary_columns,
+        summary_rows,
+    )
 
     fused = [f.strip() for f in fused_head.split(",")]
     if not set(fused) <= {"on", "off"}:
@@ -385,6 +399,7 @@ def bench(
         if r not in RECIPES:
             raise typer.BadParameter(f"unknown recipe {r!r}; choose from {', '.join(RECIPES)}")
     batches = parse_int_list(batch, "--batch")
+    thread_list = parse_int_list(threads, "--threads") if threads else [None]
     for flag, value, lo in (("--iters", iters, 1), ("--trials", trials, 1), ("--calib-n", calib_n, 1)):
         if value < lo:
             raise UsageError(f"{flag} must be >= {lo}, got {value}")
@@ -393,7 +408,8 @@ def bench(
     report = run_bench(checkpoint, out, dataset, root, backends=[b.strip() for b in backends.split(",")],
                        precisions=[p.strip() for p in precisions.split(",")], recipes=recipe_list,
                        fused=[f == "on" for f in fused], compiled=compile, batches=batches, iters=iters, trials=trials,
-                       calib_n=calib_n, device=device, students=list(student or []))
+                       calib_n=calib_n, device=device, students=list(student or []), threads=thread_list,
+                       detector=detector)
     table = Table(title=f"bench on {device}: {report['setting']} ({trials} trials); ms per crop = p50 call / batch; "
                         f"'vs full' = relative to the teacher's full recipe")
     for col in summary_columns(batches):
@@ -401,6 +417,16 @@ def bench(
     for row in summary_rows(report):
         table.add_row(*row)
     console.print(table)
+    if report.get("detector_rows"):
+        table = Table(title="the ssdlite detector's graph: ms per call of N 300x300 windows (p50); 'vs ort' = ONNX "
+                            "Runtime's time over the row's, same threads")
+        for col in detector_summary_columns(batches):
+            table.add_column(col, justify="left" if col == "detector" else "right")
+        for row in detector_summary_rows(report):
+            table.add_row(*row)
+        console.print(table)
     for s in report["skipped"]:
         console.print(f"[yellow]skipped[/] {s['variant']}: {s['reason']}")
-    console.print(f"wrote {out / 'bench.json'} and {out / 'bench_pareto.png'}")
+    written = [out / "bench.json", out / "bench_pareto.png"] + [out / "bench_backends.png"] * (
+        (out / "bench_backends.png").is_file())
+    console.print(f"wrote {', '.join(str(p) for p in written)}")
