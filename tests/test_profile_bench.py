@@ -44,6 +44,42 @@ def test_profile_cli_writes_json_and_pngs(tmp_path, tiny_onnx):
     assert bad.exit_code == 2 and "positive" in bad.output
 
 
+def test_engines_profiled_side_by_side_take_turns_on_the_same_crops(tiny_onnx):
+    from mvd_edge.deploy.profile import profile_embedders
+
+    calls = []
+    embs = [load_embedder(tiny_onnx), load_embedder(tiny_onnx)]
+    for k, emb in enumerate(embs):
+        real = emb.embed
+        emb.embed = lambda crops, _k=k, _real=real: calls.append((_k, [c.shape for c in crops])) or _real(crops)
+    a, b = profile_embedders(embs, batches=(2,), iters=3, warmup=1, progress=False)
+    assert [k for k, _ in calls] == [0, 1] * 4  # one warm-up call and three timed ones each, in turns
+    assert all(calls[i][1] == calls[i + 1][1] for i in range(0, 8, 2))  # the same crops for both
+    assert len(a["batches"]["2"]["samples_ms"]["total"]) == len(b["batches"]["2"]["samples_ms"]["total"]) == 3
+
+
+def test_bench_groups_backends_and_opens_onnx_runtime_without_spinning(tmp_path, tiny_onnx, monkeypatch):
+    import shutil
+
+    import mvd_edge.runtime as runtime
+    from mvd_edge.deploy.bench import Builder, Variant, _side_by_side
+
+    run, _ = plan_variants(["torch", "ort", "openvino"], ["fp32", "int8"], ["full"], [False], compiled=False,
+                           device="cpu", threads=[1, 2])
+    groups = [[v.name for v in g] for g in _side_by_side(run)]
+    assert groups == [["torch-fp32-full"], ["ort-fp32-full-t1", "openvino-fp32-full-t1"],
+                      ["ort-fp32-full-t2", "openvino-fp32-full-t2"], ["ort-int8-full-t1", "openvino-int8-full-t1"],
+                      ["ort-int8-full-t2", "openvino-int8-full-t2"]]
+    opened = []
+    monkeypatch.setattr(runtime, "load_embedder", lambda path, **kw: opened.append(kw))
+    shutil.copy(tiny_onnx, tmp_path / "full.onnx")
+    (tmp_path / "full.ort-cpu.onnx").write_bytes(b"built")  # cached: nothing is built
+    Builder(tmp_path / "c.pt", tmp_path, "sysu", tmp_path, 8, "cpu").embedder(Variant("ort", "fp32", "full", threads=2))
+    assert opened == [{"threads": 2, "spin": False}]
+    session = load_embedder(tiny_onnx, spin=False).session  # what spin=False does
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_plan_skips_with_reasons_on_cpu():
     run, skipped = plan_variants(["torch", "ort", "trt"], ["fp32", "fp16", "int8"], ["full"], [False, True],
                                  compiled=False, device="cpu")

@@ -6,7 +6,10 @@ FP16 graph / INT8 Q/DQ graph -> engine) or skipped with the reason, then measure
 latency per batch size (median of timed calls after warm-up), throughput, embedding cosine against
 torch FP32 of the same recipe, and Rank-1/mAP on the data set's test split. Ratios are against the
 torch FP32 variant of the same recipe, and against ONNX Runtime at the same precision, recipe and
-threads (``speedup_vs_ort``: ONNX Runtime's time over the row's).
+threads (``speedup_vs_ort``: ONNX Runtime's time over the row's). Variants that differ only in their
+backend are measured together, taking turns call by call, so load on the machine falls on each
+alike; ONNX Runtime's intra-op threads sleep between calls instead of spinning (spinning, they hold
+the cores through the next engine's call: OpenVINO measured 4x slower at 2 threads after it).
 
 ``detector=True`` adds the packaged real-world detector (``ssdlite``) on the same CPU backends and
 threads: its graph's time per call at each batch size (300x300 windows per call), its outputs'
@@ -18,6 +21,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,14 +136,16 @@ class Builder:
                                  fused_head=v.fused, compile=v.compiled)
         graph = self.graph(v)
         stem = graph.name.removesuffix(".onnx")
-        threads = {"threads": v.threads} if v.threads else {}
+        options: dict = {"threads": v.threads} if v.threads else {}
+        if v.backend == "ort":  # backends take turns: ONNX Runtime's spinning threads would hold the cores
+            options["spin"] = False  # through the next one's call (OpenVINO measured 4x slower after it)
         if v.backend in ("ort", "openvino"):
             dev = "cuda" if self.device.startswith("cuda") else "cpu"
             engine = (self.work / f"{stem}.ort-{dev}.onnx" if v.backend == "ort"
                       else formats.engine_path(graph, v.backend))
             if not engine.is_file():
                 build_engine(graph, engine, backend=v.backend, device=dev, batch=(1, 32, 64))
-            return load_embedder(engine, **threads)
+            return load_embedder(engine, **options)
         engine = formats.engine_path(graph, "trt")
         if not engine.is_file():
             build_engine(graph, engine, backend="trt", batch=(1, 32, 64))
@@ -173,7 +179,7 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
     :func:`plan_variants`. ``detector``: also :func:`bench_detector` on the same backends and threads
     (``detector_rows``); with ratios against ONNX Runtime, ``bench_backends.png`` charts them."""
     from mvd_edge.data.registry import default_eval_settings, load_dataset
-    from mvd_edge.deploy.profile import profile_embedder
+    from mvd_edge.deploy.profile import profile_embedders
     from mvd_edge.deploy.verify import embed_samples
     from mvd_edge.eval.reid import evaluate_features
     from mvd_edge.model.checkpoint import model_from_checkpoint
@@ -198,27 +204,20 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
     paths = [str(s.path) for s in data.test]
     builders = {name: Builder(ckpt, out / "artifacts" / (name if students else ""), dataset, root, calib_n, device)
                 for name, ckpt in models.items()}
-    rows, refs = [], {}
-    for v in runnable:
+    rows, refs = {}, {}
+    for group in _side_by_side(runnable):
         if progress:
-            print(f"[bench] {v.name}", flush=True)
-        with builders[v.model].embedder(v) as emb:
-            prof = profile_embedder(emb, batches=batches, iters=iters, warmup=warmup, progress=False)
-            feats = embed_samples(emb, paths)
-        metrics = evaluate_features(feats, data.test, [setting], n_trials=trials)[setting]
-        lat = {b: prof["batches"][str(b)]["total"]["p50"] for b in batches}
-        row = {"variant": v.name, "model": v.model, "checkpoint": str(models[v.model]), "backend": v.backend,
-               "precision": v.precision, "recipe": v.recipe, "fused": v.fused, "compiled": v.compiled,
-               "threads": v.threads,
-               "embedding_dim": int(feats.shape[1]), "gmacs_per_crop": macs[(v.model, v.recipe)] / 1e9,
-               "latency_ms": lat, "ms_per_crop": {b: lat[b] / b for b in batches},
-               "throughput": {b: prof["batches"][str(b)]["throughput_crops_per_s"] for b in batches},
-               "rank1": metrics["rank1"]["mean"], "rank1_std": metrics["rank1"]["std"],
-               "mAP": metrics["mAP"]["mean"], "mINP": metrics["mINP"]["mean"]}
-        if (v.backend, v.precision, v.fused, v.compiled) == ("torch", "fp32", False, False):
-            refs[(v.model, v.recipe)] = feats
-        row["_feats"] = feats
-        rows.append(row)
+            print(f"[bench] {', '.join(v.name for v in group)}", flush=True)
+        with ExitStack() as stack:
+            embs = [stack.enter_context(builders[v.model].embedder(v)) for v in group]
+            profs = profile_embedders(embs, batches=batches, iters=iters, warmup=warmup, progress=False)
+            feats = [embed_samples(emb, paths) for emb in embs]
+        for v, prof, f in zip(group, profs, feats):
+            metrics = evaluate_features(f, data.test, [setting], n_trials=trials)[setting]
+            rows[v] = _row(v, str(models[v.model]), prof, f, metrics, macs[(v.model, v.recipe)], batches)
+            if (v.backend, v.precision, v.fused, v.compiled) == ("torch", "fp32", False, False):
+                refs[(v.model, v.recipe)] = f
+    rows = [rows[v] for v in runnable]
     _compare_rows(rows, refs, macs.get(("teacher", "full")), batches)
     report = {"checkpoint": str(checkpoint), "students": [str(s) for s in students], "device": device,
               "dataset": dataset, "setting": setting, "trials": trials, "batches": list(batches), "rows": rows,
@@ -234,6 +233,27 @@ def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str |
     if not plot_backends(report, out / "bench_backends.png"):
         (out / "bench_backends.png").unlink(missing_ok=True)  # not one of this run's: no stale chart beside it
     return report
+
+
+def _side_by_side(variants: Sequence[Variant]) -> list[list[Variant]]:
+    """``variants`` in groups measured together, taking turns call by call: those that differ only in their
+    backend (the same model, precision, recipe, fused head, compile and threads), in first-seen order."""
+    groups: dict[tuple, list[Variant]] = {}
+    for v in variants:
+        groups.setdefault((v.model, v.precision, v.recipe, v.fused, v.compiled, v.threads), []).append(v)
+    return list(groups.values())
+
+
+def _row(v: Variant, checkpoint: str, prof: dict, feats, metrics: dict, macs: int, batches: Sequence[int]) -> dict:
+    """One variant's row (its features under ``_feats`` until :func:`_compare_rows` takes them)."""
+    lat = {b: prof["batches"][str(b)]["total"]["p50"] for b in batches}
+    return {"variant": v.name, "model": v.model, "checkpoint": checkpoint, "backend": v.backend,
+            "precision": v.precision, "recipe": v.recipe, "fused": v.fused, "compiled": v.compiled,
+            "threads": v.threads, "embedding_dim": int(feats.shape[1]), "gmacs_per_crop": macs / 1e9,
+            "latency_ms": lat, "ms_per_crop": {b: lat[b] / b for b in batches},
+            "throughput": {b: prof["batches"][str(b)]["throughput_crops_per_s"] for b in batches},
+            "rank1": metrics["rank1"]["mean"], "rank1_std": metrics["rank1"]["std"],
+            "mAP": metrics["mAP"]["mean"], "mINP": metrics["mINP"]["mean"], "_feats": feats}
 
 
 def _compare_rows(rows: list[dict], refs: dict, full: int | None, batches: Sequence[int]) -> None:

@@ -56,40 +56,55 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
 def profile_embedder(emb: Embedder, batches: Sequence[int] = (1, 8, 32), iters: int = 50, warmup: int = 10,
                      seed: int = 0, progress: bool = True) -> dict:
     """Per-stage latency distribution (ms) and throughput for each batch size."""
+    return profile_embedders([emb], batches, iters=iters, warmup=warmup, seed=seed, progress=progress)[0]
+
+
+def profile_embedders(embs: Sequence[Embedder], batches: Sequence[int] = (1, 8, 32), iters: int = 50,
+                      warmup: int = 10, seed: int = 0, progress: bool = True) -> list[dict]:
+    """:func:`profile_embedder` of each of ``embs``, the embedders taking turns call by call on the same
+    crops (of a model's input size): load on the machine falls on each alike, so their ratios hold under it."""
     from tqdm import tqdm
 
-    rng = np.random.default_rng(seed)
-    hw = (emb.spec.height, emb.spec.width)
-    results: dict = {"backend": emb.backend, "precision": emb.precision, "recipe": emb.info.get("recipe"),
-                     "embedding_dim": emb.dim, "iters": iters, "warmup": warmup, "batches": {}}
+    rngs = [np.random.default_rng(seed) for _ in embs]
+    results: list[dict] = [{"backend": emb.backend, "precision": emb.precision, "recipe": emb.info.get("recipe"),
+                            "embedding_dim": emb.dim, "iters": iters, "warmup": warmup, "batches": {}} for emb in embs]
     for batch in batches:
         if batch < 1:
             raise ValueError(f"batch sizes must be >= 1, got {batch}")
-        pool = [detector_crops(batch, rng, hw) for _ in range(4)]
+        pools = [[detector_crops(batch, rng, (emb.spec.height, emb.spec.width)) for _ in range(4)]
+                 for emb, rng in zip(embs, rngs)]
         for i in range(warmup):
-            emb.embed(pool[i % 4])
-        samples: dict[str, list[float]] = {s: [] for s in STAGES}
+            for emb, pool in zip(embs, pools):
+                emb.embed(pool[i % 4])
+        samples: list[dict[str, list[float]]] = [{s: [] for s in STAGES} for _ in embs]
         for i in tqdm(range(iters), desc=f"batch {batch}", unit="call", leave=False, disable=not progress):
-            crops = pool[i % 4]
-            emb.reset_times()
-            t0 = time.perf_counter()
-            emb.embed(crops)
-            total = time.perf_counter() - t0
-            st = dict(emb.stage_times)
-            if "gpu" in st:  # TensorRT: "infer" includes the copies; report them separately
-                st["infer"] = st["gpu"]
-            for s in STAGES[:-1]:
-                samples[s].append(st.get(s, 0.0))
-            samples["total"].append(total)
-        row = {s: percentiles(v) for s, v in samples.items() if any(v)}
-        row["throughput_crops_per_s"] = batch / float(np.median(samples["total"]))
-        row["samples_ms"] = {s: [x * 1e3 for x in v] for s, v in samples.items() if any(v)}
-        results["batches"][str(batch)] = row
-    results["peak_host_rss_mb"] = peak_rss_mb()
-    gpu = _gpu_peak_mb(emb)
-    if gpu is not None:
-        results["peak_gpu_mb"] = gpu
+            for emb, pool, smp in zip(embs, pools, samples):
+                _timed_call(emb, pool[i % 4], smp)
+        for res, smp in zip(results, samples):
+            row = {s: percentiles(v) for s, v in smp.items() if any(v)}
+            row["throughput_crops_per_s"] = batch / float(np.median(smp["total"]))
+            row["samples_ms"] = {s: [x * 1e3 for x in v] for s, v in smp.items() if any(v)}
+            res["batches"][str(batch)] = row
+    for res, emb in zip(results, embs):
+        res["peak_host_rss_mb"] = peak_rss_mb()
+        gpu = _gpu_peak_mb(emb)
+        if gpu is not None:
+            res["peak_gpu_mb"] = gpu
     return results
+
+
+def _timed_call(emb: Embedder, crops: list[np.ndarray], samples: dict[str, list[float]]) -> None:
+    """One timed ``embed`` call: its total and per-stage seconds appended to ``samples``."""
+    emb.reset_times()
+    t0 = time.perf_counter()
+    emb.embed(crops)
+    total = time.perf_counter() - t0
+    st = dict(emb.stage_times)
+    if "gpu" in st:  # TensorRT: "infer" includes the copies; report them separately
+        st["infer"] = st["gpu"]
+    for s in STAGES[:-1]:
+        samples[s].append(st.get(s, 0.0))
+    samples["total"].append(total)
 
 
 def save_profile(results: dict, out_dir: Path, name: str = "profile") -> dict[str, Path]:

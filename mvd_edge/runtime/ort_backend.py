@@ -93,12 +93,15 @@ def embedder_facts(session, info: dict, path: str | Path) -> tuple[PreprocessSpe
 
 
 class OrtEmbedder(Embedder):
+    """``spin=False``: the intra-op threads sleep between calls instead of spinning (:func:`make_session`), for
+    an embedder that takes turns with other work on the same cores."""
+
     backend = "ort"
 
     def __init__(self, path: str | Path, info: dict | None = None, device: str = "cpu", threads: int | None = None,
-                 max_batch: int = 64):
+                 max_batch: int = 64, spin: bool = True):
         info = dict(info or {})
-        self.session = make_session(path, device=device, threads=threads,
+        self.session = make_session(path, device=device, threads=threads, spin=spin,
                                     optimization=info.get("ort_optimization", "disable" if info else "extended"))
         spec, dim = embedder_facts(self.session, info, path)
         info["device"] = device
