@@ -12,7 +12,10 @@ and on the L2-normalised one ``embed`` returns (measured here in brackets):
   some of the FP16 graph's ops in fp16, OpenVINO upcasts the fp16 weights and computes in f32;
 * INT8 Q/DQ, ``cpu`` and ``trt`` flavour: normalised atol 1e-2 (measured 8e-4 and 1e-3) and cosine
   >= 0.9999 (measured 0.999997 and 0.999996): both fuse the Q/DQ pairs into integer kernels but round
-  and requantise at different places, an int8 step apart here and there;
+  and requantise at different places, an int8 step apart here and there; and OpenVINO's mean cosine to
+  the FP32 graph at most 1e-4 below ONNX Runtime's. (On the demo's 128-d ``reid-synth`` model the two
+  INT8 runs differ more, normalised 7e-3 / 1.2e-2 and cosine 0.9997 / 0.9994 for cpu / trt, while each
+  is as close to FP32 as the other: mean cosine 0.99959 against 0.99958, 0.99970 against 0.99968.)
 * the packaged ``ssdlite`` detector on the real clip (11 frames, two tiles: a batch of three windows):
   the same detections, boxes within 0.01 px and scores within 1e-5 (measured 6e-5 px and 1.5e-6).
 
@@ -43,6 +46,7 @@ needs_openvino = pytest.mark.skipif(not HAVE_OPENVINO, reason="the openvino pack
 FP32_RTOL = 1e-5  # of the largest |output|
 NORMALISED_ATOL = {"fp16": 1e-3, "int8-cpu": 1e-2, "int8-trt": 1e-2}
 INT8_MIN_COSINE = 0.9999
+INT8_VS_FP32_SLACK = 1e-4  # mean cosine to the FP32 graph, OpenVINO's INT8 against ONNX Runtime's
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +94,9 @@ def test_openvino_matches_onnx_runtime_on_every_precision(graphs, kind):
         assert err < NORMALISED_ATOL[kind]
         if kind.startswith("int8"):
             assert cos >= INT8_MIN_COSINE
+            # and OpenVINO's INT8 run is as close to the FP32 model as ONNX Runtime's
+            fp32 = load_embedder(graphs["fp32"], threads=1).embed(crops)
+            assert (eb * fp32).sum(axis=1).mean() >= (ea * fp32).sum(axis=1).mean() - INT8_VS_FP32_SLACK
 
 
 @needs_openvino
@@ -135,8 +142,10 @@ def test_build_engine_openvino_writes_the_graph_and_a_sidecar_that_opens_it(tmp_
 
 
 def test_backend_is_refused_where_it_cannot_run_the_file(tmp_path, tiny_ort_engine, tiny_onnx):
-    with pytest.raises(UsageError, match="is a engine for the ort backend.*build-engine GRAPH --backend openvino"):
+    with pytest.raises(UsageError, match="is an engine for the ort backend.*build-engine GRAPH --backend openvino"):
         load_embedder(tiny_ort_engine, backend="openvino")
+    with pytest.raises(UsageError, match="served by Triton Inference Server, not one for the openvino backend"):
+        load_embedder("triton://localhost:8000/reid", backend="openvino")
     with pytest.raises(UsageError, match="TensorRT does not run ONNX graphs as they are"):
         load_embedder(tiny_onnx, backend="trt")
     with pytest.raises(UsageError, match="unknown backend 'tvm'"):

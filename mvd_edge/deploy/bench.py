@@ -294,7 +294,8 @@ def bench_detector(backends: Sequence[str], threads: Sequence[int | None], batch
     ``threads``: p50 ms per call of ``batch`` 300x300 windows (its ``--tiles 2`` setting runs 3 a frame)
     -> (rows, skipped). The backends take turns call by call on the same inputs, so load on the machine
     falls on each alike; each row's ``max_abs_diff_vs_ort`` is its outputs' largest difference from ONNX
-    Runtime's (box codes and scores), and ``speedup_vs_ort`` its ratio (:func:`add_ort_ratios`)."""
+    Runtime's at the same threads (box codes and scores), and ``speedup_vs_ort`` its ratio
+    (:func:`add_ort_ratios`)."""
     from mvd_edge.deploy.profile import percentiles
     from mvd_edge.match.detect import load_ssdlite
 
@@ -323,12 +324,13 @@ def bench_detector(backends: Sequence[str], threads: Sequence[int | None], batch
                 d.session.run(None, {d.input_name: x})
                 if i >= warmup:
                     times[k].append(time.perf_counter() - t0)
-        ref = next((o for o, r in zip(outs, rows) if r["backend"] == "ort"), None)
         for row, out, ts in zip(rows, outs, times):
             row["latency_ms"][n] = percentiles(ts)["p50"]
             row["ms_per_window"][n] = row["latency_ms"][n] / n
+            ref = next((o for o, r in zip(outs, rows) if r["backend"] == "ort" and r["threads"] == row["threads"]),
+                       None)
             if ref is not None:
-                diff = max(float(np.abs(a - b).max()) for a, b in zip(out, ref))
+                diff = max(float(np.abs(mine - theirs).max()) for mine, theirs in zip(out, ref))
                 row["max_abs_diff_vs_ort"] = max(diff, row["max_abs_diff_vs_ort"] or 0.0)
     add_ort_ratios(rows, ("threads",), batches)
     return rows, skipped

@@ -35,6 +35,8 @@ def load_embedder(path: str | Path, device: str | None = None, max_batch: int | 
         if device is not None:
             raise UsageError(f"--device does not apply to {path}: the Triton model's instance_group decides "
                              "where it runs")
+        if backend not in (None, fmt.backend):
+            raise UsageError(f"{path} is a model served by {fmt.title}, not one for the {backend} backend")
         return _OPENERS["triton"](path, max_batch=max_batch, **kwargs)
     p = Path(path)
     if not p.exists():
@@ -68,7 +70,8 @@ def _other_backend(path: Path, fmt: formats.Format, backend: str, info: dict | N
     if not other.reads_onnx:
         raise UsageError(f"{other.title} does not run ONNX graphs as they are: build an engine with "
                          f"`mvd-edge build-engine {path} --backend {backend}`")
-    raise UsageError(f"{path} is a {fmt.kind} for the {fmt.backend} backend; {other.title} runs bare ONNX graphs "
+    article = "an" if fmt.kind[0] in "aeiou" else "a"
+    raise UsageError(f"{path} is {article} {fmt.kind} for the {fmt.backend} backend; {other.title} runs bare ONNX graphs "
                      f"(from export, fp16 or int8) or its own engines (`mvd-edge build-engine GRAPH --backend {backend}`)")
 
 
