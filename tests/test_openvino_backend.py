@@ -163,6 +163,13 @@ def test_a_missing_openvino_is_one_line_naming_the_extra(monkeypatch, tiny_onnx,
             call()
         assert str(err.value) == "openvino is not installed: pip install 'mvd-edge[openvino]'"
     assert not (tmp_path / "m.ov.onnx").exists()
+    from typer.testing import CliRunner
+
+    from mvd_edge.cli import app
+
+    res = CliRunner().invoke(app, ["build-engine", str(tiny_onnx), "--backend", "openvino", "--out",
+                                   str(tmp_path / "c.ov.onnx")])
+    assert res.exit_code != 0 and "pip install 'mvd-edge[openvino]'" in res.output and "Traceback" not in res.output
     assert "not installed" in formats.skip_reason("openvino", "fp32", False, cuda=False)
 
 
