@@ -385,6 +385,11 @@ def plot_backends(report: dict, path: Path) -> bool:
                label=f"batch {b}")
     ax.axhline(1.0, c="k", lw=1, ls="--")
     ax.set_yscale("log", base=2)
+    ratios = [r["speedup_vs_ort"][b] for r in rows for b in batches]
+    ticks = [2.0 ** k for k in range(int(np.floor(np.log2(min(ratios + [1.0])))),
+                                     int(np.ceil(np.log2(max(ratios + [1.0])))) + 1)]
+    ax.set_yticks(ticks, [f"{t:g}x" for t in ticks])
+    ax.minorticks_off()
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))], [r["variant"] for r in rows], rotation=35,
                   ha="right", fontsize=7)
     ax.set(ylabel="ONNX Runtime time / this time", title=f"against ONNX Runtime, same precision and threads "
