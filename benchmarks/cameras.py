@@ -25,8 +25,10 @@ background models learn the scene, sessions warm up); then, over the measured wi
 
 * ``stage_ms``: mean time per camera frame of each stage (``detect`` over all cameras, ``track``,
   ``crop``, ``embed``, ``associate``; their sum is ``busy``): a stage's total seconds in the window
-  over the camera frames matched in it. ``busy`` times ``--fps`` times the cameras is the share of
-  one core the matching thread needs (decoding runs in the sources' threads, outside it).
+  over the camera frames matched in it.
+* ``matching_thread_busy``: the share of the window the matching thread spent in those stages (the
+  rest it waited for frames). Every camera is matched in that one thread, one step after another,
+  so near 1.0 it is saturated, however many cores are idle; decoding runs in the sources' threads.
 * ``dropped_fraction``: frames the cameras produced in the window (``--fps`` x seconds each) that
   were never matched, over those produced: dropped from a full queue, skipped as too late for their
   time step, or never produced because the reading thread itself could not keep the pace.
@@ -253,14 +255,16 @@ def vtest_clip(video: Path | None, cache: Path) -> Clip:
 
 # ------------------------------------------------------------------------------------------ one row
 class Window:
-    """The measured window of a run: counters snapshotted once ``warmup`` seconds have passed, the
-    latency of every camera frame matched after that (the Runner's ``on_step``)."""
+    """The measured window of a run (the Runner's ``on_step``): from the first step once ``warmup``
+    seconds have passed to the last step (closing the run is not in it), with the latency of every
+    camera frame matched in it."""
 
     def __init__(self, warmup: float, clock: Callable[[], float] = time.monotonic,
                  cpu: Callable[[], float] = time.process_time):
         self.warmup, self.clock, self.cpu = float(warmup), clock, cpu
         self.t_start = clock()
         self.start: dict[str, Any] | None = None
+        self.end: dict[str, Any] | None = None
         self.latency: list[float] = []
 
     def counters(self, runner: Runner) -> dict[str, Any]:
@@ -277,12 +281,13 @@ class Window:
                 self.start = self.counters(runner)
             return
         self.latency.extend(now - p.captured for p in runner.result.frames.values())
+        self.end = self.counters(runner)
 
-    def measure(self, runner: Runner, fps: float) -> dict[str, Any]:
-        """The row's measured figures (see the module docstring), from the snapshot to now."""
-        if self.start is None:
+    def measure(self, fps: float) -> dict[str, Any]:
+        """The row's measured figures (see the module docstring)."""
+        if self.end is None:
             raise RuntimeError("the run ended before its warm-up did: raise --seconds or lower --warmup")
-        return window_figures(self.start, self.counters(runner), self.latency, fps)
+        return window_figures(self.start, self.end, self.latency, fps)
 
 
 def window_figures(a: dict[str, Any], b: dict[str, Any], latency: Sequence[float], fps: float,
@@ -304,6 +309,7 @@ def window_figures(a: dict[str, Any], b: dict[str, Any], latency: Sequence[float
                for st in STAGES}
     per_frame = {st: 1000.0 * v / used if used else None for st, v in grouped.items()}
     per_frame["busy"] = 1000.0 * sum(grouped.values()) / used if used else None
+    busy_share = sum(grouped.values()) / wall if wall > 0 else 0.0
     cores = cores or os.cpu_count() or 1
     cpu_cores = (b["cpu"] - a["cpu"]) / wall if wall > 0 else 0.0
     lat = np.asarray(latency, np.float64)
@@ -320,6 +326,7 @@ def window_figures(a: dict[str, Any], b: dict[str, Any], latency: Sequence[float
             "latency_ms": {"p50": None if p50 is None else round(1000 * p50, 1),
                            "p99": None if p99 is None else round(1000 * p99, 1), "frames": int(lat.size)},
             "cpu": {"cores": round(cpu_cores, 3), "share_of_machine": round(cpu_cores / cores, 3), "cpu_count": cores},
+            "matching_thread_busy": round(busy_share, 3),
             "realtime": held, "why": why}
 
 
@@ -363,8 +370,8 @@ def run_row(embedder, plans: list[CameraPlan], variant: Variant, args: argparse.
     summary = runner.run(duration=args.warmup + args.seconds, on_step=window.on_step)
     row = {"variant": variant.name, "cameras": len(plans),
            "modalities": {m: sum(p.clip.modality == m for p in plans) for m in ("rgb", "ir")},
-           "clips": [f"{p.clip.name}@{p.start}" for p in plans], **window.measure(runner, args.fps),
-           "global_ids": summary["global_ids"], "ended": summary["ended"]}
+           "clips": [f"{p.clip.name}@{p.start}" for p in plans], **window.measure(args.fps),
+           "global_ids": summary["global_ids"], "rss_mb": summary["rss_mb"]["end"], "ended": summary["ended"]}
     errors = [f"{n}: {v['error']}" for n, v in summary["cameras"].items() if v["error"]]
     if errors:  # a camera that failed is not a camera carried
         row.update(errors=errors, realtime=False, why="; ".join(errors))
@@ -372,18 +379,19 @@ def run_row(embedder, plans: list[CameraPlan], variant: Variant, args: argparse.
 
 
 # ------------------------------------------------------------------------------------------ output
-COLUMNS = ("variant", "source", "cameras", "detect", "track", "embed", "associate", "busy", "dropped %",
-           "p50 ms", "p99 ms", "cpu cores", "realtime")
+COLUMNS = ("variant", "source", "cameras", "detect", "track", "embed", "associate", "busy", "thread busy %",
+           "dropped %", "p50 ms", "p99 ms", "cpu cores", "realtime")
 
 
 def table_rows(rows: Sequence[dict]) -> list[list[str]]:
     def ms(v):
         return "-" if v is None else f"{v:.1f}"
 
-    return [[r["variant"], r["source"], str(r["cameras"]), *(ms(r["stage_ms"][k]) for k in
-                                                              ("detect", "track", "embed", "associate", "busy")),
-             f"{100 * r['dropped_fraction']:.1f}", ms(r["latency_ms"]["p50"]), ms(r["latency_ms"]["p99"]),
-             f"{r['cpu']['cores']:.2f}", "yes" if r["realtime"] else f"no ({r['why']})"] for r in rows]
+    stages = ("detect", "track", "embed", "associate", "busy")
+    return [[r["variant"], r["source"], str(r["cameras"]), *(ms(r["stage_ms"][k]) for k in stages),
+             f"{100 * r['matching_thread_busy']:.0f}", f"{100 * r['dropped_fraction']:.1f}",
+             ms(r["latency_ms"]["p50"]), ms(r["latency_ms"]["p99"]), f"{r['cpu']['cores']:.2f}",
+             "yes" if r["realtime"] else f"no ({r['why']})"] for r in rows]
 
 
 def print_table(rows: Sequence[dict]) -> None:
@@ -474,8 +482,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--fps", type=float, default=15.0, help="every camera's frame rate")
     ap.add_argument("--sources", default=",".join(SOURCES), help="synth, vtest or both (rows of each)")
     ap.add_argument("--variants", default=DEFAULT_VARIANT, help=f"pipelines: {', '.join(VARIANTS)}")
-    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime / OpenCV threads of the detectors and "
-                                                          "the engine (0: their defaults)")
+    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime / OpenCV threads of the detectors and "
+                                                          "the engine (0: their defaults, as `match` runs)")
     ap.add_argument("--engine", type=Path, help="the re-id engine (default: the packaged one, if installed)")
     ap.add_argument("--video", type=Path, help="vtest.avi (default: fetched into --cache)")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "mvd-edge")

@@ -89,6 +89,7 @@ def test_window_figures_from_constructed_counters():
     assert f["stage_ms"]["track"] == pytest.approx(550 / 183, abs=1e-3)
     assert f["stage_ms"]["busy"] == pytest.approx((5 + 0.55 + 0.915) * 1000 / 183, abs=1e-3)
     assert f["stage_ms"]["associate"] == 0.0
+    assert f["matching_thread_busy"] == pytest.approx((5 + 0.55 + 0.915) / 10, abs=1e-3)
     assert "wait.sync" in f["stage_ms_detail"] and "wait.sync" not in f["stage_ms"]  # waiting is not work
     assert f["cpu"] == {"cores": 0.5, "share_of_machine": 0.25, "cpu_count": 2}
     assert f["latency_ms"]["frames"] == 103 and f["latency_ms"]["p99"] == 2000.0
@@ -179,7 +180,8 @@ def test_a_toy_run_writes_every_field(tmp_path):
         assert r["frames_matched"] > 0 and r["latency_ms"]["frames"] == r["frames_matched"]
         assert 0.0 <= r["dropped_fraction"] <= 1.0 and isinstance(r["realtime"], bool)
         assert r["realtime"] == cams.realtime_verdict(r["dropped_fraction"], r["latency_ms"]["p99"] / 1000)[0]
-        assert r["cpu"]["cores"] > 0 and r["window_s"] > 0
+        assert r["cpu"]["cores"] > 0 and r["window_s"] > 0 and r["rss_mb"] > 0
+        assert 0.0 < r["matching_thread_busy"] <= 1.0 and r["load_average"] >= 0
     assert result["rows"][1]["clips"] == ["toy@0", "toy@10"] and result["rows"][1]["modalities"] == {"rgb": 2, "ir": 0}
     assert result["realtime_cameras"] == cams.held_up_to(result["rows"])
     written = cams.write_outputs(result, tmp_path / "out")
