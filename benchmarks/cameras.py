@@ -54,9 +54,11 @@ settings (``match --set`` keys) and optional hooks that wrap the detectors or th
 plain pipeline is defined here.
 
 Writes ``OUT/cameras.json`` and ``OUT/cameras.png`` and prints the table. The numbers are only as
-good as the CPU was free: the load average at the start is recorded.
+good as the CPU was free: the load average at the start of the run and of each row is recorded.
+By default 8 rows of 65 s: about 10 minutes with the rendering and loading (``docs/cameras/README.md``).
 
-    OMP_NUM_THREADS=1 python benchmarks/cameras.py --engine ENGINE.int8-cpu.ort.onnx --threads 1
+    python benchmarks/cameras.py                                  # the packaged engine, threads as `match`
+    python benchmarks/cameras.py --engine ENGINE.int8-cpu.ort.onnx --threads 1 --out runs/cameras-1t
 """
 
 from __future__ import annotations
@@ -117,14 +119,14 @@ def held_up_to(rows: Sequence[dict]) -> int:
 
 
 def summarise(rows: Sequence[dict], default_variant: str) -> dict[str, Any]:
-    """The top-level answer: ``realtime_cameras`` (the default variant, the smallest over its sources),
-    and per variant and source."""
+    """The top-level answer: ``realtime_cameras`` (the default variant, the smallest over its sources;
+    None when it was not measured), and per variant and source."""
     by: dict[str, dict[str, int]] = {}
     for v in dict.fromkeys(r["variant"] for r in rows):
         for s in dict.fromkeys(r["source"] for r in rows if r["variant"] == v):
             by.setdefault(v, {})[s] = held_up_to([r for r in rows if r["variant"] == v and r["source"] == s])
     default = by.get(default_variant, {})
-    return {"realtime_cameras": min(default.values()) if default else 0,
+    return {"realtime_cameras": min(default.values()) if default else None,
             "realtime_cameras_by_source": default, "realtime_cameras_by_variant": by}
 
 
