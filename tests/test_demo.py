@@ -6,6 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
+from mvd_edge.assets import REID_SYNTH_PROVENANCE
 from mvd_edge.cli import app
 
 
@@ -53,6 +54,7 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     assert s_info["recipe"] == "shared" and s_info["student_of"]["student"] is True
     assert summary["match"]["student:gt-boxes"]["threshold"] == s_info["operating_point"]["threshold"]
     assert summary["match"]["student:person-synth"]["engine"] == "student INT8"
+    assert summary["match"]["reid-synth:person-synth"]["engine"] == "packaged reid-synth INT8"
     assert (out / "events-student-person-synth.jsonl").is_file() and "| student INT8 | person-synth |" in (out / "report.md").read_text()
     for name in ("fp32", "int8", "student-int8"):
         assert set(summary["profile"][name]) == {"1", "8", "32"}  # JSON object keys
@@ -61,4 +63,19 @@ def test_demo_runs_every_stage_and_writes_the_report(tmp_path):
     for png in ("cmc.png", "verify.png", "match-frame.jpg"):
         assert png in report and (out / png).exists()
     assert "| model.int8-cpu.ort.onnx | int8 |" in report
+    # trained from the packaged re-id weights (the default), and the report says so
+    assert summary["train"]["init"] == "reid-synth" and "Started from the packaged `reid-synth` weights" in report
     assert str(out / "report.md") in " ".join(res.output.split())
+
+
+def test_demo_starts_from_the_packaged_weights_on_people_they_never_saw_or_from_scratch(tmp_path):
+    from mvd_edge.core.config import load_train_config
+    from mvd_edge.deploy.demo import DEMO_DATA_SEED, FINETUNE_EPOCHS, _train_config
+
+    packaged = json.loads(REID_SYNTH_PROVENANCE.read_text())["data"]["train"]
+    default, scratch = _train_config(tmp_path, None, None, 0, False), _train_config(tmp_path, None, None, 0, True)
+    assert (default.model.pretrained, default.optim.epochs) == ("reid-synth", FINETUNE_EPOCHS)
+    assert (scratch.model.pretrained, scratch.optim.epochs) == (None, load_train_config(None, []).optim.epochs)
+    # the demo's identities are sample_identities(n, synth.seed): another seed than the packaged model's
+    assert default.synth.seed == scratch.synth.seed == DEMO_DATA_SEED != packaged["seed"]
+    assert _train_config(tmp_path, 2, None, 0, False).optim.epochs == 2

@@ -110,8 +110,10 @@ class _Run:
 @app.command("match", cls=_MatchCommand)
 @friendly
 def match_cmd(
-    model: Annotated[str, typer.Option(help="re-id engine: .onnx/.engine with sidecar, or an exported .onnx; "
-                                            "'colorhist' = a colour-histogram baseline (RGB/RGB checks only)")],
+    model: Annotated[Optional[str], typer.Option(help="re-id engine: .onnx/.engine with sidecar, or an exported "
+                                                      ".onnx; 'colorhist' = a colour-histogram baseline (RGB/RGB "
+                                                      "checks only); default: the packaged reid-synth (synthetic "
+                                                      "people only)")] = None,
     ir: Annotated[Optional[str], typer.Option("--ir", help="IR source: camN, index, --cameras name, video file, "
                                                            "image folder or rtsp/http URL (without --ir and "
                                                            "--rgb: every camera of --cameras, a site)")] = None,
@@ -138,10 +140,10 @@ def match_cmd(
     from mvd_edge.match.config import load_matcher_config
 
     cfg = load_matcher_config(config, set_ or [])
-    run = _Run(model, ir, rgb, cameras, events, overwrite, show, status, max_frames, duration)
+    run = _Run(model or _packaged_model(), ir, rgb, cameras, events, overwrite, show, status, max_frames, duration)
     site = ir is None and rgb is None
     if print_config:
-        _print_config(cfg, model, site=site and cameras is not None)
+        _print_config(cfg, run.model, site=site and cameras is not None)
         return
     _check_urls(cfg.outputs)
     if site:
@@ -150,6 +152,17 @@ def match_cmd(
     elif ir is None or rgb is None:
         raise UsageError("give both --ir and --rgb (or neither, with --cameras, for a site)")
     _run(cfg, run, site)
+
+
+def _packaged_model() -> str:
+    """No ``--model``: the packaged re-id engine, said in one line (it knows synthetic people only)."""
+    from mvd_edge.assets import REID_SYNTH_ENGINE, REID_SYNTH_NOTICE
+
+    if not REID_SYNTH_ENGINE.is_file():
+        raise UsageError(f"give --model: the packaged re-id model {REID_SYNTH_ENGINE} is missing from this install "
+                         f"(reinstall mvd-edge)")
+    err_console.print(REID_SYNTH_NOTICE, highlight=False, markup=False)
+    return str(REID_SYNTH_ENGINE)
 
 
 def _print_config(cfg, model: str, site: bool) -> None:

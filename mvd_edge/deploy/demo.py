@@ -3,8 +3,9 @@
 synthetic data set + synthetic IR/RGB video pair -> train (bounded) -> export -> INT8
 calibration -> verify against FP32 -> distil a one-pass student from the trained model (its own
 export, INT8 and verify) -> match the videos with both INT8 engines (ground-truth boxes, the
-default detector, detectors without training, HOG) -> profile the engines -> Markdown report
-with the numbers and PNGs.
+default detector, detectors without training, HOG) and with the packaged ``reid-synth`` -> profile
+the engines -> Markdown report with the numbers and PNGs. The training starts from the packaged
+``reid-synth`` weights (``--scratch``: from random weights).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mvd_edge.assets import REID_SYNTH, REID_SYNTH_ENGINE
 from mvd_edge.deploy.formats import engine_path, graph_path
 
 
@@ -28,13 +30,21 @@ def _stage(console: Console, times: dict[str, float], key: str, title: str):
     times[key] = time.perf_counter() - t
 
 
+#: the demo's data set is ``synth.seed = DEMO_DATA_SEED + seed``: people the packaged ``reid-synth`` (trained on
+#: ``synth.seed`` 0, scripts/build_reid_synth.sh) never saw, so its test figures are on new identities
+DEMO_DATA_SEED = 500
+#: epochs (teacher and student) when the demo starts from the packaged weights (``--scratch``: the config's)
+FINETUNE_EPOCHS = 4
+
+
 def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None, video_ids: int = 6,
-             video_seconds: float = 20.0, seed: int = 0, console: Console | None = None) -> dict:
+             video_seconds: float = 20.0, seed: int = 0, scratch: bool = False, console: Console | None = None) -> dict:
     """Run every stage into ``out``; returns a summary (also ``out/summary.json``, ``out/report.md``).
 
-    ``epochs`` and ``ids`` default to the training config's (``optim.epochs``, ``synth.n_ids``).
+    The training starts from the packaged re-id weights (``model.pretrained=reid-synth``) for
+    ``FINETUNE_EPOCHS``, or with ``scratch`` from random weights for the config's ``optim.epochs``.
+    ``epochs`` and ``ids`` default to those and to the training config's ``synth.n_ids``.
     """
-    from mvd_edge.core.config import load_train_config
     from mvd_edge.data.synthetic import ensure_synthetic
     from mvd_edge.deploy.export import export_onnx
     from mvd_edge.deploy.profile import profile_embedder, save_profile
@@ -52,19 +62,19 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     summary: dict = {"out": str(out)}
 
     with _stage(console, times, "data", "1/8 synthetic data set and video pair"):
-        sizes = [f"synth.n_ids={ids}"] * (ids is not None) + [f"optim.epochs={epochs}"] * (epochs is not None)
-        cfg = load_train_config(None, [f"out={out / 'train'}", f"data.root={out / 'data'}", *sizes, f"seed={seed}",
-                                       "device=cpu"])
+        cfg = _train_config(out, epochs, ids, seed, scratch)
         epochs = cfg.optim.epochs
         ensure_synthetic(out / "data", cfg.synth)
         video = write_synth_video(out / "video", n_ids=video_ids, seconds=video_seconds, seed=seed, progress=True)
 
-    with _stage(console, times, "train", f"2/8 train MVD (tiny backbone, {epochs} epochs, CPU)"):
+    start = "from random weights" if scratch else f"from the packaged {REID_SYNTH} weights"
+    with _stage(console, times, "train", f"2/8 train MVD (tiny backbone, {start}, {epochs} epochs, CPU)"):
         trained = run_training(cfg, overwrite=True)  # the demo's own folder: a rerun replaces it
         ckpt = Path(trained["best_checkpoint"])
         save_results(trained["test"], None, out / "cmc.png", title="synthetic SYSU protocols (best epoch on val)")
-        summary["train"] = {"best": trained["best"], "test": {k: {m: v[m]["mean"] for m in ("rank1", "mAP", "mINP")}
-                                                              for k, v in trained["test"].items()}}
+        summary["train"] = {"best": trained["best"], "init": "scratch" if scratch else REID_SYNTH,
+                            "test": {k: {m: v[m]["mean"] for m in ("rank1", "mAP", "mINP")}
+                                     for k, v in trained["test"].items()}}
 
     with _stage(console, times, "export", "3/8 export ONNX and calibrate INT8"):
         exp = export_onnx(ckpt, graph_path(out / "engine", "model", "fp32"))
@@ -104,6 +114,17 @@ def run_demo(out: str | Path, epochs: int | None = None, ids: int | None = None,
     console.print(f"[green]done[/] in {sum(times.values()) / 60:.1f} min. Report: {out / 'report.md'}; "
                   f"match video: {summary['match']['gt-boxes']['video']}; checkpoint: {ckpt}; engines: {out / 'engine'}")
     return summary
+
+
+def _train_config(out: Path, epochs: int | None, ids: int | None, seed: int, scratch: bool):
+    """The demo's training config: its folders, sizes and seeds, and where the weights start."""
+    from mvd_edge.core.config import load_train_config
+
+    epochs = epochs or (None if scratch else FINETUNE_EPOCHS)
+    sizes = [f"synth.n_ids={ids}"] * (ids is not None) + [f"optim.epochs={epochs}"] * (epochs is not None)
+    init = [] if scratch else [f"model.pretrained={REID_SYNTH}"]
+    return load_train_config(None, [f"out={out / 'train'}", f"data.root={out / 'data'}", *sizes, *init,
+                                    f"seed={seed}", f"synth.seed={DEMO_DATA_SEED + seed}", "device=cpu"])
 
 
 def _student(ckpt: Path, out: Path, epochs: int, calib_set) -> tuple[dict, Path]:
@@ -157,11 +178,13 @@ def _match_videos(out: Path, video: dict, engine: Path, student_engine: Path, co
     summary: dict = {}
     # the demo's videos are synthetic: its detector is the one trained on synthetic scenes, named (real
     # cameras get `auto`, a detector trained on real photographs)
+    # engines: "" the demo's MVD model, "student" its one-pass student, REID_SYNTH the packaged model as it ships
+    engines = {"": (engine, "MVD INT8"), "student": (student_engine, "student INT8"),
+               REID_SYNTH: (REID_SYNTH_ENGINE, f"packaged {REID_SYNTH} INT8")}
     for mode in ("gt-boxes", "gt-boxes@0.5", "person-synth", "untrained", "hog", "student:gt-boxes",
-                 "student:person-synth"):
-        student = mode.startswith("student:")
-        emb = load_embedder(student_engine if student else engine)
-        mode_boxes = mode.removeprefix("student:")
+                 "student:person-synth", f"{REID_SYNTH}:person-synth"):
+        who, _, mode_boxes = mode.rpartition(":")
+        emb = load_embedder(engines[who][0])
         given = {"association.threshold": 0.5} if mode.endswith("@0.5") else {}
         op = resolve(MatcherConfig().updated(given), emb.info)
         if mode_boxes.startswith("gt-boxes"):
@@ -178,7 +201,7 @@ def _match_videos(out: Path, video: dict, engine: Path, student_engine: Path, co
         summary[mode] = {"fps": res.get("fps"), **{k: score[k] for k in ("precision", "recall", "idf1")},
                          "threshold": assoc.threshold, "margin": assoc.margin, "threshold_source": op.source,
                          "events": str(events), "video": str(save) if save else None,
-                         "engine": "student INT8" if student else "MVD INT8"}
+                         "engine": engines[who][1]}
         console.print(f"{mode}: pair precision {score['precision']:.3f} recall {score['recall']:.3f} "
                       f"IDF1 {score['idf1']:.3f} at {res.get('fps', 0):.1f} fps (threshold "
                       f"{assoc.threshold:.3f}, {op.source})")
@@ -221,6 +244,9 @@ def render_report(s: dict) -> str:
              f"Total time: {sum(s['seconds'].values()) / 60:.1f} min "
              f"({', '.join(f'{k} {v:.0f} s' for k, v in s['seconds'].items())}).", "",
              "## Training (synthetic SYSU layout, tiny backbone, CPU)", "",
+             ("Started from random weights (`--scratch`)." if s["train"].get("init", "scratch") == "scratch" else
+              f"Started from the packaged `{s['train']['init']}` weights (`model.pretrained={s['train']['init']}`: "
+              f"a model trained on other synthetic people; `--scratch` trains from random weights)."), "",
              f"Best epoch on the validation identities: {s['train']['best']['epoch']} "
              f"(val Rank-1 {s['train']['best']['rank1']:.1f}).", "",
              "| protocol | Rank-1 | mAP | mINP |", "|---|---|---|---|"]
@@ -253,7 +279,7 @@ def render_report(s: dict) -> str:
         src = m.get("threshold_source", "")
         label = "engine sidecar" if "engine sidecar" in src else "given" if "command line" in src else "default"
         thr = f"{m['threshold']:.3f} ({label})" if "threshold" in m else "-"
-        lines.append(f"| {m.get('engine', 'MVD INT8')} | {mode.removeprefix('student:')} | {thr} | {m['precision']:.3f} "
+        lines.append(f"| {m.get('engine', 'MVD INT8')} | {mode.rpartition(':')[2]} | {thr} | {m['precision']:.3f} "
                      f"| {m['recall']:.3f} | {m['idf1']:.3f} | {m['fps']:.1f} |")
     pairs = (("MVD", s.get("operating_point")), ("student", s.get("student_operating_point")))
     for key, what, when in (("fast", "Fast pairing", "a pair this similar is reported at once instead of after "

@@ -39,6 +39,7 @@ from torch import nn
 from torchvision.models import mobilenet_v2, resnet18, resnet50
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
+from mvd_edge.assets import REID_SYNTH, REID_SYNTH_WEIGHTS
 from mvd_edge.core.errors import MvdEdgeError, UsageError
 from mvd_edge.core.preprocess import GRAY_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD
 from mvd_edge.core.spec import (  # noqa: F401  (re-exported: the network's vocabulary)
@@ -301,6 +302,31 @@ def check_graph_spec(spec, where: str = "this model") -> None:
                          f"normalised with the ImageNet mean/std; train and export with those")
 
 
+def load_reid_synth(net: nn.Module, path: Path = REID_SYNTH_WEIGHTS) -> int:
+    """``model.pretrained=reid-synth``: every branch of ``net`` starts from the one branch of the packaged
+    re-id student (``mvd_edge/assets/reid-synth.pt``): the tensors whose name and shape match, the
+    identity classifiers (sized for its own population) excepted. Returns the number of tensors copied."""
+    if not path.is_file():
+        raise WeightsError(f"model.pretrained={REID_SYNTH}: {path} is missing from this install (reinstall mvd-edge, "
+                           f"or rebuild it with scripts/build_reid_synth.sh)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    spec = state["model_spec"]
+    if (spec["backbone"], spec["last_stride"]) != (net.spec.backbone, net.spec.last_stride):
+        raise WeightsError(f"model.pretrained={REID_SYNTH} is a {spec['backbone']} model with last stride "
+                           f"{spec['last_stride']}: set model.backbone={spec['backbone']} and model.last_stride="
+                           f"{spec['last_stride']}, or drop model.pretrained")
+    own = net.state_dict()
+    take = {}
+    for key, value in state["model"].items():
+        rest = key.removeprefix("branches.shared.")
+        for branch in net.branches:
+            name = f"branches.{branch}.{rest}"
+            if rest != key and name in own and own[name].shape == value.shape:
+                take[name] = value
+    net.load_state_dict(take, strict=False)
+    return len(take)
+
+
 class MVDNet(nn.Module):
     """The MVD network. See the module docstring for branches, observations and recipes.
 
@@ -317,8 +343,9 @@ class MVDNet(nn.Module):
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         dims = tuple(int(d) for d in bottleneck_dims) if bottleneck_dims else None
         self.spec = ModelSpec(num_classes, backbone, last_stride, dims, tuple(branches))  # type: ignore[arg-type]
-        self.branches = nn.ModuleDict({name: Branch(backbone, last_stride, pretrained, num_classes, dims)
-                                       for name in self.spec.branches})
+        packaged = pretrained == REID_SYNTH  # every branch from the packaged re-id model, below
+        self.branches = nn.ModuleDict({name: Branch(backbone, last_stride, None if packaged else pretrained,
+                                                    num_classes, dims) for name in self.spec.branches})
         self.feat_dim = self.branches["shared"].feat_dim
         self.z_dim = self.branches["shared"].dims[2]
         #: observations this network can make (a student: ``shared_x`` and ``shared_g``)
@@ -326,6 +353,8 @@ class MVDNet(nn.Module):
         self.recipe = self.spec.check_recipe(recipe)
         for name, values in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD), ("gray_w", GRAY_WEIGHTS)):
             self.register_buffer(name, torch.tensor(values).view(1, 3, 1, 1), persistent=False)
+        if packaged:
+            load_reid_synth(self)
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, recipe: str | None = None) -> "MVDNet":
