@@ -181,10 +181,11 @@ def _match_videos(out: Path, video: dict, engine: Path, student_engine: Path, co
     # engines: "" the demo's MVD model, "student" its one-pass student, REID_SYNTH the packaged model as it ships
     engines = {"": (engine, "MVD INT8"), "student": (student_engine, "student INT8"),
                REID_SYNTH: (REID_SYNTH_ENGINE, f"packaged {REID_SYNTH} INT8")}
+    embedders = {who: load_embedder(path) for who, (path, _) in engines.items()}  # each opened once, not per mode
     for mode in ("gt-boxes", "gt-boxes@0.5", "person-synth", "untrained", "hog", "student:gt-boxes",
                  "student:person-synth", f"{REID_SYNTH}:person-synth"):
         who, _, mode_boxes = mode.rpartition(":")
-        emb = load_embedder(engines[who][0])
+        emb = embedders[who]
         given = {"association.threshold": 0.5} if mode.endswith("@0.5") else {}
         op = resolve(MatcherConfig().updated(given), emb.info)
         if mode_boxes.startswith("gt-boxes"):
