@@ -25,7 +25,6 @@ def test_rows_are_well_formed():
     assert formats.INT8_FLAVOURS == ("trt", "cpu")
     assert formats.ENGINE_BACKENDS == ("ort", "trt", "openvino")
     assert formats.BENCH_BACKENDS == ("torch", "ort", "trt", "openvino")
-    assert formats.BENCH_DEFAULT_BACKENDS == ("torch", "ort", "trt")
     # the backends that run a bare ONNX graph as it is (load_embedder(graph, backend=...), the detector)
     assert [f.backend for f in FORMATS if f.reads_onnx] == ["ort", "openvino"]
 

@@ -242,3 +242,39 @@ def test_bench_puts_openvino_beside_onnx_runtime_with_ratios_threads_and_the_det
             assert ov["ms_per_window"][b] == pytest.approx(ov["latency_ms"][b] / int(b))
     assert (tmp_path / "bench" / "bench_backends.png").stat().st_size > 1000
     assert "ssdlite-openvino-t2" in res.output and "vs ort@2" in res.output
+
+
+_FREED_ON_ANOTHER_THREAD = """
+import gc, signal, subprocess, sys, threading
+from mvd_edge.runtime.ov_backend import OvSession
+holder = [OvSession(sys.argv[1])]  # compiled on this (the main) thread
+threading.Thread(target=lambda: (holder.clear(), gc.collect())).start()  # ... and freed on another
+signal.signal(signal.SIGCHLD, lambda *a: None)  # a Python handler: it runs on the alternate stack
+subprocess.run([sys.executable, "-c", "pass"], check=True)  # its SIGCHLD
+print("survived")
+"""
+
+
+@needs_openvino
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signal alternate stacks: Linux")
+@pytest.mark.parametrize("keep, faulthandler", [(True, True), (True, False), (False, True)],
+                         ids=["kept-faulthandlers", "kept-none-before", "openvinos-own"])
+def test_a_model_freed_on_another_thread_leaves_the_compiling_threads_signal_stack_usable(tiny_onnx, keep,
+                                                                                         faulthandler):
+    """OpenVINO's CPU plugin swaps the compiling thread's signal alternate stack and unmaps its own
+    on whichever thread frees the Core (``keep_signal_stack``): without the fix (``openvinos-own``,
+    the context manager replaced by a no-op) the next signal handled on that thread is a SIGSEGV.
+    With it, the thread gets back faulthandler's stack, or (none before) one of its own."""
+    import subprocess
+
+    script = _FREED_ON_ANOTHER_THREAD
+    if not keep:
+        script = ("import contextlib, mvd_edge.runtime.ov_backend as ob\n"
+                  "ob.keep_signal_stack = contextlib.nullcontext\n" + script)
+    proc = subprocess.run([sys.executable, *(["-X", "faulthandler"] if faulthandler else []), "-c", script,
+                           str(tiny_onnx)],
+                          capture_output=True, text=True, timeout=120)
+    if keep:
+        assert proc.returncode == 0 and "survived" in proc.stdout, proc.stderr[-2000:]
+    else:
+        assert proc.returncode == -11, (proc.returncode, proc.stdout, proc.stderr[-2000:])

@@ -119,13 +119,14 @@ def test_bench_end_to_end_on_cpu(tmp_path):
     root = tmp_path / "data"
     write_sysu(root, n_ids=12, images_per_cam=2, size=(64, 32), seed=0)
     ckpt = make_checkpoint(tmp_path / "c.pt")
-    res = runner.invoke(app, ["bench", str(ckpt), "--root", str(root), "--recipes", "full,z", "--fused-head", "off",
+    res = runner.invoke(app, ["bench", str(ckpt), "--root", str(root), "--backends", "torch,ort,trt",
+                              "--recipes", "full,z", "--fused-head", "off",
                               "--batch", "1,4", "--iters", "2", "--trials", "1", "--calib-n", "48",
                               "--out", str(tmp_path / "bench")])
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "bench" / "bench.json").read_text())
     rows = {r["variant"]: r for r in rep["rows"]}
-    backends = ("torch-fp32", "ort-fp32", "ort-fp16", "ort-int8")  # openvino: only when named (formats)
+    backends = ("torch-fp32", "ort-fp32", "ort-fp16", "ort-int8")  # openvino: tests/test_openvino_backend.py
     assert set(rows) == {f"{b}-{r}" for b in backends for r in ("full", "z")}
     assert rows["torch-fp32-full"]["speedup_vs_torch_fp32"]["4"] == pytest.approx(1.0)
     assert rows["ort-fp32-full"]["cosine_vs_torch_fp32"] > 0.9999

@@ -355,8 +355,7 @@ def bench(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint (.pt) to build every variant from")],
     dataset: Annotated[str, typer.Option(help="data set for accuracy (its test split) and INT8 calibration (train)")] = "sysu",
     root: Annotated[Path, typer.Option(help="data set root")] = Path("runs/train/synthetic"),
-    backends: Annotated[str, typer.Option(help=",".join(formats.BENCH_BACKENDS) + " (openvino only when named: "
-                                               "docs/cli.md says why)")] = ",".join(formats.BENCH_DEFAULT_BACKENDS),
+    backends: Annotated[str, typer.Option(help=",".join(formats.BENCH_BACKENDS))] = ",".join(formats.BENCH_BACKENDS),
     precisions: Annotated[str, typer.Option(help=",".join(PRECISIONS))] = ",".join(PRECISIONS),
     recipes: Annotated[str, typer.Option(help="full,shared,z")] = "full,shared,z",
     fused_head: Annotated[str, typer.Option(help="fused head variants: off, on or on,off")] = "off,on",

@@ -166,7 +166,7 @@ def embedding_macs(model, recipe: str, size: tuple[int, int]) -> int:
 
 
 def run_bench(checkpoint: str | Path, out: str | Path, dataset: str, root: str | Path,
-              backends: Sequence[str] = formats.BENCH_DEFAULT_BACKENDS, precisions: Sequence[str] = PRECISIONS,
+              backends: Sequence[str] = formats.BENCH_BACKENDS, precisions: Sequence[str] = PRECISIONS,
               recipes: Sequence[str] = ("full",), fused: Sequence[bool] = (False,), compiled: bool = False,
               batches: Sequence[int] = (1, 32), iters: int = 20, warmup: int = 5, trials: int = 3, calib_n: int = 512,
               device: str = "cpu", progress: bool = True, students: Sequence[str | Path] = (),

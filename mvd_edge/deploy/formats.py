@@ -88,10 +88,6 @@ INT8_FLAVOURS: tuple[str, ...] = tuple(f.int8_flavours[0] for f in FORMATS if f.
 ENGINE_BACKENDS: tuple[str, ...] = tuple(f.backend for f in FORMATS if f.kind == ENGINE)
 #: what ``bench --backends`` takes: the checkpoint's torch and every engine backend
 BENCH_BACKENDS: tuple[str, ...] = tuple(f.backend for f in FORMATS if f.kind in (CHECKPOINT, ENGINE))
-#: what ``bench`` measures unless ``--backends`` says otherwise: OpenVINO only when named, because a whole test
-#: suite run with it in the process (next to torch's ONNX export, onnx and ONNX Runtime) crashed twice with a
-#: segmentation fault, in a different test each time, not yet root-caused (docs/cli.md, OpenVINO)
-BENCH_DEFAULT_BACKENDS: tuple[str, ...] = tuple(b for b in BENCH_BACKENDS if b != "openvino")
 
 
 def by_name(name: str) -> Format:

@@ -14,7 +14,11 @@ when a model is opened.
 
 from __future__ import annotations
 
+import ctypes
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -54,6 +58,46 @@ def ov_config(threads: int | None = None, inference_precision: str = "f32") -> d
     return config
 
 
+class _SignalStack(ctypes.Structure):  # Linux's stack_t
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+_SS_DISABLE = 2
+_OWN_SIGNAL_STACKS: list = []  # alternate stacks installed by keep_signal_stack: never freed
+
+
+@contextmanager
+def keep_signal_stack() -> Iterator[None]:
+    """Give the calling thread back its signal alternate stack after OpenVINO swapped it (Linux).
+
+    Why: OpenVINO's CPU plugin gives the thread that first compiles on a ``Core`` an alternate stack
+    of its own (for AMX's large signal frames) and, when the ``Core`` is destroyed, restores the old
+    one and unmaps its own -- on whichever thread destroys it. Python's garbage collector frees it
+    on any thread, so the compiling thread can be left with an unmapped alternate stack; its next
+    signal whose handler runs there (CPython installs handlers with ``SA_ONSTACK``, e.g. the
+    SIGCHLD handler torch's DataLoader sets) then kills the process with SIGSEGV. This is what
+    crashed the test suite in its first subprocess after the OpenVINO tests (2026-12-08;
+    ``tests/test_openvino_backend.py`` reproduces it). The old stack is put back when it is at least
+    as large as OpenVINO's; otherwise one of that size that is never freed."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = _SignalStack()
+    libc.sigaltstack(None, ctypes.byref(before))
+    try:
+        yield
+    finally:
+        after = _SignalStack()
+        libc.sigaltstack(None, ctypes.byref(after))
+        if after.ss_sp != before.ss_sp:
+            keep = before
+            if before.ss_flags & _SS_DISABLE or before.ss_size < after.ss_size:
+                _OWN_SIGNAL_STACKS.append(ctypes.create_string_buffer(after.ss_size))
+                keep = _SignalStack(ctypes.addressof(_OWN_SIGNAL_STACKS[-1]), 0, after.ss_size)
+            libc.sigaltstack(ctypes.byref(keep), None)
+
+
 class OvSession:
     """A compiled OpenVINO model with the ``onnxruntime.InferenceSession`` calls the project uses."""
 
@@ -65,9 +109,10 @@ class OvSession:
         ov = import_openvino()
         self.path = Path(path)
         try:
-            core = ov.Core()
-            model = core.read_model(str(path))
-            self.compiled = core.compile_model(model, DEVICES[device], config)
+            with keep_signal_stack():
+                core = ov.Core()
+                model = core.read_model(str(path))
+                self.compiled = core.compile_model(model, DEVICES[device], config)
         except Exception as exc:  # OpenVINO raises RuntimeError / its own types with multi-line text
             raise EngineError(f"OpenVINO cannot load {path}: {str(exc).strip().splitlines()[0]}") from exc
         self.config = config
