@@ -50,8 +50,8 @@ background models learn the scene, sessions warm up); then, over the measured wi
 Variants (``--variants``): rows of other pipelines side by side in the same run, for the ways of
 carrying more cameras (detect every k-th frame, motion gating, one detector batch across cameras,
 decoding at the detector's resolution). Each is a :class:`Variant` in :data:`VARIANTS`: matcher
-settings (``match --set`` keys) and optional hooks that wrap the detectors or the captures. Only the
-plain pipeline is defined here.
+settings (``match --set`` keys) and optional hooks that wrap the detectors or the captures. Defined:
+``plain`` and ``every2`` / ``every3`` / ``every5`` (``detector.every``).
 
 Writes ``OUT/cameras.json`` and ``OUT/cameras.png`` and prints the table. The numbers are only as
 good as the CPU was free: the load average at the start of the run and of each row is recorded.
@@ -144,7 +144,11 @@ class Variant(NamedTuple):
     capture: Callable[[Any, float], Any] | None = None
 
 
-VARIANTS = {"plain": Variant("plain", "every frame of every camera detected, tracked, embedded and matched")}
+VARIANTS = {v.name: v for v in [
+    Variant("plain", "every frame of every camera detected, tracked, embedded and matched"),
+    *(Variant(f"every{k}", f"the detector on every {k}th frame of a camera, the tracker's prediction in between "
+                           f"(detector.every={k})", {"detector.every": k}) for k in (2, 3, 5)),
+]}
 DEFAULT_VARIANT = "plain"
 
 

@@ -29,11 +29,11 @@ from mvd_edge.runtime import load_embedder
 from mvd_edge.synth.site import write_synth_site
 
 
-def run_site(emb, cameras_file: Path, events: Path, boxes: bool) -> dict:
+def run_site(emb, cameras_file: Path, events: Path, boxes: bool, settings: dict[str, str]) -> dict:
     specs = load_cameras(cameras_file)
     cams = [SiteCamera(n, Modality.parse(sp.modality), sp) for n, sp in specs.items()]
     dets = {c.name: make_detector(c.spec.boxes if boxes else None, None, modality=c.modality.short) for c in cams}
-    op = resolve(MatcherConfig(), emb.info, site=True)
+    op = resolve(MatcherConfig().updated(settings, "--set"), emb.info, site=True)
     cfg = op.config
     t0 = time.perf_counter()
     summary = Runner(site_matcher(emb, cams, dets, cfg), events=events).run()
@@ -55,19 +55,26 @@ def main() -> None:
     ap.add_argument("--size", default="240x426")
     ap.add_argument("--half-rate", default="ir1", help="a camera at half the frame rate ('' for none)")
     ap.add_argument("--out", type=Path, default=Path("runs/site_eval"))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a matcher setting, as `match --set` (e.g. detector.every=3); repeatable")
+    ap.add_argument("--boxes", choices=("both", "gt", "auto"), default="both",
+                    help="ground-truth boxes, the default detectors, or both")
+    ap.add_argument("--reuse", action="store_true", help="keep a site already rendered under --out")
     args = ap.parse_args()
+    settings = dict(kv.split("=", 1) for kv in args.set)
     h, w = (int(v) for v in args.size.split("x"))
     emb = load_embedder(args.engine)
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         site = args.out / f"site{seed}"
         fps = {args.half_rate: 7.5} if args.half_rate else 15.0
-        write_synth_site(site, rgb_cameras=args.rgb_cameras, ir_cameras=args.ir_cameras, locations=args.locations,
-                         n_ids=args.ids, seconds=args.seconds, fps=fps, size=(h, w), seed=seed, overwrite=True)
-        for boxes in (True, False):
+        if not (args.reuse and (site / "site.yaml").exists()):
+            write_synth_site(site, rgb_cameras=args.rgb_cameras, ir_cameras=args.ir_cameras, locations=args.locations,
+                             n_ids=args.ids, seconds=args.seconds, fps=fps, size=(h, w), seed=seed, overwrite=True)
+        for boxes in {"both": (True, False), "gt": (True,), "auto": (False,)}[args.boxes]:
             name = "gt-boxes" if boxes else "auto"
-            ev = site / f"events-{name}.jsonl"
-            summary = run_site(emb, site / ("site-boxes.yaml" if boxes else "site.yaml"), ev, boxes)
+            ev = args.out / f"events-{seed}-{name}.jsonl"
+            summary = run_site(emb, site / ("site-boxes.yaml" if boxes else "site.yaml"), ev, boxes, settings)
             score = score_site(ev, site)
             rows.append({"seed": seed, "boxes": name, "score": score, "summary": summary})
             tot = score["totals"]

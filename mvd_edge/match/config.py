@@ -186,6 +186,8 @@ class DetectorConfig(_Section):
     hog_upscale: float = _num(1.0, 0.0, 8.0, "HOG: resize frames by this first (2 finds ~50 px people, 4x slower)",
                               open_lo=True)
     hog_threshold: float = _num(0.0, -100.0, 100.0, "HOG: SVM margin a window needs")
+    every: int = _num(1, 1, 1000, "detect on every N-th frame of a stream, the tracker's prediction in between "
+                                  "(sooner while a track is tentative); 1: every frame")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -123,6 +123,7 @@ class Matcher:
         self.crops_embedded = 0
         self.tracks_seen: dict[str, set[int]] = {n: set() for n in names}  # ids, pruned when tracks end
         self.n_tracks = {n: 0 for n in names}
+        self.skipped = {n: 0 for n in names}  # steps since camera n ran its detector, modulo detector.every
         self.policy = policy
         policy.bind(self)
 
@@ -147,18 +148,24 @@ class Matcher:
                    for n, f in frames.items()}
         start = t = time.perf_counter()
         dets: dict[str, Detections] = {}
+        coasting = set()  # cameras whose detector skips this step: their tracks move on predictions
         for n, p in packets.items():
-            dets[n] = self.detectors[n].detect(p.image, p.index)
-            t = self._tick(f"detect.{n}", t)
+            if self._detects_now(n):
+                dets[n] = self.detectors[n].detect(p.image, p.index)
+            else:
+                dets[n] = Detections.empty()
+                coasting.add(n)
+            t = self._tick(f"detect.{n}", t)  # a skipped step counts 0 ms: the mean stays per frame
         before = dict(self.embedder.stage_times)
         feats = {n: DetectionFeatures(self.embedder, packets[n].image, dets[n], self.banks[n], self._crop)
                  for n in packets}
-        tracks = {n: self._track(n, dets[n], feats[n]) for n in packets}
+        tracks = {n: self._track(n, dets[n], feats[n], n in coasting) for n in packets}
         appearance_s = sum(f.seconds for f in feats.values())
         t1 = time.perf_counter()
         self.timer.add("track", t1 - t - appearance_s)
         t = t1
-        n_crops, n_embedded, crop_s = self._embed(packets, dets, tracks, feats)
+        detected = {n: p for n, p in packets.items() if n not in coasting}
+        n_crops, n_embedded, crop_s = self._embed(detected, dets, tracks, feats)
         if n_embedded:
             for k, v in self.embedder.stage_times.items():
                 self.timer.add(f"embed.{k}", v - before.get(k, 0.0))
@@ -173,10 +180,21 @@ class Matcher:
         self.frame += 1
         return result
 
-    def _track(self, n: str, dets: Detections, feats: DetectionFeatures) -> list[Track]:
-        """Camera ``n``'s tracks after this frame's detections; the policy hears of ended and new tracks."""
+    def _detects_now(self, n: str) -> bool:
+        """Whether camera ``n`` runs its detector this step: on every ``detector.every``-th of its steps, and
+        sooner while its tracker holds a tentative track; always with a tracker that cannot coast (box files)."""
+        tracker, every = self.trackers[n], self.config.detector.every
+        if every <= 1 or not hasattr(tracker, "coast"):
+            return True
+        due = self.skipped[n] == 0 or any(not tr.confirmed for tr in tracker.tracks)
+        self.skipped[n] = (1 if due else self.skipped[n] + 1) % every
+        return due
+
+    def _track(self, n: str, dets: Detections, feats: DetectionFeatures, coast: bool) -> list[Track]:
+        """Camera ``n``'s tracks after this frame's detections (``coast``: no detection, the tracker's
+        predictions); the policy hears of ended and new tracks."""
         tracker = self.trackers[n]
-        tracks = tracker.update(dets, feats if self.config.track.appearance > 0 else None)
+        tracks = tracker.coast() if coast else tracker.update(dets, feats if self.config.track.appearance > 0 else None)
         for tid in tracker.removed:
             self.banks[n].remove(tid)
             self.tracks_seen[n].discard(tid)

@@ -227,6 +227,20 @@ class ByteTracker:
         self.tracks = [t for t, d in zip(self.tracks, dead) if not d]
         return [t for t in self.tracks if t.confirmed]
 
+    def coast(self) -> list[Track]:
+        """Advance one frame the detector skipped (``detector.every``): every track moves to its Kalman
+        prediction; a track seen at the last detection stays visible (Frigate's tracking between its
+        detect frames), one already missed ages as in :meth:`update`. The next :meth:`update` prunes."""
+        self.frame += 1
+        self.removed = []
+        for t in self.tracks:
+            t.kalman.predict()
+            t.box = t.kalman.box
+            t.det_index = -1
+            if t.time_since_update:
+                t.time_since_update += 1
+        return [t for t in self.tracks if t.confirmed]
+
     def split(self, track_id: int) -> int:
         """Give track ``track_id`` a new id from here on (it now follows someone else: the matcher saw
         its appearance change) and return the new id; the old id counts as removed."""
