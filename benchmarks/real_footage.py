@@ -180,8 +180,11 @@ def run_speed(frames: list[np.ndarray], repeats: int = 3, n: int = 200) -> list[
 
 
 # ---------------------------------------------------------------------------------------------- tracking
-def track_rows(name: str, dets: dict[int, Detections], n_frames: int) -> list[tuple[int, int, float, float, float, float]]:
-    """MOT rows ``(frame 1-based, id, x, y, w, h)`` of one tracker over every frame's detections."""
+def track_rows(name: str, dets: dict[int, Detections], n_frames: int,
+               every: int = 1) -> list[tuple[int, int, float, float, float, float]]:
+    """MOT rows ``(frame 1-based, id, x, y, w, h)`` of one tracker over every frame's detections (``every`` > 1,
+    the project's tracker only: detections on every ``every``-th frame, its predictions in between, as
+    ``detector.every`` runs the matcher)."""
     from mvd_edge.match.config import MatcherConfig
     from mvd_edge.match.pipeline import default_tracker
 
@@ -189,7 +192,8 @@ def track_rows(name: str, dets: dict[int, Detections], n_frames: int) -> list[tu
     if name == "mvd-edge":
         tracker = default_tracker(None, MatcherConfig())
         for f in range(n_frames):
-            for t in tracker.update(dets.get(f, Detections.empty())):
+            tracks = tracker.update(dets.get(f, Detections.empty())) if f % every == 0 else tracker.coast()
+            for t in tracks:
                 if t.time_since_update == 0:
                     x1, y1, x2, y2 = (float(v) for v in t.box)
                     rows.append((f + 1, int(t.id), x1, y1, x2 - x1, y2 - y1))
@@ -214,24 +218,42 @@ def track_rows(name: str, dets: dict[int, Detections], n_frames: int) -> list[tu
     return rows
 
 
-def run_tracking(dets: dict[int, Detections], gt_path: Path, n_frames: int) -> list[dict]:
+def run_tracking(dets: dict[int, Detections], gt_path: Path, n_frames: int,
+                 sparse: dict[int, dict[int, Detections]] | None = None) -> list[dict]:
+    """MOT scores of the trackers on ``dets`` (every frame's detections), and of the project's tracker on
+    each ``sparse[k]`` (the detector run on every k-th frame only). ``box_f1``: the reported boxes
+    against the labelled ones, the detection score of what the pipeline outputs."""
     from mvd_edge.eval.mot import motmetrics_reference, score_mot
 
     gt_rows = [(r.frame + 1, r.id, r.x, r.y, r.w, r.h) for r in iter_mot(gt_path) if r.frame < n_frames]
     frames = sorted({r[0] for r in gt_rows})
+    runs = [("mvd-edge", dets, 1), ("bytetrack", dets, 1), ("ocsort", dets, 1),
+            *((f"mvd-edge, detect every {k}", d, k) for k, d in (sparse or {}).items())]
     out = []
-    for name in ("mvd-edge", "bytetrack", "ocsort"):
+    for label, d, every in runs:
         try:
-            rows = track_rows(name, dets, n_frames)
+            rows = track_rows(label.split(",")[0], d, n_frames, every)
         except ImportError as exc:
             raise SystemExit(f"tracking section: {exc}; install the peers with "
                              "`pip install --no-deps trackers supervision pydeprecate defusedxml`") from None
         ref = motmetrics_reference(gt_rows, rows, iou=0.5, frames=frames)
         own = score_mot(gt_rows, rows, iou=0.5, frames=frames)
-        out.append({"tracker": name, "scored_by": "motmetrics", **{k: ref[k] for k in ("mota", "idf1", "num_switches",
-                                                                                        "fp", "fn")},
+        out.append({"tracker": label, "detect_every": every, "scored_by": "motmetrics",
+                    **{k: ref[k] for k in ("mota", "idf1", "num_switches", "fp", "fn")},
+                    "box_f1": _box_f1(gt_rows, rows),
                     "mvd_edge_scorer": {k: own[k] for k in ("mota", "idf1", "num_switches")}})
     return out
+
+
+def _box_f1(gt_rows: list[tuple], rows: list[tuple]) -> float:
+    """F1 at IoU 0.5 of a tracker's boxes against the labelled ones, on the labelled frames."""
+    tp = fp = fn = 0
+    for f in sorted({r[0] for r in gt_rows}):
+        truth = [[i, x, y, w, h, 1.0] for (g, i, x, y, w, h) in gt_rows if g == f]
+        boxes = np.array([[x, y, x + w, y + h] for (g, _, x, y, w, h) in rows if g == f], np.float32).reshape(-1, 4)
+        a, b, c = box_counts(boxes, truth, 0.5, 0.0)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 # ---------------------------------------------------------------------------------------------- proxy
@@ -368,6 +390,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--engine", type=Path, action="append", default=[], help="re-id engine for the proxy (repeatable)")
     ap.add_argument("--work", type=Path, default=Path("runs/real_footage"), help="the proxy videos and events")
     ap.add_argument("--png", type=int, default=3, help="frames drawn as PNG")
+    ap.add_argument("--detect-every", default="3", help="tracking section: also the project's tracker with the "
+                                                       "default detector on every k-th frame only, per k ('' none)")
     args = ap.parse_args(argv)
     sections = set(args.sections.split(","))
     video = args.video or fetch_vtest(args.cache)
@@ -397,8 +421,14 @@ def main(argv: list[str] | None = None) -> dict:
         result["speed"] = run_speed(frames)
         print(table(result["speed"], ["detector", "threads", "fps_min", "fps_median", "fps_max"]))
     if "tracking" in sections:
-        result["tracking"] = run_tracking(default_dets, args.gt, len(frames))
-        print(table(result["tracking"], ["tracker", "scored_by", "mota", "idf1", "num_switches", "fp", "fn"]))
+        sparse = {}
+        for k in (int(v) for v in args.detect_every.split(",") if v.strip()):
+            print(f"detector auto on every {k}th frame ...", flush=True)
+            sparse[k] = run_detector("auto", frames[::k], {})[1]
+            sparse[k] = {f * k: d for f, d in sparse[k].items()}
+        result["tracking"] = run_tracking(default_dets, args.gt, len(frames), sparse)
+        print(table(result["tracking"], ["tracker", "scored_by", "mota", "idf1", "num_switches", "fp", "fn",
+                                         "box_f1"]))
     if "proxy" in sections:
         ir = proxy_frames(frames)
         gti = proxy_gt(gt, ir[0].shape[:2])

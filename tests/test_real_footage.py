@@ -147,10 +147,13 @@ def test_real_footage_benchmark_runs_on_a_few_frames(tmp_path):
     for r in rows.values():
         assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and r["tp"] + r["fn"] == res["people"]
     assert rows["ssdlite"]["recall"] >= 0.5  # the real-world CNN finds people on real frames
-    assert [t["tracker"] for t in res["tracking"]] == ["mvd-edge", "bytetrack", "ocsort"]
+    assert [t["tracker"] for t in res["tracking"]] == ["mvd-edge", "bytetrack", "ocsort", "mvd-edge, detect every 3"]
     for t in res["tracking"]:  # the project's own scorer agrees with motmetrics on these rows
         assert t["mvd_edge_scorer"]["mota"] == pytest.approx(t["mota"], abs=1e-6)
         assert t["mvd_edge_scorer"]["idf1"] == pytest.approx(t["idf1"], abs=1e-6)
+        assert 0 <= t["box_f1"] <= 1
+    # the labelled frame (10) is not a detection frame at k=3: its boxes there are the tracker's predictions
+    assert res["tracking"][-1]["detect_every"] == 3 and res["tracking"][-1]["box_f1"] > 0
     # the proxy: IR detectors scored against the transformed ground truth, and the matcher run and scored
     assert {r["detector"] for r in res["proxy_ir_detection"]} >= {"auto (knn)", "ssdlite"}
     (proxy,) = res["proxy"]
