@@ -59,14 +59,15 @@ def main() -> None:
                     help="a matcher setting, as `match --set` (e.g. detector.every=3); repeatable")
     ap.add_argument("--boxes", choices=("both", "gt", "auto"), default="both",
                     help="ground-truth boxes, the default detectors, or both")
-    ap.add_argument("--reuse", action="store_true", help="keep a site already rendered under --out")
+    ap.add_argument("--sites", type=Path, help="where the sites are rendered (default: --out)")
+    ap.add_argument("--reuse", action="store_true", help="keep a site already rendered there")
     args = ap.parse_args()
     settings = dict(kv.split("=", 1) for kv in args.set)
     h, w = (int(v) for v in args.size.split("x"))
     emb = load_embedder(args.engine)
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
-        site = args.out / f"site{seed}"
+        site = (args.sites or args.out) / f"site{seed}"
         fps = {args.half_rate: 7.5} if args.half_rate else 15.0
         if not (args.reuse and (site / "site.yaml").exists()):
             write_synth_site(site, rgb_cameras=args.rgb_cameras, ir_cameras=args.ir_cameras, locations=args.locations,
