@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mvd_edge.core.modality import Modality
 from mvd_edge.eval.site_scoring import score_site
-from mvd_edge.match.config import MatcherConfig, resolve
+from mvd_edge.match.config import load_matcher_config, resolve
 from mvd_edge.match.detect import make_detector
 from mvd_edge.match.runner import Runner
 from mvd_edge.match.site import SiteCamera, site_matcher
@@ -29,11 +29,11 @@ from mvd_edge.runtime import load_embedder
 from mvd_edge.synth.site import write_synth_site
 
 
-def run_site(emb, cameras_file: Path, events: Path, boxes: bool, settings: dict[str, str]) -> dict:
+def run_site(emb, cameras_file: Path, events: Path, boxes: bool, sets: list[str]) -> dict:
     specs = load_cameras(cameras_file)
     cams = [SiteCamera(n, Modality.parse(sp.modality), sp) for n, sp in specs.items()]
     dets = {c.name: make_detector(c.spec.boxes if boxes else None, None, modality=c.modality.short) for c in cams}
-    op = resolve(MatcherConfig().updated(settings, "--set"), emb.info, site=True)
+    op = resolve(load_matcher_config(None, sets), emb.info, site=True)
     cfg = op.config
     t0 = time.perf_counter()
     summary = Runner(site_matcher(emb, cams, dets, cfg), events=events).run()
@@ -62,7 +62,6 @@ def main() -> None:
     ap.add_argument("--sites", type=Path, help="where the sites are rendered (default: --out)")
     ap.add_argument("--reuse", action="store_true", help="keep a site already rendered there")
     args = ap.parse_args()
-    settings = dict(kv.split("=", 1) for kv in args.set)
     h, w = (int(v) for v in args.size.split("x"))
     emb = load_embedder(args.engine)
     rows = []
@@ -75,7 +74,7 @@ def main() -> None:
         for boxes in {"both": (True, False), "gt": (True,), "auto": (False,)}[args.boxes]:
             name = "gt-boxes" if boxes else "auto"
             ev = args.out / f"events-{seed}-{name}.jsonl"
-            summary = run_site(emb, site / ("site-boxes.yaml" if boxes else "site.yaml"), ev, boxes, settings)
+            summary = run_site(emb, site / ("site-boxes.yaml" if boxes else "site.yaml"), ev, boxes, args.set)
             score = score_site(ev, site)
             rows.append({"seed": seed, "boxes": name, "score": score, "summary": summary})
             tot = score["totals"]
