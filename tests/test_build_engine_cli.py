@@ -176,3 +176,38 @@ def test_calibration_from_a_data_set_root_or_a_saved_manifest(work, synth_root, 
                       tmp_path / "again" / "m.engine.onnx"])
     assert code == 0 and "calibrating on 32 crops" in out, out
     assert (tmp_path / "again" / "m.int8-cpu.onnx").is_file() and (tmp_path / "again" / "m.engine.onnx").is_file()
+
+
+def test_backend_auto_picks_openvino_only_on_an_x86_cpu_where_it_is_installed(monkeypatch):
+    from mvd_edge.deploy import formats
+
+    class Row:
+        def __init__(self, missing):
+            self.missing = missing
+
+        def missing_modules(self):
+            return self.missing
+
+    monkeypatch.setattr(formats.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(formats, "by_name", lambda name: Row([]))
+    assert formats.auto_backend("cpu")[0] == "openvino" and "docs/bench_backends" in formats.auto_backend("cpu")[1]
+    assert formats.auto_backend("cuda") == ("ort", "OpenVINO runs on the CPU only, and --device is cuda")
+    monkeypatch.setattr(formats, "by_name", lambda name: Row(["openvino"]))
+    backend, why = formats.auto_backend("cpu")
+    assert backend == "ort" and "not installed" in why
+    monkeypatch.setattr(formats, "by_name", lambda name: Row([]))
+    monkeypatch.setattr(formats.platform, "machine", lambda: "aarch64")  # a Jetson: not measured there
+    assert formats.auto_backend("cpu")[0] == "ort"
+
+
+@pytest.mark.parametrize("pick", ["ort", "openvino"])
+def test_build_engine_backend_auto_builds_what_it_picked_and_says_why(work, tmp_path, monkeypatch, pick):
+    from mvd_edge.deploy import formats
+
+    if pick == "openvino" and formats.by_name("openvino").missing_modules():
+        pytest.skip("the openvino package is not installed (pip install 'mvd-edge[openvino]')")
+    monkeypatch.setattr(formats, "auto_backend", lambda device: (pick, "because of the test"))
+    engine = tmp_path / f"auto{formats.engine_format(pick).suffixes[0]}"
+    code, out = _cli(["build-engine", work["fp32"], "--backend", "auto", "--out", engine])
+    assert code == 0 and f"--backend auto: {pick} (because of the test)" in out, out
+    assert json.loads(Path(f"{engine}.json").read_text())["backend"] == pick

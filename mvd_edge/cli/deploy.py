@@ -144,7 +144,8 @@ def int8(
 def build_engine_cmd(
     model: Annotated[Path, typer.Argument(help="ONNX graph (FP32, FP16 or INT8 Q/DQ) from export/fp16/int8, or a "
                                                "checkpoint (.pt, exported first)")],
-    backend: Annotated[str, typer.Option(help=formats.backend_help())] = formats.ENGINE_BACKENDS[0],
+    backend: Annotated[str, typer.Option(help=formats.backend_help() + ", or auto (OpenVINO on an x86 CPU where it "
+                                              "is installed, else ort)")] = formats.ENGINE_BACKENDS[0],
     precision: Annotated[Optional[str], typer.Option(help=f"{formats.help_list(PRECISIONS)}: make that graph from "
                                                           "the FP32 export first (default: the graph's own precision); "
                                                           "int8 makes " + formats.help_list(
@@ -177,6 +178,9 @@ def build_engine_cmd(
     """
     from mvd_edge.runtime.engine import parse_batch
 
+    if backend == formats.AUTO:
+        backend, why = formats.auto_backend(device)
+        _say(f"--backend auto: {backend} ({why})")
     formats.engine_format(backend, what="--backend")
     if precision is not None:
         formats.check_precision(precision, what="--precision")

@@ -14,6 +14,7 @@ Light on purpose (standard library and :mod:`mvd_edge.core.spec` only): the edge
 from __future__ import annotations
 
 import importlib.util
+import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,6 +182,25 @@ def help_list(names: tuple[str, ...] | list[str]) -> str:
     """``("a", "b", "c")`` -> ``"a, b or c"``."""
     names = list(names)
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+#: ``build-engine --backend auto``: the fastest engine backend measured for this kind of machine
+AUTO = "auto"
+_X86 = ("x86_64", "amd64", "i686", "x86")
+
+
+def auto_backend(device: str) -> tuple[str, str]:
+    """``(backend, why)`` for ``build-engine --backend auto`` on ``device``: OpenVINO on an x86 CPU where it
+    is installed (measured 1.1-2.3x faster than ONNX Runtime on 16 of 18 re-id rows, level on the other
+    two: docs/bench_backends), else ONNX Runtime."""
+    if device != "cpu":
+        return "ort", f"OpenVINO runs on the CPU only, and --device is {device}"
+    if platform.machine().lower() not in _X86:
+        return "ort", f"OpenVINO was measured against ONNX Runtime on x86 CPUs only, this is {platform.machine()}"
+    if by_name("openvino").missing_modules():
+        return "ort", "OpenVINO is not installed (pip install 'mvd-edge[openvino]' for its 1.1-2.3x on x86 CPUs)"
+    return "openvino", ("OpenVINO measured 1.1-2.3x faster than ONNX Runtime on this project's re-id graphs on an "
+                        "x86 CPU (docs/bench_backends)")
 
 
 def backend_help(backends: tuple[str, ...] = ENGINE_BACKENDS) -> str:
