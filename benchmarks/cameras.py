@@ -51,7 +51,7 @@ Variants (``--variants``): rows of other pipelines side by side in the same run,
 carrying more cameras (detect every k-th frame, motion gating, one detector batch across cameras,
 decoding at the detector's resolution). Each is a :class:`Variant` in :data:`VARIANTS`: matcher
 settings (``match --set`` keys) and optional hooks that wrap the detectors or the captures. Defined:
-``plain`` and ``every2`` / ``every3`` / ``every5`` (``detector.every``).
+``plain``, ``every2`` / ``every3`` / ``every5`` (``detector.every``) and ``tiles1`` (``detector.tiles=1``).
 
 Writes ``OUT/cameras.json`` and ``OUT/cameras.png`` and prints the table. The numbers are only as
 good as the CPU was free: the load average at the start of the run and of each row is recorded.
@@ -144,10 +144,21 @@ class Variant(NamedTuple):
     capture: Callable[[Any, float], Any] | None = None
 
 
+def _one_tile(cams: list[SiteCamera], dets: dict) -> dict:
+    """``detector.tiles=1`` on the cameras' ssdlite (built by :func:`camera_detectors` with the default 2)."""
+    for d in dets.values():
+        cnn = getattr(d, "cnn", d)
+        if hasattr(cnn, "tiles"):
+            cnn.tiles = 1
+    return dets
+
+
 VARIANTS = {v.name: v for v in [
     Variant("plain", "every frame of every camera detected, tracked, embedded and matched"),
     *(Variant(f"every{k}", f"the detector on every {k}th frame of a camera, the tracker's prediction in between "
                            f"(detector.every={k})", {"detector.every": k}) for k in (2, 3, 5)),
+    Variant("tiles1", "ssdlite on the whole frame only, not also its halves (detector.tiles=1)", {"detector.tiles": 1},
+            detectors=_one_tile),
 ]}
 DEFAULT_VARIANT = "plain"
 

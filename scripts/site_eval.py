@@ -32,8 +32,9 @@ from mvd_edge.synth.site import write_synth_site
 def run_site(emb, cameras_file: Path, events: Path, boxes: bool, sets: list[str]) -> dict:
     specs = load_cameras(cameras_file)
     cams = [SiteCamera(n, Modality.parse(sp.modality), sp) for n, sp in specs.items()]
-    dets = {c.name: make_detector(c.spec.boxes if boxes else None, None, modality=c.modality.short) for c in cams}
     op = resolve(load_matcher_config(None, sets), emb.info, site=True)
+    dets = {c.name: make_detector(c.spec.boxes if boxes else None, None, modality=c.modality.short,
+                                  ssdlite_tiles=op.config.detector.tiles) for c in cams}
     cfg = op.config
     t0 = time.perf_counter()
     summary = Runner(site_matcher(emb, cams, dets, cfg), events=events).run()

@@ -90,3 +90,14 @@ def test_the_matcher_detects_every_nth_step_tracks_in_between_and_still_pairs_ev
 def test_box_files_are_read_on_every_frame_whatever_the_setting():
     detectors, *_ = _run(BlockWorld(n=2), every=4, steps=10, with_ids=True)
     assert detectors["ir"].frames == list(range(10))
+
+
+def test_detector_tiles_reaches_the_ssdlite_of_auto_and_of_match():
+    from mvd_edge.cli.match import _detector_options
+    from mvd_edge.match.detect import make_detector
+
+    assert make_detector(None, "auto", modality="rgb").cnn.tiles == 2  # the default: the frame and its halves
+    one = make_detector(None, "auto", modality="rgb", ssdlite_tiles=1)
+    assert one.cnn.tiles == 1 and one.cnn._windows(576, 768) == [(0, 0, 768, 576)]
+    d = MatcherConfig().updated({"detector.tiles": 1}).detector
+    assert make_detector(None, "ssdlite", modality="rgb", **_detector_options(d)).tiles == 1

@@ -205,7 +205,8 @@ def _check_urls(outputs) -> None:
 def _detector_options(d) -> dict:
     """``make_detector``'s keyword arguments from the ``detector`` section (boxes and names aside)."""
     return dict(retrack=d.retrack, min_score=d.min_box_score, hog_upscale=d.hog_upscale, hog_threshold=d.hog_threshold,
-                onnx_layout=d.layout, onnx_size=parse_size(d.size, "detector.size"), onnx_conf=d.conf)
+                onnx_layout=d.layout, onnx_size=parse_size(d.size, "detector.size"), onnx_conf=d.conf,
+                ssdlite_tiles=d.tiles)
 
 
 def _outputs(run: _Run, out) -> dict:

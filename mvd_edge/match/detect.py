@@ -568,9 +568,11 @@ class MotBoxes(Detector):
 def make_detector(boxes: str | Path | None = None, detector: str | Path | None = None, *,
                   modality: str = "rgb", retrack: bool = False, min_score: float | None = None,
                   hog_upscale: float = 1.0, hog_threshold: float = 0.0, onnx_layout: str = "auto",
-                  onnx_size: Sequence[int] = (640, 640), onnx_conf: float = 0.35, device: str = "cpu") -> Detector:
+                  onnx_size: Sequence[int] = (640, 640), onnx_conf: float = 0.35, device: str = "cpu",
+                  ssdlite_tiles: int | None = None) -> Detector:
     """Boxes file if given, else ``detector``: a name of :data:`DETECTOR_NAMES` (``None`` =
-    ``auto``: :data:`DEFAULT_DETECTORS` for ``modality``, ``"ir"`` or ``"rgb"``) or an ONNX path."""
+    ``auto``: :data:`DEFAULT_DETECTORS` for ``modality``, ``"ir"`` or ``"rgb"``) or an ONNX path.
+    ``ssdlite_tiles``: :class:`SsdLiteDetector`'s ``tiles`` (None: :data:`SSDLITE_SETTINGS`)."""
     if boxes is not None:
         return MotBoxes(boxes, min_score=min_score, use_ids=not retrack)
     if modality not in DEFAULT_DETECTORS:
@@ -580,7 +582,8 @@ def make_detector(boxes: str | Path | None = None, detector: str | Path | None =
     if key == "hog":
         return HogDetector(hit_threshold=hog_threshold, upscale=hog_upscale)
     if key in ("ssdlite", "ssdlite+mog2"):
-        cnn = load_ssdlite(device=device, conf=None if key == "ssdlite" else CONFIRMED_SETTINGS["floor"])
+        cnn = load_ssdlite(device=device, conf=None if key == "ssdlite" else CONFIRMED_SETTINGS["floor"],
+                           tiles=ssdlite_tiles)
         if key == "ssdlite":
             return cnn
         from mvd_edge.match.foreground import BackgroundConfirmed, ForegroundDetector
