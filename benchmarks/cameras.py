@@ -78,7 +78,7 @@ import cv2
 import numpy as np
 
 from mvd_edge.core.modality import Modality
-from mvd_edge.match.config import MatcherConfig, resolve
+from mvd_edge.match.config import DetectorConfig, MatcherConfig, resolve
 from mvd_edge.match.detect import make_detector
 from mvd_edge.match.runner import Runner
 from mvd_edge.match.site import SiteCamera, site_matcher
@@ -144,21 +144,11 @@ class Variant(NamedTuple):
     capture: Callable[[Any, float], Any] | None = None
 
 
-def _one_tile(cams: list[SiteCamera], dets: dict) -> dict:
-    """``detector.tiles=1`` on the cameras' ssdlite (built by :func:`camera_detectors` with the default 2)."""
-    for d in dets.values():
-        cnn = getattr(d, "cnn", d)
-        if hasattr(cnn, "tiles"):
-            cnn.tiles = 1
-    return dets
-
-
 VARIANTS = {v.name: v for v in [
     Variant("plain", "every frame of every camera detected, tracked, embedded and matched"),
     *(Variant(f"every{k}", f"the detector on every {k}th frame of a camera, the tracker's prediction in between "
                            f"(detector.every={k})", {"detector.every": k}) for k in (2, 3, 5)),
-    Variant("tiles1", "ssdlite on the whole frame only, not also its halves (detector.tiles=1)", {"detector.tiles": 1},
-            detectors=_one_tile),
+    Variant("tiles1", "ssdlite on the whole frame only, not also its halves (detector.tiles=1)", {"detector.tiles": 1}),
 ]}
 DEFAULT_VARIANT = "plain"
 
@@ -347,29 +337,30 @@ def window_figures(a: dict[str, Any], b: dict[str, Any], latency: Sequence[float
             "realtime": held, "why": why}
 
 
-def camera_detectors(cams: list[SiteCamera], threads: int | None) -> dict[str, Any]:
-    """The default (``auto``) detector of each camera, its CNN's ONNX Runtime session on ``threads``."""
+def camera_detectors(cams: list[SiteCamera], threads: int | None, d: DetectorConfig) -> dict[str, Any]:
+    """The default (``auto``) detector of each camera with the row's ``detector`` settings, its CNN's ONNX
+    Runtime session on ``threads``."""
     from mvd_edge.match.detect import load_ssdlite
     from mvd_edge.match.foreground import BackgroundConfirmed
 
     dets = {}
     for c in cams:
-        det = make_detector(None, "auto", modality=c.modality.short)
+        det = make_detector(None, "auto", modality=c.modality.short, ssdlite_tiles=d.tiles)
         if threads and isinstance(det, BackgroundConfirmed):  # make_detector takes no thread count
-            det.cnn = load_ssdlite(conf=det.cnn.conf, threads=threads)
+            det.cnn = load_ssdlite(conf=det.cnn.conf, tiles=det.cnn.tiles, threads=threads)
         dets[c.name] = det
     return dets
 
 
 def run_row(embedder, plans: list[CameraPlan], variant: Variant, args: argparse.Namespace,
-            detectors: Callable[[list[SiteCamera], int | None], dict] = camera_detectors) -> dict[str, Any]:
+            detectors: Callable[[list[SiteCamera], int | None, DetectorConfig], dict] = camera_detectors) -> dict[str, Any]:
     """Play the planned cameras for ``args.warmup + args.seconds`` through the site matcher; the row."""
     cfg = MatcherConfig().updated({"sources.realtime": True, **(variant.settings or {})}, "benchmark")
     cfg = resolve(cfg, embedder.info, site=True).config
     cams = [SiteCamera(p.name, Modality.parse(p.clip.modality),
                        SourceSpec("file", str(p.clip.path), f"{p.clip.name}@{p.start}", fps=args.fps,
                                   modality=p.clip.modality)) for p in plans]
-    dets = detectors(cams, args.threads)
+    dets = detectors(cams, args.threads, cfg.detector)
     if variant.detectors is not None:
         dets = variant.detectors(cams, dets)
 
@@ -532,7 +523,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run_all(args: argparse.Namespace, embedder, clips: dict[str, Callable[[], list[Clip]]],
-            detectors: Callable[[list[SiteCamera], int | None], dict] = camera_detectors) -> dict[str, Any]:
+            detectors: Callable[[list[SiteCamera], int | None, DetectorConfig], dict] = camera_detectors) -> dict[str, Any]:
     """Every row (sources x variants x camera counts, in that order) and the summary fields."""
     result: dict[str, Any] = {
         "benchmark": "cameras", "fps": args.fps, "seconds": args.seconds, "warmup": args.warmup,

@@ -173,7 +173,7 @@ def test_a_toy_run_writes_every_field(tmp_path):
     clip = cams.Clip("toy", path, "rgb", 20)
     args = toy_args(tmp_path)
     result = cams.run_all(args, ColorHistogramEmbedder(), {"vtest": lambda: [clip]},
-                          detectors=lambda cs, threads: {c.name: CentreBox() for c in cs})
+                          detectors=lambda cs, threads, d: {c.name: CentreBox() for c in cs})
     assert [r["cameras"] for r in result["rows"]] == [1, 2]
     for r in result["rows"]:
         assert r["source"] == "vtest" and r["variant"] == "plain" and "errors" not in r
@@ -213,7 +213,7 @@ def test_an_overloaded_site_drops_frames_and_is_not_real_time(tmp_path):
     args = toy_args(tmp_path)
     args.seconds = 2.0
     r = cams.run_row(ColorHistogramEmbedder(), cams.plan_cameras([cams.Clip("toy", path, "rgb", 20)], 4),
-                     cams.VARIANTS["plain"], args, detectors=lambda cs, threads: {c.name: SlowCentreBox(0.05) for c in cs})
+                     cams.VARIANTS["plain"], args, detectors=lambda cs, threads, d: {c.name: SlowCentreBox(0.05) for c in cs})
     assert r["realtime"] is False and r["why"].startswith("dropped")
     assert r["dropped_fraction"] > 0.4 and r["frames_dropped"]["queue"] + r["frames_dropped"]["late"] > 0
     assert r["matching_thread_busy"] > 0.8 and r["stage_ms"]["detect"] >= 50.0
@@ -224,7 +224,7 @@ def test_a_camera_that_cannot_open_stops_the_run(tmp_path):
     args = toy_args(tmp_path, counts=(1,))
     with pytest.raises(SourceError, match="missing@0"):
         cams.run_row(ColorHistogramEmbedder(), cams.plan_cameras([clip], 1), cams.VARIANTS["plain"], args,
-                     detectors=lambda cs, threads: {c.name: CentreBox() for c in cs})
+                     detectors=lambda cs, threads, d: {c.name: CentreBox() for c in cs})
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -256,3 +256,16 @@ def test_main_with_the_real_detector_and_a_tiny_engine(tmp_path, tiny_ort_engine
                         "--sources", "vtest", "--video", str(path), "--out", str(out)])
     assert (out / "cameras.json").is_file() and result["rows"][0]["frames_matched"] > 0
     assert result["rows"][0]["stage_ms"]["detect"] > 0
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_the_cameras_detectors_take_the_rows_detector_settings(threads):
+    from mvd_edge.core.modality import Modality
+    from mvd_edge.match.config import MatcherConfig
+    from mvd_edge.match.site import SiteCamera
+
+    row = MatcherConfig().updated(cams.VARIANTS["tiles1"].settings)
+    cameras = [SiteCamera("rgb0", Modality.parse("rgb"), None), SiteCamera("ir0", Modality.parse("ir"), None)]
+    dets = cams.camera_detectors(cameras, threads, row.detector)
+    assert dets["rgb0"].cnn.tiles == 1  # ssdlite on the whole frame only, also on its own thread count
+    assert cams.camera_detectors(cameras, threads, MatcherConfig().detector)["rgb0"].cnn.tiles == 2
