@@ -127,6 +127,18 @@ def read_frames(video: Path, limit: int | None) -> list[np.ndarray]:
     return frames
 
 
+def box_scores(pred: dict[int, np.ndarray], gt: dict[int, list[list[float]]]) -> dict:
+    """Precision, recall, F1 (and tp, fp, fn) at IoU 0.5 of boxes ``{frame: [N, 4] x1y1x2y2}`` against the
+    labelled ones (:func:`load_gt`), one to one per frame, over the labelled frames."""
+    tp = fp = fn = 0
+    for f, rows in gt.items():
+        a, b, c = box_counts(pred.get(f, np.zeros((0, 4), np.float32)), rows, 0.5, 0.0)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "tp": tp, "fp": fp, "fn": fn}
+
+
 def run_detector(name: str, frames: list[np.ndarray], gt: dict[int, list[list[float]]],
                  modality: str = "rgb") -> tuple[dict, dict]:
     """(score row, {frame: Detections}) of one detector; stateful detectors see every frame."""
@@ -140,17 +152,10 @@ def run_detector(name: str, frames: list[np.ndarray], gt: dict[int, list[list[fl
         d = det.detect(frames[f], f)
         seconds += time.perf_counter() - t0
         out[f] = d
-    tp = fp = fn = 0
-    for f, rows in gt.items():
-        if f < len(frames):
-            a, b, c = box_counts(out[f].boxes, rows, 0.5, 0.0)
-            tp, fp, fn = tp + a, fp + b, fn + c
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
     ms = 1000 * seconds / max(len(todo), 1)
     label = {"auto": f"auto ({real})", "hog": "hog (upscale 1.5)"}.get(name, name)
-    row = {"detector": label, "precision": p, "recall": r,
-           "f1": 2 * p * r / (p + r) if p + r else 0.0, "tp": tp, "fp": fp, "fn": fn, "ms_per_frame": ms,
+    labelled = {f: rows for f, rows in gt.items() if f < len(frames)}
+    row = {"detector": label, **box_scores({f: out[f].boxes for f in labelled}, labelled), "ms_per_frame": ms,
            "fps": 1000 / ms if ms else None, "frames_run": len(todo),
            "trained_on": "OpenCV's Haar full-body cascade (real photographs)" if name == "haar"
            else DETECTOR_SOURCES.get(real, "")}
@@ -227,6 +232,7 @@ def run_tracking(dets: dict[int, Detections], gt_path: Path, n_frames: int,
 
     gt_rows = [(r.frame + 1, r.id, r.x, r.y, r.w, r.h) for r in iter_mot(gt_path) if r.frame < n_frames]
     frames = sorted({r[0] for r in gt_rows})
+    labelled = {f: rows for f, rows in load_gt(gt_path).items() if f < n_frames}
     runs = [("mvd-edge", dets, 1), ("bytetrack", dets, 1), ("ocsort", dets, 1),
             *((f"mvd-edge, detect every {k}", d, k) for k, d in (sparse or {}).items())]
     out = []
@@ -240,20 +246,17 @@ def run_tracking(dets: dict[int, Detections], gt_path: Path, n_frames: int,
         own = score_mot(gt_rows, rows, iou=0.5, frames=frames)
         out.append({"tracker": label, "detect_every": every, "scored_by": "motmetrics",
                     **{k: ref[k] for k in ("mota", "idf1", "num_switches", "fp", "fn")},
-                    "box_f1": _box_f1(gt_rows, rows),
+                    "box_f1": box_scores(_boxes_by_frame(rows), labelled)["f1"],
                     "mvd_edge_scorer": {k: own[k] for k in ("mota", "idf1", "num_switches")}})
     return out
 
 
-def _box_f1(gt_rows: list[tuple], rows: list[tuple]) -> float:
-    """F1 at IoU 0.5 of a tracker's boxes against the labelled ones, on the labelled frames."""
-    tp = fp = fn = 0
-    for f in sorted({r[0] for r in gt_rows}):
-        truth = [[i, x, y, w, h, 1.0] for (g, i, x, y, w, h) in gt_rows if g == f]
-        boxes = np.array([[x, y, x + w, y + h] for (g, _, x, y, w, h) in rows if g == f], np.float32).reshape(-1, 4)
-        a, b, c = box_counts(boxes, truth, 0.5, 0.0)
-        tp, fp, fn = tp + a, fp + b, fn + c
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+def _boxes_by_frame(rows: list[tuple]) -> dict[int, np.ndarray]:
+    """A tracker's MOT rows ``(frame 1-based, id, x, y, w, h)`` as ``{frame 0-based: [N, 4] x1y1x2y2}``."""
+    out: dict[int, list] = {}
+    for f, _, x, y, w, h in rows:
+        out.setdefault(f - 1, []).append([x, y, x + w, y + h])
+    return {f: np.array(b, np.float32) for f, b in out.items()}
 
 
 # ---------------------------------------------------------------------------------------------- proxy
@@ -424,8 +427,7 @@ def main(argv: list[str] | None = None) -> dict:
         sparse = {}
         for k in (int(v) for v in args.detect_every.split(",") if v.strip()):
             print(f"detector auto on every {k}th frame ...", flush=True)
-            sparse[k] = run_detector("auto", frames[::k], {})[1]
-            sparse[k] = {f * k: d for f, d in sparse[k].items()}
+            sparse[k] = {f * k: d for f, d in run_detector("auto", frames[::k], {})[1].items()}
         result["tracking"] = run_tracking(default_dets, args.gt, len(frames), sparse)
         print(table(result["tracking"], ["tracker", "scored_by", "mota", "idf1", "num_switches", "fp", "fn",
                                          "box_f1"]))
